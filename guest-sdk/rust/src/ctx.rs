@@ -1,0 +1,387 @@
+//! The handler's view of a run: who it is for, what started it, and the journaled host calls.
+
+use crate::duration::{Duration, to_millis};
+use crate::email::{Email, EmailId, SendEmailError};
+use serde_json::{Map, Value};
+
+/// Milliseconds since the Unix epoch, on the host's clock.
+pub type TimestampMs = i64;
+
+/// Typed look-ups into a JSON property map, shared by [`Person`] and [`Event`].
+macro_rules! property_helpers {
+    () => {
+        /// All properties, a JSON object.
+        pub fn properties(&self) -> &Map<String, Value> {
+            &self.properties
+        }
+
+        /// One property, if set.
+        pub fn property(&self, key: &str) -> Option<&Value> {
+            self.properties.get(key)
+        }
+
+        /// A string property (`None` if missing or not a string).
+        pub fn property_str(&self, key: &str) -> Option<&str> {
+            self.property(key).and_then(Value::as_str)
+        }
+
+        /// An integer property (`None` if missing or not an integer that fits `i64`).
+        pub fn property_i64(&self, key: &str) -> Option<i64> {
+            self.property(key).and_then(Value::as_i64)
+        }
+
+        /// A numeric property as `f64` (`None` if missing or not a number).
+        pub fn property_f64(&self, key: &str) -> Option<f64> {
+            self.property(key).and_then(Value::as_f64)
+        }
+
+        /// A boolean property (`None` if missing or not a bool).
+        pub fn property_bool(&self, key: &str) -> Option<bool> {
+            self.property(key).and_then(Value::as_bool)
+        }
+
+        /// Sets a property (for building test inputs; the host never sees this change).
+        pub fn with_property(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+            self.properties.insert(key.into(), value.into());
+            self
+        }
+    };
+}
+
+/// The person a run is for, as they were when the run started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Person {
+    key: String,
+    email: Option<String>,
+    properties: Map<String, Value>,
+}
+
+impl Person {
+    /// A person with this key, no email and no properties (handy in tests).
+    pub fn new(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            email: None,
+            properties: Map::new(),
+        }
+    }
+
+    /// Sets the email (for building test inputs).
+    pub fn with_email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// The contact's resolved key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The contact's email, if known.
+    pub fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+
+    property_helpers!();
+}
+
+/// An event: the one that triggered the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    name: String,
+    occurred_at: TimestampMs,
+    properties: Map<String, Value>,
+}
+
+impl Event {
+    /// An event with this name, occurring at time 0, with no properties (handy in tests).
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            occurred_at: 0,
+            properties: Map::new(),
+        }
+    }
+
+    /// Sets when the event occurred (for building test inputs).
+    pub fn at(mut self, occurred_at: TimestampMs) -> Self {
+        self.occurred_at = occurred_at;
+        self
+    }
+
+    /// The event name, e.g. `"user.signed_up"`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When it occurred, in ms since the Unix epoch.
+    pub fn occurred_at(&self) -> TimestampMs {
+        self.occurred_at
+    }
+
+    property_helpers!();
+}
+
+/// Log levels for [`Ctx::log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Very fine-grained detail.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal progress.
+    Info,
+    /// Something odd that did not stop the run.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// The host calls a context makes. The real one is the WIT `context` interface; tests use
+/// [`crate::testing::TestHost`].
+pub(crate) trait Backend {
+    fn now(&self) -> TimestampMs;
+    fn random(&self) -> u64;
+    fn sleep(&self, duration_ms: u64, label: Option<&str>);
+    fn send_email(
+        &self,
+        template: &str,
+        to: Option<&str>,
+        vars_json: &str,
+    ) -> Result<String, String>;
+    fn log(&self, level: Level, message: &str);
+}
+
+/// The handler's context: the run's inputs and the durable host calls.
+///
+/// Every call except logging is **journaled**: the first time a run reaches it the host does it
+/// and records the result; when the run is activated again (after a sleep or a restart) the
+/// handler runs from the top and each recorded call returns its recorded result without doing
+/// anything. So a handler must be straight-line code that only learns about the world through
+/// this context — `ctx.now()` instead of a clock, `ctx.random()` instead of a RNG.
+pub struct Ctx {
+    journey: String,
+    run_id: String,
+    person: Person,
+    trigger: Event,
+    backend: Box<dyn Backend>,
+}
+
+impl Ctx {
+    pub(crate) fn new(
+        journey: String,
+        run_id: String,
+        person: Person,
+        trigger: Event,
+        backend: Box<dyn Backend>,
+    ) -> Self {
+        Self {
+            journey,
+            run_id,
+            person,
+            trigger,
+            backend,
+        }
+    }
+
+    /// The person this run is for.
+    pub fn person(&self) -> &Person {
+        &self.person
+    }
+
+    /// The event that started this run.
+    pub fn trigger(&self) -> &Event {
+        &self.trigger
+    }
+
+    /// This run's id (stable across activations).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The id of the journey being run.
+    pub fn journey_id(&self) -> &str {
+        &self.journey
+    }
+
+    /// The host clock, in ms since the Unix epoch. Journaled: a replay sees the same value.
+    pub fn now(&self) -> TimestampMs {
+        self.backend.now()
+    }
+
+    /// A uniformly random `u64`. Journaled: a replay sees the same value.
+    pub fn random(&self) -> u64 {
+        self.backend.random()
+    }
+
+    /// A random number in `0..n` (`n` must be non-zero). One journaled [`Ctx::random`] call.
+    pub fn random_below(&self, n: u64) -> u64 {
+        assert!(n > 0, "random_below(0)");
+        // Widening multiply: unbiased enough for A/B splits, no rejection loop (one journal step).
+        ((u128::from(self.random()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// Durable sleep: the run stops here and continues `duration` later (possibly on another
+    /// host process, after a restart). `label` names the step in the run's timeline; pass `""`
+    /// for none.
+    pub fn sleep(&self, duration: Duration, label: &str) {
+        let label = (!label.is_empty()).then_some(label);
+        self.backend.sleep(to_millis(duration), label);
+    }
+
+    /// Renders a template and queues the email for delivery, exactly once for this run step.
+    /// The recipient is the person's email unless the email says otherwise.
+    pub fn send_email(&self, email: Email) -> Result<EmailId, SendEmailError> {
+        let vars_json = email.vars_json();
+        self.backend
+            .send_email(email.template(), email.recipient(), &vars_json)
+            .map(EmailId)
+            .map_err(|reason| SendEmailError::new(email.template(), reason))
+    }
+
+    /// Writes a line to the host's log (not journaled; silent while the run replays).
+    pub fn log(&self, level: Level, message: impl AsRef<str>) {
+        self.backend.log(level, message.as_ref());
+    }
+
+    /// Logs at [`Level::Trace`].
+    pub fn trace(&self, message: impl AsRef<str>) {
+        self.log(Level::Trace, message);
+    }
+
+    /// Logs at [`Level::Debug`].
+    pub fn debug(&self, message: impl AsRef<str>) {
+        self.log(Level::Debug, message);
+    }
+
+    /// Logs at [`Level::Info`].
+    pub fn info(&self, message: impl AsRef<str>) {
+        self.log(Level::Info, message);
+    }
+
+    /// Logs at [`Level::Warn`].
+    pub fn warn(&self, message: impl AsRef<str>) {
+        self.log(Level::Warn, message);
+    }
+
+    /// Logs at [`Level::Error`].
+    pub fn error(&self, message: impl AsRef<str>) {
+        self.log(Level::Error, message);
+    }
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("journey", &self.journey)
+            .field("run_id", &self.run_id)
+            .field("person", &self.person)
+            .field("trigger", &self.trigger)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a `properties-json` field: a JSON object (empty text or `null` count as empty).
+pub(crate) fn parse_properties(what: &str, json: &str) -> Result<Map<String, Value>, String> {
+    if json.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(other) => Err(format!(
+            "{what} must be a JSON object, got {}",
+            json_kind(&other)
+        )),
+        Err(e) => Err(format!("{what} is not valid JSON: {e}")),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Person {
+    pub(crate) fn from_parts(
+        key: String,
+        email: Option<String>,
+        properties_json: &str,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            key,
+            email,
+            properties: parse_properties("person properties", properties_json)?,
+        })
+    }
+}
+
+impl Event {
+    pub(crate) fn from_parts(
+        name: String,
+        occurred_at: TimestampMs,
+        properties_json: &str,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            name,
+            occurred_at,
+            properties: parse_properties("trigger properties", properties_json)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn property_helpers_are_typed() {
+        let p = Person::from_parts(
+            "u1".into(),
+            Some("a@example.com".into()),
+            r#"{"plan":"pro","seats":3,"ratio":0.5,"beta":true}"#,
+        )
+        .unwrap();
+        assert_eq!(p.key(), "u1");
+        assert_eq!(p.email(), Some("a@example.com"));
+        assert_eq!(p.property_str("plan"), Some("pro"));
+        assert_eq!(p.property_str("seats"), None);
+        assert_eq!(p.property_i64("seats"), Some(3));
+        assert_eq!(p.property_f64("ratio"), Some(0.5));
+        assert_eq!(p.property_bool("beta"), Some(true));
+        assert_eq!(p.property("missing"), None);
+        assert_eq!(p.properties().len(), 4);
+    }
+
+    #[test]
+    fn properties_must_be_an_object() {
+        assert!(parse_properties("x", "").unwrap().is_empty());
+        assert!(parse_properties("x", "null").unwrap().is_empty());
+        assert_eq!(
+            parse_properties("person properties", "[1]").unwrap_err(),
+            "person properties must be a JSON object, got an array"
+        );
+        assert!(
+            parse_properties("trigger properties", "{")
+                .unwrap_err()
+                .starts_with("trigger properties is not valid JSON")
+        );
+    }
+
+    #[test]
+    fn test_builders() {
+        let e = Event::new("user.signed_up")
+            .at(42)
+            .with_property("source", "ads");
+        assert_eq!(e.name(), "user.signed_up");
+        assert_eq!(e.occurred_at(), 42);
+        assert_eq!(e.property("source"), Some(&json!("ads")));
+    }
+}

@@ -1,0 +1,207 @@
+//! Journey and template declarations: what `describe` tells the host.
+
+use crate::duration::{Duration, to_millis};
+use crate::wit::types as wit;
+
+/// How often one person may enter a journey. Whatever the limit, a person has at most one
+/// live run of a journey at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryLimit {
+    /// At most one run per person, ever.
+    Once,
+    /// At most one run per person per period, counted from the start of their latest run.
+    OncePer(Duration),
+    /// As many runs as triggers (one live at a time).
+    Unlimited,
+}
+
+impl EntryLimit {
+    pub(crate) fn to_wit(self) -> wit::EntryLimit {
+        match self {
+            EntryLimit::Once => wit::EntryLimit::Once,
+            EntryLimit::OncePer(period) => wit::EntryLimit::OncePer(to_millis(period)),
+            EntryLimit::Unlimited => wit::EntryLimit::Unlimited,
+        }
+    }
+}
+
+/// Starts declaring a journey with the given id (unique within the module).
+///
+/// The defaults are: name = id, entry limit [`EntryLimit::Once`], enabled. A trigger is
+/// required: set it with [`Journey::on`].
+///
+/// ```
+/// use waymark_guest::prelude::*;
+/// let j = journey("trial-nudge").name("Trial nudge").on("trial.started").once_per(days(30));
+/// assert_eq!(j.limit(), EntryLimit::OncePer(days(30)));
+/// assert_eq!(j.display_name(), "Trial nudge");
+/// ```
+pub fn journey(id: impl Into<String>) -> Journey {
+    Journey {
+        id: id.into(),
+        name: None,
+        trigger: String::new(),
+        entry_limit: EntryLimit::Once,
+        enabled: true,
+    }
+}
+
+/// A journey's metadata, built with [`journey`]. Paired with its handler in
+/// [`module!`](crate::module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a journey declaration does nothing until it is listed in `module!`"]
+pub struct Journey {
+    id: String,
+    name: Option<String>,
+    trigger: String,
+    entry_limit: EntryLimit,
+    enabled: bool,
+}
+
+impl Journey {
+    /// Display name shown in the host's UI and API. Defaults to the id.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The event that starts a run (exact name match), e.g. `"user.signed_up"`.
+    pub fn on(mut self, event: impl Into<String>) -> Self {
+        self.trigger = event.into();
+        self
+    }
+
+    /// A person enters this journey at most once, ever (the default).
+    pub fn once(self) -> Self {
+        self.entry_limit(EntryLimit::Once)
+    }
+
+    /// A person enters at most once per `period`, counted from the start of their latest run.
+    pub fn once_per(self, period: Duration) -> Self {
+        self.entry_limit(EntryLimit::OncePer(period))
+    }
+
+    /// Every trigger starts a run, as long as the person has no live run of this journey.
+    pub fn unlimited(self) -> Self {
+        self.entry_limit(EntryLimit::Unlimited)
+    }
+
+    /// Sets the entry limit explicitly.
+    pub fn entry_limit(mut self, limit: EntryLimit) -> Self {
+        self.entry_limit = limit;
+        self
+    }
+
+    /// Starts no new runs; runs already started continue. Same as `.enabled(false)`.
+    pub fn disabled(self) -> Self {
+        self.enabled(false)
+    }
+
+    /// Whether the journey starts new runs (default `true`).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// The journey id (the handler id the host runs).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The display name (the id unless [`Journey::name`] set one).
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The trigger event name (empty until [`Journey::on`] is called).
+    pub fn trigger(&self) -> &str {
+        &self.trigger
+    }
+
+    /// The entry limit.
+    pub fn limit(&self) -> EntryLimit {
+        self.entry_limit
+    }
+
+    /// Whether the journey starts new runs.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub(crate) fn to_wit(&self) -> wit::JourneyDef {
+        wit::JourneyDef {
+            id: self.id.clone(),
+            name: self.display_name().to_owned(),
+            trigger: self.trigger.clone(),
+            entry_limit: self.entry_limit.to_wit(),
+            enabled: self.enabled,
+        }
+    }
+}
+
+/// Starts declaring an email template with the given key (what [`email`](crate::email)
+/// refers to).
+///
+/// Subject and body are [minijinja](https://docs.rs/minijinja) templates, rendered by the host
+/// with the person's properties, `email` and `key`, overlaid by the send's vars:
+///
+/// ```
+/// use waymark_guest::prelude::*;
+/// let t = template("welcome")
+///     .subject("Welcome, {{ name | default('there') }}")
+///     .body("Hi {{ name | default('there') }},\n\nthanks for signing up.");
+/// assert_eq!(t.key(), "welcome");
+/// ```
+pub fn template(key: impl Into<String>) -> Template {
+    Template {
+        key: key.into(),
+        subject: String::new(),
+        body: String::new(),
+    }
+}
+
+/// An email template shipped by the module, built with [`template`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a template declaration does nothing until it is listed in `module!`"]
+pub struct Template {
+    key: String,
+    subject: String,
+    body: String,
+}
+
+impl Template {
+    /// The subject line (a minijinja template).
+    pub fn subject(mut self, subject: impl Into<String>) -> Self {
+        self.subject = subject.into();
+        self
+    }
+
+    /// The plain-text body (a minijinja template).
+    pub fn body(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The template key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The subject template.
+    pub fn subject_source(&self) -> &str {
+        &self.subject
+    }
+
+    /// The body template.
+    pub fn body_source(&self) -> &str {
+        &self.body
+    }
+
+    pub(crate) fn to_wit(&self) -> wit::TemplateDef {
+        wit::TemplateDef {
+            key: self.key.clone(),
+            subject: self.subject.clone(),
+            body: self.body.clone(),
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! # waymark-guest — write Waymark journeys in Rust
+//!
+//! A Waymark module is a WebAssembly component that declares journeys (durable, per-person
+//! programs started by an event) and the email templates they send. This crate hides the WIT
+//! plumbing: you write plain handlers over a [`Ctx`] and list them, with their metadata, in
+//! [`module!`].
+//!
+//! ```no_run
+//! use waymark_guest::prelude::*;
+//!
+//! fn welcome(ctx: &Ctx) -> JourneyResult {
+//!     ctx.send_email(email("welcome"))?; // to = the person's email by default
+//!     ctx.sleep(days(2), "wait 2 days");
+//!     // ctx.random() is journaled, so a replay takes the same branch.
+//!     let variant = if ctx.random() % 2 == 0 { "tips-a" } else { "tips-b" };
+//!     let plan = ctx.person().property_str("plan").unwrap_or("free");
+//!     ctx.send_email(email(variant).var("plan", plan))?;
+//!     Ok(())
+//! }
+//!
+//! waymark_guest::module! {
+//!     journeys: [
+//!         journey("welcome-series").name("Welcome series").on("user.signed_up").once() => welcome,
+//!     ],
+//!     templates: [
+//!         template("welcome")
+//!             .subject("Welcome, {{ name | default('there') }}")
+//!             .body("Hi {{ name | default('there') }}, thanks for signing up."),
+//!         template("tips-a").subject("Three tips").body("Tip one: ..."),
+//!         template("tips-b").subject("Getting more from {{ plan }}").body("..."),
+//!     ],
+//! }
+//! ```
+//!
+//! Build it as a `cdylib` for `wasm32-wasip2` (`waymark build`, or
+//! `cargo build --release --target wasm32-wasip2`); the result is a component ready to load.
+//!
+//! ## How a run executes
+//!
+//! The host never keeps a sleeping instance around. Each activation of a run calls your
+//! handler **from the top**; every [`Ctx`] call that already happened in an earlier activation
+//! returns its recorded result instantly (no second email, same `now()`, same `random()`), and
+//! the first new call is performed and recorded. `ctx.sleep(..)` ends the activation; the next
+//! one starts when the time has come. So handlers must be deterministic apart from what they
+//! learn through `Ctx` — the sandbox has no clock, randomness, files or network of its own
+//! (WASI clocks and random are journaled too).
+//!
+//! Returning `Err` fails the run with the error's message; a panic fails it as a trap (the
+//! panic message is also logged to the host). [`testing::TestHost`] runs handlers natively in
+//! your unit tests, and `module!` adds a `#[test]` that checks your declarations.
+
+mod ctx;
+mod duration;
+mod email;
+mod error;
+mod journey;
+mod module;
+pub mod testing;
+
+pub use ctx::{Ctx, Event, Level, Person, TimestampMs};
+pub use duration::{Duration, days, hours, millis, minutes, seconds, weeks};
+pub use email::{Email, EmailId, SendEmailError, email};
+pub use error::{Error, JourneyResult};
+pub use journey::{EntryLimit, Journey, Template, journey, template};
+pub use module::{Handler, Module};
+/// JSON values for properties and template vars (re-exported `serde_json`).
+pub use serde_json as json;
+
+/// Everything a module usually needs: `use waymark_guest::prelude::*;`.
+pub mod prelude {
+    pub use crate::bail;
+    pub use crate::{
+        Ctx, Duration, Email, EmailId, EntryLimit, Error, Event, JourneyResult, Level, Module,
+        Person, SendEmailError, days, email, hours, journey, millis, minutes, seconds, template,
+        weeks,
+    };
+    pub use serde_json::{Map, Value, json};
+}
+
+/// The WIT interfaces, as the SDK sees them.
+pub(crate) use __private::bindings::waymark::journey as wit;
+
+/// Declares the module: its journeys, each with its handler, and its email templates.
+///
+/// ```no_run
+/// use waymark_guest::prelude::*;
+/// # fn welcome(_: &Ctx) -> JourneyResult { Ok(()) }
+/// # fn nudge(_: &Ctx) -> JourneyResult { Ok(()) }
+/// waymark_guest::module! {
+///     journeys: [
+///         journey("welcome").on("user.signed_up") => welcome,
+///         journey("nudge").on("trial.started").once_per(days(30)) => nudge,
+///     ],
+///     templates: [
+///         template("welcome").subject("Welcome!").body("Hi {{ name }}"),
+///     ],
+/// }
+/// ```
+///
+/// `templates` may be left out. Invoke it once per crate, at the crate root. It generates:
+/// - `pub fn waymark_module() -> waymark_guest::Module` — the declarations, for your tests;
+/// - the component's `describe` and `run` exports (dispatching on the journey id);
+/// - a `#[test] waymark_module_is_valid` that runs [`Module::validate`].
+#[macro_export]
+macro_rules! module {
+    (
+        journeys: [ $( $journey:expr => $handler:expr ),* $(,)? ]
+        $(, templates: [ $( $template:expr ),* $(,)? ] )?
+        $(,)?
+    ) => {
+        /// This module's journeys and templates, as declared in `waymark_guest::module!`.
+        pub fn waymark_module() -> $crate::Module {
+            $crate::Module::new()
+                $( .journey($journey, $handler) )*
+                $( $( .template($template) )* )?
+        }
+
+        #[doc(hidden)]
+        struct __WaymarkModule;
+
+        impl $crate::__private::bindings::Guest for __WaymarkModule {
+            fn describe() -> $crate::__private::bindings::Manifest {
+                $crate::__private::describe(&waymark_module())
+            }
+
+            fn run(
+                invocation: $crate::__private::bindings::Invocation,
+            ) -> ::core::result::Result<(), ::std::string::String> {
+                $crate::__private::run(&waymark_module(), invocation)
+            }
+        }
+
+        $crate::__private::export!(__WaymarkModule with_types_in $crate::__private::bindings);
+
+        #[cfg(test)]
+        #[test]
+        fn waymark_module_is_valid() {
+            if let ::core::result::Result::Err(problems) = waymark_module().validate() {
+                ::core::panic!("invalid waymark module:\n{problems}");
+            }
+        }
+    };
+}
+
+/// Implementation details used by [`module!`]; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    use crate::ctx::{Backend, Level, TimestampMs};
+    use crate::module::Module;
+
+    #[allow(missing_docs, clippy::all)]
+    pub mod bindings {
+        wit_bindgen::generate!({
+            world: "journey-module",
+            path: "../../wit",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: "$crate::__private::bindings",
+            additional_derives: [PartialEq, Eq],
+        });
+    }
+
+    pub use bindings::export;
+    use bindings::waymark::journey::{context, types};
+
+    /// The `describe` export.
+    pub fn describe(module: &Module) -> bindings::Manifest {
+        module.manifest()
+    }
+
+    /// The `run` export.
+    pub fn run(module: &Module, invocation: bindings::Invocation) -> Result<(), String> {
+        install_panic_hook();
+        module.run(invocation, Box::new(WitBackend))
+    }
+
+    /// Reports panics through the host log too (stderr may go nowhere), then as usual.
+    fn install_panic_hook() {
+        #[cfg(target_arch = "wasm32")]
+        {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                let previous = std::panic::take_hook();
+                std::panic::set_hook(Box::new(move |info| {
+                    context::log(types::LogLevel::Error, &format!("journey panicked: {info}"));
+                    previous(info);
+                }));
+            });
+        }
+    }
+
+    /// The real host: the WIT `context` imports.
+    struct WitBackend;
+
+    impl Backend for WitBackend {
+        fn now(&self) -> TimestampMs {
+            context::now()
+        }
+
+        fn random(&self) -> u64 {
+            context::random()
+        }
+
+        fn sleep(&self, duration_ms: u64, label: Option<&str>) {
+            context::sleep(duration_ms, label);
+        }
+
+        fn send_email(
+            &self,
+            template: &str,
+            to: Option<&str>,
+            vars_json: &str,
+        ) -> Result<String, String> {
+            context::send_email(&types::Email {
+                template: template.to_owned(),
+                to: to.map(str::to_owned),
+                vars_json: vars_json.to_owned(),
+            })
+        }
+
+        fn log(&self, level: Level, message: &str) {
+            let level = match level {
+                Level::Trace => types::LogLevel::Trace,
+                Level::Debug => types::LogLevel::Debug,
+                Level::Info => types::LogLevel::Info,
+                Level::Warn => types::LogLevel::Warn,
+                Level::Error => types::LogLevel::Error,
+            };
+            context::log(level, message);
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! A module's declarations (journeys with their handlers, templates): manifest assembly,
+//! validation and handler dispatch.
+
+use crate::ctx::{Backend, Ctx, Event, Person};
+use crate::error::{JourneyResult, render};
+use crate::journey::{EntryLimit, Journey, Template};
+use crate::wit::types as wit;
+use std::collections::BTreeSet;
+
+/// A journey handler: straight-line code over a [`Ctx`].
+pub type Handler = fn(&Ctx) -> JourneyResult;
+
+/// Everything a module declares. [`module!`](crate::module) builds one (and exposes it as
+/// `waymark_module()` in your crate, for tests); you rarely build one by hand.
+#[derive(Clone, Default)]
+pub struct Module {
+    journeys: Vec<(Journey, Handler)>,
+    templates: Vec<Template>,
+}
+
+impl Module {
+    /// An empty module.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a journey and the handler that runs it.
+    pub fn journey(mut self, journey: Journey, handler: Handler) -> Self {
+        self.journeys.push((journey, handler));
+        self
+    }
+
+    /// Adds an email template.
+    pub fn template(mut self, template: Template) -> Self {
+        self.templates.push(template);
+        self
+    }
+
+    /// The declared journeys, in order.
+    pub fn journeys(&self) -> impl Iterator<Item = &Journey> {
+        self.journeys.iter().map(|(j, _)| j)
+    }
+
+    /// The declared templates, in order.
+    pub fn templates(&self) -> &[Template] {
+        &self.templates
+    }
+
+    /// The handler of journey `id`.
+    pub fn handler(&self, id: &str) -> Option<Handler> {
+        self.journeys
+            .iter()
+            .find(|(j, _)| j.id() == id)
+            .map(|(_, h)| *h)
+    }
+
+    /// Checks what the host would refuse: empty or duplicate ids and keys, journeys without a
+    /// trigger, zero-length entry periods. Returns every problem found, one per line, each
+    /// naming the field. `module!` runs this as a `#[test]` in your crate.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut ids = BTreeSet::new();
+        for (i, (j, _)) in self.journeys.iter().enumerate() {
+            let at = format!("journeys[{i}] ({:?})", j.id());
+            if j.id().trim().is_empty() {
+                problems.push(format!("{at}: id is empty"));
+            } else if !ids.insert(j.id()) {
+                problems.push(format!("{at}: id is declared more than once"));
+            }
+            if j.trigger().trim().is_empty() {
+                problems.push(format!("{at}: trigger is empty; add .on(\"event.name\")"));
+            }
+            if j.display_name().trim().is_empty() {
+                problems.push(format!("{at}: name is empty"));
+            }
+            if let EntryLimit::OncePer(period) = j.limit()
+                && period.as_millis() == 0
+            {
+                problems.push(format!("{at}: entry_limit once_per period is zero"));
+            }
+        }
+        let mut keys = BTreeSet::new();
+        for (i, t) in self.templates.iter().enumerate() {
+            let at = format!("templates[{i}] ({:?})", t.key());
+            if t.key().trim().is_empty() {
+                problems.push(format!("{at}: key is empty"));
+            } else if !keys.insert(t.key()) {
+                problems.push(format!("{at}: key is declared more than once"));
+            }
+            if t.subject_source().trim().is_empty() {
+                problems.push(format!("{at}: subject is empty"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+
+    /// The manifest `describe` returns.
+    pub(crate) fn manifest(&self) -> wit::Manifest {
+        wit::Manifest {
+            journeys: self.journeys.iter().map(|(j, _)| j.to_wit()).collect(),
+            templates: self.templates.iter().map(Template::to_wit).collect(),
+        }
+    }
+
+    /// Runs handler `invocation.handler`; `Err` is the message the `run` export returns.
+    pub(crate) fn run(
+        &self,
+        invocation: wit::Invocation,
+        backend: Box<dyn Backend>,
+    ) -> Result<(), String> {
+        let wit::Invocation {
+            handler,
+            run_id,
+            person,
+            trigger,
+        } = invocation;
+        let person = Person::from_parts(person.key, person.email, &person.properties_json)?;
+        let trigger =
+            Event::from_parts(trigger.name, trigger.occurred_at, &trigger.properties_json)?;
+        self.dispatch(handler, run_id, person, trigger, backend)
+    }
+
+    pub(crate) fn dispatch(
+        &self,
+        journey: String,
+        run_id: String,
+        person: Person,
+        trigger: Event,
+        backend: Box<dyn Backend>,
+    ) -> Result<(), String> {
+        let Some(handler) = self.handler(&journey) else {
+            return Err(self.unknown_handler(&journey));
+        };
+        let ctx = Ctx::new(journey, run_id, person, trigger, backend);
+        handler(&ctx).map_err(|e| render(&*e))
+    }
+
+    fn unknown_handler(&self, id: &str) -> String {
+        let known: Vec<String> = self.journeys().map(|j| format!("{:?}", j.id())).collect();
+        if known.is_empty() {
+            format!("unknown handler {id:?}: this module declares no journeys")
+        } else {
+            format!(
+                "unknown handler {id:?}: this module's journeys are {}",
+                known.join(", ")
+            )
+        }
+    }
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("journeys", &self.journeys().collect::<Vec<_>>())
+            .field("templates", &self.templates)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prelude::*;
+
+    fn noop(_: &Ctx) -> JourneyResult {
+        Ok(())
+    }
+
+    fn fails(ctx: &Ctx) -> JourneyResult {
+        Err(format!("no luck for {}", ctx.person().key()).into())
+    }
+
+    fn sample() -> Module {
+        Module::new()
+            .journey(
+                journey("welcome")
+                    .name("Welcome series")
+                    .on("user.signed_up")
+                    .once(),
+                noop,
+            )
+            .journey(journey("weekly").on("digest.due").once_per(days(7)), fails)
+            .journey(journey("any").on("ping").unlimited().disabled(), noop)
+            .template(template("welcome").subject("Hi {{ name }}").body("Body"))
+    }
+
+    #[test]
+    fn manifest_carries_every_declaration() {
+        let m = sample().manifest();
+        assert_eq!(
+            m.journeys,
+            vec![
+                wit::JourneyDef {
+                    id: "welcome".into(),
+                    name: "Welcome series".into(),
+                    trigger: "user.signed_up".into(),
+                    entry_limit: wit::EntryLimit::Once,
+                    enabled: true,
+                },
+                wit::JourneyDef {
+                    id: "weekly".into(),
+                    name: "weekly".into(),
+                    trigger: "digest.due".into(),
+                    entry_limit: wit::EntryLimit::OncePer(604_800_000),
+                    enabled: true,
+                },
+                wit::JourneyDef {
+                    id: "any".into(),
+                    name: "any".into(),
+                    trigger: "ping".into(),
+                    entry_limit: wit::EntryLimit::Unlimited,
+                    enabled: false,
+                },
+            ]
+        );
+        assert_eq!(
+            m.templates,
+            vec![wit::TemplateDef {
+                key: "welcome".into(),
+                subject: "Hi {{ name }}".into(),
+                body: "Body".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn default_entry_limit_is_once() {
+        assert_eq!(journey("x").on("y").limit(), EntryLimit::Once);
+    }
+
+    #[test]
+    fn valid_module_validates() {
+        assert_eq!(sample().validate(), Ok(()));
+    }
+
+    #[test]
+    fn validation_names_each_field() {
+        let m = Module::new()
+            .journey(journey("a"), noop)
+            .journey(journey("a").on("x"), noop)
+            .journey(journey("b").on("x").once_per(millis(0)), noop)
+            .template(template("t").subject("s"))
+            .template(template("t"));
+        let err = m.validate().unwrap_err();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "journeys[0] (\"a\"): trigger is empty; add .on(\"event.name\")",
+                "journeys[1] (\"a\"): id is declared more than once",
+                "journeys[2] (\"b\"): entry_limit once_per period is zero",
+                "templates[1] (\"t\"): key is declared more than once",
+                "templates[1] (\"t\"): subject is empty",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_handler_is_named() {
+        let run = crate::testing::TestHost::new().run(
+            &sample(),
+            "nope",
+            Person::new("u1"),
+            Event::new("user.signed_up"),
+        );
+        assert_eq!(
+            run.result,
+            Err(
+                "unknown handler \"nope\": this module's journeys are \"welcome\", \"weekly\", \"any\""
+                    .into()
+            )
+        );
+        let empty = crate::testing::TestHost::new().run(
+            &Module::new(),
+            "nope",
+            Person::new("u1"),
+            Event::new("x"),
+        );
+        assert_eq!(
+            empty.result,
+            Err("unknown handler \"nope\": this module declares no journeys".into())
+        );
+    }
+
+    #[test]
+    fn handler_errors_become_the_run_error() {
+        let run = crate::testing::TestHost::new().run(
+            &sample(),
+            "weekly",
+            Person::new("u7"),
+            Event::new("digest.due"),
+        );
+        assert_eq!(run.result, Err("no luck for u7".into()));
+    }
+
+    #[test]
+    fn invocation_json_is_parsed_or_refused() {
+        let inv = |props: &str| wit::Invocation {
+            handler: "welcome".into(),
+            run_id: "r1".into(),
+            person: wit::Person {
+                key: "u1".into(),
+                email: None,
+                properties_json: props.into(),
+            },
+            trigger: wit::Event {
+                name: "user.signed_up".into(),
+                occurred_at: 5,
+                properties_json: "{}".into(),
+            },
+        };
+        let host = crate::testing::TestHost::new();
+        assert_eq!(
+            sample().run(inv(r#"{"plan":"pro"}"#), host.backend()),
+            Ok(())
+        );
+        assert_eq!(
+            sample().run(inv("42"), host.backend()),
+            Err("person properties must be a JSON object, got a number".into())
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! Dev-mode administration: the host clock. These routes exist only when the server runs with
+//! `--dev`; moving the clock forward makes due timers fire without waiting.
+
+use super::AppState;
+use super::auth::Principal;
+use super::error::{ApiError, JsonBody};
+use crate::clock::parse_duration;
+use crate::store::Scope;
+use axum::extract::State;
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceBody {
+    /// A human duration: `2d`, `36h`, `15m`.
+    by: String,
+}
+
+pub async fn clock(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    Ok(Json(clock_view(&state)))
+}
+
+pub async fn advance_clock(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    JsonBody(body): JsonBody<AdvanceBody>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let by = parse_duration(&body.by).map_err(|e| ApiError::invalid_field("by", e))?;
+    let offset = state.clock.advance(by);
+    state.store.set_clock_offset(offset).await?;
+    state.scheduler_wake.notify_one();
+    Ok(Json(clock_view(&state)))
+}
+
+fn clock_view(state: &AppState) -> Value {
+    json!({ "now": state.clock.now().to_rfc3339(), "nowMs": state.clock.now().0, "offsetMs": state.clock.offset_ms() })
+}

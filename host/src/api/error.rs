@@ -1,0 +1,132 @@
+//! The API's one error type and its one mapping to HTTP: a status and a JSON body
+//! `{ "error": …, "details"?: … }`. Client input never produces a 500.
+
+use crate::ingest::IngestError;
+use crate::store::StoreError;
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("Forbidden: insufficient scope")]
+    Forbidden { needed: &'static str },
+    #[error("{message}")]
+    BadRequest { message: String, details: Option<Value> },
+    #[error("Not Found")]
+    NotFound,
+    #[error("request body is larger than the limit")]
+    PayloadTooLarge,
+    #[error("Internal Server Error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::BadRequest { message: message.into(), details: None }
+    }
+
+    pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> Self {
+        ApiError::BadRequest {
+            message: format!("invalid {field}: {message}"),
+            details: Some(json!({ "field": field })),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, details) = match &self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, None),
+            ApiError::Forbidden { needed } => (StatusCode::FORBIDDEN, Some(json!({ "requiredScope": needed }))),
+            ApiError::BadRequest { details, .. } => (StatusCode::BAD_REQUEST, details.clone()),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, None),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            ApiError::Internal(cause) => {
+                tracing::error!("internal error: {cause}");
+                (StatusCode::INTERNAL_SERVER_ERROR, None)
+            }
+        };
+        let mut body = json!({ "error": self.to_string() });
+        if let Some(details) = details {
+            body["details"] = details;
+        }
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        ApiError::Internal(err.to_string())
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::Invalid { field, message } => ApiError::BadRequest {
+                message: message.clone(),
+                details: Some(json!({ "field": field })),
+            },
+            IngestError::Store(err) => err.into(),
+        }
+    }
+}
+
+/// `Json<T>` whose rejections are [`ApiError`]s: 400 naming what is wrong, 413 when too large.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                JsonRejection::JsonDataError(e) => ApiError::BadRequest {
+                    message: "the JSON body does not match the expected shape".into(),
+                    details: Some(json!({ "reason": e.body_text() })),
+                },
+                JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest {
+                    message: "the body is not valid JSON".into(),
+                    details: Some(json!({ "reason": e.body_text() })),
+                },
+                JsonRejection::MissingJsonContentType(_) => ApiError::bad_request("expected a JSON body with `Content-Type: application/json`"),
+                other => ApiError::bad_request(other.body_text()),
+            }),
+        }
+    }
+}
+
+/// `Query<T>` whose rejection is a JSON 400 naming the bad parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| QueryParams(value))
+            .map_err(|rejection| ApiError::BadRequest {
+                message: "invalid query parameters".into(),
+                details: Some(json!({ "reason": rejection.body_text() })),
+            })
+    }
+}

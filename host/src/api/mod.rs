@@ -1,0 +1,64 @@
+//! The HTTP API (`/v1`). Each submodule is one resource; all share [`AppState`], the one error
+//! mapping in [`error`] and authentication in [`auth`]. Handlers translate HTTP to calls on the
+//! ingest pipeline or the store and back; they hold no domain logic.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod runs;
+
+use crate::clock::Clock;
+use crate::ingest::Ingestor;
+use crate::store::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{Json, Router, middleware};
+use error::ApiError;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub ingestor: Arc<Ingestor>,
+    pub clock: Clock,
+    /// Woken when the dev clock moves so due timers fire at once.
+    pub scheduler_wake: Arc<Notify>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// Dev mode adds `POST /v1/admin/clock/advance`.
+    pub dev: bool,
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        Self { dev: false, max_body_bytes: 1 << 20 }
+    }
+}
+
+pub fn router(state: AppState, options: &ApiOptions) -> Router {
+    let mut authenticated = Router::new()
+        .route("/v1/events", post(events::ingest))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{id}", get(runs::detail))
+        .route("/v1/emails", get(runs::emails));
+    if options.dev {
+        authenticated = authenticated.route("/v1/admin/clock", get(admin::clock)).route("/v1/admin/clock/advance", post(admin::advance_clock));
+    }
+    let authenticated = authenticated.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .route("/v1/health", get(health))
+        .merge(authenticated)
+        .fallback(|| async { ApiError::NotFound })
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}

@@ -1,0 +1,133 @@
+//! Inspection: `GET /v1/runs`, `GET /v1/runs/{id}` (with the journal as a readable timeline)
+//! and `GET /v1/emails`. Read scope; always within the caller's tenant.
+
+use super::AppState;
+use super::auth::Principal;
+use super::error::{ApiError, QueryParams};
+use crate::clock::Timestamp;
+use crate::ids::RunId;
+use crate::journeys::RunStatus;
+use crate::journeys::journal::{JournalEntry, StepKind};
+use crate::store::{EmailFilter, EmailRecord, RunFilter, RunRecord, Scope};
+use axum::extract::{Path, State};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunQuery {
+    journey: Option<String>,
+    user_id: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailQuery {
+    to: Option<String>,
+    user_id: Option<String>,
+    limit: Option<u32>,
+}
+
+fn time(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| json!(t.to_rfc3339()))
+}
+
+fn run_view(run: &RunRecord) -> Value {
+    json!({
+        "id": run.id,
+        "journeyId": run.journey_id,
+        "moduleVersion": run.module_hash,
+        "userId": run.contact_key,
+        "status": run.status,
+        "createdAt": run.created_at.to_rfc3339(),
+        "updatedAt": run.updated_at.to_rfc3339(),
+        "wakeAt": time(run.wake_at),
+        "activations": run.activations,
+        "error": run.error,
+    })
+}
+
+/// One journal entry as a line of the run's timeline.
+fn timeline_entry(entry: &JournalEntry) -> Value {
+    let r = &entry.response;
+    let q = &entry.request;
+    let summary = match entry.kind {
+        StepKind::Now | StepKind::WasiWallClock | StepKind::WasiMonotonicClock => {
+            format!("read the clock: {}", r.as_i64().map(|ms| Timestamp(ms).to_rfc3339()).unwrap_or_else(|| r.to_string()))
+        }
+        StepKind::Random => format!("drew a random number: {r}"),
+        StepKind::WasiRandom => format!("drew {} random bytes", q["len"]),
+        StepKind::Sleep => format!(
+            "{} — sleeps until {}",
+            q["label"].as_str().unwrap_or("sleep"),
+            r["wakeAt"].as_i64().map(|ms| Timestamp(ms).to_rfc3339()).unwrap_or_default()
+        ),
+        StepKind::SendEmail => match (r["ok"].as_str(), r["error"].as_str()) {
+            (Some(id), _) => format!("queued email {:?} (email {id})", q["template"].as_str().unwrap_or_default()),
+            (_, Some(error)) => format!("could not queue email {:?}: {error}", q["template"].as_str().unwrap_or_default()),
+            _ => "send-email".to_owned(),
+        },
+    };
+    json!({
+        "seq": entry.seq,
+        "step": entry.kind,
+        "at": entry.recorded_at.to_rfc3339(),
+        "summary": summary,
+        "request": entry.request,
+        "response": entry.response,
+    })
+}
+
+fn email_view(email: &EmailRecord) -> Value {
+    json!({
+        "id": email.id,
+        "runId": email.run_id,
+        "userId": email.contact_key,
+        "to": email.to,
+        "template": email.template,
+        "subject": email.subject,
+        "body": email.body,
+        "status": email.status,
+        "attempts": email.attempts,
+        "lastError": email.last_error,
+        "createdAt": email.created_at.to_rfc3339(),
+        "sentAt": time(email.sent_at),
+    })
+}
+
+pub async fn list(State(state): State<AppState>, Extension(principal): Extension<Principal>, QueryParams(query): QueryParams<RunQuery>) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            RunStatus::parse(s).ok_or_else(|| ApiError::invalid_field("status", format!("{s:?} is not one of active, waiting, completed, failed, exited")))
+        })
+        .transpose()?;
+    let filter = RunFilter { journey_id: query.journey, contact_key: query.user_id, status, limit: query.limit.unwrap_or(100) };
+    let runs = state.store.list_runs(&principal.tenant_id, &filter).await?;
+    Ok(Json(json!({ "runs": runs.iter().map(run_view).collect::<Vec<_>>() })))
+}
+
+pub async fn detail(State(state): State<AppState>, Extension(principal): Extension<Principal>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let detail = state.store.run_detail(&principal.tenant_id, &RunId(id)).await?.ok_or(ApiError::NotFound)?;
+    let mut view = run_view(&detail.run);
+    view["input"] = json!(detail.input);
+    view["timeline"] = json!(detail.journal.iter().map(timeline_entry).collect::<Vec<_>>());
+    Ok(Json(view))
+}
+
+pub async fn emails(State(state): State<AppState>, Extension(principal): Extension<Principal>, QueryParams(query): QueryParams<EmailQuery>) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let filter = EmailFilter {
+        to: query.to.as_deref().and_then(crate::contacts::normalize_email),
+        contact_key: query.user_id,
+        limit: query.limit.unwrap_or(100),
+    };
+    let emails = state.store.list_emails(&principal.tenant_id, &filter).await?;
+    Ok(Json(json!({ "emails": emails.iter().map(email_view).collect::<Vec<_>>() })))
+}

@@ -1,0 +1,117 @@
+//! The host clock. Everything time-based (timers, journaled `now`, event timestamps) reads
+//! [`Clock::now`]; leases read [`Clock::real_now`] so that moving the dev clock never breaks
+//! a claim. In dev mode the clock can be advanced (never moved back) to fire timers without
+//! waiting; the offset is persisted by the server so a restart keeps time monotonic.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn saturating_add(self, d: Duration) -> Timestamp {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Timestamp(self.0.saturating_add(ms))
+    }
+
+    /// RFC 3339 with milliseconds, UTC.
+    pub fn to_rfc3339(self) -> String {
+        chrono::DateTime::from_timestamp_millis(self.0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| self.0.to_string())
+    }
+
+    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| Timestamp(t.timestamp_millis()))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+/// The process clock: real time plus a dev-mode offset that only grows.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl Clock {
+    pub fn with_offset(offset_ms: i64) -> Self {
+        Self {
+            offset_ms: Arc::new(AtomicI64::new(offset_ms.max(0))),
+        }
+    }
+
+    /// The host's notion of now: what timers, journals and events use.
+    pub fn now(&self) -> Timestamp {
+        Timestamp(Self::real_now().0 + self.offset_ms.load(Ordering::SeqCst))
+    }
+
+    /// Wall-clock time, unaffected by dev advances. Used for leases.
+    pub fn real_now() -> Timestamp {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::SeqCst)
+    }
+
+    /// Move the clock forward; returns the new offset.
+    pub fn advance(&self, by: Duration) -> i64 {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst) + ms
+    }
+}
+
+/// Parse a human duration such as `2d`, `36h`, `90m`, `1h 30m` or `500ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advancing_moves_now_forward_by_the_given_amount() {
+        let clock = Clock::default();
+        let before = clock.now();
+        clock.advance(Duration::from_secs(2 * 86_400));
+        let after = clock.now();
+        assert!(after.0 - before.0 >= 2 * 86_400_000);
+        assert!(after.0 - before.0 < 2 * 86_400_000 + 5_000);
+    }
+
+    #[test]
+    fn durations_parse_in_human_units() {
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5_400));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn timestamps_render_as_rfc3339_and_parse_back() {
+        let t = Timestamp(1_700_000_000_123);
+        let text = t.to_rfc3339();
+        assert_eq!(text, "2023-11-14T22:13:20.123Z");
+        assert_eq!(Timestamp::parse_rfc3339(&text), Some(t));
+    }
+}

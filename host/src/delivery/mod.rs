@@ -1,0 +1,162 @@
+//! Delivery: sends the emails that activations queued in the outbox. The outbox row is
+//! committed with the activation that queued it, so nothing leaves the process before the
+//! journey's step is durable; this worker then claims rows, sends them over SMTP (or only logs
+//! them in development) and records the outcome, retrying failures with backoff.
+//!
+//! Sending is at-least-once on the SMTP leg (a crash between the server's acceptance and our
+//! status update resends); every message carries a stable `Message-ID` (`<email-id@waymark>`)
+//! so receivers can drop the duplicate. It must not render templates or touch journeys.
+
+pub mod templates;
+
+use crate::clock::Clock;
+use crate::store::{DeliveryResult, Lease, OutboxEmail, Store};
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Attempts before an email is marked failed.
+const MAX_ATTEMPTS: u32 = 5;
+const LEASE: Duration = Duration::from_secs(60);
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportConfig {
+    /// Development default: log the email and mark it sent.
+    Log,
+    /// Plain SMTP (no TLS) to `host:port`, e.g. a local relay or a test sink.
+    Smtp { host: String, port: u16 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("invalid address {0:?}: {1}")]
+    Address(String, String),
+    #[error("building the message failed: {0}")]
+    Message(String),
+    #[error("SMTP send failed: {0}")]
+    Smtp(String),
+}
+
+pub struct Mailer {
+    from: Mailbox,
+    transport: Transport,
+}
+
+enum Transport {
+    Log,
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+impl Mailer {
+    pub fn new(config: &TransportConfig, from: &str) -> Result<Self, DeliveryError> {
+        let from = from
+            .parse::<Mailbox>()
+            .map_err(|e| DeliveryError::Address(from.to_owned(), e.to_string()))?;
+        let transport = match config {
+            TransportConfig::Log => Transport::Log,
+            TransportConfig::Smtp { host, port } => Transport::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
+                    .port(*port)
+                    .timeout(Some(Duration::from_secs(30)))
+                    .build(),
+            ),
+        };
+        Ok(Self { from, transport })
+    }
+
+    pub async fn send(&self, email: &OutboxEmail) -> Result<(), DeliveryError> {
+        let to = email
+            .to
+            .parse::<Mailbox>()
+            .map_err(|e| DeliveryError::Address(email.to.clone(), e.to_string()))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(email.subject.clone())
+            .message_id(Some(format!("<{}@waymark>", email.id)))
+            .header(ContentType::TEXT_PLAIN)
+            .body(email.body.clone())
+            .map_err(|e| DeliveryError::Message(e.to_string()))?;
+        match &self.transport {
+            Transport::Log => {
+                tracing::info!(target: "waymark::delivery", email = %email.id, to = %email.to, subject = %email.subject, "email (log transport, not sent)");
+                Ok(())
+            }
+            Transport::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(|e| DeliveryError::Smtp(e.to_string())),
+        }
+    }
+}
+
+/// Backoff before attempt `attempts + 1`: 10 s, 20 s, 40 s, …
+fn retry_delay(attempts: u32) -> Duration {
+    Duration::from_secs(10u64.saturating_mul(1 << attempts.min(10)))
+}
+
+pub struct DeliveryWorker {
+    pub store: Arc<dyn Store>,
+    pub mailer: Arc<Mailer>,
+    pub clock: Clock,
+    pub wake: Arc<Notify>,
+    pub owner: String,
+}
+
+impl DeliveryWorker {
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    async fn run(self) {
+        loop {
+            let now_real = Clock::real_now();
+            let lease = Lease { owner: self.owner.clone(), now_real, until_real: now_real.saturating_add(LEASE) };
+            let batch = match self.store.claim_outbox(&lease, 32).await {
+                Ok(batch) => batch,
+                Err(err) => {
+                    tracing::error!("claiming the outbox failed: {err}");
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                }
+                continue;
+            }
+            for email in batch {
+                let result = match self.mailer.send(&email).await {
+                    Ok(()) => DeliveryResult::Sent { at: self.clock.now() },
+                    Err(err) => {
+                        let attempts = email.attempts + 1;
+                        let retry_at = (attempts < MAX_ATTEMPTS).then(|| Clock::real_now().saturating_add(retry_delay(email.attempts)));
+                        tracing::warn!(email = %email.id, attempts, "delivery failed: {err}");
+                        DeliveryResult::Failed { error: err.to_string(), retry_at }
+                    }
+                };
+                if let Err(err) = self.store.record_delivery(&email.id, result).await {
+                    tracing::error!(email = %email.id, "recording the delivery failed: {err}");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially() {
+        assert_eq!(retry_delay(0), Duration::from_secs(10));
+        assert_eq!(retry_delay(3), Duration::from_secs(80));
+    }
+
+    #[test]
+    fn a_bad_sender_address_is_refused_up_front() {
+        assert!(matches!(Mailer::new(&TransportConfig::Log, "not an address"), Err(DeliveryError::Address(..))));
+    }
+}

@@ -1,0 +1,134 @@
+//! The executor: one activation of one run. Load the run and its journal, instantiate the
+//! pinned module version, replay to the frontier and on to the next suspension, then commit
+//! everything the activation produced in ONE store transaction.
+//!
+//! A guest failure fails the run; a host failure (database, instantiation) releases the run
+//! so it is retried later, because it is not the journey's fault.
+
+use crate::clock::{Clock, Timestamp};
+use crate::modules::{ModuleError, ModuleRegistry};
+use crate::runtime::{ActivationOutcome, ActivationRequest, RuntimeError};
+use crate::store::{ActivationCommit, ClaimedRun, NewEmail, RunTransition, Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Delay before a run whose activation failed on the host side is tried again.
+const HOST_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// What an activation did, for the scheduler's bookkeeping.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Activated {
+    /// Committed; `emails` were queued.
+    Committed { transition: RunTransition, emails: usize },
+    /// Nothing to do: the run is gone, terminal, or another worker owns it now.
+    Skipped,
+}
+
+pub struct Executor {
+    store: Arc<dyn Store>,
+    registry: Arc<ModuleRegistry>,
+    clock: Clock,
+}
+
+impl Executor {
+    pub fn new(store: Arc<dyn Store>, registry: Arc<ModuleRegistry>, clock: Clock) -> Self {
+        Self { store, registry, clock }
+    }
+
+    /// Activate a claimed run. On a host-side error the run is released for a later retry.
+    pub async fn activate(&self, claimed: &ClaimedRun, lease_owner: &str) -> Result<Activated, ExecutorError> {
+        match self.try_activate(claimed, lease_owner).await {
+            Ok(done) => Ok(done),
+            Err(err) => {
+                let retry_at = Clock::real_now().max(self.clock.now()).saturating_add(HOST_RETRY_DELAY);
+                tracing::warn!(run = %claimed.run_id, "activation failed on the host side, retrying later: {err}");
+                self.store.release_run(&claimed.run_id, lease_owner, retry_at).await?;
+                Err(err)
+            }
+        }
+    }
+
+    async fn try_activate(&self, claimed: &ClaimedRun, lease_owner: &str) -> Result<Activated, ExecutorError> {
+        let Some(loaded) = self.store.load_activation(&claimed.run_id).await? else {
+            return Ok(Activated::Skipped);
+        };
+        let run = &loaded.run;
+        let transition_and_emails = match self.registry.version(&run.module_hash, &run.journey_id).await {
+            Err(ModuleError::MissingVersion(hash)) => {
+                (RunTransition::Failed { error: format!("module version {hash} is not available in the module store") }, vec![], vec![])
+            }
+            Err(other) => return Err(ExecutorError::Runtime(RuntimeError::Instantiate(other.to_string()))),
+            Ok(module) => {
+                let report = self
+                    .registry
+                    .runtime()
+                    .activate(
+                        &module.compiled,
+                        ActivationRequest {
+                            run_id: run.id.as_str(),
+                            journey_id: &run.journey_id,
+                            input: &loaded.input,
+                            journal: loaded.journal.clone(),
+                            templates: module.templates.clone(),
+                        },
+                    )
+                    .await?;
+                let transition = match report.outcome {
+                    ActivationOutcome::Completed => RunTransition::Completed,
+                    ActivationOutcome::Suspended { wake_at } => RunTransition::Waiting { wake_at },
+                    ActivationOutcome::Failed { reason } => RunTransition::Failed { error: reason },
+                };
+                // A failed activation commits only the failure: the steps it took after the
+                // last commit never happened, so neither their journal rows nor their emails
+                // are kept.
+                if matches!(transition, RunTransition::Failed { .. }) {
+                    (transition, vec![], vec![])
+                } else {
+                    (transition, report.journal, report.emails)
+                }
+            }
+        };
+        let (transition, journal, emails) = transition_and_emails;
+        let now: Timestamp = self.clock.now();
+        let emails: Vec<NewEmail> = emails
+            .into_iter()
+            .map(|e| NewEmail {
+                id: e.id,
+                tenant_id: run.tenant_id.clone(),
+                run_id: run.id.clone(),
+                step_seq: e.step_seq,
+                contact_key: run.contact_key.clone(),
+                to: e.to,
+                template: e.template,
+                subject: e.subject,
+                body: e.body,
+                created_at: now,
+            })
+            .collect();
+        let queued = emails.len();
+        if let RunTransition::Failed { error } = &transition {
+            tracing::warn!(run = %run.id, journey = %run.journey_id, "run failed: {error}");
+        }
+        let committed = self
+            .store
+            .commit_activation(ActivationCommit {
+                run_id: run.id.clone(),
+                tenant_id: run.tenant_id.clone(),
+                lease_owner: lease_owner.to_owned(),
+                journal,
+                emails,
+                transition: transition.clone(),
+                now,
+            })
+            .await?;
+        Ok(if committed { Activated::Committed { transition, emails: queued } } else { Activated::Skipped })
+    }
+}

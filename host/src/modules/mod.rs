@@ -1,0 +1,227 @@
+//! Modules: loading journey components, validating their manifests, and the registry of what is
+//! active per tenant.
+//!
+//! A module version is content-addressed by the sha256 of its wasm. Loading copies the wasm
+//! into the data dir's module store (so runs pinned to a version outlive the file they came
+//! from), compiles it through the runtime's artifact cache, calls `describe` and validates the
+//! manifest. The registry maps a tenant's trigger events to the journeys of its newest versions
+//! and keeps every loaded version by hash for pinned runs. It must not run journeys.
+
+pub mod build;
+pub mod manifest;
+
+use crate::delivery::templates::TemplateSet;
+use crate::ids::TenantId;
+use crate::runtime::{CompiledModule, Runtime, RuntimeError, sha256_hex};
+use arc_swap::ArcSwap;
+use manifest::{JourneyDef, ModuleManifest};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    #[error("{path}: {source}")]
+    Runtime { path: String, source: RuntimeError },
+    #[error("{path}: invalid manifest: {message}")]
+    Manifest { path: String, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("i/o error on {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("module version {0} is not available in the module store")]
+    MissingVersion(String),
+}
+
+/// One loaded module version.
+pub struct LoadedModule {
+    pub name: String,
+    pub hash: String,
+    pub manifest: ModuleManifest,
+    pub templates: Arc<TemplateSet>,
+    pub compiled: CompiledModule,
+}
+
+impl LoadedModule {
+    pub fn journey(&self, id: &str) -> Option<&JourneyDef> {
+        self.manifest.journeys.iter().find(|j| j.id == id)
+    }
+}
+
+/// A tenant's active journeys, by trigger event.
+#[derive(Default)]
+struct ActiveSet {
+    by_trigger: HashMap<String, Vec<(Arc<LoadedModule>, JourneyDef)>>,
+}
+
+/// Where module wasm and compiled artifacts live on disk.
+#[derive(Debug, Clone)]
+pub struct ModuleStore {
+    dir: PathBuf,
+}
+
+impl ModuleStore {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    fn path(&self, hash: &str) -> PathBuf {
+        self.dir.join(format!("{hash}.wasm"))
+    }
+
+    fn keep(&self, hash: &str, wasm: &[u8]) -> Result<(), ModuleError> {
+        let path = self.path(hash);
+        if path.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| ModuleError::Io(self.dir.clone(), e))?;
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::write(&tmp, wasm).map_err(|e| ModuleError::Io(tmp.clone(), e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| ModuleError::Io(path.clone(), e))
+    }
+
+    fn read(&self, hash: &str) -> Result<Vec<u8>, ModuleError> {
+        let path = self.path(hash);
+        let wasm = std::fs::read(&path).map_err(|_| ModuleError::MissingVersion(hash.to_owned()))?;
+        if sha256_hex(&wasm) != hash {
+            return Err(ModuleError::MissingVersion(format!("{hash} (the stored file is corrupt)")));
+        }
+        Ok(wasm)
+    }
+}
+
+pub struct ModuleRegistry {
+    runtime: Arc<Runtime>,
+    store: ModuleStore,
+    versions: RwLock<HashMap<String, Arc<LoadedModule>>>,
+    active: ArcSwap<HashMap<TenantId, Arc<ActiveSet>>>,
+}
+
+impl ModuleRegistry {
+    pub fn new(runtime: Arc<Runtime>, store: ModuleStore) -> Self {
+        Self {
+            runtime,
+            store,
+            versions: RwLock::new(HashMap::new()),
+            active: ArcSwap::from_pointee(HashMap::new()),
+        }
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Load one module version from its wasm bytes (idempotent per hash).
+    pub async fn load(&self, name: &str, wasm: &[u8], origin: &str) -> Result<Arc<LoadedModule>, ModuleError> {
+        let hash = sha256_hex(wasm);
+        if let Some(loaded) = self.version_if_loaded(&hash) {
+            return Ok(loaded);
+        }
+        self.store.keep(&hash, wasm)?;
+        let runtime_err = |source| ModuleError::Runtime { path: origin.to_owned(), source };
+        let runtime = self.runtime.clone();
+        let wasm_owned = wasm.to_vec();
+        // Compiling can take seconds (a JS guest): keep it off the async workers.
+        let compiled = tokio::task::spawn_blocking(move || runtime.compile(&wasm_owned))
+            .await
+            .map_err(|e| runtime_err(RuntimeError::Compile(format!("compilation task failed: {e}"))))?
+            .map_err(runtime_err)?;
+        let described = self.runtime.describe(&compiled).await.map_err(runtime_err)?;
+        let manifest = ModuleManifest::from_wit(described).map_err(|message| ModuleError::Manifest {
+            path: origin.to_owned(),
+            message,
+        })?;
+        let templates = TemplateSet::new(manifest.templates.iter().map(|t| (t.key.as_str(), t.subject.as_str(), t.body.as_str())))
+            .map_err(|message| ModuleError::Manifest { path: origin.to_owned(), message })?;
+        manifest
+            .check_templates_exist(&templates)
+            .map_err(|message| ModuleError::Manifest { path: origin.to_owned(), message })?;
+        let loaded = Arc::new(LoadedModule {
+            name: name.to_owned(),
+            hash: hash.clone(),
+            manifest,
+            templates: Arc::new(templates),
+            compiled,
+        });
+        self.versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn version_if_loaded(&self, hash: &str) -> Option<Arc<LoadedModule>> {
+        self.versions.read().unwrap_or_else(|p| p.into_inner()).get(hash).cloned()
+    }
+
+    /// The version a run is pinned to: in memory, or reloaded from the module store.
+    pub async fn version(&self, hash: &str, name: &str) -> Result<Arc<LoadedModule>, ModuleError> {
+        if let Some(loaded) = self.version_if_loaded(hash) {
+            return Ok(loaded);
+        }
+        let wasm = self.store.read(hash)?;
+        self.load(name, &wasm, &format!("module store {hash}")).await
+    }
+
+    /// Make `modules` the tenant's active set, atomically. Journey ids must be unique across them.
+    pub fn activate(&self, tenant: &TenantId, modules: &[Arc<LoadedModule>]) -> Result<(), ModuleError> {
+        let mut owners: HashMap<&str, &str> = HashMap::new();
+        let mut set = ActiveSet::default();
+        for module in modules {
+            for journey in &module.manifest.journeys {
+                if let Some(other) = owners.insert(journey.id.as_str(), module.name.as_str()) {
+                    return Err(ModuleError::Conflict(format!(
+                        "journey id {:?} is declared by both {other:?} and {:?}",
+                        journey.id, module.name
+                    )));
+                }
+                set.by_trigger
+                    .entry(journey.trigger.clone())
+                    .or_default()
+                    .push((module.clone(), journey.clone()));
+            }
+        }
+        let mut next = HashMap::clone(&self.active.load());
+        next.insert(tenant.clone(), Arc::new(set));
+        self.active.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// The enabled journeys an event name starts for a tenant, with their module.
+    pub fn triggered_by(&self, tenant: &TenantId, event: &str) -> Vec<(Arc<LoadedModule>, JourneyDef)> {
+        self.active
+            .load()
+            .get(tenant)
+            .and_then(|set| set.by_trigger.get(event))
+            .map(|entries| entries.iter().filter(|(_, j)| j.enabled).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Load every `*.wasm` in `dir` (sorted by name) and make them the tenant's active set.
+    pub async fn load_dir(&self, tenant: &TenantId, dir: &Path) -> Result<Vec<Arc<LoadedModule>>, ModuleError> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| ModuleError::Io(dir.to_owned(), e))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
+            .collect();
+        paths.sort();
+        let mut loaded = Vec::with_capacity(paths.len());
+        for path in paths {
+            let wasm = std::fs::read(&path).map_err(|e| ModuleError::Io(path.clone(), e))?;
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let module = self.load(&name, &wasm, &path.display().to_string()).await?;
+            tracing::info!(
+                module = %name,
+                version = &module.hash[..12],
+                journeys = module.manifest.journeys.len(),
+                "loaded module"
+            );
+            loaded.push(module);
+        }
+        self.activate(tenant, &loaded)?;
+        Ok(loaded)
+    }
+}

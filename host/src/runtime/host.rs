@@ -1,0 +1,383 @@
+//! The guest boundary: the state one activation's [`wasmtime::Store`] holds and the `context`
+//! imports the guest calls. Every import except `log` goes through the run's journal: a step
+//! already recorded answers from it; a new step is performed (in memory only: effects are
+//! buffered for the executor to commit) and recorded. WASI clocks and random are routed through
+//! the same journal, so a guest has no ambient non-determinism.
+
+use super::bindings::types::{Email, LogLevel};
+use super::bindings::{ContextHost, types};
+use crate::clock::{Clock, Timestamp};
+use crate::delivery::templates::TemplateSet;
+use crate::ids::EmailId;
+use crate::journeys::PersonSnapshot;
+use crate::journeys::journal::{Divergence, Replay, StepKind, StepLookup};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Largest accepted string argument (template vars, log lines) from a guest.
+pub const MAX_IMPORT_PAYLOAD: usize = 64 * 1024;
+/// Guest stderr kept to explain a trap (a Rust panic message lands there).
+const STDERR_CAPACITY: usize = 16 * 1024;
+
+/// Ends the guest call: the run must wait until `wake_at`. Not a failure.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("run suspended until {wake_at}")]
+pub struct Suspend {
+    pub wake_at: Timestamp,
+}
+
+/// An import was called with something the host refuses (too large, malformed).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct GuestFault(pub String);
+
+/// An email rendered during the activation, committed with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedEmail {
+    pub id: EmailId,
+    pub step_seq: u32,
+    pub to: String,
+    pub template: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// The journal and the effects of one activation, shared by the `context` imports and the
+/// virtualised WASI clocks and random.
+#[derive(Debug)]
+pub struct ActivationJournal {
+    pub replay: Replay,
+    pub emails: Vec<QueuedEmail>,
+    /// Set when a WASI import (which cannot fail) diverged; the activation fails with it.
+    pub divergence: Option<Divergence>,
+    clock: Clock,
+}
+
+pub type SharedJournal = Arc<Mutex<ActivationJournal>>;
+
+impl ActivationJournal {
+    pub fn new(replay: Replay, clock: Clock) -> SharedJournal {
+        Arc::new(Mutex::new(Self { replay, emails: Vec::new(), divergence: None, clock }))
+    }
+
+    /// Answer a step from the journal, or perform it with `perform` and record the result.
+    fn journaled(
+        &mut self,
+        kind: StepKind,
+        request: Value,
+        perform: impl FnOnce(&mut Self, u32) -> Value,
+    ) -> Result<Value, Divergence> {
+        if let Some(divergence) = &self.divergence {
+            return Err(divergence.clone());
+        }
+        match self.replay.step(kind, &request) {
+            Ok(StepLookup::Recorded(entry)) => Ok(entry.response.clone()),
+            Ok(StepLookup::Frontier { seq }) => {
+                let response = perform(self, seq);
+                let now = self.clock.now();
+                self.replay.record(kind, request, response.clone(), now);
+                Ok(response)
+            }
+            Err(divergence) => {
+                self.divergence = Some(divergence.clone());
+                Err(divergence)
+            }
+        }
+    }
+}
+
+fn lock(journal: &SharedJournal) -> MutexGuard<'_, ActivationJournal> {
+    // A poisoned lock only means another import panicked; the data is still consistent.
+    journal.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Limits enforced on the store while the guest runs.
+pub struct MemoryCap {
+    pub max_bytes: usize,
+    pub exceeded: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.exceeded = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} MiB exceeded",
+                self.max_bytes >> 20
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// What the activation is about, for the imports that need it.
+pub struct RunScope {
+    pub run_id: String,
+    pub journey_id: String,
+    pub person: PersonSnapshot,
+    pub templates: Arc<TemplateSet>,
+}
+
+/// The data of one activation's store: WASI (virtualised), limits, journal and run scope.
+pub struct ActivationState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub memory: MemoryCap,
+    pub journal: SharedJournal,
+    pub stderr: MemoryOutputPipe,
+    scope: Option<RunScope>,
+}
+
+impl WasiView for ActivationState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl ActivationState {
+    /// State for a run's activation (`scope` set) or for `describe` (no journal steps allowed).
+    pub fn new(journal: SharedJournal, scope: Option<RunScope>, memory_cap: usize, seed: u128) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .wall_clock(JournaledClock(journal.clone()))
+            .monotonic_clock(JournaledClock(journal.clone()))
+            .secure_random(JournaledRandom(journal.clone()))
+            .insecure_random(JournaledRandom(journal.clone()))
+            .insecure_random_seed(seed)
+            // No network: the defaults deny it already; say so explicitly.
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap { max_bytes: memory_cap, exceeded: false },
+            journal,
+            stderr,
+            scope,
+        }
+    }
+
+    fn scope(&self, import: &str) -> wasmtime::Result<&RunScope> {
+        self.scope
+            .as_ref()
+            .ok_or_else(|| wasmtime::Error::new(GuestFault(format!("`{import}` may only be called while a journey runs, not from describe"))))
+    }
+
+    fn step(&mut self, import: &str, kind: StepKind, request: Value, perform: impl FnOnce(&mut ActivationJournal, u32) -> Value) -> wasmtime::Result<Value> {
+        self.scope(import)?;
+        lock(&self.journal)
+            .journaled(kind, request, perform)
+            .map_err(wasmtime::Error::new)
+    }
+
+    fn queue_email(&self, journal: &mut ActivationJournal, seq: u32, email: &Email, vars: &serde_json::Map<String, Value>) -> Result<String, String> {
+        let scope = self.scope.as_ref().expect("checked by step");
+        let to = match &email.to {
+            Some(to) => crate::contacts::normalize_email(to).ok_or("the recipient address is empty")?,
+            None => scope
+                .person
+                .email
+                .clone()
+                .ok_or_else(|| format!("person {:?} has no email address and the email names no recipient", scope.person.key))?,
+        };
+        if !to.contains('@') {
+            return Err(format!("{to:?} is not an email address"));
+        }
+        let mut context = scope.person.properties.clone();
+        context.insert("email".into(), json!(to));
+        context.insert("key".into(), json!(scope.person.key));
+        for (k, v) in vars {
+            context.insert(k.clone(), v.clone());
+        }
+        let rendered = scope.templates.render(&email.template, &Value::Object(context))?;
+        let id = EmailId::generate();
+        journal.emails.push(QueuedEmail {
+            id: id.clone(),
+            step_seq: seq,
+            to,
+            template: email.template.clone(),
+            subject: rendered.subject,
+            body: rendered.body,
+        });
+        Ok(id.0)
+    }
+}
+
+fn check_payload(what: &str, text: &str) -> wasmtime::Result<()> {
+    if text.len() > MAX_IMPORT_PAYLOAD {
+        return Err(wasmtime::Error::new(GuestFault(format!(
+            "{what} is {} bytes, over the {MAX_IMPORT_PAYLOAD}-byte limit",
+            text.len()
+        ))));
+    }
+    Ok(())
+}
+
+fn fault(message: String) -> wasmtime::Error {
+    wasmtime::Error::new(GuestFault(message))
+}
+
+impl types::Host for ActivationState {}
+
+impl ContextHost for ActivationState {
+    fn now(&mut self) -> wasmtime::Result<i64> {
+        let value = self.step("now", StepKind::Now, Value::Null, |j, _| json!(j.clock.now().0))?;
+        value.as_i64().ok_or_else(|| fault(format!("journaled `now` is not a number: {value}")))
+    }
+
+    fn random(&mut self) -> wasmtime::Result<u64> {
+        let value = self.step("random", StepKind::Random, Value::Null, |_, _| json!(rand::random::<u64>()))?;
+        value.as_u64().ok_or_else(|| fault(format!("journaled `random` is not a number: {value}")))
+    }
+
+    fn sleep(&mut self, duration: u64, label: Option<String>) -> wasmtime::Result<()> {
+        let label = label.unwrap_or_else(|| format!("sleep {}", humantime::format_duration(Duration::from_millis(duration))));
+        check_payload("the sleep label", &label)?;
+        let request = json!({ "durationMs": duration, "label": label });
+        let value = self.step("sleep", StepKind::Sleep, request, |j, _| {
+            json!({ "wakeAt": j.clock.now().saturating_add(Duration::from_millis(duration)).0 })
+        })?;
+        let wake_at = value["wakeAt"]
+            .as_i64()
+            .map(Timestamp)
+            .ok_or_else(|| fault(format!("journaled sleep has no wake time: {value}")))?;
+        // Past the wake time the sleep is over and the handler continues; otherwise (the step
+        // was just recorded, or the run was woken early) the activation ends here.
+        if lock(&self.journal).clock.now() >= wake_at {
+            Ok(())
+        } else {
+            Err(wasmtime::Error::new(Suspend { wake_at }))
+        }
+    }
+
+    fn send_email(&mut self, email: Email) -> wasmtime::Result<Result<String, String>> {
+        check_payload("the email's vars", &email.vars_json)?;
+        let vars: serde_json::Map<String, Value> = if email.vars_json.trim().is_empty() {
+            Default::default()
+        } else {
+            match serde_json::from_str(&email.vars_json) {
+                Ok(Value::Object(map)) => map,
+                _ => return Ok(Err(format!("vars-json must be a JSON object, got {:?}", email.vars_json))),
+            }
+        };
+        let request = json!({ "template": email.template, "to": email.to, "vars": vars });
+        self.scope("send-email")?;
+        let journal = self.journal.clone();
+        let mut guard = lock(&journal);
+        let value = guard
+            .journaled(StepKind::SendEmail, request, |j, seq| match self.queue_email(j, seq, &email, &vars) {
+                Ok(id) => json!({ "ok": id }),
+                Err(message) => json!({ "error": message }),
+            })
+            .map_err(wasmtime::Error::new)?;
+        match (value.get("ok").and_then(Value::as_str), value.get("error").and_then(Value::as_str)) {
+            (Some(id), _) => Ok(Ok(id.to_owned())),
+            (_, Some(message)) => Ok(Err(message.to_owned())),
+            _ => Err(fault(format!("journaled send-email has no outcome: {value}"))),
+        }
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        if lock(&self.journal).replay.is_replaying() {
+            return Ok(());
+        }
+        let message: String = message.chars().take(4096).collect();
+        let (run, journey) = self
+            .scope
+            .as_ref()
+            .map(|s| (s.run_id.as_str(), s.journey_id.as_str()))
+            .unwrap_or(("", "describe"));
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "waymark::guest", run, journey, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "waymark::guest", run, journey, "{message}"),
+            LogLevel::Info => tracing::info!(target: "waymark::guest", run, journey, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "waymark::guest", run, journey, "{message}"),
+            LogLevel::Error => tracing::error!(target: "waymark::guest", run, journey, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+/// `wasi:clocks` answered through the journal (wall and monotonic alike, in host-clock time).
+struct JournaledClock(SharedJournal);
+
+impl JournaledClock {
+    fn read(&self, kind: StepKind) -> Duration {
+        let mut journal = lock(&self.0);
+        let value = journal
+            .journaled(kind, Value::Null, |j, _| json!(j.clock.now().0))
+            .ok()
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
+        Duration::from_millis(u64::try_from(value).unwrap_or(0))
+    }
+}
+
+impl wasmtime_wasi::HostWallClock for JournaledClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        self.read(StepKind::WasiWallClock)
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for JournaledClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.read(StepKind::WasiMonotonicClock).as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// `wasi:random` answered through the journal.
+struct JournaledRandom(SharedJournal);
+
+impl rand::TryRng for JournaledRandom {
+    type Error = std::convert::Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut bytes = [0u8; 4];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut bytes = [0u8; 8];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Self::Error> {
+        let len = dest.len();
+        let mut journal = lock(&self.0);
+        let recorded = journal
+            .journaled(StepKind::WasiRandom, json!({ "len": len }), |_, _| {
+                let mut fresh = vec![0u8; len];
+                rand::fill(&mut fresh[..]);
+                json!(hex::encode(fresh))
+            })
+            .ok()
+            .and_then(|v| v.as_str().and_then(|s| hex::decode(s).ok()));
+        match recorded {
+            Some(bytes) if bytes.len() == len => dest.copy_from_slice(&bytes),
+            // Diverged (recorded on the journal, the activation fails) or corrupt: zeros.
+            _ => dest.fill(0),
+        }
+        Ok(())
+    }
+}

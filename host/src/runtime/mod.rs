@@ -1,0 +1,309 @@
+//! The wasm runtime: compiles and caches components, calls `describe`, and runs one activation
+//! of a run under its limits (CPU budget via epoch deadline, memory cap via resource limiter,
+//! wall-clock timeout) with every import journaled ([`host`]).
+//!
+//! It knows nothing of SQL or HTTP: it takes a journal and returns what the activation did
+//! (fresh journal entries, queued emails and the outcome) for the executor to commit.
+
+pub mod artifacts;
+pub mod bindings;
+pub mod engine;
+pub mod host;
+
+use crate::clock::{Clock, Timestamp};
+use crate::delivery::templates::TemplateSet;
+use crate::journeys::journal::{JournalEntry, Replay};
+use crate::journeys::{PersonSnapshot, RunInput};
+use artifacts::ArtifactCache;
+use bindings::types::{Invocation, Manifest};
+use bindings::{JourneyModule, JourneyModulePre};
+use host::{ActivationJournal, ActivationState, GuestFault, QueuedEmail, RunScope, Suspend};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap};
+
+/// Errors of the host side: the activation could not be attempted. A guest misbehaving is not
+/// one of these; it is an [`ActivationOutcome::Failed`].
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("not a valid journey module: {0}")]
+    Compile(String),
+    #[error("module does not fit the waymark:journey world: {0}")]
+    Link(String),
+    #[error("instantiating the module failed: {0}")]
+    Instantiate(String),
+    #[error("describe failed: {0}")]
+    Describe(String),
+    #[error("i/o error on {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+/// Per-activation limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ActivationLimits {
+    /// Time the guest may spend executing wasm (enforced by epoch interruption).
+    pub cpu_budget: Duration,
+    /// Largest linear memory the guest may grow to.
+    pub memory_bytes: usize,
+    /// Total time for the activation, host calls included.
+    pub wall_clock: Duration,
+}
+
+impl Default for ActivationLimits {
+    fn default() -> Self {
+        Self {
+            cpu_budget: Duration::from_secs(2),
+            memory_bytes: 128 << 20,
+            wall_clock: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A compiled module version, ready to instantiate.
+pub struct CompiledModule {
+    /// sha256 of the wasm, hex.
+    pub hash: String,
+    pre: JourneyModulePre<ActivationState>,
+}
+
+/// How an activation ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActivationOutcome {
+    Completed,
+    Suspended { wake_at: Timestamp },
+    /// The guest failed: its own error, a trap, a limit, or a non-deterministic replay.
+    Failed { reason: String },
+}
+
+/// Everything one activation produced.
+#[derive(Debug)]
+pub struct ActivationReport {
+    pub outcome: ActivationOutcome,
+    pub journal: Vec<JournalEntry>,
+    pub emails: Vec<QueuedEmail>,
+}
+
+/// What to run.
+pub struct ActivationRequest<'a> {
+    pub run_id: &'a str,
+    pub journey_id: &'a str,
+    pub input: &'a RunInput,
+    pub journal: Vec<JournalEntry>,
+    pub templates: Arc<TemplateSet>,
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<ActivationState>,
+    artifacts: ArtifactCache,
+    limits: ActivationLimits,
+    clock: Clock,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Runtime {
+    pub fn new(artifact_dir: PathBuf, limits: ActivationLimits, clock: Clock) -> Result<Self, RuntimeError> {
+        let pool = engine::PoolSizing {
+            max_memory_bytes: limits.memory_bytes.next_power_of_two().max(64 << 20),
+            ..Default::default()
+        };
+        let engine = engine::build_engine(pool).map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        // WASI p2 is linked because Rust's std imports it; its clocks and random are journaled
+        // and the context has no filesystem, network, environment or arguments.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        JourneyModule::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        let artifacts = ArtifactCache::new(artifact_dir, engine::fingerprint(&engine));
+        Ok(Self { engine, linker, artifacts, limits, clock })
+    }
+
+    pub fn limits(&self) -> ActivationLimits {
+        self.limits
+    }
+
+    /// Compile (or load from the artifact cache) and link a component.
+    pub fn compile(&self, wasm: &[u8]) -> Result<CompiledModule, RuntimeError> {
+        if !wasm.starts_with(b"\0asm") {
+            return Err(RuntimeError::Compile("the file is not WebAssembly".into()));
+        }
+        if wasm.get(4..8) != Some(&[0x0d, 0x00, 0x01, 0x00]) {
+            return Err(RuntimeError::Compile(
+                "the file is a core wasm module, not a component: build for wasm32-wasip2 (or componentize a JS guest)".into(),
+            ));
+        }
+        let hash = sha256_hex(wasm);
+        let component: Component = self.artifacts.component(&self.engine, &hash, wasm)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        let pre = JourneyModulePre::new(pre).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        Ok(CompiledModule { hash, pre })
+    }
+
+    fn new_store(&self, state: ActivationState) -> Store<ActivationState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.memory);
+        let ticks = (self.limits.cpu_budget.as_millis() / engine::EPOCH_TICK.as_millis()).max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Call `describe` on a fresh instance.
+    pub async fn describe(&self, module: &CompiledModule) -> Result<Manifest, RuntimeError> {
+        let journal = ActivationJournal::new(Replay::default(), self.clock.clone());
+        let mut store = self.new_store(ActivationState::new(journal, None, self.limits.memory_bytes, 0));
+        let call = async {
+            let instance = module
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+            instance
+                .call_describe(&mut store)
+                .await
+                .map_err(|e| RuntimeError::Describe(format!("{e:#}")))
+        };
+        match tokio::time::timeout(self.limits.wall_clock, call).await {
+            Ok(result) => result,
+            Err(_) => Err(RuntimeError::Describe(format!(
+                "did not return within {}",
+                humantime::format_duration(self.limits.wall_clock)
+            ))),
+        }
+    }
+
+    /// Run one activation: replay the journal to its frontier and on until the handler
+    /// completes, fails or suspends.
+    pub async fn activate(&self, module: &CompiledModule, request: ActivationRequest<'_>) -> Result<ActivationReport, RuntimeError> {
+        let journal = ActivationJournal::new(Replay::new(request.journal), self.clock.clone());
+        let scope = RunScope {
+            run_id: request.run_id.to_owned(),
+            journey_id: request.journey_id.to_owned(),
+            person: request.input.person.clone(),
+            templates: request.templates,
+        };
+        let seed = u128::from_le_bytes(Sha256::digest(request.run_id.as_bytes())[..16].try_into().expect("16 bytes"));
+        let state = ActivationState::new(journal.clone(), Some(scope), self.limits.memory_bytes, seed);
+        let mut store = self.new_store(state);
+        let invocation = invocation(request.run_id, request.journey_id, request.input);
+
+        let instance = module
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+        let call = instance.call_run(&mut store, &invocation);
+        let result = tokio::time::timeout(self.limits.wall_clock, call).await;
+
+        let state = store.data();
+        let outcome = match result {
+            Err(_) => ActivationOutcome::Failed {
+                reason: format!(
+                    "the activation exceeded its wall-clock timeout of {}",
+                    humantime::format_duration(self.limits.wall_clock)
+                ),
+            },
+            Ok(call_result) => classify(call_result, state, &self.limits),
+        };
+        let stderr = state.stderr.contents();
+        drop(store);
+        let journal = Arc::try_unwrap(journal)
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .map_err(|_| RuntimeError::Instantiate("activation journal still shared after the store was dropped".into()))?;
+        if !stderr.is_empty() && !matches!(outcome, ActivationOutcome::Failed { .. }) {
+            tracing::debug!(target: "waymark::guest", run = request.run_id, "stderr: {}", String::from_utf8_lossy(&stderr));
+        }
+        Ok(ActivationReport {
+            outcome,
+            journal: journal.replay.into_fresh(),
+            emails: journal.emails,
+        })
+    }
+}
+
+/// Map what `run` returned to an outcome, naming the reason for every failure.
+fn classify(result: wasmtime::Result<Result<(), String>>, state: &ActivationState, limits: &ActivationLimits) -> ActivationOutcome {
+    let journal = state.journal.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(divergence) = &journal.divergence {
+        return ActivationOutcome::Failed { reason: divergence.to_string() };
+    }
+    match result {
+        Ok(Ok(())) => match journal.replay.check_fully_replayed() {
+            Ok(()) => ActivationOutcome::Completed,
+            Err(divergence) => ActivationOutcome::Failed { reason: divergence.to_string() },
+        },
+        Ok(Err(message)) => ActivationOutcome::Failed {
+            reason: format!("the journey returned an error: {message}"),
+        },
+        Err(error) => {
+            if let Some(suspend) = error.downcast_ref::<Suspend>() {
+                return ActivationOutcome::Suspended { wake_at: suspend.wake_at };
+            }
+            if let Some(divergence) = error.downcast_ref::<crate::journeys::journal::Divergence>() {
+                return ActivationOutcome::Failed { reason: divergence.to_string() };
+            }
+            if let Some(GuestFault(message)) = error.downcast_ref::<GuestFault>() {
+                return ActivationOutcome::Failed { reason: message.clone() };
+            }
+            if state.memory.exceeded {
+                return ActivationOutcome::Failed {
+                    reason: format!("the journey exceeded its memory limit of {} MiB", limits.memory_bytes >> 20),
+                };
+            }
+            let stderr = String::from_utf8_lossy(&state.stderr.contents()).trim().to_owned();
+            let reason = match error.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => format!(
+                    "the journey exceeded its CPU budget of {}",
+                    humantime::format_duration(limits.cpu_budget)
+                ),
+                Some(Trap::StackOverflow) => "the journey overflowed its stack (unbounded recursion?)".to_owned(),
+                Some(trap) => format!("the journey trapped: {trap}"),
+                None => format!("the journey failed: {error:#}"),
+            };
+            let reason = if stderr.is_empty() {
+                reason
+            } else {
+                format!("{reason}; guest stderr: {}", tail(&stderr, 2000))
+            };
+            ActivationOutcome::Failed { reason }
+        }
+    }
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+fn invocation(run_id: &str, journey_id: &str, input: &RunInput) -> Invocation {
+    let PersonSnapshot { key, email, properties } = &input.person;
+    Invocation {
+        handler: journey_id.to_owned(),
+        run_id: run_id.to_owned(),
+        person: bindings::types::Person {
+            key: key.clone(),
+            email: email.clone(),
+            properties_json: serde_json::Value::Object(properties.clone()).to_string(),
+        },
+        trigger: bindings::types::Event {
+            name: input.trigger.name.clone(),
+            occurred_at: input.trigger.occurred_at.0,
+            properties_json: serde_json::Value::Object(input.trigger.properties.clone()).to_string(),
+        },
+    }
+}

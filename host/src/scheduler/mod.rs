@@ -1,0 +1,106 @@
+//! The scheduler: background workers that claim runs whose timers are due (new runs are due at
+//! once) and hand them to the executor, a bounded number at a time. Claims are leases on the
+//! real clock, so after a crash or restart whatever was due or in flight is picked up again
+//! once its lease lapses. It owns no journey logic.
+
+use crate::clock::Clock;
+use crate::journeys::executor::{Activated, Executor};
+use crate::store::{Lease, Store};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+/// How long a claim holds; longer than any activation's wall-clock timeout.
+const LEASE: Duration = Duration::from_secs(60);
+/// Upper bound on how long the scheduler sleeps when nothing is due.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+pub struct Scheduler {
+    pub store: Arc<dyn Store>,
+    pub executor: Arc<Executor>,
+    pub clock: Clock,
+    /// Notified when new work may be due (an ingest started runs, the dev clock moved).
+    pub wake: Arc<Notify>,
+    /// Notified when activations queued emails.
+    pub delivery_wake: Arc<Notify>,
+    pub concurrency: usize,
+    pub owner: String,
+}
+
+impl Scheduler {
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    async fn run(self) {
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        loop {
+            let available = permits.available_permits();
+            if available == 0 {
+                // Wait for a slot without holding it.
+                drop(permits.clone().acquire_owned().await);
+                continue;
+            }
+            let now_real = Clock::real_now();
+            let lease = Lease {
+                owner: self.owner.clone(),
+                now_real,
+                until_real: now_real.saturating_add(LEASE),
+            };
+            let limit = u32::try_from(available).unwrap_or(u32::MAX);
+            let claimed = match self.store.claim_due_runs(self.clock.now(), &lease, limit).await {
+                Ok(claimed) => claimed,
+                Err(err) => {
+                    tracing::error!("claiming due runs failed: {err}");
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                self.idle().await;
+                continue;
+            }
+            for run in claimed {
+                let permit = permits.clone().acquire_owned().await.expect("semaphore never closes");
+                let executor = self.executor.clone();
+                let owner = self.owner.clone();
+                let delivery_wake = self.delivery_wake.clone();
+                let wake = self.wake.clone();
+                tokio::spawn(async move {
+                    match executor.activate(&run, &owner).await {
+                        Ok(Activated::Committed { emails, .. }) => {
+                            if emails > 0 {
+                                delivery_wake.notify_one();
+                            }
+                            // A sleep may already be over (a short one, or the clock moved).
+                            wake.notify_one();
+                        }
+                        Ok(Activated::Skipped) => {}
+                        Err(err) => tracing::warn!(run = %run.run_id, "activation not completed: {err}"),
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// Sleep until the next timer is due, a wake-up, or the idle poll, whichever is first.
+    async fn idle(&self) {
+        let until_next = match self.store.next_due_at().await {
+            Ok(Some(due)) => {
+                let ms = (due.0 - self.clock.now().0).max(0);
+                Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(IDLE_POLL)
+            }
+            _ => IDLE_POLL,
+        };
+        if until_next.is_zero() {
+            // Due but leased elsewhere (or a lease just lapsed): don't spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(until_next) => {}
+        }
+    }
+}

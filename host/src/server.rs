@@ -1,0 +1,119 @@
+//! Assembles a running Waymark: store, clock, tenant bootstrap, runtime and modules, the
+//! scheduler and delivery workers, and the HTTP API. The only place that wires layers together.
+
+use crate::api::{self, ApiOptions, AppState};
+use crate::clock::Clock;
+use crate::delivery::{DeliveryWorker, Mailer, TransportConfig};
+use crate::ingest::Ingestor;
+use crate::journeys::executor::Executor;
+use crate::modules::{ModuleRegistry, ModuleStore};
+use crate::runtime::{ActivationLimits, Runtime};
+use crate::scheduler::Scheduler;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{ModuleVersionRecord, Store};
+use crate::tenancy;
+use anyhow::Context;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub modules_dir: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub dev: bool,
+    pub transport: TransportConfig,
+    pub mail_from: String,
+    pub limits: ActivationLimits,
+    /// Activations run at once.
+    pub workers: usize,
+    pub max_body_bytes: usize,
+}
+
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("waymark.db")).await.context("opening the database")?);
+    // The clock offset belongs to the data: once moved forward it never goes back.
+    let clock = Clock::with_offset(store.clock_offset().await?);
+
+    let bootstrap = tenancy::bootstrap_default_tenant(store.as_ref(), &config.data_dir, &clock).await?;
+    match &bootstrap.admin_key_written {
+        Some(path) => println!("created the default tenant; its admin API key is in {}", path.display()),
+        None => println!(
+            "admin API key: {} (written on first boot)",
+            config.data_dir.join(tenancy::ADMIN_KEY_FILE).display()
+        ),
+    }
+
+    let runtime = Arc::new(Runtime::new(config.data_dir.join("artifacts"), config.limits, clock.clone())?);
+    let registry = Arc::new(ModuleRegistry::new(runtime, ModuleStore::new(config.data_dir.join("modules"))));
+    if let Some(dir) = &config.modules_dir {
+        let loaded = registry
+            .load_dir(&bootstrap.tenant_id, dir)
+            .await
+            .with_context(|| format!("loading modules from {}", dir.display()))?;
+        for module in &loaded {
+            store
+                .record_module_version(&ModuleVersionRecord {
+                    tenant_id: bootstrap.tenant_id.clone(),
+                    hash: module.hash.clone(),
+                    name: module.name.clone(),
+                    manifest: serde_json::to_value(&module.manifest)?,
+                    loaded_at: clock.now(),
+                })
+                .await?;
+        }
+        println!("loaded {} module(s) from {}", loaded.len(), dir.display());
+    }
+
+    let owner = format!("{}-{}", std::process::id(), crate::ids::RunId::generate());
+    let scheduler_wake = Arc::new(Notify::new());
+    let delivery_wake = Arc::new(Notify::new());
+    let executor = Arc::new(Executor::new(store.clone(), registry.clone(), clock.clone()));
+    Scheduler {
+        store: store.clone(),
+        executor,
+        clock: clock.clone(),
+        wake: scheduler_wake.clone(),
+        delivery_wake: delivery_wake.clone(),
+        concurrency: config.workers,
+        owner: format!("scheduler-{owner}"),
+    }
+    .spawn();
+    let mailer = Arc::new(Mailer::new(&config.transport, &config.mail_from)?);
+    DeliveryWorker { store: store.clone(), mailer, clock: clock.clone(), wake: delivery_wake, owner: format!("delivery-{owner}") }.spawn();
+
+    let ingestor = Arc::new(Ingestor::new(store.clone(), registry, clock.clone(), scheduler_wake.clone()));
+    let state = AppState { store, ingestor, clock, scheduler_wake };
+    let app = api::router(state, &ApiOptions { dev: config.dev, max_body_bytes: config.max_body_bytes })
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    println!("waymark listening on http://{addr}{}", if config.dev { " (dev mode)" } else { "" });
+    std::io::stdout().flush().ok();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

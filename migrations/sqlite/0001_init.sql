@@ -1,0 +1,153 @@
+-- Waymark schema, SQLite dialect. Keep in step with migrations/postgres.
+--
+-- Conventions: every tenant-owned table carries tenant_id; timestamps are INTEGER milliseconds
+-- since the Unix epoch (host clock unless the column says otherwise: lease_until and
+-- next_attempt_at are on the real clock); JSON is stored as TEXT.
+
+CREATE TABLE tenants (
+    id          TEXT    NOT NULL PRIMARY KEY,
+    name        TEXT    NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE api_keys (
+    id          TEXT    NOT NULL PRIMARY KEY,
+    tenant_id   TEXT    NOT NULL REFERENCES tenants (id),
+    name        TEXT    NOT NULL,
+    -- sha256 of the secret, never the secret.
+    key_hash    TEXT    NOT NULL UNIQUE,
+    -- Space-separated scope names (ingest read admin deploy).
+    scopes      TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id);
+
+CREATE TABLE contacts (
+    tenant_id     TEXT    NOT NULL REFERENCES tenants (id),
+    key           TEXT    NOT NULL,
+    email         TEXT,
+    properties    TEXT    NOT NULL DEFAULT '{}',
+    first_seen_at INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+) WITHOUT ROWID;
+
+CREATE INDEX contacts_by_email ON contacts (tenant_id, email) WHERE email IS NOT NULL;
+
+CREATE TABLE events (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    tenant_id       TEXT    NOT NULL REFERENCES tenants (id),
+    contact_key     TEXT    NOT NULL,
+    name            TEXT    NOT NULL,
+    properties      TEXT    NOT NULL DEFAULT '{}',
+    occurred_at     INTEGER NOT NULL,
+    received_at     INTEGER NOT NULL,
+    idempotency_key TEXT,
+    -- NULL keys are distinct, so events without a key never collide.
+    UNIQUE (tenant_id, idempotency_key)
+);
+
+CREATE INDEX events_by_contact ON events (tenant_id, contact_key, occurred_at);
+CREATE INDEX events_by_name ON events (tenant_id, name, occurred_at);
+
+CREATE TABLE module_versions (
+    tenant_id   TEXT    NOT NULL REFERENCES tenants (id),
+    -- sha256 of the wasm.
+    hash        TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    manifest    TEXT    NOT NULL,
+    loaded_at   INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, hash)
+) WITHOUT ROWID;
+
+CREATE TABLE runs (
+    id           TEXT    NOT NULL PRIMARY KEY,
+    tenant_id    TEXT    NOT NULL REFERENCES tenants (id),
+    journey_id   TEXT    NOT NULL,
+    module_hash  TEXT    NOT NULL,
+    contact_key  TEXT    NOT NULL,
+    status       TEXT    NOT NULL
+        CHECK (status IN ('active', 'waiting', 'completed', 'failed', 'exited')),
+    -- RunInput: the person snapshot and the trigger event.
+    input        TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    wake_at      INTEGER,
+    activations  INTEGER NOT NULL DEFAULT 0,
+    error        TEXT
+);
+
+-- One live run per person and journey, whatever the entry limit.
+CREATE UNIQUE INDEX runs_one_live_per_contact
+    ON runs (tenant_id, journey_id, contact_key)
+    WHERE status IN ('active', 'waiting');
+-- Entry-limit checks (prior runs of one journey by one person) and the contact filter.
+CREATE INDEX runs_by_contact ON runs (tenant_id, contact_key, journey_id, created_at);
+-- List filters, newest first.
+CREATE INDEX runs_by_tenant ON runs (tenant_id, created_at);
+CREATE INDEX runs_by_journey ON runs (tenant_id, journey_id, created_at);
+CREATE INDEX runs_by_status ON runs (tenant_id, status, created_at);
+
+CREATE TABLE journal (
+    run_id      TEXT    NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    seq         INTEGER NOT NULL CHECK (seq >= 0),
+    tenant_id   TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    request     TEXT    NOT NULL,
+    response    TEXT    NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+
+-- At most one timer per run: when it is due (host clock) the scheduler claims the run.
+CREATE TABLE timers (
+    run_id      TEXT    NOT NULL PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    tenant_id   TEXT    NOT NULL,
+    due_at      INTEGER NOT NULL,
+    lease_owner TEXT,
+    -- Real clock.
+    lease_until INTEGER,
+    -- Claims since the timer was last set.
+    attempts    INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE INDEX timers_by_due ON timers (due_at);
+
+CREATE TABLE emails (
+    id              TEXT    NOT NULL PRIMARY KEY,
+    tenant_id       TEXT    NOT NULL REFERENCES tenants (id),
+    run_id          TEXT    REFERENCES runs (id) ON DELETE SET NULL,
+    step_seq        INTEGER,
+    contact_key     TEXT    NOT NULL,
+    -- Normalised (trimmed, lowercase).
+    to_address      TEXT    NOT NULL,
+    template        TEXT    NOT NULL,
+    subject         TEXT    NOT NULL,
+    body            TEXT    NOT NULL,
+    status          TEXT    NOT NULL CHECK (status IN ('queued', 'sent', 'failed')),
+    -- Delivery attempts made so far.
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    sent_at         INTEGER,
+    -- Real clock: when the delivery worker may (re)try it.
+    next_attempt_at INTEGER NOT NULL,
+    lease_owner     TEXT,
+    -- Real clock.
+    lease_until     INTEGER,
+    -- An activation's send-email step queues exactly one email.
+    UNIQUE (run_id, step_seq)
+);
+
+CREATE INDEX emails_outbox ON emails (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX emails_by_tenant ON emails (tenant_id, created_at);
+CREATE INDEX emails_by_to ON emails (tenant_id, to_address, created_at);
+CREATE INDEX emails_by_contact ON emails (tenant_id, contact_key, created_at);
+
+-- Host-wide settings (not tenant data), e.g. the persisted dev-clock offset.
+CREATE TABLE host_settings (
+    key   TEXT NOT NULL PRIMARY KEY,
+    value TEXT NOT NULL
+);

@@ -1,0 +1,237 @@
+//! Test support shared by the end-to-end tests: the real `waymark` binary as a child process,
+//! real compiled modules, a real SMTP sink, and an HTTP client.
+#![allow(dead_code)]
+
+pub mod smtp;
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_waymark-under-test");
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+}
+
+/// Build every example and test module once per test process (and once at a time across
+/// processes), through the binary's own `waymark build`. Returns the directory of `.wasm` files.
+pub fn built_modules() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = repo_root();
+        let out = root.join("target/test-modules");
+        std::fs::create_dir_all(&out).unwrap();
+        let lock = std::fs::File::create(root.join("target/test-modules.lock")).unwrap();
+        lock.lock().expect("locking the module build");
+        let status = Command::new(BIN)
+            .current_dir(&root)
+            .args(["build", "--out"])
+            .arg(&out)
+            .args(["examples", "tests/guests", "tests/guests/js-hello"])
+            .env("WAYMARK_LOG", "warn")
+            .status()
+            .expect("running waymark build");
+        assert!(status.success(), "waymark build failed");
+        lock.unlock().ok();
+        out
+    })
+}
+
+/// A fresh directory holding only the named modules (by build name, e.g. `welcome-series`).
+pub fn modules_dir(names: &[&str]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        let from = built_modules().join(format!("{name}.wasm"));
+        std::fs::copy(&from, dir.path().join(format!("{name}.wasm"))).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+    }
+    dir
+}
+
+pub struct ServerOptions {
+    pub modules: Vec<&'static str>,
+    pub smtp_port: Option<u16>,
+    pub dev: bool,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self { modules: vec![], smtp_port: None, dev: true, extra_args: vec![] }
+    }
+}
+
+/// A running `waymark serve` on its own data dir and a free port.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub key: String,
+    pub data_dir: TempDir,
+    modules: TempDir,
+    options_args: Vec<String>,
+    client: reqwest::Client,
+}
+
+impl Server {
+    pub async fn start(options: ServerOptions) -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        let modules = modules_dir(&options.modules);
+        let mut args: Vec<String> = vec!["--modules".into(), modules.path().display().to_string()];
+        if options.dev {
+            args.push("--dev".into());
+        }
+        if let Some(port) = options.smtp_port {
+            args.extend(["--smtp-host".into(), "127.0.0.1".into(), "--smtp-port".into(), port.to_string()]);
+        }
+        args.extend(options.extra_args);
+        let mut server = Server {
+            child: None,
+            base: String::new(),
+            key: String::new(),
+            data_dir,
+            modules,
+            options_args: args,
+            client: reqwest::Client::new(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&self.options_args)
+            .env("WAYMARK_LOG", "info,waymark=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawning waymark");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("waymark listening on ") {
+                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    tx.send(url).ok();
+                }
+            }
+        });
+        self.child = Some(child);
+        let base = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(300)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| panic!("waymark did not start; log:\n{}", self.log()));
+        self.base = base;
+        self.key = std::fs::read_to_string(self.data_dir.path().join("admin.key")).unwrap().trim().to_owned();
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.path().join("server.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown, no flushing, nothing graceful.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Start again on the same data dir and modules.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>, key: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request failed");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.request(reqwest::Method::GET, path, None, Some(&self.key)).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, Some(body), Some(&self.key)).await
+    }
+
+    pub async fn send_event(&self, body: Value) -> Value {
+        let (status, response) = self.post("/v1/events", body).await;
+        assert_eq!(status, 202, "POST /v1/events: {response}");
+        response
+    }
+
+    pub async fn advance_clock(&self, by: &str) {
+        let (status, body) = self.post("/v1/admin/clock/advance", json!({ "by": by })).await;
+        assert_eq!(status, 200, "advancing the clock: {body}");
+    }
+
+    pub async fn run(&self, id: &str) -> Value {
+        self.get(&format!("/v1/runs/{id}")).await
+    }
+
+    /// Poll until `check` returns Some (work happens in background workers), or panic.
+    pub async fn eventually<T>(&self, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; server log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Wait until the run reaches `status`, returning its detail.
+    pub async fn run_reaches(&self, id: &str, status: &str) -> Value {
+        self.eventually(&format!("run {id} to be {status}"), async || {
+            let run = self.run(id).await;
+            (run["status"] == status).then_some(run)
+        })
+        .await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The id of the single run an event started.
+pub fn started_run(response: &Value) -> String {
+    let started = response["started"].as_array().expect("started runs");
+    assert_eq!(started.len(), 1, "expected one started run: {response}");
+    started[0]["runId"].as_str().unwrap().to_owned()
+}
