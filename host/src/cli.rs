@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "waymark", version, about = "Lifecycle automation with durable journeys written as WebAssembly components")]
+#[command(
+    name = "waymark",
+    version,
+    about = "Lifecycle automation with durable journeys written as WebAssembly components"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,7 +52,11 @@ struct ServeArgs {
     #[arg(long, env = "WAYMARK_SMTP_PORT", default_value_t = 25)]
     smtp_port: u16,
     /// Sender address of every email.
-    #[arg(long, env = "WAYMARK_MAIL_FROM", default_value = "Waymark <waymark@localhost>")]
+    #[arg(
+        long,
+        env = "WAYMARK_MAIL_FROM",
+        default_value = "Waymark <waymark@localhost>"
+    )]
     mail_from: String,
     /// CPU time one activation may use (`500ms`, `2s`).
     #[arg(long, env = "WAYMARK_CPU_BUDGET", default_value = "2s", value_parser = parse_duration)]
@@ -88,7 +96,10 @@ impl ServeArgs {
             listen: self.listen,
             dev: dev || self.dev,
             transport: match self.smtp_host {
-                Some(host) => TransportConfig::Smtp { host, port: self.smtp_port },
+                Some(host) => TransportConfig::Smtp {
+                    host,
+                    port: self.smtp_port,
+                },
                 None => TransportConfig::Log,
             },
             mail_from: self.mail_from,
@@ -107,7 +118,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAYMARK_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,cranelift=warn,wasmtime=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("WAYMARK_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,cranelift=warn,wasmtime=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -132,7 +145,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Build(args) => {
             let root = repo_root()?;
-            let sources = if args.sources.is_empty() { vec![root.join("examples")] } else { args.sources };
+            let sources = if args.sources.is_empty() {
+                vec![root.join("examples")]
+            } else {
+                args.sources
+            };
             build(&root, sources, args.out)
         }
     }
@@ -140,11 +157,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn repo_root() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir()?;
-    repo_root_from(&cwd).ok_or_else(|| anyhow::anyhow!("run this from the Waymark repository (no wit/waymark.wit above {})", cwd.display()))
+    repo_root_from(&cwd).ok_or_else(|| {
+        anyhow::anyhow!(
+            "run this from the Waymark repository (no wit/waymark.wit above {})",
+            cwd.display()
+        )
+    })
 }
 
 fn build(root: &std::path::Path, sources: Vec<PathBuf>, out_dir: PathBuf) -> anyhow::Result<()> {
-    let built = build_modules(&BuildOptions { sources, out_dir, target_dir: root.join("target/wasm") })?;
+    let built = build_modules(&BuildOptions {
+        sources,
+        out_dir,
+        target_dir: root.join("target/wasm"),
+    })?;
     for module in &built {
         println!("built {} -> {}", module.name, module.path.display());
     }
@@ -152,5 +178,8 @@ fn build(root: &std::path::Path, sources: Vec<PathBuf>, out_dir: PathBuf) -> any
 }
 
 fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(future)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
 }

@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn durations_parse_in_human_units() {
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
-        assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(
+            parse_duration("1h 30m").unwrap(),
+            Duration::from_secs(5_400)
+        );
         assert!(parse_duration("soon").is_err());
     }
 

@@ -34,22 +34,38 @@ pub struct ServeConfig {
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir.join("waymark.db")).await.context("opening the database")?);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.data_dir.join("waymark.db"))
+            .await
+            .context("opening the database")?,
+    );
     // The clock offset belongs to the data: once moved forward it never goes back.
     let clock = Clock::with_offset(store.clock_offset().await?);
 
-    let bootstrap = tenancy::bootstrap_default_tenant(store.as_ref(), &config.data_dir, &clock).await?;
+    let bootstrap =
+        tenancy::bootstrap_default_tenant(store.as_ref(), &config.data_dir, &clock).await?;
     match &bootstrap.admin_key_written {
-        Some(path) => println!("created the default tenant; its admin API key is in {}", path.display()),
+        Some(path) => println!(
+            "created the default tenant; its admin API key is in {}",
+            path.display()
+        ),
         None => println!(
             "admin API key: {} (written on first boot)",
             config.data_dir.join(tenancy::ADMIN_KEY_FILE).display()
         ),
     }
 
-    let runtime = Arc::new(Runtime::new(config.data_dir.join("artifacts"), config.limits, clock.clone())?);
-    let registry = Arc::new(ModuleRegistry::new(runtime, ModuleStore::new(config.data_dir.join("modules"))));
+    let runtime = Arc::new(Runtime::new(
+        config.data_dir.join("artifacts"),
+        config.limits,
+        clock.clone(),
+    )?);
+    let registry = Arc::new(ModuleRegistry::new(
+        runtime,
+        ModuleStore::new(config.data_dir.join("modules")),
+    ));
     if let Some(dir) = &config.modules_dir {
         let loaded = registry
             .load_dir(&bootstrap.tenant_id, dir)
@@ -72,7 +88,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let owner = format!("{}-{}", std::process::id(), crate::ids::RunId::generate());
     let scheduler_wake = Arc::new(Notify::new());
     let delivery_wake = Arc::new(Notify::new());
-    let executor = Arc::new(Executor::new(store.clone(), registry.clone(), clock.clone()));
+    let executor = Arc::new(Executor::new(
+        store.clone(),
+        registry.clone(),
+        clock.clone(),
+    ));
     Scheduler {
         store: store.clone(),
         executor,
@@ -84,18 +104,48 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     .spawn();
     let mailer = Arc::new(Mailer::new(&config.transport, &config.mail_from)?);
-    DeliveryWorker { store: store.clone(), mailer, clock: clock.clone(), wake: delivery_wake, owner: format!("delivery-{owner}") }.spawn();
+    DeliveryWorker {
+        store: store.clone(),
+        mailer,
+        clock: clock.clone(),
+        wake: delivery_wake,
+        owner: format!("delivery-{owner}"),
+    }
+    .spawn();
 
-    let ingestor = Arc::new(Ingestor::new(store.clone(), registry, clock.clone(), scheduler_wake.clone()));
-    let state = AppState { store, ingestor, clock, scheduler_wake };
-    let app = api::router(state, &ApiOptions { dev: config.dev, max_body_bytes: config.max_body_bytes })
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let ingestor = Arc::new(Ingestor::new(
+        store.clone(),
+        registry,
+        clock.clone(),
+        scheduler_wake.clone(),
+    ));
+    let state = AppState {
+        store,
+        ingestor,
+        clock,
+        scheduler_wake,
+    };
+    let app = api::router(
+        state,
+        &ApiOptions {
+            dev: config.dev,
+            max_body_bytes: config.max_body_bytes,
+        },
+    )
+    .layer(tower_http::trace::TraceLayer::new_for_http());
 
-    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    println!("waymark listening on http://{addr}{}", if config.dev { " (dev mode)" } else { "" });
+    println!(
+        "waymark listening on http://{addr}{}",
+        if config.dev { " (dev mode)" } else { "" }
+    );
     std::io::stdout().flush().ok();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     Ok(())
 }
 
@@ -105,7 +155,9 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             signal.recv().await;
         }
     };

@@ -11,10 +11,19 @@ use support::{Server, ServerOptions};
 async fn requests_without_a_valid_key_are_401_and_health_needs_none() {
     let server = Server::start(ServerOptions::default()).await;
 
-    let (status, body) = server.request(Method::POST, "/v1/events", Some(json!({"name": "x", "userId": "u"})), None).await;
+    let (status, body) = server
+        .request(
+            Method::POST,
+            "/v1/events",
+            Some(json!({"name": "x", "userId": "u"})),
+            None,
+        )
+        .await;
     assert_eq!((status, body), (401, json!({"error": "Unauthorized"})));
 
-    let (status, body) = server.request(Method::GET, "/v1/runs", None, Some("wmk_not_a_real_key")).await;
+    let (status, body) = server
+        .request(Method::GET, "/v1/runs", None, Some("wmk_not_a_real_key"))
+        .await;
     assert_eq!((status, body), (401, json!({"error": "Unauthorized"})));
 
     let (status, body) = server.request(Method::GET, "/v1/health", None, None).await;
@@ -45,24 +54,46 @@ async fn invalid_events_are_400_naming_the_field() {
 
     let (status, body) = server.post("/v1/events", json!({"userId": "u1"})).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["details"]["reason"].as_str().unwrap().contains("name"), "{body}");
+    assert!(
+        body["details"]["reason"].as_str().unwrap().contains("name"),
+        "{body}"
+    );
 
     let (status, body) = server.post("/v1/events", json!({"name": "x"})).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "email or userId is required");
 
-    let (status, body) = server.post("/v1/events", json!({"name": "x", "email": "not-an-email"})).await;
+    let (status, body) = server
+        .post("/v1/events", json!({"name": "x", "email": "not-an-email"}))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body["details"]["field"], "email");
 
-    let (status, body) = server.post("/v1/events", json!({"name": "x", "userId": "u", "timestamp": "yesterday"})).await;
+    let (status, body) = server
+        .post(
+            "/v1/events",
+            json!({"name": "x", "userId": "u", "timestamp": "yesterday"}),
+        )
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body["details"]["field"], "timestamp");
 
-    let (status, body) = server.post("/v1/events", json!({"name": "x", "userId": "u", "eventProperties": [1, 2]})).await;
+    let (status, body) = server
+        .post(
+            "/v1/events",
+            json!({"name": "x", "userId": "u", "eventProperties": [1, 2]}),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
 
-    let (status, body) = server.request(Method::GET, "/v1/runs?status=sleeping", None, Some(&server.key)).await;
+    let (status, body) = server
+        .request(
+            Method::GET,
+            "/v1/runs?status=sleeping",
+            None,
+            Some(&server.key),
+        )
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body["details"]["field"], "status");
 }
@@ -70,33 +101,60 @@ async fn invalid_events_are_400_naming_the_field() {
 #[tokio::test]
 async fn the_event_alias_is_accepted_for_name() {
     let server = Server::start(ServerOptions::default()).await;
-    let (status, body) = server.post("/v1/events", json!({"event": "app.opened", "userId": "u1"})).await;
+    let (status, body) = server
+        .post("/v1/events", json!({"event": "app.opened", "userId": "u1"}))
+        .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["stored"], true);
 }
 
 #[tokio::test]
 async fn unknown_routes_are_404_json_and_the_clock_route_exists_only_in_dev_mode() {
-    let server = Server::start(ServerOptions { dev: false, ..Default::default() }).await;
-    let (status, body) = server.request(Method::GET, "/v1/nothing-here", None, Some(&server.key)).await;
+    let server = Server::start(ServerOptions {
+        dev: false,
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = server
+        .request(Method::GET, "/v1/nothing-here", None, Some(&server.key))
+        .await;
     assert_eq!((status, body), (404, json!({"error": "Not Found"})));
-    let (status, _) = server.post("/v1/admin/clock/advance", json!({"by": "2d"})).await;
+    let (status, _) = server
+        .post("/v1/admin/clock/advance", json!({"by": "2d"}))
+        .await;
     assert_eq!(status, 404);
 
-    let dev = Server::start(ServerOptions { dev: true, ..Default::default() }).await;
-    let (status, body) = dev.post("/v1/admin/clock/advance", json!({"by": "soon"})).await;
+    let dev = Server::start(ServerOptions {
+        dev: true,
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = dev
+        .post("/v1/admin/clock/advance", json!({"by": "soon"}))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body["details"]["field"], "by");
-    let (status, body) = dev.post("/v1/admin/clock/advance", json!({"by": "1h"})).await;
+    let (status, body) = dev
+        .post("/v1/admin/clock/advance", json!({"by": "1h"}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(body["offsetMs"], 3_600_000);
 }
 
 #[tokio::test]
 async fn an_oversized_body_is_413() {
-    let server = Server::start(ServerOptions { extra_args: vec!["--max-body-bytes".into(), "1024".into()], ..Default::default() }).await;
+    let server = Server::start(ServerOptions {
+        extra_args: vec!["--max-body-bytes".into(), "1024".into()],
+        ..Default::default()
+    })
+    .await;
     let big = "x".repeat(4096);
-    let (status, body) = server.post("/v1/events", json!({"name": "x", "userId": "u", "eventProperties": {"blob": big}})).await;
+    let (status, body) = server
+        .post(
+            "/v1/events",
+            json!({"name": "x", "userId": "u", "eventProperties": {"blob": big}}),
+        )
+        .await;
     assert_eq!(status, 413, "{body}");
     assert!(body["error"].is_string());
 }

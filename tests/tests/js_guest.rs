@@ -8,16 +8,30 @@ use support::{Server, ServerOptions, started_run};
 #[tokio::test]
 async fn a_javascript_guest_built_with_componentize_js_runs_a_journey() {
     // Given the JS proof module
-    let server = Server::start(ServerOptions { modules: vec!["js-hello"], ..Default::default() }).await;
+    let server = Server::start(ServerOptions {
+        modules: vec!["js-hello"],
+        ..Default::default()
+    })
+    .await;
 
     // When its trigger arrives
-    let response = server.send_event(json!({"name": "js.hello", "userId": "js-user", "email": "js@example.com"})).await;
+    let response = server
+        .send_event(json!({"name": "js.hello", "userId": "js-user", "email": "js@example.com"}))
+        .await;
     let run = started_run(&response);
 
     // Then the run completes having read the clock and queued its email
     let detail = server.run_reaches(&run, "completed").await;
-    let steps: Vec<&str> = detail["timeline"].as_array().unwrap().iter().map(|e| e["step"].as_str().unwrap()).collect();
-    assert!(steps.contains(&"now") && steps.contains(&"send-email"), "{detail}");
+    let steps: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert!(
+        steps.contains(&"now") && steps.contains(&"send-email"),
+        "{detail}"
+    );
     let emails = server.get("/v1/emails?to=js@example.com").await;
     assert_eq!(emails["emails"].as_array().unwrap().len(), 1, "{emails}");
 }

@@ -10,7 +10,9 @@ use waymark::clock::Clock;
 use waymark::journeys::journal::{JournalEntry, StepKind};
 use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
 use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
-use waymark::runtime::{ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime};
+use waymark::runtime::{
+    ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime,
+};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -23,13 +25,34 @@ impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Clock::default();
-        let runtime = Runtime::new(dir.path().join("artifacts"), ActivationLimits::default(), clock.clone()).unwrap();
-        let registry = ModuleRegistry::new(Arc::new(runtime), ModuleStore::new(dir.path().join("modules")));
+        let runtime = Runtime::new(
+            dir.path().join("artifacts"),
+            ActivationLimits::default(),
+            clock.clone(),
+        )
+        .unwrap();
+        let registry = ModuleRegistry::new(
+            Arc::new(runtime),
+            ModuleStore::new(dir.path().join("modules")),
+        );
         let input = RunInput {
-            person: PersonSnapshot { key: "p1".into(), email: Some("p1@example.com".into()), properties: Default::default() },
-            trigger: TriggerEvent { name: "test.steps".into(), occurred_at: clock.now(), properties: Default::default() },
+            person: PersonSnapshot {
+                key: "p1".into(),
+                email: Some("p1@example.com".into()),
+                properties: Default::default(),
+            },
+            trigger: TriggerEvent {
+                name: "test.steps".into(),
+                occurred_at: clock.now(),
+                properties: Default::default(),
+            },
         };
-        Fixture { _dir: dir, clock, registry, input }
+        Fixture {
+            _dir: dir,
+            clock,
+            registry,
+            input,
+        }
     }
 
     async fn load(&self, name: &str) -> Arc<LoadedModule> {
@@ -37,12 +60,22 @@ impl Fixture {
         self.registry.load(name, &wasm, name).await.unwrap()
     }
 
-    async fn activate(&self, module: &LoadedModule, journal: Vec<JournalEntry>) -> ActivationReport {
+    async fn activate(
+        &self,
+        module: &LoadedModule,
+        journal: Vec<JournalEntry>,
+    ) -> ActivationReport {
         self.registry
             .runtime()
             .activate(
                 &module.compiled,
-                ActivationRequest { run_id: "run-1", journey_id: "steps", input: &self.input, journal, templates: module.templates.clone() },
+                ActivationRequest {
+                    run_id: "run-1",
+                    journey_id: "steps",
+                    input: &self.input,
+                    journal,
+                    templates: module.templates.clone(),
+                },
             )
             .await
             .unwrap()
@@ -59,9 +92,16 @@ async fn replaying_a_journal_answers_recorded_steps_without_repeating_their_effe
     let fx = Fixture::new();
     let v1 = fx.load("steps-v1").await;
     let first = fx.activate(&v1, vec![]).await;
-    assert!(matches!(first.outcome, ActivationOutcome::Suspended { .. }), "{:?}", first.outcome);
+    assert!(
+        matches!(first.outcome, ActivationOutcome::Suspended { .. }),
+        "{:?}",
+        first.outcome
+    );
     assert_eq!(first.emails.len(), 1);
-    assert!(kinds(&first.journal).contains(&StepKind::SendEmail) && kinds(&first.journal).last() == Some(&StepKind::Sleep));
+    assert!(
+        kinds(&first.journal).contains(&StepKind::SendEmail)
+            && kinds(&first.journal).last() == Some(&StepKind::Sleep)
+    );
 
     // When it is activated again before its wake time
     let early = fx.activate(&v1, first.journal.clone()).await;
@@ -76,7 +116,11 @@ async fn replaying_a_journal_answers_recorded_steps_without_repeating_their_effe
     assert_eq!(woken.outcome, ActivationOutcome::Completed);
     assert_eq!(woken.emails.len(), 1);
     assert_ne!(woken.emails[0].template, first.emails[0].template);
-    assert_eq!(woken.journal.first().map(|e| e.seq), Some(first.journal.len() as u32), "new steps continue the sequence");
+    assert_eq!(
+        woken.journal.first().map(|e| e.seq),
+        Some(first.journal.len() as u32),
+        "new steps continue the sequence"
+    );
 }
 
 #[tokio::test]
@@ -86,14 +130,24 @@ async fn a_handler_that_replays_differently_fails_as_non_deterministic_naming_th
     let v1 = fx.load("steps-v1").await;
     let v2 = fx.load("steps-v2").await;
     let first = fx.activate(&v1, vec![]).await;
-    let email_step = first.journal.iter().find(|e| e.kind == StepKind::SendEmail).unwrap().seq;
+    let email_step = first
+        .journal
+        .iter()
+        .find(|e| e.kind == StepKind::SendEmail)
+        .unwrap()
+        .seq;
 
     // When steps-v2 (sleep first) replays that journal
     let replayed = fx.activate(&v2, first.journal.clone()).await;
 
     // Then the run fails as non-deterministic, naming the step, what was recorded and what was called
-    let ActivationOutcome::Failed { reason } = replayed.outcome else { panic!("expected a failure, got {:?}", replayed.outcome) };
-    assert!(reason.contains(&format!("non-deterministic replay at step {email_step}")), "{reason}");
+    let ActivationOutcome::Failed { reason } = replayed.outcome else {
+        panic!("expected a failure, got {:?}", replayed.outcome)
+    };
+    assert!(
+        reason.contains(&format!("non-deterministic replay at step {email_step}")),
+        "{reason}"
+    );
     assert!(reason.contains("recorded send-email"), "{reason}");
     assert!(reason.contains("called sleep"), "{reason}");
     assert!(replayed.emails.is_empty());

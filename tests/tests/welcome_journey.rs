@@ -11,11 +11,18 @@ const DAY_MS: i64 = 86_400_000;
 
 fn millis(rfc3339: &Value) -> i64 {
     let text = rfc3339.as_str().expect("a timestamp");
-    waymark::clock::Timestamp::parse_rfc3339(text).expect("RFC 3339").0
+    waymark::clock::Timestamp::parse_rfc3339(text)
+        .expect("RFC 3339")
+        .0
 }
 
 async fn welcome_server(sink: &SmtpSink) -> Server {
-    Server::start(ServerOptions { modules: vec!["welcome-series"], smtp_port: Some(sink.port), ..Default::default() }).await
+    Server::start(ServerOptions {
+        modules: vec!["welcome-series"],
+        smtp_port: Some(sink.port),
+        ..Default::default()
+    })
+    .await
 }
 
 fn signup(user: &str, email: &str) -> Value {
@@ -43,18 +50,39 @@ async fn a_signup_sends_the_welcome_email_waits_two_days_then_sends_the_follow_u
 
     // Then the welcome email reaches the SMTP sink
     let welcome = server
-        .eventually("the welcome email at the sink", async || sink.messages_to("ada@example.com").into_iter().next())
+        .eventually("the welcome email at the sink", async || {
+            sink.messages_to("ada@example.com").into_iter().next()
+        })
         .await;
-    assert!(welcome.data.contains("Ada"), "the welcome email is personalised: {}", welcome.data);
+    assert!(
+        welcome.data.contains("Ada"),
+        "the welcome email is personalised: {}",
+        welcome.data
+    );
 
     // And the run waits, with a wake time two days after it started
     let run = server.run_reaches(&run_id, "waiting").await;
     assert_eq!(run["journeyId"], "welcome-series");
-    assert_eq!(run["moduleVersion"].as_str().map(str::len), Some(64), "pinned to a sha256 version: {run}");
+    assert_eq!(
+        run["moduleVersion"].as_str().map(str::len),
+        Some(64),
+        "pinned to a sha256 version: {run}"
+    );
     let waited = millis(&run["wakeAt"]) - millis(&run["createdAt"]);
-    assert!((2 * DAY_MS..2 * DAY_MS + 60_000).contains(&waited), "wakes two days later: {run}");
-    let steps: Vec<&str> = run["timeline"].as_array().unwrap().iter().map(|e| e["step"].as_str().unwrap()).collect();
-    assert!(steps.contains(&"send-email") && steps.last() == Some(&"sleep"), "timeline: {steps:?}");
+    assert!(
+        (2 * DAY_MS..2 * DAY_MS + 60_000).contains(&waited),
+        "wakes two days later: {run}"
+    );
+    let steps: Vec<&str> = run["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert!(
+        steps.contains(&"send-email") && steps.last() == Some(&"sleep"),
+        "timeline: {steps:?}"
+    );
 
     // And the email is listed as sent, with its timestamps
     let emails = server
@@ -64,19 +92,33 @@ async fn a_signup_sends_the_welcome_email_waits_two_days_then_sends_the_follow_u
         })
         .await;
     assert_eq!(emails["emails"].as_array().unwrap().len(), 1);
-    assert!(emails["emails"][0]["sentAt"].is_string() && emails["emails"][0]["createdAt"].is_string());
+    assert!(
+        emails["emails"][0]["sentAt"].is_string() && emails["emails"][0]["createdAt"].is_string()
+    );
 
     // When two days pass on the host clock
     server.advance_clock("2d").await;
 
     // Then the follow-up is sent and the run completes
     let run = server.run_reaches(&run_id, "completed").await;
-    let messages = server.eventually("two emails at the sink", async || (sink.messages_to("ada@example.com").len() == 2).then(|| sink.messages_to("ada@example.com"))).await;
-    assert_ne!(messages[0].subject(), messages[1].subject(), "the follow-up is a different email");
+    let messages = server
+        .eventually("two emails at the sink", async || {
+            (sink.messages_to("ada@example.com").len() == 2)
+                .then(|| sink.messages_to("ada@example.com"))
+        })
+        .await;
+    assert_ne!(
+        messages[0].subject(),
+        messages[1].subject(),
+        "the follow-up is a different email"
+    );
     let by_user = server.get("/v1/emails?userId=user-1").await;
     assert_eq!(by_user["emails"].as_array().unwrap().len(), 2);
     let timeline = run["timeline"].as_array().unwrap();
-    let emails_in_journal = timeline.iter().filter(|e| e["step"] == "send-email").count();
+    let emails_in_journal = timeline
+        .iter()
+        .filter(|e| e["step"] == "send-email")
+        .count();
     assert_eq!(emails_in_journal, 2, "{run}");
     assert!(run["wakeAt"].is_null());
 }
@@ -88,17 +130,31 @@ async fn sigkill_while_runs_wait_loses_nothing_and_sends_no_email_twice() {
     let mut server = welcome_server(&sink).await;
     let mut runs = Vec::new();
     for i in 0..3 {
-        let response = server.send_event(signup(&format!("user-{i}"), &format!("person{i}@example.com"))).await;
+        let response = server
+            .send_event(signup(
+                &format!("user-{i}"),
+                &format!("person{i}@example.com"),
+            ))
+            .await;
         runs.push(started_run(&response));
     }
     for run in &runs {
         server.run_reaches(run, "waiting").await;
     }
-    server.eventually("three welcome emails", async || (sink.messages().len() == 3).then_some(())).await;
+    server
+        .eventually("three welcome emails", async || {
+            (sink.messages().len() == 3).then_some(())
+        })
+        .await;
     server
         .eventually("all three marked sent", async || {
             let list = server.get("/v1/emails").await;
-            list["emails"].as_array().unwrap().iter().all(|e| e["status"] == "sent").then_some(())
+            list["emails"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["status"] == "sent")
+                .then_some(())
         })
         .await;
 
@@ -118,10 +174,22 @@ async fn sigkill_while_runs_wait_loses_nothing_and_sends_no_email_twice() {
     for run in &runs {
         server.run_reaches(run, "completed").await;
     }
-    server.eventually("six emails in all", async || (sink.messages().len() >= 6).then_some(())).await;
+    server
+        .eventually("six emails in all", async || {
+            (sink.messages().len() >= 6).then_some(())
+        })
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let messages = sink.messages();
-    assert_eq!(messages.len(), 6, "no duplicates: {:#?}", messages.iter().map(|m| (&m.to, m.subject())).collect::<Vec<_>>());
+    assert_eq!(
+        messages.len(),
+        6,
+        "no duplicates: {:#?}",
+        messages
+            .iter()
+            .map(|m| (&m.to, m.subject()))
+            .collect::<Vec<_>>()
+    );
     for i in 0..3 {
         let mine = sink.messages_to(&format!("person{i}@example.com"));
         assert_eq!(mine.len(), 2);
@@ -153,7 +221,10 @@ async fn a_repeated_idempotency_key_is_not_stored_and_starts_nothing() {
             .send()
             .await
             .unwrap();
-        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
     };
 
     // Then both answer stored: false with the original event's id, and start nothing

@@ -18,7 +18,10 @@ pub struct AdvanceBody {
     by: String,
 }
 
-pub async fn clock(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Result<Json<Value>, ApiError> {
+pub async fn clock(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Admin)?;
     Ok(Json(clock_view(&state)))
 }

@@ -22,12 +22,18 @@ impl Principal {
         if self.scopes.contains(&scope) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden { needed: scope.as_str() })
+            Err(ApiError::Forbidden {
+                needed: scope.as_str(),
+            })
         }
     }
 }
 
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let secret = request
         .headers()
         .get(AUTHORIZATION)
@@ -41,6 +47,9 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         .api_key_by_hash(&hash_key(secret))
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    request.extensions_mut().insert(Principal { tenant_id: key.tenant_id, scopes: key.scopes });
+    request.extensions_mut().insert(Principal {
+        tenant_id: key.tenant_id,
+        scopes: key.scopes,
+    });
     Ok(next.run(request).await)
 }

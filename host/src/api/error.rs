@@ -6,8 +6,8 @@ use crate::store::StoreError;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -19,7 +19,10 @@ pub enum ApiError {
     #[error("Forbidden: insufficient scope")]
     Forbidden { needed: &'static str },
     #[error("{message}")]
-    BadRequest { message: String, details: Option<Value> },
+    BadRequest {
+        message: String,
+        details: Option<Value>,
+    },
     #[error("Not Found")]
     NotFound,
     #[error("request body is larger than the limit")]
@@ -30,7 +33,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::BadRequest { message: message.into(), details: None }
+        ApiError::BadRequest {
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> Self {
@@ -45,7 +51,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, details) = match &self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, None),
-            ApiError::Forbidden { needed } => (StatusCode::FORBIDDEN, Some(json!({ "requiredScope": needed }))),
+            ApiError::Forbidden { needed } => (
+                StatusCode::FORBIDDEN,
+                Some(json!({ "requiredScope": needed })),
+            ),
             ApiError::BadRequest { details, .. } => (StatusCode::BAD_REQUEST, details.clone()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, None),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, None),
@@ -94,7 +103,11 @@ where
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(JsonBody(value)),
             Err(rejection) => Err(match rejection {
-                JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                JsonRejection::BytesRejection(_)
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+                {
+                    ApiError::PayloadTooLarge
+                }
                 JsonRejection::JsonDataError(e) => ApiError::BadRequest {
                     message: "the JSON body does not match the expected shape".into(),
                     details: Some(json!({ "reason": e.body_text() })),
@@ -103,7 +116,9 @@ where
                     message: "the body is not valid JSON".into(),
                     details: Some(json!({ "reason": e.body_text() })),
                 },
-                JsonRejection::MissingJsonContentType(_) => ApiError::bad_request("expected a JSON body with `Content-Type: application/json`"),
+                JsonRejection::MissingJsonContentType(_) => ApiError::bad_request(
+                    "expected a JSON body with `Content-Type: application/json`",
+                ),
                 other => ApiError::bad_request(other.body_text()),
             }),
         }

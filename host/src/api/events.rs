@@ -37,14 +37,23 @@ pub async fn ingest(
         Some(value) => Some(
             value
                 .to_str()
-                .map_err(|_| ApiError::invalid_field("Idempotency-Key", "the header is not valid text"))?
+                .map_err(|_| {
+                    ApiError::invalid_field("Idempotency-Key", "the header is not valid text")
+                })?
                 .to_owned(),
         ),
     };
     let occurred_at = body
         .timestamp
         .as_deref()
-        .map(|text| Timestamp::parse_rfc3339(text).ok_or_else(|| ApiError::invalid_field("timestamp", format!("{text:?} is not an RFC 3339 date-time"))))
+        .map(|text| {
+            Timestamp::parse_rfc3339(text).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "timestamp",
+                    format!("{text:?} is not an RFC 3339 date-time"),
+                )
+            })
+        })
         .transpose()?;
     let request = IngestRequest {
         name: body.name,

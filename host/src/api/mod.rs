@@ -37,7 +37,10 @@ pub struct ApiOptions {
 
 impl Default for ApiOptions {
     fn default() -> Self {
-        Self { dev: false, max_body_bytes: 1 << 20 }
+        Self {
+            dev: false,
+            max_body_bytes: 1 << 20,
+        }
     }
 }
 
@@ -48,9 +51,14 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
         .route("/v1/runs/{id}", get(runs::detail))
         .route("/v1/emails", get(runs::emails));
     if options.dev {
-        authenticated = authenticated.route("/v1/admin/clock", get(admin::clock)).route("/v1/admin/clock/advance", post(admin::advance_clock));
+        authenticated = authenticated
+            .route("/v1/admin/clock", get(admin::clock))
+            .route("/v1/admin/clock/advance", post(admin::advance_clock));
     }
-    let authenticated = authenticated.route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let authenticated = authenticated.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authenticate,
+    ));
     Router::new()
         .route("/v1/health", get(health))
         .merge(authenticated)

@@ -56,18 +56,32 @@ fn timeline_entry(entry: &JournalEntry) -> Value {
     let q = &entry.request;
     let summary = match entry.kind {
         StepKind::Now | StepKind::WasiWallClock | StepKind::WasiMonotonicClock => {
-            format!("read the clock: {}", r.as_i64().map(|ms| Timestamp(ms).to_rfc3339()).unwrap_or_else(|| r.to_string()))
+            format!(
+                "read the clock: {}",
+                r.as_i64()
+                    .map(|ms| Timestamp(ms).to_rfc3339())
+                    .unwrap_or_else(|| r.to_string())
+            )
         }
         StepKind::Random => format!("drew a random number: {r}"),
         StepKind::WasiRandom => format!("drew {} random bytes", q["len"]),
         StepKind::Sleep => format!(
             "{} — sleeps until {}",
             q["label"].as_str().unwrap_or("sleep"),
-            r["wakeAt"].as_i64().map(|ms| Timestamp(ms).to_rfc3339()).unwrap_or_default()
+            r["wakeAt"]
+                .as_i64()
+                .map(|ms| Timestamp(ms).to_rfc3339())
+                .unwrap_or_default()
         ),
         StepKind::SendEmail => match (r["ok"].as_str(), r["error"].as_str()) {
-            (Some(id), _) => format!("queued email {:?} (email {id})", q["template"].as_str().unwrap_or_default()),
-            (_, Some(error)) => format!("could not queue email {:?}: {error}", q["template"].as_str().unwrap_or_default()),
+            (Some(id), _) => format!(
+                "queued email {:?} (email {id})",
+                q["template"].as_str().unwrap_or_default()
+            ),
+            (_, Some(error)) => format!(
+                "could not queue email {:?}: {error}",
+                q["template"].as_str().unwrap_or_default()
+            ),
             _ => "send-email".to_owned(),
         },
     };
@@ -98,36 +112,78 @@ fn email_view(email: &EmailRecord) -> Value {
     })
 }
 
-pub async fn list(State(state): State<AppState>, Extension(principal): Extension<Principal>, QueryParams(query): QueryParams<RunQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    QueryParams(query): QueryParams<RunQuery>,
+) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
     let status = query
         .status
         .as_deref()
         .map(|s| {
-            RunStatus::parse(s).ok_or_else(|| ApiError::invalid_field("status", format!("{s:?} is not one of active, waiting, completed, failed, exited")))
+            RunStatus::parse(s).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "status",
+                    format!("{s:?} is not one of active, waiting, completed, failed, exited"),
+                )
+            })
         })
         .transpose()?;
-    let filter = RunFilter { journey_id: query.journey, contact_key: query.user_id, status, limit: query.limit.unwrap_or(100) };
+    let filter = RunFilter {
+        journey_id: query.journey,
+        contact_key: query.user_id,
+        status,
+        limit: query.limit.unwrap_or(100),
+    };
     let runs = state.store.list_runs(&principal.tenant_id, &filter).await?;
-    Ok(Json(json!({ "runs": runs.iter().map(run_view).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "runs": runs.iter().map(run_view).collect::<Vec<_>>() }),
+    ))
 }
 
-pub async fn detail(State(state): State<AppState>, Extension(principal): Extension<Principal>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn detail(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
-    let detail = state.store.run_detail(&principal.tenant_id, &RunId(id)).await?.ok_or(ApiError::NotFound)?;
+    let detail = state
+        .store
+        .run_detail(&principal.tenant_id, &RunId(id))
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let mut view = run_view(&detail.run);
     view["input"] = json!(detail.input);
-    view["timeline"] = json!(detail.journal.iter().map(timeline_entry).collect::<Vec<_>>());
+    view["timeline"] = json!(
+        detail
+            .journal
+            .iter()
+            .map(timeline_entry)
+            .collect::<Vec<_>>()
+    );
     Ok(Json(view))
 }
 
-pub async fn emails(State(state): State<AppState>, Extension(principal): Extension<Principal>, QueryParams(query): QueryParams<EmailQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn emails(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    QueryParams(query): QueryParams<EmailQuery>,
+) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
     let filter = EmailFilter {
-        to: query.to.as_deref().and_then(crate::contacts::normalize_email),
+        to: query
+            .to
+            .as_deref()
+            .and_then(crate::contacts::normalize_email),
         contact_key: query.user_id,
         limit: query.limit.unwrap_or(100),
     };
-    let emails = state.store.list_emails(&principal.tenant_id, &filter).await?;
-    Ok(Json(json!({ "emails": emails.iter().map(email_view).collect::<Vec<_>>() })))
+    let emails = state
+        .store
+        .list_emails(&principal.tenant_id, &filter)
+        .await?;
+    Ok(Json(
+        json!({ "emails": emails.iter().map(email_view).collect::<Vec<_>>() }),
+    ))
 }

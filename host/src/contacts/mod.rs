@@ -42,13 +42,22 @@ mod tests {
     #[test]
     fn a_patch_overwrites_adds_and_null_removes() {
         let mut props = map(json!({"plan": "free", "name": "Ada", "nested": {"a": 1}}));
-        merge_properties(&mut props, &map(json!({"plan": "pro", "name": null, "nested": {"b": 2}, "age": 36})));
-        assert_eq!(Value::Object(props), json!({"plan": "pro", "nested": {"b": 2}, "age": 36}));
+        merge_properties(
+            &mut props,
+            &map(json!({"plan": "pro", "name": null, "nested": {"b": 2}, "age": 36})),
+        );
+        assert_eq!(
+            Value::Object(props),
+            json!({"plan": "pro", "nested": {"b": 2}, "age": 36})
+        );
     }
 
     #[test]
     fn emails_are_trimmed_and_lowercased_and_empty_is_absent() {
-        assert_eq!(normalize_email("  Ada@Example.COM "), Some("ada@example.com".into()));
+        assert_eq!(
+            normalize_email("  Ada@Example.COM "),
+            Some("ada@example.com".into())
+        );
         assert_eq!(normalize_email("   "), None);
     }
 

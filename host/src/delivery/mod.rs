@@ -85,7 +85,11 @@ impl Mailer {
                 tracing::info!(target: "waymark::delivery", email = %email.id, to = %email.to, subject = %email.subject, "email (log transport, not sent)");
                 Ok(())
             }
-            Transport::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(|e| DeliveryError::Smtp(e.to_string())),
+            Transport::Smtp(smtp) => smtp
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(|e| DeliveryError::Smtp(e.to_string())),
         }
     }
 }
@@ -111,7 +115,11 @@ impl DeliveryWorker {
     async fn run(self) {
         loop {
             let now_real = Clock::real_now();
-            let lease = Lease { owner: self.owner.clone(), now_real, until_real: now_real.saturating_add(LEASE) };
+            let lease = Lease {
+                owner: self.owner.clone(),
+                now_real,
+                until_real: now_real.saturating_add(LEASE),
+            };
             let batch = match self.store.claim_outbox(&lease, 32).await {
                 Ok(batch) => batch,
                 Err(err) => {
@@ -129,12 +137,18 @@ impl DeliveryWorker {
             }
             for email in batch {
                 let result = match self.mailer.send(&email).await {
-                    Ok(()) => DeliveryResult::Sent { at: self.clock.now() },
+                    Ok(()) => DeliveryResult::Sent {
+                        at: self.clock.now(),
+                    },
                     Err(err) => {
                         let attempts = email.attempts + 1;
-                        let retry_at = (attempts < MAX_ATTEMPTS).then(|| Clock::real_now().saturating_add(retry_delay(email.attempts)));
+                        let retry_at = (attempts < MAX_ATTEMPTS)
+                            .then(|| Clock::real_now().saturating_add(retry_delay(email.attempts)));
                         tracing::warn!(email = %email.id, attempts, "delivery failed: {err}");
-                        DeliveryResult::Failed { error: err.to_string(), retry_at }
+                        DeliveryResult::Failed {
+                            error: err.to_string(),
+                            retry_at,
+                        }
                     }
                 };
                 if let Err(err) = self.store.record_delivery(&email.id, result).await {
@@ -157,6 +171,9 @@ mod tests {
 
     #[test]
     fn a_bad_sender_address_is_refused_up_front() {
-        assert!(matches!(Mailer::new(&TransportConfig::Log, "not an address"), Err(DeliveryError::Address(..))));
+        assert!(matches!(
+            Mailer::new(&TransportConfig::Log, "not an address"),
+            Err(DeliveryError::Address(..))
+        ));
     }
 }

@@ -31,7 +31,9 @@ fn environment() -> minijinja::Environment<'static> {
 
 impl TemplateSet {
     /// Check and collect templates; the error names the template and the part that is wrong.
-    pub fn new<'a>(defs: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> Result<Self, String> {
+    pub fn new<'a>(
+        defs: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) -> Result<Self, String> {
         let env = environment();
         let mut templates = BTreeMap::new();
         for (key, subject, body) in defs {
@@ -42,7 +44,10 @@ impl TemplateSet {
                 env.template_from_str(source)
                     .map_err(|e| format!("template {key:?} has an invalid {part}: {e}"))?;
             }
-            let template = Template { subject: subject.to_owned(), body: body.to_owned() };
+            let template = Template {
+                subject: subject.to_owned(),
+                body: body.to_owned(),
+            };
             if templates.insert(key.to_owned(), template).is_some() {
                 return Err(format!("template {key:?} is declared twice"));
             }
@@ -79,7 +84,12 @@ mod tests {
 
     #[test]
     fn renders_subject_and_body_with_the_context() {
-        let set = TemplateSet::new([("welcome", "Welcome, {{ name }}!", "Hi {{ name }}, plan {{ plan | default('free') }}.")]).unwrap();
+        let set = TemplateSet::new([(
+            "welcome",
+            "Welcome, {{ name }}!",
+            "Hi {{ name }}, plan {{ plan | default('free') }}.",
+        )])
+        .unwrap();
         let out = set.render("welcome", &json!({"name": "Ada"})).unwrap();
         assert_eq!(out.subject, "Welcome, Ada!");
         assert_eq!(out.body, "Hi Ada, plan free.");
@@ -94,6 +104,10 @@ mod tests {
     #[test]
     fn an_unknown_template_is_an_error_not_a_blank_email() {
         let set = TemplateSet::new([]).unwrap();
-        assert!(set.render("nope", &json!({})).unwrap_err().contains("unknown template"));
+        assert!(
+            set.render("nope", &json!({}))
+                .unwrap_err()
+                .contains("unknown template")
+        );
     }
 }

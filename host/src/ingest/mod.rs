@@ -33,13 +33,19 @@ pub struct IngestRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> IngestError {
-    IngestError::Invalid { field, message: message.into() }
+    IngestError::Invalid {
+        field,
+        message: message.into(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -59,21 +65,49 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    pub fn new(store: Arc<dyn Store>, registry: Arc<ModuleRegistry>, clock: Clock, scheduler_wake: Arc<Notify>) -> Self {
-        Self { store, registry, clock, scheduler_wake }
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<ModuleRegistry>,
+        clock: Clock,
+        scheduler_wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            registry,
+            clock,
+            scheduler_wake,
+        }
     }
 
-    pub async fn ingest(&self, tenant: &TenantId, request: IngestRequest) -> Result<IngestResult, IngestError> {
+    pub async fn ingest(
+        &self,
+        tenant: &TenantId,
+        request: IngestRequest,
+    ) -> Result<IngestResult, IngestError> {
         let event = self.validate(tenant, request)?;
         let candidates = router::candidates(&self.registry, tenant, &event.name);
         let outcome = self.store.ingest(event, &candidates).await?;
         Ok(match outcome {
-            IngestOutcome::Duplicate { event_id } => IngestResult { stored: false, event_id, started: vec![], skipped: vec![] },
-            IngestOutcome::Stored { event_id, started, skipped } => {
+            IngestOutcome::Duplicate { event_id } => IngestResult {
+                stored: false,
+                event_id,
+                started: vec![],
+                skipped: vec![],
+            },
+            IngestOutcome::Stored {
+                event_id,
+                started,
+                skipped,
+            } => {
                 if !started.is_empty() {
                     self.scheduler_wake.notify_one();
                 }
-                IngestResult { stored: true, event_id, started, skipped }
+                IngestResult {
+                    stored: true,
+                    event_id,
+                    started,
+                    skipped,
+                }
             }
         })
     }
@@ -84,27 +118,58 @@ impl Ingestor {
             return Err(invalid("name", "the event name must not be empty"));
         }
         if name.len() > MAX_NAME_LEN {
-            return Err(invalid("name", format!("the event name is longer than {MAX_NAME_LEN} characters")));
+            return Err(invalid(
+                "name",
+                format!("the event name is longer than {MAX_NAME_LEN} characters"),
+            ));
         }
-        let email = match request.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        let email = match request
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             None => None,
             Some(raw) => {
                 let email = contacts::normalize_email(raw).unwrap_or_default();
-                let valid = email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace));
+                let valid = email.split_once('@').is_some_and(|(local, domain)| {
+                    !local.is_empty()
+                        && domain.contains('.')
+                        && !email.contains(char::is_whitespace)
+                });
                 if !valid {
-                    return Err(invalid("email", format!("{raw:?} is not a valid email address")));
+                    return Err(invalid(
+                        "email",
+                        format!("{raw:?} is not a valid email address"),
+                    ));
                 }
                 Some(email)
             }
         };
-        if request.user_id.as_deref().is_some_and(|id| id.len() > MAX_KEY_LEN) {
-            return Err(invalid("userId", format!("longer than {MAX_KEY_LEN} characters")));
+        if request
+            .user_id
+            .as_deref()
+            .is_some_and(|id| id.len() > MAX_KEY_LEN)
+        {
+            return Err(invalid(
+                "userId",
+                format!("longer than {MAX_KEY_LEN} characters"),
+            ));
         }
         let contact_key = contacts::contact_key(request.user_id.as_deref(), email.as_deref())
             .ok_or_else(|| invalid("userId", "email or userId is required"))?;
-        let idempotency_key = request.idempotency_key.map(|k| k.trim().to_owned()).filter(|k| !k.is_empty());
-        if idempotency_key.as_deref().is_some_and(|k| k.len() > MAX_KEY_LEN) {
-            return Err(invalid("idempotencyKey", format!("longer than {MAX_KEY_LEN} characters")));
+        let idempotency_key = request
+            .idempotency_key
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty());
+        if idempotency_key
+            .as_deref()
+            .is_some_and(|k| k.len() > MAX_KEY_LEN)
+        {
+            return Err(invalid(
+                "idempotencyKey",
+                format!("longer than {MAX_KEY_LEN} characters"),
+            ));
         }
         let received_at = self.clock.now();
         Ok(NewEvent {

@@ -27,7 +27,10 @@ pub enum ExecutorError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Activated {
     /// Committed; `emails` were queued.
-    Committed { transition: RunTransition, emails: usize },
+    Committed {
+        transition: RunTransition,
+        emails: usize,
+    },
     /// Nothing to do: the run is gone, terminal, or another worker owns it now.
     Skipped,
 }
@@ -40,32 +43,59 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(store: Arc<dyn Store>, registry: Arc<ModuleRegistry>, clock: Clock) -> Self {
-        Self { store, registry, clock }
+        Self {
+            store,
+            registry,
+            clock,
+        }
     }
 
     /// Activate a claimed run. On a host-side error the run is released for a later retry.
-    pub async fn activate(&self, claimed: &ClaimedRun, lease_owner: &str) -> Result<Activated, ExecutorError> {
+    pub async fn activate(
+        &self,
+        claimed: &ClaimedRun,
+        lease_owner: &str,
+    ) -> Result<Activated, ExecutorError> {
         match self.try_activate(claimed, lease_owner).await {
             Ok(done) => Ok(done),
             Err(err) => {
-                let retry_at = Clock::real_now().max(self.clock.now()).saturating_add(HOST_RETRY_DELAY);
+                // Timers are due on the host clock.
+                let retry_at = self.clock.now().saturating_add(HOST_RETRY_DELAY);
                 tracing::warn!(run = %claimed.run_id, "activation failed on the host side, retrying later: {err}");
-                self.store.release_run(&claimed.run_id, lease_owner, retry_at).await?;
+                self.store
+                    .release_run(&claimed.run_id, lease_owner, retry_at)
+                    .await?;
                 Err(err)
             }
         }
     }
 
-    async fn try_activate(&self, claimed: &ClaimedRun, lease_owner: &str) -> Result<Activated, ExecutorError> {
+    async fn try_activate(
+        &self,
+        claimed: &ClaimedRun,
+        lease_owner: &str,
+    ) -> Result<Activated, ExecutorError> {
         let Some(loaded) = self.store.load_activation(&claimed.run_id).await? else {
             return Ok(Activated::Skipped);
         };
         let run = &loaded.run;
-        let transition_and_emails = match self.registry.version(&run.module_hash, &run.journey_id).await {
-            Err(ModuleError::MissingVersion(hash)) => {
-                (RunTransition::Failed { error: format!("module version {hash} is not available in the module store") }, vec![], vec![])
+        let transition_and_emails = match self
+            .registry
+            .version(&run.module_hash, &run.journey_id)
+            .await
+        {
+            Err(ModuleError::MissingVersion(hash)) => (
+                RunTransition::Failed {
+                    error: format!("module version {hash} is not available in the module store"),
+                },
+                vec![],
+                vec![],
+            ),
+            Err(other) => {
+                return Err(ExecutorError::Runtime(RuntimeError::Instantiate(
+                    other.to_string(),
+                )));
             }
-            Err(other) => return Err(ExecutorError::Runtime(RuntimeError::Instantiate(other.to_string()))),
             Ok(module) => {
                 let report = self
                     .registry
@@ -129,6 +159,13 @@ impl Executor {
                 now,
             })
             .await?;
-        Ok(if committed { Activated::Committed { transition, emails: queued } } else { Activated::Skipped })
+        Ok(if committed {
+            Activated::Committed {
+                transition,
+                emails: queued,
+            }
+        } else {
+            Activated::Skipped
+        })
     }
 }

@@ -143,7 +143,13 @@ impl Replay {
     }
 
     /// Record the result of a frontier step.
-    pub fn record(&mut self, kind: StepKind, request: Value, response: Value, at: Timestamp) -> u32 {
+    pub fn record(
+        &mut self,
+        kind: StepKind,
+        request: Value,
+        response: Value,
+        at: Timestamp,
+    ) -> u32 {
         let seq = self.next_seq();
         self.fresh.push(JournalEntry {
             seq,
@@ -186,7 +192,13 @@ mod tests {
     use serde_json::json;
 
     fn entry(seq: u32, kind: StepKind, request: Value, response: Value) -> JournalEntry {
-        JournalEntry { seq, kind, request, response, recorded_at: Timestamp(seq as i64) }
+        JournalEntry {
+            seq,
+            kind,
+            request,
+            response,
+            recorded_at: Timestamp(seq as i64),
+        }
     }
 
     #[test]
@@ -202,14 +214,24 @@ mod tests {
             replay.step(StepKind::Random, &json!(null)).unwrap(),
             StepLookup::Frontier { seq: 1 }
         );
-        assert_eq!(replay.record(StepKind::Random, json!(null), json!(7), Timestamp(9)), 1);
+        assert_eq!(
+            replay.record(StepKind::Random, json!(null), json!(7), Timestamp(9)),
+            1
+        );
         assert_eq!(replay.into_fresh().len(), 1);
     }
 
     #[test]
     fn a_different_call_at_a_recorded_step_names_the_step_expected_and_actual() {
-        let mut replay = Replay::new(vec![entry(0, StepKind::SendEmail, json!({"template": "welcome"}), json!("e1"))]);
-        let err = replay.step(StepKind::Sleep, &json!({"durationMs": 1000})).unwrap_err();
+        let mut replay = Replay::new(vec![entry(
+            0,
+            StepKind::SendEmail,
+            json!({"template": "welcome"}),
+            json!("e1"),
+        )]);
+        let err = replay
+            .step(StepKind::Sleep, &json!({"durationMs": 1000}))
+            .unwrap_err();
         assert_eq!(err.seq, 0);
         let text = err.to_string();
         assert!(text.contains("step 0"), "{text}");

@@ -141,23 +141,47 @@ mod tests {
             latest_started_at: Some(Timestamp(0)),
             live: true,
         };
-        for limit in [EntryLimit::Once, EntryLimit::OncePer(DAY), EntryLimit::Unlimited] {
-            assert_eq!(limit.admits(&prior, Timestamp(10 * DAY as i64)), Err(SkipReason::AlreadyActive));
+        for limit in [
+            EntryLimit::Once,
+            EntryLimit::OncePer(DAY),
+            EntryLimit::Unlimited,
+        ] {
+            assert_eq!(
+                limit.admits(&prior, Timestamp(10 * DAY as i64)),
+                Err(SkipReason::AlreadyActive)
+            );
         }
     }
 
     #[test]
     fn once_admits_only_a_person_with_no_earlier_run() {
-        assert_eq!(EntryLimit::Once.admits(&PriorRuns::default(), Timestamp(0)), Ok(()));
-        let finished = PriorRuns { total: 1, latest_started_at: Some(Timestamp(0)), live: false };
-        assert_eq!(EntryLimit::Once.admits(&finished, Timestamp(0)), Err(SkipReason::AlreadyEnteredOnce));
+        assert_eq!(
+            EntryLimit::Once.admits(&PriorRuns::default(), Timestamp(0)),
+            Ok(())
+        );
+        let finished = PriorRuns {
+            total: 1,
+            latest_started_at: Some(Timestamp(0)),
+            live: false,
+        };
+        assert_eq!(
+            EntryLimit::Once.admits(&finished, Timestamp(0)),
+            Err(SkipReason::AlreadyEnteredOnce)
+        );
     }
 
     #[test]
     fn once_per_counts_the_period_from_the_latest_start() {
-        let finished = PriorRuns { total: 3, latest_started_at: Some(Timestamp(0)), live: false };
+        let finished = PriorRuns {
+            total: 3,
+            latest_started_at: Some(Timestamp(0)),
+            live: false,
+        };
         let limit = EntryLimit::OncePer(DAY);
-        assert_eq!(limit.admits(&finished, Timestamp(DAY as i64 - 1)), Err(SkipReason::PeriodNotElapsed));
+        assert_eq!(
+            limit.admits(&finished, Timestamp(DAY as i64 - 1)),
+            Err(SkipReason::PeriodNotElapsed)
+        );
         assert_eq!(limit.admits(&finished, Timestamp(DAY as i64)), Ok(()));
     }
 

@@ -6,7 +6,11 @@ use crate::ids::TenantId;
 use crate::modules::ModuleRegistry;
 use crate::store::RunCandidate;
 
-pub fn candidates(registry: &ModuleRegistry, tenant: &TenantId, event_name: &str) -> Vec<RunCandidate> {
+pub fn candidates(
+    registry: &ModuleRegistry,
+    tenant: &TenantId,
+    event_name: &str,
+) -> Vec<RunCandidate> {
     registry
         .triggered_by(tenant, event_name)
         .into_iter()

@@ -60,18 +60,33 @@ impl ModuleManifest {
                 wit::EntryLimit::Once => EntryLimit::Once,
                 wit::EntryLimit::Unlimited => EntryLimit::Unlimited,
                 wit::EntryLimit::OncePer(0) => {
-                    return Err(format!("journeys[{i}].entry-limit once-per needs a period above zero"));
+                    return Err(format!(
+                        "journeys[{i}].entry-limit once-per needs a period above zero"
+                    ));
                 }
                 wit::EntryLimit::OncePer(ms) => EntryLimit::OncePer(ms),
             };
-            journeys.push(JourneyDef { id: j.id, name: j.name, trigger: j.trigger, entry_limit, enabled: j.enabled });
+            journeys.push(JourneyDef {
+                id: j.id,
+                name: j.name,
+                trigger: j.trigger,
+                entry_limit,
+                enabled: j.enabled,
+            });
         }
         let templates = manifest
             .templates
             .into_iter()
-            .map(|t| TemplateDef { key: t.key, subject: t.subject, body: t.body })
+            .map(|t| TemplateDef {
+                key: t.key,
+                subject: t.subject,
+                body: t.body,
+            })
             .collect();
-        Ok(Self { journeys, templates })
+        Ok(Self {
+            journeys,
+            templates,
+        })
     }
 
     /// Templates are compiled by [`TemplateSet::new`]; this only keeps the manifest honest.
@@ -90,13 +105,22 @@ mod tests {
     use super::*;
 
     fn journey(id: &str, trigger: &str, limit: wit::EntryLimit) -> wit::JourneyDef {
-        wit::JourneyDef { id: id.into(), name: "A journey".into(), trigger: trigger.into(), entry_limit: limit, enabled: true }
+        wit::JourneyDef {
+            id: id.into(),
+            name: "A journey".into(),
+            trigger: trigger.into(),
+            entry_limit: limit,
+            enabled: true,
+        }
     }
 
     #[test]
     fn a_valid_manifest_converts_with_its_entry_limits() {
         let m = ModuleManifest::from_wit(wit::Manifest {
-            journeys: vec![journey("a", "x", wit::EntryLimit::OncePer(1000)), journey("b", "y", wit::EntryLimit::Unlimited)],
+            journeys: vec![
+                journey("a", "x", wit::EntryLimit::OncePer(1000)),
+                journey("b", "y", wit::EntryLimit::Unlimited),
+            ],
             templates: vec![],
         })
         .unwrap();
@@ -106,14 +130,21 @@ mod tests {
 
     #[test]
     fn an_empty_trigger_is_refused_naming_the_field() {
-        let err = ModuleManifest::from_wit(wit::Manifest { journeys: vec![journey("a", " ", wit::EntryLimit::Once)], templates: vec![] }).unwrap_err();
+        let err = ModuleManifest::from_wit(wit::Manifest {
+            journeys: vec![journey("a", " ", wit::EntryLimit::Once)],
+            templates: vec![],
+        })
+        .unwrap_err();
         assert_eq!(err, "journeys[0].trigger must not be empty");
     }
 
     #[test]
     fn a_duplicate_journey_id_is_refused() {
         let err = ModuleManifest::from_wit(wit::Manifest {
-            journeys: vec![journey("a", "x", wit::EntryLimit::Once), journey("a", "y", wit::EntryLimit::Once)],
+            journeys: vec![
+                journey("a", "x", wit::EntryLimit::Once),
+                journey("a", "y", wit::EntryLimit::Once),
+            ],
             templates: vec![],
         })
         .unwrap_err();

@@ -82,9 +82,12 @@ impl ModuleStore {
 
     fn read(&self, hash: &str) -> Result<Vec<u8>, ModuleError> {
         let path = self.path(hash);
-        let wasm = std::fs::read(&path).map_err(|_| ModuleError::MissingVersion(hash.to_owned()))?;
+        let wasm =
+            std::fs::read(&path).map_err(|_| ModuleError::MissingVersion(hash.to_owned()))?;
         if sha256_hex(&wasm) != hash {
-            return Err(ModuleError::MissingVersion(format!("{hash} (the stored file is corrupt)")));
+            return Err(ModuleError::MissingVersion(format!(
+                "{hash} (the stored file is corrupt)"
+            )));
         }
         Ok(wasm)
     }
@@ -112,30 +115,58 @@ impl ModuleRegistry {
     }
 
     /// Load one module version from its wasm bytes (idempotent per hash).
-    pub async fn load(&self, name: &str, wasm: &[u8], origin: &str) -> Result<Arc<LoadedModule>, ModuleError> {
+    pub async fn load(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        origin: &str,
+    ) -> Result<Arc<LoadedModule>, ModuleError> {
         let hash = sha256_hex(wasm);
         if let Some(loaded) = self.version_if_loaded(&hash) {
             return Ok(loaded);
         }
         self.store.keep(&hash, wasm)?;
-        let runtime_err = |source| ModuleError::Runtime { path: origin.to_owned(), source };
+        let runtime_err = |source| ModuleError::Runtime {
+            path: origin.to_owned(),
+            source,
+        };
         let runtime = self.runtime.clone();
         let wasm_owned = wasm.to_vec();
         // Compiling can take seconds (a JS guest): keep it off the async workers.
         let compiled = tokio::task::spawn_blocking(move || runtime.compile(&wasm_owned))
             .await
-            .map_err(|e| runtime_err(RuntimeError::Compile(format!("compilation task failed: {e}"))))?
+            .map_err(|e| {
+                runtime_err(RuntimeError::Compile(format!(
+                    "compilation task failed: {e}"
+                )))
+            })?
             .map_err(runtime_err)?;
-        let described = self.runtime.describe(&compiled).await.map_err(runtime_err)?;
-        let manifest = ModuleManifest::from_wit(described).map_err(|message| ModuleError::Manifest {
+        let described = self
+            .runtime
+            .describe(&compiled)
+            .await
+            .map_err(runtime_err)?;
+        let manifest =
+            ModuleManifest::from_wit(described).map_err(|message| ModuleError::Manifest {
+                path: origin.to_owned(),
+                message,
+            })?;
+        let templates = TemplateSet::new(
+            manifest
+                .templates
+                .iter()
+                .map(|t| (t.key.as_str(), t.subject.as_str(), t.body.as_str())),
+        )
+        .map_err(|message| ModuleError::Manifest {
             path: origin.to_owned(),
             message,
         })?;
-        let templates = TemplateSet::new(manifest.templates.iter().map(|t| (t.key.as_str(), t.subject.as_str(), t.body.as_str())))
-            .map_err(|message| ModuleError::Manifest { path: origin.to_owned(), message })?;
         manifest
             .check_templates_exist(&templates)
-            .map_err(|message| ModuleError::Manifest { path: origin.to_owned(), message })?;
+            .map_err(|message| ModuleError::Manifest {
+                path: origin.to_owned(),
+                message,
+            })?;
         let loaded = Arc::new(LoadedModule {
             name: name.to_owned(),
             hash: hash.clone(),
@@ -151,7 +182,11 @@ impl ModuleRegistry {
     }
 
     fn version_if_loaded(&self, hash: &str) -> Option<Arc<LoadedModule>> {
-        self.versions.read().unwrap_or_else(|p| p.into_inner()).get(hash).cloned()
+        self.versions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+            .cloned()
     }
 
     /// The version a run is pinned to: in memory, or reloaded from the module store.
@@ -160,11 +195,16 @@ impl ModuleRegistry {
             return Ok(loaded);
         }
         let wasm = self.store.read(hash)?;
-        self.load(name, &wasm, &format!("module store {hash}")).await
+        self.load(name, &wasm, &format!("module store {hash}"))
+            .await
     }
 
     /// Make `modules` the tenant's active set, atomically. Journey ids must be unique across them.
-    pub fn activate(&self, tenant: &TenantId, modules: &[Arc<LoadedModule>]) -> Result<(), ModuleError> {
+    pub fn activate(
+        &self,
+        tenant: &TenantId,
+        modules: &[Arc<LoadedModule>],
+    ) -> Result<(), ModuleError> {
         let mut owners: HashMap<&str, &str> = HashMap::new();
         let mut set = ActiveSet::default();
         for module in modules {
@@ -188,7 +228,11 @@ impl ModuleRegistry {
     }
 
     /// The enabled journeys an event name starts for a tenant, with their module.
-    pub fn triggered_by(&self, tenant: &TenantId, event: &str) -> Vec<(Arc<LoadedModule>, JourneyDef)> {
+    pub fn triggered_by(
+        &self,
+        tenant: &TenantId,
+        event: &str,
+    ) -> Vec<(Arc<LoadedModule>, JourneyDef)> {
         self.active
             .load()
             .get(tenant)
@@ -198,7 +242,11 @@ impl ModuleRegistry {
     }
 
     /// Load every `*.wasm` in `dir` (sorted by name) and make them the tenant's active set.
-    pub async fn load_dir(&self, tenant: &TenantId, dir: &Path) -> Result<Vec<Arc<LoadedModule>>, ModuleError> {
+    pub async fn load_dir(
+        &self,
+        tenant: &TenantId,
+        dir: &Path,
+    ) -> Result<Vec<Arc<LoadedModule>>, ModuleError> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| ModuleError::Io(dir.to_owned(), e))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))

@@ -24,7 +24,12 @@ impl ArtifactCache {
 
     /// The compiled component for `wasm` (whose sha256 is `hash`): from the cache when present
     /// and loadable, else compiled now and written to the cache atomically.
-    pub fn component(&self, engine: &Engine, hash: &str, wasm: &[u8]) -> Result<Component, RuntimeError> {
+    pub fn component(
+        &self,
+        engine: &Engine,
+        hash: &str,
+        wasm: &[u8],
+    ) -> Result<Component, RuntimeError> {
         let path = self.path_for(hash);
         if path.exists() {
             // SAFETY: the cache directory is written only by this function, with artifacts
@@ -32,17 +37,24 @@ impl ArtifactCache {
             // fingerprint; wasmtime additionally checks compatibility while deserializing.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok(component),
-                Err(err) => tracing::warn!(path = %path.display(), "ignoring unusable cached artifact: {err:#}"),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cached artifact: {err:#}")
+                }
             }
         }
         let started = std::time::Instant::now();
         let compiled = engine
             .precompile_component(wasm)
             .map_err(|e| RuntimeError::Compile(format!("{e:#}")))?;
-        tracing::info!(hash = &hash[..12], elapsed_ms = started.elapsed().as_millis() as u64, "compiled module");
+        tracing::info!(
+            hash = &hash[..12],
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compiled module"
+        );
         write_atomically(&self.dir, &path, &compiled)?;
         // SAFETY: as above; these bytes were just produced by this engine.
-        unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| RuntimeError::Compile(format!("{e:#}")))
+        unsafe { Component::deserialize(engine, &compiled) }
+            .map_err(|e| RuntimeError::Compile(format!("{e:#}")))
     }
 }
 

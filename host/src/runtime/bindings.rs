@@ -10,5 +10,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use waymark::journey::context::Host as ContextHost;
-pub use waymark::journey::types;
+pub use self::waymark::journey::context::Host as ContextHost;
+pub use self::waymark::journey::types;

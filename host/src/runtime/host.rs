@@ -61,7 +61,12 @@ pub type SharedJournal = Arc<Mutex<ActivationJournal>>;
 
 impl ActivationJournal {
     pub fn new(replay: Replay, clock: Clock) -> SharedJournal {
-        Arc::new(Mutex::new(Self { replay, emails: Vec::new(), divergence: None, clock }))
+        Arc::new(Mutex::new(Self {
+            replay,
+            emails: Vec::new(),
+            divergence: None,
+            clock,
+        }))
     }
 
     /// Answer a step from the journal, or perform it with `perform` and record the result.
@@ -102,7 +107,12 @@ pub struct MemoryCap {
 }
 
 impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.exceeded = true;
             return Err(wasmtime::Error::msg(format!(
@@ -113,7 +123,12 @@ impl wasmtime::ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -138,13 +153,21 @@ pub struct ActivationState {
 
 impl WasiView for ActivationState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl ActivationState {
     /// State for a run's activation (`scope` set) or for `describe` (no journal steps allowed).
-    pub fn new(journal: SharedJournal, scope: Option<RunScope>, memory_cap: usize, seed: u128) -> Self {
+    pub fn new(
+        journal: SharedJournal,
+        scope: Option<RunScope>,
+        memory_cap: usize,
+        seed: u128,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
@@ -161,7 +184,10 @@ impl ActivationState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryCap { max_bytes: memory_cap, exceeded: false },
+            memory: MemoryCap {
+                max_bytes: memory_cap,
+                exceeded: false,
+            },
             journal,
             stderr,
             scope,
@@ -169,27 +195,44 @@ impl ActivationState {
     }
 
     fn scope(&self, import: &str) -> wasmtime::Result<&RunScope> {
-        self.scope
-            .as_ref()
-            .ok_or_else(|| wasmtime::Error::new(GuestFault(format!("`{import}` may only be called while a journey runs, not from describe"))))
+        self.scope.as_ref().ok_or_else(|| {
+            wasmtime::Error::new(GuestFault(format!(
+                "`{import}` may only be called while a journey runs, not from describe"
+            )))
+        })
     }
 
-    fn step(&mut self, import: &str, kind: StepKind, request: Value, perform: impl FnOnce(&mut ActivationJournal, u32) -> Value) -> wasmtime::Result<Value> {
+    fn step(
+        &mut self,
+        import: &str,
+        kind: StepKind,
+        request: Value,
+        perform: impl FnOnce(&mut ActivationJournal, u32) -> Value,
+    ) -> wasmtime::Result<Value> {
         self.scope(import)?;
         lock(&self.journal)
             .journaled(kind, request, perform)
             .map_err(wasmtime::Error::new)
     }
 
-    fn queue_email(&self, journal: &mut ActivationJournal, seq: u32, email: &Email, vars: &serde_json::Map<String, Value>) -> Result<String, String> {
+    fn queue_email(
+        &self,
+        journal: &mut ActivationJournal,
+        seq: u32,
+        email: &Email,
+        vars: &serde_json::Map<String, Value>,
+    ) -> Result<String, String> {
         let scope = self.scope.as_ref().expect("checked by step");
         let to = match &email.to {
-            Some(to) => crate::contacts::normalize_email(to).ok_or("the recipient address is empty")?,
-            None => scope
-                .person
-                .email
-                .clone()
-                .ok_or_else(|| format!("person {:?} has no email address and the email names no recipient", scope.person.key))?,
+            Some(to) => {
+                crate::contacts::normalize_email(to).ok_or("the recipient address is empty")?
+            }
+            None => scope.person.email.clone().ok_or_else(|| {
+                format!(
+                    "person {:?} has no email address and the email names no recipient",
+                    scope.person.key
+                )
+            })?,
         };
         if !to.contains('@') {
             return Err(format!("{to:?} is not an email address"));
@@ -200,7 +243,9 @@ impl ActivationState {
         for (k, v) in vars {
             context.insert(k.clone(), v.clone());
         }
-        let rendered = scope.templates.render(&email.template, &Value::Object(context))?;
+        let rendered = scope
+            .templates
+            .render(&email.template, &Value::Object(context))?;
         let id = EmailId::generate();
         journal.emails.push(QueuedEmail {
             id: id.clone(),
@@ -232,17 +277,30 @@ impl types::Host for ActivationState {}
 
 impl ContextHost for ActivationState {
     fn now(&mut self) -> wasmtime::Result<i64> {
-        let value = self.step("now", StepKind::Now, Value::Null, |j, _| json!(j.clock.now().0))?;
-        value.as_i64().ok_or_else(|| fault(format!("journaled `now` is not a number: {value}")))
+        let value = self.step("now", StepKind::Now, Value::Null, |j, _| {
+            json!(j.clock.now().0)
+        })?;
+        value
+            .as_i64()
+            .ok_or_else(|| fault(format!("journaled `now` is not a number: {value}")))
     }
 
     fn random(&mut self) -> wasmtime::Result<u64> {
-        let value = self.step("random", StepKind::Random, Value::Null, |_, _| json!(rand::random::<u64>()))?;
-        value.as_u64().ok_or_else(|| fault(format!("journaled `random` is not a number: {value}")))
+        let value = self.step("random", StepKind::Random, Value::Null, |_, _| {
+            json!(rand::random::<u64>())
+        })?;
+        value
+            .as_u64()
+            .ok_or_else(|| fault(format!("journaled `random` is not a number: {value}")))
     }
 
     fn sleep(&mut self, duration: u64, label: Option<String>) -> wasmtime::Result<()> {
-        let label = label.unwrap_or_else(|| format!("sleep {}", humantime::format_duration(Duration::from_millis(duration))));
+        let label = label.unwrap_or_else(|| {
+            format!(
+                "sleep {}",
+                humantime::format_duration(Duration::from_millis(duration))
+            )
+        });
         check_payload("the sleep label", &label)?;
         let request = json!({ "durationMs": duration, "label": label });
         let value = self.step("sleep", StepKind::Sleep, request, |j, _| {
@@ -268,7 +326,12 @@ impl ContextHost for ActivationState {
         } else {
             match serde_json::from_str(&email.vars_json) {
                 Ok(Value::Object(map)) => map,
-                _ => return Ok(Err(format!("vars-json must be a JSON object, got {:?}", email.vars_json))),
+                _ => {
+                    return Ok(Err(format!(
+                        "vars-json must be a JSON object, got {:?}",
+                        email.vars_json
+                    )));
+                }
             }
         };
         let request = json!({ "template": email.template, "to": email.to, "vars": vars });
@@ -276,15 +339,22 @@ impl ContextHost for ActivationState {
         let journal = self.journal.clone();
         let mut guard = lock(&journal);
         let value = guard
-            .journaled(StepKind::SendEmail, request, |j, seq| match self.queue_email(j, seq, &email, &vars) {
-                Ok(id) => json!({ "ok": id }),
-                Err(message) => json!({ "error": message }),
+            .journaled(StepKind::SendEmail, request, |j, seq| {
+                match self.queue_email(j, seq, &email, &vars) {
+                    Ok(id) => json!({ "ok": id }),
+                    Err(message) => json!({ "error": message }),
+                }
             })
             .map_err(wasmtime::Error::new)?;
-        match (value.get("ok").and_then(Value::as_str), value.get("error").and_then(Value::as_str)) {
+        match (
+            value.get("ok").and_then(Value::as_str),
+            value.get("error").and_then(Value::as_str),
+        ) {
             (Some(id), _) => Ok(Ok(id.to_owned())),
             (_, Some(message)) => Ok(Err(message.to_owned())),
-            _ => Err(fault(format!("journaled send-email has no outcome: {value}"))),
+            _ => Err(fault(format!(
+                "journaled send-email has no outcome: {value}"
+            ))),
         }
     }
 

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 /// Errors of the host side: the activation could not be attempted. A guest misbehaving is not
 /// one of these; it is an [`ActivationOutcome::Failed`].
@@ -73,9 +73,13 @@ pub struct CompiledModule {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActivationOutcome {
     Completed,
-    Suspended { wake_at: Timestamp },
+    Suspended {
+        wake_at: Timestamp,
+    },
     /// The guest failed: its own error, a trap, a limit, or a non-deterministic replay.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// Everything one activation produced.
@@ -108,20 +112,32 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Runtime {
-    pub fn new(artifact_dir: PathBuf, limits: ActivationLimits, clock: Clock) -> Result<Self, RuntimeError> {
+    pub fn new(
+        artifact_dir: PathBuf,
+        limits: ActivationLimits,
+        clock: Clock,
+    ) -> Result<Self, RuntimeError> {
         let pool = engine::PoolSizing {
             max_memory_bytes: limits.memory_bytes.next_power_of_two().max(64 << 20),
             ..Default::default()
         };
-        let engine = engine::build_engine(pool).map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
+        let engine =
+            engine::build_engine(pool).map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         // WASI p2 is linked because Rust's std imports it; its clocks and random are journaled
         // and the context has no filesystem, network, environment or arguments.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
         JourneyModule::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
         let artifacts = ArtifactCache::new(artifact_dir, engine::fingerprint(&engine));
-        Ok(Self { engine, linker, artifacts, limits, clock })
+        Ok(Self {
+            engine,
+            linker,
+            artifacts,
+            limits,
+            clock,
+        })
     }
 
     pub fn limits(&self) -> ActivationLimits {
@@ -151,16 +167,35 @@ impl Runtime {
     fn new_store(&self, state: ActivationState) -> Store<ActivationState> {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
-        let ticks = (self.limits.cpu_budget.as_millis() / engine::EPOCH_TICK.as_millis()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+        // Every epoch tick the guest yields to tokio (so a busy guest cannot hog a worker
+        // thread) and is charged one tick; past its budget it is interrupted. Ticks only count
+        // while wasm runs, so this approximates CPU time, not wall time.
+        let budget =
+            u64::try_from(self.limits.cpu_budget.as_millis() / engine::EPOCH_TICK.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+        let mut used = 0u64;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            used += 1;
+            Ok(if used >= budget {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
         store
     }
 
     /// Call `describe` on a fresh instance.
     pub async fn describe(&self, module: &CompiledModule) -> Result<Manifest, RuntimeError> {
         let journal = ActivationJournal::new(Replay::default(), self.clock.clone());
-        let mut store = self.new_store(ActivationState::new(journal, None, self.limits.memory_bytes, 0));
+        let mut store = self.new_store(ActivationState::new(
+            journal,
+            None,
+            self.limits.memory_bytes,
+            0,
+        ));
         let call = async {
             let instance = module
                 .pre
@@ -183,7 +218,11 @@ impl Runtime {
 
     /// Run one activation: replay the journal to its frontier and on until the handler
     /// completes, fails or suspends.
-    pub async fn activate(&self, module: &CompiledModule, request: ActivationRequest<'_>) -> Result<ActivationReport, RuntimeError> {
+    pub async fn activate(
+        &self,
+        module: &CompiledModule,
+        request: ActivationRequest<'_>,
+    ) -> Result<ActivationReport, RuntimeError> {
         let journal = ActivationJournal::new(Replay::new(request.journal), self.clock.clone());
         let scope = RunScope {
             run_id: request.run_id.to_owned(),
@@ -191,8 +230,13 @@ impl Runtime {
             person: request.input.person.clone(),
             templates: request.templates,
         };
-        let seed = u128::from_le_bytes(Sha256::digest(request.run_id.as_bytes())[..16].try_into().expect("16 bytes"));
-        let state = ActivationState::new(journal.clone(), Some(scope), self.limits.memory_bytes, seed);
+        let seed = u128::from_le_bytes(
+            Sha256::digest(request.run_id.as_bytes())[..16]
+                .try_into()
+                .expect("16 bytes"),
+        );
+        let state =
+            ActivationState::new(journal.clone(), Some(scope), self.limits.memory_bytes, seed);
         let mut store = self.new_store(state);
         let invocation = invocation(request.run_id, request.journey_id, request.input);
 
@@ -218,7 +262,11 @@ impl Runtime {
         drop(store);
         let journal = Arc::try_unwrap(journal)
             .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
-            .map_err(|_| RuntimeError::Instantiate("activation journal still shared after the store was dropped".into()))?;
+            .map_err(|_| {
+                RuntimeError::Instantiate(
+                    "activation journal still shared after the store was dropped".into(),
+                )
+            })?;
         if !stderr.is_empty() && !matches!(outcome, ActivationOutcome::Failed { .. }) {
             tracing::debug!(target: "waymark::guest", run = request.run_id, "stderr: {}", String::from_utf8_lossy(&stderr));
         }
@@ -231,41 +279,62 @@ impl Runtime {
 }
 
 /// Map what `run` returned to an outcome, naming the reason for every failure.
-fn classify(result: wasmtime::Result<Result<(), String>>, state: &ActivationState, limits: &ActivationLimits) -> ActivationOutcome {
+fn classify(
+    result: wasmtime::Result<Result<(), String>>,
+    state: &ActivationState,
+    limits: &ActivationLimits,
+) -> ActivationOutcome {
     let journal = state.journal.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(divergence) = &journal.divergence {
-        return ActivationOutcome::Failed { reason: divergence.to_string() };
+        return ActivationOutcome::Failed {
+            reason: divergence.to_string(),
+        };
     }
     match result {
         Ok(Ok(())) => match journal.replay.check_fully_replayed() {
             Ok(()) => ActivationOutcome::Completed,
-            Err(divergence) => ActivationOutcome::Failed { reason: divergence.to_string() },
+            Err(divergence) => ActivationOutcome::Failed {
+                reason: divergence.to_string(),
+            },
         },
         Ok(Err(message)) => ActivationOutcome::Failed {
             reason: format!("the journey returned an error: {message}"),
         },
         Err(error) => {
             if let Some(suspend) = error.downcast_ref::<Suspend>() {
-                return ActivationOutcome::Suspended { wake_at: suspend.wake_at };
+                return ActivationOutcome::Suspended {
+                    wake_at: suspend.wake_at,
+                };
             }
             if let Some(divergence) = error.downcast_ref::<crate::journeys::journal::Divergence>() {
-                return ActivationOutcome::Failed { reason: divergence.to_string() };
+                return ActivationOutcome::Failed {
+                    reason: divergence.to_string(),
+                };
             }
             if let Some(GuestFault(message)) = error.downcast_ref::<GuestFault>() {
-                return ActivationOutcome::Failed { reason: message.clone() };
+                return ActivationOutcome::Failed {
+                    reason: message.clone(),
+                };
             }
             if state.memory.exceeded {
                 return ActivationOutcome::Failed {
-                    reason: format!("the journey exceeded its memory limit of {} MiB", limits.memory_bytes >> 20),
+                    reason: format!(
+                        "the journey exceeded its memory limit of {} MiB",
+                        limits.memory_bytes >> 20
+                    ),
                 };
             }
-            let stderr = String::from_utf8_lossy(&state.stderr.contents()).trim().to_owned();
+            let stderr = String::from_utf8_lossy(&state.stderr.contents())
+                .trim()
+                .to_owned();
             let reason = match error.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) => format!(
                     "the journey exceeded its CPU budget of {}",
                     humantime::format_duration(limits.cpu_budget)
                 ),
-                Some(Trap::StackOverflow) => "the journey overflowed its stack (unbounded recursion?)".to_owned(),
+                Some(Trap::StackOverflow) => {
+                    "the journey overflowed its stack (unbounded recursion?)".to_owned()
+                }
                 Some(trap) => format!("the journey trapped: {trap}"),
                 None => format!("the journey failed: {error:#}"),
             };
@@ -291,7 +360,11 @@ fn tail(text: &str, max: usize) -> &str {
 }
 
 fn invocation(run_id: &str, journey_id: &str, input: &RunInput) -> Invocation {
-    let PersonSnapshot { key, email, properties } = &input.person;
+    let PersonSnapshot {
+        key,
+        email,
+        properties,
+    } = &input.person;
     Invocation {
         handler: journey_id.to_owned(),
         run_id: run_id.to_owned(),
@@ -303,7 +376,8 @@ fn invocation(run_id: &str, journey_id: &str, input: &RunInput) -> Invocation {
         trigger: bindings::types::Event {
             name: input.trigger.name.clone(),
             occurred_at: input.trigger.occurred_at.0,
-            properties_json: serde_json::Value::Object(input.trigger.properties.clone()).to_string(),
+            properties_json: serde_json::Value::Object(input.trigger.properties.clone())
+                .to_string(),
         },
     }
 }

@@ -48,7 +48,11 @@ impl Scheduler {
                 until_real: now_real.saturating_add(LEASE),
             };
             let limit = u32::try_from(available).unwrap_or(u32::MAX);
-            let claimed = match self.store.claim_due_runs(self.clock.now(), &lease, limit).await {
+            let claimed = match self
+                .store
+                .claim_due_runs(self.clock.now(), &lease, limit)
+                .await
+            {
                 Ok(claimed) => claimed,
                 Err(err) => {
                     tracing::error!("claiming due runs failed: {err}");
@@ -61,7 +65,11 @@ impl Scheduler {
                 continue;
             }
             for run in claimed {
-                let permit = permits.clone().acquire_owned().await.expect("semaphore never closes");
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closes");
                 let executor = self.executor.clone();
                 let owner = self.owner.clone();
                 let delivery_wake = self.delivery_wake.clone();
@@ -76,7 +84,9 @@ impl Scheduler {
                             wake.notify_one();
                         }
                         Ok(Activated::Skipped) => {}
-                        Err(err) => tracing::warn!(run = %run.run_id, "activation not completed: {err}"),
+                        Err(err) => {
+                            tracing::warn!(run = %run.run_id, "activation not completed: {err}")
+                        }
                     }
                     drop(permit);
                 });

@@ -219,9 +219,13 @@ pub struct NewEmail {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunTransition {
     /// Suspended: a timer wakes it at this time.
-    Waiting { wake_at: Timestamp },
+    Waiting {
+        wake_at: Timestamp,
+    },
     Completed,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// Everything one activation produced, committed in ONE transaction: journal rows, outbox
@@ -313,7 +317,9 @@ pub struct EmailFilter {
 /// A delivery outcome to record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryResult {
-    Sent { at: Timestamp },
+    Sent {
+        at: Timestamp,
+    },
     /// Failed; retried at `retry_at` (on the real clock), or given up when `None`.
     Failed {
         error: String,
@@ -374,7 +380,8 @@ pub trait Store: Send + Sync + 'static {
     async fn record_delivery(&self, id: &EmailId, result: DeliveryResult) -> StoreResult<()>;
 
     // --- inspection ---
-    async fn list_runs(&self, tenant: &TenantId, filter: &RunFilter) -> StoreResult<Vec<RunRecord>>;
+    async fn list_runs(&self, tenant: &TenantId, filter: &RunFilter)
+    -> StoreResult<Vec<RunRecord>>;
     async fn run_detail(
         &self,
         tenant: &TenantId,

@@ -41,9 +41,16 @@ pub struct Bootstrap {
 }
 
 /// Create the default tenant and its admin key on first boot; later boots only look it up.
-pub async fn bootstrap_default_tenant(store: &dyn Store, data_dir: &Path, clock: &Clock) -> Result<Bootstrap, TenancyError> {
+pub async fn bootstrap_default_tenant(
+    store: &dyn Store,
+    data_dir: &Path,
+    clock: &Clock,
+) -> Result<Bootstrap, TenancyError> {
     if let Some(tenant) = store.tenant_by_name(DEFAULT_TENANT).await? {
-        return Ok(Bootstrap { tenant_id: tenant.id, admin_key_written: None });
+        return Ok(Bootstrap {
+            tenant_id: tenant.id,
+            admin_key_written: None,
+        });
     }
     let now = clock.now();
     let tenant = store.create_tenant(DEFAULT_TENANT, now).await?;
@@ -60,7 +67,10 @@ pub async fn bootstrap_default_tenant(store: &dyn Store, data_dir: &Path, clock:
         .await?;
     let path = data_dir.join(ADMIN_KEY_FILE);
     write_secret_file(&path, &secret).map_err(|e| TenancyError::KeyFile(path.clone(), e))?;
-    Ok(Bootstrap { tenant_id: tenant.id, admin_key_written: Some(path) })
+    Ok(Bootstrap {
+        tenant_id: tenant.id,
+        admin_key_written: Some(path),
+    })
 }
 
 fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {

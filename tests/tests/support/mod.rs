@@ -15,7 +15,10 @@ use tempfile::TempDir;
 pub const BIN: &str = env!("CARGO_BIN_EXE_waymark-under-test");
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
 }
 
 /// Build every example and test module once per test process (and once at a time across
@@ -47,7 +50,8 @@ pub fn modules_dir(names: &[&str]) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     for name in names {
         let from = built_modules().join(format!("{name}.wasm"));
-        std::fs::copy(&from, dir.path().join(format!("{name}.wasm"))).unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+        std::fs::copy(&from, dir.path().join(format!("{name}.wasm")))
+            .unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
     }
     dir
 }
@@ -61,7 +65,12 @@ pub struct ServerOptions {
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { modules: vec![], smtp_port: None, dev: true, extra_args: vec![] }
+        Self {
+            modules: vec![],
+            smtp_port: None,
+            dev: true,
+            extra_args: vec![],
+        }
     }
 }
 
@@ -85,7 +94,12 @@ impl Server {
             args.push("--dev".into());
         }
         if let Some(port) = options.smtp_port {
-            args.extend(["--smtp-host".into(), "127.0.0.1".into(), "--smtp-port".into(), port.to_string()]);
+            args.extend([
+                "--smtp-host".into(),
+                "127.0.0.1".into(),
+                "--smtp-port".into(),
+                port.to_string(),
+            ]);
         }
         args.extend(options.extra_args);
         let mut server = Server {
@@ -102,7 +116,11 @@ impl Server {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--data-dir")
@@ -119,7 +137,11 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("waymark listening on ") {
-                    let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                    let url = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     tx.send(url).ok();
                 }
             }
@@ -130,7 +152,10 @@ impl Server {
             .unwrap()
             .unwrap_or_else(|_| panic!("waymark did not start; log:\n{}", self.log()));
         self.base = base;
-        self.key = std::fs::read_to_string(self.data_dir.path().join("admin.key")).unwrap().trim().to_owned();
+        self.key = std::fs::read_to_string(self.data_dir.path().join("admin.key"))
+            .unwrap()
+            .trim()
+            .to_owned();
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -159,7 +184,13 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>, key: Option<&str>) -> (u16, Value) {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        key: Option<&str>,
+    ) -> (u16, Value) {
         let mut request = self.client.request(method, self.url(path));
         if let Some(key) = key {
             request = request.bearer_auth(key);
@@ -175,13 +206,16 @@ impl Server {
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let (status, body) = self.request(reqwest::Method::GET, path, None, Some(&self.key)).await;
+        let (status, body) = self
+            .request(reqwest::Method::GET, path, None, Some(&self.key))
+            .await;
         assert_eq!(status, 200, "GET {path}: {body}");
         body
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.request(reqwest::Method::POST, path, Some(body), Some(&self.key)).await
+        self.request(reqwest::Method::POST, path, Some(body), Some(&self.key))
+            .await
     }
 
     pub async fn send_event(&self, body: Value) -> Value {
@@ -191,7 +225,9 @@ impl Server {
     }
 
     pub async fn advance_clock(&self, by: &str) {
-        let (status, body) = self.post("/v1/admin/clock/advance", json!({ "by": by })).await;
+        let (status, body) = self
+            .post("/v1/admin/clock/advance", json!({ "by": by }))
+            .await;
         assert_eq!(status, 200, "advancing the clock: {body}");
     }
 

@@ -54,36 +54,49 @@ impl SmtpSink {
                             return;
                         }
                         let command = line.trim_end().to_uppercase();
-                        let reply: &[u8] = if command.starts_with("EHLO") || command.starts_with("HELO") {
-                            b"250 sink.test\r\n"
-                        } else if command.starts_with("MAIL FROM:") {
-                            from = line.trim_end()[10..].trim().to_owned();
-                            b"250 OK\r\n"
-                        } else if command.starts_with("RCPT TO:") {
-                            to.push(line.trim_end()[8..].trim().trim_matches(['<', '>']).to_owned());
-                            b"250 OK\r\n"
-                        } else if command == "DATA" {
-                            write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await.ok();
-                            let mut data = String::new();
-                            loop {
-                                line.clear();
-                                if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                    return;
+                        let reply: &[u8] =
+                            if command.starts_with("EHLO") || command.starts_with("HELO") {
+                                b"250 sink.test\r\n"
+                            } else if command.starts_with("MAIL FROM:") {
+                                from = line.trim_end()[10..].trim().to_owned();
+                                b"250 OK\r\n"
+                            } else if command.starts_with("RCPT TO:") {
+                                to.push(
+                                    line.trim_end()[8..]
+                                        .trim()
+                                        .trim_matches(['<', '>'])
+                                        .to_owned(),
+                                );
+                                b"250 OK\r\n"
+                            } else if command == "DATA" {
+                                write
+                                    .write_all(b"354 end with <CRLF>.<CRLF>\r\n")
+                                    .await
+                                    .ok();
+                                let mut data = String::new();
+                                loop {
+                                    line.clear();
+                                    if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                        return;
+                                    }
+                                    if line == ".\r\n" || line == ".\n" {
+                                        break;
+                                    }
+                                    data.push_str(line.strip_prefix('.').unwrap_or(&line));
                                 }
-                                if line == ".\r\n" || line == ".\n" {
-                                    break;
-                                }
-                                data.push_str(line.strip_prefix('.').unwrap_or(&line));
-                            }
-                            let data = data.replace("\r\n", "\n");
-                            store.lock().unwrap().push(ReceivedMail { from: std::mem::take(&mut from), to: std::mem::take(&mut to), data });
-                            b"250 OK queued\r\n"
-                        } else if command == "QUIT" {
-                            write.write_all(b"221 bye\r\n").await.ok();
-                            return;
-                        } else {
-                            b"250 OK\r\n"
-                        };
+                                let data = data.replace("\r\n", "\n");
+                                store.lock().unwrap().push(ReceivedMail {
+                                    from: std::mem::take(&mut from),
+                                    to: std::mem::take(&mut to),
+                                    data,
+                                });
+                                b"250 OK queued\r\n"
+                            } else if command == "QUIT" {
+                                write.write_all(b"221 bye\r\n").await.ok();
+                                return;
+                            } else {
+                                b"250 OK\r\n"
+                            };
                         if write.write_all(reply).await.is_err() {
                             return;
                         }
@@ -99,6 +112,9 @@ impl SmtpSink {
     }
 
     pub fn messages_to(&self, address: &str) -> Vec<ReceivedMail> {
-        self.messages().into_iter().filter(|m| m.to.iter().any(|t| t == address)).collect()
+        self.messages()
+            .into_iter()
+            .filter(|m| m.to.iter().any(|t| t == address))
+            .collect()
     }
 }

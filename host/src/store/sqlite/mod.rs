@@ -1,0 +1,207 @@
+//! The SQLite backend of [`Store`]: the embedded default, one WAL file under the data dir.
+//!
+//! SQLite has a single writer. Every write goes through [`SqliteStore::write`], which queues
+//! writers of this process on an async mutex (fair, no busy-polling) and then opens the
+//! transaction with `BEGIN IMMEDIATE`, so the write lock is taken up front and a writer from
+//! another process (the CLI, a second host on the same file) waits on the busy timeout instead
+//! of failing to upgrade a read lock. Readers use the pool freely: WAL lets them run beside the
+//! writer.
+//!
+//! Two clocks meet here: `due_at`, `created_at`, `wake_at` … are on the host clock (which a dev
+//! may advance), while leases (`lease_until`) and the outbox's `next_attempt_at` are on the real
+//! clock, so advancing the dev clock never breaks a claim.
+//!
+//! This module owns opening the database, the migrations and the writer lock; the queries live
+//! in one submodule per concern, and [`Store`] is implemented here by delegating to them:
+//! `tenancy` (tenants, API keys, module versions, host settings), `ingest` (events, contacts and
+//! starting runs), `runs` (claims, activations and run inspection), `outbox` (email delivery and
+//! listing) and `rows` (row mapping and value conversions).
+
+mod ingest;
+mod outbox;
+mod rows;
+mod runs;
+mod tenancy;
+#[cfg(test)]
+mod tests;
+
+use super::{
+    ActivationCommit, ActivationInput, ApiKeyRecord, ClaimedRun, DeliveryResult, EmailFilter,
+    EmailRecord, IngestOutcome, Lease, ModuleVersionRecord, NewApiKey, NewEvent, OutboxEmail,
+    RunCandidate, RunFilter, RunRecord, Store, StoreError, StoreResult, Tenant,
+};
+use crate::clock::Timestamp;
+use crate::ids::{EmailId, RunId, TenantId};
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqlitePool, SqliteTransaction};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reader connections (WAL readers run concurrently; writes are serialised anyway).
+const MAX_CONNECTIONS: u32 = 8;
+
+/// The live statuses, as SQL: a run in one of them holds the one-live-run slot and may have a
+/// timer. Must match the partial unique index `runs_one_live_per_contact`.
+macro_rules! live_statuses {
+    () => {
+        "('active', 'waiting')"
+    };
+}
+use live_statuses;
+
+/// The schema migrations, embedded in the binary: every file in `migrations/sqlite` (the path
+/// is relative to `host/Cargo.toml`), so a new migration needs no code change here. Cargo does
+/// not notice a new file in that directory by itself; without a build script that declares
+/// `cargo:rerun-if-changed` on it, touch this file (or `cargo clean -p waymark`) after adding one.
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// The SQLite store. Cheap to clone (the pool and the writer lock are shared).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// Serialises this process's write transactions (SQLite has one writer at a time).
+    writer: Arc<Mutex<()>>,
+}
+
+impl SqliteStore {
+    /// Open (creating the file and its directory if needed) and migrate the database at `path`.
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .min_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore {
+            pool,
+            writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Start a write transaction: wait for this process's writer turn, then `BEGIN IMMEDIATE`.
+    /// Drop the transaction (or commit it) before the guard: declare the guard first.
+    async fn write(&self) -> StoreResult<(MutexGuard<'_, ()>, SqliteTransaction<'static>)> {
+        let guard = self.writer.lock().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok((guard, tx))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        tenancy::tenant_by_name(self, name).await
+    }
+
+    async fn create_tenant(&self, name: &str, now: Timestamp) -> StoreResult<Tenant> {
+        tenancy::create_tenant(self, name, now).await
+    }
+
+    async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKeyRecord> {
+        tenancy::create_api_key(self, key).await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        tenancy::api_key_by_hash(self, key_hash).await
+    }
+
+    async fn record_module_version(&self, version: &ModuleVersionRecord) -> StoreResult<()> {
+        tenancy::record_module_version(self, version).await
+    }
+
+    async fn ingest(
+        &self,
+        event: NewEvent,
+        candidates: &[RunCandidate],
+    ) -> StoreResult<IngestOutcome> {
+        ingest::ingest(self, event, candidates).await
+    }
+
+    async fn claim_due_runs(
+        &self,
+        now: Timestamp,
+        lease: &Lease,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        runs::claim_due_runs(self, now, lease, limit).await
+    }
+
+    async fn load_activation(&self, run_id: &RunId) -> StoreResult<Option<ActivationInput>> {
+        runs::activation(self, None, run_id).await
+    }
+
+    async fn commit_activation(&self, commit: ActivationCommit) -> StoreResult<bool> {
+        runs::commit_activation(self, commit).await
+    }
+
+    async fn release_run(
+        &self,
+        run_id: &RunId,
+        lease_owner: &str,
+        retry_at: Timestamp,
+    ) -> StoreResult<()> {
+        runs::release_run(self, run_id, lease_owner, retry_at).await
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
+        runs::next_due_at(self).await
+    }
+
+    async fn claim_outbox(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<OutboxEmail>> {
+        outbox::claim_outbox(self, lease, limit).await
+    }
+
+    async fn record_delivery(&self, id: &EmailId, result: DeliveryResult) -> StoreResult<()> {
+        outbox::record_delivery(self, id, result).await
+    }
+
+    async fn list_runs(
+        &self,
+        tenant: &TenantId,
+        filter: &RunFilter,
+    ) -> StoreResult<Vec<RunRecord>> {
+        runs::list_runs(self, tenant, filter).await
+    }
+
+    async fn run_detail(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+    ) -> StoreResult<Option<ActivationInput>> {
+        runs::activation(self, Some(tenant), run_id).await
+    }
+
+    async fn list_emails(
+        &self,
+        tenant: &TenantId,
+        filter: &EmailFilter,
+    ) -> StoreResult<Vec<EmailRecord>> {
+        outbox::list_emails(self, tenant, filter).await
+    }
+
+    async fn clock_offset(&self) -> StoreResult<i64> {
+        tenancy::clock_offset(self).await
+    }
+
+    async fn set_clock_offset(&self, offset_ms: i64) -> StoreResult<()> {
+        tenancy::set_clock_offset(self, offset_ms).await
+    }
+}

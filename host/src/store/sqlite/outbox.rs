@@ -1,0 +1,126 @@
+//! The email outbox: claiming due emails for delivery, recording delivery outcomes, and
+//! listing emails.
+
+use super::SqliteStore;
+use super::rows::{email_columns, email_from_row, list_limit, to_u32};
+use crate::contacts::normalize_email;
+use crate::ids::{EmailId, TenantId};
+use crate::store::{DeliveryResult, EmailFilter, EmailRecord, Lease, OutboxEmail, StoreResult};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+pub(super) async fn claim_outbox(
+    store: &SqliteStore,
+    lease: &Lease,
+    limit: u32,
+) -> StoreResult<Vec<OutboxEmail>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let (_writer, mut tx) = store.write().await?;
+    let rows = sqlx::query(
+        "UPDATE emails SET lease_owner = ?, lease_until = ? \
+         WHERE id IN (\
+             SELECT id FROM emails WHERE status = 'queued' AND next_attempt_at <= ? \
+             AND (lease_until IS NULL OR lease_until < ?) \
+             ORDER BY next_attempt_at, id LIMIT ?) \
+         RETURNING id, tenant_id, to_address, subject, body, attempts, next_attempt_at",
+    )
+    .bind(&lease.owner)
+    .bind(lease.until_real.0)
+    .bind(lease.now_real.0)
+    .bind(lease.now_real.0)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut claimed = rows
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<i64, _>("next_attempt_at")?,
+                OutboxEmail {
+                    id: EmailId(row.try_get("id")?),
+                    tenant_id: TenantId(row.try_get("tenant_id")?),
+                    to: row.try_get("to_address")?,
+                    subject: row.try_get("subject")?,
+                    body: row.try_get("body")?,
+                    attempts: to_u32("email attempts", row.try_get("attempts")?)?,
+                },
+            ))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    Ok(claimed.into_iter().map(|(_, email)| email).collect())
+}
+
+pub(super) async fn record_delivery(
+    store: &SqliteStore,
+    id: &EmailId,
+    result: DeliveryResult,
+) -> StoreResult<()> {
+    let (_writer, mut tx) = store.write().await?;
+    // Only a queued email takes an outcome: a late report from a worker whose lease expired
+    // never turns a sent email back into a queued or failed one.
+    let query = match &result {
+        DeliveryResult::Sent { at } => sqlx::query(
+            "UPDATE emails SET status = 'sent', sent_at = ?, attempts = attempts + 1, \
+             lease_owner = NULL, lease_until = NULL WHERE id = ? AND status = 'queued'",
+        )
+        .bind(at.0),
+        DeliveryResult::Failed {
+            error,
+            retry_at: Some(retry_at),
+        } => sqlx::query(
+            "UPDATE emails SET attempts = attempts + 1, last_error = ?, \
+             next_attempt_at = ?, lease_owner = NULL, lease_until = NULL \
+             WHERE id = ? AND status = 'queued'",
+        )
+        .bind(error.as_str())
+        .bind(retry_at.0),
+        DeliveryResult::Failed {
+            error,
+            retry_at: None,
+        } => sqlx::query(
+            "UPDATE emails SET status = 'failed', attempts = attempts + 1, last_error = ?, \
+             lease_owner = NULL, lease_until = NULL WHERE id = ? AND status = 'queued'",
+        )
+        .bind(error.as_str()),
+    };
+    query.bind(id.as_str()).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn list_emails(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    filter: &EmailFilter,
+) -> StoreResult<Vec<EmailRecord>> {
+    let mut query = QueryBuilder::<Sqlite>::new(concat!(
+        "SELECT ",
+        email_columns!(),
+        " FROM emails WHERE tenant_id = "
+    ));
+    query.push_bind(tenant.as_str());
+    if let Some(to) = &filter.to {
+        // Stored addresses are normalised; a blank filter matches nothing.
+        query
+            .push(" AND to_address = ")
+            .push_bind(normalize_email(to).unwrap_or_default());
+    }
+    if let Some(contact_key) = &filter.contact_key {
+        query
+            .push(" AND contact_key = ")
+            .push_bind(contact_key.as_str());
+    }
+    query
+        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(list_limit(filter.limit)));
+    query
+        .build()
+        .fetch_all(&store.pool)
+        .await?
+        .iter()
+        .map(email_from_row)
+        .collect()
+}
