@@ -17,6 +17,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
@@ -101,6 +102,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         delivery_wake: delivery_wake.clone(),
         concurrency: config.workers,
         owner: format!("scheduler-{owner}"),
+        lease: (config.limits.wall_clock * 2).max(Duration::from_secs(15)),
     }
     .spawn();
     let mailer = Arc::new(Mailer::new(&config.transport, &config.mail_from)?);

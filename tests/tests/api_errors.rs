@@ -29,6 +29,14 @@ async fn requests_without_a_valid_key_are_401_and_health_needs_none() {
     let (status, body) = server.request(Method::GET, "/v1/health", None, None).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ok");
+
+    // The first-boot admin key is readable by its owner only
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(server.data_dir.path().join("admin.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 #[tokio::test]

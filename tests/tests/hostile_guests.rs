@@ -71,3 +71,31 @@ async fn a_looping_an_allocating_and_a_panicking_guest_each_fail_their_own_run_w
         "only ok-fast's email: {emails}"
     );
 }
+
+#[tokio::test]
+async fn an_activation_over_its_wall_clock_timeout_fails_with_that_reason() {
+    // Given a generous CPU budget but a short wall-clock timeout
+    let server = Server::start(ServerOptions {
+        modules: vec!["spin-forever"],
+        extra_args: vec![
+            "--cpu-budget".into(),
+            "60s".into(),
+            "--activation-timeout".into(),
+            "400ms".into(),
+        ],
+        ..Default::default()
+    })
+    .await;
+
+    // When a guest that never returns runs
+    let run = started_run(
+        &server
+            .send_event(json!({"name": "test.spin_forever", "userId": "slow"}))
+            .await,
+    );
+
+    // Then the timeout ends it, and says so
+    let failed = server.run_reaches(&run, "failed").await;
+    let reason = failed["error"].as_str().unwrap();
+    assert!(reason.contains("wall-clock timeout of 400ms"), "{reason}");
+}

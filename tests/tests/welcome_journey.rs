@@ -161,7 +161,14 @@ async fn sigkill_while_runs_wait_loses_nothing_and_sends_no_email_twice() {
     // When the host is killed with SIGKILL and started again on the same data
     server.restart().await;
 
-    // Then the runs are still waiting and nothing was re-sent
+    // Then the module was loaded from the compiled-artifact cache, not compiled again
+    assert_eq!(
+        server.log().matches("compiled module").count(),
+        1,
+        "{}",
+        server.log()
+    );
+    // And the runs are still waiting and nothing was re-sent
     for run in &runs {
         assert_eq!(server.run(run).await["status"], "waiting");
     }

@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
-/// How long a claim holds; longer than any activation's wall-clock timeout.
-const LEASE: Duration = Duration::from_secs(60);
 /// Upper bound on how long the scheduler sleeps when nothing is due.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -25,6 +23,9 @@ pub struct Scheduler {
     pub delivery_wake: Arc<Notify>,
     pub concurrency: usize,
     pub owner: String,
+    /// How long a claim holds: longer than an activation's wall-clock timeout, and how long a
+    /// run that was in flight when its host died waits before another claim picks it up.
+    pub lease: Duration,
 }
 
 impl Scheduler {
@@ -45,7 +46,7 @@ impl Scheduler {
             let lease = Lease {
                 owner: self.owner.clone(),
                 now_real,
-                until_real: now_real.saturating_add(LEASE),
+                until_real: now_real.saturating_add(self.lease),
             };
             let limit = u32::try_from(available).unwrap_or(u32::MAX);
             let claimed = match self
