@@ -114,12 +114,7 @@ impl DeliveryWorker {
 
     async fn run(self) {
         loop {
-            let now_real = Clock::real_now();
-            let lease = Lease {
-                owner: self.owner.clone(),
-                now_real,
-                until_real: now_real.saturating_add(LEASE),
-            };
+            let lease = Lease::starting_now(&self.owner, LEASE);
             let batch = match self.store.claim_outbox(&lease, 32).await {
                 Ok(batch) => batch,
                 Err(err) => {

@@ -42,12 +42,7 @@ impl Scheduler {
                 drop(permits.clone().acquire_owned().await);
                 continue;
             }
-            let now_real = Clock::real_now();
-            let lease = Lease {
-                owner: self.owner.clone(),
-                now_real,
-                until_real: now_real.saturating_add(self.lease),
-            };
+            let lease = Lease::starting_now(&self.owner, self.lease);
             let limit = u32::try_from(available).unwrap_or(u32::MAX);
             let claimed = match self
                 .store

@@ -166,6 +166,18 @@ pub struct Lease {
     pub until_real: Timestamp,
 }
 
+impl Lease {
+    /// A lease for `owner` from now (real clock) for `duration`.
+    pub fn starting_now(owner: &str, duration: std::time::Duration) -> Self {
+        let now_real = crate::clock::Clock::real_now();
+        Lease {
+            owner: owner.to_owned(),
+            now_real,
+            until_real: now_real.saturating_add(duration),
+        }
+    }
+}
+
 /// A run claimed for activation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedRun {

@@ -271,3 +271,13 @@ pub fn started_run(response: &Value) -> String {
     assert_eq!(started.len(), 1, "expected one started run: {response}");
     started[0]["runId"].as_str().unwrap().to_owned()
 }
+
+/// The kinds of a run's timeline steps, in order.
+pub fn steps(run: &Value) -> Vec<String> {
+    run["timeline"]
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .map(|e| e["step"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}

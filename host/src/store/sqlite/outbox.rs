@@ -2,7 +2,7 @@
 //! listing emails.
 
 use super::SqliteStore;
-use super::rows::{email_columns, email_from_row, list_limit, to_u32};
+use super::rows::{and_equals, email_columns, email_from_row, fetch_newest_first, to_u32};
 use crate::contacts::normalize_email;
 use crate::ids::{EmailId, TenantId};
 use crate::store::{DeliveryResult, EmailFilter, EmailRecord, Lease, OutboxEmail, StoreResult};
@@ -108,19 +108,6 @@ pub(super) async fn list_emails(
             .push(" AND to_address = ")
             .push_bind(normalize_email(to).unwrap_or_default());
     }
-    if let Some(contact_key) = &filter.contact_key {
-        query
-            .push(" AND contact_key = ")
-            .push_bind(contact_key.as_str());
-    }
-    query
-        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(i64::from(list_limit(filter.limit)));
-    query
-        .build()
-        .fetch_all(&store.pool)
-        .await?
-        .iter()
-        .map(email_from_row)
-        .collect()
+    and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
+    fetch_newest_first(&store.pool, query, filter.limit, email_from_row).await
 }

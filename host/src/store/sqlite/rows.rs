@@ -1,5 +1,6 @@
-//! Between rows and records: the column lists and row mappers shared by the queries, list
-//! limits, and the parse/serialise helpers that report unreadable values as corruption.
+//! Between rows and records: the column lists and row mappers shared by the queries, the
+//! filtering and paging shared by the list queries, and the parse/serialise helpers that report
+//! unreadable values as corruption.
 
 use crate::clock::Timestamp;
 use crate::ids::{EmailId, RunId, TenantId};
@@ -9,8 +10,8 @@ use crate::store::{EmailRecord, EmailStatus, RunRecord, Scope, StoreError, Store
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 /// List endpoints: the default page when the filter says 0, and the cap.
 const DEFAULT_LIST_LIMIT: u32 = 100;
@@ -34,11 +35,46 @@ macro_rules! email_columns {
 }
 pub(super) use email_columns;
 
-pub(super) fn list_limit(requested: u32) -> u32 {
+fn list_limit(requested: u32) -> u32 {
     match requested {
         0 => DEFAULT_LIST_LIMIT,
         n => n.min(MAX_LIST_LIMIT),
     }
+}
+
+/// Narrows a list query to rows whose `column` equals `value`, when the filter names one.
+pub(super) fn and_equals(
+    query: &mut QueryBuilder<Sqlite>,
+    column: &'static str,
+    value: Option<&str>,
+) {
+    if let Some(value) = value {
+        query
+            .push(" AND ")
+            .push(column)
+            .push(" = ")
+            .push_bind(value);
+    }
+}
+
+/// Runs a list query as every list endpoint pages: newest first (the id breaking ties), at
+/// most `limit` rows (0 for the default page, capped), each read by `from_row`.
+pub(super) async fn fetch_newest_first<T>(
+    pool: &SqlitePool,
+    mut query: QueryBuilder<Sqlite>,
+    limit: u32,
+    from_row: fn(&SqliteRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    query
+        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(list_limit(limit)));
+    query
+        .build()
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 pub(super) fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {

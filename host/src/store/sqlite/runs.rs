@@ -2,7 +2,8 @@
 //! claim, the scheduler's next wake-up, and listing and inspecting runs.
 
 use super::rows::{
-    journal_from_row, list_limit, parse_json, parse_run_status, run_columns, run_from_row,
+    and_equals, fetch_newest_first, journal_from_row, parse_json, parse_run_status, run_columns,
+    run_from_row,
 };
 use super::{SqliteStore, live_statuses};
 use crate::clock::{Clock, Timestamp};
@@ -269,27 +270,8 @@ pub(super) async fn list_runs(
         " FROM runs WHERE tenant_id = "
     ));
     query.push_bind(tenant.as_str());
-    if let Some(journey_id) = &filter.journey_id {
-        query
-            .push(" AND journey_id = ")
-            .push_bind(journey_id.as_str());
-    }
-    if let Some(contact_key) = &filter.contact_key {
-        query
-            .push(" AND contact_key = ")
-            .push_bind(contact_key.as_str());
-    }
-    if let Some(status) = filter.status {
-        query.push(" AND status = ").push_bind(status.as_str());
-    }
-    query
-        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(i64::from(list_limit(filter.limit)));
-    query
-        .build()
-        .fetch_all(&store.pool)
-        .await?
-        .iter()
-        .map(run_from_row)
-        .collect()
+    and_equals(&mut query, "journey_id", filter.journey_id.as_deref());
+    and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
+    and_equals(&mut query, "status", filter.status.map(RunStatus::as_str));
+    fetch_newest_first(&store.pool, query, filter.limit, run_from_row).await
 }

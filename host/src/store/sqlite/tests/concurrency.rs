@@ -7,8 +7,7 @@ use std::sync::Arc;
 async fn two_stores_on_one_file_share_the_work_without_double_claims() {
     // Given two hosts (separate pools, separate writer locks) on the same database file
     let f = fixture().await;
-    let path = f.dir.path().join("data").join("waymark.db");
-    let other = SqliteStore::open(&path).await.unwrap();
+    let other = SqliteStore::open(&db_path(&f.dir)).await.unwrap();
     for i in 0..30 {
         start_run(&f, &format!("p{i}"), T0 + i).await;
     }

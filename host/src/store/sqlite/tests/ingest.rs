@@ -43,19 +43,17 @@ async fn a_duplicate_idempotency_key_changes_nothing_and_names_the_original_even
 
 #[tokio::test]
 async fn the_same_idempotency_key_in_another_tenant_is_not_a_duplicate() {
+    // Given an event with an idempotency key in one tenant
     let f = fixture().await;
-    let other = f
-        .store
-        .create_tenant("globex", Timestamp(T0))
-        .await
-        .unwrap()
-        .id;
+    let other = second_tenant(&f).await;
     let mut a = event(&f.tenant, "ada", T0);
     a.idempotency_key = Some("k-1".into());
     let mut b = event(&other, "ada", T0);
     b.idempotency_key = Some("k-1".into());
     f.store.ingest(a, &[]).await.unwrap();
+    // When another tenant sends an event with the same key
     let outcome = f.store.ingest(b, &[]).await.unwrap();
+    // Then it is stored, not taken for a duplicate
     assert!(
         matches!(outcome, IngestOutcome::Stored { .. }),
         "{outcome:?}"
@@ -85,11 +83,7 @@ async fn an_admitted_run_starts_active_with_a_timer_due_at_once() {
     );
     assert!(detail.journal.is_empty());
     assert_eq!(f.store.next_due_at().await.unwrap(), Some(Timestamp(T0)));
-    let claimed = f
-        .store
-        .claim_due_runs(Timestamp(T0), &real_lease("w1"), 10)
-        .await
-        .unwrap();
+    let claimed = claim_due(&f, "w1", T0).await;
     assert_eq!(
         claimed,
         vec![ClaimedRun {
@@ -103,25 +97,9 @@ async fn an_admitted_run_starts_active_with_a_timer_due_at_once() {
 async fn entry_limit_once_blocks_a_second_run_after_the_first_completed() {
     // Given a person whose only run of a once-only journey has completed
     let f = fixture().await;
-    let first = f
-        .store
-        .ingest(event(&f.tenant, "ada", T0), &[welcome(EntryLimit::Once)])
-        .await
-        .unwrap();
-    let IngestOutcome::Stored { started, .. } = first else {
-        panic!("{first:?}")
-    };
-    let run = started[0].run_id.clone();
-    f.store
-        .claim_due_runs(Timestamp(T0), &real_lease("w1"), 10)
-        .await
-        .unwrap();
-    assert!(
-        f.store
-            .commit_activation(commit(&f, &run, "w1", RunTransition::Completed))
-            .await
-            .unwrap()
-    );
+    let run = start_run_limited(&f, "ada", T0, EntryLimit::Once).await;
+    claim_due(&f, "w1", T0).await;
+    assert!(complete(&f, &run, "w1").await);
 
     // When the trigger happens again, days later
     let second = f
@@ -153,17 +131,12 @@ async fn entry_limit_once_blocks_a_second_run_after_the_first_completed() {
 
 #[tokio::test]
 async fn entry_limit_once_per_period_counts_from_the_latest_start() {
+    // Given a person whose run started at T0 and completed
     let f = fixture().await;
     let limit = EntryLimit::OncePer(24 * HOUR as u64);
-    let run = start_run(&f, "ada", T0).await;
-    f.store
-        .claim_due_runs(Timestamp(T0), &real_lease("w1"), 10)
-        .await
-        .unwrap();
-    f.store
-        .commit_activation(commit(&f, &run, "w1", RunTransition::Completed))
-        .await
-        .unwrap();
+    let run = claimed_run(&f, "ada", T0).await;
+    complete(&f, &run, "w1").await;
+    // When the trigger happens again within a day, then no run starts
     let early = f
         .store
         .ingest(event(&f.tenant, "ada", T0 + HOUR), &[welcome(limit)])
@@ -173,6 +146,7 @@ async fn entry_limit_once_per_period_counts_from_the_latest_start() {
         matches!(&early, IngestOutcome::Stored { skipped, .. } if skipped[0].reason == SkipReason::PeriodNotElapsed),
         "{early:?}"
     );
+    // When it happens again a day after the start, then a run starts
     let later = f
         .store
         .ingest(event(&f.tenant, "ada", T0 + 24 * HOUR), &[welcome(limit)])
@@ -188,20 +162,9 @@ async fn entry_limit_once_per_period_counts_from_the_latest_start() {
 async fn one_live_run_per_person_and_journey() {
     // Given a person with a live (waiting) run of a journey without entry limit
     let f = fixture().await;
-    let run = start_run(&f, "ada", T0).await;
+    let run = claimed_run(&f, "ada", T0).await;
     f.store
-        .claim_due_runs(Timestamp(T0), &real_lease("w1"), 10)
-        .await
-        .unwrap();
-    f.store
-        .commit_activation(commit(
-            &f,
-            &run,
-            "w1",
-            RunTransition::Waiting {
-                wake_at: Timestamp(T0 + HOUR),
-            },
-        ))
+        .commit_activation(waiting_commit(&f, &run, "w1", T0 + HOUR))
         .await
         .unwrap();
 

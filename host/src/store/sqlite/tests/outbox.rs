@@ -7,19 +7,8 @@ use crate::store::{DeliveryResult, EmailFilter, EmailStatus};
 async fn outbox_claims_then_retries_then_gives_up_or_sends() {
     // Given two queued emails
     let f = fixture().await;
-    let run = start_run(&f, "ada", T0).await;
-    f.store
-        .claim_due_runs(Timestamp(T0), &real_lease("w1"), 10)
-        .await
-        .unwrap();
-    let mut sent = commit(
-        &f,
-        &run,
-        "w1",
-        RunTransition::Waiting {
-            wake_at: Timestamp(T0 + HOUR),
-        },
-    );
+    let run = claimed_run(&f, "ada", T0).await;
+    let mut sent = waiting_commit(&f, &run, "w1", T0 + HOUR);
     sent.emails = vec![
         email(&f, &run, 0, "ada@example.com"),
         email(&f, &run, 1, "ada@example.com"),
@@ -130,15 +119,10 @@ async fn outbox_claims_then_retries_then_gives_up_or_sends() {
 
 #[tokio::test]
 async fn an_expired_outbox_lease_is_reclaimable() {
+    // Given a queued email
     let f = fixture().await;
-    let run = start_run(&f, "ada", T0).await;
-    f.store
-        .claim_due_runs(Timestamp(T0), &real_lease("w1"), 10)
-        .await
-        .unwrap();
-    let mut c = commit(&f, &run, "w1", RunTransition::Completed);
-    c.emails = vec![email(&f, &run, 0, "ada@example.com")];
-    f.store.commit_activation(c).await.unwrap();
+    run_with_queued_email(&f).await;
+    // When a delivery worker claims it, and its lease expires unreported
     let real = Clock::real_now().0;
     assert_eq!(
         f.store
@@ -148,6 +132,7 @@ async fn an_expired_outbox_lease_is_reclaimable() {
             .len(),
         1
     );
+    // Then another worker can claim it
     assert_eq!(
         f.store
             .claim_outbox(&lease("d2", real + 31_000), 10)

@@ -50,12 +50,7 @@ async fn claims_respect_due_time_and_leases() {
         reclaimed.iter().map(|c| &c.run_id).collect::<Vec<_>>(),
         vec![&now_run, &later_run]
     );
-    assert!(
-        !f.store
-            .commit_activation(commit(&f, &now_run, "w1", RunTransition::Completed))
-            .await
-            .unwrap()
-    );
+    assert!(!complete(&f, &now_run, "w1").await);
 }
 
 #[tokio::test]
@@ -79,18 +74,16 @@ async fn claims_take_at_most_the_limit_oldest_first() {
 
 #[tokio::test]
 async fn a_released_run_is_due_again_at_the_retry_time() {
+    // Given a run claimed by w1
     let f = fixture().await;
-    let run = start_run(&f, "ada", T0).await;
-    f.store
-        .claim_due_runs(Timestamp(T0), &real_lease("w1"), 10)
-        .await
-        .unwrap();
-    // Another owner cannot release it
+    let run = claimed_run(&f, "ada", T0).await;
+    // When another owner releases it, then nothing changes
     f.store
         .release_run(&run, "w2", Timestamp(T0 + 5))
         .await
         .unwrap();
     assert_eq!(f.store.next_due_at().await.unwrap(), None);
+    // When its owner releases it with a retry time, then it is due at that time and not before
     f.store
         .release_run(&run, "w1", Timestamp(T0 + 5))
         .await
@@ -99,17 +92,9 @@ async fn a_released_run_is_due_again_at_the_retry_time() {
         f.store.next_due_at().await.unwrap(),
         Some(Timestamp(T0 + 5))
     );
-    let early = f
-        .store
-        .claim_due_runs(Timestamp(T0 + 4), &real_lease("w2"), 10)
-        .await
-        .unwrap();
+    let early = claim_due(&f, "w2", T0 + 4).await;
     assert!(early.is_empty());
-    let due = f
-        .store
-        .claim_due_runs(Timestamp(T0 + 5), &real_lease("w2"), 10)
-        .await
-        .unwrap();
+    let due = claim_due(&f, "w2", T0 + 5).await;
     assert_eq!(due.len(), 1);
 }
 
@@ -117,21 +102,10 @@ async fn a_released_run_is_due_again_at_the_retry_time() {
 async fn commit_activation_writes_journal_emails_timer_and_status_together() {
     // Given a claimed run
     let f = fixture().await;
-    let run = start_run(&f, "ada", T0).await;
-    f.store
-        .claim_due_runs(Timestamp(T0), &real_lease("w1"), 10)
-        .await
-        .unwrap();
+    let run = claimed_run(&f, "ada", T0).await;
 
     // When its activation sends an email and sleeps for an hour
-    let mut first = commit(
-        &f,
-        &run,
-        "w1",
-        RunTransition::Waiting {
-            wake_at: Timestamp(T0 + HOUR),
-        },
-    );
+    let mut first = waiting_commit(&f, &run, "w1", T0 + HOUR);
     first.journal = vec![
         JournalEntry {
             seq: 0,
@@ -173,16 +147,9 @@ async fn commit_activation_writes_journal_emails_timer_and_status_together() {
     assert_eq!(emails[0].run_id.as_ref(), Some(&run));
 
     // And a commit whose email step is already queued rolls back entirely
-    let before_wake = f
-        .store
-        .claim_due_runs(Timestamp(T0 + HOUR - 1), &real_lease("w1"), 10)
-        .await
-        .unwrap();
+    let before_wake = claim_due(&f, "w1", T0 + HOUR - 1).await;
     assert!(before_wake.is_empty(), "the sleeping run is not due yet");
-    f.store
-        .claim_due_runs(Timestamp(T0 + HOUR), &real_lease("w1"), 10)
-        .await
-        .unwrap();
+    claim_due(&f, "w1", T0 + HOUR).await;
     let mut clash = commit(&f, &run, "w1", RunTransition::Completed);
     clash.journal = vec![JournalEntry {
         seq: 2,
@@ -198,12 +165,7 @@ async fn commit_activation_writes_journal_emails_timer_and_status_together() {
     assert_eq!(detail.run.status, RunStatus::Waiting);
 
     // When it then completes
-    assert!(
-        f.store
-            .commit_activation(commit(&f, &run, "w1", RunTransition::Completed))
-            .await
-            .unwrap()
-    );
+    assert!(complete(&f, &run, "w1").await);
     // Then the run is completed and has no timer left
     let detail = f.store.load_activation(&run).await.unwrap().unwrap();
     assert_eq!(detail.run.status, RunStatus::Completed);
@@ -215,12 +177,10 @@ async fn commit_activation_writes_journal_emails_timer_and_status_together() {
 
 #[tokio::test]
 async fn a_failed_activation_records_the_error() {
+    // Given a claimed run
     let f = fixture().await;
-    let run = start_run(&f, "ada", T0).await;
-    f.store
-        .claim_due_runs(Timestamp(T0), &real_lease("w1"), 10)
-        .await
-        .unwrap();
+    let run = claimed_run(&f, "ada", T0).await;
+    // When its activation fails
     let failed = RunTransition::Failed {
         error: "non-deterministic replay at step 0".into(),
     };
@@ -230,6 +190,7 @@ async fn a_failed_activation_records_the_error() {
             .await
             .unwrap()
     );
+    // Then the run is failed with the error, and has no timer left
     let runs = f
         .store
         .list_runs(
@@ -253,19 +214,8 @@ async fn a_failed_activation_records_the_error() {
 async fn commit_activation_refuses_an_exited_run_or_a_lost_lease() {
     // Given a run claimed by w1
     let f = fixture().await;
-    let run = start_run(&f, "ada", T0).await;
-    f.store
-        .claim_due_runs(Timestamp(T0), &real_lease("w1"), 10)
-        .await
-        .unwrap();
-    let mut sleep = commit(
-        &f,
-        &run,
-        "w2",
-        RunTransition::Waiting {
-            wake_at: Timestamp(T0 + HOUR),
-        },
-    );
+    let run = claimed_run(&f, "ada", T0).await;
+    let mut sleep = waiting_commit(&f, &run, "w2", T0 + HOUR);
     sleep.journal = vec![JournalEntry {
         seq: 0,
         kind: StepKind::Sleep,
@@ -280,11 +230,12 @@ async fn commit_activation_refuses_an_exited_run_or_a_lost_lease() {
     assert!(!f.store.commit_activation(sleep.clone()).await.unwrap());
 
     // When the run exited meanwhile and the lease holder commits
-    sqlx::query("UPDATE runs SET status = 'exited' WHERE id = ?")
-        .bind(run.as_str())
-        .execute(&f.store.pool)
-        .await
-        .unwrap();
+    raw_update(
+        &f,
+        "UPDATE runs SET status = 'exited' WHERE id = ?",
+        run.as_str(),
+    )
+    .await;
     sleep.lease_owner = "w1".into();
     // Then nothing is written either
     assert!(!f.store.commit_activation(sleep).await.unwrap());
@@ -375,11 +326,12 @@ async fn unreadable_rows_are_reported_as_corrupt_not_panics() {
     // Given a run whose stored input is not JSON
     let f = fixture().await;
     let run = start_run(&f, "ada", T0).await;
-    sqlx::query("UPDATE runs SET input = 'not json' WHERE id = ?")
-        .bind(run.as_str())
-        .execute(&f.store.pool)
-        .await
-        .unwrap();
+    raw_update(
+        &f,
+        "UPDATE runs SET input = 'not json' WHERE id = ?",
+        run.as_str(),
+    )
+    .await;
     // Then loading it is a clear corruption error
     let err = f.store.load_activation(&run).await.unwrap_err();
     assert!(

@@ -8,22 +8,10 @@ use crate::store::{EmailFilter, ModuleVersionRecord, NewApiKey, RunFilter, Scope
 async fn a_tenant_never_sees_another_tenants_runs_or_emails() {
     // Given a run with an email in tenant A
     let f = fixture().await;
-    let run = start_run(&f, "ada", T0).await;
-    f.store
-        .claim_due_runs(Timestamp(T0), &real_lease("w1"), 10)
-        .await
-        .unwrap();
-    let mut c = commit(&f, &run, "w1", RunTransition::Completed);
-    c.emails = vec![email(&f, &run, 0, "ada@example.com")];
-    f.store.commit_activation(c).await.unwrap();
+    let run = run_with_queued_email(&f).await;
 
     // When tenant B looks with every filter matching A's rows
-    let b = f
-        .store
-        .create_tenant("globex", Timestamp(T0))
-        .await
-        .unwrap()
-        .id;
+    let b = second_tenant(&f).await;
     let runs = f
         .store
         .list_runs(
@@ -120,11 +108,12 @@ async fn tenants_keys_and_module_versions_round_trip() {
         Some(key.clone())
     );
     assert!(f.store.api_key_by_hash("nope").await.unwrap().is_none());
-    sqlx::query("UPDATE api_keys SET revoked_at = 1 WHERE id = ?")
-        .bind(key.id.as_str())
-        .execute(&f.store.pool)
-        .await
-        .unwrap();
+    raw_update(
+        &f,
+        "UPDATE api_keys SET revoked_at = 1 WHERE id = ?",
+        key.id.as_str(),
+    )
+    .await;
     assert!(f.store.api_key_by_hash("abc123").await.unwrap().is_none());
 
     let version = ModuleVersionRecord {
