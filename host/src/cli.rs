@@ -1,10 +1,14 @@
 //! The `waymark` command line: `serve`, `dev` and `build`. Flags have matching environment
 //! variables (`WAYMARK_*`).
 
+use crate::clock::Clock;
 use crate::delivery::TransportConfig;
+use crate::ids::ApiKeyId;
+use crate::ingest::writer::GroupCommit;
 use crate::modules::build::{BuildOptions, build_modules, repo_root_from};
 use crate::runtime::ActivationLimits;
-use crate::server::{ServeConfig, serve};
+use crate::server::{ServeConfig, open_store, serve};
+use crate::tenancy;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,13 +34,63 @@ enum Command {
     Dev(ServeArgs),
     /// Build modules (Rust workspaces and JS packages) into .wasm components.
     Build(BuildArgs),
+    /// Manage tenants (works while a server runs on the same database).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage API keys (works while a server runs on the same database).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant (no-op if it exists).
+    Create {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create a key; its secret is printed once, alone on the last line.
+    Create {
+        /// The tenant's name.
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated: ingest, read, admin, deploy.
+        #[arg(long)]
+        scopes: String,
+        /// A label for the key.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// Where the data lives; shared by `serve`, `dev`, `tenant` and `key`.
+#[derive(Debug, Args)]
+struct DatabaseArgs {
+    /// Where the embedded database, module store, compiled artifacts and admin key live.
+    #[arg(long, env = "WAYMARK_DATA_DIR", default_value = "./waymark-data")]
+    data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://user@host/db`) instead of the embedded SQLite database.
+    #[arg(long, env = "WAYMARK_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Where the database, module store, compiled artifacts and admin key live.
-    #[arg(long, env = "WAYMARK_DATA_DIR", default_value = "./waymark-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    database: DatabaseArgs,
     /// A directory of module components (`*.wasm`) to load at start.
     #[arg(long, env = "WAYMARK_MODULES")]
     modules: Option<PathBuf>,
@@ -73,6 +127,18 @@ struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "WAYMARK_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Sustained requests per second per API key (0: unlimited).
+    #[arg(long, env = "WAYMARK_RATE_LIMIT", default_value_t = 2_000)]
+    rate_limit: u32,
+    /// Requests a key may burst above its sustained rate.
+    #[arg(long, env = "WAYMARK_RATE_LIMIT_BURST", default_value_t = 4_000)]
+    rate_limit_burst: u32,
+    /// Most events committed in one ingest transaction.
+    #[arg(long, env = "WAYMARK_INGEST_BATCH", default_value_t = 512)]
+    ingest_batch: usize,
+    /// How long a forming ingest batch waits for more events.
+    #[arg(long, env = "WAYMARK_INGEST_LINGER", default_value = "1ms", value_parser = parse_duration)]
+    ingest_linger: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -91,7 +157,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 impl ServeArgs {
     fn into_config(self, dev: bool) -> ServeConfig {
         ServeConfig {
-            data_dir: self.data_dir,
+            data_dir: self.database.data_dir,
+            database_url: self.database.database_url,
             modules_dir: self.modules,
             listen: self.listen,
             dev: dev || self.dev,
@@ -110,6 +177,12 @@ impl ServeArgs {
             },
             workers: self.workers,
             max_body_bytes: self.max_body_bytes,
+            rate_limit_per_second: self.rate_limit,
+            rate_limit_burst: self.rate_limit_burst,
+            group_commit: GroupCommit {
+                max_batch: self.ingest_batch.max(1),
+                linger: self.ingest_linger,
+            },
         }
     }
 }
@@ -143,6 +216,65 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             args.modules.get_or_insert(out);
             block_on(serve(args.into_config(true)))
         }
+        Command::Tenant(TenantCommand::Create { name, database }) => block_on(async move {
+            let store = open_store(&database.data_dir, database.database_url.as_deref()).await?;
+            let (tenant, created) = store
+                .create_tenant(name.trim(), Clock::default().now())
+                .await?;
+            let verb = if created {
+                "created"
+            } else {
+                "already exists:"
+            };
+            println!("tenant {verb} {} ({})", tenant.name, tenant.id);
+            Ok(())
+        }),
+        Command::Key(KeyCommand::Create {
+            tenant,
+            scopes,
+            name,
+            database,
+        }) => block_on(async move {
+            let scopes =
+                tenancy::parse_scopes(&scopes).map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
+            let name =
+                tenancy::check_key_name(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            let store = open_store(&database.data_dir, database.database_url.as_deref()).await?;
+            let tenant = store.tenant_by_name(tenant.trim()).await?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no tenant named {tenant:?} (create it with `waymark tenant create`)"
+                )
+            })?;
+            let (record, secret) = tenancy::create_key(
+                store.as_ref(),
+                &tenant.id,
+                name,
+                scopes,
+                Clock::default().now(),
+            )
+            .await?;
+            let scopes: Vec<&str> = record.scopes.iter().map(|s| s.as_str()).collect();
+            println!(
+                "created key {} for tenant {} with scopes {}; the secret is shown only now:",
+                record.id,
+                tenant.name,
+                scopes.join(",")
+            );
+            println!("{secret}");
+            Ok(())
+        }),
+        Command::Key(KeyCommand::Revoke { id, database }) => block_on(async move {
+            let store = open_store(&database.data_dir, database.database_url.as_deref()).await?;
+            if store
+                .revoke_api_key(None, &ApiKeyId(id.clone()), Clock::default().now())
+                .await?
+            {
+                println!("revoked key {id}");
+                Ok(())
+            } else {
+                anyhow::bail!("no live key with id {id}")
+            }
+        }),
         Command::Build(args) => {
             let root = repo_root()?;
             let sources = if args.sources.is_empty() {

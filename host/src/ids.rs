@@ -55,3 +55,8 @@ id_type!(
     /// An API key (its id, never the secret).
     ApiKeyId
 );
+id_type!(
+    /// A contact row. Its resolved key (what history is stored under) is its user id, else its
+    /// anonymous id, else this id.
+    ContactId
+);

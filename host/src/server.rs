@@ -1,16 +1,17 @@
 //! Assembles a running Waymark: store, clock, tenant bootstrap, runtime and modules, the
 //! scheduler and delivery workers, and the HTTP API. The only place that wires layers together.
 
+use crate::api::limits::RateLimits;
 use crate::api::{self, ApiOptions, AppState};
 use crate::clock::Clock;
 use crate::delivery::{DeliveryWorker, Mailer, TransportConfig};
 use crate::ingest::Ingestor;
+use crate::ingest::writer::{GroupCommit, IngestWriter};
 use crate::journeys::executor::Executor;
 use crate::modules::{ModuleRegistry, ModuleStore};
 use crate::runtime::{ActivationLimits, Runtime};
 use crate::scheduler::Scheduler;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{ModuleVersionRecord, Store};
+use crate::store::{self, ModuleVersionRecord, Store};
 use crate::tenancy;
 use anyhow::Context;
 use std::io::Write;
@@ -23,6 +24,8 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
+    /// PostgreSQL URL; the embedded SQLite database under `data_dir` when absent.
+    pub database_url: Option<String>,
     pub modules_dir: Option<PathBuf>,
     pub listen: SocketAddr,
     pub dev: bool,
@@ -32,16 +35,14 @@ pub struct ServeConfig {
     /// Activations run at once.
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// Sustained requests per second per API key (0: unlimited) and the burst above it.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    pub group_commit: GroupCommit,
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&config.data_dir.join("waymark.db"))
-            .await
-            .context("opening the database")?,
-    );
+    let store = open_store(&config.data_dir, config.database_url.as_deref()).await?;
     // The clock offset belongs to the data: once moved forward it never goes back.
     let clock = Clock::with_offset(store.clock_offset().await?);
 
@@ -115,17 +116,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     .spawn();
 
+    let writer = IngestWriter::spawn(store.clone(), config.group_commit);
     let ingestor = Arc::new(Ingestor::new(
-        store.clone(),
+        writer,
         registry,
         clock.clone(),
         scheduler_wake.clone(),
+    ));
+    let rate_limits = Arc::new(RateLimits::new(
+        config.rate_limit_per_second,
+        config.rate_limit_burst,
     ));
     let state = AppState {
         store,
         ingestor,
         clock,
         scheduler_wake,
+        rate_limits,
     };
     let app = api::router(
         state,
@@ -149,6 +156,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
+}
+
+/// The store the configuration names: PostgreSQL when a URL is given, else the embedded SQLite
+/// database in the data dir (created if needed).
+pub async fn open_store(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    store::open(database_url, &data_dir.join("waymark.db"))
+        .await
+        .context("opening the database")
 }
 
 async fn shutdown_signal() {

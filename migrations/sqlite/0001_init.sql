@@ -24,21 +24,55 @@ CREATE TABLE api_keys (
 
 CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id);
 
+-- One row per person. `key` is the resolved key history is stored under (user id, else
+-- anonymous id, else id; see contacts::resolved_key). A deleted contact keeps its row (and its
+-- external_id and key, so history still lines up) but stops resolving: every unique index
+-- below covers live rows only, so the same user id may later create a new contact.
 CREATE TABLE contacts (
+    id            TEXT    NOT NULL PRIMARY KEY,
     tenant_id     TEXT    NOT NULL REFERENCES tenants (id),
     key           TEXT    NOT NULL,
+    external_id   TEXT,
+    -- Normalised (trimmed, lowercase).
     email         TEXT,
+    anonymous_id  TEXT,
     properties    TEXT    NOT NULL DEFAULT '{}',
     first_seen_at INTEGER NOT NULL,
     last_seen_at  INTEGER NOT NULL,
-    PRIMARY KEY (tenant_id, key)
+    updated_at    INTEGER NOT NULL,
+    deleted_at    INTEGER
+);
+
+CREATE UNIQUE INDEX contacts_live_key ON contacts (tenant_id, key)
+    WHERE deleted_at IS NULL;
+CREATE UNIQUE INDEX contacts_live_external_id ON contacts (tenant_id, external_id)
+    WHERE deleted_at IS NULL AND external_id IS NOT NULL;
+CREATE UNIQUE INDEX contacts_live_email ON contacts (tenant_id, email)
+    WHERE deleted_at IS NULL AND email IS NOT NULL;
+CREATE UNIQUE INDEX contacts_live_anonymous_id ON contacts (tenant_id, anonymous_id)
+    WHERE deleted_at IS NULL AND anonymous_id IS NOT NULL;
+
+-- Identity values a contact no longer carries in its own columns (a key it had before, the
+-- keys of contacts merged into it, values it gained) that must still lead to it.
+-- kind: external | email | anonymous | key; reason: promote | merge.
+CREATE TABLE contact_aliases (
+    tenant_id       TEXT    NOT NULL REFERENCES tenants (id),
+    kind            TEXT    NOT NULL CHECK (kind IN ('external', 'email', 'anonymous', 'key')),
+    value           TEXT    NOT NULL,
+    contact_id      TEXT    NOT NULL REFERENCES contacts (id),
+    -- The contact merged away, for merges.
+    from_contact_id TEXT,
+    reason          TEXT    NOT NULL CHECK (reason IN ('promote', 'merge')),
+    created_at      INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, kind, value)
 ) WITHOUT ROWID;
 
-CREATE INDEX contacts_by_email ON contacts (tenant_id, email) WHERE email IS NOT NULL;
+CREATE INDEX contact_aliases_by_contact ON contact_aliases (contact_id);
 
 CREATE TABLE events (
     id              TEXT    NOT NULL PRIMARY KEY,
     tenant_id       TEXT    NOT NULL REFERENCES tenants (id),
+    -- The contact's resolved key (no foreign key: history outlives a contact's key).
     contact_key     TEXT    NOT NULL,
     name            TEXT    NOT NULL,
     properties      TEXT    NOT NULL DEFAULT '{}',
@@ -126,7 +160,9 @@ CREATE TABLE emails (
     template        TEXT    NOT NULL,
     subject         TEXT    NOT NULL,
     body            TEXT    NOT NULL,
-    status          TEXT    NOT NULL CHECK (status IN ('queued', 'sent', 'failed')),
+    -- cancelled: never sent, the contact was deleted first.
+    status          TEXT    NOT NULL
+        CHECK (status IN ('queued', 'sent', 'failed', 'cancelled')),
     -- Delivery attempts made so far.
     attempts        INTEGER NOT NULL DEFAULT 0,
     last_error      TEXT,

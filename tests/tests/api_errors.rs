@@ -5,11 +5,10 @@ mod support;
 
 use reqwest::Method;
 use serde_json::json;
-use support::{Server, ServerOptions};
+use support::{Backend, Server, ServerOptions};
 
-#[tokio::test]
-async fn requests_without_a_valid_key_are_401_and_health_needs_none() {
-    let server = Server::start(ServerOptions::default()).await;
+e2e!(requests_without_a_valid_key_are_401_and_health_needs_none, |backend: Backend| async move {
+    let server = Server::start(ServerOptions { backend, ..Default::default() }).await;
 
     let (status, body) = server
         .request(
@@ -37,11 +36,10 @@ async fn requests_without_a_valid_key_are_401_and_health_needs_none() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-}
+});
 
-#[tokio::test]
-async fn bad_json_is_400_with_a_json_error_body() {
-    let server = Server::start(ServerOptions::default()).await;
+e2e!(bad_json_is_400_with_a_json_error_body, |backend: Backend| async move {
+    let server = Server::start(ServerOptions { backend, ..Default::default() }).await;
     let response = reqwest::Client::new()
         .post(server.url("/v1/events"))
         .bearer_auth(&server.key)
@@ -54,11 +52,10 @@ async fn bad_json_is_400_with_a_json_error_body() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "the body is not valid JSON");
     assert!(body["details"]["reason"].is_string(), "{body}");
-}
+});
 
-#[tokio::test]
-async fn invalid_events_are_400_naming_the_field() {
-    let server = Server::start(ServerOptions::default()).await;
+e2e!(invalid_events_are_400_naming_the_field, |backend: Backend| async move {
+    let server = Server::start(ServerOptions { backend, ..Default::default() }).await;
 
     let (status, body) = server.post("/v1/events", json!({"userId": "u1"})).await;
     assert_eq!(status, 400, "{body}");
@@ -104,21 +101,20 @@ async fn invalid_events_are_400_naming_the_field() {
         .await;
     assert_eq!(status, 400);
     assert_eq!(body["details"]["field"], "status");
-}
+});
 
-#[tokio::test]
-async fn the_event_alias_is_accepted_for_name() {
-    let server = Server::start(ServerOptions::default()).await;
+e2e!(the_event_alias_is_accepted_for_name, |backend: Backend| async move {
+    let server = Server::start(ServerOptions { backend, ..Default::default() }).await;
     let (status, body) = server
         .post("/v1/events", json!({"event": "app.opened", "userId": "u1"}))
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["stored"], true);
-}
+});
 
-#[tokio::test]
-async fn unknown_routes_are_404_json_and_the_clock_route_exists_only_in_dev_mode() {
+e2e!(unknown_routes_are_404_json_and_the_clock_route_exists_only_in_dev_mode, |backend: Backend| async move {
     let server = Server::start(ServerOptions {
+        backend,
         dev: false,
         ..Default::default()
     })
@@ -133,6 +129,7 @@ async fn unknown_routes_are_404_json_and_the_clock_route_exists_only_in_dev_mode
     assert_eq!(status, 404);
 
     let dev = Server::start(ServerOptions {
+        backend,
         dev: true,
         ..Default::default()
     })
@@ -147,11 +144,11 @@ async fn unknown_routes_are_404_json_and_the_clock_route_exists_only_in_dev_mode
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["offsetMs"], 3_600_000);
-}
+});
 
-#[tokio::test]
-async fn an_oversized_body_is_413() {
+e2e!(an_oversized_body_is_413, |backend: Backend| async move {
     let server = Server::start(ServerOptions {
+        backend,
         extra_args: vec!["--max-body-bytes".into(), "1024".into()],
         ..Default::default()
     })
@@ -165,4 +162,4 @@ async fn an_oversized_body_is_413() {
         .await;
     assert_eq!(status, 413, "{body}");
     assert!(body["error"].is_string());
-}
+});

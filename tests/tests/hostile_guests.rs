@@ -3,13 +3,12 @@
 mod support;
 
 use serde_json::json;
-use support::{Server, ServerOptions, started_run};
+use support::{Backend, Server, ServerOptions, started_run};
 
-#[tokio::test]
-async fn a_looping_an_allocating_and_a_panicking_guest_each_fail_their_own_run_while_others_complete()
- {
+e2e!(a_looping_an_allocating_and_a_panicking_guest_each_fail_their_own_run_while_others_complete, |backend: Backend| async move {
     // Given modules that loop forever, allocate without bound and panic, beside a well-behaved one
     let server = Server::start(ServerOptions {
+        backend,
         modules: vec!["spin-forever", "memory-hog", "panics", "ok-fast"],
         extra_args: vec![
             "--cpu-budget".into(),
@@ -70,12 +69,12 @@ async fn a_looping_an_allocating_and_a_panicking_guest_each_fail_their_own_run_w
         1,
         "only ok-fast's email: {emails}"
     );
-}
+});
 
-#[tokio::test]
-async fn an_activation_over_its_wall_clock_timeout_fails_with_that_reason() {
+e2e!(an_activation_over_its_wall_clock_timeout_fails_with_that_reason, |backend: Backend| async move {
     // Given a generous CPU budget but a short wall-clock timeout
     let server = Server::start(ServerOptions {
+        backend,
         modules: vec!["spin-forever"],
         extra_args: vec![
             "--cpu-budget".into(),
@@ -98,4 +97,4 @@ async fn an_activation_over_its_wall_clock_timeout_fails_with_that_reason() {
     let failed = server.run_reaches(&run, "failed").await;
     let reason = failed["error"].as_str().unwrap();
     assert!(reason.contains("wall-clock timeout of 400ms"), "{reason}");
-}
+});

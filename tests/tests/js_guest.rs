@@ -3,12 +3,12 @@
 mod support;
 
 use serde_json::json;
-use support::{Server, ServerOptions, started_run};
+use support::{Backend, Server, ServerOptions, started_run};
 
-#[tokio::test]
-async fn a_javascript_guest_built_with_componentize_js_runs_a_journey() {
+e2e!(a_javascript_guest_built_with_componentize_js_runs_a_journey, |backend: Backend| async move {
     // Given the JS proof module
     let server = Server::start(ServerOptions {
+        backend,
         modules: vec!["js-hello"],
         ..Default::default()
     })
@@ -29,4 +29,4 @@ async fn a_javascript_guest_built_with_componentize_js_runs_a_journey() {
     );
     let emails = server.get("/v1/emails?to=js@example.com").await;
     assert_eq!(emails["emails"].as_array().unwrap().len(), 1, "{emails}");
-}
+});

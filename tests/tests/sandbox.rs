@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Server, ServerOptions, started_run};
+use support::{Backend, Server, ServerOptions, started_run};
 
 fn probe_vars(run: &Value) -> Vec<Value> {
     run["timeline"]
@@ -16,11 +16,10 @@ fn probe_vars(run: &Value) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_guest_sees_no_environment_files_or_network_and_its_wasi_clock_is_the_journaled_host_clock()
- {
+e2e!(a_guest_sees_no_environment_files_or_network_and_its_wasi_clock_is_the_journaled_host_clock, |backend: Backend| async move {
     // Given the sandbox probe
     let server = Server::start(ServerOptions {
+        backend,
         modules: vec!["sandbox-probe"],
         ..Default::default()
     })
@@ -55,4 +54,4 @@ async fn a_guest_sees_no_environment_files_or_network_and_its_wasi_clock_is_the_
         second >= first + 86_400_000,
         "the guest's clock moved with the host's: {first} -> {second}"
     );
-}
+});

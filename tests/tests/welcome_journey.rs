@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::{Value, json};
 use support::smtp::SmtpSink;
-use support::{Server, ServerOptions, started_run};
+use support::{Backend, Server, ServerOptions, started_run};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -16,8 +16,9 @@ fn millis(rfc3339: &Value) -> i64 {
         .0
 }
 
-async fn welcome_server(sink: &SmtpSink) -> Server {
+async fn welcome_server(backend: Backend, sink: &SmtpSink) -> Server {
     Server::start(ServerOptions {
+        backend,
         modules: vec!["welcome-series"],
         smtp_port: Some(sink.port),
         ..Default::default()
@@ -35,11 +36,10 @@ fn signup(user: &str, email: &str) -> Value {
     })
 }
 
-#[tokio::test]
-async fn a_signup_sends_the_welcome_email_waits_two_days_then_sends_the_follow_up_and_completes() {
+e2e!(a_signup_sends_the_welcome_email_waits_two_days_then_sends_the_follow_up_and_completes, |backend: Backend| async move {
     // Given a server running the welcome series, delivering to a local SMTP sink
     let sink = SmtpSink::start().await;
-    let server = welcome_server(&sink).await;
+    let server = welcome_server(backend, &sink).await;
 
     // When a user signs up
     let response = server.send_event(signup("user-1", "Ada@Example.com")).await;
@@ -117,13 +117,12 @@ async fn a_signup_sends_the_welcome_email_waits_two_days_then_sends_the_follow_u
         .count();
     assert_eq!(emails_in_journal, 2, "{run}");
     assert!(run["wakeAt"].is_null());
-}
+});
 
-#[tokio::test]
-async fn sigkill_while_runs_wait_loses_nothing_and_sends_no_email_twice() {
+e2e!(sigkill_while_runs_wait_loses_nothing_and_sends_no_email_twice, |backend: Backend| async move {
     // Given three people whose runs are waiting out their two days
     let sink = SmtpSink::start().await;
-    let mut server = welcome_server(&sink).await;
+    let mut server = welcome_server(backend, &sink).await;
     let mut runs = Vec::new();
     for i in 0..3 {
         let response = server
@@ -198,13 +197,12 @@ async fn sigkill_while_runs_wait_loses_nothing_and_sends_no_email_twice() {
         assert_eq!(mine.len(), 2);
         assert_ne!(mine[0].header("Message-ID"), mine[1].header("Message-ID"));
     }
-}
+});
 
-#[tokio::test]
-async fn a_repeated_idempotency_key_is_not_stored_and_starts_nothing() {
+e2e!(a_repeated_idempotency_key_is_not_stored_and_starts_nothing, |backend: Backend| async move {
     // Given a first signup with an idempotency key
     let sink = SmtpSink::start().await;
-    let server = welcome_server(&sink).await;
+    let server = welcome_server(backend, &sink).await;
     let mut event = signup("user-7", "seven@example.com");
     event["idempotencyKey"] = json!("signup-7");
     let first = server.send_event(event.clone()).await;
@@ -239,4 +237,4 @@ async fn a_repeated_idempotency_key_is_not_stored_and_starts_nothing() {
     server.run_reaches(&run_id, "waiting").await;
     let runs = server.get("/v1/runs?userId=user-7").await;
     assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
-}
+});

@@ -1,9 +1,9 @@
 //! Authentication: `Authorization: Bearer <key>` resolves to a [`Principal`] (the key's tenant
-//! and scopes) or a 401. Handlers check the scope they need with [`Principal::require`].
+//! and scopes) or a 401, then the key's rate limit applies (429). Handlers check the scope they need with [`Principal::require`].
 
 use super::AppState;
 use super::error::ApiError;
-use crate::ids::TenantId;
+use crate::ids::{ApiKeyId, TenantId};
 use crate::store::Scope;
 use crate::tenancy::hash_key;
 use axum::extract::{Request, State};
@@ -13,6 +13,7 @@ use axum::response::Response;
 
 #[derive(Debug, Clone)]
 pub struct Principal {
+    pub key_id: ApiKeyId,
     pub tenant_id: TenantId,
     pub scopes: Vec<Scope>,
 }
@@ -47,7 +48,9 @@ pub async fn authenticate(
         .api_key_by_hash(&hash_key(secret))
         .await?
         .ok_or(ApiError::Unauthorized)?;
+    state.rate_limits.check(&key.id)?;
     request.extensions_mut().insert(Principal {
+        key_id: key.id,
         tenant_id: key.tenant_id,
         scopes: key.scopes,
     });

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -27,6 +28,8 @@ pub enum ApiError {
     NotFound,
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
+    #[error("Rate limit exceeded")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("Internal Server Error")]
     Internal(String),
 }
@@ -58,6 +61,17 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest { details, .. } => (StatusCode::BAD_REQUEST, details.clone()),
             ApiError::NotFound => (StatusCode::NOT_FOUND, None),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            ApiError::TooManyRequests { retry_after_secs } => {
+                let body = Json(
+                    json!({ "error": self.to_string(), "details": { "retryAfterSeconds": retry_after_secs } }),
+                );
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(RETRY_AFTER, retry_after_secs.to_string())],
+                    body,
+                )
+                    .into_response();
+            }
             ApiError::Internal(cause) => {
                 tracing::error!("internal error: {cause}");
                 (StatusCode::INTERNAL_SERVER_ERROR, None)
@@ -73,7 +87,10 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::Internal(err.to_string())
+        match err {
+            StoreError::Invalid(message) => ApiError::bad_request(message),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -85,6 +102,7 @@ impl From<IngestError> for ApiError {
                 details: Some(json!({ "field": field })),
             },
             IngestError::Store(err) => err.into(),
+            IngestError::Stopped(err) => ApiError::Internal(err.to_string()),
         }
     }
 }

@@ -4,15 +4,18 @@
 
 pub mod admin;
 pub mod auth;
+pub mod contacts;
 pub mod error;
 pub mod events;
+pub mod keys;
+pub mod limits;
 pub mod runs;
 
 use crate::clock::Clock;
 use crate::ingest::Ingestor;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router, middleware};
 use error::ApiError;
 use serde_json::json;
@@ -26,6 +29,7 @@ pub struct AppState {
     pub clock: Clock,
     /// Woken when the dev clock moves so due timers fire at once.
     pub scheduler_wake: Arc<Notify>,
+    pub rate_limits: Arc<limits::RateLimits>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +51,15 @@ impl Default for ApiOptions {
 pub fn router(state: AppState, options: &ApiOptions) -> Router {
     let mut authenticated = Router::new()
         .route("/v1/events", post(events::ingest))
+        .route("/v1/events/batch", post(events::ingest_batch))
+        .route("/v1/contacts", put(contacts::upsert))
+        .route("/v1/contacts/find", get(contacts::find))
+        .route(
+            "/v1/contacts/{key}",
+            get(contacts::detail).delete(contacts::delete),
+        )
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", delete(keys::revoke))
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::detail))
         .route("/v1/emails", get(runs::emails));

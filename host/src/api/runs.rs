@@ -35,7 +35,7 @@ fn time(t: Option<Timestamp>) -> Value {
     t.map_or(Value::Null, |t| json!(t.to_rfc3339()))
 }
 
-fn run_view(run: &RunRecord) -> Value {
+pub fn run_view(run: &RunRecord) -> Value {
     json!({
         "id": run.id,
         "journeyId": run.journey_id,
@@ -135,6 +135,7 @@ pub async fn list(
         contact_key: query.user_id,
         status,
         limit: query.limit.unwrap_or(100),
+        live_only: false,
     };
     let runs = state.store.list_runs(&principal.tenant_id, &filter).await?;
     Ok(Json(

@@ -1,18 +1,22 @@
 //! Ingest: the only way an event enters Waymark (HTTP today; bucket transitions and journey
-//! triggers later go through here too). It validates the event, identifies the contact, asks
-//! the journey router which journeys the event starts, and hands it all to the store to commit
-//! in one transaction; then it wakes the scheduler. It must not run journeys itself.
+//! triggers later go through here too). It validates an event, asks the journey router which
+//! journeys it starts, and hands it to the group-commit [`writer`], which stores it, resolves
+//! its contact and starts its runs in one transaction shared with concurrent ingests. Then it
+//! wakes the scheduler. It must not run journeys itself.
+
+pub mod writer;
 
 use crate::clock::{Clock, Timestamp};
-use crate::contacts;
+use crate::contacts::Identity;
 use crate::ids::{EventId, TenantId};
 use crate::journeys::router;
 use crate::modules::ModuleRegistry;
-use crate::store::{IngestOutcome, NewEvent, SkippedRun, StartedRun, Store, StoreError};
+use crate::store::{IngestItem, IngestOutcome, NewEvent, SkippedRun, StartedRun, StoreError};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use tokio::sync::Notify;
+use writer::{IngestWriter, WriterStopped};
 
 const MAX_NAME_LEN: usize = 200;
 const MAX_KEY_LEN: usize = 500;
@@ -23,6 +27,7 @@ pub struct IngestRequest {
     pub name: String,
     pub user_id: Option<String>,
     pub email: Option<String>,
+    pub anonymous_id: Option<String>,
     pub event_properties: Map<String, Value>,
     pub contact_properties: Map<String, Value>,
     pub idempotency_key: Option<String>,
@@ -39,6 +44,8 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Stopped(#[from] WriterStopped),
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> IngestError {
@@ -53,12 +60,40 @@ fn invalid(field: &'static str, message: impl Into<String>) -> IngestError {
 pub struct IngestResult {
     pub stored: bool,
     pub event_id: EventId,
+    /// The contact's resolved key (absent for a duplicate, which resolved nothing).
+    pub contact_key: Option<String>,
     pub started: Vec<StartedRun>,
     pub skipped: Vec<SkippedRun>,
 }
 
+impl From<IngestOutcome> for IngestResult {
+    fn from(outcome: IngestOutcome) -> Self {
+        match outcome {
+            IngestOutcome::Duplicate { event_id } => IngestResult {
+                stored: false,
+                event_id,
+                contact_key: None,
+                started: vec![],
+                skipped: vec![],
+            },
+            IngestOutcome::Stored {
+                event_id,
+                contact_key,
+                started,
+                skipped,
+            } => IngestResult {
+                stored: true,
+                event_id,
+                contact_key: Some(contact_key),
+                started,
+                skipped,
+            },
+        }
+    }
+}
+
 pub struct Ingestor {
-    store: Arc<dyn Store>,
+    writer: IngestWriter,
     registry: Arc<ModuleRegistry>,
     clock: Clock,
     scheduler_wake: Arc<Notify>,
@@ -66,13 +101,13 @@ pub struct Ingestor {
 
 impl Ingestor {
     pub fn new(
-        store: Arc<dyn Store>,
+        writer: IngestWriter,
         registry: Arc<ModuleRegistry>,
         clock: Clock,
         scheduler_wake: Arc<Notify>,
     ) -> Self {
         Self {
-            store,
+            writer,
             registry,
             clock,
             scheduler_wake,
@@ -84,32 +119,58 @@ impl Ingestor {
         tenant: &TenantId,
         request: IngestRequest,
     ) -> Result<IngestResult, IngestError> {
-        let event = self.validate(tenant, request)?;
-        let candidates = router::candidates(&self.registry, tenant, &event.name);
-        let outcome = self.store.ingest(event, &candidates).await?;
-        Ok(match outcome {
-            IngestOutcome::Duplicate { event_id } => IngestResult {
-                stored: false,
-                event_id,
-                started: vec![],
-                skipped: vec![],
-            },
-            IngestOutcome::Stored {
-                event_id,
-                started,
-                skipped,
-            } => {
-                if !started.is_empty() {
-                    self.scheduler_wake.notify_one();
+        self.ingest_batch(tenant, vec![request])
+            .await
+            .pop()
+            .expect("one result per request")
+    }
+
+    /// Ingest several events; results in input order. Invalid events are refused one by one
+    /// while the valid ones are committed together.
+    pub async fn ingest_batch(
+        &self,
+        tenant: &TenantId,
+        requests: Vec<IngestRequest>,
+    ) -> Vec<Result<IngestResult, IngestError>> {
+        let mut results: Vec<Option<Result<IngestResult, IngestError>>> =
+            Vec::with_capacity(requests.len());
+        let mut items = Vec::new();
+        let mut positions = Vec::new();
+        for (position, request) in requests.into_iter().enumerate() {
+            match self.validate(tenant, request) {
+                Ok(event) => {
+                    let candidates = router::candidates(&self.registry, tenant, &event.name);
+                    items.push(IngestItem { event, candidates });
+                    positions.push(position);
+                    results.push(None);
                 }
-                IngestResult {
-                    stored: true,
-                    event_id,
-                    started,
-                    skipped,
+                Err(error) => results.push(Some(Err(error))),
+            }
+        }
+        if !items.is_empty() {
+            match self.writer.submit(items).await {
+                Ok(outcomes) => {
+                    let mut started_any = false;
+                    for (position, outcome) in positions.into_iter().zip(outcomes) {
+                        let result = outcome.map(IngestResult::from).map_err(IngestError::from);
+                        started_any |= result.as_ref().is_ok_and(|r| !r.started.is_empty());
+                        results[position] = Some(result);
+                    }
+                    if started_any {
+                        self.scheduler_wake.notify_one();
+                    }
+                }
+                Err(stopped) => {
+                    for position in positions {
+                        results[position] = Some(Err(IngestError::Stopped(stopped.clone())));
+                    }
                 }
             }
-        })
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every position answered"))
+            .collect()
     }
 
     fn validate(&self, tenant: &TenantId, request: IngestRequest) -> Result<NewEvent, IngestError> {
@@ -123,41 +184,11 @@ impl Ingestor {
                 format!("the event name is longer than {MAX_NAME_LEN} characters"),
             ));
         }
-        let email = match request
-            .email
-            .as_deref()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
-            None => None,
-            Some(raw) => {
-                let email = contacts::normalize_email(raw).unwrap_or_default();
-                let valid = email.split_once('@').is_some_and(|(local, domain)| {
-                    !local.is_empty()
-                        && domain.contains('.')
-                        && !email.contains(char::is_whitespace)
-                });
-                if !valid {
-                    return Err(invalid(
-                        "email",
-                        format!("{raw:?} is not a valid email address"),
-                    ));
-                }
-                Some(email)
-            }
-        };
-        if request
-            .user_id
-            .as_deref()
-            .is_some_and(|id| id.len() > MAX_KEY_LEN)
-        {
-            return Err(invalid(
-                "userId",
-                format!("longer than {MAX_KEY_LEN} characters"),
-            ));
-        }
-        let contact_key = contacts::contact_key(request.user_id.as_deref(), email.as_deref())
-            .ok_or_else(|| invalid("userId", "email or userId is required"))?;
+        let identity = validate_identity(
+            request.user_id.as_deref(),
+            request.email.as_deref(),
+            request.anonymous_id.as_deref(),
+        )?;
         let idempotency_key = request
             .idempotency_key
             .map(|k| k.trim().to_owned())
@@ -176,13 +207,77 @@ impl Ingestor {
             id: EventId::generate(),
             tenant_id: tenant.clone(),
             name,
-            contact_key,
-            email,
+            identity,
             event_properties: request.event_properties,
             contact_properties: request.contact_properties,
             idempotency_key,
             occurred_at: request.occurred_at.unwrap_or(received_at),
             received_at,
         })
+    }
+}
+
+/// Check and normalise the identifying values of an event or contact: a valid email if one is
+/// given, bounded ids, and at least one of them (an anonymous id alone is enough).
+pub fn validate_identity(
+    user_id: Option<&str>,
+    email: Option<&str>,
+    anonymous_id: Option<&str>,
+) -> Result<Identity, IngestError> {
+    if let Some(raw) = email.map(str::trim).filter(|e| !e.is_empty()) {
+        let normalised = raw.to_lowercase();
+        let valid = normalised.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        }) && !normalised.contains(char::is_whitespace)
+            && normalised.matches('@').count() == 1;
+        if !valid {
+            return Err(invalid(
+                "email",
+                format!("{raw:?} is not a valid email address"),
+            ));
+        }
+    }
+    for (field, value) in [("userId", user_id), ("anonymousId", anonymous_id)] {
+        if value.is_some_and(|v| v.len() > MAX_KEY_LEN) {
+            return Err(invalid(
+                field,
+                format!("longer than {MAX_KEY_LEN} characters"),
+            ));
+        }
+    }
+    let identity = Identity::new(user_id, email, anonymous_id);
+    if identity.is_empty() {
+        return Err(invalid("userId", "email or userId is required"));
+    }
+    Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_needs_at_least_one_value() {
+        let err = validate_identity(Some("  "), None, None).unwrap_err();
+        assert!(matches!(
+            err,
+            IngestError::Invalid {
+                field: "userId",
+                ..
+            }
+        ));
+        assert!(validate_identity(None, None, Some("anon-1")).is_ok());
+    }
+
+    #[test]
+    fn emails_are_checked_and_normalised() {
+        for bad in ["not-an-email", "a@b", "a@@b.c", "a b@c.d", "@b.c", "a@.bc"] {
+            assert!(validate_identity(None, Some(bad), None).is_err(), "{bad}");
+        }
+        let identity = validate_identity(None, Some(" Ada@Example.COM "), None).unwrap();
+        assert_eq!(identity.email.as_deref(), Some("ada@example.com"));
     }
 }

@@ -2,9 +2,9 @@
 //! sha256 is stored. The embedded default creates one tenant on first boot and writes its admin
 //! key to `<data-dir>/admin.key` (mode 0600).
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::ids::{ApiKeyId, TenantId};
-use crate::store::{NewApiKey, Scope, Store, StoreError};
+use crate::store::{ApiKeyRecord, NewApiKey, Scope, Store, StoreError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,54 @@ pub fn generate_secret() -> String {
     format!("{KEY_PREFIX}{}", hex::encode(bytes))
 }
 
+/// Parse a comma-separated scope list (`ingest,read,admin,deploy`).
+pub fn parse_scopes(text: &str) -> Result<Vec<Scope>, String> {
+    let mut scopes = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let scope = Scope::parse(name)
+            .ok_or_else(|| format!("unknown scope {name:?}: use ingest, read, admin or deploy"))?;
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    if scopes.is_empty() {
+        return Err("at least one scope is required".into());
+    }
+    scopes.sort();
+    Ok(scopes)
+}
+
+/// A key name: 1 to 100 characters after trimming.
+pub fn check_key_name(name: &str) -> Result<&str, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err("must be 1 to 100 characters".into());
+    }
+    Ok(name)
+}
+
+/// Create a key for a tenant; returns its record and the secret, which is never stored.
+pub async fn create_key(
+    store: &dyn Store,
+    tenant: &TenantId,
+    name: &str,
+    scopes: Vec<Scope>,
+    now: Timestamp,
+) -> Result<(ApiKeyRecord, String), StoreError> {
+    let secret = generate_secret();
+    let record = store
+        .create_api_key(NewApiKey {
+            id: ApiKeyId::generate(),
+            tenant_id: tenant.clone(),
+            name: name.to_owned(),
+            key_hash: hash_key(&secret),
+            scopes,
+            created_at: now,
+        })
+        .await?;
+    Ok((record, secret))
+}
+
 /// What first boot did.
 #[derive(Debug, Clone)]
 pub struct Bootstrap {
@@ -40,7 +88,8 @@ pub struct Bootstrap {
     pub admin_key_written: Option<PathBuf>,
 }
 
-/// Create the default tenant and its admin key on first boot; later boots only look it up.
+/// Create the default tenant and its admin key on first boot; later boots (and a host that
+/// lost the race to another booting at the same time) only look it up.
 pub async fn bootstrap_default_tenant(
     store: &dyn Store,
     data_dir: &Path,
@@ -53,18 +102,21 @@ pub async fn bootstrap_default_tenant(
         });
     }
     let now = clock.now();
-    let tenant = store.create_tenant(DEFAULT_TENANT, now).await?;
-    let secret = generate_secret();
-    store
-        .create_api_key(NewApiKey {
-            id: ApiKeyId::generate(),
-            tenant_id: tenant.id.clone(),
-            name: "admin (first boot)".into(),
-            key_hash: hash_key(&secret),
-            scopes: Scope::ALL.to_vec(),
-            created_at: now,
-        })
-        .await?;
+    let (tenant, created) = store.create_tenant(DEFAULT_TENANT, now).await?;
+    if !created {
+        return Ok(Bootstrap {
+            tenant_id: tenant.id,
+            admin_key_written: None,
+        });
+    }
+    let (_, secret) = create_key(
+        store,
+        &tenant.id,
+        "admin (first boot)",
+        Scope::ALL.to_vec(),
+        now,
+    )
+    .await?;
     let path = data_dir.join(ADMIN_KEY_FILE);
     write_secret_file(&path, &secret).map_err(|e| TenancyError::KeyFile(path.clone(), e))?;
     Ok(Bootstrap {
@@ -99,5 +151,15 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(hash_key(&a), hash_key(&format!(" {a}\n")));
         assert_ne!(hash_key(&a), hash_key(&b));
+    }
+
+    #[test]
+    fn scopes_parse_from_a_list_and_unknown_ones_are_named() {
+        assert_eq!(
+            parse_scopes("read, ingest,read").unwrap(),
+            vec![Scope::Ingest, Scope::Read]
+        );
+        assert!(parse_scopes("read,root").unwrap_err().contains("\"root\""));
+        assert!(parse_scopes(" ").is_err());
     }
 }

@@ -56,7 +56,89 @@ pub fn modules_dir(names: &[&str]) -> TempDir {
     dir
 }
 
+/// Which database a test server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server tests may use, when configured.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("WAYMARK_TEST_DATABASE_URL").ok().filter(|url| !url.trim().is_empty())
+}
+
+/// A fresh, empty PostgreSQL database for one test (dropped when this is dropped).
+pub struct TestDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        use sqlx::Connection;
+        let admin_url = postgres_url().expect("WAYMARK_TEST_DATABASE_URL");
+        let name = format!("waymark_e2e_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connecting to PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("creating a test database");
+        let (base, query) = match admin_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let server = base.rsplit_once('/').map(|(server, _)| server).unwrap_or(base);
+        TestDatabase { url: format!("{server}/{name}{query}"), admin_url, name }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Best effort, on a thread of its own: Drop cannot await.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await.ok();
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// Run an end-to-end test body on SQLite and, when `WAYMARK_TEST_DATABASE_URL` is set, on
+/// PostgreSQL: `e2e!(name, |backend| async move { … })` makes `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! e2e {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                ($body)($crate::support::Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if $crate::support::postgres_url().is_none() {
+                    eprintln!("skipped: set WAYMARK_TEST_DATABASE_URL to run this test on PostgreSQL");
+                    return;
+                }
+                ($body)($crate::support::Backend::Postgres).await
+            }
+        }
+    };
+}
+
 pub struct ServerOptions {
+    pub backend: Backend,
     pub modules: Vec<&'static str>,
     pub smtp_port: Option<u16>,
     pub dev: bool,
@@ -66,6 +148,7 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         Self {
+            backend: Backend::Sqlite,
             modules: vec![],
             smtp_port: None,
             dev: true,
@@ -82,6 +165,7 @@ pub struct Server {
     pub data_dir: TempDir,
     modules: TempDir,
     options_args: Vec<String>,
+    pub database: Option<TestDatabase>,
     client: reqwest::Client,
 }
 
@@ -90,6 +174,13 @@ impl Server {
         let data_dir = tempfile::tempdir().unwrap();
         let modules = modules_dir(&options.modules);
         let mut args: Vec<String> = vec!["--modules".into(), modules.path().display().to_string()];
+        let database = match options.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(TestDatabase::create().await),
+        };
+        if let Some(database) = &database {
+            args.extend(["--database-url".into(), database.url.clone()]);
+        }
         if options.dev {
             args.push("--dev".into());
         }
@@ -109,6 +200,7 @@ impl Server {
             data_dir,
             modules,
             options_args: args,
+            database,
             client: reqwest::Client::new(),
         };
         server.spawn().await;
@@ -178,6 +270,16 @@ impl Server {
     pub async fn restart(&mut self) {
         self.kill();
         self.spawn().await;
+    }
+
+    /// Run the binary's CLI against this server's data dir and database.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(BIN);
+        command.args(args).arg("--data-dir").arg(self.data_dir.path()).env("WAYMARK_LOG", "warn");
+        if let Some(database) = &self.database {
+            command.args(["--database-url", &database.url]);
+        }
+        command.output().expect("running the waymark CLI")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -280,4 +382,15 @@ pub fn steps(run: &Value) -> Vec<String> {
         .iter()
         .map(|e| e["step"].as_str().unwrap_or_default().to_owned())
         .collect()
+}
+
+/// Create a tenant and a key for it through the CLI, as an operator would, while the server
+/// runs; returns the key's secret (the last line the command prints).
+pub fn tenant_key(server: &Server, tenant: &str, scopes: &str) -> String {
+    let created = server.cli(&["tenant", "create", tenant]);
+    assert!(created.status.success(), "tenant create: {}", String::from_utf8_lossy(&created.stderr));
+    let key = server.cli(&["key", "create", "--tenant", tenant, "--scopes", scopes]);
+    assert!(key.status.success(), "key create: {}", String::from_utf8_lossy(&key.stderr));
+    let stdout = String::from_utf8(key.stdout).unwrap();
+    stdout.lines().last().expect("the key on the last line").trim().to_owned()
 }

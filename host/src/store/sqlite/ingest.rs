@@ -1,24 +1,40 @@
-//! Ingest: dedupe an event, upsert its contact, store it and start the runs the entry limits
-//! admit, all in one write transaction.
+//! Ingest: a batch of events in one write transaction. Per event: dedupe it, resolve its
+//! contact (identity resolution with the property merge), store it under the contact's
+//! resolved key and start the runs the entry limits admit.
 
-use super::rows::{parse_object, to_json};
+use super::identity::SqliteIdentityTx;
+use super::rows::to_json;
 use super::{SqliteStore, live_statuses};
 use crate::clock::Timestamp;
-use crate::contacts::merge_properties;
 use crate::ids::{EventId, RunId};
-use crate::journeys::{PersonSnapshot, PriorRuns, RunInput, TriggerEvent};
-use crate::store::{
-    IngestOutcome, NewEvent, RunCandidate, SkippedRun, StartedRun, StoreError, StoreResult,
-};
-use serde_json::Map;
+use crate::journeys::PriorRuns;
+use crate::store::codec::run_input;
+use crate::store::identity;
+use crate::store::{IngestItem, IngestOutcome, SkippedRun, StartedRun, StoreError, StoreResult};
 use sqlx::{Row, SqliteTransaction};
 
 pub(super) async fn ingest(
     store: &SqliteStore,
-    event: NewEvent,
-    candidates: &[RunCandidate],
-) -> StoreResult<IngestOutcome> {
+    batch: Vec<IngestItem>,
+) -> StoreResult<Vec<IngestOutcome>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
     let (_writer, mut tx) = store.write().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for item in batch {
+        outcomes.push(ingest_one(&mut tx, item).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// One item of a batch, inside the batch's transaction (so it sees the earlier items).
+async fn ingest_one(
+    tx: &mut SqliteTransaction<'static>,
+    item: IngestItem,
+) -> StoreResult<IngestOutcome> {
+    let IngestItem { event, candidates } = item;
     let tenant = event.tenant_id.as_str();
 
     // 1. Dedupe: a used idempotency key changes nothing at all.
@@ -27,106 +43,49 @@ pub(super) async fn ingest(
             sqlx::query_scalar("SELECT id FROM events WHERE tenant_id = ? AND idempotency_key = ?")
                 .bind(tenant)
                 .bind(key)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
         if let Some(original) = original {
-            tx.rollback().await?;
             return Ok(IngestOutcome::Duplicate {
                 event_id: EventId(original),
             });
         }
     }
 
-    // 2. Upsert the contact.
-    let existing =
-        sqlx::query("SELECT email, properties FROM contacts WHERE tenant_id = ? AND key = ?")
-            .bind(tenant)
-            .bind(&event.contact_key)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let person = match existing {
-        None => {
-            let mut properties = Map::new();
-            merge_properties(&mut properties, &event.contact_properties);
-            sqlx::query(
-                "INSERT INTO contacts \
-                 (tenant_id, key, email, properties, first_seen_at, last_seen_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(tenant)
-            .bind(&event.contact_key)
-            .bind(event.email.as_deref())
-            .bind(to_json("contact properties", &properties)?)
-            .bind(event.received_at.0)
-            .bind(event.received_at.0)
-            .execute(&mut *tx)
-            .await?;
-            PersonSnapshot {
-                key: event.contact_key.clone(),
-                email: event.email.clone(),
-                properties,
-            }
-        }
-        Some(row) => {
-            let mut properties = parse_object("contact properties", row.try_get("properties")?)?;
-            merge_properties(&mut properties, &event.contact_properties);
-            let email = event
-                .email
-                .clone()
-                .or(row.try_get::<Option<String>, _>("email")?);
-            sqlx::query(
-                "UPDATE contacts SET email = ?, properties = ?, \
-                 last_seen_at = MAX(last_seen_at, ?) WHERE tenant_id = ? AND key = ?",
-            )
-            .bind(email.as_deref())
-            .bind(to_json("contact properties", &properties)?)
-            .bind(event.received_at.0)
-            .bind(tenant)
-            .bind(&event.contact_key)
-            .execute(&mut *tx)
-            .await?;
-            PersonSnapshot {
-                key: event.contact_key.clone(),
-                email,
-                properties,
-            }
-        }
-    };
+    // 2. Resolve the contact, merging the property patch.
+    let resolution = identity::resolve(
+        &mut SqliteIdentityTx::new(tx),
+        &event.tenant_id,
+        &event.identity,
+        &event.contact_properties,
+        event.received_at,
+    )
+    .await?;
+    let contact = resolution.contact;
 
-    // 3. Store the event.
+    // 3. Store the event under the resolved key.
     sqlx::query(
         "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
          received_at, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(event.id.as_str())
     .bind(tenant)
-    .bind(&event.contact_key)
+    .bind(&contact.key)
     .bind(&event.name)
     .bind(to_json("event properties", &event.event_properties)?)
     .bind(event.occurred_at.0)
     .bind(event.received_at.0)
     .bind(event.idempotency_key.as_deref())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
 
     // 4. Start the runs the entry limits admit.
     let mut started = Vec::new();
     let mut skipped = Vec::new();
     if !candidates.is_empty() {
-        let input = to_json(
-            "run input",
-            &RunInput {
-                person,
-                trigger: TriggerEvent {
-                    name: event.name.clone(),
-                    occurred_at: event.occurred_at,
-                    properties: event.event_properties.clone(),
-                },
-            },
-        )?;
-        for candidate in candidates {
-            let prior =
-                prior_runs(&mut tx, tenant, &event.contact_key, &candidate.journey_id).await?;
+        let input = to_json("run input", &run_input(&contact, &event))?;
+        for candidate in &candidates {
+            let prior = prior_runs(tx, tenant, &contact.key, &candidate.journey_id).await?;
             if let Err(reason) = candidate.entry_limit.admits(&prior, event.received_at) {
                 skipped.push(SkippedRun {
                     journey_id: candidate.journey_id.clone(),
@@ -144,17 +103,17 @@ pub(super) async fn ingest(
             .bind(tenant)
             .bind(&candidate.journey_id)
             .bind(&candidate.module_hash)
-            .bind(&event.contact_key)
+            .bind(&contact.key)
             .bind(&input)
             .bind(event.received_at.0)
             .bind(event.received_at.0)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             sqlx::query("INSERT INTO timers (run_id, tenant_id, due_at) VALUES (?, ?, ?)")
                 .bind(run_id.as_str())
                 .bind(tenant)
                 .bind(event.received_at.0)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             started.push(StartedRun {
                 run_id,
@@ -163,9 +122,9 @@ pub(super) async fn ingest(
         }
     }
 
-    tx.commit().await?;
     Ok(IngestOutcome::Stored {
         event_id: event.id,
+        contact_key: contact.key,
         started,
         skipped,
     })

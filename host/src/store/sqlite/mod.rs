@@ -13,26 +13,32 @@
 //!
 //! This module owns opening the database, the migrations and the writer lock; the queries live
 //! in one submodule per concern, and [`Store`] is implemented here by delegating to them:
-//! `tenancy` (tenants, API keys, module versions, host settings), `ingest` (events, contacts and
-//! starting runs), `runs` (claims, activations and run inspection), `outbox` (email delivery and
-//! listing) and `rows` (row mapping and value conversions).
+//! `tenancy` (tenants, API keys, module versions, host settings), `identity` (the
+//! [`crate::store::identity::IdentityTx`] primitives and contact lookups), `ingest` (event
+//! batches: dedupe, identity resolution, starting runs), `contacts` (upsert, find, delete),
+//! `runs` (claims, activations and run inspection), `outbox` (email delivery and listing) and
+//! `rows` (row mapping and value conversions). The tests are backend-agnostic, in
+//! `crate::store::tests`.
 
+mod contacts;
+mod identity;
 mod ingest;
 mod outbox;
 mod rows;
 mod runs;
 mod tenancy;
-#[cfg(test)]
-mod tests;
 
 use super::{
-    ActivationCommit, ActivationInput, ApiKeyRecord, ClaimedRun, DeliveryResult, EmailFilter,
-    EmailRecord, IngestOutcome, Lease, ModuleVersionRecord, NewApiKey, NewEvent, OutboxEmail,
-    RunCandidate, RunFilter, RunRecord, Store, StoreError, StoreResult, Tenant,
+    ActivationCommit, ActivationInput, ApiKeyRecord, ClaimedRun, ContactLookup, ContactRecord,
+    DeletedContact, DeliveryResult, EmailFilter, EmailRecord, IngestItem, IngestOutcome, Lease,
+    ModuleVersionRecord, NewApiKey, OutboxEmail, Resolution, RunFilter, RunRecord, Store,
+    StoreError, StoreResult, Tenant,
 };
 use crate::clock::Timestamp;
-use crate::ids::{EmailId, RunId, TenantId};
+use crate::contacts::Identity;
+use crate::ids::{ApiKeyId, EmailId, RunId, TenantId};
 use async_trait::async_trait;
+use serde_json::{Map, Value};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlitePool, SqliteTransaction};
@@ -111,7 +117,7 @@ impl Store for SqliteStore {
         tenancy::tenant_by_name(self, name).await
     }
 
-    async fn create_tenant(&self, name: &str, now: Timestamp) -> StoreResult<Tenant> {
+    async fn create_tenant(&self, name: &str, now: Timestamp) -> StoreResult<(Tenant, bool)> {
         tenancy::create_tenant(self, name, now).await
     }
 
@@ -123,16 +129,52 @@ impl Store for SqliteStore {
         tenancy::api_key_by_hash(self, key_hash).await
     }
 
+    async fn revoke_api_key(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &ApiKeyId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        tenancy::revoke_api_key(self, tenant, id, now).await
+    }
+
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>> {
+        tenancy::list_api_keys(self, tenant).await
+    }
+
     async fn record_module_version(&self, version: &ModuleVersionRecord) -> StoreResult<()> {
         tenancy::record_module_version(self, version).await
     }
 
-    async fn ingest(
+    async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>> {
+        ingest::ingest(self, batch).await
+    }
+
+    async fn upsert_contact(
         &self,
-        event: NewEvent,
-        candidates: &[RunCandidate],
-    ) -> StoreResult<IngestOutcome> {
-        ingest::ingest(self, event, candidates).await
+        tenant: &TenantId,
+        identity: &Identity,
+        properties: &Map<String, Value>,
+        now: Timestamp,
+    ) -> StoreResult<Resolution> {
+        contacts::upsert_contact(self, tenant, identity, properties, now).await
+    }
+
+    async fn find_contacts(
+        &self,
+        tenant: &TenantId,
+        lookup: &ContactLookup,
+    ) -> StoreResult<Vec<ContactRecord>> {
+        contacts::find_contacts(self, tenant, lookup).await
+    }
+
+    async fn delete_contact(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<DeletedContact>> {
+        contacts::delete_contact(self, tenant, key, now).await
     }
 
     async fn claim_due_runs(

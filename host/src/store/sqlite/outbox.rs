@@ -17,6 +17,7 @@ pub(super) async fn claim_outbox(
         return Ok(Vec::new());
     }
     let (_writer, mut tx) = store.write().await?;
+    // Only queued emails: sent, failed and cancelled (the contact was deleted) ones never are.
     let rows = sqlx::query(
         "UPDATE emails SET lease_owner = ?, lease_until = ? \
          WHERE id IN (\

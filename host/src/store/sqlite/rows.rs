@@ -1,21 +1,18 @@
-//! Between rows and records: the column lists and row mappers shared by the queries, the
-//! filtering and paging shared by the list queries, and the parse/serialise helpers that report
-//! unreadable values as corruption.
+//! Between rows and records: the column lists and row mappers shared by the queries, and the
+//! filtering and paging shared by the list queries. Parsing stored values (and reporting what
+//! does not parse as corruption) is shared with the other backends, in `store::codec`.
 
 use crate::clock::Timestamp;
 use crate::ids::{EmailId, RunId, TenantId};
-use crate::journeys::RunStatus;
-use crate::journeys::journal::{JournalEntry, StepKind};
-use crate::store::{EmailRecord, EmailStatus, RunRecord, Scope, StoreError, StoreResult};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use crate::journeys::journal::JournalEntry;
+pub(super) use crate::store::codec::{
+    count, list_limit, parse_json, parse_object, parse_run_status, scopes_from_text,
+    scopes_to_text, to_json, to_u32,
+};
+use crate::store::codec::{parse_email_status, parse_step_kind};
+use crate::store::{EmailRecord, RunRecord, StoreResult};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
-
-/// List endpoints: the default page when the filter says 0, and the cap.
-const DEFAULT_LIST_LIMIT: u32 = 100;
-const MAX_LIST_LIMIT: u32 = 1000;
 
 /// The columns [`run_from_row`] reads.
 macro_rules! run_columns {
@@ -34,13 +31,6 @@ macro_rules! email_columns {
     };
 }
 pub(super) use email_columns;
-
-fn list_limit(requested: u32) -> u32 {
-    match requested {
-        0 => DEFAULT_LIST_LIMIT,
-        n => n.min(MAX_LIST_LIMIT),
-    }
-}
 
 /// Narrows a list query to rows whose `column` equals `value`, when the filter names one.
 pub(super) fn and_equals(
@@ -94,11 +84,9 @@ pub(super) fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
 }
 
 pub(super) fn journal_from_row(row: &SqliteRow) -> StoreResult<JournalEntry> {
-    let kind: &str = row.try_get("kind")?;
     Ok(JournalEntry {
         seq: to_u32("journal seq", row.try_get("seq")?)?,
-        kind: StepKind::parse(kind)
-            .ok_or_else(|| StoreError::corrupt("journal step kind", format!("{kind:?}")))?,
+        kind: parse_step_kind(row.try_get("kind")?)?,
         request: parse_json("journal request", row.try_get("request")?)?,
         response: parse_json("journal response", row.try_get("response")?)?,
         recorded_at: Timestamp(row.try_get("recorded_at")?),
@@ -106,7 +94,6 @@ pub(super) fn journal_from_row(row: &SqliteRow) -> StoreResult<JournalEntry> {
 }
 
 pub(super) fn email_from_row(row: &SqliteRow) -> StoreResult<EmailRecord> {
-    let status: &str = row.try_get("status")?;
     Ok(EmailRecord {
         id: EmailId(row.try_get("id")?),
         tenant_id: TenantId(row.try_get("tenant_id")?),
@@ -116,56 +103,10 @@ pub(super) fn email_from_row(row: &SqliteRow) -> StoreResult<EmailRecord> {
         template: row.try_get("template")?,
         subject: row.try_get("subject")?,
         body: row.try_get("body")?,
-        status: EmailStatus::parse(status)
-            .ok_or_else(|| StoreError::corrupt("email status", format!("{status:?}")))?,
+        status: parse_email_status(row.try_get("status")?)?,
         attempts: to_u32("email attempts", row.try_get("attempts")?)?,
         last_error: row.try_get("last_error")?,
         created_at: Timestamp(row.try_get("created_at")?),
         sent_at: row.try_get::<Option<i64>, _>("sent_at")?.map(Timestamp),
     })
-}
-
-pub(super) fn parse_run_status(text: &str) -> StoreResult<RunStatus> {
-    RunStatus::parse(text).ok_or_else(|| StoreError::corrupt("run status", format!("{text:?}")))
-}
-
-pub(super) fn scopes_to_text(scopes: &[Scope]) -> String {
-    scopes
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-pub(super) fn scopes_from_text(text: &str) -> StoreResult<Vec<Scope>> {
-    text.split_whitespace()
-        .map(|name| {
-            Scope::parse(name)
-                .ok_or_else(|| StoreError::corrupt("api key scope", format!("{name:?}")))
-        })
-        .collect()
-}
-
-pub(super) fn to_u32(what: &'static str, value: i64) -> StoreResult<u32> {
-    u32::try_from(value).map_err(|_| StoreError::corrupt(what, format!("{value} is out of range")))
-}
-
-pub(super) fn parse_json<T: DeserializeOwned>(what: &'static str, text: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::corrupt(what, e))
-}
-
-pub(super) fn parse_object(what: &'static str, text: &str) -> StoreResult<Map<String, Value>> {
-    match parse_json(what, text)? {
-        Value::Object(map) => Ok(map),
-        other => Err(StoreError::corrupt(
-            what,
-            format!("expected a JSON object, found {other}"),
-        )),
-    }
-}
-
-/// JSON for a TEXT column. Serialising these types cannot fail in practice (string-keyed maps
-/// and derived structs); the error is reported rather than unwrapped all the same.
-pub(super) fn to_json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::corrupt(what, e))
 }

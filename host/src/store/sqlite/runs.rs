@@ -273,5 +273,8 @@ pub(super) async fn list_runs(
     and_equals(&mut query, "journey_id", filter.journey_id.as_deref());
     and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
     and_equals(&mut query, "status", filter.status.map(RunStatus::as_str));
+    if filter.live_only {
+        query.push(concat!(" AND status IN ", live_statuses!()));
+    }
     fetch_newest_first(&store.pool, query, filter.limit, run_from_row).await
 }

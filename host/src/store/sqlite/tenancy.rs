@@ -1,4 +1,5 @@
-//! Tenants, API keys, loaded module versions and host settings (the persisted dev-clock offset).
+//! Tenants, API keys (create, look up, revoke, list), loaded module versions and host
+//! settings (the persisted dev-clock offset).
 
 use super::SqliteStore;
 use super::rows::{scopes_from_text, scopes_to_text};
@@ -6,43 +7,71 @@ use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreError, StoreResult, Tenant};
 use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
 
 const CLOCK_OFFSET_KEY: &str = "clock_offset_ms";
 
-pub(super) async fn tenant_by_name(store: &SqliteStore, name: &str) -> StoreResult<Option<Tenant>> {
-    let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&store.pool)
-        .await?;
-    row.map(|row| {
-        Ok(Tenant {
-            id: TenantId(row.try_get("id")?),
-            name: row.try_get("name")?,
-            created_at: Timestamp(row.try_get("created_at")?),
-        })
-    })
-    .transpose()
+/// The columns [`api_key_from_row`] reads.
+macro_rules! api_key_columns {
+    () => {
+        "id, tenant_id, name, scopes, created_at, revoked_at"
+    };
 }
 
+fn tenant_from_row(row: &SqliteRow) -> StoreResult<Tenant> {
+    Ok(Tenant {
+        id: TenantId(row.try_get("id")?),
+        name: row.try_get("name")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+    })
+}
+
+fn api_key_from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: ApiKeyId(row.try_get("id")?),
+        tenant_id: TenantId(row.try_get("tenant_id")?),
+        name: row.try_get("name")?,
+        scopes: scopes_from_text(row.try_get("scopes")?)?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp),
+    })
+}
+
+pub(super) async fn tenant_by_name(store: &SqliteStore, name: &str) -> StoreResult<Option<Tenant>> {
+    sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&store.pool)
+        .await?
+        .as_ref()
+        .map(tenant_from_row)
+        .transpose()
+}
+
+/// Create the tenant, or answer the one that already has the name (`false`).
 pub(super) async fn create_tenant(
     store: &SqliteStore,
     name: &str,
     now: Timestamp,
-) -> StoreResult<Tenant> {
-    let tenant = Tenant {
-        id: TenantId::generate(),
-        name: name.to_owned(),
-        created_at: now,
-    };
+) -> StoreResult<(Tenant, bool)> {
     let (_writer, mut tx) = store.write().await?;
-    sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)")
-        .bind(tenant.id.as_str())
-        .bind(&tenant.name)
-        .bind(now.0)
-        .execute(&mut *tx)
+    let inserted = sqlx::query(
+        "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(TenantId::generate().as_str())
+    .bind(name)
+    .bind(now.0)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = ?")
+        .bind(name)
+        .fetch_one(&mut *tx)
         .await?;
+    let tenant = tenant_from_row(&row)?;
     tx.commit().await?;
-    Ok(tenant)
+    Ok((tenant, inserted))
 }
 
 pub(super) async fn create_api_key(
@@ -77,24 +106,58 @@ pub(super) async fn api_key_by_hash(
     store: &SqliteStore,
     key_hash: &str,
 ) -> StoreResult<Option<ApiKeyRecord>> {
-    let row = sqlx::query(
-        "SELECT id, tenant_id, name, scopes, created_at, revoked_at FROM api_keys \
-         WHERE key_hash = ? AND revoked_at IS NULL",
-    )
+    sqlx::query(concat!(
+        "SELECT ",
+        api_key_columns!(),
+        " FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL"
+    ))
     .bind(key_hash)
     .fetch_optional(&store.pool)
-    .await?;
-    row.map(|row| {
-        Ok(ApiKeyRecord {
-            id: ApiKeyId(row.try_get("id")?),
-            tenant_id: TenantId(row.try_get("tenant_id")?),
-            name: row.try_get("name")?,
-            scopes: scopes_from_text(row.try_get("scopes")?)?,
-            created_at: Timestamp(row.try_get("created_at")?),
-            revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp),
-        })
-    })
+    .await?
+    .as_ref()
+    .map(api_key_from_row)
     .transpose()
+}
+
+/// Revoke a live key (within `tenant` when given); whether one was revoked.
+pub(super) async fn revoke_api_key(
+    store: &SqliteStore,
+    tenant: Option<&TenantId>,
+    id: &ApiKeyId,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    let (_writer, mut tx) = store.write().await?;
+    let revoked = sqlx::query(
+        "UPDATE api_keys SET revoked_at = ?1 \
+         WHERE id = ?2 AND revoked_at IS NULL AND (?3 IS NULL OR tenant_id = ?3)",
+    )
+    .bind(now.0)
+    .bind(id.as_str())
+    .bind(tenant.map(TenantId::as_str))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        > 0;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// A tenant's keys, revoked ones included, newest first.
+pub(super) async fn list_api_keys(
+    store: &SqliteStore,
+    tenant: &TenantId,
+) -> StoreResult<Vec<ApiKeyRecord>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        api_key_columns!(),
+        " FROM api_keys WHERE tenant_id = ? ORDER BY created_at DESC, id DESC"
+    ))
+    .bind(tenant.as_str())
+    .fetch_all(&store.pool)
+    .await?
+    .iter()
+    .map(api_key_from_row)
+    .collect()
 }
 
 pub(super) async fn record_module_version(

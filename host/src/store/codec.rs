@@ -1,0 +1,136 @@
+//! What every backend does the same way between records and columns, whatever its dialect:
+//! parsing stored text (JSON, statuses, scopes, counts) and reporting what does not parse as
+//! corruption, serialising JSON, list paging limits, and the input a new run is started with.
+//! Only plain Rust here: the SQL stays in each backend.
+
+use super::{ContactRecord, EmailStatus, NewEvent, Scope, StoreError, StoreResult};
+use crate::journeys::journal::StepKind;
+use crate::journeys::{PersonSnapshot, RunInput, RunStatus, TriggerEvent};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+/// List endpoints: the page when the filter says 0, and the cap.
+const DEFAULT_LIST_LIMIT: u32 = 100;
+const MAX_LIST_LIMIT: u32 = 1000;
+
+/// The number of rows a list query returns for a requested limit (0 for the default page).
+pub(super) fn list_limit(requested: u32) -> u32 {
+    match requested {
+        0 => DEFAULT_LIST_LIMIT,
+        n => n.min(MAX_LIST_LIMIT),
+    }
+}
+
+/// A row count as reported in a record (saturating: counts this large never happen).
+pub(super) fn count(rows: u64) -> u32 {
+    u32::try_from(rows).unwrap_or(u32::MAX)
+}
+
+pub(super) fn to_u32(what: &'static str, value: i64) -> StoreResult<u32> {
+    u32::try_from(value).map_err(|_| StoreError::corrupt(what, format!("{value} is out of range")))
+}
+
+pub(super) fn parse_run_status(text: &str) -> StoreResult<RunStatus> {
+    RunStatus::parse(text).ok_or_else(|| StoreError::corrupt("run status", format!("{text:?}")))
+}
+
+pub(super) fn parse_email_status(text: &str) -> StoreResult<EmailStatus> {
+    EmailStatus::parse(text).ok_or_else(|| StoreError::corrupt("email status", format!("{text:?}")))
+}
+
+pub(super) fn parse_step_kind(text: &str) -> StoreResult<StepKind> {
+    StepKind::parse(text)
+        .ok_or_else(|| StoreError::corrupt("journal step kind", format!("{text:?}")))
+}
+
+/// Scopes as stored: their names, space-separated.
+pub(super) fn scopes_to_text(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(super) fn scopes_from_text(text: &str) -> StoreResult<Vec<Scope>> {
+    text.split_whitespace()
+        .map(|name| {
+            Scope::parse(name)
+                .ok_or_else(|| StoreError::corrupt("api key scope", format!("{name:?}")))
+        })
+        .collect()
+}
+
+pub(super) fn parse_json<T: DeserializeOwned>(what: &'static str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::corrupt(what, e))
+}
+
+pub(super) fn parse_object(what: &'static str, text: &str) -> StoreResult<Map<String, Value>> {
+    match parse_json(what, text)? {
+        Value::Object(map) => Ok(map),
+        other => Err(StoreError::corrupt(
+            what,
+            format!("expected a JSON object, found {other}"),
+        )),
+    }
+}
+
+/// JSON text for a column. Serialising these types cannot fail in practice (string-keyed maps
+/// and derived structs); the error is reported rather than unwrapped all the same.
+pub(super) fn to_json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::corrupt(what, e))
+}
+
+/// The input of a run an event starts: the contact as it is after this event's resolution and
+/// property merge, and the event itself.
+pub(super) fn run_input(contact: &ContactRecord, event: &NewEvent) -> RunInput {
+    RunInput {
+        person: PersonSnapshot {
+            key: contact.key.clone(),
+            email: contact.email.clone(),
+            properties: contact.properties.clone(),
+        },
+        trigger: TriggerEvent {
+            name: event.name.clone(),
+            occurred_at: event.occurred_at,
+            properties: event.event_properties.clone(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_limits_default_and_cap() {
+        assert_eq!(list_limit(0), DEFAULT_LIST_LIMIT);
+        assert_eq!(list_limit(7), 7);
+        assert_eq!(list_limit(u32::MAX), MAX_LIST_LIMIT);
+    }
+
+    #[test]
+    fn scopes_round_trip_and_unknown_names_are_corruption() {
+        let text = scopes_to_text(&[Scope::Ingest, Scope::Admin]);
+        assert_eq!(text, "ingest admin");
+        assert_eq!(
+            scopes_from_text(&text).unwrap(),
+            [Scope::Ingest, Scope::Admin]
+        );
+        assert!(matches!(
+            scopes_from_text("ingest root"),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn objects_must_be_objects() {
+        assert!(parse_object("x", r#"{"a":1}"#).is_ok());
+        assert!(matches!(
+            parse_object("x", "[1]"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(to_u32("n", -1), Err(StoreError::Corrupt { .. })));
+    }
+}

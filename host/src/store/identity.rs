@@ -1,0 +1,337 @@
+//! Identity resolution: the one algorithm every backend runs, inside its own transaction,
+//! through the [`IdentityTx`] primitives it implements in its dialect.
+//!
+//! Given the identifying values of an event (user id, email, anonymous id) it finds the live
+//! contacts they point to (directly or through aliases) and then creates a contact (none
+//! found), fills one in (one found) or merges them (several found) into a deterministic
+//! survivor, re-pointing history to the survivor's key and keeping aliases so old values still
+//! resolve. The rules themselves (survivor, property fold, resolved key) are in
+//! [`crate::contacts`].
+
+use super::{Alias, AliasReason, ContactRecord, Resolution, StoreError, StoreResult};
+use crate::clock::Timestamp;
+use crate::contacts::{self, Identity, IdentityKey, IdentityKind};
+use crate::ids::{ContactId, TenantId};
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+/// What a backend provides, within one open write transaction, for [`resolve`].
+#[async_trait]
+pub trait IdentityTx: Send {
+    /// Serialise concurrent resolutions that touch any of these keys until the transaction
+    /// ends (PostgreSQL: transaction-scoped advisory locks taken in the given, sorted order;
+    /// SQLite: its single writer already serialises).
+    async fn lock_identity(&mut self, tenant: &TenantId, keys: &[IdentityKey]) -> StoreResult<()>;
+    /// The live contact a value identifies: by its own column (`external_id`, `email`,
+    /// `anonymous_id`, `key`), else through an alias of that kind.
+    async fn live_contact(
+        &mut self,
+        tenant: &TenantId,
+        key: &IdentityKey,
+    ) -> StoreResult<Option<ContactRecord>>;
+    async fn insert_contact(&mut self, contact: &ContactRecord) -> StoreResult<()>;
+    /// Write every mutable field of the contact (keys, properties, timestamps) by id.
+    async fn update_contact(&mut self, contact: &ContactRecord) -> StoreResult<()>;
+    async fn soft_delete_contact(
+        &mut self,
+        tenant: &TenantId,
+        id: &ContactId,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Insert an alias, or re-point an existing one with the same (tenant, kind, value).
+    async fn upsert_alias(&mut self, alias: &Alias) -> StoreResult<()>;
+    /// Move history stored under `from` to `to`: events and emails are rewritten; a live run
+    /// (active or waiting) whose journey already has a live run under `to` is exited first
+    /// (its timer removed), then the rest are rewritten.
+    async fn repoint_history(
+        &mut self,
+        tenant: &TenantId,
+        from: &str,
+        to: &str,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+}
+
+/// Resolve `identity` to one live contact, merging `patch` into its properties.
+pub async fn resolve(
+    tx: &mut dyn IdentityTx,
+    tenant: &TenantId,
+    identity: &Identity,
+    patch: &Map<String, Value>,
+    now: Timestamp,
+) -> StoreResult<Resolution> {
+    let mut keys = identity.keys();
+    if keys.is_empty() {
+        return Err(StoreError::Invalid(
+            "an email, user id or anonymous id is required".into(),
+        ));
+    }
+    // A user id or anonymous id that is already some contact's resolved key names that
+    // contact: keys identify people, and two live contacts can never share one.
+    for value in [&identity.user_id, &identity.anonymous_id].into_iter().flatten() {
+        let key = IdentityKey { kind: IdentityKind::Key, value: value.clone() };
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let mut lock_order = keys.clone();
+    lock_order.sort();
+    tx.lock_identity(tenant, &lock_order).await?;
+
+    let mut found: Vec<ContactRecord> = Vec::new();
+    for key in &keys {
+        if let Some(contact) = tx.live_contact(tenant, key).await?
+            && !found.iter().any(|c| c.id == contact.id)
+        {
+            found.push(contact);
+        }
+    }
+
+    match found.len() {
+        0 => create(tx, tenant, identity, patch, now).await,
+        1 => {
+            let contact = found.pop().expect("one contact");
+            fill_in(tx, contact, identity, patch, now).await
+        }
+        _ => merge(tx, found, identity, patch, now).await,
+    }
+}
+
+async fn create(
+    tx: &mut dyn IdentityTx,
+    tenant: &TenantId,
+    identity: &Identity,
+    patch: &Map<String, Value>,
+    now: Timestamp,
+) -> StoreResult<Resolution> {
+    let id = ContactId::generate();
+    let mut properties = Map::new();
+    contacts::merge_properties(&mut properties, patch);
+    let contact = ContactRecord {
+        key: contacts::resolved_key(
+            identity.user_id.as_deref(),
+            identity.anonymous_id.as_deref(),
+            id.as_str(),
+        ),
+        id,
+        tenant_id: tenant.clone(),
+        external_id: identity.user_id.clone(),
+        email: identity.email.clone(),
+        anonymous_id: identity.anonymous_id.clone(),
+        properties,
+        first_seen_at: now,
+        last_seen_at: now,
+        deleted_at: None,
+    };
+    tx.insert_contact(&contact).await?;
+    Ok(Resolution {
+        contact,
+        created: true,
+        linked: false,
+        merged: vec![],
+    })
+}
+
+/// Give the contact the identity values it lacks; returns the (kind, value) pairs it gained.
+fn fill_missing(contact: &mut ContactRecord, identity: &Identity) -> Vec<(IdentityKind, String)> {
+    let mut gained = Vec::new();
+    for (slot, value, kind) in [
+        (
+            &mut contact.external_id,
+            &identity.user_id,
+            IdentityKind::External,
+        ),
+        (&mut contact.email, &identity.email, IdentityKind::Email),
+        (
+            &mut contact.anonymous_id,
+            &identity.anonymous_id,
+            IdentityKind::Anonymous,
+        ),
+    ] {
+        if slot.is_none()
+            && let Some(value) = value
+        {
+            *slot = Some(value.clone());
+            gained.push((kind, value.clone()));
+        }
+    }
+    gained
+}
+
+fn rekey(contact: &mut ContactRecord) {
+    contact.key = contacts::resolved_key(
+        contact.external_id.as_deref(),
+        contact.anonymous_id.as_deref(),
+        contact.id.as_str(),
+    );
+}
+
+fn alias(
+    contact: &ContactRecord,
+    kind: IdentityKind,
+    value: String,
+    from: Option<&ContactId>,
+    reason: AliasReason,
+    now: Timestamp,
+) -> Alias {
+    Alias {
+        tenant_id: contact.tenant_id.clone(),
+        kind,
+        value,
+        contact_id: contact.id.clone(),
+        from_contact_id: from.cloned(),
+        reason,
+        created_at: now,
+    }
+}
+
+async fn fill_in(
+    tx: &mut dyn IdentityTx,
+    mut contact: ContactRecord,
+    identity: &Identity,
+    patch: &Map<String, Value>,
+    now: Timestamp,
+) -> StoreResult<Resolution> {
+    let old_key = contact.key.clone();
+    let gained = fill_missing(&mut contact, identity);
+    contacts::merge_properties(&mut contact.properties, patch);
+    contact.last_seen_at = now;
+    rekey(&mut contact);
+    tx.update_contact(&contact).await?;
+    if contact.key != old_key {
+        tx.repoint_history(&contact.tenant_id, &old_key, &contact.key, now)
+            .await?;
+        tx.upsert_alias(&alias(
+            &contact,
+            IdentityKind::Key,
+            old_key,
+            None,
+            AliasReason::Promote,
+            now,
+        ))
+        .await?;
+    }
+    for (kind, value) in gained {
+        tx.upsert_alias(&alias(
+            &contact,
+            kind,
+            value,
+            None,
+            AliasReason::Promote,
+            now,
+        ))
+        .await?;
+    }
+    Ok(Resolution {
+        contact,
+        created: false,
+        linked: true,
+        merged: vec![],
+    })
+}
+
+async fn merge(
+    tx: &mut dyn IdentityTx,
+    mut found: Vec<ContactRecord>,
+    identity: &Identity,
+    patch: &Map<String, Value>,
+    now: Timestamp,
+) -> StoreResult<Resolution> {
+    let ranking: Vec<(bool, i64, &str)> = found
+        .iter()
+        .map(|c| (c.external_id.is_some(), c.first_seen_at.0, c.id.as_str()))
+        .collect();
+    let mut survivor = found.remove(contacts::survivor_index(&ranking));
+    let losers = found;
+    let old_key = survivor.key.clone();
+
+    survivor.properties = contacts::fold_properties(
+        losers.iter().map(|l| &l.properties),
+        &survivor.properties,
+        patch,
+    );
+    survivor.first_seen_at = losers
+        .iter()
+        .map(|l| l.first_seen_at)
+        .fold(survivor.first_seen_at, Ord::min);
+    survivor.last_seen_at = now;
+    // Values the survivor lacks come from this call, else from the first loser that has them.
+    let mut gained = fill_missing(&mut survivor, identity);
+    for loser in &losers {
+        gained.extend(fill_missing(
+            &mut survivor,
+            &Identity {
+                user_id: loser.external_id.clone(),
+                email: loser.email.clone(),
+                anonymous_id: loser.anonymous_id.clone(),
+            },
+        ));
+    }
+    rekey(&mut survivor);
+
+    // Losers go first: the partial unique indexes cover live rows only, so the survivor can
+    // only take over their values once they are deleted.
+    for loser in &losers {
+        tx.soft_delete_contact(&survivor.tenant_id, &loser.id, now)
+            .await?;
+    }
+    tx.update_contact(&survivor).await?;
+
+    let tenant = survivor.tenant_id.clone();
+    if survivor.key != old_key {
+        tx.repoint_history(&tenant, &old_key, &survivor.key, now)
+            .await?;
+        tx.upsert_alias(&alias(
+            &survivor,
+            IdentityKind::Key,
+            old_key,
+            None,
+            AliasReason::Promote,
+            now,
+        ))
+        .await?;
+    }
+    for (kind, value) in gained {
+        tx.upsert_alias(&alias(
+            &survivor,
+            kind,
+            value,
+            None,
+            AliasReason::Promote,
+            now,
+        ))
+        .await?;
+    }
+    for loser in &losers {
+        if loser.key != survivor.key {
+            tx.repoint_history(&tenant, &loser.key, &survivor.key, now)
+                .await?;
+        }
+        let values = [
+            (IdentityKind::External, loser.external_id.clone()),
+            (IdentityKind::Email, loser.email.clone()),
+            (IdentityKind::Anonymous, loser.anonymous_id.clone()),
+            (IdentityKind::Key, Some(loser.key.clone())),
+        ];
+        for (kind, value) in values {
+            if let Some(value) = value {
+                tx.upsert_alias(&alias(
+                    &survivor,
+                    kind,
+                    value,
+                    Some(&loser.id),
+                    AliasReason::Merge,
+                    now,
+                ))
+                .await?;
+            }
+        }
+    }
+    let merged = losers.into_iter().map(|l| l.id).collect();
+    Ok(Resolution {
+        contact: survivor,
+        created: false,
+        linked: true,
+        merged,
+    })
+}

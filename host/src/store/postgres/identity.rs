@@ -1,0 +1,464 @@
+//! The PostgreSQL side of identity resolution: [`PgTx`] gives
+//! [`crate::store::identity::resolve`] its primitives inside an open transaction, safely
+//! against other host processes resolving at the same time.
+//!
+//! Two kinds of lock make that safe:
+//! * **Advisory locks on identifying values.** `pg_advisory_xact_lock` on a 64-bit hash of
+//!   (tenant, kind, value), held to the end of the transaction. Every lock a transaction takes
+//!   follows one global order ([`LockTarget`]'s: tenant, then identity values before idempotency
+//!   keys, then kind and value), which is the order `resolve` passes its sorted keys in and the
+//!   order an ingest batch pre-locks all of its items in, so no two transactions wait on each
+//!   other in a cycle. Two first events for one new person therefore run one after the other,
+//!   and the second finds the contact the first created.
+//! * **Row locks on contacts.** Every contact a resolution reads is read `FOR UPDATE`, so the
+//!   read-modify-write of its properties never loses a concurrent one. A resolution can reach a
+//!   contact through a value another transaction does not lock (an alias, or a loser that is
+//!   being merged into someone else); when the row it waited for turns out deleted, the lookup
+//!   runs again and, with a fresh snapshot, follows the alias the other transaction left.
+//!
+//! The contact lookups shared with the contact queries (by key, through aliases) live here too.
+
+use super::live_statuses;
+use super::rows::{contact_columns, contact_from_row};
+use crate::clock::Timestamp;
+use crate::contacts::{IdentityKey, IdentityKind};
+use crate::ids::{ContactId, TenantId};
+use crate::store::codec::to_json;
+use crate::store::identity::IdentityTx;
+use crate::store::{Alias, ContactRecord, StoreError, StoreResult};
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use std::collections::HashSet;
+
+/// How many times a locking lookup re-reads a contact that concurrent transactions keep
+/// deleting or merging away under it before giving up.
+const MAX_LOOKUP_RETRIES: usize = 32;
+
+/// What an advisory lock protects. The derived order (identity values first, then
+/// idempotency keys) is part of the global lock order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum LockName {
+    Identity(IdentityKey),
+    Idempotency(String),
+}
+
+/// An advisory lock, ordered as every transaction takes its locks: by tenant, then by name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct LockTarget {
+    pub tenant: TenantId,
+    pub name: LockName,
+}
+
+impl LockTarget {
+    /// The advisory lock id: the first 8 bytes of a sha256 of the target, the same in every
+    /// process (a collision only makes two unrelated values share a lock).
+    fn lock_id(&self) -> i64 {
+        let mut hash = Sha256::new();
+        hash.update(b"waymark\0");
+        hash.update(self.tenant.as_str().as_bytes());
+        match &self.name {
+            LockName::Identity(key) => {
+                hash.update(b"\0identity\0");
+                hash.update(key.kind.as_str().as_bytes());
+                hash.update(b"\0");
+                hash.update(key.value.as_bytes());
+            }
+            LockName::Idempotency(key) => {
+                hash.update(b"\0idempotency\0");
+                hash.update(key.as_bytes());
+            }
+        }
+        let digest = hash.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(first)
+    }
+}
+
+/// The ids of live contacts whose own `$column` holds one of the values of kind `$kind` in the
+/// arrays `$1` (tenants), `$2` (kinds), `$3` (values).
+macro_rules! designated {
+    ($kind:literal, $column:literal) => {
+        concat!(
+            "SELECT d.id FROM contacts d \
+             JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, kind, value) \
+             ON k.kind = '",
+            $kind,
+            "' AND d.tenant_id = k.tenant_id AND d.",
+            $column,
+            " = k.value WHERE d.deleted_at IS NULL"
+        )
+    };
+}
+
+/// The lookup of one value: the live contact whose own `$column` holds `$2`, else the live
+/// contact an alias of one of the kinds `$3` (the first listed wins) leads to. With
+/// `FOR UPDATE`, the row is locked and read as it is once any concurrent writer committed, so
+/// it may come back deleted: the caller looks again.
+macro_rules! lookup_sql {
+    ($column:literal, $lock:literal) => {
+        concat!(
+            "SELECT ",
+            contact_columns!(),
+            " FROM contacts c WHERE c.id = (SELECT found.id FROM (\
+                 SELECT d.id, 0 AS rank FROM contacts d \
+                 WHERE d.tenant_id = $1 AND d.",
+            $column,
+            " = $2 AND d.deleted_at IS NULL \
+                 UNION ALL \
+                 SELECT a.contact_id, array_position($3::text[], a.kind) \
+                 FROM contact_aliases a JOIN contacts l ON l.id = a.contact_id \
+                 WHERE a.tenant_id = $1 AND a.kind = ANY($3::text[]) AND a.value = $2 \
+                 AND l.deleted_at IS NULL\
+             ) found ORDER BY found.rank LIMIT 1)",
+            $lock
+        )
+    };
+}
+
+/// The lookup statement for values held in the contact's own column for `own`.
+fn lookup_statement(own: IdentityKind, lock: bool) -> &'static str {
+    match (own, lock) {
+        (IdentityKind::External, false) => lookup_sql!("external_id", ""),
+        (IdentityKind::External, true) => lookup_sql!("external_id", " FOR UPDATE"),
+        (IdentityKind::Email, false) => lookup_sql!("email", ""),
+        (IdentityKind::Email, true) => lookup_sql!("email", " FOR UPDATE"),
+        (IdentityKind::Anonymous, false) => lookup_sql!("anonymous_id", ""),
+        (IdentityKind::Anonymous, true) => lookup_sql!("anonymous_id", " FOR UPDATE"),
+        (IdentityKind::Key, false) => lookup_sql!("key", ""),
+        (IdentityKind::Key, true) => lookup_sql!("key", " FOR UPDATE"),
+    }
+}
+
+/// The live contact `value` designates through the contact's own column for `own`, else
+/// through an alias of one of `alias_kinds`. With `lock`, the contact row is locked until
+/// the transaction ends (and re-read if a concurrent transaction deleted it meanwhile).
+pub(super) async fn live_contact(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    own: IdentityKind,
+    alias_kinds: &[IdentityKind],
+    value: &str,
+    lock: bool,
+) -> StoreResult<Option<ContactRecord>> {
+    let sql = lookup_statement(own, lock);
+    let kinds: Vec<&'static str> = alias_kinds.iter().map(|k| k.as_str()).collect();
+    for _ in 0..MAX_LOOKUP_RETRIES {
+        let row = sqlx::query(sql)
+            .bind(tenant.as_str())
+            .bind(value)
+            .bind(&kinds)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let contact = contact_from_row(&row)?;
+        if contact.deleted_at.is_none() {
+            return Ok(Some(contact));
+        }
+        // Deleted (or merged away) by a transaction that committed while this one waited for
+        // the row: look again with a snapshot that includes what it did.
+    }
+    Err(StoreError::Invalid(format!(
+        "the contact for {} {value:?} kept changing under concurrent writes; retry",
+        own.as_str()
+    )))
+}
+
+/// The live contact a resolved key designates: by its key column, else through an alias of a
+/// key it had before, else through a user id or anonymous id that became an alias.
+pub(super) async fn live_by_key(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    key: &str,
+    lock: bool,
+) -> StoreResult<Option<ContactRecord>> {
+    let kinds = [
+        IdentityKind::Key,
+        IdentityKind::External,
+        IdentityKind::Anonymous,
+    ];
+    live_contact(conn, tenant, IdentityKind::Key, &kinds, key, lock).await
+}
+
+/// [`IdentityTx`] over an open PostgreSQL transaction, remembering the advisory locks it holds
+/// so a lock already taken (an ingest batch takes its items' locks up front) costs nothing.
+pub(super) struct PgTx<'a> {
+    conn: &'a mut PgConnection,
+    held: HashSet<i64>,
+}
+
+impl<'a> PgTx<'a> {
+    pub(super) fn new(conn: &'a mut PgConnection) -> Self {
+        Self {
+            conn,
+            held: HashSet::new(),
+        }
+    }
+
+    pub(super) fn conn(&mut self) -> &mut PgConnection {
+        self.conn
+    }
+
+    /// Take the advisory locks on `targets` not held yet, in the order given (which must be
+    /// the global order: sort them), then lock the contact rows their identity values designate
+    /// right now, in id order. One statement each: the function scan yields the lock ids in
+    /// array order and each lock is taken as its row is produced; the row locks are taken
+    /// above the sort.
+    ///
+    /// Locking the rows up front matters when two transactions reach the same contacts through
+    /// different values (one by user id, the other by email: different advisory locks): taken
+    /// one by one as resolution meets them, in whatever order the items come, those row locks
+    /// could form a cycle; taken together in id order, they cannot.
+    pub(super) async fn lock(&mut self, targets: &[LockTarget]) -> StoreResult<()> {
+        let ids: Vec<i64> = targets
+            .iter()
+            .map(LockTarget::lock_id)
+            .filter(|id| !self.held.contains(id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_advisory_xact_lock(l.id) FROM unnest($1::int8[]) AS l(id)")
+            .bind(&ids)
+            .execute(&mut *self.conn)
+            .await?;
+        self.held.extend(ids);
+
+        let mut tenants = Vec::new();
+        let mut kinds = Vec::new();
+        let mut values = Vec::new();
+        for target in targets {
+            if let LockName::Identity(key) = &target.name {
+                tenants.push(target.tenant.as_str());
+                kinds.push(key.kind.as_str());
+                values.push(key.value.as_str());
+            }
+        }
+        if !values.is_empty() {
+            sqlx::query(concat!(
+                "SELECT c.id FROM contacts c WHERE c.deleted_at IS NULL AND c.id IN (",
+                designated!("external", "external_id"),
+                " UNION ALL ",
+                designated!("email", "email"),
+                " UNION ALL ",
+                designated!("anonymous", "anonymous_id"),
+                " UNION ALL SELECT a.contact_id FROM contact_aliases a \
+                 JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, kind, value) \
+                 ON a.tenant_id = k.tenant_id AND a.kind = k.kind AND a.value = k.value\
+                 ) ORDER BY c.id FOR UPDATE"
+            ))
+            .bind(&tenants)
+            .bind(&kinds)
+            .bind(&values)
+            .execute(&mut *self.conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IdentityTx for PgTx<'_> {
+    async fn lock_identity(&mut self, tenant: &TenantId, keys: &[IdentityKey]) -> StoreResult<()> {
+        let targets: Vec<LockTarget> = keys
+            .iter()
+            .map(|key| LockTarget {
+                tenant: tenant.clone(),
+                name: LockName::Identity(key.clone()),
+            })
+            .collect();
+        self.lock(&targets).await
+    }
+
+    async fn live_contact(
+        &mut self,
+        tenant: &TenantId,
+        key: &IdentityKey,
+    ) -> StoreResult<Option<ContactRecord>> {
+        live_contact(self.conn, tenant, key.kind, &[key.kind], &key.value, true).await
+    }
+
+    async fn insert_contact(&mut self, contact: &ContactRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO contacts (id, tenant_id, key, external_id, email, anonymous_id, \
+             properties, first_seen_at, last_seen_at, updated_at, deleted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $9, $10)",
+        )
+        .bind(contact.id.as_str())
+        .bind(contact.tenant_id.as_str())
+        .bind(&contact.key)
+        .bind(contact.external_id.as_deref())
+        .bind(contact.email.as_deref())
+        .bind(contact.anonymous_id.as_deref())
+        .bind(to_json("contact properties", &contact.properties)?)
+        .bind(contact.first_seen_at.0)
+        .bind(contact.last_seen_at.0)
+        .bind(contact.deleted_at.map(|t| t.0))
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_contact(&mut self, contact: &ContactRecord) -> StoreResult<()> {
+        // The record carries no update time: resolve bumps `last_seen_at` to now on every
+        // update, which is the update time.
+        sqlx::query(
+            "UPDATE contacts SET key = $1, external_id = $2, email = $3, anonymous_id = $4, \
+             properties = $5::jsonb, first_seen_at = $6, last_seen_at = $7, updated_at = $7 \
+             WHERE tenant_id = $8 AND id = $9",
+        )
+        .bind(&contact.key)
+        .bind(contact.external_id.as_deref())
+        .bind(contact.email.as_deref())
+        .bind(contact.anonymous_id.as_deref())
+        .bind(to_json("contact properties", &contact.properties)?)
+        .bind(contact.first_seen_at.0)
+        .bind(contact.last_seen_at.0)
+        .bind(contact.tenant_id.as_str())
+        .bind(contact.id.as_str())
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn soft_delete_contact(
+        &mut self,
+        tenant: &TenantId,
+        id: &ContactId,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE contacts SET deleted_at = $1, updated_at = $1 \
+             WHERE tenant_id = $2 AND id = $3 AND deleted_at IS NULL",
+        )
+        .bind(at.0)
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_alias(&mut self, alias: &Alias) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO contact_aliases \
+             (tenant_id, kind, value, contact_id, from_contact_id, reason, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant_id, kind, value) DO UPDATE SET \
+             contact_id = excluded.contact_id, from_contact_id = excluded.from_contact_id, \
+             reason = excluded.reason, created_at = excluded.created_at",
+        )
+        .bind(alias.tenant_id.as_str())
+        .bind(alias.kind.as_str())
+        .bind(&alias.value)
+        .bind(alias.contact_id.as_str())
+        .bind(alias.from_contact_id.as_ref().map(ContactId::as_str))
+        .bind(alias.reason.as_str())
+        .bind(alias.created_at.0)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn repoint_history(
+        &mut self,
+        tenant: &TenantId,
+        from: &str,
+        to: &str,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        if from == to {
+            return Ok(());
+        }
+        // Live runs under `from` whose journey already has a live run under `to`: the one live
+        // run per person and journey is the one under `to`, these exit and lose their timers.
+        // The status test sits on the updated row itself, so a run that a concurrent commit
+        // ended meanwhile is re-checked after the wait, not exited twice.
+        sqlx::query(concat!(
+            "WITH exited AS (\
+                 UPDATE runs f SET status = 'exited', wake_at = NULL, updated_at = $4 \
+                 WHERE f.tenant_id = $1 AND f.contact_key = $2 AND f.status IN ",
+            live_statuses!(),
+            " AND EXISTS (SELECT 1 FROM runs t WHERE t.tenant_id = $1 AND t.contact_key = $3 \
+                   AND t.journey_id = f.journey_id AND t.status IN ",
+            live_statuses!(),
+            ") RETURNING f.id) \
+             DELETE FROM timers WHERE run_id IN (SELECT id FROM exited)"
+        ))
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(at.0)
+        .execute(&mut *self.conn)
+        .await?;
+        // Then everything under `from` moves, in one statement.
+        sqlx::query(
+            "WITH moved_runs AS (\
+                 UPDATE runs SET contact_key = $3 WHERE tenant_id = $1 AND contact_key = $2), \
+             moved_events AS (\
+                 UPDATE events SET contact_key = $3 WHERE tenant_id = $1 AND contact_key = $2) \
+             UPDATE emails SET contact_key = $3 WHERE tenant_id = $1 AND contact_key = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(to)
+        .execute(&mut *self.conn)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(tenant: &str, kind: IdentityKind, value: &str) -> LockTarget {
+        LockTarget {
+            tenant: TenantId(tenant.into()),
+            name: LockName::Identity(IdentityKey {
+                kind,
+                value: value.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn lock_ids_are_stable_and_tell_targets_apart() {
+        let a = identity("t1", IdentityKind::External, "u1");
+        assert_eq!(a.lock_id(), a.clone().lock_id());
+        assert_ne!(
+            a.lock_id(),
+            identity("t2", IdentityKind::External, "u1").lock_id()
+        );
+        assert_ne!(
+            a.lock_id(),
+            identity("t1", IdentityKind::Anonymous, "u1").lock_id()
+        );
+        let idem = LockTarget {
+            tenant: TenantId("t1".into()),
+            name: LockName::Idempotency("u1".into()),
+        };
+        assert_ne!(a.lock_id(), idem.lock_id());
+    }
+
+    #[test]
+    fn the_global_lock_order_is_tenant_then_identity_values_then_idempotency_keys() {
+        let mut targets = [
+            LockTarget {
+                tenant: TenantId("t1".into()),
+                name: LockName::Idempotency("k".into()),
+            },
+            identity("t2", IdentityKind::External, "a"),
+            identity("t1", IdentityKind::Email, "a@x"),
+            identity("t1", IdentityKind::External, "z"),
+        ];
+        targets.sort();
+        assert_eq!(targets[0], identity("t1", IdentityKind::External, "z"));
+        assert_eq!(targets[1], identity("t1", IdentityKind::Email, "a@x"));
+        assert!(matches!(targets[2].name, LockName::Idempotency(_)));
+        assert_eq!(targets[3].tenant.as_str(), "t2");
+    }
+}

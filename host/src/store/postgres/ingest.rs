@@ -1,0 +1,288 @@
+//! Ingest: a batch of events in one transaction. Per event: dedupe it, resolve its contact
+//! (identity resolution with the property merge), store it under the contact's resolved key
+//! and start the runs the entry limits admit.
+//!
+//! Concurrency. The batch first takes, in the global lock order (see `identity`), the advisory
+//! locks of every identifying value and every idempotency key of its items, in one statement.
+//! Holding them, it reads which of its idempotency keys are already used (one statement): no
+//! other transaction can be inserting one of them until this one ends, so that answer stays
+//! true, and an earlier item of the batch counts as a use too. Each item then resolves its
+//! contact (row locks on the contacts it touches: two batches touching one person run one
+//! after the other), so entry-limit checks see every run already started for that person. The
+//! one-live-run partial unique index is the final guard: a run it refuses is skipped as
+//! already active.
+
+use super::identity::{LockName, LockTarget, PgTx};
+use super::live_statuses;
+use super::{MAX_ATTEMPTS, PgStore, is_transient};
+use crate::clock::Timestamp;
+use crate::ids::{EventId, RunId, TenantId};
+use crate::journeys::{PriorRuns, SkipReason};
+use crate::store::codec::{run_input, to_json};
+use crate::store::identity;
+use crate::store::{
+    IngestItem, IngestOutcome, RunCandidate, SkippedRun, StartedRun, StoreError, StoreResult,
+};
+use sqlx::{PgConnection, Row};
+use std::collections::HashMap;
+
+/// Idempotency keys already used, by (tenant, key): the event that used each.
+type UsedKeys = HashMap<(TenantId, String), EventId>;
+
+pub(super) async fn ingest(
+    store: &PgStore,
+    batch: Vec<IngestItem>,
+) -> StoreResult<Vec<IngestOutcome>> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    // All or nothing, so a transaction PostgreSQL aborted to break a deadlock is simply run
+    // again (the locking order makes that rare; see `identity`).
+    let mut attempt = 1;
+    loop {
+        match ingest_batch(store, &batch).await {
+            Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => attempt += 1,
+            result => return result,
+        }
+    }
+}
+
+async fn ingest_batch(store: &PgStore, batch: &[IngestItem]) -> StoreResult<Vec<IngestOutcome>> {
+    let mut tx = store.pool.begin().await?;
+    let mut pg = PgTx::new(&mut tx);
+    pg.lock(&batch_locks(batch)).await?;
+    let mut used = used_keys(pg.conn(), batch).await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for item in batch {
+        outcomes.push(ingest_one(&mut pg, &mut used, item).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Every advisory lock the batch needs, sorted into the global order, without repeats.
+fn batch_locks(batch: &[IngestItem]) -> Vec<LockTarget> {
+    let mut targets: Vec<LockTarget> = batch
+        .iter()
+        .flat_map(|item| {
+            let tenant = &item.event.tenant_id;
+            let identity = item
+                .event
+                .identity
+                .keys()
+                .into_iter()
+                .map(LockName::Identity);
+            let idempotency = item
+                .event
+                .idempotency_key
+                .clone()
+                .map(LockName::Idempotency);
+            identity.chain(idempotency).map(|name| LockTarget {
+                tenant: tenant.clone(),
+                name,
+            })
+        })
+        .collect();
+    targets.sort();
+    targets.dedup();
+    targets
+}
+
+/// Which of the batch's idempotency keys stored events already carry.
+async fn used_keys(conn: &mut PgConnection, batch: &[IngestItem]) -> StoreResult<UsedKeys> {
+    let (tenants, keys): (Vec<&str>, Vec<&str>) = batch
+        .iter()
+        .filter_map(|item| {
+            let key = item.event.idempotency_key.as_deref()?;
+            Some((item.event.tenant_id.as_str(), key))
+        })
+        .unzip();
+    if keys.is_empty() {
+        return Ok(UsedKeys::new());
+    }
+    let rows = sqlx::query(
+        "SELECT e.tenant_id, e.idempotency_key, e.id FROM events e \
+         JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, idempotency_key) \
+         ON e.tenant_id = k.tenant_id AND e.idempotency_key = k.idempotency_key",
+    )
+    .bind(&tenants)
+    .bind(&keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                (
+                    TenantId(row.try_get("tenant_id")?),
+                    row.try_get("idempotency_key")?,
+                ),
+                EventId(row.try_get("id")?),
+            ))
+        })
+        .collect()
+}
+
+/// One item of a batch, inside the batch's transaction (so it sees the earlier items).
+async fn ingest_one(
+    pg: &mut PgTx<'_>,
+    used: &mut UsedKeys,
+    item: &IngestItem,
+) -> StoreResult<IngestOutcome> {
+    let IngestItem { event, candidates } = item;
+    let tenant = &event.tenant_id;
+
+    // 1. Dedupe: a used idempotency key changes nothing at all.
+    let used_key = event
+        .idempotency_key
+        .as_ref()
+        .map(|key| (tenant.clone(), key.clone()));
+    if let Some(original) = used_key.as_ref().and_then(|k| used.get(k)) {
+        return Ok(IngestOutcome::Duplicate {
+            event_id: original.clone(),
+        });
+    }
+
+    // 2. Resolve the contact, merging the property patch.
+    let resolution = identity::resolve(
+        pg,
+        tenant,
+        &event.identity,
+        &event.contact_properties,
+        event.received_at,
+    )
+    .await?;
+    let contact = resolution.contact;
+
+    // 3. Store the event under the resolved key. The key cannot be taken meanwhile (its
+    // advisory lock is held), so a conflict here is a broken invariant and fails the batch.
+    sqlx::query(
+        "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
+         received_at, idempotency_key) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)",
+    )
+    .bind(event.id.as_str())
+    .bind(tenant.as_str())
+    .bind(&contact.key)
+    .bind(&event.name)
+    .bind(to_json("event properties", &event.event_properties)?)
+    .bind(event.occurred_at.0)
+    .bind(event.received_at.0)
+    .bind(event.idempotency_key.as_deref())
+    .execute(pg.conn())
+    .await?;
+    if let Some(key) = used_key {
+        used.insert(key, event.id.clone());
+    }
+
+    // 4. Start the runs the entry limits admit.
+    let mut started = Vec::new();
+    let mut skipped = Vec::new();
+    if !candidates.is_empty() {
+        let input = to_json("run input", &run_input(&contact, event))?;
+        for candidate in candidates {
+            let prior = prior_runs(pg.conn(), tenant, &contact.key, &candidate.journey_id).await?;
+            let admitted = candidate.entry_limit.admits(&prior, event.received_at);
+            let outcome = match admitted {
+                Err(reason) => Err(reason),
+                Ok(()) => {
+                    let start = NewRun {
+                        tenant,
+                        candidate,
+                        contact_key: &contact.key,
+                        input: &input,
+                        at: event.received_at,
+                    };
+                    start_run(pg.conn(), &start).await?
+                }
+            };
+            match outcome {
+                Ok(run_id) => started.push(StartedRun {
+                    run_id,
+                    journey_id: candidate.journey_id.clone(),
+                }),
+                Err(reason) => skipped.push(SkippedRun {
+                    journey_id: candidate.journey_id.clone(),
+                    reason,
+                }),
+            }
+        }
+    }
+
+    Ok(IngestOutcome::Stored {
+        event_id: event.id.clone(),
+        contact_key: contact.key,
+        started,
+        skipped,
+    })
+}
+
+/// What the store knows about a person's earlier runs of one journey (inside the ingest
+/// transaction, so it sees the runs this batch already started).
+async fn prior_runs(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    contact_key: &str,
+    journey_id: &str,
+) -> StoreResult<PriorRuns> {
+    let row = sqlx::query(concat!(
+        "SELECT COUNT(*) AS total, MAX(created_at) AS latest, \
+         COALESCE(BOOL_OR(status IN ",
+        live_statuses!(),
+        "), FALSE) AS live \
+         FROM runs WHERE tenant_id = $1 AND contact_key = $2 AND journey_id = $3"
+    ))
+    .bind(tenant.as_str())
+    .bind(contact_key)
+    .bind(journey_id)
+    .fetch_one(conn)
+    .await?;
+    let total: i64 = row.try_get("total")?;
+    Ok(PriorRuns {
+        total: u64::try_from(total).map_err(|e| StoreError::corrupt("run count", e))?,
+        latest_started_at: row.try_get::<Option<i64>, _>("latest")?.map(Timestamp),
+        live: row.try_get("live")?,
+    })
+}
+
+/// A run an entry limit admitted.
+struct NewRun<'a> {
+    tenant: &'a TenantId,
+    candidate: &'a RunCandidate,
+    contact_key: &'a str,
+    input: &'a str,
+    at: Timestamp,
+}
+
+/// Create the run (active) and its first timer (due at once) in one statement; if the
+/// one-live-run index already holds a live run of this journey for this person, nothing is
+/// created and the run is skipped as already active.
+async fn start_run(
+    conn: &mut PgConnection,
+    run: &NewRun<'_>,
+) -> StoreResult<Result<RunId, SkipReason>> {
+    let run_id = RunId::generate();
+    let created = sqlx::query(concat!(
+        "WITH run AS (\
+             INSERT INTO runs (id, tenant_id, journey_id, module_hash, contact_key, status, \
+             input, created_at, updated_at, activations) \
+             VALUES ($1, $2, $3, $4, $5, 'active', $6::jsonb, $7, $7, 0) \
+             ON CONFLICT (tenant_id, journey_id, contact_key) WHERE status IN ",
+        live_statuses!(),
+        " DO NOTHING RETURNING id, tenant_id) \
+         INSERT INTO timers (run_id, tenant_id, due_at) SELECT id, tenant_id, $7 FROM run"
+    ))
+    .bind(run_id.as_str())
+    .bind(run.tenant.as_str())
+    .bind(&run.candidate.journey_id)
+    .bind(&run.candidate.module_hash)
+    .bind(run.contact_key)
+    .bind(run.input)
+    .bind(run.at.0)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(if created > 0 {
+        Ok(run_id)
+    } else {
+        Err(SkipReason::AlreadyActive)
+    })
+}

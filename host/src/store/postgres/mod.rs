@@ -1,0 +1,279 @@
+//! The PostgreSQL backend of [`Store`]: for hosted deployments, where several host processes
+//! share one database, so every write is safe against concurrent writers of other processes.
+//!
+//! Concurrency, in one place (each submodule's doc says how it applies it):
+//! * Transactions run at READ COMMITTED; a read-modify-write first locks what it modifies.
+//! * Identity resolution takes transaction-scoped advisory locks on a 64-bit hash of
+//!   (tenant, kind, value) for every identifying value, always in one global order (`identity`),
+//!   and locks every contact row it reads (`SELECT … FOR UPDATE`), re-reading one that a
+//!   concurrent transaction deleted or merged away meanwhile. An ingest batch takes the
+//!   advisory locks of all its items (and of their idempotency keys) up front in that order,
+//!   so two batches never wait on each other in a cycle. The partial unique indexes (live rows
+//!   only) are the final guard.
+//! * Claims of due work (`claim_due_runs`, `claim_outbox`) are one `UPDATE … WHERE … IN
+//!   (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) RETURNING …`: concurrent schedulers take
+//!   disjoint rows without waiting, and the lease columns keep a claim until it expires.
+//! * `commit_activation` locks the run row and checks it is live and its timer leased by the
+//!   committer before writing; deleting a contact, a merge's re-pointing and a commit all lock
+//!   run rows first, so they serialise per run.
+//!
+//! Two clocks meet here, as in SQLite: `due_at`, `created_at`, `wake_at` … are on the host clock
+//! (which a dev may advance), while leases (`lease_until`) and the outbox's `next_attempt_at` are
+//! on the real clock, so advancing the dev clock never breaks a claim.
+//!
+//! This module owns connecting, the migrations and the [`Store`] implementation, which
+//! delegates to one submodule per concern: `tenancy` (tenants, API keys, module versions, host
+//! settings), `identity` (the [`crate::store::identity::IdentityTx`] primitives, advisory
+//! locks and contact lookups), `ingest` (event batches), `contacts` (upsert, find, delete),
+//! `runs` (claims, activations and run inspection), `outbox` (email delivery and listing) and
+//! `rows` (column lists and row mapping).
+
+mod contacts;
+mod identity;
+mod ingest;
+mod outbox;
+mod rows;
+mod runs;
+mod tenancy;
+#[cfg(test)]
+mod tests;
+
+use super::{
+    ActivationCommit, ActivationInput, ApiKeyRecord, ClaimedRun, ContactLookup, ContactRecord,
+    DeletedContact, DeliveryResult, EmailFilter, EmailRecord, IngestItem, IngestOutcome, Lease,
+    ModuleVersionRecord, NewApiKey, OutboxEmail, Resolution, RunFilter, RunRecord, Store,
+    StoreError, StoreResult, Tenant,
+};
+use crate::clock::Timestamp;
+use crate::contacts::Identity;
+use crate::ids::{ApiKeyId, EmailId, RunId, TenantId};
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use std::time::Duration;
+
+/// Connections per host process.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a caller waits for a free connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The live statuses, as SQL: a run in one of them holds the one-live-run slot and may have a
+/// timer. Must match the partial unique index `runs_one_live_per_contact`.
+macro_rules! live_statuses {
+    () => {
+        "('active', 'waiting')"
+    };
+}
+use live_statuses;
+
+/// How many times a transaction PostgreSQL aborted as a deadlock victim (or for a
+/// serialization failure) is run in all, for the writes that are safe to run again whole.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Whether the error is one that running the same transaction again can cure: SQLSTATE 40P01
+/// (deadlock detected) or 40001 (serialization failure).
+fn is_transient(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(e) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| code == "40P01" || code == "40001"),
+        _ => false,
+    }
+}
+
+/// The schema migrations, embedded in the binary: every file in `migrations/postgres` (the
+/// path is relative to `host/Cargo.toml`). sqlx takes an advisory lock while migrating, so
+/// host processes starting together apply them once. Cargo does not notice a new file in
+/// that directory by itself: touch this file (or `cargo clean -p waymark`) after adding one.
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// The PostgreSQL store. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect a pool to the database at `url` and apply the migrations it lacks.
+    pub async fn connect(url: &str) -> StoreResult<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Open(format!("{}: {e}", redact(url))))?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        tenancy::tenant_by_name(self, name).await
+    }
+
+    async fn create_tenant(&self, name: &str, now: Timestamp) -> StoreResult<(Tenant, bool)> {
+        tenancy::create_tenant(self, name, now).await
+    }
+
+    async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKeyRecord> {
+        tenancy::create_api_key(self, key).await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        tenancy::api_key_by_hash(self, key_hash).await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &ApiKeyId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        tenancy::revoke_api_key(self, tenant, id, now).await
+    }
+
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>> {
+        tenancy::list_api_keys(self, tenant).await
+    }
+
+    async fn record_module_version(&self, version: &ModuleVersionRecord) -> StoreResult<()> {
+        tenancy::record_module_version(self, version).await
+    }
+
+    async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>> {
+        ingest::ingest(self, batch).await
+    }
+
+    async fn upsert_contact(
+        &self,
+        tenant: &TenantId,
+        identity: &Identity,
+        properties: &Map<String, Value>,
+        now: Timestamp,
+    ) -> StoreResult<Resolution> {
+        contacts::upsert_contact(self, tenant, identity, properties, now).await
+    }
+
+    async fn find_contacts(
+        &self,
+        tenant: &TenantId,
+        lookup: &ContactLookup,
+    ) -> StoreResult<Vec<ContactRecord>> {
+        contacts::find_contacts(self, tenant, lookup).await
+    }
+
+    async fn delete_contact(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<DeletedContact>> {
+        contacts::delete_contact(self, tenant, key, now).await
+    }
+
+    async fn claim_due_runs(
+        &self,
+        now: Timestamp,
+        lease: &Lease,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        runs::claim_due_runs(self, now, lease, limit).await
+    }
+
+    async fn load_activation(&self, run_id: &RunId) -> StoreResult<Option<ActivationInput>> {
+        runs::activation(self, None, run_id).await
+    }
+
+    async fn commit_activation(&self, commit: ActivationCommit) -> StoreResult<bool> {
+        runs::commit_activation(self, commit).await
+    }
+
+    async fn release_run(
+        &self,
+        run_id: &RunId,
+        lease_owner: &str,
+        retry_at: Timestamp,
+    ) -> StoreResult<()> {
+        runs::release_run(self, run_id, lease_owner, retry_at).await
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
+        runs::next_due_at(self).await
+    }
+
+    async fn claim_outbox(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<OutboxEmail>> {
+        outbox::claim_outbox(self, lease, limit).await
+    }
+
+    async fn record_delivery(&self, id: &EmailId, result: DeliveryResult) -> StoreResult<()> {
+        outbox::record_delivery(self, id, result).await
+    }
+
+    async fn list_runs(
+        &self,
+        tenant: &TenantId,
+        filter: &RunFilter,
+    ) -> StoreResult<Vec<RunRecord>> {
+        runs::list_runs(self, tenant, filter).await
+    }
+
+    async fn run_detail(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+    ) -> StoreResult<Option<ActivationInput>> {
+        runs::activation(self, Some(tenant), run_id).await
+    }
+
+    async fn list_emails(
+        &self,
+        tenant: &TenantId,
+        filter: &EmailFilter,
+    ) -> StoreResult<Vec<EmailRecord>> {
+        outbox::list_emails(self, tenant, filter).await
+    }
+
+    async fn clock_offset(&self) -> StoreResult<i64> {
+        tenancy::clock_offset(self).await
+    }
+
+    async fn set_clock_offset(&self, offset_ms: i64) -> StoreResult<()> {
+        tenancy::set_clock_offset(self, offset_ms).await
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn urls_in_errors_lose_their_password() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/waymark"),
+            "postgres://app@db:5432/waymark"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+    }
+}

@@ -1,0 +1,293 @@
+//! Runs after ingest: claiming due timers, loading and committing activations, releasing a
+//! claim, the scheduler's next wake-up, and listing and inspecting runs.
+//!
+//! Concurrency. A claim is one statement that picks due, unleased timers of live runs with
+//! `FOR UPDATE OF timers SKIP LOCKED` and leases them, so schedulers of several processes take
+//! disjoint runs without waiting on each other (and skip a timer that a commit, a deletion or
+//! a merge is changing). A commit locks its run row, then checks the run is still live and its
+//! timer still leased by the committer: of two activations of one run (say a lease expired and
+//! another process claimed it), exactly one commits. Locks are taken run first, timer second,
+//! by every writer.
+
+use super::rows::{and_equals, fetch_newest_first, journal_from_json, run_columns, run_from_row};
+use super::{PgStore, live_statuses};
+use crate::clock::{Clock, Timestamp};
+use crate::contacts::normalize_email;
+use crate::ids::{RunId, TenantId};
+use crate::journeys::{RunInput, RunStatus};
+use crate::store::codec::{parse_json, parse_run_status, to_json};
+use crate::store::{
+    ActivationCommit, ActivationInput, ClaimedRun, Lease, RunFilter, RunRecord, RunTransition,
+    StoreResult,
+};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+/// The run, its input and its journal, read by one statement (so from one snapshot); scoped to
+/// `tenant` if given.
+pub(super) async fn activation(
+    store: &PgStore,
+    tenant: Option<&TenantId>,
+    run_id: &RunId,
+) -> StoreResult<Option<ActivationInput>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        ", input::text AS input, COALESCE((\
+             SELECT json_agg(json_build_array(j.seq, j.kind, j.request, j.response, \
+             j.recorded_at) ORDER BY j.seq) FROM journal j WHERE j.run_id = r.id), '[]')::text \
+         AS journal FROM runs r WHERE r.id = $1 AND ($2::text IS NULL OR r.tenant_id = $2)"
+    ))
+    .bind(run_id.as_str())
+    .bind(tenant.map(TenantId::as_str))
+    .fetch_optional(&store.pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let input: RunInput = parse_json("run input", row.try_get("input")?)?;
+    Ok(Some(ActivationInput {
+        run: run_from_row(&row)?,
+        input,
+        journal: journal_from_json(row.try_get("journal")?)?,
+    }))
+}
+
+pub(super) async fn claim_due_runs(
+    store: &PgStore,
+    now: Timestamp,
+    lease: &Lease,
+    limit: u32,
+) -> StoreResult<Vec<ClaimedRun>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    // Timers of runs that are no longer live are never claimed (whoever ends a run outside
+    // an activation deletes its timer in the same transaction).
+    let rows = sqlx::query(concat!(
+        "UPDATE timers SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+         WHERE run_id IN (\
+             SELECT t.run_id FROM timers t JOIN runs r ON r.id = t.run_id \
+             WHERE t.due_at <= $3 AND (t.lease_until IS NULL OR t.lease_until < $4) \
+             AND r.status IN ",
+        live_statuses!(),
+        " ORDER BY t.due_at, t.run_id LIMIT $5 FOR UPDATE OF t SKIP LOCKED) \
+         RETURNING run_id, tenant_id, due_at"
+    ))
+    .bind(&lease.owner)
+    .bind(lease.until_real.0)
+    .bind(now.0)
+    .bind(lease.now_real.0)
+    .bind(i64::from(limit))
+    .fetch_all(&store.pool)
+    .await?;
+    let mut claimed = rows
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<i64, _>("due_at")?,
+                ClaimedRun {
+                    run_id: RunId(row.try_get("run_id")?),
+                    tenant_id: TenantId(row.try_get("tenant_id")?),
+                },
+            ))
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    // RETURNING does not keep the subquery's order.
+    claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.run_id.cmp(&b.1.run_id)));
+    Ok(claimed.into_iter().map(|(_, run)| run).collect())
+}
+
+/// The writes of a commit, one statement: journal rows and emails (from arrays), the run's
+/// status, then the timer statement that follows (`$20` is the run's new `wake_at`).
+macro_rules! commit_writes {
+    ($timer:literal) => {
+        concat!(
+            "WITH journal_rows AS (\
+                 INSERT INTO journal (run_id, seq, tenant_id, kind, request, response, \
+                 recorded_at) \
+                 SELECT $1, j.seq, $2, j.kind, j.request::json, j.response::json, \
+                 j.recorded_at \
+                 FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[]) \
+                 AS j(seq, kind, request, response, recorded_at)), \
+             email_rows AS (\
+                 INSERT INTO emails (id, tenant_id, run_id, step_seq, contact_key, to_address, \
+                 template, subject, body, status, attempts, created_at, next_attempt_at) \
+                 SELECT e.id, e.tenant_id, e.run_id, e.step_seq, e.contact_key, e.to_address, \
+                 e.template, e.subject, e.body, 'queued', 0, e.created_at, $8 \
+                 FROM unnest($9::text[], $10::text[], $11::text[], $12::int8[], $13::text[], \
+                 $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[]) \
+                 AS e(id, tenant_id, run_id, step_seq, contact_key, to_address, template, \
+                 subject, body, created_at)), \
+             run_row AS (\
+                 UPDATE runs SET status = $19, wake_at = $20, error = $21, updated_at = $22, \
+                 activations = activations + 1 WHERE id = $1) ",
+            $timer
+        )
+    };
+}
+
+pub(super) async fn commit_activation(
+    store: &PgStore,
+    commit: ActivationCommit,
+) -> StoreResult<bool> {
+    let mut tx = store.pool.begin().await?;
+    let run_id = commit.run_id.as_str();
+
+    // Lock the run (a concurrent commit, deletion or merge of it finishes first), then read
+    // its timer with a snapshot taken after the lock.
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 AND tenant_id = $2 FOR UPDATE")
+            .bind(run_id)
+            .bind(commit.tenant_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let live = match status {
+        None => false,
+        Some(status) => !parse_run_status(&status)?.is_terminal(),
+    };
+    let owner: Option<Option<String>> =
+        sqlx::query_scalar("SELECT lease_owner FROM timers WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if !live || owner.flatten().as_deref() != Some(commit.lease_owner.as_str()) {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+
+    let journal = &commit.journal;
+    let emails = &commit.emails;
+    let (status, wake_at, error) = match &commit.transition {
+        RunTransition::Waiting { wake_at } => (RunStatus::Waiting, Some(wake_at.0), None),
+        RunTransition::Completed => (RunStatus::Completed, None, None),
+        RunTransition::Failed { error } => (RunStatus::Failed, None, Some(error.as_str())),
+    };
+    let sql = match commit.transition {
+        RunTransition::Waiting { .. } => commit_writes!(
+            "UPDATE timers SET due_at = $20, lease_owner = NULL, lease_until = NULL, \
+             attempts = 0 WHERE run_id = $1"
+        ),
+        RunTransition::Completed | RunTransition::Failed { .. } => {
+            commit_writes!("DELETE FROM timers WHERE run_id = $1")
+        }
+    };
+    sqlx::query(sql)
+        .bind(run_id)
+        .bind(commit.tenant_id.as_str())
+        .bind(journal.iter().map(|e| i64::from(e.seq)).collect::<Vec<_>>())
+        .bind(journal.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+        .bind(
+            journal
+                .iter()
+                .map(|e| to_json("journal request", &e.request))
+                .collect::<StoreResult<Vec<_>>>()?,
+        )
+        .bind(
+            journal
+                .iter()
+                .map(|e| to_json("journal response", &e.response))
+                .collect::<StoreResult<Vec<_>>>()?,
+        )
+        .bind(journal.iter().map(|e| e.recorded_at.0).collect::<Vec<_>>())
+        // A new email is deliverable at once: `next_attempt_at` is on the real clock.
+        .bind(Clock::real_now().0)
+        .bind(emails.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            emails
+                .iter()
+                .map(|e| e.tenant_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(emails.iter().map(|e| e.run_id.as_str()).collect::<Vec<_>>())
+        .bind(
+            emails
+                .iter()
+                .map(|e| i64::from(e.step_seq))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            emails
+                .iter()
+                .map(|e| e.contact_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            emails
+                .iter()
+                .map(|e| normalize_email(&e.to).unwrap_or_else(|| e.to.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            emails
+                .iter()
+                .map(|e| e.template.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            emails
+                .iter()
+                .map(|e| e.subject.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(emails.iter().map(|e| e.body.as_str()).collect::<Vec<_>>())
+        .bind(emails.iter().map(|e| e.created_at.0).collect::<Vec<_>>())
+        .bind(status.as_str())
+        .bind(wake_at)
+        .bind(error)
+        .bind(commit.now.0)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+pub(super) async fn release_run(
+    store: &PgStore,
+    run_id: &RunId,
+    lease_owner: &str,
+    retry_at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE timers SET lease_owner = NULL, lease_until = NULL, due_at = $1 \
+         WHERE run_id = $2 AND lease_owner = $3",
+    )
+    .bind(retry_at.0)
+    .bind(run_id.as_str())
+    .bind(lease_owner)
+    .execute(&store.pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn next_due_at(store: &PgStore) -> StoreResult<Option<Timestamp>> {
+    let now_real = Clock::real_now().0;
+    let due: Option<i64> = sqlx::query_scalar(concat!(
+        "SELECT MIN(t.due_at) FROM timers t JOIN runs r ON r.id = t.run_id \
+         WHERE (t.lease_until IS NULL OR t.lease_until < $1) AND r.status IN ",
+        live_statuses!()
+    ))
+    .bind(now_real)
+    .fetch_one(&store.pool)
+    .await?;
+    Ok(due.map(Timestamp))
+}
+
+pub(super) async fn list_runs(
+    store: &PgStore,
+    tenant: &TenantId,
+    filter: &RunFilter,
+) -> StoreResult<Vec<RunRecord>> {
+    let mut query = QueryBuilder::<Postgres>::new(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE tenant_id = "
+    ));
+    query.push_bind(tenant.as_str());
+    and_equals(&mut query, "journey_id", filter.journey_id.as_deref());
+    and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
+    and_equals(&mut query, "status", filter.status.map(RunStatus::as_str));
+    if filter.live_only {
+        query.push(concat!(" AND status IN ", live_statuses!()));
+    }
+    fetch_newest_first(&store.pool, query, filter.limit, run_from_row).await
+}

@@ -1,0 +1,406 @@
+//! The plain data the store takes and returns. No behaviour beyond parsing names.
+
+use crate::clock::Timestamp;
+use crate::contacts::{Identity, IdentityKind};
+use crate::ids::{ApiKeyId, ContactId, EmailId, EventId, RunId, TenantId};
+use crate::journeys::journal::JournalEntry;
+use crate::journeys::{EntryLimit, RunInput, RunStatus, SkipReason};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// An API key scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Ingest,
+    Read,
+    Admin,
+    Deploy,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Ingest, Scope::Read, Scope::Admin, Scope::Deploy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+            Scope::Deploy => "deploy",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A key to store: only the hash of the secret, never the secret.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub key_hash: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiKeyRecord {
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A loaded module version, content-addressed by the sha256 of its wasm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModuleVersionRecord {
+    pub tenant_id: TenantId,
+    pub hash: String,
+    pub name: String,
+    /// The manifest `describe` returned, as JSON.
+    pub manifest: Value,
+    pub loaded_at: Timestamp,
+}
+
+/// An event accepted by ingest; the store resolves its contact from `identity`.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: EventId,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub identity: Identity,
+    pub event_properties: Map<String, Value>,
+    /// Patch merged into the contact's properties (`null` removes a key).
+    pub contact_properties: Map<String, Value>,
+    pub idempotency_key: Option<String>,
+    pub occurred_at: Timestamp,
+    pub received_at: Timestamp,
+}
+
+/// One event of an ingest batch with the journeys its name triggers.
+#[derive(Debug, Clone)]
+pub struct IngestItem {
+    pub event: NewEvent,
+    pub candidates: Vec<RunCandidate>,
+}
+
+/// A journey the event's name triggers; the store applies its entry limit inside the ingest
+/// transaction and, when admitted, creates the run and its first timer (due at once).
+#[derive(Debug, Clone)]
+pub struct RunCandidate {
+    pub journey_id: String,
+    pub module_hash: String,
+    pub entry_limit: EntryLimit,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartedRun {
+    pub run_id: RunId,
+    pub journey_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedRun {
+    pub journey_id: String,
+    pub reason: SkipReason,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestOutcome {
+    /// The event was stored and the contact updated; these runs started.
+    Stored {
+        event_id: EventId,
+        /// The contact's resolved key, under which the event is stored.
+        contact_key: String,
+        started: Vec<StartedRun>,
+        skipped: Vec<SkippedRun>,
+    },
+    /// The idempotency key was already used: nothing at all changed.
+    Duplicate { event_id: EventId },
+}
+
+/// A claim on due work, measured on the real clock (never the dev clock).
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub now_real: Timestamp,
+    pub until_real: Timestamp,
+}
+
+impl Lease {
+    /// A lease for `owner` from now (real clock) for `duration`.
+    pub fn starting_now(owner: &str, duration: std::time::Duration) -> Self {
+        let now_real = crate::clock::Clock::real_now();
+        Lease {
+            owner: owner.to_owned(),
+            now_real,
+            until_real: now_real.saturating_add(duration),
+        }
+    }
+}
+
+/// A run claimed for activation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedRun {
+    pub run_id: RunId,
+    pub tenant_id: TenantId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub id: RunId,
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    pub journey_id: String,
+    pub module_hash: String,
+    pub contact_key: String,
+    pub status: RunStatus,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// When a waiting run's timer is due.
+    pub wake_at: Option<Timestamp>,
+    pub activations: u32,
+    pub error: Option<String>,
+}
+
+/// What an activation needs: the run, its input and its journal so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivationInput {
+    pub run: RunRecord,
+    pub input: RunInput,
+    pub journal: Vec<JournalEntry>,
+}
+
+/// An email rendered by an activation, to be queued in the same transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEmail {
+    pub id: EmailId,
+    pub tenant_id: TenantId,
+    pub run_id: RunId,
+    /// The journal step that queued it: (run_id, step_seq) is unique.
+    pub step_seq: u32,
+    pub contact_key: String,
+    pub to: String,
+    pub template: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: Timestamp,
+}
+
+/// The run's state after an activation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunTransition {
+    /// Suspended: a timer wakes it at this time.
+    Waiting {
+        wake_at: Timestamp,
+    },
+    Completed,
+    Failed {
+        error: String,
+    },
+}
+
+/// Everything one activation produced, committed in ONE transaction: journal rows, outbox
+/// rows, the timer and the run's status. If the run became terminal meanwhile (exited) or the
+/// lease was lost, nothing is written and `Ok(false)` is returned.
+#[derive(Debug, Clone)]
+pub struct ActivationCommit {
+    pub run_id: RunId,
+    pub tenant_id: TenantId,
+    pub lease_owner: String,
+    pub journal: Vec<JournalEntry>,
+    pub emails: Vec<NewEmail>,
+    pub transition: RunTransition,
+    pub now: Timestamp,
+}
+
+/// An email claimed for delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEmail {
+    pub id: EmailId,
+    pub tenant_id: TenantId,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    /// Delivery attempts before this one.
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailStatus {
+    /// Waiting for the delivery worker (also while a retry is pending).
+    Queued,
+    Sent,
+    /// Gave up after the last attempt.
+    Failed,
+    /// Never sent: the contact was deleted first.
+    Cancelled,
+}
+
+impl EmailStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailStatus::Queued => "queued",
+            EmailStatus::Sent => "sent",
+            EmailStatus::Failed => "failed",
+            EmailStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EmailStatus> {
+        [
+            EmailStatus::Queued,
+            EmailStatus::Sent,
+            EmailStatus::Failed,
+            EmailStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailRecord {
+    pub id: EmailId,
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    pub run_id: Option<RunId>,
+    pub contact_key: String,
+    pub to: String,
+    pub template: String,
+    pub subject: String,
+    pub body: String,
+    pub status: EmailStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub journey_id: Option<String>,
+    pub contact_key: Option<String>,
+    pub status: Option<RunStatus>,
+    /// Only runs that are active or waiting.
+    pub live_only: bool,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EmailFilter {
+    pub to: Option<String>,
+    pub contact_key: Option<String>,
+    pub limit: u32,
+}
+
+/// A delivery outcome to record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryResult {
+    Sent {
+        at: Timestamp,
+    },
+    /// Failed; retried at `retry_at` (on the real clock), or given up when `None`.
+    Failed {
+        error: String,
+        retry_at: Option<Timestamp>,
+    },
+}
+
+/// A contact row. `key` is its resolved key: user id, else anonymous id, else id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactRecord {
+    pub id: ContactId,
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    pub key: String,
+    pub external_id: Option<String>,
+    pub email: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub properties: Map<String, Value>,
+    pub first_seen_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+}
+
+/// What resolving an identity did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    /// The contact after the operation.
+    pub contact: ContactRecord,
+    pub created: bool,
+    /// An existing contact was matched (and perhaps filled in or merged into).
+    pub linked: bool,
+    /// Contacts merged into this one (now soft-deleted).
+    pub merged: Vec<ContactId>,
+}
+
+/// An old identity value that still leads to a contact (after a merge or a key change).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alias {
+    pub tenant_id: TenantId,
+    pub kind: IdentityKind,
+    pub value: String,
+    pub contact_id: ContactId,
+    /// The contact it came from, for merges.
+    pub from_contact_id: Option<ContactId>,
+    pub reason: AliasReason,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasReason {
+    /// A key the contact gained (or its previous resolved key).
+    Promote,
+    /// A key of a contact merged into this one.
+    Merge,
+}
+
+impl AliasReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AliasReason::Promote => "promote",
+            AliasReason::Merge => "merge",
+        }
+    }
+}
+
+/// How to look contacts up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContactLookup {
+    /// By resolved key (or a key it had before).
+    Key(String),
+    /// Live contacts whose user id or normalised email matches (either may be absent).
+    Any {
+        user_id: Option<String>,
+        email: Option<String>,
+    },
+}
+
+/// What deleting a contact did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedContact {
+    pub contact_id: ContactId,
+    pub key: String,
+    pub exited_runs: u32,
+    pub cancelled_emails: u32,
+}

@@ -1,0 +1,354 @@
+//! Identity resolution through the store: creating contacts, filling one in (its history
+//! following its new key), merging several (survivor, properties, losers and their history),
+//! and deleted contacts no longer resolving.
+
+use super::*;
+use crate::journeys::RunStatus;
+use crate::store::{EmailFilter, RunFilter};
+
+fn email_only(email: &str) -> Identity {
+    Identity::new(None, Some(email), None)
+}
+
+async fn events_under(f: &Fixture, key: &str) -> i64 {
+    f.db.count("SELECT COUNT(*) FROM events WHERE contact_key = $1", &[key])
+        .await
+}
+
+async fn runs_of(f: &Fixture, key: &str) -> Vec<crate::store::RunRecord> {
+    f.store
+        .list_runs(
+            &f.tenant,
+            &RunFilter {
+                contact_key: Some(key.into()),
+                ..RunFilter::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+store_test!(
+    given_no_contact_when_events_name_a_person_then_a_contact_is_created_under_its_resolved_key,
+    |f| async move {
+        // When an event names a user id and an email
+        let identity = Identity::new(Some(" u1 "), Some(" Ada@Example.COM "), None);
+        let (key, _) = ingest_stored(&f, event_as(&f.tenant, identity, T0), &[]).await;
+        // Then the contact is keyed by the user id and holds the normalised email
+        assert_eq!(key, "u1");
+        let ada = contact(&f, "u1").await;
+        assert_eq!(ada.key, "u1");
+        assert_eq!(ada.external_id.as_deref(), Some("u1"));
+        assert_eq!(ada.email.as_deref(), Some("ada@example.com"));
+        assert_eq!(ada.anonymous_id, None);
+        assert_eq!((ada.first_seen_at, ada.deleted_at), (Timestamp(T0), None));
+
+        // When events name only an anonymous id, or only an email
+        let (anon_key, _) = ingest_stored(
+            &f,
+            event_as(&f.tenant, Identity::new(None, None, Some("anon-1")), T0),
+            &[],
+        )
+        .await;
+        let (mail_key, _) = ingest_stored(
+            &f,
+            event_as(&f.tenant, email_only("bob@example.com"), T0),
+            &[],
+        )
+        .await;
+        // Then they are keyed by the anonymous id, and by the new contact's id
+        assert_eq!(anon_key, "anon-1");
+        assert_eq!(
+            contact(&f, "anon-1").await.anonymous_id.as_deref(),
+            Some("anon-1")
+        );
+        let bob = contact(&f, &mail_key).await;
+        assert_eq!(bob.id.as_str(), mail_key);
+        assert_eq!(bob.email.as_deref(), Some("bob@example.com"));
+        assert_eq!(f.db.rows("contacts").await, 3);
+        assert_eq!(events_under(&f, &mail_key).await, 1);
+
+        // And an upsert without an event creates, then links
+        let cy = Identity::new(Some("cy"), None, None);
+        let created = f
+            .store
+            .upsert_contact(&f.tenant, &cy, &obj(json!({"plan": "free"})), Timestamp(T0))
+            .await
+            .unwrap();
+        assert!(created.created && !created.linked && created.merged.is_empty());
+        let linked = f
+            .store
+            .upsert_contact(&f.tenant, &cy, &obj(json!({"age": 3})), Timestamp(T0 + 1))
+            .await
+            .unwrap();
+        assert!(!linked.created && linked.linked);
+        assert_eq!(linked.contact.id, created.contact.id);
+        assert_eq!(
+            linked.contact.properties,
+            obj(json!({"plan": "free", "age": 3}))
+        );
+        assert_eq!(contact(&f, "cy").await, linked.contact);
+    }
+);
+
+store_test!(
+    given_an_email_only_contact_when_it_gains_a_user_id_then_its_history_follows_the_new_key,
+    |f| async move {
+        // Given an email-only contact with an event, a waiting run and a queued email
+        let (old_key, started) = ingest_stored(
+            &f,
+            event_as(&f.tenant, email_only("ada@example.com"), T0),
+            &[welcome(EntryLimit::Unlimited)],
+        )
+        .await;
+        let run = started[0].clone();
+        queue_email_and_wait(&f, &run, &old_key, T0).await;
+        let before = contact(&f, &old_key).await;
+
+        // When an event names the same email with a user id
+        let identity = Identity::new(Some("u1"), Some("ADA@example.com"), None);
+        let (key, _) = ingest_stored(&f, event_as(&f.tenant, identity, T0 + HOUR), &[]).await;
+
+        // Then the same contact now has the user id as its key
+        assert_eq!(key, "u1");
+        let ada = contact(&f, "u1").await;
+        assert_eq!(ada.id, before.id);
+        assert_eq!(ada.external_id.as_deref(), Some("u1"));
+        assert_eq!(ada.last_seen_at, Timestamp(T0 + HOUR));
+        assert_eq!(f.db.rows("contacts").await, 1);
+        // And its events, runs and emails moved to the new key
+        assert_eq!(events_under(&f, &old_key).await, 0);
+        assert_eq!(events_under(&f, "u1").await, 2);
+        assert!(runs_of(&f, &old_key).await.is_empty());
+        let runs = runs_of(&f, "u1").await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!((&runs[0].id, runs[0].status), (&run, RunStatus::Waiting));
+        let emails = f
+            .store
+            .list_emails(
+                &f.tenant,
+                &EmailFilter {
+                    contact_key: Some("u1".into()),
+                    ..EmailFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(emails.len(), 1);
+        // And the old key still finds the contact
+        assert_eq!(contact(&f, &old_key).await.id, before.id);
+    }
+);
+
+store_test!(
+    given_two_contacts_when_an_event_names_both_then_they_merge_into_the_one_with_a_user_id,
+    |f| async move {
+        // Given an older email-only contact with two live runs (one with a queued email)
+        let mut a = event_as(&f.tenant, email_only("a@example.com"), T0);
+        a.contact_properties = obj(json!({"plan": "free", "a": 1}));
+        let (a_key, a_runs) = ingest_stored(
+            &f,
+            a,
+            &[
+                welcome(EntryLimit::Unlimited),
+                journey("onboarding", EntryLimit::Unlimited),
+            ],
+        )
+        .await;
+        queue_email_and_wait(&f, &a_runs[0], &a_key, T0).await;
+        let loser = contact(&f, &a_key).await;
+        // And a younger contact with a user id and a live run of the same journey
+        let mut b = event_as(&f.tenant, Identity::new(Some("u1"), None, None), T0 + HOUR);
+        b.contact_properties = obj(json!({"plan": "pro", "b": 2}));
+        let (_, b_runs) = ingest_stored(&f, b, &[welcome(EntryLimit::Unlimited)]).await;
+        let survivor = contact(&f, "u1").await;
+        assert_eq!(f.db.rows("timers").await, 3);
+
+        // When an event names the user id and the first contact's email, with a patch
+        let mut both = event_as(
+            &f.tenant,
+            Identity::new(Some("u1"), Some("a@example.com"), None),
+            T0 + 2 * HOUR,
+        );
+        both.contact_properties = obj(json!({"c": 3, "a": null}));
+        let (key, _) = ingest_stored(&f, both, &[]).await;
+
+        // Then the contact with the user id survives, with the loser's email, the properties
+        // folded (loser, then survivor, then patch) and the earliest first-seen time
+        assert_eq!(key, "u1");
+        let merged = contact(&f, "u1").await;
+        assert_eq!(merged.id, survivor.id);
+        assert_eq!(merged.email.as_deref(), Some("a@example.com"));
+        assert_eq!(
+            merged.properties,
+            obj(json!({"plan": "pro", "b": 2, "c": 3}))
+        );
+        assert_eq!(merged.first_seen_at, Timestamp(T0));
+        assert_eq!(merged.last_seen_at, Timestamp(T0 + 2 * HOUR));
+        // And the loser is soft-deleted, its old key leading to the survivor
+        assert_eq!(
+            f.db.count(
+                "SELECT COUNT(*) FROM contacts WHERE CAST(id AS TEXT) = $1 \
+                 AND deleted_at IS NOT NULL",
+                &[loser.id.as_str()]
+            )
+            .await,
+            1
+        );
+        assert_eq!(contact(&f, &a_key).await.id, survivor.id);
+        // And the loser's history is the survivor's: events, runs and emails
+        assert_eq!(events_under(&f, &a_key).await, 0);
+        assert_eq!(events_under(&f, "u1").await, 3);
+        assert!(runs_of(&f, &a_key).await.is_empty());
+        let status = |id: &RunId, runs: &[crate::store::RunRecord]| {
+            runs.iter().find(|r| r.id == *id).map(|r| r.status)
+        };
+        let runs = runs_of(&f, "u1").await;
+        assert_eq!(runs.len(), 3);
+        // the loser's welcome run collided with the survivor's live one: it exited
+        assert_eq!(status(&a_runs[0], &runs), Some(RunStatus::Exited));
+        assert_eq!(status(&a_runs[1], &runs), Some(RunStatus::Active));
+        assert_eq!(status(&b_runs[0], &runs), Some(RunStatus::Active));
+        assert_eq!(
+            f.db.rows("timers").await,
+            2,
+            "the exited run's timer is gone"
+        );
+        let live = f
+            .store
+            .list_runs(
+                &f.tenant,
+                &RunFilter {
+                    contact_key: Some("u1".into()),
+                    live_only: true,
+                    ..RunFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(live.len(), 2);
+        let emails = f
+            .store
+            .list_emails(&f.tenant, &EmailFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(emails.len(), 1);
+        assert_eq!(emails[0].contact_key, "u1");
+    }
+);
+
+store_test!(
+    given_two_contacts_without_a_user_id_when_merged_then_the_oldest_survives,
+    |f| async move {
+        // Given an anonymous contact and an older email-only contact
+        let anon = Identity::new(None, None, Some("anon-1"));
+        let (anon_key, _) = ingest_stored(&f, event_as(&f.tenant, anon, T0 + HOUR), &[]).await;
+        let (mail_key, _) = ingest_stored(
+            &f,
+            event_as(&f.tenant, email_only("x@example.com"), T0),
+            &[],
+        )
+        .await;
+        let younger = contact(&f, &anon_key).await;
+        let older = contact(&f, &mail_key).await;
+
+        // When one call names both
+        let both = Identity::new(None, Some("x@example.com"), Some("anon-1"));
+        let resolution = f
+            .store
+            .upsert_contact(&f.tenant, &both, &Map::new(), Timestamp(T0 + 2 * HOUR))
+            .await
+            .unwrap();
+
+        // Then the older one survives, gaining the anonymous id (its new key)
+        assert!(resolution.linked && !resolution.created);
+        assert_eq!(resolution.merged, vec![younger.id.clone()]);
+        assert_eq!(resolution.contact.id, older.id);
+        assert_eq!(resolution.contact.key, "anon-1");
+        assert_eq!(resolution.contact.anonymous_id.as_deref(), Some("anon-1"));
+        assert_eq!(contact(&f, "anon-1").await, resolution.contact);
+        // And both old keys lead to it, with all history under the new key
+        assert_eq!(contact(&f, &mail_key).await.id, older.id);
+        assert_eq!(events_under(&f, "anon-1").await, 2);
+        assert_eq!(events_under(&f, &mail_key).await, 0);
+    }
+);
+
+store_test!(
+    given_two_contacts_with_user_ids_when_merged_then_the_losers_user_id_still_resolves,
+    |f| async move {
+        // Given an older contact u1 (with an email) and a younger contact u2
+        ingest_stored(&f, event(&f.tenant, "u1", T0), &[]).await;
+        let mut younger = event_as(&f.tenant, Identity::new(Some("u2"), None, None), T0 + 1);
+        younger.contact_properties = obj(json!({"plan": "pro"}));
+        ingest_stored(&f, younger, &[]).await;
+        let u1 = contact(&f, "u1").await;
+
+        // When an event names u2 with u1's email
+        let both = Identity::new(Some("u2"), Some("u1@example.com"), None);
+        let (key, _) = ingest_stored(&f, event_as(&f.tenant, both, T0 + 2), &[]).await;
+
+        // Then u1 (the oldest with a user id) survives and history is under its key
+        assert_eq!(key, "u1");
+        assert_eq!(
+            contact(&f, "u1").await.properties,
+            obj(json!({"plan": "pro"}))
+        );
+        // And u2 still finds it: by key, by user id, and on the next event
+        assert_eq!(contact(&f, "u2").await.id, u1.id);
+        let by_user = f
+            .store
+            .find_contacts(
+                &f.tenant,
+                &ContactLookup::Any {
+                    user_id: Some("u2".into()),
+                    email: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            by_user.iter().map(|c| &c.id).collect::<Vec<_>>(),
+            vec![&u1.id]
+        );
+        let (next, _) = ingest_stored(
+            &f,
+            event_as(&f.tenant, Identity::new(Some("u2"), None, None), T0 + 3),
+            &[],
+        )
+        .await;
+        assert_eq!(next, "u1");
+        assert_eq!(f.db.rows("contacts").await, 2);
+        assert_eq!(events_under(&f, "u1").await, 4);
+    }
+);
+
+store_test!(
+    given_a_deleted_contact_when_its_user_id_comes_again_then_a_new_contact_is_created,
+    |f| async move {
+        // Given a contact that was deleted
+        let mut first = event(&f.tenant, "ada", T0);
+        first.contact_properties = obj(json!({"plan": "pro"}));
+        ingest_stored(&f, first, &[]).await;
+        let old = contact(&f, "ada").await;
+        f.store
+            .delete_contact(&f.tenant, "ada", Timestamp(T0 + 1))
+            .await
+            .unwrap()
+            .unwrap();
+
+        // When an event names its user id (and email) again
+        let mut again = event(&f.tenant, "ada", T0 + HOUR);
+        again.contact_properties = obj(json!({"city": "London"}));
+        let (key, _) = ingest_stored(&f, again, &[]).await;
+
+        // Then a new contact is created: nothing of the old one comes back
+        assert_eq!(key, "ada");
+        let new = contact(&f, "ada").await;
+        assert_ne!(new.id, old.id);
+        assert_eq!(new.properties, obj(json!({"city": "London"})));
+        assert_eq!(new.first_seen_at, Timestamp(T0 + HOUR));
+        assert_eq!(new.email.as_deref(), Some("ada@example.com"));
+        assert_eq!(f.db.rows("contacts").await, 2);
+    }
+);

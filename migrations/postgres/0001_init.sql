@@ -1,0 +1,196 @@
+-- Waymark schema, PostgreSQL dialect. Keep in step with migrations/sqlite: the same tables,
+-- columns, constraints and (partial) indexes, in this dialect.
+--
+-- Conventions: every tenant-owned table carries tenant_id; ids are TEXT (UUIDv7 strings);
+-- timestamps are BIGINT milliseconds since the Unix epoch (host clock unless the column says
+-- otherwise: lease_until and next_attempt_at are on the real clock); JSON is JSONB, except the
+-- journal's (see there); every integer is BIGINT (the store reads them all as i64).
+
+CREATE TABLE tenants (
+    id          TEXT   NOT NULL PRIMARY KEY,
+    name        TEXT   NOT NULL UNIQUE,
+    created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE api_keys (
+    id          TEXT   NOT NULL PRIMARY KEY,
+    tenant_id   TEXT   NOT NULL REFERENCES tenants (id),
+    name        TEXT   NOT NULL,
+    -- sha256 of the secret, never the secret.
+    key_hash    TEXT   NOT NULL UNIQUE,
+    -- Space-separated scope names (ingest read admin deploy).
+    scopes      TEXT   NOT NULL,
+    created_at  BIGINT NOT NULL,
+    revoked_at  BIGINT
+);
+
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant_id, created_at);
+
+-- One row per person. `key` is the resolved key history is stored under (user id, else
+-- anonymous id, else id; see contacts::resolved_key). A deleted contact keeps its row (and its
+-- external_id and key, so history still lines up) but stops resolving: every unique index
+-- below covers live rows only, so the same user id may later create a new contact.
+CREATE TABLE contacts (
+    id            TEXT   NOT NULL PRIMARY KEY,
+    tenant_id     TEXT   NOT NULL REFERENCES tenants (id),
+    key           TEXT   NOT NULL,
+    external_id   TEXT,
+    -- Normalised (trimmed, lowercase).
+    email         TEXT,
+    anonymous_id  TEXT,
+    properties    JSONB  NOT NULL DEFAULT '{}',
+    first_seen_at BIGINT NOT NULL,
+    last_seen_at  BIGINT NOT NULL,
+    updated_at    BIGINT NOT NULL,
+    deleted_at    BIGINT
+);
+
+CREATE UNIQUE INDEX contacts_live_key ON contacts (tenant_id, key)
+    WHERE deleted_at IS NULL;
+CREATE UNIQUE INDEX contacts_live_external_id ON contacts (tenant_id, external_id)
+    WHERE deleted_at IS NULL AND external_id IS NOT NULL;
+CREATE UNIQUE INDEX contacts_live_email ON contacts (tenant_id, email)
+    WHERE deleted_at IS NULL AND email IS NOT NULL;
+CREATE UNIQUE INDEX contacts_live_anonymous_id ON contacts (tenant_id, anonymous_id)
+    WHERE deleted_at IS NULL AND anonymous_id IS NOT NULL;
+
+-- Identity values a contact no longer carries in its own columns (a key it had before, the
+-- keys of contacts merged into it, values it gained) that must still lead to it.
+-- kind: external | email | anonymous | key; reason: promote | merge.
+CREATE TABLE contact_aliases (
+    tenant_id       TEXT   NOT NULL REFERENCES tenants (id),
+    kind            TEXT   NOT NULL CHECK (kind IN ('external', 'email', 'anonymous', 'key')),
+    value           TEXT   NOT NULL,
+    contact_id      TEXT   NOT NULL REFERENCES contacts (id),
+    -- The contact merged away, for merges.
+    from_contact_id TEXT,
+    reason          TEXT   NOT NULL CHECK (reason IN ('promote', 'merge')),
+    created_at      BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, kind, value)
+);
+
+CREATE INDEX contact_aliases_by_contact ON contact_aliases (contact_id);
+
+CREATE TABLE events (
+    id              TEXT   NOT NULL PRIMARY KEY,
+    tenant_id       TEXT   NOT NULL REFERENCES tenants (id),
+    -- The contact's resolved key (no foreign key: history outlives a contact's key).
+    contact_key     TEXT   NOT NULL,
+    name            TEXT   NOT NULL,
+    properties      JSONB  NOT NULL DEFAULT '{}',
+    occurred_at     BIGINT NOT NULL,
+    received_at     BIGINT NOT NULL,
+    idempotency_key TEXT,
+    -- NULL keys are distinct, so events without a key never collide.
+    UNIQUE (tenant_id, idempotency_key)
+);
+
+CREATE INDEX events_by_contact ON events (tenant_id, contact_key, occurred_at);
+CREATE INDEX events_by_name ON events (tenant_id, name, occurred_at);
+
+CREATE TABLE module_versions (
+    tenant_id   TEXT   NOT NULL REFERENCES tenants (id),
+    -- sha256 of the wasm.
+    hash        TEXT   NOT NULL,
+    name        TEXT   NOT NULL,
+    manifest    JSONB  NOT NULL,
+    loaded_at   BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, hash)
+);
+
+CREATE TABLE runs (
+    id           TEXT   NOT NULL PRIMARY KEY,
+    tenant_id    TEXT   NOT NULL REFERENCES tenants (id),
+    journey_id   TEXT   NOT NULL,
+    module_hash  TEXT   NOT NULL,
+    contact_key  TEXT   NOT NULL,
+    status       TEXT   NOT NULL
+        CHECK (status IN ('active', 'waiting', 'completed', 'failed', 'exited')),
+    -- RunInput: the person snapshot and the trigger event.
+    input        JSONB  NOT NULL,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    wake_at      BIGINT,
+    activations  BIGINT NOT NULL DEFAULT 0,
+    error        TEXT
+);
+
+-- One live run per person and journey, whatever the entry limit.
+CREATE UNIQUE INDEX runs_one_live_per_contact
+    ON runs (tenant_id, journey_id, contact_key)
+    WHERE status IN ('active', 'waiting');
+-- Entry-limit checks (prior runs of one journey by one person) and the contact filter.
+CREATE INDEX runs_by_contact ON runs (tenant_id, contact_key, journey_id, created_at);
+-- List filters, newest first.
+CREATE INDEX runs_by_tenant ON runs (tenant_id, created_at);
+CREATE INDEX runs_by_journey ON runs (tenant_id, journey_id, created_at);
+CREATE INDEX runs_by_status ON runs (tenant_id, status, created_at);
+
+-- request and response are JSON, not JSONB: replay compares them with what the guest asks
+-- again and hands them back to it, so they must come back exactly as recorded (JSONB rewrites
+-- numbers, e.g. 1e16 becomes 10000000000000000, and refuses \u0000).
+CREATE TABLE journal (
+    run_id      TEXT   NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    seq         BIGINT NOT NULL CHECK (seq >= 0),
+    tenant_id   TEXT   NOT NULL,
+    kind        TEXT   NOT NULL,
+    request     JSON   NOT NULL,
+    response    JSON   NOT NULL,
+    recorded_at BIGINT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+
+-- At most one timer per run: when it is due (host clock) the scheduler claims the run.
+CREATE TABLE timers (
+    run_id      TEXT   NOT NULL PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+    tenant_id   TEXT   NOT NULL,
+    due_at      BIGINT NOT NULL,
+    lease_owner TEXT,
+    -- Real clock.
+    lease_until BIGINT,
+    -- Claims since the timer was last set.
+    attempts    BIGINT NOT NULL DEFAULT 0
+);
+
+-- Claims scan in (due_at, run_id) order.
+CREATE INDEX timers_by_due ON timers (due_at, run_id);
+
+CREATE TABLE emails (
+    id              TEXT   NOT NULL PRIMARY KEY,
+    tenant_id       TEXT   NOT NULL REFERENCES tenants (id),
+    run_id          TEXT   REFERENCES runs (id) ON DELETE SET NULL,
+    step_seq        BIGINT,
+    contact_key     TEXT   NOT NULL,
+    -- Normalised (trimmed, lowercase).
+    to_address      TEXT   NOT NULL,
+    template        TEXT   NOT NULL,
+    subject         TEXT   NOT NULL,
+    body            TEXT   NOT NULL,
+    -- cancelled: never sent, the contact was deleted first.
+    status          TEXT   NOT NULL
+        CHECK (status IN ('queued', 'sent', 'failed', 'cancelled')),
+    -- Delivery attempts made so far.
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    created_at      BIGINT NOT NULL,
+    sent_at         BIGINT,
+    -- Real clock: when the delivery worker may (re)try it.
+    next_attempt_at BIGINT NOT NULL,
+    lease_owner     TEXT,
+    -- Real clock.
+    lease_until     BIGINT,
+    -- An activation's send-email step queues exactly one email.
+    UNIQUE (run_id, step_seq)
+);
+
+-- Claims scan queued emails in (next_attempt_at, id) order.
+CREATE INDEX emails_outbox ON emails (next_attempt_at, id) WHERE status = 'queued';
+CREATE INDEX emails_by_tenant ON emails (tenant_id, created_at);
+CREATE INDEX emails_by_to ON emails (tenant_id, to_address, created_at);
+CREATE INDEX emails_by_contact ON emails (tenant_id, contact_key, created_at);
+
+-- Host-wide settings (not tenant data), e.g. the persisted dev-clock offset.
+CREATE TABLE host_settings (
+    key   TEXT NOT NULL PRIMARY KEY,
+    value TEXT NOT NULL
+);

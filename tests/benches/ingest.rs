@@ -1,0 +1,849 @@
+//! Ingest benchmark: the real `waymark` binary over real HTTP, against the raw insert speed of
+//! the same database.
+//!
+//! ```sh
+//! cargo bench -p waymark-tests --bench ingest
+//! WAYMARK_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p waymark-tests --bench ingest
+//! ```
+//!
+//! For each backend (SQLite always; PostgreSQL, on a fresh database, when
+//! `WAYMARK_TEST_DATABASE_URL` is set) it starts `waymark serve --rate-limit 0` (no per-key
+//! limit) on a temporary data dir with no modules and measures:
+//!
+//! 1. single `POST /v1/events` from concurrent keep-alive clients: events/s, p50/p99 latency;
+//! 2. `POST /v1/events/batch` of 1,000 events with a few requests in flight: events/s and
+//!    p50/p99 per request;
+//! 3. after stopping the server: the raw speed of inserting as many rows of the same shape (id,
+//!    tenant, key, name, JSON properties, timestamps, the same indexes as `events`) into a
+//!    scratch table of the same database with multi-row INSERTs, ~1,000 rows per transaction;
+//!    printed as the ratio Waymark events/s ÷ raw rows/s for 1 and 2.
+//!
+//! Events are realistic: ~20% from new users (user id and email), the rest from returning
+//! users; event and contact properties with a few keys; a unique idempotency key on half.
+//!
+//! Environment variables (defaults in brackets):
+//!
+//! - `WAYMARK_BENCH_EVENTS` [20000]: events sent as single posts.
+//! - `WAYMARK_BENCH_CONCURRENCY` [64]: concurrent keep-alive clients for single posts.
+//! - `WAYMARK_BENCH_BATCH_EVENTS` [200000]: events sent in batches.
+//! - `WAYMARK_BENCH_BATCH_SIZE` [1000]: events per batch request (the API's maximum is 1,000).
+//! - `WAYMARK_BENCH_IN_FLIGHT` [4]: batch requests in flight at once.
+//! - `WAYMARK_BENCH_NEW_USERS` [20]: percentage of events from a new user.
+//! - `WAYMARK_BENCH_BACKENDS` [sqlite,postgres]: which backends to run (PostgreSQL still needs
+//!   `WAYMARK_TEST_DATABASE_URL`).
+//! - `WAYMARK_BENCH_SERVER_ARGS` [none]: extra `waymark serve` flags, space-separated (e.g.
+//!   `--ingest-batch 1024 --ingest-linger 2ms`).
+//!
+//! The data dir is a temporary directory (set `TMPDIR` to put it on another disk). The load
+//! generator runs on the same machine as the server and takes some of its CPU.
+//!
+//! Run through `cargo bench` only: under `cargo test --all-targets` (no `--bench` argument) it
+//! prints how to run it and exits.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::{Backend, Server, ServerOptions};
+
+/// Rows per transaction of the raw insert (and per multi-row INSERT statement).
+const RAW_CHUNK: usize = 1_000;
+/// Single posts sent before measuring (connections, statement caches, page cache).
+const WARMUP_EVENTS: usize = 500;
+/// The targets on SQLite.
+const TARGET_BATCH_EVENTS_PER_SEC: f64 = 50_000.0;
+const TARGET_SINGLE_EVENTS_PER_SEC: f64 = 5_000.0;
+const TARGET_SINGLE_P99_MS: f64 = 20.0;
+
+struct Config {
+    events: usize,
+    concurrency: usize,
+    batch_events: usize,
+    batch_size: usize,
+    in_flight: usize,
+    new_user_percent: u64,
+    backends: Vec<Backend>,
+    server_args: Vec<String>,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) if !text.trim().is_empty() => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid value")),
+        _ => default,
+    }
+}
+
+impl Config {
+    fn from_env() -> Config {
+        let wanted = env_or("WAYMARK_BENCH_BACKENDS", "sqlite,postgres".to_owned());
+        let mut backends = Vec::new();
+        for name in wanted.split(',').map(str::trim) {
+            match name {
+                "sqlite" => backends.push(Backend::Sqlite),
+                "postgres" if support::postgres_url().is_some() => backends.push(Backend::Postgres),
+                "postgres" => {
+                    println!("PostgreSQL skipped: set WAYMARK_TEST_DATABASE_URL to include it")
+                }
+                other => panic!("WAYMARK_BENCH_BACKENDS: unknown backend {other:?}"),
+            }
+        }
+        Config {
+            events: env_or("WAYMARK_BENCH_EVENTS", 20_000usize).max(1),
+            concurrency: env_or("WAYMARK_BENCH_CONCURRENCY", 64usize).max(1),
+            batch_events: env_or("WAYMARK_BENCH_BATCH_EVENTS", 200_000usize),
+            batch_size: env_or("WAYMARK_BENCH_BATCH_SIZE", 1_000usize).clamp(1, 1_000),
+            in_flight: env_or("WAYMARK_BENCH_IN_FLIGHT", 4usize).max(1),
+            new_user_percent: env_or("WAYMARK_BENCH_NEW_USERS", 20u64).min(100),
+            backends,
+            server_args: env_or("WAYMARK_BENCH_SERVER_ARGS", String::new())
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
+/// A small deterministic PRNG (SplitMix64): the same workload on every run and backend.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// Generates events: new users sign up, returning users do things.
+struct Workload {
+    rng: Rng,
+    users: u64,
+    sequence: u64,
+    new_user_percent: u64,
+}
+
+const PLANS: &[&str] = &["free", "starter", "pro", "enterprise"];
+const COUNTRIES: &[&str] = &["DE", "FR", "US", "GB", "NL", "BR", "JP"];
+const SOURCES: &[&str] = &["web", "ios", "android", "api"];
+const ACTIONS: &[&str] = &[
+    "page.viewed",
+    "feature.used",
+    "project.created",
+    "invoice.paid",
+    "teammate.invited",
+];
+const PAGES: &[&str] = &["/dashboard", "/pricing", "/settings", "/reports", "/docs"];
+
+impl Workload {
+    fn new(new_user_percent: u64) -> Workload {
+        Workload {
+            rng: Rng(0x5EED),
+            users: 0,
+            sequence: 0,
+            new_user_percent,
+        }
+    }
+
+    fn event(&mut self) -> Value {
+        self.sequence += 1;
+        let rng = &mut self.rng;
+        let new_user = self.users == 0 || rng.below(100) < self.new_user_percent;
+        let mut event = if new_user {
+            let user = self.users;
+            self.users += 1;
+            json!({
+                "name": "user.signed_up",
+                "userId": format!("user-{user}"),
+                "email": format!("user-{user}@example.com"),
+                "eventProperties": {
+                    "source": rng.pick(SOURCES),
+                    "campaign": format!("campaign-{}", rng.below(20)),
+                    "referrer": "https://www.google.com/",
+                },
+                "contactProperties": {
+                    "plan": "free",
+                    "country": rng.pick(COUNTRIES),
+                    "signupSource": rng.pick(SOURCES),
+                    "marketingOptIn": rng.below(2) == 0,
+                },
+            })
+        } else {
+            let user = rng.below(self.users);
+            let mut event = json!({
+                "name": rng.pick(ACTIONS),
+                "userId": format!("user-{user}"),
+                "eventProperties": {
+                    "path": rng.pick(PAGES),
+                    "durationMs": rng.below(30_000),
+                    "source": rng.pick(SOURCES),
+                    "value": rng.below(10_000) as f64 / 100.0,
+                },
+                "contactProperties": {
+                    "plan": rng.pick(PLANS),
+                    "lastActivePage": rng.pick(PAGES),
+                    "seats": 1 + rng.below(50),
+                },
+            });
+            // Some producers send the email with every event.
+            if rng.below(10) < 3 {
+                event["email"] = json!(format!("user-{user}@example.com"));
+            }
+            event
+        };
+        if self.sequence.is_multiple_of(2) {
+            event["idempotencyKey"] = json!(format!("evt-{:016x}-{}", rng.next(), self.sequence));
+        }
+        event
+    }
+}
+
+/// The row the raw insert writes for an event: its resolved key is its user id.
+struct RawRow {
+    id: String,
+    contact_key: String,
+    name: String,
+    properties: String,
+    idempotency_key: Option<String>,
+}
+
+impl RawRow {
+    fn from_event(event: &Value) -> RawRow {
+        let text = |field: &str| event[field].as_str().unwrap_or_default().to_owned();
+        RawRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            contact_key: text("userId"),
+            name: text("name"),
+            properties: event["eventProperties"].to_string(),
+            idempotency_key: event["idempotencyKey"].as_str().map(str::to_owned),
+        }
+    }
+}
+
+/// What one measured phase produced.
+struct Measured {
+    events: usize,
+    requests: usize,
+    failures: usize,
+    elapsed: Duration,
+    /// Per request, sorted.
+    latencies: Vec<Duration>,
+}
+
+impl Measured {
+    fn events_per_sec(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
+        let index = rank.clamp(1, self.latencies.len()) - 1;
+        self.latencies[index].as_secs_f64() * 1e3
+    }
+}
+
+/// POST every body (from `clients` concurrent keep-alive clients, each a connection of its
+/// own), `events_per_body` events each; latency per request.
+async fn post_all(
+    server: &Server,
+    path: &str,
+    bodies: Vec<Vec<u8>>,
+    events_per_body: &[usize],
+    clients: usize,
+) -> Measured {
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = server.url(path);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients.min(bodies.len()) {
+        let (bodies, next, url, key) = (
+            bodies.clone(),
+            next.clone(),
+            url.clone(),
+            server.key.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("an HTTP client");
+            let mut latencies = Vec::new();
+            let mut failures = Vec::new();
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(index) else { break };
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let outcome = match response {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let text = response.bytes().await.map(|b| b.len());
+                        match (status, text) {
+                            (202, Ok(_)) => None,
+                            (status, _) => Some(format!("HTTP {status}")),
+                        }
+                    }
+                    Err(error) => Some(error.to_string()),
+                };
+                latencies.push(sent.elapsed());
+                if let Some(failure) = outcome {
+                    failures.push((index, failure));
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(bodies.len());
+    let mut failures = Vec::new();
+    for task in tasks {
+        let (mine, failed) = task.await.expect("a client task");
+        latencies.extend(mine);
+        failures.extend(failed);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    if let Some((index, failure)) = failures.first() {
+        eprintln!(
+            "  {} of {} requests to {path} failed; the first (#{index}): {failure}",
+            failures.len(),
+            bodies.len()
+        );
+    }
+    let failed_events: usize = failures.iter().map(|(i, _)| events_per_body[*i]).sum();
+    Measured {
+        events: events_per_body[..bodies.len()].iter().sum::<usize>() - failed_events,
+        requests: bodies.len(),
+        failures: failures.len(),
+        elapsed,
+        latencies,
+    }
+}
+
+fn serialise(value: &Value) -> Vec<u8> {
+    serde_json::to_vec(value).expect("serialising JSON")
+}
+
+/// Insert `rows` into a fresh scratch table shaped like `events` (same columns, types and
+/// indexes), `RAW_CHUNK` rows per multi-row INSERT and per transaction, then drop it; rows per
+/// second. `$json` is the properties column's type and `$cast` what its parameter needs.
+macro_rules! raw_insert {
+    ($conn:expr, $db:ty, $json:literal, $cast:literal, $table:expr, $rows:expr) => {{
+        let conn = $conn;
+        let table: &str = $table;
+        let rows: &[RawRow] = $rows;
+        for ddl in [
+            format!(
+                "CREATE TABLE {table} (id TEXT NOT NULL PRIMARY KEY, tenant_id TEXT NOT NULL, \
+                 contact_key TEXT NOT NULL, name TEXT NOT NULL, properties {} NOT NULL, \
+                 occurred_at BIGINT NOT NULL, received_at BIGINT NOT NULL, \
+                 idempotency_key TEXT, UNIQUE (tenant_id, idempotency_key))",
+                $json
+            ),
+            format!(
+                "CREATE INDEX {table}_by_contact ON {table} (tenant_id, contact_key, occurred_at)"
+            ),
+            format!("CREATE INDEX {table}_by_name ON {table} (tenant_id, name, occurred_at)"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(ddl))
+                .execute(&mut *conn)
+                .await
+                .expect("creating the scratch table");
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let start = Instant::now();
+        for chunk in rows.chunks(RAW_CHUNK) {
+            let mut tx = conn.begin().await.expect("BEGIN");
+            let mut insert = sqlx::QueryBuilder::<$db>::new(format!(
+                "INSERT INTO {table} (id, tenant_id, contact_key, name, properties, \
+                 occurred_at, received_at, idempotency_key) "
+            ));
+            insert.push_values(chunk, |mut values, row| {
+                values
+                    .push_bind(row.id.as_str())
+                    .push_bind("bench-tenant")
+                    .push_bind(row.contact_key.as_str())
+                    .push_bind(row.name.as_str())
+                    .push_bind(row.properties.as_str())
+                    .push_unseparated($cast)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(row.idempotency_key.as_deref());
+            });
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .expect("the raw insert");
+            tx.commit().await.expect("COMMIT");
+        }
+        let elapsed = start.elapsed();
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+            .execute(&mut *conn)
+            .await
+            .expect("dropping the scratch table");
+        rows.len() as f64 / elapsed.as_secs_f64()
+    }};
+}
+
+/// On the stopped server's database: raw rows per second for each row set, the database's
+/// version, and how many events the server stored.
+async fn raw_speeds(
+    server: &Server,
+    backend: Backend,
+    row_sets: &[&[RawRow]],
+) -> (Vec<f64>, String, i64) {
+    let mut speeds = Vec::new();
+    match backend {
+        Backend::Sqlite => {
+            use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+            // The server's own settings (host/src/store/sqlite/mod.rs).
+            let options = SqliteConnectOptions::new()
+                .filename(server.data_dir.path().join("waymark.db"))
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                .await
+                .expect("opening the SQLite database");
+            for (i, rows) in row_sets.iter().enumerate() {
+                let table = format!("bench_raw_{i}");
+                speeds.push(raw_insert!(
+                    &mut conn,
+                    sqlx::Sqlite,
+                    "TEXT",
+                    "",
+                    &table,
+                    rows
+                ));
+            }
+            let stored = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+                .fetch_one(&mut conn)
+                .await
+                .expect("counting events");
+            let version: String = sqlx::query_scalar("SELECT sqlite_version()")
+                .fetch_one(&mut conn)
+                .await
+                .expect("sqlite_version()");
+            (speeds, format!("SQLite {version}"), stored)
+        }
+        Backend::Postgres => {
+            let url = &server.database.as_ref().expect("a PostgreSQL database").url;
+            let mut conn = sqlx::PgConnection::connect(url)
+                .await
+                .expect("connecting to PostgreSQL");
+            for (i, rows) in row_sets.iter().enumerate() {
+                let table = format!("bench_raw_{i}");
+                speeds.push(raw_insert!(
+                    &mut conn,
+                    sqlx::Postgres,
+                    "JSONB",
+                    "::jsonb",
+                    &table,
+                    rows
+                ));
+            }
+            let stored = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+                .fetch_one(&mut conn)
+                .await
+                .expect("counting events");
+            let version: String = sqlx::query_scalar("SHOW server_version")
+                .fetch_one(&mut conn)
+                .await
+                .expect("server_version");
+            (speeds, format!("PostgreSQL {version}"), stored)
+        }
+    }
+}
+
+/// CPU time so far: the whole machine's busy and total ticks (/proc/stat) and this process's
+/// (the load generator's) ticks (/proc/self/stat).
+#[derive(Clone, Copy, Default)]
+struct CpuSample {
+    machine_busy: u64,
+    machine_total: u64,
+    own: u64,
+}
+
+impl CpuSample {
+    fn now() -> CpuSample {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        let own_stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the parenthesised command: utime and stime are the 12th and 13th.
+        let after = own_stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or("");
+        let own_fields: Vec<u64> = after
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let own =
+            own_fields.get(11).copied().unwrap_or(0) + own_fields.get(12).copied().unwrap_or(0);
+        CpuSample {
+            machine_busy: total.saturating_sub(idle),
+            machine_total: total,
+            own,
+        }
+    }
+
+    /// (machine busy %, load generator's share of the machine %) since `earlier`.
+    fn since(self, earlier: CpuSample) -> (f64, f64) {
+        let total = self
+            .machine_total
+            .saturating_sub(earlier.machine_total)
+            .max(1) as f64;
+        let busy = self.machine_busy.saturating_sub(earlier.machine_busy) as f64;
+        let own = self.own.saturating_sub(earlier.own) as f64;
+        (100.0 * busy / total, 100.0 * own / total)
+    }
+}
+
+struct Phase {
+    label: String,
+    measured: Measured,
+    raw_rows_per_sec: f64,
+    cpu: (f64, f64),
+    target: Option<(String, bool)>,
+}
+
+struct BackendReport {
+    backend: Backend,
+    database: String,
+    phases: Vec<Phase>,
+    notes: Vec<String>,
+}
+
+async fn run_backend(config: Arc<Config>, backend: Backend) -> BackendReport {
+    // The workload: the same for every backend.
+    let mut workload = Workload::new(config.new_user_percent);
+    let warmup: Vec<Value> = (0..WARMUP_EVENTS).map(|_| workload.event()).collect();
+    let singles: Vec<Value> = (0..config.events).map(|_| workload.event()).collect();
+    let batched: Vec<Value> = (0..config.batch_events).map(|_| workload.event()).collect();
+    let single_rows: Vec<RawRow> = singles.iter().map(RawRow::from_event).collect();
+    let batch_rows: Vec<RawRow> = batched.iter().map(RawRow::from_event).collect();
+    let warmup_bodies: Vec<Vec<u8>> = warmup.iter().map(serialise).collect();
+    let single_bodies: Vec<Vec<u8>> = singles.iter().map(serialise).collect();
+    let batch_bodies: Vec<Vec<u8>> = batched
+        .chunks(config.batch_size)
+        .map(|chunk| serialise(&json!({ "events": chunk })))
+        .collect();
+    let batch_counts: Vec<usize> = batched
+        .chunks(config.batch_size)
+        .map(<[Value]>::len)
+        .collect();
+    drop((warmup, singles, batched));
+
+    let mut extra_args = vec!["--rate-limit".to_owned(), "0".to_owned()];
+    extra_args.extend(config.server_args.iter().cloned());
+    let mut server = Server::start(ServerOptions {
+        backend,
+        dev: false,
+        extra_args,
+        ..ServerOptions::default()
+    })
+    .await;
+    let mut notes = Vec::new();
+
+    let ones = vec![1; warmup_bodies.len().max(single_bodies.len())];
+    let warm = post_all(
+        &server,
+        "/v1/events",
+        warmup_bodies,
+        &ones,
+        config.concurrency,
+    )
+    .await;
+    let cpu = CpuSample::now();
+    let single = post_all(
+        &server,
+        "/v1/events",
+        single_bodies,
+        &ones,
+        config.concurrency,
+    )
+    .await;
+    let single_cpu = CpuSample::now().since(cpu);
+    let cpu = CpuSample::now();
+    let batches = post_all(
+        &server,
+        "/v1/events/batch",
+        batch_bodies,
+        &batch_counts,
+        config.in_flight,
+    )
+    .await;
+    let batch_cpu = CpuSample::now().since(cpu);
+    let failures = warm.failures + single.failures + batches.failures;
+    if failures > 0 {
+        let log = server.log();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        notes.push(format!(
+            "{failures} request(s) failed; the server log ends:\n    {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
+        ));
+    }
+
+    // Stop the server, then measure the database itself.
+    server.kill();
+    let (raw, database, stored) = raw_speeds(&server, backend, &[&single_rows, &batch_rows]).await;
+    let sent = warm.events + single.events + batches.events;
+    if stored as usize != sent {
+        notes.push(format!(
+            "the events table holds {stored} events; {sent} were acknowledged"
+        ));
+    }
+
+    let sqlite = backend == Backend::Sqlite;
+    let single_target = sqlite.then(|| {
+        let met = single.failures == 0
+            && single.events_per_sec() >= TARGET_SINGLE_EVENTS_PER_SEC
+            && single.percentile_ms(99.0) < TARGET_SINGLE_P99_MS;
+        (
+            format!(
+                ">= {:.0}/s, p99 < {:.0} ms",
+                TARGET_SINGLE_EVENTS_PER_SEC, TARGET_SINGLE_P99_MS
+            ),
+            met,
+        )
+    });
+    let batch_target = sqlite.then(|| {
+        let met = batches.failures == 0 && batches.events_per_sec() >= TARGET_BATCH_EVENTS_PER_SEC;
+        (format!(">= {:.0}/s", TARGET_BATCH_EVENTS_PER_SEC), met)
+    });
+    BackendReport {
+        backend,
+        database,
+        phases: vec![
+            Phase {
+                label: format!("single POST, {} clients", config.concurrency),
+                measured: single,
+                raw_rows_per_sec: raw[0],
+                cpu: single_cpu,
+                target: single_target,
+            },
+            Phase {
+                label: format!(
+                    "batch of {}, {} in flight",
+                    config.batch_size, config.in_flight
+                ),
+                measured: batches,
+                raw_rows_per_sec: raw[1],
+                cpu: batch_cpu,
+                target: batch_target,
+            },
+        ],
+        notes,
+    }
+}
+
+/// `nproc`, memory, CPU model and kernel, from /proc.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "nproc {nproc}, {:.1} GiB RAM, {model}, Linux {}",
+        mem_kib as f64 / (1024.0 * 1024.0),
+        kernel.trim()
+    )
+}
+
+/// Today's date (UTC), from the system clock.
+fn today() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Howard Hinnant's civil_from_days.
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let time = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        time / 3_600,
+        time % 3_600 / 60
+    )
+}
+
+fn thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn print_report(config: &Config, reports: &[BackendReport]) {
+    println!();
+    println!("Waymark ingest benchmark, {}", today());
+    println!("machine: {}", machine());
+    println!(
+        "workload: {} single events from {} clients; {} events in batches of {} ({} in flight); \
+         {}% new users; idempotency key on half; {} warm-up events first",
+        thousands(config.events as f64),
+        config.concurrency,
+        thousands(config.batch_events as f64),
+        config.batch_size,
+        config.in_flight,
+        config.new_user_percent,
+        WARMUP_EVENTS
+    );
+    println!(
+        "raw: multi-row INSERTs of {RAW_CHUNK} rows, one transaction each, one connection, \
+         into a scratch table shaped like events (same indexes), the server stopped"
+    );
+    println!();
+    let header = format!(
+        "{:<11} {:<28} {:>8} {:>8} {:>10} {:>8} {:>8} {:>11} {:>7} {:>10}  {}",
+        "backend",
+        "phase",
+        "events",
+        "secs",
+        "events/s",
+        "p50 ms",
+        "p99 ms",
+        "raw rows/s",
+        "ratio",
+        "CPU(gen)",
+        "target"
+    );
+    println!("{header}");
+    println!("{}", "-".repeat(header.len() + 12));
+    for report in reports {
+        let name = match report.backend {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        };
+        for phase in &report.phases {
+            let m = &phase.measured;
+            let failed = if m.failures > 0 {
+                format!(" ({} of {} requests FAILED)", m.failures, m.requests)
+            } else {
+                String::new()
+            };
+            let target = match &phase.target {
+                Some((text, met)) => format!("{text}: {}", if *met { "MET" } else { "MISSED" }),
+                None => "-".into(),
+            };
+            println!(
+                "{:<11} {:<28} {:>8} {:>8.2} {:>10} {:>8.2} {:>8.2} {:>11} {:>6.2}x {:>4.0}%({:>2.0}%)  {target}{failed}",
+                name,
+                phase.label,
+                thousands(m.events as f64),
+                m.elapsed.as_secs_f64(),
+                thousands(m.events_per_sec()),
+                m.percentile_ms(50.0),
+                m.percentile_ms(99.0),
+                thousands(phase.raw_rows_per_sec),
+                m.events_per_sec() / phase.raw_rows_per_sec,
+                phase.cpu.0,
+                phase.cpu.1,
+            );
+        }
+    }
+    println!();
+    println!(
+        "ratio = Waymark events/s / raw rows/s of the same count. CPU(gen) = the machine's busy \
+         CPU during the phase (of all cores) and, in brackets, the load generator's share of it."
+    );
+    for report in reports {
+        println!("{:?}: {}", report.backend, report.database);
+        for note in &report.notes {
+            println!("  NOTE: {note}");
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("the ingest benchmark runs under `cargo bench -p waymark-tests --bench ingest`");
+        return;
+    }
+    let config = Arc::new(Config::from_env());
+    let mut reports = Vec::new();
+    for &backend in &config.backends {
+        println!("running on {backend:?}…");
+        // A backend that cannot start (or panics) is reported, and the others still run.
+        match tokio::spawn(run_backend(config.clone(), backend)).await {
+            Ok(report) => reports.push(report),
+            Err(error) => {
+                let reason = match error.try_into_panic() {
+                    Ok(panic) => panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default(),
+                    Err(error) => error.to_string(),
+                };
+                let reason: String = reason.lines().take(12).collect::<Vec<_>>().join("\n    ");
+                println!("{backend:?}: the benchmark could not run:\n    {reason}");
+            }
+        }
+    }
+    print_report(&config, &reports);
+}
