@@ -825,6 +825,10 @@ async fn main() {
         return;
     }
     let config = Arc::new(Config::from_env());
+    // Other work on the machine skews every number: say so.
+    let before = CpuSample::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (idle_busy, _) = CpuSample::now().since(before);
     let mut reports = Vec::new();
     for &backend in &config.backends {
         println!("running on {backend:?}…");
@@ -846,4 +850,8 @@ async fn main() {
         }
     }
     print_report(&config, &reports);
+    println!("machine busy before the run: {idle_busy:.0}% of all cores");
+    if idle_busy > 15.0 {
+        println!("WARNING: the machine was not idle; these numbers understate Waymark");
+    }
 }

@@ -40,6 +40,14 @@ pub trait IdentityTx: Send {
     ) -> StoreResult<()>;
     /// Insert an alias, or re-point an existing one with the same (tenant, kind, value).
     async fn upsert_alias(&mut self, alias: &Alias) -> StoreResult<()>;
+    /// Re-point every alias of `from` to `to` (a merge: values that led to the loser, from
+    /// earlier merges or key changes, must now lead to the survivor).
+    async fn move_aliases(
+        &mut self,
+        tenant: &TenantId,
+        from: &ContactId,
+        to: &ContactId,
+    ) -> StoreResult<()>;
     /// Move history stored under `from` to `to`: events and emails are rewritten; a live run
     /// (active or waiting) whose journey already has a live run under `to` is exited first
     /// (its timer removed), then the rest are rewritten.
@@ -68,8 +76,14 @@ pub async fn resolve(
     }
     // A user id or anonymous id that is already some contact's resolved key names that
     // contact: keys identify people, and two live contacts can never share one.
-    for value in [&identity.user_id, &identity.anonymous_id].into_iter().flatten() {
-        let key = IdentityKey { kind: IdentityKind::Key, value: value.clone() };
+    for value in [&identity.user_id, &identity.anonymous_id]
+        .into_iter()
+        .flatten()
+    {
+        let key = IdentityKey {
+            kind: IdentityKind::Key,
+            value: value.clone(),
+        };
         if !keys.contains(&key) {
             keys.push(key);
         }
@@ -303,6 +317,7 @@ async fn merge(
         .await?;
     }
     for loser in &losers {
+        tx.move_aliases(&tenant, &loser.id, &survivor.id).await?;
         if loser.key != survivor.key {
             tx.repoint_history(&tenant, &loser.key, &survivor.key, now)
                 .await?;

@@ -76,21 +76,27 @@ impl LockTarget {
     }
 }
 
-/// The ids of live contacts whose own `$column` holds one of the values of kind `$kind` in the
-/// arrays `$1` (tenants), `$2` (kinds), `$3` (values).
-macro_rules! designated {
-    ($kind:literal, $column:literal) => {
-        concat!(
-            "SELECT d.id FROM contacts d \
-             JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, kind, value) \
-             ON k.kind = '",
-            $kind,
-            "' AND d.tenant_id = k.tenant_id AND d.",
-            $column,
-            " = k.value WHERE d.deleted_at IS NULL"
-        )
-    };
-}
+/// Lock the live contacts that identity values designate, in id order: for each
+/// `(tenant, kind, value)` of the arrays `$1`, `$2`, `$3`, the contact whose own column of that
+/// kind holds the value, and the contact an alias of that kind and value leads to.
+///
+/// Shaped so that no plan can scan every contact, whatever PostgreSQL's statistics (none at all
+/// when autovacuum is off): the values drive a nested loop (`LATERAL`, fenced by `OFFSET 0`
+/// so it is not flattened into a join the planner could reorder) of lookups on the full key of
+/// a unique index, and the rows are then locked by primary key.
+const LOCK_DESIGNATED: &str = "SELECT c.id FROM contacts c WHERE c.id = ANY(ARRAY(\
+        SELECT x.id FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, kind, value) \
+        CROSS JOIN LATERAL (\
+            SELECT id FROM contacts WHERE k.kind = 'external' AND tenant_id = k.tenant_id \
+                AND external_id = k.value AND deleted_at IS NULL \
+            UNION ALL SELECT id FROM contacts WHERE k.kind = 'email' AND tenant_id = k.tenant_id \
+                AND email = k.value AND deleted_at IS NULL \
+            UNION ALL SELECT id FROM contacts WHERE k.kind = 'anonymous' \
+                AND tenant_id = k.tenant_id AND anonymous_id = k.value AND deleted_at IS NULL \
+            UNION ALL SELECT contact_id FROM contact_aliases WHERE tenant_id = k.tenant_id \
+                AND kind = k.kind AND value = k.value \
+            OFFSET 0) x)) \
+    ORDER BY c.id FOR UPDATE";
 
 /// The lookup of one value: the live contact whose own `$column` holds `$2`, else the live
 /// contact an alias of one of the kinds `$3` (the first listed wins) leads to. With
@@ -238,23 +244,12 @@ impl<'a> PgTx<'a> {
             }
         }
         if !values.is_empty() {
-            sqlx::query(concat!(
-                "SELECT c.id FROM contacts c WHERE c.deleted_at IS NULL AND c.id IN (",
-                designated!("external", "external_id"),
-                " UNION ALL ",
-                designated!("email", "email"),
-                " UNION ALL ",
-                designated!("anonymous", "anonymous_id"),
-                " UNION ALL SELECT a.contact_id FROM contact_aliases a \
-                 JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, kind, value) \
-                 ON a.tenant_id = k.tenant_id AND a.kind = k.kind AND a.value = k.value\
-                 ) ORDER BY c.id FOR UPDATE"
-            ))
-            .bind(&tenants)
-            .bind(&kinds)
-            .bind(&values)
-            .execute(&mut *self.conn)
-            .await?;
+            sqlx::query(LOCK_DESIGNATED)
+                .bind(&tenants)
+                .bind(&kinds)
+                .bind(&values)
+                .execute(&mut *self.conn)
+                .await?;
         }
         Ok(())
     }
@@ -360,6 +355,21 @@ impl IdentityTx for PgTx<'_> {
         .bind(alias.created_at.0)
         .execute(&mut *self.conn)
         .await?;
+        Ok(())
+    }
+
+    async fn move_aliases(
+        &mut self,
+        tenant: &TenantId,
+        from: &ContactId,
+        to: &ContactId,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE contact_aliases SET contact_id = $1 WHERE tenant_id = $2 AND contact_id = $3")
+            .bind(to.as_str())
+            .bind(tenant.as_str())
+            .bind(from.as_str())
+            .execute(&mut *self.conn)
+            .await?;
         Ok(())
     }
 

@@ -88,7 +88,9 @@ fn batch_locks(batch: &[IngestItem]) -> Vec<LockTarget> {
     targets
 }
 
-/// Which of the batch's idempotency keys stored events already carry.
+/// Which of the batch's idempotency keys stored events already carry: one lookup on the
+/// unique (tenant, key) index per key, driven by the keys (see `identity::LOCK_DESIGNATED` for
+/// why the `LATERAL … OFFSET 0` shape).
 async fn used_keys(conn: &mut PgConnection, batch: &[IngestItem]) -> StoreResult<UsedKeys> {
     let (tenants, keys): (Vec<&str>, Vec<&str>) = batch
         .iter()
@@ -101,9 +103,10 @@ async fn used_keys(conn: &mut PgConnection, batch: &[IngestItem]) -> StoreResult
         return Ok(UsedKeys::new());
     }
     let rows = sqlx::query(
-        "SELECT e.tenant_id, e.idempotency_key, e.id FROM events e \
-         JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, idempotency_key) \
-         ON e.tenant_id = k.tenant_id AND e.idempotency_key = k.idempotency_key",
+        "SELECT k.tenant_id, k.idempotency_key, e.id \
+         FROM unnest($1::text[], $2::text[]) AS k(tenant_id, idempotency_key) \
+         CROSS JOIN LATERAL (SELECT id FROM events WHERE tenant_id = k.tenant_id \
+             AND idempotency_key = k.idempotency_key OFFSET 0) e",
     )
     .bind(&tenants)
     .bind(&keys)

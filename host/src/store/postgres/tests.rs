@@ -534,6 +534,8 @@ async fn a_journal_comes_back_exactly_as_recorded() {
 #[ignore]
 async fn bench_ingest() {
     with_db(|db, store, tenant| async move {
+        let analyze = std::env::var("BENCH_ANALYZE").is_ok();
+        let mut raw = db.raw().await;
         for (batch_size, n) in [(1usize, 500usize), (64, 5000), (512, 10240)] {
             let start = std::time::Instant::now();
             let mut i = 0;
@@ -546,6 +548,9 @@ async fn bench_ingest() {
                     .collect();
                 store.ingest(batch).await.unwrap();
                 i += batch_size;
+                if analyze && (i / batch_size) % 20 == 0 {
+                    sqlx::query("ANALYZE").execute(&mut raw).await.unwrap();
+                }
             }
             let secs = start.elapsed().as_secs_f64();
             println!("batch {batch_size}: {n} events in {secs:.2}s = {:.0}/s", n as f64 / secs);

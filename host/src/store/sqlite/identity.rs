@@ -249,6 +249,21 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         Ok(())
     }
 
+    async fn move_aliases(
+        &mut self,
+        tenant: &TenantId,
+        from: &ContactId,
+        to: &ContactId,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE contact_aliases SET contact_id = ? WHERE tenant_id = ? AND contact_id = ?")
+            .bind(to.as_str())
+            .bind(tenant.as_str())
+            .bind(from.as_str())
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     async fn repoint_history(
         &mut self,
         tenant: &TenantId,

@@ -352,3 +352,108 @@ store_test!(
         assert_eq!(f.db.rows("contacts").await, 2);
     }
 );
+
+store_test!(
+    given_chained_merges_when_the_first_losers_id_returns_then_it_finds_the_final_survivor,
+    |f| async move {
+        // Given S (oldest), then L (with an anonymous id of its own), then an anonymous visitor M
+        let at = |t: i64| T0 + t;
+        ingest_stored(
+            &f,
+            event_as(&f.tenant, Identity::new(Some("s"), None, None), at(0)),
+            &[],
+        )
+        .await;
+        ingest_stored(
+            &f,
+            event_as(
+                &f.tenant,
+                Identity::new(Some("l"), Some("l@example.com"), Some("anon-l")),
+                at(1),
+            ),
+            &[],
+        )
+        .await;
+        ingest_stored(
+            &f,
+            event_as(&f.tenant, Identity::new(None, None, Some("anon-m")), at(2)),
+            &[],
+        )
+        .await;
+        // And M merged into L (L has a user id), then L into S (both do; S is older)
+        let (into_l, _) = ingest_stored(
+            &f,
+            event_as(
+                &f.tenant,
+                Identity::new(Some("l"), None, Some("anon-m")),
+                at(3),
+            ),
+            &[],
+        )
+        .await;
+        assert_eq!(into_l, "l");
+        let (into_s, _) = ingest_stored(
+            &f,
+            event_as(
+                &f.tenant,
+                Identity::new(Some("s"), Some("l@example.com"), None),
+                at(4),
+            ),
+            &[],
+        )
+        .await;
+        assert_eq!(into_s, "s");
+
+        // When M's anonymous id comes back
+        let (key, _) = ingest_stored(
+            &f,
+            event_as(&f.tenant, Identity::new(None, None, Some("anon-m")), at(5)),
+            &[],
+        )
+        .await;
+
+        // Then it resolves to the final survivor rather than starting a new person
+        assert_eq!(key, "s");
+        assert_eq!(
+            f.db.count(
+                "SELECT COUNT(*) FROM contacts WHERE deleted_at IS NULL",
+                &[]
+            )
+            .await,
+            1
+        );
+    }
+);
+
+store_test!(
+    given_a_user_id_that_is_another_contacts_anonymous_key_when_it_arrives_then_they_are_one_person,
+    |f| async move {
+        // Given an anonymous-only contact keyed "x"
+        let (anon, _) = ingest_stored(
+            &f,
+            event_as(&f.tenant, Identity::new(None, None, Some("x")), T0),
+            &[],
+        )
+        .await;
+        assert_eq!(anon, "x");
+
+        // When a user id "x" arrives
+        let (key, _) = ingest_stored(
+            &f,
+            event_as(&f.tenant, Identity::new(Some("x"), None, None), T0 + 1),
+            &[],
+        )
+        .await;
+
+        // Then it is the same contact (keys identify people), not a database error
+        assert_eq!(key, "x");
+        assert_eq!(
+            f.db.count(
+                "SELECT COUNT(*) FROM contacts WHERE deleted_at IS NULL",
+                &[]
+            )
+            .await,
+            1
+        );
+    }
+);
