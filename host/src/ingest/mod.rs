@@ -189,6 +189,14 @@ impl Ingestor {
             request.email.as_deref(),
             request.anonymous_id.as_deref(),
         )?;
+        for (field, value) in [("eventProperties", &request.event_properties), ("contactProperties", &request.contact_properties)] {
+            if contains_nul(value.values()) || value.keys().any(|k| k.contains('\0')) {
+                return Err(invalid(field, "text must not contain NUL characters"));
+            }
+        }
+        if name.contains('\0') || request.idempotency_key.as_deref().is_some_and(|k| k.contains('\0')) {
+            return Err(invalid("name", "text must not contain NUL characters"));
+        }
         let idempotency_key = request
             .idempotency_key
             .map(|k| k.trim().to_owned())
@@ -248,11 +256,26 @@ pub fn validate_identity(
             ));
         }
     }
+    for (field, value) in [("userId", user_id), ("email", email), ("anonymousId", anonymous_id)] {
+        if value.is_some_and(|v| v.contains('\0')) {
+            return Err(invalid(field, "text must not contain NUL characters"));
+        }
+    }
     let identity = Identity::new(user_id, email, anonymous_id);
     if identity.is_empty() {
         return Err(invalid("userId", "email or userId is required"));
     }
     Ok(identity)
+}
+
+/// NUL characters cannot be stored in PostgreSQL text: refuse them on every backend alike.
+fn contains_nul<'a>(values: impl IntoIterator<Item = &'a Value>) -> bool {
+    values.into_iter().any(|value| match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => contains_nul(items),
+        Value::Object(map) => map.keys().any(|k| k.contains('\0')) || contains_nul(map.values()),
+        _ => false,
+    })
 }
 
 #[cfg(test)]
@@ -270,6 +293,14 @@ mod tests {
             }
         ));
         assert!(validate_identity(None, None, Some("anon-1")).is_ok());
+    }
+
+    #[test]
+    fn nul_characters_are_refused_anywhere_in_an_identity_or_property() {
+        assert!(validate_identity(Some("a\0b"), None, None).is_err());
+        let nested = serde_json::json!({"a": [{"b": "x\0y"}]});
+        assert!(contains_nul(nested.as_object().unwrap().values()));
+        assert!(!contains_nul(serde_json::json!({"a": [1, "ok"]}).as_object().unwrap().values()));
     }
 
     #[test]

@@ -60,20 +60,12 @@ pub trait IdentityTx: Send {
     ) -> StoreResult<()>;
 }
 
-/// Resolve `identity` to one live contact, merging `patch` into its properties.
-pub async fn resolve(
-    tx: &mut dyn IdentityTx,
-    tenant: &TenantId,
-    identity: &Identity,
-    patch: &Map<String, Value>,
-    now: Timestamp,
-) -> StoreResult<Resolution> {
+/// The values [`resolve`] looks up, and locks, for `identity`, in lookup order: its user id,
+/// email and anonymous id, then its user id and anonymous id as resolved keys. A backend that
+/// takes the locks of many resolutions ahead of them (a batch, in one global order) takes
+/// these.
+pub fn lookup_keys(identity: &Identity) -> Vec<IdentityKey> {
     let mut keys = identity.keys();
-    if keys.is_empty() {
-        return Err(StoreError::Invalid(
-            "an email, user id or anonymous id is required".into(),
-        ));
-    }
     // A user id or anonymous id that is already some contact's resolved key names that
     // contact: keys identify people, and two live contacts can never share one.
     for value in [&identity.user_id, &identity.anonymous_id]
@@ -87,6 +79,23 @@ pub async fn resolve(
         if !keys.contains(&key) {
             keys.push(key);
         }
+    }
+    keys
+}
+
+/// Resolve `identity` to one live contact, merging `patch` into its properties.
+pub async fn resolve(
+    tx: &mut dyn IdentityTx,
+    tenant: &TenantId,
+    identity: &Identity,
+    patch: &Map<String, Value>,
+    now: Timestamp,
+) -> StoreResult<Resolution> {
+    let keys = lookup_keys(identity);
+    if keys.is_empty() {
+        return Err(StoreError::Invalid(
+            "an email, user id or anonymous id is required".into(),
+        ));
     }
     let mut lock_order = keys.clone();
     lock_order.sort();

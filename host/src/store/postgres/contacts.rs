@@ -109,18 +109,24 @@ pub(super) async fn delete_contact(
     // The contact stops resolving and loses its personal data; it keeps its user id and key so
     // its history still lines up. Contacts merged into it earlier (found through the merge
     // aliases, about to be dropped) hold personal data of the same person: erased too.
-    sqlx::query(
+    // (Two statements: `id = $2 OR id IN (…)` in one would not use the primary key.)
+    for sql in [
         "UPDATE contacts SET email = NULL, anonymous_id = NULL, properties = '{}', \
          updated_at = $3, deleted_at = COALESCE(deleted_at, $3) \
-         WHERE tenant_id = $1 AND (id = $2 OR id IN (\
+         WHERE tenant_id = $1 AND id = $2",
+        "UPDATE contacts SET email = NULL, anonymous_id = NULL, properties = '{}', \
+         updated_at = $3, deleted_at = COALESCE(deleted_at, $3) \
+         WHERE tenant_id = $1 AND id IN (\
              SELECT from_contact_id FROM contact_aliases \
-             WHERE tenant_id = $1 AND contact_id = $2 AND from_contact_id IS NOT NULL))",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(now.0)
-    .execute(&mut *tx)
-    .await?;
+             WHERE tenant_id = $1 AND contact_id = $2 AND from_contact_id IS NOT NULL)",
+    ] {
+        sqlx::query(sql)
+            .bind(tenant)
+            .bind(id)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+    }
     sqlx::query("DELETE FROM contact_aliases WHERE tenant_id = $1 AND contact_id = $2")
         .bind(tenant)
         .bind(id)

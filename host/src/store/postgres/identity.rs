@@ -11,12 +11,20 @@
 //!   other in a cycle. Two first events for one new person therefore run one after the other,
 //!   and the second finds the contact the first created.
 //! * **Row locks on contacts.** Every contact a resolution reads is read `FOR UPDATE`, so the
-//!   read-modify-write of its properties never loses a concurrent one. A resolution can reach a
-//!   contact through a value another transaction does not lock (an alias, or a loser that is
-//!   being merged into someone else); when the row it waited for turns out deleted, the lookup
-//!   runs again and, with a fresh snapshot, follows the alias the other transaction left.
+//!   read-modify-write of its properties never loses a concurrent one; the contacts of one
+//!   resolution (and of a whole ingest batch, up front) are locked together in id order, so
+//!   two transactions reaching the same contacts through different values cannot deadlock. A
+//!   resolution can reach a contact through a value another transaction does not lock (an
+//!   alias, or a loser being merged into someone else); when a row it waited for turns out
+//!   deleted, the lookup runs again and, with a fresh snapshot, follows what the other
+//!   transaction left.
 //!
-//! The contact lookups shared with the contact queries (by key, through aliases) live here too.
+//! Round trips are the cost on this backend, so `lock_identity` looks up every value `resolve`
+//! is about to ask for in the same statement that locks their contacts, and `live_contact`
+//! answers from that until the transaction next writes; and an ingest batch's events are
+//! written together at its end ([`PgTx::write_events`]; re-pointing history re-points them
+//! too). The contact lookups shared with the contact queries (by key, through aliases) live
+//! here as well.
 
 use super::live_statuses;
 use super::rows::{contact_columns, contact_from_row};
@@ -28,7 +36,7 @@ use crate::store::identity::IdentityTx;
 use crate::store::{Alias, ContactRecord, StoreError, StoreResult};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 use std::collections::HashSet;
 
 /// How many times a locking lookup re-reads a contact that concurrent transactions keep
@@ -80,12 +88,16 @@ impl LockTarget {
 /// `(tenant, kind, value)` of the arrays `$1`, `$2`, `$3`, the contact whose own column of that
 /// kind holds the value, and the contact an alias of that kind and value leads to.
 ///
-/// Shaped so that no plan can scan every contact, whatever PostgreSQL's statistics (none at all
-/// when autovacuum is off): the values drive a nested loop (`LATERAL`, fenced by `OFFSET 0`
-/// so it is not flattened into a join the planner could reorder) of lookups on the full key of
-/// a unique index, and the rows are then locked by primary key.
-const LOCK_DESIGNATED: &str = "SELECT c.id FROM contacts c WHERE c.id = ANY(ARRAY(\
-        SELECT x.id FROM unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, kind, value) \
+/// Shaped so that no plan can scan every contact, whatever PostgreSQL believes about the
+/// tables' sizes (a generic plan made while they were empty, no statistics when autovacuum is
+/// off): the values drive a nested loop (`LATERAL`, fenced by `OFFSET 0` so it is not
+/// flattened into a join the planner could reorder) of lookups on the full key of a unique
+/// index, and the sorted ids then drive one primary-key lookup each, locking as they go (in
+/// id order). Likewise, no lookup by id also tests `deleted_at` in its `WHERE` (which would
+/// let the planner scan a partial index of live rows instead of using the primary key).
+const LOCK_DESIGNATED: &str = "SELECT l.id FROM (\
+        SELECT DISTINCT x.id FROM unnest($1::text[], $2::text[], $3::text[]) \
+            AS k(tenant_id, kind, value) \
         CROSS JOIN LATERAL (\
             SELECT id FROM contacts WHERE k.kind = 'external' AND tenant_id = k.tenant_id \
                 AND external_id = k.value AND deleted_at IS NULL \
@@ -93,10 +105,43 @@ const LOCK_DESIGNATED: &str = "SELECT c.id FROM contacts c WHERE c.id = ANY(ARRA
                 AND email = k.value AND deleted_at IS NULL \
             UNION ALL SELECT id FROM contacts WHERE k.kind = 'anonymous' \
                 AND tenant_id = k.tenant_id AND anonymous_id = k.value AND deleted_at IS NULL \
+            UNION ALL SELECT id FROM contacts WHERE k.kind = 'key' AND tenant_id = k.tenant_id \
+                AND key = k.value AND deleted_at IS NULL \
             UNION ALL SELECT contact_id FROM contact_aliases WHERE tenant_id = k.tenant_id \
                 AND kind = k.kind AND value = k.value \
-            OFFSET 0) x)) \
-    ORDER BY c.id FOR UPDATE";
+            OFFSET 0) x \
+        ORDER BY x.id) i \
+    CROSS JOIN LATERAL (SELECT c.id FROM contacts c WHERE c.id = i.id FOR UPDATE) l";
+
+/// The lookups of several values at once, as [`live_contact`] answers each (the contact's own
+/// column for the value's kind, else an alias of that kind), in one statement: `$1` the
+/// tenant, `$2` kinds, `$3` values; each answer comes back with the value's position `n`. The
+/// contacts are locked in id order, and read as they are once any concurrent writer committed
+/// (so one may come back deleted: the caller looks again). Same plan-proof shape as
+/// [`LOCK_DESIGNATED`].
+const LOOKUP_ALL: &str = concat!(
+    "WITH found AS MATERIALIZED (\
+         SELECT k.n, f.id FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(kind, value, n) \
+         CROSS JOIN LATERAL (SELECT f.id FROM (\
+             SELECT id, 0 AS rank FROM contacts WHERE k.kind = 'external' AND tenant_id = $1 \
+                 AND external_id = k.value AND deleted_at IS NULL \
+             UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'email' AND tenant_id = $1 \
+                 AND email = k.value AND deleted_at IS NULL \
+             UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'anonymous' AND tenant_id = $1 \
+                 AND anonymous_id = k.value AND deleted_at IS NULL \
+             UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'key' AND tenant_id = $1 \
+                 AND key = k.value AND deleted_at IS NULL \
+             UNION ALL SELECT a.contact_id, 1 FROM contact_aliases a \
+                 WHERE a.tenant_id = $1 AND a.kind = k.kind AND a.value = k.value \
+                 AND (SELECT l.deleted_at IS NULL FROM contacts l WHERE l.id = a.contact_id)\
+         ) f ORDER BY f.rank LIMIT 1) f), \
+     locked AS MATERIALIZED (\
+         SELECT c.* FROM (SELECT DISTINCT id FROM found ORDER BY id) i \
+         CROSS JOIN LATERAL (SELECT * FROM contacts c WHERE c.id = i.id FOR UPDATE) c) \
+     SELECT found.n, ",
+    contact_columns!(),
+    " FROM found JOIN locked c ON c.id = found.id"
+);
 
 /// The lookup of one value: the live contact whose own `$column` holds `$2`, else the live
 /// contact an alias of one of the kinds `$3` (the first listed wins) leads to. With
@@ -113,10 +158,11 @@ macro_rules! lookup_sql {
             $column,
             " = $2 AND d.deleted_at IS NULL \
                  UNION ALL \
-                 SELECT a.contact_id, array_position($3::text[], a.kind) \
-                 FROM contact_aliases a JOIN contacts l ON l.id = a.contact_id \
-                 WHERE a.tenant_id = $1 AND a.kind = ANY($3::text[]) AND a.value = $2 \
-                 AND l.deleted_at IS NULL\
+                 SELECT a.contact_id, ak.rank FROM unnest($3::text[]) WITH ORDINALITY \
+                 AS ak(kind, rank) \
+                 CROSS JOIN LATERAL (SELECT contact_id FROM contact_aliases \
+                     WHERE tenant_id = $1 AND kind = ak.kind AND value = $2 OFFSET 0) a \
+                 WHERE (SELECT l.deleted_at IS NULL FROM contacts l WHERE l.id = a.contact_id)\
              ) found ORDER BY found.rank LIMIT 1)",
             $lock
         )
@@ -194,6 +240,28 @@ pub(super) async fn live_by_key(
 pub(super) struct PgTx<'a> {
     conn: &'a mut PgConnection,
     held: HashSet<i64>,
+    /// The answers to the lookups `lock_identity` was given, read in one statement right after
+    /// locking them; valid until this transaction writes anything (`resolve` looks every key
+    /// up before it writes), so every write clears it.
+    looked_up: Option<LookedUp>,
+    /// Events this transaction stored but has not written yet (an ingest batch writes them
+    /// all in one statement before it commits); re-pointing history re-points them too.
+    pending_events: Vec<PendingEvent>,
+}
+
+/// Lookups answered ahead: for a tenant, each value with the live contact it designates.
+type LookedUp = (TenantId, Vec<(IdentityKey, Option<ContactRecord>)>);
+
+/// An event to insert, its JSON already serialised.
+pub(super) struct PendingEvent {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub contact_key: String,
+    pub name: String,
+    pub properties: String,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    pub idempotency_key: Option<String>,
 }
 
 impl<'a> PgTx<'a> {
@@ -201,38 +269,124 @@ impl<'a> PgTx<'a> {
         Self {
             conn,
             held: HashSet::new(),
+            looked_up: None,
+            pending_events: Vec::new(),
         }
     }
 
+    /// Store an event with the transaction's next [`PgTx::write_events`].
+    pub(super) fn store_event(&mut self, event: PendingEvent) {
+        self.pending_events.push(event);
+    }
+
+    /// Insert the stored events, in one statement.
+    pub(super) async fn write_events(&mut self) -> StoreResult<()> {
+        let events = std::mem::take(&mut self.pending_events);
+        if events.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
+             received_at, idempotency_key) \
+             SELECT e.id, e.tenant_id, e.contact_key, e.name, e.properties::jsonb, \
+             e.occurred_at, e.received_at, e.idempotency_key \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::int8[], $7::int8[], $8::text[]) \
+             AS e(id, tenant_id, contact_key, name, properties, occurred_at, received_at, \
+             idempotency_key)",
+        )
+        .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.tenant_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.contact_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.properties.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.idempotency_key.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .execute(self.writing())
+        .await?;
+        Ok(())
+    }
+
+    /// The connection, for statements of the caller's own (which may write).
     pub(super) fn conn(&mut self) -> &mut PgConnection {
+        self.looked_up = None;
         self.conn
     }
 
-    /// Take the advisory locks on `targets` not held yet, in the order given (which must be
-    /// the global order: sort them), then lock the contact rows their identity values designate
-    /// right now, in id order. One statement each: the function scan yields the lock ids in
-    /// array order and each lock is taken as its row is produced; the row locks are taken
-    /// above the sort.
+    /// For a write: forget the looked-up answers, which it may change.
+    fn writing(&mut self) -> &mut PgConnection {
+        self.looked_up = None;
+        self.conn
+    }
+
+    /// Look all `keys` up (and lock their contacts, in id order) in one statement, and keep
+    /// the answers for the `live_contact` calls that follow.
+    async fn look_up_all(&mut self, tenant: &TenantId, keys: &[IdentityKey]) -> StoreResult<()> {
+        let kinds: Vec<&str> = keys.iter().map(|k| k.kind.as_str()).collect();
+        let values: Vec<&str> = keys.iter().map(|k| k.value.as_str()).collect();
+        for _ in 0..MAX_LOOKUP_RETRIES {
+            let rows = sqlx::query(LOOKUP_ALL)
+                .bind(tenant.as_str())
+                .bind(&kinds)
+                .bind(&values)
+                .fetch_all(&mut *self.conn)
+                .await?;
+            let mut answers: Vec<(IdentityKey, Option<ContactRecord>)> =
+                keys.iter().map(|k| (k.clone(), None)).collect();
+            let mut stale = false;
+            for row in &rows {
+                let n: i64 = row.try_get("n")?;
+                let contact = contact_from_row(row)?;
+                stale |= contact.deleted_at.is_some();
+                let slot = usize::try_from(n - 1)
+                    .ok()
+                    .and_then(|i| answers.get_mut(i))
+                    .ok_or_else(|| StoreError::corrupt("contact lookup", format!("row {n}")))?;
+                slot.1 = Some(contact);
+            }
+            if !stale {
+                self.looked_up = Some((tenant.clone(), answers));
+                return Ok(());
+            }
+            // A contact was deleted (or merged away) by a transaction that committed while
+            // this one waited for its row: look again with a snapshot that includes that.
+        }
+        Err(StoreError::Invalid(
+            "the contacts of an identity kept changing under concurrent writes; retry".into(),
+        ))
+    }
+
+    /// Everything an ingest batch locks up front: the advisory locks on `targets` (sorted into
+    /// the global order), then the contact rows their identity values designate right now, in
+    /// id order.
     ///
     /// Locking the rows up front matters when two transactions reach the same contacts through
     /// different values (one by user id, the other by email: different advisory locks): taken
-    /// one by one as resolution meets them, in whatever order the items come, those row locks
+    /// as each item's resolution meets them, in whatever order the items come, those row locks
     /// could form a cycle; taken together in id order, they cannot.
     pub(super) async fn lock(&mut self, targets: &[LockTarget]) -> StoreResult<()> {
-        let ids: Vec<i64> = targets
-            .iter()
-            .map(LockTarget::lock_id)
-            .filter(|id| !self.held.contains(id))
-            .collect();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        sqlx::query("SELECT pg_advisory_xact_lock(l.id) FROM unnest($1::int8[]) AS l(id)")
-            .bind(&ids)
-            .execute(&mut *self.conn)
-            .await?;
-        self.held.extend(ids);
-
+        self.lock_advisory(targets).await?;
         let mut tenants = Vec::new();
         let mut kinds = Vec::new();
         let mut values = Vec::new();
@@ -253,6 +407,26 @@ impl<'a> PgTx<'a> {
         }
         Ok(())
     }
+
+    /// Take the advisory locks on `targets` not held yet, in the order given (which must be
+    /// the global order: sort them), in one statement: the function scan yields the lock ids
+    /// in array order and each lock is taken as its row is produced.
+    async fn lock_advisory(&mut self, targets: &[LockTarget]) -> StoreResult<()> {
+        let ids: Vec<i64> = targets
+            .iter()
+            .map(LockTarget::lock_id)
+            .filter(|id| !self.held.contains(id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_advisory_xact_lock(l.id) FROM unnest($1::int8[]) AS l(id)")
+            .bind(&ids)
+            .execute(&mut *self.conn)
+            .await?;
+        self.held.extend(ids);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -265,7 +439,8 @@ impl IdentityTx for PgTx<'_> {
                 name: LockName::Identity(key.clone()),
             })
             .collect();
-        self.lock(&targets).await
+        self.lock_advisory(&targets).await?;
+        self.look_up_all(tenant, keys).await
     }
 
     async fn live_contact(
@@ -273,6 +448,12 @@ impl IdentityTx for PgTx<'_> {
         tenant: &TenantId,
         key: &IdentityKey,
     ) -> StoreResult<Option<ContactRecord>> {
+        if let Some((for_tenant, answers)) = &self.looked_up
+            && for_tenant == tenant
+            && let Some((_, answer)) = answers.iter().find(|(k, _)| k == key)
+        {
+            return Ok(answer.clone());
+        }
         live_contact(self.conn, tenant, key.kind, &[key.kind], &key.value, true).await
     }
 
@@ -292,7 +473,7 @@ impl IdentityTx for PgTx<'_> {
         .bind(contact.first_seen_at.0)
         .bind(contact.last_seen_at.0)
         .bind(contact.deleted_at.map(|t| t.0))
-        .execute(&mut *self.conn)
+        .execute(self.writing())
         .await?;
         Ok(())
     }
@@ -314,7 +495,7 @@ impl IdentityTx for PgTx<'_> {
         .bind(contact.last_seen_at.0)
         .bind(contact.tenant_id.as_str())
         .bind(contact.id.as_str())
-        .execute(&mut *self.conn)
+        .execute(self.writing())
         .await?;
         Ok(())
     }
@@ -332,7 +513,7 @@ impl IdentityTx for PgTx<'_> {
         .bind(at.0)
         .bind(tenant.as_str())
         .bind(id.as_str())
-        .execute(&mut *self.conn)
+        .execute(self.writing())
         .await?;
         Ok(())
     }
@@ -353,7 +534,7 @@ impl IdentityTx for PgTx<'_> {
         .bind(alias.from_contact_id.as_ref().map(ContactId::as_str))
         .bind(alias.reason.as_str())
         .bind(alias.created_at.0)
-        .execute(&mut *self.conn)
+        .execute(self.writing())
         .await?;
         Ok(())
     }
@@ -364,12 +545,14 @@ impl IdentityTx for PgTx<'_> {
         from: &ContactId,
         to: &ContactId,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE contact_aliases SET contact_id = $1 WHERE tenant_id = $2 AND contact_id = $3")
-            .bind(to.as_str())
-            .bind(tenant.as_str())
-            .bind(from.as_str())
-            .execute(&mut *self.conn)
-            .await?;
+        sqlx::query(
+            "UPDATE contact_aliases SET contact_id = $1 WHERE tenant_id = $2 AND contact_id = $3",
+        )
+        .bind(to.as_str())
+        .bind(tenant.as_str())
+        .bind(from.as_str())
+        .execute(self.writing())
+        .await?;
         Ok(())
     }
 
@@ -382,6 +565,11 @@ impl IdentityTx for PgTx<'_> {
     ) -> StoreResult<()> {
         if from == to {
             return Ok(());
+        }
+        for event in &mut self.pending_events {
+            if event.tenant_id == *tenant && event.contact_key == from {
+                event.contact_key = to.to_owned();
+            }
         }
         // Live runs under `from` whose journey already has a live run under `to`: the one live
         // run per person and journey is the one under `to`, these exit and lose their timers.
@@ -402,7 +590,7 @@ impl IdentityTx for PgTx<'_> {
         .bind(from)
         .bind(to)
         .bind(at.0)
-        .execute(&mut *self.conn)
+        .execute(self.writing())
         .await?;
         // Then everything under `from` moves, in one statement.
         sqlx::query(
@@ -415,7 +603,7 @@ impl IdentityTx for PgTx<'_> {
         .bind(tenant.as_str())
         .bind(from)
         .bind(to)
-        .execute(&mut *self.conn)
+        .execute(self.writing())
         .await?;
         Ok(())
     }

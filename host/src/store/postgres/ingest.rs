@@ -3,16 +3,17 @@
 //! and start the runs the entry limits admit.
 //!
 //! Concurrency. The batch first takes, in the global lock order (see `identity`), the advisory
-//! locks of every identifying value and every idempotency key of its items, in one statement.
-//! Holding them, it reads which of its idempotency keys are already used (one statement): no
-//! other transaction can be inserting one of them until this one ends, so that answer stays
-//! true, and an earlier item of the batch counts as a use too. Each item then resolves its
-//! contact (row locks on the contacts it touches: two batches touching one person run one
-//! after the other), so entry-limit checks see every run already started for that person. The
-//! one-live-run partial unique index is the final guard: a run it refuses is skipped as
-//! already active.
+//! locks of every value its items will look up and of every idempotency key, then locks the
+//! contacts those values designate, in id order. Holding them, it reads which of its
+//! idempotency keys are already used (one statement): no other transaction can be inserting
+//! one of them until this one ends, so that answer stays true, and an earlier item of the
+//! batch counts as a use too. Each item then resolves its contact under those locks (two
+//! batches touching one person run one after the other), so entry-limit checks see every run
+//! already started for that person. The one-live-run partial unique index is the final guard:
+//! a run it refuses is skipped as already active. The events are inserted together at the end
+//! (one statement); a deadlock PostgreSQL breaks anyway is retried whole.
 
-use super::identity::{LockName, LockTarget, PgTx};
+use super::identity::{LockName, LockTarget, PendingEvent, PgTx};
 use super::live_statuses;
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::clock::Timestamp;
@@ -56,6 +57,7 @@ async fn ingest_batch(store: &PgStore, batch: &[IngestItem]) -> StoreResult<Vec<
     for item in batch {
         outcomes.push(ingest_one(&mut pg, &mut used, item).await?);
     }
+    pg.write_events().await?;
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -66,10 +68,7 @@ fn batch_locks(batch: &[IngestItem]) -> Vec<LockTarget> {
         .iter()
         .flat_map(|item| {
             let tenant = &item.event.tenant_id;
-            let identity = item
-                .event
-                .identity
-                .keys()
+            let identity = identity::lookup_keys(&item.event.identity)
                 .into_iter()
                 .map(LockName::Identity);
             let idempotency = item
@@ -156,22 +155,19 @@ async fn ingest_one(
     .await?;
     let contact = resolution.contact;
 
-    // 3. Store the event under the resolved key. The key cannot be taken meanwhile (its
-    // advisory lock is held), so a conflict here is a broken invariant and fails the batch.
-    sqlx::query(
-        "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
-         received_at, idempotency_key) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)",
-    )
-    .bind(event.id.as_str())
-    .bind(tenant.as_str())
-    .bind(&contact.key)
-    .bind(&event.name)
-    .bind(to_json("event properties", &event.event_properties)?)
-    .bind(event.occurred_at.0)
-    .bind(event.received_at.0)
-    .bind(event.idempotency_key.as_deref())
-    .execute(pg.conn())
-    .await?;
+    // 3. Store the event under the resolved key (written with the batch's other events, in
+    // one statement at its end). Its idempotency key cannot be taken meanwhile (its advisory
+    // lock is held), so a conflict there is a broken invariant and fails the batch.
+    pg.store_event(PendingEvent {
+        id: event.id.as_str().to_owned(),
+        tenant_id: tenant.clone(),
+        contact_key: contact.key.clone(),
+        name: event.name.clone(),
+        properties: to_json("event properties", &event.event_properties)?,
+        occurred_at: event.occurred_at.0,
+        received_at: event.received_at.0,
+        idempotency_key: event.idempotency_key.clone(),
+    });
     if let Some(key) = used_key {
         used.insert(key, event.id.clone());
     }

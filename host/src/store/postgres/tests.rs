@@ -1,7 +1,10 @@
-//! PostgreSQL-only concurrency tests (scratch: the backend-agnostic suite in
-//! `crate::store::tests` covers the behaviour; these force the interleavings only a
-//! multi-process database has). Each runs on a fresh database when
-//! `WAYMARK_TEST_DATABASE_URL` is set, and passes with a notice otherwise.
+//! PostgreSQL-only tests of what the backend-agnostic suite (`crate::store::tests`) does not
+//! reach: interleavings only a multi-process database has (batches locking the same people in
+//! opposite orders or through different values, a resolution waiting on a contact merged away
+//! under it, a deletion racing an activation, two hosts draining the outbox) and the journal's
+//! exact round trip through PostgreSQL's JSON types. Each runs on a fresh database when
+//! `WAYMARK_TEST_DATABASE_URL` is set, and passes with a notice otherwise. Candidates for the
+//! shared suite; kept here until it has them.
 
 use super::PgStore;
 use crate::clock::{Clock, Timestamp};
@@ -495,9 +498,10 @@ async fn a_journal_comes_back_exactly_as_recorded() {
             .await
             .unwrap();
         // Values JSONB would rewrite (a float written as 1e16, trailing zeros) or refuse (NUL)
-        let request: serde_json::Value =
-            serde_json::from_str(r#"{"big": 1e16, "ratio": 2.50, "text": "a\u0000b", "max": 18446744073709551615}"#)
-                .unwrap();
+        let request: serde_json::Value = serde_json::from_str(
+            r#"{"big": 1e16, "ratio": 2.50, "text": "a\u0000b", "max": 18446744073709551615}"#,
+        )
+        .unwrap();
         let response = json!([1.0e16, -1.0e17, "\u{0}"]);
         let entry = JournalEntry {
             seq: 0,
@@ -525,36 +529,6 @@ async fn a_journal_comes_back_exactly_as_recorded() {
         assert_eq!(loaded.journal, vec![entry]);
         assert_eq!(loaded.journal[0].response.to_string(), response.to_string());
         assert_eq!(loaded.journal[0].request.to_string(), request.to_string());
-        db
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn bench_ingest() {
-    with_db(|db, store, tenant| async move {
-        let analyze = std::env::var("BENCH_ANALYZE").is_ok();
-        let mut raw = db.raw().await;
-        for (batch_size, n) in [(1usize, 500usize), (64, 5000), (512, 10240)] {
-            let start = std::time::Instant::now();
-            let mut i = 0;
-            while i < n {
-                let batch: Vec<IngestItem> = (i..i + batch_size)
-                    .map(|k| IngestItem {
-                        event: event(&tenant, &format!("b{batch_size}-{}", k % 2000), Some(format!("b{batch_size}-{k}")), T0 + k as i64),
-                        candidates: vec![welcome()],
-                    })
-                    .collect();
-                store.ingest(batch).await.unwrap();
-                i += batch_size;
-                if analyze && (i / batch_size) % 20 == 0 {
-                    sqlx::query("ANALYZE").execute(&mut raw).await.unwrap();
-                }
-            }
-            let secs = start.elapsed().as_secs_f64();
-            println!("batch {batch_size}: {n} events in {secs:.2}s = {:.0}/s", n as f64 / secs);
-        }
         db
     })
     .await;

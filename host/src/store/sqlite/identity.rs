@@ -8,7 +8,7 @@ use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::{ContactId, TenantId};
 use crate::store::identity::IdentityTx;
-use crate::store::{Alias, ContactRecord, StoreResult};
+use crate::store::{Alias, ContactRecord, StoreError, StoreResult};
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqliteTransaction};
@@ -125,30 +125,88 @@ pub(super) async fn live_by_key(
     live_by_alias(conn, tenant, &kinds, key).await
 }
 
+/// The lookups of several values at once, as [`IdentityTx::live_contact`] answers each (the
+/// contact's own column for the value's kind, else an alias of that kind), in one statement:
+/// `?1` the tenant, `?2` a JSON array of `[kind, value]` pairs; each answer comes back with
+/// its pair's position `n`. Every branch is a lookup on the full key of a unique index.
+const LOOKUP_ALL: &str = concat!(
+    "SELECT k.n, ",
+    contact_columns_c!(),
+    " FROM (SELECT key AS n, value ->> 0 AS kind, value ->> 1 AS value FROM json_each(?2)) k \
+     JOIN contacts c ON c.id = (SELECT f.id FROM (\
+         SELECT id, 0 AS rank FROM contacts WHERE k.kind = 'external' AND tenant_id = ?1 \
+             AND external_id = k.value AND deleted_at IS NULL \
+         UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'email' AND tenant_id = ?1 \
+             AND email = k.value AND deleted_at IS NULL \
+         UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'anonymous' AND tenant_id = ?1 \
+             AND anonymous_id = k.value AND deleted_at IS NULL \
+         UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'key' AND tenant_id = ?1 \
+             AND key = k.value AND deleted_at IS NULL \
+         UNION ALL SELECT a.contact_id, 1 FROM contact_aliases a \
+             JOIN contacts l ON l.id = a.contact_id \
+             WHERE a.tenant_id = ?1 AND a.kind = k.kind AND a.value = k.value \
+             AND l.deleted_at IS NULL\
+     ) f ORDER BY f.rank LIMIT 1)"
+);
+
+/// Lookups answered ahead: for a tenant, each value with the live contact it designates.
+type LookedUp = (TenantId, Vec<(IdentityKey, Option<ContactRecord>)>);
+
 /// [`IdentityTx`] over an open SQLite write transaction (begun with `BEGIN IMMEDIATE` under the
 /// store's writer lock, so resolutions are already serialised).
 pub(super) struct SqliteIdentityTx<'a> {
     tx: &'a mut SqliteTransaction<'static>,
+    /// The answers to the lookups `lock_identity` was given, read in one statement (each
+    /// statement is a round trip to the connection's thread, the main cost of ingest here);
+    /// valid until this transaction writes anything (`resolve` looks every key up before it
+    /// writes), so every write clears them.
+    looked_up: Option<LookedUp>,
 }
 
 impl<'a> SqliteIdentityTx<'a> {
     pub(super) fn new(tx: &'a mut SqliteTransaction<'static>) -> Self {
-        Self { tx }
+        Self {
+            tx,
+            looked_up: None,
+        }
     }
 
+    /// The connection, for a write: forget the looked-up answers, which it may change.
     fn conn(&mut self) -> &mut SqliteConnection {
+        self.looked_up = None;
         self.tx
     }
 }
 
 #[async_trait]
 impl IdentityTx for SqliteIdentityTx<'_> {
-    async fn lock_identity(
-        &mut self,
-        _tenant: &TenantId,
-        _keys: &[IdentityKey],
-    ) -> StoreResult<()> {
-        // The writer lock and BEGIN IMMEDIATE already serialise every write transaction.
+    async fn lock_identity(&mut self, tenant: &TenantId, keys: &[IdentityKey]) -> StoreResult<()> {
+        // The writer lock and BEGIN IMMEDIATE already serialise every write transaction; what
+        // is left is to look all the keys up at once for the `live_contact` calls that follow.
+        self.looked_up = None;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let pairs: Vec<(&str, &str)> = keys
+            .iter()
+            .map(|k| (k.kind.as_str(), k.value.as_str()))
+            .collect();
+        let rows = sqlx::query(LOOKUP_ALL)
+            .bind(tenant.as_str())
+            .bind(to_json("identity lookup", &pairs)?)
+            .fetch_all(&mut **self.tx)
+            .await?;
+        let mut answers: Vec<(IdentityKey, Option<ContactRecord>)> =
+            keys.iter().map(|k| (k.clone(), None)).collect();
+        for row in &rows {
+            let n: i64 = row.try_get("n")?;
+            let slot = usize::try_from(n)
+                .ok()
+                .and_then(|i| answers.get_mut(i))
+                .ok_or_else(|| StoreError::corrupt("contact lookup", format!("row {n}")))?;
+            slot.1 = Some(contact_from_row(row)?);
+        }
+        self.looked_up = Some((tenant.clone(), answers));
         Ok(())
     }
 
@@ -157,7 +215,13 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         tenant: &TenantId,
         key: &IdentityKey,
     ) -> StoreResult<Option<ContactRecord>> {
-        let conn = self.conn();
+        if let Some((for_tenant, answers)) = &self.looked_up
+            && for_tenant == tenant
+            && let Some((_, answer)) = answers.iter().find(|(k, _)| k == key)
+        {
+            return Ok(answer.clone());
+        }
+        let conn = &mut **self.tx;
         if let Some(contact) = live_by_column(conn, tenant, key.kind, &key.value).await? {
             return Ok(Some(contact));
         }

@@ -6,12 +6,16 @@ use super::identity::SqliteIdentityTx;
 use super::rows::to_json;
 use super::{SqliteStore, live_statuses};
 use crate::clock::Timestamp;
-use crate::ids::{EventId, RunId};
+use crate::ids::{EventId, RunId, TenantId};
 use crate::journeys::PriorRuns;
 use crate::store::codec::run_input;
 use crate::store::identity;
 use crate::store::{IngestItem, IngestOutcome, SkippedRun, StartedRun, StoreError, StoreResult};
 use sqlx::{Row, SqliteTransaction};
+use std::collections::{BTreeMap, HashMap};
+
+/// Idempotency keys already used, by (tenant, key): the event that used each.
+type UsedKeys = HashMap<(TenantId, String), EventId>;
 
 pub(super) async fn ingest(
     store: &SqliteStore,
@@ -21,35 +25,71 @@ pub(super) async fn ingest(
         return Ok(Vec::new());
     }
     let (_writer, mut tx) = store.write().await?;
+    // The write lock is held until the commit, so no other transaction can use one of these
+    // keys meanwhile; an earlier item of the batch counts as a use too.
+    let mut used = used_keys(&mut tx, &batch).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for item in batch {
-        outcomes.push(ingest_one(&mut tx, item).await?);
+        outcomes.push(ingest_one(&mut tx, &mut used, item).await?);
     }
     tx.commit().await?;
     Ok(outcomes)
 }
 
+/// Which of the batch's idempotency keys stored events already carry: one statement per
+/// tenant in the batch (rather than one per event: each statement is a round trip to the
+/// connection's thread).
+async fn used_keys(
+    tx: &mut SqliteTransaction<'static>,
+    batch: &[IngestItem],
+) -> StoreResult<UsedKeys> {
+    let mut by_tenant: BTreeMap<&TenantId, Vec<&str>> = BTreeMap::new();
+    for item in batch {
+        if let Some(key) = item.event.idempotency_key.as_deref() {
+            by_tenant
+                .entry(&item.event.tenant_id)
+                .or_default()
+                .push(key);
+        }
+    }
+    let mut used = UsedKeys::new();
+    for (tenant, keys) in by_tenant {
+        let rows = sqlx::query(
+            "SELECT idempotency_key, id FROM events WHERE tenant_id = ? \
+             AND idempotency_key IN (SELECT value FROM json_each(?))",
+        )
+        .bind(tenant.as_str())
+        .bind(to_json("idempotency keys", &keys)?)
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in &rows {
+            used.insert(
+                (tenant.clone(), row.try_get("idempotency_key")?),
+                EventId(row.try_get("id")?),
+            );
+        }
+    }
+    Ok(used)
+}
+
 /// One item of a batch, inside the batch's transaction (so it sees the earlier items).
 async fn ingest_one(
     tx: &mut SqliteTransaction<'static>,
+    used: &mut UsedKeys,
     item: IngestItem,
 ) -> StoreResult<IngestOutcome> {
     let IngestItem { event, candidates } = item;
     let tenant = event.tenant_id.as_str();
 
     // 1. Dedupe: a used idempotency key changes nothing at all.
-    if let Some(key) = &event.idempotency_key {
-        let original: Option<String> =
-            sqlx::query_scalar("SELECT id FROM events WHERE tenant_id = ? AND idempotency_key = ?")
-                .bind(tenant)
-                .bind(key)
-                .fetch_optional(&mut **tx)
-                .await?;
-        if let Some(original) = original {
-            return Ok(IngestOutcome::Duplicate {
-                event_id: EventId(original),
-            });
-        }
+    let used_key = event
+        .idempotency_key
+        .as_ref()
+        .map(|key| (event.tenant_id.clone(), key.clone()));
+    if let Some(original) = used_key.as_ref().and_then(|k| used.get(k)) {
+        return Ok(IngestOutcome::Duplicate {
+            event_id: original.clone(),
+        });
     }
 
     // 2. Resolve the contact, merging the property patch.
@@ -78,6 +118,9 @@ async fn ingest_one(
     .bind(event.idempotency_key.as_deref())
     .execute(&mut **tx)
     .await?;
+    if let Some(key) = used_key {
+        used.insert(key, event.id.clone());
+    }
 
     // 4. Start the runs the entry limits admit.
     let mut started = Vec::new();
