@@ -7,144 +7,175 @@ use reqwest::Method;
 use serde_json::json;
 use support::{Backend, Server, ServerOptions};
 
-e2e!(requests_without_a_valid_key_are_401_and_health_needs_none, |backend: Backend| async move {
-    let server = Server::start(ServerOptions { backend, ..Default::default() }).await;
-
-    let (status, body) = server
-        .request(
-            Method::POST,
-            "/v1/events",
-            Some(json!({"name": "x", "userId": "u"})),
-            None,
-        )
+e2e!(
+    requests_without_a_valid_key_are_401_and_health_needs_none,
+    |backend: Backend| async move {
+        let server = Server::start(ServerOptions {
+            backend,
+            ..Default::default()
+        })
         .await;
-    assert_eq!((status, body), (401, json!({"error": "Unauthorized"})));
 
-    let (status, body) = server
-        .request(Method::GET, "/v1/runs", None, Some("wmk_not_a_real_key"))
+        let (status, body) = server
+            .request(
+                Method::POST,
+                "/v1/events",
+                Some(json!({"name": "x", "userId": "u"})),
+                None,
+            )
+            .await;
+        assert_eq!((status, body), (401, json!({"error": "Unauthorized"})));
+
+        let (status, body) = server
+            .request(Method::GET, "/v1/runs", None, Some("wmk_not_a_real_key"))
+            .await;
+        assert_eq!((status, body), (401, json!({"error": "Unauthorized"})));
+
+        let (status, body) = server.request(Method::GET, "/v1/health", None, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["status"], "ok");
+
+        // The first-boot admin key is readable by its owner only
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(server.data_dir.path().join("admin.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+);
+
+e2e!(
+    bad_json_is_400_with_a_json_error_body,
+    |backend: Backend| async move {
+        let server = Server::start(ServerOptions {
+            backend,
+            ..Default::default()
+        })
         .await;
-    assert_eq!((status, body), (401, json!({"error": "Unauthorized"})));
+        let response = reqwest::Client::new()
+            .post(server.url("/v1/events"))
+            .bearer_auth(&server.key)
+            .header("content-type", "application/json")
+            .body("{\"name\": \"user.signed_up\", ")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "the body is not valid JSON");
+        assert!(body["details"]["reason"].is_string(), "{body}");
+    }
+);
 
-    let (status, body) = server.request(Method::GET, "/v1/health", None, None).await;
-    assert_eq!(status, 200);
-    assert_eq!(body["status"], "ok");
-
-    // The first-boot admin key is readable by its owner only
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(server.data_dir.path().join("admin.key"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
-});
-
-e2e!(bad_json_is_400_with_a_json_error_body, |backend: Backend| async move {
-    let server = Server::start(ServerOptions { backend, ..Default::default() }).await;
-    let response = reqwest::Client::new()
-        .post(server.url("/v1/events"))
-        .bearer_auth(&server.key)
-        .header("content-type", "application/json")
-        .body("{\"name\": \"user.signed_up\", ")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["error"], "the body is not valid JSON");
-    assert!(body["details"]["reason"].is_string(), "{body}");
-});
-
-e2e!(invalid_events_are_400_naming_the_field, |backend: Backend| async move {
-    let server = Server::start(ServerOptions { backend, ..Default::default() }).await;
-
-    let (status, body) = server.post("/v1/events", json!({"userId": "u1"})).await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["details"]["reason"].as_str().unwrap().contains("name"),
-        "{body}"
-    );
-
-    let (status, body) = server.post("/v1/events", json!({"name": "x"})).await;
-    assert_eq!(status, 400);
-    assert_eq!(body["error"], "email or userId is required");
-
-    let (status, body) = server
-        .post("/v1/events", json!({"name": "x", "email": "not-an-email"}))
+e2e!(
+    invalid_events_are_400_naming_the_field,
+    |backend: Backend| async move {
+        let server = Server::start(ServerOptions {
+            backend,
+            ..Default::default()
+        })
         .await;
-    assert_eq!(status, 400);
-    assert_eq!(body["details"]["field"], "email");
 
-    let (status, body) = server
-        .post(
-            "/v1/events",
-            json!({"name": "x", "userId": "u", "timestamp": "yesterday"}),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert_eq!(body["details"]["field"], "timestamp");
+        let (status, body) = server.post("/v1/events", json!({"userId": "u1"})).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["details"]["reason"].as_str().unwrap().contains("name"),
+            "{body}"
+        );
 
-    let (status, body) = server
-        .post(
-            "/v1/events",
-            json!({"name": "x", "userId": "u", "eventProperties": [1, 2]}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
+        let (status, body) = server.post("/v1/events", json!({"name": "x"})).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"], "email or userId is required");
 
-    let (status, body) = server
-        .request(
-            Method::GET,
-            "/v1/runs?status=sleeping",
-            None,
-            Some(&server.key),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert_eq!(body["details"]["field"], "status");
-});
+        let (status, body) = server
+            .post("/v1/events", json!({"name": "x", "email": "not-an-email"}))
+            .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["details"]["field"], "email");
 
-e2e!(the_event_alias_is_accepted_for_name, |backend: Backend| async move {
-    let server = Server::start(ServerOptions { backend, ..Default::default() }).await;
-    let (status, body) = server
-        .post("/v1/events", json!({"event": "app.opened", "userId": "u1"}))
-        .await;
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(body["stored"], true);
-});
+        let (status, body) = server
+            .post(
+                "/v1/events",
+                json!({"name": "x", "userId": "u", "timestamp": "yesterday"}),
+            )
+            .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["details"]["field"], "timestamp");
 
-e2e!(unknown_routes_are_404_json_and_the_clock_route_exists_only_in_dev_mode, |backend: Backend| async move {
-    let server = Server::start(ServerOptions {
-        backend,
-        dev: false,
-        ..Default::default()
-    })
-    .await;
-    let (status, body) = server
-        .request(Method::GET, "/v1/nothing-here", None, Some(&server.key))
-        .await;
-    assert_eq!((status, body), (404, json!({"error": "Not Found"})));
-    let (status, _) = server
-        .post("/v1/admin/clock/advance", json!({"by": "2d"}))
-        .await;
-    assert_eq!(status, 404);
+        let (status, body) = server
+            .post(
+                "/v1/events",
+                json!({"name": "x", "userId": "u", "eventProperties": [1, 2]}),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
 
-    let dev = Server::start(ServerOptions {
-        backend,
-        dev: true,
-        ..Default::default()
-    })
-    .await;
-    let (status, body) = dev
-        .post("/v1/admin/clock/advance", json!({"by": "soon"}))
+        let (status, body) = server
+            .request(
+                Method::GET,
+                "/v1/runs?status=sleeping",
+                None,
+                Some(&server.key),
+            )
+            .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["details"]["field"], "status");
+    }
+);
+
+e2e!(
+    the_event_alias_is_accepted_for_name,
+    |backend: Backend| async move {
+        let server = Server::start(ServerOptions {
+            backend,
+            ..Default::default()
+        })
         .await;
-    assert_eq!(status, 400);
-    assert_eq!(body["details"]["field"], "by");
-    let (status, body) = dev
-        .post("/v1/admin/clock/advance", json!({"by": "1h"}))
+        let (status, body) = server
+            .post("/v1/events", json!({"event": "app.opened", "userId": "u1"}))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["stored"], true);
+    }
+);
+
+e2e!(
+    unknown_routes_are_404_json_and_the_clock_route_exists_only_in_dev_mode,
+    |backend: Backend| async move {
+        let server = Server::start(ServerOptions {
+            backend,
+            dev: false,
+            ..Default::default()
+        })
         .await;
-    assert_eq!(status, 200);
-    assert_eq!(body["offsetMs"], 3_600_000);
-});
+        let (status, body) = server
+            .request(Method::GET, "/v1/nothing-here", None, Some(&server.key))
+            .await;
+        assert_eq!((status, body), (404, json!({"error": "Not Found"})));
+        let (status, _) = server
+            .post("/v1/admin/clock/advance", json!({"by": "2d"}))
+            .await;
+        assert_eq!(status, 404);
+
+        let dev = Server::start(ServerOptions {
+            backend,
+            dev: true,
+            ..Default::default()
+        })
+        .await;
+        let (status, body) = dev
+            .post("/v1/admin/clock/advance", json!({"by": "soon"}))
+            .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["details"]["field"], "by");
+        let (status, body) = dev
+            .post("/v1/admin/clock/advance", json!({"by": "1h"}))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["offsetMs"], 3_600_000);
+    }
+);
 
 e2e!(an_oversized_body_is_413, |backend: Backend| async move {
     let server = Server::start(ServerOptions {

@@ -189,12 +189,20 @@ impl Ingestor {
             request.email.as_deref(),
             request.anonymous_id.as_deref(),
         )?;
-        for (field, value) in [("eventProperties", &request.event_properties), ("contactProperties", &request.contact_properties)] {
+        for (field, value) in [
+            ("eventProperties", &request.event_properties),
+            ("contactProperties", &request.contact_properties),
+        ] {
             if contains_nul(value.values()) || value.keys().any(|k| k.contains('\0')) {
                 return Err(invalid(field, "text must not contain NUL characters"));
             }
         }
-        if name.contains('\0') || request.idempotency_key.as_deref().is_some_and(|k| k.contains('\0')) {
+        if name.contains('\0')
+            || request
+                .idempotency_key
+                .as_deref()
+                .is_some_and(|k| k.contains('\0'))
+        {
             return Err(invalid("name", "text must not contain NUL characters"));
         }
         let idempotency_key = request
@@ -256,7 +264,11 @@ pub fn validate_identity(
             ));
         }
     }
-    for (field, value) in [("userId", user_id), ("email", email), ("anonymousId", anonymous_id)] {
+    for (field, value) in [
+        ("userId", user_id),
+        ("email", email),
+        ("anonymousId", anonymous_id),
+    ] {
         if value.is_some_and(|v| v.contains('\0')) {
             return Err(invalid(field, "text must not contain NUL characters"));
         }
@@ -300,7 +312,12 @@ mod tests {
         assert!(validate_identity(Some("a\0b"), None, None).is_err());
         let nested = serde_json::json!({"a": [{"b": "x\0y"}]});
         assert!(contains_nul(nested.as_object().unwrap().values()));
-        assert!(!contains_nul(serde_json::json!({"a": [1, "ok"]}).as_object().unwrap().values()));
+        assert!(!contains_nul(
+            serde_json::json!({"a": [1, "ok"]})
+                .as_object()
+                .unwrap()
+                .values()
+        ));
     }
 
     #[test]

@@ -27,6 +27,24 @@ pub(super) fn count(rows: u64) -> u32 {
     u32::try_from(rows).unwrap_or(u32::MAX)
 }
 
+/// The host setting that holds the dev clock's offset, in milliseconds.
+pub(super) const CLOCK_OFFSET_KEY: &str = "clock_offset_ms";
+
+/// The dev clock's offset as stored (decimal text), 0 when none is stored.
+pub(super) fn parse_clock_offset(value: Option<String>) -> StoreResult<i64> {
+    match value {
+        None => Ok(0),
+        Some(text) => text
+            .parse()
+            .map_err(|e| StoreError::corrupt("clock offset", format!("{text:?}: {e}"))),
+    }
+}
+
+/// A `COUNT(*)` of a person's runs as the entry limits read it.
+pub(super) fn run_count(total: i64) -> StoreResult<u64> {
+    u64::try_from(total).map_err(|e| StoreError::corrupt("run count", e))
+}
+
 pub(super) fn to_u32(what: &'static str, value: i64) -> StoreResult<u32> {
     u32::try_from(value).map_err(|_| StoreError::corrupt(what, format!("{value} is out of range")))
 }

@@ -65,7 +65,9 @@ pub enum Backend {
 
 /// The PostgreSQL server tests may use, when configured.
 pub fn postgres_url() -> Option<String> {
-    std::env::var("WAYMARK_TEST_DATABASE_URL").ok().filter(|url| !url.trim().is_empty())
+    std::env::var("WAYMARK_TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
 }
 
 /// A fresh, empty PostgreSQL database for one test (dropped when this is dropped).
@@ -80,14 +82,26 @@ impl TestDatabase {
         use sqlx::Connection;
         let admin_url = postgres_url().expect("WAYMARK_TEST_DATABASE_URL");
         let name = format!("waymark_e2e_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.expect("connecting to PostgreSQL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("creating a test database");
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connecting to PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("creating a test database");
         let (base, query) = match admin_url.split_once('?') {
             Some((base, query)) => (base, format!("?{query}")),
             None => (admin_url.as_str(), String::new()),
         };
-        let server = base.rsplit_once('/').map(|(server, _)| server).unwrap_or(base);
-        TestDatabase { url: format!("{server}/{name}{query}"), admin_url, name }
+        let server = base
+            .rsplit_once('/')
+            .map(|(server, _)| server)
+            .unwrap_or(base);
+        TestDatabase {
+            url: format!("{server}/{name}{query}"),
+            admin_url,
+            name,
+        }
     }
 }
 
@@ -96,12 +110,18 @@ impl Drop for TestDatabase {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         // Best effort, on a thread of its own: Drop cannot await.
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 use sqlx::Connection;
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
                     let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await.ok();
+                    sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut admin)
+                        .await
+                        .ok();
                 }
             });
         })
@@ -128,7 +148,9 @@ macro_rules! e2e {
             #[tokio::test]
             async fn postgres() {
                 if $crate::support::postgres_url().is_none() {
-                    eprintln!("skipped: set WAYMARK_TEST_DATABASE_URL to run this test on PostgreSQL");
+                    eprintln!(
+                        "skipped: set WAYMARK_TEST_DATABASE_URL to run this test on PostgreSQL"
+                    );
                     return;
                 }
                 ($body)($crate::support::Backend::Postgres).await
@@ -275,7 +297,11 @@ impl Server {
     /// Run the binary's CLI against this server's data dir and database.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut command = Command::new(BIN);
-        command.args(args).arg("--data-dir").arg(self.data_dir.path()).env("WAYMARK_LOG", "warn");
+        command
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .env("WAYMARK_LOG", "warn");
         if let Some(database) = &self.database {
             command.args(["--database-url", &database.url]);
         }
@@ -388,9 +414,22 @@ pub fn steps(run: &Value) -> Vec<String> {
 /// runs; returns the key's secret (the last line the command prints).
 pub fn tenant_key(server: &Server, tenant: &str, scopes: &str) -> String {
     let created = server.cli(&["tenant", "create", tenant]);
-    assert!(created.status.success(), "tenant create: {}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "tenant create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let key = server.cli(&["key", "create", "--tenant", tenant, "--scopes", scopes]);
-    assert!(key.status.success(), "key create: {}", String::from_utf8_lossy(&key.stderr));
+    assert!(
+        key.status.success(),
+        "key create: {}",
+        String::from_utf8_lossy(&key.stderr)
+    );
     let stdout = String::from_utf8(key.stdout).unwrap();
-    stdout.lines().last().expect("the key on the last line").trim().to_owned()
+    stdout
+        .lines()
+        .last()
+        .expect("the key on the last line")
+        .trim()
+        .to_owned()
 }

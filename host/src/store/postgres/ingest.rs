@@ -19,11 +19,9 @@ use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
 use crate::journeys::{PriorRuns, SkipReason};
-use crate::store::codec::{run_input, to_json};
+use crate::store::codec::{run_count, run_input, to_json};
 use crate::store::identity;
-use crate::store::{
-    IngestItem, IngestOutcome, RunCandidate, SkippedRun, StartedRun, StoreError, StoreResult,
-};
+use crate::store::{IngestItem, IngestOutcome, RunCandidate, SkippedRun, StartedRun, StoreResult};
 use sqlx::{PgConnection, Row};
 use std::collections::HashMap;
 
@@ -236,7 +234,7 @@ async fn prior_runs(
     .await?;
     let total: i64 = row.try_get("total")?;
     Ok(PriorRuns {
-        total: u64::try_from(total).map_err(|e| StoreError::corrupt("run count", e))?,
+        total: run_count(total)?,
         latest_started_at: row.try_get::<Option<i64>, _>("latest")?.map(Timestamp),
         live: row.try_get("live")?,
     })

@@ -7,10 +7,8 @@ use super::PgStore;
 use super::rows::{api_key_columns, api_key_from_row, tenant_from_row};
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, TenantId};
-use crate::store::codec::{scopes_to_text, to_json};
+use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset, scopes_to_text, to_json};
 use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreError, StoreResult, Tenant};
-
-const CLOCK_OFFSET_KEY: &str = "clock_offset_ms";
 
 pub(super) async fn tenant_by_name(store: &PgStore, name: &str) -> StoreResult<Option<Tenant>> {
     sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1")
@@ -150,12 +148,7 @@ pub(super) async fn clock_offset(store: &PgStore) -> StoreResult<i64> {
             .bind(CLOCK_OFFSET_KEY)
             .fetch_optional(&store.pool)
             .await?;
-    match value {
-        None => Ok(0),
-        Some(text) => text
-            .parse()
-            .map_err(|e| StoreError::corrupt("clock offset", format!("{text:?}: {e}"))),
-    }
+    parse_clock_offset(value)
 }
 
 pub(super) async fn set_clock_offset(store: &PgStore, offset_ms: i64) -> StoreResult<()> {

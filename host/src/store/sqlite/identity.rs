@@ -319,12 +319,14 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         from: &ContactId,
         to: &ContactId,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE contact_aliases SET contact_id = ? WHERE tenant_id = ? AND contact_id = ?")
-            .bind(to.as_str())
-            .bind(tenant.as_str())
-            .bind(from.as_str())
-            .execute(self.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE contact_aliases SET contact_id = ? WHERE tenant_id = ? AND contact_id = ?",
+        )
+        .bind(to.as_str())
+        .bind(tenant.as_str())
+        .bind(from.as_str())
+        .execute(self.conn())
+        .await?;
         Ok(())
     }
 

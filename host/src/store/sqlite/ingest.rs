@@ -8,9 +8,9 @@ use super::{SqliteStore, live_statuses};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
 use crate::journeys::PriorRuns;
-use crate::store::codec::run_input;
+use crate::store::codec::{run_count, run_input};
 use crate::store::identity;
-use crate::store::{IngestItem, IngestOutcome, SkippedRun, StartedRun, StoreError, StoreResult};
+use crate::store::{IngestItem, IngestOutcome, SkippedRun, StartedRun, StoreResult};
 use sqlx::{Row, SqliteTransaction};
 use std::collections::{BTreeMap, HashMap};
 
@@ -195,7 +195,7 @@ async fn prior_runs(
     .await?;
     let total: i64 = row.try_get("total")?;
     Ok(PriorRuns {
-        total: u64::try_from(total).map_err(|e| StoreError::corrupt("run count", e))?,
+        total: run_count(total)?,
         latest_started_at: row.try_get::<Option<i64>, _>("latest")?.map(Timestamp),
         live: row.try_get::<i64, _>("live")? != 0,
     })

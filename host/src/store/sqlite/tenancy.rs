@@ -5,11 +5,10 @@ use super::SqliteStore;
 use super::rows::{scopes_from_text, scopes_to_text};
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, TenantId};
-use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreError, StoreResult, Tenant};
+use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset};
+use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreResult, Tenant};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-
-const CLOCK_OFFSET_KEY: &str = "clock_offset_ms";
 
 /// The columns [`api_key_from_row`] reads.
 macro_rules! api_key_columns {
@@ -185,12 +184,7 @@ pub(super) async fn clock_offset(store: &SqliteStore) -> StoreResult<i64> {
         .bind(CLOCK_OFFSET_KEY)
         .fetch_optional(&store.pool)
         .await?;
-    match value {
-        None => Ok(0),
-        Some(text) => text
-            .parse()
-            .map_err(|e| StoreError::corrupt("clock offset", format!("{text:?}: {e}"))),
-    }
+    parse_clock_offset(value)
 }
 
 pub(super) async fn set_clock_offset(store: &SqliteStore, offset_ms: i64) -> StoreResult<()> {
