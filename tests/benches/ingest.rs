@@ -485,13 +485,48 @@ async fn raw_speeds(
     }
 }
 
-/// CPU time so far: the whole machine's busy and total ticks (/proc/stat) and this process's
-/// (the load generator's) ticks (/proc/self/stat).
+/// CPU time so far, in clock ticks (1/100 s): the whole machine's busy and total ticks
+/// (/proc/stat), this process's (the load generator's) and its children's (the server's).
 #[derive(Clone, Copy, Default)]
 struct CpuSample {
     machine_busy: u64,
     machine_total: u64,
     own: u64,
+    server: u64,
+}
+
+/// User plus system ticks from a `/proc/<pid>/stat` line, and the parent pid.
+fn process_ticks(stat: &str) -> (u64, u32) {
+    // The fields after the parenthesised command: ppid is the 2nd, utime and stime the 12th
+    // and 13th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+    (field(11) + field(12), field(1) as u32)
+}
+
+/// The ticks of this process's children (the server), found by their parent pid.
+fn children_ticks() -> u64 {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .map(|stat| process_ticks(&stat))
+        .filter(|&(_, parent)| parent == me)
+        .map(|(ticks, _)| ticks)
+        .sum()
 }
 
 impl CpuSample {
@@ -508,41 +543,44 @@ impl CpuSample {
         let total: u64 = fields.iter().take(8).sum();
         let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
         let own_stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        // Fields after the parenthesised command: utime and stime are the 12th and 13th.
-        let after = own_stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .unwrap_or("");
-        let own_fields: Vec<u64> = after
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect();
-        let own =
-            own_fields.get(11).copied().unwrap_or(0) + own_fields.get(12).copied().unwrap_or(0);
         CpuSample {
             machine_busy: total.saturating_sub(idle),
             machine_total: total,
-            own,
+            own: process_ticks(&own_stat).0,
+            server: children_ticks(),
         }
     }
 
-    /// (machine busy %, load generator's share of the machine %) since `earlier`.
-    fn since(self, earlier: CpuSample) -> (f64, f64) {
+    /// What happened since `earlier`.
+    fn since(self, earlier: CpuSample) -> CpuUse {
         let total = self
             .machine_total
             .saturating_sub(earlier.machine_total)
             .max(1) as f64;
         let busy = self.machine_busy.saturating_sub(earlier.machine_busy) as f64;
         let own = self.own.saturating_sub(earlier.own) as f64;
-        (100.0 * busy / total, 100.0 * own / total)
+        CpuUse {
+            machine_busy_percent: 100.0 * busy / total,
+            generator_percent: 100.0 * own / total,
+            server_seconds: self.server.saturating_sub(earlier.server) as f64 / 100.0,
+        }
     }
+}
+
+/// CPU use during a phase: the machine's busy share of all cores, the load generator's share,
+/// and the CPU time the server itself used.
+#[derive(Clone, Copy)]
+struct CpuUse {
+    machine_busy_percent: f64,
+    generator_percent: f64,
+    server_seconds: f64,
 }
 
 struct Phase {
     label: String,
     measured: Measured,
     raw_rows_per_sec: f64,
-    cpu: (f64, f64),
+    cpu: CpuUse,
     target: Option<(String, bool)>,
 }
 
@@ -758,7 +796,7 @@ fn print_report(config: &Config, reports: &[BackendReport]) {
     );
     println!();
     let header = format!(
-        "{:<11} {:<28} {:>8} {:>8} {:>10} {:>8} {:>8} {:>11} {:>7} {:>10}  {}",
+        "{:<11} {:<28} {:>8} {:>7} {:>9} {:>8} {:>8} {:>10} {:>7} {:>10} {:>9}  {}",
         "backend",
         "phase",
         "events",
@@ -768,7 +806,8 @@ fn print_report(config: &Config, reports: &[BackendReport]) {
         "p99 ms",
         "raw rows/s",
         "ratio",
-        "CPU(gen)",
+        "server CPU",
+        "busy(gen)",
         "target"
     );
     println!("{header}");
@@ -790,7 +829,7 @@ fn print_report(config: &Config, reports: &[BackendReport]) {
                 None => "-".into(),
             };
             println!(
-                "{:<11} {:<28} {:>8} {:>8.2} {:>10} {:>8.2} {:>8.2} {:>11} {:>6.2}x {:>4.0}%({:>2.0}%)  {target}{failed}",
+                "{:<11} {:<28} {:>8} {:>7.2} {:>9} {:>8.2} {:>8.2} {:>10} {:>6.2}x {:>6.0} us {:>4.0}%({:>2.0}%)  {target}{failed}",
                 name,
                 phase.label,
                 thousands(m.events as f64),
@@ -800,15 +839,17 @@ fn print_report(config: &Config, reports: &[BackendReport]) {
                 m.percentile_ms(99.0),
                 thousands(phase.raw_rows_per_sec),
                 m.events_per_sec() / phase.raw_rows_per_sec,
-                phase.cpu.0,
-                phase.cpu.1,
+                1e6 * phase.cpu.server_seconds / m.events.max(1) as f64,
+                phase.cpu.machine_busy_percent,
+                phase.cpu.generator_percent,
             );
         }
     }
     println!();
     println!(
-        "ratio = Waymark events/s / raw rows/s of the same count. CPU(gen) = the machine's busy \
-         CPU during the phase (of all cores) and, in brackets, the load generator's share of it."
+        "ratio = Waymark events/s / raw rows/s of the same count. server CPU = the server \
+         process's CPU time per event (user + system, all threads). busy(gen) = the machine's \
+         busy CPU during the phase (of all cores) and, in brackets, the load generator's share."
     );
     for report in reports {
         println!("{:?}: {}", report.backend, report.database);
@@ -828,7 +869,7 @@ async fn main() {
     // Other work on the machine skews every number: say so.
     let before = CpuSample::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (idle_busy, _) = CpuSample::now().since(before);
+    let idle_busy = CpuSample::now().since(before).machine_busy_percent;
     let mut reports = Vec::new();
     for &backend in &config.backends {
         println!("running on {backend:?}…");
