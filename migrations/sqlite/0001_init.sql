@@ -83,8 +83,10 @@ CREATE TABLE events (
     UNIQUE (tenant_id, idempotency_key)
 );
 
-CREATE INDEX events_by_contact ON events (tenant_id, contact_key, occurred_at);
-CREATE INDEX events_by_name ON events (tenant_id, name, occurred_at);
+-- A person's events of one name in a window: what event conditions count (buckets, history).
+-- A person's timeline reads its prefix. There is deliberately no index by name alone: each
+-- index costs every ingest a B-tree insert.
+CREATE INDEX events_by_contact ON events (tenant_id, contact_key, name, occurred_at);
 
 CREATE TABLE module_versions (
     tenant_id   TEXT    NOT NULL REFERENCES tenants (id),

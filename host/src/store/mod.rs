@@ -32,6 +32,11 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database connection machinery stopped (a panicked or cancelled operation).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unreadable {what} in the database: {detail}")]

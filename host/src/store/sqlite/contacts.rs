@@ -21,7 +21,7 @@ pub(super) async fn upsert_contact(
     properties: &Map<String, Value>,
     now: Timestamp,
 ) -> StoreResult<Resolution> {
-    let (_writer, mut tx) = store.write().await?;
+    let (_writer, mut tx) = store.legacy_write().await?;
     let resolution = identity::resolve(
         &mut SqliteIdentityTx::new(&mut tx),
         tenant,
@@ -90,7 +90,7 @@ pub(super) async fn delete_contact(
     key: &str,
     now: Timestamp,
 ) -> StoreResult<Option<DeletedContact>> {
-    let (_writer, mut tx) = store.write().await?;
+    let (_writer, mut tx) = store.legacy_write().await?;
     let Some(contact) = live_by_key(&mut tx, tenant, key).await? else {
         tx.rollback().await?;
         return Ok(None);

@@ -24,7 +24,7 @@ pub(super) async fn ingest(
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let (_writer, mut tx) = store.write().await?;
+    let (_writer, mut tx) = store.legacy_write().await?;
     // The write lock is held until the commit, so no other transaction can use one of these
     // keys meanwhile; an earlier item of the batch counts as a use too.
     let mut used = used_keys(&mut tx, &batch).await?;

@@ -20,9 +20,11 @@
 //! `rows` (row mapping and value conversions). The tests are backend-agnostic, in
 //! `crate::store::tests`.
 
+mod conn;
 mod contacts;
 mod identity;
 mod ingest;
+mod migrate;
 mod outbox;
 mod rows;
 mod runs;
@@ -39,7 +41,6 @@ use crate::contacts::Identity;
 use crate::ids::{ApiKeyId, EmailId, RunId, TenantId};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{SqlitePool, SqliteTransaction};
 use std::path::Path;
@@ -61,18 +62,15 @@ macro_rules! live_statuses {
 }
 use live_statuses;
 
-/// The schema migrations, embedded in the binary: every file in `migrations/sqlite` (the path
-/// is relative to `host/Cargo.toml`), so a new migration needs no code change here. Cargo does
-/// not notice a new file in that directory by itself; without a build script that declares
-/// `cargo:rerun-if-changed` on it, touch this file (or `cargo clean -p waymark`) after adding one.
-static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
-
-/// The SQLite store. Cheap to clone (the pool and the writer lock are shared).
+/// The SQLite store. Cheap to clone (the connections are shared).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
     /// Serialises this process's write transactions (SQLite has one writer at a time).
     writer: Arc<Mutex<()>>,
+    /// Runs write transactions, one at a time, on its own thread.
+    tx_writer: conn::Writer,
+    readers: conn::Readers,
 }
 
 impl SqliteStore {
@@ -82,6 +80,8 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
         }
+        let tx_writer = conn::Writer::spawn(path, migrate::run)?;
+        let readers = conn::Readers::new(path);
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -95,19 +95,40 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
-        MIGRATOR.run(&pool).await?;
         Ok(SqliteStore {
             pool,
             writer: Arc::new(Mutex::new(())),
+            tx_writer,
+            readers,
         })
     }
 
     /// Start a write transaction: wait for this process's writer turn, then `BEGIN IMMEDIATE`.
     /// Drop the transaction (or commit it) before the guard: declare the guard first.
-    async fn write(&self) -> StoreResult<(MutexGuard<'_, ()>, SqliteTransaction<'static>)> {
+    async fn legacy_write(&self) -> StoreResult<(MutexGuard<'_, ()>, SqliteTransaction<'static>)> {
         let guard = self.writer.lock().await;
         let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok((guard, tx))
+    }
+}
+
+impl SqliteStore {
+    /// Run `work` as one write transaction (see [`conn::Writer::transaction`]).
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.tx_writer.transaction(work).await
+    }
+
+    /// Run `work` as one read (see [`conn::Readers::read`]).
+    async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.readers.read(work).await
     }
 }
 

@@ -16,7 +16,7 @@ pub(super) async fn claim_outbox(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let (_writer, mut tx) = store.write().await?;
+    let (_writer, mut tx) = store.legacy_write().await?;
     // Only queued emails: sent, failed and cancelled (the contact was deleted) ones never are.
     let rows = sqlx::query(
         "UPDATE emails SET lease_owner = ?, lease_until = ? \
@@ -59,7 +59,7 @@ pub(super) async fn record_delivery(
     id: &EmailId,
     result: DeliveryResult,
 ) -> StoreResult<()> {
-    let (_writer, mut tx) = store.write().await?;
+    let (_writer, mut tx) = store.legacy_write().await?;
     // Only a queued email takes an outcome: a late report from a worker whose lease expired
     // never turns a sent email back into a queued or failed one.
     let query = match &result {

@@ -14,6 +14,18 @@ use crate::store::{EmailRecord, RunRecord, StoreResult};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
+/// Every row of `rows`, each read by `from_row`.
+pub(super) fn collect<T>(
+    mut rows: rusqlite::Rows<'_>,
+    from_row: impl Fn(&rusqlite::Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(from_row(row)?);
+    }
+    Ok(out)
+}
+
 /// The columns [`run_from_row`] reads.
 macro_rules! run_columns {
     () => {

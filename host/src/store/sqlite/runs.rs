@@ -71,7 +71,7 @@ pub(super) async fn claim_due_runs(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let (_writer, mut tx) = store.write().await?;
+    let (_writer, mut tx) = store.legacy_write().await?;
     // Timers of runs that are no longer live are never claimed (whoever ends a run outside
     // an activation should delete its timer in the same transaction).
     let rows = sqlx::query(concat!(
@@ -113,7 +113,7 @@ pub(super) async fn commit_activation(
     store: &SqliteStore,
     commit: ActivationCommit,
 ) -> StoreResult<bool> {
-    let (_writer, mut tx) = store.write().await?;
+    let (_writer, mut tx) = store.legacy_write().await?;
     let run_id = commit.run_id.as_str();
     let tenant = commit.tenant_id.as_str();
 
@@ -232,7 +232,7 @@ pub(super) async fn release_run(
     lease_owner: &str,
     retry_at: Timestamp,
 ) -> StoreResult<()> {
-    let (_writer, mut tx) = store.write().await?;
+    let (_writer, mut tx) = store.legacy_write().await?;
     sqlx::query(
         "UPDATE timers SET lease_owner = NULL, lease_until = NULL, due_at = ? \
          WHERE run_id = ? AND lease_owner = ?",

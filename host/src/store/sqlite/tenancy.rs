@@ -2,13 +2,12 @@
 //! settings (the persisted dev-clock offset).
 
 use super::SqliteStore;
-use super::rows::{scopes_from_text, scopes_to_text};
+use super::rows::{collect, scopes_from_text, scopes_to_text};
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset};
 use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreResult, Tenant};
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use rusqlite::{OptionalExtension, Row, params};
 
 /// The columns [`api_key_from_row`] reads.
 macro_rules! api_key_columns {
@@ -17,33 +16,36 @@ macro_rules! api_key_columns {
     };
 }
 
-fn tenant_from_row(row: &SqliteRow) -> StoreResult<Tenant> {
+fn tenant_from_row(row: &Row<'_>) -> StoreResult<Tenant> {
     Ok(Tenant {
-        id: TenantId(row.try_get("id")?),
-        name: row.try_get("name")?,
-        created_at: Timestamp(row.try_get("created_at")?),
+        id: TenantId(row.get("id")?),
+        name: row.get("name")?,
+        created_at: Timestamp(row.get("created_at")?),
     })
 }
 
-fn api_key_from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
+fn api_key_from_row(row: &Row<'_>) -> StoreResult<ApiKeyRecord> {
     Ok(ApiKeyRecord {
-        id: ApiKeyId(row.try_get("id")?),
-        tenant_id: TenantId(row.try_get("tenant_id")?),
-        name: row.try_get("name")?,
-        scopes: scopes_from_text(row.try_get("scopes")?)?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp),
+        id: ApiKeyId(row.get("id")?),
+        tenant_id: TenantId(row.get("tenant_id")?),
+        name: row.get("name")?,
+        scopes: scopes_from_text(&row.get::<_, String>("scopes")?)?,
+        created_at: Timestamp(row.get("created_at")?),
+        revoked_at: row.get::<_, Option<i64>>("revoked_at")?.map(Timestamp),
     })
 }
+
+const TENANT_BY_NAME: &str = "SELECT id, name, created_at FROM tenants WHERE name = ?1";
 
 pub(super) async fn tenant_by_name(store: &SqliteStore, name: &str) -> StoreResult<Option<Tenant>> {
-    sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&store.pool)
-        .await?
-        .as_ref()
-        .map(tenant_from_row)
-        .transpose()
+    let name = name.to_owned();
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(TENANT_BY_NAME)?;
+            let mut rows = statement.query([&name])?;
+            rows.next()?.map(tenant_from_row).transpose()
+        })
+        .await
 }
 
 /// Create the tenant, or answer the one that already has the name (`false`).
@@ -52,70 +54,70 @@ pub(super) async fn create_tenant(
     name: &str,
     now: Timestamp,
 ) -> StoreResult<(Tenant, bool)> {
-    let (_writer, mut tx) = store.write().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?) \
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(TenantId::generate().as_str())
-    .bind(name)
-    .bind(now.0)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        > 0;
-    let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = ?")
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await?;
-    let tenant = tenant_from_row(&row)?;
-    tx.commit().await?;
-    Ok((tenant, inserted))
+    let name = name.to_owned();
+    store
+        .write(move |tx| {
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO NOTHING",
+                )?
+                .execute(params![TenantId::generate().as_str(), name, now.0])?
+                > 0;
+            let mut statement = tx.prepare_cached(TENANT_BY_NAME)?;
+            let mut rows = statement.query([&name])?;
+            let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+            Ok((tenant_from_row(row)?, inserted))
+        })
+        .await
 }
 
 pub(super) async fn create_api_key(
     store: &SqliteStore,
     key: NewApiKey,
 ) -> StoreResult<ApiKeyRecord> {
-    let (_writer, mut tx) = store.write().await?;
-    sqlx::query(
-        "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(key.id.as_str())
-    .bind(key.tenant_id.as_str())
-    .bind(&key.name)
-    .bind(&key.key_hash)
-    .bind(scopes_to_text(&key.scopes))
-    .bind(key.created_at.0)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(ApiKeyRecord {
-        id: key.id,
-        tenant_id: key.tenant_id,
-        name: key.name,
-        scopes: key.scopes,
-        created_at: key.created_at,
-        revoked_at: None,
-    })
+    store
+        .write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                key.id.as_str(),
+                key.tenant_id.as_str(),
+                key.name,
+                key.key_hash,
+                scopes_to_text(&key.scopes),
+                key.created_at.0,
+            ])?;
+            Ok(ApiKeyRecord {
+                id: key.id,
+                tenant_id: key.tenant_id,
+                name: key.name,
+                scopes: key.scopes,
+                created_at: key.created_at,
+                revoked_at: None,
+            })
+        })
+        .await
 }
 
 pub(super) async fn api_key_by_hash(
     store: &SqliteStore,
     key_hash: &str,
 ) -> StoreResult<Option<ApiKeyRecord>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        api_key_columns!(),
-        " FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL"
-    ))
-    .bind(key_hash)
-    .fetch_optional(&store.pool)
-    .await?
-    .as_ref()
-    .map(api_key_from_row)
-    .transpose()
+    let key_hash = key_hash.to_owned();
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT ",
+                api_key_columns!(),
+                " FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL"
+            ))?;
+            let mut rows = statement.query([&key_hash])?;
+            rows.next()?.map(api_key_from_row).transpose()
+        })
+        .await
 }
 
 /// Revoke a live key (within `tenant` when given); whether one was revoked.
@@ -125,20 +127,23 @@ pub(super) async fn revoke_api_key(
     id: &ApiKeyId,
     now: Timestamp,
 ) -> StoreResult<bool> {
-    let (_writer, mut tx) = store.write().await?;
-    let revoked = sqlx::query(
-        "UPDATE api_keys SET revoked_at = ?1 \
-         WHERE id = ?2 AND revoked_at IS NULL AND (?3 IS NULL OR tenant_id = ?3)",
-    )
-    .bind(now.0)
-    .bind(id.as_str())
-    .bind(tenant.map(TenantId::as_str))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        > 0;
-    tx.commit().await?;
-    Ok(revoked)
+    let tenant = tenant.cloned();
+    let id = id.clone();
+    store
+        .write(move |tx| {
+            let revoked = tx
+                .prepare_cached(
+                    "UPDATE api_keys SET revoked_at = ?1 \
+                     WHERE id = ?2 AND revoked_at IS NULL AND (?3 IS NULL OR tenant_id = ?3)",
+                )?
+                .execute(params![
+                    now.0,
+                    id.as_str(),
+                    tenant.as_ref().map(TenantId::as_str)
+                ])?;
+            Ok(revoked > 0)
+        })
+        .await
 }
 
 /// A tenant's keys, revoked ones included, newest first.
@@ -146,57 +151,63 @@ pub(super) async fn list_api_keys(
     store: &SqliteStore,
     tenant: &TenantId,
 ) -> StoreResult<Vec<ApiKeyRecord>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        api_key_columns!(),
-        " FROM api_keys WHERE tenant_id = ? ORDER BY created_at DESC, id DESC"
-    ))
-    .bind(tenant.as_str())
-    .fetch_all(&store.pool)
-    .await?
-    .iter()
-    .map(api_key_from_row)
-    .collect()
+    let tenant = tenant.clone();
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT ",
+                api_key_columns!(),
+                " FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at DESC, id DESC"
+            ))?;
+            collect(statement.query([tenant.as_str()])?, api_key_from_row)
+        })
+        .await
 }
 
 pub(super) async fn record_module_version(
     store: &SqliteStore,
     version: &ModuleVersionRecord,
 ) -> StoreResult<()> {
-    let (_writer, mut tx) = store.write().await?;
-    sqlx::query(
-        "INSERT INTO module_versions (tenant_id, hash, name, manifest, loaded_at) \
-         VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, hash) DO NOTHING",
-    )
-    .bind(version.tenant_id.as_str())
-    .bind(&version.hash)
-    .bind(&version.name)
-    .bind(version.manifest.to_string())
-    .bind(version.loaded_at.0)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    let version = version.clone();
+    store
+        .write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO module_versions (tenant_id, hash, name, manifest, loaded_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant_id, hash) DO NOTHING",
+            )?
+            .execute(params![
+                version.tenant_id.as_str(),
+                version.hash,
+                version.name,
+                version.manifest.to_string(),
+                version.loaded_at.0,
+            ])?;
+            Ok(())
+        })
+        .await
 }
 
 pub(super) async fn clock_offset(store: &SqliteStore) -> StoreResult<i64> {
-    let value: Option<String> = sqlx::query_scalar("SELECT value FROM host_settings WHERE key = ?")
-        .bind(CLOCK_OFFSET_KEY)
-        .fetch_optional(&store.pool)
+    let value: Option<String> = store
+        .read(|tx| {
+            Ok(tx
+                .prepare_cached("SELECT value FROM host_settings WHERE key = ?1")?
+                .query_row([CLOCK_OFFSET_KEY], |row| row.get(0))
+                .optional()?)
+        })
         .await?;
     parse_clock_offset(value)
 }
 
 pub(super) async fn set_clock_offset(store: &SqliteStore, offset_ms: i64) -> StoreResult<()> {
-    let (_writer, mut tx) = store.write().await?;
-    sqlx::query(
-        "INSERT INTO host_settings (key, value) VALUES (?, ?) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(CLOCK_OFFSET_KEY)
-    .bind(offset_ms.to_string())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    store
+        .write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO host_settings (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![CLOCK_OFFSET_KEY, offset_ms.to_string()])?;
+            Ok(())
+        })
+        .await
 }

@@ -1,0 +1,186 @@
+//! Connections to the SQLite file: one writer thread and a pool of readers.
+//!
+//! SQLite runs in-process and a statement costs a few microseconds, so what matters is not to
+//! hop threads per statement. Every write runs as one closure on [`Writer`]'s dedicated thread,
+//! inside one `BEGIN IMMEDIATE` transaction, with prepared statements cached on its single
+//! connection: a whole ingest batch is one hop. Reads run as one closure on a blocking-pool
+//! thread with a connection from [`Readers`], inside a deferred transaction so every statement
+//! of a read sees one snapshot (WAL lets them run beside the writer).
+//!
+//! `BEGIN IMMEDIATE` takes the write lock up front, so a writer in another process (the CLI, a
+//! second host on the same file) waits on the busy timeout instead of failing to upgrade a read
+//! lock. This module must not know any table: queries live in the sibling modules.
+
+use crate::store::{StoreError, StoreResult};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+use tokio::sync::{Semaphore, oneshot};
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Readers running at once (WAL readers run concurrently; they wait on nothing but the disk).
+const MAX_READERS: usize = 8;
+/// Prepared statements kept per connection: every query of the backend fits.
+const STATEMENT_CACHE: usize = 256;
+/// The writer's page cache, in KiB (negative `cache_size`): large enough that the hot parts of
+/// the event and contact indexes stay in memory under sustained ingest.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+const READER_CACHE_KIB: i64 = 16 * 1024;
+
+fn open_connection(path: &Path, cache_kib: i64) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // WAL: readers never block the writer; NORMAL: a commit is durable once the WAL is synced
+    // at checkpoint, and the database is never corrupted by a crash.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
+    Ok(conn)
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The one write connection, owned by a dedicated thread that runs write transactions in
+/// submission order. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Open the write connection on a new thread and run `setup` on it (the migrations) before
+    /// anything else.
+    pub(super) fn spawn(
+        path: &Path,
+        setup: impl FnOnce(&mut Connection) -> StoreResult<()> + Send + 'static,
+    ) -> StoreResult<Writer> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (opened, open_result) = mpsc::sync_channel::<StoreResult<()>>(1);
+        let path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("waymark-sqlite-writer".into())
+            .spawn(move || {
+                let mut conn = match open_connection(&path, WRITER_CACHE_KIB)
+                    .and_then(|mut conn| setup(&mut conn).map(|()| conn))
+                {
+                    Ok(conn) => {
+                        opened.send(Ok(())).ok();
+                        conn
+                    }
+                    Err(error) => {
+                        opened.send(Err(error)).ok();
+                        return;
+                    }
+                };
+                // Ends when every `Writer` handle is dropped.
+                for job in queue {
+                    // A panicking job loses only its own transaction (rolled back when it is
+                    // dropped during unwinding); its caller sees the writer's answer vanish.
+                    let outcome =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
+                    if outcome.is_err() {
+                        tracing::error!("a SQLite write transaction panicked; it was rolled back");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Open(format!("cannot start the SQLite writer: {e}")))?;
+        open_result
+            .recv()
+            .map_err(|_| StoreError::Open("the SQLite writer stopped while opening".into()))??;
+        Ok(Writer { jobs })
+    }
+
+    /// Run `work` in one `BEGIN IMMEDIATE` transaction on the writer thread: committed when it
+    /// returns `Ok`, rolled back when it returns `Err`.
+    pub(super) async fn transaction<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = (|| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let value = work(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            })();
+            reply.send(result).ok();
+        });
+        self.jobs.send(job).map_err(|_| writer_gone())?;
+        answer.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the SQLite write transaction did not finish (see the log)".into())
+}
+
+/// Reader connections, opened on demand up to [`MAX_READERS`] and reused. Cheap to clone.
+#[derive(Clone, Debug)]
+pub(super) struct Readers {
+    inner: Arc<ReadersInner>,
+}
+
+#[derive(Debug)]
+struct ReadersInner {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl Readers {
+    pub(super) fn new(path: &Path) -> Readers {
+        Readers {
+            inner: Arc::new(ReadersInner {
+                path: path.to_path_buf(),
+                idle: Mutex::new(Vec::new()),
+                permits: Semaphore::new(MAX_READERS),
+            }),
+        }
+    }
+
+    /// Run `work` on a reader connection, in one deferred transaction (one snapshot).
+    pub(super) async fn read<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("the SQLite readers are closed".into()))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let idle = inner.idle.lock().map(|mut idle| idle.pop()).ok().flatten();
+            let mut conn = match idle {
+                Some(conn) => conn,
+                None => open_connection(&inner.path, READER_CACHE_KIB)?,
+            };
+            let result = (|| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+                let value = work(&tx)?;
+                tx.finish()?;
+                Ok(value)
+            })();
+            if let Ok(mut idle) = inner.idle.lock() {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("a SQLite read did not finish: {e}")))?
+    }
+}
