@@ -12,12 +12,15 @@ use super::{Alias, AliasReason, ContactRecord, Resolution, StoreError, StoreResu
 use crate::clock::Timestamp;
 use crate::contacts::{self, Identity, IdentityKey, IdentityKind};
 use crate::ids::{ContactId, TenantId};
-use async_trait::async_trait;
 use serde_json::{Map, Value};
 
 /// What a backend provides, within one open write transaction, for [`resolve`].
-#[async_trait]
-pub trait IdentityTx: Send {
+///
+/// Plain `async fn`s, without a `Send` bound: whether a resolution's future is `Send` follows
+/// from the backend's type (PostgreSQL's is; SQLite's runs synchronously on its writer thread,
+/// where its transaction lives, and never leaves it).
+#[allow(async_fn_in_trait)] // implemented only by this crate's backends
+pub trait IdentityTx {
     /// Serialise concurrent resolutions that touch any of these keys until the transaction
     /// ends (PostgreSQL: transaction-scoped advisory locks taken in the given, sorted order;
     /// SQLite: its single writer already serialises).
@@ -85,7 +88,7 @@ pub fn lookup_keys(identity: &Identity) -> Vec<IdentityKey> {
 
 /// Resolve `identity` to one live contact, merging `patch` into its properties.
 pub async fn resolve(
-    tx: &mut dyn IdentityTx,
+    tx: &mut impl IdentityTx,
     tenant: &TenantId,
     identity: &Identity,
     patch: &Map<String, Value>,
@@ -121,7 +124,7 @@ pub async fn resolve(
 }
 
 async fn create(
-    tx: &mut dyn IdentityTx,
+    tx: &mut impl IdentityTx,
     tenant: &TenantId,
     identity: &Identity,
     patch: &Map<String, Value>,
@@ -209,7 +212,7 @@ fn alias(
 }
 
 async fn fill_in(
-    tx: &mut dyn IdentityTx,
+    tx: &mut impl IdentityTx,
     mut contact: ContactRecord,
     identity: &Identity,
     patch: &Map<String, Value>,
@@ -254,7 +257,7 @@ async fn fill_in(
 }
 
 async fn merge(
-    tx: &mut dyn IdentityTx,
+    tx: &mut impl IdentityTx,
     mut found: Vec<ContactRecord>,
     identity: &Identity,
     patch: &Map<String, Value>,

@@ -34,7 +34,6 @@ use crate::ids::{ContactId, TenantId};
 use crate::store::codec::to_json;
 use crate::store::identity::IdentityTx;
 use crate::store::{Alias, ContactRecord, StoreError, StoreResult};
-use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, Row};
 use std::collections::HashSet;
@@ -429,7 +428,6 @@ impl<'a> PgTx<'a> {
     }
 }
 
-#[async_trait]
 impl IdentityTx for PgTx<'_> {
     async fn lock_identity(&mut self, tenant: &TenantId, keys: &[IdentityKey]) -> StoreResult<()> {
         let targets: Vec<LockTarget> = keys

@@ -122,10 +122,13 @@ impl PgStore {
                     // re-planning the larger ones on each execution (which PostgreSQL does
                     // when a custom plan looks cheaper, e.g. for a short array) costs more
                     // than running them: plan each prepared statement once per connection.
+                    // JIT compilation is for long analytical queries; for these short ones it
+                    // costs tens of milliseconds per execution whenever a cost estimate (e.g.
+                    // over a table without statistics yet) crosses `jit_above_cost`.
                     sqlx::query("SET plan_cache_mode = force_generic_plan")
-                        .execute(conn)
-                        .await
-                        .map(|_| ())
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("SET jit = off").execute(conn).await.map(|_| ())
                 })
             })
             .connect(url)

@@ -2,7 +2,7 @@
 //! (directly or through aliases), and deleting one with the erasure of its personal data.
 
 use super::identity::{
-    SqliteIdentityTx, contact_columns, contact_columns_c, contact_from_row, live_by_key,
+    SqliteIdentityTx, contact_columns, contact_columns_c, contact_from_row, live_by_key, run_sync,
 };
 use super::rows::count;
 use super::{SqliteStore, live_statuses};
@@ -11,6 +11,7 @@ use crate::contacts::{Identity, normalize_email};
 use crate::ids::TenantId;
 use crate::store::identity;
 use crate::store::{ContactLookup, ContactRecord, DeletedContact, Resolution, StoreResult};
+use rusqlite::params;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
@@ -21,17 +22,18 @@ pub(super) async fn upsert_contact(
     properties: &Map<String, Value>,
     now: Timestamp,
 ) -> StoreResult<Resolution> {
-    let (_writer, mut tx) = store.legacy_write().await?;
-    let resolution = identity::resolve(
-        &mut SqliteIdentityTx::new(&mut tx),
-        tenant,
-        identity,
-        properties,
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(resolution)
+    let (tenant, identity, properties) = (tenant.clone(), identity.clone(), properties.clone());
+    store
+        .write(move |tx| {
+            run_sync(identity::resolve(
+                &mut SqliteIdentityTx::new(tx),
+                &tenant,
+                &identity,
+                &properties,
+                now,
+            ))
+        })
+        .await
 }
 
 pub(super) async fn find_contacts(
@@ -39,49 +41,45 @@ pub(super) async fn find_contacts(
     tenant: &TenantId,
     lookup: &ContactLookup,
 ) -> StoreResult<Vec<ContactRecord>> {
-    let mut conn = store.pool.acquire().await?;
-    match lookup {
-        ContactLookup::Key(key) => Ok(live_by_key(&mut conn, tenant, key)
-            .await?
-            .into_iter()
-            .collect()),
-        ContactLookup::Any { user_id, email } => {
-            let user_id = user_id.as_deref().map(str::trim).filter(|u| !u.is_empty());
-            let email = email.as_deref().and_then(normalize_email);
-            if user_id.is_none() && email.is_none() {
-                return Ok(Vec::new());
-            }
-            // Direct matches first, then alias matches; a NULL bind matches nothing.
-            let rows = sqlx::query(concat!(
-                "SELECT ",
-                contact_columns!(),
-                ", 0 AS via_alias FROM contacts \
-                 WHERE tenant_id = ?1 AND deleted_at IS NULL \
-                 AND (external_id = ?2 OR email = ?3) \
-                 UNION ALL SELECT ",
-                contact_columns_c!(),
-                ", 1 AS via_alias FROM contact_aliases a JOIN contacts c ON c.id = a.contact_id \
-                 WHERE a.tenant_id = ?1 AND c.deleted_at IS NULL \
-                 AND ((a.kind = 'external' AND a.value = ?2) \
-                   OR (a.kind = 'email' AND a.value = ?3)) \
-                 ORDER BY via_alias, first_seen_at, id"
-            ))
-            .bind(tenant.as_str())
-            .bind(user_id)
-            .bind(email.as_deref())
-            .fetch_all(&mut *conn)
-            .await?;
-            let mut seen = HashSet::new();
-            let mut found = Vec::new();
-            for row in &rows {
-                let contact = contact_from_row(row)?;
-                if seen.insert(contact.id.clone()) {
-                    found.push(contact);
+    let (tenant, lookup) = (tenant.clone(), lookup.clone());
+    store
+        .read(move |tx| match lookup {
+            ContactLookup::Key(key) => Ok(live_by_key(tx, &tenant, &key)?.into_iter().collect()),
+            ContactLookup::Any { user_id, email } => {
+                let user_id = user_id.as_deref().map(str::trim).filter(|u| !u.is_empty());
+                let email = email.as_deref().and_then(normalize_email);
+                if user_id.is_none() && email.is_none() {
+                    return Ok(Vec::new());
                 }
+                // Direct matches first, then alias matches; a NULL bind matches nothing.
+                let mut statement = tx.prepare_cached(concat!(
+                    "SELECT ",
+                    contact_columns!(),
+                    ", 0 AS via_alias FROM contacts \
+                     WHERE tenant_id = ?1 AND deleted_at IS NULL \
+                     AND (external_id = ?2 OR email = ?3) \
+                     UNION ALL SELECT ",
+                    contact_columns_c!(),
+                    ", 1 AS via_alias FROM contact_aliases a \
+                     JOIN contacts c ON c.id = a.contact_id \
+                     WHERE a.tenant_id = ?1 AND c.deleted_at IS NULL \
+                     AND ((a.kind = 'external' AND a.value = ?2) \
+                       OR (a.kind = 'email' AND a.value = ?3)) \
+                     ORDER BY via_alias, first_seen_at, id"
+                ))?;
+                let mut rows = statement.query(params![tenant.as_str(), user_id, email])?;
+                let mut seen = HashSet::new();
+                let mut found = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let contact = contact_from_row(row)?;
+                    if seen.insert(contact.id.clone()) {
+                        found.push(contact);
+                    }
+                }
+                Ok(found)
             }
-            Ok(found)
-        }
-    }
+        })
+        .await
 }
 
 pub(super) async fn delete_contact(
@@ -90,89 +88,72 @@ pub(super) async fn delete_contact(
     key: &str,
     now: Timestamp,
 ) -> StoreResult<Option<DeletedContact>> {
-    let (_writer, mut tx) = store.legacy_write().await?;
-    let Some(contact) = live_by_key(&mut tx, tenant, key).await? else {
-        tx.rollback().await?;
-        return Ok(None);
-    };
-    let (tenant, id, key) = (tenant.as_str(), contact.id.as_str(), contact.key.as_str());
+    let (tenant, key) = (tenant.clone(), key.to_owned());
+    store
+        .write(move |tx| {
+            let Some(contact) = live_by_key(tx, &tenant, &key)? else {
+                return Ok(None);
+            };
+            let (tenant, id, key) = (tenant.as_str(), contact.id.as_str(), contact.key.as_str());
 
-    // The contact stops resolving and loses its personal data; it keeps its user id and key so
-    // its history still lines up. Contacts merged into it earlier (found through the merge
-    // aliases, about to be dropped) hold personal data of the same person: erased too.
-    sqlx::query(
-        "UPDATE contacts SET email = NULL, anonymous_id = NULL, properties = '{}', \
-         updated_at = ?3, deleted_at = COALESCE(deleted_at, ?3) \
-         WHERE tenant_id = ?1 AND (id = ?2 OR id IN (\
-             SELECT from_contact_id FROM contact_aliases \
-             WHERE tenant_id = ?1 AND contact_id = ?2 AND from_contact_id IS NOT NULL))",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(now.0)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM contact_aliases WHERE tenant_id = ? AND contact_id = ?")
-        .bind(tenant)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+            // The contact stops resolving and loses its personal data; it keeps its user id and
+            // key so its history still lines up. Contacts merged into it earlier (found through
+            // the merge aliases, about to be dropped) hold personal data of the same person:
+            // erased too.
+            tx.prepare_cached(
+                "UPDATE contacts SET email = NULL, anonymous_id = NULL, properties = '{}', \
+                 updated_at = ?3, deleted_at = COALESCE(deleted_at, ?3) \
+                 WHERE tenant_id = ?1 AND (id = ?2 OR id IN (\
+                     SELECT from_contact_id FROM contact_aliases \
+                     WHERE tenant_id = ?1 AND contact_id = ?2 AND from_contact_id IS NOT NULL))",
+            )?
+            .execute(params![tenant, id, now.0])?;
+            tx.prepare_cached(
+                "DELETE FROM contact_aliases WHERE tenant_id = ?1 AND contact_id = ?2",
+            )?
+            .execute(params![tenant, id])?;
 
-    // Its live runs exit (their timers go), and every run's person snapshot is erased.
-    sqlx::query(concat!(
-        "DELETE FROM timers WHERE run_id IN (SELECT id FROM runs \
-         WHERE tenant_id = ? AND contact_key = ? AND status IN ",
-        live_statuses!(),
-        ")"
-    ))
-    .bind(tenant)
-    .bind(key)
-    .execute(&mut *tx)
-    .await?;
-    let exited = sqlx::query(concat!(
-        "UPDATE runs SET status = 'exited', wake_at = NULL, updated_at = ? \
-         WHERE tenant_id = ? AND contact_key = ? AND status IN ",
-        live_statuses!()
-    ))
-    .bind(now.0)
-    .bind(tenant)
-    .bind(key)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    sqlx::query(
-        "UPDATE runs SET input = json_set(input, '$.person.email', NULL, \
-         '$.person.properties', json('{}')) WHERE tenant_id = ? AND contact_key = ?",
-    )
-    .bind(tenant)
-    .bind(key)
-    .execute(&mut *tx)
-    .await?;
+            // Its live runs exit (their timers go), and every run's person snapshot is erased.
+            tx.prepare_cached(concat!(
+                "DELETE FROM timers WHERE run_id IN (SELECT id FROM runs \
+                 WHERE tenant_id = ?1 AND contact_key = ?2 AND status IN ",
+                live_statuses!(),
+                ")"
+            ))?
+            .execute(params![tenant, key])?;
+            let exited = tx
+                .prepare_cached(concat!(
+                    "UPDATE runs SET status = 'exited', wake_at = NULL, updated_at = ?3 \
+                     WHERE tenant_id = ?1 AND contact_key = ?2 AND status IN ",
+                    live_statuses!()
+                ))?
+                .execute(params![tenant, key, now.0])?;
+            tx.prepare_cached(
+                "UPDATE runs SET input = json_set(input, '$.person.email', NULL, \
+                 '$.person.properties', json('{}')) WHERE tenant_id = ?1 AND contact_key = ?2",
+            )?
+            .execute(params![tenant, key])?;
 
-    // Its queued emails are never sent, and no email keeps an address or contents.
-    let cancelled = sqlx::query(
-        "UPDATE emails SET status = 'cancelled', lease_owner = NULL, lease_until = NULL \
-         WHERE tenant_id = ? AND contact_key = ? AND status = 'queued'",
-    )
-    .bind(tenant)
-    .bind(key)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    sqlx::query(
-        "UPDATE emails SET to_address = '', subject = '', body = '' \
-         WHERE tenant_id = ? AND contact_key = ?",
-    )
-    .bind(tenant)
-    .bind(key)
-    .execute(&mut *tx)
-    .await?;
+            // Its queued emails are never sent, and no email keeps an address or contents.
+            let cancelled = tx
+                .prepare_cached(
+                    "UPDATE emails SET status = 'cancelled', lease_owner = NULL, \
+                     lease_until = NULL \
+                     WHERE tenant_id = ?1 AND contact_key = ?2 AND status = 'queued'",
+                )?
+                .execute(params![tenant, key])?;
+            tx.prepare_cached(
+                "UPDATE emails SET to_address = '', subject = '', body = '' \
+                 WHERE tenant_id = ?1 AND contact_key = ?2",
+            )?
+            .execute(params![tenant, key])?;
 
-    tx.commit().await?;
-    Ok(Some(DeletedContact {
-        contact_id: contact.id,
-        key: contact.key,
-        exited_runs: count(exited),
-        cancelled_emails: count(cancelled),
-    }))
+            Ok(Some(DeletedContact {
+                contact_id: contact.id.clone(),
+                key: contact.key.clone(),
+                exited_runs: count(exited as u64),
+                cancelled_emails: count(cancelled as u64),
+            }))
+        })
+        .await
 }

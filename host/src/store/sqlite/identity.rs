@@ -1,6 +1,9 @@
 //! The SQLite side of identity resolution: [`SqliteIdentityTx`] gives
 //! [`crate::store::identity::resolve`] its primitives inside an open write transaction, and
 //! the contact lookups shared with the contact queries (by key or alias) live here too.
+//!
+//! The primitives are synchronous (rusqlite on the writer thread); [`run_sync`] drives the
+//! shared async algorithm over them without a runtime.
 
 use super::live_statuses;
 use super::rows::{parse_object, to_json};
@@ -9,9 +12,10 @@ use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::{ContactId, TenantId};
 use crate::store::identity::IdentityTx;
 use crate::store::{Alias, ContactRecord, StoreError, StoreResult};
-use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqliteTransaction};
+use rusqlite::{Connection, Row, params};
+use std::collections::HashMap;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
 /// The columns [`contact_from_row`] reads, unqualified.
 macro_rules! contact_columns {
@@ -31,182 +35,147 @@ macro_rules! contact_columns_c {
 }
 pub(super) use contact_columns_c;
 
-pub(super) fn contact_from_row(row: &SqliteRow) -> StoreResult<ContactRecord> {
+pub(super) fn contact_from_row(row: &Row<'_>) -> StoreResult<ContactRecord> {
     Ok(ContactRecord {
-        id: ContactId(row.try_get("id")?),
-        tenant_id: TenantId(row.try_get("tenant_id")?),
-        key: row.try_get("key")?,
-        external_id: row.try_get("external_id")?,
-        email: row.try_get("email")?,
-        anonymous_id: row.try_get("anonymous_id")?,
-        properties: parse_object("contact properties", row.try_get("properties")?)?,
-        first_seen_at: Timestamp(row.try_get("first_seen_at")?),
-        last_seen_at: Timestamp(row.try_get("last_seen_at")?),
-        deleted_at: row.try_get::<Option<i64>, _>("deleted_at")?.map(Timestamp),
+        id: ContactId(row.get("id")?),
+        tenant_id: TenantId(row.get("tenant_id")?),
+        key: row.get("key")?,
+        external_id: row.get("external_id")?,
+        email: row.get("email")?,
+        anonymous_id: row.get("anonymous_id")?,
+        properties: parse_object(
+            "contact properties",
+            row.get_ref("properties")?
+                .as_str()
+                .map_err(|e| StoreError::corrupt("contact properties", e))?,
+        )?,
+        first_seen_at: Timestamp(row.get("first_seen_at")?),
+        last_seen_at: Timestamp(row.get("last_seen_at")?),
+        deleted_at: row.get::<_, Option<i64>>("deleted_at")?.map(Timestamp),
     })
 }
 
-/// The live contact whose own column for `kind` holds `value`.
-async fn live_by_column(
-    conn: &mut SqliteConnection,
-    tenant: &TenantId,
-    kind: IdentityKind,
-    value: &str,
-) -> StoreResult<Option<ContactRecord>> {
+/// Drive a future that never suspends to its output. The SQLite primitives are synchronous
+/// underneath their `async fn`s, so the shared resolution algorithm completes in one poll.
+pub(super) fn run_sync<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("a SQLite store operation suspended"),
+    }
+}
+
+/// The live contact a value of `kind` identifies: by the contact's own column for the kind,
+/// else through an alias of that kind. Every branch is a lookup on a unique index.
+fn lookup_sql(kind: IdentityKind) -> &'static str {
     macro_rules! by {
         ($column:literal) => {
             concat!(
                 "SELECT ",
                 contact_columns!(),
-                " FROM contacts WHERE tenant_id = ? AND ",
+                ", 0 AS rank FROM contacts WHERE tenant_id = ?1 AND ",
                 $column,
-                " = ? AND deleted_at IS NULL"
+                " = ?2 AND deleted_at IS NULL \
+                 UNION ALL SELECT ",
+                contact_columns_c!(),
+                ", 1 FROM contact_aliases a JOIN contacts c ON c.id = a.contact_id \
+                 WHERE a.tenant_id = ?1 AND a.kind = ?3 AND a.value = ?2 \
+                 AND c.deleted_at IS NULL ORDER BY rank LIMIT 1"
             )
         };
     }
-    let sql = match kind {
+    match kind {
         IdentityKind::External => by!("external_id"),
         IdentityKind::Email => by!("email"),
         IdentityKind::Anonymous => by!("anonymous_id"),
         IdentityKind::Key => by!("key"),
-    };
-    sqlx::query(sql)
-        .bind(tenant.as_str())
-        .bind(value)
-        .fetch_optional(conn)
-        .await?
-        .as_ref()
-        .map(contact_from_row)
-        .transpose()
+    }
 }
 
-/// The live contact an alias of one of `kinds` with `value` leads to; the first kind listed
-/// wins when several match.
-async fn live_by_alias(
-    conn: &mut SqliteConnection,
+fn live_contact(
+    conn: &Connection,
     tenant: &TenantId,
-    kinds: &[IdentityKind],
+    kind: IdentityKind,
     value: &str,
 ) -> StoreResult<Option<ContactRecord>> {
-    for kind in kinds {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            contact_columns_c!(),
-            " FROM contact_aliases a JOIN contacts c ON c.id = a.contact_id \
-             WHERE a.tenant_id = ? AND a.kind = ? AND a.value = ? AND c.deleted_at IS NULL"
-        ))
-        .bind(tenant.as_str())
-        .bind(kind.as_str())
-        .bind(value)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(row) = row {
-            return contact_from_row(&row).map(Some);
+    let mut statement = conn.prepare_cached(lookup_sql(kind))?;
+    let mut rows = statement.query(params![tenant.as_str(), value, kind.as_str()])?;
+    rows.next()?.map(contact_from_row).transpose()
+}
+
+/// The live contact a resolved key designates: by its key column, else through an alias of a
+/// key it had before, else through a user id or anonymous id that became an alias.
+pub(super) fn live_by_key(
+    conn: &Connection,
+    tenant: &TenantId,
+    key: &str,
+) -> StoreResult<Option<ContactRecord>> {
+    for kind in [
+        IdentityKind::Key,
+        IdentityKind::External,
+        IdentityKind::Anonymous,
+    ] {
+        let found = if kind == IdentityKind::Key {
+            live_contact(conn, tenant, kind, key)?
+        } else {
+            live_by_alias(conn, tenant, kind, key)?
+        };
+        if found.is_some() {
+            return Ok(found);
         }
     }
     Ok(None)
 }
 
-/// The live contact a resolved key designates: by its key column, else through an alias of a
-/// key it had before, else through a user id or anonymous id that became an alias.
-pub(super) async fn live_by_key(
-    conn: &mut SqliteConnection,
+fn live_by_alias(
+    conn: &Connection,
     tenant: &TenantId,
-    key: &str,
+    kind: IdentityKind,
+    value: &str,
 ) -> StoreResult<Option<ContactRecord>> {
-    if let Some(contact) = live_by_column(conn, tenant, IdentityKind::Key, key).await? {
-        return Ok(Some(contact));
-    }
-    let kinds = [
-        IdentityKind::Key,
-        IdentityKind::External,
-        IdentityKind::Anonymous,
-    ];
-    live_by_alias(conn, tenant, &kinds, key).await
+    let mut statement = conn.prepare_cached(concat!(
+        "SELECT ",
+        contact_columns_c!(),
+        " FROM contact_aliases a JOIN contacts c ON c.id = a.contact_id \
+         WHERE a.tenant_id = ?1 AND a.kind = ?2 AND a.value = ?3 AND c.deleted_at IS NULL"
+    ))?;
+    let mut rows = statement.query(params![tenant.as_str(), kind.as_str(), value])?;
+    rows.next()?.map(contact_from_row).transpose()
 }
 
-/// The lookups of several values at once, as [`IdentityTx::live_contact`] answers each (the
-/// contact's own column for the value's kind, else an alias of that kind), in one statement:
-/// `?1` the tenant, `?2` a JSON array of `[kind, value]` pairs; each answer comes back with
-/// its pair's position `n`. Every branch is a lookup on the full key of a unique index.
-const LOOKUP_ALL: &str = concat!(
-    "SELECT k.n, ",
-    contact_columns_c!(),
-    " FROM (SELECT key AS n, value ->> 0 AS kind, value ->> 1 AS value FROM json_each(?2)) k \
-     JOIN contacts c ON c.id = (SELECT f.id FROM (\
-         SELECT id, 0 AS rank FROM contacts WHERE k.kind = 'external' AND tenant_id = ?1 \
-             AND external_id = k.value AND deleted_at IS NULL \
-         UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'email' AND tenant_id = ?1 \
-             AND email = k.value AND deleted_at IS NULL \
-         UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'anonymous' AND tenant_id = ?1 \
-             AND anonymous_id = k.value AND deleted_at IS NULL \
-         UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'key' AND tenant_id = ?1 \
-             AND key = k.value AND deleted_at IS NULL \
-         UNION ALL SELECT a.contact_id, 1 FROM contact_aliases a \
-             JOIN contacts l ON l.id = a.contact_id \
-             WHERE a.tenant_id = ?1 AND a.kind = k.kind AND a.value = k.value \
-             AND l.deleted_at IS NULL\
-     ) f ORDER BY f.rank LIMIT 1)"
-);
-
-/// Lookups answered ahead: for a tenant, each value with the live contact it designates.
-type LookedUp = (TenantId, Vec<(IdentityKey, Option<ContactRecord>)>);
-
-/// [`IdentityTx`] over an open SQLite write transaction (begun with `BEGIN IMMEDIATE` under the
-/// store's writer lock, so resolutions are already serialised).
+/// [`IdentityTx`] over the writer's open transaction (SQLite has one writer, so resolutions
+/// are already serialised and `lock_identity` has nothing to do).
 pub(super) struct SqliteIdentityTx<'a> {
-    tx: &'a mut SqliteTransaction<'static>,
-    /// The answers to the lookups `lock_identity` was given, read in one statement (each
-    /// statement is a round trip to the connection's thread, the main cost of ingest here);
-    /// valid until this transaction writes anything (`resolve` looks every key up before it
-    /// writes), so every write clears them.
-    looked_up: Option<LookedUp>,
+    conn: &'a Connection,
+    /// The contacts as last read or written in this transaction, by id: `update_contact`
+    /// compares against them to write only what changed (an event from a known person
+    /// usually changes only `last_seen_at` and properties, and rewriting the identity columns
+    /// would rewrite their index entries too).
+    known: HashMap<ContactId, ContactRecord>,
 }
 
 impl<'a> SqliteIdentityTx<'a> {
-    pub(super) fn new(tx: &'a mut SqliteTransaction<'static>) -> Self {
+    pub(super) fn new(conn: &'a Connection) -> Self {
         Self {
-            tx,
-            looked_up: None,
+            conn,
+            known: HashMap::new(),
         }
     }
 
-    /// The connection, for a write: forget the looked-up answers, which it may change.
-    fn conn(&mut self) -> &mut SqliteConnection {
-        self.looked_up = None;
-        self.tx
+    fn remember(&mut self, contact: &ContactRecord) {
+        self.known.insert(contact.id.clone(), contact.clone());
     }
 }
 
-#[async_trait]
 impl IdentityTx for SqliteIdentityTx<'_> {
-    async fn lock_identity(&mut self, tenant: &TenantId, keys: &[IdentityKey]) -> StoreResult<()> {
-        // The writer lock and BEGIN IMMEDIATE already serialise every write transaction; what
-        // is left is to look all the keys up at once for the `live_contact` calls that follow.
-        self.looked_up = None;
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let pairs: Vec<(&str, &str)> = keys
-            .iter()
-            .map(|k| (k.kind.as_str(), k.value.as_str()))
-            .collect();
-        let rows = sqlx::query(LOOKUP_ALL)
-            .bind(tenant.as_str())
-            .bind(to_json("identity lookup", &pairs)?)
-            .fetch_all(&mut **self.tx)
-            .await?;
-        let mut answers: Vec<(IdentityKey, Option<ContactRecord>)> =
-            keys.iter().map(|k| (k.clone(), None)).collect();
-        for row in &rows {
-            let n: i64 = row.try_get("n")?;
-            let slot = usize::try_from(n)
-                .ok()
-                .and_then(|i| answers.get_mut(i))
-                .ok_or_else(|| StoreError::corrupt("contact lookup", format!("row {n}")))?;
-            slot.1 = Some(contact_from_row(row)?);
-        }
-        self.looked_up = Some((tenant.clone(), answers));
+    async fn lock_identity(
+        &mut self,
+        _tenant: &TenantId,
+        _keys: &[IdentityKey],
+    ) -> StoreResult<()> {
         Ok(())
     }
 
@@ -215,61 +184,78 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         tenant: &TenantId,
         key: &IdentityKey,
     ) -> StoreResult<Option<ContactRecord>> {
-        if let Some((for_tenant, answers)) = &self.looked_up
-            && for_tenant == tenant
-            && let Some((_, answer)) = answers.iter().find(|(k, _)| k == key)
-        {
-            return Ok(answer.clone());
+        let found = live_contact(self.conn, tenant, key.kind, &key.value)?;
+        if let Some(contact) = &found {
+            self.remember(contact);
         }
-        let conn = &mut **self.tx;
-        if let Some(contact) = live_by_column(conn, tenant, key.kind, &key.value).await? {
-            return Ok(Some(contact));
-        }
-        live_by_alias(conn, tenant, &[key.kind], &key.value).await
+        Ok(found)
     }
 
     async fn insert_contact(&mut self, contact: &ContactRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO contacts (id, tenant_id, key, external_id, email, anonymous_id, \
-             properties, first_seen_at, last_seen_at, updated_at, deleted_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(contact.id.as_str())
-        .bind(contact.tenant_id.as_str())
-        .bind(&contact.key)
-        .bind(contact.external_id.as_deref())
-        .bind(contact.email.as_deref())
-        .bind(contact.anonymous_id.as_deref())
-        .bind(to_json("contact properties", &contact.properties)?)
-        .bind(contact.first_seen_at.0)
-        .bind(contact.last_seen_at.0)
-        .bind(contact.last_seen_at.0)
-        .bind(contact.deleted_at.map(|t| t.0))
-        .execute(self.conn())
-        .await?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO contacts (id, tenant_id, key, external_id, email, anonymous_id, \
+                 properties, first_seen_at, last_seen_at, updated_at, deleted_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
+            )?
+            .execute(params![
+                contact.id.as_str(),
+                contact.tenant_id.as_str(),
+                contact.key,
+                contact.external_id,
+                contact.email,
+                contact.anonymous_id,
+                to_json("contact properties", &contact.properties)?,
+                contact.first_seen_at.0,
+                contact.last_seen_at.0,
+                contact.deleted_at.map(|t| t.0),
+            ])?;
+        self.remember(contact);
         Ok(())
     }
 
     async fn update_contact(&mut self, contact: &ContactRecord) -> StoreResult<()> {
         // The record carries no update time: resolve bumps `last_seen_at` to now on every
         // update, which is the update time.
-        sqlx::query(
-            "UPDATE contacts SET key = ?, external_id = ?, email = ?, anonymous_id = ?, \
-             properties = ?, first_seen_at = ?, last_seen_at = ?, updated_at = ? \
-             WHERE tenant_id = ? AND id = ?",
-        )
-        .bind(&contact.key)
-        .bind(contact.external_id.as_deref())
-        .bind(contact.email.as_deref())
-        .bind(contact.anonymous_id.as_deref())
-        .bind(to_json("contact properties", &contact.properties)?)
-        .bind(contact.first_seen_at.0)
-        .bind(contact.last_seen_at.0)
-        .bind(contact.last_seen_at.0)
-        .bind(contact.tenant_id.as_str())
-        .bind(contact.id.as_str())
-        .execute(self.conn())
-        .await?;
+        let same_identity = self.known.get(&contact.id).is_some_and(|before| {
+            before.key == contact.key
+                && before.external_id == contact.external_id
+                && before.email == contact.email
+                && before.anonymous_id == contact.anonymous_id
+        });
+        let properties = to_json("contact properties", &contact.properties)?;
+        if same_identity {
+            self.conn
+                .prepare_cached(
+                    "UPDATE contacts SET properties = ?1, first_seen_at = ?2, \
+                     last_seen_at = ?3, updated_at = ?3 WHERE id = ?4",
+                )?
+                .execute(params![
+                    properties,
+                    contact.first_seen_at.0,
+                    contact.last_seen_at.0,
+                    contact.id.as_str(),
+                ])?;
+        } else {
+            self.conn
+                .prepare_cached(
+                    "UPDATE contacts SET key = ?1, external_id = ?2, email = ?3, \
+                     anonymous_id = ?4, properties = ?5, first_seen_at = ?6, \
+                     last_seen_at = ?7, updated_at = ?7 WHERE tenant_id = ?8 AND id = ?9",
+                )?
+                .execute(params![
+                    contact.key,
+                    contact.external_id,
+                    contact.email,
+                    contact.anonymous_id,
+                    properties,
+                    contact.first_seen_at.0,
+                    contact.last_seen_at.0,
+                    contact.tenant_id.as_str(),
+                    contact.id.as_str(),
+                ])?;
+        }
+        self.remember(contact);
         Ok(())
     }
 
@@ -279,37 +265,35 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         id: &ContactId,
         at: Timestamp,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE contacts SET deleted_at = ?, updated_at = ? \
-             WHERE tenant_id = ? AND id = ? AND deleted_at IS NULL",
-        )
-        .bind(at.0)
-        .bind(at.0)
-        .bind(tenant.as_str())
-        .bind(id.as_str())
-        .execute(self.conn())
-        .await?;
+        self.known.remove(id);
+        self.conn
+            .prepare_cached(
+                "UPDATE contacts SET deleted_at = ?1, updated_at = ?1 \
+                 WHERE tenant_id = ?2 AND id = ?3 AND deleted_at IS NULL",
+            )?
+            .execute(params![at.0, tenant.as_str(), id.as_str()])?;
         Ok(())
     }
 
     async fn upsert_alias(&mut self, alias: &Alias) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO contact_aliases \
-             (tenant_id, kind, value, contact_id, from_contact_id, reason, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, kind, value) DO UPDATE SET \
-             contact_id = excluded.contact_id, from_contact_id = excluded.from_contact_id, \
-             reason = excluded.reason, created_at = excluded.created_at",
-        )
-        .bind(alias.tenant_id.as_str())
-        .bind(alias.kind.as_str())
-        .bind(&alias.value)
-        .bind(alias.contact_id.as_str())
-        .bind(alias.from_contact_id.as_ref().map(ContactId::as_str))
-        .bind(alias.reason.as_str())
-        .bind(alias.created_at.0)
-        .execute(self.conn())
-        .await?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO contact_aliases \
+                 (tenant_id, kind, value, contact_id, from_contact_id, reason, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (tenant_id, kind, value) DO UPDATE SET \
+                 contact_id = excluded.contact_id, from_contact_id = excluded.from_contact_id, \
+                 reason = excluded.reason, created_at = excluded.created_at",
+            )?
+            .execute(params![
+                alias.tenant_id.as_str(),
+                alias.kind.as_str(),
+                alias.value,
+                alias.contact_id.as_str(),
+                alias.from_contact_id.as_ref().map(ContactId::as_str),
+                alias.reason.as_str(),
+                alias.created_at.0,
+            ])?;
         Ok(())
     }
 
@@ -319,14 +303,12 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         from: &ContactId,
         to: &ContactId,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE contact_aliases SET contact_id = ? WHERE tenant_id = ? AND contact_id = ?",
-        )
-        .bind(to.as_str())
-        .bind(tenant.as_str())
-        .bind(from.as_str())
-        .execute(self.conn())
-        .await?;
+        self.conn
+            .prepare_cached(
+                "UPDATE contact_aliases SET contact_id = ?1 \
+                 WHERE tenant_id = ?2 AND contact_id = ?3",
+            )?
+            .execute(params![to.as_str(), tenant.as_str(), from.as_str()])?;
         Ok(())
     }
 
@@ -340,7 +322,6 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         if from == to {
             return Ok(());
         }
-        let conn = self.conn();
         // Live runs under `from` whose journey already has a live run under `to`: the one
         // live run per person and journey is the one under `to`, these exit.
         macro_rules! colliding {
@@ -356,39 +337,28 @@ impl IdentityTx for SqliteIdentityTx<'_> {
                 )
             };
         }
-        sqlx::query(concat!(
-            "DELETE FROM timers WHERE run_id IN (",
-            colliding!(),
-            ")"
-        ))
-        .bind(tenant.as_str())
-        .bind(from)
-        .bind(to)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(concat!(
-            "UPDATE runs SET status = 'exited', wake_at = NULL, updated_at = ?4 \
-             WHERE id IN (",
-            colliding!(),
-            ")"
-        ))
-        .bind(tenant.as_str())
-        .bind(from)
-        .bind(to)
-        .bind(at.0)
-        .execute(&mut *conn)
-        .await?;
+        let keys = params![tenant.as_str(), from, to];
+        self.conn
+            .prepare_cached(concat!(
+                "DELETE FROM timers WHERE run_id IN (",
+                colliding!(),
+                ")"
+            ))?
+            .execute(keys)?;
+        self.conn
+            .prepare_cached(concat!(
+                "UPDATE runs SET status = 'exited', wake_at = NULL, updated_at = ?4 \
+                 WHERE id IN (",
+                colliding!(),
+                ")"
+            ))?
+            .execute(params![tenant.as_str(), from, to, at.0])?;
         for sql in [
             "UPDATE runs SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
             "UPDATE events SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
             "UPDATE emails SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
         ] {
-            sqlx::query(sql)
-                .bind(tenant.as_str())
-                .bind(from)
-                .bind(to)
-                .execute(&mut *conn)
-                .await?;
+            self.conn.prepare_cached(sql)?.execute(keys)?;
         }
         Ok(())
     }
