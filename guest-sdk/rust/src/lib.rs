@@ -1,9 +1,10 @@
 //! # waymark-guest — write Waymark journeys in Rust
 //!
 //! A Waymark module is a WebAssembly component that declares journeys (durable, per-person
-//! programs started by an event) and the email templates they send. This crate hides the WIT
-//! plumbing: you write plain handlers over a [`Ctx`] and list them, with their metadata, in
-//! [`module!`].
+//! programs started by an event), buckets (named sets of contacts the host keeps up to date,
+//! with reactions when someone enters or leaves) and the email templates they send. This crate
+//! hides the WIT plumbing: you write plain handlers over a [`Ctx`] and list them, with their
+//! metadata, in [`module!`].
 //!
 //! ```no_run
 //! use waymark_guest::prelude::*;
@@ -32,6 +33,50 @@
 //! }
 //! ```
 //!
+//! ## Buckets
+//!
+//! A bucket's membership follows its [criteria](criteria) — conditions on the contact's
+//! properties and on how often the person fired events, optionally within a window:
+//!
+//! ```no_run
+//! use waymark_guest::prelude::*;
+//!
+//! fn welcome_power_user(ctx: &Ctx) -> JourneyResult {
+//!     ctx.send_email(email("power-welcome"))?;
+//!     Ok(())
+//! }
+//!
+//! fn win_back(ctx: &Ctx) -> JourneyResult {
+//!     ctx.sleep(days(3), "give them a moment");
+//!     ctx.send_email(email("win-back"))?;
+//!     Ok(())
+//! }
+//!
+//! waymark_guest::module! {
+//!     buckets: [
+//!         bucket("power-users")
+//!             .name("Power users")
+//!             .criteria(all([
+//!                 event("feature.used").within(days(7)).at_least(5),
+//!                 prop("plan").is_in(["pro", "team"]),
+//!             ]))
+//!             .on_enter(welcome_power_user)
+//!             .first_entry_only()
+//!             .on_leave(win_back)
+//!             .leave_reasons(["criteria"]),
+//!         bucket("beta-testers").name("Beta testers").manual(),
+//!     ],
+//!     templates: [
+//!         template("power-welcome").subject("You're a power user").body("..."),
+//!         template("win-back").subject("We miss you").body("..."),
+//!     ],
+//! }
+//! ```
+//!
+//! Reactions are journeys: the host runs `on_enter` on the `bucket:entered:<id>` event (whose
+//! properties carry `isFirstEntry` and `entryCount`) and `on_leave` on `bucket:left:<id>`
+//! (with `reason`), as journeys `bucket-<id>-on-enter` / `bucket-<id>-on-leave`.
+//!
 //! Build it as a `cdylib` for `wasm32-wasip2` (`waymark build`, or
 //! `cargo build --release --target wasm32-wasip2`); the result is a component ready to load.
 //!
@@ -49,6 +94,8 @@
 //! panic message is also logged to the host). [`testing::TestHost`] runs handlers natively in
 //! your unit tests, and `module!` adds a `#[test]` that checks your declarations.
 
+mod bucket;
+pub mod criteria;
 mod ctx;
 mod duration;
 mod email;
@@ -57,6 +104,8 @@ mod journey;
 mod module;
 pub mod testing;
 
+pub use bucket::{Bucket, LEAVE_REASONS, bucket};
+pub use criteria::{Criteria, all, any, event, not, prop};
 pub use ctx::{Ctx, Event, Level, Person, TimestampMs};
 pub use duration::{Duration, days, hours, millis, minutes, seconds, weeks};
 pub use email::{Email, EmailId, SendEmailError, email};
@@ -69,10 +118,11 @@ pub use serde_json as json;
 /// Everything a module usually needs: `use waymark_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::bail;
+    pub use crate::criteria::CountOp;
     pub use crate::{
-        Ctx, Duration, Email, EmailId, EntryLimit, Error, Event, JourneyResult, Level, Module,
-        Person, SendEmailError, days, email, hours, journey, millis, minutes, seconds, template,
-        weeks,
+        Bucket, Criteria, Ctx, Duration, Email, EmailId, EntryLimit, Error, Event, JourneyResult,
+        Level, Module, Person, SendEmailError, all, any, bucket, days, email, event, hours,
+        journey, millis, minutes, not, prop, seconds, template, weeks,
     };
     pub use serde_json::{Map, Value, json};
 }
@@ -80,16 +130,21 @@ pub mod prelude {
 /// The WIT interfaces, as the SDK sees them.
 pub(crate) use __private::bindings::waymark::journey as wit;
 
-/// Declares the module: its journeys, each with its handler, and its email templates.
+/// Declares the module: its journeys, each with its handler, its buckets (with their
+/// reaction handlers) and its email templates.
 ///
 /// ```no_run
 /// use waymark_guest::prelude::*;
 /// # fn welcome(_: &Ctx) -> JourneyResult { Ok(()) }
 /// # fn nudge(_: &Ctx) -> JourneyResult { Ok(()) }
+/// # fn hello_pro(_: &Ctx) -> JourneyResult { Ok(()) }
 /// waymark_guest::module! {
 ///     journeys: [
 ///         journey("welcome").on("user.signed_up") => welcome,
 ///         journey("nudge").on("trial.started").once_per(days(30)) => nudge,
+///     ],
+///     buckets: [
+///         bucket("pro").criteria(prop("plan").eq("pro")).on_enter(hello_pro),
 ///     ],
 ///     templates: [
 ///         template("welcome").subject("Welcome!").body("Hi {{ name }}"),
@@ -97,21 +152,24 @@ pub(crate) use __private::bindings::waymark::journey as wit;
 /// }
 /// ```
 ///
-/// `templates` may be left out. Invoke it once per crate, at the crate root. It generates:
+/// The sections come in this order and each may be left out (a module needs a journey or a
+/// bucket). Invoke it once per crate, at the crate root. It generates:
 /// - `pub fn waymark_module() -> waymark_guest::Module` — the declarations, for your tests;
 /// - the component's `describe` and `run` exports (dispatching on the journey id);
 /// - a `#[test] waymark_module_is_valid` that runs [`Module::validate`].
 #[macro_export]
 macro_rules! module {
     (
-        journeys: [ $( $journey:expr => $handler:expr ),* $(,)? ]
-        $(, templates: [ $( $template:expr ),* $(,)? ] )?
-        $(,)?
+        $( journeys: [ $( $journey:expr => $handler:expr ),* $(,)? ] $(,)? )?
+        $( buckets: [ $( $bucket:expr ),* $(,)? ] $(,)? )?
+        $( templates: [ $( $template:expr ),* $(,)? ] $(,)? )?
     ) => {
-        /// This module's journeys and templates, as declared in `waymark_guest::module!`.
+        /// This module's journeys, buckets and templates, as declared in
+        /// `waymark_guest::module!`.
         pub fn waymark_module() -> $crate::Module {
             $crate::Module::new()
-                $( .journey($journey, $handler) )*
+                $( $( .journey($journey, $handler) )* )?
+                $( $( .bucket($bucket) )* )?
                 $( $( .template($template) )* )?
         }
 

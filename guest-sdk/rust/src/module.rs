@@ -1,6 +1,7 @@
-//! A module's declarations (journeys with their handlers, templates): manifest assembly,
-//! validation and handler dispatch.
+//! A module's declarations (journeys with their handlers, buckets with their reactions,
+//! templates): manifest assembly, validation and handler dispatch.
 
+use crate::bucket::Bucket;
 use crate::ctx::{Backend, Ctx, Event, Person};
 use crate::error::{JourneyResult, render};
 use crate::journey::{EntryLimit, Journey, Template};
@@ -15,6 +16,7 @@ pub type Handler = fn(&Ctx) -> JourneyResult;
 #[derive(Clone, Default)]
 pub struct Module {
     journeys: Vec<(Journey, Handler)>,
+    buckets: Vec<Bucket>,
     templates: Vec<Template>,
 }
 
@@ -30,6 +32,12 @@ impl Module {
         self
     }
 
+    /// Adds a bucket (with its reactions, if any).
+    pub fn bucket(mut self, bucket: Bucket) -> Self {
+        self.buckets.push(bucket);
+        self
+    }
+
     /// Adds an email template.
     pub fn template(mut self, template: Template) -> Self {
         self.templates.push(template);
@@ -41,22 +49,51 @@ impl Module {
         self.journeys.iter().map(|(j, _)| j)
     }
 
+    /// The declared buckets, in order.
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.buckets
+    }
+
     /// The declared templates, in order.
     pub fn templates(&self) -> &[Template] {
         &self.templates
     }
 
-    /// The handler of journey `id`.
+    /// The handler of journey `id`: a declared journey, or a bucket reaction
+    /// (`bucket-<id>-on-enter` / `bucket-<id>-on-leave`).
     pub fn handler(&self, id: &str) -> Option<Handler> {
         self.journeys
             .iter()
             .find(|(j, _)| j.id() == id)
             .map(|(_, h)| *h)
+            .or_else(|| {
+                self.buckets
+                    .iter()
+                    .flat_map(Bucket::reactions)
+                    .find(|(reaction, _)| reaction == id)
+                    .map(|(_, h)| h)
+            })
+    }
+
+    /// Every handler id `run` accepts: journey ids, then reaction journey ids.
+    pub fn handler_ids(&self) -> Vec<String> {
+        self.journeys()
+            .map(|j| j.id().to_owned())
+            .chain(
+                self.buckets
+                    .iter()
+                    .flat_map(Bucket::reactions)
+                    .map(|(id, _)| id),
+            )
+            .collect()
     }
 
     /// Checks what the host would refuse: empty or duplicate ids and keys, journeys without a
-    /// trigger, zero-length entry periods. Returns every problem found, one per line, each
-    /// naming the field. `module!` runs this as a `#[test]` in your crate.
+    /// trigger, zero-length entry periods, buckets without criteria (or manual ones with),
+    /// empty composites and zero windows in criteria, reaction ids that collide with journey
+    /// ids. Returns every problem found, one per line, each naming the field. `module!` runs
+    /// this as a `#[test]` in your crate. (The host checks a few more rules at load, e.g. that
+    /// criteria have at least one positive condition.)
     pub fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
         let mut ids = BTreeSet::new();
@@ -77,6 +114,21 @@ impl Module {
                 && period.as_millis() == 0
             {
                 problems.push(format!("{at}: entry_limit once_per period is zero"));
+            }
+        }
+        let mut bucket_ids = BTreeSet::new();
+        for (i, b) in self.buckets.iter().enumerate() {
+            let at = format!("buckets[{i}] ({:?})", b.id());
+            if !b.id().trim().is_empty() && !bucket_ids.insert(b.id()) {
+                problems.push(format!("{at}: id is declared more than once"));
+            }
+            problems.extend(b.problems().into_iter().map(|p| format!("{at}: {p}")));
+            for (reaction, _) in b.reactions() {
+                if ids.contains(reaction.as_str()) {
+                    problems.push(format!(
+                        "{at}: reaction journey id {reaction:?} collides with a journey id"
+                    ));
+                }
             }
         }
         let mut keys = BTreeSet::new();
@@ -103,6 +155,7 @@ impl Module {
         wit::Manifest {
             journeys: self.journeys.iter().map(|(j, _)| j.to_wit()).collect(),
             templates: self.templates.iter().map(Template::to_wit).collect(),
+            buckets: self.buckets.iter().map(Bucket::to_wit).collect(),
         }
     }
 
@@ -140,7 +193,11 @@ impl Module {
     }
 
     fn unknown_handler(&self, id: &str) -> String {
-        let known: Vec<String> = self.journeys().map(|j| format!("{:?}", j.id())).collect();
+        let known: Vec<String> = self
+            .handler_ids()
+            .iter()
+            .map(|id| format!("{id:?}"))
+            .collect();
         if known.is_empty() {
             format!("unknown handler {id:?}: this module declares no journeys")
         } else {
@@ -156,6 +213,7 @@ impl std::fmt::Debug for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Module")
             .field("journeys", &self.journeys().collect::<Vec<_>>())
+            .field("buckets", &self.buckets)
             .field("templates", &self.templates)
             .finish()
     }

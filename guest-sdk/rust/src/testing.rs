@@ -25,11 +25,36 @@
 //!
 //! The test host performs every call for real, in order: a sleep advances its clock and
 //! returns, so one call runs the whole journey. It does not replay or render templates.
+//!
+//! [`describe`] shows what the module's `describe` export tells the host, as JSON, so tests
+//! can check declarations — buckets' criteria above all:
+//!
+//! ```
+//! use waymark_guest::prelude::*;
+//! use waymark_guest::testing::describe;
+//!
+//! fn hello(_: &Ctx) -> JourneyResult { Ok(()) }
+//!
+//! let module = Module::new().bucket(
+//!     bucket("pro").criteria(prop("plan").eq("pro")).on_enter(hello).first_entry_only(),
+//! );
+//! let manifest = describe(&module);
+//! assert_eq!(
+//!     manifest["buckets"][0]["criteria"],
+//!     json!({"type": "property", "property": "plan", "operator": "eq", "value": "pro"})
+//! );
+//! assert_eq!(
+//!     manifest["buckets"][0]["reactions"][0],
+//!     json!({"journeyId": "bucket-pro-on-enter", "handler": "bucket-pro-on-enter",
+//!            "on": {"enter": {"firstEntryOnly": true}}})
+//! );
+//! ```
 
 use crate::ctx::{Backend, Event, Level, Person, TimestampMs};
 use crate::duration::{Duration, millis};
 use crate::module::Module;
-use serde_json::{Map, Value};
+use crate::wit::types as wit;
+use serde_json::{Map, Value, json};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -176,6 +201,74 @@ impl TestRun {
             })
             .sum()
     }
+}
+
+/// What `describe` returns for `module`, as JSON: `journeys`, `templates` and `buckets`, with
+/// field names in camelCase, durations in milliseconds, each bucket's criteria as parsed JSON
+/// (`criteria`, `null` for a manual bucket) and reactions' `on` as `{"enter": {..}}` or
+/// `{"leave": {..}}`.
+pub fn describe(module: &Module) -> Value {
+    let manifest = module.manifest();
+    let limit = |l: &wit::EntryLimit| match l {
+        wit::EntryLimit::Once => json!("once"),
+        wit::EntryLimit::OncePer(ms) => json!({"oncePer": ms}),
+        wit::EntryLimit::Unlimited => json!("unlimited"),
+    };
+    let journeys: Vec<Value> = manifest
+        .journeys
+        .iter()
+        .map(|j| {
+            json!({"id": j.id, "name": j.name, "trigger": j.trigger,
+                   "entryLimit": limit(&j.entry_limit), "enabled": j.enabled})
+        })
+        .collect();
+    let templates: Vec<Value> = manifest
+        .templates
+        .iter()
+        .map(|t| json!({"key": t.key, "subject": t.subject, "body": t.body}))
+        .collect();
+    let buckets: Vec<Value> = manifest
+        .buckets
+        .iter()
+        .map(|b| {
+            let criteria = b
+                .criteria_json
+                .as_deref()
+                .map(|text| serde_json::from_str(text).expect("the SDK writes valid JSON"))
+                .unwrap_or(Value::Null);
+            let reactions: Vec<Value> = b
+                .reactions
+                .iter()
+                .map(|r| {
+                    let on = match &r.on {
+                        wit::ReactionOn::Enter(o) => {
+                            json!({"enter": {"firstEntryOnly": o.first_entry_only}})
+                        }
+                        wit::ReactionOn::Leave(o) => json!({"leave": {"reasons": o.reasons}}),
+                    };
+                    json!({"journeyId": r.journey_id, "handler": r.handler, "on": on})
+                })
+                .collect();
+            json!({
+                "id": b.id,
+                "name": b.name,
+                "description": b.description,
+                "enabled": b.enabled,
+                "kind": match b.kind {
+                    wit::BucketKind::Computed => "computed",
+                    wit::BucketKind::Manual => "manual",
+                },
+                "criteria": criteria,
+                "timeBased": b.time_based,
+                "fastExpiry": b.fast_expiry,
+                "minDwellMs": b.min_dwell_ms,
+                "maxDwellMs": b.max_dwell_ms,
+                "entryLimit": limit(&b.entry_limit),
+                "reactions": reactions,
+            })
+        })
+        .collect();
+    json!({"journeys": journeys, "templates": templates, "buckets": buckets})
 }
 
 struct State {

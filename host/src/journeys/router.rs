@@ -1,23 +1,131 @@
 //! The journey router: which journeys an event starts. Matching is on the trigger event name
-//! (exact) among the tenant's active, enabled journeys; entry limits are applied by the store
-//! inside the ingest transaction, where they can see earlier runs consistently.
+//! (exact) among the tenant's active, enabled journeys, then on the journey's trigger filter
+//! (`trigger_where`, property conditions over the event's properties — how bucket reactions
+//! select first entries or leave reasons); entry limits are applied by the store inside the
+//! ingest transaction, where they can see earlier runs consistently.
 
+use crate::buckets::{EventCounts, evaluate};
 use crate::ids::TenantId;
 use crate::modules::ModuleRegistry;
+use crate::modules::manifest::JourneyDef;
 use crate::store::RunCandidate;
+use serde_json::{Map, Value};
 
-pub fn candidates(
+/// The journeys an event named `event_name` with `event_properties` starts.
+pub fn candidates_for(
     registry: &ModuleRegistry,
     tenant: &TenantId,
     event_name: &str,
+    event_properties: &Map<String, Value>,
 ) -> Vec<RunCandidate> {
     registry
         .triggered_by(tenant, event_name)
         .into_iter()
+        .filter(|(_, journey)| trigger_filter_holds(journey, event_properties))
         .map(|(module, journey)| RunCandidate {
             journey_id: journey.id,
             module_hash: module.hash.clone(),
             entry_limit: journey.entry_limit,
         })
         .collect()
+}
+
+/// [`candidates_for`] an event without properties: journeys with a trigger filter see an
+/// empty property map (so a filter that needs a property does not start them).
+pub fn candidates(
+    registry: &ModuleRegistry,
+    tenant: &TenantId,
+    event_name: &str,
+) -> Vec<RunCandidate> {
+    candidates_for(registry, tenant, event_name, &Map::new())
+}
+
+/// Whether `journey`'s trigger filter, if any, holds for the triggering event's properties.
+/// Filters are property conditions only; an event leg would see a count of zero.
+pub fn trigger_filter_holds(journey: &JourneyDef, event_properties: &Map<String, Value>) -> bool {
+    journey
+        .trigger_where
+        .as_ref()
+        .is_none_or(|filter| evaluate(filter, event_properties, &EventCounts::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buckets::{BucketDef, BucketKind, Condition, LeaveReason, ReactionDef, ReactionOn};
+    use crate::journeys::EntryLimit;
+    use serde_json::json;
+
+    fn reaction_journey(on: ReactionOn) -> JourneyDef {
+        let bucket = BucketDef {
+            id: "vip".into(),
+            name: "VIP".into(),
+            description: None,
+            enabled: true,
+            kind: BucketKind::Manual,
+            criteria: None::<Condition>,
+            time_based: None,
+            fast_expiry: false,
+            min_dwell_ms: None,
+            max_dwell_ms: None,
+            entry_limit: EntryLimit::Unlimited,
+            reactions: vec![],
+        };
+        JourneyDef::from_reaction(
+            &bucket,
+            &ReactionDef {
+                journey_id: "bucket-vip-on-x".into(),
+                handler: "bucket-vip-on-x".into(),
+                on,
+            },
+        )
+    }
+
+    fn props(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn given_a_first_entry_only_reaction_when_the_entry_is_a_repeat_then_it_is_skipped() {
+        let j = reaction_journey(ReactionOn::Enter {
+            first_entry_only: true,
+        });
+        assert!(trigger_filter_holds(
+            &j,
+            &props(json!({"isFirstEntry": true, "entryCount": 1}))
+        ));
+        assert!(!trigger_filter_holds(
+            &j,
+            &props(json!({"isFirstEntry": false, "entryCount": 2}))
+        ));
+        assert!(!trigger_filter_holds(&j, &Map::new()));
+    }
+
+    #[test]
+    fn given_a_reason_filter_when_the_leave_reason_is_not_listed_then_it_is_skipped() {
+        let j = reaction_journey(ReactionOn::Leave {
+            reasons: Some(vec![LeaveReason::MaxDwell]),
+        });
+        assert!(trigger_filter_holds(
+            &j,
+            &props(json!({"reason": "maxDwell"}))
+        ));
+        assert!(!trigger_filter_holds(
+            &j,
+            &props(json!({"reason": "criteria"}))
+        ));
+    }
+
+    #[test]
+    fn given_no_filter_when_any_event_arrives_then_the_journey_matches() {
+        let j = reaction_journey(ReactionOn::Enter {
+            first_entry_only: false,
+        });
+        assert!(j.trigger_where.is_none());
+        assert!(trigger_filter_holds(&j, &Map::new()));
+        assert!(trigger_filter_holds(
+            &j,
+            &props(json!({"isFirstEntry": false}))
+        ));
+    }
 }

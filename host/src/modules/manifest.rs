@@ -1,11 +1,17 @@
 //! A module's manifest as the host keeps it: converted from what `describe` returned and
 //! validated, with errors that name the offending field.
+//!
+//! Bucket reactions are desugared here into ordinary journeys (appended to
+//! [`ModuleManifest::journeys`]): triggered by the bucket's transition event, filtered by a
+//! [`JourneyDef::trigger_where`] on the event's properties, entry limit unlimited.
 
+use crate::buckets::validate::{check_name, validate_bucket};
+use crate::buckets::{BucketDef, BucketKind, Condition, LeaveReason, ReactionDef, ReactionOn};
 use crate::delivery::templates::TemplateSet;
 use crate::journeys::EntryLimit;
 use crate::runtime::bindings::types as wit;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -15,6 +21,32 @@ pub struct JourneyDef {
     pub trigger: String,
     pub entry_limit: EntryLimit,
     pub enabled: bool,
+    /// What `invocation.handler` carries when the host runs this journey: the journey id for a
+    /// declared journey, the reaction's handler for a bucket reaction.
+    pub handler: String,
+    /// A condition on the triggering event's properties (property conditions only); the
+    /// router starts no run when it does not hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_where: Option<Condition>,
+    /// The bucket whose reaction this journey is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_bucket_id: Option<String>,
+}
+
+impl JourneyDef {
+    /// The journey a bucket reaction desugars into.
+    pub fn from_reaction(bucket: &BucketDef, reaction: &ReactionDef) -> Self {
+        Self {
+            id: reaction.journey_id.clone(),
+            name: format!("{} \u{2014} on {}", bucket.name, reaction.on.kind()),
+            trigger: reaction.on.trigger_event(&bucket.id),
+            entry_limit: EntryLimit::Unlimited,
+            enabled: bucket.enabled,
+            handler: reaction.handler.clone(),
+            trigger_where: reaction.on.trigger_filter(),
+            source_bucket_id: Some(bucket.id.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,33 +58,23 @@ pub struct TemplateDef {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModuleManifest {
+    /// Declared journeys, then the journeys bucket reactions desugar into.
     pub journeys: Vec<JourneyDef>,
     pub templates: Vec<TemplateDef>,
-}
-
-const MAX_ID_LEN: usize = 200;
-
-fn check_name(field: String, value: &str) -> Result<(), String> {
-    if value.trim().is_empty() {
-        return Err(format!("{field} must not be empty"));
-    }
-    if value.len() > MAX_ID_LEN {
-        return Err(format!("{field} is longer than {MAX_ID_LEN} characters"));
-    }
-    Ok(())
+    pub buckets: Vec<BucketDef>,
 }
 
 impl ModuleManifest {
     pub fn from_wit(manifest: wit::Manifest) -> Result<Self, String> {
-        if manifest.journeys.is_empty() {
-            return Err("journeys must declare at least one journey".into());
+        if manifest.journeys.is_empty() && manifest.buckets.is_empty() {
+            return Err("a module must declare at least one journey or bucket".into());
         }
         let mut ids = HashSet::new();
         let mut journeys = Vec::with_capacity(manifest.journeys.len());
         for (i, j) in manifest.journeys.into_iter().enumerate() {
-            check_name(format!("journeys[{i}].id"), &j.id)?;
-            check_name(format!("journeys[{i}].name"), &j.name)?;
-            check_name(format!("journeys[{i}].trigger"), &j.trigger)?;
+            check_name(&format!("journeys[{i}].id"), &j.id)?;
+            check_name(&format!("journeys[{i}].name"), &j.name)?;
+            check_name(&format!("journeys[{i}].trigger"), &j.trigger)?;
             if !ids.insert(j.id.clone()) {
                 return Err(format!("journeys[{i}].id {:?} is declared twice", j.id));
             }
@@ -67,13 +89,18 @@ impl ModuleManifest {
                 wit::EntryLimit::OncePer(ms) => EntryLimit::OncePer(ms),
             };
             journeys.push(JourneyDef {
+                handler: j.id.clone(),
                 id: j.id,
                 name: j.name,
                 trigger: j.trigger,
                 entry_limit,
                 enabled: j.enabled,
+                trigger_where: None,
+                source_bucket_id: None,
             });
         }
+        let buckets = convert_buckets(manifest.buckets)?;
+        add_reaction_journeys(&buckets, &mut journeys)?;
         let templates = manifest
             .templates
             .into_iter()
@@ -86,6 +113,7 @@ impl ModuleManifest {
         Ok(Self {
             journeys,
             templates,
+            buckets,
         })
     }
 
@@ -98,6 +126,120 @@ impl ModuleManifest {
         }
         Ok(())
     }
+}
+
+fn convert_buckets(declared: Vec<wit::BucketDef>) -> Result<Vec<BucketDef>, String> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut buckets = Vec::with_capacity(declared.len());
+    for (i, b) in declared.into_iter().enumerate() {
+        let at = format!("buckets[{i}] {:?}", b.id);
+        let bucket = convert_bucket(b).map_err(|e| format!("{at}: {e}"))?;
+        if let Some(first) = seen.insert(bucket.id.clone(), i) {
+            return Err(format!("{at}: id is already declared by buckets[{first}]"));
+        }
+        buckets.push(bucket);
+    }
+    Ok(buckets)
+}
+
+fn convert_bucket(b: wit::BucketDef) -> Result<BucketDef, String> {
+    let criteria = b
+        .criteria_json
+        .as_deref()
+        .map(Condition::from_json_str)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let entry_limit = match b.entry_limit {
+        wit::EntryLimit::Once => EntryLimit::Once,
+        wit::EntryLimit::OncePer(ms) => EntryLimit::OncePer(ms),
+        wit::EntryLimit::Unlimited => EntryLimit::Unlimited,
+    };
+    let reactions = b
+        .reactions
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| convert_reaction(i, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bucket = BucketDef {
+        id: b.id,
+        name: b.name,
+        description: b.description,
+        enabled: b.enabled,
+        kind: match b.kind {
+            wit::BucketKind::Computed => BucketKind::Computed,
+            wit::BucketKind::Manual => BucketKind::Manual,
+        },
+        criteria,
+        time_based: b.time_based,
+        fast_expiry: b.fast_expiry,
+        min_dwell_ms: b.min_dwell_ms,
+        max_dwell_ms: b.max_dwell_ms,
+        entry_limit,
+        reactions,
+    };
+    validate_bucket(&bucket)?;
+    Ok(bucket)
+}
+
+fn convert_reaction(i: usize, r: wit::ReactionDef) -> Result<ReactionDef, String> {
+    let on = match r.on {
+        wit::ReactionOn::Enter(options) => ReactionOn::Enter {
+            first_entry_only: options.first_entry_only,
+        },
+        wit::ReactionOn::Leave(options) => ReactionOn::Leave {
+            reasons: options
+                .reasons
+                .map(|reasons| {
+                    reasons
+                        .iter()
+                        .enumerate()
+                        .map(|(j, reason)| {
+                            LeaveReason::parse(reason).ok_or_else(|| {
+                                let known: Vec<&str> =
+                                    LeaveReason::ALL.iter().map(|r| r.as_str()).collect();
+                                format!(
+                                    "reactions[{i}].on.leave.reasons[{j}] {reason:?} is not a \
+                                     leave reason (one of {})",
+                                    known.join(", ")
+                                )
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?,
+        },
+    };
+    Ok(ReactionDef {
+        journey_id: r.journey_id,
+        handler: r.handler,
+        on,
+    })
+}
+
+/// Appends each reaction's journey, refusing an id that another journey already has.
+fn add_reaction_journeys(
+    buckets: &[BucketDef],
+    journeys: &mut Vec<JourneyDef>,
+) -> Result<(), String> {
+    let mut owners: HashMap<String, String> = journeys
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.id.clone(), format!("journeys[{i}].id")))
+        .collect();
+    for (b, bucket) in buckets.iter().enumerate() {
+        for (r, reaction) in bucket.reactions.iter().enumerate() {
+            let field = format!("buckets[{b}] {:?}: reactions[{r}].journey-id", bucket.id);
+            if let Some(owner) = owners.get(&reaction.journey_id) {
+                return Err(format!(
+                    "{field} {:?} collides with {owner} {:?}",
+                    reaction.journey_id, reaction.journey_id
+                ));
+            }
+            owners.insert(reaction.journey_id.clone(), field);
+            journeys.push(JourneyDef::from_reaction(bucket, reaction));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -122,6 +264,7 @@ mod tests {
                 journey("b", "y", wit::EntryLimit::Unlimited),
             ],
             templates: vec![],
+            buckets: vec![],
         })
         .unwrap();
         assert_eq!(m.journeys[0].entry_limit, EntryLimit::OncePer(1000));
@@ -133,6 +276,7 @@ mod tests {
         let err = ModuleManifest::from_wit(wit::Manifest {
             journeys: vec![journey("a", " ", wit::EntryLimit::Once)],
             templates: vec![],
+            buckets: vec![],
         })
         .unwrap_err();
         assert_eq!(err, "journeys[0].trigger must not be empty");
@@ -146,8 +290,239 @@ mod tests {
                 journey("a", "y", wit::EntryLimit::Once),
             ],
             templates: vec![],
+            buckets: vec![],
         })
         .unwrap_err();
         assert!(err.contains("journeys[1].id"), "{err}");
+    }
+
+    fn bucket(id: &str, criteria: Option<&str>) -> wit::BucketDef {
+        wit::BucketDef {
+            id: id.into(),
+            name: "A bucket".into(),
+            description: None,
+            enabled: true,
+            kind: if criteria.is_some() {
+                wit::BucketKind::Computed
+            } else {
+                wit::BucketKind::Manual
+            },
+            criteria_json: criteria.map(str::to_owned),
+            time_based: None,
+            fast_expiry: false,
+            min_dwell_ms: None,
+            max_dwell_ms: None,
+            entry_limit: wit::EntryLimit::Unlimited,
+            reactions: vec![],
+        }
+    }
+
+    fn reaction(journey_id: &str, on: wit::ReactionOn) -> wit::ReactionDef {
+        wit::ReactionDef {
+            journey_id: journey_id.into(),
+            handler: journey_id.into(),
+            on,
+        }
+    }
+
+    const ACTIVE: &str = r#"{"type":"event","event":"app.active","check":"exists"}"#;
+
+    fn with_buckets(buckets: Vec<wit::BucketDef>) -> Result<ModuleManifest, String> {
+        ModuleManifest::from_wit(wit::Manifest {
+            journeys: vec![journey("welcome", "user.signed_up", wit::EntryLimit::Once)],
+            templates: vec![],
+            buckets,
+        })
+    }
+
+    #[test]
+    fn given_a_bucket_with_reactions_when_loaded_then_each_reaction_becomes_a_filtered_journey() {
+        let mut b = bucket("power-users", Some(ACTIVE));
+        b.name = "Power users".into();
+        b.reactions = vec![
+            reaction(
+                "bucket-power-users-on-enter",
+                wit::ReactionOn::Enter(wit::EnterOptions {
+                    first_entry_only: true,
+                }),
+            ),
+            reaction(
+                "bucket-power-users-on-leave",
+                wit::ReactionOn::Leave(wit::LeaveOptions {
+                    reasons: Some(vec!["criteria".into(), "maxDwell".into()]),
+                }),
+            ),
+        ];
+        let m = with_buckets(vec![b]).unwrap();
+        assert_eq!(m.buckets.len(), 1);
+        assert_eq!(m.buckets[0].kind, BucketKind::Computed);
+        assert_eq!(m.journeys.len(), 3);
+        let enter = &m.journeys[1];
+        assert_eq!(enter.id, "bucket-power-users-on-enter");
+        assert_eq!(enter.handler, "bucket-power-users-on-enter");
+        assert_eq!(enter.name, "Power users \u{2014} on enter");
+        assert_eq!(enter.trigger, "bucket:entered:power-users");
+        assert_eq!(enter.entry_limit, EntryLimit::Unlimited);
+        assert_eq!(enter.source_bucket_id.as_deref(), Some("power-users"));
+        assert_eq!(
+            enter.trigger_where.as_ref().unwrap().to_json(),
+            serde_json::json!({"type": "property", "property": "isFirstEntry",
+                               "operator": "eq", "value": true})
+        );
+        let leave = &m.journeys[2];
+        assert_eq!(leave.trigger, "bucket:left:power-users");
+        assert_eq!(
+            leave.trigger_where.as_ref().unwrap().to_json(),
+            serde_json::json!({"type": "property", "property": "reason",
+                               "operator": "in", "value": ["criteria", "maxDwell"]})
+        );
+        assert_eq!(m.journeys[0].handler, "welcome");
+        assert!(m.journeys[0].trigger_where.is_none());
+    }
+
+    #[test]
+    fn given_a_bad_window_in_the_second_bucket_when_loaded_then_the_error_names_bucket_and_field() {
+        let err = with_buckets(vec![
+            bucket("a", Some(ACTIVE)),
+            bucket(
+                "power-users",
+                Some(r#"{"type":"all","conditions":[{"type":"event","event":"x","check":"exists","withinMs":-1}]}"#),
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err,
+            r#"buckets[1] "power-users": criteria.all[0].withinMs must be above zero"#
+        );
+    }
+
+    #[test]
+    fn given_an_unknown_criteria_field_when_loaded_then_the_error_names_it() {
+        let err = with_buckets(vec![bucket(
+            "b",
+            Some(r#"{"type":"event","event":"x","check":"exists","within":"7d"}"#),
+        )])
+        .unwrap_err();
+        assert!(
+            err.starts_with(
+                r#"buckets[0] "b": criteria.within is not a field of an event condition"#
+            ),
+            "{err}"
+        );
+        let err = with_buckets(vec![bucket("b", Some("{nope"))]).unwrap_err();
+        assert!(
+            err.starts_with(r#"buckets[0] "b": criteria is not valid JSON"#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn given_bucket_rules_when_broken_then_the_bucket_and_field_are_named() {
+        let mut manual_with_criteria = bucket("m", Some(ACTIVE));
+        manual_with_criteria.kind = wit::BucketKind::Manual;
+        assert!(
+            with_buckets(vec![manual_with_criteria])
+                .unwrap_err()
+                .starts_with(r#"buckets[0] "m": criteria-json must be left out"#)
+        );
+        let mut computed_without = bucket("c", None);
+        computed_without.kind = wit::BucketKind::Computed;
+        assert_eq!(
+            with_buckets(vec![computed_without]).unwrap_err(),
+            r#"buckets[0] "c": criteria-json is required for a computed bucket"#
+        );
+        let mut dwell = bucket("d", Some(ACTIVE));
+        dwell.min_dwell_ms = Some(10);
+        dwell.max_dwell_ms = Some(5);
+        assert_eq!(
+            with_buckets(vec![dwell]).unwrap_err(),
+            r#"buckets[0] "d": max-dwell-ms (5) must not be below min-dwell-ms (10)"#
+        );
+        let negative_only = bucket(
+            "n",
+            Some(r#"{"type":"property","property":"plan","operator":"not_exists"}"#),
+        );
+        assert!(
+            with_buckets(vec![negative_only])
+                .unwrap_err()
+                .starts_with(r#"buckets[0] "n": criteria must have at least one positive"#)
+        );
+        let bucket_leg = bucket(
+            "r",
+            Some(r#"{"type":"event","event":"bucket:left:x","check":"exists"}"#),
+        );
+        assert!(
+            with_buckets(vec![bucket_leg])
+                .unwrap_err()
+                .starts_with(r#"buckets[0] "r": criteria.event "bucket:left:x""#)
+        );
+        let mut bad_reason = bucket("l", Some(ACTIVE));
+        bad_reason.reactions = vec![reaction(
+            "x",
+            wit::ReactionOn::Leave(wit::LeaveOptions {
+                reasons: Some(vec!["criteria".into(), "max_dwell".into()]),
+            }),
+        )];
+        assert_eq!(
+            with_buckets(vec![bad_reason]).unwrap_err(),
+            r#"buckets[0] "l": reactions[0].on.leave.reasons[1] "max_dwell" is not a leave reason (one of criteria, maxDwell, manual)"#
+        );
+    }
+
+    #[test]
+    fn given_a_reaction_id_equal_to_a_journey_id_when_loaded_then_both_are_named() {
+        let mut b = bucket("vip", Some(ACTIVE));
+        b.reactions = vec![reaction(
+            "welcome",
+            wit::ReactionOn::Enter(wit::EnterOptions {
+                first_entry_only: false,
+            }),
+        )];
+        assert_eq!(
+            with_buckets(vec![b]).unwrap_err(),
+            r#"buckets[0] "vip": reactions[0].journey-id "welcome" collides with journeys[0].id "welcome""#
+        );
+        let mut a = bucket("a", Some(ACTIVE));
+        a.reactions = vec![reaction(
+            "same",
+            wit::ReactionOn::Enter(wit::EnterOptions {
+                first_entry_only: false,
+            }),
+        )];
+        let mut b = bucket("b", Some(ACTIVE));
+        b.reactions = a.reactions.clone();
+        assert_eq!(
+            with_buckets(vec![a, b]).unwrap_err(),
+            r#"buckets[1] "b": reactions[0].journey-id "same" collides with buckets[0] "a": reactions[0].journey-id "same""#
+        );
+    }
+
+    #[test]
+    fn given_a_bucket_id_declared_twice_when_loaded_then_it_is_refused() {
+        assert_eq!(
+            with_buckets(vec![bucket("vip", Some(ACTIVE)), bucket("vip", None)]).unwrap_err(),
+            r#"buckets[1] "vip": id is already declared by buckets[0]"#
+        );
+    }
+
+    #[test]
+    fn given_a_module_with_only_buckets_when_loaded_then_it_is_accepted_and_an_empty_one_is_not() {
+        let m = ModuleManifest::from_wit(wit::Manifest {
+            journeys: vec![],
+            templates: vec![],
+            buckets: vec![bucket("manual", None)],
+        })
+        .unwrap();
+        assert_eq!(m.buckets[0].kind, BucketKind::Manual);
+        assert!(m.journeys.is_empty());
+        assert_eq!(
+            ModuleManifest::from_wit(wit::Manifest {
+                journeys: vec![],
+                templates: vec![],
+                buckets: vec![],
+            })
+            .unwrap_err(),
+            "a module must declare at least one journey or bucket"
+        );
     }
 }

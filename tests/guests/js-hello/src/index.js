@@ -30,6 +30,7 @@ export function describe() {
         body: 'This email was queued by a journey written in JavaScript at {{ sent_at }}.\n',
       },
     ],
+    buckets: [],
   };
 }
 

@@ -1,0 +1,496 @@
+//! Bucket declarations: named sets of contacts the host keeps up to date, and the reactions
+//! it runs when someone enters or leaves.
+
+use crate::criteria::Criteria;
+use crate::duration::{Duration, to_millis};
+use crate::journey::EntryLimit;
+use crate::module::Handler;
+use crate::wit::types as wit;
+
+/// The leave reasons the host reports (`reason` on `bucket:left:<id>`).
+pub const LEAVE_REASONS: [&str; 3] = ["criteria", "maxDwell", "manual"];
+
+/// Starts declaring a bucket with the given id (unique across the tenant's modules; no `:` or
+/// whitespace).
+///
+/// The defaults are: name = id, computed (give it [`Bucket::criteria`]), enabled, entry limit
+/// [`EntryLimit::Unlimited`], time-based inferred by the host (true when an event condition
+/// has a window), no dwell bounds, no reactions.
+///
+/// ```
+/// use waymark_guest::prelude::*;
+/// # fn celebrate(_: &Ctx) -> JourneyResult { Ok(()) }
+/// # fn win_back(_: &Ctx) -> JourneyResult { Ok(()) }
+/// let b = bucket("power-users")
+///     .name("Power users")
+///     .criteria(event("feature.used").within(days(7)).at_least(5))
+///     .max_dwell(days(30))
+///     .on_enter(celebrate)
+///     .first_entry_only()
+///     .on_leave(win_back)
+///     .leave_reasons(["criteria"]);
+/// assert_eq!(b.enter_journey_id(), "bucket-power-users-on-enter");
+/// ```
+pub fn bucket(id: impl Into<String>) -> Bucket {
+    Bucket {
+        id: id.into(),
+        name: None,
+        description: None,
+        enabled: true,
+        manual: false,
+        criteria: None,
+        time_based: None,
+        fast_expiry: false,
+        min_dwell: None,
+        max_dwell: None,
+        entry_limit: EntryLimit::Unlimited,
+        on_enter: None,
+        first_entry_only: false,
+        on_leave: None,
+        leave_reasons: None,
+    }
+}
+
+/// A bucket's metadata and reactions, built with [`bucket`] and listed in
+/// [`module!`](crate::module) under `buckets`.
+#[derive(Debug, Clone)]
+#[must_use = "a bucket declaration does nothing until it is listed in `module!`"]
+pub struct Bucket {
+    id: String,
+    name: Option<String>,
+    description: Option<String>,
+    enabled: bool,
+    manual: bool,
+    criteria: Option<Criteria>,
+    time_based: Option<bool>,
+    fast_expiry: bool,
+    min_dwell: Option<Duration>,
+    max_dwell: Option<Duration>,
+    entry_limit: EntryLimit,
+    on_enter: Option<Handler>,
+    first_entry_only: bool,
+    on_leave: Option<Handler>,
+    leave_reasons: Option<Vec<String>>,
+}
+
+impl Bucket {
+    /// Display name (the `bucketName` of transition events). Defaults to the id.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A description, for display only.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Who belongs: the bucket is computed from these criteria.
+    pub fn criteria(mut self, criteria: Criteria) -> Self {
+        self.criteria = Some(criteria);
+        self
+    }
+
+    /// Membership is changed only through the host's API, never evaluated; a manual bucket
+    /// has no criteria.
+    pub fn manual(mut self) -> Self {
+        self.manual = true;
+        self
+    }
+
+    /// Whether the bucket is evaluated and emits transitions (default `true`).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Same as `.enabled(false)`.
+    pub fn disabled(self) -> Self {
+        self.enabled(false)
+    }
+
+    /// Whether the clock alone can change membership, so the host re-checks members
+    /// periodically. Left out, the host infers it: true when an event condition has a
+    /// window.
+    pub fn time_based(mut self, time_based: bool) -> Self {
+        self.time_based = Some(time_based);
+        self
+    }
+
+    /// Re-check a new member for leaving as soon as possible after they join.
+    pub fn fast_expiry(mut self) -> Self {
+        self.fast_expiry = true;
+        self
+    }
+
+    /// A leave waits until the membership is at least this old (anti-flap).
+    pub fn min_dwell(mut self, dwell: Duration) -> Self {
+        self.min_dwell = Some(dwell);
+        self
+    }
+
+    /// Members leave (reason `"maxDwell"`) this long after they entered, whatever the
+    /// criteria say. At least the min dwell.
+    pub fn max_dwell(mut self, dwell: Duration) -> Self {
+        self.max_dwell = Some(dwell);
+        self
+    }
+
+    /// How often one person's entry emits `bucket:entered` (membership is recorded
+    /// regardless). For buckets, [`EntryLimit::OncePer`]'s period is measured from the
+    /// person's most recent prior leave. Default [`EntryLimit::Unlimited`].
+    pub fn entry_limit(mut self, limit: EntryLimit) -> Self {
+        self.entry_limit = limit;
+        self
+    }
+
+    /// `.entry_limit(EntryLimit::Once)`.
+    pub fn once(self) -> Self {
+        self.entry_limit(EntryLimit::Once)
+    }
+
+    /// `.entry_limit(EntryLimit::OncePer(period))`.
+    pub fn once_per(self, period: Duration) -> Self {
+        self.entry_limit(EntryLimit::OncePer(period))
+    }
+
+    /// `.entry_limit(EntryLimit::Unlimited)` (the default).
+    pub fn unlimited(self) -> Self {
+        self.entry_limit(EntryLimit::Unlimited)
+    }
+
+    /// Runs `handler` (a journey handler, same [`Ctx`](crate::Ctx)) when someone enters. Its
+    /// trigger event is `bucket:entered:<id>`, with `isFirstEntry` and `entryCount`
+    /// properties. A person has at most one live run of it at a time.
+    pub fn on_enter(mut self, handler: Handler) -> Self {
+        self.on_enter = Some(handler);
+        self
+    }
+
+    /// Runs the enter reaction only on a person's first entry.
+    pub fn first_entry_only(mut self) -> Self {
+        self.first_entry_only = true;
+        self
+    }
+
+    /// Runs `handler` when someone leaves. Its trigger event is `bucket:left:<id>`, with a
+    /// `reason` property (one of [`LEAVE_REASONS`]).
+    pub fn on_leave(mut self, handler: Handler) -> Self {
+        self.on_leave = Some(handler);
+        self
+    }
+
+    /// Runs the leave reaction only for these reasons (of [`LEAVE_REASONS`]).
+    pub fn leave_reasons<S: Into<String>>(mut self, reasons: impl IntoIterator<Item = S>) -> Self {
+        self.leave_reasons = Some(reasons.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The bucket id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The display name (the id unless [`Bucket::name`] set one).
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The criteria, if any.
+    pub fn declared_criteria(&self) -> Option<&Criteria> {
+        self.criteria.as_ref()
+    }
+
+    /// Whether the bucket is manual.
+    pub fn is_manual(&self) -> bool {
+        self.manual
+    }
+
+    /// Whether the bucket is enabled.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The journey id (and handler id) of the enter reaction: `bucket-<id>-on-enter`. Run it
+    /// in tests with [`TestHost::run`](crate::testing::TestHost::run).
+    pub fn enter_journey_id(&self) -> String {
+        format!("bucket-{}-on-enter", self.id)
+    }
+
+    /// The journey id (and handler id) of the leave reaction: `bucket-<id>-on-leave`.
+    pub fn leave_journey_id(&self) -> String {
+        format!("bucket-{}-on-leave", self.id)
+    }
+
+    /// The reactions as `(journey id, handler)`.
+    pub(crate) fn reactions(&self) -> impl Iterator<Item = (String, Handler)> + '_ {
+        self.on_enter
+            .map(|h| (self.enter_journey_id(), h))
+            .into_iter()
+            .chain(self.on_leave.map(|h| (self.leave_journey_id(), h)))
+    }
+
+    /// Problems the host would refuse, each naming the field.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        if self.id.trim().is_empty() {
+            found.push("id is empty".to_owned());
+        } else if self.id.chars().any(|c| c == ':' || c.is_whitespace()) {
+            found.push("id must not contain ':' or whitespace".to_owned());
+        }
+        if self.display_name().trim().is_empty() {
+            found.push("name is empty".to_owned());
+        }
+        match (self.manual, &self.criteria) {
+            (true, Some(_)) => found.push("a manual bucket must not have criteria".to_owned()),
+            (false, None) => found.push(
+                "criteria are missing; add .criteria(..) or declare the bucket .manual()"
+                    .to_owned(),
+            ),
+            (false, Some(c)) => found.extend(crate::criteria::problems(c)),
+            (true, None) => {}
+        }
+        for (field, dwell) in [("min_dwell", self.min_dwell), ("max_dwell", self.max_dwell)] {
+            if dwell.is_some_and(|d| to_millis(d) == 0) {
+                found.push(format!("{field} is zero"));
+            }
+        }
+        if let (Some(min), Some(max)) = (self.min_dwell, self.max_dwell)
+            && max < min
+        {
+            found.push("max_dwell is below min_dwell".to_owned());
+        }
+        if let EntryLimit::OncePer(period) = self.entry_limit
+            && to_millis(period) == 0
+        {
+            found.push("entry_limit once_per period is zero".to_owned());
+        }
+        if self.first_entry_only && self.on_enter.is_none() {
+            found.push("first_entry_only() without on_enter(..)".to_owned());
+        }
+        if let Some(reasons) = &self.leave_reasons {
+            if self.on_leave.is_none() {
+                found.push("leave_reasons(..) without on_leave(..)".to_owned());
+            }
+            if reasons.is_empty() {
+                found.push("leave_reasons is empty; leave it out for every reason".to_owned());
+            }
+            for r in reasons {
+                if !LEAVE_REASONS.contains(&r.as_str()) {
+                    found.push(format!(
+                        "leave reason {r:?} is not one of {}",
+                        LEAVE_REASONS.join(", ")
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    pub(crate) fn to_wit(&self) -> wit::BucketDef {
+        let mut reactions = Vec::new();
+        if self.on_enter.is_some() {
+            let id = self.enter_journey_id();
+            reactions.push(wit::ReactionDef {
+                handler: id.clone(),
+                journey_id: id,
+                on: wit::ReactionOn::Enter(wit::EnterOptions {
+                    first_entry_only: self.first_entry_only,
+                }),
+            });
+        }
+        if self.on_leave.is_some() {
+            let id = self.leave_journey_id();
+            reactions.push(wit::ReactionDef {
+                handler: id.clone(),
+                journey_id: id,
+                on: wit::ReactionOn::Leave(wit::LeaveOptions {
+                    reasons: self.leave_reasons.clone(),
+                }),
+            });
+        }
+        wit::BucketDef {
+            id: self.id.clone(),
+            name: self.display_name().to_owned(),
+            description: self.description.clone(),
+            enabled: self.enabled,
+            kind: if self.manual {
+                wit::BucketKind::Manual
+            } else {
+                wit::BucketKind::Computed
+            },
+            criteria_json: self.criteria.as_ref().map(Criteria::to_json_string),
+            time_based: self.time_based,
+            fast_expiry: self.fast_expiry,
+            min_dwell_ms: self.min_dwell.map(to_millis),
+            max_dwell_ms: self.max_dwell.map(to_millis),
+            entry_limit: self.entry_limit.to_wit(),
+            reactions,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::prelude::*;
+    use crate::testing::{TestHost, describe};
+
+    fn greet(ctx: &Ctx) -> JourneyResult {
+        ctx.send_email(email("greet"))?;
+        Ok(())
+    }
+
+    fn farewell(ctx: &Ctx) -> JourneyResult {
+        let reason = ctx
+            .trigger()
+            .property_str("reason")
+            .unwrap_or("?")
+            .to_owned();
+        ctx.send_email(email("farewell").var("reason", reason))?;
+        Ok(())
+    }
+
+    fn noop(_: &Ctx) -> JourneyResult {
+        Ok(())
+    }
+
+    fn module() -> Module {
+        Module::new()
+            .journey(journey("welcome").on("user.signed_up"), noop)
+            .bucket(
+                bucket("power-users")
+                    .name("Power users")
+                    .description("Used a feature five times this week")
+                    .criteria(event("feature.used").within(days(7)).at_least(5))
+                    .time_based(true)
+                    .fast_expiry()
+                    .min_dwell(hours(1))
+                    .max_dwell(days(30))
+                    .once_per(days(14))
+                    .on_enter(greet)
+                    .first_entry_only()
+                    .on_leave(farewell)
+                    .leave_reasons(["criteria", "maxDwell"]),
+            )
+            .bucket(bucket("beta").manual().disabled())
+    }
+
+    #[test]
+    fn given_a_bucket_with_every_option_when_described_then_the_manifest_carries_them_all() {
+        let manifest = describe(&module());
+        assert_eq!(
+            manifest["buckets"][0],
+            json!({
+                "id": "power-users",
+                "name": "Power users",
+                "description": "Used a feature five times this week",
+                "enabled": true,
+                "kind": "computed",
+                "criteria": {"type": "event", "event": "feature.used", "check": "count",
+                             "operator": "gte", "value": 5, "withinMs": 604_800_000},
+                "timeBased": true,
+                "fastExpiry": true,
+                "minDwellMs": 3_600_000,
+                "maxDwellMs": 2_592_000_000_u64,
+                "entryLimit": {"oncePer": 1_209_600_000},
+                "reactions": [
+                    {"journeyId": "bucket-power-users-on-enter",
+                     "handler": "bucket-power-users-on-enter",
+                     "on": {"enter": {"firstEntryOnly": true}}},
+                    {"journeyId": "bucket-power-users-on-leave",
+                     "handler": "bucket-power-users-on-leave",
+                     "on": {"leave": {"reasons": ["criteria", "maxDwell"]}}},
+                ],
+            })
+        );
+        assert_eq!(
+            manifest["buckets"][1],
+            json!({
+                "id": "beta", "name": "beta", "description": null, "enabled": false,
+                "kind": "manual", "criteria": null, "timeBased": null, "fastExpiry": false,
+                "minDwellMs": null, "maxDwellMs": null, "entryLimit": "unlimited",
+                "reactions": [],
+            })
+        );
+        assert_eq!(manifest["journeys"][0]["id"], json!("welcome"));
+        assert_eq!(module().validate(), Ok(()));
+    }
+
+    #[test]
+    fn given_reaction_handlers_when_run_by_journey_id_then_the_right_handler_runs() {
+        let m = module();
+        let run = TestHost::new().run(
+            &m,
+            "bucket-power-users-on-leave",
+            Person::new("u1").with_email("u1@example.com"),
+            Event::new("bucket:left:power-users").with_property("reason", "maxDwell"),
+        );
+        assert_eq!(run.result, Ok(()));
+        assert_eq!(run.emails(), ["farewell"]);
+        let run = TestHost::new().run(
+            &m,
+            "bucket-power-users-on-enter",
+            Person::new("u1"),
+            Event::new("bucket:entered:power-users"),
+        );
+        assert_eq!(run.emails(), ["greet"]);
+        let err = TestHost::new()
+            .run(
+                &m,
+                "bucket-beta-on-enter",
+                Person::new("u1"),
+                Event::new("x"),
+            )
+            .result
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "unknown handler \"bucket-beta-on-enter\": this module's journeys are \"welcome\", \
+             \"bucket-power-users-on-enter\", \"bucket-power-users-on-leave\""
+        );
+    }
+
+    #[test]
+    fn given_bucket_mistakes_when_validated_then_each_is_reported_naming_the_bucket() {
+        let m = Module::new()
+            .journey(journey("bucket-a-on-enter").on("x"), noop)
+            .bucket(bucket("a").criteria(event("x").exists()).on_enter(noop))
+            .bucket(bucket("b"))
+            .bucket(bucket("c").manual().criteria(prop("p").exists()))
+            .bucket(
+                bucket("d:e")
+                    .criteria(all([]))
+                    .first_entry_only()
+                    .leave_reasons(["max_dwell"]),
+            )
+            .bucket(
+                bucket("f")
+                    .criteria(event("x").within(Duration::ZERO).exists())
+                    .min_dwell(days(2))
+                    .max_dwell(days(1)),
+            )
+            .bucket(bucket("a").manual());
+        let problems = m.validate().unwrap_err();
+        let expected = [
+            "buckets[0] (\"a\"): reaction journey id \"bucket-a-on-enter\" collides with a journey id",
+            "buckets[1] (\"b\"): criteria are missing; add .criteria(..) or declare the bucket .manual()",
+            "buckets[2] (\"c\"): a manual bucket must not have criteria",
+            "buckets[3] (\"d:e\"): id must not contain ':' or whitespace",
+            "buckets[3] (\"d:e\"): criteria.conditions must not be empty",
+            "buckets[3] (\"d:e\"): first_entry_only() without on_enter(..)",
+            "buckets[3] (\"d:e\"): leave_reasons(..) without on_leave(..)",
+            "buckets[3] (\"d:e\"): leave reason \"max_dwell\" is not one of criteria, maxDwell, manual",
+            "buckets[4] (\"f\"): criteria.withinMs must be above zero",
+            "buckets[4] (\"f\"): max_dwell is below min_dwell",
+            "buckets[5] (\"a\"): id is declared more than once",
+        ];
+        for line in expected {
+            assert!(
+                problems.lines().any(|l| l == line),
+                "missing {line:?} in:\n{problems}"
+            );
+        }
+        assert_eq!(problems.lines().count(), expected.len(), "{problems}");
+    }
+}
