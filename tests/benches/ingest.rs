@@ -350,69 +350,149 @@ fn serialise(value: &Value) -> Vec<u8> {
     serde_json::to_vec(value).expect("serialising JSON")
 }
 
-/// Insert `rows` into a fresh scratch table shaped like `events` (same columns, types and
-/// indexes), `RAW_CHUNK` rows per multi-row INSERT and per transaction, then drop it; rows per
-/// second. `$json` is the properties column's type and `$cast` what its parameter needs.
-macro_rules! raw_insert {
-    ($conn:expr, $db:ty, $json:literal, $cast:literal, $table:expr, $rows:expr) => {{
-        let conn = $conn;
-        let table: &str = $table;
-        let rows: &[RawRow] = $rows;
-        for ddl in [
-            format!(
-                "CREATE TABLE {table} (id TEXT NOT NULL PRIMARY KEY, tenant_id TEXT NOT NULL, \
-                 contact_key TEXT NOT NULL, name TEXT NOT NULL, properties {} NOT NULL, \
-                 occurred_at BIGINT NOT NULL, received_at BIGINT NOT NULL, \
-                 idempotency_key TEXT, UNIQUE (tenant_id, idempotency_key))",
-                $json
-            ),
-            format!(
-                "CREATE INDEX {table}_by_contact ON {table} (tenant_id, contact_key, occurred_at)"
-            ),
-            format!("CREATE INDEX {table}_by_name ON {table} (tenant_id, name, occurred_at)"),
-        ] {
-            sqlx::query(sqlx::AssertSqlSafe(ddl))
-                .execute(&mut *conn)
-                .await
-                .expect("creating the scratch table");
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        let start = Instant::now();
-        for chunk in rows.chunks(RAW_CHUNK) {
-            let mut tx = conn.begin().await.expect("BEGIN");
-            let mut insert = sqlx::QueryBuilder::<$db>::new(format!(
-                "INSERT INTO {table} (id, tenant_id, contact_key, name, properties, \
-                 occurred_at, received_at, idempotency_key) "
-            ));
-            insert.push_values(chunk, |mut values, row| {
-                values
-                    .push_bind(row.id.as_str())
-                    .push_bind("bench-tenant")
-                    .push_bind(row.contact_key.as_str())
-                    .push_bind(row.name.as_str())
-                    .push_bind(row.properties.as_str())
-                    .push_unseparated($cast)
-                    .push_bind(now)
-                    .push_bind(now)
-                    .push_bind(row.idempotency_key.as_deref());
+/// The scratch table `table`, shaped like `events` (same columns, types and indexes, see
+/// `migrations/*/0001_init.sql`); `json` is the properties column's type.
+fn scratch_table_ddl(table: &str, json: &str) -> [String; 2] {
+    [
+        format!(
+            "CREATE TABLE {table} (id TEXT NOT NULL PRIMARY KEY, tenant_id TEXT NOT NULL, \
+             contact_key TEXT NOT NULL, name TEXT NOT NULL, properties {json} NOT NULL, \
+             occurred_at BIGINT NOT NULL, received_at BIGINT NOT NULL, \
+             idempotency_key TEXT, UNIQUE (tenant_id, idempotency_key))"
+        ),
+        format!(
+            "CREATE INDEX {table}_by_contact ON {table} \
+             (tenant_id, contact_key, name, occurred_at)"
+        ),
+    ]
+}
+
+/// The raw insert's columns, in the order each row binds them.
+const RAW_COLUMNS: &str =
+    "id, tenant_id, contact_key, name, properties, occurred_at, received_at, idempotency_key";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// SQLite: insert `rows` into a fresh scratch table shaped like `events`, `RAW_CHUNK` rows per
+/// multi-row INSERT (a prepared statement, reused for every full chunk) and per transaction,
+/// then drop it; rows per second.
+fn raw_insert_sqlite(conn: &mut rusqlite::Connection, table: &str, rows: &[RawRow]) -> f64 {
+    for ddl in scratch_table_ddl(table, "TEXT") {
+        conn.execute(&ddl, []).expect("creating the scratch table");
+    }
+    let insert_sql = |rows: usize| {
+        let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+        format!("INSERT INTO {table} ({RAW_COLUMNS}) VALUES {values}")
+    };
+    let now = now_ms();
+    let start = Instant::now();
+    for chunk in rows.chunks(RAW_CHUNK) {
+        let tx = conn.transaction().expect("BEGIN");
+        {
+            let mut insert = tx
+                .prepare_cached(&insert_sql(chunk.len()))
+                .expect("preparing the raw insert");
+            let params = chunk.iter().flat_map(|row| -> [&dyn rusqlite::ToSql; 8] {
+                [
+                    &row.id,
+                    &"bench-tenant",
+                    &row.contact_key,
+                    &row.name,
+                    &row.properties,
+                    &now,
+                    &now,
+                    &row.idempotency_key,
+                ]
             });
             insert
-                .build()
-                .execute(&mut *tx)
-                .await
+                .execute(rusqlite::params_from_iter(params))
                 .expect("the raw insert");
-            tx.commit().await.expect("COMMIT");
         }
-        let elapsed = start.elapsed();
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+        tx.commit().expect("COMMIT");
+    }
+    let elapsed = start.elapsed();
+    conn.execute(&format!("DROP TABLE {table}"), [])
+        .expect("dropping the scratch table");
+    rows.len() as f64 / elapsed.as_secs_f64()
+}
+
+/// PostgreSQL: as [`raw_insert_sqlite`] (sqlx caches the prepared statement).
+async fn raw_insert_postgres(conn: &mut sqlx::PgConnection, table: &str, rows: &[RawRow]) -> f64 {
+    for ddl in scratch_table_ddl(table, "JSONB") {
+        sqlx::query(sqlx::AssertSqlSafe(ddl))
             .execute(&mut *conn)
             .await
-            .expect("dropping the scratch table");
-        rows.len() as f64 / elapsed.as_secs_f64()
-    }};
+            .expect("creating the scratch table");
+    }
+    let now = now_ms();
+    let start = Instant::now();
+    for chunk in rows.chunks(RAW_CHUNK) {
+        let mut tx = conn.begin().await.expect("BEGIN");
+        let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
+            "INSERT INTO {table} ({RAW_COLUMNS}) "
+        ));
+        insert.push_values(chunk, |mut values, row| {
+            values
+                .push_bind(row.id.as_str())
+                .push_bind("bench-tenant")
+                .push_bind(row.contact_key.as_str())
+                .push_bind(row.name.as_str())
+                .push_bind(row.properties.as_str())
+                .push_unseparated("::jsonb")
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(row.idempotency_key.as_deref());
+        });
+        insert
+            .build()
+            .execute(&mut *tx)
+            .await
+            .expect("the raw insert");
+        tx.commit().await.expect("COMMIT");
+    }
+    let elapsed = start.elapsed();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+        .execute(&mut *conn)
+        .await
+        .expect("dropping the scratch table");
+    rows.len() as f64 / elapsed.as_secs_f64()
+}
+
+/// On the stopped server's SQLite database: raw rows per second for each row set, SQLite's
+/// version, and how many events the server stored.
+fn raw_speeds_sqlite(path: &std::path::Path, row_sets: &[&[RawRow]]) -> (Vec<f64>, String, i64) {
+    let mut conn = rusqlite::Connection::open(path).expect("opening the SQLite database");
+    // The settings of the server's write connection (host/src/store/sqlite/conn.rs).
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("busy_timeout");
+    let pragmas: [(&str, &dyn rusqlite::ToSql); 5] = [
+        ("journal_mode", &"WAL"),
+        ("synchronous", &"NORMAL"),
+        ("foreign_keys", &"ON"),
+        ("temp_store", &"MEMORY"),
+        ("cache_size", &-65_536_i64),
+    ];
+    for (pragma, value) in pragmas {
+        conn.pragma_update(None, pragma, value)
+            .unwrap_or_else(|e| panic!("PRAGMA {pragma}: {e}"));
+    }
+    let speeds = row_sets
+        .iter()
+        .enumerate()
+        .map(|(i, rows)| raw_insert_sqlite(&mut conn, &format!("bench_raw_{i}"), rows))
+        .collect();
+    let stored = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
+        .expect("counting events");
+    let version: String = conn
+        .query_row("SELECT sqlite_version()", [], |row| row.get(0))
+        .expect("sqlite_version()");
+    (speeds, format!("SQLite {version}"), stored)
 }
 
 /// On the stopped server's database: raw rows per second for each row set, the database's
@@ -422,55 +502,21 @@ async fn raw_speeds(
     backend: Backend,
     row_sets: &[&[RawRow]],
 ) -> (Vec<f64>, String, i64) {
-    let mut speeds = Vec::new();
     match backend {
         Backend::Sqlite => {
-            use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-            // The server's own settings (host/src/store/sqlite/mod.rs).
-            let options = SqliteConnectOptions::new()
-                .filename(server.data_dir.path().join("waymark.db"))
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .foreign_keys(true);
-            let mut conn = sqlx::SqliteConnection::connect_with(&options)
-                .await
-                .expect("opening the SQLite database");
-            for (i, rows) in row_sets.iter().enumerate() {
-                let table = format!("bench_raw_{i}");
-                speeds.push(raw_insert!(
-                    &mut conn,
-                    sqlx::Sqlite,
-                    "TEXT",
-                    "",
-                    &table,
-                    rows
-                ));
-            }
-            let stored = sqlx::query_scalar("SELECT COUNT(*) FROM events")
-                .fetch_one(&mut conn)
-                .await
-                .expect("counting events");
-            let version: String = sqlx::query_scalar("SELECT sqlite_version()")
-                .fetch_one(&mut conn)
-                .await
-                .expect("sqlite_version()");
-            (speeds, format!("SQLite {version}"), stored)
+            let path = server.data_dir.path().join("waymark.db");
+            // Blocking work, alone on the runtime (the server is stopped).
+            tokio::task::block_in_place(|| raw_speeds_sqlite(&path, row_sets))
         }
         Backend::Postgres => {
             let url = &server.database.as_ref().expect("a PostgreSQL database").url;
             let mut conn = sqlx::PgConnection::connect(url)
                 .await
                 .expect("connecting to PostgreSQL");
+            let mut speeds = Vec::new();
             for (i, rows) in row_sets.iter().enumerate() {
                 let table = format!("bench_raw_{i}");
-                speeds.push(raw_insert!(
-                    &mut conn,
-                    sqlx::Postgres,
-                    "JSONB",
-                    "::jsonb",
-                    &table,
-                    rows
-                ));
+                speeds.push(raw_insert_postgres(&mut conn, &table, rows).await);
             }
             let stored = sqlx::query_scalar("SELECT COUNT(*) FROM events")
                 .fetch_one(&mut conn)

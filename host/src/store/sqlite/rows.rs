@@ -11,8 +11,8 @@ pub(super) use crate::store::codec::{
 };
 use crate::store::codec::{parse_email_status, parse_step_kind};
 use crate::store::{EmailRecord, RunRecord, StoreResult};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use rusqlite::types::Value;
+use rusqlite::{Row, Transaction, params_from_iter};
 
 /// Every row of `rows`, each read by `from_row`.
 pub(super) fn collect<T>(
@@ -44,81 +44,102 @@ macro_rules! email_columns {
 }
 pub(super) use email_columns;
 
+/// A list query being built: its SQL and the values bound to its `?N` parameters, in order.
+pub(super) struct ListQuery {
+    sql: String,
+    params: Vec<Value>,
+}
+
+impl ListQuery {
+    /// A query starting with `sql` (which takes no parameters).
+    pub(super) fn new(sql: &str) -> ListQuery {
+        ListQuery {
+            sql: sql.to_owned(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Append `sql` as is.
+    pub(super) fn push(&mut self, sql: &str) -> &mut ListQuery {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Append the next parameter's placeholder (`?N`), bound to `value`.
+    pub(super) fn push_bind(&mut self, value: impl Into<Value>) -> &mut ListQuery {
+        self.params.push(value.into());
+        self.sql.push_str(&format!("?{}", self.params.len()));
+        self
+    }
+}
+
 /// Narrows a list query to rows whose `column` equals `value`, when the filter names one.
-pub(super) fn and_equals(
-    query: &mut QueryBuilder<Sqlite>,
-    column: &'static str,
-    value: Option<&str>,
-) {
+pub(super) fn and_equals(query: &mut ListQuery, column: &'static str, value: Option<&str>) {
     if let Some(value) = value {
         query
             .push(" AND ")
             .push(column)
             .push(" = ")
-            .push_bind(value);
+            .push_bind(value.to_owned());
     }
 }
 
 /// Runs a list query as every list endpoint pages: newest first (the id breaking ties), at
 /// most `limit` rows (0 for the default page, capped), each read by `from_row`.
-pub(super) async fn fetch_newest_first<T>(
-    pool: &SqlitePool,
-    mut query: QueryBuilder<Sqlite>,
+pub(super) fn fetch_newest_first<T>(
+    tx: &Transaction<'_>,
+    mut query: ListQuery,
     limit: u32,
-    from_row: fn(&SqliteRow) -> StoreResult<T>,
+    from_row: fn(&Row<'_>) -> StoreResult<T>,
 ) -> StoreResult<Vec<T>> {
     query
         .push(" ORDER BY created_at DESC, id DESC LIMIT ")
         .push_bind(i64::from(list_limit(limit)));
-    query
-        .build()
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(from_row)
-        .collect()
+    // A few shapes per list (one per combination of filters): cached like any statement.
+    let mut statement = tx.prepare_cached(&query.sql)?;
+    collect(statement.query(params_from_iter(&query.params))?, from_row)
 }
 
-pub(super) fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
+pub(super) fn run_from_row(row: &Row<'_>) -> StoreResult<RunRecord> {
     Ok(RunRecord {
-        id: RunId(row.try_get("id")?),
-        tenant_id: TenantId(row.try_get("tenant_id")?),
-        journey_id: row.try_get("journey_id")?,
-        module_hash: row.try_get("module_hash")?,
-        contact_key: row.try_get("contact_key")?,
-        status: parse_run_status(row.try_get("status")?)?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
-        wake_at: row.try_get::<Option<i64>, _>("wake_at")?.map(Timestamp),
-        activations: to_u32("run activations", row.try_get("activations")?)?,
-        error: row.try_get("error")?,
+        id: RunId(row.get("id")?),
+        tenant_id: TenantId(row.get("tenant_id")?),
+        journey_id: row.get("journey_id")?,
+        module_hash: row.get("module_hash")?,
+        contact_key: row.get("contact_key")?,
+        status: parse_run_status(&row.get::<_, String>("status")?)?,
+        created_at: Timestamp(row.get("created_at")?),
+        updated_at: Timestamp(row.get("updated_at")?),
+        wake_at: row.get::<_, Option<i64>>("wake_at")?.map(Timestamp),
+        activations: to_u32("run activations", row.get("activations")?)?,
+        error: row.get("error")?,
     })
 }
 
-pub(super) fn journal_from_row(row: &SqliteRow) -> StoreResult<JournalEntry> {
+pub(super) fn journal_from_row(row: &Row<'_>) -> StoreResult<JournalEntry> {
     Ok(JournalEntry {
-        seq: to_u32("journal seq", row.try_get("seq")?)?,
-        kind: parse_step_kind(row.try_get("kind")?)?,
-        request: parse_json("journal request", row.try_get("request")?)?,
-        response: parse_json("journal response", row.try_get("response")?)?,
-        recorded_at: Timestamp(row.try_get("recorded_at")?),
+        seq: to_u32("journal seq", row.get("seq")?)?,
+        kind: parse_step_kind(&row.get::<_, String>("kind")?)?,
+        request: parse_json("journal request", &row.get::<_, String>("request")?)?,
+        response: parse_json("journal response", &row.get::<_, String>("response")?)?,
+        recorded_at: Timestamp(row.get("recorded_at")?),
     })
 }
 
-pub(super) fn email_from_row(row: &SqliteRow) -> StoreResult<EmailRecord> {
+pub(super) fn email_from_row(row: &Row<'_>) -> StoreResult<EmailRecord> {
     Ok(EmailRecord {
-        id: EmailId(row.try_get("id")?),
-        tenant_id: TenantId(row.try_get("tenant_id")?),
-        run_id: row.try_get::<Option<String>, _>("run_id")?.map(RunId),
-        contact_key: row.try_get("contact_key")?,
-        to: row.try_get("to_address")?,
-        template: row.try_get("template")?,
-        subject: row.try_get("subject")?,
-        body: row.try_get("body")?,
-        status: parse_email_status(row.try_get("status")?)?,
-        attempts: to_u32("email attempts", row.try_get("attempts")?)?,
-        last_error: row.try_get("last_error")?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        sent_at: row.try_get::<Option<i64>, _>("sent_at")?.map(Timestamp),
+        id: EmailId(row.get("id")?),
+        tenant_id: TenantId(row.get("tenant_id")?),
+        run_id: row.get::<_, Option<String>>("run_id")?.map(RunId),
+        contact_key: row.get("contact_key")?,
+        to: row.get("to_address")?,
+        template: row.get("template")?,
+        subject: row.get("subject")?,
+        body: row.get("body")?,
+        status: parse_email_status(&row.get::<_, String>("status")?)?,
+        attempts: to_u32("email attempts", row.get("attempts")?)?,
+        last_error: row.get("last_error")?,
+        created_at: Timestamp(row.get("created_at")?),
+        sent_at: row.get::<_, Option<i64>>("sent_at")?.map(Timestamp),
     })
 }

@@ -2,8 +2,8 @@
 //! claim, the scheduler's next wake-up, and listing and inspecting runs.
 
 use super::rows::{
-    and_equals, fetch_newest_first, journal_from_row, parse_json, parse_run_status, run_columns,
-    run_from_row,
+    ListQuery, and_equals, collect, fetch_newest_first, journal_from_row, parse_json,
+    parse_run_status, run_columns, run_from_row,
 };
 use super::{SqliteStore, live_statuses};
 use crate::clock::{Clock, Timestamp};
@@ -14,10 +14,7 @@ use crate::store::{
     ActivationCommit, ActivationInput, ClaimedRun, EmailStatus, Lease, RunFilter, RunRecord,
     RunTransition, StoreResult,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
-
-/// Rows per multi-row INSERT (well under SQLite's bound-variable limit).
-const INSERT_CHUNK: usize = 200;
+use rusqlite::{OptionalExtension, params};
 
 /// The run, its input and its journal, read in one snapshot; scoped to `tenant` if given.
 pub(super) async fn activation(
@@ -25,41 +22,36 @@ pub(super) async fn activation(
     tenant: Option<&TenantId>,
     run_id: &RunId,
 ) -> StoreResult<Option<ActivationInput>> {
-    let mut tx = store.pool.begin().await?;
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        run_columns!(),
-        ", input FROM runs WHERE id = ?"
-    ))
-    .bind(run_id.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = row else {
-        tx.rollback().await?;
-        return Ok(None);
-    };
-    let run = run_from_row(&row)?;
-    if tenant.is_some_and(|t| *t != run.tenant_id) {
-        tx.rollback().await?;
-        return Ok(None);
-    }
-    let input: RunInput = parse_json("run input", row.try_get::<&str, _>("input")?)?;
-    let journal = sqlx::query(
-        "SELECT seq, kind, request, response, recorded_at FROM journal \
-         WHERE run_id = ? ORDER BY seq",
-    )
-    .bind(run_id.as_str())
-    .fetch_all(&mut *tx)
-    .await?
-    .iter()
-    .map(journal_from_row)
-    .collect::<StoreResult<Vec<_>>>()?;
-    tx.commit().await?;
-    Ok(Some(ActivationInput {
-        run,
-        input,
-        journal,
-    }))
+    let tenant = tenant.cloned();
+    let run_id = run_id.clone();
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT ",
+                run_columns!(),
+                ", input FROM runs WHERE id = ?1"
+            ))?;
+            let mut rows = statement.query([run_id.as_str()])?;
+            let Some(row) = rows.next()? else {
+                return Ok(None);
+            };
+            let run = run_from_row(row)?;
+            if tenant.is_some_and(|t| t != run.tenant_id) {
+                return Ok(None);
+            }
+            let input: RunInput = parse_json("run input", &row.get::<_, String>("input")?)?;
+            let mut statement = tx.prepare_cached(
+                "SELECT seq, kind, request, response, recorded_at FROM journal \
+                 WHERE run_id = ?1 ORDER BY seq",
+            )?;
+            let journal = collect(statement.query([run_id.as_str()])?, journal_from_row)?;
+            Ok(Some(ActivationInput {
+                run,
+                input,
+                journal,
+            }))
+        })
+        .await
 }
 
 pub(super) async fn claim_due_runs(
@@ -71,39 +63,39 @@ pub(super) async fn claim_due_runs(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let (_writer, mut tx) = store.legacy_write().await?;
-    // Timers of runs that are no longer live are never claimed (whoever ends a run outside
-    // an activation should delete its timer in the same transaction).
-    let rows = sqlx::query(concat!(
-        "UPDATE timers SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 \
-         WHERE run_id IN (\
-             SELECT t.run_id FROM timers t JOIN runs r ON r.id = t.run_id \
-             WHERE t.due_at <= ? AND (t.lease_until IS NULL OR t.lease_until < ?) \
-             AND r.status IN ",
-        live_statuses!(),
-        " ORDER BY t.due_at, t.run_id LIMIT ?) \
-         RETURNING run_id, tenant_id, due_at"
-    ))
-    .bind(&lease.owner)
-    .bind(lease.until_real.0)
-    .bind(now.0)
-    .bind(lease.now_real.0)
-    .bind(i64::from(limit))
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let mut claimed = rows
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get::<i64, _>("due_at")?,
-                ClaimedRun {
-                    run_id: RunId(row.try_get("run_id")?),
-                    tenant_id: TenantId(row.try_get("tenant_id")?),
-                },
-            ))
+    let lease = lease.clone();
+    let mut claimed = store
+        .write(move |tx| {
+            // Timers of runs that are no longer live are never claimed (whoever ends a run
+            // outside an activation should delete its timer in the same transaction).
+            let mut statement = tx.prepare_cached(concat!(
+                "UPDATE timers SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 \
+                 WHERE run_id IN (\
+                     SELECT t.run_id FROM timers t JOIN runs r ON r.id = t.run_id \
+                     WHERE t.due_at <= ?3 AND (t.lease_until IS NULL OR t.lease_until < ?4) \
+                     AND r.status IN ",
+                live_statuses!(),
+                " ORDER BY t.due_at, t.run_id LIMIT ?5) \
+                 RETURNING run_id, tenant_id, due_at"
+            ))?;
+            let rows = statement.query(params![
+                lease.owner,
+                lease.until_real.0,
+                now.0,
+                lease.now_real.0,
+                i64::from(limit),
+            ])?;
+            collect(rows, |row| {
+                Ok((
+                    row.get::<_, i64>("due_at")?,
+                    ClaimedRun {
+                        run_id: RunId(row.get("run_id")?),
+                        tenant_id: TenantId(row.get("tenant_id")?),
+                    },
+                ))
+            })
         })
-        .collect::<StoreResult<Vec<_>>>()?;
+        .await?;
     // RETURNING does not keep the subquery's order.
     claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.run_id.cmp(&b.1.run_id)));
     Ok(claimed.into_iter().map(|(_, run)| run).collect())
@@ -113,117 +105,113 @@ pub(super) async fn commit_activation(
     store: &SqliteStore,
     commit: ActivationCommit,
 ) -> StoreResult<bool> {
-    let (_writer, mut tx) = store.legacy_write().await?;
-    let run_id = commit.run_id.as_str();
-    let tenant = commit.tenant_id.as_str();
+    store
+        .write(move |tx| {
+            let run_id = commit.run_id.as_str();
+            let tenant = commit.tenant_id.as_str();
 
-    let state = sqlx::query(
-        "SELECT r.status, t.lease_owner FROM runs r LEFT JOIN timers t ON t.run_id = r.id \
-         WHERE r.id = ? AND r.tenant_id = ?",
-    )
-    .bind(run_id)
-    .bind(tenant)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let still_ours = match state {
-        None => false,
-        Some(row) => {
-            let status = parse_run_status(row.try_get("status")?)?;
-            let owner: Option<String> = row.try_get("lease_owner")?;
-            !status.is_terminal() && owner.as_deref() == Some(commit.lease_owner.as_str())
-        }
-    };
-    if !still_ours {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-
-    for chunk in commit.journal.chunks(INSERT_CHUNK) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO journal (run_id, seq, tenant_id, kind, request, response, \
-             recorded_at) ",
-        );
-        insert.push_values(chunk, |mut row, entry| {
-            row.push_bind(run_id)
-                .push_bind(i64::from(entry.seq))
-                .push_bind(tenant)
-                .push_bind(entry.kind.as_str())
-                .push_bind(entry.request.to_string())
-                .push_bind(entry.response.to_string())
-                .push_bind(entry.recorded_at.0);
-        });
-        insert.build().execute(&mut *tx).await?;
-    }
-
-    // A new email is deliverable at once: `next_attempt_at` is on the real clock.
-    let queued_at = Clock::real_now().0;
-    for chunk in commit.emails.chunks(INSERT_CHUNK) {
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO emails (id, tenant_id, run_id, step_seq, contact_key, to_address, \
-             template, subject, body, status, attempts, created_at, next_attempt_at) ",
-        );
-        insert.push_values(chunk, |mut row, email| {
-            row.push_bind(email.id.as_str())
-                .push_bind(email.tenant_id.as_str())
-                .push_bind(email.run_id.as_str())
-                .push_bind(i64::from(email.step_seq))
-                .push_bind(email.contact_key.as_str())
-                .push_bind(normalize_email(&email.to).unwrap_or_else(|| email.to.clone()))
-                .push_bind(email.template.as_str())
-                .push_bind(email.subject.as_str())
-                .push_bind(email.body.as_str())
-                .push_bind(EmailStatus::Queued.as_str())
-                .push_bind(0_i64)
-                .push_bind(email.created_at.0)
-                .push_bind(queued_at);
-        });
-        insert.build().execute(&mut *tx).await?;
-    }
-
-    match &commit.transition {
-        RunTransition::Waiting { wake_at } => {
-            sqlx::query(
-                "UPDATE runs SET status = 'waiting', wake_at = ?, updated_at = ?, \
-                 activations = activations + 1, error = NULL WHERE id = ?",
-            )
-            .bind(wake_at.0)
-            .bind(commit.now.0)
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE timers SET due_at = ?, lease_owner = NULL, lease_until = NULL, \
-                 attempts = 0 WHERE run_id = ?",
-            )
-            .bind(wake_at.0)
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        RunTransition::Completed | RunTransition::Failed { .. } => {
-            let (status, error) = match &commit.transition {
-                RunTransition::Failed { error } => (RunStatus::Failed, Some(error.as_str())),
-                _ => (RunStatus::Completed, None),
+            let state = tx
+                .prepare_cached(
+                    "SELECT r.status, t.lease_owner FROM runs r \
+                     LEFT JOIN timers t ON t.run_id = r.id \
+                     WHERE r.id = ?1 AND r.tenant_id = ?2",
+                )?
+                .query_row(params![run_id, tenant], |row| {
+                    Ok((
+                        row.get::<_, String>("status")?,
+                        row.get::<_, Option<String>>("lease_owner")?,
+                    ))
+                })
+                .optional()?;
+            let still_ours = match state {
+                None => false,
+                Some((status, owner)) => {
+                    !parse_run_status(&status)?.is_terminal()
+                        && owner.as_deref() == Some(commit.lease_owner.as_str())
+                }
             };
-            sqlx::query(
-                "UPDATE runs SET status = ?, error = ?, wake_at = NULL, updated_at = ?, \
-                 activations = activations + 1 WHERE id = ?",
-            )
-            .bind(status.as_str())
-            .bind(error)
-            .bind(commit.now.0)
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM timers WHERE run_id = ?")
-                .bind(run_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
+            if !still_ours {
+                // Nothing was written: committing the empty transaction changes nothing.
+                return Ok(false);
+            }
 
-    tx.commit().await?;
-    Ok(true)
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO journal (run_id, seq, tenant_id, kind, request, response, \
+                 recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for entry in &commit.journal {
+                insert.execute(params![
+                    run_id,
+                    i64::from(entry.seq),
+                    tenant,
+                    entry.kind.as_str(),
+                    entry.request.to_string(),
+                    entry.response.to_string(),
+                    entry.recorded_at.0,
+                ])?;
+            }
+
+            // A new email is deliverable at once: `next_attempt_at` is on the real clock.
+            let queued_at = Clock::real_now().0;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO emails (id, tenant_id, run_id, step_seq, contact_key, to_address, \
+                 template, subject, body, status, attempts, created_at, next_attempt_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12)",
+            )?;
+            for email in &commit.emails {
+                insert.execute(params![
+                    email.id.as_str(),
+                    email.tenant_id.as_str(),
+                    email.run_id.as_str(),
+                    i64::from(email.step_seq),
+                    email.contact_key,
+                    normalize_email(&email.to).unwrap_or_else(|| email.to.clone()),
+                    email.template,
+                    email.subject,
+                    email.body,
+                    EmailStatus::Queued.as_str(),
+                    email.created_at.0,
+                    queued_at,
+                ])?;
+            }
+
+            match &commit.transition {
+                RunTransition::Waiting { wake_at } => {
+                    tx.prepare_cached(
+                        "UPDATE runs SET status = 'waiting', wake_at = ?1, updated_at = ?2, \
+                         activations = activations + 1, error = NULL WHERE id = ?3",
+                    )?
+                    .execute(params![wake_at.0, commit.now.0, run_id])?;
+                    tx.prepare_cached(
+                        "UPDATE timers SET due_at = ?1, lease_owner = NULL, lease_until = NULL, \
+                         attempts = 0 WHERE run_id = ?2",
+                    )?
+                    .execute(params![wake_at.0, run_id])?;
+                }
+                RunTransition::Completed | RunTransition::Failed { .. } => {
+                    let (status, error) = match &commit.transition {
+                        RunTransition::Failed { error } => {
+                            (RunStatus::Failed, Some(error.as_str()))
+                        }
+                        _ => (RunStatus::Completed, None),
+                    };
+                    tx.prepare_cached(
+                        "UPDATE runs SET status = ?1, error = ?2, wake_at = NULL, \
+                         updated_at = ?3, activations = activations + 1 WHERE id = ?4",
+                    )?
+                    .execute(params![
+                        status.as_str(),
+                        error,
+                        commit.now.0,
+                        run_id
+                    ])?;
+                    tx.prepare_cached("DELETE FROM timers WHERE run_id = ?1")?
+                        .execute([run_id])?;
+                }
+            }
+            Ok(true)
+        })
+        .await
 }
 
 pub(super) async fn release_run(
@@ -232,30 +220,33 @@ pub(super) async fn release_run(
     lease_owner: &str,
     retry_at: Timestamp,
 ) -> StoreResult<()> {
-    let (_writer, mut tx) = store.legacy_write().await?;
-    sqlx::query(
-        "UPDATE timers SET lease_owner = NULL, lease_until = NULL, due_at = ? \
-         WHERE run_id = ? AND lease_owner = ?",
-    )
-    .bind(retry_at.0)
-    .bind(run_id.as_str())
-    .bind(lease_owner)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    let run_id = run_id.clone();
+    let lease_owner = lease_owner.to_owned();
+    store
+        .write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE timers SET lease_owner = NULL, lease_until = NULL, due_at = ?1 \
+                 WHERE run_id = ?2 AND lease_owner = ?3",
+            )?
+            .execute(params![retry_at.0, run_id.as_str(), lease_owner])?;
+            Ok(())
+        })
+        .await
 }
 
 pub(super) async fn next_due_at(store: &SqliteStore) -> StoreResult<Option<Timestamp>> {
     let now_real = Clock::real_now().0;
-    let due: Option<i64> = sqlx::query_scalar(concat!(
-        "SELECT MIN(t.due_at) FROM timers t JOIN runs r ON r.id = t.run_id \
-         WHERE (t.lease_until IS NULL OR t.lease_until < ?) AND r.status IN ",
-        live_statuses!()
-    ))
-    .bind(now_real)
-    .fetch_one(&store.pool)
-    .await?;
+    let due: Option<i64> = store
+        .read(move |tx| {
+            Ok(tx
+                .prepare_cached(concat!(
+                    "SELECT MIN(t.due_at) FROM timers t JOIN runs r ON r.id = t.run_id \
+                     WHERE (t.lease_until IS NULL OR t.lease_until < ?1) AND r.status IN ",
+                    live_statuses!()
+                ))?
+                .query_row([now_real], |row| row.get(0))?)
+        })
+        .await?;
     Ok(due.map(Timestamp))
 }
 
@@ -264,17 +255,20 @@ pub(super) async fn list_runs(
     tenant: &TenantId,
     filter: &RunFilter,
 ) -> StoreResult<Vec<RunRecord>> {
-    let mut query = QueryBuilder::<Sqlite>::new(concat!(
+    let mut query = ListQuery::new(concat!(
         "SELECT ",
         run_columns!(),
         " FROM runs WHERE tenant_id = "
     ));
-    query.push_bind(tenant.as_str());
+    query.push_bind(tenant.as_str().to_owned());
     and_equals(&mut query, "journey_id", filter.journey_id.as_deref());
     and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
     and_equals(&mut query, "status", filter.status.map(RunStatus::as_str));
     if filter.live_only {
         query.push(concat!(" AND status IN ", live_statuses!()));
     }
-    fetch_newest_first(&store.pool, query, filter.limit, run_from_row).await
+    let limit = filter.limit;
+    store
+        .read(move |tx| fetch_newest_first(tx, query, limit, run_from_row))
+        .await
 }

@@ -2,21 +2,23 @@
 //! for the few things the store's API cannot do (count rows, put a row into a state the API
 //! never produces).
 //!
-//! SQLite: a fresh database file in a temp dir. PostgreSQL: only when
+//! SQLite: a fresh database file in a temp dir, which [`TestDb`] reaches with a plain rusqlite
+//! connection opened per call (on a blocking thread). PostgreSQL: only when
 //! `WAYMARK_TEST_DATABASE_URL` is set (otherwise the test prints a one-line notice and passes);
 //! each test gets a fresh database `waymark_t_<uuid>`, created through an admin connection to
 //! that URL and dropped at the end (best-effort, even when the test fails).
 //!
-//! Raw SQL given to [`TestDb`] must be valid in both dialects: `$1` placeholders (SQLite reads
-//! `$N` as the N-th bind), ids compared as `CAST(id AS TEXT) = $1` (PostgreSQL may store them
+//! Raw SQL given to [`TestDb`] must be valid in both dialects: `$1` placeholders (on SQLite
+//! `$N` is a named parameter, which the harness binds to the N-th argument), ids compared as `CAST(id AS TEXT) = $1` (PostgreSQL may store them
 //! as uuid), JSON compared as `CAST(col AS TEXT)`. Anything dialect-specific gets a method.
 
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreResult};
+use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Connection};
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +41,6 @@ enum Inner {
     Sqlite {
         /// Keeps the database file alive as long as the handle.
         dir: TempDir,
-        pool: SqlitePool,
     },
     Postgres {
         /// The test database's URL.
@@ -71,15 +72,8 @@ impl TestDb {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data").join("waymark.db");
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .busy_timeout(Duration::from_secs(10));
-        // Lazy: the first connection opens after the store has set the database up.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_lazy_with(options);
-        TestDb(Arc::new(Inner::Sqlite { dir, pool }))
+        // Connections open per call: after the store has set the database up.
+        TestDb(Arc::new(Inner::Sqlite { dir }))
     }
 
     async fn postgres(server_url: &str) -> TestDb {
@@ -120,12 +114,16 @@ impl TestDb {
         args: &[&str],
     ) -> Result<u64, sqlx::Error> {
         Ok(match &*self.0 {
-            Inner::Sqlite { pool, .. } => {
-                let mut query = sqlx::query(sql);
-                for arg in args {
-                    query = query.bind(*arg);
-                }
-                query.execute(pool).await?.rows_affected()
+            Inner::Sqlite { dir } => {
+                let args = owned(args);
+                let changed = on_sqlite(dir, move |conn| {
+                    let mut statement = conn.prepare(sql)?;
+                    bind_texts(&mut statement, &args)?;
+                    statement.raw_execute()
+                })
+                .await
+                .map_err(|e| sqlx::Error::Database(Box::new(SqliteError::new(e))))?;
+                changed as u64
             }
             Inner::Postgres { pool, .. } => {
                 let mut query = sqlx::query(sql);
@@ -140,22 +138,29 @@ impl TestDb {
     /// A `SELECT COUNT(*) …` binding `args` as text.
     pub(crate) async fn count(&self, sql: &'static str, args: &[&str]) -> i64 {
         match &*self.0 {
-            Inner::Sqlite { pool, .. } => {
-                let mut query = sqlx::query_scalar(sql);
-                for arg in args {
-                    query = query.bind(*arg);
-                }
-                query.fetch_one(pool).await
+            Inner::Sqlite { dir } => {
+                let args = owned(args);
+                on_sqlite(dir, move |conn| {
+                    let mut statement = conn.prepare(sql)?;
+                    bind_texts(&mut statement, &args)?;
+                    let mut rows = statement.raw_query();
+                    let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                    row.get(0)
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
             }
             Inner::Postgres { pool, .. } => {
                 let mut query = sqlx::query_scalar(sql);
                 for arg in args {
                     query = query.bind(*arg);
                 }
-                query.fetch_one(pool).await
+                query
+                    .fetch_one(pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
             }
         }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// Rows in `table` (a literal table name).
@@ -177,22 +182,18 @@ impl TestDb {
     /// reported): the checks are bypassed the way each dialect allows.
     pub(crate) async fn force_run_status(&self, run_id: &str, status: &str) {
         match &*self.0 {
-            Inner::Sqlite { pool, .. } => {
-                let mut conn = pool.acquire().await.unwrap();
-                sqlx::query("PRAGMA ignore_check_constraints = ON")
-                    .execute(&mut *conn)
-                    .await
-                    .unwrap();
-                sqlx::query("UPDATE runs SET status = $2 WHERE id = $1")
-                    .bind(run_id)
-                    .bind(status)
-                    .execute(&mut *conn)
-                    .await
-                    .unwrap();
-                sqlx::query("PRAGMA ignore_check_constraints = OFF")
-                    .execute(&mut *conn)
-                    .await
-                    .unwrap();
+            Inner::Sqlite { dir } => {
+                let (run_id, status) = (run_id.to_owned(), status.to_owned());
+                on_sqlite(dir, move |conn| {
+                    // Per connection, and this one is used for nothing else.
+                    conn.pragma_update(None, "ignore_check_constraints", true)?;
+                    conn.execute(
+                        "UPDATE runs SET status = ?2 WHERE id = ?1",
+                        [run_id, status],
+                    )
+                })
+                .await
+                .unwrap();
             }
             Inner::Postgres { pool, .. } => {
                 // A throwaway database: drop the CHECK constraints on runs.
@@ -219,7 +220,8 @@ impl TestDb {
     /// Drop the database (PostgreSQL; best-effort). SQLite's temp dir goes with the handle.
     pub(crate) async fn cleanup(&self) {
         match &*self.0 {
-            Inner::Sqlite { pool, .. } => pool.close().await,
+            // No connection outlives its call.
+            Inner::Sqlite { .. } => {}
             Inner::Postgres {
                 admin_url,
                 name,
@@ -243,6 +245,102 @@ impl TestDb {
 
 fn sqlite_path(dir: &TempDir) -> PathBuf {
     dir.path().join("data").join("waymark.db")
+}
+
+/// Run `work` on a new connection to the SQLite test database, on a blocking thread.
+async fn on_sqlite<T: Send + 'static>(
+    dir: &TempDir,
+    work: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> rusqlite::Result<T> {
+    let path = sqlite_path(dir);
+    tokio::task::spawn_blocking(move || {
+        let mut conn = rusqlite::Connection::open(&path)?;
+        // As the store's own connections (the file is already in WAL mode).
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        work(&mut conn)
+    })
+    .await
+    .expect("a SQLite test statement panicked")
+}
+
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|arg| (*arg).to_owned()).collect()
+}
+
+/// Bind `args` as text to `$1`, `$2` … (SQLite numbers named parameters by first appearance,
+/// not by name, so each is looked up by its name).
+fn bind_texts(statement: &mut rusqlite::Statement<'_>, args: &[String]) -> rusqlite::Result<()> {
+    for (i, arg) in args.iter().enumerate() {
+        statement.raw_bind_parameter(format!("${}", i + 1).as_str(), arg)?;
+    }
+    Ok(())
+}
+
+/// A SQLite error reported as the database error of a `sqlx::Error` (what [`TestDb::execute`]
+/// answers on either backend), so a test asks `is_unique_violation()` the same way on both.
+#[derive(Debug)]
+struct SqliteError {
+    error: rusqlite::Error,
+    message: String,
+}
+
+impl SqliteError {
+    fn new(error: rusqlite::Error) -> SqliteError {
+        let message = match &error {
+            rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+            other => other.to_string(),
+        };
+        SqliteError { error, message }
+    }
+}
+
+impl std::fmt::Display for SqliteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for SqliteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl DatabaseError for SqliteError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        let code = self.error.sqlite_error()?.extended_code;
+        Some(Cow::Owned(code.to_string()))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        use rusqlite::ffi;
+        match self.error.sqlite_error().map(|e| e.extended_code) {
+            Some(ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => {
+                ErrorKind::UniqueViolation
+            }
+            Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => ErrorKind::ForeignKeyViolation,
+            Some(ffi::SQLITE_CONSTRAINT_NOTNULL) => ErrorKind::NotNullViolation,
+            Some(ffi::SQLITE_CONSTRAINT_CHECK) => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
 }
 
 /// A connection to the server to create and drop databases: to the URL's own database, else
