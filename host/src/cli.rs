@@ -134,7 +134,7 @@ struct ServeArgs {
     #[arg(long, env = "WAYMARK_RATE_LIMIT_BURST", default_value_t = 4_000)]
     rate_limit_burst: u32,
     /// Most events committed in one ingest transaction.
-    #[arg(long, env = "WAYMARK_INGEST_BATCH", default_value_t = 512)]
+    #[arg(long, env = "WAYMARK_INGEST_BATCH", default_value_t = 4096)]
     ingest_batch: usize,
     /// How long a forming ingest batch waits for more events.
     #[arg(long, env = "WAYMARK_INGEST_LINGER", default_value = "1ms", value_parser = parse_duration)]

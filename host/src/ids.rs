@@ -27,6 +27,13 @@ macro_rules! id_type {
             }
         }
 
+        // Hash and Eq are the inner string's, so maps keyed by an id can be searched by `&str`.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl From<String> for $name {
             fn from(value: String) -> Self {
                 Self(value)

@@ -116,10 +116,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     .spawn();
 
-    let writer = IngestWriter::spawn(store.clone(), config.group_commit);
+    let writer = IngestWriter::spawn(store.clone(), registry.clone(), config.group_commit);
     let ingestor = Arc::new(Ingestor::new(
         writer,
-        registry,
+        store.clone(),
+        registry.clone(),
         clock.clone(),
         scheduler_wake.clone(),
     ));
@@ -129,6 +130,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     ));
     let state = AppState {
         store,
+        modules: registry,
         ingestor,
         clock,
         scheduler_wake,

@@ -1,5 +1,5 @@
 //! `/v1/contacts`: upsert with properties, find by email or user id, read one (with its live
-//! runs), and delete (a soft delete that erases personal data and stops the person's journeys).
+//! runs and current bucket memberships), and delete (a soft delete that erases personal data and stops the person's journeys).
 
 use super::AppState;
 use super::auth::Principal;
@@ -112,8 +112,13 @@ pub async fn detail(
         ..Default::default()
     };
     let runs = state.store.list_runs(&principal.tenant_id, &filter).await?;
+    let memberships = state
+        .store
+        .contact_memberships(&principal.tenant_id, &contact.key)
+        .await?;
     let mut view = contact_view(&contact);
     view["activeRuns"] = json!(runs.iter().map(super::runs::run_view).collect::<Vec<_>>());
+    view["buckets"] = super::buckets::memberships_view(&memberships);
     Ok(Json(view))
 }
 

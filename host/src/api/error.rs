@@ -26,10 +26,17 @@ pub enum ApiError {
     },
     #[error("Not Found")]
     NotFound,
+    /// 404 naming what was not found.
+    #[error("{0}")]
+    NotFoundNamed(String),
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
     #[error("Rate limit exceeded")]
     TooManyRequests { retry_after_secs: u64 },
+    /// The request conflicts with how the resource is defined (e.g. a manual change to a
+    /// computed bucket).
+    #[error("{0}")]
+    Conflict(String),
     #[error("Internal Server Error")]
     Internal(String),
 }
@@ -59,8 +66,9 @@ impl IntoResponse for ApiError {
                 Some(json!({ "requiredScope": needed })),
             ),
             ApiError::BadRequest { details, .. } => (StatusCode::BAD_REQUEST, details.clone()),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, None),
+            ApiError::NotFound | ApiError::NotFoundNamed(_) => (StatusCode::NOT_FOUND, None),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, None),
             ApiError::TooManyRequests { retry_after_secs } => {
                 let body = Json(
                     json!({ "error": self.to_string(), "details": { "retryAfterSeconds": retry_after_secs } }),

@@ -65,6 +65,7 @@ fn result_view(result: &IngestResult) -> Value {
         "exits": [],
         "started": result.started,
         "skipped": result.skipped,
+        "buckets": result.buckets,
     })
 }
 

@@ -4,15 +4,18 @@
 
 pub mod admin;
 pub mod auth;
+pub mod buckets;
 pub mod contacts;
 pub mod error;
 pub mod events;
 pub mod keys;
 pub mod limits;
+pub mod memberships;
 pub mod runs;
 
 use crate::clock::Clock;
 use crate::ingest::Ingestor;
+use crate::modules::ModuleRegistry;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -25,6 +28,8 @@ use tokio::sync::Notify;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// The loaded modules: each tenant's journeys and buckets.
+    pub modules: Arc<ModuleRegistry>,
     pub ingestor: Arc<Ingestor>,
     pub clock: Clock,
     /// Woken when the dev clock moves so due timers fire at once.
@@ -62,7 +67,8 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
         .route("/v1/keys/{id}", delete(keys::revoke))
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::detail))
-        .route("/v1/emails", get(runs::emails));
+        .route("/v1/emails", get(runs::emails))
+        .merge(buckets::routes());
     if options.dev {
         authenticated = authenticated
             .route("/v1/admin/clock", get(admin::clock))

@@ -84,6 +84,22 @@ fn timeline_entry(entry: &JournalEntry) -> Value {
             ),
             _ => "send-email".to_owned(),
         },
+        StepKind::BucketCount | StepKind::BucketHas | StepKind::BucketMembers => {
+            let bucket = q["bucket"].as_str().unwrap_or_default();
+            match (&r["ok"], r["error"].as_str()) {
+                (_, Some(error)) => format!("could not read bucket {bucket:?}: {error}"),
+                (ok, _) => match entry.kind {
+                    StepKind::BucketCount => format!("counted bucket {bucket:?}: {ok} members"),
+                    StepKind::BucketHas => {
+                        format!("asked whether {} is in bucket {bucket:?}: {ok}", q["key"])
+                    }
+                    _ => format!(
+                        "read {} members of bucket {bucket:?}",
+                        ok["members"].as_array().map_or(0, Vec::len)
+                    ),
+                },
+            }
+        }
     };
     json!({
         "seq": entry.seq,

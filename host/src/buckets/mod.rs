@@ -11,6 +11,7 @@
 
 pub mod criteria;
 pub mod eval;
+pub mod membership;
 pub mod registry;
 pub mod validate;
 

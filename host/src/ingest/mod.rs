@@ -6,12 +6,16 @@
 
 pub mod writer;
 
+use crate::buckets::BucketKind;
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::Identity;
 use crate::ids::{EventId, TenantId};
 use crate::journeys::router;
 use crate::modules::ModuleRegistry;
-use crate::store::{IngestItem, IngestOutcome, NewEvent, SkippedRun, StartedRun, StoreError};
+use crate::store::{
+    BucketTransition, IngestItem, IngestOutcome, IngestRouting, MembershipChange, NewEvent,
+    SkippedRun, StartedRun, Store, StoreError,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -48,6 +52,22 @@ pub enum IngestError {
     Stopped(#[from] WriterStopped),
 }
 
+/// Why a manual membership change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("no bucket {0:?} is declared by this tenant's modules")]
+    UnknownBucket(String),
+    #[error(
+        "bucket {0:?} is computed: its membership follows its criteria, and only manual \
+         buckets accept changes through the API"
+    )]
+    NotManual(String),
+    #[error("no live contact has the key {0:?}")]
+    UnknownContact(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> IngestError {
     IngestError::Invalid {
         field,
@@ -64,6 +84,8 @@ pub struct IngestResult {
     pub contact_key: Option<String>,
     pub started: Vec<StartedRun>,
     pub skipped: Vec<SkippedRun>,
+    /// Bucket memberships the event changed.
+    pub buckets: Vec<BucketTransition>,
 }
 
 impl From<IngestOutcome> for IngestResult {
@@ -75,18 +97,21 @@ impl From<IngestOutcome> for IngestResult {
                 contact_key: None,
                 started: vec![],
                 skipped: vec![],
+                buckets: vec![],
             },
             IngestOutcome::Stored {
                 event_id,
                 contact_key,
                 started,
                 skipped,
+                transitions,
             } => IngestResult {
                 stored: true,
                 event_id,
                 contact_key: Some(contact_key),
                 started,
                 skipped,
+                buckets: transitions,
             },
         }
     }
@@ -94,6 +119,8 @@ impl From<IngestOutcome> for IngestResult {
 
 pub struct Ingestor {
     writer: IngestWriter,
+    /// For manual membership changes, which commit on their own (not group-committed).
+    store: Arc<dyn Store>,
     registry: Arc<ModuleRegistry>,
     clock: Clock,
     scheduler_wake: Arc<Notify>,
@@ -102,12 +129,14 @@ pub struct Ingestor {
 impl Ingestor {
     pub fn new(
         writer: IngestWriter,
+        store: Arc<dyn Store>,
         registry: Arc<ModuleRegistry>,
         clock: Clock,
         scheduler_wake: Arc<Notify>,
     ) -> Self {
         Self {
             writer,
+            store,
             registry,
             clock,
             scheduler_wake,
@@ -139,7 +168,12 @@ impl Ingestor {
         for (position, request) in requests.into_iter().enumerate() {
             match self.validate(tenant, request) {
                 Ok(event) => {
-                    let candidates = router::candidates(&self.registry, tenant, &event.name);
+                    let candidates = router::candidates_for(
+                        &self.registry,
+                        tenant,
+                        &event.name,
+                        &event.event_properties,
+                    );
                     items.push(IngestItem { event, candidates });
                     positions.push(position);
                     results.push(None);
@@ -171,6 +205,34 @@ impl Ingestor {
             .into_iter()
             .map(|r| r.expect("every position answered"))
             .collect()
+    }
+
+    /// Add a person to, or remove them from, a manual bucket. The transition event is ingested
+    /// (and routed to journeys) in the same transaction as the membership change.
+    pub async fn change_membership(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        key: &str,
+        change: MembershipChange,
+    ) -> Result<Option<BucketTransition>, MembershipError> {
+        let registry = self.registry.bucket_registry(tenant);
+        let bucket = registry
+            .get(bucket_id)
+            .ok_or_else(|| MembershipError::UnknownBucket(bucket_id.to_owned()))?;
+        if bucket.kind != BucketKind::Manual {
+            return Err(MembershipError::NotManual(bucket_id.to_owned()));
+        }
+        let routing: Arc<dyn IngestRouting> = self.registry.clone();
+        let outcome = self
+            .store
+            .change_membership(tenant, bucket, key, change, self.clock.now(), routing)
+            .await?
+            .ok_or_else(|| MembershipError::UnknownContact(key.to_owned()))?;
+        if outcome.is_some() {
+            self.scheduler_wake.notify_one();
+        }
+        Ok(outcome)
     }
 
     fn validate(&self, tenant: &TenantId, request: IngestRequest) -> Result<NewEvent, IngestError> {

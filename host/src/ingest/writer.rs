@@ -7,7 +7,7 @@
 //! If a batch fails, its items are retried one transaction each, so one bad item sinks only
 //! itself.
 
-use crate::store::{IngestItem, IngestOutcome, Store, StoreError, StoreResult};
+use crate::store::{IngestItem, IngestOutcome, IngestRouting, Store, StoreError, StoreResult};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -23,7 +23,7 @@ pub struct GroupCommit {
 impl Default for GroupCommit {
     fn default() -> Self {
         Self {
-            max_batch: 512,
+            max_batch: 4096,
             linger: Duration::from_millis(1),
         }
     }
@@ -45,9 +45,15 @@ pub struct IngestWriter {
 pub struct WriterStopped;
 
 impl IngestWriter {
-    pub fn spawn(store: Arc<dyn Store>, config: GroupCommit) -> Self {
+    /// Start the writer; `routing` answers, per batch, which journeys and buckets the events
+    /// reach.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        routing: Arc<dyn IngestRouting>,
+        config: GroupCommit,
+    ) -> Self {
         let (queue, receiver) = mpsc::channel(config.max_batch * 8);
-        tokio::spawn(write_loop(store, config, receiver));
+        tokio::spawn(write_loop(store, routing, config, receiver));
         Self { queue }
     }
 
@@ -68,6 +74,7 @@ impl IngestWriter {
 
 async fn write_loop(
     store: Arc<dyn Store>,
+    routing: Arc<dyn IngestRouting>,
     config: GroupCommit,
     mut receiver: mpsc::Receiver<Submission>,
 ) {
@@ -96,13 +103,13 @@ async fn write_loop(
                 }
             }
         }
-        commit(store.as_ref(), batch).await;
+        commit(store.as_ref(), &routing, batch).await;
     }
 }
 
-async fn commit(store: &dyn Store, batch: Vec<Submission>) {
+async fn commit(store: &dyn Store, routing: &Arc<dyn IngestRouting>, batch: Vec<Submission>) {
     let items: Vec<IngestItem> = batch.iter().flat_map(|s| s.items.iter().cloned()).collect();
-    match store.ingest(items).await {
+    match store.ingest(items, routing.clone()).await {
         Ok(outcomes) => {
             let mut outcomes = outcomes.into_iter();
             for submission in batch {
@@ -126,7 +133,7 @@ async fn commit(store: &dyn Store, batch: Vec<Submission>) {
             for submission in batch {
                 let mut results = Vec::with_capacity(submission.items.len());
                 for item in submission.items {
-                    results.push(single(store, item).await);
+                    results.push(single(store, routing, item).await);
                 }
                 submission.reply.send(results).ok();
             }
@@ -134,8 +141,12 @@ async fn commit(store: &dyn Store, batch: Vec<Submission>) {
     }
 }
 
-async fn single(store: &dyn Store, item: IngestItem) -> StoreResult<IngestOutcome> {
-    let mut outcomes = store.ingest(vec![item]).await?;
+async fn single(
+    store: &dyn Store,
+    routing: &Arc<dyn IngestRouting>,
+    item: IngestItem,
+) -> StoreResult<IngestOutcome> {
+    let mut outcomes = store.ingest(vec![item], routing.clone()).await?;
     outcomes.pop().ok_or_else(|| {
         StoreError::corrupt(
             "ingest outcome",

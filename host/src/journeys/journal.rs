@@ -23,10 +23,16 @@ pub enum StepKind {
     WasiMonotonicClock,
     /// `wasi:random` bytes, virtualised through the journal.
     WasiRandom,
+    /// `bucket-count`: a bucket's member count.
+    BucketCount,
+    /// `bucket-has`: whether a person is a bucket's member.
+    BucketHas,
+    /// `bucket-members`: one page of a bucket's members.
+    BucketMembers,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 7] = [
+    pub const ALL: [StepKind; 10] = [
         StepKind::Now,
         StepKind::Random,
         StepKind::Sleep,
@@ -34,6 +40,9 @@ impl StepKind {
         StepKind::WasiWallClock,
         StepKind::WasiMonotonicClock,
         StepKind::WasiRandom,
+        StepKind::BucketCount,
+        StepKind::BucketHas,
+        StepKind::BucketMembers,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +54,9 @@ impl StepKind {
             StepKind::WasiWallClock => "wasi-wall-clock",
             StepKind::WasiMonotonicClock => "wasi-monotonic-clock",
             StepKind::WasiRandom => "wasi-random",
+            StepKind::BucketCount => "bucket-count",
+            StepKind::BucketHas => "bucket-has",
+            StepKind::BucketMembers => "bucket-members",
         }
     }
 

@@ -10,9 +10,11 @@
 pub mod build;
 pub mod manifest;
 
+use crate::buckets::BucketRegistry;
 use crate::delivery::templates::TemplateSet;
 use crate::ids::TenantId;
 use crate::runtime::{CompiledModule, Runtime, RuntimeError, sha256_hex};
+use crate::store::{IngestRouting, RunCandidate};
 use arc_swap::ArcSwap;
 use manifest::{JourneyDef, ModuleManifest};
 use std::collections::HashMap;
@@ -48,10 +50,11 @@ impl LoadedModule {
     }
 }
 
-/// A tenant's active journeys, by trigger event.
+/// A tenant's active journeys, by trigger event, and its buckets.
 #[derive(Default)]
 struct ActiveSet {
     by_trigger: HashMap<String, Vec<(Arc<LoadedModule>, JourneyDef)>>,
+    buckets: Arc<BucketRegistry>,
 }
 
 /// Where module wasm and compiled artifacts live on disk.
@@ -221,6 +224,14 @@ impl ModuleRegistry {
                     .push((module.clone(), journey.clone()));
             }
         }
+        set.buckets = Arc::new(
+            BucketRegistry::build(
+                modules
+                    .iter()
+                    .map(|m| (m.name.as_str(), m.manifest.buckets.as_slice())),
+            )
+            .map_err(|duplicate| ModuleError::Conflict(duplicate.to_string()))?,
+        );
         let mut next = HashMap::clone(&self.active.load());
         next.insert(tenant.clone(), Arc::new(set));
         self.active.store(Arc::new(next));
@@ -238,6 +249,15 @@ impl ModuleRegistry {
             .get(tenant)
             .and_then(|set| set.by_trigger.get(event))
             .map(|entries| entries.iter().filter(|(_, j)| j.enabled).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The tenant's buckets (empty when it has none).
+    pub fn bucket_registry(&self, tenant: &TenantId) -> Arc<BucketRegistry> {
+        self.active
+            .load()
+            .get(tenant)
+            .map(|set| set.buckets.clone())
             .unwrap_or_default()
     }
 
@@ -271,5 +291,22 @@ impl ModuleRegistry {
         }
         self.activate(tenant, &loaded)?;
         Ok(loaded)
+    }
+}
+
+/// Ingest routes with the modules active when it asks: journeys through the router, buckets
+/// from the tenant's registry.
+impl IngestRouting for ModuleRegistry {
+    fn journeys(
+        &self,
+        tenant: &TenantId,
+        event_name: &str,
+        event_properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<RunCandidate> {
+        crate::journeys::router::candidates_for(self, tenant, event_name, event_properties)
+    }
+
+    fn buckets(&self, tenant: &TenantId) -> Option<Arc<BucketRegistry>> {
+        Some(self.bucket_registry(tenant)).filter(|registry| !registry.is_empty())
     }
 }

@@ -106,6 +106,10 @@ pub async fn resolve(
 
     let mut found: Vec<ContactRecord> = Vec::new();
     for key in &keys {
+        // Two live contacts never share a key: one already found with this key is the answer.
+        if key.kind == IdentityKind::Key && found.iter().any(|c| c.key == key.value) {
+            continue;
+        }
         if let Some(contact) = tx.live_contact(tenant, key).await?
             && !found.iter().any(|c| c.id == contact.id)
         {

@@ -19,11 +19,13 @@ mod tests;
 
 pub use records::*;
 
+use crate::buckets::{BucketDef, BucketRegistry};
 use crate::clock::Timestamp;
 use crate::contacts::Identity;
 use crate::ids::{ApiKeyId, EmailId, RunId, TenantId};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -74,6 +76,41 @@ pub async fn open(
     }
 }
 
+/// What ingest asks of the loaded modules inside its transaction: which journeys an event
+/// starts, and which buckets a tenant has. [`crate::modules::ModuleRegistry`] answers from its
+/// current snapshot.
+pub trait IngestRouting: Send + Sync {
+    /// The journeys an event starts (trigger name and trigger filter), with their module.
+    fn journeys(
+        &self,
+        tenant: &TenantId,
+        event_name: &str,
+        event_properties: &Map<String, Value>,
+    ) -> Vec<RunCandidate>;
+    /// The tenant's buckets, when it has any.
+    fn buckets(&self, tenant: &TenantId) -> Option<Arc<BucketRegistry>>;
+}
+
+/// Routing with no modules loaded: no journeys, no buckets.
+pub struct NoRouting;
+
+impl IngestRouting for NoRouting {
+    fn journeys(&self, _: &TenantId, _: &str, _: &Map<String, Value>) -> Vec<RunCandidate> {
+        Vec::new()
+    }
+
+    fn buckets(&self, _: &TenantId) -> Option<Arc<BucketRegistry>> {
+        None
+    }
+}
+
+/// A change to a manual bucket's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    Add,
+    Remove,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- tenancy ---
@@ -106,7 +143,28 @@ pub trait Store: Send + Sync + 'static {
     /// snapshotting the contact after the merge and the event) with a timer due at
     /// `received_at`. All or nothing: on an error nothing of the batch is written (the caller
     /// retries items alone).
-    async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>>;
+    ///
+    /// Then, for a tenant with buckets, it re-evaluates the buckets the event can change
+    /// ([`crate::buckets::membership::evaluate_event`]) and ingests each emitted transition as
+    /// its own event (deduplicated on its deterministic key, routed to journeys by `routing`,
+    /// never re-evaluated), in the same transaction.
+    async fn ingest(
+        &self,
+        batch: Vec<IngestItem>,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<Vec<IngestOutcome>>;
+    /// Add a person to (or remove them from) a manual bucket, ingesting the transition like
+    /// [`Store::ingest`] does. `None` when no live contact has that key; a transition of
+    /// `None` when nothing changed (already a member, or not one).
+    async fn change_membership(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketDef,
+        key: &str,
+        change: MembershipChange,
+        now: Timestamp,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<Option<Option<BucketTransition>>>;
     /// Create or update a contact through [`identity::resolve`], without an event.
     async fn upsert_contact(
         &self,
@@ -173,8 +231,64 @@ pub trait Store: Send + Sync + 'static {
         filter: &EmailFilter,
     ) -> StoreResult<Vec<EmailRecord>>;
 
+    // --- buckets: reads ---
+    // Every read sees live contacts only: a membership row whose contact was deleted (or
+    // merged away) is invisible, whatever its status.
+    /// Counts of every bucket of the tenant that has membership rows, by bucket id (one
+    /// query); a bucket without any is absent.
+    async fn bucket_counts(&self, tenant: &TenantId) -> StoreResult<HashMap<String, BucketCounts>>;
+    /// Counts of one bucket (zero when it has no rows).
+    async fn bucket_counts_of(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<BucketCounts>;
+    /// A page of a bucket's current members in membership-id order (keyset on the id, so a
+    /// member present across the whole walk appears exactly once), with the total.
+    async fn bucket_members(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        page: &MemberPageRequest,
+    ) -> StoreResult<MemberPage>;
+    /// The current membership of the live contact `key` designates (resolved like
+    /// [`ContactLookup::Key`]: its key, a key it had before, or an aliased user or anonymous
+    /// id); `None` when no live contact has that key or it is not a member.
+    async fn bucket_membership(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<ActiveMembership>>;
+    /// The current memberships of the live contact whose resolved key is `contact_key`, by
+    /// bucket id.
+    async fn contact_memberships(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+    ) -> StoreResult<Vec<ActiveMembership>>;
+
     // --- host settings ---
     /// The persisted dev-clock offset (0 when never advanced).
     async fn clock_offset(&self) -> StoreResult<i64>;
     async fn set_clock_offset(&self, offset_ms: i64) -> StoreResult<()>;
+}
+
+/// Tests ingest without modules (no journeys beyond the items' own candidates, no buckets).
+#[cfg(test)]
+pub(crate) trait IngestWithoutModules {
+    fn ingest_plain(
+        &self,
+        batch: Vec<IngestItem>,
+    ) -> impl Future<Output = StoreResult<Vec<IngestOutcome>>> + Send;
+}
+
+#[cfg(test)]
+impl<S: Store + ?Sized> IngestWithoutModules for S {
+    fn ingest_plain(
+        &self,
+        batch: Vec<IngestItem>,
+    ) -> impl Future<Output = StoreResult<Vec<IngestOutcome>>> + Send {
+        self.ingest(batch, Arc::new(NoRouting))
+    }
 }

@@ -128,9 +128,40 @@ pub enum IngestOutcome {
         contact_key: String,
         started: Vec<StartedRun>,
         skipped: Vec<SkippedRun>,
+        /// Bucket memberships the event changed (their transition events were ingested too,
+        /// and the runs those started are in `started`).
+        transitions: Vec<BucketTransition>,
     },
     /// The idempotency key was already used: nothing at all changed.
     Duplicate { event_id: EventId },
+}
+
+/// A membership change an ingested event (or the membership API) made.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketTransition {
+    pub bucket_id: String,
+    /// `entered` or `left`.
+    pub transition: &'static str,
+    /// The membership's epoch: 1 for a first entry.
+    pub entry_count: u32,
+    /// Whether its event was emitted (a join the bucket's entry limit keeps quiet is not).
+    pub emitted: bool,
+}
+
+impl From<&crate::buckets::membership::Transition> for BucketTransition {
+    fn from(t: &crate::buckets::membership::Transition) -> Self {
+        use crate::buckets::membership::TransitionKind;
+        BucketTransition {
+            bucket_id: t.bucket_id.clone(),
+            transition: match t.kind {
+                TransitionKind::Entered => "entered",
+                TransitionKind::Left(_) => "left",
+            },
+            entry_count: t.entry_count,
+            emitted: t.emit,
+        }
+    }
 }
 
 /// A claim on due work, measured on the real clock (never the dev clock).
@@ -403,4 +434,76 @@ pub struct DeletedContact {
     pub key: String,
     pub exited_runs: u32,
     pub cancelled_emails: u32,
+}
+
+/// Memberships of one bucket, counted over live contacts only (a deleted contact's rows are
+/// never counted, whatever their status).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketCounts {
+    /// Current members.
+    pub active: u64,
+    /// Closed membership epochs: a person who left twice counts twice.
+    pub left: u64,
+}
+
+/// A page of a bucket's members to read: keyset paging on the membership id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberPageRequest {
+    /// Members per page: [`MemberPageRequest::DEFAULT_LIMIT`] when absent, at least 1, at
+    /// most [`MemberPageRequest::MAX_LIMIT`] (larger asks are clamped).
+    pub limit: Option<u32>,
+    /// The previous page's `next_cursor`; absent for the first page.
+    pub cursor: Option<String>,
+}
+
+impl MemberPageRequest {
+    pub const DEFAULT_LIMIT: u32 = 50;
+    pub const MAX_LIMIT: u32 = 100;
+
+    /// The number of members the page holds at most.
+    pub fn page_size(&self) -> u32 {
+        self.limit
+            .unwrap_or(Self::DEFAULT_LIMIT)
+            .clamp(1, Self::MAX_LIMIT)
+    }
+}
+
+/// One current member of a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketMember {
+    /// The membership's id (a UUIDv7; the keyset order, opaque rather than chronological).
+    pub id: String,
+    /// The contact's resolved key.
+    pub contact_key: String,
+    pub email: Option<String>,
+    pub entered_at: Timestamp,
+    /// The membership's epoch: 1 for a first entry.
+    pub entry_count: u32,
+}
+
+/// A page of members, in membership-id order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberPage {
+    pub members: Vec<BucketMember>,
+    /// The cursor of the next page; `None` on the last one.
+    pub next_cursor: Option<String>,
+    /// Current members when the page was read (a snapshot: it may drift across pages).
+    pub total: u64,
+}
+
+/// A live contact's current membership of one bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveMembership {
+    /// The membership's id.
+    pub id: String,
+    pub bucket_id: String,
+    /// The contact's resolved key.
+    pub contact_key: String,
+    pub entered_at: Timestamp,
+    /// The membership's epoch: 1 for a first entry.
+    pub entry_count: u32,
 }

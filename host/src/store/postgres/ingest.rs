@@ -16,14 +16,19 @@
 use super::identity::{LockName, LockTarget, PendingEvent, PgTx};
 use super::live_statuses;
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
+use crate::buckets::membership::{self, Transition};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
 use crate::journeys::{PriorRuns, SkipReason};
 use crate::store::codec::{run_count, run_input, to_json};
 use crate::store::identity;
-use crate::store::{IngestItem, IngestOutcome, RunCandidate, SkippedRun, StartedRun, StoreResult};
+use crate::store::{
+    BucketTransition, ContactRecord, IngestItem, IngestOutcome, IngestRouting, NewEvent,
+    RunCandidate, SkippedRun, StartedRun, StoreResult,
+};
 use sqlx::{PgConnection, Row};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Idempotency keys already used, by (tenant, key): the event that used each.
 type UsedKeys = HashMap<(TenantId, String), EventId>;
@@ -31,6 +36,7 @@ type UsedKeys = HashMap<(TenantId, String), EventId>;
 pub(super) async fn ingest(
     store: &PgStore,
     batch: Vec<IngestItem>,
+    routing: Arc<dyn IngestRouting>,
 ) -> StoreResult<Vec<IngestOutcome>> {
     if batch.is_empty() {
         return Ok(Vec::new());
@@ -39,21 +45,25 @@ pub(super) async fn ingest(
     // again (the locking order makes that rare; see `identity`).
     let mut attempt = 1;
     loop {
-        match ingest_batch(store, &batch).await {
+        match ingest_batch(store, &batch, routing.as_ref()).await {
             Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => attempt += 1,
             result => return result,
         }
     }
 }
 
-async fn ingest_batch(store: &PgStore, batch: &[IngestItem]) -> StoreResult<Vec<IngestOutcome>> {
+async fn ingest_batch(
+    store: &PgStore,
+    batch: &[IngestItem],
+    routing: &dyn IngestRouting,
+) -> StoreResult<Vec<IngestOutcome>> {
     let mut tx = store.pool.begin().await?;
     let mut pg = PgTx::new(&mut tx);
     pg.lock(&batch_locks(batch)).await?;
     let mut used = used_keys(pg.conn(), batch).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for item in batch {
-        outcomes.push(ingest_one(&mut pg, &mut used, item).await?);
+        outcomes.push(ingest_one(&mut pg, &mut used, routing, item).await?);
     }
     pg.write_events().await?;
     tx.commit().await?;
@@ -126,6 +136,7 @@ async fn used_keys(conn: &mut PgConnection, batch: &[IngestItem]) -> StoreResult
 async fn ingest_one(
     pg: &mut PgTx<'_>,
     used: &mut UsedKeys,
+    routing: &dyn IngestRouting,
     item: &IngestItem,
 ) -> StoreResult<IngestOutcome> {
     let IngestItem { event, candidates } = item;
@@ -171,45 +182,154 @@ async fn ingest_one(
     }
 
     // 4. Start the runs the entry limits admit.
-    let mut started = Vec::new();
-    let mut skipped = Vec::new();
-    if !candidates.is_empty() {
-        let input = to_json("run input", &run_input(&contact, event))?;
-        for candidate in candidates {
-            let prior = prior_runs(pg.conn(), tenant, &contact.key, &candidate.journey_id).await?;
-            let admitted = candidate.entry_limit.admits(&prior, event.received_at);
-            let outcome = match admitted {
-                Err(reason) => Err(reason),
-                Ok(()) => {
-                    let start = NewRun {
-                        tenant,
-                        candidate,
-                        contact_key: &contact.key,
-                        input: &input,
-                        at: event.received_at,
-                    };
-                    start_run(pg.conn(), &start).await?
-                }
-            };
-            match outcome {
-                Ok(run_id) => started.push(StartedRun {
-                    run_id,
-                    journey_id: candidate.journey_id.clone(),
-                }),
-                Err(reason) => skipped.push(SkippedRun {
-                    journey_id: candidate.journey_id.clone(),
-                    reason,
-                }),
-            }
+    let mut stored = start_runs(pg, &contact, event, candidates).await?;
+
+    // 5. Move the person into or out of the buckets this event can change; each emitted
+    // transition is an event of its own, routed to journeys.
+    let mut transitions = Vec::new();
+    if let Some(buckets) = routing.buckets(tenant) {
+        let changes = membership::evaluate_event(
+            pg,
+            &buckets,
+            tenant,
+            &contact.key,
+            &contact.properties,
+            &event.name,
+            &event.event_properties,
+            &event.contact_properties,
+            event.received_at,
+        )
+        .await?;
+        for change in &changes {
+            transitions.push(
+                ingest_transition(
+                    pg,
+                    routing,
+                    &contact,
+                    change,
+                    event.received_at,
+                    &mut stored,
+                )
+                .await?,
+            );
         }
     }
 
     Ok(IngestOutcome::Stored {
         event_id: event.id.clone(),
         contact_key: contact.key,
-        started,
-        skipped,
+        started: stored.started,
+        skipped: stored.skipped,
+        transitions,
     })
+}
+
+/// What storing one event started.
+#[derive(Default)]
+pub(super) struct StoredEvent {
+    pub started: Vec<StartedRun>,
+    pub skipped: Vec<SkippedRun>,
+}
+
+/// Start the runs of `candidates` that their entry limits admit, for `event`.
+async fn start_runs(
+    pg: &mut PgTx<'_>,
+    contact: &ContactRecord,
+    event: &NewEvent,
+    candidates: &[RunCandidate],
+) -> StoreResult<StoredEvent> {
+    let mut stored = StoredEvent::default();
+    if candidates.is_empty() {
+        return Ok(stored);
+    }
+    let tenant = &event.tenant_id;
+    let input = to_json("run input", &run_input(contact, event))?;
+    for candidate in candidates {
+        let prior = prior_runs(pg.conn(), tenant, &contact.key, &candidate.journey_id).await?;
+        let outcome = match candidate.entry_limit.admits(&prior, event.received_at) {
+            Err(reason) => Err(reason),
+            Ok(()) => {
+                let start = NewRun {
+                    tenant,
+                    candidate,
+                    contact_key: &contact.key,
+                    input: &input,
+                    at: event.received_at,
+                };
+                start_run(pg.conn(), &start).await?
+            }
+        };
+        match outcome {
+            Ok(run_id) => stored.started.push(StartedRun {
+                run_id,
+                journey_id: candidate.journey_id.clone(),
+            }),
+            Err(reason) => stored.skipped.push(SkippedRun {
+                journey_id: candidate.journey_id.clone(),
+                reason,
+            }),
+        }
+    }
+    Ok(stored)
+}
+
+/// Ingest a membership change's events — the per-bucket one, and the generic one when some
+/// journey is bound to it — unless the change is quiet or another writer already stored the
+/// same transition (its deterministic key is taken). The runs they start join `stored`.
+pub(super) async fn ingest_transition(
+    pg: &mut PgTx<'_>,
+    routing: &dyn IngestRouting,
+    contact: &ContactRecord,
+    transition: &Transition,
+    now: Timestamp,
+    stored: &mut StoredEvent,
+) -> StoreResult<BucketTransition> {
+    let summary = BucketTransition::from(transition);
+    if !transition.emit {
+        return Ok(summary);
+    }
+    for (generic, event) in [
+        (false, transition.event()),
+        (true, transition.generic_event()),
+    ] {
+        let candidates = routing.journeys(&contact.tenant_id, &event.name, &event.properties);
+        if generic && candidates.is_empty() {
+            continue;
+        }
+        let event = NewEvent {
+            id: EventId::generate(),
+            tenant_id: contact.tenant_id.clone(),
+            name: event.name,
+            identity: Default::default(),
+            event_properties: event.properties,
+            contact_properties: Default::default(),
+            idempotency_key: Some(event.idempotency_key),
+            occurred_at: now,
+            received_at: now,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
+             received_at, idempotency_key) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6, $7) \
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
+        )
+        .bind(event.id.as_str())
+        .bind(event.tenant_id.as_str())
+        .bind(&contact.key)
+        .bind(&event.name)
+        .bind(to_json("event properties", &event.event_properties)?)
+        .bind(now.0)
+        .bind(event.idempotency_key.as_deref())
+        .execute(pg.conn())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            continue;
+        }
+        let more = start_runs(pg, contact, &event, &candidates).await?;
+        stored.started.extend(more.started);
+        stored.skipped.extend(more.skipped);
+    }
+    Ok(summary)
 }
 
 /// What the store knows about a person's earlier runs of one journey (inside the ingest

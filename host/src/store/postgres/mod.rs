@@ -41,9 +41,11 @@
 //! `runs` (claims, activations and run inspection), `outbox` (email delivery and listing) and
 //! `rows` (column lists and row mapping).
 
+mod buckets;
 mod contacts;
 mod identity;
 mod ingest;
+mod membership;
 mod outbox;
 mod rows;
 mod runs;
@@ -57,6 +59,8 @@ use super::{
     ModuleVersionRecord, NewApiKey, OutboxEmail, Resolution, RunFilter, RunRecord, Store,
     StoreError, StoreResult, Tenant,
 };
+use super::{BucketTransition, IngestRouting, MembershipChange};
+use crate::buckets::BucketDef;
 use crate::clock::Timestamp;
 use crate::contacts::Identity;
 use crate::ids::{ApiKeyId, EmailId, RunId, TenantId};
@@ -65,6 +69,7 @@ use serde_json::{Map, Value};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Connections per host process.
@@ -207,8 +212,24 @@ impl Store for PgStore {
         tenancy::record_module_version(self, version).await
     }
 
-    async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>> {
-        ingest::ingest(self, batch).await
+    async fn ingest(
+        &self,
+        batch: Vec<IngestItem>,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<Vec<IngestOutcome>> {
+        ingest::ingest(self, batch, routing).await
+    }
+
+    async fn change_membership(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketDef,
+        key: &str,
+        change: MembershipChange,
+        now: Timestamp,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<Option<Option<BucketTransition>>> {
+        membership::change_membership(self, tenant, bucket, key, change, now, routing).await
     }
 
     async fn upsert_contact(
@@ -298,6 +319,47 @@ impl Store for PgStore {
         filter: &EmailFilter,
     ) -> StoreResult<Vec<EmailRecord>> {
         outbox::list_emails(self, tenant, filter).await
+    }
+
+    async fn bucket_counts(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<std::collections::HashMap<String, super::BucketCounts>> {
+        buckets::bucket_counts(self, tenant).await
+    }
+
+    async fn bucket_counts_of(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<super::BucketCounts> {
+        buckets::bucket_counts_of(self, tenant, bucket_id).await
+    }
+
+    async fn bucket_members(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        page: &super::MemberPageRequest,
+    ) -> StoreResult<super::MemberPage> {
+        buckets::bucket_members(self, tenant, bucket_id, page).await
+    }
+
+    async fn bucket_membership(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<super::ActiveMembership>> {
+        buckets::bucket_membership(self, tenant, bucket_id, key).await
+    }
+
+    async fn contact_memberships(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+    ) -> StoreResult<Vec<super::ActiveMembership>> {
+        buckets::contact_memberships(self, tenant, contact_key).await
     }
 
     async fn clock_offset(&self) -> StoreResult<i64> {

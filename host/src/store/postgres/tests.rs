@@ -11,6 +11,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::contacts::Identity;
 use crate::ids::{EmailId, EventId, RunId, TenantId};
 use crate::journeys::{EntryLimit, RunStatus};
+use crate::store::IngestWithoutModules;
 use crate::store::{
     ActivationCommit, EmailFilter, EmailStatus, IngestItem, IngestOutcome, Lease, NewEmail,
     NewEvent, RunCandidate, RunTransition, Store,
@@ -150,8 +151,8 @@ async fn batches_naming_the_same_people_in_opposite_orders_never_deadlock() {
             };
             let (a, b) = (items(false), items(true));
             let (s1, s2) = (store.clone(), other.clone());
-            let a = tokio::spawn(async move { s1.ingest(a).await });
-            let b = tokio::spawn(async move { s2.ingest(b).await });
+            let a = tokio::spawn(async move { s1.ingest_plain(a).await });
+            let b = tokio::spawn(async move { s2.ingest_plain(b).await });
             let (a, b) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
             // Each key is stored once; the other batch answers the same event as a duplicate.
             let mut stored: HashMap<EventId, usize> = HashMap::new();
@@ -266,7 +267,7 @@ async fn a_deletion_racing_an_activation_leaves_no_live_run_and_no_queued_email(
         for i in 0..20 {
             let user = format!("p{i}");
             let outcome = store
-                .ingest(vec![IngestItem {
+                .ingest_plain(vec![IngestItem {
                     event: event(&tenant, &user, None, T0 + i),
                     candidates: vec![welcome()],
                 }])
@@ -357,7 +358,7 @@ async fn a_deletion_racing_an_activation_leaves_no_live_run_and_no_queued_email(
 async fn two_hosts_claiming_the_outbox_never_take_one_email_twice() {
     with_db(|db, store, tenant| async move {
         let outcome = store
-            .ingest(vec![IngestItem {
+            .ingest_plain(vec![IngestItem {
                 event: event(&tenant, "ada", None, T0),
                 candidates: vec![welcome()],
             }])
@@ -434,7 +435,7 @@ async fn batches_reaching_the_same_contacts_through_different_values_both_commit
         // Given people p0..p5 known by user id and email
         for p in 0..6 {
             store
-                .ingest(vec![IngestItem {
+                .ingest_plain(vec![IngestItem {
                     event: event(&tenant, &format!("p{p}"), None, T0),
                     candidates: vec![],
                 }])
@@ -464,8 +465,8 @@ async fn batches_reaching_the_same_contacts_through_different_values_both_commit
                 })
                 .collect();
             let (s1, s2) = (store.clone(), other.clone());
-            let a = tokio::spawn(async move { s1.ingest(by_user).await });
-            let b = tokio::spawn(async move { s2.ingest(by_email).await });
+            let a = tokio::spawn(async move { s1.ingest_plain(by_user).await });
+            let b = tokio::spawn(async move { s2.ingest_plain(by_email).await });
             // Then both commit (a deadlock between them is retried inside the store)
             a.await.unwrap().unwrap();
             b.await.unwrap().unwrap();
@@ -483,7 +484,7 @@ async fn a_journal_comes_back_exactly_as_recorded() {
     use crate::journeys::journal::{JournalEntry, StepKind};
     with_db(|db, store, tenant| async move {
         let outcome = store
-            .ingest(vec![IngestItem {
+            .ingest_plain(vec![IngestItem {
                 event: event(&tenant, "ada", None, T0),
                 candidates: vec![welcome()],
             }])

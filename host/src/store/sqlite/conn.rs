@@ -28,6 +28,11 @@ const STATEMENT_CACHE: usize = 256;
 /// the event and contact indexes stay in memory under sustained ingest.
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
 const READER_CACHE_KIB: i64 = 16 * 1024;
+/// How often the checkpointer copies committed WAL frames into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// WAL frames (pages) beyond which the checkpointer also makes the writer wait until the WAL
+/// can start over, so it cannot grow without bound under sustained writes (about 256 MiB).
+const WAL_FRAMES_LIMIT: i64 = 65_536;
 
 fn open_connection(path: &Path, cache_kib: i64) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -46,6 +51,40 @@ fn open_connection(path: &Path, cache_kib: i64) -> StoreResult<Connection> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -cache_kib)?;
     Ok(conn)
+}
+
+/// Checkpoints on a thread of their own, so the writer never pays for them: SQLite's automatic
+/// checkpoint runs inside the commit that crosses the threshold, copying pages into the
+/// database file and syncing it while every writer waits. A passive checkpoint here runs beside
+/// the writer instead, and a page that many transactions dirty is copied once per checkpoint
+/// rather than once per transaction. Stops when `stop` is dropped (when the writer stops).
+fn spawn_checkpointer(path: &Path, stop: mpsc::Receiver<()>) -> StoreResult<()> {
+    let conn = open_connection(path, 1024)?;
+    std::thread::Builder::new()
+        .name("waymark-sqlite-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(error) = checkpoint(&conn) {
+                    tracing::warn!("SQLite checkpoint failed: {error}");
+                }
+            }
+            // The last one empties the WAL, so the file is whole on its own.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .ok();
+        })
+        .map_err(|e| StoreError::Open(format!("cannot start the SQLite checkpointer: {e}")))?;
+    Ok(())
+}
+
+fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    let (_busy, wal_frames): (i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    if wal_frames > WAL_FRAMES_LIMIT {
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
+    }
+    Ok(())
 }
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -70,9 +109,15 @@ impl Writer {
         std::thread::Builder::new()
             .name("waymark-sqlite-writer".into())
             .spawn(move || {
+                let (_stop_checkpoints, checkpoints_stopped) = mpsc::channel::<()>();
                 let mut conn = match open_connection(&path, WRITER_CACHE_KIB)
                     .and_then(|mut conn| setup(&mut conn).map(|()| conn))
-                {
+                    .and_then(|conn| {
+                        // Checkpoints are the checkpointer's job (see `spawn_checkpointer`).
+                        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+                        spawn_checkpointer(&path, checkpoints_stopped)?;
+                        Ok(conn)
+                    }) {
                     Ok(conn) => {
                         opened.send(Ok(())).ok();
                         conn

@@ -68,22 +68,16 @@ pub(super) fn run_sync<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// The live contact a value of `kind` identifies: by the contact's own column for the kind,
-/// else through an alias of that kind. Every branch is a lookup on a unique index.
-fn lookup_sql(kind: IdentityKind) -> &'static str {
+/// The live contact whose own column for `kind` holds `value`: a lookup on a unique index.
+fn by_column_sql(kind: IdentityKind) -> &'static str {
     macro_rules! by {
         ($column:literal) => {
             concat!(
                 "SELECT ",
                 contact_columns!(),
-                ", 0 AS rank FROM contacts WHERE tenant_id = ?1 AND ",
+                " FROM contacts WHERE tenant_id = ?1 AND ",
                 $column,
-                " = ?2 AND deleted_at IS NULL \
-                 UNION ALL SELECT ",
-                contact_columns_c!(),
-                ", 1 FROM contact_aliases a JOIN contacts c ON c.id = a.contact_id \
-                 WHERE a.tenant_id = ?1 AND a.kind = ?3 AND a.value = ?2 \
-                 AND c.deleted_at IS NULL ORDER BY rank LIMIT 1"
+                " = ?2 AND deleted_at IS NULL"
             )
         };
     }
@@ -95,15 +89,48 @@ fn lookup_sql(kind: IdentityKind) -> &'static str {
     }
 }
 
+/// The live contact an alias of `kind` with `value` leads to.
+const BY_ALIAS: &str = concat!(
+    "SELECT ",
+    contact_columns_c!(),
+    " FROM contact_aliases a JOIN contacts c ON c.id = a.contact_id \
+     WHERE a.tenant_id = ?1 AND a.kind = ?2 AND a.value = ?3 AND c.deleted_at IS NULL"
+);
+
+/// The first row of `rows` as a contact; one of `known` (same id) is answered as it is, without
+/// decoding the row's properties again.
+fn first_contact(
+    mut rows: rusqlite::Rows<'_>,
+    known: &HashMap<ContactId, ContactRecord>,
+) -> StoreResult<Option<ContactRecord>> {
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let id = row
+        .get_ref("id")?
+        .as_str()
+        .map_err(|e| StoreError::corrupt("contact id", e))?;
+    if let Some(contact) = known.get(id) {
+        return Ok(Some(contact.clone()));
+    }
+    contact_from_row(row).map(Some)
+}
+
+/// The live contact a value of `kind` identifies: by the contact's own column for the kind,
+/// else through an alias of that kind.
 fn live_contact(
     conn: &Connection,
     tenant: &TenantId,
     kind: IdentityKind,
     value: &str,
+    known: &HashMap<ContactId, ContactRecord>,
 ) -> StoreResult<Option<ContactRecord>> {
-    let mut statement = conn.prepare_cached(lookup_sql(kind))?;
-    let mut rows = statement.query(params![tenant.as_str(), value, kind.as_str()])?;
-    rows.next()?.map(contact_from_row).transpose()
+    let mut statement = conn.prepare_cached(by_column_sql(kind))?;
+    if let Some(contact) = first_contact(statement.query(params![tenant.as_str(), value])?, known)?
+    {
+        return Ok(Some(contact));
+    }
+    live_by_alias(conn, tenant, kind, value, known)
 }
 
 /// The live contact a resolved key designates: by its key column, else through an alias of a
@@ -118,10 +145,11 @@ pub(super) fn live_by_key(
         IdentityKind::External,
         IdentityKind::Anonymous,
     ] {
+        let none = HashMap::new();
         let found = if kind == IdentityKind::Key {
-            live_contact(conn, tenant, kind, key)?
+            live_contact(conn, tenant, kind, key, &none)?
         } else {
-            live_by_alias(conn, tenant, kind, key)?
+            live_by_alias(conn, tenant, kind, key, &none)?
         };
         if found.is_some() {
             return Ok(found);
@@ -135,15 +163,13 @@ fn live_by_alias(
     tenant: &TenantId,
     kind: IdentityKind,
     value: &str,
+    known: &HashMap<ContactId, ContactRecord>,
 ) -> StoreResult<Option<ContactRecord>> {
-    let mut statement = conn.prepare_cached(concat!(
-        "SELECT ",
-        contact_columns_c!(),
-        " FROM contact_aliases a JOIN contacts c ON c.id = a.contact_id \
-         WHERE a.tenant_id = ?1 AND a.kind = ?2 AND a.value = ?3 AND c.deleted_at IS NULL"
-    ))?;
-    let mut rows = statement.query(params![tenant.as_str(), kind.as_str(), value])?;
-    rows.next()?.map(contact_from_row).transpose()
+    let mut statement = conn.prepare_cached(BY_ALIAS)?;
+    first_contact(
+        statement.query(params![tenant.as_str(), kind.as_str(), value])?,
+        known,
+    )
 }
 
 /// [`IdentityTx`] over the writer's open transaction (SQLite has one writer, so resolutions
@@ -184,7 +210,7 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         tenant: &TenantId,
         key: &IdentityKey,
     ) -> StoreResult<Option<ContactRecord>> {
-        let found = live_contact(self.conn, tenant, key.kind, &key.value)?;
+        let found = live_contact(self.conn, tenant, key.kind, &key.value, &self.known)?;
         if let Some(contact) = &found {
             self.remember(contact);
         }

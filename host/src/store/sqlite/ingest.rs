@@ -2,24 +2,36 @@
 //! contact (identity resolution with the property merge), store it under the contact's
 //! resolved key and start the runs the entry limits admit.
 //!
+//! Then the buckets: the event may move its person into or out of buckets
+//! ([`membership::evaluate_event`]); each emitted transition is stored as an event of its own
+//! and routed to journeys ([`store_event`], shared with the first event), in the same
+//! transaction.
+//!
 //! The whole batch is one closure on the writer thread, so each statement is an in-process
 //! call on a cached prepared statement rather than a round trip.
 
 use super::SqliteStore;
 use super::identity::{SqliteIdentityTx, run_sync};
 use super::live_statuses;
+use super::membership::SqliteMembershipTx;
 use super::rows::to_json;
+use crate::buckets::membership::{self, Transition};
 use crate::clock::Timestamp;
-use crate::ids::{EventId, RunId};
+use crate::ids::{EventId, RunId, TenantId};
 use crate::journeys::PriorRuns;
 use crate::store::codec::{run_count, run_input};
 use crate::store::identity;
-use crate::store::{IngestItem, IngestOutcome, SkippedRun, StartedRun, StoreResult};
+use crate::store::{
+    BucketTransition, ContactRecord, IngestItem, IngestOutcome, IngestRouting, NewEvent,
+    RunCandidate, SkippedRun, StartedRun, StoreResult,
+};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
 
 pub(super) async fn ingest(
     store: &SqliteStore,
     batch: Vec<IngestItem>,
+    routing: Arc<dyn IngestRouting>,
 ) -> StoreResult<Vec<IngestOutcome>> {
     if batch.is_empty() {
         return Ok(Vec::new());
@@ -29,7 +41,7 @@ pub(super) async fn ingest(
             let mut identities = SqliteIdentityTx::new(tx);
             batch
                 .into_iter()
-                .map(|item| ingest_one(tx, &mut identities, item))
+                .map(|item| ingest_one(tx, &mut identities, routing.as_ref(), item))
                 .collect()
         })
         .await
@@ -40,22 +52,16 @@ pub(super) async fn ingest(
 fn ingest_one(
     conn: &Connection,
     identities: &mut SqliteIdentityTx<'_>,
+    routing: &dyn IngestRouting,
     item: IngestItem,
 ) -> StoreResult<IngestOutcome> {
     let IngestItem { event, candidates } = item;
-    let tenant = event.tenant_id.as_str();
 
     // 1. Dedupe: a used idempotency key changes nothing at all.
-    if let Some(key) = &event.idempotency_key {
-        let original: Option<String> = conn
-            .prepare_cached("SELECT id FROM events WHERE tenant_id = ?1 AND idempotency_key = ?2")?
-            .query_row(params![tenant, key], |row| row.get(0))
-            .optional()?;
-        if let Some(original) = original {
-            return Ok(IngestOutcome::Duplicate {
-                event_id: EventId(original),
-            });
-        }
+    if let Some(key) = &event.idempotency_key
+        && let Some(original) = key_used(conn, &event.tenant_id, key)?
+    {
+        return Ok(IngestOutcome::Duplicate { event_id: original });
     }
 
     // 2. Resolve the contact, merging the property patch.
@@ -68,7 +74,60 @@ fn ingest_one(
     ))?;
     let contact = resolution.contact;
 
-    // 3. Store the event under the resolved key.
+    // 3. Store the event under the resolved key and start the runs its journeys admit.
+    let mut stored = store_event(conn, &contact, &event, &candidates)?;
+
+    // 4. Move the person into or out of the buckets this event can change.
+    let mut transitions = Vec::new();
+    if let Some(buckets) = routing.buckets(&event.tenant_id) {
+        let changes = run_sync(membership::evaluate_event(
+            &mut SqliteMembershipTx::new(conn),
+            &buckets,
+            &event.tenant_id,
+            &contact.key,
+            &contact.properties,
+            &event.name,
+            &event.event_properties,
+            &event.contact_properties,
+            event.received_at,
+        ))?;
+        for change in &changes {
+            transitions.push(ingest_transition(
+                conn,
+                routing,
+                &contact,
+                change,
+                event.received_at,
+                &mut stored,
+            )?);
+        }
+    }
+
+    Ok(IngestOutcome::Stored {
+        event_id: event.id,
+        contact_key: contact.key,
+        started: stored.started,
+        skipped: stored.skipped,
+        transitions,
+    })
+}
+
+/// What storing one event did.
+#[derive(Default)]
+pub(super) struct StoredEvent {
+    pub started: Vec<StartedRun>,
+    pub skipped: Vec<SkippedRun>,
+}
+
+/// Store `event` under the contact's key and start the runs of `candidates` that their entry
+/// limits admit. The event's idempotency key is known to be unused.
+fn store_event(
+    conn: &Connection,
+    contact: &ContactRecord,
+    event: &NewEvent,
+    candidates: &[RunCandidate],
+) -> StoreResult<StoredEvent> {
+    let tenant = event.tenant_id.as_str();
     conn.prepare_cached(
         "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
          received_at, idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -84,52 +143,96 @@ fn ingest_one(
         event.idempotency_key,
     ])?;
 
-    // 4. Start the runs the entry limits admit.
-    let mut started = Vec::new();
-    let mut skipped = Vec::new();
-    if !candidates.is_empty() {
-        let input = to_json("run input", &run_input(&contact, &event))?;
-        for candidate in &candidates {
-            let prior = prior_runs(conn, tenant, &contact.key, &candidate.journey_id)?;
-            if let Err(reason) = candidate.entry_limit.admits(&prior, event.received_at) {
-                skipped.push(SkippedRun {
-                    journey_id: candidate.journey_id.clone(),
-                    reason,
-                });
-                continue;
-            }
-            let run_id = RunId::generate();
-            conn.prepare_cached(
-                "INSERT INTO runs (id, tenant_id, journey_id, module_hash, contact_key, \
-                 status, input, created_at, updated_at, activations) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, ?7, 0)",
-            )?
-            .execute(params![
-                run_id.as_str(),
-                tenant,
-                candidate.journey_id,
-                candidate.module_hash,
-                contact.key,
-                input,
-                event.received_at.0,
-            ])?;
-            conn.prepare_cached(
-                "INSERT INTO timers (run_id, tenant_id, due_at) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![run_id.as_str(), tenant, event.received_at.0])?;
-            started.push(StartedRun {
-                run_id,
-                journey_id: candidate.journey_id.clone(),
-            });
-        }
+    let mut stored = StoredEvent::default();
+    if candidates.is_empty() {
+        return Ok(stored);
     }
+    let input = to_json("run input", &run_input(contact, event))?;
+    for candidate in candidates {
+        let prior = prior_runs(conn, tenant, &contact.key, &candidate.journey_id)?;
+        if let Err(reason) = candidate.entry_limit.admits(&prior, event.received_at) {
+            stored.skipped.push(SkippedRun {
+                journey_id: candidate.journey_id.clone(),
+                reason,
+            });
+            continue;
+        }
+        let run_id = RunId::generate();
+        conn.prepare_cached(
+            "INSERT INTO runs (id, tenant_id, journey_id, module_hash, contact_key, \
+             status, input, created_at, updated_at, activations) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6, ?7, ?7, 0)",
+        )?
+        .execute(params![
+            run_id.as_str(),
+            tenant,
+            candidate.journey_id,
+            candidate.module_hash,
+            contact.key,
+            input,
+            event.received_at.0,
+        ])?;
+        conn.prepare_cached("INSERT INTO timers (run_id, tenant_id, due_at) VALUES (?1, ?2, ?3)")?
+            .execute(params![run_id.as_str(), tenant, event.received_at.0])?;
+        stored.started.push(StartedRun {
+            run_id,
+            journey_id: candidate.journey_id.clone(),
+        });
+    }
+    Ok(stored)
+}
 
-    Ok(IngestOutcome::Stored {
-        event_id: event.id,
-        contact_key: contact.key,
-        started,
-        skipped,
-    })
+/// Ingest a membership change's events — the per-bucket one, and the generic one when some
+/// journey is bound to it — unless the change is quiet or its key was already used (another
+/// writer stored the same transition). The runs they start join `stored`.
+pub(super) fn ingest_transition(
+    conn: &Connection,
+    routing: &dyn IngestRouting,
+    contact: &ContactRecord,
+    transition: &Transition,
+    now: Timestamp,
+    stored: &mut StoredEvent,
+) -> StoreResult<BucketTransition> {
+    let summary = BucketTransition::from(transition);
+    if !transition.emit {
+        return Ok(summary);
+    }
+    for (generic, event) in [
+        (false, transition.event()),
+        (true, transition.generic_event()),
+    ] {
+        let candidates = routing.journeys(&contact.tenant_id, &event.name, &event.properties);
+        if generic && candidates.is_empty() {
+            continue;
+        }
+        if key_used(conn, &contact.tenant_id, &event.idempotency_key)?.is_some() {
+            continue;
+        }
+        let event = NewEvent {
+            id: EventId::generate(),
+            tenant_id: contact.tenant_id.clone(),
+            name: event.name,
+            identity: Default::default(),
+            event_properties: event.properties,
+            contact_properties: Default::default(),
+            idempotency_key: Some(event.idempotency_key),
+            occurred_at: now,
+            received_at: now,
+        };
+        let more = store_event(conn, contact, &event, &candidates)?;
+        stored.started.extend(more.started);
+        stored.skipped.extend(more.skipped);
+    }
+    Ok(summary)
+}
+
+/// The event that already used an idempotency key, if any.
+fn key_used(conn: &Connection, tenant: &TenantId, key: &str) -> StoreResult<Option<EventId>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM events WHERE tenant_id = ?1 AND idempotency_key = ?2")?
+        .query_row(params![tenant.as_str(), key], |row| row.get(0))
+        .optional()?
+        .map(EventId))
 }
 
 /// What the store knows about a person's earlier runs of one journey (inside the ingest

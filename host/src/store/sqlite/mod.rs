@@ -1,17 +1,16 @@
 //! The SQLite backend of [`Store`]: the embedded default, one WAL file under the data dir.
 //!
-//! SQLite has a single writer. Every write goes through [`SqliteStore::write`], which queues
-//! writers of this process on an async mutex (fair, no busy-polling) and then opens the
-//! transaction with `BEGIN IMMEDIATE`, so the write lock is taken up front and a writer from
-//! another process (the CLI, a second host on the same file) waits on the busy timeout instead
-//! of failing to upgrade a read lock. Readers use the pool freely: WAL lets them run beside the
-//! writer.
+//! SQLite runs in-process with a single writer. [`conn`] owns the connections: every write
+//! is one closure run on the writer thread inside one `BEGIN IMMEDIATE` transaction (a whole
+//! ingest batch is one closure), every read one closure on a pooled reader connection inside
+//! one snapshot. Statements are prepared once per connection and cached, so a statement
+//! costs microseconds, not a thread hop.
 //!
 //! Two clocks meet here: `due_at`, `created_at`, `wake_at` … are on the host clock (which a dev
 //! may advance), while leases (`lease_until`) and the outbox's `next_attempt_at` are on the real
 //! clock, so advancing the dev clock never breaks a claim.
 //!
-//! This module owns opening the database, the migrations and the writer lock; the queries live
+//! This module owns opening the database and the migrations ([`migrate`]); the queries live
 //! in one submodule per concern, and [`Store`] is implemented here by delegating to them:
 //! `tenancy` (tenants, API keys, module versions, host settings), `identity` (the
 //! [`crate::store::identity::IdentityTx`] primitives and contact lookups), `ingest` (event
@@ -20,10 +19,12 @@
 //! `rows` (row mapping and value conversions). The tests are backend-agnostic, in
 //! `crate::store::tests`.
 
+mod buckets;
 mod conn;
 mod contacts;
 mod identity;
 mod ingest;
+mod membership;
 mod migrate;
 mod outbox;
 mod rows;
@@ -36,22 +37,15 @@ use super::{
     ModuleVersionRecord, NewApiKey, OutboxEmail, Resolution, RunFilter, RunRecord, Store,
     StoreError, StoreResult, Tenant,
 };
+use super::{BucketTransition, IngestRouting, MembershipChange};
+use crate::buckets::BucketDef;
 use crate::clock::Timestamp;
 use crate::contacts::Identity;
 use crate::ids::{ApiKeyId, EmailId, RunId, TenantId};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlitePool, SqliteTransaction};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{Mutex, MutexGuard};
-
-/// How long a statement waits for another process's write lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Reader connections (WAL readers run concurrently; writes are serialised anyway).
-const MAX_CONNECTIONS: u32 = 8;
 
 /// The live statuses, as SQL: a run in one of them holds the one-live-run slot and may have a
 /// timer. Must match the partial unique index `runs_one_live_per_contact`.
@@ -65,11 +59,8 @@ use live_statuses;
 /// The SQLite store. Cheap to clone (the connections are shared).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
-    /// Serialises this process's write transactions (SQLite has one writer at a time).
-    writer: Arc<Mutex<()>>,
     /// Runs write transactions, one at a time, on its own thread.
-    tx_writer: conn::Writer,
+    writer: conn::Writer,
     readers: conn::Readers,
 }
 
@@ -80,35 +71,17 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
         }
-        let tx_writer = conn::Writer::spawn(path, migrate::run)?;
-        let readers = conn::Readers::new(path);
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .min_connections(1)
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
-        Ok(SqliteStore {
-            pool,
-            writer: Arc::new(Mutex::new(())),
-            tx_writer,
-            readers,
+        let path = path.to_path_buf();
+        // Opening and migrating block: off the async runtime.
+        tokio::task::spawn_blocking(move || {
+            let writer = conn::Writer::spawn(&path, migrate::run)?;
+            Ok(SqliteStore {
+                writer,
+                readers: conn::Readers::new(&path),
+            })
         })
-    }
-
-    /// Start a write transaction: wait for this process's writer turn, then `BEGIN IMMEDIATE`.
-    /// Drop the transaction (or commit it) before the guard: declare the guard first.
-    async fn legacy_write(&self) -> StoreResult<(MutexGuard<'_, ()>, SqliteTransaction<'static>)> {
-        let guard = self.writer.lock().await;
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        Ok((guard, tx))
+        .await
+        .map_err(|e| StoreError::Open(format!("opening the SQLite database failed: {e}")))?
     }
 }
 
@@ -119,7 +92,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        self.tx_writer.transaction(work).await
+        self.writer.transaction(work).await
     }
 
     /// Run `work` as one read (see [`conn::Readers::read`]).
@@ -167,8 +140,24 @@ impl Store for SqliteStore {
         tenancy::record_module_version(self, version).await
     }
 
-    async fn ingest(&self, batch: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>> {
-        ingest::ingest(self, batch).await
+    async fn ingest(
+        &self,
+        batch: Vec<IngestItem>,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<Vec<IngestOutcome>> {
+        ingest::ingest(self, batch, routing).await
+    }
+
+    async fn change_membership(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketDef,
+        key: &str,
+        change: MembershipChange,
+        now: Timestamp,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<Option<Option<BucketTransition>>> {
+        membership::change_membership(self, tenant, bucket, key, change, now, routing).await
     }
 
     async fn upsert_contact(
@@ -258,6 +247,47 @@ impl Store for SqliteStore {
         filter: &EmailFilter,
     ) -> StoreResult<Vec<EmailRecord>> {
         outbox::list_emails(self, tenant, filter).await
+    }
+
+    async fn bucket_counts(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<std::collections::HashMap<String, super::BucketCounts>> {
+        buckets::bucket_counts(self, tenant).await
+    }
+
+    async fn bucket_counts_of(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<super::BucketCounts> {
+        buckets::bucket_counts_of(self, tenant, bucket_id).await
+    }
+
+    async fn bucket_members(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        page: &super::MemberPageRequest,
+    ) -> StoreResult<super::MemberPage> {
+        buckets::bucket_members(self, tenant, bucket_id, page).await
+    }
+
+    async fn bucket_membership(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<super::ActiveMembership>> {
+        buckets::bucket_membership(self, tenant, bucket_id, key).await
+    }
+
+    async fn contact_memberships(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+    ) -> StoreResult<Vec<super::ActiveMembership>> {
+        buckets::contact_memberships(self, tenant, contact_key).await
     }
 
     async fn clock_offset(&self) -> StoreResult<i64> {

@@ -2,6 +2,7 @@
 //! events of one new person.
 
 use super::*;
+use crate::store::IngestWithoutModules;
 
 store_test!(
     given_two_stores_on_one_database_when_both_claim_then_no_run_is_claimed_twice,
@@ -50,7 +51,7 @@ store_test!(
             let tenant = f.tenant.clone();
             tasks.push(tokio::spawn(async move {
                 store
-                    .ingest(vec![IngestItem {
+                    .ingest_plain(vec![IngestItem {
                         event: event(&tenant, &format!("p{}", i % 5), T0 + i),
                         candidates: vec![welcome(EntryLimit::Unlimited)],
                     }])
@@ -79,7 +80,7 @@ store_test!(
                 let user = (i % 2 == 1).then_some("ada");
                 let identity = Identity::new(user, Some("Ada@Example.com"), None);
                 store
-                    .ingest(vec![IngestItem {
+                    .ingest_plain(vec![IngestItem {
                         event: event_as(&tenant, identity, T0 + i),
                         candidates: vec![welcome(EntryLimit::Unlimited)],
                     }])

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::journeys::{PersonSnapshot, RunStatus, SkipReason};
+use crate::store::IngestWithoutModules;
 use crate::store::{ClaimedRun, SkippedRun, StoreError};
 
 store_test!(
@@ -73,7 +74,7 @@ store_test!(
         // When the batch is ingested
         let outcomes = f
             .store
-            .ingest(vec![item(first), item(repeat), item(other)])
+            .ingest_plain(vec![item(first), item(repeat), item(other)])
             .await
             .unwrap();
 
@@ -124,14 +125,14 @@ store_test!(
             },
         ];
         // When it is ingested
-        let err = f.store.ingest(batch).await.unwrap_err();
+        let err = f.store.ingest_plain(batch).await.unwrap_err();
         // Then it fails as invalid and the first item was not written either
         assert!(matches!(err, StoreError::Invalid(_)), "{err}");
         assert_eq!(f.db.rows("events").await, 0);
         assert_eq!(f.db.rows("contacts").await, 0);
         assert_eq!(f.db.rows("runs").await, 0);
         // And an empty batch is simply empty
-        assert!(f.store.ingest(vec![]).await.unwrap().is_empty());
+        assert!(f.store.ingest_plain(vec![]).await.unwrap().is_empty());
     }
 );
 

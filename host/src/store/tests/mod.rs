@@ -43,6 +43,7 @@ macro_rules! store_test {
     };
 }
 
+mod buckets;
 mod concurrency;
 mod contacts;
 mod harness;
@@ -58,6 +59,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::contacts::Identity;
 use crate::ids::{EmailId, EventId, RunId, TenantId};
 use crate::journeys::EntryLimit;
+use crate::store::IngestWithoutModules;
 use crate::store::{
     ActivationCommit, ClaimedRun, ContactLookup, ContactRecord, IngestItem, IngestOutcome, Lease,
     NewEmail, NewEvent, RunCandidate, RunTransition, Store,
@@ -162,7 +164,7 @@ fn welcome(limit: EntryLimit) -> RunCandidate {
 async fn ingest(f: &Fixture, event: NewEvent, candidates: &[RunCandidate]) -> IngestOutcome {
     let mut outcomes = f
         .store
-        .ingest(vec![IngestItem {
+        .ingest_plain(vec![IngestItem {
             event,
             candidates: candidates.to_vec(),
         }])

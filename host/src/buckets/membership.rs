@@ -1,0 +1,460 @@
+//! Where bucket transitions happen: the join and leave rules, run inside the ingest
+//! transaction that stored an event (and by the manual-membership API), over the membership
+//! primitives a store backend provides ([`MembershipTx`]).
+//!
+//! Real time: after an event is stored and its contact resolved, [`evaluate_event`] re-evaluates
+//! only the buckets the event can change (the registry's inverted indexes), compares with the
+//! person's active membership and joins or leaves. A join writes a new membership row (its
+//! epoch is 1 + every earlier row), a leave closes the active one with a compare-and-swap; each
+//! answers a [`Transition`], which the store then ingests as a `bucket:entered:<id>` /
+//! `bucket:left:<id>` event ([`Transition::event`]) with a deterministic idempotency key, so
+//! concurrent writers converge on one stored transition. Transition events never re-enter
+//! evaluation (the registry's recursion guard).
+//!
+//! This module decides; it must not speak SQL: the store implements [`MembershipTx`].
+
+use super::{BucketDef, BucketRegistry, Condition, EventCounts, EventQuery, LeaveReason, evaluate};
+use super::{entered_event, left_event};
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::journeys::EntryLimit;
+use crate::store::StoreResult;
+use serde_json::{Map, Value, json};
+
+/// What made a membership change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Real-time evaluation of an ingested event.
+    Event,
+    /// The membership API (manual buckets).
+    Manual,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Event => "event",
+            Source::Manual => "manual",
+        }
+    }
+}
+
+/// A person's active membership of one bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveMembership {
+    pub id: String,
+    pub entry_count: u32,
+    pub entered_at: Timestamp,
+}
+
+/// What earlier memberships of one person in one bucket say: how many rows (any status), and
+/// when the most recent one left.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MembershipHistory {
+    pub rows: u32,
+    pub last_left_at: Option<Timestamp>,
+}
+
+/// A membership row to insert (status active).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMembership {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub bucket_id: String,
+    pub contact_key: String,
+    pub entry_count: u32,
+    pub source: Source,
+    pub entered_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub max_dwell_at: Option<Timestamp>,
+}
+
+/// The membership primitives a backend provides inside an open write transaction.
+#[allow(async_fn_in_trait)] // implemented only by this crate's backends; see `IdentityTx`
+pub trait MembershipTx {
+    /// The person's events for each query: by name, within the query's window on
+    /// occurred-at (inclusive, measured back from `now`).
+    async fn event_counts(
+        &mut self,
+        tenant: &TenantId,
+        contact_key: &str,
+        queries: &[EventQuery],
+        now: Timestamp,
+    ) -> StoreResult<EventCounts>;
+    async fn active_membership(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        contact_key: &str,
+    ) -> StoreResult<Option<ActiveMembership>>;
+    async fn membership_history(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        contact_key: &str,
+    ) -> StoreResult<MembershipHistory>;
+    /// Insert unless the person already has an active membership (another writer won):
+    /// whether it was inserted.
+    async fn insert_membership(&mut self, membership: &NewMembership) -> StoreResult<bool>;
+    /// Close the membership if it is still active (compare-and-swap): whether it was.
+    async fn leave_membership(
+        &mut self,
+        tenant: &TenantId,
+        membership_id: &str,
+        at: Timestamp,
+        reason: LeaveReason,
+    ) -> StoreResult<bool>;
+    /// A stable member was evaluated again (and, for a deferred leave, when it may happen).
+    async fn touch_membership(
+        &mut self,
+        tenant: &TenantId,
+        membership_id: &str,
+        at: Timestamp,
+        expires_at: Option<Timestamp>,
+    ) -> StoreResult<()>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransitionKind {
+    Entered,
+    Left(LeaveReason),
+}
+
+/// A membership change. `emit` is false for a join the bucket's entry limit keeps quiet: the
+/// row and the epoch still advance, but no event is ingested.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub bucket_id: String,
+    pub bucket_name: String,
+    pub contact_key: String,
+    pub kind: TransitionKind,
+    pub entry_count: u32,
+    pub source: Source,
+    pub emit: bool,
+}
+
+/// A transition as the event ingest stores (and routes to journeys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransitionEvent {
+    pub name: String,
+    pub idempotency_key: String,
+    pub properties: Map<String, Value>,
+}
+
+impl Transition {
+    fn label(&self) -> &'static str {
+        match self.kind {
+            TransitionKind::Entered => "entered",
+            TransitionKind::Left(_) => "left",
+        }
+    }
+
+    /// The per-bucket event, `bucket:entered:<id>` / `bucket:left:<id>`, with idempotency key
+    /// `bucket:<id>:<person>:<entered|left>:<epoch>`: every writer of the same transition
+    /// computes the same key, so it is stored once.
+    pub fn event(&self) -> TransitionEvent {
+        let name = match self.kind {
+            TransitionKind::Entered => entered_event(&self.bucket_id),
+            TransitionKind::Left(_) => left_event(&self.bucket_id),
+        };
+        let mut properties = json!({
+            "bucketId": self.bucket_id,
+            "bucketName": self.bucket_name,
+            "userId": self.contact_key,
+            "transition": self.label(),
+            "source": self.source.as_str(),
+            "entryCount": self.entry_count,
+        });
+        match self.kind {
+            TransitionKind::Entered => properties["isFirstEntry"] = json!(self.entry_count == 1),
+            TransitionKind::Left(reason) => properties["reason"] = json!(reason.as_str()),
+        }
+        TransitionEvent {
+            name,
+            idempotency_key: format!(
+                "bucket:{}:{}:{}:{}",
+                self.bucket_id,
+                self.contact_key,
+                self.label(),
+                self.entry_count
+            ),
+            properties: match properties {
+                Value::Object(map) => map,
+                _ => unreachable!("built as an object"),
+            },
+        }
+    }
+
+    /// The generic form, `bucket:entered` / `bucket:left`, ingested only when some journey
+    /// is bound to it; its key is the per-bucket key plus `:generic`.
+    pub fn generic_event(&self) -> TransitionEvent {
+        let mut event = self.event();
+        event.name = format!("bucket:{}", self.label());
+        event.idempotency_key.push_str(":generic");
+        event
+    }
+}
+
+/// Re-evaluate the buckets an ingested event can change for its (live) contact and apply the
+/// join and leave rules. `properties` are the contact's properties after this ingest's patch.
+#[allow(clippy::too_many_arguments)] // the ingest context, spelled out
+pub async fn evaluate_event(
+    tx: &mut impl MembershipTx,
+    registry: &BucketRegistry,
+    tenant: &TenantId,
+    contact_key: &str,
+    properties: &Map<String, Value>,
+    event_name: &str,
+    event_properties: &Map<String, Value>,
+    patch: &Map<String, Value>,
+    now: Timestamp,
+) -> StoreResult<Vec<Transition>> {
+    let mut transitions = Vec::new();
+    let candidates = registry.candidates(
+        event_name,
+        event_properties.keys().map(String::as_str),
+        patch.keys().map(String::as_str),
+    );
+    for bucket in candidates {
+        let Some(criteria) = &bucket.criteria else {
+            continue;
+        };
+        let queries = criteria.event_queries();
+        let counts = if queries.is_empty() {
+            EventCounts::new()
+        } else {
+            tx.event_counts(tenant, contact_key, &queries, now).await?
+        };
+        let is_member = evaluate(criteria, properties, &counts);
+        let active = tx
+            .active_membership(tenant, &bucket.id, contact_key)
+            .await?;
+        let transition = match (active, is_member) {
+            (None, true) => join(tx, bucket, tenant, contact_key, Source::Event, now).await?,
+            (Some(active), true) => {
+                tx.touch_membership(tenant, &active.id, now, None).await?;
+                None
+            }
+            (Some(active), false) => {
+                leave(
+                    tx,
+                    bucket,
+                    tenant,
+                    contact_key,
+                    &active,
+                    LeaveReason::Criteria,
+                    now,
+                )
+                .await?
+            }
+            (None, false) => None,
+        };
+        transitions.extend(transition);
+    }
+    Ok(transitions)
+}
+
+/// Join (spec §2.6): a new active row with the next epoch; `None` when another writer's
+/// active row won. The entry limit gates only the emission.
+pub async fn join(
+    tx: &mut impl MembershipTx,
+    bucket: &BucketDef,
+    tenant: &TenantId,
+    contact_key: &str,
+    source: Source,
+    now: Timestamp,
+) -> StoreResult<Option<Transition>> {
+    let history = tx
+        .membership_history(tenant, &bucket.id, contact_key)
+        .await?;
+    let entry_count = history.rows.saturating_add(1);
+    let membership = NewMembership {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: tenant.clone(),
+        bucket_id: bucket.id.clone(),
+        contact_key: contact_key.to_owned(),
+        entry_count,
+        source,
+        entered_at: now,
+        expires_at: window_deadline(bucket, now),
+        max_dwell_at: bucket.max_dwell_ms.map(|ms| now.plus_ms(ms)),
+    };
+    if !tx.insert_membership(&membership).await? {
+        return Ok(None);
+    }
+    Ok(Some(Transition {
+        bucket_id: bucket.id.clone(),
+        bucket_name: bucket.name.clone(),
+        contact_key: contact_key.to_owned(),
+        kind: TransitionKind::Entered,
+        entry_count,
+        source,
+        emit: join_emits(bucket.entry_limit, &history, now),
+    }))
+}
+
+/// Leave (spec §2.7): closes the active row unless `minDwell` defers it (computed leaves
+/// only: a manual removal is never deferred); `None` when deferred or when another writer
+/// already closed it. Leaves are never gated by the entry limit.
+pub async fn leave(
+    tx: &mut impl MembershipTx,
+    bucket: &BucketDef,
+    tenant: &TenantId,
+    contact_key: &str,
+    active: &ActiveMembership,
+    reason: LeaveReason,
+    now: Timestamp,
+) -> StoreResult<Option<Transition>> {
+    if reason == LeaveReason::Criteria
+        && let Some(min_dwell) = bucket.min_dwell_ms
+    {
+        let floor = active.entered_at.plus_ms(min_dwell);
+        if now < floor {
+            tx.touch_membership(tenant, &active.id, now, Some(floor))
+                .await?;
+            return Ok(None);
+        }
+    }
+    if !tx.leave_membership(tenant, &active.id, now, reason).await? {
+        return Ok(None);
+    }
+    Ok(Some(Transition {
+        bucket_id: bucket.id.clone(),
+        bucket_name: bucket.name.clone(),
+        contact_key: contact_key.to_owned(),
+        kind: TransitionKind::Left(reason),
+        entry_count: active.entry_count,
+        source: if reason == LeaveReason::Manual {
+            Source::Manual
+        } else {
+            Source::Event
+        },
+        emit: true,
+    }))
+}
+
+/// The emit gate of a join: a first entry always emits; then `unlimited` emits, `once` does
+/// not, and `once per period` emits when the last leave is at least a period ago.
+fn join_emits(limit: EntryLimit, history: &MembershipHistory, now: Timestamp) -> bool {
+    if history.rows == 0 {
+        return true;
+    }
+    match limit {
+        EntryLimit::Unlimited => true,
+        EntryLimit::Once => false,
+        EntryLimit::OncePer(period_ms) => history.last_left_at.is_none_or(|left| {
+            now.0.saturating_sub(left.0) >= i64::try_from(period_ms).unwrap_or(i64::MAX)
+        }),
+    }
+}
+
+/// When a time-based (or fast-expiry) bucket's criteria window would run out for a member who
+/// joined now: `now` + the first window found, depth first. Informational (the reconcile sweep
+/// of a later issue uses it); `None` for buckets the clock does not move.
+fn window_deadline(bucket: &BucketDef, now: Timestamp) -> Option<Timestamp> {
+    if !(bucket.is_time_based() || bucket.fast_expiry) {
+        return None;
+    }
+    bucket
+        .criteria
+        .as_ref()?
+        .leaves()
+        .find_map(|leaf| match leaf {
+            Condition::Event(event) => event.within_ms.map(|ms| now.plus_ms(ms)),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(rows: u32, last_left_at: Option<i64>) -> MembershipHistory {
+        MembershipHistory {
+            rows,
+            last_left_at: last_left_at.map(Timestamp),
+        }
+    }
+
+    #[test]
+    fn given_a_first_entry_when_gated_then_it_always_emits() {
+        for limit in [
+            EntryLimit::Once,
+            EntryLimit::Unlimited,
+            EntryLimit::OncePer(10),
+        ] {
+            assert!(join_emits(limit, &history(0, None), Timestamp(5)));
+        }
+    }
+
+    #[test]
+    fn given_an_entry_limit_of_once_when_the_person_rejoins_then_the_join_is_quiet() {
+        assert!(!join_emits(
+            EntryLimit::Once,
+            &history(1, Some(3)),
+            Timestamp(100)
+        ));
+        assert!(join_emits(
+            EntryLimit::Unlimited,
+            &history(4, Some(3)),
+            Timestamp(100)
+        ));
+    }
+
+    #[test]
+    fn given_once_per_period_when_the_last_leave_is_exactly_a_period_ago_then_it_emits() {
+        let limit = EntryLimit::OncePer(1_000);
+        assert!(!join_emits(
+            limit,
+            &history(1, Some(9_001)),
+            Timestamp(10_000)
+        ));
+        assert!(join_emits(
+            limit,
+            &history(1, Some(9_000)),
+            Timestamp(10_000)
+        ));
+    }
+
+    #[test]
+    fn given_a_transition_when_turned_into_an_event_then_its_key_carries_the_epoch() {
+        let transition = Transition {
+            bucket_id: "power-users".into(),
+            bucket_name: "Power users".into(),
+            contact_key: "u1".into(),
+            kind: TransitionKind::Left(LeaveReason::Criteria),
+            entry_count: 2,
+            source: Source::Event,
+            emit: true,
+        };
+        let event = transition.event();
+        assert_eq!(event.name, "bucket:left:power-users");
+        assert_eq!(event.idempotency_key, "bucket:power-users:u1:left:2");
+        assert_eq!(event.properties["reason"], json!("criteria"));
+        assert_eq!(event.properties["entryCount"], json!(2));
+        assert_eq!(event.properties["userId"], json!("u1"));
+        let generic = transition.generic_event();
+        assert_eq!(generic.name, "bucket:left");
+        assert_eq!(
+            generic.idempotency_key,
+            "bucket:power-users:u1:left:2:generic"
+        );
+    }
+
+    #[test]
+    fn given_a_first_entry_when_turned_into_an_event_then_it_says_so() {
+        let transition = Transition {
+            bucket_id: "b".into(),
+            bucket_name: "B".into(),
+            contact_key: "k".into(),
+            kind: TransitionKind::Entered,
+            entry_count: 1,
+            source: Source::Manual,
+            emit: true,
+        };
+        let event = transition.event();
+        assert_eq!(event.properties["isFirstEntry"], json!(true));
+        assert_eq!(event.properties["source"], json!("manual"));
+        assert_eq!(event.idempotency_key, "bucket:b:k:entered:1");
+    }
+}

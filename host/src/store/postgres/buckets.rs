@@ -1,0 +1,210 @@
+//! Bucket membership reads: counts, member pages, one person's membership and a contact's
+//! memberships. Every query joins the membership to the live contact its `contact_key`
+//! designates, so a deleted (or merged-away) contact's rows never show. Reads take no locks;
+//! a member page and its total are read in one REPEATABLE READ snapshot.
+
+use super::PgStore;
+use super::identity::live_by_key;
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::store::codec::to_u32;
+use crate::store::{
+    ActiveMembership, BucketCounts, BucketMember, MemberPage, MemberPageRequest, StoreError,
+    StoreResult,
+};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use std::collections::HashMap;
+
+/// `bucket_memberships m` joined to its live contact `c`.
+macro_rules! live_memberships {
+    () => {
+        "bucket_memberships m JOIN contacts c ON c.tenant_id = m.tenant_id \
+         AND c.key = m.contact_key AND c.deleted_at IS NULL"
+    };
+}
+
+/// Active and left rows, as the two columns [`counts_from_row`] reads.
+macro_rules! count_columns {
+    () => {
+        "COUNT(*) FILTER (WHERE m.status = 'active') AS active, \
+         COUNT(*) FILTER (WHERE m.status = 'left') AS left_count"
+    };
+}
+
+/// The columns [`membership_from_row`] reads.
+macro_rules! membership_columns {
+    () => {
+        "m.id, m.bucket_id, m.contact_key, m.entered_at, m.entry_count"
+    };
+}
+
+fn non_negative(what: &'static str, n: i64) -> StoreResult<u64> {
+    u64::try_from(n).map_err(|e| StoreError::corrupt(what, e))
+}
+
+fn counts_from_row(row: &PgRow) -> StoreResult<BucketCounts> {
+    Ok(BucketCounts {
+        active: non_negative("membership count", row.try_get("active")?)?,
+        left: non_negative("membership count", row.try_get("left_count")?)?,
+    })
+}
+
+fn membership_from_row(row: &PgRow) -> StoreResult<ActiveMembership> {
+    Ok(ActiveMembership {
+        id: row.try_get("id")?,
+        bucket_id: row.try_get("bucket_id")?,
+        contact_key: row.try_get("contact_key")?,
+        entered_at: Timestamp(row.try_get("entered_at")?),
+        entry_count: to_u32("membership entry count", row.try_get("entry_count")?)?,
+    })
+}
+
+fn member_from_row(row: &PgRow) -> StoreResult<BucketMember> {
+    Ok(BucketMember {
+        id: row.try_get("id")?,
+        contact_key: row.try_get("contact_key")?,
+        email: row.try_get("email")?,
+        entered_at: Timestamp(row.try_get("entered_at")?),
+        entry_count: to_u32("membership entry count", row.try_get("entry_count")?)?,
+    })
+}
+
+pub(super) async fn bucket_counts(
+    store: &PgStore,
+    tenant: &TenantId,
+) -> StoreResult<HashMap<String, BucketCounts>> {
+    let rows = sqlx::query(concat!(
+        "SELECT m.bucket_id, ",
+        count_columns!(),
+        " FROM ",
+        live_memberships!(),
+        " WHERE m.tenant_id = $1 GROUP BY m.bucket_id"
+    ))
+    .bind(tenant.as_str())
+    .fetch_all(&store.pool)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("bucket_id")?, counts_from_row(row)?)))
+        .collect()
+}
+
+pub(super) async fn bucket_counts_of(
+    store: &PgStore,
+    tenant: &TenantId,
+    bucket_id: &str,
+) -> StoreResult<BucketCounts> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        count_columns!(),
+        " FROM ",
+        live_memberships!(),
+        " WHERE m.tenant_id = $1 AND m.bucket_id = $2"
+    ))
+    .bind(tenant.as_str())
+    .bind(bucket_id)
+    .fetch_one(&store.pool)
+    .await?;
+    counts_from_row(&row)
+}
+
+pub(super) async fn bucket_members(
+    store: &PgStore,
+    tenant: &TenantId,
+    bucket_id: &str,
+    page: &MemberPageRequest,
+) -> StoreResult<MemberPage> {
+    let size = page.page_size();
+    // Every id sorts after the empty string: no cursor starts at the beginning.
+    let after = page.cursor.as_deref().unwrap_or_default();
+    let mut tx = store.pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    // One more than the page, to know whether another follows.
+    let rows = sqlx::query(concat!(
+        "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count FROM ",
+        live_memberships!(),
+        " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active' \
+         AND m.id > $3 ORDER BY m.id LIMIT $4"
+    ))
+    .bind(tenant.as_str())
+    .bind(bucket_id)
+    .bind(after)
+    .bind(i64::from(size) + 1)
+    .fetch_all(&mut *tx)
+    .await?;
+    let total: i64 = sqlx::query_scalar(concat!(
+        "SELECT COUNT(*) FROM ",
+        live_memberships!(),
+        " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active'"
+    ))
+    .bind(tenant.as_str())
+    .bind(bucket_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let mut members = rows
+        .iter()
+        .map(member_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let next_cursor = if members.len() > size as usize {
+        members.truncate(size as usize);
+        members.last().map(|m| m.id.clone())
+    } else {
+        None
+    };
+    Ok(MemberPage {
+        members,
+        next_cursor,
+        total: non_negative("member count", total)?,
+    })
+}
+
+pub(super) async fn bucket_membership(
+    store: &PgStore,
+    tenant: &TenantId,
+    bucket_id: &str,
+    key: &str,
+) -> StoreResult<Option<ActiveMembership>> {
+    let mut conn = store.pool.acquire().await?;
+    let Some(contact) = live_by_key(&mut conn, tenant, key, false).await? else {
+        return Ok(None);
+    };
+    sqlx::query(concat!(
+        "SELECT ",
+        membership_columns!(),
+        " FROM bucket_memberships m WHERE m.tenant_id = $1 AND m.bucket_id = $2 \
+         AND m.contact_key = $3 AND m.status = 'active'"
+    ))
+    .bind(tenant.as_str())
+    .bind(bucket_id)
+    .bind(&contact.key)
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(membership_from_row)
+    .transpose()
+}
+
+pub(super) async fn contact_memberships(
+    store: &PgStore,
+    tenant: &TenantId,
+    contact_key: &str,
+) -> StoreResult<Vec<ActiveMembership>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        membership_columns!(),
+        " FROM ",
+        live_memberships!(),
+        " WHERE m.tenant_id = $1 AND m.contact_key = $2 AND m.status = 'active' \
+         ORDER BY m.bucket_id"
+    ))
+    .bind(tenant.as_str())
+    .bind(contact_key)
+    .fetch_all(&store.pool)
+    .await?
+    .iter()
+    .map(membership_from_row)
+    .collect()
+}

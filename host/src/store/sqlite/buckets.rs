@@ -1,0 +1,216 @@
+//! Bucket membership reads: counts, member pages, one person's membership and a contact's
+//! memberships. Every query joins the membership to the live contact its `contact_key`
+//! designates, so a deleted (or merged-away) contact's rows never show.
+
+use super::SqliteStore;
+use super::identity::live_by_key;
+use super::rows::{collect, to_u32};
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::store::{
+    ActiveMembership, BucketCounts, BucketMember, MemberPage, MemberPageRequest, StoreError,
+    StoreResult,
+};
+use rusqlite::{OptionalExtension, Row, params};
+use std::collections::HashMap;
+
+/// `bucket_memberships m` joined to its live contact `c`.
+macro_rules! live_memberships {
+    () => {
+        "bucket_memberships m JOIN contacts c ON c.tenant_id = m.tenant_id \
+         AND c.key = m.contact_key AND c.deleted_at IS NULL"
+    };
+}
+
+/// Active and left rows, as the two columns [`counts_from_row`] reads.
+macro_rules! count_columns {
+    () => {
+        "COUNT(*) FILTER (WHERE m.status = 'active') AS active, \
+         COUNT(*) FILTER (WHERE m.status = 'left') AS left_count"
+    };
+}
+
+/// The columns [`membership_from_row`] reads.
+macro_rules! membership_columns {
+    () => {
+        "m.id, m.bucket_id, m.contact_key, m.entered_at, m.entry_count"
+    };
+}
+
+fn counts_from_row(row: &Row<'_>) -> StoreResult<BucketCounts> {
+    let count = |column: &str| -> StoreResult<u64> {
+        let n: i64 = row.get(column)?;
+        u64::try_from(n).map_err(|e| StoreError::corrupt("membership count", e))
+    };
+    Ok(BucketCounts {
+        active: count("active")?,
+        left: count("left_count")?,
+    })
+}
+
+fn membership_from_row(row: &Row<'_>) -> StoreResult<ActiveMembership> {
+    Ok(ActiveMembership {
+        id: row.get("id")?,
+        bucket_id: row.get("bucket_id")?,
+        contact_key: row.get("contact_key")?,
+        entered_at: Timestamp(row.get("entered_at")?),
+        entry_count: to_u32("membership entry count", row.get("entry_count")?)?,
+    })
+}
+
+fn member_from_row(row: &Row<'_>) -> StoreResult<BucketMember> {
+    Ok(BucketMember {
+        id: row.get("id")?,
+        contact_key: row.get("contact_key")?,
+        email: row.get("email")?,
+        entered_at: Timestamp(row.get("entered_at")?),
+        entry_count: to_u32("membership entry count", row.get("entry_count")?)?,
+    })
+}
+
+pub(super) async fn bucket_counts(
+    store: &SqliteStore,
+    tenant: &TenantId,
+) -> StoreResult<HashMap<String, BucketCounts>> {
+    let tenant = tenant.clone();
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT m.bucket_id, ",
+                count_columns!(),
+                " FROM ",
+                live_memberships!(),
+                " WHERE m.tenant_id = ?1 GROUP BY m.bucket_id"
+            ))?;
+            let mut rows = statement.query([tenant.as_str()])?;
+            let mut counts = HashMap::new();
+            while let Some(row) = rows.next()? {
+                counts.insert(row.get("bucket_id")?, counts_from_row(row)?);
+            }
+            Ok(counts)
+        })
+        .await
+}
+
+pub(super) async fn bucket_counts_of(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    bucket_id: &str,
+) -> StoreResult<BucketCounts> {
+    let (tenant, bucket_id) = (tenant.clone(), bucket_id.to_owned());
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT ",
+                count_columns!(),
+                " FROM ",
+                live_memberships!(),
+                " WHERE m.tenant_id = ?1 AND m.bucket_id = ?2"
+            ))?;
+            let mut rows = statement.query(params![tenant.as_str(), bucket_id])?;
+            rows.next()?
+                .map(counts_from_row)
+                .transpose()
+                .map(Option::unwrap_or_default)
+        })
+        .await
+}
+
+pub(super) async fn bucket_members(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    bucket_id: &str,
+    page: &MemberPageRequest,
+) -> StoreResult<MemberPage> {
+    let (tenant, bucket_id) = (tenant.clone(), bucket_id.to_owned());
+    let size = page.page_size();
+    // Every id sorts after the empty string: no cursor starts at the beginning.
+    let after = page.cursor.clone().unwrap_or_default();
+    store
+        .read(move |tx| {
+            // One more than the page, to know whether another follows.
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count FROM ",
+                live_memberships!(),
+                " WHERE m.tenant_id = ?1 AND m.bucket_id = ?2 AND m.status = 'active' \
+                 AND m.id > ?3 ORDER BY m.id LIMIT ?4"
+            ))?;
+            let rows = statement.query(params![
+                tenant.as_str(),
+                bucket_id,
+                after,
+                i64::from(size) + 1
+            ])?;
+            let mut members = collect(rows, member_from_row)?;
+            let next_cursor = if members.len() > size as usize {
+                members.truncate(size as usize);
+                members.last().map(|m| m.id.clone())
+            } else {
+                None
+            };
+            let total: i64 = tx
+                .prepare_cached(concat!(
+                    "SELECT COUNT(*) FROM ",
+                    live_memberships!(),
+                    " WHERE m.tenant_id = ?1 AND m.bucket_id = ?2 AND m.status = 'active'"
+                ))?
+                .query_row(params![tenant.as_str(), bucket_id], |row| row.get(0))?;
+            Ok(MemberPage {
+                members,
+                next_cursor,
+                total: u64::try_from(total).map_err(|e| StoreError::corrupt("member count", e))?,
+            })
+        })
+        .await
+}
+
+pub(super) async fn bucket_membership(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    bucket_id: &str,
+    key: &str,
+) -> StoreResult<Option<ActiveMembership>> {
+    let (tenant, bucket_id, key) = (tenant.clone(), bucket_id.to_owned(), key.to_owned());
+    store
+        .read(move |tx| {
+            let Some(contact) = live_by_key(tx, &tenant, &key)? else {
+                return Ok(None);
+            };
+            tx.prepare_cached(concat!(
+                "SELECT ",
+                membership_columns!(),
+                " FROM bucket_memberships m WHERE m.tenant_id = ?1 AND m.bucket_id = ?2 \
+                 AND m.contact_key = ?3 AND m.status = 'active'"
+            ))?
+            .query_row(params![tenant.as_str(), bucket_id, contact.key], |row| {
+                Ok(membership_from_row(row))
+            })
+            .optional()?
+            .transpose()
+        })
+        .await
+}
+
+pub(super) async fn contact_memberships(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    contact_key: &str,
+) -> StoreResult<Vec<ActiveMembership>> {
+    let (tenant, contact_key) = (tenant.clone(), contact_key.to_owned());
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT ",
+                membership_columns!(),
+                " FROM ",
+                live_memberships!(),
+                " WHERE m.tenant_id = ?1 AND m.contact_key = ?2 AND m.status = 'active' \
+                 ORDER BY m.bucket_id"
+            ))?;
+            collect(
+                statement.query(params![tenant.as_str(), contact_key])?,
+                membership_from_row,
+            )
+        })
+        .await
+}

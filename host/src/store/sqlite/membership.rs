@@ -1,0 +1,232 @@
+//! The SQLite side of bucket membership: [`SqliteMembershipTx`] gives
+//! [`crate::buckets::membership`] its primitives inside the writer's open transaction.
+
+use super::rows::to_u32;
+use crate::buckets::membership::{
+    ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
+};
+use crate::buckets::{EventCounts, EventQuery, LeaveReason};
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::store::StoreResult;
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub(super) struct SqliteMembershipTx<'a> {
+    conn: &'a Connection,
+}
+
+impl<'a> SqliteMembershipTx<'a> {
+    pub(super) fn new(conn: &'a Connection) -> Self {
+        Self { conn }
+    }
+}
+
+impl MembershipTx for SqliteMembershipTx<'_> {
+    async fn event_counts(
+        &mut self,
+        tenant: &TenantId,
+        contact_key: &str,
+        queries: &[EventQuery],
+        now: Timestamp,
+    ) -> StoreResult<EventCounts> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT COUNT(*) FROM events WHERE tenant_id = ?1 AND contact_key = ?2 \
+             AND name = ?3 AND occurred_at >= ?4",
+        )?;
+        let mut counts = EventCounts::with_capacity(queries.len());
+        for query in queries {
+            let since = query.window_start(now.0).unwrap_or(i64::MIN);
+            let count: i64 = statement.query_row(
+                params![tenant.as_str(), contact_key, query.event, since],
+                |row| row.get(0),
+            )?;
+            counts.insert(query.clone(), u64::try_from(count).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+
+    async fn active_membership(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        contact_key: &str,
+    ) -> StoreResult<Option<ActiveMembership>> {
+        let row: Option<(String, i64, i64)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, entry_count, entered_at FROM bucket_memberships \
+                 WHERE tenant_id = ?1 AND bucket_id = ?2 AND contact_key = ?3 \
+                 AND status = 'active'",
+            )?
+            .query_row(params![tenant.as_str(), bucket_id, contact_key], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()?;
+        row.map(|(id, entry_count, entered_at)| {
+            Ok(ActiveMembership {
+                id,
+                entry_count: to_u32("membership entry count", entry_count)?,
+                entered_at: Timestamp(entered_at),
+            })
+        })
+        .transpose()
+    }
+
+    async fn membership_history(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        contact_key: &str,
+    ) -> StoreResult<MembershipHistory> {
+        let (rows, last_left_at): (i64, Option<i64>) = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*), MAX(left_at) FROM bucket_memberships \
+                 WHERE tenant_id = ?1 AND contact_key = ?2 AND bucket_id = ?3",
+            )?
+            .query_row(params![tenant.as_str(), contact_key, bucket_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        Ok(MembershipHistory {
+            rows: to_u32("membership count", rows)?,
+            last_left_at: last_left_at.map(Timestamp),
+        })
+    }
+
+    async fn insert_membership(&mut self, m: &NewMembership) -> StoreResult<bool> {
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO bucket_memberships (id, tenant_id, bucket_id, contact_key, status, \
+                 entry_count, source, entered_at, expires_at, max_dwell_at, last_evaluated_at, \
+                 updated_at) VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, ?8, ?9, ?7, ?7) \
+                 ON CONFLICT (tenant_id, bucket_id, contact_key) WHERE status = 'active' \
+                 DO NOTHING",
+            )?
+            .execute(params![
+                m.id,
+                m.tenant_id.as_str(),
+                m.bucket_id,
+                m.contact_key,
+                m.entry_count,
+                m.source.as_str(),
+                m.entered_at.0,
+                m.expires_at.map(|t| t.0),
+                m.max_dwell_at.map(|t| t.0),
+            ])?;
+        Ok(inserted > 0)
+    }
+
+    async fn leave_membership(
+        &mut self,
+        tenant: &TenantId,
+        membership_id: &str,
+        at: Timestamp,
+        reason: LeaveReason,
+    ) -> StoreResult<bool> {
+        let left = self
+            .conn
+            .prepare_cached(
+                "UPDATE bucket_memberships SET status = 'left', left_at = ?1, \
+                 leave_reason = ?2, last_evaluated_at = ?1, updated_at = ?1 \
+                 WHERE tenant_id = ?3 AND id = ?4 AND status = 'active'",
+            )?
+            .execute(params![
+                at.0,
+                reason.as_str(),
+                tenant.as_str(),
+                membership_id
+            ])?;
+        Ok(left > 0)
+    }
+
+    async fn touch_membership(
+        &mut self,
+        tenant: &TenantId,
+        membership_id: &str,
+        at: Timestamp,
+        expires_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE bucket_memberships SET last_evaluated_at = ?1, \
+                 expires_at = COALESCE(?2, expires_at) \
+                 WHERE tenant_id = ?3 AND id = ?4 AND status = 'active'",
+            )?
+            .execute(params![
+                at.0,
+                expires_at.map(|t| t.0),
+                tenant.as_str(),
+                membership_id
+            ])?;
+        Ok(())
+    }
+}
+
+/// [`crate::store::Store::change_membership`]: a manual join or leave, and its transition
+/// ingested like real-time ones.
+pub(super) async fn change_membership(
+    store: &super::SqliteStore,
+    tenant: &TenantId,
+    bucket: &crate::buckets::BucketDef,
+    key: &str,
+    change: crate::store::MembershipChange,
+    now: Timestamp,
+    routing: std::sync::Arc<dyn crate::store::IngestRouting>,
+) -> StoreResult<Option<Option<crate::store::BucketTransition>>> {
+    use super::identity::{live_by_key, run_sync};
+    use super::ingest::{StoredEvent, ingest_transition};
+    use crate::buckets::membership::{self, Source};
+    use crate::store::MembershipChange;
+
+    let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.to_owned());
+    store
+        .write(move |tx| {
+            let Some(contact) = live_by_key(tx, &tenant, &key)? else {
+                return Ok(None);
+            };
+            let mut memberships = SqliteMembershipTx::new(tx);
+            let transition = match change {
+                MembershipChange::Add => run_sync(membership::join(
+                    &mut memberships,
+                    &bucket,
+                    &tenant,
+                    &contact.key,
+                    Source::Manual,
+                    now,
+                ))?,
+                MembershipChange::Remove => {
+                    match run_sync(memberships.active_membership(
+                        &tenant,
+                        &bucket.id,
+                        &contact.key,
+                    ))? {
+                        Some(active) => run_sync(membership::leave(
+                            &mut memberships,
+                            &bucket,
+                            &tenant,
+                            &contact.key,
+                            &active,
+                            LeaveReason::Manual,
+                            now,
+                        ))?,
+                        None => None,
+                    }
+                }
+            };
+            let Some(transition) = transition else {
+                return Ok(Some(None));
+            };
+            let mut stored = StoredEvent::default();
+            let summary = ingest_transition(
+                tx,
+                routing.as_ref(),
+                &contact,
+                &transition,
+                now,
+                &mut stored,
+            )?;
+            Ok(Some(Some(summary)))
+        })
+        .await
+}

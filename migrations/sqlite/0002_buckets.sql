@@ -1,0 +1,38 @@
+-- Bucket memberships, SQLite dialect. Keep in step with migrations/postgres.
+--
+-- One row per membership epoch: a person joins (a new row, status active), later leaves (the
+-- same row, status left). entry_count is the epoch: 1 + every earlier row of the same person
+-- and bucket. At most one active row per (tenant, bucket, person), enforced by the index.
+CREATE TABLE bucket_memberships (
+    id                TEXT    NOT NULL PRIMARY KEY,
+    tenant_id         TEXT    NOT NULL REFERENCES tenants (id),
+    bucket_id         TEXT    NOT NULL,
+    -- The contact's resolved key, like every history table.
+    contact_key       TEXT    NOT NULL,
+    status            TEXT    NOT NULL CHECK (status IN ('active', 'left')),
+    entry_count       INTEGER NOT NULL CHECK (entry_count >= 1),
+    -- What made the join: event (real time), manual (the API), reconcile, backfill.
+    source            TEXT    NOT NULL
+        CHECK (source IN ('event', 'manual', 'reconcile', 'backfill')),
+    entered_at        INTEGER NOT NULL,
+    left_at           INTEGER,
+    -- criteria, maxDwell, manual; merged: closed because the person merged into another
+    -- contact that was already a member.
+    leave_reason      TEXT
+        CHECK (leave_reason IN ('criteria', 'maxDwell', 'manual', 'merged')),
+    -- A deferred leave (minDwell) or a criteria window's end; max_dwell_at is set once.
+    expires_at        INTEGER,
+    max_dwell_at      INTEGER,
+    last_evaluated_at INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+);
+
+-- One active membership per person and bucket; also the member list's keyset order.
+CREATE UNIQUE INDEX bucket_memberships_one_active
+    ON bucket_memberships (tenant_id, bucket_id, contact_key) WHERE status = 'active';
+-- A person's memberships (epochs, last leave, the contact view, re-pointing on merge).
+CREATE INDEX bucket_memberships_by_contact
+    ON bucket_memberships (tenant_id, contact_key, bucket_id);
+-- Counts by status per bucket.
+CREATE INDEX bucket_memberships_by_bucket
+    ON bucket_memberships (tenant_id, bucket_id, status);
