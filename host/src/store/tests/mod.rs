@@ -49,6 +49,7 @@ mod contacts;
 mod harness;
 mod identity;
 mod ingest;
+mod membership;
 mod outbox;
 mod runs;
 mod tenancy;

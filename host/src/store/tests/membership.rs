@@ -1,0 +1,425 @@
+//! Real-time bucket membership inside ingest: joins and leaves with their epochs, the entry
+//! limit's emit gate, the minDwell deferral, transitions stored once under their
+//! deterministic keys (also under duplicate and concurrent events), reactions routed with
+//! their extras, and manual membership changes.
+
+use super::*;
+use crate::buckets::{BucketDef, BucketKind, BucketRegistry, Condition};
+use crate::store::{BucketTransition, IngestRouting, MembershipChange};
+
+/// Routing for these tests: the given buckets, and journeys started by exact trigger name.
+struct TestRouting {
+    buckets: Arc<BucketRegistry>,
+    journeys: Vec<(&'static str, RunCandidate)>,
+}
+
+impl IngestRouting for TestRouting {
+    fn journeys(
+        &self,
+        _tenant: &TenantId,
+        event_name: &str,
+        _properties: &Map<String, Value>,
+    ) -> Vec<RunCandidate> {
+        self.journeys
+            .iter()
+            .filter(|(trigger, _)| *trigger == event_name)
+            .map(|(_, candidate)| candidate.clone())
+            .collect()
+    }
+
+    fn buckets(&self, _tenant: &TenantId) -> Option<Arc<BucketRegistry>> {
+        Some(self.buckets.clone())
+    }
+}
+
+fn bucket(id: &str, criteria: Value) -> BucketDef {
+    BucketDef {
+        id: id.into(),
+        name: format!("Bucket {id}"),
+        description: None,
+        enabled: true,
+        kind: BucketKind::Computed,
+        criteria: Some(Condition::from_json(&criteria).expect("valid criteria")),
+        time_based: None,
+        fast_expiry: false,
+        min_dwell_ms: None,
+        max_dwell_ms: None,
+        entry_limit: EntryLimit::Unlimited,
+        reactions: vec![],
+    }
+}
+
+/// At least two `feature.used` within the hour.
+fn power() -> BucketDef {
+    bucket(
+        "power",
+        json!({"type": "event", "event": "feature.used", "check": "count",
+               "operator": "gte", "value": 2, "withinMs": HOUR}),
+    )
+}
+
+/// Contact property `plan` is "pro".
+fn pro() -> BucketDef {
+    bucket(
+        "pro",
+        json!({"type": "property", "property": "plan", "operator": "eq", "value": "pro"}),
+    )
+}
+
+fn routing(buckets: Vec<BucketDef>) -> Arc<dyn IngestRouting> {
+    Arc::new(TestRouting {
+        buckets: Arc::new(BucketRegistry::from_buckets(buckets)),
+        journeys: vec![],
+    })
+}
+
+/// `feature.used` by `user`, occurring at `at`.
+fn used(f: &Fixture, user: &str, at: i64) -> NewEvent {
+    let mut e = event(&f.tenant, user, at);
+    e.name = "feature.used".into();
+    e.occurred_at = Timestamp(at);
+    e
+}
+
+/// Ingest one event with `routing`; its outcome.
+async fn ingest_routed(
+    f: &Fixture,
+    event: NewEvent,
+    routing: &Arc<dyn IngestRouting>,
+) -> IngestOutcome {
+    let mut outcomes = f
+        .store
+        .ingest(
+            vec![IngestItem {
+                event,
+                candidates: vec![],
+            }],
+            routing.clone(),
+        )
+        .await
+        .unwrap();
+    outcomes.pop().unwrap()
+}
+
+fn transitions(outcome: &IngestOutcome) -> Vec<BucketTransition> {
+    match outcome {
+        IngestOutcome::Stored { transitions, .. } => transitions.clone(),
+        other => panic!("expected a stored event, got {other:?}"),
+    }
+}
+
+fn change(
+    bucket: &str,
+    transition: &'static str,
+    entry_count: u32,
+    emitted: bool,
+) -> BucketTransition {
+    BucketTransition {
+        bucket_id: bucket.into(),
+        transition,
+        entry_count,
+        emitted,
+    }
+}
+
+/// Stored events with this idempotency key.
+async fn events_keyed(f: &Fixture, key: &str) -> i64 {
+    f.db.count(
+        "SELECT COUNT(*) FROM events WHERE idempotency_key = $1",
+        &[key],
+    )
+    .await
+}
+
+async fn memberships(f: &Fixture, status: &str) -> i64 {
+    f.db.count(
+        "SELECT COUNT(*) FROM bucket_memberships WHERE status = $1",
+        &[status],
+    )
+    .await
+}
+
+store_test!(
+    given_a_windowed_count_when_the_threshold_is_reached_left_and_reached_again_then_epochs_advance,
+    |f| async move {
+        let routing = routing(vec![power()]);
+        // Given one use: not yet a member
+        assert!(transitions(&ingest_routed(&f, used(&f, "ada", T0), &routing).await).is_empty());
+        // When the second use within the hour arrives, then ada joins with epoch 1
+        let joined = ingest_routed(&f, used(&f, "ada", T0 + 1_000), &routing).await;
+        assert_eq!(
+            transitions(&joined),
+            vec![change("power", "entered", 1, true)]
+        );
+        // And a third use changes nothing (a stable member)
+        let stable = ingest_routed(&f, used(&f, "ada", T0 + 2_000), &routing).await;
+        assert!(transitions(&stable).is_empty());
+
+        // When a use arrives two hours later (one use within the hour), then she leaves epoch 1
+        let left = ingest_routed(&f, used(&f, "ada", T0 + 2 * HOUR), &routing).await;
+        assert_eq!(transitions(&left), vec![change("power", "left", 1, true)]);
+
+        // When the threshold is reached again, then she re-joins with epoch 2
+        let rejoined = ingest_routed(&f, used(&f, "ada", T0 + 2 * HOUR + 1), &routing).await;
+        assert_eq!(
+            transitions(&rejoined),
+            vec![change("power", "entered", 2, true)]
+        );
+
+        // Then each transition was stored once, under its deterministic key
+        for key in [
+            "bucket:power:ada:entered:1",
+            "bucket:power:ada:left:1",
+            "bucket:power:ada:entered:2",
+        ] {
+            assert_eq!(events_keyed(&f, key).await, 1, "{key}");
+        }
+        assert_eq!(memberships(&f, "left").await, 1);
+        assert_eq!(memberships(&f, "active").await, 1);
+    }
+);
+
+store_test!(
+    given_a_window_boundary_when_the_oldest_event_is_exactly_at_now_minus_within_then_it_counts,
+    |f| async move {
+        let routing = routing(vec![power()]);
+        // Given a use exactly one hour before the next one
+        ingest_routed(&f, used(&f, "ada", T0), &routing).await;
+        let mut second = used(&f, "ada", T0 + HOUR);
+        second.received_at = Timestamp(T0 + HOUR);
+        // When the second arrives, then the first still counts (inclusive boundary)
+        let joined = ingest_routed(&f, second, &routing).await;
+        assert_eq!(
+            transitions(&joined),
+            vec![change("power", "entered", 1, true)]
+        );
+    }
+);
+
+store_test!(
+    given_a_property_bucket_when_the_contact_patch_sets_and_removes_the_property_then_the_person_joins_and_leaves,
+    |f| async move {
+        let routing = routing(vec![pro()]);
+        // Given an event whose EVENT properties say plan=pro: criteria never read the payload
+        let mut payload_only = event(&f.tenant, "ada", T0);
+        payload_only.event_properties = obj(json!({"plan": "pro"}));
+        assert!(transitions(&ingest_routed(&f, payload_only, &routing).await).is_empty());
+
+        // When the contact patch sets plan=pro, then ada joins
+        let mut upgrade = event(&f.tenant, "ada", T0 + 1);
+        upgrade.contact_properties = obj(json!({"plan": "pro"}));
+        let joined = ingest_routed(&f, upgrade, &routing).await;
+        assert_eq!(transitions(&joined), vec![change("pro", "entered", 1, true)]);
+
+        // When a patch removes it (null), then she leaves
+        let mut downgrade = event(&f.tenant, "ada", T0 + 2);
+        downgrade.contact_properties = obj(json!({"plan": null}));
+        let left = ingest_routed(&f, downgrade, &routing).await;
+        assert_eq!(transitions(&left), vec![change("pro", "left", 1, true)]);
+    }
+);
+
+store_test!(
+    given_an_entry_limit_of_once_when_a_person_rejoins_then_the_row_advances_but_no_event_is_emitted,
+    |f| async move {
+        let mut once = pro();
+        once.entry_limit = EntryLimit::Once;
+        let routing = routing(vec![once]);
+        let mut set = |plan: Value, at: i64| {
+            let mut e = event(&f.tenant, "ada", at);
+            e.contact_properties = obj(json!({ "plan": plan }));
+            e
+        };
+        ingest_routed(&f, set(json!("pro"), T0), &routing).await;
+        ingest_routed(&f, set(json!("free"), T0 + 1), &routing).await;
+        // When ada re-joins
+        let rejoined = ingest_routed(&f, set(json!("pro"), T0 + 2), &routing).await;
+        // Then the join is quiet: epoch 2 written, no second entered event
+        assert_eq!(transitions(&rejoined), vec![change("pro", "entered", 2, false)]);
+        assert_eq!(events_keyed(&f, "bucket:pro:ada:entered:1").await, 1);
+        assert_eq!(events_keyed(&f, "bucket:pro:ada:entered:2").await, 0);
+        assert_eq!(memberships(&f, "active").await, 1);
+    }
+);
+
+store_test!(
+    given_once_per_period_when_a_person_rejoins_before_and_after_the_period_since_the_last_leave_then_only_the_later_join_emits,
+    |f| async move {
+        let mut gated = pro();
+        gated.entry_limit = EntryLimit::OncePer(HOUR as u64);
+        let routing = routing(vec![gated]);
+        let set = |plan: &str, at: i64| {
+            let mut e = event(&f.tenant, "ada", at);
+            e.contact_properties = obj(json!({ "plan": plan }));
+            e
+        };
+        ingest_routed(&f, set("pro", T0), &routing).await;
+        ingest_routed(&f, set("free", T0 + 10), &routing).await;
+        // Rejoining 30 minutes after the leave: quiet
+        let early = ingest_routed(&f, set("pro", T0 + 10 + HOUR / 2), &routing).await;
+        assert_eq!(transitions(&early), vec![change("pro", "entered", 2, false)]);
+        ingest_routed(&f, set("free", T0 + 20 + HOUR / 2), &routing).await;
+        // Rejoining a full hour after the latest leave: emitted
+        let late = ingest_routed(&f, set("pro", T0 + 20 + HOUR / 2 + HOUR), &routing).await;
+        assert_eq!(transitions(&late), vec![change("pro", "entered", 3, true)]);
+    }
+);
+
+store_test!(
+    given_a_min_dwell_when_criteria_stop_matching_early_then_the_leave_waits_for_the_floor,
+    |f| async move {
+        let mut sticky = pro();
+        sticky.min_dwell_ms = Some(HOUR as u64);
+        let routing = routing(vec![sticky]);
+        let set = |plan: &str, at: i64| {
+            let mut e = event(&f.tenant, "ada", at);
+            e.contact_properties = obj(json!({ "plan": plan }));
+            e
+        };
+        ingest_routed(&f, set("pro", T0), &routing).await;
+        // When the criteria stop matching ten minutes in, then she stays a member
+        let early = ingest_routed(&f, set("free", T0 + HOUR / 6), &routing).await;
+        assert!(transitions(&early).is_empty());
+        assert_eq!(memberships(&f, "active").await, 1);
+        // When a relevant event arrives after the floor, then she leaves
+        let later = ingest_routed(&f, set("free", T0 + HOUR), &routing).await;
+        assert_eq!(transitions(&later), vec![change("pro", "left", 1, true)]);
+    }
+);
+
+store_test!(
+    given_a_duplicate_source_event_when_it_is_resent_then_no_second_transition_happens,
+    |f| async move {
+        let routing = routing(vec![pro()]);
+        let mut upgrade = event(&f.tenant, "ada", T0);
+        upgrade.contact_properties = obj(json!({"plan": "pro"}));
+        upgrade.idempotency_key = Some("upgrade-1".into());
+        let again = NewEvent {
+            id: EventId::generate(),
+            ..upgrade.clone()
+        };
+        ingest_routed(&f, upgrade, &routing).await;
+        // When the same event is sent again
+        let duplicate = ingest_routed(&f, again, &routing).await;
+        // Then it is a duplicate and nothing moved
+        assert!(matches!(duplicate, IngestOutcome::Duplicate { .. }));
+        assert_eq!(
+            f.db.count("SELECT COUNT(*) FROM bucket_memberships", &[])
+                .await,
+            1
+        );
+        assert_eq!(events_keyed(&f, "bucket:pro:ada:entered:1").await, 1);
+    }
+);
+
+store_test!(
+    given_concurrent_first_events_of_one_person_when_each_could_join_then_exactly_one_transition_is_stored,
+    |f| async move {
+        let routing = routing(vec![pro()]);
+        // When ten events for one new person, each setting plan=pro, arrive at once
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let store = f.store.clone();
+            let routing = routing.clone();
+            let mut e = event(&f.tenant, "ada", T0 + i);
+            e.contact_properties = obj(json!({"plan": "pro"}));
+            tasks.push(tokio::spawn(async move {
+                store
+                    .ingest(vec![IngestItem { event: e, candidates: vec![] }], routing)
+                    .await
+            }));
+        }
+        let mut entered = 0;
+        for task in tasks {
+            let outcome = task.await.unwrap().unwrap().pop().unwrap();
+            entered += transitions(&outcome).len();
+        }
+        // Then one join, one membership row and one transition event
+        assert_eq!(entered, 1);
+        assert_eq!(f.db.count("SELECT COUNT(*) FROM bucket_memberships", &[]).await, 1);
+        assert_eq!(events_keyed(&f, "bucket:pro:ada:entered:1").await, 1);
+    }
+);
+
+store_test!(
+    given_journeys_bound_to_transitions_when_a_person_joins_then_they_start_with_the_transition_as_trigger,
+    |f| async move {
+        // Given a reaction on bucket:entered:pro and a journey on the generic bucket:entered
+        let routing: Arc<dyn IngestRouting> = Arc::new(TestRouting {
+            buckets: Arc::new(BucketRegistry::from_buckets(vec![pro()])),
+            journeys: vec![
+                ("bucket:entered:pro", journey("on-enter", EntryLimit::Unlimited)),
+                ("bucket:entered", journey("any-enter", EntryLimit::Unlimited)),
+            ],
+        });
+        let mut upgrade = event(&f.tenant, "ada", T0);
+        upgrade.contact_properties = obj(json!({"plan": "pro"}));
+        // When ada joins
+        let outcome = ingest_routed(&f, upgrade, &routing).await;
+        // Then both journeys started, and both events were stored under their keys
+        let IngestOutcome::Stored { started, .. } = &outcome else {
+            panic!("{outcome:?}")
+        };
+        let mut journeys: Vec<&str> = started.iter().map(|s| s.journey_id.as_str()).collect();
+        journeys.sort();
+        assert_eq!(journeys, ["any-enter", "on-enter"]);
+        assert_eq!(events_keyed(&f, "bucket:pro:ada:entered:1").await, 1);
+        assert_eq!(events_keyed(&f, "bucket:pro:ada:entered:1:generic").await, 1);
+        // And the reaction's trigger carries the extras
+        let run = f.store.load_activation(&started[0].run_id).await.unwrap().unwrap();
+        let trigger = serde_json::to_value(&run.input.trigger).unwrap();
+        let properties = &trigger["properties"];
+        assert_eq!(properties["entryCount"], json!(1));
+        assert_eq!(properties["isFirstEntry"], json!(true));
+        assert_eq!(properties["bucketId"], json!("pro"));
+        assert_eq!(properties["userId"], json!("ada"));
+    }
+);
+
+store_test!(
+    given_a_manual_bucket_when_a_person_is_added_twice_and_removed_then_one_entered_and_one_manual_left_are_stored,
+    |f| async move {
+        let mut vip = bucket("vip", json!({"type": "property", "property": "x", "operator": "exists"}));
+        vip.kind = BucketKind::Manual;
+        vip.criteria = None;
+        let routing = routing(vec![vip.clone()]);
+        ingest_stored(&f, event(&f.tenant, "ada", T0), &[]).await;
+        let add = |at| {
+            f.store.change_membership(
+                &f.tenant,
+                &vip,
+                "ada",
+                MembershipChange::Add,
+                Timestamp(at),
+                routing.clone(),
+            )
+        };
+        assert_eq!(
+            add(T0 + 1).await.unwrap(),
+            Some(Some(change("vip", "entered", 1, true)))
+        );
+        // Adding again changes nothing
+        assert_eq!(add(T0 + 2).await.unwrap(), Some(None));
+        let removed = f
+            .store
+            .change_membership(&f.tenant, &vip, "ada", MembershipChange::Remove, Timestamp(T0 + 3), routing.clone())
+            .await
+            .unwrap();
+        assert_eq!(removed, Some(Some(change("vip", "left", 1, true))));
+        assert_eq!(
+            f.db.count(
+                "SELECT COUNT(*) FROM events WHERE idempotency_key = $1 AND CAST(properties AS TEXT) LIKE $2",
+                &["bucket:vip:ada:left:1", "%manual%"],
+            )
+            .await,
+            1
+        );
+        // An unknown person is answered as such
+        let unknown = f
+            .store
+            .change_membership(&f.tenant, &vip, "nobody", MembershipChange::Add, Timestamp(T0 + 4), routing.clone())
+            .await
+            .unwrap();
+        assert_eq!(unknown, None);
+    }
+);
