@@ -590,12 +590,30 @@ impl IdentityTx for PgTx<'_> {
         .bind(at.0)
         .execute(self.writing())
         .await?;
+        // Likewise an active membership under `from` of a bucket `to` is already a member of
+        // closes, silently (reason `merged`): one active membership per person and bucket.
+        sqlx::query(
+            "UPDATE bucket_memberships f SET status = 'left', left_at = $4, \
+             leave_reason = 'merged', updated_at = $4 \
+             WHERE f.tenant_id = $1 AND f.contact_key = $2 AND f.status = 'active' \
+             AND EXISTS (SELECT 1 FROM bucket_memberships t WHERE t.tenant_id = $1 \
+                 AND t.contact_key = $3 AND t.bucket_id = f.bucket_id AND t.status = 'active')",
+        )
+        .bind(tenant.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(at.0)
+        .execute(self.writing())
+        .await?;
         // Then everything under `from` moves, in one statement.
         sqlx::query(
             "WITH moved_runs AS (\
                  UPDATE runs SET contact_key = $3 WHERE tenant_id = $1 AND contact_key = $2), \
              moved_events AS (\
-                 UPDATE events SET contact_key = $3 WHERE tenant_id = $1 AND contact_key = $2) \
+                 UPDATE events SET contact_key = $3 WHERE tenant_id = $1 AND contact_key = $2), \
+             moved_memberships AS (\
+                 UPDATE bucket_memberships SET contact_key = $3 \
+                 WHERE tenant_id = $1 AND contact_key = $2) \
              UPDATE emails SET contact_key = $3 WHERE tenant_id = $1 AND contact_key = $2",
         )
         .bind(tenant.as_str())

@@ -379,7 +379,20 @@ impl IdentityTx for SqliteIdentityTx<'_> {
                 ")"
             ))?
             .execute(params![tenant.as_str(), from, to, at.0])?;
+        // Likewise an active membership under `from` of a bucket `to` is already a member of
+        // closes, silently (reason `merged`): one active membership per person and bucket.
+        self.conn
+            .prepare_cached(
+                "UPDATE bucket_memberships SET status = 'left', left_at = ?4, \
+                 leave_reason = 'merged', updated_at = ?4 \
+                 WHERE tenant_id = ?1 AND contact_key = ?2 AND status = 'active' \
+                 AND bucket_id IN (SELECT bucket_id FROM bucket_memberships \
+                     WHERE tenant_id = ?1 AND contact_key = ?3 AND status = 'active')",
+            )?
+            .execute(params![tenant.as_str(), from, to, at.0])?;
         for sql in [
+            "UPDATE bucket_memberships SET contact_key = ?3 \
+             WHERE tenant_id = ?1 AND contact_key = ?2",
             "UPDATE runs SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
             "UPDATE events SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
             "UPDATE emails SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",

@@ -423,3 +423,47 @@ store_test!(
         assert_eq!(unknown, None);
     }
 );
+
+store_test!(
+    given_two_contacts_in_one_bucket_when_they_merge_then_one_active_membership_remains_under_the_survivor,
+    |f| async move {
+        let routing = routing(vec![pro()]);
+        // Given an anonymous visitor and a known user, both members
+        let mut anonymous = event_as(&f.tenant, Identity::new(None, None, Some("anon-1")), T0);
+        anonymous.contact_properties = obj(json!({"plan": "pro"}));
+        ingest_routed(&f, anonymous, &routing).await;
+        let mut known = event(&f.tenant, "ada", T0 + 1);
+        known.contact_properties = obj(json!({"plan": "pro"}));
+        ingest_routed(&f, known, &routing).await;
+        assert_eq!(memberships(&f, "active").await, 2);
+
+        // When an event links them
+        let linking = event_as(
+            &f.tenant,
+            Identity::new(Some("ada"), None, Some("anon-1")),
+            T0 + 2,
+        );
+        let outcome = ingest_routed(&f, linking, &routing).await;
+
+        // Then the survivor stays a member, the other membership closed as merged, and every
+        // row is under the survivor's key
+        assert!(transitions(&outcome).is_empty());
+        assert_eq!(memberships(&f, "active").await, 1);
+        assert_eq!(
+            f.db.count(
+                "SELECT COUNT(*) FROM bucket_memberships WHERE leave_reason = $1",
+                &["merged"],
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            f.db.count(
+                "SELECT COUNT(*) FROM bucket_memberships WHERE contact_key = $1",
+                &["ada"],
+            )
+            .await,
+            2
+        );
+    }
+);
