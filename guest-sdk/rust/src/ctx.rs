@@ -2,6 +2,7 @@
 
 use crate::duration::{Duration, to_millis};
 use crate::email::{Email, EmailId, SendEmailError};
+use crate::members::{BucketReadError, MemberPage, MemberPageRequest};
 use serde_json::{Map, Value};
 
 /// Milliseconds since the Unix epoch, on the host's clock.
@@ -150,6 +151,9 @@ pub(crate) trait Backend {
         vars_json: &str,
     ) -> Result<String, String>;
     fn log(&self, level: Level, message: &str);
+    fn bucket_count(&self, bucket: &str) -> Result<u64, String>;
+    fn bucket_has(&self, bucket: &str, person_key: &str) -> Result<bool, String>;
+    fn bucket_members(&self, bucket: &str, page: &MemberPageRequest) -> Result<MemberPage, String>;
 }
 
 /// The handler's context: the run's inputs and the durable host calls.
@@ -237,6 +241,35 @@ impl Ctx {
             .send_email(email.template(), email.recipient(), &vars_json)
             .map(EmailId)
             .map_err(|reason| SendEmailError::new(email.template(), reason))
+    }
+
+    /// How many current members `bucket` (declared by any module of the tenant) has; deleted
+    /// contacts never count. Journaled: a replay sees the count the first run saw, however
+    /// the bucket changed since. Fails for an unknown bucket.
+    pub fn bucket_count(&self, bucket: &str) -> Result<u64, BucketReadError> {
+        self.backend
+            .bucket_count(bucket)
+            .map_err(|reason| BucketReadError::new(bucket, reason))
+    }
+
+    /// Whether the person `person_key` designates (their key, or a key they had before) is a
+    /// current member of `bucket`. Journaled. Fails for an unknown bucket.
+    pub fn bucket_has(&self, bucket: &str, person_key: &str) -> Result<bool, BucketReadError> {
+        self.backend
+            .bucket_has(bucket, person_key)
+            .map_err(|reason| BucketReadError::new(bucket, reason))
+    }
+
+    /// One page of `bucket`'s current members; walk on with [`MemberPage::next`]. Each page
+    /// is one journaled call. Fails for an unknown bucket.
+    pub fn bucket_members(
+        &self,
+        bucket: &str,
+        page: MemberPageRequest,
+    ) -> Result<MemberPage, BucketReadError> {
+        self.backend
+            .bucket_members(bucket, &page)
+            .map_err(|reason| BucketReadError::new(bucket, reason))
     }
 
     /// Writes a line to the host's log (not journaled; silent while the run replays).

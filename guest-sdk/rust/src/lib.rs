@@ -101,6 +101,7 @@ mod duration;
 mod email;
 mod error;
 mod journey;
+mod members;
 mod module;
 pub mod testing;
 
@@ -111,6 +112,7 @@ pub use duration::{Duration, days, hours, millis, minutes, seconds, weeks};
 pub use email::{Email, EmailId, SendEmailError, email};
 pub use error::{Error, JourneyResult};
 pub use journey::{EntryLimit, Journey, Template, journey, template};
+pub use members::{BucketReadError, Member, MemberPage, MemberPageRequest};
 pub use module::{Handler, Module};
 /// JSON values for properties and template vars (re-exported `serde_json`).
 pub use serde_json as json;
@@ -120,9 +122,10 @@ pub mod prelude {
     pub use crate::bail;
     pub use crate::criteria::CountOp;
     pub use crate::{
-        Bucket, Criteria, Ctx, Duration, Email, EmailId, EntryLimit, Error, Event, JourneyResult,
-        Level, Module, Person, SendEmailError, all, any, bucket, days, email, event, hours,
-        journey, millis, minutes, not, prop, seconds, template, weeks,
+        Bucket, BucketReadError, Criteria, Ctx, Duration, Email, EmailId, EntryLimit, Error, Event,
+        JourneyResult, Level, Member, MemberPage, MemberPageRequest, Module, Person,
+        SendEmailError, all, any, bucket, days, email, event, hours, journey, millis, minutes, not,
+        prop, seconds, template, weeks,
     };
     pub use serde_json::{Map, Value, json};
 }
@@ -204,6 +207,7 @@ macro_rules! module {
 #[doc(hidden)]
 pub mod __private {
     use crate::ctx::{Backend, Level, TimestampMs};
+    use crate::members::{Member, MemberPage, MemberPageRequest};
     use crate::module::Module;
 
     #[allow(missing_docs, clippy::all)]
@@ -285,6 +289,39 @@ pub mod __private {
                 Level::Error => types::LogLevel::Error,
             };
             context::log(level, message);
+        }
+
+        fn bucket_count(&self, bucket: &str) -> Result<u64, String> {
+            context::bucket_count(bucket)
+        }
+
+        fn bucket_has(&self, bucket: &str, person_key: &str) -> Result<bool, String> {
+            context::bucket_has(bucket, person_key)
+        }
+
+        fn bucket_members(
+            &self,
+            bucket: &str,
+            page: &MemberPageRequest,
+        ) -> Result<MemberPage, String> {
+            let request = types::MemberPageRequest {
+                limit: page.requested_limit(),
+                cursor: page.cursor().map(str::to_owned),
+            };
+            context::bucket_members(bucket, &request).map(|page| MemberPage {
+                members: page
+                    .members
+                    .into_iter()
+                    .map(|m| Member {
+                        key: m.key,
+                        email: m.email,
+                        entered_at: m.entered_at,
+                        entry_count: m.entry_count,
+                    })
+                    .collect(),
+                next_cursor: page.next_cursor,
+                total: page.total,
+            })
         }
     }
 }

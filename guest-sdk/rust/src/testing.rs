@@ -26,6 +26,29 @@
 //! The test host performs every call for real, in order: a sleep advances its clock and
 //! returns, so one call runs the whole journey. It does not replay or render templates.
 //!
+//! Buckets a handler reads are stubbed with [`TestHost::bucket`]; any other bucket is unknown:
+//!
+//! ```
+//! use waymark_guest::prelude::*;
+//! use waymark_guest::testing::TestHost;
+//!
+//! fn report(ctx: &Ctx) -> JourneyResult {
+//!     let vips = ctx.bucket_count("vip")?;
+//!     let page = ctx.bucket_members("vip", MemberPageRequest::first().limit(1))?;
+//!     let first = &page.members[0].key;
+//!     ctx.send_email(email("report").var("vips", vips).var("first", first.as_str()))?;
+//!     assert!(ctx.bucket_has("vip", "ada")?);
+//!     assert!(ctx.bucket_count("nope").is_err());
+//!     Ok(())
+//! }
+//!
+//! let module = Module::new().journey(journey("report").on("x"), report);
+//! let run = TestHost::new()
+//!     .bucket("vip", [Member::new("ada"), Member::new("bob")])
+//!     .run(&module, "report", Person::new("u1"), Event::new("x"));
+//! assert_eq!(run.result, Ok(()));
+//! ```
+//!
 //! [`describe`] shows what the module's `describe` export tells the host, as JSON, so tests
 //! can check declarations — buckets' criteria above all:
 //!
@@ -52,6 +75,7 @@
 
 use crate::ctx::{Backend, Event, Level, Person, TimestampMs};
 use crate::duration::{Duration, millis};
+use crate::members::{Member, MemberPage, MemberPageRequest};
 use crate::module::Module;
 use crate::wit::types as wit;
 use serde_json::{Map, Value, json};
@@ -84,6 +108,31 @@ pub enum Step {
         /// What the handler got back.
         result: Result<String, String>,
     },
+    /// `ctx.bucket_count(..)`.
+    BucketCount {
+        /// The bucket.
+        bucket: String,
+        /// What the handler got back.
+        result: Result<u64, String>,
+    },
+    /// `ctx.bucket_has(..)`.
+    BucketHas {
+        /// The bucket.
+        bucket: String,
+        /// The person key asked about.
+        key: String,
+        /// What the handler got back.
+        result: Result<bool, String>,
+    },
+    /// `ctx.bucket_members(..)`.
+    BucketMembers {
+        /// The bucket.
+        bucket: String,
+        /// The page asked for.
+        page: MemberPageRequest,
+        /// What the handler got back.
+        result: Result<MemberPage, String>,
+    },
     /// A log line.
     Log {
         /// Its level.
@@ -100,6 +149,7 @@ pub struct TestHost {
     start: TimestampMs,
     random: Vec<u64>,
     failing: HashMap<String, String>,
+    buckets: HashMap<String, Vec<Member>>,
 }
 
 impl Default for TestHost {
@@ -115,7 +165,20 @@ impl TestHost {
             start: 1_700_000_000_000,
             random: Vec::new(),
             failing: HashMap::new(),
+            buckets: HashMap::new(),
         }
+    }
+
+    /// Bucket `id` exists with these members, in this (paging) order. Buckets not stubbed
+    /// are unknown: reading one fails as it would on the host.
+    pub fn bucket(
+        mut self,
+        id: impl Into<String>,
+        members: impl IntoIterator<Item = Member>,
+    ) -> Self {
+        self.buckets
+            .insert(id.into(), members.into_iter().collect());
+        self
     }
 
     /// Starts the clock at `ms`.
@@ -276,8 +339,38 @@ struct State {
     random: VecDeque<u64>,
     next_random: u64,
     failing: HashMap<String, String>,
+    buckets: HashMap<String, Vec<Member>>,
     sent: u64,
     steps: Vec<Step>,
+}
+
+impl State {
+    fn members(&self, bucket: &str) -> Result<&[Member], String> {
+        self.buckets
+            .get(bucket)
+            .map(Vec::as_slice)
+            .ok_or_else(|| format!("unknown bucket {bucket:?}"))
+    }
+
+    /// A page of stubbed members; the cursor is the position after the page.
+    fn page(&self, bucket: &str, request: &MemberPageRequest) -> Result<MemberPage, String> {
+        let members = self.members(bucket)?;
+        let start = match request.cursor() {
+            None => 0,
+            Some(cursor) => cursor
+                .parse::<usize>()
+                .map_err(|_| format!("{cursor:?} is not a cursor of this test host"))?,
+        };
+        let end = start
+            .saturating_add(request.page_size() as usize)
+            .min(members.len());
+        let start = start.min(end);
+        Ok(MemberPage {
+            members: members[start..end].to_vec(),
+            next_cursor: (end < members.len()).then(|| end.to_string()),
+            total: members.len() as u64,
+        })
+    }
 }
 
 impl State {
@@ -287,6 +380,7 @@ impl State {
             random: host.random.iter().copied().collect(),
             next_random: 0,
             failing: host.failing.clone(),
+            buckets: host.buckets.clone(),
             sent: 0,
             steps: Vec::new(),
         }
@@ -357,6 +451,40 @@ impl Backend for TestBackend {
             level,
             message: message.to_owned(),
         });
+    }
+
+    fn bucket_count(&self, bucket: &str) -> Result<u64, String> {
+        let mut s = self.0.borrow_mut();
+        let result = s.members(bucket).map(|m| m.len() as u64);
+        s.steps.push(Step::BucketCount {
+            bucket: bucket.to_owned(),
+            result: result.clone(),
+        });
+        result
+    }
+
+    fn bucket_has(&self, bucket: &str, person_key: &str) -> Result<bool, String> {
+        let mut s = self.0.borrow_mut();
+        let result = s
+            .members(bucket)
+            .map(|m| m.iter().any(|m| m.key == person_key));
+        s.steps.push(Step::BucketHas {
+            bucket: bucket.to_owned(),
+            key: person_key.to_owned(),
+            result: result.clone(),
+        });
+        result
+    }
+
+    fn bucket_members(&self, bucket: &str, page: &MemberPageRequest) -> Result<MemberPage, String> {
+        let mut s = self.0.borrow_mut();
+        let result = s.page(bucket, page);
+        s.steps.push(Step::BucketMembers {
+            bucket: bucket.to_owned(),
+            page: page.clone(),
+            result: result.clone(),
+        });
+        result
     }
 }
 
@@ -429,6 +557,43 @@ mod tests {
             Err("sending email with template `welcome` failed: person has no email".into())
         );
         assert_eq!(run.steps.len(), 1);
+    }
+
+    #[test]
+    fn given_stubbed_members_when_paged_then_every_member_comes_once_and_unknown_buckets_fail() {
+        fn walk(ctx: &Ctx) -> JourneyResult {
+            let mut request = MemberPageRequest::first().limit(2);
+            let mut keys = Vec::new();
+            loop {
+                let page = ctx.bucket_members("vip", request.clone())?;
+                assert_eq!(page.total, 5);
+                keys.extend(page.members.iter().map(|m| m.key.clone()));
+                match page.next(&request) {
+                    Some(next) => request = next,
+                    None => break,
+                }
+            }
+            assert_eq!(keys, ["a", "b", "c", "d", "e"]);
+            assert_eq!(ctx.bucket_count("vip")?, 5);
+            assert!(ctx.bucket_has("vip", "c")?);
+            assert!(!ctx.bucket_has("vip", "z")?);
+            ctx.bucket_count("nope")?;
+            Ok(())
+        }
+        let m = Module::new().journey(journey("w").on("x"), walk);
+        let run = TestHost::new()
+            .bucket("vip", ["a", "b", "c", "d", "e"].map(Member::new))
+            .run(&m, "w", Person::new("p"), Event::new("x"));
+        assert_eq!(
+            run.result,
+            Err("reading bucket `nope` failed: unknown bucket \"nope\"".into())
+        );
+        let pages = run
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::BucketMembers { .. }))
+            .count();
+        assert_eq!(pages, 3);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use crate::clock::{Clock, Timestamp};
 use crate::modules::{ModuleError, ModuleRegistry};
+use crate::runtime::members::StoreBuckets;
 use crate::runtime::{ActivationOutcome, ActivationRequest, RuntimeError};
 use crate::store::{ActivationCommit, ClaimedRun, NewEmail, RunTransition, Store, StoreError};
 use std::sync::Arc;
@@ -108,6 +109,11 @@ impl Executor {
                             input: &loaded.input,
                             journal: loaded.journal.clone(),
                             templates: module.templates.clone(),
+                            buckets: Arc::new(StoreBuckets::new(
+                                self.store.clone(),
+                                run.tenant_id.clone(),
+                                self.registry.bucket_registry(&run.tenant_id),
+                            )),
                         },
                     )
                     .await?;

@@ -4,8 +4,9 @@
 //! buffered for the executor to commit) and recorded. WASI clocks and random are routed through
 //! the same journal, so a guest has no ambient non-determinism.
 
-use super::bindings::types::{Email, LogLevel};
+use super::bindings::types::{BucketMember, Email, LogLevel, MemberPage, MemberPageRequest};
 use super::bindings::{ContextHost, types};
+use super::members::{BucketReader, MemberRead, MemberReadError};
 use crate::clock::{Clock, Timestamp};
 use crate::delivery::templates::TemplateSet;
 use crate::ids::EmailId;
@@ -34,6 +35,12 @@ pub struct Suspend {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct GuestFault(pub String);
+
+/// An import could not be answered because a host service (the database) failed. Ends the
+/// activation as a host-side error (retried later), not as a failure of the run.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct HostUnavailable(pub String);
 
 /// An email rendered during the activation, committed with it.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,23 +83,43 @@ impl ActivationJournal {
         request: Value,
         perform: impl FnOnce(&mut Self, u32) -> Value,
     ) -> Result<Value, Divergence> {
+        match self.lookup(kind, &request)? {
+            Lookup::Recorded(response) => Ok(response),
+            Lookup::Frontier { seq } => {
+                let response = perform(self, seq);
+                self.record(kind, request, response.clone());
+                Ok(response)
+            }
+        }
+    }
+
+    /// The recorded answer to a step, or the frontier where a new step is to be performed
+    /// and then [`Self::record`]ed (by a caller that awaits in between).
+    fn lookup(&mut self, kind: StepKind, request: &Value) -> Result<Lookup, Divergence> {
         if let Some(divergence) = &self.divergence {
             return Err(divergence.clone());
         }
-        match self.replay.step(kind, &request) {
-            Ok(StepLookup::Recorded(entry)) => Ok(entry.response.clone()),
-            Ok(StepLookup::Frontier { seq }) => {
-                let response = perform(self, seq);
-                let now = self.clock.now();
-                self.replay.record(kind, request, response.clone(), now);
-                Ok(response)
-            }
+        match self.replay.step(kind, request) {
+            Ok(StepLookup::Recorded(entry)) => Ok(Lookup::Recorded(entry.response.clone())),
+            Ok(StepLookup::Frontier { seq }) => Ok(Lookup::Frontier { seq }),
             Err(divergence) => {
                 self.divergence = Some(divergence.clone());
                 Err(divergence)
             }
         }
     }
+
+    /// Record the answer to the frontier step.
+    fn record(&mut self, kind: StepKind, request: Value, response: Value) {
+        let now = self.clock.now();
+        self.replay.record(kind, request, response, now);
+    }
+}
+
+/// Where a step stands in the journal.
+enum Lookup {
+    Recorded(Value),
+    Frontier { seq: u32 },
 }
 
 fn lock(journal: &SharedJournal) -> MutexGuard<'_, ActivationJournal> {
@@ -139,6 +166,8 @@ pub struct RunScope {
     pub journey_id: String,
     pub person: PersonSnapshot,
     pub templates: Arc<TemplateSet>,
+    /// The run's tenant's bucket membership, for the `bucket-*` imports.
+    pub buckets: Arc<dyn BucketReader>,
 }
 
 /// The data of one activation's store: WASI (virtualised), limits, journal and run scope.
@@ -273,6 +302,115 @@ fn fault(message: String) -> wasmtime::Error {
     wasmtime::Error::new(GuestFault(message))
 }
 
+impl ActivationState {
+    /// A journaled read of bucket membership: answered from the journal when recorded (the
+    /// reader is not touched); otherwise `read` is awaited, without holding the journal, and
+    /// its answer recorded as `{"ok": …}`, or `{"error": …}` for what the guest is refused. A
+    /// host failure records nothing and ends the activation ([`HostUnavailable`]).
+    async fn journaled_read<F, Fut>(
+        &mut self,
+        import: &str,
+        kind: StepKind,
+        request: Value,
+        read: F,
+    ) -> wasmtime::Result<Result<Value, String>>
+    where
+        F: FnOnce(Arc<dyn BucketReader>) -> Fut,
+        Fut: Future<Output = MemberRead<Value>> + Send,
+    {
+        let reader = self.scope(import)?.buckets.clone();
+        let looked_up = lock(&self.journal)
+            .lookup(kind, &request)
+            .map_err(wasmtime::Error::new)?;
+        let response = match looked_up {
+            Lookup::Recorded(response) => response,
+            Lookup::Frontier { .. } => {
+                let response = match read(reader).await {
+                    Ok(value) => json!({ "ok": value }),
+                    Err(MemberReadError::Refused(message)) => json!({ "error": message }),
+                    Err(MemberReadError::Unavailable(message)) => {
+                        return Err(wasmtime::Error::new(HostUnavailable(format!(
+                            "`{import}` could not be answered: {message}"
+                        ))));
+                    }
+                };
+                lock(&self.journal).record(kind, request, response.clone());
+                response
+            }
+        };
+        match (
+            response.get("ok"),
+            response.get("error").and_then(Value::as_str),
+        ) {
+            (_, Some(message)) => Ok(Err(message.to_owned())),
+            (Some(ok), _) => Ok(Ok(ok.clone())),
+            _ => Err(fault(format!(
+                "journaled `{import}` has no outcome: {response}"
+            ))),
+        }
+    }
+}
+
+/// A journaled read's answer for the guest: its error as recorded, or the value `decode` reads
+/// (a value it cannot read is a corrupt journal).
+fn decode<T>(
+    import: &str,
+    answer: Result<Value, String>,
+    decode: impl FnOnce(&Value) -> Option<T>,
+) -> wasmtime::Result<Result<T, String>> {
+    match answer {
+        Err(message) => Ok(Err(message)),
+        Ok(value) => decode(&value)
+            .map(Ok)
+            .ok_or_else(|| fault(format!("journaled `{import}` answer is malformed: {value}"))),
+    }
+}
+
+/// A member page as the journal records it.
+fn page_to_json(page: crate::store::MemberPage) -> Value {
+    let members: Vec<Value> = page
+        .members
+        .into_iter()
+        .map(|m| {
+            json!({
+                "key": m.contact_key,
+                "email": m.email,
+                "enteredAt": m.entered_at.0,
+                "entryCount": m.entry_count,
+            })
+        })
+        .collect();
+    json!({ "members": members, "nextCursor": page.next_cursor, "total": page.total })
+}
+
+/// A journaled member page, back in WIT form.
+fn page_from_json(value: &Value) -> Option<MemberPage> {
+    let members = value["members"]
+        .as_array()?
+        .iter()
+        .map(|m| {
+            Some(BucketMember {
+                key: m["key"].as_str()?.to_owned(),
+                email: match &m["email"] {
+                    Value::Null => None,
+                    email => Some(email.as_str()?.to_owned()),
+                },
+                entered_at: m["enteredAt"].as_i64()?,
+                entry_count: u32::try_from(m["entryCount"].as_u64()?).ok()?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let next_cursor = match &value["nextCursor"] {
+        Value::Null => None,
+        cursor => Some(cursor.as_str()?.to_owned()),
+    };
+    Some(MemberPage {
+        members,
+        next_cursor,
+        total: value["total"].as_u64()?,
+    })
+}
+
 impl types::Host for ActivationState {}
 
 impl ContextHost for ActivationState {
@@ -356,6 +494,64 @@ impl ContextHost for ActivationState {
                 "journaled send-email has no outcome: {value}"
             ))),
         }
+    }
+
+    async fn bucket_count(&mut self, bucket: String) -> wasmtime::Result<Result<u64, String>> {
+        check_payload("the bucket id", &bucket)?;
+        let request = json!({ "bucket": bucket });
+        let answer = self
+            .journaled_read(
+                "bucket-count",
+                StepKind::BucketCount,
+                request,
+                |reader| async move { reader.count(&bucket).await.map(|n| json!(n)) },
+            )
+            .await?;
+        decode("bucket-count", answer, Value::as_u64)
+    }
+
+    async fn bucket_has(
+        &mut self,
+        bucket: String,
+        person_key: String,
+    ) -> wasmtime::Result<Result<bool, String>> {
+        check_payload("the bucket id", &bucket)?;
+        check_payload("the person key", &person_key)?;
+        let request = json!({ "bucket": bucket, "key": person_key });
+        let answer = self
+            .journaled_read(
+                "bucket-has",
+                StepKind::BucketHas,
+                request,
+                |reader| async move { reader.has(&bucket, &person_key).await.map(|b| json!(b)) },
+            )
+            .await?;
+        decode("bucket-has", answer, Value::as_bool)
+    }
+
+    async fn bucket_members(
+        &mut self,
+        bucket: String,
+        page: MemberPageRequest,
+    ) -> wasmtime::Result<Result<MemberPage, String>> {
+        check_payload("the bucket id", &bucket)?;
+        if let Some(cursor) = &page.cursor {
+            check_payload("the cursor", cursor)?;
+        }
+        let request = json!({ "bucket": bucket, "limit": page.limit, "cursor": page.cursor });
+        let page = crate::store::MemberPageRequest {
+            limit: page.limit,
+            cursor: page.cursor,
+        };
+        let answer = self
+            .journaled_read(
+                "bucket-members",
+                StepKind::BucketMembers,
+                request,
+                |reader| async move { reader.members(&bucket, &page).await.map(page_to_json) },
+            )
+            .await?;
+        decode("bucket-members", answer, page_from_json)
     }
 
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {

@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod bindings;
 pub mod engine;
 pub mod host;
+pub mod members;
 
 use crate::clock::{Clock, Timestamp};
 use crate::delivery::templates::TemplateSet;
@@ -17,7 +18,10 @@ use crate::journeys::{PersonSnapshot, RunInput};
 use artifacts::ArtifactCache;
 use bindings::types::{Invocation, Manifest};
 use bindings::{JourneyModule, JourneyModulePre};
-use host::{ActivationJournal, ActivationState, GuestFault, QueuedEmail, RunScope, Suspend};
+use host::{
+    ActivationJournal, ActivationState, GuestFault, HostUnavailable, QueuedEmail, RunScope, Suspend,
+};
+use members::BucketReader;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +41,9 @@ pub enum RuntimeError {
     Instantiate(String),
     #[error("describe failed: {0}")]
     Describe(String),
+    /// A host service an import needed failed (the database); the activation is retried.
+    #[error("{0}")]
+    HostUnavailable(String),
     #[error("i/o error on {0}: {1}")]
     Io(PathBuf, std::io::Error),
 }
@@ -97,6 +104,8 @@ pub struct ActivationRequest<'a> {
     pub input: &'a RunInput,
     pub journal: Vec<JournalEntry>,
     pub templates: Arc<TemplateSet>,
+    /// Bucket membership of the run's tenant, for the `bucket-*` imports.
+    pub buckets: Arc<dyn BucketReader>,
 }
 
 pub struct Runtime {
@@ -229,6 +238,7 @@ impl Runtime {
             journey_id: request.journey_id.to_owned(),
             person: request.input.person.clone(),
             templates: request.templates,
+            buckets: request.buckets,
         };
         let seed = u128::from_le_bytes(
             Sha256::digest(request.run_id.as_bytes())[..16]
@@ -248,6 +258,12 @@ impl Runtime {
         let call = instance.call_run(&mut store, &invocation);
         let result = tokio::time::timeout(self.limits.wall_clock, call).await;
 
+        // An import that could not reach the store: the activation never happened.
+        if let Ok(Err(error)) = &result
+            && let Some(HostUnavailable(message)) = error.downcast_ref::<HostUnavailable>()
+        {
+            return Err(RuntimeError::HostUnavailable(message.clone()));
+        }
         let state = store.data();
         let outcome = match result {
             Err(_) => ActivationOutcome::Failed {
