@@ -103,6 +103,7 @@ mod error;
 mod journey;
 mod members;
 mod module;
+mod reaction;
 pub mod testing;
 
 pub use bucket::{Bucket, LEAVE_REASONS, bucket};
@@ -114,6 +115,7 @@ pub use error::{Error, JourneyResult};
 pub use journey::{EntryLimit, Journey, Template, journey, template};
 pub use members::{BucketReadError, Member, MemberPage, MemberPageRequest};
 pub use module::{Handler, Module};
+pub use reaction::BucketTransition;
 /// JSON values for properties and template vars (re-exported `serde_json`).
 pub use serde_json as json;
 
