@@ -10,6 +10,7 @@ use waymark::clock::Clock;
 use waymark::journeys::journal::{JournalEntry, StepKind};
 use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
 use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
+use waymark::runtime::members::NoBuckets;
 use waymark::runtime::{
     ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime,
 };
@@ -75,6 +76,7 @@ impl Fixture {
                     input: &self.input,
                     journal,
                     templates: module.templates.clone(),
+                    buckets: Arc::new(NoBuckets),
                 },
             )
             .await
