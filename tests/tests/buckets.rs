@@ -109,6 +109,21 @@ fn started_journeys(response: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The bucket transitions an ingest response reports (`buckets`).
+fn transitions(response: &Value) -> &Value {
+    &response["buckets"]
+}
+
+/// One reported transition of `power-users`.
+fn power_users(transition: &str, entry_count: u32) -> Value {
+    json!([{
+        "bucketId": "power-users",
+        "transition": transition,
+        "entryCount": entry_count,
+        "emitted": true,
+    }])
+}
+
 /// Let background work (routing, delivery) settle before asserting that something did NOT
 /// happen.
 async fn settle() {
@@ -136,6 +151,7 @@ e2e!(
         let server = win_back_server(backend, &sink).await;
         for response in use_feature(&server, "ada", 4).await {
             assert_eq!(started_journeys(&response), Vec::<String>::new());
+            assert_eq!(transitions(&response), &json!([]), "{response}");
         }
         assert_eq!(
             membership(&server, "power-users", "ada").await["member"],
@@ -146,6 +162,7 @@ e2e!(
         let fifth = server.send_event(feature_used("ada")).await;
 
         // Then, as soon as it is accepted, she is a member on her first entry
+        assert_eq!(transitions(&fifth), &power_users("entered", 1), "{fifth}");
         assert_eq!(started_journeys(&fifth), [ON_ENTER], "{fifth}");
         let member = membership(&server, "power-users", "ada").await;
         assert_eq!(member["member"], true, "{member}");
@@ -184,6 +201,7 @@ e2e!(
         let sixth = server.send_event(feature_used("ada")).await;
 
         // Then she stays a member of the same epoch and nothing transitions again
+        assert_eq!(transitions(&sixth), &json!([]), "{sixth}");
         assert_eq!(started_journeys(&sixth), Vec::<String>::new(), "{sixth}");
         let member = membership(&server, "power-users", "ada").await;
         assert_eq!(
@@ -211,6 +229,11 @@ e2e!(
         let lone_use = server.send_event(feature_used("bob")).await;
 
         // Then he has left, and the leave reaction ran with reason "criteria"
+        assert_eq!(
+            transitions(&lone_use),
+            &power_users("left", 1),
+            "{lone_use}"
+        );
         assert_eq!(started_journeys(&lone_use), [ON_LEAVE], "{lone_use}");
         let left = membership(&server, "power-users", "bob").await;
         assert_eq!(left["member"], false, "{left}");
@@ -258,6 +281,9 @@ e2e!(
             [vec![], vec![], vec![], vec![ON_ENTER.to_owned()]],
             "only the fifth use in the window re-enters"
         );
+        let reported: Vec<&Value> = uses.iter().map(transitions).collect();
+        let (quiet, entered) = (json!([]), power_users("entered", 2));
+        assert_eq!(reported, [&quiet, &quiet, &quiet, &entered]);
         let member = membership(&server, "power-users", "bob").await;
         assert_eq!(member["member"], true, "{member}");
         assert_eq!(member["entryCount"], 2, "{member}");
@@ -299,6 +325,7 @@ e2e!(
         let mut fifth = feature_used("cleo");
         fifth["idempotencyKey"] = json!("cleo-use-5");
         let first = server.send_event(fifth.clone()).await;
+        assert_eq!(transitions(&first), &power_users("entered", 1), "{first}");
         assert_eq!(started_journeys(&first), [ON_ENTER]);
 
         // When the same event is resent, with the key in the body and then in the header
@@ -324,6 +351,7 @@ e2e!(
             assert_eq!(duplicate["stored"], false, "{duplicate}");
             assert_eq!(duplicate["eventId"], first["eventId"]);
             assert_eq!(started_journeys(duplicate), Vec::<String>::new());
+            assert_eq!(transitions(duplicate), &json!([]), "{duplicate}");
         }
         let member = membership(&server, "power-users", "cleo").await;
         assert_eq!((member["member"].clone(), member["entryCount"].clone()), (json!(true), json!(1)));
@@ -372,6 +400,12 @@ e2e!(
             .filter(|r| started_journeys(r).iter().any(|j| j == ON_ENTER))
             .collect();
         assert_eq!(entering.len(), 1, "{responses:#?}");
+        assert_eq!(transitions(entering[0]), &power_users("entered", 1));
+        let quiet = responses
+            .iter()
+            .filter(|r| transitions(r) == &json!([]))
+            .count();
+        assert_eq!(quiet, 9, "the other nine change nothing: {responses:#?}");
         let member = membership(&server, "power-users", "dora").await;
         assert_eq!(
             (member["member"].clone(), member["entryCount"].clone()),
@@ -464,6 +498,7 @@ e2e!(
 
         // Then they are a new person: not a member, and the old membership neither shows up
         // again nor leaves (no leave reaction, no "missed you" email)
+        assert_eq!(transitions(&first), &json!([]), "{first}");
         assert_eq!(started_journeys(&first), Vec::<String>::new(), "{first}");
         assert_eq!(membership(&server, "power-users", "gus").await["member"], false);
         let members = server.get("/v1/buckets/power-users/members").await;
