@@ -131,7 +131,8 @@ async fn settle() {
 }
 
 /// Whether an event with this idempotency key is already stored: a probe event that reuses
-/// the key is answered `stored: false` exactly when it is.
+/// the key is answered `stored: false` exactly when it is. (A probe of a free key stores the
+/// probe and takes the key, so only probe keys that must stay unused.)
 async fn key_is_taken(server: &Server, idempotency_key: &str) -> bool {
     let response = server
         .send_event(json!({
