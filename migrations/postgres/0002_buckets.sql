@@ -17,9 +17,9 @@ CREATE TABLE bucket_memberships (
     entered_at        BIGINT  NOT NULL,
     left_at           BIGINT,
     -- criteria, maxDwell, manual; merged: closed because the person merged into another
-    -- contact that was already a member.
+    -- contact that was already a member; deleted: the contact was deleted (no transition).
     leave_reason      TEXT
-        CHECK (leave_reason IN ('criteria', 'maxDwell', 'manual', 'merged')),
+        CHECK (leave_reason IN ('criteria', 'maxDwell', 'manual', 'merged', 'deleted')),
     -- A deferred leave (minDwell) or a criteria window's end; max_dwell_at is set once.
     expires_at        BIGINT,
     max_dwell_at      BIGINT,
@@ -27,9 +27,12 @@ CREATE TABLE bucket_memberships (
     updated_at        BIGINT  NOT NULL
 );
 
--- One active membership per person and bucket; also the member list's keyset order.
+-- One active membership per person and bucket.
 CREATE UNIQUE INDEX bucket_memberships_one_active
     ON bucket_memberships (tenant_id, bucket_id, contact_key) WHERE status = 'active';
+-- The member list's keyset order (membership ids are UUIDv7 strings).
+CREATE INDEX bucket_memberships_members
+    ON bucket_memberships (tenant_id, bucket_id, id) WHERE status = 'active';
 -- A person's memberships (epochs, last leave, the contact view, re-pointing on merge).
 CREATE INDEX bucket_memberships_by_contact
     ON bucket_memberships (tenant_id, contact_key, bucket_id);

@@ -130,19 +130,59 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
-/// Whether an event with this idempotency key is already stored: a probe event that reuses
-/// the key is answered `stored: false` exactly when it is. (A probe of a free key stores the
-/// probe and takes the key, so only probe keys that must stay unused.)
+/// Whether a transition with this idempotency key (`bucket:<id>:<person>:<kind>:<epoch>`) is
+/// stored: it shows in the person's timeline, `GET /v1/contacts/{person}/events`.
 async fn key_is_taken(server: &Server, idempotency_key: &str) -> bool {
-    let response = server
-        .send_event(json!({
-            "name": "probe.idempotency",
-            "userId": "prober",
-            "idempotencyKey": idempotency_key,
-        }))
+    let person = idempotency_key
+        .split(':')
+        .nth(2)
+        .expect("a transition key names its person third");
+    let timeline = server
+        .get(&format!("/v1/contacts/{person}/events?limit=1000"))
         .await;
-    response["stored"] == false
+    timeline["events"]
+        .as_array()
+        .expect("a list of events")
+        .iter()
+        .any(|event| event["idempotencyKey"] == idempotency_key)
 }
+
+e2e!(
+    given_a_client_when_it_sends_a_bucket_event_name_or_key_then_it_is_refused_naming_the_field,
+    |backend: Backend| async move {
+        let sink = SmtpSink::start().await;
+        let server = win_back_server(backend, &sink).await;
+        // A transition event name is reserved
+        let (status, body) = server
+            .post(
+                "/v1/events",
+                json!({"name": "bucket:entered:power-users", "userId": "eve"}),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["details"]["field"], "name", "{body}");
+        // And so is a transition's idempotency key: taking one first would silence it
+        let (status, body) = server
+            .post(
+                "/v1/events",
+                json!({"name": "feature.used", "userId": "eve",
+                       "idempotencyKey": "bucket:power-users:eve:entered:1"}),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["details"]["field"], "idempotencyKey", "{body}");
+        // Nothing was stored for eve
+        let (status, _) = server
+            .request(
+                reqwest::Method::GET,
+                "/v1/contacts/eve",
+                None,
+                Some(&server.key),
+            )
+            .await;
+        assert_eq!(status, 404);
+    }
+);
 
 e2e!(
     given_four_uses_when_the_fifth_arrives_then_the_person_enters_power_users_once_and_is_welcomed,

@@ -122,6 +122,57 @@ pub async fn detail(
     Ok(Json(view))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only events of this name.
+    name: Option<String>,
+    /// At most this many (default 100, at most 1,000).
+    limit: Option<u32>,
+}
+
+/// `GET /v1/contacts/{key}/events`: the person's timeline, newest first — their own events and
+/// the bucket transitions ingest stored for them (`bucket:entered:<id>` …, with their
+/// idempotency keys).
+pub async fn events(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(key): Path<String>,
+    QueryParams(query): QueryParams<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    let contact = state
+        .store
+        .find_contacts(&principal.tenant_id, &ContactLookup::Key(key))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(ApiError::NotFound)?;
+    let events = state
+        .store
+        .contact_events(
+            &principal.tenant_id,
+            &contact.key,
+            query.name.as_deref(),
+            query.limit.unwrap_or(0),
+        )
+        .await?;
+    let events: Vec<Value> = events
+        .iter()
+        .map(|event| {
+            json!({
+                "id": event.id,
+                "name": event.name,
+                "properties": event.properties,
+                "occurredAt": event.occurred_at.to_rfc3339(),
+                "receivedAt": event.received_at.to_rfc3339(),
+                "idempotencyKey": event.idempotency_key,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "key": contact.key, "events": events })))
+}
+
 pub async fn delete(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,

@@ -59,6 +59,7 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
         .route("/v1/events/batch", post(events::ingest_batch))
         .route("/v1/contacts", put(contacts::upsert))
         .route("/v1/contacts/find", get(contacts::find))
+        .route("/v1/contacts/{key}/events", get(contacts::events))
         .route(
             "/v1/contacts/{key}",
             get(contacts::detail).delete(contacts::delete),

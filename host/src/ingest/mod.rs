@@ -6,7 +6,7 @@
 
 pub mod writer;
 
-use crate::buckets::BucketKind;
+use crate::buckets::{BUCKET_EVENT_PREFIX, BucketKind, is_bucket_event};
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::Identity;
 use crate::ids::{EventId, TenantId};
@@ -244,6 +244,28 @@ impl Ingestor {
             return Err(invalid(
                 "name",
                 format!("the event name is longer than {MAX_NAME_LEN} characters"),
+            ));
+        }
+        // `bucket:` names and keys belong to bucket transitions: a client that could send one
+        // could fake a transition, or take a transition's key first and silence it.
+        if is_bucket_event(&name) {
+            return Err(invalid(
+                "name",
+                format!(
+                    "event names starting with {BUCKET_EVENT_PREFIX:?} are reserved for bucket transitions"
+                ),
+            ));
+        }
+        if request
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|k| k.trim_start().starts_with(BUCKET_EVENT_PREFIX))
+        {
+            return Err(invalid(
+                "idempotencyKey",
+                format!(
+                    "keys starting with {BUCKET_EVENT_PREFIX:?} are reserved for bucket transitions"
+                ),
             ));
         }
         let identity = validate_identity(

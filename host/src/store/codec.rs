@@ -23,6 +23,12 @@ pub(super) fn list_limit(requested: u32) -> u32 {
 }
 
 /// A row count as reported in a record (saturating: counts this large never happen).
+/// The key a deleted contact's history moves to: its own, never a live contact's (a `#` and
+/// the contact id cannot come from an identity value alone being reused).
+pub(super) fn deleted_key(key: &str, contact_id: &str) -> String {
+    format!("{key}#deleted:{contact_id}")
+}
+
 pub(super) fn count(rows: u64) -> u32 {
     u32::try_from(rows).unwrap_or(u32::MAX)
 }

@@ -180,6 +180,15 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         lookup: &ContactLookup,
     ) -> StoreResult<Vec<ContactRecord>>;
+    /// A person's events (stored under this resolved key), newest first by occurred-at, at
+    /// most `limit` (0 for the default page, capped), only those named `name` when given.
+    async fn contact_events(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        name: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>>;
     /// Soft-delete the live contact with this key (or alias): it stops resolving, its live runs
     /// exit (timers removed), its queued emails are cancelled, and its personal data (email,
     /// properties, run inputs' person snapshot, email addresses and contents) is erased.

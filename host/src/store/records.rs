@@ -325,6 +325,18 @@ pub struct EmailRecord {
     pub sent_at: Option<Timestamp>,
 }
 
+/// A stored event, as a person's timeline shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    pub id: EventId,
+    pub name: String,
+    pub properties: Map<String, Value>,
+    pub occurred_at: Timestamp,
+    pub received_at: Timestamp,
+    pub idempotency_key: Option<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub journey_id: Option<String>,

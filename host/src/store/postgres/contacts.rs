@@ -11,11 +11,14 @@ use super::rows::{contact_columns, contact_from_row};
 use super::{MAX_ATTEMPTS, PgStore, is_transient, live_statuses};
 use crate::clock::Timestamp;
 use crate::contacts::{Identity, normalize_email};
-use crate::ids::TenantId;
-use crate::store::codec::count;
+use crate::ids::{EventId, TenantId};
+use crate::store::codec::{count, deleted_key, list_limit, parse_object};
 use crate::store::identity;
-use crate::store::{ContactLookup, ContactRecord, DeletedContact, Resolution, StoreResult};
+use crate::store::{
+    ContactLookup, ContactRecord, DeletedContact, EventRecord, Resolution, StoreResult,
+};
 use serde_json::{Map, Value};
+use sqlx::Row;
 use std::collections::HashSet;
 
 pub(super) async fn upsert_contact(
@@ -132,6 +135,17 @@ pub(super) async fn delete_contact(
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    // Its memberships close without a transition: nothing is evaluated or emitted for a
+    // deleted person, and a newcomer with the same key starts with no membership.
+    sqlx::query(
+        "UPDATE bucket_memberships SET status = 'left', left_at = $3, leave_reason = 'deleted', \
+         updated_at = $3 WHERE tenant_id = $1 AND contact_key = $2 AND status = 'active'",
+    )
+    .bind(tenant)
+    .bind(key)
+    .bind(now.0)
+    .execute(&mut *tx)
+    .await?;
 
     // Its live runs exit (their timers go), and every run's person snapshot is erased.
     let exited: i64 = sqlx::query_scalar(concat!(
@@ -177,6 +191,32 @@ pub(super) async fn delete_contact(
     .execute(&mut *tx)
     .await?;
 
+    // Its history moves to a key of its own, so a newcomer who later arrives with the same
+    // user id starts afresh: no entry limits, event counts or memberships of the deleted
+    // person carry over. Its bucket transitions' keys name it too: they move with it, so the
+    // newcomer's own transitions are not taken for repeats.
+    let tombstone = deleted_key(key, id);
+    sqlx::query(
+        "WITH contact AS (UPDATE contacts SET key = $3 WHERE tenant_id = $1 AND id = $4), \
+         moved_events AS (\
+             UPDATE events SET contact_key = $3, \
+             idempotency_key = CASE WHEN idempotency_key LIKE 'bucket:%' \
+                 THEN idempotency_key || '#deleted' ELSE idempotency_key END \
+             WHERE tenant_id = $1 AND contact_key = $2), \
+         moved_runs AS (\
+             UPDATE runs SET contact_key = $3 WHERE tenant_id = $1 AND contact_key = $2), \
+         moved_memberships AS (\
+             UPDATE bucket_memberships SET contact_key = $3 \
+             WHERE tenant_id = $1 AND contact_key = $2) \
+         UPDATE emails SET contact_key = $3 WHERE tenant_id = $1 AND contact_key = $2",
+    )
+    .bind(tenant)
+    .bind(key)
+    .bind(&tombstone)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+
     tx.commit().await?;
     Ok(Some(DeletedContact {
         contact_id: contact.id,
@@ -184,4 +224,37 @@ pub(super) async fn delete_contact(
         exited_runs: count(u64::try_from(exited).unwrap_or_default()),
         cancelled_emails: count(u64::try_from(cancelled).unwrap_or_default()),
     }))
+}
+
+pub(super) async fn contact_events(
+    store: &PgStore,
+    tenant: &TenantId,
+    contact_key: &str,
+    name: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<EventRecord>> {
+    let rows = sqlx::query(
+        "SELECT id, name, properties::text AS properties, occurred_at, received_at, \
+         idempotency_key FROM events WHERE tenant_id = $1 AND contact_key = $2 \
+         AND ($3::text IS NULL OR name = $3) \
+         ORDER BY occurred_at DESC, id DESC LIMIT $4",
+    )
+    .bind(tenant.as_str())
+    .bind(contact_key)
+    .bind(name)
+    .bind(i64::from(list_limit(limit)))
+    .fetch_all(&store.pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(EventRecord {
+                id: EventId(row.try_get("id")?),
+                name: row.try_get("name")?,
+                properties: parse_object("event properties", row.try_get("properties")?)?,
+                occurred_at: Timestamp(row.try_get("occurred_at")?),
+                received_at: Timestamp(row.try_get("received_at")?),
+                idempotency_key: row.try_get("idempotency_key")?,
+            })
+        })
+        .collect()
 }

@@ -59,7 +59,7 @@ use super::{
     ModuleVersionRecord, NewApiKey, OutboxEmail, Resolution, RunFilter, RunRecord, Store,
     StoreError, StoreResult, Tenant,
 };
-use super::{BucketTransition, IngestRouting, MembershipChange};
+use super::{BucketTransition, EventRecord, IngestRouting, MembershipChange};
 use crate::buckets::BucketDef;
 use crate::clock::Timestamp;
 use crate::contacts::Identity;
@@ -248,6 +248,16 @@ impl Store for PgStore {
         lookup: &ContactLookup,
     ) -> StoreResult<Vec<ContactRecord>> {
         contacts::find_contacts(self, tenant, lookup).await
+    }
+
+    async fn contact_events(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        name: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        contacts::contact_events(self, tenant, contact_key, name, limit).await
     }
 
     async fn delete_contact(

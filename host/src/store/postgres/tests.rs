@@ -329,11 +329,13 @@ async fn a_deletion_racing_an_activation_leaves_no_live_run_and_no_queued_email(
             let detail = store.run_detail(&tenant, &run).await.unwrap().unwrap();
             assert_eq!(detail.run.status, RunStatus::Exited);
             assert_eq!(detail.input.person.email, None);
+            // The deleted person's history moved to its own key.
+            let history_key = crate::store::codec::deleted_key(&user, deleted.contact_id.as_str());
             let emails = store
                 .list_emails(
                     &tenant,
                     &EmailFilter {
-                        contact_key: Some(user.clone()),
+                        contact_key: Some(history_key),
                         ..EmailFilter::default()
                     },
                 )

@@ -4,13 +4,16 @@
 use super::identity::{
     SqliteIdentityTx, contact_columns, contact_columns_c, contact_from_row, live_by_key, run_sync,
 };
-use super::rows::count;
+use super::rows::{collect, count, list_limit, parse_object};
 use super::{SqliteStore, live_statuses};
 use crate::clock::Timestamp;
 use crate::contacts::{Identity, normalize_email};
-use crate::ids::TenantId;
+use crate::ids::{EventId, TenantId};
+use crate::store::codec::deleted_key;
 use crate::store::identity;
-use crate::store::{ContactLookup, ContactRecord, DeletedContact, Resolution, StoreResult};
+use crate::store::{
+    ContactLookup, ContactRecord, DeletedContact, EventRecord, Resolution, StoreResult,
+};
 use rusqlite::params;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -112,6 +115,14 @@ pub(super) async fn delete_contact(
                 "DELETE FROM contact_aliases WHERE tenant_id = ?1 AND contact_id = ?2",
             )?
             .execute(params![tenant, id])?;
+            // Its memberships close without a transition: nothing is evaluated or emitted for
+            // a deleted person, and a newcomer with the same key starts with no membership.
+            tx.prepare_cached(
+                "UPDATE bucket_memberships SET status = 'left', left_at = ?3, \
+                 leave_reason = 'deleted', updated_at = ?3 \
+                 WHERE tenant_id = ?1 AND contact_key = ?2 AND status = 'active'",
+            )?
+            .execute(params![tenant, key, now.0])?;
 
             // Its live runs exit (their timers go), and every run's person snapshot is erased.
             tx.prepare_cached(concat!(
@@ -148,12 +159,79 @@ pub(super) async fn delete_contact(
             )?
             .execute(params![tenant, key])?;
 
+            // Its history moves to a key of its own, so a newcomer who later arrives with the
+            // same user id starts afresh: no entry limits, event counts or memberships of the
+            // deleted person carry over.
+            let tombstone = deleted_key(key, id);
+            tx.prepare_cached("UPDATE contacts SET key = ?3 WHERE tenant_id = ?1 AND id = ?2")?
+                .execute(params![tenant, id, tombstone])?;
+            // Its bucket transitions' keys name it too: they move with it, so the newcomer's
+            // own transitions are not taken for repeats.
+            tx.prepare_cached(
+                "UPDATE events SET idempotency_key = idempotency_key || '#deleted' \
+                 WHERE tenant_id = ?1 AND contact_key = ?2 AND idempotency_key LIKE 'bucket:%'",
+            )?
+            .execute(params![tenant, key])?;
+            for sql in [
+                "UPDATE events SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
+                "UPDATE runs SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
+                "UPDATE emails SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
+                "UPDATE bucket_memberships SET contact_key = ?3 \
+                 WHERE tenant_id = ?1 AND contact_key = ?2",
+            ] {
+                tx.prepare_cached(sql)?
+                    .execute(params![tenant, key, tombstone])?;
+            }
+
             Ok(Some(DeletedContact {
                 contact_id: contact.id.clone(),
                 key: contact.key.clone(),
                 exited_runs: count(exited as u64),
                 cancelled_emails: count(cancelled as u64),
             }))
+        })
+        .await
+}
+
+pub(super) async fn contact_events(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    contact_key: &str,
+    name: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<EventRecord>> {
+    let (tenant, key, name) = (
+        tenant.clone(),
+        contact_key.to_owned(),
+        name.map(str::to_owned),
+    );
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(
+                "SELECT id, name, properties, occurred_at, received_at, idempotency_key \
+                 FROM events WHERE tenant_id = ?1 AND contact_key = ?2 \
+                 AND (?3 IS NULL OR name = ?3) \
+                 ORDER BY occurred_at DESC, id DESC LIMIT ?4",
+            )?;
+            let rows = statement.query(params![
+                tenant.as_str(),
+                key,
+                name,
+                i64::from(list_limit(limit))
+            ])?;
+            collect(rows, |row| {
+                Ok(EventRecord {
+                    id: EventId(row.get("id")?),
+                    name: row.get("name")?,
+                    properties: parse_object(
+                        "event properties",
+                        &row.get::<_, String>("properties")?,
+                    )?,
+                    occurred_at: Timestamp(row.get("occurred_at")?),
+                    received_at: Timestamp(row.get("received_at")?),
+                    idempotency_key: row.get("idempotency_key")?,
+                })
+            })
         })
         .await
 }
