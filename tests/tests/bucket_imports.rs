@@ -144,6 +144,7 @@ impl Fixture {
                 ActivationRequest {
                     run_id: "run-1",
                     journey_id: "census",
+                    handler: "census",
                     input: &self.input,
                     journal,
                     templates: module.templates.clone(),

@@ -73,6 +73,7 @@ impl Fixture {
                 ActivationRequest {
                     run_id: "run-1",
                     journey_id: "steps",
+                    handler: "steps",
                     input: &self.input,
                     journal,
                     templates: module.templates.clone(),

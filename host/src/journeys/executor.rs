@@ -106,6 +106,9 @@ impl Executor {
                         ActivationRequest {
                             run_id: run.id.as_str(),
                             journey_id: &run.journey_id,
+                            handler: module
+                                .journey(&run.journey_id)
+                                .map_or(run.journey_id.as_str(), |journey| &journey.handler),
                             input: &loaded.input,
                             journal: loaded.journal.clone(),
                             templates: module.templates.clone(),

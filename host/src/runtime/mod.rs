@@ -101,6 +101,9 @@ pub struct ActivationReport {
 pub struct ActivationRequest<'a> {
     pub run_id: &'a str,
     pub journey_id: &'a str,
+    /// What the module dispatches on (`invocation.handler`): the journey's declared handler,
+    /// which for a bucket reaction names the reaction rather than its journey id.
+    pub handler: &'a str,
     pub input: &'a RunInput,
     pub journal: Vec<JournalEntry>,
     pub templates: Arc<TemplateSet>,
@@ -248,7 +251,7 @@ impl Runtime {
         let state =
             ActivationState::new(journal.clone(), Some(scope), self.limits.memory_bytes, seed);
         let mut store = self.new_store(state);
-        let invocation = invocation(request.run_id, request.journey_id, request.input);
+        let invocation = invocation(request.run_id, request.handler, request.input);
 
         let instance = module
             .pre
@@ -375,14 +378,14 @@ fn tail(text: &str, max: usize) -> &str {
     &text[start..]
 }
 
-fn invocation(run_id: &str, journey_id: &str, input: &RunInput) -> Invocation {
+fn invocation(run_id: &str, handler: &str, input: &RunInput) -> Invocation {
     let PersonSnapshot {
         key,
         email,
         properties,
     } = &input.person;
     Invocation {
-        handler: journey_id.to_owned(),
+        handler: handler.to_owned(),
         run_id: run_id.to_owned(),
         person: bindings::types::Person {
             key: key.clone(),

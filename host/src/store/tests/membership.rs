@@ -225,7 +225,7 @@ store_test!(
         let mut once = pro();
         once.entry_limit = EntryLimit::Once;
         let routing = routing(vec![once]);
-        let mut set = |plan: Value, at: i64| {
+        let set = |plan: Value, at: i64| {
             let mut e = event(&f.tenant, "ada", at);
             e.contact_properties = obj(json!({ "plan": plan }));
             e
