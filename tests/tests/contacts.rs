@@ -102,7 +102,10 @@ e2e!(
         assert_eq!(server.run(&run).await["status"], "exited");
         server.advance_clock("3d").await;
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let emails = server.get("/v1/emails?userId=del-1").await;
+        // (their history moved to a key of its own: nothing is filed under the user id now)
+        let by_user = server.get("/v1/emails?userId=del-1").await;
+        assert_eq!(by_user["emails"], json!([]), "{by_user}");
+        let emails = server.get("/v1/emails").await;
         assert_eq!(
             emails["emails"].as_array().unwrap().len(),
             1,

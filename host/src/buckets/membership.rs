@@ -231,10 +231,10 @@ pub async fn evaluate_event(
             .await?;
         let transition = match (active, is_member) {
             (None, true) => join(tx, bucket, tenant, contact_key, Source::Event, now).await?,
-            (Some(active), true) => {
-                tx.touch_membership(tenant, &active.id, now, None).await?;
-                None
-            }
+            // A stable member: nothing to write. (Rewriting `last_evaluated_at` on every event
+            // would cost a random page write per member bucket per event; the clock-driven
+            // sweeps keep their own order.)
+            (Some(_), true) => None,
             (Some(active), false) => {
                 leave(
                     tx,

@@ -278,6 +278,26 @@ impl<'a> PgTx<'a> {
         self.pending_events.push(event);
     }
 
+    /// How many of the events stored but not yet written are the person's, of this name,
+    /// occurring at or after `since`.
+    pub(super) fn pending_events_matching(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        name: &str,
+        since: i64,
+    ) -> u64 {
+        self.pending_events
+            .iter()
+            .filter(|e| {
+                e.tenant_id == *tenant
+                    && e.contact_key == contact_key
+                    && e.name == name
+                    && e.occurred_at >= since
+            })
+            .count() as u64
+    }
+
     /// Insert the stored events, in one statement.
     pub(super) async fn write_events(&mut self) -> StoreResult<()> {
         let events = std::mem::take(&mut self.pending_events);

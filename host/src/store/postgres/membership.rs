@@ -28,8 +28,6 @@ impl MembershipTx for PgTx<'_> {
         queries: &[EventQuery],
         now: Timestamp,
     ) -> StoreResult<EventCounts> {
-        // The events this batch stored are written at its end; counts must see them.
-        self.write_events().await?;
         let names: Vec<&str> = queries.iter().map(|q| q.event.as_str()).collect();
         let since: Vec<i64> = queries
             .iter()
@@ -49,9 +47,14 @@ impl MembershipTx for PgTx<'_> {
         let mut counts = EventCounts::with_capacity(queries.len());
         for row in &rows {
             let n: i64 = row.try_get("n")?;
-            let count: i64 = row.try_get("c")?;
+            let stored: i64 = row.try_get("c")?;
             if let Some(query) = usize::try_from(n - 1).ok().and_then(|i| queries.get(i)) {
-                counts.insert(query.clone(), u64::try_from(count).unwrap_or(0));
+                // The events this batch stored are written at its end: count them here.
+                let since = query.window_start(now.0).unwrap_or(i64::MIN);
+                let pending =
+                    self.pending_events_matching(tenant, contact_key, &query.event, since);
+                let total = u64::try_from(stored).unwrap_or(0) + pending;
+                counts.insert(query.clone(), total);
             }
         }
         Ok(counts)
