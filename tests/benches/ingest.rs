@@ -212,10 +212,13 @@ impl Workload {
                     "source": rng.pick(SOURCES),
                     "value": rng.below(10_000) as f64 / 100.0,
                 },
+                // A producer sends the person's current state: stable per user (a hash of the
+                // id), except that 2% of events carry a changed plan (an upgrade or downgrade
+                // the next event reverts), so property buckets see some real churn.
                 "contactProperties": {
-                    "plan": rng.pick(PLANS),
+                    "plan": if rng.below(100) < 2 { rng.pick(PLANS) } else { PLANS[(user.wrapping_mul(0x9E37_79B9) >> 7) as usize % PLANS.len()] },
                     "lastActivePage": rng.pick(PAGES),
-                    "seats": 1 + rng.below(50),
+                    "seats": 1 + (user.wrapping_mul(0x85EB_CA6B) >> 9) % 50,
                 },
             });
             // Some producers send the email with every event.
