@@ -36,6 +36,8 @@ CREATE INDEX bucket_memberships_members
 -- A person's memberships (epochs, last leave, the contact view, re-pointing on merge).
 CREATE INDEX bucket_memberships_by_contact
     ON bucket_memberships (tenant_id, contact_key, bucket_id);
--- Counts by status per bucket.
-CREATE INDEX bucket_memberships_by_bucket
-    ON bucket_memberships (tenant_id, bucket_id, status);
+-- Closed memberships per bucket, for counts. Partial on purpose: an index over every status
+-- would also match the active-membership lookup (tenant, bucket, person, active), and a
+-- planner without statistics may pick it and walk every member of the bucket.
+CREATE INDEX bucket_memberships_left
+    ON bucket_memberships (tenant_id, bucket_id) WHERE status = 'left';
