@@ -6,7 +6,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /v1/buckets` | `{ buckets: [bucket + counts] }` |
-//! | `GET /v1/buckets/{id}` | bucket + `counts`, `feeds` (journeys), `members` (first page) |
+//! | `GET /v1/buckets/{id}` | bucket + `counts`, `feeds` (journeys), `recentMembers` (latest 20 joins) |
 //! | `GET /v1/buckets/{id}/members?limit=&cursor=` | `{ members, nextCursor, total }` |
 //! | `GET /v1/buckets/{id}/members/{key}` | `{ member, entryCount?, enteredAt? }` |
 //!
@@ -137,6 +137,9 @@ pub async fn list(
     Ok(Json(json!({ "buckets": buckets })))
 }
 
+/// How many of the latest joins a bucket's detail shows.
+const RECENT_MEMBERS: u32 = 20;
+
 pub async fn detail(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -146,13 +149,13 @@ pub async fn detail(
     let tenant = &principal.tenant_id;
     let bucket = find_bucket(&state, tenant, &id)?;
     let counts = state.store.bucket_counts_of(tenant, &id).await?;
-    let first_page = state
+    let recent = state
         .store
-        .bucket_members(tenant, &id, &MemberPageRequest::default())
+        .recent_members(tenant, &id, RECENT_MEMBERS)
         .await?;
     let mut view = bucket_view(&bucket, counts);
     view["feeds"] = json!(feeds(&state, tenant, &bucket));
-    view["members"] = page_view(&first_page);
+    view["recentMembers"] = json!(recent.iter().map(member_view).collect::<Vec<_>>());
     Ok(Json(view))
 }
 

@@ -260,6 +260,14 @@ pub trait Store: Send + Sync + 'static {
         bucket_id: &str,
         page: &MemberPageRequest,
     ) -> StoreResult<MemberPage>;
+    /// The bucket's most recent joins among its current members, newest first (membership ids
+    /// are UUIDv7, created at the join), at most `limit` (capped at 100).
+    async fn recent_members(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<BucketMember>>;
     /// The current membership of the live contact `key` designates (resolved like
     /// [`ContactLookup::Key`]: its key, a key it had before, or an aliased user or anonymous
     /// id); `None` when no live contact has that key or it is not a member.

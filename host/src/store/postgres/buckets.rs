@@ -161,6 +161,33 @@ pub(super) async fn bucket_members(
     })
 }
 
+pub(super) async fn recent_members(
+    store: &PgStore,
+    tenant: &TenantId,
+    bucket_id: &str,
+    limit: u32,
+) -> StoreResult<Vec<BucketMember>> {
+    let limit = MemberPageRequest {
+        limit: Some(limit),
+        cursor: None,
+    }
+    .page_size();
+    sqlx::query(concat!(
+        "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count FROM ",
+        live_memberships!(),
+        " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active' \
+         ORDER BY m.id DESC LIMIT $3"
+    ))
+    .bind(tenant.as_str())
+    .bind(bucket_id)
+    .bind(i64::from(limit))
+    .fetch_all(&store.pool)
+    .await?
+    .iter()
+    .map(member_from_row)
+    .collect()
+}
+
 pub(super) async fn bucket_membership(
     store: &PgStore,
     tenant: &TenantId,

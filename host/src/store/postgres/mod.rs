@@ -59,7 +59,7 @@ use super::{
     ModuleVersionRecord, NewApiKey, OutboxEmail, Resolution, RunFilter, RunRecord, Store,
     StoreError, StoreResult, Tenant,
 };
-use super::{BucketTransition, EventRecord, IngestRouting, MembershipChange};
+use super::{BucketMember, BucketTransition, EventRecord, IngestRouting, MembershipChange};
 use crate::buckets::BucketDef;
 use crate::clock::Timestamp;
 use crate::contacts::Identity;
@@ -353,6 +353,15 @@ impl Store for PgStore {
         page: &super::MemberPageRequest,
     ) -> StoreResult<super::MemberPage> {
         buckets::bucket_members(self, tenant, bucket_id, page).await
+    }
+
+    async fn recent_members(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<BucketMember>> {
+        buckets::recent_members(self, tenant, bucket_id, limit).await
     }
 
     async fn bucket_membership(

@@ -164,6 +164,32 @@ pub(super) async fn bucket_members(
         .await
 }
 
+pub(super) async fn recent_members(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    bucket_id: &str,
+    limit: u32,
+) -> StoreResult<Vec<BucketMember>> {
+    let (tenant, bucket_id) = (tenant.clone(), bucket_id.to_owned());
+    let limit = MemberPageRequest {
+        limit: Some(limit),
+        cursor: None,
+    }
+    .page_size();
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count FROM ",
+                live_memberships!(),
+                " WHERE m.tenant_id = ?1 AND m.bucket_id = ?2 AND m.status = 'active' \
+                 ORDER BY m.id DESC LIMIT ?3"
+            ))?;
+            let rows = statement.query(params![tenant.as_str(), bucket_id, i64::from(limit)])?;
+            collect(rows, member_from_row)
+        })
+        .await
+}
+
 pub(super) async fn bucket_membership(
     store: &SqliteStore,
     tenant: &TenantId,

@@ -467,3 +467,18 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    given_members_joining_in_turn_when_the_recent_ones_are_read_then_the_newest_come_first,
+    |f| async move {
+        let routing = routing(vec![pro()]);
+        for (i, user) in ["ada", "bob", "cy"].into_iter().enumerate() {
+            let mut upgrade = event(&f.tenant, user, T0 + i as i64);
+            upgrade.contact_properties = obj(json!({"plan": "pro"}));
+            ingest_routed(&f, upgrade, &routing).await;
+        }
+        let recent = f.store.recent_members(&f.tenant, "pro", 2).await.unwrap();
+        let keys: Vec<&str> = recent.iter().map(|m| m.contact_key.as_str()).collect();
+        assert_eq!(keys, ["cy", "bob"]);
+    }
+);
