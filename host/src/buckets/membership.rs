@@ -43,6 +43,7 @@ impl Source {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActiveMembership {
     pub id: String,
+    pub bucket_id: String,
     pub entry_count: u32,
     pub entered_at: Timestamp,
 }
@@ -81,12 +82,12 @@ pub trait MembershipTx {
         queries: &[EventQuery],
         now: Timestamp,
     ) -> StoreResult<EventCounts>;
-    async fn active_membership(
+    /// Every active membership of the person.
+    async fn active_memberships(
         &mut self,
         tenant: &TenantId,
-        bucket_id: &str,
         contact_key: &str,
-    ) -> StoreResult<Option<ActiveMembership>>;
+    ) -> StoreResult<Vec<ActiveMembership>>;
     async fn membership_history(
         &mut self,
         tenant: &TenantId,
@@ -209,26 +210,39 @@ pub async fn evaluate_event(
     patch: &Map<String, Value>,
     now: Timestamp,
 ) -> StoreResult<Vec<Transition>> {
+    let candidates: Vec<(&BucketDef, &Condition)> = registry
+        .candidates(
+            event_name,
+            event_properties.keys().map(String::as_str),
+            patch.keys().map(String::as_str),
+        )
+        .filter_map(|bucket| Some((bucket, bucket.criteria.as_ref()?)))
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Two reads per event, whatever the number of candidates: every count they need, and the
+    // person's active memberships.
+    let mut queries: Vec<EventQuery> = Vec::new();
+    for query in candidates
+        .iter()
+        .flat_map(|(_, criteria)| criteria.event_queries())
+    {
+        if !queries.contains(&query) {
+            queries.push(query);
+        }
+    }
+    let counts = if queries.is_empty() {
+        EventCounts::new()
+    } else {
+        tx.event_counts(tenant, contact_key, &queries, now).await?
+    };
+    let memberships = tx.active_memberships(tenant, contact_key).await?;
+
     let mut transitions = Vec::new();
-    let candidates = registry.candidates(
-        event_name,
-        event_properties.keys().map(String::as_str),
-        patch.keys().map(String::as_str),
-    );
-    for bucket in candidates {
-        let Some(criteria) = &bucket.criteria else {
-            continue;
-        };
-        let queries = criteria.event_queries();
-        let counts = if queries.is_empty() {
-            EventCounts::new()
-        } else {
-            tx.event_counts(tenant, contact_key, &queries, now).await?
-        };
+    for (bucket, criteria) in candidates {
         let is_member = evaluate(criteria, properties, &counts);
-        let active = tx
-            .active_membership(tenant, &bucket.id, contact_key)
-            .await?;
+        let active = memberships.iter().find(|m| m.bucket_id == bucket.id);
         let transition = match (active, is_member) {
             (None, true) => join(tx, bucket, tenant, contact_key, Source::Event, now).await?,
             // A stable member: nothing to write. (Rewriting `last_evaluated_at` on every event
@@ -241,7 +255,7 @@ pub async fn evaluate_event(
                     bucket,
                     tenant,
                     contact_key,
-                    &active,
+                    active,
                     LeaveReason::Criteria,
                     now,
                 )
@@ -252,6 +266,20 @@ pub async fn evaluate_event(
         transitions.extend(transition);
     }
     Ok(transitions)
+}
+
+/// The person's active membership of `bucket_id`, if any (for a manual removal).
+pub async fn active_membership(
+    tx: &mut impl MembershipTx,
+    tenant: &TenantId,
+    bucket_id: &str,
+    contact_key: &str,
+) -> StoreResult<Option<ActiveMembership>> {
+    Ok(tx
+        .active_memberships(tenant, contact_key)
+        .await?
+        .into_iter()
+        .find(|m| m.bucket_id == bucket_id))
 }
 
 /// Join (spec §2.6): a new active row with the next epoch; `None` when another writer's

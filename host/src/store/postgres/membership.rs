@@ -60,29 +60,29 @@ impl MembershipTx for PgTx<'_> {
         Ok(counts)
     }
 
-    async fn active_membership(
+    async fn active_memberships(
         &mut self,
         tenant: &TenantId,
-        bucket_id: &str,
         contact_key: &str,
-    ) -> StoreResult<Option<ActiveMembership>> {
-        let row = sqlx::query(
-            "SELECT id, entry_count, entered_at FROM bucket_memberships \
-             WHERE tenant_id = $1 AND bucket_id = $2 AND contact_key = $3 AND status = 'active'",
+    ) -> StoreResult<Vec<ActiveMembership>> {
+        let rows = sqlx::query(
+            "SELECT id, bucket_id, entry_count, entered_at FROM bucket_memberships \
+             WHERE tenant_id = $1 AND contact_key = $2 AND status = 'active'",
         )
         .bind(tenant.as_str())
-        .bind(bucket_id)
         .bind(contact_key)
-        .fetch_optional(self.conn())
+        .fetch_all(self.conn())
         .await?;
-        row.map(|row| {
-            Ok(ActiveMembership {
-                id: row.try_get("id")?,
-                entry_count: to_u32("membership entry count", row.try_get("entry_count")?)?,
-                entered_at: Timestamp(row.try_get("entered_at")?),
+        rows.iter()
+            .map(|row| {
+                Ok(ActiveMembership {
+                    id: row.try_get("id")?,
+                    bucket_id: row.try_get("bucket_id")?,
+                    entry_count: to_u32("membership entry count", row.try_get("entry_count")?)?,
+                    entered_at: Timestamp(row.try_get("entered_at")?),
+                })
             })
-        })
-        .transpose()
+            .collect()
     }
 
     async fn membership_history(
@@ -194,10 +194,7 @@ pub(super) async fn change_membership(
             membership::join(&mut pg, bucket, tenant, &contact.key, Source::Manual, now).await?
         }
         MembershipChange::Remove => {
-            match pg
-                .active_membership(tenant, &bucket.id, &contact.key)
-                .await?
-            {
+            match membership::active_membership(&mut pg, tenant, &bucket.id, &contact.key).await? {
                 Some(active) => {
                     membership::leave(
                         &mut pg,

@@ -9,7 +9,7 @@ use crate::buckets::{EventCounts, EventQuery, LeaveReason};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::StoreResult;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 pub(super) struct SqliteMembershipTx<'a> {
     conn: &'a Connection,
@@ -45,31 +45,26 @@ impl MembershipTx for SqliteMembershipTx<'_> {
         Ok(counts)
     }
 
-    async fn active_membership(
+    async fn active_memberships(
         &mut self,
         tenant: &TenantId,
-        bucket_id: &str,
         contact_key: &str,
-    ) -> StoreResult<Option<ActiveMembership>> {
-        let row: Option<(String, i64, i64)> = self
-            .conn
-            .prepare_cached(
-                "SELECT id, entry_count, entered_at FROM bucket_memberships \
-                 WHERE tenant_id = ?1 AND bucket_id = ?2 AND contact_key = ?3 \
-                 AND status = 'active'",
-            )?
-            .query_row(params![tenant.as_str(), bucket_id, contact_key], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            })
-            .optional()?;
-        row.map(|(id, entry_count, entered_at)| {
-            Ok(ActiveMembership {
-                id,
-                entry_count: to_u32("membership entry count", entry_count)?,
-                entered_at: Timestamp(entered_at),
-            })
-        })
-        .transpose()
+    ) -> StoreResult<Vec<ActiveMembership>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT id, bucket_id, entry_count, entered_at FROM bucket_memberships \
+             WHERE tenant_id = ?1 AND contact_key = ?2 AND status = 'active'",
+        )?;
+        let mut rows = statement.query(params![tenant.as_str(), contact_key])?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            found.push(ActiveMembership {
+                id: row.get(0)?,
+                bucket_id: row.get(1)?,
+                entry_count: to_u32("membership entry count", row.get(2)?)?,
+                entered_at: Timestamp(row.get(3)?),
+            });
+        }
+        Ok(found)
     }
 
     async fn membership_history(
@@ -196,7 +191,8 @@ pub(super) async fn change_membership(
                     now,
                 ))?,
                 MembershipChange::Remove => {
-                    match run_sync(memberships.active_membership(
+                    match run_sync(membership::active_membership(
+                        &mut memberships,
                         &tenant,
                         &bucket.id,
                         &contact.key,
