@@ -30,16 +30,6 @@ pub fn candidates_for(
         .collect()
 }
 
-/// [`candidates_for`] an event without properties: journeys with a trigger filter see an
-/// empty property map (so a filter that needs a property does not start them).
-pub fn candidates(
-    registry: &ModuleRegistry,
-    tenant: &TenantId,
-    event_name: &str,
-) -> Vec<RunCandidate> {
-    candidates_for(registry, tenant, event_name, &Map::new())
-}
-
 /// Whether `journey`'s trigger filter, if any, holds for the triggering event's properties.
 /// Filters are property conditions only; an event leg would see a count of zero.
 pub fn trigger_filter_holds(journey: &JourneyDef, event_properties: &Map<String, Value>) -> bool {

@@ -1,9 +1,16 @@
 //! What every backend does the same way between records and columns, whatever its dialect:
 //! parsing stored text (JSON, statuses, scopes, counts) and reporting what does not parse as
-//! corruption, serialising JSON, list paging limits, and the input a new run is started with.
+//! corruption, serialising JSON, list paging limits, the input a new run is started with, and
+//! the events a bucket transition is ingested as.
 //! Only plain Rust here: the SQL stays in each backend.
 
-use super::{ContactRecord, EmailStatus, NewEvent, Scope, StoreError, StoreResult};
+use super::{
+    ContactRecord, EmailStatus, IngestRouting, NewEvent, RunCandidate, Scope, SkippedRun,
+    StartedRun, StoreError, StoreResult,
+};
+use crate::buckets::membership::Transition;
+use crate::clock::Timestamp;
+use crate::ids::{EventId, TenantId};
 use crate::journeys::journal::StepKind;
 use crate::journeys::{PersonSnapshot, RunInput, RunStatus, TriggerEvent};
 use serde::Serialize;
@@ -157,4 +164,57 @@ mod tests {
         ));
         assert!(matches!(to_u32("n", -1), Err(StoreError::Corrupt { .. })));
     }
+}
+
+/// The runs storing events started, and those their entry limits skipped.
+#[derive(Debug, Default)]
+pub(super) struct StartedRuns {
+    pub started: Vec<StartedRun>,
+    pub skipped: Vec<SkippedRun>,
+}
+
+impl StartedRuns {
+    pub fn extend(&mut self, more: StartedRuns) {
+        self.started.extend(more.started);
+        self.skipped.extend(more.skipped);
+    }
+}
+
+/// The events a membership change is ingested as, each with the journeys it starts: the
+/// per-bucket event, and the generic one only when some journey is bound to it; none for a
+/// change the bucket's entry limit keeps quiet. Each carries its deterministic key, so a
+/// backend stores it only if that key is unused.
+pub(super) fn transition_events(
+    transition: &Transition,
+    tenant: &TenantId,
+    routing: &dyn IngestRouting,
+    now: Timestamp,
+) -> Vec<(NewEvent, Vec<RunCandidate>)> {
+    if !transition.emit {
+        return Vec::new();
+    }
+    [
+        (false, transition.event()),
+        (true, transition.generic_event()),
+    ]
+    .into_iter()
+    .filter_map(|(generic, event)| {
+        let candidates = routing.journeys(tenant, &event.name, &event.properties);
+        if generic && candidates.is_empty() {
+            return None;
+        }
+        let event = NewEvent {
+            id: EventId::generate(),
+            tenant_id: tenant.clone(),
+            name: event.name,
+            identity: Default::default(),
+            event_properties: event.properties,
+            contact_properties: Default::default(),
+            idempotency_key: Some(event.idempotency_key),
+            occurred_at: now,
+            received_at: now,
+        };
+        Some((event, candidates))
+    })
+    .collect()
 }

@@ -91,19 +91,6 @@ pub trait IngestRouting: Send + Sync {
     fn buckets(&self, tenant: &TenantId) -> Option<Arc<BucketRegistry>>;
 }
 
-/// Routing with no modules loaded: no journeys, no buckets.
-pub struct NoRouting;
-
-impl IngestRouting for NoRouting {
-    fn journeys(&self, _: &TenantId, _: &str, _: &Map<String, Value>) -> Vec<RunCandidate> {
-        Vec::new()
-    }
-
-    fn buckets(&self, _: &TenantId) -> Option<Arc<BucketRegistry>> {
-        None
-    }
-}
-
 /// A change to a manual bucket's membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MembershipChange {
@@ -289,6 +276,21 @@ pub trait Store: Send + Sync + 'static {
     /// The persisted dev-clock offset (0 when never advanced).
     async fn clock_offset(&self) -> StoreResult<i64>;
     async fn set_clock_offset(&self, offset_ms: i64) -> StoreResult<()>;
+}
+
+#[cfg(test)]
+/// Routing with no modules loaded: no journeys, no buckets.
+pub struct NoRouting;
+
+#[cfg(test)]
+impl IngestRouting for NoRouting {
+    fn journeys(&self, _: &TenantId, _: &str, _: &Map<String, Value>) -> Vec<RunCandidate> {
+        Vec::new()
+    }
+
+    fn buckets(&self, _: &TenantId) -> Option<Arc<BucketRegistry>> {
+        None
+    }
 }
 
 /// Tests ingest without modules (no journeys beyond the items' own candidates, no buckets).

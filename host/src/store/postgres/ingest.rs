@@ -20,7 +20,7 @@ use crate::buckets::membership::{self, Transition};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
 use crate::journeys::{PriorRuns, SkipReason};
-use crate::store::codec::{run_count, run_input, to_json};
+use crate::store::codec::{StartedRuns, run_count, run_input, to_json, transition_events};
 use crate::store::identity;
 use crate::store::{
     BucketTransition, ContactRecord, IngestItem, IngestOutcome, IngestRouting, NewEvent,
@@ -182,7 +182,7 @@ async fn ingest_one(
     }
 
     // 4. Start the runs the entry limits admit.
-    let mut stored = start_runs(pg, &contact, event, candidates).await?;
+    let mut runs = start_runs(pg, &contact, event, candidates).await?;
 
     // 5. Move the person into or out of the buckets this event can change; each emitted
     // transition is an event of its own, routed to journeys.
@@ -202,15 +202,8 @@ async fn ingest_one(
         .await?;
         for change in &changes {
             transitions.push(
-                ingest_transition(
-                    pg,
-                    routing,
-                    &contact,
-                    change,
-                    event.received_at,
-                    &mut stored,
-                )
-                .await?,
+                ingest_transition(pg, routing, &contact, change, event.received_at, &mut runs)
+                    .await?,
             );
         }
     }
@@ -218,17 +211,10 @@ async fn ingest_one(
     Ok(IngestOutcome::Stored {
         event_id: event.id.clone(),
         contact_key: contact.key,
-        started: stored.started,
-        skipped: stored.skipped,
+        started: runs.started,
+        skipped: runs.skipped,
         transitions,
     })
-}
-
-/// What storing one event started.
-#[derive(Default)]
-pub(super) struct StoredEvent {
-    pub started: Vec<StartedRun>,
-    pub skipped: Vec<SkippedRun>,
 }
 
 /// Start the runs of `candidates` that their entry limits admit, for `event`.
@@ -237,10 +223,10 @@ async fn start_runs(
     contact: &ContactRecord,
     event: &NewEvent,
     candidates: &[RunCandidate],
-) -> StoreResult<StoredEvent> {
-    let mut stored = StoredEvent::default();
+) -> StoreResult<StartedRuns> {
+    let mut runs = StartedRuns::default();
     if candidates.is_empty() {
-        return Ok(stored);
+        return Ok(runs);
     }
     let tenant = &event.tenant_id;
     let input = to_json("run input", &run_input(contact, event))?;
@@ -260,53 +246,31 @@ async fn start_runs(
             }
         };
         match outcome {
-            Ok(run_id) => stored.started.push(StartedRun {
+            Ok(run_id) => runs.started.push(StartedRun {
                 run_id,
                 journey_id: candidate.journey_id.clone(),
             }),
-            Err(reason) => stored.skipped.push(SkippedRun {
+            Err(reason) => runs.skipped.push(SkippedRun {
                 journey_id: candidate.journey_id.clone(),
                 reason,
             }),
         }
     }
-    Ok(stored)
+    Ok(runs)
 }
 
-/// Ingest a membership change's events — the per-bucket one, and the generic one when some
-/// journey is bound to it — unless the change is quiet or another writer already stored the
-/// same transition (its deterministic key is taken). The runs they start join `stored`.
+/// Ingest a membership change's events ([`transition_events`]) unless another writer already
+/// stored the same transition (its key is taken: the insert does nothing). The runs they start
+/// join `runs`.
 pub(super) async fn ingest_transition(
     pg: &mut PgTx<'_>,
     routing: &dyn IngestRouting,
     contact: &ContactRecord,
     transition: &Transition,
     now: Timestamp,
-    stored: &mut StoredEvent,
+    runs: &mut StartedRuns,
 ) -> StoreResult<BucketTransition> {
-    let summary = BucketTransition::from(transition);
-    if !transition.emit {
-        return Ok(summary);
-    }
-    for (generic, event) in [
-        (false, transition.event()),
-        (true, transition.generic_event()),
-    ] {
-        let candidates = routing.journeys(&contact.tenant_id, &event.name, &event.properties);
-        if generic && candidates.is_empty() {
-            continue;
-        }
-        let event = NewEvent {
-            id: EventId::generate(),
-            tenant_id: contact.tenant_id.clone(),
-            name: event.name,
-            identity: Default::default(),
-            event_properties: event.properties,
-            contact_properties: Default::default(),
-            idempotency_key: Some(event.idempotency_key),
-            occurred_at: now,
-            received_at: now,
-        };
+    for (event, candidates) in transition_events(transition, &contact.tenant_id, routing, now) {
         let inserted = sqlx::query(
             "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
              received_at, idempotency_key) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6, $7) \
@@ -322,14 +286,11 @@ pub(super) async fn ingest_transition(
         .execute(pg.conn())
         .await?
         .rows_affected();
-        if inserted == 0 {
-            continue;
+        if inserted > 0 {
+            runs.extend(start_runs(pg, contact, &event, &candidates).await?);
         }
-        let more = start_runs(pg, contact, &event, &candidates).await?;
-        stored.started.extend(more.started);
-        stored.skipped.extend(more.skipped);
     }
-    Ok(summary)
+    Ok(BucketTransition::from(transition))
 }
 
 /// What the store knows about a person's earlier runs of one journey (inside the ingest

@@ -8,13 +8,14 @@
 
 use super::PgStore;
 use super::identity::{PgTx, live_by_key};
-use super::ingest::{StoredEvent, ingest_transition};
+use super::ingest::ingest_transition;
 use crate::buckets::membership::{
     self, ActiveMembership, MembershipHistory, MembershipTx, NewMembership, Source,
 };
 use crate::buckets::{BucketDef, EventCounts, EventQuery, LeaveReason};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::codec::StartedRuns;
 use crate::store::codec::to_u32;
 use crate::store::{BucketTransition, IngestRouting, MembershipChange, StoreResult};
 use sqlx::Row;
@@ -213,14 +214,14 @@ pub(super) async fn change_membership(
     };
     let summary = match transition {
         Some(transition) => {
-            let mut stored = StoredEvent::default();
+            let mut runs = StartedRuns::default();
             let summary = ingest_transition(
                 &mut pg,
                 routing.as_ref(),
                 &contact,
                 &transition,
                 now,
-                &mut stored,
+                &mut runs,
             )
             .await?;
             Some(summary)

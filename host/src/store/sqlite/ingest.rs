@@ -19,7 +19,7 @@ use crate::buckets::membership::{self, Transition};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
 use crate::journeys::PriorRuns;
-use crate::store::codec::{run_count, run_input};
+use crate::store::codec::{StartedRuns, run_count, run_input, transition_events};
 use crate::store::identity;
 use crate::store::{
     BucketTransition, ContactRecord, IngestItem, IngestOutcome, IngestRouting, NewEvent,
@@ -75,7 +75,7 @@ fn ingest_one(
     let contact = resolution.contact;
 
     // 3. Store the event under the resolved key and start the runs its journeys admit.
-    let mut stored = store_event(conn, &contact, &event, &candidates)?;
+    let mut runs = store_event(conn, &contact, &event, &candidates)?;
 
     // 4. Move the person into or out of the buckets this event can change.
     let mut transitions = Vec::new();
@@ -98,7 +98,7 @@ fn ingest_one(
                 &contact,
                 change,
                 event.received_at,
-                &mut stored,
+                &mut runs,
             )?);
         }
     }
@@ -106,17 +106,10 @@ fn ingest_one(
     Ok(IngestOutcome::Stored {
         event_id: event.id,
         contact_key: contact.key,
-        started: stored.started,
-        skipped: stored.skipped,
+        started: runs.started,
+        skipped: runs.skipped,
         transitions,
     })
-}
-
-/// What storing one event did.
-#[derive(Default)]
-pub(super) struct StoredEvent {
-    pub started: Vec<StartedRun>,
-    pub skipped: Vec<SkippedRun>,
 }
 
 /// Store `event` under the contact's key and start the runs of `candidates` that their entry
@@ -126,7 +119,7 @@ fn store_event(
     contact: &ContactRecord,
     event: &NewEvent,
     candidates: &[RunCandidate],
-) -> StoreResult<StoredEvent> {
+) -> StoreResult<StartedRuns> {
     let tenant = event.tenant_id.as_str();
     conn.prepare_cached(
         "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
@@ -143,15 +136,15 @@ fn store_event(
         event.idempotency_key,
     ])?;
 
-    let mut stored = StoredEvent::default();
+    let mut runs = StartedRuns::default();
     if candidates.is_empty() {
-        return Ok(stored);
+        return Ok(runs);
     }
     let input = to_json("run input", &run_input(contact, event))?;
     for candidate in candidates {
         let prior = prior_runs(conn, tenant, &contact.key, &candidate.journey_id)?;
         if let Err(reason) = candidate.entry_limit.admits(&prior, event.received_at) {
-            stored.skipped.push(SkippedRun {
+            runs.skipped.push(SkippedRun {
                 journey_id: candidate.journey_id.clone(),
                 reason,
             });
@@ -174,56 +167,31 @@ fn store_event(
         ])?;
         conn.prepare_cached("INSERT INTO timers (run_id, tenant_id, due_at) VALUES (?1, ?2, ?3)")?
             .execute(params![run_id.as_str(), tenant, event.received_at.0])?;
-        stored.started.push(StartedRun {
+        runs.started.push(StartedRun {
             run_id,
             journey_id: candidate.journey_id.clone(),
         });
     }
-    Ok(stored)
+    Ok(runs)
 }
 
-/// Ingest a membership change's events — the per-bucket one, and the generic one when some
-/// journey is bound to it — unless the change is quiet or its key was already used (another
-/// writer stored the same transition). The runs they start join `stored`.
+/// Ingest a membership change's events ([`transition_events`]) unless another writer already
+/// stored the same transition (its key is used). The runs they start join `runs`.
 pub(super) fn ingest_transition(
     conn: &Connection,
     routing: &dyn IngestRouting,
     contact: &ContactRecord,
     transition: &Transition,
     now: Timestamp,
-    stored: &mut StoredEvent,
+    runs: &mut StartedRuns,
 ) -> StoreResult<BucketTransition> {
-    let summary = BucketTransition::from(transition);
-    if !transition.emit {
-        return Ok(summary);
-    }
-    for (generic, event) in [
-        (false, transition.event()),
-        (true, transition.generic_event()),
-    ] {
-        let candidates = routing.journeys(&contact.tenant_id, &event.name, &event.properties);
-        if generic && candidates.is_empty() {
-            continue;
+    for (event, candidates) in transition_events(transition, &contact.tenant_id, routing, now) {
+        let key = event.idempotency_key.as_deref().unwrap_or_default();
+        if key_used(conn, &contact.tenant_id, key)?.is_none() {
+            runs.extend(store_event(conn, contact, &event, &candidates)?);
         }
-        if key_used(conn, &contact.tenant_id, &event.idempotency_key)?.is_some() {
-            continue;
-        }
-        let event = NewEvent {
-            id: EventId::generate(),
-            tenant_id: contact.tenant_id.clone(),
-            name: event.name,
-            identity: Default::default(),
-            event_properties: event.properties,
-            contact_properties: Default::default(),
-            idempotency_key: Some(event.idempotency_key),
-            occurred_at: now,
-            received_at: now,
-        };
-        let more = store_event(conn, contact, &event, &candidates)?;
-        stored.started.extend(more.started);
-        stored.skipped.extend(more.skipped);
     }
-    Ok(summary)
+    Ok(BucketTransition::from(transition))
 }
 
 /// The event that already used an idempotency key, if any.

@@ -170,9 +170,10 @@ pub(super) async fn change_membership(
     routing: std::sync::Arc<dyn crate::store::IngestRouting>,
 ) -> StoreResult<Option<Option<crate::store::BucketTransition>>> {
     use super::identity::{live_by_key, run_sync};
-    use super::ingest::{StoredEvent, ingest_transition};
+    use super::ingest::ingest_transition;
     use crate::buckets::membership::{self, Source};
     use crate::store::MembershipChange;
+    use crate::store::codec::StartedRuns;
 
     let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.to_owned());
     store
@@ -213,15 +214,9 @@ pub(super) async fn change_membership(
             let Some(transition) = transition else {
                 return Ok(Some(None));
             };
-            let mut stored = StoredEvent::default();
-            let summary = ingest_transition(
-                tx,
-                routing.as_ref(),
-                &contact,
-                &transition,
-                now,
-                &mut stored,
-            )?;
+            let mut runs = StartedRuns::default();
+            let summary =
+                ingest_transition(tx, routing.as_ref(), &contact, &transition, now, &mut runs)?;
             Ok(Some(Some(summary)))
         })
         .await
