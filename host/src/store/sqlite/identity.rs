@@ -17,11 +17,13 @@ use std::collections::HashMap;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-/// The columns [`contact_from_row`] reads, unqualified.
+/// The columns [`contact_from_row`] reads, unqualified. The last seen time is the later of the
+/// row's and `contact_activity`'s (see [`SqliteIdentityTx::update_contact`]).
 macro_rules! contact_columns {
     () => {
         "id, tenant_id, key, external_id, email, anonymous_id, properties, first_seen_at, \
-         last_seen_at, deleted_at"
+         MAX(last_seen_at, IFNULL((SELECT ca.last_seen_at FROM contact_activity ca \
+         WHERE ca.contact_id = contacts.id), 0)) AS last_seen_at, deleted_at"
     };
 }
 pub(super) use contact_columns;
@@ -30,7 +32,8 @@ pub(super) use contact_columns;
 macro_rules! contact_columns_c {
     () => {
         "c.id, c.tenant_id, c.key, c.external_id, c.email, c.anonymous_id, c.properties, \
-         c.first_seen_at, c.last_seen_at, c.deleted_at"
+         c.first_seen_at, MAX(c.last_seen_at, IFNULL((SELECT ca.last_seen_at \
+         FROM contact_activity ca WHERE ca.contact_id = c.id), 0)) AS last_seen_at, c.deleted_at"
     };
 }
 pub(super) use contact_columns_c;
@@ -241,14 +244,34 @@ impl IdentityTx for SqliteIdentityTx<'_> {
     }
 
     async fn update_contact(&mut self, contact: &ContactRecord) -> StoreResult<()> {
-        // The record carries no update time: resolve bumps `last_seen_at` to now on every
-        // update, which is the update time.
-        let same_identity = self.known.get(&contact.id).is_some_and(|before| {
+        let before = self.known.get(&contact.id);
+        let same_identity = before.is_some_and(|before| {
             before.key == contact.key
                 && before.external_id == contact.external_id
                 && before.email == contact.email
                 && before.anonymous_id == contact.anonymous_id
         });
+        let only_seen = same_identity
+            && before.is_some_and(|before| {
+                before.properties == contact.properties
+                    && before.first_seen_at == contact.first_seen_at
+            });
+        if only_seen {
+            // Most events from a known person change nothing but when they were last seen:
+            // bump the narrow `contact_activity` row instead of rewriting the contact's (a
+            // random page of `contacts` per event, each a WAL frame at commit).
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO contact_activity (contact_id, last_seen_at) VALUES (?1, ?2) \
+                     ON CONFLICT (contact_id) \
+                     DO UPDATE SET last_seen_at = MAX(last_seen_at, excluded.last_seen_at)",
+                )?
+                .execute(params![contact.id.as_str(), contact.last_seen_at.0])?;
+            self.remember(contact);
+            return Ok(());
+        }
+        // The record carries no update time: resolve bumps `last_seen_at` to now on every
+        // update, which is the update time.
         let properties = to_json("contact properties", &contact.properties)?;
         if same_identity {
             self.conn

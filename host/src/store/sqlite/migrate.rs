@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "buckets",
         include_str!("../../../../migrations/sqlite/0002_buckets.sql"),
     ),
+    (
+        3,
+        "contact activity",
+        include_str!("../../../../migrations/sqlite/0003_contact_activity.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -317,3 +317,37 @@ store_test!(
         assert_eq!(ada.last_seen_at, Timestamp(T0 + HOUR));
     }
 );
+
+store_test!(
+    given_a_known_person_when_events_change_nothing_or_their_properties_then_last_seen_is_the_latest,
+    |f| async move {
+        // Given a person first seen at T0 with a property
+        let mut first = event(&f.tenant, "ada", T0);
+        first.contact_properties = obj(json!({"plan": "free"}));
+        ingest(&f, first, &[]).await;
+
+        // When an event that changes nothing about them arrives an hour later
+        ingest(&f, event(&f.tenant, "ada", T0 + HOUR), &[]).await;
+
+        // Then they were last seen then, and nothing else changed
+        let ada = contact(&f, "ada").await;
+        assert_eq!(ada.first_seen_at, Timestamp(T0));
+        assert_eq!(ada.last_seen_at, Timestamp(T0 + HOUR));
+        assert_eq!(ada.properties, obj(json!({"plan": "free"})));
+
+        // When one changes a property, and a later one changes nothing again
+        let mut upgrade = event(&f.tenant, "ada", T0 + 2 * HOUR);
+        upgrade.contact_properties = obj(json!({"plan": "pro"}));
+        ingest(&f, upgrade, &[]).await;
+        assert_eq!(
+            contact(&f, "ada").await.last_seen_at,
+            Timestamp(T0 + 2 * HOUR)
+        );
+        ingest(&f, event(&f.tenant, "ada", T0 + 3 * HOUR), &[]).await;
+
+        // Then each read shows the latest time and the latest properties
+        let ada = contact(&f, "ada").await;
+        assert_eq!(ada.last_seen_at, Timestamp(T0 + 3 * HOUR));
+        assert_eq!(ada.properties, obj(json!({"plan": "pro"})));
+    }
+);
