@@ -121,6 +121,9 @@ struct ServeArgs {
     /// Wall-clock time one activation may take.
     #[arg(long, env = "WAYMARK_ACTIVATION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     activation_timeout: Duration,
+    /// Most journal steps one run may record; a run that would take more fails, naming the cap.
+    #[arg(long, env = "WAYMARK_MAX_RUN_STEPS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_run_steps: u32,
     /// Activations run at once.
     #[arg(long, env = "WAYMARK_WORKERS", default_value_t = 16)]
     workers: usize,
@@ -174,6 +177,7 @@ impl ServeArgs {
                 cpu_budget: self.cpu_budget,
                 memory_bytes: self.memory_limit_mb << 20,
                 wall_clock: self.activation_timeout,
+                max_run_steps: self.max_run_steps,
             },
             workers: self.workers,
             max_body_bytes: self.max_body_bytes,

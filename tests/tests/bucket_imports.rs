@@ -14,6 +14,7 @@ use waymark::clock::{Clock, Timestamp};
 use waymark::journeys::journal::{JournalEntry, StepKind};
 use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
 use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
+use waymark::runtime::events::NoEvents;
 use waymark::runtime::members::{BucketReader, MemberRead, MemberReadError};
 use waymark::runtime::{
     ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime, RuntimeError,
@@ -149,6 +150,8 @@ impl Fixture {
                     journal,
                     templates: module.templates.clone(),
                     buckets: vip.clone(),
+                    events: Arc::new(NoEvents),
+                    started_at: Timestamp(0),
                 },
             )
             .await

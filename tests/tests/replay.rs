@@ -6,10 +6,11 @@ mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
-use waymark::clock::Clock;
+use waymark::clock::{Clock, Timestamp};
 use waymark::journeys::journal::{JournalEntry, StepKind};
 use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
 use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
+use waymark::runtime::events::NoEvents;
 use waymark::runtime::members::NoBuckets;
 use waymark::runtime::{
     ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime,
@@ -78,6 +79,8 @@ impl Fixture {
                     journal,
                     templates: module.templates.clone(),
                     buckets: Arc::new(NoBuckets),
+                    events: Arc::new(NoEvents),
+                    started_at: Timestamp(0),
                 },
             )
             .await

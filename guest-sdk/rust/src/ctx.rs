@@ -86,7 +86,7 @@ impl Person {
     property_helpers!();
 }
 
-/// An event: the one that triggered the run.
+/// An event: the one that triggered the run, or one a wait received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     name: String,
@@ -144,6 +144,15 @@ pub(crate) trait Backend {
     fn now(&self) -> TimestampMs;
     fn random(&self) -> u64;
     fn sleep(&self, duration_ms: u64, label: Option<&str>);
+    fn sleep_until(&self, at: TimestampMs, label: Option<&str>);
+    fn wait_for_event(
+        &self,
+        name: &str,
+        where_json: Option<&str>,
+        timeout_ms: u64,
+        label: Option<&str>,
+    ) -> Result<Option<Event>, String>;
+    fn checkpoint(&self, label: &str);
     fn send_email(
         &self,
         template: &str,
@@ -231,6 +240,68 @@ impl Ctx {
     pub fn sleep(&self, duration: Duration, label: &str) {
         let label = (!label.is_empty()).then_some(label);
         self.backend.sleep(to_millis(duration), label);
+    }
+
+    /// Durable sleep until `at` (ms since the Unix epoch, host clock); an instant already past
+    /// returns at once. `label` names the step in the run's timeline; pass `""` for none.
+    pub fn sleep_until(&self, at: TimestampMs, label: &str) {
+        let label = (!label.is_empty()).then_some(label);
+        self.backend.sleep_until(at, label);
+    }
+
+    /// Waits for this person's next `name` event — one received after the wait began, never
+    /// the run's trigger — for at most `timeout`. Returns the event, or `None` when the time
+    /// ran out. The run is parked meanwhile (no host resources held) and wakes as soon as the
+    /// event is ingested:
+    ///
+    /// ```no_run
+    /// # use waymark_guest::prelude::*;
+    /// # fn trial(ctx: &Ctx) -> JourneyResult {
+    /// match ctx.wait_for("order.paid", days(3)) {
+    ///     Some(order) => ctx.send_email(email("trial-thanks").var("total", order.property("total").cloned()))?,
+    ///     None => ctx.send_email(email("trial-ending"))?,
+    /// };
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// If `timeout` is over 30 days or `name` is empty (the run fails with the reason).
+    pub fn wait_for(&self, name: &str, timeout: Duration) -> Option<Event> {
+        self.wait(name, None, timeout)
+    }
+
+    /// Like [`Ctx::wait_for`], for an event whose properties satisfy `filter`: property
+    /// conditions built with [`prop`](crate::prop), [`all`](crate::all), [`any`](crate::any)
+    /// and [`not`](crate::not), tested against the event's own properties
+    /// (`ctx.wait_for_where("order.paid", prop("total").gte(100), days(3))`). Events that do
+    /// not match are skipped; the wait goes on.
+    ///
+    /// # Panics
+    /// As [`Ctx::wait_for`], and if `filter` holds an event condition.
+    pub fn wait_for_where(
+        &self,
+        name: &str,
+        filter: crate::criteria::Criteria,
+        timeout: Duration,
+    ) -> Option<Event> {
+        self.wait(name, Some(&filter.to_json_string()), timeout)
+    }
+
+    fn wait(&self, name: &str, where_json: Option<&str>, timeout: Duration) -> Option<Event> {
+        match self
+            .backend
+            .wait_for_event(name, where_json, to_millis(timeout), None)
+        {
+            Ok(event) => event,
+            Err(reason) => panic!("wait_for({name:?}): {reason}"),
+        }
+    }
+
+    /// Marks where the run is: the run's `currentStep` until the next checkpoint, sleep or
+    /// wait, and a line in its timeline. Journaled; does not wait.
+    pub fn checkpoint(&self, label: &str) {
+        self.backend.checkpoint(label);
     }
 
     /// Renders a template and queues the email for delivery, exactly once for this run step.

@@ -208,7 +208,7 @@ macro_rules! module {
 /// Implementation details used by [`module!`]; not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    use crate::ctx::{Backend, Level, TimestampMs};
+    use crate::ctx::{Backend, Event, Level, TimestampMs};
     use crate::members::{Member, MemberPage, MemberPageRequest};
     use crate::module::Module;
 
@@ -267,6 +267,30 @@ pub mod __private {
 
         fn sleep(&self, duration_ms: u64, label: Option<&str>) {
             context::sleep(duration_ms, label);
+        }
+
+        fn sleep_until(&self, at: TimestampMs, label: Option<&str>) {
+            context::sleep_until(at, label);
+        }
+
+        fn wait_for_event(
+            &self,
+            name: &str,
+            where_json: Option<&str>,
+            timeout_ms: u64,
+            label: Option<&str>,
+        ) -> Result<Option<Event>, String> {
+            match context::wait_for_event(name, where_json, timeout_ms, label)? {
+                None => Ok(None),
+                Some(event) => {
+                    Event::from_parts(event.name, event.occurred_at, &event.properties_json)
+                        .map(Some)
+                }
+            }
+        }
+
+        fn checkpoint(&self, label: &str) {
+            context::checkpoint(label);
         }
 
         fn send_email(

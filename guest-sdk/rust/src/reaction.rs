@@ -71,7 +71,7 @@ mod tests {
             ctx.send_email(email("first"))?;
         }
         if let Some(reason) = transition.reason {
-            ctx.send_email(email(&format!("left-{reason}")))?;
+            ctx.send_email(email(format!("left-{reason}")))?;
         }
         Ok(())
     }

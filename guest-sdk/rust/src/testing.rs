@@ -133,6 +133,26 @@ pub enum Step {
         /// What the handler got back.
         result: Result<MemberPage, String>,
     },
+    /// `ctx.sleep_until(..)`.
+    SleepUntil {
+        /// The instant.
+        at: TimestampMs,
+        /// The label, if not empty.
+        label: Option<String>,
+    },
+    /// `ctx.wait_for(..)` / `ctx.wait_for_where(..)`.
+    WaitForEvent {
+        /// The event name awaited.
+        name: String,
+        /// The filter's JSON, if any.
+        filter: Option<Value>,
+        /// The timeout.
+        timeout: Duration,
+        /// The event that came, or `None` on timeout.
+        received: Option<Event>,
+    },
+    /// `ctx.checkpoint(..)`.
+    Checkpoint(String),
     /// A log line.
     Log {
         /// Its level.
@@ -150,6 +170,8 @@ pub struct TestHost {
     random: Vec<u64>,
     failing: HashMap<String, String>,
     buckets: HashMap<String, Vec<Member>>,
+    /// The person's future events: (ms after the start, event).
+    events: Vec<(TimestampMs, Event)>,
 }
 
 impl Default for TestHost {
@@ -166,7 +188,17 @@ impl TestHost {
             random: Vec::new(),
             failing: HashMap::new(),
             buckets: HashMap::new(),
+            events: Vec::new(),
         }
+    }
+
+    /// The person does `event` this long after the run starts: a `ctx.wait_for` waiting then
+    /// receives it (if it matches), and the clock moves to that moment.
+    pub fn event_after(mut self, after: Duration, event: Event) -> Self {
+        let after = i64::try_from(crate::duration::to_millis(after)).unwrap_or(i64::MAX);
+        self.events.push((after, event));
+        self.events.sort_by_key(|(at, _)| *at);
+        self
     }
 
     /// Bucket `id` exists with these members, in this (paging) order. Buckets not stubbed
@@ -335,6 +367,8 @@ pub fn describe(module: &Module) -> Value {
 }
 
 struct State {
+    start: TimestampMs,
+    events: Vec<(TimestampMs, Event)>,
     clock: TimestampMs,
     random: VecDeque<u64>,
     next_random: u64,
@@ -376,6 +410,8 @@ impl State {
 impl State {
     fn new(host: &TestHost) -> Self {
         Self {
+            start: host.start,
+            events: host.events.clone(),
             clock: host.start,
             random: host.random.iter().copied().collect(),
             next_random: 0,
@@ -384,6 +420,50 @@ impl State {
             sent: 0,
             steps: Vec::new(),
         }
+    }
+}
+
+/// Whether property conditions (the criteria JSON a wait's filter carries) hold for
+/// `properties`, as the host decides it. Event conditions are refused, as on the host.
+fn holds(condition: &Value, properties: &Map<String, Value>) -> Result<bool, String> {
+    let all = |key: &str| -> Result<Vec<bool>, String> {
+        condition[key]
+            .as_array()
+            .ok_or_else(|| format!("where-json: {key} is not a list"))?
+            .iter()
+            .map(|c| holds(c, properties))
+            .collect()
+    };
+    match condition["type"].as_str() {
+        Some("all") => Ok(all("conditions")?.into_iter().all(|b| b)),
+        Some("any") => Ok(all("conditions")?.into_iter().any(|b| b)),
+        Some("not") => Ok(!holds(&condition["condition"], properties)?),
+        Some("property") => {
+            let key = condition["property"].as_str().unwrap_or_default();
+            let actual = properties.get(key).filter(|v| !v.is_null());
+            let expected = &condition["value"];
+            let number = |v: &Value| v.as_f64();
+            let compare = |test: fn(f64, f64) -> bool| matches!((actual.and_then(number), number(expected)), (Some(a), Some(b)) if test(a, b));
+            Ok(match condition["operator"].as_str() {
+                Some("eq") => actual == Some(expected),
+                Some("neq") => actual.is_some_and(|a| a != expected),
+                Some("gt") => compare(|a, b| a > b),
+                Some("gte") => compare(|a, b| a >= b),
+                Some("lt") => compare(|a, b| a < b),
+                Some("lte") => compare(|a, b| a <= b),
+                Some("contains") => match (actual.and_then(Value::as_str), expected.as_str()) {
+                    (Some(a), Some(b)) => a.contains(b),
+                    _ => false,
+                },
+                Some("in") => expected
+                    .as_array()
+                    .is_some_and(|values| actual.is_some_and(|a| values.contains(a))),
+                Some("exists") => actual.is_some(),
+                Some("not_exists") => actual.is_none(),
+                other => return Err(format!("where-json: unknown operator {other:?}")),
+            })
+        }
+        _ => Err("where-json: a wait's where holds property conditions only".into()),
     }
 }
 
@@ -417,6 +497,70 @@ impl Backend for TestBackend {
             duration: millis(duration_ms),
             label: label.map(str::to_owned),
         });
+    }
+
+    fn sleep_until(&self, at: TimestampMs, label: Option<&str>) {
+        let mut s = self.0.borrow_mut();
+        s.clock = s.clock.max(at);
+        s.steps.push(Step::SleepUntil {
+            at,
+            label: label.map(str::to_owned),
+        });
+    }
+
+    fn wait_for_event(
+        &self,
+        name: &str,
+        where_json: Option<&str>,
+        timeout_ms: u64,
+        _label: Option<&str>,
+    ) -> Result<Option<Event>, String> {
+        const MAX_WAIT_MS: u64 = 30 * 86_400_000;
+        if name.trim().is_empty() {
+            return Err("the event name is empty".into());
+        }
+        if timeout_ms > MAX_WAIT_MS {
+            return Err(format!(
+                "timeout of {timeout_ms} ms is over the 30 days a wait may last"
+            ));
+        }
+        let filter: Option<Value> = where_json
+            .map(|json| serde_json::from_str(json).map_err(|e| format!("where-json: {e}")))
+            .transpose()?;
+        let mut s = self.0.borrow_mut();
+        let since = s.clock;
+        let deadline = since.saturating_add(i64::try_from(timeout_ms).unwrap_or(i64::MAX));
+        let mut received = None;
+        for (after, event) in &s.events {
+            let at = s.start.saturating_add(*after);
+            if at <= since || at > deadline || event.name() != name {
+                continue;
+            }
+            let matches = match &filter {
+                None => true,
+                Some(filter) => holds(filter, event.properties())?,
+            };
+            if matches {
+                received = Some((at, event.clone()));
+                break;
+            }
+        }
+        s.clock = received.as_ref().map_or(deadline, |(at, _)| *at);
+        let received = received.map(|(_, event)| event);
+        s.steps.push(Step::WaitForEvent {
+            name: name.to_owned(),
+            filter,
+            timeout: millis(timeout_ms),
+            received: received.clone(),
+        });
+        Ok(received)
+    }
+
+    fn checkpoint(&self, label: &str) {
+        self.0
+            .borrow_mut()
+            .steps
+            .push(Step::Checkpoint(label.to_owned()));
     }
 
     fn send_email(
@@ -623,5 +767,98 @@ mod tests {
                 label: None
             }
         );
+    }
+
+    fn trial(ctx: &Ctx) -> JourneyResult {
+        ctx.checkpoint("welcomed");
+        match ctx.wait_for_where("order.paid", prop("total").gte(100), days(3)) {
+            Some(order) => {
+                ctx.send_email(email("thanks").var("total", order.property("total").cloned()))?
+            }
+            None => ctx.send_email(email("ending"))?,
+        };
+        Ok(())
+    }
+
+    #[test]
+    fn a_wait_receives_the_first_matching_event_within_its_timeout_and_moves_the_clock() {
+        // Given a small order after an hour and a big one after a day
+        let host = TestHost::new()
+            .starting_at(0)
+            .event_after(
+                hours(1),
+                Event::new("order.paid").with_property("total", 20),
+            )
+            .event_after(
+                days(1),
+                Event::new("order.paid").with_property("total", 150),
+            );
+        let module = Module::new().journey(journey("trial").on("trial.started"), trial);
+
+        // When the journey waits for an order of at least 100
+        let run = host.run(
+            &module,
+            "trial",
+            Person::new("p"),
+            Event::new("trial.started"),
+        );
+
+        // Then it got the big one, a day in
+        assert_eq!(run.result, Ok(()));
+        assert_eq!(run.emails(), ["thanks"]);
+        assert_eq!(run.steps[0], Step::Checkpoint("welcomed".into()));
+        match &run.steps[1] {
+            Step::WaitForEvent {
+                received: Some(order),
+                timeout,
+                ..
+            } => {
+                assert_eq!(order.property_i64("total"), Some(150));
+                assert_eq!(*timeout, days(3));
+            }
+            other => panic!("expected a received wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wait_with_no_matching_event_times_out_and_the_clock_moves_by_the_timeout() {
+        // Given only an order after the timeout
+        let host = TestHost::new().starting_at(0).event_after(
+            days(4),
+            Event::new("order.paid").with_property("total", 500),
+        );
+        fn patient(ctx: &Ctx) -> JourneyResult {
+            let got = ctx.wait_for("order.paid", days(3));
+            assert!(got.is_none());
+            assert_eq!(ctx.now(), 3 * 86_400_000);
+            ctx.sleep_until(4 * 86_400_000, "");
+            assert_eq!(ctx.now(), 4 * 86_400_000);
+            Ok(())
+        }
+        let module = Module::new().journey(journey("trial").on("trial.started"), patient);
+
+        // When it runs, then the wait timed out at three days
+        let run = host.run(
+            &module,
+            "trial",
+            Person::new("p"),
+            Event::new("trial.started"),
+        );
+        assert_eq!(run.result, Ok(()));
+        assert!(matches!(
+            &run.steps[0],
+            Step::WaitForEvent { received: None, .. }
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "over the 30 days a wait may last")]
+    fn a_wait_longer_than_thirty_days_panics_naming_the_limit() {
+        fn impatient(ctx: &Ctx) -> JourneyResult {
+            ctx.wait_for("order.paid", days(31));
+            Ok(())
+        }
+        let module = Module::new().journey(journey("w").on("x"), impatient);
+        TestHost::new().run(&module, "w", Person::new("p"), Event::new("x"));
     }
 }

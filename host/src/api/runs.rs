@@ -50,8 +50,28 @@ pub fn run_view(run: &RunRecord) -> Value {
     })
 }
 
+/// The run's timeline: every journal entry, each with the time until the next one
+/// (`elapsedMs`: for a sleep or a wait, how long the run was parked there).
+fn timeline(journal: &[JournalEntry]) -> Vec<Value> {
+    journal
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| timeline_entry(entry, journal.get(i + 1)))
+        .collect()
+}
+
+/// Where the run is: the label of its latest checkpoint, sleep or wait.
+fn current_step(journal: &[JournalEntry]) -> Option<&str> {
+    journal.iter().rev().find_map(|entry| match entry.kind {
+        StepKind::Checkpoint | StepKind::Sleep | StepKind::SleepUntil | StepKind::WaitForEvent => {
+            entry.request["label"].as_str()
+        }
+        _ => None,
+    })
+}
+
 /// One journal entry as a line of the run's timeline.
-fn timeline_entry(entry: &JournalEntry) -> Value {
+fn timeline_entry(entry: &JournalEntry, next: Option<&JournalEntry>) -> Value {
     let r = &entry.response;
     let q = &entry.request;
     let summary = match entry.kind {
@@ -84,6 +104,32 @@ fn timeline_entry(entry: &JournalEntry) -> Value {
             ),
             _ => "send-email".to_owned(),
         },
+        StepKind::SleepUntil => format!(
+            "{} — sleeps until {}",
+            q["label"].as_str().unwrap_or("sleep until"),
+            r["wakeAt"]
+                .as_i64()
+                .map(|ms| Timestamp(ms).to_rfc3339())
+                .unwrap_or_default()
+        ),
+        StepKind::WaitForEvent => format!(
+            "{} — waits for {} until {}",
+            q["label"].as_str().unwrap_or("wait"),
+            q["event"],
+            r["deadline"]
+                .as_i64()
+                .map(|ms| Timestamp(ms).to_rfc3339())
+                .unwrap_or_default()
+        ),
+        StepKind::WaitResolved => match &r["event"] {
+            Value::Object(event) => format!(
+                "{} arrived (event {})",
+                q["event"],
+                event.get("id").unwrap_or(&Value::Null)
+            ),
+            _ => format!("timed out waiting for {}", q["event"]),
+        },
+        StepKind::Checkpoint => format!("checkpoint {}", q["label"]),
         StepKind::BucketCount | StepKind::BucketHas | StepKind::BucketMembers => {
             let bucket = q["bucket"].as_str().unwrap_or_default();
             match (&r["ok"], r["error"].as_str()) {
@@ -105,6 +151,7 @@ fn timeline_entry(entry: &JournalEntry) -> Value {
         "seq": entry.seq,
         "step": entry.kind,
         "at": entry.recorded_at.to_rfc3339(),
+        "elapsedMs": next.map(|next| next.recorded_at.0 - entry.recorded_at.0),
         "summary": summary,
         "request": entry.request,
         "response": entry.response,
@@ -172,13 +219,8 @@ pub async fn detail(
         .ok_or(ApiError::NotFound)?;
     let mut view = run_view(&detail.run);
     view["input"] = json!(detail.input);
-    view["timeline"] = json!(
-        detail
-            .journal
-            .iter()
-            .map(timeline_entry)
-            .collect::<Vec<_>>()
-    );
+    view["currentStep"] = json!(current_step(&detail.journal));
+    view["timeline"] = json!(timeline(&detail.journal));
     Ok(Json(view))
 }
 

@@ -7,6 +7,7 @@
 
 use crate::clock::{Clock, Timestamp};
 use crate::modules::{ModuleError, ModuleRegistry};
+use crate::runtime::events::StoreEvents;
 use crate::runtime::members::StoreBuckets;
 use crate::runtime::{ActivationOutcome, ActivationRequest, RuntimeError};
 use crate::store::{ActivationCommit, ClaimedRun, NewEmail, RunTransition, Store, StoreError};
@@ -117,12 +118,20 @@ impl Executor {
                                 run.tenant_id.clone(),
                                 self.registry.bucket_registry(&run.tenant_id),
                             )),
+                            events: Arc::new(StoreEvents::new(
+                                self.store.clone(),
+                                run.tenant_id.clone(),
+                                run.contact_key.clone(),
+                            )),
+                            started_at: run.created_at,
                         },
                     )
                     .await?;
                 let transition = match report.outcome {
                     ActivationOutcome::Completed => RunTransition::Completed,
-                    ActivationOutcome::Suspended { wake_at } => RunTransition::Waiting { wake_at },
+                    ActivationOutcome::Suspended { wake_at, wait } => {
+                        RunTransition::Waiting { wake_at, wait }
+                    }
                     ActivationOutcome::Failed { reason } => RunTransition::Failed { error: reason },
                 };
                 // A failed activation commits only the failure: the steps it took after the

@@ -29,10 +29,18 @@ pub enum StepKind {
     BucketHas,
     /// `bucket-members`: one page of a bucket's members.
     BucketMembers,
+    /// `sleep-until`: a sleep to an instant.
+    SleepUntil,
+    /// `wait-for-event` began: the event awaited, since when and until when.
+    WaitForEvent,
+    /// `wait-for-event` ended: the event that came, or the timeout.
+    WaitResolved,
+    /// `checkpoint`: where the run is.
+    Checkpoint,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 10] = [
+    pub const ALL: [StepKind; 14] = [
         StepKind::Now,
         StepKind::Random,
         StepKind::Sleep,
@@ -43,6 +51,10 @@ impl StepKind {
         StepKind::BucketCount,
         StepKind::BucketHas,
         StepKind::BucketMembers,
+        StepKind::SleepUntil,
+        StepKind::WaitForEvent,
+        StepKind::WaitResolved,
+        StepKind::Checkpoint,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +69,10 @@ impl StepKind {
             StepKind::BucketCount => "bucket-count",
             StepKind::BucketHas => "bucket-has",
             StepKind::BucketMembers => "bucket-members",
+            StepKind::SleepUntil => "sleep-until",
+            StepKind::WaitForEvent => "wait-for-event",
+            StepKind::WaitResolved => "wait-resolved",
+            StepKind::Checkpoint => "checkpoint",
         }
     }
 
@@ -97,6 +113,20 @@ pub struct Divergence {
     pub expected_request: String,
     pub actual_kind: String,
     pub actual_request: String,
+}
+
+/// Why the journal refused a step: the activation fails with this reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StepRefused {
+    #[error(transparent)]
+    Diverged(#[from] Divergence),
+    /// A run may record at most this many steps: a journey that loops without end fails with
+    /// a clear reason instead of growing its journal (and every replay) forever.
+    #[error(
+        "the run reached its cap of {0} journal steps (a handler that loops without end?); \
+         raise it with `waymark serve --max-run-steps`"
+    )]
+    StepCap(u32),
 }
 
 /// The answer to a step the handler is taking.

@@ -4,14 +4,17 @@
 //! buffered for the executor to commit) and recorded. WASI clocks and random are routed through
 //! the same journal, so a guest has no ambient non-determinism.
 
-use super::bindings::types::{BucketMember, Email, LogLevel, MemberPage, MemberPageRequest};
+use super::bindings::types::{BucketMember, Email, Event, LogLevel, MemberPage, MemberPageRequest};
 use super::bindings::{ContextHost, types};
+use super::events::{EventReader, ReceivedSpan};
 use super::members::{BucketReader, MemberRead, MemberReadError};
+use crate::buckets::Condition;
 use crate::clock::{Clock, Timestamp};
 use crate::delivery::templates::TemplateSet;
 use crate::ids::EmailId;
 use crate::journeys::PersonSnapshot;
-use crate::journeys::journal::{Divergence, Replay, StepKind, StepLookup};
+use crate::journeys::journal::{Replay, StepKind, StepLookup, StepRefused};
+use crate::store::{EventRecord, EventWait};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -24,12 +27,17 @@ pub const MAX_IMPORT_PAYLOAD: usize = 64 * 1024;
 /// Guest stderr kept to explain a trap (a Rust panic message lands there).
 const STDERR_CAPACITY: usize = 16 * 1024;
 
-/// Ends the guest call: the run must wait until `wake_at`. Not a failure.
-#[derive(Debug, Clone, Copy, thiserror::Error)]
+/// Ends the guest call: the run must wait until `wake_at` (or, in `wait-for-event`, until its
+/// person gets the awaited event). Not a failure.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("run suspended until {wake_at}")]
 pub struct Suspend {
     pub wake_at: Timestamp,
+    pub wait: Option<EventWait>,
 }
+
+/// The longest `wait-for-event` timeout: 30 days.
+pub const MAX_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// An import was called with something the host refuses (too large, malformed).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,19 +67,23 @@ pub struct QueuedEmail {
 pub struct ActivationJournal {
     pub replay: Replay,
     pub emails: Vec<QueuedEmail>,
-    /// Set when a WASI import (which cannot fail) diverged; the activation fails with it.
-    pub divergence: Option<Divergence>,
+    /// Set when a step was refused (a divergence, the step cap), also by a WASI import that
+    /// cannot fail: the activation fails with it.
+    pub stopped: Option<StepRefused>,
+    /// Most journal entries a run may have.
+    max_steps: u32,
     clock: Clock,
 }
 
 pub type SharedJournal = Arc<Mutex<ActivationJournal>>;
 
 impl ActivationJournal {
-    pub fn new(replay: Replay, clock: Clock) -> SharedJournal {
+    pub fn new(replay: Replay, clock: Clock, max_steps: u32) -> SharedJournal {
         Arc::new(Mutex::new(Self {
             replay,
             emails: Vec::new(),
-            divergence: None,
+            stopped: None,
+            max_steps,
             clock,
         }))
     }
@@ -82,7 +94,7 @@ impl ActivationJournal {
         kind: StepKind,
         request: Value,
         perform: impl FnOnce(&mut Self, u32) -> Value,
-    ) -> Result<Value, Divergence> {
+    ) -> Result<Value, StepRefused> {
         match self.lookup(kind, &request)? {
             Lookup::Recorded(response) => Ok(response),
             Lookup::Frontier { seq } => {
@@ -95,18 +107,20 @@ impl ActivationJournal {
 
     /// The recorded answer to a step, or the frontier where a new step is to be performed
     /// and then [`Self::record`]ed (by a caller that awaits in between).
-    fn lookup(&mut self, kind: StepKind, request: &Value) -> Result<Lookup, Divergence> {
-        if let Some(divergence) = &self.divergence {
-            return Err(divergence.clone());
+    fn lookup(&mut self, kind: StepKind, request: &Value) -> Result<Lookup, StepRefused> {
+        if let Some(stopped) = &self.stopped {
+            return Err(stopped.clone());
         }
-        match self.replay.step(kind, request) {
-            Ok(StepLookup::Recorded(entry)) => Ok(Lookup::Recorded(entry.response.clone())),
-            Ok(StepLookup::Frontier { seq }) => Ok(Lookup::Frontier { seq }),
-            Err(divergence) => {
-                self.divergence = Some(divergence.clone());
-                Err(divergence)
+        let refused = match self.replay.step(kind, request) {
+            Ok(StepLookup::Recorded(entry)) => return Ok(Lookup::Recorded(entry.response.clone())),
+            Ok(StepLookup::Frontier { seq }) if seq < self.max_steps => {
+                return Ok(Lookup::Frontier { seq });
             }
-        }
+            Ok(StepLookup::Frontier { .. }) => StepRefused::StepCap(self.max_steps),
+            Err(divergence) => StepRefused::Diverged(divergence),
+        };
+        self.stopped = Some(refused.clone());
+        Err(refused)
     }
 
     /// Record the answer to the frontier step.
@@ -168,6 +182,10 @@ pub struct RunScope {
     pub templates: Arc<TemplateSet>,
     /// The run's tenant's bucket membership, for the `bucket-*` imports.
     pub buckets: Arc<dyn BucketReader>,
+    /// The run's person's events, for `wait-for-event`.
+    pub events: Arc<dyn EventReader>,
+    /// When the run started: its trigger was received then, and is never what a wait gets.
+    pub started_at: Timestamp,
 }
 
 /// The data of one activation's store: WASI (virtualised), limits, journal and run scope.
@@ -286,6 +304,75 @@ impl ActivationState {
         });
         Ok(id.0)
     }
+}
+
+impl ActivationState {
+    /// Return once the clock has reached `wake_at`; before that (the step was just recorded,
+    /// or the run was woken early) end the activation until then.
+    fn sleep_over(&self, wake_at: Timestamp) -> wasmtime::Result<()> {
+        if lock(&self.journal).clock.now() >= wake_at {
+            Ok(())
+        } else {
+            Err(wasmtime::Error::new(Suspend {
+                wake_at,
+                wait: None,
+            }))
+        }
+    }
+}
+
+/// Check a `wait-for-event` call's arguments: a name, a timeout within [`MAX_WAIT`], and a
+/// `where` of property conditions only (it is tested against the event's properties).
+fn wait_filter(
+    name: &str,
+    where_json: Option<&str>,
+    timeout: u64,
+) -> Result<Option<Condition>, String> {
+    if name.trim().is_empty() {
+        return Err("the event name is empty".into());
+    }
+    if Duration::from_millis(timeout) > MAX_WAIT {
+        return Err(format!(
+            "timeout of {} is over the {} a wait may last",
+            humantime::format_duration(Duration::from_millis(timeout)),
+            humantime::format_duration(MAX_WAIT)
+        ));
+    }
+    let Some(json) = where_json.filter(|j| !j.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let condition = Condition::from_json_str(json).map_err(|e| format!("where-json: {e}"))?;
+    if condition
+        .leaves()
+        .any(|leaf| matches!(leaf, Condition::Event(_)))
+    {
+        return Err(
+            "where-json: a wait's where holds property conditions only (on the event's \
+             properties), not event conditions"
+                .into(),
+        );
+    }
+    Ok(Some(condition))
+}
+
+/// An event as the journal records a resolved wait.
+fn event_to_json(event: &EventRecord) -> Value {
+    json!({
+        "id": event.id,
+        "name": event.name,
+        "occurredAt": event.occurred_at.0,
+        "receivedAt": event.received_at.0,
+        "properties": event.properties,
+    })
+}
+
+/// A journaled event, back in WIT form.
+fn event_from_json(value: &Value) -> Option<Event> {
+    Some(Event {
+        name: value["name"].as_str()?.to_owned(),
+        occurred_at: value["occurredAt"].as_i64()?,
+        properties_json: Value::Object(value["properties"].as_object()?.clone()).to_string(),
+    })
 }
 
 fn check_payload(what: &str, text: &str) -> wasmtime::Result<()> {
@@ -450,11 +537,123 @@ impl ContextHost for ActivationState {
             .ok_or_else(|| fault(format!("journaled sleep has no wake time: {value}")))?;
         // Past the wake time the sleep is over and the handler continues; otherwise (the step
         // was just recorded, or the run was woken early) the activation ends here.
-        if lock(&self.journal).clock.now() >= wake_at {
-            Ok(())
-        } else {
-            Err(wasmtime::Error::new(Suspend { wake_at }))
+        self.sleep_over(wake_at)
+    }
+
+    fn sleep_until(&mut self, at: i64, label: Option<String>) -> wasmtime::Result<()> {
+        let label = label.unwrap_or_else(|| format!("sleep until {}", Timestamp(at).to_rfc3339()));
+        check_payload("the sleep label", &label)?;
+        let request = json!({ "at": at, "label": label });
+        self.step(
+            "sleep-until",
+            StepKind::SleepUntil,
+            request,
+            |_, _| json!({ "wakeAt": at }),
+        )?;
+        self.sleep_over(Timestamp(at))
+    }
+
+    async fn wait_for_event(
+        &mut self,
+        name: String,
+        where_json: Option<String>,
+        timeout: u64,
+        label: Option<String>,
+    ) -> wasmtime::Result<Result<Option<Event>, String>> {
+        check_payload("the event name", &name)?;
+        if let Some(filter) = &where_json {
+            check_payload("the wait's where-json", filter)?;
         }
+        let label = label.unwrap_or_else(|| format!("wait for {name}"));
+        check_payload("the wait label", &label)?;
+        let filter = match wait_filter(&name, where_json.as_deref(), timeout) {
+            Ok(filter) => filter,
+            Err(message) => return Ok(Err(message)),
+        };
+        let (events, started_at) = {
+            let scope = self.scope("wait-for-event")?;
+            (scope.events.clone(), scope.started_at)
+        };
+
+        // The wait's start, journaled: since when events count and until when to wait.
+        let request = json!({
+            "event": name,
+            "where": filter.as_ref().map(Condition::to_json),
+            "timeoutMs": timeout,
+            "label": label,
+        });
+        let started = self.step("wait-for-event", StepKind::WaitForEvent, request, |j, _| {
+            let now = j.clock.now();
+            json!({
+                "since": now.0,
+                "deadline": now.saturating_add(Duration::from_millis(timeout)).0,
+            })
+        })?;
+        let (Some(since), Some(deadline)) =
+            (started["since"].as_i64(), started["deadline"].as_i64())
+        else {
+            return Err(fault(format!(
+                "journaled wait-for-event is malformed: {started}"
+            )));
+        };
+
+        // Its end: recorded once the event came or the time ran out.
+        let request = json!({ "event": name });
+        let looked_up = lock(&self.journal)
+            .lookup(StepKind::WaitResolved, &request)
+            .map_err(wasmtime::Error::new)?;
+        let response = match looked_up {
+            Lookup::Recorded(response) => response,
+            Lookup::Frontier { .. } => {
+                let now = lock(&self.journal).clock.now();
+                // The trigger was received when the run started: a later event only.
+                let span = ReceivedSpan {
+                    from: Timestamp(since.max(started_at.0.saturating_add(1))),
+                    until: Timestamp(deadline.min(now.0)),
+                };
+                let found = events
+                    .first_match(&name, span, filter.as_ref())
+                    .await
+                    .map_err(|message| {
+                        wasmtime::Error::new(HostUnavailable(format!(
+                            "`wait-for-event` could not read events: {message}"
+                        )))
+                    })?;
+                let response = match found.event {
+                    Some(event) => json!({ "event": event_to_json(&event) }),
+                    None if now.0 >= deadline => json!({ "timedOut": true }),
+                    None => {
+                        return Err(wasmtime::Error::new(Suspend {
+                            wake_at: Timestamp(deadline),
+                            wait: Some(EventWait {
+                                event_name: name,
+                                since: span.from,
+                                seen: found.examined,
+                            }),
+                        }));
+                    }
+                };
+                lock(&self.journal).record(StepKind::WaitResolved, request, response.clone());
+                response
+            }
+        };
+        if response["timedOut"].as_bool() == Some(true) {
+            return Ok(Ok(None));
+        }
+        event_from_json(&response["event"])
+            .map(|event| Ok(Some(event)))
+            .ok_or_else(|| fault(format!("journaled wait-resolved is malformed: {response}")))
+    }
+
+    fn checkpoint(&mut self, label: String) -> wasmtime::Result<()> {
+        check_payload("the checkpoint label", &label)?;
+        self.step(
+            "checkpoint",
+            StepKind::Checkpoint,
+            json!({ "label": label }),
+            |_, _| Value::Null,
+        )?;
+        Ok(())
     }
 
     fn send_email(&mut self, email: Email) -> wasmtime::Result<Result<String, String>> {

@@ -8,16 +8,19 @@
 pub mod artifacts;
 pub mod bindings;
 pub mod engine;
+pub mod events;
 pub mod host;
 pub mod members;
 
 use crate::clock::{Clock, Timestamp};
 use crate::delivery::templates::TemplateSet;
-use crate::journeys::journal::{JournalEntry, Replay};
+use crate::journeys::journal::{JournalEntry, Replay, StepRefused};
 use crate::journeys::{PersonSnapshot, RunInput};
+use crate::store::EventWait;
 use artifacts::ArtifactCache;
 use bindings::types::{Invocation, Manifest};
 use bindings::{JourneyModule, JourneyModulePre};
+use events::EventReader;
 use host::{
     ActivationJournal, ActivationState, GuestFault, HostUnavailable, QueuedEmail, RunScope, Suspend,
 };
@@ -57,6 +60,8 @@ pub struct ActivationLimits {
     pub memory_bytes: usize,
     /// Total time for the activation, host calls included.
     pub wall_clock: Duration,
+    /// Most journal steps one run may record over its whole life.
+    pub max_run_steps: u32,
 }
 
 impl Default for ActivationLimits {
@@ -65,6 +70,7 @@ impl Default for ActivationLimits {
             cpu_budget: Duration::from_secs(2),
             memory_bytes: 128 << 20,
             wall_clock: Duration::from_secs(10),
+            max_run_steps: 10_000,
         }
     }
 }
@@ -82,6 +88,8 @@ pub enum ActivationOutcome {
     Completed,
     Suspended {
         wake_at: Timestamp,
+        /// Set in `wait-for-event`: the event that wakes the run early.
+        wait: Option<EventWait>,
     },
     /// The guest failed: its own error, a trap, a limit, or a non-deterministic replay.
     Failed {
@@ -109,6 +117,10 @@ pub struct ActivationRequest<'a> {
     pub templates: Arc<TemplateSet>,
     /// Bucket membership of the run's tenant, for the `bucket-*` imports.
     pub buckets: Arc<dyn BucketReader>,
+    /// The run's person's events, for `wait-for-event`.
+    pub events: Arc<dyn EventReader>,
+    /// When the run started (its trigger's receive time).
+    pub started_at: Timestamp,
 }
 
 pub struct Runtime {
@@ -201,7 +213,11 @@ impl Runtime {
 
     /// Call `describe` on a fresh instance.
     pub async fn describe(&self, module: &CompiledModule) -> Result<Manifest, RuntimeError> {
-        let journal = ActivationJournal::new(Replay::default(), self.clock.clone());
+        let journal = ActivationJournal::new(
+            Replay::default(),
+            self.clock.clone(),
+            self.limits.max_run_steps,
+        );
         let mut store = self.new_store(ActivationState::new(
             journal,
             None,
@@ -235,13 +251,19 @@ impl Runtime {
         module: &CompiledModule,
         request: ActivationRequest<'_>,
     ) -> Result<ActivationReport, RuntimeError> {
-        let journal = ActivationJournal::new(Replay::new(request.journal), self.clock.clone());
+        let journal = ActivationJournal::new(
+            Replay::new(request.journal),
+            self.clock.clone(),
+            self.limits.max_run_steps,
+        );
         let scope = RunScope {
             run_id: request.run_id.to_owned(),
             journey_id: request.journey_id.to_owned(),
             person: request.input.person.clone(),
             templates: request.templates,
             buckets: request.buckets,
+            events: request.events,
+            started_at: request.started_at,
         };
         let seed = u128::from_le_bytes(
             Sha256::digest(request.run_id.as_bytes())[..16]
@@ -304,9 +326,9 @@ fn classify(
     limits: &ActivationLimits,
 ) -> ActivationOutcome {
     let journal = state.journal.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(divergence) = &journal.divergence {
+    if let Some(stopped) = &journal.stopped {
         return ActivationOutcome::Failed {
-            reason: divergence.to_string(),
+            reason: stopped.to_string(),
         };
     }
     match result {
@@ -323,11 +345,12 @@ fn classify(
             if let Some(suspend) = error.downcast_ref::<Suspend>() {
                 return ActivationOutcome::Suspended {
                     wake_at: suspend.wake_at,
+                    wait: suspend.wait.clone(),
                 };
             }
-            if let Some(divergence) = error.downcast_ref::<crate::journeys::journal::Divergence>() {
+            if let Some(stopped) = error.downcast_ref::<StepRefused>() {
                 return ActivationOutcome::Failed {
-                    reason: divergence.to_string(),
+                    reason: stopped.to_string(),
                 };
             }
             if let Some(GuestFault(message)) = error.downcast_ref::<GuestFault>() {

@@ -176,6 +176,13 @@ pub trait Store: Send + Sync + 'static {
         name: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<EventRecord>>;
+    /// A person's events of one name received in a span, oldest first (see
+    /// [`ReceivedEvents`]): what a waiting run looks through.
+    async fn events_received(
+        &self,
+        tenant: &TenantId,
+        request: &ReceivedEvents,
+    ) -> StoreResult<Vec<EventRecord>>;
     /// Soft-delete the live contact with this key (or alias): it stops resolving, its live runs
     /// exit (timers removed), its queued emails are cancelled, and its personal data (email,
     /// properties, run inputs' person snapshot, email addresses and contents) is erased.

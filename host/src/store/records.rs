@@ -239,11 +239,26 @@ pub enum RunTransition {
     /// Suspended: a timer wakes it at this time.
     Waiting {
         wake_at: Timestamp,
+        /// Set when the run waits for one of its person's events as well (`wait-for-event`).
+        wait: Option<EventWait>,
     },
     Completed,
     Failed {
         error: String,
     },
+}
+
+/// What a run in `wait-for-event` waits for: an ingest that stores an event of this name for
+/// the run's person makes its timer due at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventWait {
+    pub event_name: String,
+    /// Events of the name received from here on count (host clock).
+    pub since: Timestamp,
+    /// How many of them the activation saw (none matched). If more are stored when the
+    /// commit runs, one arrived meanwhile, before the ingest could see this wait: the commit
+    /// makes the timer due at once.
+    pub seen: u64,
 }
 
 /// Everything one activation produced, committed in ONE transaction: journal rows, outbox
@@ -335,6 +350,19 @@ pub struct EventRecord {
     pub occurred_at: Timestamp,
     pub received_at: Timestamp,
     pub idempotency_key: Option<String>,
+}
+
+/// Which of a person's events `wait-for-event` looks at: those named `name` received in
+/// `from..=until` (host clock), in receive order, after `after` (a previous page's last
+/// `(received_at, id)`), at most `limit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedEvents {
+    pub contact_key: String,
+    pub name: String,
+    pub from: Timestamp,
+    pub until: Timestamp,
+    pub after: Option<(Timestamp, EventId)>,
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, Default)]

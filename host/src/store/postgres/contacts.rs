@@ -15,10 +15,12 @@ use crate::ids::{EventId, TenantId};
 use crate::store::codec::{count, deleted_key, list_limit, parse_object};
 use crate::store::identity;
 use crate::store::{
-    ContactLookup, ContactRecord, DeletedContact, EventRecord, Resolution, StoreResult,
+    ContactLookup, ContactRecord, DeletedContact, EventRecord, ReceivedEvents, Resolution,
+    StoreResult,
 };
 use serde_json::{Map, Value};
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 use std::collections::HashSet;
 
 pub(super) async fn upsert_contact(
@@ -245,16 +247,46 @@ pub(super) async fn contact_events(
     .bind(i64::from(list_limit(limit)))
     .fetch_all(&store.pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(EventRecord {
-                id: EventId(row.try_get("id")?),
-                name: row.try_get("name")?,
-                properties: parse_object("event properties", row.try_get("properties")?)?,
-                occurred_at: Timestamp(row.try_get("occurred_at")?),
-                received_at: Timestamp(row.try_get("received_at")?),
-                idempotency_key: row.try_get("idempotency_key")?,
-            })
-        })
-        .collect()
+    rows.iter().map(event_from_row).collect()
+}
+
+pub(super) async fn events_received(
+    store: &PgStore,
+    tenant: &TenantId,
+    request: &ReceivedEvents,
+) -> StoreResult<Vec<EventRecord>> {
+    let (after_at, after_id) = request
+        .after
+        .as_ref()
+        .map(|(at, id)| (at.0, id.as_str()))
+        .unzip();
+    let rows = sqlx::query(
+        "SELECT id, name, properties::text AS properties, occurred_at, received_at, \
+         idempotency_key FROM events WHERE tenant_id = $1 AND contact_key = $2 AND name = $3 \
+         AND received_at BETWEEN $4 AND $5 \
+         AND ($6::bigint IS NULL OR (received_at, id) > ($6, $7::text)) \
+         ORDER BY received_at, id LIMIT $8",
+    )
+    .bind(tenant.as_str())
+    .bind(&request.contact_key)
+    .bind(&request.name)
+    .bind(request.from.0)
+    .bind(request.until.0)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(i64::from(request.limit.max(1)))
+    .fetch_all(&store.pool)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+fn event_from_row(row: &PgRow) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        id: EventId(row.try_get("id")?),
+        name: row.try_get("name")?,
+        properties: parse_object("event properties", row.try_get("properties")?)?,
+        occurred_at: Timestamp(row.try_get("occurred_at")?),
+        received_at: Timestamp(row.try_get("received_at")?),
+        idempotency_key: row.try_get("idempotency_key")?,
+    })
 }

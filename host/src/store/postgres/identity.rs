@@ -28,6 +28,7 @@
 
 use super::live_statuses;
 use super::rows::{contact_columns, contact_from_row};
+use super::runs::{AwaitedEvent, wake_waiting_runs};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::{ContactId, TenantId};
@@ -298,12 +299,21 @@ impl<'a> PgTx<'a> {
             .count() as u64
     }
 
-    /// Insert the stored events, in one statement.
+    /// Insert the stored events, in one statement, and wake the runs waiting for them.
     pub(super) async fn write_events(&mut self) -> StoreResult<()> {
         let events = std::mem::take(&mut self.pending_events);
         if events.is_empty() {
             return Ok(());
         }
+        let awaited: Vec<AwaitedEvent<'_>> = events
+            .iter()
+            .map(|e| AwaitedEvent {
+                tenant_id: e.tenant_id.as_str(),
+                contact_key: &e.contact_key,
+                name: &e.name,
+                received_at: Timestamp(e.received_at),
+            })
+            .collect();
         sqlx::query(
             "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
              received_at, idempotency_key) \
@@ -344,7 +354,7 @@ impl<'a> PgTx<'a> {
         )
         .execute(self.writing())
         .await?;
-        Ok(())
+        wake_waiting_runs(self.writing(), &awaited).await
     }
 
     /// The connection, for statements of the caller's own (which may write).

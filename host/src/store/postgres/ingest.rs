@@ -15,6 +15,7 @@
 
 use super::identity::{LockName, LockTarget, PendingEvent, PgTx};
 use super::live_statuses;
+use super::runs::{AwaitedEvent, wake_waiting_runs};
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::membership::{self, Transition};
 use crate::clock::Timestamp;
@@ -287,6 +288,13 @@ pub(super) async fn ingest_transition(
         .await?
         .rows_affected();
         if inserted > 0 {
+            let awaited = AwaitedEvent {
+                tenant_id: event.tenant_id.as_str(),
+                contact_key: &contact.key,
+                name: &event.name,
+                received_at: now,
+            };
+            wake_waiting_runs(pg.conn(), &[awaited]).await?;
             runs.extend(start_runs(pg, contact, &event, &candidates).await?);
         }
     }

@@ -20,7 +20,7 @@ use crate::store::{
     ActivationCommit, ActivationInput, ClaimedRun, Lease, RunFilter, RunRecord, RunTransition,
     StoreResult,
 };
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 /// The run, its input and its journal, read by one statement (so from one snapshot); scoped to
 /// `tenant` if given.
@@ -158,14 +158,25 @@ pub(super) async fn commit_activation(
     let journal = &commit.journal;
     let emails = &commit.emails;
     let (status, wake_at, error) = match &commit.transition {
-        RunTransition::Waiting { wake_at } => (RunStatus::Waiting, Some(wake_at.0), None),
+        RunTransition::Waiting { wake_at, .. } => (RunStatus::Waiting, Some(wake_at.0), None),
         RunTransition::Completed => (RunStatus::Completed, None, None),
         RunTransition::Failed { error } => (RunStatus::Failed, None, Some(error.as_str())),
     };
+    let wait = match &commit.transition {
+        RunTransition::Waiting { wait, .. } => wait.as_ref(),
+        _ => None,
+    };
     let sql = match commit.transition {
+        // An awaited event received after the activation looked is a wake-up the ingest could
+        // not give (it did not see this wait yet): due at once.
         RunTransition::Waiting { .. } => commit_writes!(
-            "UPDATE timers SET due_at = $20, lease_owner = NULL, lease_until = NULL, \
-             attempts = 0 WHERE run_id = $1"
+            "UPDATE timers SET due_at = CASE WHEN $23::text IS NOT NULL AND (\
+                 SELECT COUNT(*) FROM events e JOIN runs r ON r.id = timers.run_id \
+                 WHERE e.tenant_id = r.tenant_id AND e.contact_key = r.contact_key \
+                 AND e.name = $23 AND e.received_at >= $24) > $25 \
+               THEN LEAST($20, $22) ELSE $20 END, \
+             wait_event = $23, lease_owner = NULL, lease_until = NULL, attempts = 0 \
+             WHERE run_id = $1"
         ),
         RunTransition::Completed | RunTransition::Failed { .. } => {
             commit_writes!("DELETE FROM timers WHERE run_id = $1")
@@ -235,6 +246,9 @@ pub(super) async fn commit_activation(
         .bind(wake_at)
         .bind(error)
         .bind(commit.now.0)
+        .bind(wait.map(|w| w.event_name.as_str()))
+        .bind(wait.map_or(0, |w| w.since.0))
+        .bind(wait.map_or(0, |w| i64::try_from(w.seen).unwrap_or(i64::MAX)))
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -290,4 +304,40 @@ pub(super) async fn list_runs(
         query.push(concat!(" AND status IN ", live_statuses!()));
     }
     fetch_newest_first(&store.pool, query, filter.limit, run_from_row).await
+}
+
+/// An event just stored, as the runs waiting for it see it.
+pub(super) struct AwaitedEvent<'a> {
+    pub tenant_id: &'a str,
+    pub contact_key: &'a str,
+    pub name: &'a str,
+    pub received_at: Timestamp,
+}
+
+/// Make the timers of the runs waiting for these events (`wait-for-event`: same person, same
+/// name) due when the event came: they wake, and their activation decides whether the event is
+/// the one (see `runtime::events`).
+pub(super) async fn wake_waiting_runs(
+    conn: &mut PgConnection,
+    events: &[AwaitedEvent<'_>],
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(concat!(
+        "UPDATE timers t SET due_at = e.received_at \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) \
+           AS e(tenant_id, contact_key, name, received_at) \
+         JOIN runs r ON r.tenant_id = e.tenant_id AND r.contact_key = e.contact_key \
+         WHERE t.run_id = r.id AND t.wait_event = e.name AND t.due_at > e.received_at \
+         AND r.status IN ",
+        live_statuses!()
+    ))
+    .bind(events.iter().map(|e| e.tenant_id).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.contact_key).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.name).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.received_at.0).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -302,6 +302,7 @@ async fn a_deletion_racing_an_activation_leaves_no_live_run_and_no_queued_email(
                 }],
                 transition: RunTransition::Waiting {
                     wake_at: Timestamp(T0 + 10_000),
+                    wait: None,
                 },
                 now: Timestamp(T0 + 100),
             };
@@ -522,6 +523,7 @@ async fn a_journal_comes_back_exactly_as_recorded() {
                 emails: vec![],
                 transition: RunTransition::Waiting {
                     wake_at: Timestamp(T0 + 1),
+                    wait: None,
                 },
                 now: Timestamp(T0),
             })

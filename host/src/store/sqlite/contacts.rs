@@ -12,7 +12,8 @@ use crate::ids::{EventId, TenantId};
 use crate::store::codec::deleted_key;
 use crate::store::identity;
 use crate::store::{
-    ContactLookup, ContactRecord, DeletedContact, EventRecord, Resolution, StoreResult,
+    ContactLookup, ContactRecord, DeletedContact, EventRecord, ReceivedEvents, Resolution,
+    StoreResult,
 };
 use rusqlite::params;
 use serde_json::{Map, Value};
@@ -219,19 +220,55 @@ pub(super) async fn contact_events(
                 name,
                 i64::from(list_limit(limit))
             ])?;
-            collect(rows, |row| {
-                Ok(EventRecord {
-                    id: EventId(row.get("id")?),
-                    name: row.get("name")?,
-                    properties: parse_object(
-                        "event properties",
-                        &row.get::<_, String>("properties")?,
-                    )?,
-                    occurred_at: Timestamp(row.get("occurred_at")?),
-                    received_at: Timestamp(row.get("received_at")?),
-                    idempotency_key: row.get("idempotency_key")?,
-                })
-            })
+            collect(rows, event_from_row)
         })
         .await
+}
+
+pub(super) async fn events_received(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    request: &ReceivedEvents,
+) -> StoreResult<Vec<EventRecord>> {
+    let (tenant, request) = (tenant.clone(), request.clone());
+    store
+        .read(move |tx| {
+            // The person's events of one name are a prefix of `events_by_contact`; the span
+            // and the order are on receive time, checked on those rows.
+            let mut statement = tx.prepare_cached(
+                "SELECT id, name, properties, occurred_at, received_at, idempotency_key \
+                 FROM events WHERE tenant_id = ?1 AND contact_key = ?2 AND name = ?3 \
+                 AND received_at BETWEEN ?4 AND ?5 \
+                 AND (?6 IS NULL OR (received_at, id) > (?6, ?7)) \
+                 ORDER BY received_at, id LIMIT ?8",
+            )?;
+            let (after_at, after_id) = request
+                .after
+                .as_ref()
+                .map(|(at, id)| (at.0, id.as_str()))
+                .unzip();
+            let rows = statement.query(params![
+                tenant.as_str(),
+                request.contact_key,
+                request.name,
+                request.from.0,
+                request.until.0,
+                after_at,
+                after_id,
+                i64::from(request.limit.max(1)),
+            ])?;
+            collect(rows, event_from_row)
+        })
+        .await
+}
+
+fn event_from_row(row: &rusqlite::Row<'_>) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        id: EventId(row.get("id")?),
+        name: row.get("name")?,
+        properties: parse_object("event properties", &row.get::<_, String>("properties")?)?,
+        occurred_at: Timestamp(row.get("occurred_at")?),
+        received_at: Timestamp(row.get("received_at")?),
+        idempotency_key: row.get("idempotency_key")?,
+    })
 }

@@ -135,6 +135,7 @@ fn store_event(
         event.received_at.0,
         event.idempotency_key,
     ])?;
+    wake_waiting_runs(conn, tenant, &contact.key, &event.name, event.received_at)?;
 
     let mut runs = StartedRuns::default();
     if candidates.is_empty() {
@@ -192,6 +193,25 @@ pub(super) fn ingest_transition(
         }
     }
     Ok(BucketTransition::from(transition))
+}
+
+/// Make the timers of the person's runs waiting for an event named `name` due now: they wake,
+/// and their activation decides whether this event is the one (see `runtime::events`).
+fn wake_waiting_runs(
+    conn: &Connection,
+    tenant: &str,
+    contact_key: &str,
+    name: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
+    conn.prepare_cached(concat!(
+        "UPDATE timers SET due_at = ?4 WHERE wait_event = ?3 AND due_at > ?4 AND run_id IN (\
+         SELECT id FROM runs WHERE tenant_id = ?1 AND contact_key = ?2 AND status IN ",
+        live_statuses!(),
+        ")"
+    ))?
+    .execute(params![tenant, contact_key, name, now.0])?;
+    Ok(())
 }
 
 /// The event that already used an idempotency key, if any.

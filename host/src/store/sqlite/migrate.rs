@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "contact activity",
         include_str!("../../../../migrations/sqlite/0003_contact_activity.sql"),
     ),
+    (
+        6,
+        "waits",
+        include_str!("../../../../migrations/sqlite/0006_waits.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

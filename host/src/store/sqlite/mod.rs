@@ -37,7 +37,9 @@ use super::{
     ModuleVersionRecord, NewApiKey, OutboxEmail, Resolution, RunFilter, RunRecord, Store,
     StoreError, StoreResult, Tenant,
 };
-use super::{BucketMember, BucketTransition, EventRecord, IngestRouting, MembershipChange};
+use super::{
+    BucketMember, BucketTransition, EventRecord, IngestRouting, MembershipChange, ReceivedEvents,
+};
 use crate::buckets::BucketDef;
 use crate::clock::Timestamp;
 use crate::contacts::Identity;
@@ -186,6 +188,14 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<EventRecord>> {
         contacts::contact_events(self, tenant, contact_key, name, limit).await
+    }
+
+    async fn events_received(
+        &self,
+        tenant: &TenantId,
+        request: &ReceivedEvents,
+    ) -> StoreResult<Vec<EventRecord>> {
+        contacts::events_received(self, tenant, request).await
     }
 
     async fn delete_contact(

@@ -176,17 +176,35 @@ pub(super) async fn commit_activation(
             }
 
             match &commit.transition {
-                RunTransition::Waiting { wake_at } => {
+                RunTransition::Waiting { wake_at, wait } => {
                     tx.prepare_cached(
                         "UPDATE runs SET status = 'waiting', wake_at = ?1, updated_at = ?2, \
                          activations = activations + 1, error = NULL WHERE id = ?3",
                     )?
                     .execute(params![wake_at.0, commit.now.0, run_id])?;
+                    // An awaited event received after the activation looked is a wake-up the
+                    // ingest could not give (it did not see this wait yet): due at once.
+                    let (event_name, since, seen) = match wait {
+                        Some(w) => (Some(w.event_name.as_str()), w.since.0, w.seen),
+                        None => (None, 0, 0),
+                    };
                     tx.prepare_cached(
-                        "UPDATE timers SET due_at = ?1, lease_owner = NULL, lease_until = NULL, \
-                         attempts = 0 WHERE run_id = ?2",
+                        "UPDATE timers SET due_at = CASE WHEN ?3 IS NOT NULL AND (\
+                             SELECT COUNT(*) FROM events e JOIN runs r ON r.id = timers.run_id \
+                             WHERE e.tenant_id = r.tenant_id AND e.contact_key = r.contact_key \
+                             AND e.name = ?3 AND e.received_at >= ?4) > ?5 \
+                           THEN MIN(?1, ?6) ELSE ?1 END, \
+                         wait_event = ?3, lease_owner = NULL, lease_until = NULL, attempts = 0 \
+                         WHERE run_id = ?2",
                     )?
-                    .execute(params![wake_at.0, run_id])?;
+                    .execute(params![
+                        wake_at.0,
+                        run_id,
+                        event_name,
+                        since,
+                        i64::try_from(seen).unwrap_or(i64::MAX),
+                        commit.now.0
+                    ])?;
                 }
                 RunTransition::Completed | RunTransition::Failed { .. } => {
                     let (status, error) = match &commit.transition {

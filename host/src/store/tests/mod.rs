@@ -287,6 +287,7 @@ fn waiting_commit(f: &Fixture, run: &RunId, owner: &str, wake_at: i64) -> Activa
         owner,
         RunTransition::Waiting {
             wake_at: Timestamp(wake_at),
+            wait: None,
         },
     )
 }
