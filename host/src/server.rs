@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::delivery::{DeliveryWorker, Mailer, TransportConfig};
 use crate::ingest::Ingestor;
 use crate::ingest::writer::{GroupCommit, IngestWriter};
+use crate::journeys::effects::EffectWorker;
 use crate::journeys::executor::Executor;
 use crate::modules::{ModuleRegistry, ModuleStore};
 use crate::runtime::{ActivationLimits, Runtime};
@@ -90,10 +91,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let owner = format!("{}-{}", std::process::id(), crate::ids::RunId::generate());
     let scheduler_wake = Arc::new(Notify::new());
     let delivery_wake = Arc::new(Notify::new());
+    let effects_wake = Arc::new(Notify::new());
     let executor = Arc::new(Executor::new(
         store.clone(),
         registry.clone(),
         clock.clone(),
+        effects_wake.clone(),
     ));
     Scheduler {
         store: store.clone(),
@@ -124,6 +127,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         clock.clone(),
         scheduler_wake.clone(),
     ));
+    EffectWorker {
+        store: store.clone(),
+        ingestor: ingestor.clone(),
+        clock: clock.clone(),
+        wake: effects_wake,
+        owner: format!("effects-{owner}"),
+    }
+    .spawn();
     let rate_limits = Arc::new(RateLimits::new(
         config.rate_limit_per_second,
         config.rate_limit_burst,

@@ -123,6 +123,32 @@ impl Event {
     property_helpers!();
 }
 
+/// A [`Ctx::emit`] or [`Ctx::update_contact`] the host refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectError {
+    call: &'static str,
+    reason: String,
+}
+
+impl EffectError {
+    pub(crate) fn new(call: &'static str, reason: String) -> Self {
+        Self { call, reason }
+    }
+
+    /// Why the host refused it.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl std::fmt::Display for EffectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} was refused: {}", self.call, self.reason)
+    }
+}
+
+impl std::error::Error for EffectError {}
+
 /// Log levels for [`Ctx::log`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
@@ -153,6 +179,13 @@ pub(crate) trait Backend {
         label: Option<&str>,
     ) -> Result<Option<Event>, String>;
     fn checkpoint(&self, label: &str);
+    fn trigger(
+        &self,
+        name: &str,
+        person_key: Option<&str>,
+        properties_json: &str,
+    ) -> Result<(), String>;
+    fn update_contact(&self, properties_json: &str) -> Result<(), String>;
     fn send_email(
         &self,
         template: &str,
@@ -296,6 +329,40 @@ impl Ctx {
             Ok(event) => event,
             Err(reason) => panic!("wait_for({name:?}): {reason}"),
         }
+    }
+
+    /// Ingests an event named `name` with `properties` (a JSON object) for this run's person,
+    /// exactly once: after this step commits, through the same ingest as any event — so it can
+    /// start journeys, end other runs' waits and move buckets
+    /// (`ctx.emit("trial.converted", json!({"plan": "pro"}))`; the host call is `trigger`).
+    /// Fails for an empty name, a name in the reserved `bucket:` namespace, or properties that
+    /// are not an object.
+    pub fn emit(&self, name: &str, properties: Value) -> Result<(), EffectError> {
+        self.backend
+            .trigger(name, None, &properties.to_string())
+            .map_err(|reason| EffectError::new("emit", reason))
+    }
+
+    /// Like [`Ctx::emit`], for another person: `person_key` is their resolved key or user id
+    /// (an unknown user id creates them).
+    pub fn emit_for(
+        &self,
+        person_key: &str,
+        name: &str,
+        properties: Value,
+    ) -> Result<(), EffectError> {
+        self.backend
+            .trigger(name, Some(person_key), &properties.to_string())
+            .map_err(|reason| EffectError::new("emit", reason))
+    }
+
+    /// Merges `properties` (a JSON object; a `null` value removes the key) into this person's
+    /// contact, exactly once, after this step commits. What this run's [`Ctx::person`] shows
+    /// does not change: it is the person as the run started.
+    pub fn update_contact(&self, properties: Value) -> Result<(), EffectError> {
+        self.backend
+            .update_contact(&properties.to_string())
+            .map_err(|reason| EffectError::new("update_contact", reason))
     }
 
     /// Marks where the run is: the run's `currentStep` until the next checkpoint, sleep or

@@ -108,7 +108,7 @@ pub mod testing;
 
 pub use bucket::{Bucket, LEAVE_REASONS, bucket};
 pub use criteria::{Criteria, all, any, event, not, prop};
-pub use ctx::{Ctx, Event, Level, Person, TimestampMs};
+pub use ctx::{Ctx, EffectError, Event, Level, Person, TimestampMs};
 pub use duration::{Duration, days, hours, millis, minutes, seconds, weeks};
 pub use email::{Email, EmailId, SendEmailError, email};
 pub use error::{Error, JourneyResult};
@@ -291,6 +291,19 @@ pub mod __private {
 
         fn checkpoint(&self, label: &str) {
             context::checkpoint(label);
+        }
+
+        fn trigger(
+            &self,
+            name: &str,
+            person_key: Option<&str>,
+            properties_json: &str,
+        ) -> Result<(), String> {
+            context::trigger(name, person_key, properties_json)
+        }
+
+        fn update_contact(&self, properties_json: &str) -> Result<(), String> {
+            context::update_contact(properties_json)
         }
 
         fn send_email(

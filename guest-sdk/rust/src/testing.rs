@@ -153,6 +153,24 @@ pub enum Step {
     },
     /// `ctx.checkpoint(..)`.
     Checkpoint(String),
+    /// `ctx.emit(..)` / `ctx.emit_for(..)`.
+    Trigger {
+        /// The event name.
+        name: String,
+        /// The other person's key, for `emit_for`.
+        person_key: Option<String>,
+        /// The event's properties.
+        properties: Value,
+        /// What the handler got back.
+        result: Result<(), String>,
+    },
+    /// `ctx.update_contact(..)`.
+    UpdateContact {
+        /// The patch.
+        properties: Value,
+        /// What the handler got back.
+        result: Result<(), String>,
+    },
     /// A log line.
     Log {
         /// Its level.
@@ -556,6 +574,51 @@ impl Backend for TestBackend {
         Ok(received)
     }
 
+    fn trigger(
+        &self,
+        name: &str,
+        person_key: Option<&str>,
+        properties_json: &str,
+    ) -> Result<(), String> {
+        let properties: Value = serde_json::from_str(properties_json).unwrap_or(Value::Null);
+        let result = if name.trim().is_empty() {
+            Err("the event name is empty".to_owned())
+        } else if name.starts_with("bucket:") {
+            Err(format!(
+                "{name:?}: names starting with \"bucket:\" are reserved for bucket transitions"
+            ))
+        } else if !properties.is_object() {
+            Err(format!(
+                "properties must be a JSON object, got {properties_json:?}"
+            ))
+        } else {
+            Ok(())
+        };
+        self.0.borrow_mut().steps.push(Step::Trigger {
+            name: name.to_owned(),
+            person_key: person_key.map(str::to_owned),
+            properties,
+            result: result.clone(),
+        });
+        result
+    }
+
+    fn update_contact(&self, properties_json: &str) -> Result<(), String> {
+        let properties: Value = serde_json::from_str(properties_json).unwrap_or(Value::Null);
+        let result = if properties.is_object() {
+            Ok(())
+        } else {
+            Err(format!(
+                "properties must be a JSON object, got {properties_json:?}"
+            ))
+        };
+        self.0.borrow_mut().steps.push(Step::UpdateContact {
+            properties,
+            result: result.clone(),
+        });
+        result
+    }
+
     fn checkpoint(&self, label: &str) {
         self.0
             .borrow_mut()
@@ -860,5 +923,32 @@ mod tests {
         }
         let module = Module::new().journey(journey("w").on("x"), impatient);
         TestHost::new().run(&module, "w", Person::new("p"), Event::new("x"));
+    }
+
+    #[test]
+    fn emitted_events_and_contact_updates_are_recorded_and_reserved_names_refused() {
+        fn convert(ctx: &Ctx) -> JourneyResult {
+            ctx.update_contact(json!({ "plan": "pro" }))?;
+            ctx.emit("trial.converted", json!({ "plan": "pro" }))?;
+            ctx.emit_for("owner-1", "teammate.converted", json!({}))?;
+            let refused = ctx.emit("bucket:entered:vip", json!({})).unwrap_err();
+            assert!(refused.reason().contains("reserved"), "{refused}");
+            Ok(())
+        }
+        let module = Module::new().journey(journey("c").on("x"), convert);
+        let run = TestHost::new().run(&module, "c", Person::new("p"), Event::new("x"));
+        assert_eq!(run.result, Ok(()));
+        assert_eq!(
+            run.steps[0],
+            Step::UpdateContact {
+                properties: json!({ "plan": "pro" }),
+                result: Ok(())
+            }
+        );
+        assert!(matches!(
+            &run.steps[2],
+            Step::Trigger { name, person_key: Some(owner), result: Ok(()), .. }
+                if name == "teammate.converted" && owner == "owner-1"
+        ));
     }
 }

@@ -130,6 +130,14 @@ fn timeline_entry(entry: &JournalEntry, next: Option<&JournalEntry>) -> Value {
             _ => format!("timed out waiting for {}", q["event"]),
         },
         StepKind::Checkpoint => format!("checkpoint {}", q["label"]),
+        StepKind::Trigger => format!("triggered {} for {}", q["name"], q["personKey"]),
+        StepKind::UpdateContact => format!(
+            "updated the contact's {}",
+            q["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        ),
         StepKind::BucketCount | StepKind::BucketHas | StepKind::BucketMembers => {
             let bucket = q["bucket"].as_str().unwrap_or_default();
             match (&r["ok"], r["error"].as_str()) {

@@ -13,6 +13,7 @@ use crate::runtime::{ActivationOutcome, ActivationRequest, RuntimeError};
 use crate::store::{ActivationCommit, ClaimedRun, NewEmail, RunTransition, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// Delay before a run whose activation failed on the host side is tried again.
 const HOST_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -41,14 +42,22 @@ pub struct Executor {
     store: Arc<dyn Store>,
     registry: Arc<ModuleRegistry>,
     clock: Clock,
+    /// Nudges the effect worker when a commit stored effects.
+    effects_wake: Arc<Notify>,
 }
 
 impl Executor {
-    pub fn new(store: Arc<dyn Store>, registry: Arc<ModuleRegistry>, clock: Clock) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<ModuleRegistry>,
+        clock: Clock,
+        effects_wake: Arc<Notify>,
+    ) -> Self {
         Self {
             store,
             registry,
             clock,
+            effects_wake,
         }
     }
 
@@ -90,6 +99,7 @@ impl Executor {
                 RunTransition::Failed {
                     error: format!("module version {hash} is not available in the module store"),
                 },
+                vec![],
                 vec![],
                 vec![],
             ),
@@ -138,13 +148,13 @@ impl Executor {
                 // last commit never happened, so neither their journal rows nor their emails
                 // are kept.
                 if matches!(transition, RunTransition::Failed { .. }) {
-                    (transition, vec![], vec![])
+                    (transition, vec![], vec![], vec![])
                 } else {
-                    (transition, report.journal, report.emails)
+                    (transition, report.journal, report.emails, report.effects)
                 }
             }
         };
-        let (transition, journal, emails) = transition_and_emails;
+        let (transition, journal, emails, effects) = transition_and_emails;
         let now: Timestamp = self.clock.now();
         let emails: Vec<NewEmail> = emails
             .into_iter()
@@ -162,6 +172,7 @@ impl Executor {
             })
             .collect();
         let queued = emails.len();
+        let has_effects = !effects.is_empty();
         if let RunTransition::Failed { error } = &transition {
             tracing::warn!(run = %run.id, journey = %run.journey_id, "run failed: {error}");
         }
@@ -173,10 +184,14 @@ impl Executor {
                 lease_owner: lease_owner.to_owned(),
                 journal,
                 emails,
+                effects,
                 transition: transition.clone(),
                 now,
             })
             .await?;
+        if committed && has_effects {
+            self.effects_wake.notify_one();
+        }
         Ok(if committed {
             Activated::Committed {
                 transition,

@@ -37,10 +37,14 @@ pub enum StepKind {
     WaitResolved,
     /// `checkpoint`: where the run is.
     Checkpoint,
+    /// `trigger`: an event to ingest after the commit.
+    Trigger,
+    /// `update-contact`: a contact patch to apply after the commit.
+    UpdateContact,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 14] = [
+    pub const ALL: [StepKind; 16] = [
         StepKind::Now,
         StepKind::Random,
         StepKind::Sleep,
@@ -55,6 +59,8 @@ impl StepKind {
         StepKind::WaitForEvent,
         StepKind::WaitResolved,
         StepKind::Checkpoint,
+        StepKind::Trigger,
+        StepKind::UpdateContact,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +79,8 @@ impl StepKind {
             StepKind::WaitForEvent => "wait-for-event",
             StepKind::WaitResolved => "wait-resolved",
             StepKind::Checkpoint => "checkpoint",
+            StepKind::Trigger => "trigger",
+            StepKind::UpdateContact => "update-contact",
         }
     }
 

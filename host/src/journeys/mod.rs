@@ -5,6 +5,7 @@
 //! one activation of a run ([`executor`]). It must not talk SQL (that is [`crate::store`]) nor
 //! touch wasmtime directly (that is [`crate::runtime`]).
 
+pub mod effects;
 pub mod executor;
 pub mod journal;
 pub mod router;

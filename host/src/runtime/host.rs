@@ -14,7 +14,7 @@ use crate::delivery::templates::TemplateSet;
 use crate::ids::EmailId;
 use crate::journeys::PersonSnapshot;
 use crate::journeys::journal::{Replay, StepKind, StepLookup, StepRefused};
-use crate::store::{EventRecord, EventWait};
+use crate::store::{Effect, EventRecord, EventWait};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -67,6 +67,8 @@ pub struct QueuedEmail {
 pub struct ActivationJournal {
     pub replay: Replay,
     pub emails: Vec<QueuedEmail>,
+    /// Effects recorded in this activation (by journal step), committed with it.
+    pub effects: Vec<(u32, Effect)>,
     /// Set when a step was refused (a divergence, the step cap), also by a WASI import that
     /// cannot fail: the activation fails with it.
     pub stopped: Option<StepRefused>,
@@ -82,6 +84,7 @@ impl ActivationJournal {
         Arc::new(Mutex::new(Self {
             replay,
             emails: Vec::new(),
+            effects: Vec::new(),
             stopped: None,
             max_steps,
             clock,
@@ -353,6 +356,17 @@ fn wait_filter(
         );
     }
     Ok(Some(condition))
+}
+
+/// The properties of a `trigger` or `update-contact`: a JSON object (empty text: none).
+fn effect_properties(json: &str) -> Result<serde_json::Map<String, Value>, String> {
+    if json.trim().is_empty() {
+        return Ok(Default::default());
+    }
+    match serde_json::from_str(json) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(format!("properties must be a JSON object, got {json:?}")),
+    }
 }
 
 /// An event as the journal records a resolved wait.
@@ -643,6 +657,76 @@ impl ContextHost for ActivationState {
         event_from_json(&response["event"])
             .map(|event| Ok(Some(event)))
             .ok_or_else(|| fault(format!("journaled wait-resolved is malformed: {response}")))
+    }
+
+    fn trigger(
+        &mut self,
+        name: String,
+        person_key: Option<String>,
+        properties_json: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        check_payload("the event name", &name)?;
+        check_payload("the event's properties", &properties_json)?;
+        if let Some(key) = &person_key {
+            check_payload("the person key", key)?;
+        }
+        let properties = match effect_properties(&properties_json) {
+            Ok(properties) => properties,
+            Err(message) => return Ok(Err(message)),
+        };
+        if name.trim().is_empty() {
+            return Ok(Err("the event name is empty".into()));
+        }
+        if name.starts_with(crate::buckets::BUCKET_EVENT_PREFIX) {
+            return Ok(Err(format!(
+                "{name:?}: names starting with {:?} are reserved for bucket transitions",
+                crate::buckets::BUCKET_EVENT_PREFIX
+            )));
+        }
+        let person_key = match person_key.map(|k| k.trim().to_owned()) {
+            Some(key) if key.is_empty() => return Ok(Err("the person key is empty".into())),
+            Some(key) => key,
+            None => self.scope("trigger")?.person.key.clone(),
+        };
+        let request = json!({ "name": name, "personKey": person_key, "properties": properties });
+        self.step("trigger", StepKind::Trigger, request, move |j, seq| {
+            j.effects.push((
+                seq,
+                Effect::Trigger {
+                    name,
+                    person_key,
+                    properties,
+                },
+            ));
+            Value::Null
+        })?;
+        Ok(Ok(()))
+    }
+
+    fn update_contact(&mut self, properties_json: String) -> wasmtime::Result<Result<(), String>> {
+        check_payload("the contact properties", &properties_json)?;
+        let properties = match effect_properties(&properties_json) {
+            Ok(properties) => properties,
+            Err(message) => return Ok(Err(message)),
+        };
+        let person_key = self.scope("update-contact")?.person.key.clone();
+        let request = json!({ "properties": properties });
+        self.step(
+            "update-contact",
+            StepKind::UpdateContact,
+            request,
+            move |j, seq| {
+                j.effects.push((
+                    seq,
+                    Effect::UpdateContact {
+                        person_key,
+                        properties,
+                    },
+                ));
+                Value::Null
+            },
+        )?;
+        Ok(Ok(()))
     }
 
     fn checkpoint(&mut self, label: String) -> wasmtime::Result<()> {

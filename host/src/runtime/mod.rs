@@ -16,7 +16,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::delivery::templates::TemplateSet;
 use crate::journeys::journal::{JournalEntry, Replay, StepRefused};
 use crate::journeys::{PersonSnapshot, RunInput};
-use crate::store::EventWait;
+use crate::store::{Effect, EventWait};
 use artifacts::ArtifactCache;
 use bindings::types::{Invocation, Manifest};
 use bindings::{JourneyModule, JourneyModulePre};
@@ -103,6 +103,8 @@ pub struct ActivationReport {
     pub outcome: ActivationOutcome,
     pub journal: Vec<JournalEntry>,
     pub emails: Vec<QueuedEmail>,
+    /// `trigger` / `update-contact` effects, by journal step.
+    pub effects: Vec<(u32, Effect)>,
 }
 
 /// What to run.
@@ -315,6 +317,7 @@ impl Runtime {
             outcome,
             journal: journal.replay.into_fresh(),
             emails: journal.emails,
+            effects: journal.effects,
         })
     }
 }

@@ -215,6 +215,20 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest due time among unleased timers, to know how long the scheduler may sleep.
     async fn next_due_at(&self) -> StoreResult<Option<Timestamp>>;
 
+    // --- journey effects ---
+    /// Claim stored effects that are due (unleased, or whose lease or retry time passed on the
+    /// real clock), oldest first, leasing them to `lease.owner`.
+    async fn claim_run_effects(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<RunEffect>>;
+    /// An effect claimed by `lease_owner` is done: applied (`Ok`: deleted), or failed
+    /// (`Err(message)`: released with the error, not retried before `retry_at`, real clock).
+    async fn finish_run_effect(
+        &self,
+        run_id: &RunId,
+        seq: u32,
+        lease_owner: &str,
+        outcome: Result<(), EffectFailure>,
+    ) -> StoreResult<()>;
+
     // --- delivery ---
     /// Claim queued emails whose next attempt is due (real clock), leasing them.
     async fn claim_outbox(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<OutboxEmail>>;

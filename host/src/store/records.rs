@@ -5,7 +5,7 @@ use crate::contacts::{Identity, IdentityKind};
 use crate::ids::{ApiKeyId, ContactId, EmailId, EventId, RunId, TenantId};
 use crate::journeys::journal::JournalEntry;
 use crate::journeys::{EntryLimit, RunInput, RunStatus, SkipReason};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -261,6 +261,52 @@ pub struct EventWait {
     pub seen: u64,
 }
 
+/// What a journey does to the world outside its run besides email: recorded by the activation,
+/// stored with its commit, applied afterwards exactly once (`journeys::effects`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Effect {
+    /// Ingest an event for the person `person_key` designates (a resolved key, or a user id,
+    /// which creates the person if new).
+    #[serde(rename_all = "camelCase")]
+    Trigger {
+        name: String,
+        person_key: String,
+        properties: Map<String, Value>,
+    },
+    /// Merge properties into the run's person's contact (`null` removes a key).
+    #[serde(rename_all = "camelCase")]
+    UpdateContact {
+        person_key: String,
+        properties: Map<String, Value>,
+    },
+}
+
+impl Effect {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Effect::Trigger { .. } => "trigger",
+            Effect::UpdateContact { .. } => "update-contact",
+        }
+    }
+}
+
+/// An effect waiting to be applied: the run and journal step that recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEffect {
+    pub run_id: RunId,
+    pub seq: u32,
+    pub tenant_id: TenantId,
+    pub effect: Effect,
+}
+
+/// Why applying an effect failed, and when to try again (real clock).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectFailure {
+    pub error: String,
+    pub retry_at: Timestamp,
+}
+
 /// Everything one activation produced, committed in ONE transaction: journal rows, outbox
 /// rows, the timer and the run's status. If the run became terminal meanwhile (exited) or the
 /// lease was lost, nothing is written and `Ok(false)` is returned.
@@ -271,6 +317,8 @@ pub struct ActivationCommit {
     pub lease_owner: String,
     pub journal: Vec<JournalEntry>,
     pub emails: Vec<NewEmail>,
+    /// Effects recorded at these journal steps, stored to be applied after the commit.
+    pub effects: Vec<(u32, Effect)>,
     pub transition: RunTransition,
     pub now: Timestamp,
 }

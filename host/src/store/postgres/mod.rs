@@ -43,6 +43,7 @@
 
 mod buckets;
 mod contacts;
+mod effects;
 mod identity;
 mod ingest;
 mod membership;
@@ -60,7 +61,8 @@ use super::{
     StoreError, StoreResult, Tenant,
 };
 use super::{
-    BucketMember, BucketTransition, EventRecord, IngestRouting, MembershipChange, ReceivedEvents,
+    BucketMember, BucketTransition, EffectFailure, EventRecord, IngestRouting, MembershipChange,
+    ReceivedEvents, RunEffect,
 };
 use crate::buckets::BucketDef;
 use crate::clock::Timestamp;
@@ -307,6 +309,20 @@ impl Store for PgStore {
 
     async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
         runs::next_due_at(self).await
+    }
+
+    async fn claim_run_effects(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<RunEffect>> {
+        effects::claim_run_effects(self, lease, limit).await
+    }
+
+    async fn finish_run_effect(
+        &self,
+        run_id: &RunId,
+        seq: u32,
+        lease_owner: &str,
+        outcome: Result<(), EffectFailure>,
+    ) -> StoreResult<()> {
+        effects::finish_run_effect(self, run_id, seq, lease_owner, outcome).await
     }
 
     async fn claim_outbox(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<OutboxEmail>> {

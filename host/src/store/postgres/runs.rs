@@ -155,6 +155,14 @@ pub(super) async fn commit_activation(
         return Ok(false);
     }
 
+    super::effects::insert_effects(
+        &mut tx,
+        run_id,
+        commit.tenant_id.as_str(),
+        &commit.effects,
+        commit.now.0,
+    )
+    .await?;
     let journal = &commit.journal;
     let emails = &commit.emails;
     let (status, wake_at, error) = match &commit.transition {

@@ -300,6 +300,7 @@ async fn a_deletion_racing_an_activation_leaves_no_live_run_and_no_queued_email(
                     body: "Hello".into(),
                     created_at: Timestamp(T0 + 100),
                 }],
+                effects: vec![],
                 transition: RunTransition::Waiting {
                     wake_at: Timestamp(T0 + 10_000),
                     wait: None,
@@ -396,6 +397,7 @@ async fn two_hosts_claiming_the_outbox_never_take_one_email_twice() {
                 lease_owner: "w1".into(),
                 journal: vec![],
                 emails,
+                effects: vec![],
                 transition: RunTransition::Completed,
                 now: Timestamp(T0 + 1),
             })
@@ -521,6 +523,7 @@ async fn a_journal_comes_back_exactly_as_recorded() {
                 lease_owner: "w1".into(),
                 journal: vec![entry.clone()],
                 emails: vec![],
+                effects: vec![],
                 transition: RunTransition::Waiting {
                     wake_at: Timestamp(T0 + 1),
                     wait: None,

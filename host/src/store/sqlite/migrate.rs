@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "waits",
         include_str!("../../../../migrations/sqlite/0006_waits.sql"),
     ),
+    (
+        8,
+        "run effects",
+        include_str!("../../../../migrations/sqlite/0008_run_effects.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

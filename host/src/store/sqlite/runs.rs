@@ -175,6 +175,8 @@ pub(super) async fn commit_activation(
                 ])?;
             }
 
+            super::effects::insert_effects(tx, run_id, tenant, &commit.effects, commit.now.0)?;
+
             match &commit.transition {
                 RunTransition::Waiting { wake_at, wait } => {
                     tx.prepare_cached(

@@ -274,6 +274,7 @@ fn commit(f: &Fixture, run: &RunId, owner: &str, transition: RunTransition) -> A
         lease_owner: owner.into(),
         journal: vec![],
         emails: vec![],
+        effects: vec![],
         transition,
         now: Timestamp(T0 + 1),
     }
