@@ -14,6 +14,7 @@ use waymark::clock::{Clock, Timestamp};
 use waymark::journeys::journal::{JournalEntry, StepKind};
 use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
 use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
+use waymark::runtime::mail::NoMail;
 use waymark::runtime::members::{BucketReader, MemberRead, MemberReadError};
 use waymark::runtime::{
     ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime, RuntimeError,
@@ -149,6 +150,8 @@ impl Fixture {
                     journal,
                     templates: module.templates.clone(),
                     buckets: vip.clone(),
+                    mail: Arc::new(NoMail),
+                    suppress_ms: 0,
                 },
             )
             .await

@@ -10,6 +10,7 @@ use waymark::clock::Clock;
 use waymark::journeys::journal::{JournalEntry, StepKind};
 use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
 use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
+use waymark::runtime::mail::NoMail;
 use waymark::runtime::members::NoBuckets;
 use waymark::runtime::{
     ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime,
@@ -78,6 +79,8 @@ impl Fixture {
                     journal,
                     templates: module.templates.clone(),
                     buckets: Arc::new(NoBuckets),
+                    mail: Arc::new(NoMail),
+                    suppress_ms: 0,
                 },
             )
             .await

@@ -108,6 +108,8 @@ pub enum Step {
         /// What the handler got back.
         result: Result<String, String>,
     },
+    /// `ctx.is_subscribed()` and what it returned.
+    IsSubscribed(bool),
     /// `ctx.bucket_count(..)`.
     BucketCount {
         /// The bucket.
@@ -150,6 +152,7 @@ pub struct TestHost {
     random: Vec<u64>,
     failing: HashMap<String, String>,
     buckets: HashMap<String, Vec<Member>>,
+    unsubscribed: bool,
 }
 
 impl Default for TestHost {
@@ -166,7 +169,15 @@ impl TestHost {
             random: Vec::new(),
             failing: HashMap::new(),
             buckets: HashMap::new(),
+            unsubscribed: false,
         }
+    }
+
+    /// The person has unsubscribed: `ctx.is_subscribed()` answers `false`. (The test host
+    /// does not suppress emails; the real host records them as suppressed.)
+    pub fn unsubscribed(mut self) -> Self {
+        self.unsubscribed = true;
+        self
     }
 
     /// Bucket `id` exists with these members, in this (paging) order. Buckets not stubbed
@@ -282,13 +293,14 @@ pub fn describe(module: &Module) -> Value {
         .iter()
         .map(|j| {
             json!({"id": j.id, "name": j.name, "trigger": j.trigger,
-                   "entryLimit": limit(&j.entry_limit), "enabled": j.enabled})
+                   "entryLimit": limit(&j.entry_limit), "enabled": j.enabled,
+                   "suppressMs": j.suppress})
         })
         .collect();
     let templates: Vec<Value> = manifest
         .templates
         .iter()
-        .map(|t| json!({"key": t.key, "subject": t.subject, "body": t.body}))
+        .map(|t| json!({"key": t.key, "subject": t.subject, "body": t.body, "html": t.html}))
         .collect();
     let buckets: Vec<Value> = manifest
         .buckets
@@ -340,6 +352,7 @@ struct State {
     next_random: u64,
     failing: HashMap<String, String>,
     buckets: HashMap<String, Vec<Member>>,
+    unsubscribed: bool,
     sent: u64,
     steps: Vec<Step>,
 }
@@ -381,6 +394,7 @@ impl State {
             next_random: 0,
             failing: host.failing.clone(),
             buckets: host.buckets.clone(),
+            unsubscribed: host.unsubscribed,
             sent: 0,
             steps: Vec::new(),
         }
@@ -451,6 +465,13 @@ impl Backend for TestBackend {
             level,
             message: message.to_owned(),
         });
+    }
+
+    fn is_subscribed(&self) -> bool {
+        let mut s = self.0.borrow_mut();
+        let subscribed = !s.unsubscribed;
+        s.steps.push(Step::IsSubscribed(subscribed));
+        subscribed
     }
 
     fn bucket_count(&self, bucket: &str) -> Result<u64, String> {

@@ -74,6 +74,11 @@ fn timeline_entry(entry: &JournalEntry) -> Value {
                 .unwrap_or_default()
         ),
         StepKind::SendEmail => match (r["ok"].as_str(), r["error"].as_str()) {
+            (Some(id), _) if r["status"] == "suppressed" => format!(
+                "recorded email {:?} as suppressed, not sent ({}; email {id})",
+                q["template"].as_str().unwrap_or_default(),
+                r["reason"].as_str().unwrap_or_default()
+            ),
             (Some(id), _) => format!(
                 "queued email {:?} (email {id})",
                 q["template"].as_str().unwrap_or_default()
@@ -84,6 +89,7 @@ fn timeline_entry(entry: &JournalEntry) -> Value {
             ),
             _ => "send-email".to_owned(),
         },
+        StepKind::IsSubscribed => format!("asked whether the person accepts email: {r}"),
         StepKind::BucketCount | StepKind::BucketHas | StepKind::BucketMembers => {
             let bucket = q["bucket"].as_str().unwrap_or_default();
             match (&r["ok"], r["error"].as_str()) {
@@ -120,7 +126,9 @@ fn email_view(email: &EmailRecord) -> Value {
         "template": email.template,
         "subject": email.subject,
         "body": email.body,
+        "html": email.html,
         "status": email.status,
+        "suppressedReason": email.suppressed_reason,
         "attempts": email.attempts,
         "lastError": email.last_error,
         "createdAt": email.created_at.to_rfc3339(),

@@ -7,6 +7,7 @@
 
 use crate::clock::{Clock, Timestamp};
 use crate::modules::{ModuleError, ModuleRegistry};
+use crate::runtime::mail::{StoreMail, UnsubscribeLinks};
 use crate::runtime::members::StoreBuckets;
 use crate::runtime::{ActivationOutcome, ActivationRequest, RuntimeError};
 use crate::store::{ActivationCommit, ClaimedRun, NewEmail, RunTransition, Store, StoreError};
@@ -40,11 +41,19 @@ pub struct Executor {
     store: Arc<dyn Store>,
     registry: Arc<ModuleRegistry>,
     clock: Clock,
+    links: Arc<UnsubscribeLinks>,
 }
 
 impl Executor {
-    pub fn new(store: Arc<dyn Store>, registry: Arc<ModuleRegistry>, clock: Clock) -> Self {
+    /// `public_url` is where recipients reach this host: unsubscribe links hang under it.
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<ModuleRegistry>,
+        clock: Clock,
+        public_url: String,
+    ) -> Self {
         Self {
+            links: Arc::new(UnsubscribeLinks::new(store.clone(), public_url)),
             store,
             registry,
             clock,
@@ -117,6 +126,14 @@ impl Executor {
                                 run.tenant_id.clone(),
                                 self.registry.bucket_registry(&run.tenant_id),
                             )),
+                            mail: Arc::new(StoreMail::new(
+                                self.store.clone(),
+                                run.tenant_id.clone(),
+                                self.links.clone(),
+                            )),
+                            suppress_ms: module
+                                .journey(&run.journey_id)
+                                .map_or(0, |journey| journey.suppress),
                         },
                     )
                     .await?;
@@ -145,10 +162,15 @@ impl Executor {
                 run_id: run.id.clone(),
                 step_seq: e.step_seq,
                 contact_key: run.contact_key.clone(),
+                journey_id: run.journey_id.clone(),
                 to: e.to,
                 template: e.template,
                 subject: e.subject,
                 body: e.body,
+                html: e.html,
+                unsubscribe_url: e.unsubscribe_url,
+                status: e.status,
+                suppressed_reason: e.suppressed_reason,
                 created_at: now,
             })
             .collect();

@@ -29,10 +29,12 @@ pub enum StepKind {
     BucketHas,
     /// `bucket-members`: one page of a bucket's members.
     BucketMembers,
+    /// `is-subscribed`: whether the person still accepts email.
+    IsSubscribed,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 10] = [
+    pub const ALL: [StepKind; 11] = [
         StepKind::Now,
         StepKind::Random,
         StepKind::Sleep,
@@ -43,6 +45,7 @@ impl StepKind {
         StepKind::BucketCount,
         StepKind::BucketHas,
         StepKind::BucketMembers,
+        StepKind::IsSubscribed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +60,7 @@ impl StepKind {
             StepKind::BucketCount => "bucket-count",
             StepKind::BucketHas => "bucket-has",
             StepKind::BucketMembers => "bucket-members",
+            StepKind::IsSubscribed => "is-subscribed",
         }
     }
 

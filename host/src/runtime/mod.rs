@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod bindings;
 pub mod engine;
 pub mod host;
+pub mod mail;
 pub mod members;
 
 use crate::clock::{Clock, Timestamp};
@@ -21,6 +22,7 @@ use bindings::{JourneyModule, JourneyModulePre};
 use host::{
     ActivationJournal, ActivationState, GuestFault, HostUnavailable, QueuedEmail, RunScope, Suspend,
 };
+use mail::MailReader;
 use members::BucketReader;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -109,6 +111,10 @@ pub struct ActivationRequest<'a> {
     pub templates: Arc<TemplateSet>,
     /// Bucket membership of the run's tenant, for the `bucket-*` imports.
     pub buckets: Arc<dyn BucketReader>,
+    /// The run's tenant's templates, preferences and unsubscribe links.
+    pub mail: Arc<dyn MailReader>,
+    /// The journey's suppress window in ms (zero: none).
+    pub suppress_ms: u64,
 }
 
 pub struct Runtime {
@@ -242,6 +248,8 @@ impl Runtime {
             person: request.input.person.clone(),
             templates: request.templates,
             buckets: request.buckets,
+            mail: request.mail,
+            suppress_ms: request.suppress_ms,
         };
         let seed = u128::from_le_bytes(
             Sha256::digest(request.run_id.as_bytes())[..16]

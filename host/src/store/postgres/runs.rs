@@ -12,7 +12,6 @@
 use super::rows::{and_equals, fetch_newest_first, journal_from_json, run_columns, run_from_row};
 use super::{PgStore, live_statuses};
 use crate::clock::{Clock, Timestamp};
-use crate::contacts::normalize_email;
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
 use crate::store::codec::{parse_json, parse_run_status, to_json};
@@ -97,8 +96,9 @@ pub(super) async fn claim_due_runs(
     Ok(claimed.into_iter().map(|(_, run)| run).collect())
 }
 
-/// The writes of a commit, one statement: journal rows and emails (from arrays), the run's
-/// status, then the timer statement that follows (`$20` is the run's new `wake_at`).
+/// The writes of a commit, one statement: journal rows (from arrays), the run's status, then
+/// the timer statement that follows (`$9` is the run's new `wake_at`). Emails are queued
+/// before it ([`super::outbox::insert_emails`]).
 macro_rules! commit_writes {
     ($timer:literal) => {
         concat!(
@@ -109,17 +109,8 @@ macro_rules! commit_writes {
                  j.recorded_at \
                  FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[]) \
                  AS j(seq, kind, request, response, recorded_at)), \
-             email_rows AS (\
-                 INSERT INTO emails (id, tenant_id, run_id, step_seq, contact_key, to_address, \
-                 template, subject, body, status, attempts, created_at, next_attempt_at) \
-                 SELECT e.id, e.tenant_id, e.run_id, e.step_seq, e.contact_key, e.to_address, \
-                 e.template, e.subject, e.body, 'queued', 0, e.created_at, $8 \
-                 FROM unnest($9::text[], $10::text[], $11::text[], $12::int8[], $13::text[], \
-                 $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[]) \
-                 AS e(id, tenant_id, run_id, step_seq, contact_key, to_address, template, \
-                 subject, body, created_at)), \
              run_row AS (\
-                 UPDATE runs SET status = $19, wake_at = $20, error = $21, updated_at = $22, \
+                 UPDATE runs SET status = $8, wake_at = $9, error = $10, updated_at = $11, \
                  activations = activations + 1 WHERE id = $1) ",
             $timer
         )
@@ -156,7 +147,7 @@ pub(super) async fn commit_activation(
     }
 
     let journal = &commit.journal;
-    let emails = &commit.emails;
+    super::outbox::insert_emails(&mut tx, &commit.emails).await?;
     let (status, wake_at, error) = match &commit.transition {
         RunTransition::Waiting { wake_at } => (RunStatus::Waiting, Some(wake_at.0), None),
         RunTransition::Completed => (RunStatus::Completed, None, None),
@@ -164,7 +155,7 @@ pub(super) async fn commit_activation(
     };
     let sql = match commit.transition {
         RunTransition::Waiting { .. } => commit_writes!(
-            "UPDATE timers SET due_at = $20, lease_owner = NULL, lease_until = NULL, \
+            "UPDATE timers SET due_at = $9, lease_owner = NULL, lease_until = NULL, \
              attempts = 0 WHERE run_id = $1"
         ),
         RunTransition::Completed | RunTransition::Failed { .. } => {
@@ -189,48 +180,6 @@ pub(super) async fn commit_activation(
                 .collect::<StoreResult<Vec<_>>>()?,
         )
         .bind(journal.iter().map(|e| e.recorded_at.0).collect::<Vec<_>>())
-        // A new email is deliverable at once: `next_attempt_at` is on the real clock.
-        .bind(Clock::real_now().0)
-        .bind(emails.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
-        .bind(
-            emails
-                .iter()
-                .map(|e| e.tenant_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(emails.iter().map(|e| e.run_id.as_str()).collect::<Vec<_>>())
-        .bind(
-            emails
-                .iter()
-                .map(|e| i64::from(e.step_seq))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            emails
-                .iter()
-                .map(|e| e.contact_key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            emails
-                .iter()
-                .map(|e| normalize_email(&e.to).unwrap_or_else(|| e.to.clone()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            emails
-                .iter()
-                .map(|e| e.template.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            emails
-                .iter()
-                .map(|e| e.subject.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(emails.iter().map(|e| e.body.as_str()).collect::<Vec<_>>())
-        .bind(emails.iter().map(|e| e.created_at.0).collect::<Vec<_>>())
         .bind(status.as_str())
         .bind(wake_at)
         .bind(error)

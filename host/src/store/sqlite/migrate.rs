@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "buckets",
         include_str!("../../../../migrations/sqlite/0002_buckets.sql"),
     ),
+    (
+        5,
+        "email",
+        include_str!("../../../../migrations/sqlite/0005_email.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {
