@@ -101,8 +101,12 @@ e2e!(
             "the link points at this host: {url}"
         );
         // The HTML body escapes the person's name; the stored email keeps both bodies
-        let stored = &emails_to(&server, "ada@example.com").await[0];
-        assert_eq!(stored["status"], "sent");
+        let stored = server
+            .eventually("the email recorded as sent", async || {
+                let emails = emails_to(&server, "ada@example.com").await;
+                (emails[0]["status"] == "sent").then(|| emails[0].clone())
+            })
+            .await;
         let html = stored["html"].as_str().expect("an HTML body");
         assert!(html.contains("Hello Ada &lt;3"), "{html}");
         let token = url.split("token=").nth(1).unwrap();
@@ -240,15 +244,17 @@ e2e!(
                 (sink.messages_to("ada@example.com").len() == 2).then_some(())
             })
             .await;
-        let statuses: Vec<Value> = emails_to(&server, "ada@example.com")
-            .await
-            .iter()
-            .map(|e| e["status"].clone())
-            .collect();
-        assert_eq!(
-            statuses,
-            [json!("sent"), json!("suppressed"), json!("sent")]
-        );
+        // (newest first; the last one is recorded sent once the sink accepted it)
+        server
+            .eventually("the statuses sent, suppressed, sent", async || {
+                let statuses: Vec<Value> = emails_to(&server, "ada@example.com")
+                    .await
+                    .iter()
+                    .map(|e| e["status"].clone())
+                    .collect();
+                (statuses == [json!("sent"), json!("suppressed"), json!("sent")]).then_some(())
+            })
+            .await;
     }
 );
 

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod host;
 pub mod mail;
 pub mod members;
+mod send;
 
 use crate::clock::{Clock, Timestamp};
 use crate::delivery::templates::TemplateSet;
