@@ -303,6 +303,25 @@ mod tests {
     }
 
     #[test]
+    fn a_journeys_suppress_window_and_a_templates_html_body_are_kept() {
+        let mut j = journey("a", "x", wit::EntryLimit::Unlimited);
+        j.suppress = 3_600_000;
+        let m = ModuleManifest::from_wit(wit::Manifest {
+            journeys: vec![j],
+            templates: vec![wit::TemplateDef {
+                key: "news".into(),
+                subject: "s".into(),
+                body: "b".into(),
+                html: Some("<p>h</p>".into()),
+            }],
+            buckets: vec![],
+        })
+        .unwrap();
+        assert_eq!(m.journeys[0].suppress, 3_600_000);
+        assert_eq!(m.templates[0].source().html.as_deref(), Some("<p>h</p>"));
+    }
+
+    #[test]
     fn a_duplicate_journey_id_is_refused() {
         let err = ModuleManifest::from_wit(wit::Manifest {
             journeys: vec![
