@@ -564,6 +564,25 @@ mod tests {
     }
 
     #[test]
+    fn is_subscribed_answers_what_the_test_host_was_told_and_is_recorded() {
+        fn gated(ctx: &Ctx) -> JourneyResult {
+            if ctx.is_subscribed() {
+                ctx.send_email(email("news"))?;
+            }
+            Ok(())
+        }
+        let module = Module::new().journey(journey("gated").on("x"), gated);
+        let subscribed = TestHost::new().run(&module, "gated", alice(), Event::new("x"));
+        assert_eq!(subscribed.steps[0], Step::IsSubscribed(true));
+        assert_eq!(subscribed.emails(), ["news"]);
+        let unsubscribed =
+            TestHost::new()
+                .unsubscribed()
+                .run(&module, "gated", alice(), Event::new("x"));
+        assert_eq!(unsubscribed.steps, [Step::IsSubscribed(false)]);
+    }
+
+    #[test]
     fn failing_send_fails_the_run_with_the_reason() {
         let run = TestHost::new()
             .failing_template("welcome", "person has no email")
