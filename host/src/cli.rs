@@ -105,6 +105,10 @@ struct ServeArgs {
     smtp_host: Option<String>,
     #[arg(long, env = "WAYMARK_SMTP_PORT", default_value_t = 25)]
     smtp_port: u16,
+    /// Base URL where recipients reach this host, e.g. `https://mail.example.com`: unsubscribe
+    /// links point under it. Default: `http://` and the bound listen address.
+    #[arg(long, env = "WAYMARK_PUBLIC_URL")]
+    public_url: Option<String>,
     /// Sender address of every email.
     #[arg(
         long,
@@ -164,6 +168,7 @@ impl ServeArgs {
             database_url: self.database.database_url,
             modules_dir: self.modules,
             listen: self.listen,
+            public_url: self.public_url,
             dev: dev || self.dev,
             transport: match self.smtp_host {
                 Some(host) => TransportConfig::Smtp {

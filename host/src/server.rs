@@ -29,6 +29,9 @@ pub struct ServeConfig {
     pub database_url: Option<String>,
     pub modules_dir: Option<PathBuf>,
     pub listen: SocketAddr,
+    /// Where recipients reach this host (unsubscribe links hang under it); `http://` and the
+    /// bound listen address when absent.
+    pub public_url: Option<String>,
     pub dev: bool,
     pub transport: TransportConfig,
     pub mail_from: String,
@@ -88,6 +91,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         println!("loaded {} module(s) from {}", loaded.len(), dir.display());
     }
 
+    // Bound before the workers start: the public URL defaults to the bound address.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+
     let owner = format!("{}-{}", std::process::id(), crate::ids::RunId::generate());
     let scheduler_wake = Arc::new(Notify::new());
     let delivery_wake = Arc::new(Notify::new());
@@ -97,6 +110,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         registry.clone(),
         clock.clone(),
         effects_wake.clone(),
+        public_url,
     ));
     Scheduler {
         store: store.clone(),
@@ -156,10 +170,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     )
     .layer(tower_http::trace::TraceLayer::new_for_http());
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr()?;
     println!(
         "waymark listening on http://{addr}{}",
         if config.dev { " (dev mode)" } else { "" }

@@ -15,6 +15,7 @@ use waymark::journeys::journal::{JournalEntry, StepKind};
 use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
 use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
 use waymark::runtime::events::NoEvents;
+use waymark::runtime::mail::NoMail;
 use waymark::runtime::members::{BucketReader, MemberRead, MemberReadError};
 use waymark::runtime::{
     ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime, RuntimeError,
@@ -152,6 +153,8 @@ impl Fixture {
                     buckets: vip.clone(),
                     events: Arc::new(NoEvents),
                     started_at: Timestamp(0),
+                    mail: Arc::new(NoMail),
+                    suppress_ms: 0,
                 },
             )
             .await

@@ -11,6 +11,7 @@ use waymark::journeys::journal::{JournalEntry, StepKind};
 use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
 use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
 use waymark::runtime::events::NoEvents;
+use waymark::runtime::mail::NoMail;
 use waymark::runtime::members::NoBuckets;
 use waymark::runtime::{
     ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime,
@@ -81,6 +82,8 @@ impl Fixture {
                     buckets: Arc::new(NoBuckets),
                     events: Arc::new(NoEvents),
                     started_at: Timestamp(0),
+                    mail: Arc::new(NoMail),
+                    suppress_ms: 0,
                 },
             )
             .await

@@ -193,6 +193,7 @@ pub(crate) trait Backend {
         vars_json: &str,
     ) -> Result<String, String>;
     fn log(&self, level: Level, message: &str);
+    fn is_subscribed(&self) -> bool;
     fn bucket_count(&self, bucket: &str) -> Result<u64, String>;
     fn bucket_has(&self, bucket: &str, person_key: &str) -> Result<bool, String>;
     fn bucket_members(&self, bucket: &str, page: &MemberPageRequest) -> Result<MemberPage, String>;
@@ -379,6 +380,14 @@ impl Ctx {
             .send_email(email.template(), email.recipient(), &vars_json)
             .map(EmailId)
             .map_err(|reason| SendEmailError::new(email.template(), reason))
+    }
+
+    /// Whether this run's person still accepts email: they have not unsubscribed (through an
+    /// email's unsubscribe link), neither as a person nor at their address. Journaled: a
+    /// replay sees what the first run saw, so ask again after a long sleep. Emails to someone
+    /// unsubscribed are suppressed by the host anyway; this lets a journey take another path.
+    pub fn is_subscribed(&self) -> bool {
+        self.backend.is_subscribed()
     }
 
     /// How many current members `bucket` (declared by any module of the tenant) has; deleted

@@ -43,6 +43,7 @@ pub fn journey(id: impl Into<String>) -> Journey {
         trigger: String::new(),
         entry_limit: EntryLimit::Once,
         enabled: true,
+        suppress: Duration::ZERO,
     }
 }
 
@@ -56,6 +57,7 @@ pub struct Journey {
     trigger: String,
     entry_limit: EntryLimit,
     enabled: bool,
+    suppress: Duration,
 }
 
 impl Journey {
@@ -103,6 +105,25 @@ impl Journey {
         self
     }
 
+    /// The least time between two emails this journey sends to one address, across all its
+    /// runs: a send within the window is recorded as suppressed and not delivered. Zero (the
+    /// default) disables it.
+    ///
+    /// ```
+    /// use waymark_guest::prelude::*;
+    /// let j = journey("nudges").on("cart.abandoned").unlimited().suppress(hours(12));
+    /// assert_eq!(j.suppress_window(), hours(12));
+    /// ```
+    pub fn suppress(mut self, window: Duration) -> Self {
+        self.suppress = window;
+        self
+    }
+
+    /// The suppress window (zero: none).
+    pub fn suppress_window(&self) -> Duration {
+        self.suppress
+    }
+
     /// The journey id (the handler id the host runs).
     pub fn id(&self) -> &str {
         &self.id
@@ -135,6 +156,7 @@ impl Journey {
             trigger: self.trigger.clone(),
             entry_limit: self.entry_limit.to_wit(),
             enabled: self.enabled,
+            suppress: to_millis(self.suppress),
         }
     }
 }
@@ -142,21 +164,28 @@ impl Journey {
 /// Starts declaring an email template with the given key (what [`email`](crate::email)
 /// refers to).
 ///
-/// Subject and body are [minijinja](https://docs.rs/minijinja) templates, rendered by the host
-/// with the person's properties, `email` and `key`, overlaid by the send's vars:
+/// Subject, body and HTML body are [minijinja](https://docs.rs/minijinja) templates, rendered
+/// by the host with the person's properties, `email`, `key` and `unsubscribe_url` (the
+/// person's signed unsubscribe link), overlaid by the send's vars. The HTML body is rendered
+/// with HTML escaping; with one, the email carries both (multipart/alternative). A template
+/// of the same key that the tenant stores through the API (`PUT /v1/templates/{key}`) takes
+/// precedence over the module's.
 ///
 /// ```
 /// use waymark_guest::prelude::*;
 /// let t = template("welcome")
 ///     .subject("Welcome, {{ name | default('there') }}")
-///     .body("Hi {{ name | default('there') }},\n\nthanks for signing up.");
+///     .body("Hi {{ name | default('there') }},\n\nthanks for signing up.")
+///     .html("<p>Hi {{ name | default('there') }}!</p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>");
 /// assert_eq!(t.key(), "welcome");
+/// assert!(t.html_source().is_some());
 /// ```
 pub fn template(key: impl Into<String>) -> Template {
     Template {
         key: key.into(),
         subject: String::new(),
         body: String::new(),
+        html: None,
     }
 }
 
@@ -167,6 +196,7 @@ pub struct Template {
     key: String,
     subject: String,
     body: String,
+    html: Option<String>,
 }
 
 impl Template {
@@ -179,6 +209,12 @@ impl Template {
     /// The plain-text body (a minijinja template).
     pub fn body(mut self, body: impl Into<String>) -> Self {
         self.body = body.into();
+        self
+    }
+
+    /// The HTML body (a minijinja template, rendered with HTML escaping).
+    pub fn html(mut self, html: impl Into<String>) -> Self {
+        self.html = Some(html.into());
         self
     }
 
@@ -197,11 +233,17 @@ impl Template {
         &self.body
     }
 
+    /// The HTML body template, if any.
+    pub fn html_source(&self) -> Option<&str> {
+        self.html.as_deref()
+    }
+
     pub(crate) fn to_wit(&self) -> wit::TemplateDef {
         wit::TemplateDef {
             key: self.key.clone(),
             subject: self.subject.clone(),
             body: self.body.clone(),
+            html: self.html.clone(),
         }
     }
 }

@@ -330,6 +330,10 @@ pub mod __private {
             context::log(level, message);
         }
 
+        fn is_subscribed(&self) -> bool {
+            context::is_subscribed()
+        }
+
         fn bucket_count(&self, bucket: &str) -> Result<u64, String> {
             context::bucket_count(bucket)
         }

@@ -258,6 +258,7 @@ mod tests {
                     trigger: "user.signed_up".into(),
                     entry_limit: wit::EntryLimit::Once,
                     enabled: true,
+                    suppress: 0,
                 },
                 wit::JourneyDef {
                     id: "weekly".into(),
@@ -265,6 +266,7 @@ mod tests {
                     trigger: "digest.due".into(),
                     entry_limit: wit::EntryLimit::OncePer(604_800_000),
                     enabled: true,
+                    suppress: 0,
                 },
                 wit::JourneyDef {
                     id: "any".into(),
@@ -272,6 +274,7 @@ mod tests {
                     trigger: "ping".into(),
                     entry_limit: wit::EntryLimit::Unlimited,
                     enabled: false,
+                    suppress: 0,
                 },
             ]
         );
@@ -281,6 +284,7 @@ mod tests {
                 key: "welcome".into(),
                 subject: "Hi {{ name }}".into(),
                 body: "Body".into(),
+                html: None,
             }]
         );
     }

@@ -108,6 +108,8 @@ pub enum Step {
         /// What the handler got back.
         result: Result<String, String>,
     },
+    /// `ctx.is_subscribed()` and what it returned.
+    IsSubscribed(bool),
     /// `ctx.bucket_count(..)`.
     BucketCount {
         /// The bucket.
@@ -190,6 +192,7 @@ pub struct TestHost {
     buckets: HashMap<String, Vec<Member>>,
     /// The person's future events: (ms after the start, event).
     events: Vec<(TimestampMs, Event)>,
+    unsubscribed: bool,
 }
 
 impl Default for TestHost {
@@ -207,6 +210,7 @@ impl TestHost {
             failing: HashMap::new(),
             buckets: HashMap::new(),
             events: Vec::new(),
+            unsubscribed: false,
         }
     }
 
@@ -216,6 +220,13 @@ impl TestHost {
         let after = i64::try_from(crate::duration::to_millis(after)).unwrap_or(i64::MAX);
         self.events.push((after, event));
         self.events.sort_by_key(|(at, _)| *at);
+        self
+    }
+
+    /// The person has unsubscribed: `ctx.is_subscribed()` answers `false`. (The test host
+    /// does not suppress emails; the real host records them as suppressed.)
+    pub fn unsubscribed(mut self) -> Self {
+        self.unsubscribed = true;
         self
     }
 
@@ -332,13 +343,14 @@ pub fn describe(module: &Module) -> Value {
         .iter()
         .map(|j| {
             json!({"id": j.id, "name": j.name, "trigger": j.trigger,
-                   "entryLimit": limit(&j.entry_limit), "enabled": j.enabled})
+                   "entryLimit": limit(&j.entry_limit), "enabled": j.enabled,
+                   "suppressMs": j.suppress})
         })
         .collect();
     let templates: Vec<Value> = manifest
         .templates
         .iter()
-        .map(|t| json!({"key": t.key, "subject": t.subject, "body": t.body}))
+        .map(|t| json!({"key": t.key, "subject": t.subject, "body": t.body, "html": t.html}))
         .collect();
     let buckets: Vec<Value> = manifest
         .buckets
@@ -392,6 +404,7 @@ struct State {
     next_random: u64,
     failing: HashMap<String, String>,
     buckets: HashMap<String, Vec<Member>>,
+    unsubscribed: bool,
     sent: u64,
     steps: Vec<Step>,
 }
@@ -435,6 +448,7 @@ impl State {
             next_random: 0,
             failing: host.failing.clone(),
             buckets: host.buckets.clone(),
+            unsubscribed: host.unsubscribed,
             sent: 0,
             steps: Vec::new(),
         }
@@ -660,6 +674,13 @@ impl Backend for TestBackend {
         });
     }
 
+    fn is_subscribed(&self) -> bool {
+        let mut s = self.0.borrow_mut();
+        let subscribed = !s.unsubscribed;
+        s.steps.push(Step::IsSubscribed(subscribed));
+        subscribed
+    }
+
     fn bucket_count(&self, bucket: &str) -> Result<u64, String> {
         let mut s = self.0.borrow_mut();
         let result = s.members(bucket).map(|m| m.len() as u64);
@@ -747,6 +768,25 @@ mod tests {
             Step::SendEmail { vars, .. } => assert_eq!(vars["plan"], json!("pro")),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn is_subscribed_answers_what_the_test_host_was_told_and_is_recorded() {
+        fn gated(ctx: &Ctx) -> JourneyResult {
+            if ctx.is_subscribed() {
+                ctx.send_email(email("news"))?;
+            }
+            Ok(())
+        }
+        let module = Module::new().journey(journey("gated").on("x"), gated);
+        let subscribed = TestHost::new().run(&module, "gated", alice(), Event::new("x"));
+        assert_eq!(subscribed.steps[0], Step::IsSubscribed(true));
+        assert_eq!(subscribed.emails(), ["news"]);
+        let unsubscribed =
+            TestHost::new()
+                .unsubscribed()
+                .run(&module, "gated", alice(), Event::new("x"));
+        assert_eq!(unsubscribed.steps, [Step::IsSubscribed(false)]);
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod keys;
 pub mod limits;
 pub mod memberships;
 pub mod runs;
+pub mod templates;
+pub mod unsubscribe;
 
 use crate::clock::Clock;
 use crate::ingest::Ingestor;
@@ -69,7 +71,8 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::detail))
         .route("/v1/emails", get(runs::emails))
-        .merge(buckets::routes());
+        .merge(buckets::routes())
+        .merge(templates::routes());
     if options.dev {
         authenticated = authenticated
             .route("/v1/admin/clock", get(admin::clock))
@@ -81,6 +84,8 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
     ));
     Router::new()
         .route("/v1/health", get(health))
+        // No API key: the signed token in the link is the authority.
+        .merge(unsubscribe::routes())
         .merge(authenticated)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(options.max_body_bytes))

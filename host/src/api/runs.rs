@@ -94,6 +94,11 @@ fn timeline_entry(entry: &JournalEntry, next: Option<&JournalEntry>) -> Value {
                 .unwrap_or_default()
         ),
         StepKind::SendEmail => match (r["ok"].as_str(), r["error"].as_str()) {
+            (Some(id), _) if r["status"] == "suppressed" => format!(
+                "recorded email {:?} as suppressed, not sent ({}; email {id})",
+                q["template"].as_str().unwrap_or_default(),
+                r["reason"].as_str().unwrap_or_default()
+            ),
             (Some(id), _) => format!(
                 "queued email {:?} (email {id})",
                 q["template"].as_str().unwrap_or_default()
@@ -138,6 +143,7 @@ fn timeline_entry(entry: &JournalEntry, next: Option<&JournalEntry>) -> Value {
                 .map(|p| p.keys().cloned().collect::<Vec<_>>().join(", "))
                 .unwrap_or_default()
         ),
+        StepKind::IsSubscribed => format!("asked whether the person accepts email: {r}"),
         StepKind::BucketCount | StepKind::BucketHas | StepKind::BucketMembers => {
             let bucket = q["bucket"].as_str().unwrap_or_default();
             match (&r["ok"], r["error"].as_str()) {
@@ -175,7 +181,9 @@ fn email_view(email: &EmailRecord) -> Value {
         "template": email.template,
         "subject": email.subject,
         "body": email.body,
+        "html": email.html,
         "status": email.status,
+        "suppressedReason": email.suppressed_reason,
         "attempts": email.attempts,
         "lastError": email.last_error,
         "createdAt": email.created_at.to_rfc3339(),

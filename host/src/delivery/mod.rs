@@ -6,12 +6,19 @@
 //! Sending is at-least-once on the SMTP leg (a crash between the server's acceptance and our
 //! status update resends); every message carries a stable `Message-ID` (`<email-id@waymark>`)
 //! so receivers can drop the duplicate. It must not render templates or touch journeys.
+//!
+//! A message is text-only, or multipart/alternative (text and HTML) when its template has an
+//! HTML body, and carries `List-Unsubscribe` (the signed link) with `List-Unsubscribe-Post:
+//! List-Unsubscribe=One-Click` (RFC 8058). An email whose recipient unsubscribed after it was
+//! queued is suppressed by the claim (see the store's outbox), never sent.
 
 pub mod templates;
+pub mod unsubscribe;
 
 use crate::clock::Clock;
 use crate::store::{DeliveryResult, Lease, OutboxEmail, Store};
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,14 +79,32 @@ impl Mailer {
             .to
             .parse::<Mailbox>()
             .map_err(|e| DeliveryError::Address(email.to.clone(), e.to_string()))?;
-        let message = Message::builder()
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(email.subject.clone())
-            .message_id(Some(format!("<{}@waymark>", email.id)))
-            .header(ContentType::TEXT_PLAIN)
-            .body(email.body.clone())
-            .map_err(|e| DeliveryError::Message(e.to_string()))?;
+            .message_id(Some(format!("<{}@waymark>", email.id)));
+        if let Some(url) = &email.unsubscribe_url {
+            builder = builder
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                    format!("<{url}>"),
+                ))
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".to_owned(),
+                ));
+        }
+        let message = match &email.html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                email.body.clone(),
+                html.clone(),
+            )),
+            None => builder
+                .header(ContentType::TEXT_PLAIN)
+                .body(email.body.clone()),
+        }
+        .map_err(|e| DeliveryError::Message(e.to_string()))?;
         match &self.transport {
             Transport::Log => {
                 tracing::info!(target: "waymark::delivery", email = %email.id, to = %email.to, subject = %email.subject, "email (log transport, not sent)");

@@ -1,56 +1,168 @@
-//! Email templates shipped in a module's manifest: minijinja subject and body, validated when
-//! the module loads and rendered when a journey queues an email.
+//! Email templates: a subject, a plain-text body and an optional HTML body, each a minijinja
+//! template. They come from a module's manifest ([`TemplateSet`], one per module version) or
+//! from the tenant's own templates managed through `/v1/templates` (stored, see
+//! [`crate::store::TenantTemplate`]).
+//!
+//! Lookup order when a journey sends: the tenant's template of that key first, then the
+//! template the run's module version ships. A tenant override wins so copy can change without
+//! a redeploy; deleting the override falls back to the module's.
+//!
+//! The HTML body renders with HTML autoescaping (a variable holding `<b>` shows as text); the
+//! subject and text body render verbatim.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// One module version's templates.
-#[derive(Debug, Clone, Default)]
-pub struct TemplateSet {
-    templates: BTreeMap<String, Template>,
+/// One template's sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSource {
+    pub subject: String,
+    /// The plain-text body.
+    pub text: String,
+    pub html: Option<String>,
 }
 
-#[derive(Debug, Clone)]
-struct Template {
-    subject: String,
-    body: String,
+/// Which part of a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplatePart {
+    Subject,
+    Text,
+    Html,
+}
+
+impl TemplatePart {
+    /// The part's name in the API (`/v1/templates` bodies).
+    pub fn api_field(self) -> &'static str {
+        match self {
+            TemplatePart::Subject => "subject",
+            TemplatePart::Text => "text",
+            TemplatePart::Html => "html",
+        }
+    }
+
+    /// The part's name in the WIT `template-def` record.
+    pub fn manifest_field(self) -> &'static str {
+        match self {
+            TemplatePart::Subject => "subject",
+            TemplatePart::Text => "body",
+            TemplatePart::Html => "html",
+        }
+    }
+
+    /// The name the source is compiled under: it selects the autoescaping.
+    fn template_name(self) -> &'static str {
+        match self {
+            TemplatePart::Subject => "subject.txt",
+            TemplatePart::Text => "body.txt",
+            TemplatePart::Html => "body.html",
+        }
+    }
+}
+
+/// A template part that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidTemplate {
+    pub part: TemplatePart,
+    pub message: String,
 }
 
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub subject: String,
-    pub body: String,
+    pub text: String,
+    pub html: Option<String>,
 }
 
 fn environment() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(".html") {
+            minijinja::AutoEscape::Html
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
     env
+}
+
+impl TemplateSource {
+    fn parts(&self) -> impl Iterator<Item = (TemplatePart, &str)> {
+        [
+            (TemplatePart::Subject, Some(self.subject.as_str())),
+            (TemplatePart::Text, Some(self.text.as_str())),
+            (TemplatePart::Html, self.html.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(part, source)| source.map(|s| (part, s)))
+    }
+
+    /// Check that every part parses; the error names the first part that does not.
+    pub fn check(&self) -> Result<(), InvalidTemplate> {
+        let env = environment();
+        for (part, source) in self.parts() {
+            env.template_from_named_str(part.template_name(), source)
+                .map_err(|e| InvalidTemplate {
+                    part,
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Render every part with `context` (a JSON object). The error names the template `key`
+    /// and the part.
+    pub fn render(&self, key: &str, context: &Value) -> Result<Rendered, String> {
+        let env = environment();
+        let render = |part: TemplatePart, source: &str| {
+            env.render_named_str(part.template_name(), source, context)
+                .map_err(|e| {
+                    format!(
+                        "template {key:?} {} failed to render: {e}",
+                        part.manifest_field()
+                    )
+                })
+        };
+        Ok(Rendered {
+            subject: render(TemplatePart::Subject, &self.subject)?
+                .trim()
+                .to_owned(),
+            text: render(TemplatePart::Text, &self.text)?,
+            html: self
+                .html
+                .as_deref()
+                .map(|html| render(TemplatePart::Html, html))
+                .transpose()?,
+        })
+    }
+}
+
+/// One module version's templates.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateSet {
+    templates: BTreeMap<String, TemplateSource>,
 }
 
 impl TemplateSet {
     /// Check and collect templates; the error names the template and the part that is wrong.
-    pub fn new<'a>(
-        defs: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
-    ) -> Result<Self, String> {
-        let env = environment();
+    pub fn new(defs: impl IntoIterator<Item = (String, TemplateSource)>) -> Result<Self, String> {
         let mut templates = BTreeMap::new();
-        for (key, subject, body) in defs {
+        for (key, source) in defs {
             if key.trim().is_empty() {
                 return Err("templates[].key must not be empty".into());
             }
-            for (part, source) in [("subject", subject), ("body", body)] {
-                env.template_from_str(source)
-                    .map_err(|e| format!("template {key:?} has an invalid {part}: {e}"))?;
-            }
-            let template = Template {
-                subject: subject.to_owned(),
-                body: body.to_owned(),
-            };
-            if templates.insert(key.to_owned(), template).is_some() {
+            source.check().map_err(|invalid| {
+                format!(
+                    "template {key:?} has an invalid {}: {}",
+                    invalid.part.manifest_field(),
+                    invalid.message
+                )
+            })?;
+            if templates.contains_key(&key) {
                 return Err(format!("template {key:?} is declared twice"));
             }
+            templates.insert(key, source);
         }
         Ok(Self { templates })
     }
@@ -59,21 +171,16 @@ impl TemplateSet {
         self.templates.contains_key(key)
     }
 
+    pub fn get(&self, key: &str) -> Option<&TemplateSource> {
+        self.templates.get(key)
+    }
+
     /// Render a template with `context` (a JSON object).
     pub fn render(&self, key: &str, context: &Value) -> Result<Rendered, String> {
-        let template = self
-            .templates
+        self.templates
             .get(key)
-            .ok_or_else(|| format!("unknown template {key:?}"))?;
-        let env = environment();
-        let render = |part: &str, source: &str| {
-            env.render_str(source, context)
-                .map_err(|e| format!("template {key:?} {part} failed to render: {e}"))
-        };
-        Ok(Rendered {
-            subject: render("subject", &template.subject)?.trim().to_owned(),
-            body: render("body", &template.body)?,
-        })
+            .ok_or_else(|| format!("unknown template {key:?}"))?
+            .render(key, context)
     }
 }
 
@@ -82,23 +189,66 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn source(subject: &str, text: &str, html: Option<&str>) -> TemplateSource {
+        TemplateSource {
+            subject: subject.into(),
+            text: text.into(),
+            html: html.map(Into::into),
+        }
+    }
+
     #[test]
     fn renders_subject_and_body_with_the_context() {
         let set = TemplateSet::new([(
-            "welcome",
-            "Welcome, {{ name }}!",
-            "Hi {{ name }}, plan {{ plan | default('free') }}.",
+            "welcome".to_owned(),
+            source(
+                "Welcome, {{ name }}!",
+                "Hi {{ name }}, plan {{ plan | default('free') }}.",
+                None,
+            ),
         )])
         .unwrap();
         let out = set.render("welcome", &json!({"name": "Ada"})).unwrap();
         assert_eq!(out.subject, "Welcome, Ada!");
-        assert_eq!(out.body, "Hi Ada, plan free.");
+        assert_eq!(out.text, "Hi Ada, plan free.");
+        assert_eq!(out.html, None);
+    }
+
+    #[test]
+    fn the_html_body_escapes_variables_and_the_text_parts_do_not() {
+        let template = source(
+            "Hi {{ name }}",
+            "Hi {{ name }}",
+            Some("<p>Hi {{ name }}</p>"),
+        );
+        let out = template
+            .render("t", &json!({"name": "<b>Ada & co</b>"}))
+            .unwrap();
+        assert_eq!(out.subject, "Hi <b>Ada & co</b>");
+        assert_eq!(out.text, "Hi <b>Ada & co</b>");
+        assert_eq!(
+            out.html.as_deref(),
+            Some("<p>Hi &lt;b&gt;Ada &amp; co&lt;&#x2f;b&gt;</p>")
+        );
     }
 
     #[test]
     fn an_invalid_template_is_refused_naming_it_and_the_part() {
-        let err = TemplateSet::new([("broken", "ok", "{% if %}")]).unwrap_err();
+        let err =
+            TemplateSet::new([("broken".to_owned(), source("ok", "{% if %}", None))]).unwrap_err();
         assert!(err.contains("\"broken\"") && err.contains("body"), "{err}");
+        let err = TemplateSet::new([("broken".to_owned(), source("ok", "ok", Some("{{ x")))])
+            .unwrap_err();
+        assert!(err.contains("\"broken\"") && err.contains("html"), "{err}");
+    }
+
+    #[test]
+    fn check_names_the_part_that_does_not_parse() {
+        let invalid = source("{% for %}", "ok", None).check().unwrap_err();
+        assert_eq!(invalid.part, TemplatePart::Subject);
+        assert_eq!(invalid.part.api_field(), "subject");
+        let invalid = source("ok", "ok", Some("{{")).check().unwrap_err();
+        assert_eq!(invalid.part.api_field(), "html");
     }
 
     #[test]

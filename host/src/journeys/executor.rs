@@ -8,6 +8,7 @@
 use crate::clock::{Clock, Timestamp};
 use crate::modules::{ModuleError, ModuleRegistry};
 use crate::runtime::events::StoreEvents;
+use crate::runtime::mail::{StoreMail, UnsubscribeLinks};
 use crate::runtime::members::StoreBuckets;
 use crate::runtime::{ActivationOutcome, ActivationRequest, RuntimeError};
 use crate::store::{ActivationCommit, ClaimedRun, NewEmail, RunTransition, Store, StoreError};
@@ -44,16 +45,20 @@ pub struct Executor {
     clock: Clock,
     /// Nudges the effect worker when a commit stored effects.
     effects_wake: Arc<Notify>,
+    links: Arc<UnsubscribeLinks>,
 }
 
 impl Executor {
+    /// `public_url` is where recipients reach this host: unsubscribe links hang under it.
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<ModuleRegistry>,
         clock: Clock,
         effects_wake: Arc<Notify>,
+        public_url: String,
     ) -> Self {
         Self {
+            links: Arc::new(UnsubscribeLinks::new(store.clone(), public_url)),
             store,
             registry,
             clock,
@@ -134,6 +139,14 @@ impl Executor {
                                 run.contact_key.clone(),
                             )),
                             started_at: run.created_at,
+                            mail: Arc::new(StoreMail::new(
+                                self.store.clone(),
+                                run.tenant_id.clone(),
+                                self.links.clone(),
+                            )),
+                            suppress_ms: module
+                                .journey(&run.journey_id)
+                                .map_or(0, |journey| journey.suppress),
                         },
                     )
                     .await?;
@@ -164,10 +177,15 @@ impl Executor {
                 run_id: run.id.clone(),
                 step_seq: e.step_seq,
                 contact_key: run.contact_key.clone(),
+                journey_id: run.journey_id.clone(),
                 to: e.to,
                 template: e.template,
                 subject: e.subject,
                 body: e.body,
+                html: e.html,
+                unsubscribe_url: e.unsubscribe_url,
+                status: e.status,
+                suppressed_reason: e.suppressed_reason,
                 created_at: now,
             })
             .collect();

@@ -41,10 +41,12 @@ pub enum StepKind {
     Trigger,
     /// `update-contact`: a contact patch to apply after the commit.
     UpdateContact,
+    /// `is-subscribed`: whether the person still accepts email.
+    IsSubscribed,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 16] = [
+    pub const ALL: [StepKind; 17] = [
         StepKind::Now,
         StepKind::Random,
         StepKind::Sleep,
@@ -61,6 +63,7 @@ impl StepKind {
         StepKind::Checkpoint,
         StepKind::Trigger,
         StepKind::UpdateContact,
+        StepKind::IsSubscribed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -81,6 +84,7 @@ impl StepKind {
             StepKind::Checkpoint => "checkpoint",
             StepKind::Trigger => "trigger",
             StepKind::UpdateContact => "update-contact",
+            StepKind::IsSubscribed => "is-subscribed",
         }
     }
 

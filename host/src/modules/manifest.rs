@@ -7,7 +7,7 @@
 
 use crate::buckets::validate::{check_name, validate_bucket};
 use crate::buckets::{BucketDef, BucketKind, Condition, LeaveReason, ReactionDef, ReactionOn};
-use crate::delivery::templates::TemplateSet;
+use crate::delivery::templates::{TemplateSet, TemplateSource};
 use crate::journeys::EntryLimit;
 use crate::runtime::bindings::types as wit;
 use serde::Serialize;
@@ -31,6 +31,10 @@ pub struct JourneyDef {
     /// The bucket whose reaction this journey is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_bucket_id: Option<String>,
+    /// The least time in ms between two emails this journey sends to one address (any run);
+    /// zero disables.
+    #[serde(rename = "suppressMs")]
+    pub suppress: u64,
 }
 
 impl JourneyDef {
@@ -45,6 +49,7 @@ impl JourneyDef {
             handler: reaction.handler.clone(),
             trigger_where: reaction.on.trigger_filter(),
             source_bucket_id: Some(bucket.id.clone()),
+            suppress: 0,
         }
     }
 }
@@ -54,6 +59,18 @@ pub struct TemplateDef {
     pub key: String,
     pub subject: String,
     pub body: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+impl TemplateDef {
+    pub fn source(&self) -> TemplateSource {
+        TemplateSource {
+            subject: self.subject.clone(),
+            text: self.body.clone(),
+            html: self.html.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,6 +114,7 @@ impl ModuleManifest {
                 enabled: j.enabled,
                 trigger_where: None,
                 source_bucket_id: None,
+                suppress: j.suppress,
             });
         }
         let buckets = convert_buckets(manifest.buckets)?;
@@ -108,6 +126,7 @@ impl ModuleManifest {
                 key: t.key,
                 subject: t.subject,
                 body: t.body,
+                html: t.html,
             })
             .collect();
         Ok(Self {
@@ -253,6 +272,7 @@ mod tests {
             trigger: trigger.into(),
             entry_limit: limit,
             enabled: true,
+            suppress: 0,
         }
     }
 
@@ -280,6 +300,25 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err, "journeys[0].trigger must not be empty");
+    }
+
+    #[test]
+    fn a_journeys_suppress_window_and_a_templates_html_body_are_kept() {
+        let mut j = journey("a", "x", wit::EntryLimit::Unlimited);
+        j.suppress = 3_600_000;
+        let m = ModuleManifest::from_wit(wit::Manifest {
+            journeys: vec![j],
+            templates: vec![wit::TemplateDef {
+                key: "news".into(),
+                subject: "s".into(),
+                body: "b".into(),
+                html: Some("<p>h</p>".into()),
+            }],
+            buckets: vec![],
+        })
+        .unwrap();
+        assert_eq!(m.journeys[0].suppress, 3_600_000);
+        assert_eq!(m.templates[0].source().html.as_deref(), Some("<p>h</p>"));
     }
 
     #[test]

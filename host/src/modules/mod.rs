@@ -158,7 +158,7 @@ impl ModuleRegistry {
             manifest
                 .templates
                 .iter()
-                .map(|t| (t.key.as_str(), t.subject.as_str(), t.body.as_str())),
+                .map(|t| (t.key.clone(), t.source())),
         )
         .map_err(|message| ModuleError::Manifest {
             path: origin.to_owned(),

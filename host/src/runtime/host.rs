@@ -7,14 +7,16 @@
 use super::bindings::types::{BucketMember, Email, Event, LogLevel, MemberPage, MemberPageRequest};
 use super::bindings::{ContextHost, types};
 use super::events::{EventReader, ReceivedSpan};
+use super::mail::MailReader;
 use super::members::{BucketReader, MemberRead, MemberReadError};
+use super::send::{PrepareError, prepare_email};
 use crate::buckets::Condition;
 use crate::clock::{Clock, Timestamp};
 use crate::delivery::templates::TemplateSet;
 use crate::ids::EmailId;
 use crate::journeys::PersonSnapshot;
 use crate::journeys::journal::{Replay, StepKind, StepLookup, StepRefused};
-use crate::store::{Effect, EventRecord, EventWait};
+use crate::store::{Effect, EmailStatus, EventRecord, EventWait, SuppressedReason};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -59,6 +61,11 @@ pub struct QueuedEmail {
     pub template: String,
     pub subject: String,
     pub body: String,
+    pub html: Option<String>,
+    pub unsubscribe_url: Option<String>,
+    /// Queued for delivery, or suppressed (recorded, never sent).
+    pub status: EmailStatus,
+    pub suppressed_reason: Option<SuppressedReason>,
 }
 
 /// The journal and the effects of one activation, shared by the `context` imports and the
@@ -74,7 +81,7 @@ pub struct ActivationJournal {
     pub stopped: Option<StepRefused>,
     /// Most journal entries a run may have.
     max_steps: u32,
-    clock: Clock,
+    pub(super) clock: Clock,
 }
 
 pub type SharedJournal = Arc<Mutex<ActivationJournal>>;
@@ -139,7 +146,7 @@ enum Lookup {
     Frontier { seq: u32 },
 }
 
-fn lock(journal: &SharedJournal) -> MutexGuard<'_, ActivationJournal> {
+pub(super) fn lock(journal: &SharedJournal) -> MutexGuard<'_, ActivationJournal> {
     // A poisoned lock only means another import panicked; the data is still consistent.
     journal.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -189,6 +196,11 @@ pub struct RunScope {
     pub events: Arc<dyn EventReader>,
     /// When the run started: its trigger was received then, and is never what a wait gets.
     pub started_at: Timestamp,
+    /// The run's tenant's templates, preferences and unsubscribe links, for `send-email` and
+    /// `is-subscribed`.
+    pub mail: Arc<dyn MailReader>,
+    /// The journey's suppress window in ms (zero: none).
+    pub suppress_ms: u64,
 }
 
 /// The data of one activation's store: WASI (virtualised), limits, journal and run scope.
@@ -244,6 +256,10 @@ impl ActivationState {
         }
     }
 
+    fn buckets(&self, import: &str) -> wasmtime::Result<Arc<dyn BucketReader>> {
+        Ok(self.scope(import)?.buckets.clone())
+    }
+
     fn scope(&self, import: &str) -> wasmtime::Result<&RunScope> {
         self.scope.as_ref().ok_or_else(|| {
             wasmtime::Error::new(GuestFault(format!(
@@ -263,49 +279,6 @@ impl ActivationState {
         lock(&self.journal)
             .journaled(kind, request, perform)
             .map_err(wasmtime::Error::new)
-    }
-
-    fn queue_email(
-        &self,
-        journal: &mut ActivationJournal,
-        seq: u32,
-        email: &Email,
-        vars: &serde_json::Map<String, Value>,
-    ) -> Result<String, String> {
-        let scope = self.scope.as_ref().expect("checked by step");
-        let to = match &email.to {
-            Some(to) => {
-                crate::contacts::normalize_email(to).ok_or("the recipient address is empty")?
-            }
-            None => scope.person.email.clone().ok_or_else(|| {
-                format!(
-                    "person {:?} has no email address and the email names no recipient",
-                    scope.person.key
-                )
-            })?,
-        };
-        if !to.contains('@') {
-            return Err(format!("{to:?} is not an email address"));
-        }
-        let mut context = scope.person.properties.clone();
-        context.insert("email".into(), json!(to));
-        context.insert("key".into(), json!(scope.person.key));
-        for (k, v) in vars {
-            context.insert(k.clone(), v.clone());
-        }
-        let rendered = scope
-            .templates
-            .render(&email.template, &Value::Object(context))?;
-        let id = EmailId::generate();
-        journal.emails.push(QueuedEmail {
-            id: id.clone(),
-            step_seq: seq,
-            to,
-            template: email.template.clone(),
-            subject: rendered.subject,
-            body: rendered.body,
-        });
-        Ok(id.0)
     }
 }
 
@@ -404,29 +377,29 @@ fn fault(message: String) -> wasmtime::Error {
 }
 
 impl ActivationState {
-    /// A journaled read of bucket membership: answered from the journal when recorded (the
-    /// reader is not touched); otherwise `read` is awaited, without holding the journal, and
-    /// its answer recorded as `{"ok": …}`, or `{"error": …}` for what the guest is refused. A
-    /// host failure records nothing and ends the activation ([`HostUnavailable`]).
-    async fn journaled_read<F, Fut>(
+    /// A journaled read of the store (bucket membership, subscription): answered from the
+    /// journal when recorded (`read` is dropped unawaited); otherwise `read` is awaited,
+    /// without holding the journal, and its answer recorded as `{"ok": …}`, or `{"error": …}`
+    /// for what the guest is refused. A host failure records nothing and ends the activation
+    /// ([`HostUnavailable`]).
+    async fn journaled_read<Fut>(
         &mut self,
         import: &str,
         kind: StepKind,
         request: Value,
-        read: F,
+        read: Fut,
     ) -> wasmtime::Result<Result<Value, String>>
     where
-        F: FnOnce(Arc<dyn BucketReader>) -> Fut,
         Fut: Future<Output = MemberRead<Value>> + Send,
     {
-        let reader = self.scope(import)?.buckets.clone();
+        self.scope(import)?;
         let looked_up = lock(&self.journal)
             .lookup(kind, &request)
             .map_err(wasmtime::Error::new)?;
         let response = match looked_up {
             Lookup::Recorded(response) => response,
             Lookup::Frontier { .. } => {
-                let response = match read(reader).await {
+                let response = match read.await {
                     Ok(value) => json!({ "ok": value }),
                     Err(MemberReadError::Refused(message)) => json!({ "error": message }),
                     Err(MemberReadError::Unavailable(message)) => {
@@ -740,7 +713,7 @@ impl ContextHost for ActivationState {
         Ok(())
     }
 
-    fn send_email(&mut self, email: Email) -> wasmtime::Result<Result<String, String>> {
+    async fn send_email(&mut self, email: Email) -> wasmtime::Result<Result<String, String>> {
         check_payload("the email's vars", &email.vars_json)?;
         let vars: serde_json::Map<String, Value> = if email.vars_json.trim().is_empty() {
             Default::default()
@@ -757,16 +730,36 @@ impl ContextHost for ActivationState {
         };
         let request = json!({ "template": email.template, "to": email.to, "vars": vars });
         self.scope("send-email")?;
-        let journal = self.journal.clone();
-        let mut guard = lock(&journal);
-        let value = guard
-            .journaled(StepKind::SendEmail, request, |j, seq| {
-                match self.queue_email(j, seq, &email, &vars) {
-                    Ok(id) => json!({ "ok": id }),
-                    Err(message) => json!({ "error": message }),
-                }
-            })
+        let looked_up = lock(&self.journal)
+            .lookup(StepKind::SendEmail, &request)
             .map_err(wasmtime::Error::new)?;
+        // The verdict (queued or suppressed, and why) is journaled with the id, so a replay
+        // answers the same whatever changed since.
+        let value = match looked_up {
+            Lookup::Recorded(response) => response,
+            Lookup::Frontier { seq } => {
+                let scope = self.scope.as_ref().expect("checked above");
+                let response = match prepare_email(&self.journal, scope, seq, &email, &vars).await {
+                    Ok(queued) => {
+                        let response = json!({
+                            "ok": queued.id.as_str(),
+                            "status": queued.status,
+                            "reason": queued.suppressed_reason,
+                        });
+                        lock(&self.journal).emails.push(queued);
+                        response
+                    }
+                    Err(PrepareError::Refused(message)) => json!({ "error": message }),
+                    Err(PrepareError::Unavailable(message)) => {
+                        return Err(wasmtime::Error::new(HostUnavailable(format!(
+                            "`send-email` could not be answered: {message}"
+                        ))));
+                    }
+                };
+                lock(&self.journal).record(StepKind::SendEmail, request, response.clone());
+                response
+            }
+        };
         match (
             value.get("ok").and_then(Value::as_str),
             value.get("error").and_then(Value::as_str),
@@ -779,16 +772,42 @@ impl ContextHost for ActivationState {
         }
     }
 
+    async fn is_subscribed(&mut self) -> wasmtime::Result<bool> {
+        let scope = self.scope("is-subscribed")?;
+        let (mail, key, email) = (
+            scope.mail.clone(),
+            scope.person.key.clone(),
+            scope.person.email.clone(),
+        );
+        let answer = self
+            .journaled_read(
+                "is-subscribed",
+                StepKind::IsSubscribed,
+                Value::Null,
+                async move {
+                    mail.is_unsubscribed(&key, email.as_deref())
+                        .await
+                        .map(|unsubscribed| json!(!unsubscribed))
+                        .map_err(MemberReadError::Unavailable)
+                },
+            )
+            .await?;
+        match decode("is-subscribed", answer, Value::as_bool)? {
+            Ok(subscribed) => Ok(subscribed),
+            Err(message) => Err(fault(format!(
+                "journaled `is-subscribed` is an error: {message}"
+            ))),
+        }
+    }
+
     async fn bucket_count(&mut self, bucket: String) -> wasmtime::Result<Result<u64, String>> {
         check_payload("the bucket id", &bucket)?;
         let request = json!({ "bucket": bucket });
+        let reader = self.buckets("bucket-count")?;
         let answer = self
-            .journaled_read(
-                "bucket-count",
-                StepKind::BucketCount,
-                request,
-                |reader| async move { reader.count(&bucket).await.map(|n| json!(n)) },
-            )
+            .journaled_read("bucket-count", StepKind::BucketCount, request, async move {
+                reader.count(&bucket).await.map(|n| json!(n))
+            })
             .await?;
         decode("bucket-count", answer, Value::as_u64)
     }
@@ -801,13 +820,11 @@ impl ContextHost for ActivationState {
         check_payload("the bucket id", &bucket)?;
         check_payload("the person key", &person_key)?;
         let request = json!({ "bucket": bucket, "key": person_key });
+        let reader = self.buckets("bucket-has")?;
         let answer = self
-            .journaled_read(
-                "bucket-has",
-                StepKind::BucketHas,
-                request,
-                |reader| async move { reader.has(&bucket, &person_key).await.map(|b| json!(b)) },
-            )
+            .journaled_read("bucket-has", StepKind::BucketHas, request, async move {
+                reader.has(&bucket, &person_key).await.map(|b| json!(b))
+            })
             .await?;
         decode("bucket-has", answer, Value::as_bool)
     }
@@ -826,12 +843,13 @@ impl ContextHost for ActivationState {
             limit: page.limit,
             cursor: page.cursor,
         };
+        let reader = self.buckets("bucket-members")?;
         let answer = self
             .journaled_read(
                 "bucket-members",
                 StepKind::BucketMembers,
                 request,
-                |reader| async move { reader.members(&bucket, &page).await.map(page_to_json) },
+                async move { reader.members(&bucket, &page).await.map(page_to_json) },
             )
             .await?;
         decode("bucket-members", answer, page_from_json)

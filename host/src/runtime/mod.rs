@@ -10,7 +10,9 @@ pub mod bindings;
 pub mod engine;
 pub mod events;
 pub mod host;
+pub mod mail;
 pub mod members;
+mod send;
 
 use crate::clock::{Clock, Timestamp};
 use crate::delivery::templates::TemplateSet;
@@ -24,6 +26,7 @@ use events::EventReader;
 use host::{
     ActivationJournal, ActivationState, GuestFault, HostUnavailable, QueuedEmail, RunScope, Suspend,
 };
+use mail::MailReader;
 use members::BucketReader;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -123,6 +126,10 @@ pub struct ActivationRequest<'a> {
     pub events: Arc<dyn EventReader>,
     /// When the run started (its trigger's receive time).
     pub started_at: Timestamp,
+    /// The run's tenant's templates, preferences and unsubscribe links.
+    pub mail: Arc<dyn MailReader>,
+    /// The journey's suppress window in ms (zero: none).
+    pub suppress_ms: u64,
 }
 
 pub struct Runtime {
@@ -266,6 +273,8 @@ impl Runtime {
             buckets: request.buckets,
             events: request.events,
             started_at: request.started_at,
+            mail: request.mail,
+            suppress_ms: request.suppress_ms,
         };
         let seed = u128::from_le_bytes(
             Sha256::digest(request.run_id.as_bytes())[..16]

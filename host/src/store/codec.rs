@@ -6,7 +6,7 @@
 
 use super::{
     ContactRecord, EmailStatus, IngestRouting, NewEvent, RunCandidate, Scope, SkippedRun,
-    StartedRun, StoreError, StoreResult,
+    StartedRun, StoreError, StoreResult, SuppressedReason,
 };
 use crate::buckets::membership::Transition;
 use crate::clock::Timestamp;
@@ -68,6 +68,16 @@ pub(super) fn parse_run_status(text: &str) -> StoreResult<RunStatus> {
 
 pub(super) fn parse_email_status(text: &str) -> StoreResult<EmailStatus> {
     EmailStatus::parse(text).ok_or_else(|| StoreError::corrupt("email status", format!("{text:?}")))
+}
+
+pub(super) fn parse_suppressed_reason(
+    text: Option<String>,
+) -> StoreResult<Option<SuppressedReason>> {
+    text.map(|text| {
+        SuppressedReason::parse(&text)
+            .ok_or_else(|| StoreError::corrupt("email suppressed reason", format!("{text:?}")))
+    })
+    .transpose()
 }
 
 pub(super) fn parse_step_kind(text: &str) -> StoreResult<StepKind> {

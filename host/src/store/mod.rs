@@ -234,6 +234,60 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_outbox(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<OutboxEmail>>;
     async fn record_delivery(&self, id: &EmailId, result: DeliveryResult) -> StoreResult<()>;
 
+    // --- email: templates, preferences, unsubscribe links ---
+    /// The tenant's API-managed templates, by key.
+    async fn email_templates(&self, tenant: &TenantId) -> StoreResult<Vec<TenantTemplate>>;
+    async fn email_template(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<TenantTemplate>>;
+    /// Create or replace a template (keeping its `created_at` when it existed). Whether it
+    /// was created.
+    async fn put_email_template(
+        &self,
+        tenant: &TenantId,
+        template: &TenantTemplate,
+    ) -> StoreResult<bool>;
+    /// Whether a template was deleted.
+    async fn delete_email_template(&self, tenant: &TenantId, key: &str) -> StoreResult<bool>;
+    /// The key that signs the tenant's unsubscribe links, shared by every host on this
+    /// database: the stored one, or else `candidate` stored now (a concurrent first use keeps
+    /// whichever was stored first). Without a candidate, only a read (`None` when the tenant
+    /// has no key yet).
+    async fn email_signing_secret(
+        &self,
+        tenant: &TenantId,
+        candidate: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<Option<String>>;
+    /// Record that the person `contact_key` opted out of email at `email` (normalised by the
+    /// caller). Whether they were subscribed before.
+    async fn unsubscribe(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        email: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Whether the person `contact_key`, or the address `email`, opted out.
+    async fn is_unsubscribed(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        email: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// Whether `journey_id` queued or sent an email to `to` created at or after `since` (host
+    /// clock): what its `suppress` window looks for. Failed, cancelled and suppressed emails
+    /// do not count.
+    async fn journey_emailed_since(
+        &self,
+        tenant: &TenantId,
+        journey_id: &str,
+        to: &str,
+        since: Timestamp,
+    ) -> StoreResult<bool>;
+
     // --- inspection ---
     async fn list_runs(&self, tenant: &TenantId, filter: &RunFilter)
     -> StoreResult<Vec<RunRecord>>;

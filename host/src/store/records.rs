@@ -226,10 +226,20 @@ pub struct NewEmail {
     /// The journal step that queued it: (run_id, step_seq) is unique.
     pub step_seq: u32,
     pub contact_key: String,
+    /// The journey whose run queued it (its suppress window counts these).
+    pub journey_id: String,
     pub to: String,
     pub template: String,
     pub subject: String,
+    /// The plain-text body.
     pub body: String,
+    pub html: Option<String>,
+    /// The signed unsubscribe link (the `List-Unsubscribe` header).
+    pub unsubscribe_url: Option<String>,
+    /// Queued, or suppressed (recorded, never handed to SMTP). The commit turns a queued
+    /// email into a suppressed one when the recipient unsubscribed meanwhile.
+    pub status: EmailStatus,
+    pub suppressed_reason: Option<SuppressedReason>,
     pub created_at: Timestamp,
 }
 
@@ -331,6 +341,8 @@ pub struct OutboxEmail {
     pub to: String,
     pub subject: String,
     pub body: String,
+    pub html: Option<String>,
+    pub unsubscribe_url: Option<String>,
     /// Delivery attempts before this one.
     pub attempts: u32,
 }
@@ -345,6 +357,50 @@ pub enum EmailStatus {
     Failed,
     /// Never sent: the contact was deleted first.
     Cancelled,
+    /// Recorded, never sent: see [`SuppressedReason`].
+    Suppressed,
+}
+
+/// Why an email was recorded but not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressedReason {
+    /// The recipient (the person or the address) unsubscribed.
+    Unsubscribed,
+    /// The journey emailed this address within its `suppress` window.
+    JourneySuppressWindow,
+}
+
+impl SuppressedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressedReason::Unsubscribed => "unsubscribed",
+            SuppressedReason::JourneySuppressWindow => "journey_suppress_window",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SuppressedReason> {
+        [
+            SuppressedReason::Unsubscribed,
+            SuppressedReason::JourneySuppressWindow,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+}
+
+/// A template a tenant manages through the API (`/v1/templates`); it overrides a module's
+/// shipped template of the same key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantTemplate {
+    pub key: String,
+    pub subject: String,
+    /// The plain-text body.
+    pub text: String,
+    pub html: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 impl EmailStatus {
@@ -354,6 +410,7 @@ impl EmailStatus {
             EmailStatus::Sent => "sent",
             EmailStatus::Failed => "failed",
             EmailStatus::Cancelled => "cancelled",
+            EmailStatus::Suppressed => "suppressed",
         }
     }
 
@@ -363,6 +420,7 @@ impl EmailStatus {
             EmailStatus::Sent,
             EmailStatus::Failed,
             EmailStatus::Cancelled,
+            EmailStatus::Suppressed,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
@@ -381,7 +439,10 @@ pub struct EmailRecord {
     pub template: String,
     pub subject: String,
     pub body: String,
+    pub html: Option<String>,
     pub status: EmailStatus,
+    /// Set when the status is `suppressed`.
+    pub suppressed_reason: Option<SuppressedReason>,
     pub attempts: u32,
     pub last_error: Option<String>,
     pub created_at: Timestamp,

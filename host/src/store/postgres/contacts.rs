@@ -185,7 +185,8 @@ pub(super) async fn delete_contact(
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query(
-        "UPDATE emails SET to_address = '', subject = '', body = '' \
+        "UPDATE emails SET to_address = '', subject = '', body = '', html_body = NULL, \
+                 unsubscribe_url = NULL \
          WHERE tenant_id = $1 AND contact_key = $2",
     )
     .bind(tenant)

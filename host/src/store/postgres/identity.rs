@@ -651,6 +651,7 @@ impl IdentityTx for PgTx<'_> {
         .bind(to)
         .execute(self.writing())
         .await?;
+        super::preferences::repoint(self.writing(), tenant, from, to).await?;
         Ok(())
     }
 }

@@ -48,8 +48,10 @@ mod identity;
 mod ingest;
 mod membership;
 mod outbox;
+pub(crate) mod preferences;
 mod rows;
 mod runs;
+mod templates;
 mod tenancy;
 #[cfg(test)]
 mod tests;
@@ -58,7 +60,7 @@ use super::{
     ActivationCommit, ActivationInput, ApiKeyRecord, ClaimedRun, ContactLookup, ContactRecord,
     DeletedContact, DeliveryResult, EmailFilter, EmailRecord, IngestItem, IngestOutcome, Lease,
     ModuleVersionRecord, NewApiKey, OutboxEmail, Resolution, RunFilter, RunRecord, Store,
-    StoreError, StoreResult, Tenant,
+    StoreError, StoreResult, Tenant, TenantTemplate,
 };
 use super::{
     BucketMember, BucketTransition, EffectFailure, EventRecord, IngestRouting, MembershipChange,
@@ -331,6 +333,68 @@ impl Store for PgStore {
 
     async fn record_delivery(&self, id: &EmailId, result: DeliveryResult) -> StoreResult<()> {
         outbox::record_delivery(self, id, result).await
+    }
+
+    async fn email_templates(&self, tenant: &TenantId) -> StoreResult<Vec<TenantTemplate>> {
+        templates::list(self, tenant).await
+    }
+
+    async fn email_template(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<TenantTemplate>> {
+        templates::get(self, tenant, key).await
+    }
+
+    async fn put_email_template(
+        &self,
+        tenant: &TenantId,
+        template: &TenantTemplate,
+    ) -> StoreResult<bool> {
+        templates::put(self, tenant, template).await
+    }
+
+    async fn delete_email_template(&self, tenant: &TenantId, key: &str) -> StoreResult<bool> {
+        templates::delete(self, tenant, key).await
+    }
+
+    async fn email_signing_secret(
+        &self,
+        tenant: &TenantId,
+        candidate: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<Option<String>> {
+        preferences::signing_secret(self, tenant, candidate, now).await
+    }
+
+    async fn unsubscribe(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        email: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        preferences::unsubscribe(self, tenant, contact_key, email, now).await
+    }
+
+    async fn is_unsubscribed(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        email: Option<&str>,
+    ) -> StoreResult<bool> {
+        preferences::is_unsubscribed(self, tenant, contact_key, email).await
+    }
+
+    async fn journey_emailed_since(
+        &self,
+        tenant: &TenantId,
+        journey_id: &str,
+        to: &str,
+        since: Timestamp,
+    ) -> StoreResult<bool> {
+        outbox::journey_emailed_since(self, tenant, journey_id, to, since).await
     }
 
     async fn list_runs(

@@ -1,5 +1,9 @@
-//! The email outbox: claiming due emails for delivery, recording delivery outcomes, and
-//! listing emails.
+//! The email outbox: queuing an activation's emails (inside its commit), claiming due emails
+//! for delivery, recording delivery outcomes, and listing emails.
+//!
+//! Suppression is checked twice (defence in depth): the commit records an email to someone
+//! who has unsubscribed as `suppressed`, and a claim re-checks every email it takes, so an
+//! unsubscribe that lands after the commit still stops the send.
 //!
 //! Delivery workers of several processes claim with one statement each
 //! (`FOR UPDATE SKIP LOCKED` under a lease on the real clock), so they take disjoint emails;
@@ -8,11 +12,101 @@
 
 use super::PgStore;
 use super::rows::{and_equals, email_columns, email_from_row, fetch_newest_first};
+use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
 use crate::ids::{EmailId, TenantId};
 use crate::store::codec::to_u32;
-use crate::store::{DeliveryResult, EmailFilter, EmailRecord, Lease, OutboxEmail, StoreResult};
-use sqlx::{Postgres, QueryBuilder, Row};
+use crate::store::{
+    DeliveryResult, EmailFilter, EmailRecord, Lease, NewEmail, OutboxEmail, StoreResult,
+    SuppressedReason,
+};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+
+/// Whether a row of `email_preferences` opts the email `e` out (its person or its address).
+macro_rules! recipient_unsubscribed {
+    () => {
+        "(EXISTS (SELECT 1 FROM email_preferences p WHERE p.tenant_id = e.tenant_id \
+         AND p.unsubscribed AND p.contact_key = e.contact_key) \
+         OR EXISTS (SELECT 1 FROM email_preferences p WHERE p.tenant_id = e.tenant_id \
+         AND p.unsubscribed AND p.email = e.to_address))"
+    };
+}
+
+/// Queue an activation's emails, inside its commit (one statement from arrays). A queued
+/// email whose recipient has unsubscribed is recorded as suppressed instead.
+pub(super) async fn insert_emails(conn: &mut PgConnection, emails: &[NewEmail]) -> StoreResult<()> {
+    if emails.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&NewEmail) -> Option<String>| emails.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(concat!(
+        "INSERT INTO emails (id, tenant_id, run_id, step_seq, contact_key, journey_id, \
+         to_address, template, subject, body, html_body, unsubscribe_url, status, \
+         suppressed_reason, attempts, created_at, next_attempt_at) \
+         SELECT e.id, e.tenant_id, e.run_id, e.step_seq, e.contact_key, e.journey_id, \
+         e.to_address, e.template, e.subject, e.body, e.html_body, e.unsubscribe_url, \
+         CASE WHEN e.status = 'queued' AND ",
+        recipient_unsubscribed!(),
+        " THEN 'suppressed' ELSE e.status END, \
+         CASE WHEN e.status = 'queued' AND ",
+        recipient_unsubscribed!(),
+        " THEN 'unsubscribed' ELSE e.suppressed_reason END, 0, e.created_at, $1 \
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[], \
+         $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+         $14::text[], $15::text[], $16::int8[]) \
+         AS e(id, tenant_id, run_id, step_seq, contact_key, journey_id, to_address, template, \
+         subject, body, html_body, unsubscribe_url, status, suppressed_reason, created_at)"
+    ))
+    // A new email is deliverable at once: `next_attempt_at` is on the real clock.
+    .bind(Clock::real_now().0)
+    .bind(column(|e| Some(e.id.as_str().to_owned())))
+    .bind(column(|e| Some(e.tenant_id.as_str().to_owned())))
+    .bind(column(|e| Some(e.run_id.as_str().to_owned())))
+    .bind(
+        emails
+            .iter()
+            .map(|e| i64::from(e.step_seq))
+            .collect::<Vec<_>>(),
+    )
+    .bind(column(|e| Some(e.contact_key.clone())))
+    .bind(column(|e| Some(e.journey_id.clone())))
+    .bind(column(|e| {
+        Some(normalize_email(&e.to).unwrap_or_else(|| e.to.clone()))
+    }))
+    .bind(column(|e| Some(e.template.clone())))
+    .bind(column(|e| Some(e.subject.clone())))
+    .bind(column(|e| Some(e.body.clone())))
+    .bind(column(|e| e.html.clone()))
+    .bind(column(|e| e.unsubscribe_url.clone()))
+    .bind(column(|e| Some(e.status.as_str().to_owned())))
+    .bind(column(|e| {
+        e.suppressed_reason
+            .map(|r| SuppressedReason::as_str(r).to_owned())
+    }))
+    .bind(emails.iter().map(|e| e.created_at.0).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn journey_emailed_since(
+    store: &PgStore,
+    tenant: &TenantId,
+    journey_id: &str,
+    to: &str,
+    since: Timestamp,
+) -> StoreResult<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM emails WHERE tenant_id = $1 AND to_address = $2 \
+         AND created_at >= $3 AND journey_id = $4 AND status IN ('queued', 'sent'))",
+    )
+    .bind(tenant.as_str())
+    .bind(normalize_email(to).unwrap_or_default())
+    .bind(since.0)
+    .bind(journey_id)
+    .fetch_one(&store.pool)
+    .await?)
+}
 
 pub(super) async fn claim_outbox(
     store: &PgStore,
@@ -22,14 +116,24 @@ pub(super) async fn claim_outbox(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(
-        "UPDATE emails SET lease_owner = $1, lease_until = $2 \
-         WHERE id IN (\
-             SELECT id FROM emails WHERE status = 'queued' AND next_attempt_at <= $3 \
-             AND (lease_until IS NULL OR lease_until < $3) \
-             ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, tenant_id, to_address, subject, body, attempts, next_attempt_at",
-    )
+    // The claimed emails whose recipient has unsubscribed since they were queued are
+    // suppressed in the same statement, not sent.
+    let rows = sqlx::query(concat!(
+        "WITH claimed AS (\
+             SELECT e.id, ",
+        recipient_unsubscribed!(),
+        " AS unsubscribed FROM emails e WHERE e.status = 'queued' \
+             AND e.next_attempt_at <= $3 AND (e.lease_until IS NULL OR e.lease_until < $3) \
+             ORDER BY e.next_attempt_at, e.id LIMIT $4 FOR UPDATE OF e SKIP LOCKED), \
+         suppressed AS (\
+             UPDATE emails SET status = 'suppressed', suppressed_reason = 'unsubscribed' \
+             FROM claimed c WHERE emails.id = c.id AND c.unsubscribed) \
+         UPDATE emails SET lease_owner = $1, lease_until = $2 \
+         FROM claimed c WHERE emails.id = c.id AND NOT c.unsubscribed \
+         RETURNING emails.id, emails.tenant_id, emails.to_address, emails.subject, \
+         emails.body, emails.html_body, emails.unsubscribe_url, emails.attempts, \
+         emails.next_attempt_at"
+    ))
     .bind(&lease.owner)
     .bind(lease.until_real.0)
     .bind(lease.now_real.0)
@@ -47,6 +151,8 @@ pub(super) async fn claim_outbox(
                     to: row.try_get("to_address")?,
                     subject: row.try_get("subject")?,
                     body: row.try_get("body")?,
+                    html: row.try_get("html_body")?,
+                    unsubscribe_url: row.try_get("unsubscribe_url")?,
                     attempts: to_u32("email attempts", row.try_get("attempts")?)?,
                 },
             ))

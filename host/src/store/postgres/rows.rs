@@ -7,7 +7,7 @@ use crate::ids::{ApiKeyId, ContactId, EmailId, RunId, TenantId};
 use crate::journeys::journal::JournalEntry;
 use crate::store::codec::{
     list_limit, parse_email_status, parse_json, parse_object, parse_run_status, parse_step_kind,
-    scopes_from_text, to_u32,
+    parse_suppressed_reason, scopes_from_text, to_u32,
 };
 use crate::store::{ApiKeyRecord, ContactRecord, EmailRecord, RunRecord, StoreResult, Tenant};
 use serde_json::Value;
@@ -35,8 +35,8 @@ pub(super) use run_columns;
 /// The columns [`email_from_row`] reads.
 macro_rules! email_columns {
     () => {
-        "id, tenant_id, run_id, contact_key, to_address, template, subject, body, status, \
-         attempts, last_error, created_at, sent_at"
+        "id, tenant_id, run_id, contact_key, to_address, template, subject, body, html_body, \
+         status, suppressed_reason, attempts, last_error, created_at, sent_at"
     };
 }
 pub(super) use email_columns;
@@ -162,6 +162,10 @@ pub(super) fn email_from_row(row: &PgRow) -> StoreResult<EmailRecord> {
         template: row.try_get("template")?,
         subject: row.try_get("subject")?,
         body: row.try_get("body")?,
+        html: row.try_get("html_body")?,
+        suppressed_reason: parse_suppressed_reason(
+            row.try_get::<Option<String>, _>("suppressed_reason")?,
+        )?,
         status: parse_email_status(row.try_get("status")?)?,
         attempts: to_u32("email attempts", row.try_get("attempts")?)?,
         last_error: row.try_get("last_error")?,

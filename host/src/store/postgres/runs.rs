@@ -12,7 +12,6 @@
 use super::rows::{and_equals, fetch_newest_first, journal_from_json, run_columns, run_from_row};
 use super::{PgStore, live_statuses};
 use crate::clock::{Clock, Timestamp};
-use crate::contacts::normalize_email;
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
 use crate::store::codec::{parse_json, parse_run_status, to_json};
@@ -97,8 +96,9 @@ pub(super) async fn claim_due_runs(
     Ok(claimed.into_iter().map(|(_, run)| run).collect())
 }
 
-/// The writes of a commit, one statement: journal rows and emails (from arrays), the run's
-/// status, then the timer statement that follows (`$20` is the run's new `wake_at`).
+/// The writes of a commit, one statement: journal rows (from arrays), the run's status, then
+/// the timer statement that follows (`$9` is the run's new `wake_at`). Emails are queued
+/// before it ([`super::outbox::insert_emails`]).
 macro_rules! commit_writes {
     ($timer:literal) => {
         concat!(
@@ -109,17 +109,8 @@ macro_rules! commit_writes {
                  j.recorded_at \
                  FROM unnest($3::int8[], $4::text[], $5::text[], $6::text[], $7::int8[]) \
                  AS j(seq, kind, request, response, recorded_at)), \
-             email_rows AS (\
-                 INSERT INTO emails (id, tenant_id, run_id, step_seq, contact_key, to_address, \
-                 template, subject, body, status, attempts, created_at, next_attempt_at) \
-                 SELECT e.id, e.tenant_id, e.run_id, e.step_seq, e.contact_key, e.to_address, \
-                 e.template, e.subject, e.body, 'queued', 0, e.created_at, $8 \
-                 FROM unnest($9::text[], $10::text[], $11::text[], $12::int8[], $13::text[], \
-                 $14::text[], $15::text[], $16::text[], $17::text[], $18::int8[]) \
-                 AS e(id, tenant_id, run_id, step_seq, contact_key, to_address, template, \
-                 subject, body, created_at)), \
              run_row AS (\
-                 UPDATE runs SET status = $19, wake_at = $20, error = $21, updated_at = $22, \
+                 UPDATE runs SET status = $8, wake_at = $9, error = $10, updated_at = $11, \
                  activations = activations + 1 WHERE id = $1) ",
             $timer
         )
@@ -164,7 +155,7 @@ pub(super) async fn commit_activation(
     )
     .await?;
     let journal = &commit.journal;
-    let emails = &commit.emails;
+    super::outbox::insert_emails(&mut tx, &commit.emails).await?;
     let (status, wake_at, error) = match &commit.transition {
         RunTransition::Waiting { wake_at, .. } => (RunStatus::Waiting, Some(wake_at.0), None),
         RunTransition::Completed => (RunStatus::Completed, None, None),
@@ -178,12 +169,12 @@ pub(super) async fn commit_activation(
         // An awaited event received after the activation looked is a wake-up the ingest could
         // not give (it did not see this wait yet): due at once.
         RunTransition::Waiting { .. } => commit_writes!(
-            "UPDATE timers SET due_at = CASE WHEN $23::text IS NOT NULL AND (\
+            "UPDATE timers SET due_at = CASE WHEN $12::text IS NOT NULL AND (\
                  SELECT COUNT(*) FROM events e JOIN runs r ON r.id = timers.run_id \
                  WHERE e.tenant_id = r.tenant_id AND e.contact_key = r.contact_key \
-                 AND e.name = $23 AND e.received_at >= $24) > $25 \
-               THEN LEAST($20, $22) ELSE $20 END, \
-             wait_event = $23, lease_owner = NULL, lease_until = NULL, attempts = 0 \
+                 AND e.name = $12 AND e.received_at >= $13) > $14 \
+               THEN LEAST($9, $11) ELSE $9 END, \
+             wait_event = $12, lease_owner = NULL, lease_until = NULL, attempts = 0 \
              WHERE run_id = $1"
         ),
         RunTransition::Completed | RunTransition::Failed { .. } => {
@@ -208,48 +199,6 @@ pub(super) async fn commit_activation(
                 .collect::<StoreResult<Vec<_>>>()?,
         )
         .bind(journal.iter().map(|e| e.recorded_at.0).collect::<Vec<_>>())
-        // A new email is deliverable at once: `next_attempt_at` is on the real clock.
-        .bind(Clock::real_now().0)
-        .bind(emails.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
-        .bind(
-            emails
-                .iter()
-                .map(|e| e.tenant_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(emails.iter().map(|e| e.run_id.as_str()).collect::<Vec<_>>())
-        .bind(
-            emails
-                .iter()
-                .map(|e| i64::from(e.step_seq))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            emails
-                .iter()
-                .map(|e| e.contact_key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            emails
-                .iter()
-                .map(|e| normalize_email(&e.to).unwrap_or_else(|| e.to.clone()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            emails
-                .iter()
-                .map(|e| e.template.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            emails
-                .iter()
-                .map(|e| e.subject.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(emails.iter().map(|e| e.body.as_str()).collect::<Vec<_>>())
-        .bind(emails.iter().map(|e| e.created_at.0).collect::<Vec<_>>())
         .bind(status.as_str())
         .bind(wake_at)
         .bind(error)

@@ -298,6 +298,11 @@ async fn a_deletion_racing_an_activation_leaves_no_live_run_and_no_queued_email(
                     template: "welcome".into(),
                     subject: "Hi".into(),
                     body: "Hello".into(),
+                    journey_id: "welcome".into(),
+                    html: None,
+                    unsubscribe_url: None,
+                    status: crate::store::EmailStatus::Queued,
+                    suppressed_reason: None,
                     created_at: Timestamp(T0 + 100),
                 }],
                 effects: vec![],
@@ -387,6 +392,11 @@ async fn two_hosts_claiming_the_outbox_never_take_one_email_twice() {
                 template: "t".into(),
                 subject: "s".into(),
                 body: "b".into(),
+                journey_id: "welcome".into(),
+                html: None,
+                unsubscribe_url: None,
+                status: crate::store::EmailStatus::Queued,
+                suppressed_reason: None,
                 created_at: Timestamp(T0),
             })
             .collect();

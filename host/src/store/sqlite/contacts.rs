@@ -155,7 +155,8 @@ pub(super) async fn delete_contact(
                 )?
                 .execute(params![tenant, key])?;
             tx.prepare_cached(
-                "UPDATE emails SET to_address = '', subject = '', body = '' \
+                "UPDATE emails SET to_address = '', subject = '', body = '', html_body = NULL, \
+                 unsubscribe_url = NULL \
                  WHERE tenant_id = ?1 AND contact_key = ?2",
             )?
             .execute(params![tenant, key])?;

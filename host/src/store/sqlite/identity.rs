@@ -422,6 +422,7 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         ] {
             self.conn.prepare_cached(sql)?.execute(keys)?;
         }
+        super::preferences::repoint(self.conn, tenant, from, to)?;
         Ok(())
     }
 }

@@ -1,14 +1,106 @@
-//! The email outbox: claiming due emails for delivery, recording delivery outcomes, and
-//! listing emails.
+//! The email outbox: queuing an activation's emails (inside its commit), claiming due emails
+//! for delivery, recording delivery outcomes, and listing emails.
+//!
+//! Suppression is checked twice (defence in depth): the commit records an email to someone
+//! who has unsubscribed as `suppressed`, and a claim re-checks every due email, so an
+//! unsubscribe that lands after the commit still stops the send.
 
 use super::SqliteStore;
 use super::rows::{
     ListQuery, and_equals, collect, email_columns, email_from_row, fetch_newest_first, to_u32,
 };
+use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
 use crate::ids::{EmailId, TenantId};
-use crate::store::{DeliveryResult, EmailFilter, EmailRecord, Lease, OutboxEmail, StoreResult};
-use rusqlite::params;
+use crate::store::{
+    DeliveryResult, EmailFilter, EmailRecord, Lease, NewEmail, OutboxEmail, StoreResult,
+    SuppressedReason,
+};
+use rusqlite::{Connection, params};
+
+/// Whether a row of `email_preferences` opts the email `e` out (its person or its address).
+macro_rules! recipient_unsubscribed {
+    ($tenant:literal, $contact:literal, $to:literal) => {
+        concat!(
+            "(EXISTS (SELECT 1 FROM email_preferences p WHERE p.tenant_id = ",
+            $tenant,
+            " AND p.unsubscribed = 1 AND p.contact_key = ",
+            $contact,
+            ") OR EXISTS (SELECT 1 FROM email_preferences p WHERE p.tenant_id = ",
+            $tenant,
+            " AND p.unsubscribed = 1 AND p.email = ",
+            $to,
+            "))"
+        )
+    };
+}
+
+/// Queue an activation's emails, inside its commit. A queued email whose recipient has
+/// unsubscribed is recorded as suppressed instead.
+pub(super) fn insert_emails(conn: &Connection, emails: &[NewEmail]) -> StoreResult<()> {
+    if emails.is_empty() {
+        return Ok(());
+    }
+    // A new email is deliverable at once: `next_attempt_at` is on the real clock.
+    let queued_at = Clock::real_now().0;
+    let mut insert = conn.prepare_cached(concat!(
+        "INSERT INTO emails (id, tenant_id, run_id, step_seq, contact_key, journey_id, \
+         to_address, template, subject, body, html_body, unsubscribe_url, status, \
+         suppressed_reason, attempts, created_at, next_attempt_at) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, \
+         CASE WHEN ?13 = 'queued' AND ",
+        recipient_unsubscribed!("?2", "?5", "?7"),
+        " THEN 'suppressed' ELSE ?13 END, \
+         CASE WHEN ?13 = 'queued' AND ",
+        recipient_unsubscribed!("?2", "?5", "?7"),
+        " THEN 'unsubscribed' ELSE ?14 END, 0, ?15, ?16"
+    ))?;
+    for email in emails {
+        insert.execute(params![
+            email.id.as_str(),
+            email.tenant_id.as_str(),
+            email.run_id.as_str(),
+            i64::from(email.step_seq),
+            email.contact_key,
+            email.journey_id,
+            normalize_email(&email.to).unwrap_or_else(|| email.to.clone()),
+            email.template,
+            email.subject,
+            email.body,
+            email.html,
+            email.unsubscribe_url,
+            email.status.as_str(),
+            email.suppressed_reason.map(SuppressedReason::as_str),
+            email.created_at.0,
+            queued_at,
+        ])?;
+    }
+    Ok(())
+}
+
+pub(super) async fn journey_emailed_since(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    journey_id: &str,
+    to: &str,
+    since: Timestamp,
+) -> StoreResult<bool> {
+    let (tenant, journey_id) = (tenant.clone(), journey_id.to_owned());
+    let to = normalize_email(to).unwrap_or_default();
+    store
+        .read(move |tx| {
+            Ok(tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM emails WHERE tenant_id = ?1 \
+                     AND to_address = ?2 AND created_at >= ?3 AND journey_id = ?4 \
+                     AND status IN ('queued', 'sent'))",
+                )?
+                .query_row(params![tenant.as_str(), to, since.0, journey_id], |row| {
+                    row.get(0)
+                })?)
+        })
+        .await
+}
 
 pub(super) async fn claim_outbox(
     store: &SqliteStore,
@@ -21,15 +113,31 @@ pub(super) async fn claim_outbox(
     let lease = lease.clone();
     let mut claimed = store
         .write(move |tx| {
-            // Only queued emails: sent, failed and cancelled (the contact was deleted) ones
-            // never are.
+            // The due emails of this claim whose recipient has unsubscribed since they were
+            // queued are suppressed, not sent.
+            tx.prepare_cached(concat!(
+                "UPDATE emails SET status = 'suppressed', suppressed_reason = 'unsubscribed' \
+                 WHERE id IN (\
+                     SELECT id FROM emails WHERE status = 'queued' AND next_attempt_at <= ?1 \
+                     AND (lease_until IS NULL OR lease_until < ?1) \
+                     ORDER BY next_attempt_at, id LIMIT ?2) AND ",
+                recipient_unsubscribed!(
+                    "emails.tenant_id",
+                    "emails.contact_key",
+                    "emails.to_address"
+                )
+            ))?
+            .execute(params![lease.now_real.0, i64::from(limit)])?;
+            // Only queued emails: sent, failed, cancelled (the contact was deleted) and
+            // suppressed ones never are.
             let mut statement = tx.prepare_cached(
                 "UPDATE emails SET lease_owner = ?1, lease_until = ?2 \
                  WHERE id IN (\
                      SELECT id FROM emails WHERE status = 'queued' AND next_attempt_at <= ?3 \
                      AND (lease_until IS NULL OR lease_until < ?3) \
                      ORDER BY next_attempt_at, id LIMIT ?4) \
-                 RETURNING id, tenant_id, to_address, subject, body, attempts, next_attempt_at",
+                 RETURNING id, tenant_id, to_address, subject, body, html_body, unsubscribe_url, \
+                 attempts, next_attempt_at",
             )?;
             let rows = statement.query(params![
                 lease.owner,
@@ -46,6 +154,8 @@ pub(super) async fn claim_outbox(
                         to: row.get("to_address")?,
                         subject: row.get("subject")?,
                         body: row.get("body")?,
+                        html: row.get("html_body")?,
+                        unsubscribe_url: row.get("unsubscribe_url")?,
                         attempts: to_u32("email attempts", row.get("attempts")?)?,
                     },
                 ))

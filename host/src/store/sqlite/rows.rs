@@ -9,7 +9,7 @@ pub(super) use crate::store::codec::{
     count, list_limit, parse_json, parse_object, parse_run_status, scopes_from_text,
     scopes_to_text, to_json, to_u32,
 };
-use crate::store::codec::{parse_email_status, parse_step_kind};
+use crate::store::codec::{parse_email_status, parse_step_kind, parse_suppressed_reason};
 use crate::store::{EmailRecord, RunRecord, StoreResult};
 use rusqlite::types::Value;
 use rusqlite::{Row, Transaction, params_from_iter};
@@ -38,8 +38,8 @@ pub(super) use run_columns;
 /// The columns [`email_from_row`] reads.
 macro_rules! email_columns {
     () => {
-        "id, tenant_id, run_id, contact_key, to_address, template, subject, body, status, \
-         attempts, last_error, created_at, sent_at"
+        "id, tenant_id, run_id, contact_key, to_address, template, subject, body, html_body, \
+         status, suppressed_reason, attempts, last_error, created_at, sent_at"
     };
 }
 pub(super) use email_columns;
@@ -136,6 +136,10 @@ pub(super) fn email_from_row(row: &Row<'_>) -> StoreResult<EmailRecord> {
         template: row.get("template")?,
         subject: row.get("subject")?,
         body: row.get("body")?,
+        html: row.get("html_body")?,
+        suppressed_reason: parse_suppressed_reason(
+            row.get::<_, Option<String>>("suppressed_reason")?,
+        )?,
         status: parse_email_status(&row.get::<_, String>("status")?)?,
         attempts: to_u32("email attempts", row.get("attempts")?)?,
         last_error: row.get("last_error")?,

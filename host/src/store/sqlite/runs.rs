@@ -7,12 +7,11 @@ use super::rows::{
 };
 use super::{SqliteStore, live_statuses};
 use crate::clock::{Clock, Timestamp};
-use crate::contacts::normalize_email;
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
 use crate::store::{
-    ActivationCommit, ActivationInput, ClaimedRun, EmailStatus, Lease, RunFilter, RunRecord,
-    RunTransition, StoreResult,
+    ActivationCommit, ActivationInput, ClaimedRun, Lease, RunFilter, RunRecord, RunTransition,
+    StoreResult,
 };
 use rusqlite::{OptionalExtension, params};
 
@@ -151,29 +150,7 @@ pub(super) async fn commit_activation(
                 ])?;
             }
 
-            // A new email is deliverable at once: `next_attempt_at` is on the real clock.
-            let queued_at = Clock::real_now().0;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO emails (id, tenant_id, run_id, step_seq, contact_key, to_address, \
-                 template, subject, body, status, attempts, created_at, next_attempt_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12)",
-            )?;
-            for email in &commit.emails {
-                insert.execute(params![
-                    email.id.as_str(),
-                    email.tenant_id.as_str(),
-                    email.run_id.as_str(),
-                    i64::from(email.step_seq),
-                    email.contact_key,
-                    normalize_email(&email.to).unwrap_or_else(|| email.to.clone()),
-                    email.template,
-                    email.subject,
-                    email.body,
-                    EmailStatus::Queued.as_str(),
-                    email.created_at.0,
-                    queued_at,
-                ])?;
-            }
+            super::outbox::insert_emails(tx, &commit.emails)?;
 
             super::effects::insert_effects(tx, run_id, tenant, &commit.effects, commit.now.0)?;
 

@@ -51,6 +51,7 @@ mod identity;
 mod ingest;
 mod membership;
 mod outbox;
+mod preferences;
 mod runs;
 mod tenancy;
 
@@ -62,8 +63,8 @@ use crate::ids::{EmailId, EventId, RunId, TenantId};
 use crate::journeys::EntryLimit;
 use crate::store::IngestWithoutModules;
 use crate::store::{
-    ActivationCommit, ClaimedRun, ContactLookup, ContactRecord, IngestItem, IngestOutcome, Lease,
-    NewEmail, NewEvent, RunCandidate, RunTransition, Store,
+    ActivationCommit, ClaimedRun, ContactLookup, ContactRecord, EmailStatus, IngestItem,
+    IngestOutcome, Lease, NewEmail, NewEvent, RunCandidate, RunTransition, Store,
 };
 use serde_json::{Map, Value, json};
 use std::future::Future;
@@ -308,10 +309,15 @@ fn email(f: &Fixture, run: &RunId, seq: u32, to: &str) -> NewEmail {
         run_id: run.clone(),
         step_seq: seq,
         contact_key: "ada".into(),
+        journey_id: "welcome".into(),
         to: to.into(),
         template: "welcome".into(),
         subject: "Welcome".into(),
         body: "Hello Ada".into(),
+        html: None,
+        unsubscribe_url: None,
+        status: EmailStatus::Queued,
+        suppressed_reason: None,
         created_at: Timestamp(T0 + 1),
     }
 }

@@ -21,6 +21,7 @@ export function describe() {
         trigger: 'js.hello',
         entryLimit: { tag: 'unlimited' },
         enabled: true,
+        suppress: 0n,
       },
     ],
     templates: [
@@ -28,6 +29,7 @@ export function describe() {
         key: 'js-hello',
         subject: 'Hello from JavaScript, {{ name | default(key) }}',
         body: 'This email was queued by a journey written in JavaScript at {{ sent_at }}.\n',
+        html: undefined,
       },
     ],
     buckets: [],

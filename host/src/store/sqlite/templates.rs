@@ -1,0 +1,114 @@
+//! A tenant's API-managed email templates (`/v1/templates`).
+
+use super::SqliteStore;
+use super::rows::collect;
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::store::{StoreResult, TenantTemplate};
+use rusqlite::{OptionalExtension, Row, params};
+
+macro_rules! columns {
+    () => {
+        "key, subject, text_body, html_body, created_at, updated_at"
+    };
+}
+
+fn template_from_row(row: &Row<'_>) -> StoreResult<TenantTemplate> {
+    Ok(TenantTemplate {
+        key: row.get("key")?,
+        subject: row.get("subject")?,
+        text: row.get("text_body")?,
+        html: row.get("html_body")?,
+        created_at: Timestamp(row.get("created_at")?),
+        updated_at: Timestamp(row.get("updated_at")?),
+    })
+}
+
+pub(super) async fn list(
+    store: &SqliteStore,
+    tenant: &TenantId,
+) -> StoreResult<Vec<TenantTemplate>> {
+    let tenant = tenant.clone();
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM email_templates WHERE tenant_id = ?1 ORDER BY key"
+            ))?;
+            collect(
+                statement.query(params![tenant.as_str()])?,
+                template_from_row,
+            )
+        })
+        .await
+}
+
+pub(super) async fn get(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    key: &str,
+) -> StoreResult<Option<TenantTemplate>> {
+    let (tenant, key) = (tenant.clone(), key.to_owned());
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM email_templates WHERE tenant_id = ?1 AND key = ?2"
+            ))?;
+            let row = statement
+                .query_row(params![tenant.as_str(), key], |row| {
+                    Ok(template_from_row(row))
+                })
+                .optional()?;
+            row.transpose()
+        })
+        .await
+}
+
+pub(super) async fn put(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    template: &TenantTemplate,
+) -> StoreResult<bool> {
+    let (tenant, template) = (tenant.clone(), template.clone());
+    store
+        .write(move |tx| {
+            let existed: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM email_templates WHERE tenant_id = ?1 AND key = ?2)",
+                )?
+                .query_row(params![tenant.as_str(), template.key], |row| row.get(0))?;
+            tx.prepare_cached(
+                "INSERT INTO email_templates (tenant_id, key, subject, text_body, html_body, \
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (tenant_id, key) DO UPDATE SET subject = excluded.subject, \
+                 text_body = excluded.text_body, html_body = excluded.html_body, \
+                 updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                tenant.as_str(),
+                template.key,
+                template.subject,
+                template.text,
+                template.html,
+                template.created_at.0,
+                template.updated_at.0,
+            ])?;
+            Ok(!existed)
+        })
+        .await
+}
+
+pub(super) async fn delete(store: &SqliteStore, tenant: &TenantId, key: &str) -> StoreResult<bool> {
+    let (tenant, key) = (tenant.clone(), key.to_owned());
+    store
+        .write(move |tx| {
+            let deleted = tx
+                .prepare_cached("DELETE FROM email_templates WHERE tenant_id = ?1 AND key = ?2")?
+                .execute(params![tenant.as_str(), key])?;
+            Ok(deleted > 0)
+        })
+        .await
+}
