@@ -1,6 +1,6 @@
-//! What `wait-for-event` reads: the events of the run's person, through the narrow
-//! [`EventReader`] an activation is given. [`StoreEvents`] is the real one; tests may give
-//! their own.
+//! What `wait-for-event` and the `history-*` imports read: the past as one run sees it, through
+//! the narrow [`EventReader`] an activation is given. [`StoreEvents`] is the real one; tests
+//! may give their own.
 //!
 //! The reader answers "the first event named N received in this span whose properties satisfy
 //! this filter". Matching happens here, at activation time, not at ingest: ingest only wakes a
@@ -10,7 +10,9 @@
 use crate::buckets::{Condition, EventCounts, evaluate};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
-use crate::store::{EventRecord, ReceivedEvents, Store};
+use crate::store::{
+    ContactLookup, EmailHistory, EventRecord, JourneyHistory, ReceivedEvents, Store,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -46,6 +48,22 @@ pub trait EventReader: Send + Sync {
         span: ReceivedSpan,
         filter: Option<&Condition>,
     ) -> Result<WaitCheck, String>;
+    /// How many events named `name` the person `person_key` designates (`None`: the run's
+    /// person) has, only those that occurred at or after `since` when given.
+    async fn event_count(
+        &self,
+        person_key: Option<&str>,
+        name: &str,
+        since: Option<Timestamp>,
+    ) -> Result<u64, String>;
+    /// That person's runs of `journey`.
+    async fn journey_history(
+        &self,
+        person_key: Option<&str>,
+        journey: &str,
+    ) -> Result<JourneyHistory, String>;
+    /// The tenant's emails of `template` to the (normalised) address `to`.
+    async fn email_history(&self, to: &str, template: &str) -> Result<EmailHistory, String>;
 }
 
 /// A reader that never finds an event. For activations outside a store (tests, tools).
@@ -60,6 +78,27 @@ impl EventReader for NoEvents {
         _filter: Option<&Condition>,
     ) -> Result<WaitCheck, String> {
         Ok(WaitCheck::default())
+    }
+
+    async fn event_count(
+        &self,
+        _person_key: Option<&str>,
+        _name: &str,
+        _since: Option<Timestamp>,
+    ) -> Result<u64, String> {
+        Ok(0)
+    }
+
+    async fn journey_history(
+        &self,
+        _person_key: Option<&str>,
+        _journey: &str,
+    ) -> Result<JourneyHistory, String> {
+        Ok(JourneyHistory::default())
+    }
+
+    async fn email_history(&self, _to: &str, _template: &str) -> Result<EmailHistory, String> {
+        Ok(EmailHistory::default())
     }
 }
 
@@ -77,6 +116,23 @@ impl StoreEvents {
             tenant,
             contact_key,
         }
+    }
+
+    /// The key history is stored under for `person_key`: the run's person's for `None`; a
+    /// live contact's current key for one of its keys or aliases; else the key as given.
+    async fn resolved_key(&self, person_key: Option<&str>) -> Result<String, String> {
+        let Some(key) = person_key else {
+            return Ok(self.contact_key.clone());
+        };
+        let found = self
+            .store
+            .find_contacts(&self.tenant, &ContactLookup::Key(key.to_owned()))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(found
+            .into_iter()
+            .next()
+            .map_or_else(|| key.to_owned(), |contact| contact.key))
     }
 }
 
@@ -124,5 +180,37 @@ impl EventReader for StoreEvents {
                 }
             }
         }
+    }
+
+    async fn event_count(
+        &self,
+        person_key: Option<&str>,
+        name: &str,
+        since: Option<Timestamp>,
+    ) -> Result<u64, String> {
+        let key = self.resolved_key(person_key).await?;
+        self.store
+            .count_events(&self.tenant, &key, name, since)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn journey_history(
+        &self,
+        person_key: Option<&str>,
+        journey: &str,
+    ) -> Result<JourneyHistory, String> {
+        let key = self.resolved_key(person_key).await?;
+        self.store
+            .journey_history(&self.tenant, &key, journey)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn email_history(&self, to: &str, template: &str) -> Result<EmailHistory, String> {
+        self.store
+            .email_history(&self.tenant, to, template)
+            .await
+            .map_err(|e| e.to_string())
     }
 }

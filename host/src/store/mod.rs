@@ -215,6 +215,30 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest due time among unleased timers, to know how long the scheduler may sleep.
     async fn next_due_at(&self) -> StoreResult<Option<Timestamp>>;
 
+    // --- history, for journeys' `history-*` reads ---
+    /// How many events named `name` the person stored under `contact_key` has, only those
+    /// that occurred at or after `since` when given.
+    async fn count_events(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        name: &str,
+        since: Option<Timestamp>,
+    ) -> StoreResult<u64>;
+    async fn journey_history(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        journey_id: &str,
+    ) -> StoreResult<JourneyHistory>;
+    /// `to` is normalised by the caller.
+    async fn email_history(
+        &self,
+        tenant: &TenantId,
+        to: &str,
+        template: &str,
+    ) -> StoreResult<EmailHistory>;
+
     // --- journey effects ---
     /// Claim stored effects that are due (unleased, or whose lease or retry time passed on the
     /// real clock), oldest first, leasing them to `lease.owner`.

@@ -656,3 +656,22 @@ pub struct ActiveMembership {
     /// The membership's epoch: 1 for a first entry.
     pub entry_count: u32,
 }
+
+/// A person's past runs of one journey, for `history-journey`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JourneyHistory {
+    /// Runs of any status.
+    pub entries: u64,
+    /// Runs that completed.
+    pub completed: u64,
+    pub last_completed_at: Option<Timestamp>,
+}
+
+/// The emails of one template to one address, for `history-email`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EmailHistory {
+    /// Emails of any status (queued, sent, failed, suppressed, cancelled).
+    pub count: u64,
+    /// The latest delivery, if any was delivered.
+    pub last_sent_at: Option<Timestamp>,
+}

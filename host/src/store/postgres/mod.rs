@@ -44,6 +44,7 @@
 mod buckets;
 mod contacts;
 mod effects;
+mod history;
 mod identity;
 mod ingest;
 mod membership;
@@ -63,8 +64,8 @@ use super::{
     StoreError, StoreResult, Tenant, TenantTemplate,
 };
 use super::{
-    BucketMember, BucketTransition, EffectFailure, EventRecord, IngestRouting, MembershipChange,
-    ReceivedEvents, RunEffect,
+    BucketMember, BucketTransition, EffectFailure, EmailHistory, EventRecord, IngestRouting, MembershipChange,
+    JourneyHistory, ReceivedEvents, RunEffect,
 };
 use crate::buckets::BucketDef;
 use crate::clock::Timestamp;
@@ -311,6 +312,34 @@ impl Store for PgStore {
 
     async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
         runs::next_due_at(self).await
+    }
+
+    async fn count_events(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        name: &str,
+        since: Option<Timestamp>,
+    ) -> StoreResult<u64> {
+        history::count_events(self, tenant, contact_key, name, since).await
+    }
+
+    async fn journey_history(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        journey_id: &str,
+    ) -> StoreResult<JourneyHistory> {
+        history::journey_history(self, tenant, contact_key, journey_id).await
+    }
+
+    async fn email_history(
+        &self,
+        tenant: &TenantId,
+        to: &str,
+        template: &str,
+    ) -> StoreResult<EmailHistory> {
+        history::email_history(self, tenant, to, template).await
     }
 
     async fn claim_run_effects(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<RunEffect>> {

@@ -1,0 +1,90 @@
+//! What journeys read about the past (`history-*` imports): a person's event counts, their
+//! runs of a journey, and the emails of a template to an address.
+
+use super::SqliteStore;
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::store::{EmailHistory, JourneyHistory, StoreResult};
+use rusqlite::params;
+
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+pub(super) async fn count_events(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    contact_key: &str,
+    name: &str,
+    since: Option<Timestamp>,
+) -> StoreResult<u64> {
+    let (tenant, key, name) = (tenant.clone(), contact_key.to_owned(), name.to_owned());
+    store
+        .read(move |tx| {
+            // A prefix of `events_by_contact`, the window on its last column.
+            let n: i64 = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM events WHERE tenant_id = ?1 AND contact_key = ?2 \
+                     AND name = ?3 AND occurred_at >= ?4",
+                )?
+                .query_row(
+                    params![tenant.as_str(), key, name, since.map_or(i64::MIN, |t| t.0)],
+                    |row| row.get(0),
+                )?;
+            Ok(count(n))
+        })
+        .await
+}
+
+pub(super) async fn journey_history(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    contact_key: &str,
+    journey_id: &str,
+) -> StoreResult<JourneyHistory> {
+    let (tenant, key, journey) = (tenant.clone(), contact_key.to_owned(), journey_id.to_owned());
+    store
+        .read(move |tx| {
+            // A completed run is never written again: its update time is its completion.
+            let (entries, completed, last): (i64, i64, Option<i64>) = tx
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(status = 'completed'), 0), \
+                     MAX(CASE WHEN status = 'completed' THEN updated_at END) \
+                     FROM runs WHERE tenant_id = ?1 AND contact_key = ?2 AND journey_id = ?3",
+                )?
+                .query_row(params![tenant.as_str(), key, journey], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })?;
+            Ok(JourneyHistory {
+                entries: count(entries),
+                completed: count(completed),
+                last_completed_at: last.map(Timestamp),
+            })
+        })
+        .await
+}
+
+pub(super) async fn email_history(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    to: &str,
+    template: &str,
+) -> StoreResult<EmailHistory> {
+    let (tenant, to, template) = (tenant.clone(), to.to_owned(), template.to_owned());
+    store
+        .read(move |tx| {
+            let (n, last): (i64, Option<i64>) = tx
+                .prepare_cached(
+                    "SELECT COUNT(*), MAX(sent_at) FROM emails \
+                     WHERE tenant_id = ?1 AND to_address = ?2 AND template = ?3",
+                )?
+                .query_row(params![tenant.as_str(), to, template], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?;
+            Ok(EmailHistory {
+                count: count(n),
+                last_sent_at: last.map(Timestamp),
+            })
+        })
+        .await
+}
