@@ -115,6 +115,9 @@ impl Module {
             {
                 problems.push(format!("{at}: entry_limit once_per period is zero"));
             }
+            if j.exit_events().any(|event| event.trim().is_empty()) {
+                problems.push(format!("{at}: an exit_on event name is empty"));
+            }
         }
         let mut bucket_ids = BTreeSet::new();
         for (i, b) in self.buckets.iter().enumerate() {
@@ -256,6 +259,8 @@ mod tests {
                     id: "welcome".into(),
                     name: "Welcome series".into(),
                     trigger: "user.signed_up".into(),
+                    trigger_where: None,
+                    exit_on: vec![],
                     entry_limit: wit::EntryLimit::Once,
                     enabled: true,
                 },
@@ -263,6 +268,8 @@ mod tests {
                     id: "weekly".into(),
                     name: "weekly".into(),
                     trigger: "digest.due".into(),
+                    trigger_where: None,
+                    exit_on: vec![],
                     entry_limit: wit::EntryLimit::OncePer(604_800_000),
                     enabled: true,
                 },
@@ -270,6 +277,8 @@ mod tests {
                     id: "any".into(),
                     name: "any".into(),
                     trigger: "ping".into(),
+                    trigger_where: None,
+                    exit_on: vec![],
                     entry_limit: wit::EntryLimit::Unlimited,
                     enabled: false,
                 },

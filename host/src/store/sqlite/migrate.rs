@@ -18,6 +18,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "buckets",
         include_str!("../../../../migrations/sqlite/0002_buckets.sql"),
     ),
+    (
+        4,
+        "journey admin",
+        include_str!("../../../../migrations/sqlite/0004_journey_admin.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {
