@@ -295,6 +295,42 @@ mod tests {
     }
 
     #[test]
+    fn a_trigger_filter_and_exit_rules_travel_as_criteria_json() {
+        let j = journey("trial")
+            .on("trial.started")
+            .where_(prop("plan").eq("pro"))
+            .exit_on("account.deleted")
+            .exit_on_where("order.paid", prop("amount").gt(0));
+        let m = Module::new().journey(j, noop).manifest();
+        let def = &m.journeys[0];
+        assert_eq!(
+            def.trigger_where.as_deref(),
+            Some(r#"{"operator":"eq","property":"plan","type":"property","value":"pro"}"#)
+        );
+        assert_eq!(
+            def.exit_on,
+            vec![
+                wit::ExitRule {
+                    event: "account.deleted".into(),
+                    where_: None,
+                },
+                wit::ExitRule {
+                    event: "order.paid".into(),
+                    where_: Some(
+                        r#"{"operator":"gt","property":"amount","type":"property","value":0}"#
+                            .into()
+                    ),
+                },
+            ]
+        );
+        let bad = Module::new().journey(journey("x").on("y").exit_on(" "), noop);
+        assert_eq!(
+            bad.validate().unwrap_err(),
+            "journeys[0] (\"x\"): an exit_on event name is empty"
+        );
+    }
+
+    #[test]
     fn default_entry_limit_is_once() {
         assert_eq!(journey("x").on("y").limit(), EntryLimit::Once);
     }
