@@ -155,7 +155,16 @@ e2e!(
             .iter()
             .map(|j| j["id"].as_str().unwrap())
             .collect();
-        assert_eq!(ids, ["trial", "dormant", "digest", "ping"]);
+        assert_eq!(
+            ids,
+            [
+                "trial",
+                "dormant",
+                "digest",
+                "ping",
+                "bucket-blocked-on-enter"
+            ]
+        );
         assert_eq!(list["journeys"][3]["skips"], ping["skips"]);
 
         // And bad input is refused naming the field; an unknown journey is 404
@@ -343,8 +352,8 @@ e2e!(
         let trial = server.get("/v1/journeys/trial").await;
         assert_eq!(trial["skips"]["already_entered_once"], 1);
 
-        // And bad requests are refused: no identity (400 naming it), unknown journey (404),
-        // a bucket reaction... (none here), a read-only key (403)
+        // And bad requests are refused: no identity (400 naming it), an unknown journey (404),
+        // a bucket reaction (409: it starts from the bucket), a read-only key (403)
         let (status, body) = server
             .post("/v1/journeys/trial/enroll", json!({"properties": {}}))
             .await;
@@ -356,6 +365,13 @@ e2e!(
             .post("/v1/journeys/nope/enroll", json!({"userId": "ada"}))
             .await;
         assert_eq!(status, 404);
+        let (status, body) = server
+            .post(
+                "/v1/journeys/bucket-blocked-on-enter/enroll",
+                json!({"userId": "ada"}),
+            )
+            .await;
+        assert_eq!(status, 409, "{body}");
         let reader = tenant_key(&server, "default", "read");
         let (status, _) = server
             .request(

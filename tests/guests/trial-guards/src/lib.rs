@@ -7,6 +7,8 @@
 //! * `dormant` on `trial.started`, declared disabled: every trigger is skipped.
 //! * `digest` on `digest.due`, once per day: sleeps an hour, emails `digest`.
 //! * `ping` on `ping`, unlimited: sleeps a day, emails `pong`.
+//! * the manual bucket `blocked`, whose enter reaction (`bucket-blocked-on-enter`) does
+//!   nothing: a journey that cannot be enrolled into.
 
 use waymark_guest::prelude::*;
 
@@ -25,6 +27,10 @@ fn dormant(ctx: &Ctx) -> JourneyResult {
 fn digest(ctx: &Ctx) -> JourneyResult {
     ctx.sleep(hours(1), "gather the digest");
     ctx.send_email(email("digest"))?;
+    Ok(())
+}
+
+fn blocked(_: &Ctx) -> JourneyResult {
     Ok(())
 }
 
@@ -49,7 +55,7 @@ waymark_guest::module! {
         journey("ping").on("ping").unlimited() => ping,
     ],
     buckets: [
-        bucket("blocked").name("Blocked").manual(),
+        bucket("blocked").name("Blocked").manual().on_enter(blocked),
     ],
     templates: [
         template("trial-welcome").subject("Welcome to your trial").body("Hi {{ key }}."),
