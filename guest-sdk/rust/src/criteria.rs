@@ -33,7 +33,7 @@ use crate::duration::{Duration, to_millis};
 use serde_json::{Map, Value, json};
 
 /// Criteria: a condition tree, built with [`prop`], [`event`], [`all`], [`any`] and [`not`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "criteria do nothing until given to a bucket with `.criteria(..)`"]
 pub struct Criteria(Value);
 

@@ -1,5 +1,6 @@
 //! Journey and template declarations: what `describe` tells the host.
 
+use crate::criteria::Criteria;
 use crate::duration::{Duration, to_millis};
 use crate::wit::types as wit;
 
@@ -27,20 +28,29 @@ impl EntryLimit {
 
 /// Starts declaring a journey with the given id (unique within the module).
 ///
-/// The defaults are: name = id, entry limit [`EntryLimit::Once`], enabled. A trigger is
-/// required: set it with [`Journey::on`].
+/// The defaults are: name = id, entry limit [`EntryLimit::Once`], enabled, every trigger event
+/// (no `where_`), no exit events. A trigger is required: set it with [`Journey::on`].
 ///
 /// ```
 /// use waymark_guest::prelude::*;
-/// let j = journey("trial-nudge").name("Trial nudge").on("trial.started").once_per(days(30));
+/// let j = journey("trial-nudge")
+///     .name("Trial nudge")
+///     .on("trial.started")
+///     .where_(prop("plan").is_in(["pro", "team"]))
+///     .once_per(days(30))
+///     .exit_on("account.deleted")
+///     .exit_on_where("order.paid", prop("amount").gt(0));
 /// assert_eq!(j.limit(), EntryLimit::OncePer(days(30)));
 /// assert_eq!(j.display_name(), "Trial nudge");
+/// assert_eq!(j.exit_events().collect::<Vec<_>>(), ["account.deleted", "order.paid"]);
 /// ```
 pub fn journey(id: impl Into<String>) -> Journey {
     Journey {
         id: id.into(),
         name: None,
         trigger: String::new(),
+        trigger_where: None,
+        exit_on: Vec::new(),
         entry_limit: EntryLimit::Once,
         enabled: true,
         suppress: Duration::ZERO,
@@ -55,6 +65,8 @@ pub struct Journey {
     id: String,
     name: Option<String>,
     trigger: String,
+    trigger_where: Option<Criteria>,
+    exit_on: Vec<(String, Option<Criteria>)>,
     entry_limit: EntryLimit,
     enabled: bool,
     suppress: Duration,
@@ -70,6 +82,29 @@ impl Journey {
     /// The event that starts a run (exact name match), e.g. `"user.signed_up"`.
     pub fn on(mut self, event: impl Into<String>) -> Self {
         self.trigger = event.into();
+        self
+    }
+
+    /// Starts a run only when `condition` holds on the trigger event's properties (not the
+    /// contact's): build it with [`prop`](crate::criteria::prop), [`all`](crate::criteria::all),
+    /// [`any`](crate::criteria::any) and [`not`](crate::criteria::not); event conditions are
+    /// refused by the host. A trigger it does not hold for is skipped as
+    /// `trigger_conditions_not_met`. Calling it again replaces the condition.
+    pub fn where_(mut self, condition: Criteria) -> Self {
+        self.trigger_where = Some(condition);
+        self
+    }
+
+    /// The person's live run of this journey ends (status `exited`) when they fire `event`,
+    /// e.g. `"account.deleted"` or a bucket's `"bucket:left:<id>"`. Repeatable.
+    pub fn exit_on(mut self, event: impl Into<String>) -> Self {
+        self.exit_on.push((event.into(), None));
+        self
+    }
+
+    /// Like [`Journey::exit_on`], only when `condition` holds on that event's properties.
+    pub fn exit_on_where(mut self, event: impl Into<String>, condition: Criteria) -> Self {
+        self.exit_on.push((event.into(), Some(condition)));
         self
     }
 
@@ -139,6 +174,16 @@ impl Journey {
         &self.trigger
     }
 
+    /// The condition on the trigger event's properties, if any.
+    pub fn trigger_condition(&self) -> Option<&Criteria> {
+        self.trigger_where.as_ref()
+    }
+
+    /// The names of the events that end a live run, in declaration order.
+    pub fn exit_events(&self) -> impl Iterator<Item = &str> {
+        self.exit_on.iter().map(|(event, _)| event.as_str())
+    }
+
     /// The entry limit.
     pub fn limit(&self) -> EntryLimit {
         self.entry_limit
@@ -154,6 +199,15 @@ impl Journey {
             id: self.id.clone(),
             name: self.display_name().to_owned(),
             trigger: self.trigger.clone(),
+            trigger_where: self.trigger_where.as_ref().map(Criteria::to_json_string),
+            exit_on: self
+                .exit_on
+                .iter()
+                .map(|(event, condition)| wit::ExitRule {
+                    event: event.clone(),
+                    where_: condition.as_ref().map(Criteria::to_json_string),
+                })
+                .collect(),
             entry_limit: self.entry_limit.to_wit(),
             enabled: self.enabled,
             suppress: to_millis(self.suppress),

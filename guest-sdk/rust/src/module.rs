@@ -115,6 +115,9 @@ impl Module {
             {
                 problems.push(format!("{at}: entry_limit once_per period is zero"));
             }
+            if j.exit_events().any(|event| event.trim().is_empty()) {
+                problems.push(format!("{at}: an exit_on event name is empty"));
+            }
         }
         let mut bucket_ids = BTreeSet::new();
         for (i, b) in self.buckets.iter().enumerate() {
@@ -256,6 +259,8 @@ mod tests {
                     id: "welcome".into(),
                     name: "Welcome series".into(),
                     trigger: "user.signed_up".into(),
+                    trigger_where: None,
+                    exit_on: vec![],
                     entry_limit: wit::EntryLimit::Once,
                     enabled: true,
                     suppress: 0,
@@ -264,6 +269,8 @@ mod tests {
                     id: "weekly".into(),
                     name: "weekly".into(),
                     trigger: "digest.due".into(),
+                    trigger_where: None,
+                    exit_on: vec![],
                     entry_limit: wit::EntryLimit::OncePer(604_800_000),
                     enabled: true,
                     suppress: 0,
@@ -272,6 +279,8 @@ mod tests {
                     id: "any".into(),
                     name: "any".into(),
                     trigger: "ping".into(),
+                    trigger_where: None,
+                    exit_on: vec![],
                     entry_limit: wit::EntryLimit::Unlimited,
                     enabled: false,
                     suppress: 0,
@@ -286,6 +295,42 @@ mod tests {
                 body: "Body".into(),
                 html: None,
             }]
+        );
+    }
+
+    #[test]
+    fn a_trigger_filter_and_exit_rules_travel_as_criteria_json() {
+        let j = journey("trial")
+            .on("trial.started")
+            .where_(prop("plan").eq("pro"))
+            .exit_on("account.deleted")
+            .exit_on_where("order.paid", prop("amount").gt(0));
+        let m = Module::new().journey(j, noop).manifest();
+        let def = &m.journeys[0];
+        assert_eq!(
+            def.trigger_where.as_deref(),
+            Some(r#"{"operator":"eq","property":"plan","type":"property","value":"pro"}"#)
+        );
+        assert_eq!(
+            def.exit_on,
+            vec![
+                wit::ExitRule {
+                    event: "account.deleted".into(),
+                    where_: None,
+                },
+                wit::ExitRule {
+                    event: "order.paid".into(),
+                    where_: Some(
+                        r#"{"operator":"gt","property":"amount","type":"property","value":0}"#
+                            .into()
+                    ),
+                },
+            ]
+        );
+        let bad = Module::new().journey(journey("x").on("y").exit_on(" "), noop);
+        assert_eq!(
+            bad.validate().unwrap_err(),
+            "journeys[0] (\"x\"): an exit_on event name is empty"
         );
     }
 

@@ -57,12 +57,12 @@ impl EventBody {
     }
 }
 
-fn result_view(result: &IngestResult) -> Value {
+pub fn result_view(result: &IngestResult) -> Value {
     json!({
         "stored": result.stored,
         "eventId": result.event_id,
         "contactKey": result.contact_key,
-        "exits": [],
+        "exits": result.exits,
         "started": result.started,
         "skipped": result.skipped,
         "buckets": result.buckets,

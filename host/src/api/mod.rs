@@ -8,6 +8,7 @@ pub mod buckets;
 pub mod contacts;
 pub mod error;
 pub mod events;
+pub mod journeys;
 pub mod keys;
 pub mod limits;
 pub mod memberships;
@@ -69,10 +70,11 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", delete(keys::revoke))
         .route("/v1/runs", get(runs::list))
-        .route("/v1/runs/{id}", get(runs::detail))
+        .route("/v1/runs/{id}", get(runs::detail).delete(runs::cancel))
         .route("/v1/emails", get(runs::emails))
         .merge(buckets::routes())
-        .merge(templates::routes());
+        .merge(templates::routes())
+        .merge(journeys::routes());
     if options.dev {
         authenticated = authenticated
             .route("/v1/admin/clock", get(admin::clock))

@@ -1,5 +1,6 @@
 //! Inspection: `GET /v1/runs`, `GET /v1/runs/{id}` (with the journal as a readable timeline)
-//! and `GET /v1/emails`. Read scope; always within the caller's tenant.
+//! and `GET /v1/emails`, with read scope; and `DELETE /v1/runs/{id}`, an admin cancel of a live
+//! run (admin scope). Always within the caller's tenant.
 
 use super::AppState;
 use super::auth::Principal;
@@ -8,7 +9,7 @@ use crate::clock::Timestamp;
 use crate::ids::RunId;
 use crate::journeys::RunStatus;
 use crate::journeys::journal::{JournalEntry, StepKind};
-use crate::store::{EmailFilter, EmailRecord, RunFilter, RunRecord, Scope};
+use crate::store::{CancelOutcome, EmailFilter, EmailRecord, RunFilter, RunRecord, Scope};
 use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -238,6 +239,33 @@ pub async fn detail(
     view["currentStep"] = json!(current_step(&detail.journal));
     view["timeline"] = json!(timeline(&detail.journal));
     Ok(Json(view))
+}
+
+/// `DELETE /v1/runs/{id}`: the live run exits at once (its timer goes; an activation in
+/// flight commits nothing). 404 for an unknown run, 409 for one already finished.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    let run_id = RunId(id);
+    match state
+        .store
+        .cancel_run(&principal.tenant_id, &run_id, state.clock.now())
+        .await?
+    {
+        CancelOutcome::Cancelled { journey_id } => Ok(Json(json!({
+            "id": run_id,
+            "journeyId": journey_id,
+            "status": RunStatus::Exited,
+        }))),
+        CancelOutcome::AlreadyFinished(status) => Err(ApiError::Conflict(format!(
+            "run {run_id} has already finished ({})",
+            status.as_str()
+        ))),
+        CancelOutcome::NotFound => Err(ApiError::NotFoundNamed(format!("no run {run_id}"))),
+    }
 }
 
 pub async fn emails(

@@ -33,6 +33,12 @@ pub fn validate_criteria(criteria: &Condition) -> Result<(), CriteriaError> {
     Ok(())
 }
 
+/// The structural rules alone (no empty composite, no bucket event leg), for conditions that
+/// may be made of negative leaves only: a journey's trigger filter, an exit rule's `where`.
+pub fn validate_shape(criteria: &Condition) -> Result<(), CriteriaError> {
+    check_tree(criteria, ROOT)
+}
+
 fn check_tree(node: &Condition, path: &str) -> Result<(), CriteriaError> {
     match node {
         Condition::Property(_) => Ok(()),

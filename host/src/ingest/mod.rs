@@ -13,8 +13,8 @@ use crate::ids::{EventId, TenantId};
 use crate::journeys::router;
 use crate::modules::ModuleRegistry;
 use crate::store::{
-    BucketTransition, IngestItem, IngestOutcome, IngestRouting, MembershipChange, NewEvent,
-    SkippedRun, StartedRun, Store, StoreError,
+    BucketTransition, ExitedRun, IngestItem, IngestOutcome, IngestRouting, MembershipChange,
+    NewEvent, SkippedRun, StartedRun, Store, StoreError,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -84,6 +84,8 @@ pub struct IngestResult {
     pub contact_key: Option<String>,
     pub started: Vec<StartedRun>,
     pub skipped: Vec<SkippedRun>,
+    /// Live runs the event ended (their journeys' `exitOn`).
+    pub exits: Vec<ExitedRun>,
     /// Bucket memberships the event changed.
     pub buckets: Vec<BucketTransition>,
 }
@@ -97,6 +99,7 @@ impl From<IngestOutcome> for IngestResult {
                 contact_key: None,
                 started: vec![],
                 skipped: vec![],
+                exits: vec![],
                 buckets: vec![],
             },
             IngestOutcome::Stored {
@@ -104,6 +107,7 @@ impl From<IngestOutcome> for IngestResult {
                 contact_key,
                 started,
                 skipped,
+                exited,
                 transitions,
             } => IngestResult {
                 stored: true,
@@ -111,6 +115,7 @@ impl From<IngestOutcome> for IngestResult {
                 contact_key: Some(contact_key),
                 started,
                 skipped,
+                exits: exited,
                 buckets: transitions,
             },
         }

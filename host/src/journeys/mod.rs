@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Where a run is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     /// Created or awake, waiting for the scheduler to activate it.
@@ -76,21 +76,55 @@ pub struct PriorRuns {
     pub live: bool,
 }
 
-/// Why an event that matched a journey's trigger did not start a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Why an event that matched a journey's trigger did not start a run: one reason per
+/// enrollment guard (domain-spec §3.3), in the order [`Enrollment::admit`] checks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipReason {
-    AlreadyActive,
+    /// The module declares the journey disabled.
+    JourneyDisabled,
+    /// An admin disabled the journey (`PATCH /v1/journeys/{id}`).
+    JourneyDisabledByAdmin,
+    /// The journey's `trigger-where` does not hold on the event's properties.
+    TriggerConditionsNotMet,
+    /// Entry limit `once`, and the person has a run already (any status).
     AlreadyEnteredOnce,
+    /// Entry limit `once-per`, and the person's latest run started within the period.
     PeriodNotElapsed,
+    /// The person has a live run of the journey.
+    AlreadyActive,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 6] = [
+        SkipReason::JourneyDisabled,
+        SkipReason::JourneyDisabledByAdmin,
+        SkipReason::TriggerConditionsNotMet,
+        SkipReason::AlreadyEnteredOnce,
+        SkipReason::PeriodNotElapsed,
+        SkipReason::AlreadyActive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::JourneyDisabled => "journey_disabled",
+            SkipReason::JourneyDisabledByAdmin => "journey_disabled_by_admin",
+            SkipReason::TriggerConditionsNotMet => "trigger_conditions_not_met",
+            SkipReason::AlreadyEnteredOnce => "already_entered_once",
+            SkipReason::PeriodNotElapsed => "period_not_elapsed",
+            SkipReason::AlreadyActive => "already_active",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SkipReason> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
 }
 
 impl EntryLimit {
-    /// The enrollment guard: may this person start another run now?
+    /// The entry-limit guard alone: has the person entered too recently (or at all, for
+    /// `once`)? Live runs are a guard of their own ([`Enrollment::admit`]).
     pub fn admits(self, prior: &PriorRuns, now: Timestamp) -> Result<(), SkipReason> {
-        if prior.live {
-            return Err(SkipReason::AlreadyActive);
-        }
         match self {
             EntryLimit::Unlimited => Ok(()),
             EntryLimit::Once if prior.total > 0 => Err(SkipReason::AlreadyEnteredOnce),
@@ -102,6 +136,46 @@ impl EntryLimit {
                 _ => Ok(()),
             },
         }
+    }
+}
+
+/// Everything the enrollment guards look at for one person, journey and trigger event: what
+/// the router knew from the manifest and the event, and what the store read inside the ingest
+/// transaction (so an admin switch or a run started by an earlier event of the same batch
+/// counts at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enrollment {
+    /// The journey as the module declares it.
+    pub declared_enabled: bool,
+    /// Whether the journey's `trigger-where` holds on the event (true without one).
+    pub trigger_matches: bool,
+    pub entry_limit: EntryLimit,
+    /// An admin switched the journey off for the tenant.
+    pub disabled_by_admin: bool,
+    pub prior: PriorRuns,
+}
+
+impl Enrollment {
+    /// The enrollment guards, in the order of domain-spec §3.3; the first that fails names
+    /// the skip.
+    pub fn admit(&self, now: Timestamp) -> Result<(), SkipReason> {
+        if !self.declared_enabled {
+            return Err(SkipReason::JourneyDisabled);
+        }
+        if self.disabled_by_admin {
+            return Err(SkipReason::JourneyDisabledByAdmin);
+        }
+        if !self.trigger_matches {
+            return Err(SkipReason::TriggerConditionsNotMet);
+        }
+        self.entry_limit.admits(&self.prior, now)?;
+        // Guard 5 of §3.3, the person's email subscription (`user_unsubscribed`), belongs here,
+        // between the entry limit and the live run: it is added with email preferences, as a
+        // fact the store reads beside `disabled_by_admin`.
+        if self.prior.live {
+            return Err(SkipReason::AlreadyActive);
+        }
+        Ok(())
     }
 }
 
@@ -135,21 +209,82 @@ mod tests {
 
     const DAY: u64 = 86_400_000;
 
+    fn enrollment(limit: EntryLimit, prior: PriorRuns) -> Enrollment {
+        Enrollment {
+            declared_enabled: true,
+            trigger_matches: true,
+            entry_limit: limit,
+            disabled_by_admin: false,
+            prior,
+        }
+    }
+
     #[test]
-    fn a_live_run_blocks_every_entry_limit() {
-        let prior = PriorRuns {
+    fn a_live_run_blocks_an_entry_the_entry_limit_would_admit() {
+        let live = PriorRuns {
             total: 1,
             latest_started_at: Some(Timestamp(0)),
             live: true,
         };
-        for limit in [
-            EntryLimit::Once,
-            EntryLimit::OncePer(DAY),
-            EntryLimit::Unlimited,
-        ] {
+        let now = Timestamp(10 * DAY as i64);
+        for limit in [EntryLimit::OncePer(DAY), EntryLimit::Unlimited] {
             assert_eq!(
-                limit.admits(&prior, Timestamp(10 * DAY as i64)),
+                enrollment(limit, live).admit(now),
                 Err(SkipReason::AlreadyActive)
+            );
+        }
+        // The entry limit is checked first, so a once-only journey says why it really refused.
+        assert_eq!(
+            enrollment(EntryLimit::Once, live).admit(now),
+            Err(SkipReason::AlreadyEnteredOnce)
+        );
+    }
+
+    #[test]
+    fn the_guards_fail_in_the_documented_order() {
+        let blocked_by_everything = Enrollment {
+            declared_enabled: false,
+            trigger_matches: false,
+            entry_limit: EntryLimit::Once,
+            disabled_by_admin: true,
+            prior: PriorRuns {
+                total: 1,
+                latest_started_at: Some(Timestamp(0)),
+                live: true,
+            },
+        };
+        let mut e = blocked_by_everything;
+        let mut reasons = Vec::new();
+        while let Err(reason) = e.admit(Timestamp(0)) {
+            reasons.push(reason);
+            match reason {
+                SkipReason::JourneyDisabled => e.declared_enabled = true,
+                SkipReason::JourneyDisabledByAdmin => e.disabled_by_admin = false,
+                SkipReason::TriggerConditionsNotMet => e.trigger_matches = true,
+                SkipReason::AlreadyEnteredOnce => e.entry_limit = EntryLimit::Unlimited,
+                SkipReason::PeriodNotElapsed => unreachable!("no period"),
+                SkipReason::AlreadyActive => e.prior.live = false,
+            }
+        }
+        assert_eq!(
+            reasons,
+            [
+                SkipReason::JourneyDisabled,
+                SkipReason::JourneyDisabledByAdmin,
+                SkipReason::TriggerConditionsNotMet,
+                SkipReason::AlreadyEnteredOnce,
+                SkipReason::AlreadyActive,
+            ]
+        );
+    }
+
+    #[test]
+    fn skip_reasons_round_trip_through_their_names() {
+        for reason in SkipReason::ALL {
+            assert_eq!(SkipReason::parse(reason.as_str()), Some(reason));
+            assert_eq!(
+                serde_json::to_value(reason).unwrap(),
+                serde_json::json!(reason.as_str())
             );
         }
     }

@@ -1,8 +1,10 @@
-//! The journey router: which journeys an event starts. Matching is on the trigger event name
-//! (exact) among the tenant's active, enabled journeys, then on the journey's trigger filter
-//! (`trigger_where`, property conditions over the event's properties — how bucket reactions
-//! select first entries or leave reasons); entry limits are applied by the store inside the
-//! ingest transaction, where they can see earlier runs consistently.
+//! The journey router: which journeys an event may start. Matching is on the trigger event
+//! name (exact) among the tenant's active journeys, enabled or not; each candidate carries
+//! whether the module enables it and whether its trigger filter (`trigger_where`, property
+//! conditions over the event's properties — also how bucket reactions select first entries or
+//! leave reasons) holds. The enrollment guards themselves run in the store inside the ingest
+//! transaction ([`crate::journeys::Enrollment`]), where the admin switch and earlier runs are
+//! read consistently and every skip is counted.
 
 use crate::buckets::{EventCounts, evaluate};
 use crate::ids::TenantId;
@@ -11,7 +13,7 @@ use crate::modules::manifest::JourneyDef;
 use crate::store::RunCandidate;
 use serde_json::{Map, Value};
 
-/// The journeys an event named `event_name` with `event_properties` starts.
+/// The journeys an event named `event_name` with `event_properties` may start.
 pub fn candidates_for(
     registry: &ModuleRegistry,
     tenant: &TenantId,
@@ -19,10 +21,11 @@ pub fn candidates_for(
     event_properties: &Map<String, Value>,
 ) -> Vec<RunCandidate> {
     registry
-        .triggered_by(tenant, event_name)
+        .bound_to(tenant, event_name)
         .into_iter()
-        .filter(|(_, journey)| trigger_filter_holds(journey, event_properties))
         .map(|(module, journey)| RunCandidate {
+            trigger_matches: trigger_filter_holds(&journey, event_properties),
+            declared_enabled: journey.enabled,
             journey_id: journey.id,
             module_hash: module.hash.clone(),
             entry_limit: journey.entry_limit,

@@ -5,12 +5,16 @@
 //! [`ModuleManifest::journeys`]): triggered by the bucket's transition event, filtered by a
 //! [`JourneyDef::trigger_where`] on the event's properties, entry limit unlimited.
 
-use crate::buckets::validate::{check_name, validate_bucket};
-use crate::buckets::{BucketDef, BucketKind, Condition, LeaveReason, ReactionDef, ReactionOn};
+use crate::buckets::criteria::{CriteriaError, ROOT as CRITERIA_ROOT};
+use crate::buckets::validate::{check_name, validate_bucket, validate_shape};
+use crate::buckets::{
+    BucketDef, BucketKind, Condition, EventCounts, LeaveReason, ReactionDef, ReactionOn, evaluate,
+};
 use crate::delivery::templates::{TemplateSet, TemplateSource};
 use crate::journeys::EntryLimit;
 use crate::runtime::bindings::types as wit;
 use serde::Serialize;
+use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,10 +28,13 @@ pub struct JourneyDef {
     /// What `invocation.handler` carries when the host runs this journey: the journey id for a
     /// declared journey, the reaction's handler for a bucket reaction.
     pub handler: String,
-    /// A condition on the triggering event's properties (property conditions only); the
-    /// router starts no run when it does not hold.
+    /// A condition on the triggering event's properties (property conditions only); when it
+    /// does not hold the event starts no run (skipped as `trigger_conditions_not_met`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger_where: Option<Condition>,
+    /// Events that end a person's live runs of this journey.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exit_on: Vec<ExitRule>,
     /// The bucket whose reaction this journey is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_bucket_id: Option<String>,
@@ -48,9 +55,31 @@ impl JourneyDef {
             enabled: bucket.enabled,
             handler: reaction.handler.clone(),
             trigger_where: reaction.on.trigger_filter(),
+            exit_on: Vec::new(),
             source_bucket_id: Some(bucket.id.clone()),
             suppress: 0,
         }
+    }
+}
+
+/// An event that ends a person's live runs of a journey: by name, and optionally only when a
+/// condition holds on the event's properties.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExitRule {
+    pub event: String,
+    #[serde(rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+}
+
+impl ExitRule {
+    /// Whether an event named `event_name` with these properties matches the rule.
+    pub fn matches(&self, event_name: &str, event_properties: &Map<String, Value>) -> bool {
+        self.event == event_name
+            && self
+                .condition
+                .as_ref()
+                .is_none_or(|c| evaluate(c, event_properties, &EventCounts::new()))
     }
 }
 
@@ -105,6 +134,31 @@ impl ModuleManifest {
                 }
                 wit::EntryLimit::OncePer(ms) => EntryLimit::OncePer(ms),
             };
+            let at = format!("journeys[{i}] {:?}", j.id);
+            let trigger_where = j
+                .trigger_where
+                .as_deref()
+                .map(|json| event_condition(json, "trigger-where"))
+                .transpose()
+                .map_err(|e| format!("{at}: {e}"))?;
+            let exit_on = j
+                .exit_on
+                .into_iter()
+                .enumerate()
+                .map(|(r, rule)| {
+                    check_name(&format!("exit-on[{r}].event"), &rule.event)?;
+                    let condition = rule
+                        .where_
+                        .as_deref()
+                        .map(|json| event_condition(json, &format!("exit-on[{r}].where")))
+                        .transpose()?;
+                    Ok(ExitRule {
+                        event: rule.event,
+                        condition,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|e| format!("{at}: {e}"))?;
             journeys.push(JourneyDef {
                 handler: j.id.clone(),
                 id: j.id,
@@ -112,7 +166,8 @@ impl ModuleManifest {
                 trigger: j.trigger,
                 entry_limit,
                 enabled: j.enabled,
-                trigger_where: None,
+                trigger_where,
+                exit_on,
                 source_bucket_id: None,
                 suppress: j.suppress,
             });
@@ -145,6 +200,29 @@ impl ModuleManifest {
         }
         Ok(())
     }
+}
+
+/// A condition on an event's properties (`trigger-where`, an exit rule's `where`): criteria
+/// JSON made of property conditions only. Errors name the field, `field` standing for the
+/// criteria root (`trigger-where.all[1].value …`).
+fn event_condition(json: &str, field: &str) -> Result<Condition, String> {
+    let rename = |e: CriteriaError| {
+        let path = e.path.strip_prefix(CRITERIA_ROOT).unwrap_or(&e.path);
+        format!("{field}{path} {}", e.message)
+    };
+    let condition = Condition::from_json_str(json).map_err(rename)?;
+    validate_shape(&condition).map_err(rename)?;
+    if let Some(Condition::Event(leg)) = condition
+        .leaves()
+        .find(|leaf| matches!(leaf, Condition::Event(_)))
+    {
+        return Err(format!(
+            "{field} may hold only property conditions (on the event's properties); \
+             event condition {:?} is not allowed",
+            leg.event
+        ));
+    }
+    Ok(condition)
 }
 
 fn convert_buckets(declared: Vec<wit::BucketDef>) -> Result<Vec<BucketDef>, String> {
@@ -270,10 +348,107 @@ mod tests {
             id: id.into(),
             name: "A journey".into(),
             trigger: trigger.into(),
+            trigger_where: None,
+            exit_on: vec![],
             entry_limit: limit,
             enabled: true,
             suppress: 0,
         }
+    }
+
+    fn one_journey(j: wit::JourneyDef) -> Result<ModuleManifest, String> {
+        ModuleManifest::from_wit(wit::Manifest {
+            journeys: vec![j],
+            templates: vec![],
+            buckets: vec![],
+        })
+    }
+
+    fn exit_rule(event: &str, condition: Option<&str>) -> wit::ExitRule {
+        wit::ExitRule {
+            event: event.into(),
+            where_: condition.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn given_a_trigger_where_and_exit_rules_when_loaded_then_they_parse_and_match_event_properties()
+    {
+        let mut j = journey("trial", "trial.started", wit::EntryLimit::Once);
+        j.trigger_where = Some(
+            r#"{"type":"property","property":"plan","operator":"in","value":["pro","team"]}"#
+                .into(),
+        );
+        j.exit_on = vec![
+            exit_rule("account.deleted", None),
+            exit_rule(
+                "order.paid",
+                Some(r#"{"type":"property","property":"amount","operator":"gt","value":0}"#),
+            ),
+        ];
+        let m = one_journey(j).unwrap();
+        let trial = &m.journeys[0];
+        let props = |v: Value| v.as_object().cloned().unwrap();
+        assert!(crate::journeys::router::trigger_filter_holds(
+            trial,
+            &props(serde_json::json!({"plan": "pro"}))
+        ));
+        assert!(!crate::journeys::router::trigger_filter_holds(
+            trial,
+            &props(serde_json::json!({"plan": "free"}))
+        ));
+        let [deleted, paid] = &trial.exit_on[..] else {
+            panic!("two exit rules: {:?}", trial.exit_on)
+        };
+        assert!(deleted.matches("account.deleted", &Map::new()));
+        assert!(!deleted.matches("account.created", &Map::new()));
+        assert!(paid.matches("order.paid", &props(serde_json::json!({"amount": 5}))));
+        assert!(!paid.matches("order.paid", &props(serde_json::json!({"amount": 0}))));
+        assert!(!paid.matches("order.paid", &Map::new()));
+    }
+
+    #[test]
+    fn given_a_bad_trigger_where_when_loaded_then_the_error_names_the_journey_and_field() {
+        let mut j = journey("trial", "trial.started", wit::EntryLimit::Once);
+        j.trigger_where = Some(r#"{"type":"all","conditions":[]}"#.into());
+        let err = one_journey(j.clone()).unwrap_err();
+        assert!(
+            err.starts_with(r#"journeys[0] "trial": trigger-where.conditions must not be empty"#),
+            "{err}"
+        );
+        j.trigger_where = Some("{nope".into());
+        let err = one_journey(j.clone()).unwrap_err();
+        assert!(
+            err.starts_with(r#"journeys[0] "trial": trigger-where is not valid JSON"#),
+            "{err}"
+        );
+        j.trigger_where = Some(r#"{"type":"event","event":"x","check":"exists"}"#.into());
+        let err = one_journey(j).unwrap_err();
+        assert!(
+            err.starts_with(
+                r#"journeys[0] "trial": trigger-where may hold only property conditions"#
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn given_a_bad_exit_rule_when_loaded_then_the_error_names_the_journey_and_rule() {
+        let mut j = journey("trial", "trial.started", wit::EntryLimit::Once);
+        j.exit_on = vec![exit_rule("a", None), exit_rule(" ", None)];
+        assert_eq!(
+            one_journey(j.clone()).unwrap_err(),
+            r#"journeys[0] "trial": exit-on[1].event must not be empty"#
+        );
+        j.exit_on = vec![exit_rule(
+            "order.paid",
+            Some(r#"{"type":"property","property":"amount","operator":"gt","value":"5"}"#),
+        )];
+        let err = one_journey(j).unwrap_err();
+        assert!(
+            err.starts_with(r#"journeys[0] "trial": exit-on[0].where.value"#),
+            "{err}"
+        );
     }
 
     #[test]

@@ -50,11 +50,29 @@ impl LoadedModule {
     }
 }
 
-/// A tenant's active journeys, by trigger event, and its buckets.
+/// A tenant's active journeys (in module order), indexed by trigger event and by exit event,
+/// and its buckets.
 #[derive(Default)]
 struct ActiveSet {
-    by_trigger: HashMap<String, Vec<(Arc<LoadedModule>, JourneyDef)>>,
+    journeys: Vec<(Arc<LoadedModule>, JourneyDef)>,
+    by_trigger: HashMap<String, Vec<usize>>,
+    by_exit_event: HashMap<String, Vec<usize>>,
     buckets: Arc<BucketRegistry>,
+}
+
+impl ActiveSet {
+    /// The journeys `index` (one of the maps above) lists under `event`.
+    fn indexed<'a>(
+        &'a self,
+        index: &'a HashMap<String, Vec<usize>>,
+        event: &str,
+    ) -> impl Iterator<Item = &'a (Arc<LoadedModule>, JourneyDef)> + use<'a> {
+        index
+            .get(event)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.journeys[i])
+    }
 }
 
 /// Where module wasm and compiled artifacts live on disk.
@@ -218,10 +236,22 @@ impl ModuleRegistry {
                         journey.id, module.name
                     )));
                 }
+                let at = set.journeys.len();
                 set.by_trigger
                     .entry(journey.trigger.clone())
                     .or_default()
-                    .push((module.clone(), journey.clone()));
+                    .push(at);
+                let mut exit_events: Vec<&str> =
+                    journey.exit_on.iter().map(|r| r.event.as_str()).collect();
+                exit_events.sort_unstable();
+                exit_events.dedup();
+                for event in exit_events {
+                    set.by_exit_event
+                        .entry(event.to_owned())
+                        .or_default()
+                        .push(at);
+                }
+                set.journeys.push((module.clone(), journey.clone()));
             }
         }
         set.buckets = Arc::new(
@@ -244,12 +274,59 @@ impl ModuleRegistry {
         tenant: &TenantId,
         event: &str,
     ) -> Vec<(Arc<LoadedModule>, JourneyDef)> {
+        let mut bound = self.bound_to(tenant, event);
+        bound.retain(|(_, j)| j.enabled);
+        bound
+    }
+
+    /// Every journey whose trigger is `event`, disabled ones included (their skips count).
+    pub fn bound_to(&self, tenant: &TenantId, event: &str) -> Vec<(Arc<LoadedModule>, JourneyDef)> {
         self.active
             .load()
             .get(tenant)
-            .and_then(|set| set.by_trigger.get(event))
-            .map(|entries| entries.iter().filter(|(_, j)| j.enabled).cloned().collect())
+            .map(|set| set.indexed(&set.by_trigger, event).cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The ids of the journeys an event ends live runs of: one of their `exitOn` rules names
+    /// it and its condition holds on the event's properties. Disabled journeys included.
+    pub fn exited_by(
+        &self,
+        tenant: &TenantId,
+        event_name: &str,
+        event_properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<String> {
+        self.active
+            .load()
+            .get(tenant)
+            .map(|set| {
+                set.indexed(&set.by_exit_event, event_name)
+                    .filter(|(_, j)| {
+                        j.exit_on
+                            .iter()
+                            .any(|rule| rule.matches(event_name, event_properties))
+                    })
+                    .map(|(_, j)| j.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The tenant's active journeys (declared ones and bucket reactions), in module order.
+    pub fn journeys(&self, tenant: &TenantId) -> Vec<(Arc<LoadedModule>, JourneyDef)> {
+        self.active
+            .load()
+            .get(tenant)
+            .map(|set| set.journeys.clone())
+            .unwrap_or_default()
+    }
+
+    /// One of the tenant's active journeys.
+    pub fn journey(&self, tenant: &TenantId, id: &str) -> Option<(Arc<LoadedModule>, JourneyDef)> {
+        self.active
+            .load()
+            .get(tenant)
+            .and_then(|set| set.journeys.iter().find(|(_, j)| j.id == id).cloned())
     }
 
     /// The tenant's buckets (empty when it has none).
@@ -304,6 +381,15 @@ impl IngestRouting for ModuleRegistry {
         event_properties: &serde_json::Map<String, serde_json::Value>,
     ) -> Vec<RunCandidate> {
         crate::journeys::router::candidates_for(self, tenant, event_name, event_properties)
+    }
+
+    fn exits(
+        &self,
+        tenant: &TenantId,
+        event_name: &str,
+        event_properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<String> {
+        self.exited_by(tenant, event_name, event_properties)
     }
 
     fn buckets(&self, tenant: &TenantId) -> Option<Arc<BucketRegistry>> {

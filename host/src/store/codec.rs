@@ -5,17 +5,18 @@
 //! Only plain Rust here: the SQL stays in each backend.
 
 use super::{
-    ContactRecord, EmailStatus, IngestRouting, NewEvent, RunCandidate, Scope, SkippedRun,
-    StartedRun, StoreError, StoreResult, SuppressedReason,
+    ContactRecord, EmailStatus, ExitedRun, IngestOutcome, IngestRouting, NewEvent, RunCandidate,
+    Scope, SkippedRun, StartedRun, StoreError, StoreResult, SuppressedReason,
 };
 use crate::buckets::membership::Transition;
 use crate::clock::Timestamp;
 use crate::ids::{EventId, TenantId};
 use crate::journeys::journal::StepKind;
-use crate::journeys::{PersonSnapshot, RunInput, RunStatus, TriggerEvent};
+use crate::journeys::{PersonSnapshot, RunInput, RunStatus, SkipReason, TriggerEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// List endpoints: the page when the filter says 0, and the cap.
 const DEFAULT_LIST_LIMIT: u32 = 100;
@@ -176,18 +177,64 @@ mod tests {
     }
 }
 
-/// The runs storing events started, and those their entry limits skipped.
+/// The runs storing events started, those the enrollment guards skipped, and the live runs
+/// the events ended (`exitOn`).
 #[derive(Debug, Default)]
 pub(super) struct StartedRuns {
     pub started: Vec<StartedRun>,
     pub skipped: Vec<SkippedRun>,
+    pub exited: Vec<ExitedRun>,
 }
 
 impl StartedRuns {
     pub fn extend(&mut self, more: StartedRuns) {
         self.started.extend(more.started);
         self.skipped.extend(more.skipped);
+        self.exited.extend(more.exited);
     }
+}
+
+/// Skips to add to the persisted counters, by (tenant, journey, reason), in that order: one
+/// increment per key, and a fixed order so concurrent writers lock counter rows alike.
+#[derive(Debug, Default)]
+pub(super) struct SkipTally(BTreeMap<(TenantId, String, SkipReason), u64>);
+
+impl SkipTally {
+    pub fn add(&mut self, tenant: &TenantId, skipped: &[SkippedRun]) {
+        for skip in skipped {
+            *self
+                .0
+                .entry((tenant.clone(), skip.journey_id.clone(), skip.reason))
+                .or_default() += 1;
+        }
+    }
+
+    /// The outcome's skips, for a stored one.
+    pub fn add_outcome(&mut self, tenant: &TenantId, outcome: &IngestOutcome) {
+        if let IngestOutcome::Stored { skipped, .. } = outcome {
+            self.add(tenant, skipped);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// (tenant, journey, reason, increment), sorted.
+    pub fn rows(&self) -> impl Iterator<Item = (&TenantId, &str, SkipReason, i64)> {
+        self.0.iter().map(|((tenant, journey, reason), n)| {
+            (
+                tenant,
+                journey.as_str(),
+                *reason,
+                i64::try_from(*n).unwrap_or(i64::MAX),
+            )
+        })
+    }
+}
+
+pub(super) fn parse_skip_reason(text: &str) -> StoreResult<SkipReason> {
+    SkipReason::parse(text).ok_or_else(|| StoreError::corrupt("skip reason", format!("{text:?}")))
 }
 
 /// The events a membership change is ingested as, each with the journeys it starts: the

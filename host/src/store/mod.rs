@@ -80,13 +80,22 @@ pub async fn open(
 /// starts, and which buckets a tenant has. [`crate::modules::ModuleRegistry`] answers from its
 /// current snapshot.
 pub trait IngestRouting: Send + Sync {
-    /// The journeys an event starts (trigger name and trigger filter), with their module.
+    /// The journeys an event's name triggers, enabled or not, with their module and whether
+    /// their trigger filter holds on the event's properties.
     fn journeys(
         &self,
         tenant: &TenantId,
         event_name: &str,
         event_properties: &Map<String, Value>,
     ) -> Vec<RunCandidate>;
+    /// The ids of the journeys one of whose `exitOn` rules the event matches (name and
+    /// condition): the person's live runs of them end.
+    fn exits(
+        &self,
+        tenant: &TenantId,
+        event_name: &str,
+        event_properties: &Map<String, Value>,
+    ) -> Vec<String>;
     /// The tenant's buckets, when it has any.
     fn buckets(&self, tenant: &TenantId) -> Option<Arc<BucketRegistry>>;
 }
@@ -125,11 +134,14 @@ pub trait Store: Send + Sync + 'static {
     /// Ingest a batch of events in ONE transaction; outcomes in input order. Per item: dedupe
     /// on the tenant's idempotency key (a duplicate changes nothing at all, and an earlier item
     /// of the same batch counts), resolve the contact with [`identity::resolve`] (merging
-    /// `contact_properties`), store the event under the resolved key, and for each candidate
-    /// apply [`crate::journeys::EntryLimit::admits`] and create the run (status active, input
-    /// snapshotting the contact after the merge and the event) with a timer due at
-    /// `received_at`. All or nothing: on an error nothing of the batch is written (the caller
-    /// retries items alone).
+    /// `contact_properties`), store the event under the resolved key, end the person's live
+    /// runs of the journeys whose `exitOn` the event matches ([`IngestRouting::exits`]: status
+    /// exited, timer removed), then for each candidate run the enrollment guards
+    /// ([`crate::journeys::Enrollment::admit`], reading the admin switch and prior runs) and
+    /// create the run (status active, input snapshotting the contact after the merge and the
+    /// event) with a timer due at `received_at`, or add the skip to the journey's counters.
+    /// All or nothing: on an error nothing of the batch is written (the caller retries items
+    /// alone).
     ///
     /// Then, for a tenant with buckets, it re-evaluates the buckets the event can change
     /// ([`crate::buckets::membership::evaluate_event`]) and ingests each emitted transition as
@@ -371,6 +383,31 @@ pub trait Store: Send + Sync + 'static {
         contact_key: &str,
     ) -> StoreResult<Vec<ActiveMembership>>;
 
+    // --- journeys: admin ---
+    /// Switch a journey on or off for the tenant (upsert): read by the enrollment guards of
+    /// every later ingest; runs already started continue.
+    async fn set_journey_enabled(
+        &self,
+        tenant: &TenantId,
+        journey_id: &str,
+        enabled: bool,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Runs by status, skips by reason and the admin switch of the tenant's journeys, by
+    /// journey id; only `journey_id` when given. A journey with none of them is absent.
+    async fn journey_stats(
+        &self,
+        tenant: &TenantId,
+        journey_id: Option<&str>,
+    ) -> StoreResult<HashMap<String, JourneyStats>>;
+    /// End a live run (status exited, timer removed), as an admin cancel.
+    async fn cancel_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        now: Timestamp,
+    ) -> StoreResult<CancelOutcome>;
+
     // --- host settings ---
     /// The persisted dev-clock offset (0 when never advanced).
     async fn clock_offset(&self) -> StoreResult<i64>;
@@ -384,6 +421,10 @@ pub struct NoRouting;
 #[cfg(test)]
 impl IngestRouting for NoRouting {
     fn journeys(&self, _: &TenantId, _: &str, _: &Map<String, Value>) -> Vec<RunCandidate> {
+        Vec::new()
+    }
+
+    fn exits(&self, _: &TenantId, _: &str, _: &Map<String, Value>) -> Vec<String> {
         Vec::new()
     }
 

@@ -96,13 +96,39 @@ pub struct IngestItem {
     pub candidates: Vec<RunCandidate>,
 }
 
-/// A journey the event's name triggers; the store applies its entry limit inside the ingest
-/// transaction and, when admitted, creates the run and its first timer (due at once).
+/// A journey the event's name triggers, enabled or not; the store runs the enrollment guards
+/// ([`crate::journeys::Enrollment`]) inside the ingest transaction and, when admitted, creates
+/// the run and its first timer (due at once), or counts the skip.
 #[derive(Debug, Clone)]
 pub struct RunCandidate {
     pub journey_id: String,
     pub module_hash: String,
     pub entry_limit: EntryLimit,
+    /// Whether the module declares the journey enabled.
+    pub declared_enabled: bool,
+    /// Whether the journey's `trigger-where` holds on the event (true without one).
+    pub trigger_matches: bool,
+}
+
+impl RunCandidate {
+    /// An enabled journey whose trigger filter holds.
+    pub fn new(journey_id: &str, module_hash: &str, entry_limit: EntryLimit) -> Self {
+        RunCandidate {
+            journey_id: journey_id.to_owned(),
+            module_hash: module_hash.to_owned(),
+            entry_limit,
+            declared_enabled: true,
+            trigger_matches: true,
+        }
+    }
+}
+
+/// A live run an event ended because it is one of its journey's `exitOn` events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExitedRun {
+    pub run_id: RunId,
+    pub journey_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -128,6 +154,8 @@ pub enum IngestOutcome {
         contact_key: String,
         started: Vec<StartedRun>,
         skipped: Vec<SkippedRun>,
+        /// Live runs the event (or a transition it caused) ended through `exitOn`.
+        exited: Vec<ExitedRun>,
         /// Bucket memberships the event changed (their transition events were ingested too,
         /// and the runs those started are in `started`).
         transitions: Vec<BucketTransition>,
@@ -674,4 +702,25 @@ pub struct EmailHistory {
     pub count: u64,
     /// The latest delivery, if any was delivered.
     pub last_sent_at: Option<Timestamp>,
+}
+
+/// What a tenant's journey has done: its runs by status and the triggers it skipped by
+/// reason (counted since the journey was first seen), and the admin switch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JourneyStats {
+    /// The admin switch (`PATCH /v1/journeys/{id}`); `None` when never set.
+    pub admin_enabled: Option<bool>,
+    pub runs: std::collections::BTreeMap<RunStatus, u64>,
+    pub skips: std::collections::BTreeMap<SkipReason, u64>,
+}
+
+/// What cancelling a run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The live run is now exited (its timer removed).
+    Cancelled { journey_id: String },
+    /// The run had already finished with this status; nothing changed.
+    AlreadyFinished(RunStatus),
+    /// No run of the tenant has that id.
+    NotFound,
 }

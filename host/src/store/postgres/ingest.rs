@@ -1,6 +1,9 @@
 //! Ingest: a batch of events in one transaction. Per event: dedupe it, resolve its contact
-//! (identity resolution with the property merge), store it under the contact's resolved key
-//! and start the runs the entry limits admit.
+//! (identity resolution with the property merge), store it under the contact's resolved key,
+//! end the live runs its `exitOn` rules name and start the runs the enrollment guards admit.
+//! The guards' skips are added to the journeys' counters once per batch, just before the
+//! commit and in key order, so concurrent batches hold a counter row only briefly and lock
+//! counter rows in the same order.
 //!
 //! Concurrency. The batch first takes, in the global lock order (see `identity`), the advisory
 //! locks of every value its items will look up and of every idempotency key, then locks the
@@ -14,14 +17,17 @@
 //! (one statement); a deadlock PostgreSQL breaks anyway is retried whole.
 
 use super::identity::{LockName, LockTarget, PendingEvent, PgTx};
+use super::journeys::{count_skips, exit_runs};
 use super::live_statuses;
 use super::runs::{AwaitedEvent, wake_waiting_runs};
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::membership::{self, Transition};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
-use crate::journeys::{PriorRuns, SkipReason};
-use crate::store::codec::{StartedRuns, run_count, run_input, to_json, transition_events};
+use crate::journeys::{Enrollment, PriorRuns, SkipReason};
+use crate::store::codec::{
+    SkipTally, StartedRuns, run_count, run_input, to_json, transition_events,
+};
 use crate::store::identity;
 use crate::store::{
     BucketTransition, ContactRecord, IngestItem, IngestOutcome, IngestRouting, NewEvent,
@@ -63,10 +69,14 @@ async fn ingest_batch(
     pg.lock(&batch_locks(batch)).await?;
     let mut used = used_keys(pg.conn(), batch).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut skips = SkipTally::default();
     for item in batch {
-        outcomes.push(ingest_one(&mut pg, &mut used, routing, item).await?);
+        let outcome = ingest_one(&mut pg, &mut used, routing, item).await?;
+        skips.add_outcome(&item.event.tenant_id, &outcome);
+        outcomes.push(outcome);
     }
     pg.write_events().await?;
+    count_skips(pg.conn(), &skips).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -182,8 +192,8 @@ async fn ingest_one(
         used.insert(key, event.id.clone());
     }
 
-    // 4. Start the runs the entry limits admit.
-    let mut runs = start_runs(pg, &contact, event, candidates).await?;
+    // 4. End the runs the event exits and start the runs the enrollment guards admit.
+    let mut runs = route_event(pg, routing, &contact, event, candidates).await?;
 
     // 5. Move the person into or out of the buckets this event can change; each emitted
     // transition is an event of its own, routed to journeys.
@@ -214,26 +224,34 @@ async fn ingest_one(
         contact_key: contact.key,
         started: runs.started,
         skipped: runs.skipped,
+        exited: runs.exited,
         transitions,
     })
 }
 
-/// Start the runs of `candidates` that their entry limits admit, for `event`.
-async fn start_runs(
+/// For a stored `event`: end the person's live runs of the journeys whose `exitOn` it matches
+/// (only runs that existed before it: a journey it both exits and triggers starts afresh),
+/// then start the runs of `candidates` the enrollment guards admit.
+async fn route_event(
     pg: &mut PgTx<'_>,
+    routing: &dyn IngestRouting,
     contact: &ContactRecord,
     event: &NewEvent,
     candidates: &[RunCandidate],
 ) -> StoreResult<StartedRuns> {
     let mut runs = StartedRuns::default();
+    let tenant = &event.tenant_id;
+    let exits = routing.exits(tenant, &event.name, &event.event_properties);
+    if !exits.is_empty() {
+        runs.exited = exit_runs(pg.conn(), tenant, &contact.key, &exits, event.received_at).await?;
+    }
     if candidates.is_empty() {
         return Ok(runs);
     }
-    let tenant = &event.tenant_id;
     let input = to_json("run input", &run_input(contact, event))?;
     for candidate in candidates {
-        let prior = prior_runs(pg.conn(), tenant, &contact.key, &candidate.journey_id).await?;
-        let outcome = match candidate.entry_limit.admits(&prior, event.received_at) {
+        let guards = enrollment(pg.conn(), tenant, &contact.key, candidate).await?;
+        let outcome = match guards.admit(event.received_at) {
             Err(reason) => Err(reason),
             Ok(()) => {
                 let start = NewRun {
@@ -295,38 +313,53 @@ pub(super) async fn ingest_transition(
                 received_at: now,
             };
             wake_waiting_runs(pg.conn(), &[awaited]).await?;
-            runs.extend(start_runs(pg, contact, &event, &candidates).await?);
+            runs.extend(route_event(pg, routing, contact, &event, &candidates).await?);
         }
     }
     Ok(BucketTransition::from(transition))
 }
 
-/// What the store knows about a person's earlier runs of one journey (inside the ingest
-/// transaction, so it sees the runs this batch already started).
-async fn prior_runs(
+/// What the enrollment guards need for one candidate, read inside the ingest transaction in
+/// one statement (so it sees the runs this batch already started and the admin switch as it is
+/// now). A journey the module disables needs nothing read.
+async fn enrollment(
     conn: &mut PgConnection,
     tenant: &TenantId,
     contact_key: &str,
-    journey_id: &str,
-) -> StoreResult<PriorRuns> {
+    candidate: &RunCandidate,
+) -> StoreResult<Enrollment> {
+    let mut enrollment = Enrollment {
+        declared_enabled: candidate.declared_enabled,
+        trigger_matches: candidate.trigger_matches,
+        entry_limit: candidate.entry_limit,
+        disabled_by_admin: false,
+        prior: PriorRuns::default(),
+    };
+    if !candidate.declared_enabled {
+        return Ok(enrollment);
+    }
     let row = sqlx::query(concat!(
         "SELECT COUNT(*) AS total, MAX(created_at) AS latest, \
          COALESCE(BOOL_OR(status IN ",
         live_statuses!(),
-        "), FALSE) AS live \
+        "), FALSE) AS live, \
+         EXISTS (SELECT 1 FROM journey_configs WHERE tenant_id = $1 AND journey_id = $3 \
+             AND NOT enabled) AS disabled_by_admin \
          FROM runs WHERE tenant_id = $1 AND contact_key = $2 AND journey_id = $3"
     ))
     .bind(tenant.as_str())
     .bind(contact_key)
-    .bind(journey_id)
+    .bind(&candidate.journey_id)
     .fetch_one(conn)
     .await?;
     let total: i64 = row.try_get("total")?;
-    Ok(PriorRuns {
+    enrollment.disabled_by_admin = row.try_get("disabled_by_admin")?;
+    enrollment.prior = PriorRuns {
         total: run_count(total)?,
         latest_started_at: row.try_get::<Option<i64>, _>("latest")?.map(Timestamp),
         live: row.try_get("live")?,
-    })
+    };
+    Ok(enrollment)
 }
 
 /// A run an entry limit admitted.

@@ -224,6 +224,9 @@ pub(super) async fn change_membership(
                 &mut runs,
             )
             .await?;
+            let mut skips = crate::store::codec::SkipTally::default();
+            skips.add(tenant, &runs.skipped);
+            super::journeys::count_skips(pg.conn(), &skips).await?;
             Some(summary)
         }
         None => None,

@@ -47,6 +47,7 @@ mod effects;
 mod history;
 mod identity;
 mod ingest;
+mod journeys;
 mod membership;
 mod outbox;
 pub(crate) mod preferences;
@@ -67,6 +68,7 @@ use super::{
     BucketMember, BucketTransition, EffectFailure, EmailHistory, EventRecord, IngestRouting, MembershipChange,
     JourneyHistory, ReceivedEvents, RunEffect,
 };
+use super::{CancelOutcome, JourneyStats};
 use crate::buckets::BucketDef;
 use crate::clock::Timestamp;
 use crate::contacts::Identity;
@@ -498,6 +500,33 @@ impl Store for PgStore {
         contact_key: &str,
     ) -> StoreResult<Vec<super::ActiveMembership>> {
         buckets::contact_memberships(self, tenant, contact_key).await
+    }
+
+    async fn set_journey_enabled(
+        &self,
+        tenant: &TenantId,
+        journey_id: &str,
+        enabled: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        journeys::set_journey_enabled(self, tenant, journey_id, enabled, now).await
+    }
+
+    async fn journey_stats(
+        &self,
+        tenant: &TenantId,
+        journey_id: Option<&str>,
+    ) -> StoreResult<std::collections::HashMap<String, JourneyStats>> {
+        journeys::journey_stats(self, tenant, journey_id).await
+    }
+
+    async fn cancel_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        now: Timestamp,
+    ) -> StoreResult<CancelOutcome> {
+        journeys::cancel_run(self, tenant, run_id, now).await
     }
 
     async fn clock_offset(&self) -> StoreResult<i64> {

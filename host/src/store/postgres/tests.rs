@@ -94,11 +94,7 @@ fn event(tenant: &TenantId, user: &str, key: Option<String>, at: i64) -> NewEven
 }
 
 fn welcome() -> RunCandidate {
-    RunCandidate {
-        journey_id: "welcome".into(),
-        module_hash: "hash-1".into(),
-        entry_limit: EntryLimit::Unlimited,
-    }
+    RunCandidate::new("welcome", "hash-1", EntryLimit::Unlimited)
 }
 
 fn lease(owner: &str) -> Lease {

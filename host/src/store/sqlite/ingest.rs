@@ -1,6 +1,7 @@
 //! Ingest: a batch of events in one write transaction. Per event: dedupe it, resolve its
 //! contact (identity resolution with the property merge), store it under the contact's
-//! resolved key and start the runs the entry limits admit.
+//! resolved key, end the live runs its `exitOn` rules name, and start the runs the enrollment
+//! guards admit. The guards' skips are added to the journeys' counters once per batch.
 //!
 //! Then the buckets: the event may move its person into or out of buckets
 //! ([`membership::evaluate_event`]); each emitted transition is stored as an event of its own
@@ -12,14 +13,15 @@
 
 use super::SqliteStore;
 use super::identity::{SqliteIdentityTx, run_sync};
+use super::journeys::{count_skips, exit_runs};
 use super::live_statuses;
 use super::membership::SqliteMembershipTx;
 use super::rows::to_json;
 use crate::buckets::membership::{self, Transition};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
-use crate::journeys::PriorRuns;
-use crate::store::codec::{StartedRuns, run_count, run_input, transition_events};
+use crate::journeys::{Enrollment, PriorRuns};
+use crate::store::codec::{SkipTally, StartedRuns, run_count, run_input, transition_events};
 use crate::store::identity;
 use crate::store::{
     BucketTransition, ContactRecord, IngestItem, IngestOutcome, IngestRouting, NewEvent,
@@ -39,10 +41,18 @@ pub(super) async fn ingest(
     store
         .write(move |tx| {
             let mut identities = SqliteIdentityTx::new(tx);
-            batch
+            let mut skips = SkipTally::default();
+            let outcomes = batch
                 .into_iter()
-                .map(|item| ingest_one(tx, &mut identities, routing.as_ref(), item))
-                .collect()
+                .map(|item| {
+                    let tenant = item.event.tenant_id.clone();
+                    let outcome = ingest_one(tx, &mut identities, routing.as_ref(), item)?;
+                    skips.add_outcome(&tenant, &outcome);
+                    Ok(outcome)
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            count_skips(tx, &skips)?;
+            Ok(outcomes)
         })
         .await
 }
@@ -74,8 +84,9 @@ fn ingest_one(
     ))?;
     let contact = resolution.contact;
 
-    // 3. Store the event under the resolved key and start the runs its journeys admit.
-    let mut runs = store_event(conn, &contact, &event, &candidates)?;
+    // 3. Store the event under the resolved key, end the runs it exits and start the runs its
+    // journeys admit.
+    let mut runs = store_event(conn, routing, &contact, &event, &candidates)?;
 
     // 4. Move the person into or out of the buckets this event can change.
     let mut transitions = Vec::new();
@@ -108,14 +119,18 @@ fn ingest_one(
         contact_key: contact.key,
         started: runs.started,
         skipped: runs.skipped,
+        exited: runs.exited,
         transitions,
     })
 }
 
-/// Store `event` under the contact's key and start the runs of `candidates` that their entry
-/// limits admit. The event's idempotency key is known to be unused.
+/// Store `event` under the contact's key, end the person's live runs of the journeys whose
+/// `exitOn` it matches (only runs that existed before it: a journey it both exits and
+/// triggers starts afresh), and start the runs of `candidates` the enrollment guards admit.
+/// The event's idempotency key is known to be unused.
 fn store_event(
     conn: &Connection,
+    routing: &dyn IngestRouting,
     contact: &ContactRecord,
     event: &NewEvent,
     candidates: &[RunCandidate],
@@ -138,13 +153,18 @@ fn store_event(
     wake_waiting_runs(conn, tenant, &contact.key, &event.name, event.received_at)?;
 
     let mut runs = StartedRuns::default();
+    let exits = routing.exits(&event.tenant_id, &event.name, &event.event_properties);
+    if !exits.is_empty() {
+        runs.exited = exit_runs(conn, tenant, &contact.key, &exits, event.received_at)?;
+    }
     if candidates.is_empty() {
         return Ok(runs);
     }
     let input = to_json("run input", &run_input(contact, event))?;
     for candidate in candidates {
-        let prior = prior_runs(conn, tenant, &contact.key, &candidate.journey_id)?;
-        if let Err(reason) = candidate.entry_limit.admits(&prior, event.received_at) {
+        if let Err(reason) =
+            enrollment(conn, tenant, &contact.key, candidate)?.admit(event.received_at)
+        {
             runs.skipped.push(SkippedRun {
                 journey_id: candidate.journey_id.clone(),
                 reason,
@@ -189,7 +209,7 @@ pub(super) fn ingest_transition(
     for (event, candidates) in transition_events(transition, &contact.tenant_id, routing, now) {
         let key = event.idempotency_key.as_deref().unwrap_or_default();
         if key_used(conn, &contact.tenant_id, key)?.is_none() {
-            runs.extend(store_event(conn, contact, &event, &candidates)?);
+            runs.extend(store_event(conn, routing, contact, &event, &candidates)?);
         }
     }
     Ok(BucketTransition::from(transition))
@@ -223,26 +243,41 @@ fn key_used(conn: &Connection, tenant: &TenantId, key: &str) -> StoreResult<Opti
         .map(EventId))
 }
 
-/// What the store knows about a person's earlier runs of one journey (inside the ingest
-/// transaction, so it sees the runs this event already started).
-fn prior_runs(
+/// What the enrollment guards need for one candidate, read inside the ingest transaction (so
+/// it sees the runs this batch already started and the admin switch as it is now). A journey
+/// the module disables needs nothing read.
+fn enrollment(
     conn: &Connection,
     tenant: &str,
     contact_key: &str,
-    journey_id: &str,
-) -> StoreResult<PriorRuns> {
-    let (total, latest, live): (i64, Option<i64>, i64) = conn
+    candidate: &RunCandidate,
+) -> StoreResult<Enrollment> {
+    let mut enrollment = Enrollment {
+        declared_enabled: candidate.declared_enabled,
+        trigger_matches: candidate.trigger_matches,
+        entry_limit: candidate.entry_limit,
+        disabled_by_admin: false,
+        prior: PriorRuns::default(),
+    };
+    if !candidate.declared_enabled {
+        return Ok(enrollment);
+    }
+    let (total, latest, live, disabled): (i64, Option<i64>, i64, i64) = conn
         .prepare_cached(concat!(
             "SELECT COUNT(*), MAX(created_at), COALESCE(MAX(status IN ",
             live_statuses!(),
-            "), 0) FROM runs WHERE tenant_id = ?1 AND contact_key = ?2 AND journey_id = ?3"
+            "), 0), EXISTS (SELECT 1 FROM journey_configs WHERE tenant_id = ?1 \
+             AND journey_id = ?3 AND enabled = 0) \
+             FROM runs WHERE tenant_id = ?1 AND contact_key = ?2 AND journey_id = ?3"
         ))?
-        .query_row(params![tenant, contact_key, journey_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        .query_row(params![tenant, contact_key, candidate.journey_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })?;
-    Ok(PriorRuns {
+    enrollment.disabled_by_admin = disabled != 0;
+    enrollment.prior = PriorRuns {
         total: run_count(total)?,
         latest_started_at: latest.map(Timestamp),
         live: live != 0,
-    })
+    };
+    Ok(enrollment)
 }

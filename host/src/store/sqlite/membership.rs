@@ -217,6 +217,9 @@ pub(super) async fn change_membership(
             let mut runs = StartedRuns::default();
             let summary =
                 ingest_transition(tx, routing.as_ref(), &contact, &transition, now, &mut runs)?;
+            let mut skips = crate::store::codec::SkipTally::default();
+            skips.add(&tenant, &runs.skipped);
+            super::journeys::count_skips(tx, &skips)?;
             Ok(Some(Some(summary)))
         })
         .await

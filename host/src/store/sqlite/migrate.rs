@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../../migrations/sqlite/0003_contact_activity.sql"),
     ),
     (
+        4,
+        "journey admin",
+        include_str!("../../../../migrations/sqlite/0004_journey_admin.sql"),
+    ),
+    (
         5,
         "email",
         include_str!("../../../../migrations/sqlite/0005_email.sql"),

@@ -27,6 +27,10 @@ impl IngestRouting for TestRouting {
             .collect()
     }
 
+    fn exits(&self, _: &TenantId, _: &str, _: &Map<String, Value>) -> Vec<String> {
+        Vec::new()
+    }
+
     fn buckets(&self, _tenant: &TenantId) -> Option<Arc<BucketRegistry>> {
         Some(self.buckets.clone())
     }

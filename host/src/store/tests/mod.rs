@@ -49,6 +49,7 @@ mod contacts;
 mod harness;
 mod identity;
 mod ingest;
+mod journeys;
 mod membership;
 mod outbox;
 mod preferences;
@@ -151,11 +152,7 @@ fn event(tenant: &TenantId, user: &str, at: i64) -> NewEvent {
 }
 
 fn journey(id: &str, limit: EntryLimit) -> RunCandidate {
-    RunCandidate {
-        journey_id: id.into(),
-        module_hash: "hash-1".into(),
-        entry_limit: limit,
-    }
+    RunCandidate::new(id, "hash-1", limit)
 }
 
 fn welcome(limit: EntryLimit) -> RunCandidate {

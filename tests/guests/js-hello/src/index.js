@@ -19,6 +19,8 @@ export function describe() {
         id: JOURNEY,
         name: 'Hello from JavaScript',
         trigger: 'js.hello',
+        triggerWhere: undefined,
+        exitOn: [],
         entryLimit: { tag: 'unlimited' },
         enabled: true,
         suppress: 0n,

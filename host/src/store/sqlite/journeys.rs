@@ -1,0 +1,184 @@
+//! Journeys as an admin sees them: the per-tenant switch (`journey_configs`), the skip
+//! counters (`journey_skips`), run counts by status, and ending runs early — by an `exitOn`
+//! event inside ingest ([`exit_runs`]) or by an admin cancel ([`cancel_run`]). Ending a run
+//! follows contact deletion: status `exited`, no wake time, timer removed, so no activation
+//! claims it again and one already running finds it terminal at commit and writes nothing.
+
+use super::rows::{collect, parse_run_status};
+use super::{SqliteStore, live_statuses};
+use crate::clock::Timestamp;
+use crate::ids::{RunId, TenantId};
+use crate::store::codec::{SkipTally, parse_skip_reason, run_count};
+use crate::store::{CancelOutcome, ExitedRun, JourneyStats, StoreResult};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+
+/// End `contact_key`'s live runs of the journeys `journey_ids` (an `exitOn` event of theirs
+/// was just stored).
+pub(super) fn exit_runs(
+    conn: &Connection,
+    tenant: &str,
+    contact_key: &str,
+    journey_ids: &[String],
+    now: Timestamp,
+) -> StoreResult<Vec<ExitedRun>> {
+    let mut exited = Vec::new();
+    for journey_id in journey_ids {
+        let ended = conn
+            .prepare_cached(concat!(
+                "UPDATE runs SET status = 'exited', wake_at = NULL, updated_at = ?4 \
+                 WHERE tenant_id = ?1 AND contact_key = ?2 AND journey_id = ?3 AND status IN ",
+                live_statuses!(),
+                " RETURNING id"
+            ))?
+            .query_map(params![tenant, contact_key, journey_id, now.0], |row| {
+                row.get::<_, String>(0)
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        for run_id in ended {
+            conn.prepare_cached("DELETE FROM timers WHERE run_id = ?1")?
+                .execute([&run_id])?;
+            exited.push(ExitedRun {
+                run_id: RunId(run_id),
+                journey_id: journey_id.clone(),
+            });
+        }
+    }
+    Ok(exited)
+}
+
+/// Add a batch's skips to the counters.
+pub(super) fn count_skips(conn: &Connection, skips: &SkipTally) -> StoreResult<()> {
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO journey_skips (tenant_id, journey_id, reason, count) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (tenant_id, journey_id, reason) DO UPDATE SET count = count + excluded.count",
+    )?;
+    for (tenant, journey_id, reason, n) in skips.rows() {
+        upsert.execute(params![tenant.as_str(), journey_id, reason.as_str(), n])?;
+    }
+    Ok(())
+}
+
+pub(super) async fn set_journey_enabled(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    journey_id: &str,
+    enabled: bool,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let (tenant, journey_id) = (tenant.clone(), journey_id.to_owned());
+    store
+        .write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO journey_configs (tenant_id, journey_id, enabled, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant_id, journey_id) \
+                 DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at",
+            )?
+            .execute(params![tenant.as_str(), journey_id, enabled, now.0])?;
+            Ok(())
+        })
+        .await
+}
+
+pub(super) async fn journey_stats(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    journey_id: Option<&str>,
+) -> StoreResult<HashMap<String, JourneyStats>> {
+    let (tenant, journey_id) = (tenant.clone(), journey_id.map(str::to_owned));
+    store
+        .read(move |tx| {
+            let args = params![tenant.as_str(), journey_id];
+            let mut stats: HashMap<String, JourneyStats> = HashMap::new();
+            let runs = tx
+                .prepare_cached(
+                    "SELECT journey_id, status, COUNT(*) FROM runs WHERE tenant_id = ?1 \
+                     AND (?2 IS NULL OR journey_id = ?2) GROUP BY journey_id, status",
+                )?
+                .query(args)
+                .map_err(Into::into)
+                .and_then(|rows| {
+                    collect(rows, |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            parse_run_status(&row.get::<_, String>(1)?)?,
+                            run_count(row.get(2)?)?,
+                        ))
+                    })
+                })?;
+            for (journey, status, n) in runs {
+                stats.entry(journey).or_default().runs.insert(status, n);
+            }
+            let skips = tx
+                .prepare_cached(
+                    "SELECT journey_id, reason, count FROM journey_skips WHERE tenant_id = ?1 \
+                     AND (?2 IS NULL OR journey_id = ?2)",
+                )?
+                .query(args)
+                .map_err(Into::into)
+                .and_then(|rows| {
+                    collect(rows, |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            parse_skip_reason(&row.get::<_, String>(1)?)?,
+                            run_count(row.get(2)?)?,
+                        ))
+                    })
+                })?;
+            for (journey, reason, n) in skips {
+                stats.entry(journey).or_default().skips.insert(reason, n);
+            }
+            let configs = tx
+                .prepare_cached(
+                    "SELECT journey_id, enabled FROM journey_configs WHERE tenant_id = ?1 \
+                     AND (?2 IS NULL OR journey_id = ?2)",
+                )?
+                .query(args)
+                .map_err(Into::into)
+                .and_then(|rows| {
+                    collect(rows, |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
+                    })
+                })?;
+            for (journey, enabled) in configs {
+                stats.entry(journey).or_default().admin_enabled = Some(enabled);
+            }
+            Ok(stats)
+        })
+        .await
+}
+
+pub(super) async fn cancel_run(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    run_id: &RunId,
+    now: Timestamp,
+) -> StoreResult<CancelOutcome> {
+    let (tenant, run_id) = (tenant.clone(), run_id.clone());
+    store
+        .write(move |tx| {
+            let found = tx
+                .prepare_cached(
+                    "SELECT journey_id, status FROM runs WHERE id = ?1 AND tenant_id = ?2",
+                )?
+                .query_row(params![run_id.as_str(), tenant.as_str()], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
+                .optional()?;
+            let Some((journey_id, status)) = found else {
+                return Ok(CancelOutcome::NotFound);
+            };
+            let status = parse_run_status(&status)?;
+            if status.is_terminal() {
+                return Ok(CancelOutcome::AlreadyFinished(status));
+            }
+            tx.prepare_cached(
+                "UPDATE runs SET status = 'exited', wake_at = NULL, updated_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![run_id.as_str(), now.0])?;
+            tx.prepare_cached("DELETE FROM timers WHERE run_id = ?1")?
+                .execute([run_id.as_str()])?;
+            Ok(CancelOutcome::Cancelled { journey_id })
+        })
+        .await
+}
