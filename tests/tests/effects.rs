@@ -1,5 +1,6 @@
-//! Journey effects, end to end: `update-contact` and `trigger` (the SDK's `update_contact`,
-//! `emit` and `emit_for`) through the compiled `effects` test guest, over real HTTP.
+//! Journey effects and history reads, end to end: `update-contact` and `trigger` (the SDK's
+//! `update_contact`, `emit` and `emit_for`) and the `history-*` reads, through the compiled
+//! `effects` test guest, over real HTTP.
 //!
 //! An effect is stored with the commit of the step that recorded it and applied afterwards,
 //! exactly once: an event through ingest (idempotency key `run:<run>:<seq>`), a patch through
@@ -107,5 +108,70 @@ e2e!(
             .await;
         assert_eq!(rita["events"].as_array().map(Vec::len), Some(1));
         assert_eq!(sink.messages_to("referrals@example.com").len(), 1);
+    }
+);
+
+e2e!(
+    a_journey_reads_the_persons_event_counts_journey_runs_and_earlier_emails,
+    |backend: Backend| async move {
+        // Given a customer with two purchases, one a day ago, whose first conversion completed
+        let sink = SmtpSink::start().await;
+        let server = Server::start(ServerOptions {
+            backend,
+            modules: vec!["effects"],
+            smtp_port: Some(sink.port),
+            ..Default::default()
+        })
+        .await;
+        let purchase = json!({
+            "name": "purchase.made", "userId": "una", "email": "una@example.com",
+            "eventProperties": { "total": 10 },
+        });
+        let first = started_run(&server.send_event(purchase.clone()).await);
+        server.run_reaches(&first, "waiting").await;
+        server.advance_clock("1d").await;
+        server.run_reaches(&first, "completed").await;
+        let second = started_run(&server.send_event(purchase).await);
+        server.run_reaches(&second, "waiting").await;
+
+        // When they ask for a recap, twice
+        let recap = json!({ "name": "recap.requested", "userId": "una" });
+        let run = started_run(&server.send_event(recap.clone()).await);
+        server.run_reaches(&run, "completed").await;
+        let again = started_run(&server.send_event(recap).await);
+        server.run_reaches(&again, "completed").await;
+
+        // Then the first recap counted both purchases, one within the hour, two runs of
+        // `convert` of which one completed, and no earlier recap; the second saw the first
+        let bodies: Vec<String> = server
+            .eventually("two recaps", async || {
+                let mails = sink.messages_to("una@example.com");
+                let recaps: Vec<String> = mails
+                    .iter()
+                    .filter(|m| m.subject() == "Your recap")
+                    .map(|m| m.data.clone())
+                    .collect();
+                (recaps.len() == 2).then_some(recaps)
+            })
+            .await;
+        assert!(
+            bodies[0].contains("purchases=2 recent=1 converts=2 completed=1 recaps=0"),
+            "{}",
+            bodies[0]
+        );
+        assert!(bodies[1].contains("recaps=1"), "{}", bodies[1]);
+
+        // And each read is a journaled step of the run
+        let steps = support::steps(&server.run(&run).await);
+        assert_eq!(
+            steps,
+            [
+                "history-event-count",
+                "history-event-count",
+                "history-journey",
+                "history-email",
+                "send-email"
+            ]
+        );
     }
 );

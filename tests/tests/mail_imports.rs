@@ -14,8 +14,8 @@ use waymark::delivery::templates::TemplateSource;
 use waymark::journeys::journal::{JournalEntry, StepKind};
 use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
 use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
-use waymark::runtime::mail::{MailRead, MailReader};
 use waymark::runtime::events::NoEvents;
+use waymark::runtime::mail::{MailRead, MailReader};
 use waymark::runtime::members::NoBuckets;
 use waymark::runtime::{
     ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime, RuntimeError,

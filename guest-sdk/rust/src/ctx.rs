@@ -2,6 +2,7 @@
 
 use crate::duration::{Duration, to_millis};
 use crate::email::{Email, EmailId, SendEmailError};
+use crate::history::{EmailHistory, HistoryError, JourneyHistory};
 use crate::members::{BucketReadError, MemberPage, MemberPageRequest};
 use serde_json::{Map, Value};
 
@@ -186,6 +187,22 @@ pub(crate) trait Backend {
         properties_json: &str,
     ) -> Result<(), String>;
     fn update_contact(&self, properties_json: &str) -> Result<(), String>;
+    fn history_event_count(
+        &self,
+        person_key: Option<&str>,
+        name: &str,
+        within_ms: Option<u64>,
+    ) -> Result<u64, String>;
+    fn history_journey(
+        &self,
+        person_key: Option<&str>,
+        journey: &str,
+    ) -> Result<crate::history::JourneyHistory, String>;
+    fn history_email(
+        &self,
+        to: Option<&str>,
+        template: &str,
+    ) -> Result<crate::history::EmailHistory, String>;
     fn send_email(
         &self,
         template: &str,
@@ -364,6 +381,41 @@ impl Ctx {
         self.backend
             .update_contact(&properties.to_string())
             .map_err(|reason| EffectError::new("update_contact", reason))
+    }
+
+    /// How many `name` events this person has: all of them, or only those that occurred
+    /// within `within` of now. Journaled.
+    pub fn count_events(&self, name: &str, within: Option<Duration>) -> Result<u64, HistoryError> {
+        self.backend
+            .history_event_count(None, name, within.map(to_millis))
+            .map_err(|reason| HistoryError::new("count_events", reason))
+    }
+
+    /// Like [`Ctx::count_events`], for another person (their resolved key or user id).
+    pub fn count_events_of(
+        &self,
+        person_key: &str,
+        name: &str,
+        within: Option<Duration>,
+    ) -> Result<u64, HistoryError> {
+        self.backend
+            .history_event_count(Some(person_key), name, within.map(to_millis))
+            .map_err(|reason| HistoryError::new("count_events_of", reason))
+    }
+
+    /// This person's runs of `journey` (this run included when it is that journey). Journaled.
+    pub fn journey_history(&self, journey: &str) -> Result<JourneyHistory, HistoryError> {
+        self.backend
+            .history_journey(None, journey)
+            .map_err(|reason| HistoryError::new("journey_history", reason))
+    }
+
+    /// The emails of `template` to this person's address, any status. Journaled. Fails when
+    /// the person has no address.
+    pub fn email_history(&self, template: &str) -> Result<EmailHistory, HistoryError> {
+        self.backend
+            .history_email(None, template)
+            .map_err(|reason| HistoryError::new("email_history", reason))
     }
 
     /// Marks where the run is: the run's `currentStep` until the next checkpoint, sleep or

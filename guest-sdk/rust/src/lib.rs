@@ -100,6 +100,7 @@ mod ctx;
 mod duration;
 mod email;
 mod error;
+pub mod history;
 mod journey;
 mod members;
 mod module;
@@ -112,6 +113,7 @@ pub use ctx::{Ctx, EffectError, Event, Level, Person, TimestampMs};
 pub use duration::{Duration, days, hours, millis, minutes, seconds, weeks};
 pub use email::{Email, EmailId, SendEmailError, email};
 pub use error::{Error, JourneyResult};
+pub use history::{EmailHistory, HistoryError, JourneyHistory};
 pub use journey::{EntryLimit, Journey, Template, journey, template};
 pub use members::{BucketReadError, Member, MemberPage, MemberPageRequest};
 pub use module::{Handler, Module};
@@ -304,6 +306,38 @@ pub mod __private {
 
         fn update_contact(&self, properties_json: &str) -> Result<(), String> {
             context::update_contact(properties_json)
+        }
+
+        fn history_event_count(
+            &self,
+            person_key: Option<&str>,
+            name: &str,
+            within_ms: Option<u64>,
+        ) -> Result<u64, String> {
+            context::history_event_count(person_key, name, within_ms)
+        }
+
+        fn history_journey(
+            &self,
+            person_key: Option<&str>,
+            journey: &str,
+        ) -> Result<crate::history::JourneyHistory, String> {
+            context::history_journey(person_key, journey).map(|h| crate::history::JourneyHistory {
+                entries: h.entries,
+                completed: h.completed,
+                last_completed_at: h.last_completed_at,
+            })
+        }
+
+        fn history_email(
+            &self,
+            to: Option<&str>,
+            template: &str,
+        ) -> Result<crate::history::EmailHistory, String> {
+            context::history_email(to, template).map(|h| crate::history::EmailHistory {
+                count: h.count,
+                last_sent_at: h.last_sent_at,
+            })
         }
 
         fn send_email(

@@ -155,6 +155,17 @@ pub enum Step {
     },
     /// `ctx.checkpoint(..)`.
     Checkpoint(String),
+    /// `ctx.count_events(..)` / `ctx.count_events_of(..)`: the event name and the answer.
+    CountEvents {
+        /// The event name.
+        name: String,
+        /// What the handler got back.
+        count: u64,
+    },
+    /// `ctx.journey_history(..)`.
+    JourneyHistory(String),
+    /// `ctx.email_history(..)`.
+    EmailHistory(String),
     /// `ctx.emit(..)` / `ctx.emit_for(..)`.
     Trigger {
         /// The event name.
@@ -631,6 +642,59 @@ impl Backend for TestBackend {
             result: result.clone(),
         });
         result
+    }
+
+    fn history_event_count(
+        &self,
+        _person_key: Option<&str>,
+        name: &str,
+        within_ms: Option<u64>,
+    ) -> Result<u64, String> {
+        // The person's scripted events that have happened by now (within the window).
+        let mut s = self.0.borrow_mut();
+        let now = s.clock;
+        let from = within_ms.map_or(i64::MIN, |ms| {
+            now.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
+        });
+        let count = s
+            .events
+            .iter()
+            .map(|(after, event)| (s.start.saturating_add(*after), event))
+            .filter(|(at, event)| event.name() == name && *at <= now && *at >= from)
+            .count() as u64;
+        s.steps.push(Step::CountEvents {
+            name: name.to_owned(),
+            count,
+        });
+        Ok(count)
+    }
+
+    fn history_journey(
+        &self,
+        _person_key: Option<&str>,
+        journey: &str,
+    ) -> Result<crate::history::JourneyHistory, String> {
+        let mut s = self.0.borrow_mut();
+        s.steps.push(Step::JourneyHistory(journey.to_owned()));
+        Ok(crate::history::JourneyHistory::default())
+    }
+
+    fn history_email(
+        &self,
+        _to: Option<&str>,
+        template: &str,
+    ) -> Result<crate::history::EmailHistory, String> {
+        let mut s = self.0.borrow_mut();
+        let count = s
+            .steps
+            .iter()
+            .filter(|step| matches!(step, Step::SendEmail { template: t, result: Ok(_), .. } if t == template))
+            .count() as u64;
+        s.steps.push(Step::EmailHistory(template.to_owned()));
+        Ok(crate::history::EmailHistory {
+            count,
+            last_sent_at: None,
+        })
     }
 
     fn checkpoint(&self, label: &str) {

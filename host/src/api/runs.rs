@@ -144,6 +144,22 @@ fn timeline_entry(entry: &JournalEntry, next: Option<&JournalEntry>) -> Value {
                 .map(|p| p.keys().cloned().collect::<Vec<_>>().join(", "))
                 .unwrap_or_default()
         ),
+        StepKind::HistoryEventCount => format!(
+            "counted {}'s {} events: {}",
+            q["personKey"].as_str().unwrap_or("the person"),
+            q["name"],
+            r["ok"]
+        ),
+        StepKind::HistoryJourney => format!(
+            "looked up {}'s runs of {}: {}",
+            q["personKey"].as_str().unwrap_or("the person"),
+            q["journey"],
+            r["ok"]
+        ),
+        StepKind::HistoryEmail => format!(
+            "looked up the {} emails to {}: {}",
+            q["template"], q["to"], r["ok"]
+        ),
         StepKind::IsSubscribed => format!("asked whether the person accepts email: {r}"),
         StepKind::BucketCount | StepKind::BucketHas | StepKind::BucketMembers => {
             let bucket = q["bucket"].as_str().unwrap_or_default();

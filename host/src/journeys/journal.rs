@@ -43,10 +43,16 @@ pub enum StepKind {
     UpdateContact,
     /// `is-subscribed`: whether the person still accepts email.
     IsSubscribed,
+    /// `history-event-count`: how many events of a name a person has.
+    HistoryEventCount,
+    /// `history-journey`: a person's runs of a journey.
+    HistoryJourney,
+    /// `history-email`: the emails of a template to an address.
+    HistoryEmail,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 17] = [
+    pub const ALL: [StepKind; 20] = [
         StepKind::Now,
         StepKind::Random,
         StepKind::Sleep,
@@ -64,6 +70,9 @@ impl StepKind {
         StepKind::Trigger,
         StepKind::UpdateContact,
         StepKind::IsSubscribed,
+        StepKind::HistoryEventCount,
+        StepKind::HistoryJourney,
+        StepKind::HistoryEmail,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -85,6 +94,9 @@ impl StepKind {
             StepKind::Trigger => "trigger",
             StepKind::UpdateContact => "update-contact",
             StepKind::IsSubscribed => "is-subscribed",
+            StepKind::HistoryEventCount => "history-event-count",
+            StepKind::HistoryJourney => "history-journey",
+            StepKind::HistoryEmail => "history-email",
         }
     }
 

@@ -2,7 +2,8 @@
 //! Imports are synchronous (they only touch the activation's in-memory journal; effects are
 //! committed by the executor afterwards) except those that read the store — the bucket
 //! membership reads, `send-email` (tenant templates, unsubscribes, the suppress window),
-//! `is-subscribed` and the resolution of `wait-for-event` — which await it; all are trappable
+//! `is-subscribed`, the `history-*` reads and the resolution of `wait-for-event` — which
+//! await it; all are trappable
 //! (so `sleep` can suspend); exports are
 //! async so activations run on tokio with epoch interruption.
 
@@ -16,6 +17,9 @@ wasmtime::component::bindgen!({
         "waymark:journey/context.bucket-members": async | trappable,
         // Resolving a wait reads the person's events from the store.
         "waymark:journey/context.wait-for-event": async | trappable,
+        "waymark:journey/context.history-event-count": async | trappable,
+        "waymark:journey/context.history-journey": async | trappable,
+        "waymark:journey/context.history-email": async | trappable,
         "waymark:journey/context.send-email": async | trappable,
         "waymark:journey/context.is-subscribed": async | trappable,
         default: trappable,

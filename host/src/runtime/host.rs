@@ -4,7 +4,10 @@
 //! buffered for the executor to commit) and recorded. WASI clocks and random are routed through
 //! the same journal, so a guest has no ambient non-determinism.
 
-use super::bindings::types::{BucketMember, Email, Event, LogLevel, MemberPage, MemberPageRequest};
+use super::bindings::types::{
+    BucketMember, Email, EmailHistory, Event, JourneyHistory, LogLevel, MemberPage,
+    MemberPageRequest,
+};
 use super::bindings::{ContextHost, types};
 use super::events::{EventReader, ReceivedSpan};
 use super::mail::MailReader;
@@ -329,6 +332,14 @@ fn wait_filter(
         );
     }
     Ok(Some(condition))
+}
+
+/// A journaled optional number: `null` is `Some(None)`, a non-number is `None` (malformed).
+fn optional_i64(value: &Value) -> Option<Option<i64>> {
+    match value {
+        Value::Null => Some(None),
+        other => other.as_i64().map(Some),
+    }
 }
 
 /// The properties of a `trigger` or `update-contact`: a JSON object (empty text: none).
@@ -770,6 +781,123 @@ impl ContextHost for ActivationState {
                 "journaled send-email has no outcome: {value}"
             ))),
         }
+    }
+
+    async fn history_event_count(
+        &mut self,
+        person_key: Option<String>,
+        name: String,
+        within: Option<u64>,
+    ) -> wasmtime::Result<Result<u64, String>> {
+        check_payload("the event name", &name)?;
+        if let Some(key) = &person_key {
+            check_payload("the person key", key)?;
+        }
+        let events = self.scope("history-event-count")?.events.clone();
+        let now = lock(&self.journal).clock.now();
+        let since =
+            within.map(|ms| Timestamp(now.0.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))));
+        let request = json!({ "personKey": person_key, "name": name, "withinMs": within });
+        let answer = self
+            .journaled_read(
+                "history-event-count",
+                StepKind::HistoryEventCount,
+                request,
+                async move {
+                    events
+                        .event_count(person_key.as_deref(), &name, since)
+                        .await
+                        .map(|n| json!(n))
+                        .map_err(MemberReadError::Unavailable)
+                },
+            )
+            .await?;
+        decode("history-event-count", answer, Value::as_u64)
+    }
+
+    async fn history_journey(
+        &mut self,
+        person_key: Option<String>,
+        journey: String,
+    ) -> wasmtime::Result<Result<JourneyHistory, String>> {
+        check_payload("the journey id", &journey)?;
+        if let Some(key) = &person_key {
+            check_payload("the person key", key)?;
+        }
+        let events = self.scope("history-journey")?.events.clone();
+        let request = json!({ "personKey": person_key, "journey": journey });
+        let answer = self
+            .journaled_read(
+                "history-journey",
+                StepKind::HistoryJourney,
+                request,
+                async move {
+                    events
+                        .journey_history(person_key.as_deref(), &journey)
+                        .await
+                        .map(|h| {
+                            json!({
+                                "entries": h.entries,
+                                "completed": h.completed,
+                                "lastCompletedAt": h.last_completed_at.map(|t| t.0),
+                            })
+                        })
+                        .map_err(MemberReadError::Unavailable)
+                },
+            )
+            .await?;
+        decode("history-journey", answer, |v| {
+            Some(JourneyHistory {
+                entries: v["entries"].as_u64()?,
+                completed: v["completed"].as_u64()?,
+                last_completed_at: optional_i64(&v["lastCompletedAt"])?,
+            })
+        })
+    }
+
+    async fn history_email(
+        &mut self,
+        to: Option<String>,
+        template: String,
+    ) -> wasmtime::Result<Result<EmailHistory, String>> {
+        check_payload("the template key", &template)?;
+        if let Some(to) = &to {
+            check_payload("the address", to)?;
+        }
+        let scope = self.scope("history-email")?;
+        let events = scope.events.clone();
+        let address = match &to {
+            Some(to) => crate::contacts::normalize_email(to),
+            None => scope.person.email.clone(),
+        };
+        let request = json!({ "to": address, "template": template });
+        let answer = self
+            .journaled_read(
+                "history-email",
+                StepKind::HistoryEmail,
+                request,
+                async move {
+                    let Some(address) = address else {
+                        return Err(MemberReadError::Refused(
+                            "the person has no email address and none was given".into(),
+                        ));
+                    };
+                    events
+                    .email_history(&address, &template)
+                    .await
+                    .map(|h| {
+                        json!({ "count": h.count, "lastSentAt": h.last_sent_at.map(|t| t.0) })
+                    })
+                    .map_err(MemberReadError::Unavailable)
+                },
+            )
+            .await?;
+        decode("history-email", answer, |v| {
+            Some(EmailHistory {
+                count: v["count"].as_u64()?,
+                last_sent_at: optional_i64(&v["lastSentAt"])?,
+            })
+        })
     }
 
     async fn is_subscribed(&mut self) -> wasmtime::Result<bool> {

@@ -74,6 +74,8 @@ pub(super) async fn email_history(
     .await?;
     Ok(EmailHistory {
         count: count(row.try_get("n")?),
-        last_sent_at: row.try_get::<Option<i64>, _>("last_sent_at")?.map(Timestamp),
+        last_sent_at: row
+            .try_get::<Option<i64>, _>("last_sent_at")?
+            .map(Timestamp),
     })
 }

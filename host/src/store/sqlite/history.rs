@@ -42,7 +42,11 @@ pub(super) async fn journey_history(
     contact_key: &str,
     journey_id: &str,
 ) -> StoreResult<JourneyHistory> {
-    let (tenant, key, journey) = (tenant.clone(), contact_key.to_owned(), journey_id.to_owned());
+    let (tenant, key, journey) = (
+        tenant.clone(),
+        contact_key.to_owned(),
+        journey_id.to_owned(),
+    );
     store
         .read(move |tx| {
             // A completed run is never written again: its update time is its completion.

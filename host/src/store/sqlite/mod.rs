@@ -43,8 +43,8 @@ use super::{
     StoreError, StoreResult, Tenant, TenantTemplate,
 };
 use super::{
-    BucketMember, BucketTransition, EffectFailure, EmailHistory, EventRecord, IngestRouting, MembershipChange,
-    JourneyHistory, ReceivedEvents, RunEffect,
+    BucketMember, BucketTransition, EffectFailure, EmailHistory, EventRecord, IngestRouting,
+    JourneyHistory, MembershipChange, ReceivedEvents, RunEffect,
 };
 use super::{CancelOutcome, JourneyStats};
 use crate::buckets::BucketDef;
