@@ -118,12 +118,20 @@ e2e!(
         assert_eq!(page.status(), 200);
         assert!(page.text().await.unwrap().contains("unsubscribed"));
 
-        // And asks again, after the suppress window
+        // And asks again, after the suppress window: an unsubscribed person enters no journey
         server.advance_clock("2h").await;
-        let second = newsletter_run(&server, "ada", "ada@example.com").await;
+        let again = server.send_event(request("ada", "ada@example.com")).await;
+        assert_eq!(again["started"], json!([]), "{again}");
+        assert_eq!(again["skipped"][0]["reason"], "user_unsubscribed", "{again}");
 
-        // Then the journey saw her unsubscribed, and the email is recorded as suppressed
-        assert_eq!(step(&second, "is-subscribed")["response"]["ok"], false);
+        // When a subscribed person's run forwards the newsletter to her address
+        let mut forward = request("bob", "bob@example.com");
+        forward["eventProperties"] = json!({ "to": "ada@example.com" });
+        let forwarded = started_run(&server.send_event(forward).await);
+        let second = server.run_reaches(&forwarded, "completed").await;
+
+        // Then that email is recorded as suppressed
+        assert_eq!(step(&second, "is-subscribed")["response"]["ok"], true);
         let verdict = &step(&second, "send-email")["response"];
         assert_eq!(verdict["status"], "suppressed");
         assert_eq!(verdict["reason"], "unsubscribed");

@@ -91,17 +91,21 @@ pub enum SkipReason {
     AlreadyEnteredOnce,
     /// Entry limit `once-per`, and the person's latest run started within the period.
     PeriodNotElapsed,
+    /// The person unsubscribed from email (they enter no journey at all, reactions and
+    /// journeys that send nothing included: domain-spec §3.3 guard 5).
+    UserUnsubscribed,
     /// The person has a live run of the journey.
     AlreadyActive,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 6] = [
+    pub const ALL: [SkipReason; 7] = [
         SkipReason::JourneyDisabled,
         SkipReason::JourneyDisabledByAdmin,
         SkipReason::TriggerConditionsNotMet,
         SkipReason::AlreadyEnteredOnce,
         SkipReason::PeriodNotElapsed,
+        SkipReason::UserUnsubscribed,
         SkipReason::AlreadyActive,
     ];
 
@@ -112,6 +116,7 @@ impl SkipReason {
             SkipReason::TriggerConditionsNotMet => "trigger_conditions_not_met",
             SkipReason::AlreadyEnteredOnce => "already_entered_once",
             SkipReason::PeriodNotElapsed => "period_not_elapsed",
+            SkipReason::UserUnsubscribed => "user_unsubscribed",
             SkipReason::AlreadyActive => "already_active",
         }
     }
@@ -152,6 +157,8 @@ pub struct Enrollment {
     pub entry_limit: EntryLimit,
     /// An admin switched the journey off for the tenant.
     pub disabled_by_admin: bool,
+    /// The person (by key or address) unsubscribed from email.
+    pub unsubscribed: bool,
     pub prior: PriorRuns,
 }
 
@@ -169,9 +176,9 @@ impl Enrollment {
             return Err(SkipReason::TriggerConditionsNotMet);
         }
         self.entry_limit.admits(&self.prior, now)?;
-        // Guard 5 of §3.3, the person's email subscription (`user_unsubscribed`), belongs here,
-        // between the entry limit and the live run: it is added with email preferences, as a
-        // fact the store reads beside `disabled_by_admin`.
+        if self.unsubscribed {
+            return Err(SkipReason::UserUnsubscribed);
+        }
         if self.prior.live {
             return Err(SkipReason::AlreadyActive);
         }
@@ -215,8 +222,31 @@ mod tests {
             trigger_matches: true,
             entry_limit: limit,
             disabled_by_admin: false,
+            unsubscribed: false,
             prior,
         }
+    }
+
+    #[test]
+    fn an_unsubscribed_person_is_skipped_after_the_entry_limit_and_before_the_live_run() {
+        let once_entered = PriorRuns {
+            total: 1,
+            latest_started_at: Some(Timestamp(0)),
+            live: true,
+        };
+        let mut guards = enrollment(EntryLimit::Once, once_entered);
+        guards.unsubscribed = true;
+        assert_eq!(
+            guards.admit(Timestamp(1)),
+            Err(SkipReason::AlreadyEnteredOnce)
+        );
+        guards.entry_limit = EntryLimit::Unlimited;
+        assert_eq!(
+            guards.admit(Timestamp(1)),
+            Err(SkipReason::UserUnsubscribed)
+        );
+        guards.unsubscribed = false;
+        assert_eq!(guards.admit(Timestamp(1)), Err(SkipReason::AlreadyActive));
     }
 
     #[test]
@@ -247,6 +277,7 @@ mod tests {
             trigger_matches: false,
             entry_limit: EntryLimit::Once,
             disabled_by_admin: true,
+            unsubscribed: true,
             prior: PriorRuns {
                 total: 1,
                 latest_started_at: Some(Timestamp(0)),
@@ -263,6 +294,7 @@ mod tests {
                 SkipReason::TriggerConditionsNotMet => e.trigger_matches = true,
                 SkipReason::AlreadyEnteredOnce => e.entry_limit = EntryLimit::Unlimited,
                 SkipReason::PeriodNotElapsed => unreachable!("no period"),
+                SkipReason::UserUnsubscribed => e.unsubscribed = false,
                 SkipReason::AlreadyActive => e.prior.live = false,
             }
         }
@@ -273,6 +305,7 @@ mod tests {
                 SkipReason::JourneyDisabledByAdmin,
                 SkipReason::TriggerConditionsNotMet,
                 SkipReason::AlreadyEnteredOnce,
+                SkipReason::UserUnsubscribed,
                 SkipReason::AlreadyActive,
             ]
         );

@@ -249,8 +249,16 @@ async fn route_event(
         return Ok(runs);
     }
     let input = to_json("run input", &run_input(contact, event))?;
+    let unsubscribed = super::preferences::unsubscribed_in(
+        pg.conn(),
+        tenant,
+        &contact.key,
+        contact.email.as_deref(),
+    )
+    .await?;
     for candidate in candidates {
-        let guards = enrollment(pg.conn(), tenant, &contact.key, candidate).await?;
+        let mut guards = enrollment(pg.conn(), tenant, &contact.key, candidate).await?;
+        guards.unsubscribed = unsubscribed;
         let outcome = match guards.admit(event.received_at) {
             Err(reason) => Err(reason),
             Ok(()) => {
@@ -333,6 +341,7 @@ async fn enrollment(
         trigger_matches: candidate.trigger_matches,
         entry_limit: candidate.entry_limit,
         disabled_by_admin: false,
+        unsubscribed: false,
         prior: PriorRuns::default(),
     };
     if !candidate.declared_enabled {

@@ -161,10 +161,16 @@ fn store_event(
         return Ok(runs);
     }
     let input = to_json("run input", &run_input(contact, event))?;
+    let unsubscribed = super::preferences::unsubscribed_in(
+        conn,
+        &event.tenant_id,
+        &contact.key,
+        contact.email.as_deref(),
+    )?;
     for candidate in candidates {
-        if let Err(reason) =
-            enrollment(conn, tenant, &contact.key, candidate)?.admit(event.received_at)
-        {
+        let mut guards = enrollment(conn, tenant, &contact.key, candidate)?;
+        guards.unsubscribed = unsubscribed;
+        if let Err(reason) = guards.admit(event.received_at) {
             runs.skipped.push(SkippedRun {
                 journey_id: candidate.journey_id.clone(),
                 reason,
@@ -257,6 +263,7 @@ fn enrollment(
         trigger_matches: candidate.trigger_matches,
         entry_limit: candidate.entry_limit,
         disabled_by_admin: false,
+        unsubscribed: false,
         prior: PriorRuns::default(),
     };
     if !candidate.declared_enabled {

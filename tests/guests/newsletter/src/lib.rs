@@ -1,12 +1,18 @@
 //! Test guest: journey `newsletter` (trigger `newsletter.requested`, unlimited, suppress
 //! window one hour) asks whether the person still accepts email, then sends `news` (text and
-//! HTML, with the unsubscribe link) whatever the answer, so the host's suppression shows.
+//! HTML, with the unsubscribe link) whatever the answer — to the person, or to the trigger's
+//! `to` property (a forward) — so the host's suppression shows.
 
 use waymark_guest::prelude::*;
 
 fn newsletter(ctx: &Ctx) -> JourneyResult {
     let subscribed = ctx.is_subscribed();
-    ctx.send_email(email("news").var("subscribed", subscribed))?;
+    let mut news = email("news").var("subscribed", subscribed);
+    // A forward: the trigger may name another recipient.
+    if let Some(to) = ctx.trigger().property_str("to") {
+        news = news.to(to);
+    }
+    ctx.send_email(news)?;
     Ok(())
 }
 
