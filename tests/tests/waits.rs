@@ -255,3 +255,32 @@ e2e!(
         assert!(error.contains("cap of 25 journal steps"), "{error}");
     }
 );
+
+e2e!(
+    deleting_the_account_ends_a_waiting_trial_run_and_nothing_more_is_sent,
+    |backend: Backend| async move {
+        // Given a trial waiting for its first payment
+        let sink = SmtpSink::start().await;
+        let server = server(backend, &sink, vec!["trial-conversion"]).await;
+        let run_id = started_run(
+            &server
+                .send_event(event("trial.started", "hal", json!({ "plan": "pro" })))
+                .await,
+        );
+        server.run_reaches(&run_id, "waiting").await;
+        subjects(&server, &sink, "hal", 1).await;
+
+        // When the account is deleted, then the run exits in that event's own transaction
+        let deleted = server
+            .send_event(event("account.deleted", "hal", json!({})))
+            .await;
+        assert_eq!(deleted["exits"][0]["runId"], run_id.as_str(), "{deleted}");
+        assert_eq!(server.run(&run_id).await["status"], "exited");
+
+        // And when the three days pass, no trial-ending email follows
+        server.advance_clock("3d").await;
+        server.send_event(event("ping", "hal", json!({}))).await;
+        assert_eq!(server.run(&run_id).await["status"], "exited");
+        assert_eq!(sink.messages_to("hal@example.com").len(), 1);
+    }
+);

@@ -1,7 +1,7 @@
 //! Trial conversion: when a trial starts the person gets a welcome email, then the journey
 //! waits up to three days for their first payment. If `order.paid` comes, they get a thank-you
 //! (with the amount); if it does not, they get a "your trial is ending" nudge. Each person
-//! enters once, ever.
+//! enters once, ever, and `account.deleted` ends their run wherever it is.
 //!
 //! The wait is durable: the run is parked in the database, holding nothing in memory, and wakes
 //! the moment the person's `order.paid` is ingested — or when the three days are up. Either way
@@ -35,6 +35,7 @@ waymark_guest::module! {
             .name("Trial conversion")
             .on("trial.started")
             .once()
+            .exit_on("account.deleted")
             => trial_conversion,
     ],
     templates: [
