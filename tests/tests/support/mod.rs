@@ -272,6 +272,11 @@ impl Server {
             .to_owned();
     }
 
+    /// The server process's id (for benchmarks that read its memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.path().join("server.log")
     }
