@@ -282,7 +282,9 @@ pub trait Store: Send + Sync + 'static {
     // --- host settings ---
     /// The persisted dev-clock offset (0 when never advanced).
     async fn clock_offset(&self) -> StoreResult<i64>;
-    async fn set_clock_offset(&self, offset_ms: i64) -> StoreResult<()>;
+    /// Add `by_ms` (not negative) to the stored offset in one statement, so concurrent advances
+    /// from several processes all count; returns the new offset.
+    async fn advance_clock_offset(&self, by_ms: i64) -> StoreResult<i64>;
 }
 
 #[cfg(test)]

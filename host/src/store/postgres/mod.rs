@@ -395,8 +395,8 @@ impl Store for PgStore {
         tenancy::clock_offset(self).await
     }
 
-    async fn set_clock_offset(&self, offset_ms: i64) -> StoreResult<()> {
-        tenancy::set_clock_offset(self, offset_ms).await
+    async fn advance_clock_offset(&self, by_ms: i64) -> StoreResult<i64> {
+        tenancy::advance_clock_offset(self, by_ms).await
     }
 }
 
