@@ -218,6 +218,10 @@ pub trait Store: Send + Sync + 'static {
     // --- delivery ---
     /// Claim queued emails whose next attempt is due (real clock), leasing them.
     async fn claim_outbox(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<OutboxEmail>>;
+    /// Extend this worker's claim on one email to `lease.until_real`, if it still holds it and
+    /// the email is still queued; false when another worker claimed it after this one's lease
+    /// lapsed (or it was sent or cancelled meanwhile), so it must not be sent.
+    async fn renew_outbox_lease(&self, id: &EmailId, lease: &Lease) -> StoreResult<bool>;
     async fn record_delivery(&self, id: &EmailId, result: DeliveryResult) -> StoreResult<()>;
 
     // --- inspection ---

@@ -241,6 +241,10 @@ impl Store for SqliteStore {
         outbox::claim_outbox(self, lease, limit).await
     }
 
+    async fn renew_outbox_lease(&self, id: &EmailId, lease: &Lease) -> StoreResult<bool> {
+        outbox::renew_outbox_lease(self, id, lease).await
+    }
+
     async fn record_delivery(&self, id: &EmailId, result: DeliveryResult) -> StoreResult<()> {
         outbox::record_delivery(self, id, result).await
     }
