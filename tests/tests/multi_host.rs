@@ -4,7 +4,8 @@
 //! activations; every activation either process started committed (none was refused for a
 //! lost lease, so none overlapped another of the same run), and each run committed exactly
 //! its two steps, once, whichever process ran them; every journal is gap-free; every email
-//! was queued once and reached the SMTP sink once.
+//! was queued once and reached the SMTP sink once. And when one host dies holding claims, the
+//! other reclaims them once their leases lapse and finishes the work.
 //!
 //! PostgreSQL only (the embedded SQLite database belongs to one process): skipped when
 //! `WAYMARK_TEST_DATABASE_URL` is unset.
@@ -150,4 +151,45 @@ async fn two_hosts_on_one_database_share_the_work_and_run_every_step_and_email_o
 
     // And both hosts agree on the time
     assert_eq!(clock_offset(&second).await, 2 * DAY_MS);
+}
+
+#[tokio::test]
+async fn when_one_host_dies_mid_flight_the_other_takes_over_its_claims_and_finishes_the_work() {
+    // Given two hosts on one database, both running the welcome series
+    let sink = SmtpSink::start().await;
+    let Some((mut first, second)) = two_hosts(&sink).await else {
+        return;
+    };
+    const SOME: usize = 200;
+
+    // When people sign up through the first host, and it is SIGKILLed as soon as the first
+    // welcome email reaches the sink, with activations and deliveries in flight
+    welcome::sign_up_batch(&first, 0..SOME).await;
+    first
+        .eventually("the first welcome email", async || {
+            (!sink.messages().is_empty()).then_some(())
+        })
+        .await;
+    first.kill();
+
+    // Then the second host alone sends every welcome, once the dead host's leases lapse
+    welcome::wait_for_runs(&second, "waiting", SOME, AT_SCALE).await;
+
+    // When two days pass on the second host
+    second.advance_clock("2d").await;
+
+    // Then every run completes with each step committed once, every email is sent
+    welcome::wait_for_runs(&second, "completed", SOME, AT_SCALE).await;
+    welcome::wait_for_distinct_messages(&second, &sink, 2 * SOME, AT_SCALE).await;
+    welcome::wait_for_outbox_sent(&second, SOME, AT_SCALE).await;
+    let journaled = welcome::assert_every_run_completed_once(&second, SOME).await;
+
+    // And each person received one welcome and one follow-up; at most the email the dead host
+    // was sending went out twice, with the same Message-ID
+    let report = welcome::assert_each_person_emailed_once(&sink, SOME, &journaled);
+    assert!(
+        report.resent.len() <= 1,
+        "one death resends at most the email in flight: {:?}",
+        report.resent
+    );
 }
