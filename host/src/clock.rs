@@ -1,13 +1,22 @@
 //! The host clock. Everything time-based (timers, journaled `now`, event timestamps) reads
 //! [`Clock::now`]; leases read [`Clock::real_now`] so that moving the dev clock never breaks
 //! a claim. In dev mode the clock can be advanced (never moved back) to fire timers without
-//! waiting; the offset is persisted by the server so a restart keeps time monotonic.
+//! waiting.
+//!
+//! The offset belongs to the database, not the process: an advance adds to the stored offset
+//! in one statement, and every process sharing the database re-reads it every
+//! [`OFFSET_REFRESH`] and raises its own to match ([`Clock::observe_offset`]). So a restart
+//! keeps time monotonic, and several hosts on one PostgreSQL agree on the time (within the
+//! refresh interval) whichever of them was asked to advance it.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often a process re-reads the shared clock offset from the store.
+pub const OFFSET_REFRESH: Duration = Duration::from_millis(250);
 
 /// Milliseconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -79,10 +88,17 @@ impl Clock {
         self.offset_ms.load(Ordering::SeqCst)
     }
 
-    /// Move the clock forward; returns the new offset.
+    /// Move the clock forward; returns the new offset. Only this process's clock moves: the
+    /// server advances the stored offset and [`observe`](Self::observe_offset)s the result.
     pub fn advance(&self, by: Duration) -> i64 {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
         self.offset_ms.fetch_add(ms, Ordering::SeqCst) + ms
+    }
+
+    /// Take an offset read from the store: the clock moves forward to it, never back. Returns
+    /// whether the clock moved.
+    pub fn observe_offset(&self, offset_ms: i64) -> bool {
+        self.offset_ms.fetch_max(offset_ms, Ordering::SeqCst) < offset_ms
     }
 }
 
@@ -103,6 +119,19 @@ mod tests {
         let after = clock.now();
         assert!(after.0 - before.0 >= 2 * 86_400_000);
         assert!(after.0 - before.0 < 2 * 86_400_000 + 5_000);
+    }
+
+    #[test]
+    fn an_observed_offset_moves_the_clock_forward_but_never_back() {
+        let clock = Clock::with_offset(1_000);
+        assert!(clock.observe_offset(5_000));
+        assert_eq!(clock.offset_ms(), 5_000);
+        assert!(!clock.observe_offset(2_000), "an older offset is ignored");
+        assert!(
+            !clock.observe_offset(5_000),
+            "the same offset changes nothing"
+        );
+        assert_eq!(clock.offset_ms(), 5_000);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::journeys::effects::EffectWorker;
 use crate::journeys::executor::Executor;
 use crate::modules::{ModuleRegistry, ModuleStore};
 use crate::runtime::{ActivationLimits, Runtime};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, spawn_clock_refresh};
 use crate::store::{self, ModuleVersionRecord, Store};
 use crate::tenancy;
 use anyhow::Context;
@@ -47,7 +47,8 @@ pub struct ServeConfig {
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = open_store(&config.data_dir, config.database_url.as_deref()).await?;
-    // The clock offset belongs to the data: once moved forward it never goes back.
+    // The clock offset belongs to the data: once moved forward it never goes back, and every
+    // process on the database follows it (see `spawn_clock_refresh`).
     let clock = Clock::with_offset(store.clock_offset().await?);
 
     let bootstrap =
@@ -123,6 +124,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         lease: (config.limits.wall_clock * 2).max(Duration::from_secs(15)),
     }
     .spawn();
+    spawn_clock_refresh(store.clone(), clock.clone(), scheduler_wake.clone());
     let mailer = Arc::new(Mailer::new(&config.transport, &config.mail_from)?);
     DeliveryWorker {
         store: store.clone(),

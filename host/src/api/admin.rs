@@ -1,5 +1,8 @@
 //! Dev-mode administration: the host clock. These routes exist only when the server runs with
-//! `--dev`; moving the clock forward makes due timers fire without waiting.
+//! `--dev`; moving the clock forward makes due timers fire without waiting. The offset is the
+//! database's: an advance adds to the stored offset, this process takes the result at once and
+//! wakes its scheduler, and other processes on the same database follow within
+//! [`OFFSET_REFRESH`](crate::clock::OFFSET_REFRESH).
 
 use super::AppState;
 use super::auth::Principal;
@@ -33,8 +36,9 @@ pub async fn advance_clock(
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Admin)?;
     let by = parse_duration(&body.by).map_err(|e| ApiError::invalid_field("by", e))?;
-    let offset = state.clock.advance(by);
-    state.store.set_clock_offset(offset).await?;
+    let by_ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+    let offset = state.store.advance_clock_offset(by_ms).await?;
+    state.clock.observe_offset(offset);
     state.scheduler_wake.notify_one();
     Ok(Json(clock_view(&state)))
 }

@@ -3,9 +3,16 @@
 //! journey's step is durable; this worker then claims rows, sends them over SMTP (or only logs
 //! them in development) and records the outcome, retrying failures with backoff.
 //!
-//! Sending is at-least-once on the SMTP leg (a crash between the server's acceptance and our
-//! status update resends); every message carries a stable `Message-ID` (`<email-id@waymark>`)
-//! so receivers can drop the duplicate. It must not render templates or touch journeys.
+//! What "once" means. An email is queued exactly once (with the step that sent it). Workers of
+//! several processes claim disjoint emails under a lease, and just before each send a worker
+//! makes sure it still holds that email's lease for the whole send (renewing it if the batch's
+//! lease is running short — refused if another worker took the email after the lease lapsed),
+//! and a send is abandoned after [`SEND_TIMEOUT`]; so two live workers never send one email.
+//! The SMTP leg itself is at-least-once: a process that dies after the server accepted an
+//! email but before its status update leaves it queued, and it is sent again once the lease
+//! lapses — at most the one email each worker was sending, since a worker sends one at a time.
+//! Every message carries a stable `Message-ID` (`<email-id@waymark>`) so receivers can drop
+//! that duplicate. This module must not render templates or touch journeys.
 //!
 //! A message is text-only, or multipart/alternative (text and HTML) when its template has an
 //! HTML body, and carries `List-Unsubscribe` (the signed link) with `List-Unsubscribe-Post:
@@ -16,6 +23,7 @@ pub mod templates;
 pub mod unsubscribe;
 
 use crate::clock::Clock;
+use crate::clock::Timestamp;
 use crate::store::{DeliveryResult, Lease, OutboxEmail, Store};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
@@ -26,7 +34,12 @@ use tokio::sync::Notify;
 
 /// Attempts before an email is marked failed.
 const MAX_ATTEMPTS: u32 = 5;
+/// How long a claim holds, for a batch and when renewed for one send.
 const LEASE: Duration = Duration::from_secs(60);
+/// The longest one send may take; a slower one is abandoned and retried.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slack for clocks of different hosts disagreeing about when a lease lapses.
+const CLOCK_SKEW: Duration = Duration::from_secs(10);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq)]
@@ -156,7 +169,18 @@ impl DeliveryWorker {
                 continue;
             }
             for email in batch {
-                let result = match self.mailer.send(&email).await {
+                if !self.holds_for_one_send(&email, lease.until_real).await {
+                    continue;
+                }
+                let sent = tokio::time::timeout(SEND_TIMEOUT, self.mailer.send(&email))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(DeliveryError::Smtp(format!(
+                            "no answer within {}s",
+                            SEND_TIMEOUT.as_secs()
+                        )))
+                    });
+                let result = match sent {
                     Ok(()) => DeliveryResult::Sent {
                         at: self.clock.now(),
                     },
@@ -177,6 +201,33 @@ impl DeliveryWorker {
             }
         }
     }
+
+    /// Whether this worker may send `email` now: its claim (until `claimed_until`) outlasts a
+    /// whole send, or renewing it for one send succeeded. False when another worker took the
+    /// email after this worker's lease lapsed (a slow batch), or it is no longer queued.
+    async fn holds_for_one_send(&self, email: &OutboxEmail, claimed_until: Timestamp) -> bool {
+        if !lease_runs_short(Clock::real_now(), claimed_until) {
+            return true;
+        }
+        let renewal = Lease::starting_now(&self.owner, LEASE);
+        match self.store.renew_outbox_lease(&email.id, &renewal).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(email = %email.id, "not sending: another worker holds it now");
+                false
+            }
+            Err(err) => {
+                tracing::error!(email = %email.id, "renewing the claim failed: {err}");
+                false
+            }
+        }
+    }
+}
+
+/// Whether a claim until `until` may lapse (on some host's clock) before a send started `now`
+/// is over.
+fn lease_runs_short(now: Timestamp, until: Timestamp) -> bool {
+    now.saturating_add(SEND_TIMEOUT + CLOCK_SKEW) >= until
 }
 
 #[cfg(test)]
@@ -187,6 +238,17 @@ mod tests {
     fn retries_back_off_exponentially() {
         assert_eq!(retry_delay(0), Duration::from_secs(10));
         assert_eq!(retry_delay(3), Duration::from_secs(80));
+    }
+
+    #[test]
+    fn a_claim_is_renewed_only_when_it_could_lapse_during_a_send() {
+        let now = Timestamp(1_000_000);
+        assert!(!lease_runs_short(now, now.saturating_add(LEASE)));
+        assert!(lease_runs_short(
+            now,
+            now.saturating_add(SEND_TIMEOUT + CLOCK_SKEW)
+        ));
+        assert!(lease_runs_short(now, Timestamp(now.0 - 1)));
     }
 
     #[test]

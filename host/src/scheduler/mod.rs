@@ -2,8 +2,13 @@
 //! once) and hand them to the executor, a bounded number at a time. Claims are leases on the
 //! real clock, so after a crash or restart whatever was due or in flight is picked up again
 //! once its lease lapses. It owns no journey logic.
+//!
+//! Several processes may schedule from one PostgreSQL database: claims are disjoint
+//! (`FOR UPDATE SKIP LOCKED`), a commit is refused to a worker that lost its lease, and
+//! [`spawn_clock_refresh`] keeps each process's dev clock on the database's offset so a timer
+//! is due at the same moment for all of them.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, OFFSET_REFRESH};
 use crate::journeys::executor::{Activated, Executor};
 use crate::store::{Lease, Store};
 use std::sync::Arc;
@@ -73,13 +78,18 @@ impl Scheduler {
                 tokio::spawn(async move {
                     match executor.activate(&run, &owner).await {
                         Ok(Activated::Committed { emails, .. }) => {
+                            // One line per committed activation: which process ran what.
+                            tracing::debug!(run = %run.run_id, emails, "activation committed");
                             if emails > 0 {
                                 delivery_wake.notify_one();
                             }
                             // A sleep may already be over (a short one, or the clock moved).
                             wake.notify_one();
                         }
-                        Ok(Activated::Skipped) => {}
+                        Ok(Activated::Skipped) => tracing::debug!(
+                            run = %run.run_id,
+                            "activation skipped: the run ended or another worker holds it"
+                        ),
                         Err(err) => {
                             tracing::warn!(run = %run.run_id, "activation not completed: {err}")
                         }
@@ -109,4 +119,30 @@ impl Scheduler {
             _ = tokio::time::sleep(until_next) => {}
         }
     }
+}
+
+/// Re-read the clock offset from the store every [`OFFSET_REFRESH`]: when another process on the
+/// same database advanced the dev clock, this process's clock follows (never back) and its
+/// scheduler wakes to claim what became due.
+pub fn spawn_clock_refresh(
+    store: Arc<dyn Store>,
+    clock: Clock,
+    wake: Arc<Notify>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(OFFSET_REFRESH);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match store.clock_offset().await {
+                Ok(offset) => {
+                    if clock.observe_offset(offset) {
+                        tracing::debug!(offset_ms = offset, "the shared clock moved");
+                        wake.notify_one();
+                    }
+                }
+                Err(err) => tracing::warn!("reading the clock offset failed: {err}"),
+            }
+        }
+    })
 }

@@ -268,6 +268,10 @@ pub trait Store: Send + Sync + 'static {
     // --- delivery ---
     /// Claim queued emails whose next attempt is due (real clock), leasing them.
     async fn claim_outbox(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<OutboxEmail>>;
+    /// Extend this worker's claim on one email to `lease.until_real`, if it still holds it and
+    /// the email is still queued; false when another worker claimed it after this one's lease
+    /// lapsed (or it was sent or cancelled meanwhile), so it must not be sent.
+    async fn renew_outbox_lease(&self, id: &EmailId, lease: &Lease) -> StoreResult<bool>;
     async fn record_delivery(&self, id: &EmailId, result: DeliveryResult) -> StoreResult<()>;
 
     // --- email: templates, preferences, unsubscribe links ---
@@ -411,7 +415,9 @@ pub trait Store: Send + Sync + 'static {
     // --- host settings ---
     /// The persisted dev-clock offset (0 when never advanced).
     async fn clock_offset(&self) -> StoreResult<i64>;
-    async fn set_clock_offset(&self, offset_ms: i64) -> StoreResult<()>;
+    /// Add `by_ms` (not negative) to the stored offset in one statement, so concurrent advances
+    /// from several processes all count; returns the new offset.
+    async fn advance_clock_offset(&self, by_ms: i64) -> StoreResult<i64>;
 }
 
 #[cfg(test)]

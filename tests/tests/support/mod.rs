@@ -3,12 +3,13 @@
 #![allow(dead_code)]
 
 pub mod smtp;
+pub mod welcome;
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
@@ -179,15 +180,18 @@ impl Default for ServerOptions {
     }
 }
 
-/// A running `waymark serve` on its own data dir and a free port.
+/// A running `waymark serve` on its own data dir and a free port — or, made by
+/// [`Server::start_peer`], a second process sharing another's data dir and database.
 pub struct Server {
     child: Option<Child>,
     pub base: String,
     pub key: String,
-    pub data_dir: TempDir,
-    modules: TempDir,
+    pub data_dir: Arc<TempDir>,
+    /// The file in the data dir this process logs to (peers share the dir, not the log).
+    log_file: String,
+    modules: Arc<TempDir>,
     options_args: Vec<String>,
-    pub database: Option<TestDatabase>,
+    pub database: Option<Arc<TestDatabase>>,
     client: reqwest::Client,
 }
 
@@ -198,7 +202,7 @@ impl Server {
         let mut args: Vec<String> = vec!["--modules".into(), modules.path().display().to_string()];
         let database = match options.backend {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(TestDatabase::create().await),
+            Backend::Postgres => Some(Arc::new(TestDatabase::create().await)),
         };
         if let Some(database) = &database {
             args.extend(["--database-url".into(), database.url.clone()]);
@@ -219,14 +223,40 @@ impl Server {
             child: None,
             base: String::new(),
             key: String::new(),
-            data_dir,
-            modules,
+            data_dir: Arc::new(data_dir),
+            log_file: "server.log".into(),
+            modules: Arc::new(modules),
             options_args: args,
             database,
             client: reqwest::Client::new(),
         };
         server.spawn().await;
         server
+    }
+
+    /// A second `waymark serve` process on the same PostgreSQL database, data dir (module
+    /// store, compiled artifacts and admin key: files written atomically, so sharing is safe),
+    /// modules, SMTP sink and options as this one, on a port of its own and logging to
+    /// `<name>.log`. Both schedule and deliver from the one database.
+    pub async fn start_peer(&self, name: &str) -> Server {
+        assert!(
+            self.database.is_some(),
+            "peers share a PostgreSQL database; the embedded SQLite one is single-process"
+        );
+        let mut peer = Server {
+            child: None,
+            base: String::new(),
+            key: String::new(),
+            data_dir: self.data_dir.clone(),
+            log_file: format!("{name}.log"),
+            modules: self.modules.clone(),
+            options_args: self.options_args.clone(),
+            database: self.database.clone(),
+            client: reqwest::Client::new(),
+        };
+        peer.spawn().await;
+        assert_eq!(peer.key, self.key, "peers share the admin key");
+        peer
     }
 
     async fn spawn(&mut self) {
@@ -278,7 +308,7 @@ impl Server {
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.data_dir.path().join("server.log")
+        self.data_dir.path().join(&self.log_file)
     }
 
     pub fn log(&self) -> String {
@@ -369,8 +399,20 @@ impl Server {
     }
 
     /// Poll until `check` returns Some (work happens in background workers), or panic.
-    pub async fn eventually<T>(&self, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(60);
+    pub async fn eventually<T>(&self, what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+        self.eventually_within(what, Duration::from_secs(60), check)
+            .await
+    }
+
+    /// [`eventually`](Self::eventually) with a deadline of `limit` (for work at scale, or
+    /// waiting out a dead process's leases).
+    pub async fn eventually_within<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut check: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(value) = check().await {
                 return value;
@@ -380,6 +422,24 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// The ids of this process's committed activations, one per activation, from its debug
+    /// log (the scheduler logs `activation committed` with the run).
+    pub fn committed_activations(&self) -> Vec<String> {
+        log_lines_with(&self.log(), "activation committed")
+            .iter()
+            .filter_map(|line| field(line, "run"))
+            .collect()
+    }
+
+    /// Log lines saying an activation was claimed but did not commit (its run ended, it lost
+    /// its lease, or it failed on the host side).
+    pub fn uncommitted_activations(&self) -> Vec<String> {
+        let log = self.log();
+        let mut lines = log_lines_with(&log, "activation skipped");
+        lines.extend(log_lines_with(&log, "activation not completed"));
+        lines
     }
 
     /// Wait until the run reaches `status`, returning its detail.
@@ -396,6 +456,40 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The lines of a log that contain `needle`, with terminal colour codes removed.
+pub fn log_lines_with(log: &str, needle: &str) -> Vec<String> {
+    log.lines()
+        .map(strip_ansi)
+        .filter(|line| line.contains(needle))
+        .collect()
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC '[' parameters… final byte in '@'..='~'.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// The value of a `name=value` field in a tracing log line.
+fn field(line: &str, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(&prefix))
+        .map(|value| value.trim_matches('"').to_owned())
 }
 
 /// The id of the single run an event started.

@@ -1,6 +1,7 @@
 //! A local SMTP sink: a real SMTP server (just enough of RFC 5321 for a client like lettre)
 //! that accepts every message and keeps it for assertions.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -24,6 +25,12 @@ impl ReceivedMail {
 
     pub fn subject(&self) -> String {
         self.header("Subject").unwrap_or_default()
+    }
+
+    /// The `Message-ID` header: Waymark's stable id of the email (`<email-id@waymark>`).
+    pub fn message_id(&self) -> String {
+        self.header("Message-ID")
+            .unwrap_or_else(|| panic!("a message without a Message-ID: {}", self.data))
     }
 }
 
@@ -109,6 +116,26 @@ impl SmtpSink {
 
     pub fn messages(&self) -> Vec<ReceivedMail> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// How many messages the sink received with each `Message-ID`.
+    pub fn count_by_message_id(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for message in self.messages() {
+            *counts.entry(message.message_id()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// How many messages the sink received for each (recipient, subject).
+    pub fn count_by_recipient_and_subject(&self) -> HashMap<(String, String), usize> {
+        let mut counts = HashMap::new();
+        for message in self.messages() {
+            for to in &message.to {
+                *counts.entry((to.clone(), message.subject())).or_default() += 1;
+            }
+        }
+        counts
     }
 
     pub fn messages_to(&self, address: &str) -> Vec<ReceivedMail> {

@@ -362,6 +362,10 @@ impl Store for PgStore {
         outbox::claim_outbox(self, lease, limit).await
     }
 
+    async fn renew_outbox_lease(&self, id: &EmailId, lease: &Lease) -> StoreResult<bool> {
+        outbox::renew_outbox_lease(self, id, lease).await
+    }
+
     async fn record_delivery(&self, id: &EmailId, result: DeliveryResult) -> StoreResult<()> {
         outbox::record_delivery(self, id, result).await
     }
@@ -533,8 +537,8 @@ impl Store for PgStore {
         tenancy::clock_offset(self).await
     }
 
-    async fn set_clock_offset(&self, offset_ms: i64) -> StoreResult<()> {
-        tenancy::set_clock_offset(self, offset_ms).await
+    async fn advance_clock_offset(&self, by_ms: i64) -> StoreResult<i64> {
+        tenancy::advance_clock_offset(self, by_ms).await
     }
 }
 

@@ -163,6 +163,23 @@ pub(super) async fn claim_outbox(
     Ok(claimed.into_iter().map(|(_, email)| email).collect())
 }
 
+pub(super) async fn renew_outbox_lease(
+    store: &PgStore,
+    id: &EmailId,
+    lease: &Lease,
+) -> StoreResult<bool> {
+    let renewed = sqlx::query(
+        "UPDATE emails SET lease_until = $3 \
+         WHERE id = $1 AND lease_owner = $2 AND status = 'queued'",
+    )
+    .bind(id.as_str())
+    .bind(&lease.owner)
+    .bind(lease.until_real.0)
+    .execute(&store.pool)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
+}
+
 pub(super) async fn record_delivery(
     store: &PgStore,
     id: &EmailId,

@@ -1,6 +1,6 @@
 //! Tenants, API keys (create, look up, revoke, list), loaded module versions and host settings
 //! (the persisted dev-clock offset). Each write is one statement (autocommit); the idempotent
-//! ones (`create_tenant`, `record_module_version`, `set_clock_offset`) use `ON CONFLICT`, so
+//! ones (`create_tenant`, `record_module_version`, `advance_clock_offset`) use `ON CONFLICT`, so
 //! host processes doing the same at boot never collide.
 
 use super::PgStore;
@@ -151,14 +151,16 @@ pub(super) async fn clock_offset(store: &PgStore) -> StoreResult<i64> {
     parse_clock_offset(value)
 }
 
-pub(super) async fn set_clock_offset(store: &PgStore, offset_ms: i64) -> StoreResult<()> {
-    sqlx::query(
+pub(super) async fn advance_clock_offset(store: &PgStore, by_ms: i64) -> StoreResult<i64> {
+    let value: String = sqlx::query_scalar(
         "INSERT INTO host_settings (key, value) VALUES ($1, $2) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+         ON CONFLICT (key) DO UPDATE \
+         SET value = (host_settings.value::int8 + excluded.value::int8)::text \
+         RETURNING value",
     )
     .bind(CLOCK_OFFSET_KEY)
-    .bind(offset_ms.to_string())
-    .execute(&store.pool)
+    .bind(by_ms.max(0).to_string())
+    .fetch_one(&store.pool)
     .await?;
-    Ok(())
+    parse_clock_offset(Some(value))
 }

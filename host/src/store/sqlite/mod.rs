@@ -290,6 +290,10 @@ impl Store for SqliteStore {
         outbox::claim_outbox(self, lease, limit).await
     }
 
+    async fn renew_outbox_lease(&self, id: &EmailId, lease: &Lease) -> StoreResult<bool> {
+        outbox::renew_outbox_lease(self, id, lease).await
+    }
+
     async fn record_delivery(&self, id: &EmailId, result: DeliveryResult) -> StoreResult<()> {
         outbox::record_delivery(self, id, result).await
     }
@@ -461,7 +465,7 @@ impl Store for SqliteStore {
         tenancy::clock_offset(self).await
     }
 
-    async fn set_clock_offset(&self, offset_ms: i64) -> StoreResult<()> {
-        tenancy::set_clock_offset(self, offset_ms).await
+    async fn advance_clock_offset(&self, by_ms: i64) -> StoreResult<i64> {
+        tenancy::advance_clock_offset(self, by_ms).await
     }
 }

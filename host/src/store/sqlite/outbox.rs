@@ -167,6 +167,25 @@ pub(super) async fn claim_outbox(
     Ok(claimed.into_iter().map(|(_, email)| email).collect())
 }
 
+pub(super) async fn renew_outbox_lease(
+    store: &SqliteStore,
+    id: &EmailId,
+    lease: &Lease,
+) -> StoreResult<bool> {
+    let (id, lease) = (id.clone(), lease.clone());
+    store
+        .write(move |tx| {
+            let renewed = tx
+                .prepare_cached(
+                    "UPDATE emails SET lease_until = ?3 \
+                     WHERE id = ?1 AND lease_owner = ?2 AND status = 'queued'",
+                )?
+                .execute(params![id.as_str(), lease.owner, lease.until_real.0])?;
+            Ok(renewed == 1)
+        })
+        .await
+}
+
 pub(super) async fn record_delivery(
     store: &SqliteStore,
     id: &EmailId,

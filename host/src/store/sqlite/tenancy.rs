@@ -199,15 +199,20 @@ pub(super) async fn clock_offset(store: &SqliteStore) -> StoreResult<i64> {
     parse_clock_offset(value)
 }
 
-pub(super) async fn set_clock_offset(store: &SqliteStore, offset_ms: i64) -> StoreResult<()> {
-    store
+pub(super) async fn advance_clock_offset(store: &SqliteStore, by_ms: i64) -> StoreResult<i64> {
+    let value: String = store
         .write(move |tx| {
-            tx.prepare_cached(
-                "INSERT INTO host_settings (key, value) VALUES (?1, ?2) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![CLOCK_OFFSET_KEY, offset_ms.to_string()])?;
-            Ok(())
+            Ok(tx
+                .prepare_cached(
+                    "INSERT INTO host_settings (key, value) VALUES (?1, ?2) \
+                     ON CONFLICT (key) DO UPDATE \
+                     SET value = CAST(CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER) \
+                     AS TEXT) RETURNING value",
+                )?
+                .query_row(params![CLOCK_OFFSET_KEY, by_ms.max(0).to_string()], |row| {
+                    row.get(0)
+                })?)
         })
-        .await
+        .await?;
+    parse_clock_offset(Some(value))
 }

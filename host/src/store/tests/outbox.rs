@@ -144,3 +144,49 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    given_a_worker_whose_lease_lapsed_and_was_taken_when_it_renews_then_it_is_refused,
+    |f| async move {
+        // Given an email claimed by one worker, whose lease lapsed and another worker claimed
+        run_with_queued_email(&f).await;
+        let real = Clock::real_now().0;
+        let first = f.store.claim_outbox(&lease("d1", real), 10).await.unwrap();
+        assert_eq!(first.len(), 1);
+        let second = f
+            .store
+            .claim_outbox(&lease("d2", real + 31_000), 10)
+            .await
+            .unwrap();
+        assert_eq!(second.len(), 1);
+
+        // When the first worker, about to send it, renews its claim
+        let renewed = f
+            .store
+            .renew_outbox_lease(&first[0].id, &lease("d1", real + 32_000))
+            .await
+            .unwrap();
+
+        // Then it is refused (it must not send), while the worker holding it may renew
+        assert!(!renewed);
+        assert!(
+            f.store
+                .renew_outbox_lease(&second[0].id, &lease("d2", real + 32_000))
+                .await
+                .unwrap()
+        );
+
+        // And once the email is sent, no one can renew a claim on it
+        let email = second[0].id.clone();
+        f.store
+            .record_delivery(&email, DeliveryResult::Sent { at: Timestamp(T0) })
+            .await
+            .unwrap();
+        assert!(
+            !f.store
+                .renew_outbox_lease(&email, &lease("d2", real + 33_000))
+                .await
+                .unwrap()
+        );
+    }
+);

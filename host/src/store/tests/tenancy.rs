@@ -205,15 +205,42 @@ store_test!(
 store_test!(
     given_an_advanced_clock_when_the_database_is_opened_again_then_the_offset_is_kept,
     |f| async move {
-        // Given a store whose dev clock was advanced
+        // Given a store whose dev clock was advanced twice
         assert_eq!(f.store.clock_offset().await.unwrap(), 0);
-        f.store.set_clock_offset(86_400_000).await.unwrap();
-        f.store.set_clock_offset(2 * 86_400_000).await.unwrap();
+        assert_eq!(
+            f.store.advance_clock_offset(86_400_000).await.unwrap(),
+            86_400_000
+        );
+        assert_eq!(
+            f.store.advance_clock_offset(86_400_000).await.unwrap(),
+            2 * 86_400_000
+        );
 
         // When the database is opened again (migrations already applied)
         let reopened = f.db.open_store().await.unwrap();
 
         // Then the offset is still there
         assert_eq!(reopened.clock_offset().await.unwrap(), 2 * 86_400_000);
+    }
+);
+
+store_test!(
+    given_two_handles_on_one_database_when_both_advance_the_clock_at_once_then_every_advance_counts,
+    |f| async move {
+        // Given a second handle on the same database (as a second host process would have)
+        let other = f.db.open_store().await.unwrap();
+
+        // When both advance the clock by an hour, ten times each, concurrently
+        const HOUR: i64 = 3_600_000;
+        let advance_ten = |store: Arc<dyn Store>| async move {
+            for _ in 0..10 {
+                store.advance_clock_offset(HOUR).await.unwrap();
+            }
+        };
+        tokio::join!(advance_ten(f.store.clone()), advance_ten(other.clone()));
+
+        // Then no advance was lost, and both read the same offset
+        assert_eq!(f.store.clock_offset().await.unwrap(), 20 * HOUR);
+        assert_eq!(other.clock_offset().await.unwrap(), 20 * HOUR);
     }
 );
