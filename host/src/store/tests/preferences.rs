@@ -222,12 +222,13 @@ store_test!(
 store_test!(
     given_an_unsubscribed_recipient_then_the_commit_and_the_claim_record_emails_as_suppressed,
     |f| async move {
-        // Given Ada unsubscribed, and an activation that queues an email to her
+        // Given Ada's run under way when she unsubscribed (a new run would not start: the
+        // enrollment guard skips her), and its activation queues an email to her
+        let run = claimed_run(&f, "ada", T0).await;
         f.store
             .unsubscribe(&f.tenant, "ada", "ada@example.com", Timestamp(T0))
             .await
             .unwrap();
-        let run = claimed_run(&f, "ada", T0).await;
         let mut c = waiting_commit(&f, &run, "w1", T0 + HOUR);
         c.emails = vec![email(&f, &run, 0, "ada@example.com")];
         assert!(f.store.commit_activation(c).await.unwrap());
