@@ -10,16 +10,12 @@ use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use waymark::clock::{Clock, Timestamp};
+use support::runtime::RuntimeFixture;
+use waymark::clock::Timestamp;
 use waymark::journeys::journal::{JournalEntry, StepKind};
-use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
-use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
-use waymark::runtime::events::NoEvents;
-use waymark::runtime::mail::NoMail;
+use waymark::modules::LoadedModule;
 use waymark::runtime::members::{BucketReader, MemberRead, MemberReadError};
-use waymark::runtime::{
-    ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime, RuntimeError,
-};
+use waymark::runtime::{ActivationOutcome, ActivationReport, ActivationRequest, RuntimeError};
 use waymark::store::{BucketMember, MemberPage, MemberPageRequest};
 
 /// Bucket `vip` with members in a list (paged by position); counts every read it answers.
@@ -84,53 +80,19 @@ impl BucketReader for Vip {
     }
 }
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    clock: Clock,
-    registry: ModuleRegistry,
-    input: RunInput,
+struct Fixture(RuntimeFixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = RuntimeFixture;
+
+    fn deref(&self) -> &RuntimeFixture {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Clock::default();
-        let runtime = Runtime::new(
-            dir.path().join("artifacts"),
-            ActivationLimits::default(),
-            clock.clone(),
-        )
-        .unwrap();
-        let registry = ModuleRegistry::new(
-            Arc::new(runtime),
-            ModuleStore::new(dir.path().join("modules")),
-        );
-        let input = RunInput {
-            person: PersonSnapshot {
-                key: "p1".into(),
-                email: Some("p1@example.com".into()),
-                properties: Default::default(),
-            },
-            trigger: TriggerEvent {
-                name: "test.census".into(),
-                occurred_at: clock.now(),
-                properties: Default::default(),
-            },
-        };
-        Fixture {
-            _dir: dir,
-            clock,
-            registry,
-            input,
-        }
-    }
-
-    async fn load(&self) -> Arc<LoadedModule> {
-        let wasm = std::fs::read(support::built_modules().join("bucket-reader.wasm")).unwrap();
-        self.registry
-            .load("bucket-reader", &wasm, "bucket-reader")
-            .await
-            .unwrap()
+        Fixture(RuntimeFixture::new("test.census", Default::default()))
     }
 
     async fn activate(
@@ -144,17 +106,8 @@ impl Fixture {
             .activate(
                 &module.compiled,
                 ActivationRequest {
-                    run_id: "run-1",
-                    journey_id: "census",
-                    handler: "census",
-                    input: &self.input,
-                    journal,
-                    templates: module.templates.clone(),
                     buckets: vip.clone(),
-                    events: Arc::new(NoEvents),
-                    started_at: Timestamp(0),
-                    mail: Arc::new(NoMail),
-                    suppress_ms: 0,
+                    ..self.request(module, "census", journal)
                 },
             )
             .await
@@ -174,7 +127,7 @@ async fn given_a_guest_reading_a_bucket_when_replayed_after_it_changed_then_reco
  {
     // Given bucket vip with p1, p2 and p3, and the census guest
     let fx = Fixture::new();
-    let module = fx.load().await;
+    let module = fx.load("bucket-reader").await;
     let vip = Vip::with(&["p1", "p2", "p3"]);
 
     // When the run first activates
@@ -241,7 +194,7 @@ async fn given_a_guest_reading_a_bucket_when_replayed_after_it_changed_then_reco
 async fn given_the_store_failing_when_a_guest_reads_a_bucket_then_the_activation_is_a_host_error() {
     // Given a reader whose database is down
     let fx = Fixture::new();
-    let module = fx.load().await;
+    let module = fx.load("bucket-reader").await;
     let vip = Vip::with(&["p1"]);
     vip.down.store(true, Ordering::SeqCst);
 

@@ -9,17 +9,14 @@ use async_trait::async_trait;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use waymark::clock::{Clock, Timestamp};
+use support::runtime::RuntimeFixture;
+use waymark::clock::Timestamp;
 use waymark::delivery::templates::TemplateSource;
 use waymark::journeys::journal::{JournalEntry, StepKind};
-use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
-use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
-use waymark::runtime::events::NoEvents;
+use waymark::modules::LoadedModule;
 use waymark::runtime::mail::{MailRead, MailReader};
-use waymark::runtime::members::NoBuckets;
-use waymark::runtime::{
-    ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime, RuntimeError,
-};
+
+use waymark::runtime::{ActivationOutcome, ActivationReport, ActivationRequest, RuntimeError};
 use waymark::store::{EmailStatus, SuppressedReason};
 
 /// One tenant's email facts, changeable by the test; counts every read it answers.
@@ -65,51 +62,22 @@ impl MailReader for Mailroom {
     }
 }
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    registry: ModuleRegistry,
-    input: RunInput,
+struct Fixture(RuntimeFixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = RuntimeFixture;
+
+    fn deref(&self) -> &RuntimeFixture {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Clock::default();
-        let runtime = Runtime::new(
-            dir.path().join("artifacts"),
-            ActivationLimits::default(),
-            clock.clone(),
-        )
-        .unwrap();
-        let registry = ModuleRegistry::new(
-            Arc::new(runtime),
-            ModuleStore::new(dir.path().join("modules")),
-        );
-        let input = RunInput {
-            person: PersonSnapshot {
-                key: "p1".into(),
-                email: Some("p1@example.com".into()),
-                properties: json!({"name": "Ada"}).as_object().cloned().unwrap(),
-            },
-            trigger: TriggerEvent {
-                name: "newsletter.requested".into(),
-                occurred_at: clock.now(),
-                properties: Default::default(),
-            },
-        };
-        Fixture {
-            _dir: dir,
-            registry,
-            input,
-        }
-    }
-
-    async fn load(&self) -> Arc<LoadedModule> {
-        let wasm = std::fs::read(support::built_modules().join("newsletter.wasm")).unwrap();
-        self.registry
-            .load("newsletter", &wasm, "newsletter")
-            .await
-            .unwrap()
+        Fixture(RuntimeFixture::new(
+            "newsletter.requested",
+            json!({"name": "Ada"}).as_object().cloned().unwrap(),
+        ))
     }
 
     async fn activate(
@@ -123,17 +91,9 @@ impl Fixture {
             .activate(
                 &module.compiled,
                 ActivationRequest {
-                    run_id: "run-1",
-                    journey_id: "newsletter",
-                    handler: "newsletter",
-                    input: &self.input,
-                    journal,
-                    templates: module.templates.clone(),
-                    buckets: Arc::new(NoBuckets),
-                    events: Arc::new(NoEvents),
-                    started_at: Timestamp(0),
                     mail: mail.clone(),
                     suppress_ms: module.journey("newsletter").unwrap().suppress,
+                    ..self.request(module, "newsletter", journal)
                 },
             )
             .await
@@ -152,7 +112,7 @@ async fn given_a_subscribed_person_when_replayed_after_they_unsubscribed_then_th
  {
     // Given the newsletter journey (suppress window one hour) and a subscribed person
     let fx = Fixture::new();
-    let module = fx.load().await;
+    let module = fx.load("newsletter").await;
     assert_eq!(
         module.journey("newsletter").unwrap().suppress,
         3_600_000,
@@ -224,7 +184,7 @@ async fn given_a_subscribed_person_when_replayed_after_they_unsubscribed_then_th
 #[tokio::test]
 async fn given_a_recent_email_of_the_journey_then_the_send_is_suppressed_by_the_window() {
     let fx = Fixture::new();
-    let module = fx.load().await;
+    let module = fx.load("newsletter").await;
     let mail = Arc::new(Mailroom::default());
     mail.sent_recently.store(true, Ordering::SeqCst);
 
@@ -240,7 +200,7 @@ async fn given_a_recent_email_of_the_journey_then_the_send_is_suppressed_by_the_
 #[tokio::test]
 async fn given_a_tenant_template_of_the_same_key_then_it_is_rendered_instead_of_the_modules() {
     let fx = Fixture::new();
-    let module = fx.load().await;
+    let module = fx.load("newsletter").await;
     let mail = Arc::new(Mailroom::default());
     *mail.template.lock().unwrap() = Some(TemplateSource {
         subject: "Edited for {{ name }}".into(),
@@ -258,7 +218,7 @@ async fn given_a_tenant_template_of_the_same_key_then_it_is_rendered_instead_of_
 #[tokio::test]
 async fn given_the_store_failing_when_a_guest_sends_email_then_the_activation_is_a_host_error() {
     let fx = Fixture::new();
-    let module = fx.load().await;
+    let module = fx.load("newsletter").await;
     let mail = Arc::new(Mailroom::default());
     mail.down.store(true, Ordering::SeqCst);
 

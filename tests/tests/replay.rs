@@ -4,63 +4,25 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
-use waymark::clock::{Clock, Timestamp};
+use support::runtime::RuntimeFixture;
 use waymark::journeys::journal::{JournalEntry, StepKind};
-use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
-use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
-use waymark::runtime::events::NoEvents;
-use waymark::runtime::mail::NoMail;
-use waymark::runtime::members::NoBuckets;
-use waymark::runtime::{
-    ActivationLimits, ActivationOutcome, ActivationReport, ActivationRequest, Runtime,
-};
+use waymark::modules::LoadedModule;
+use waymark::runtime::{ActivationOutcome, ActivationReport};
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    clock: Clock,
-    registry: ModuleRegistry,
-    input: RunInput,
+struct Fixture(RuntimeFixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = RuntimeFixture;
+
+    fn deref(&self) -> &RuntimeFixture {
+        &self.0
+    }
 }
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Clock::default();
-        let runtime = Runtime::new(
-            dir.path().join("artifacts"),
-            ActivationLimits::default(),
-            clock.clone(),
-        )
-        .unwrap();
-        let registry = ModuleRegistry::new(
-            Arc::new(runtime),
-            ModuleStore::new(dir.path().join("modules")),
-        );
-        let input = RunInput {
-            person: PersonSnapshot {
-                key: "p1".into(),
-                email: Some("p1@example.com".into()),
-                properties: Default::default(),
-            },
-            trigger: TriggerEvent {
-                name: "test.steps".into(),
-                occurred_at: clock.now(),
-                properties: Default::default(),
-            },
-        };
-        Fixture {
-            _dir: dir,
-            clock,
-            registry,
-            input,
-        }
-    }
-
-    async fn load(&self, name: &str) -> Arc<LoadedModule> {
-        let wasm = std::fs::read(support::built_modules().join(format!("{name}.wasm"))).unwrap();
-        self.registry.load(name, &wasm, name).await.unwrap()
+        Fixture(RuntimeFixture::new("test.steps", Default::default()))
     }
 
     async fn activate(
@@ -70,22 +32,7 @@ impl Fixture {
     ) -> ActivationReport {
         self.registry
             .runtime()
-            .activate(
-                &module.compiled,
-                ActivationRequest {
-                    run_id: "run-1",
-                    journey_id: "steps",
-                    handler: "steps",
-                    input: &self.input,
-                    journal,
-                    templates: module.templates.clone(),
-                    buckets: Arc::new(NoBuckets),
-                    events: Arc::new(NoEvents),
-                    started_at: Timestamp(0),
-                    mail: Arc::new(NoMail),
-                    suppress_ms: 0,
-                },
-            )
+            .activate(&module.compiled, self.request(module, "steps", journal))
             .await
             .unwrap()
     }

@@ -2,6 +2,7 @@
 //! real compiled modules, a real SMTP sink, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod runtime;
 pub mod smtp;
 pub mod welcome;
 

@@ -4,12 +4,9 @@
 use super::PgStore;
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::codec::run_count;
 use crate::store::{EmailHistory, JourneyHistory, StoreResult};
 use sqlx::Row;
-
-fn count(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
 
 pub(super) async fn count_events(
     store: &PgStore,
@@ -28,7 +25,7 @@ pub(super) async fn count_events(
     .bind(since.map_or(i64::MIN, |t| t.0))
     .fetch_one(&store.pool)
     .await?;
-    Ok(count(n))
+    run_count(n)
 }
 
 pub(super) async fn journey_history(
@@ -49,8 +46,8 @@ pub(super) async fn journey_history(
     .fetch_one(&store.pool)
     .await?;
     Ok(JourneyHistory {
-        entries: count(row.try_get("entries")?),
-        completed: count(row.try_get("completed")?),
+        entries: run_count(row.try_get("entries")?)?,
+        completed: run_count(row.try_get("completed")?)?,
         last_completed_at: row
             .try_get::<Option<i64>, _>("last_completed_at")?
             .map(Timestamp),
@@ -73,7 +70,7 @@ pub(super) async fn email_history(
     .fetch_one(&store.pool)
     .await?;
     Ok(EmailHistory {
-        count: count(row.try_get("n")?),
+        count: run_count(row.try_get("n")?)?,
         last_sent_at: row
             .try_get::<Option<i64>, _>("last_sent_at")?
             .map(Timestamp),

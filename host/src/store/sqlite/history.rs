@@ -4,12 +4,9 @@
 use super::SqliteStore;
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::codec::run_count;
 use crate::store::{EmailHistory, JourneyHistory, StoreResult};
 use rusqlite::params;
-
-fn count(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
 
 pub(super) async fn count_events(
     store: &SqliteStore,
@@ -31,7 +28,7 @@ pub(super) async fn count_events(
                     params![tenant.as_str(), key, name, since.map_or(i64::MIN, |t| t.0)],
                     |row| row.get(0),
                 )?;
-            Ok(count(n))
+            run_count(n)
         })
         .await
 }
@@ -60,8 +57,8 @@ pub(super) async fn journey_history(
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?;
             Ok(JourneyHistory {
-                entries: count(entries),
-                completed: count(completed),
+                entries: run_count(entries)?,
+                completed: run_count(completed)?,
                 last_completed_at: last.map(Timestamp),
             })
         })
@@ -86,7 +83,7 @@ pub(super) async fn email_history(
                     Ok((row.get(0)?, row.get(1)?))
                 })?;
             Ok(EmailHistory {
-                count: count(n),
+                count: run_count(n)?,
                 last_sent_at: last.map(Timestamp),
             })
         })
