@@ -17,8 +17,14 @@ use support::{Backend, Server, ServerOptions, started_run};
 async fn events_named(server: &Server, key: &str, name: &str) -> Vec<Value> {
     server
         .eventually(&format!("a {name} event for {key}"), async || {
-            let list = server
-                .get(&format!("/v1/contacts/{key}/events?name={name}"))
+            // The person may not exist yet (404) while the effect is still being applied.
+            let (_, list) = server
+                .request(
+                    reqwest::Method::GET,
+                    &format!("/v1/contacts/{key}/events?name={name}"),
+                    None,
+                    Some(&server.key),
+                )
                 .await;
             let events = list["events"].as_array().cloned().unwrap_or_default();
             (!events.is_empty()).then_some(events)
