@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "run effects",
         include_str!("../../../../migrations/sqlite/0008_run_effects.sql"),
     ),
+    (
+        9,
+        "bucket time",
+        include_str!("../../../../migrations/sqlite/0009_bucket_time.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {
