@@ -3,8 +3,8 @@
 
 use crate::clock::Clock;
 use crate::delivery::TransportConfig;
+use crate::group_commit::GroupCommit;
 use crate::ids::ApiKeyId;
-use crate::ingest::writer::GroupCommit;
 use crate::modules::build::{BuildOptions, build_modules, repo_root_from};
 use crate::runtime::ActivationLimits;
 use crate::server::{ServeConfig, open_store, serve};

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod contacts;
 pub mod delivery;
+pub mod group_commit;
 pub mod ids;
 pub mod ingest;
 pub mod journeys;

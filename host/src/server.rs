@@ -5,8 +5,9 @@ use crate::api::limits::RateLimits;
 use crate::api::{self, ApiOptions, AppState};
 use crate::clock::Clock;
 use crate::delivery::{DeliveryWorker, Mailer, TransportConfig};
+use crate::group_commit::GroupCommit;
 use crate::ingest::Ingestor;
-use crate::ingest::writer::{GroupCommit, IngestWriter};
+use crate::ingest::writer;
 use crate::journeys::effects::EffectWorker;
 use crate::journeys::executor::Executor;
 use crate::modules::{ModuleRegistry, ModuleStore};
@@ -135,7 +136,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     .spawn();
 
-    let writer = IngestWriter::spawn(store.clone(), registry.clone(), config.group_commit);
+    let writer = writer::spawn(store.clone(), registry.clone(), config.group_commit);
     let ingestor = Arc::new(Ingestor::new(
         writer,
         store.clone(),

@@ -21,6 +21,8 @@
 //! 3. **Memory with sleeping runs**: the server's resident memory after
 //!    `WAYMARK_BENCH_SLEEPING` [10000,100000] runs of `sleeper` (thirty-day sleeps) exist —
 //!    sleeping runs live in the database only, so memory must not grow with their number.
+//!    Printed with the embedded database's share (SQLite's page caches, as `GET
+//!    /v1/admin/memory` reports it), so the host's own memory is seen apart from the caches.
 //!
 //! Run through `cargo bench` only.
 
@@ -118,17 +120,12 @@ async fn until_runs(
     }
 }
 
-/// The server's resident memory, MiB.
-fn rss_mib(server: &Server) -> f64 {
-    let pid = server.pid().expect("a running server");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
+/// The server's resident memory and the embedded database's share of it (page caches,
+/// schema, statements; 0 on PostgreSQL), MiB, as the server reports them.
+async fn memory_mib(server: &Server) -> (f64, f64) {
+    let memory = server.get("/v1/admin/memory").await;
+    let mib = |field: &str| memory[field].as_f64().unwrap_or(0.0) / (1024.0 * 1024.0);
+    (mib("residentBytes"), mib("databaseBytes"))
 }
 
 async fn run_backend(config: &Config, backend: Backend) -> Vec<String> {
@@ -204,7 +201,7 @@ async fn run_backend(config: &Config, backend: Backend) -> Vec<String> {
 
     // 3. Memory with sleeping runs.
     let mut made = 0;
-    let baseline = rss_mib(&server);
+    let (baseline, baseline_db) = memory_mib(&server).await;
     for &target in &config.sleeping {
         let start = Instant::now();
         trigger(
@@ -220,10 +217,13 @@ async fn run_backend(config: &Config, backend: Backend) -> Vec<String> {
         until_runs(&server, "sleeper", "waiting", made as u64, start).await;
         // Let allocator caches settle after the burst.
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let (rss, db) = memory_mib(&server).await;
         lines.push(format!(
-            "{backend:?}: {made} sleeping runs: server RSS {:.1} MiB (after the first phases, \
-             before any sleeper: {baseline:.1} MiB)",
-            rss_mib(&server)
+            "{backend:?}: {made} sleeping runs: server RSS {rss:.1} MiB, of which the embedded \
+             database's caches {db:.1} MiB: {:.1} MiB without them (after the first phases, \
+             before any sleeper: RSS {baseline:.1} MiB, {:.1} MiB without the caches)",
+            rss - db,
+            baseline - baseline_db
         ));
     }
     lines

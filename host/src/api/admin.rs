@@ -1,5 +1,6 @@
-//! Dev-mode administration: the host clock. These routes exist only when the server runs with
-//! `--dev`; moving the clock forward makes due timers fire without waiting. The offset is the
+//! Dev-mode administration: the host clock, and the process's memory. These routes exist only
+//! when the server runs with `--dev`; moving the clock forward makes due timers fire without
+//! waiting. The offset is the
 //! database's: an advance adds to the stored offset, this process takes the result at once and
 //! wakes its scheduler, and other processes on the same database follow within
 //! [`OFFSET_REFRESH`](crate::clock::OFFSET_REFRESH).
@@ -45,4 +46,26 @@ pub async fn advance_clock(
 
 fn clock_view(state: &AppState) -> Value {
     json!({ "now": state.clock.now().to_rfc3339(), "nowMs": state.clock.now().0, "offsetMs": state.clock.offset_ms() })
+}
+
+/// The process's memory: resident set size, and how much of it the embedded database's caches
+/// hold (`null` on PostgreSQL), so the host's own share can be watched apart from the caches.
+pub async fn memory(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Admin)?;
+    Ok(Json(json!({
+        "residentBytes": resident_bytes(),
+        "databaseBytes": state.store.in_process_memory(),
+    })))
+}
+
+/// Resident set size from `/proc/self/status` (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    // "VmRSS:   123456 kB"
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

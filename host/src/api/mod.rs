@@ -78,7 +78,8 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
     if options.dev {
         authenticated = authenticated
             .route("/v1/admin/clock", get(admin::clock))
-            .route("/v1/admin/clock/advance", post(admin::advance_clock));
+            .route("/v1/admin/clock/advance", post(admin::advance_clock))
+            .route("/v1/admin/memory", get(admin::memory));
     }
     let authenticated = authenticated.route_layer(middleware::from_fn_with_state(
         state.clone(),

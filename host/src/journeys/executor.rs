@@ -1,17 +1,23 @@
 //! The executor: one activation of one run. Load the run and its journal, instantiate the
 //! pinned module version, replay to the frontier and on to the next suspension, then commit
-//! everything the activation produced in ONE store transaction.
+//! everything the activation produced in ONE store transaction — shared with the activations
+//! that finish at the same time ([`crate::group_commit`]), so a busy host pays one transaction
+//! for many activations.
 //!
 //! A guest failure fails the run; a host failure (database, instantiation) releases the run
 //! so it is retried later, because it is not the journey's fault.
 
 use crate::clock::{Clock, Timestamp};
+use crate::group_commit::{Batch, GroupCommit, GroupCommitter};
 use crate::modules::{ModuleError, ModuleRegistry};
 use crate::runtime::events::StoreEvents;
 use crate::runtime::mail::{StoreMail, UnsubscribeLinks};
 use crate::runtime::members::StoreBuckets;
 use crate::runtime::{ActivationOutcome, ActivationRequest, RuntimeError};
-use crate::store::{ActivationCommit, ClaimedRun, NewEmail, RunTransition, Store, StoreError};
+use crate::store::{
+    ActivationCommit, ClaimedRun, NewEmail, RunTransition, Store, StoreError, StoreResult,
+};
+use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -19,12 +25,37 @@ use tokio::sync::Notify;
 /// Delay before a run whose activation failed on the host side is tried again.
 const HOST_RETRY_DELAY: Duration = Duration::from_secs(5);
 
+/// How activation commits group: at most the scheduler's workers are in flight, so a batch is
+/// small; a short linger (only when others are already queued) lets the workers finishing at
+/// about the same time share the transaction.
+const ACTIVATION_GROUP_COMMIT: GroupCommit = GroupCommit {
+    max_batch: 256,
+    linger: Duration::from_micros(500),
+};
+
+/// Activation commits of one group-commit batch, in one [`Store::commit_activations`].
+pub struct ActivationBatch {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait]
+impl Batch for ActivationBatch {
+    type Item = ActivationCommit;
+    type Outcome = bool;
+
+    async fn commit(&self, commits: Vec<ActivationCommit>) -> StoreResult<Vec<bool>> {
+        self.store.commit_activations(commits).await
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Stopped(#[from] crate::group_commit::WriterStopped),
 }
 
 /// What an activation did, for the scheduler's bookkeeping.
@@ -41,6 +72,7 @@ pub enum Activated {
 
 pub struct Executor {
     store: Arc<dyn Store>,
+    commits: GroupCommitter<ActivationBatch>,
     registry: Arc<ModuleRegistry>,
     clock: Clock,
     /// Nudges the effect worker when a commit stored effects.
@@ -50,6 +82,7 @@ pub struct Executor {
 
 impl Executor {
     /// `public_url` is where recipients reach this host: unsubscribe links hang under it.
+    /// Starts the commit task, so it must be called on a tokio runtime.
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<ModuleRegistry>,
@@ -59,6 +92,12 @@ impl Executor {
     ) -> Self {
         Self {
             links: Arc::new(UnsubscribeLinks::new(store.clone(), public_url)),
+            commits: GroupCommitter::spawn(
+                ActivationBatch {
+                    store: store.clone(),
+                },
+                ACTIVATION_GROUP_COMMIT,
+            ),
             store,
             registry,
             clock,
@@ -195,8 +234,8 @@ impl Executor {
             tracing::warn!(run = %run.id, journey = %run.journey_id, "run failed: {error}");
         }
         let committed = self
-            .store
-            .commit_activation(ActivationCommit {
+            .commits
+            .submit_one(ActivationCommit {
                 run_id: run.id.clone(),
                 tenant_id: run.tenant_id.clone(),
                 lease_owner: lease_owner.to_owned(),
@@ -206,7 +245,7 @@ impl Executor {
                 transition: transition.clone(),
                 now,
             })
-            .await?;
+            .await??;
         if committed && has_effects {
             self.effects_wake.notify_one();
         }

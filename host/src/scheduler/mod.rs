@@ -39,10 +39,14 @@ impl Scheduler {
     }
 
     async fn run(self) {
-        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let concurrency = self.concurrency.max(1);
+        let permits = Arc::new(Semaphore::new(concurrency));
+        // Claim in refills of at least half the workers while others are busy: a claim is a
+        // write transaction, and one per finished activation would double the writes.
+        let refill = concurrency.div_ceil(2);
         loop {
             let available = permits.available_permits();
-            if available == 0 {
+            if available < refill {
                 // Wait for a slot without holding it.
                 drop(permits.clone().acquire_owned().await);
                 continue;

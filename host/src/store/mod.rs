@@ -215,8 +215,17 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> StoreResult<Vec<ClaimedRun>>;
     async fn load_activation(&self, run_id: &RunId) -> StoreResult<Option<ActivationInput>>;
-    /// See [`ActivationCommit`]. Returns whether anything was written.
-    async fn commit_activation(&self, commit: ActivationCommit) -> StoreResult<bool>;
+    /// Commit activations in ONE transaction (group commit): per commit, in order, whether
+    /// anything was written — nothing is for a run that ended or whose lease another worker
+    /// holds now. See [`ActivationCommit`].
+    async fn commit_activations(&self, commits: Vec<ActivationCommit>) -> StoreResult<Vec<bool>>;
+    /// [`Store::commit_activations`] of one activation.
+    async fn commit_activation(&self, commit: ActivationCommit) -> StoreResult<bool> {
+        let written = self.commit_activations(vec![commit]).await?;
+        written.first().copied().ok_or_else(|| {
+            StoreError::corrupt("activation commit", "the store answered no outcome")
+        })
+    }
     /// Give a claimed run back (a host-side failure): its timer becomes due again at `retry_at`.
     async fn release_run(
         &self,
@@ -418,6 +427,12 @@ pub trait Store: Send + Sync + 'static {
     /// Add `by_ms` (not negative) to the stored offset in one statement, so concurrent advances
     /// from several processes all count; returns the new offset.
     async fn advance_clock_offset(&self, by_ms: i64) -> StoreResult<i64>;
+
+    /// Bytes the database engine holds in this process's memory (SQLite: page caches, schema
+    /// and statements), or `None` when the database runs in its own process (PostgreSQL).
+    fn in_process_memory(&self) -> Option<u64> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@
 //! * Claims of due work (`claim_due_runs`, `claim_outbox`) are one `UPDATE … WHERE … IN
 //!   (SELECT … FOR UPDATE SKIP LOCKED LIMIT n) RETURNING …`: concurrent schedulers take
 //!   disjoint rows without waiting, and the lease columns keep a claim until it expires.
-//! * `commit_activation` locks the run row and checks it is live and its timer leased by the
-//!   committer before writing; deleting a contact, a merge's re-pointing and a commit all lock
+//! * `commit_activations` locks each run row (in id order, so two committers cannot
+//!   deadlock) and checks it is live and its timer leased by the committer before writing; deleting a contact, a merge's re-pointing and a commit all lock
 //!   run rows first, so they serialise per run.
 //!
 //! Round trips, not the server, bound throughput here (a statement costs ~0.1–0.2 ms on
@@ -299,8 +299,8 @@ impl Store for PgStore {
         runs::activation(self, None, run_id).await
     }
 
-    async fn commit_activation(&self, commit: ActivationCommit) -> StoreResult<bool> {
-        runs::commit_activation(self, commit).await
+    async fn commit_activations(&self, commits: Vec<ActivationCommit>) -> StoreResult<Vec<bool>> {
+        runs::commit_activations(self, commits).await
     }
 
     async fn release_run(

@@ -117,11 +117,25 @@ macro_rules! commit_writes {
     };
 }
 
-pub(super) async fn commit_activation(
+/// Group commit: every activation in one transaction, each checked and written on its own (a
+/// lost lease skips only that one). Runs are locked in id order, so two hosts committing
+/// overlapping sets cannot deadlock.
+pub(super) async fn commit_activations(
     store: &PgStore,
-    commit: ActivationCommit,
-) -> StoreResult<bool> {
+    commits: Vec<ActivationCommit>,
+) -> StoreResult<Vec<bool>> {
+    let mut order: Vec<usize> = (0..commits.len()).collect();
+    order.sort_by(|&a, &b| commits[a].run_id.cmp(&commits[b].run_id));
+    let mut written = vec![false; commits.len()];
     let mut tx = store.pool.begin().await?;
+    for index in order {
+        written[index] = commit_one(&mut tx, &commits[index]).await?;
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+async fn commit_one(conn: &mut PgConnection, commit: &ActivationCommit) -> StoreResult<bool> {
     let run_id = commit.run_id.as_str();
 
     // Lock the run (a concurrent commit, deletion or merge of it finishes first), then read
@@ -130,7 +144,7 @@ pub(super) async fn commit_activation(
         sqlx::query_scalar("SELECT status FROM runs WHERE id = $1 AND tenant_id = $2 FOR UPDATE")
             .bind(run_id)
             .bind(commit.tenant_id.as_str())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
     let live = match status {
         None => false,
@@ -139,15 +153,15 @@ pub(super) async fn commit_activation(
     let owner: Option<Option<String>> =
         sqlx::query_scalar("SELECT lease_owner FROM timers WHERE run_id = $1")
             .bind(run_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
     if !live || owner.flatten().as_deref() != Some(commit.lease_owner.as_str()) {
-        tx.rollback().await?;
+        // Nothing written for this one; the lock it took is released with the transaction.
         return Ok(false);
     }
 
     super::effects::insert_effects(
-        &mut tx,
+        conn,
         run_id,
         commit.tenant_id.as_str(),
         &commit.effects,
@@ -155,7 +169,7 @@ pub(super) async fn commit_activation(
     )
     .await?;
     let journal = &commit.journal;
-    super::outbox::insert_emails(&mut tx, &commit.emails).await?;
+    super::outbox::insert_emails(conn, &commit.emails).await?;
     let (status, wake_at, error) = match &commit.transition {
         RunTransition::Waiting { wake_at, .. } => (RunStatus::Waiting, Some(wake_at.0), None),
         RunTransition::Completed => (RunStatus::Completed, None, None),
@@ -165,7 +179,7 @@ pub(super) async fn commit_activation(
         RunTransition::Waiting { wait, .. } => wait.as_ref(),
         _ => None,
     };
-    let sql = match commit.transition {
+    let sql = match &commit.transition {
         // An awaited event received after the activation looked is a wake-up the ingest could
         // not give (it did not see this wait yet): due at once.
         RunTransition::Waiting { .. } => commit_writes!(
@@ -206,9 +220,8 @@ pub(super) async fn commit_activation(
         .bind(wait.map(|w| w.event_name.as_str()))
         .bind(wait.map_or(0, |w| w.since.0))
         .bind(wait.map_or(0, |w| i64::try_from(w.seen).unwrap_or(i64::MAX)))
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-    tx.commit().await?;
     Ok(true)
 }
 

@@ -227,8 +227,15 @@ impl Store for SqliteStore {
         runs::activation(self, None, run_id).await
     }
 
-    async fn commit_activation(&self, commit: ActivationCommit) -> StoreResult<bool> {
-        runs::commit_activation(self, commit).await
+    fn in_process_memory(&self) -> Option<u64> {
+        // SAFETY: sqlite3_memory_used only reads SQLite's global allocation counter, which is
+        // safe from any thread.
+        let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+        u64::try_from(used).ok()
+    }
+
+    async fn commit_activations(&self, commits: Vec<ActivationCommit>) -> StoreResult<Vec<bool>> {
+        runs::commit_activations(self, commits).await
     }
 
     async fn release_run(

@@ -13,7 +13,7 @@ use crate::store::{
     ActivationCommit, ActivationInput, ClaimedRun, Lease, RunFilter, RunRecord, RunTransition,
     StoreResult,
 };
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 /// The run, its input and its journal, read in one snapshot; scoped to `tenant` if given.
 pub(super) async fn activation(
@@ -100,115 +100,117 @@ pub(super) async fn claim_due_runs(
     Ok(claimed.into_iter().map(|(_, run)| run).collect())
 }
 
-pub(super) async fn commit_activation(
+/// Group commit: every activation in one write transaction, each checked and written on its
+/// own (a lost lease skips only that one).
+pub(super) async fn commit_activations(
     store: &SqliteStore,
-    commit: ActivationCommit,
-) -> StoreResult<bool> {
+    commits: Vec<ActivationCommit>,
+) -> StoreResult<Vec<bool>> {
     store
         .write(move |tx| {
-            let run_id = commit.run_id.as_str();
-            let tenant = commit.tenant_id.as_str();
+            commits
+                .iter()
+                .map(|commit| commit_one(tx, commit))
+                .collect()
+        })
+        .await
+}
 
-            let state = tx
-                .prepare_cached(
-                    "SELECT r.status, t.lease_owner FROM runs r \
+fn commit_one(tx: &Transaction<'_>, commit: &ActivationCommit) -> StoreResult<bool> {
+    let run_id = commit.run_id.as_str();
+    let tenant = commit.tenant_id.as_str();
+
+    let state = tx
+        .prepare_cached(
+            "SELECT r.status, t.lease_owner FROM runs r \
                      LEFT JOIN timers t ON t.run_id = r.id \
                      WHERE r.id = ?1 AND r.tenant_id = ?2",
-                )?
-                .query_row(params![run_id, tenant], |row| {
-                    Ok((
-                        row.get::<_, String>("status")?,
-                        row.get::<_, Option<String>>("lease_owner")?,
-                    ))
-                })
-                .optional()?;
-            let still_ours = match state {
-                None => false,
-                Some((status, owner)) => {
-                    !parse_run_status(&status)?.is_terminal()
-                        && owner.as_deref() == Some(commit.lease_owner.as_str())
-                }
-            };
-            if !still_ours {
-                // Nothing was written: committing the empty transaction changes nothing.
-                return Ok(false);
-            }
+        )?
+        .query_row(params![run_id, tenant], |row| {
+            Ok((
+                row.get::<_, String>("status")?,
+                row.get::<_, Option<String>>("lease_owner")?,
+            ))
+        })
+        .optional()?;
+    let still_ours = match state {
+        None => false,
+        Some((status, owner)) => {
+            !parse_run_status(&status)?.is_terminal()
+                && owner.as_deref() == Some(commit.lease_owner.as_str())
+        }
+    };
+    if !still_ours {
+        // Nothing was written: committing the empty transaction changes nothing.
+        return Ok(false);
+    }
 
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO journal (run_id, seq, tenant_id, kind, request, response, \
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO journal (run_id, seq, tenant_id, kind, request, response, \
                  recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for entry in &commit.journal {
-                insert.execute(params![
-                    run_id,
-                    i64::from(entry.seq),
-                    tenant,
-                    entry.kind.as_str(),
-                    entry.request.to_string(),
-                    entry.response.to_string(),
-                    entry.recorded_at.0,
-                ])?;
-            }
+    )?;
+    for entry in &commit.journal {
+        insert.execute(params![
+            run_id,
+            i64::from(entry.seq),
+            tenant,
+            entry.kind.as_str(),
+            entry.request.to_string(),
+            entry.response.to_string(),
+            entry.recorded_at.0,
+        ])?;
+    }
 
-            super::outbox::insert_emails(tx, &commit.emails)?;
+    super::outbox::insert_emails(tx, &commit.emails)?;
 
-            super::effects::insert_effects(tx, run_id, tenant, &commit.effects, commit.now.0)?;
+    super::effects::insert_effects(tx, run_id, tenant, &commit.effects, commit.now.0)?;
 
-            match &commit.transition {
-                RunTransition::Waiting { wake_at, wait } => {
-                    tx.prepare_cached(
-                        "UPDATE runs SET status = 'waiting', wake_at = ?1, updated_at = ?2, \
+    match &commit.transition {
+        RunTransition::Waiting { wake_at, wait } => {
+            tx.prepare_cached(
+                "UPDATE runs SET status = 'waiting', wake_at = ?1, updated_at = ?2, \
                          activations = activations + 1, error = NULL WHERE id = ?3",
-                    )?
-                    .execute(params![wake_at.0, commit.now.0, run_id])?;
-                    // An awaited event received after the activation looked is a wake-up the
-                    // ingest could not give (it did not see this wait yet): due at once.
-                    let (event_name, since, seen) = match wait {
-                        Some(w) => (Some(w.event_name.as_str()), w.since.0, w.seen),
-                        None => (None, 0, 0),
-                    };
-                    tx.prepare_cached(
-                        "UPDATE timers SET due_at = CASE WHEN ?3 IS NOT NULL AND (\
+            )?
+            .execute(params![wake_at.0, commit.now.0, run_id])?;
+            // An awaited event received after the activation looked is a wake-up the
+            // ingest could not give (it did not see this wait yet): due at once.
+            let (event_name, since, seen) = match wait {
+                Some(w) => (Some(w.event_name.as_str()), w.since.0, w.seen),
+                None => (None, 0, 0),
+            };
+            tx.prepare_cached(
+                "UPDATE timers SET due_at = CASE WHEN ?3 IS NOT NULL AND (\
                              SELECT COUNT(*) FROM events e JOIN runs r ON r.id = timers.run_id \
                              WHERE e.tenant_id = r.tenant_id AND e.contact_key = r.contact_key \
                              AND e.name = ?3 AND e.received_at >= ?4) > ?5 \
                            THEN MIN(?1, ?6) ELSE ?1 END, \
                          wait_event = ?3, lease_owner = NULL, lease_until = NULL, attempts = 0 \
                          WHERE run_id = ?2",
-                    )?
-                    .execute(params![
-                        wake_at.0,
-                        run_id,
-                        event_name,
-                        since,
-                        i64::try_from(seen).unwrap_or(i64::MAX),
-                        commit.now.0
-                    ])?;
-                }
-                RunTransition::Completed | RunTransition::Failed { .. } => {
-                    let (status, error) = match &commit.transition {
-                        RunTransition::Failed { error } => {
-                            (RunStatus::Failed, Some(error.as_str()))
-                        }
-                        _ => (RunStatus::Completed, None),
-                    };
-                    tx.prepare_cached(
-                        "UPDATE runs SET status = ?1, error = ?2, wake_at = NULL, \
+            )?
+            .execute(params![
+                wake_at.0,
+                run_id,
+                event_name,
+                since,
+                i64::try_from(seen).unwrap_or(i64::MAX),
+                commit.now.0
+            ])?;
+        }
+        RunTransition::Completed | RunTransition::Failed { .. } => {
+            let (status, error) = match &commit.transition {
+                RunTransition::Failed { error } => (RunStatus::Failed, Some(error.as_str())),
+                _ => (RunStatus::Completed, None),
+            };
+            tx.prepare_cached(
+                "UPDATE runs SET status = ?1, error = ?2, wake_at = NULL, \
                          updated_at = ?3, activations = activations + 1 WHERE id = ?4",
-                    )?
-                    .execute(params![
-                        status.as_str(),
-                        error,
-                        commit.now.0,
-                        run_id
-                    ])?;
-                    tx.prepare_cached("DELETE FROM timers WHERE run_id = ?1")?
-                        .execute([run_id])?;
-                }
-            }
-            Ok(true)
-        })
-        .await
+            )?
+            .execute(params![status.as_str(), error, commit.now.0, run_id])?;
+            tx.prepare_cached("DELETE FROM timers WHERE run_id = ?1")?
+                .execute([run_id])?;
+        }
+    }
+    Ok(true)
 }
 
 pub(super) async fn release_run(

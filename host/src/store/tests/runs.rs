@@ -217,6 +217,60 @@ store_test!(
 );
 
 store_test!(
+    given_activations_of_several_runs_when_they_commit_as_one_group_then_each_is_written_or_refused_on_its_own,
+    |f| async move {
+        // Given three claimed runs, one of which another worker holds now
+        let ada = claimed_run(&f, "ada", T0).await;
+        let bob = claimed_run(&f, "bob", T0).await;
+        let cy = claimed_run(&f, "cy", T0).await;
+        let mut ada_sleeps = waiting_commit(&f, &ada, "w1", T0 + HOUR);
+        ada_sleeps.journal = vec![JournalEntry {
+            seq: 0,
+            kind: StepKind::Sleep,
+            request: json!({"durationMs": HOUR}),
+            response: json!(null),
+            recorded_at: Timestamp(T0),
+        }];
+        let mut bob_completes = commit(&f, &bob, "w1", RunTransition::Completed);
+        bob_completes.emails = vec![email(&f, &bob, 0, "bob@example.com")];
+        let cy_by_a_stranger = commit(&f, &cy, "w2", RunTransition::Completed);
+
+        // When they commit in one group
+        let written = f
+            .store
+            .commit_activations(vec![ada_sleeps.clone(), cy_by_a_stranger, bob_completes])
+            .await
+            .unwrap();
+
+        // Then the outcomes are in input order, the stranger's alone is refused
+        assert_eq!(written, vec![true, false, true]);
+        let ada_now = f.store.load_activation(&ada).await.unwrap().unwrap();
+        assert_eq!(ada_now.run.status, RunStatus::Waiting);
+        assert_eq!(ada_now.journal, ada_sleeps.journal);
+        let bob_now = f.store.load_activation(&bob).await.unwrap().unwrap();
+        assert_eq!(bob_now.run.status, RunStatus::Completed);
+        let cy_now = f.store.load_activation(&cy).await.unwrap().unwrap();
+        assert_eq!(cy_now.run.status, RunStatus::Active);
+        assert_eq!(cy_now.run.activations, 0);
+        assert_eq!(f.db.rows("emails").await, 1, "bob's email is queued");
+
+        // And a group with a failing commit writes nothing at all (the caller retries each
+        // alone): ada's step 0 is already recorded
+        claim_due(&f, "w1", T0 + HOUR).await;
+        let mut clash = commit(&f, &ada, "w1", RunTransition::Completed);
+        clash.journal = ada_sleeps.journal.clone();
+        let cy_completes = commit(&f, &cy, "w1", RunTransition::Completed);
+        assert!(f
+            .store
+            .commit_activations(vec![cy_completes, clash])
+            .await
+            .is_err());
+        let cy_now = f.store.load_activation(&cy).await.unwrap().unwrap();
+        assert_eq!(cy_now.run.status, RunStatus::Active, "rolled back with the group");
+    }
+);
+
+store_test!(
     given_an_exited_run_or_a_lost_lease_when_an_activation_commits_then_nothing_is_written,
     |f| async move {
         // Given a run claimed by w1

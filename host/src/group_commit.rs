@@ -1,0 +1,302 @@
+//! Group commit: concurrent submissions share one store transaction.
+//!
+//! Submissions queue on a channel; one task takes what is queued (up to a batch size), lingers
+//! briefly for more only when there is evidence of concurrency (something else was already
+//! waiting), commits the batch with one [`Batch::commit`] and answers every submitter. A
+//! submitter's answer comes only after its items' transaction committed.
+//!
+//! If a batch fails, its items are retried one transaction each, so one bad item sinks only
+//! itself. Ingest ([`crate::ingest::writer`]) and activation commits
+//! ([`crate::journeys::executor`]) both commit through it. It knows nothing of what the items
+//! are: that is the [`Batch`] implementation's business.
+
+use crate::store::{StoreError, StoreResult};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How batches form.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommit {
+    /// Most items in one transaction.
+    pub max_batch: usize,
+    /// How long to wait for more items once a batch has started to form.
+    pub linger: Duration,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            max_batch: 4096,
+            linger: Duration::from_millis(1),
+        }
+    }
+}
+
+/// What one transaction commits: items in, one outcome per item out, in order.
+#[async_trait]
+pub trait Batch: Send + Sync + 'static {
+    type Item: Clone + Send + 'static;
+    type Outcome: Send + 'static;
+
+    /// Commit `items` in one transaction.
+    async fn commit(&self, items: Vec<Self::Item>) -> StoreResult<Vec<Self::Outcome>>;
+}
+
+struct Submission<B: Batch> {
+    items: Vec<B::Item>,
+    reply: oneshot::Sender<Vec<StoreResult<B::Outcome>>>,
+}
+
+/// The handle submitters use; cheap to clone.
+pub struct GroupCommitter<B: Batch> {
+    queue: mpsc::Sender<Submission<B>>,
+}
+
+impl<B: Batch> Clone for GroupCommitter<B> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the group-commit writer has stopped")]
+pub struct WriterStopped;
+
+impl<B: Batch> GroupCommitter<B> {
+    /// Start the committing task (on the current tokio runtime).
+    pub fn spawn(batch: B, config: GroupCommit) -> Self {
+        let (queue, receiver) = mpsc::channel(config.max_batch.max(1) * 8);
+        tokio::spawn(commit_loop(Arc::new(batch), config, receiver));
+        Self { queue }
+    }
+
+    /// Commit `items` (in one transaction, or shared with concurrent submissions); outcomes in
+    /// input order.
+    pub async fn submit(
+        &self,
+        items: Vec<B::Item>,
+    ) -> Result<Vec<StoreResult<B::Outcome>>, WriterStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Submission { items, reply })
+            .await
+            .map_err(|_| WriterStopped)?;
+        answer.await.map_err(|_| WriterStopped)
+    }
+
+    /// Commit one item; its outcome.
+    pub async fn submit_one(
+        &self,
+        item: B::Item,
+    ) -> Result<StoreResult<B::Outcome>, WriterStopped> {
+        let mut outcomes = self.submit(vec![item]).await?;
+        Ok(outcomes.pop().unwrap_or_else(|| Err(missing_outcome())))
+    }
+}
+
+async fn commit_loop<B: Batch>(
+    batch: Arc<B>,
+    config: GroupCommit,
+    mut receiver: mpsc::Receiver<Submission<B>>,
+) {
+    let max_batch = config.max_batch.max(1);
+    while let Some(first) = receiver.recv().await {
+        let mut count = first.items.len();
+        let mut submissions = vec![first];
+        while count < max_batch {
+            match receiver.try_recv() {
+                Ok(next) => {
+                    count += next.items.len();
+                    submissions.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        // Linger only when others were already queued: a lone caller is not kept waiting.
+        if submissions.len() > 1 && count < max_batch && !config.linger.is_zero() {
+            let deadline = tokio::time::Instant::now() + config.linger;
+            while count < max_batch {
+                match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(next)) => {
+                        count += next.items.len();
+                        submissions.push(next);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        commit(batch.as_ref(), submissions).await;
+    }
+}
+
+async fn commit<B: Batch>(batch: &B, submissions: Vec<Submission<B>>) {
+    let items: Vec<B::Item> = submissions
+        .iter()
+        .flat_map(|s| s.items.iter().cloned())
+        .collect();
+    let expected = items.len();
+    let error = match batch.commit(items).await {
+        Ok(outcomes) if outcomes.len() == expected => {
+            let mut outcomes = outcomes.into_iter();
+            for submission in submissions {
+                let mine = outcomes
+                    .by_ref()
+                    .take(submission.items.len())
+                    .map(Ok)
+                    .collect();
+                submission.reply.send(mine).ok();
+            }
+            return;
+        }
+        Ok(_) => missing_outcome(),
+        Err(error) => error,
+    };
+    if expected == 1 {
+        // Nothing to retry apart: the one item's error is its answer.
+        let mut error = Some(error);
+        for submission in submissions {
+            let answer = submission
+                .items
+                .iter()
+                .map(|_| Err(error.take().unwrap_or_else(missing_outcome)))
+                .collect();
+            submission.reply.send(answer).ok();
+        }
+        return;
+    }
+    tracing::warn!("a group commit of {expected} items failed, retrying each alone: {error}");
+    for submission in submissions {
+        let mut results = Vec::with_capacity(submission.items.len());
+        for item in submission.items {
+            results.push(match batch.commit(vec![item]).await {
+                Ok(mut outcomes) if outcomes.len() == 1 => Ok(outcomes.remove(0)),
+                Ok(_) => Err(missing_outcome()),
+                Err(error) => Err(error),
+            });
+        }
+        submission.reply.send(results).ok();
+    }
+}
+
+fn missing_outcome() -> StoreError {
+    StoreError::corrupt(
+        "group commit",
+        "the store answered a different number of outcomes than items",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records each transaction's items; an item equal to `poison` fails its transaction.
+    struct Recorder {
+        transactions: Mutex<Vec<Vec<u32>>>,
+        poison: u32,
+    }
+
+    #[async_trait]
+    impl Batch for Arc<Recorder> {
+        type Item = u32;
+        type Outcome = u32;
+
+        async fn commit(&self, items: Vec<u32>) -> StoreResult<Vec<u32>> {
+            // Give the other submitters time to queue behind this transaction.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            self.transactions.lock().unwrap().push(items.clone());
+            if items.contains(&self.poison) {
+                return Err(StoreError::Invalid(format!("{} is poison", self.poison)));
+            }
+            Ok(items.into_iter().map(|n| n * 10).collect())
+        }
+    }
+
+    fn recorder(poison: u32) -> Arc<Recorder> {
+        Arc::new(Recorder {
+            transactions: Mutex::new(Vec::new()),
+            poison,
+        })
+    }
+
+    /// Waits for spawned submitters in spawn order (they run concurrently meanwhile).
+    async fn answers<T>(handles: impl IntoIterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+        let mut answers = Vec::new();
+        for handle in handles {
+            answers.push(handle.await.unwrap());
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn given_concurrent_submitters_when_they_submit_at_once_then_they_share_transactions_and_each_gets_its_own_outcomes()
+     {
+        let recorder = recorder(u32::MAX);
+        let committer = GroupCommitter::spawn(recorder.clone(), GroupCommit::default());
+
+        let submissions: Vec<_> = (0..20u32)
+            .map(|n| {
+                let committer = committer.clone();
+                tokio::spawn(async move { committer.submit(vec![2 * n, 2 * n + 1]).await })
+            })
+            .collect();
+        for (n, answer) in answers(submissions).await.into_iter().enumerate() {
+            let outcomes: Vec<u32> = answer.unwrap().into_iter().map(Result::unwrap).collect();
+            let n = u32::try_from(n).unwrap();
+            assert_eq!(outcomes, vec![20 * n, 20 * n + 10]);
+        }
+        let transactions = recorder.transactions.lock().unwrap();
+        assert!(
+            transactions.len() < 20,
+            "20 submitters shared {} transactions",
+            transactions.len()
+        );
+        assert_eq!(transactions.iter().map(Vec::len).sum::<usize>(), 40);
+    }
+
+    #[tokio::test]
+    async fn given_a_batch_with_a_bad_item_when_it_fails_then_only_that_item_is_answered_with_the_error()
+     {
+        let recorder = recorder(7);
+        let committer = GroupCommitter::spawn(recorder.clone(), GroupCommit::default());
+
+        let submissions = [vec![1, 2], vec![7], vec![3]].map(|items| {
+            let committer = committer.clone();
+            tokio::spawn(async move { committer.submit(items).await.unwrap() })
+        });
+        let answers = answers(submissions).await;
+
+        assert_eq!(
+            answers[0]
+                .iter()
+                .map(|r| *r.as_ref().unwrap())
+                .collect::<Vec<_>>(),
+            vec![10, 20]
+        );
+        assert!(
+            matches!(&answers[1][..], [Err(StoreError::Invalid(msg))] if msg.contains("poison"))
+        );
+        assert_eq!(*answers[2][0].as_ref().unwrap(), 30);
+        assert!(
+            recorder
+                .transactions
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|t| t == &vec![7]),
+            "the bad item was retried alone"
+        );
+    }
+
+    #[tokio::test]
+    async fn given_a_lone_item_when_its_commit_fails_then_the_error_is_its_answer() {
+        let committer = GroupCommitter::spawn(recorder(7), GroupCommit::default());
+        let answer = committer.submit_one(7).await.unwrap();
+        assert!(matches!(answer, Err(StoreError::Invalid(_))));
+        assert_eq!(committer.submit_one(4).await.unwrap().unwrap(), 40);
+    }
+}
