@@ -30,7 +30,7 @@ mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use common::{machine, today};
+use common::{CpuSample, machine, today};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::{Backend, Server, ServerOptions};
@@ -139,10 +139,12 @@ async fn run_backend(config: &Config, backend: Backend) -> Vec<String> {
     let mut lines = Vec::new();
 
     // 1. Activations per second.
+    let cpu_before = CpuSample::now();
     let start = Instant::now();
     trigger(&server, "bench.burst", "burst", 0, config.runs, json!({})).await;
     let ingested = start.elapsed().as_secs_f64();
     let done = until_runs(&server, "burst", "completed", config.runs as u64, start).await;
+    let cpu = CpuSample::now().since(cpu_before);
     let rate = config.runs as f64 / done;
     let verdict = if backend == Backend::Sqlite {
         if rate >= TARGET_ACTIVATIONS_PER_SEC {
@@ -155,8 +157,13 @@ async fn run_backend(config: &Config, backend: Backend) -> Vec<String> {
     };
     lines.push(format!(
         "{backend:?}: {} one-activation runs completed in {done:.2} s (ingest alone {ingested:.2} s): \
-         {rate:.0} activations/s (target >= {TARGET_ACTIVATIONS_PER_SEC:.0} on SQLite: {verdict})",
-        config.runs
+         {rate:.0} activations/s (target >= {TARGET_ACTIVATIONS_PER_SEC:.0} on SQLite: {verdict}); \
+         server CPU {:.0} us per run (its trigger's ingest included); machine {:.0}% busy, \
+         of which this load generator {:.0}%",
+        config.runs,
+        cpu.server_seconds * 1e6 / config.runs as f64,
+        cpu.machine_busy_percent,
+        cpu.generator_percent
     ));
 
     // 2. Replay cost per journal entry.

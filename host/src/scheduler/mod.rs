@@ -47,8 +47,9 @@ impl Scheduler {
         loop {
             let available = permits.available_permits();
             if available < refill {
-                // Wait for a slot without holding it.
-                drop(permits.clone().acquire_owned().await);
+                // Wait until a refill's worth of workers is free, without holding them.
+                let refill = u32::try_from(refill).unwrap_or(u32::MAX);
+                drop(permits.clone().acquire_many_owned(refill).await);
                 continue;
             }
             let lease = Lease::starting_now(&self.owner, self.lease);

@@ -1,4 +1,4 @@
-//! What both benchmarks print about where they ran.
+//! What both benchmarks print about where they ran, and how they sample CPU use.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,4 +49,95 @@ pub fn today() -> String {
         time / 3_600,
         time % 3_600 / 60
     )
+}
+
+/// CPU time so far, in clock ticks (1/100 s): the whole machine's busy and total ticks
+/// (/proc/stat), this process's (the load generator's) and its children's (the server's).
+#[derive(Clone, Copy, Default)]
+pub struct CpuSample {
+    machine_busy: u64,
+    machine_total: u64,
+    own: u64,
+    server: u64,
+}
+
+/// User plus system ticks from a `/proc/<pid>/stat` line, and the parent pid.
+fn process_ticks(stat: &str) -> (u64, u32) {
+    // The fields after the parenthesised command: ppid is the 2nd, utime and stime the 12th
+    // and 13th.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+    (field(11) + field(12), field(1) as u32)
+}
+
+/// The ticks of this process's children (the server), found by their parent pid.
+fn children_ticks() -> u64 {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .map(|stat| process_ticks(&stat))
+        .filter(|&(_, parent)| parent == me)
+        .map(|(ticks, _)| ticks)
+        .sum()
+}
+
+impl CpuSample {
+    pub fn now() -> CpuSample {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+        let own_stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        CpuSample {
+            machine_busy: total.saturating_sub(idle),
+            machine_total: total,
+            own: process_ticks(&own_stat).0,
+            server: children_ticks(),
+        }
+    }
+
+    /// What happened since `earlier`.
+    pub fn since(self, earlier: CpuSample) -> CpuUse {
+        let total = self
+            .machine_total
+            .saturating_sub(earlier.machine_total)
+            .max(1) as f64;
+        let busy = self.machine_busy.saturating_sub(earlier.machine_busy) as f64;
+        let own = self.own.saturating_sub(earlier.own) as f64;
+        CpuUse {
+            machine_busy_percent: 100.0 * busy / total,
+            generator_percent: 100.0 * own / total,
+            server_seconds: self.server.saturating_sub(earlier.server) as f64 / 100.0,
+        }
+    }
+}
+
+/// CPU use during a phase: the machine's busy share of all cores, the load generator's share,
+/// and the CPU time the server itself used.
+#[derive(Clone, Copy)]
+pub struct CpuUse {
+    pub machine_busy_percent: f64,
+    pub generator_percent: f64,
+    pub server_seconds: f64,
 }
