@@ -33,7 +33,7 @@ fn event(i: usize, k: usize) -> Value {
         "userId": user(i),
         "eventProperties": { "k": k },
     });
-    if (i + k) % 2 == 0 {
+    if (i + k).is_multiple_of(2) {
         body["contactProperties"] = json!({ "plan": PLANS[(i * 13 + k * 5) % 3] });
     }
     body

@@ -257,6 +257,15 @@ pub(super) async fn claim_backfill(
         .await
 }
 
+/// A running backfill's stored progress, read when its holder checks the lease.
+struct HeldProgress {
+    cursor: Option<String>,
+    done: i64,
+    total: Option<i64>,
+    joined: i64,
+    left: i64,
+}
+
 pub(super) async fn backfill_step(
     store: &SqliteStore,
     claim: &ClaimedBackfill,
@@ -270,7 +279,7 @@ pub(super) async fn backfill_step(
     store
         .write(move |tx| {
             let tenant = &claim.tenant_id;
-            let held: Option<(Option<String>, i64, Option<i64>, i64, i64)> = tx
+            let held: Option<HeldProgress> = tx
                 .prepare_cached(
                     "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, \
                      backfill_left FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2 \
@@ -284,17 +293,24 @@ pub(super) async fn backfill_step(
                         claim.target_hash
                     ],
                     |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                        ))
+                        Ok(HeldProgress {
+                            cursor: row.get(0)?,
+                            done: row.get(1)?,
+                            total: row.get(2)?,
+                            joined: row.get(3)?,
+                            left: row.get(4)?,
+                        })
                     },
                 )
                 .optional()?;
-            let Some((cursor, mut done, total, mut joined, mut left)) = held else {
+            let Some(HeldProgress {
+                cursor,
+                mut done,
+                total,
+                mut joined,
+                mut left,
+            }) = held
+            else {
                 return Ok(BackfillStep::Lost);
             };
             let mut statement = tx.prepare_cached(concat!(
