@@ -1,5 +1,5 @@
-//! The `waymark` command line: `serve`, `dev` and `build`. Flags have matching environment
-//! variables (`WAYMARK_*`).
+//! The `waymark` command line: `serve`, `dev`, `build`, `tenant`, `key` and `buckets`. Flags
+//! have matching environment variables (`WAYMARK_*`).
 
 use crate::clock::Clock;
 use crate::delivery::TransportConfig;
@@ -40,6 +40,32 @@ enum Command {
     /// Manage API keys (works while a server runs on the same database).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Work with a running server's buckets (over its HTTP API).
+    #[command(subcommand)]
+    Buckets(BucketsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BucketsCommand {
+    /// (Re)start a computed bucket's backfill — its members recomputed from history — and show
+    /// its progress until it completes (exit 0) or fails (exit 1).
+    Backfill {
+        /// The bucket's id.
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// How to reach a running server's API.
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// The server's base URL.
+    #[arg(long, env = "WAYMARK_URL", default_value = "http://127.0.0.1:7700")]
+    url: String,
+    /// An API key of the tenant (admin scope).
+    #[arg(long, env = "WAYMARK_API_KEY", hide_env_values = true)]
+    key: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,6 +310,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("no live key with id {id}")
             }
         }),
+        Command::Buckets(BucketsCommand::Backfill { id, api }) => {
+            block_on(crate::backfill::cli::backfill(&api.url, &api.key, &id))
+        }
         Command::Build(args) => {
             let root = repo_root()?;
             let sources = if args.sources.is_empty() {

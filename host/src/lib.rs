@@ -7,6 +7,7 @@
 //! [`delivery`] sends the emails they queued. [`api`] is the HTTP surface, [`cli`] the binary.
 
 pub mod api;
+pub mod backfill;
 pub mod buckets;
 pub mod cli;
 pub mod clock;

@@ -3,6 +3,7 @@
 
 use crate::api::limits::RateLimits;
 use crate::api::{self, ApiOptions, AppState};
+use crate::backfill::{self, BackfillWorker};
 use crate::clock::Clock;
 use crate::delivery::{DeliveryWorker, Mailer, TransportConfig};
 use crate::group_commit::GroupCommit;
@@ -91,6 +92,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 .await?;
         }
         println!("loaded {} module(s) from {}", loaded.len(), dir.display());
+        // Before any worker evaluates the buckets: a new bucket's config says its first
+        // backfill is not done yet; changed criteria queue a re-evaluation.
+        let buckets = registry.bucket_registry(&bootstrap.tenant_id);
+        if let Err(error) =
+            backfill::register(store.as_ref(), &bootstrap.tenant_id, &buckets, clock.now()).await
+        {
+            tracing::warn!(%error, "registering the buckets for backfill failed");
+        }
     }
 
     // Bound before the workers start: the public URL defaults to the bound address.
@@ -152,6 +161,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         owner: format!("effects-{owner}"),
     }
     .spawn();
+    let backfill_wake = Arc::new(Notify::new());
+    BackfillWorker {
+        store: store.clone(),
+        modules: registry.clone(),
+        clock: clock.clone(),
+        wake: backfill_wake.clone(),
+        owner: format!("backfill-{owner}"),
+    }
+    .spawn();
     let rate_limits = Arc::new(RateLimits::new(
         config.rate_limit_per_second,
         config.rate_limit_burst,
@@ -163,6 +181,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         clock,
         scheduler_wake,
         rate_limits,
+        backfill_wake,
     };
     let app = api::router(
         state,

@@ -9,6 +9,12 @@
 //! | `GET /v1/buckets/{id}` | bucket + `counts`, `feeds` (journeys), `recentMembers` (latest 20 joins) |
 //! | `GET /v1/buckets/{id}/members?limit=&cursor=` | `{ members, nextCursor, total }` |
 //! | `GET /v1/buckets/{id}/members/{key}` | `{ member, entryCount?, enteredAt? }` |
+//! | `POST /v1/buckets/{id}/backfill` (admin) | `202 { backfill }`: (re)start its backfill |
+//!
+//! A computed bucket's `backfill` (in its detail, and after a restart) is `{ state, mode,
+//! done, total, joined, left, error, startedAt, finishedAt }` (`state` pending, running,
+//! completed or failed; `mode` first-time or reeval; `done` of `total` live contacts scanned),
+//! `null` before the host registered it; the list shows only `backfillState`.
 //!
 //! Member pages are in membership-id order (opaque, not chronological): `limit` defaults to
 //! 50 and a larger one than 100 is clamped to 100; `nextCursor` is `null` on the last page.
@@ -18,9 +24,13 @@ use super::auth::Principal;
 use super::error::{ApiError, QueryParams};
 use crate::buckets::{BucketDef, entered_event, left_event};
 use crate::ids::TenantId;
-use crate::store::{BucketCounts, BucketMember, MemberPage, MemberPageRequest, Scope};
+use crate::store::{
+    BackfillStatus, BucketCounts, BucketFingerprint, BucketMember, MemberPage, MemberPageRequest,
+    Scope,
+};
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/buckets", get(list))
         .route("/v1/buckets/{id}", get(detail))
         .route("/v1/buckets/{id}/members", get(members))
+        .route("/v1/buckets/{id}/backfill", post(restart_backfill))
         .route(
             "/v1/buckets/{id}/members/{key}",
             get(membership)
@@ -129,10 +140,16 @@ pub async fn list(
     principal.require(Scope::Read)?;
     let registry = state.modules.bucket_registry(&principal.tenant_id);
     let counts = state.store.bucket_counts(&principal.tenant_id).await?;
+    let backfills = state.store.backfill_statuses(&principal.tenant_id).await?;
     let buckets: Vec<Value> = registry
         .all()
         .iter()
-        .map(|b| bucket_view(b, counts.get(&b.id).copied().unwrap_or_default()))
+        .map(|b| {
+            let mut view = bucket_view(b, counts.get(&b.id).copied().unwrap_or_default());
+            view["backfillState"] =
+                json!(backfill_of(b, &backfills).map(|status| status.state.as_str()));
+            view
+        })
         .collect();
     Ok(Json(json!({ "buckets": buckets })))
 }
@@ -153,10 +170,74 @@ pub async fn detail(
         .store
         .recent_members(tenant, &id, RECENT_MEMBERS)
         .await?;
+    let backfills = state.store.backfill_statuses(tenant).await?;
     let mut view = bucket_view(&bucket, counts);
+    view["backfill"] = backfill_view(backfill_of(&bucket, &backfills));
     view["feeds"] = json!(feeds(&state, tenant, &bucket));
     view["recentMembers"] = json!(recent.iter().map(member_view).collect::<Vec<_>>());
     Ok(Json(view))
+}
+
+/// The bucket's backfill status, for a bucket the host evaluates.
+fn backfill_of<'a>(bucket: &BucketDef, all: &'a [BackfillStatus]) -> Option<&'a BackfillStatus> {
+    if !bucket.is_evaluated() {
+        return None;
+    }
+    all.iter().find(|status| status.bucket_id == bucket.id)
+}
+
+pub fn backfill_view(status: Option<&BackfillStatus>) -> Value {
+    let Some(status) = status else {
+        return Value::Null;
+    };
+    json!({
+        "state": status.state,
+        "mode": status.mode,
+        "done": status.done,
+        "total": status.total,
+        "joined": status.joined,
+        "left": status.left,
+        "error": status.error,
+        "startedAt": status.started_at.map(|t| t.to_rfc3339()),
+        "finishedAt": status.finished_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+/// `POST /v1/buckets/{id}/backfill`: recompute the members of the bucket's current criteria
+/// from the beginning (a failed backfill's retry); members who no longer match leave once a
+/// first backfill completed.
+pub async fn restart_backfill(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    principal.require(Scope::Admin)?;
+    let tenant = &principal.tenant_id;
+    let bucket = find_bucket(&state, tenant, &id)?;
+    let Some(fingerprint) = bucket
+        .criteria_fingerprint()
+        .filter(|_| bucket.is_evaluated())
+    else {
+        return Err(ApiError::Conflict(format!(
+            "bucket {id:?} is not an enabled computed bucket: there is nothing to backfill"
+        )));
+    };
+    let status = state
+        .store
+        .restart_backfill(
+            tenant,
+            &BucketFingerprint {
+                bucket_id: bucket.id.clone(),
+                fingerprint,
+            },
+            state.clock.now(),
+        )
+        .await?;
+    state.backfill_wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": bucket.id, "backfill": backfill_view(Some(&status)) })),
+    ))
 }
 
 /// The enabled journeys the bucket's transitions start: its own reactions and the journeys

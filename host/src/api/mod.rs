@@ -38,6 +38,8 @@ pub struct AppState {
     /// Woken when the dev clock moves so due timers fire at once.
     pub scheduler_wake: Arc<Notify>,
     pub rate_limits: Arc<limits::RateLimits>,
+    /// Woken when a bucket backfill is (re)started.
+    pub backfill_wake: Arc<Notify>,
 }
 
 #[derive(Debug, Clone)]

@@ -28,6 +28,8 @@ pub enum Source {
     Event,
     /// The membership API (manual buckets).
     Manual,
+    /// A backfill computing members from history ([`super::backfill`]).
+    Backfill,
 }
 
 impl Source {
@@ -35,6 +37,7 @@ impl Source {
         match self {
             Source::Event => "event",
             Source::Manual => "manual",
+            Source::Backfill => "backfill",
         }
     }
 }
@@ -333,7 +336,29 @@ pub async fn leave(
     reason: LeaveReason,
     now: Timestamp,
 ) -> StoreResult<Option<Transition>> {
+    let source = if reason == LeaveReason::Manual {
+        Source::Manual
+    } else {
+        Source::Event
+    };
+    leave_as(tx, bucket, tenant, contact_key, active, reason, source, now).await
+}
+
+/// [`leave`] by a given writer. A backfill's re-evaluation leave is not deferred by
+/// `minDwell` (the criteria changed; nothing would sweep it later).
+#[allow(clippy::too_many_arguments)] // the leave context, spelled out
+pub async fn leave_as(
+    tx: &mut impl MembershipTx,
+    bucket: &BucketDef,
+    tenant: &TenantId,
+    contact_key: &str,
+    active: &ActiveMembership,
+    reason: LeaveReason,
+    source: Source,
+    now: Timestamp,
+) -> StoreResult<Option<Transition>> {
     if reason == LeaveReason::Criteria
+        && source != Source::Backfill
         && let Some(min_dwell) = bucket.min_dwell_ms
     {
         let floor = active.entered_at.plus_ms(min_dwell);
@@ -352,11 +377,7 @@ pub async fn leave(
         contact_key: contact_key.to_owned(),
         kind: TransitionKind::Left(reason),
         entry_count: active.entry_count,
-        source: if reason == LeaveReason::Manual {
-            Source::Manual
-        } else {
-            Source::Event
-        },
+        source,
         emit: true,
     }))
 }

@@ -338,6 +338,11 @@ impl ModuleRegistry {
             .unwrap_or_default()
     }
 
+    /// The tenants that have an active set.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.active.load().keys().cloned().collect()
+    }
+
     /// Load every `*.wasm` in `dir` (sorted by name) and make them the tenant's active set.
     pub async fn load_dir(
         &self,

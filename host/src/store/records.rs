@@ -724,3 +724,55 @@ pub enum CancelOutcome {
     /// No run of the tenant has that id.
     NotFound,
 }
+
+/// A bucket's stored config: the criteria fingerprint its members were computed with and its
+/// backfill's progress (`GET /v1/buckets/{id}` shows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillStatus {
+    pub bucket_id: String,
+    /// `None` until a backfill completed.
+    pub criteria_hash: Option<String>,
+    pub state: crate::buckets::backfill::BackfillState,
+    pub mode: crate::buckets::backfill::BackfillMode,
+    /// The fingerprint the open (or last) backfill computes.
+    pub target_hash: String,
+    /// Live contacts scanned so far, of `total` (counted when the backfill started; contacts
+    /// created meanwhile may take `done` past it).
+    pub done: u64,
+    pub total: Option<u64>,
+    /// Members it added (silently) and removed (with `bucket:left`).
+    pub joined: u64,
+    pub left: u64,
+    pub error: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+/// A bucket as registration sees it: its id and the fingerprint of its current criteria.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketFingerprint {
+    pub bucket_id: String,
+    pub fingerprint: String,
+}
+
+/// A backfill a worker holds the lease on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedBackfill {
+    pub tenant_id: TenantId,
+    pub bucket_id: String,
+    pub mode: crate::buckets::backfill::BackfillMode,
+    pub target_hash: String,
+}
+
+/// What one page of a backfill did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackfillStep {
+    /// More contacts to scan.
+    Progress { done: u64, total: u64 },
+    /// The scan finished: the fingerprint is stored, the state completed.
+    Completed { done: u64, joined: u64, left: u64 },
+    /// The worker no longer holds the lease (it ran out and another host took over, or the
+    /// backfill was restarted): nothing was written; stop.
+    Lost,
+}

@@ -330,6 +330,19 @@ impl Server {
         self.spawn().await;
     }
 
+    /// Make the named modules (by build name) the ones this server loads at its next start,
+    /// replacing the others: a deploy takes effect with [`Server::restart`].
+    pub fn replace_modules(&self, names: &[&str]) {
+        for entry in std::fs::read_dir(self.modules.path()).unwrap() {
+            std::fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        for name in names {
+            let from = built_modules().join(format!("{name}.wasm"));
+            std::fs::copy(&from, self.modules.path().join(format!("{name}.wasm")))
+                .unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+        }
+    }
+
     /// Run the binary's CLI against this server's data dir and database.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut command = Command::new(BIN);

@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "bucket time",
         include_str!("../../../../migrations/sqlite/0009_bucket_time.sql"),
     ),
+    (
+        11,
+        "bucket backfill",
+        include_str!("../../../../migrations/sqlite/0011_bucket_backfill.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

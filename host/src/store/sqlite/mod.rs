@@ -19,6 +19,7 @@
 //! `rows` (row mapping and value conversions). The tests are backend-agnostic, in
 //! `crate::store::tests`.
 
+mod backfill;
 mod buckets;
 mod conn;
 mod contacts;
@@ -439,6 +440,63 @@ impl Store for SqliteStore {
         contact_key: &str,
     ) -> StoreResult<Vec<super::ActiveMembership>> {
         buckets::contact_memberships(self, tenant, contact_key).await
+    }
+
+    async fn register_buckets(
+        &self,
+        tenant: &TenantId,
+        buckets: &[super::BucketFingerprint],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        backfill::register_buckets(self, tenant, buckets, now).await
+    }
+
+    async fn backfill_statuses(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<Vec<super::BackfillStatus>> {
+        backfill::backfill_statuses(self, tenant).await
+    }
+
+    async fn restart_backfill(
+        &self,
+        tenant: &TenantId,
+        bucket: &super::BucketFingerprint,
+        now: Timestamp,
+    ) -> StoreResult<super::BackfillStatus> {
+        backfill::restart_backfill(self, tenant, bucket, now).await
+    }
+
+    async fn claim_backfill(
+        &self,
+        tenant: &TenantId,
+        buckets: &[super::BucketFingerprint],
+        lease: &Lease,
+        now: Timestamp,
+    ) -> StoreResult<Option<super::ClaimedBackfill>> {
+        backfill::claim_backfill(self, tenant, buckets, lease, now).await
+    }
+
+    async fn backfill_step(
+        &self,
+        claim: &super::ClaimedBackfill,
+        bucket: &BucketDef,
+        lease: &Lease,
+        page_size: u32,
+        now: Timestamp,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<super::BackfillStep> {
+        backfill::backfill_step(self, claim, bucket, lease, page_size, now, routing).await
+    }
+
+    async fn fail_backfill(
+        &self,
+        claim: &super::ClaimedBackfill,
+        lease_owner: &str,
+        message: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        backfill::fail_backfill(self, claim, lease_owner, message, now).await
     }
 
     async fn set_journey_enabled(

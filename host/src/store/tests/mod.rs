@@ -43,6 +43,7 @@ macro_rules! store_test {
     };
 }
 
+mod backfill;
 mod buckets;
 mod concurrency;
 mod contacts;

@@ -1,0 +1,463 @@
+//! The SQLite side of bucket backfill: the per-bucket configs (registration, status,
+//! restart), claims under a lease, and the paged scan whose every page is one write
+//! transaction on the writer thread (joins and leaves through
+//! [`crate::buckets::backfill::apply_to_contact`] over [`SqliteMembershipTx`], leaves ingested
+//! with [`ingest_transition`] like real-time ones).
+
+use super::SqliteStore;
+use super::identity::{contact_columns, contact_from_row, run_sync};
+use super::ingest::ingest_transition;
+use super::membership::SqliteMembershipTx;
+use crate::buckets::BucketDef;
+use crate::buckets::backfill::{
+    self, BackfillMode, BackfillState, ConfigChange, ContactOutcome, StoredConfig,
+};
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::store::codec::{SkipTally, StartedRuns};
+use crate::store::{
+    BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, IngestRouting, Lease,
+    StoreError, StoreResult,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::sync::Arc;
+
+/// The columns [`status_from_row`] reads.
+macro_rules! status_columns {
+    () => {
+        "bucket_id, criteria_hash, backfill_state, backfill_mode, target_hash, backfill_done, \
+         backfill_total, backfill_joined, backfill_left, backfill_error, backfill_started_at, \
+         backfill_finished_at, updated_at"
+    };
+}
+
+fn status_from_row(row: &Row<'_>) -> StoreResult<BackfillStatus> {
+    let state: String = row.get("backfill_state")?;
+    let mode: String = row.get("backfill_mode")?;
+    let count = |column: &str| -> StoreResult<u64> {
+        Ok(u64::try_from(row.get::<_, i64>(column)?).unwrap_or(0))
+    };
+    Ok(BackfillStatus {
+        bucket_id: row.get("bucket_id")?,
+        criteria_hash: row.get("criteria_hash")?,
+        state: BackfillState::parse(&state)
+            .ok_or_else(|| StoreError::corrupt("backfill state", &state))?,
+        mode: BackfillMode::parse(&mode)
+            .ok_or_else(|| StoreError::corrupt("backfill mode", &mode))?,
+        target_hash: row.get("target_hash")?,
+        done: count("backfill_done")?,
+        total: row
+            .get::<_, Option<i64>>("backfill_total")?
+            .map(|t| u64::try_from(t).unwrap_or(0)),
+        joined: count("backfill_joined")?,
+        left: count("backfill_left")?,
+        error: row.get("backfill_error")?,
+        started_at: row
+            .get::<_, Option<i64>>("backfill_started_at")?
+            .map(Timestamp),
+        finished_at: row
+            .get::<_, Option<i64>>("backfill_finished_at")?
+            .map(Timestamp),
+        updated_at: Timestamp(row.get("updated_at")?),
+    })
+}
+
+fn status(
+    conn: &Connection,
+    tenant: &TenantId,
+    bucket_id: &str,
+) -> StoreResult<Option<BackfillStatus>> {
+    let mut statement = conn.prepare_cached(concat!(
+        "SELECT ",
+        status_columns!(),
+        " FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2"
+    ))?;
+    let mut rows = statement.query(params![tenant.as_str(), bucket_id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(status_from_row(row)?)),
+        None => Ok(None),
+    }
+}
+
+fn stored_config(status: &BackfillStatus) -> StoredConfig {
+    StoredConfig {
+        criteria_hash: status.criteria_hash.clone(),
+        state: status.state,
+        mode: status.mode,
+        target_hash: status.target_hash.clone(),
+    }
+}
+
+/// Insert or reset the config to a pending backfill of `target_hash` from the beginning; the
+/// stored fingerprint stays.
+fn enqueue(
+    conn: &Connection,
+    tenant: &TenantId,
+    bucket_id: &str,
+    mode: BackfillMode,
+    target_hash: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO bucket_configs (tenant_id, bucket_id, criteria_hash, backfill_state, \
+         backfill_mode, target_hash, updated_at) VALUES (?1, ?2, NULL, 'pending', ?3, ?4, ?5) \
+         ON CONFLICT (tenant_id, bucket_id) DO UPDATE SET backfill_state = 'pending', \
+         backfill_mode = excluded.backfill_mode, target_hash = excluded.target_hash, \
+         backfill_done = 0, backfill_total = NULL, backfill_joined = 0, backfill_left = 0, \
+         backfill_error = NULL, backfill_started_at = NULL, backfill_finished_at = NULL, \
+         backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
+         updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        tenant.as_str(),
+        bucket_id,
+        mode.as_str(),
+        target_hash,
+        now.0
+    ])?;
+    Ok(())
+}
+
+pub(super) async fn register_buckets(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    buckets: &[BucketFingerprint],
+    now: Timestamp,
+) -> StoreResult<()> {
+    let (tenant, buckets) = (tenant.clone(), buckets.to_vec());
+    store
+        .write(move |tx| {
+            for bucket in &buckets {
+                let stored = status(tx, &tenant, &bucket.bucket_id)?.map(|s| stored_config(&s));
+                match backfill::on_register(stored.as_ref(), &bucket.fingerprint) {
+                    ConfigChange::Keep => {}
+                    ConfigChange::Enqueue { mode, target_hash } => {
+                        enqueue(tx, &tenant, &bucket.bucket_id, mode, &target_hash, now)?;
+                    }
+                    ConfigChange::Settle => {
+                        tx.prepare_cached(
+                            "UPDATE bucket_configs SET backfill_state = 'completed', \
+                             target_hash = criteria_hash, backfill_error = NULL, \
+                             backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
+                             updated_at = ?3 WHERE tenant_id = ?1 AND bucket_id = ?2",
+                        )?
+                        .execute(params![
+                            tenant.as_str(),
+                            bucket.bucket_id,
+                            now.0
+                        ])?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+}
+
+pub(super) async fn backfill_statuses(
+    store: &SqliteStore,
+    tenant: &TenantId,
+) -> StoreResult<Vec<BackfillStatus>> {
+    let tenant = tenant.clone();
+    store
+        .read(move |tx| {
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT ",
+                status_columns!(),
+                " FROM bucket_configs WHERE tenant_id = ?1 ORDER BY bucket_id"
+            ))?;
+            let mut rows = statement.query(params![tenant.as_str()])?;
+            let mut found = Vec::new();
+            while let Some(row) = rows.next()? {
+                found.push(status_from_row(row)?);
+            }
+            Ok(found)
+        })
+        .await
+}
+
+pub(super) async fn restart_backfill(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    bucket: &BucketFingerprint,
+    now: Timestamp,
+) -> StoreResult<BackfillStatus> {
+    let (tenant, bucket) = (tenant.clone(), bucket.clone());
+    store
+        .write(move |tx| {
+            let stored = status(tx, &tenant, &bucket.bucket_id)?;
+            let mode = backfill::restart_mode(stored.and_then(|s| s.criteria_hash).as_deref());
+            enqueue(
+                tx,
+                &tenant,
+                &bucket.bucket_id,
+                mode,
+                &bucket.fingerprint,
+                now,
+            )?;
+            status(tx, &tenant, &bucket.bucket_id)?
+                .ok_or_else(|| StoreError::corrupt("bucket config", "missing after its upsert"))
+        })
+        .await
+}
+
+pub(super) async fn claim_backfill(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    buckets: &[BucketFingerprint],
+    lease: &Lease,
+    now: Timestamp,
+) -> StoreResult<Option<ClaimedBackfill>> {
+    let (tenant, buckets, lease) = (tenant.clone(), buckets.to_vec(), lease.clone());
+    store
+        .write(move |tx| {
+            for bucket in &buckets {
+                let claimable: Option<String> = tx
+                    .prepare_cached(
+                        "SELECT backfill_mode FROM bucket_configs WHERE tenant_id = ?1 \
+                         AND bucket_id = ?2 AND target_hash = ?3 \
+                         AND (backfill_state = 'pending' OR (backfill_state = 'running' \
+                         AND (lease_until IS NULL OR lease_until < ?4)))",
+                    )?
+                    .query_row(
+                        params![
+                            tenant.as_str(),
+                            bucket.bucket_id,
+                            bucket.fingerprint,
+                            lease.now_real.0
+                        ],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                let Some(mode) = claimable else { continue };
+                tx.prepare_cached(
+                    "UPDATE bucket_configs SET backfill_state = 'running', lease_owner = ?3, \
+                     lease_until = ?4, backfill_started_at = COALESCE(backfill_started_at, ?5), \
+                     backfill_total = COALESCE(backfill_total, (SELECT COUNT(*) FROM contacts \
+                     WHERE tenant_id = ?1 AND deleted_at IS NULL)), updated_at = ?5 \
+                     WHERE tenant_id = ?1 AND bucket_id = ?2",
+                )?
+                .execute(params![
+                    tenant.as_str(),
+                    bucket.bucket_id,
+                    lease.owner,
+                    lease.until_real.0,
+                    now.0
+                ])?;
+                return Ok(Some(ClaimedBackfill {
+                    tenant_id: tenant.clone(),
+                    bucket_id: bucket.bucket_id.clone(),
+                    mode: BackfillMode::parse(&mode)
+                        .ok_or_else(|| StoreError::corrupt("backfill mode", &mode))?,
+                    target_hash: bucket.fingerprint.clone(),
+                }));
+            }
+            Ok(None)
+        })
+        .await
+}
+
+/// A running backfill's stored progress, read when its holder checks the lease.
+struct HeldProgress {
+    cursor: Option<String>,
+    done: i64,
+    total: Option<i64>,
+    joined: i64,
+    left: i64,
+}
+
+pub(super) async fn backfill_step(
+    store: &SqliteStore,
+    claim: &ClaimedBackfill,
+    bucket: &BucketDef,
+    lease: &Lease,
+    page_size: u32,
+    now: Timestamp,
+    routing: Arc<dyn IngestRouting>,
+) -> StoreResult<BackfillStep> {
+    let (claim, bucket, lease) = (claim.clone(), bucket.clone(), lease.clone());
+    store
+        .write(move |tx| {
+            let tenant = &claim.tenant_id;
+            let held: Option<HeldProgress> = tx
+                .prepare_cached(
+                    "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, \
+                     backfill_left FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2 \
+                     AND backfill_state = 'running' AND lease_owner = ?3 AND target_hash = ?4",
+                )?
+                .query_row(
+                    params![
+                        tenant.as_str(),
+                        claim.bucket_id,
+                        lease.owner,
+                        claim.target_hash
+                    ],
+                    |row| {
+                        Ok(HeldProgress {
+                            cursor: row.get(0)?,
+                            done: row.get(1)?,
+                            total: row.get(2)?,
+                            joined: row.get(3)?,
+                            left: row.get(4)?,
+                        })
+                    },
+                )
+                .optional()?;
+            let Some(HeldProgress {
+                cursor,
+                mut done,
+                total,
+                mut joined,
+                mut left,
+            }) = held
+            else {
+                return Ok(BackfillStep::Lost);
+            };
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT ",
+                contact_columns!(),
+                " FROM contacts WHERE tenant_id = ?1 AND deleted_at IS NULL AND id > ?2 \
+                 ORDER BY id LIMIT ?3"
+            ))?;
+            let mut rows = statement.query(params![
+                tenant.as_str(),
+                cursor.unwrap_or_default(),
+                page_size
+            ])?;
+            let mut page = Vec::new();
+            while let Some(row) = rows.next()? {
+                page.push(contact_from_row(row)?);
+            }
+            drop(rows);
+            let anchor = bucket.criteria.as_ref().and_then(backfill::anchor_event);
+            let mut memberships = SqliteMembershipTx::new(tx);
+            let mut runs = StartedRuns::default();
+            for contact in &page {
+                let outcome = run_sync(backfill::apply_to_contact(
+                    &mut memberships,
+                    &bucket,
+                    claim.mode,
+                    tenant,
+                    &contact.key,
+                    &contact.properties,
+                    now,
+                ))?;
+                match outcome {
+                    ContactOutcome::Joined => {
+                        joined += 1;
+                        if let Some(event) = anchor {
+                            set_dwell_anchor(tx, tenant, &bucket.id, &contact.key, event)?;
+                        }
+                    }
+                    ContactOutcome::Left(transition) => {
+                        left += 1;
+                        ingest_transition(
+                            tx,
+                            routing.as_ref(),
+                            contact,
+                            &transition,
+                            now,
+                            &mut runs,
+                        )?;
+                    }
+                    ContactOutcome::Unchanged => {}
+                }
+            }
+            let mut skips = SkipTally::default();
+            skips.add(tenant, &runs.skipped);
+            super::journeys::count_skips(tx, &skips)?;
+            done += i64::try_from(page.len()).unwrap_or(i64::MAX);
+            let total = total.unwrap_or(0).max(done);
+            let as_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
+            if page.len() < page_size as usize {
+                tx.prepare_cached(
+                    "UPDATE bucket_configs SET criteria_hash = target_hash, \
+                     backfill_state = 'completed', backfill_done = ?3, backfill_total = ?4, \
+                     backfill_joined = ?5, backfill_left = ?6, backfill_cursor = NULL, \
+                     lease_owner = NULL, lease_until = NULL, backfill_finished_at = ?7, \
+                     updated_at = ?7 WHERE tenant_id = ?1 AND bucket_id = ?2",
+                )?
+                .execute(params![
+                    tenant.as_str(),
+                    claim.bucket_id,
+                    done,
+                    total,
+                    joined,
+                    left,
+                    now.0
+                ])?;
+                return Ok(BackfillStep::Completed {
+                    done: as_u64(done),
+                    joined: as_u64(joined),
+                    left: as_u64(left),
+                });
+            }
+            let last = page.last().map(|c| c.id.0.clone());
+            tx.prepare_cached(
+                "UPDATE bucket_configs SET backfill_cursor = ?3, backfill_done = ?4, \
+                 backfill_total = ?5, backfill_joined = ?6, backfill_left = ?7, \
+                 lease_until = ?8, updated_at = ?9 WHERE tenant_id = ?1 AND bucket_id = ?2",
+            )?
+            .execute(params![
+                tenant.as_str(),
+                claim.bucket_id,
+                last,
+                done,
+                total,
+                joined,
+                left,
+                lease.until_real.0,
+                now.0
+            ])?;
+            Ok(BackfillStep::Progress {
+                done: as_u64(done),
+                total: as_u64(total),
+            })
+        })
+        .await
+}
+
+/// Anchor a backfilled member's dwell clock at their latest `event` (domain-spec §2.11.4).
+fn set_dwell_anchor(
+    conn: &Connection,
+    tenant: &TenantId,
+    bucket_id: &str,
+    contact_key: &str,
+    event: &str,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE bucket_memberships SET dwell_anchor_at = (SELECT MAX(occurred_at) FROM events \
+         WHERE tenant_id = ?1 AND contact_key = ?3 AND name = ?4) \
+         WHERE tenant_id = ?1 AND bucket_id = ?2 AND contact_key = ?3 AND status = 'active'",
+    )?
+    .execute(params![tenant.as_str(), bucket_id, contact_key, event])?;
+    Ok(())
+}
+
+pub(super) async fn fail_backfill(
+    store: &SqliteStore,
+    claim: &ClaimedBackfill,
+    lease_owner: &str,
+    message: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let (claim, owner, message) = (claim.clone(), lease_owner.to_owned(), message.to_owned());
+    store
+        .write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE bucket_configs SET backfill_state = 'failed', backfill_error = ?4, \
+                 backfill_finished_at = ?5, lease_owner = NULL, lease_until = NULL, \
+                 updated_at = ?5 WHERE tenant_id = ?1 AND bucket_id = ?2 AND lease_owner = ?3 \
+                 AND backfill_state = 'running'",
+            )?
+            .execute(params![
+                claim.tenant_id.as_str(),
+                claim.bucket_id,
+                owner,
+                message,
+                now.0
+            ])?;
+            Ok(())
+        })
+        .await
+}
