@@ -329,6 +329,11 @@ impl ModuleRegistry {
             .and_then(|set| set.journeys.iter().find(|(_, j)| j.id == id).cloned())
     }
 
+    /// The tenants that have an active module set.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.active.load().keys().cloned().collect()
+    }
+
     /// The tenant's buckets (empty when it has none).
     pub fn bucket_registry(&self, tenant: &TenantId) -> Arc<BucketRegistry> {
         self.active

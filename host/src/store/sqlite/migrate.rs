@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "bucket time",
         include_str!("../../../../migrations/sqlite/0009_bucket_time.sql"),
     ),
+    (
+        10,
+        "reconcile",
+        include_str!("../../../../migrations/sqlite/0010_reconcile.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -53,6 +53,7 @@ mod journeys;
 mod membership;
 mod outbox;
 mod preferences;
+mod reconcile;
 mod runs;
 mod tenancy;
 
