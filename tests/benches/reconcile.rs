@@ -22,7 +22,6 @@
 
 mod common;
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use common::{machine, today};
