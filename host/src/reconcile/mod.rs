@@ -12,6 +12,9 @@
 //! that lapsed mid-pass) is harmless: joins and leaves are compare-and-swaps and every
 //! transition has a deterministic key.
 //!
+//! Pacing: after each pass the job rests so its passes hold the store's writer at most
+//! [`WRITER_SHARE`] of the time, and ingest keeps its throughput while a large bucket is swept.
+//!
 //! Catch-up: the last completed tick is stored with the lease. When the host clock jumped
 //! (a restart after downtime, or `POST /v1/admin/clock/advance`) the job runs the passes as of
 //! the ticks it passed over, coalesced: after each tick it asks the store for the earliest
@@ -51,6 +54,19 @@ const LEASE: Duration = Duration::from_secs(120);
 
 /// Rows one pass reads per bucket and tick.
 pub const DEFAULT_BATCH: u32 = 500;
+
+/// The share of the store's write time the job may take while it has work (each pass is a
+/// write transaction; on SQLite there is one writer, shared with ingest).
+pub const WRITER_SHARE: f64 = 0.15;
+
+/// After a pass that took `elapsed`, rest so the job's passes take at most [`WRITER_SHARE`]
+/// of the time: ingest keeps the rest of the writer.
+pub async fn pace(elapsed: Duration) {
+    let rest = elapsed.mul_f64(1.0 / WRITER_SHARE - 1.0);
+    if !rest.is_zero() {
+        tokio::time::sleep(rest).await;
+    }
+}
 
 /// A parsed reconcile schedule: cron with seconds (`sec min hour day month weekday [year]`),
 /// or the classic five fields (seconds taken as 0).
@@ -239,11 +255,13 @@ impl ReconcileJob {
             let routing = self.modules.clone();
             for bucket in &buckets {
                 for pass in passes(bucket) {
-                    match self
+                    let started = std::time::Instant::now();
+                    let result = self
                         .store
                         .reconcile_pass(tenant, bucket, pass, tick, self.batch, routing.clone())
-                        .await
-                    {
+                        .await;
+                    pace(started.elapsed()).await;
+                    match result {
                         Ok(report) => {
                             run.transitions += report.transitions.len();
                             if report.started_runs > 0 {
