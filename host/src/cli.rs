@@ -172,6 +172,10 @@ struct ServeArgs {
     /// How long a forming ingest batch waits for more events.
     #[arg(long, env = "WAYMARK_INGEST_LINGER", default_value = "1ms", value_parser = parse_duration)]
     ingest_linger: Duration,
+    /// When the reconcile job moves buckets by the clock (windows emptying, max dwell, dwell
+    /// reactions): a cron expression on the host clock, five fields or six with seconds first.
+    #[arg(long, env = "WAYMARK_RECONCILE_CRON", default_value = crate::reconcile::DEFAULT_CRON)]
+    reconcile_cron: crate::reconcile::ReconcileSchedule,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +222,7 @@ impl ServeArgs {
                 max_batch: self.ingest_batch.max(1),
                 linger: self.ingest_linger,
             },
+            reconcile_cron: self.reconcile_cron,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod ingest;
 pub mod journeys;
 pub mod modules;
+pub mod reconcile;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;

@@ -12,6 +12,7 @@ use crate::ingest::writer;
 use crate::journeys::effects::EffectWorker;
 use crate::journeys::executor::Executor;
 use crate::modules::{ModuleRegistry, ModuleStore};
+use crate::reconcile::{DEFAULT_BATCH, ReconcileJob, ReconcileSchedule};
 use crate::runtime::{ActivationLimits, Runtime};
 use crate::scheduler::{Scheduler, spawn_clock_refresh};
 use crate::store::{self, ModuleVersionRecord, Store};
@@ -45,6 +46,8 @@ pub struct ServeConfig {
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
     pub group_commit: GroupCommit,
+    /// When the reconcile job runs (buckets over time).
+    pub reconcile_cron: ReconcileSchedule,
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -142,6 +145,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         clock: clock.clone(),
         wake: delivery_wake,
         owner: format!("delivery-{owner}"),
+    }
+    .spawn();
+
+    ReconcileJob {
+        store: store.clone(),
+        modules: registry.clone(),
+        clock: clock.clone(),
+        schedule: config.reconcile_cron.clone(),
+        batch: DEFAULT_BATCH,
+        owner: format!("reconcile-{owner}"),
+        scheduler_wake: scheduler_wake.clone(),
     }
     .spawn();
 

@@ -5,20 +5,22 @@
 //!   days. Joining sends `power-user-welcome` (a "welcome back" on a second or later entry);
 //!   leaving — their count within the window fell below five — sends `power-user-missed-you`.
 //! * **Went dormant** — people who were active (`app.active`) at some point, but not in the
-//!   last seven days. Joining sends `we-miss-you`.
+//!   last seven days. Joining sends `we-miss-you`; still dormant three days later, they get
+//!   the `win-back-offer` (a dwell reaction: once per dormant spell).
 //!
 //! Buckets are declarative: the host evaluates their criteria natively whenever an event
 //! that can change them arrives, and records every change of membership as an event
 //! (`bucket:entered:<id>`, `bucket:left:<id>`). The reactions below are ordinary journeys
 //! started by those events.
 //!
-//! What moves these buckets today: an event arriving. The count of `feature.used` is
-//! re-checked whenever a `feature.used` arrives, so a power user whose week went quiet leaves
-//! on their next `feature.used`. The purely time-driven half — leaving because seven days
-//! passed with too few events, or going dormant because seven days passed with no
-//! `app.active` at all — needs the host's periodic reconcile pass, which arrives with a later
-//! issue. Until then nobody joins `went-dormant` (the only event it looks at, `app.active`,
-//! makes the person active, not dormant).
+//! What moves these buckets: an event arriving, and the clock. The count of `feature.used` is
+//! re-checked whenever a `feature.used` arrives; the host's reconcile job (every minute by
+//! default) does the time-driven half — a power user whose week went quiet leaves when their
+//! count falls below five, someone with no `app.active` for seven days joins `went-dormant`,
+//! and three days into that membership the dwell reaction runs. Their next `app.active` makes
+//! them leave, and a later dormant spell is a new membership whose dwell runs again. In dev
+//! mode, advancing the clock (`POST /v1/admin/clock/advance`) runs the job for the ticks it
+//! passed over, so a demo needs no real waiting.
 
 use waymark_guest::prelude::*;
 
@@ -71,13 +73,21 @@ fn win_back(ctx: &Ctx) -> JourneyResult {
     Ok(())
 }
 
+/// `bucket:dwell:went-dormant:after-259200000` (three days dormant) → an offer.
+fn win_back_offer(ctx: &Ctx) -> JourneyResult {
+    ctx.send_email(email("win-back-offer"))?;
+    ctx.info(format!("{} has been dormant for 10 days", ctx.person().key()));
+    Ok(())
+}
+
 waymark_guest::module! {
     buckets: [
         bucket("went-dormant")
             .name("Went dormant")
             .description("Active at some point, but not in the last 7 days")
             .criteria(went_dormant())
-            .on_enter(win_back),
+            .on_enter(win_back)
+            .on_dwell(after(days(3)), win_back_offer),
         bucket("power-users")
             .name("Power users")
             .description("Used a feature at least 5 times in the last 7 days")
@@ -95,6 +105,9 @@ waymark_guest::module! {
         template("we-miss-you")
             .subject("It's been a while, {{ name | default('friend') }}")
             .body(WE_MISS_YOU_BODY),
+        template("win-back-offer")
+            .subject("A month on us, {{ name | default('friend') }}")
+            .body(WIN_BACK_OFFER_BODY),
     ],
 }
 
@@ -131,6 +144,16 @@ The Waymark team
 You are receiving this because {{ email }} uses Waymark.
 ";
 
+const WIN_BACK_OFFER_BODY: &str = "\
+Hi {{ name | default('there') }},
+
+It's been ten days. Come back this week and your next month is on us — just log in.
+
+The Waymark team
+
+You are receiving this because {{ email }} uses Waymark.
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,7 +184,10 @@ mod tests {
             dormant["reactions"],
             json!([{"journeyId": "bucket-went-dormant-on-enter",
                     "handler": "bucket-went-dormant-on-enter",
-                    "on": {"enter": {"firstEntryOnly": false}}}])
+                    "on": {"enter": {"firstEntryOnly": false}}},
+                   {"journeyId": "bucket-went-dormant-on-dwell-after-259200000",
+                    "handler": "bucket-went-dormant-on-dwell-after-259200000",
+                    "on": {"dwell": {"afterMs": 259_200_000, "everyMs": null}}}])
         );
 
         let power = &buckets[1];
@@ -194,7 +220,12 @@ mod tests {
             .collect();
         assert_eq!(
             templates,
-            ["power-user-welcome", "power-user-missed-you", "we-miss-you"]
+            [
+                "power-user-welcome",
+                "power-user-missed-you",
+                "we-miss-you",
+                "win-back-offer"
+            ]
         );
     }
 
@@ -223,6 +254,23 @@ mod tests {
             Step::SendEmail { vars, .. } => assert_eq!(vars["entry_count"], json!(2)),
             other => panic!("expected the welcome email first, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn three_days_dormant_sends_the_win_back_offer() {
+        let dwell = Event::new("bucket:dwell:went-dormant:after-259200000")
+            .with_property("transition", "dwell")
+            .with_property("dwellCount", 1);
+
+        let run = TestHost::new().run(
+            &waymark_module(),
+            "bucket-went-dormant-on-dwell-after-259200000",
+            ada(),
+            dwell,
+        );
+
+        assert_eq!(run.result, Ok(()));
+        assert_eq!(run.emails(), ["win-back-offer"]);
     }
 
     #[test]

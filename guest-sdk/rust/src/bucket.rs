@@ -7,6 +7,46 @@ use crate::journey::EntryLimit;
 use crate::module::Handler;
 use crate::wit::types as wit;
 
+/// When a dwell reaction runs, measured from the moment the person entered the bucket (for
+/// people a backfill found, from when they first matched): [`after`] or [`every`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DwellSchedule {
+    /// Once per membership.
+    After(Duration),
+    /// Repeatedly while the membership lasts; intervals missed while the host was down are
+    /// coalesced into one run.
+    Every(Duration),
+}
+
+impl DwellSchedule {
+    /// `after-<ms>` / `every-<ms>`: part of the event name and the reaction's journey id.
+    pub fn label(&self) -> String {
+        match self {
+            DwellSchedule::After(d) => format!("after-{}", to_millis(*d)),
+            DwellSchedule::Every(d) => format!("every-{}", to_millis(*d)),
+        }
+    }
+
+    fn millis(&self) -> u64 {
+        match self {
+            DwellSchedule::After(d) | DwellSchedule::Every(d) => to_millis(*d),
+        }
+    }
+}
+
+/// A dwell reaction that runs once per membership, `duration` after the person entered:
+/// `bucket.on_dwell(after(days(3)), handler)`.
+pub fn after(duration: Duration) -> DwellSchedule {
+    DwellSchedule::After(duration)
+}
+
+/// A dwell reaction that runs every `duration` while the person stays in the bucket:
+/// `bucket.on_dwell(every(days(1)), handler)`. Its trigger's `dwellCount` is the interval
+/// index since entry (after an outage it jumps: one run, not one per missed interval).
+pub fn every(duration: Duration) -> DwellSchedule {
+    DwellSchedule::Every(duration)
+}
+
 /// The leave reasons the host reports (`reason` on `bucket:left:<id>`).
 pub const LEAVE_REASONS: [&str; 3] = ["criteria", "maxDwell", "manual"];
 
@@ -48,6 +88,7 @@ pub fn bucket(id: impl Into<String>) -> Bucket {
         first_entry_only: false,
         on_leave: None,
         leave_reasons: None,
+        on_dwell: Vec::new(),
     }
 }
 
@@ -71,6 +112,7 @@ pub struct Bucket {
     first_entry_only: bool,
     on_leave: Option<Handler>,
     leave_reasons: Option<Vec<String>>,
+    on_dwell: Vec<(DwellSchedule, Handler)>,
 }
 
 impl Bucket {
@@ -187,6 +229,22 @@ impl Bucket {
         self
     }
 
+    /// Runs `handler` when someone has been in the bucket for a while, by `schedule`
+    /// ([`after`] once per membership, or [`every`] interval). Its trigger event is
+    /// `bucket:dwell:<id>:<label>`, with a `dwellCount` property; the host's reconcile job
+    /// emits it. Someone who leaves and joins again starts a new membership, so an `after`
+    /// reaction runs again. A bucket may have several, with different schedules.
+    pub fn on_dwell(mut self, schedule: DwellSchedule, handler: Handler) -> Self {
+        self.on_dwell.push((schedule, handler));
+        self
+    }
+
+    /// The journey id (and handler id) of a dwell reaction:
+    /// `bucket-<id>-on-dwell-<label>`, e.g. `bucket-went-dormant-on-dwell-after-259200000`.
+    pub fn dwell_journey_id(&self, schedule: DwellSchedule) -> String {
+        format!("bucket-{}-on-dwell-{}", self.id, schedule.label())
+    }
+
     /// The bucket id.
     pub fn id(&self) -> &str {
         &self.id
@@ -229,6 +287,11 @@ impl Bucket {
             .map(|h| (self.enter_journey_id(), h))
             .into_iter()
             .chain(self.on_leave.map(|h| (self.leave_journey_id(), h)))
+            .chain(
+                self.on_dwell
+                    .iter()
+                    .map(|(s, h)| (self.dwell_journey_id(*s), *h)),
+            )
     }
 
     /// Problems the host would refuse, each naming the field.
@@ -285,6 +348,14 @@ impl Bucket {
                 }
             }
         }
+        for (i, (schedule, _)) in self.on_dwell.iter().enumerate() {
+            if schedule.millis() == 0 {
+                found.push(format!("on_dwell schedule {} is zero", schedule.label()));
+            }
+            if self.on_dwell[..i].iter().any(|(s, _)| s == schedule) {
+                found.push(format!("a second on_dwell({})", schedule.label()));
+            }
+        }
         found
     }
 
@@ -308,6 +379,18 @@ impl Bucket {
                 on: wit::ReactionOn::Leave(wit::LeaveOptions {
                     reasons: self.leave_reasons.clone(),
                 }),
+            });
+        }
+        for (schedule, _) in &self.on_dwell {
+            let id = self.dwell_journey_id(*schedule);
+            let (after_ms, every_ms) = match schedule {
+                DwellSchedule::After(d) => (Some(to_millis(*d)), None),
+                DwellSchedule::Every(d) => (None, Some(to_millis(*d))),
+            };
+            reactions.push(wit::ReactionDef {
+                handler: id.clone(),
+                journey_id: id,
+                on: wit::ReactionOn::Dwell(wit::DwellOptions { after_ms, every_ms }),
             });
         }
         wit::BucketDef {

@@ -107,7 +107,7 @@ mod module;
 mod reaction;
 pub mod testing;
 
-pub use bucket::{Bucket, LEAVE_REASONS, bucket};
+pub use bucket::{Bucket, DwellSchedule, LEAVE_REASONS, after, bucket, every};
 pub use criteria::{Criteria, all, any, event, not, prop};
 pub use ctx::{Ctx, EffectError, Event, Level, Person, TimestampMs};
 pub use duration::{Duration, days, hours, millis, minutes, seconds, weeks};
@@ -126,10 +126,10 @@ pub mod prelude {
     pub use crate::bail;
     pub use crate::criteria::CountOp;
     pub use crate::{
-        Bucket, BucketReadError, Criteria, Ctx, Duration, Email, EmailId, EntryLimit, Error, Event,
-        JourneyResult, Level, Member, MemberPage, MemberPageRequest, Module, Person,
-        SendEmailError, all, any, bucket, days, email, event, hours, journey, millis, minutes, not,
-        prop, seconds, template, weeks,
+        Bucket, BucketReadError, Criteria, Ctx, Duration, DwellSchedule, Email, EmailId,
+        EntryLimit, Error, Event, JourneyResult, Level, Member, MemberPage, MemberPageRequest,
+        Module, Person, SendEmailError, after, all, any, bucket, days, email, event, every, hours,
+        journey, millis, minutes, not, prop, seconds, template, weeks,
     };
     pub use serde_json::{Map, Value, json};
 }

@@ -9,15 +9,23 @@ use crate::ctx::Ctx;
 pub struct BucketTransition {
     pub bucket_id: String,
     pub bucket_name: String,
-    /// `true` for `bucket:entered:*`, `false` for `bucket:left:*`.
+    /// `true` for `bucket:entered:*`, `false` for `bucket:left:*` and `bucket:dwell:*`.
     pub entered: bool,
     /// The membership's epoch: 1 for the person's first entry into this bucket.
     pub entry_count: u64,
     /// Left only: `criteria`, `maxDwell` or `manual`.
     pub reason: Option<String>,
+    /// Dwell only: 1 for an `after` dwell; for an `every` dwell the number of whole
+    /// intervals since the person entered.
+    pub dwell_count: Option<u64>,
 }
 
 impl BucketTransition {
+    /// Whether this is a dwell reaction's trigger.
+    pub fn is_dwell(&self) -> bool {
+        self.dwell_count.is_some()
+    }
+
     /// Whether this is the person's first entry (always false for a leave).
     pub fn is_first_entry(&self) -> bool {
         self.entered && self.entry_count == 1
@@ -41,7 +49,7 @@ impl Ctx {
         let trigger = self.trigger();
         let entered = match trigger.property_str("transition")? {
             "entered" => true,
-            "left" => false,
+            "left" | "dwell" => false,
             _ => return None,
         };
         Some(BucketTransition {
@@ -56,6 +64,9 @@ impl Ctx {
                 .and_then(|n| u64::try_from(n).ok())
                 .unwrap_or(1),
             reason: trigger.property_str("reason").map(str::to_owned),
+            dwell_count: trigger
+                .property_i64("dwellCount")
+                .and_then(|n| u64::try_from(n).ok()),
         })
     }
 }
@@ -95,6 +106,26 @@ mod tests {
             .with_property("transition", "entered")
             .with_property("entryCount", 2);
         assert!(run(again).is_empty());
+    }
+
+    #[test]
+    fn given_a_dwell_trigger_when_a_reaction_reads_it_then_it_sees_the_dwell_count() {
+        fn counts(ctx: &Ctx) -> JourneyResult {
+            let t = ctx.bucket_transition().expect("a transition");
+            assert!(t.is_dwell() && !t.entered);
+            ctx.send_email(email(format!("dwell-{}", t.dwell_count.unwrap_or(0))))?;
+            Ok(())
+        }
+        let module = Module::new().journey(journey("r").on("bucket:dwell:b:every-1"), counts);
+        let trigger = Event::new("bucket:dwell:b:every-1")
+            .with_property("bucketId", "b")
+            .with_property("transition", "dwell")
+            .with_property("entryCount", 2)
+            .with_property("dwellCount", 4);
+        let run = TestHost::new().run(&module, "r", Person::new("u1"), trigger);
+        assert!(run.result.is_ok(), "{:?}", run.result);
+        let sent: Vec<String> = run.emails().iter().map(|e| e.to_string()).collect();
+        assert_eq!(sent, ["dwell-4"]);
     }
 
     #[test]

@@ -381,6 +381,9 @@ pub fn describe(module: &Module) -> Value {
                             json!({"enter": {"firstEntryOnly": o.first_entry_only}})
                         }
                         wit::ReactionOn::Leave(o) => json!({"leave": {"reasons": o.reasons}}),
+                        wit::ReactionOn::Dwell(o) => {
+                            json!({"dwell": {"afterMs": o.after_ms, "everyMs": o.every_ms}})
+                        }
                     };
                     json!({"journeyId": r.journey_id, "handler": r.handler, "on": on})
                 })

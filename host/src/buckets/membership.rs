@@ -14,7 +14,7 @@
 //! This module decides; it must not speak SQL: the store implements [`MembershipTx`].
 
 use super::{BucketDef, BucketRegistry, Condition, EventCounts, EventQuery, LeaveReason, evaluate};
-use super::{entered_event, left_event};
+use super::{dwell_event, entered_event, left_event};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::journeys::EntryLimit;
@@ -30,6 +30,8 @@ pub enum Source {
     Manual,
     /// A backfill computing members from history ([`super::backfill`]).
     Backfill,
+    /// The clock: the reconcile job's passes and fast expiry.
+    Reconcile,
 }
 
 impl Source {
@@ -38,6 +40,7 @@ impl Source {
             Source::Event => "event",
             Source::Manual => "manual",
             Source::Backfill => "backfill",
+            Source::Reconcile => "reconcile",
         }
     }
 }
@@ -122,6 +125,12 @@ pub trait MembershipTx {
 pub enum TransitionKind {
     Entered,
     Left(LeaveReason),
+    /// A dwell reaction's schedule came due: `label` is the schedule's, `count` the ordinal
+    /// (1 for `after`, the interval index for `every`). The membership does not change.
+    Dwell {
+        label: String,
+        count: u64,
+    },
 }
 
 /// A membership change. `emit` is false for a join the bucket's entry limit keeps quiet: the
@@ -146,20 +155,25 @@ pub struct TransitionEvent {
 }
 
 impl Transition {
-    fn label(&self) -> &'static str {
+    /// `entered`, `left` or `dwell`.
+    pub fn label(&self) -> &'static str {
         match self.kind {
             TransitionKind::Entered => "entered",
             TransitionKind::Left(_) => "left",
+            TransitionKind::Dwell { .. } => "dwell",
         }
     }
 
     /// The per-bucket event, `bucket:entered:<id>` / `bucket:left:<id>`, with idempotency key
     /// `bucket:<id>:<person>:<entered|left>:<epoch>`: every writer of the same transition
-    /// computes the same key, so it is stored once.
+    /// computes the same key, so it is stored once. A dwell is `bucket:dwell:<id>:<label>`
+    /// with key `bucket:<id>:<person>:dwell:<label>:<epoch>:<ordinal>` — the epoch makes a
+    /// re-joined membership's dwell fire again.
     pub fn event(&self) -> TransitionEvent {
-        let name = match self.kind {
+        let name = match &self.kind {
             TransitionKind::Entered => entered_event(&self.bucket_id),
             TransitionKind::Left(_) => left_event(&self.bucket_id),
+            TransitionKind::Dwell { label, .. } => dwell_event(&self.bucket_id, label),
         };
         let mut properties = json!({
             "bucketId": self.bucket_id,
@@ -169,19 +183,29 @@ impl Transition {
             "source": self.source.as_str(),
             "entryCount": self.entry_count,
         });
-        match self.kind {
+        let mut idempotency_key = format!(
+            "bucket:{}:{}:{}:",
+            self.bucket_id,
+            self.contact_key,
+            self.label()
+        );
+        match &self.kind {
             TransitionKind::Entered => properties["isFirstEntry"] = json!(self.entry_count == 1),
             TransitionKind::Left(reason) => properties["reason"] = json!(reason.as_str()),
+            TransitionKind::Dwell { label, count } => {
+                properties["dwellLabel"] = json!(label);
+                properties["dwellCount"] = json!(count);
+                idempotency_key.push_str(label);
+                idempotency_key.push(':');
+            }
+        }
+        idempotency_key.push_str(&self.entry_count.to_string());
+        if let TransitionKind::Dwell { count, .. } = &self.kind {
+            idempotency_key.push_str(&format!(":{count}"));
         }
         TransitionEvent {
             name,
-            idempotency_key: format!(
-                "bucket:{}:{}:{}:{}",
-                self.bucket_id,
-                self.contact_key,
-                self.label(),
-                self.entry_count
-            ),
+            idempotency_key,
             properties: match properties {
                 Value::Object(map) => map,
                 _ => unreachable!("built as an object"),
@@ -190,12 +214,15 @@ impl Transition {
     }
 
     /// The generic form, `bucket:entered` / `bucket:left`, ingested only when some journey
-    /// is bound to it; its key is the per-bucket key plus `:generic`.
-    pub fn generic_event(&self) -> TransitionEvent {
+    /// is bound to it; its key is the per-bucket key plus `:generic`. A dwell has none.
+    pub fn generic_event(&self) -> Option<TransitionEvent> {
+        if matches!(self.kind, TransitionKind::Dwell { .. }) {
+            return None;
+        }
         let mut event = self.event();
         event.name = format!("bucket:{}", self.label());
         event.idempotency_key.push_str(":generic");
-        event
+        Some(event)
     }
 }
 
@@ -344,8 +371,9 @@ pub async fn leave(
     leave_as(tx, bucket, tenant, contact_key, active, reason, source, now).await
 }
 
-/// [`leave`] by a given writer. A backfill's re-evaluation leave is not deferred by
-/// `minDwell` (the criteria changed; nothing would sweep it later).
+/// [`leave`] by a given writer: the reconcile job passes [`Source::Reconcile`], a backfill
+/// [`Source::Backfill`]. A backfill's re-evaluation leave is not deferred by `minDwell` (the
+/// criteria changed; nothing would sweep it later).
 #[allow(clippy::too_many_arguments)] // the leave context, spelled out
 pub async fn leave_as(
     tx: &mut impl MembershipTx,
@@ -400,7 +428,7 @@ fn join_emits(limit: EntryLimit, history: &MembershipHistory, now: Timestamp) ->
 /// When a time-based (or fast-expiry) bucket's criteria window would run out for a member who
 /// joined now: `now` + the first window found, depth first. Informational (the reconcile sweep
 /// of a later issue uses it); `None` for buckets the clock does not move.
-fn window_deadline(bucket: &BucketDef, now: Timestamp) -> Option<Timestamp> {
+pub(crate) fn window_deadline(bucket: &BucketDef, now: Timestamp) -> Option<Timestamp> {
     if !(bucket.is_time_based() || bucket.fast_expiry) {
         return None;
     }
@@ -482,7 +510,7 @@ mod tests {
         assert_eq!(event.properties["reason"], json!("criteria"));
         assert_eq!(event.properties["entryCount"], json!(2));
         assert_eq!(event.properties["userId"], json!("u1"));
-        let generic = transition.generic_event();
+        let generic = transition.generic_event().unwrap();
         assert_eq!(generic.name, "bucket:left");
         assert_eq!(
             generic.idempotency_key,

@@ -13,6 +13,7 @@ pub mod backfill;
 pub mod criteria;
 pub mod eval;
 pub mod membership;
+pub mod reconcile;
 pub mod registry;
 pub mod validate;
 
@@ -41,6 +42,11 @@ pub fn left_event(bucket_id: &str) -> String {
     format!("{BUCKET_EVENT_PREFIX}left:{bucket_id}")
 }
 
+/// The event a dwell reaction's schedule emits: `bucket:dwell:<id>:<label>`.
+pub fn dwell_event(bucket_id: &str, label: &str) -> String {
+    format!("{BUCKET_EVENT_PREFIX}dwell:{bucket_id}:{label}")
+}
+
 /// Whether `event_name` is a bucket transition event.
 pub fn is_bucket_event(event_name: &str) -> bool {
     event_name.starts_with(BUCKET_EVENT_PREFIX)
@@ -56,6 +62,9 @@ pub mod transition_properties {
     pub const REASON: &str = "reason";
     /// String on both: the bucket's display name.
     pub const BUCKET_NAME: &str = "bucketName";
+    /// Number on `bucket:dwell:*`: 1 for an `after` dwell; the interval index since the
+    /// dwell anchor for an `every` dwell.
+    pub const DWELL_COUNT: &str = "dwellCount";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -167,14 +176,55 @@ pub enum ReactionOn {
     Enter { first_entry_only: bool },
     /// On `bucket:left:<id>`; only for these reasons if given.
     Leave { reasons: Option<Vec<LeaveReason>> },
+    /// On `bucket:dwell:<id>:<label>`, which the reconcile job emits once a membership has
+    /// lasted long enough.
+    Dwell { schedule: DwellSchedule },
+}
+
+/// When a dwell reaction fires, measured from the membership's dwell anchor (its entry, or
+/// the historical anchor a backfill found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "ms")]
+pub enum DwellSchedule {
+    /// Once per membership, this many ms after the anchor.
+    After(u64),
+    /// Every this many ms after the anchor while the membership lasts (a missed interval is
+    /// coalesced into one fire).
+    Every(u64),
+}
+
+impl DwellSchedule {
+    /// The schedule's offset in ms.
+    pub fn offset_ms(self) -> u64 {
+        match self {
+            DwellSchedule::After(ms) | DwellSchedule::Every(ms) => ms,
+        }
+    }
+
+    /// `after-<ms>` / `every-<ms>`: part of the event name, the journey id and the key.
+    pub fn label(self) -> String {
+        match self {
+            DwellSchedule::After(ms) => format!("after-{ms}"),
+            DwellSchedule::Every(ms) => format!("every-{ms}"),
+        }
+    }
 }
 
 impl ReactionOn {
-    /// `"enter"` or `"leave"`.
+    /// `"enter"`, `"leave"` or `"dwell"`.
     pub fn kind(&self) -> &'static str {
         match self {
             ReactionOn::Enter { .. } => "enter",
             ReactionOn::Leave { .. } => "leave",
+            ReactionOn::Dwell { .. } => "dwell",
+        }
+    }
+
+    /// What two reactions of one bucket must not share: the kind, and for a dwell its label.
+    pub fn slot(&self) -> String {
+        match self {
+            ReactionOn::Dwell { schedule } => format!("dwell {}", schedule.label()),
+            other => other.kind().to_owned(),
         }
     }
 
@@ -183,6 +233,7 @@ impl ReactionOn {
         match self {
             ReactionOn::Enter { .. } => entered_event(bucket_id),
             ReactionOn::Leave { .. } => left_event(bucket_id),
+            ReactionOn::Dwell { schedule } => dwell_event(bucket_id, &schedule.label()),
         }
     }
 
@@ -204,6 +255,16 @@ impl ReactionOn {
             })),
             _ => None,
         }
+    }
+}
+
+impl BucketDef {
+    /// The schedules of the bucket's dwell reactions.
+    pub fn dwell_schedules(&self) -> impl Iterator<Item = DwellSchedule> + '_ {
+        self.reactions.iter().filter_map(|r| match r.on {
+            ReactionOn::Dwell { schedule } => Some(schedule),
+            _ => None,
+        })
     }
 }
 

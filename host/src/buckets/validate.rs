@@ -155,7 +155,7 @@ pub fn validate_bucket(bucket: &BucketDef) -> Result<(), String> {
     for (i, reaction) in bucket.reactions.iter().enumerate() {
         check_name(&format!("reactions[{i}].journey-id"), &reaction.journey_id)?;
         check_name(&format!("reactions[{i}].handler"), &reaction.handler)?;
-        let kind = reaction.on.kind();
+        let kind = reaction.on.slot();
         if seen_kinds.contains(&kind) {
             return Err(format!(
                 "reactions[{i}].on: a second {kind} reaction; a bucket has at most one per \
@@ -163,6 +163,13 @@ pub fn validate_bucket(bucket: &BucketDef) -> Result<(), String> {
             ));
         }
         seen_kinds.push(kind);
+        if let ReactionOn::Dwell { schedule } = &reaction.on
+            && schedule.offset_ms() == 0
+        {
+            return Err(format!(
+                "reactions[{i}].on.dwell needs a duration above zero"
+            ));
+        }
         if let ReactionOn::Leave {
             reasons: Some(reasons),
         } = &reaction.on

@@ -8,7 +8,8 @@
 use crate::buckets::criteria::{CriteriaError, ROOT as CRITERIA_ROOT};
 use crate::buckets::validate::{check_name, validate_bucket, validate_shape};
 use crate::buckets::{
-    BucketDef, BucketKind, Condition, EventCounts, LeaveReason, ReactionDef, ReactionOn, evaluate,
+    BucketDef, BucketKind, Condition, DwellSchedule, EventCounts, LeaveReason, ReactionDef,
+    ReactionOn, evaluate,
 };
 use crate::delivery::templates::{TemplateSet, TemplateSource};
 use crate::journeys::EntryLimit;
@@ -305,6 +306,17 @@ fn convert_reaction(i: usize, r: wit::ReactionDef) -> Result<ReactionDef, String
                 })
                 .transpose()?,
         },
+        wit::ReactionOn::Dwell(options) => ReactionOn::Dwell {
+            schedule: match (options.after_ms, options.every_ms) {
+                (Some(ms), None) => DwellSchedule::After(ms),
+                (None, Some(ms)) => DwellSchedule::Every(ms),
+                _ => {
+                    return Err(format!(
+                        "reactions[{i}].on.dwell needs exactly one of after-ms and every-ms"
+                    ));
+                }
+            },
+        },
     };
     Ok(ReactionDef {
         journey_id: r.journey_id,
@@ -547,6 +559,71 @@ mod tests {
             templates: vec![],
             buckets,
         })
+    }
+
+    fn dwell(after_ms: Option<u64>, every_ms: Option<u64>) -> wit::ReactionOn {
+        wit::ReactionOn::Dwell(wit::DwellOptions { after_ms, every_ms })
+    }
+
+    #[test]
+    fn given_dwell_reactions_when_loaded_then_each_is_a_journey_on_its_labelled_event() {
+        let mut b = bucket("went-dormant", Some(ACTIVE));
+        b.reactions = vec![
+            reaction(
+                "bucket-went-dormant-on-dwell-after-259200000",
+                dwell(Some(259_200_000), None),
+            ),
+            reaction(
+                "bucket-went-dormant-on-dwell-every-86400000",
+                dwell(None, Some(86_400_000)),
+            ),
+        ];
+        let m = with_buckets(vec![b]).unwrap();
+        assert_eq!(m.journeys.len(), 3);
+        assert_eq!(
+            m.journeys[1].trigger,
+            "bucket:dwell:went-dormant:after-259200000"
+        );
+        assert_eq!(
+            m.journeys[2].trigger,
+            "bucket:dwell:went-dormant:every-86400000"
+        );
+        assert_eq!(m.journeys[1].trigger_where, None);
+        assert_eq!(
+            m.buckets[0].dwell_schedules().collect::<Vec<_>>(),
+            [
+                DwellSchedule::After(259_200_000),
+                DwellSchedule::Every(86_400_000)
+            ]
+        );
+    }
+
+    #[test]
+    fn given_a_dwell_with_both_none_zero_or_a_twin_when_loaded_then_it_is_refused() {
+        for (reactions, expected) in [
+            (
+                vec![dwell(Some(1), Some(1))],
+                "exactly one of after-ms and every-ms",
+            ),
+            (
+                vec![dwell(None, None)],
+                "exactly one of after-ms and every-ms",
+            ),
+            (vec![dwell(Some(0), None)], "above zero"),
+            (
+                vec![dwell(Some(5), None), dwell(Some(5), None)],
+                "a second dwell after-5",
+            ),
+        ] {
+            let mut b = bucket("b", Some(ACTIVE));
+            b.reactions = reactions
+                .into_iter()
+                .enumerate()
+                .map(|(i, on)| reaction(&format!("r{i}"), on))
+                .collect();
+            let err = with_buckets(vec![b]).unwrap_err();
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     #[test]

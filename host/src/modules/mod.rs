@@ -329,6 +329,11 @@ impl ModuleRegistry {
             .and_then(|set| set.journeys.iter().find(|(_, j)| j.id == id).cloned())
     }
 
+    /// The tenants that have an active module set.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.active.load().keys().cloned().collect()
+    }
+
     /// The tenant's buckets (empty when it has none).
     pub fn bucket_registry(&self, tenant: &TenantId) -> Arc<BucketRegistry> {
         self.active
@@ -336,11 +341,6 @@ impl ModuleRegistry {
             .get(tenant)
             .map(|set| set.buckets.clone())
             .unwrap_or_default()
-    }
-
-    /// The tenants that have an active set.
-    pub fn tenants(&self) -> Vec<TenantId> {
-        self.active.load().keys().cloned().collect()
     }
 
     /// Load every `*.wasm` in `dir` (sorted by name) and make them the tenant's active set.

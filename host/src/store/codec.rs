@@ -250,28 +250,25 @@ pub(super) fn transition_events(
     if !transition.emit {
         return Vec::new();
     }
-    [
-        (false, transition.event()),
-        (true, transition.generic_event()),
-    ]
-    .into_iter()
-    .filter_map(|(generic, event)| {
-        let candidates = routing.journeys(tenant, &event.name, &event.properties);
-        if generic && candidates.is_empty() {
-            return None;
-        }
-        let event = NewEvent {
-            id: EventId::generate(),
-            tenant_id: tenant.clone(),
-            name: event.name,
-            identity: Default::default(),
-            event_properties: event.properties,
-            contact_properties: Default::default(),
-            idempotency_key: Some(event.idempotency_key),
-            occurred_at: now,
-            received_at: now,
-        };
-        Some((event, candidates))
-    })
-    .collect()
+    std::iter::once((false, transition.event()))
+        .chain(transition.generic_event().map(|event| (true, event)))
+        .filter_map(|(generic, event)| {
+            let candidates = routing.journeys(tenant, &event.name, &event.properties);
+            if generic && candidates.is_empty() {
+                return None;
+            }
+            let event = NewEvent {
+                id: EventId::generate(),
+                tenant_id: tenant.clone(),
+                name: event.name,
+                identity: Default::default(),
+                event_properties: event.properties,
+                contact_properties: Default::default(),
+                idempotency_key: Some(event.idempotency_key),
+                occurred_at: now,
+                received_at: now,
+            };
+            Some((event, candidates))
+        })
+        .collect()
 }

@@ -169,7 +169,7 @@ pub enum IngestOutcome {
 #[serde(rename_all = "camelCase")]
 pub struct BucketTransition {
     pub bucket_id: String,
-    /// `entered` or `left`.
+    /// `entered`, `left` or `dwell`.
     pub transition: &'static str,
     /// The membership's epoch: 1 for a first entry.
     pub entry_count: u32,
@@ -179,17 +179,24 @@ pub struct BucketTransition {
 
 impl From<&crate::buckets::membership::Transition> for BucketTransition {
     fn from(t: &crate::buckets::membership::Transition) -> Self {
-        use crate::buckets::membership::TransitionKind;
         BucketTransition {
             bucket_id: t.bucket_id.clone(),
-            transition: match t.kind {
-                TransitionKind::Entered => "entered",
-                TransitionKind::Left(_) => "left",
-            },
+            transition: t.label(),
             entry_count: t.entry_count,
             emitted: t.emit,
         }
     }
+}
+
+/// What one reconcile pass did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileReport {
+    /// Rows the pass read: a full batch means there may be more.
+    pub examined: usize,
+    pub transitions: Vec<BucketTransition>,
+    /// Runs the transitions' events started.
+    pub started_runs: usize,
 }
 
 /// A claim on due work, measured on the real clock (never the dev clock).

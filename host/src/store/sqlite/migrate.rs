@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../../../migrations/sqlite/0009_bucket_time.sql"),
     ),
     (
+        10,
+        "reconcile",
+        include_str!("../../../../migrations/sqlite/0010_reconcile.sql"),
+    ),
+    (
         11,
         "bucket backfill",
         include_str!("../../../../migrations/sqlite/0011_bucket_backfill.sql"),

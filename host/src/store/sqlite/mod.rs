@@ -32,6 +32,7 @@ mod membership;
 mod migrate;
 mod outbox;
 pub(crate) mod preferences;
+mod reconcile;
 mod rows;
 mod runs;
 mod templates;
@@ -524,6 +525,45 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<CancelOutcome> {
         journeys::cancel_run(self, tenant, run_id, now).await
+    }
+
+    async fn reconcile_pass(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketDef,
+        pass: crate::buckets::reconcile::Pass,
+        now: Timestamp,
+        limit: u32,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<super::ReconcileReport> {
+        reconcile::reconcile_pass(self, tenant, bucket, pass, now, limit, routing).await
+    }
+
+    async fn reconcile_next_work(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketDef,
+        after: Timestamp,
+    ) -> StoreResult<Option<Timestamp>> {
+        reconcile::reconcile_next_work(self, tenant, bucket, after).await
+    }
+
+    async fn claim_reconcile(
+        &self,
+        tenant: &TenantId,
+        lease: &super::Lease,
+    ) -> StoreResult<Option<Option<Timestamp>>> {
+        reconcile::claim_reconcile(self, tenant, lease).await
+    }
+
+    async fn finish_reconcile(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        tick: Option<Timestamp>,
+        release: bool,
+    ) -> StoreResult<bool> {
+        reconcile::finish_reconcile(self, tenant, owner, tick, release).await
     }
 
     async fn clock_offset(&self) -> StoreResult<i64> {

@@ -54,6 +54,7 @@ mod journeys;
 mod membership;
 mod outbox;
 mod preferences;
+mod reconcile;
 mod runs;
 mod tenancy;
 

@@ -1,0 +1,441 @@
+//! The PostgreSQL side of the reconcile job: [`ReconcileTx`] over [`PgTx`] (each pass is one
+//! transaction, its transitions ingested in it), the lower bound on when a bucket next has
+//! clock-driven work, and the per-tenant lease that keeps two hosts from reconciling one
+//! tenant at once.
+//!
+//! Concurrency: before changing a person's membership a pass takes the person's contact lock
+//! (the one ingest takes), so a pass and an ingest of the same person run one after the other;
+//! the membership compare-and-swaps and the transitions' deterministic keys make a pass that
+//! runs twice (two hosts, a retry) harmless. A transaction aborted to break a deadlock is run
+//! again.
+
+use super::identity::{PgTx, live_by_key};
+use super::ingest::ingest_transition;
+use super::{MAX_ATTEMPTS, PgStore, is_transient};
+use crate::buckets::membership::ActiveMembership;
+use crate::buckets::reconcile::{self, JoinCandidate, Pass, ReconcileMember, ReconcileTx};
+use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::store::codec::{SkipTally, StartedRuns, parse_object, to_u32};
+use crate::store::{IngestRouting, Lease, ReconcileReport, StoreResult};
+use serde_json::{Map, Value};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use std::sync::Arc;
+
+/// The membership columns [`member_from_row`] reads, `m` being the membership and `c` its
+/// live contact.
+const MEMBER_SELECT: &str = "SELECT m.id, m.bucket_id, m.entry_count, m.entered_at, \
+     m.contact_key, c.properties::text AS properties, \
+     COALESCE(m.dwell_anchor_at, m.entered_at) AS anchor, m.dwell_state \
+     FROM bucket_memberships m JOIN contacts c ON c.tenant_id = m.tenant_id \
+     AND c.key = m.contact_key AND c.deleted_at IS NULL \
+     WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active'";
+
+fn member_from_row(row: &PgRow) -> StoreResult<ReconcileMember> {
+    Ok(ReconcileMember {
+        membership: ActiveMembership {
+            id: row.try_get("id")?,
+            bucket_id: row.try_get("bucket_id")?,
+            entry_count: to_u32("membership entry count", row.try_get("entry_count")?)?,
+            entered_at: Timestamp(row.try_get("entered_at")?),
+        },
+        contact_key: row.try_get("contact_key")?,
+        properties: parse_object("contact properties", row.try_get("properties")?)?,
+        dwell_anchor: Timestamp(row.try_get("anchor")?),
+        dwell_state: parse_object("membership dwell state", row.try_get("dwell_state")?)?,
+    })
+}
+
+fn members(rows: &[PgRow]) -> StoreResult<Vec<ReconcileMember>> {
+    rows.iter().map(member_from_row).collect()
+}
+
+impl ReconcileTx for PgTx<'_> {
+    async fn lock_person(
+        &mut self,
+        tenant: &TenantId,
+        contact_key: &str,
+        properties: &mut Map<String, Value>,
+    ) -> StoreResult<bool> {
+        match live_by_key(self.conn(), tenant, contact_key, true).await? {
+            Some(contact) if contact.key == contact_key => {
+                *properties = contact.properties;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn first_backfill_pending(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<bool> {
+        first_backfill_pending(self.conn(), tenant, bucket_id).await
+    }
+
+    async fn members_to_recheck(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ReconcileMember>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{MEMBER_SELECT} ORDER BY m.last_evaluated_at, m.id LIMIT $3"
+        )))
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?;
+        members(&rows)
+    }
+
+    async fn members_past_max_dwell(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ReconcileMember>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{MEMBER_SELECT} AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= $4 \
+             ORDER BY m.max_dwell_at, m.id LIMIT $3"
+        )))
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(i64::from(limit))
+        .bind(now.0)
+        .fetch_all(self.conn())
+        .await?;
+        members(&rows)
+    }
+
+    async fn members_due_dwell(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        schedule: DwellSchedule,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ReconcileMember>> {
+        let offset = i64::try_from(schedule.offset_ms()).unwrap_or(i64::MAX);
+        let filter = match schedule {
+            DwellSchedule::After(_) => {
+                "AND COALESCE(m.dwell_anchor_at, m.entered_at) <= $4 \
+                 AND (m.dwell_state::jsonb ->> $5) IS NULL"
+            }
+            DwellSchedule::Every(_) => {
+                "AND COALESCE((m.dwell_state::jsonb ->> $5)::int8, m.dwell_anchor_at, \
+                 m.entered_at) <= $4"
+            }
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{MEMBER_SELECT} {filter} ORDER BY m.last_evaluated_at, m.id LIMIT $3"
+        )))
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(i64::from(limit))
+        .bind(now.0.saturating_sub(offset))
+        .bind(schedule.label())
+        .fetch_all(self.conn())
+        .await?;
+        members(&rows)
+    }
+
+    async fn absence_candidates(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        legs: &[EventQuery],
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<JoinCandidate>> {
+        if legs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = legs.iter().map(|l| l.event.as_str()).collect();
+        let since: Vec<i64> = legs
+            .iter()
+            .map(|l| l.window_start(now.0).unwrap_or(i64::MIN))
+            .collect();
+        let rows = sqlx::query(
+            "SELECT c.key, c.properties::text AS properties FROM contacts c \
+             WHERE c.tenant_id = $1 AND c.deleted_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM bucket_memberships m WHERE m.tenant_id = $1 \
+                 AND m.bucket_id = $2 AND m.contact_key = c.key AND m.status = 'active') \
+             AND EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = $1 \
+                 AND e.contact_key = c.key AND e.name = ANY($3)) \
+             AND NOT (SELECT bool_and(EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = $1 \
+                 AND e.contact_key = c.key AND e.name = l.name AND e.occurred_at >= l.since)) \
+                 FROM unnest($3::text[], $4::int8[]) AS l(name, since)) \
+             ORDER BY c.key LIMIT $5",
+        )
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(&names)
+        .bind(&since)
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(JoinCandidate {
+                    contact_key: row.try_get("key")?,
+                    properties: parse_object("contact properties", row.try_get("properties")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn members_expired(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ReconcileMember>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{MEMBER_SELECT} AND m.expires_at IS NOT NULL AND m.expires_at <= $4 \
+             ORDER BY m.expires_at, m.id LIMIT $3"
+        )))
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(i64::from(limit))
+        .bind(now.0)
+        .fetch_all(self.conn())
+        .await?;
+        members(&rows)
+    }
+
+    async fn disarm_expiry(
+        &mut self,
+        tenant: &TenantId,
+        membership_id: &str,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE bucket_memberships SET expires_at = NULL, last_evaluated_at = $1 \
+             WHERE tenant_id = $2 AND id = $3 AND status = 'active'",
+        )
+        .bind(at.0)
+        .bind(tenant.as_str())
+        .bind(membership_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn stamp_dwell(
+        &mut self,
+        tenant: &TenantId,
+        membership_id: &str,
+        label: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let stamped = sqlx::query(
+            "UPDATE bucket_memberships SET dwell_state = \
+             jsonb_set(dwell_state::jsonb, ARRAY[$1::text], to_jsonb($2::int8))::text, \
+             last_evaluated_at = $2, updated_at = $2 \
+             WHERE tenant_id = $3 AND id = $4 AND status = 'active'",
+        )
+        .bind(label)
+        .bind(at.0)
+        .bind(tenant.as_str())
+        .bind(membership_id)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(stamped > 0)
+    }
+}
+
+async fn first_backfill_pending(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    bucket_id: &str,
+) -> StoreResult<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM bucket_configs WHERE tenant_id = $1 \
+         AND bucket_id = $2 AND criteria_hash IS NULL)",
+    )
+    .bind(tenant.as_str())
+    .bind(bucket_id)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// [`crate::store::Store::reconcile_pass`].
+pub(super) async fn reconcile_pass(
+    store: &PgStore,
+    tenant: &TenantId,
+    bucket: &BucketDef,
+    pass: Pass,
+    now: Timestamp,
+    limit: u32,
+    routing: Arc<dyn IngestRouting>,
+) -> StoreResult<ReconcileReport> {
+    let mut attempt = 1;
+    loop {
+        match pass_once(store, tenant, bucket, pass, now, limit, routing.as_ref()).await {
+            Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => attempt += 1,
+            result => return result,
+        }
+    }
+}
+
+async fn pass_once(
+    store: &PgStore,
+    tenant: &TenantId,
+    bucket: &BucketDef,
+    pass: Pass,
+    now: Timestamp,
+    limit: u32,
+    routing: &dyn IngestRouting,
+) -> StoreResult<ReconcileReport> {
+    let mut tx = store.pool.begin().await?;
+    let mut pg = PgTx::new(&mut tx);
+    let outcome = reconcile::run_pass(&mut pg, bucket, tenant, pass, now, limit).await?;
+    let mut runs = StartedRuns::default();
+    let mut transitions = Vec::with_capacity(outcome.transitions.len());
+    for transition in &outcome.transitions {
+        let Some(contact) = live_by_key(pg.conn(), tenant, &transition.contact_key, true).await?
+        else {
+            continue;
+        };
+        transitions
+            .push(ingest_transition(&mut pg, routing, &contact, transition, now, &mut runs).await?);
+    }
+    let mut skips = SkipTally::default();
+    skips.add(tenant, &runs.skipped);
+    super::journeys::count_skips(pg.conn(), &skips).await?;
+    pg.write_events().await?;
+    tx.commit().await?;
+    Ok(ReconcileReport {
+        examined: outcome.examined,
+        transitions,
+        started_runs: runs.started.len(),
+    })
+}
+
+/// [`crate::store::Store::reconcile_next_work`].
+pub(super) async fn reconcile_next_work(
+    store: &PgStore,
+    tenant: &TenantId,
+    bucket: &BucketDef,
+    after: Timestamp,
+) -> StoreResult<Option<Timestamp>> {
+    let mut conn = store.pool.acquire().await?;
+    let plan = reconcile::work_plan(bucket);
+    let mut instants = Vec::new();
+    for leg in &plan.window_legs {
+        let within = i64::try_from(leg.within_ms.unwrap_or(0)).unwrap_or(i64::MAX);
+        let first: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(occurred_at) FROM events WHERE tenant_id = $1 AND name = $2 \
+             AND occurred_at >= $3",
+        )
+        .bind(tenant.as_str())
+        .bind(&leg.event)
+        .bind(after.0.saturating_sub(within))
+        .fetch_one(&mut *conn)
+        .await?;
+        instants.extend(first.map(|t| Timestamp(t.saturating_add(within) + 1)));
+    }
+    if plan.max_dwell {
+        let first: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant_id = $1 \
+             AND bucket_id = $2 AND status = 'active' AND max_dwell_at IS NOT NULL",
+        )
+        .bind(tenant.as_str())
+        .bind(&bucket.id)
+        .fetch_one(&mut *conn)
+        .await?;
+        instants.extend(first.map(Timestamp));
+    }
+    if plan.deadlines {
+        let first: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant_id = $1 \
+             AND bucket_id = $2 AND status = 'active' AND expires_at > $3",
+        )
+        .bind(tenant.as_str())
+        .bind(&bucket.id)
+        .bind(after.0)
+        .fetch_one(&mut *conn)
+        .await?;
+        instants.extend(first.map(Timestamp));
+    }
+    if !plan.dwell.is_empty() && !first_backfill_pending(&mut conn, tenant, &bucket.id).await? {
+        for schedule in &plan.dwell {
+            let sql = match schedule {
+                DwellSchedule::After(_) => {
+                    "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) FROM bucket_memberships \
+                     WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active' \
+                     AND (dwell_state::jsonb ->> $3) IS NULL"
+                }
+                DwellSchedule::Every(_) => {
+                    "SELECT MIN(COALESCE((dwell_state::jsonb ->> $3)::int8, dwell_anchor_at, \
+                     entered_at)) FROM bucket_memberships \
+                     WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active'"
+                }
+            };
+            let first: Option<i64> = sqlx::query_scalar(sql)
+                .bind(tenant.as_str())
+                .bind(&bucket.id)
+                .bind(schedule.label())
+                .fetch_one(&mut *conn)
+                .await?;
+            instants.extend(first.map(|t| Timestamp(t).plus_ms(schedule.offset_ms())));
+        }
+    }
+    Ok(reconcile::next_work(after, instants))
+}
+
+/// [`crate::store::Store::claim_reconcile`].
+pub(super) async fn claim_reconcile(
+    store: &PgStore,
+    tenant: &TenantId,
+    lease: &Lease,
+) -> StoreResult<Option<Option<Timestamp>>> {
+    let claimed: Option<Option<i64>> = sqlx::query_scalar(
+        "INSERT INTO reconcile_state (tenant_id, lease_owner, lease_until) \
+         VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE \
+         SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until \
+         WHERE reconcile_state.lease_owner IS NULL \
+         OR reconcile_state.lease_owner = $2 OR reconcile_state.lease_until < $4 \
+         RETURNING last_tick_at",
+    )
+    .bind(tenant.as_str())
+    .bind(&lease.owner)
+    .bind(lease.until_real.0)
+    .bind(lease.now_real.0)
+    .fetch_optional(&store.pool)
+    .await?;
+    Ok(claimed.map(|tick| tick.map(Timestamp)))
+}
+
+/// [`crate::store::Store::finish_reconcile`].
+pub(super) async fn finish_reconcile(
+    store: &PgStore,
+    tenant: &TenantId,
+    owner: &str,
+    tick: Option<Timestamp>,
+    release: bool,
+) -> StoreResult<bool> {
+    let updated = sqlx::query(
+        "UPDATE reconcile_state SET \
+         last_tick_at = GREATEST(last_tick_at, $3), \
+         lease_owner = CASE WHEN $4 THEN NULL ELSE lease_owner END, \
+         lease_until = CASE WHEN $4 THEN NULL ELSE lease_until END \
+         WHERE tenant_id = $1 AND lease_owner = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(owner)
+    .bind(tick.map(|t| t.0))
+    .bind(release)
+    .execute(&store.pool)
+    .await?
+    .rows_affected();
+    Ok(updated > 0)
+}

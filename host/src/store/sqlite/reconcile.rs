@@ -1,0 +1,529 @@
+//! The SQLite side of the reconcile job: [`ReconcileTx`] over the writer's open transaction
+//! (each pass is one write transaction, its transitions ingested in it), the lower bound on
+//! when a bucket next has clock-driven work, and the per-tenant lease.
+
+use super::SqliteStore;
+use super::identity::{live_by_key, run_sync};
+use super::ingest::ingest_transition;
+use super::membership::SqliteMembershipTx;
+use super::rows::{parse_object, to_u32};
+use crate::buckets::membership::{
+    ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
+};
+use crate::buckets::reconcile::{self, JoinCandidate, Pass, ReconcileMember, ReconcileTx};
+use crate::buckets::{BucketDef, DwellSchedule, EventCounts, EventQuery, LeaveReason};
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::store::codec::{SkipTally, StartedRuns};
+use crate::store::{IngestRouting, Lease, ReconcileReport, StoreResult};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use std::sync::Arc;
+
+/// The membership columns [`member_from_row`] reads, `m` being the membership and `c` its
+/// live contact.
+const MEMBER_SELECT: &str = "SELECT m.id, m.bucket_id, m.entry_count, m.entered_at, \
+     m.contact_key, c.properties, COALESCE(m.dwell_anchor_at, m.entered_at), m.dwell_state \
+     FROM bucket_memberships m JOIN contacts c ON c.tenant_id = m.tenant_id \
+     AND c.key = m.contact_key AND c.deleted_at IS NULL \
+     WHERE m.tenant_id = ?1 AND m.bucket_id = ?2 AND m.status = 'active'";
+
+/// The JSON path of a dwell label in `dwell_state`.
+fn dwell_path(label: &str) -> String {
+    format!("$.\"{label}\"")
+}
+
+fn member_from_row(row: &Row<'_>) -> StoreResult<ReconcileMember> {
+    Ok(ReconcileMember {
+        membership: ActiveMembership {
+            id: row.get(0)?,
+            bucket_id: row.get(1)?,
+            entry_count: to_u32("membership entry count", row.get(2)?)?,
+            entered_at: Timestamp(row.get(3)?),
+        },
+        contact_key: row.get(4)?,
+        properties: parse_object("contact properties", &row.get::<_, String>(5)?)?,
+        dwell_anchor: Timestamp(row.get(6)?),
+        dwell_state: parse_object("membership dwell state", &row.get::<_, String>(7)?)?,
+    })
+}
+
+struct SqliteReconcileTx<'a> {
+    conn: &'a Connection,
+    members: SqliteMembershipTx<'a>,
+}
+
+impl SqliteReconcileTx<'_> {
+    fn members(
+        &self,
+        filter: &str,
+        order: &str,
+        params: impl rusqlite::Params,
+    ) -> StoreResult<Vec<ReconcileMember>> {
+        let sql = format!("{MEMBER_SELECT} {filter} ORDER BY {order} LIMIT ?3");
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let mut rows = statement.query(params)?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            found.push(member_from_row(row)?);
+        }
+        Ok(found)
+    }
+}
+
+impl MembershipTx for SqliteReconcileTx<'_> {
+    async fn event_counts(
+        &mut self,
+        tenant: &TenantId,
+        contact_key: &str,
+        queries: &[EventQuery],
+        now: Timestamp,
+    ) -> StoreResult<EventCounts> {
+        self.members
+            .event_counts(tenant, contact_key, queries, now)
+            .await
+    }
+
+    async fn active_memberships(
+        &mut self,
+        tenant: &TenantId,
+        contact_key: &str,
+    ) -> StoreResult<Vec<ActiveMembership>> {
+        self.members.active_memberships(tenant, contact_key).await
+    }
+
+    async fn membership_history(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        contact_key: &str,
+    ) -> StoreResult<MembershipHistory> {
+        self.members
+            .membership_history(tenant, bucket_id, contact_key)
+            .await
+    }
+
+    async fn insert_membership(&mut self, membership: &NewMembership) -> StoreResult<bool> {
+        self.members.insert_membership(membership).await
+    }
+
+    async fn leave_membership(
+        &mut self,
+        tenant: &TenantId,
+        membership_id: &str,
+        at: Timestamp,
+        reason: LeaveReason,
+    ) -> StoreResult<bool> {
+        self.members
+            .leave_membership(tenant, membership_id, at, reason)
+            .await
+    }
+
+    async fn touch_membership(
+        &mut self,
+        tenant: &TenantId,
+        membership_id: &str,
+        at: Timestamp,
+        expires_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        self.members
+            .touch_membership(tenant, membership_id, at, expires_at)
+            .await
+    }
+}
+
+impl ReconcileTx for SqliteReconcileTx<'_> {
+    /// The one writer thread already serialises everything, and the contact was read in this
+    /// transaction.
+    async fn lock_person(
+        &mut self,
+        _: &TenantId,
+        _: &str,
+        _: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> StoreResult<bool> {
+        Ok(true)
+    }
+
+    async fn first_backfill_pending(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM bucket_configs WHERE tenant_id = ?1 \
+                 AND bucket_id = ?2 AND criteria_hash IS NULL)",
+            )?
+            .query_row(params![tenant.as_str(), bucket_id], |row| row.get(0))?)
+    }
+
+    async fn members_to_recheck(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ReconcileMember>> {
+        self.members(
+            "",
+            "m.last_evaluated_at, m.id",
+            params![tenant.as_str(), bucket_id, limit],
+        )
+    }
+
+    async fn members_past_max_dwell(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ReconcileMember>> {
+        self.members(
+            "AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= ?4",
+            "m.max_dwell_at, m.id",
+            params![tenant.as_str(), bucket_id, limit, now.0],
+        )
+    }
+
+    async fn members_due_dwell(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        schedule: DwellSchedule,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ReconcileMember>> {
+        let offset = i64::try_from(schedule.offset_ms()).unwrap_or(i64::MAX);
+        let cutoff = now.0.saturating_sub(offset);
+        let filter = match schedule {
+            DwellSchedule::After(_) => {
+                "AND COALESCE(m.dwell_anchor_at, m.entered_at) <= ?4 \
+                 AND json_extract(m.dwell_state, ?5) IS NULL"
+            }
+            DwellSchedule::Every(_) => {
+                "AND COALESCE(json_extract(m.dwell_state, ?5), m.dwell_anchor_at, \
+                 m.entered_at) <= ?4"
+            }
+        };
+        self.members(
+            filter,
+            "m.last_evaluated_at, m.id",
+            params![
+                tenant.as_str(),
+                bucket_id,
+                limit,
+                cutoff,
+                dwell_path(&schedule.label())
+            ],
+        )
+    }
+
+    async fn absence_candidates(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        legs: &[EventQuery],
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<JoinCandidate>> {
+        if legs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // ?1 tenant, ?2 bucket, ?3 limit, then per leg its name and window start.
+        let mut sql = String::from(
+            "SELECT c.key, c.properties FROM contacts c \
+             WHERE c.tenant_id = ?1 AND c.deleted_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM bucket_memberships m WHERE m.tenant_id = ?1 \
+             AND m.bucket_id = ?2 AND m.contact_key = c.key AND m.status = 'active') AND (",
+        );
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            tenant.as_str().to_owned().into(),
+            bucket_id.to_owned().into(),
+            i64::from(limit).into(),
+        ];
+        for (i, leg) in legs.iter().enumerate() {
+            let name = 4 + 2 * i;
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push_str(&format!(
+                "EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = ?1 \
+                 AND e.contact_key = c.key AND e.name = ?{name})"
+            ));
+            values.push(leg.event.clone().into());
+            values.push(leg.window_start(now.0).unwrap_or(i64::MIN).into());
+        }
+        sql.push_str(") AND NOT (");
+        for i in 0..legs.len() {
+            let (name, since) = (4 + 2 * i, 5 + 2 * i);
+            if i > 0 {
+                sql.push_str(" AND ");
+            }
+            sql.push_str(&format!(
+                "EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = ?1 \
+                 AND e.contact_key = c.key AND e.name = ?{name} AND e.occurred_at >= ?{since})"
+            ));
+        }
+        sql.push_str(") ORDER BY c.key LIMIT ?3");
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let mut rows = statement.query(params_from_iter(values))?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            found.push(JoinCandidate {
+                contact_key: row.get(0)?,
+                properties: parse_object("contact properties", &row.get::<_, String>(1)?)?,
+            });
+        }
+        Ok(found)
+    }
+
+    async fn members_expired(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ReconcileMember>> {
+        self.members(
+            "AND m.expires_at IS NOT NULL AND m.expires_at <= ?4",
+            "m.expires_at, m.id",
+            params![tenant.as_str(), bucket_id, limit, now.0],
+        )
+    }
+
+    async fn disarm_expiry(
+        &mut self,
+        tenant: &TenantId,
+        membership_id: &str,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE bucket_memberships SET expires_at = NULL, last_evaluated_at = ?1 \
+                 WHERE tenant_id = ?2 AND id = ?3 AND status = 'active'",
+            )?
+            .execute(params![at.0, tenant.as_str(), membership_id])?;
+        Ok(())
+    }
+
+    async fn stamp_dwell(
+        &mut self,
+        tenant: &TenantId,
+        membership_id: &str,
+        label: &str,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let stamped = self
+            .conn
+            .prepare_cached(
+                "UPDATE bucket_memberships SET dwell_state = json_set(dwell_state, ?1, ?2), \
+                 last_evaluated_at = ?2, updated_at = ?2 \
+                 WHERE tenant_id = ?3 AND id = ?4 AND status = 'active'",
+            )?
+            .execute(params![
+                dwell_path(label),
+                at.0,
+                tenant.as_str(),
+                membership_id
+            ])?;
+        Ok(stamped > 0)
+    }
+}
+
+/// [`crate::store::Store::reconcile_pass`].
+pub(super) async fn reconcile_pass(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    bucket: &BucketDef,
+    pass: Pass,
+    now: Timestamp,
+    limit: u32,
+    routing: Arc<dyn IngestRouting>,
+) -> StoreResult<ReconcileReport> {
+    let (tenant, bucket) = (tenant.clone(), bucket.clone());
+    store
+        .write(move |tx| {
+            let mut reconcile = SqliteReconcileTx {
+                conn: tx,
+                members: SqliteMembershipTx::new(tx),
+            };
+            let outcome = run_sync(reconcile::run_pass(
+                &mut reconcile,
+                &bucket,
+                &tenant,
+                pass,
+                now,
+                limit,
+            ))?;
+            let mut runs = StartedRuns::default();
+            let mut transitions = Vec::with_capacity(outcome.transitions.len());
+            for transition in &outcome.transitions {
+                let Some(contact) = live_by_key(tx, &tenant, &transition.contact_key)? else {
+                    continue;
+                };
+                transitions.push(ingest_transition(
+                    tx,
+                    routing.as_ref(),
+                    &contact,
+                    transition,
+                    now,
+                    &mut runs,
+                )?);
+            }
+            let mut skips = SkipTally::default();
+            skips.add(&tenant, &runs.skipped);
+            super::journeys::count_skips(tx, &skips)?;
+            Ok(ReconcileReport {
+                examined: outcome.examined,
+                transitions,
+                started_runs: runs.started.len(),
+            })
+        })
+        .await
+}
+
+/// [`crate::store::Store::reconcile_next_work`].
+pub(super) async fn reconcile_next_work(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    bucket: &BucketDef,
+    after: Timestamp,
+) -> StoreResult<Option<Timestamp>> {
+    let (tenant, bucket) = (tenant.clone(), bucket.clone());
+    store
+        .read(move |tx| {
+            let tenant = tenant.as_str();
+            let mut instants = Vec::new();
+            let min =
+                |sql: &str, values: Vec<rusqlite::types::Value>| -> StoreResult<Option<i64>> {
+                    Ok(tx
+                        .prepare_cached(sql)?
+                        .query_row(params_from_iter(values), |row| row.get::<_, Option<i64>>(0))
+                        .optional()?
+                        .flatten())
+                };
+            let plan = reconcile::work_plan(&bucket);
+            for leg in &plan.window_legs {
+                let within = i64::try_from(leg.within_ms.unwrap_or(0)).unwrap_or(i64::MAX);
+                let first = min(
+                    "SELECT MIN(occurred_at) FROM events WHERE tenant_id = ?1 AND name = ?2 \
+                     AND occurred_at >= ?3",
+                    vec![
+                        tenant.to_owned().into(),
+                        leg.event.clone().into(),
+                        after.0.saturating_sub(within).into(),
+                    ],
+                )?;
+                instants.extend(first.map(|t| Timestamp(t.saturating_add(within) + 1)));
+            }
+            let bucket_values = || -> Vec<rusqlite::types::Value> {
+                vec![tenant.to_owned().into(), bucket.id.clone().into()]
+            };
+            if plan.max_dwell {
+                instants.extend(
+                    min(
+                        "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant_id = ?1 \
+                         AND bucket_id = ?2 AND status = 'active' AND max_dwell_at IS NOT NULL",
+                        bucket_values(),
+                    )?
+                    .map(Timestamp),
+                );
+            }
+            if plan.deadlines {
+                let mut values = bucket_values();
+                values.push(after.0.into());
+                instants.extend(
+                    min(
+                        "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant_id = ?1 \
+                         AND bucket_id = ?2 AND status = 'active' AND expires_at > ?3",
+                        values,
+                    )?
+                    .map(Timestamp),
+                );
+            }
+            let gated = !plan.dwell.is_empty()
+                && tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM bucket_configs WHERE tenant_id = ?1 \
+                         AND bucket_id = ?2 AND criteria_hash IS NULL)",
+                    )?
+                    .query_row(params![tenant, bucket.id], |row| row.get::<_, bool>(0))?;
+            for schedule in plan.dwell.iter().filter(|_| !gated) {
+                let mut values = bucket_values();
+                values.push(dwell_path(&schedule.label()).into());
+                let sql = match schedule {
+                    DwellSchedule::After(_) => {
+                        "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) FROM bucket_memberships \
+                         WHERE tenant_id = ?1 AND bucket_id = ?2 AND status = 'active' \
+                         AND json_extract(dwell_state, ?3) IS NULL"
+                    }
+                    DwellSchedule::Every(_) => {
+                        "SELECT MIN(COALESCE(json_extract(dwell_state, ?3), dwell_anchor_at, \
+                         entered_at)) FROM bucket_memberships \
+                         WHERE tenant_id = ?1 AND bucket_id = ?2 AND status = 'active'"
+                    }
+                };
+                instants
+                    .extend(min(sql, values)?.map(|t| Timestamp(t).plus_ms(schedule.offset_ms())));
+            }
+            Ok(reconcile::next_work(after, instants))
+        })
+        .await
+}
+
+/// [`crate::store::Store::claim_reconcile`].
+pub(super) async fn claim_reconcile(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    lease: &Lease,
+) -> StoreResult<Option<Option<Timestamp>>> {
+    let (tenant, lease) = (tenant.clone(), lease.clone());
+    store
+        .write(move |tx| {
+            let claimed: Option<Option<i64>> = tx
+                .prepare_cached(
+                    "INSERT INTO reconcile_state (tenant_id, lease_owner, lease_until) \
+                     VALUES (?1, ?2, ?3) ON CONFLICT (tenant_id) DO UPDATE \
+                     SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until \
+                     WHERE reconcile_state.lease_owner IS NULL \
+                     OR reconcile_state.lease_owner = ?2 OR reconcile_state.lease_until < ?4 \
+                     RETURNING last_tick_at",
+                )?
+                .query_row(
+                    params![
+                        tenant.as_str(),
+                        lease.owner,
+                        lease.until_real.0,
+                        lease.now_real.0
+                    ],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(claimed.map(|tick| tick.map(Timestamp)))
+        })
+        .await
+}
+
+/// [`crate::store::Store::finish_reconcile`].
+pub(super) async fn finish_reconcile(
+    store: &SqliteStore,
+    tenant: &TenantId,
+    owner: &str,
+    tick: Option<Timestamp>,
+    release: bool,
+) -> StoreResult<bool> {
+    let (tenant, owner) = (tenant.clone(), owner.to_owned());
+    store
+        .write(move |tx| {
+            let updated = tx
+                .prepare_cached(
+                    "UPDATE reconcile_state SET \
+                     last_tick_at = MAX(COALESCE(last_tick_at, ?3), COALESCE(?3, last_tick_at)), \
+                     lease_owner = CASE WHEN ?4 THEN NULL ELSE lease_owner END, \
+                     lease_until = CASE WHEN ?4 THEN NULL ELSE lease_until END \
+                     WHERE tenant_id = ?1 AND lease_owner = ?2",
+                )?
+                .execute(params![tenant.as_str(), owner, tick.map(|t| t.0), release])?;
+            Ok(updated > 0)
+        })
+        .await
+}
