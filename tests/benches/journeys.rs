@@ -116,7 +116,10 @@ async fn until_runs(
             Instant::now() < deadline,
             "{journey}: {count} runs never became {status}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Not faster: each poll counts the journey's runs by status on the server, and polling
+        // every 20 ms cost the server a third of its CPU in this phase. 100 ms is under 3% of
+        // the shortest phase measured.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "bucket backfill",
         include_str!("../../../../migrations/sqlite/0011_bucket_backfill.sql"),
     ),
+    (
+        12,
+        "timers by due",
+        include_str!("../../../../migrations/sqlite/0012_timers_by_due.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {
