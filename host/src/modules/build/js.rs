@@ -129,9 +129,7 @@ pub(super) fn build(dir: &Path, out_dir: &Path) -> Result<BuiltModule, BuildErro
     })?;
     let output = dir.join(&package.module);
     let local_wit = dir.join("wit");
-    let repo_wit = repo_root_from(dir)
-        .map(|root| root.join("wit"))
-        .filter(|wit| *wit != local_wit);
+    let repo_wit = repository_wit(dir);
     if repo_wit.is_none() && !local_wit.join("waymark.wit").is_file() {
         return Err(BuildError::WitNotFound(dir.to_path_buf()));
     }
@@ -164,6 +162,16 @@ pub(super) fn build(dir: &Path, out_dir: &Path) -> Result<BuiltModule, BuildErro
         expect_artifact(dir, &output)?;
     }
     install(&output, out_dir, &package.name)
+}
+
+/// The WIT directory of the repository a JS package lives in, if it lives in one. Searched
+/// from the package's parent: the package's own `wit` is the copy an earlier build made, and
+/// finding it first would hide every later change to the repository's WIT.
+fn repository_wit(package_dir: &Path) -> Option<PathBuf> {
+    let absolute = fs::canonicalize(package_dir)
+        .or_else(|_| std::path::absolute(package_dir))
+        .ok()?;
+    repo_root_from(absolute.parent()?).map(|root| root.join("wit"))
 }
 
 /// Replaces `to` with a copy of the directory tree `from`.
@@ -218,6 +226,26 @@ mod tests {
             parse_package_json(r#"{"name":"x","scripts":{"build":"x"},"waymark":{"module":3}}"#)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_package_with_a_copied_wit_still_builds_from_the_repository_wit() {
+        let repo = tempfile::tempdir().unwrap();
+        fs::create_dir_all(repo.path().join("wit")).unwrap();
+        fs::write(
+            repo.path().join("wit/waymark.wit"),
+            "package waymark:journey;",
+        )
+        .unwrap();
+        let package = repo.path().join("guests/js-hello");
+        fs::create_dir_all(package.join("wit")).unwrap();
+        fs::write(package.join("wit/waymark.wit"), "an earlier copy").unwrap();
+
+        let wit = repository_wit(&package).unwrap();
+
+        assert_eq!(wit, fs::canonicalize(repo.path()).unwrap().join("wit"));
+        let standalone = tempfile::tempdir().unwrap();
+        assert_eq!(repository_wit(standalone.path()), None);
     }
 
     #[test]
