@@ -372,17 +372,8 @@ pub async fn run_pass(
                         .await?;
                     continue;
                 }
-                let left = membership::leave_as(
-                    tx,
-                    bucket,
-                    tenant,
-                    &member.contact_key,
-                    &member.membership,
-                    LeaveReason::Criteria,
-                    Source::Reconcile,
-                    now,
-                )
-                .await?;
+                let left =
+                    leave_by_clock(tx, bucket, tenant, &member, LeaveReason::Criteria, now).await?;
                 outcome.transitions.extend(left);
             }
         }
@@ -434,17 +425,8 @@ pub async fn run_pass(
                     tx.disarm_expiry(tenant, &member.membership.id, now).await?;
                     continue;
                 }
-                let left = membership::leave_as(
-                    tx,
-                    bucket,
-                    tenant,
-                    &member.contact_key,
-                    &member.membership,
-                    LeaveReason::Criteria,
-                    Source::Reconcile,
-                    now,
-                )
-                .await?;
+                let left =
+                    leave_by_clock(tx, bucket, tenant, &member, LeaveReason::Criteria, now).await?;
                 outcome.transitions.extend(left);
             }
         }
@@ -460,17 +442,8 @@ pub async fn run_pass(
                 {
                     continue;
                 }
-                let left = membership::leave_as(
-                    tx,
-                    bucket,
-                    tenant,
-                    &member.contact_key,
-                    &member.membership,
-                    LeaveReason::MaxDwell,
-                    Source::Reconcile,
-                    now,
-                )
-                .await?;
+                let left =
+                    leave_by_clock(tx, bucket, tenant, &member, LeaveReason::MaxDwell, now).await?;
                 outcome.transitions.extend(left);
             }
         }
@@ -519,6 +492,28 @@ pub async fn run_pass(
         }
     }
     Ok(outcome)
+}
+
+/// A member leaves by the job: the leave rule of every writer, as [`Source::Reconcile`].
+async fn leave_by_clock(
+    tx: &mut impl ReconcileTx,
+    bucket: &BucketDef,
+    tenant: &TenantId,
+    member: &ReconcileMember,
+    reason: LeaveReason,
+    now: Timestamp,
+) -> StoreResult<Option<Transition>> {
+    membership::leave_as(
+        tx,
+        bucket,
+        tenant,
+        &member.contact_key,
+        &member.membership,
+        reason,
+        Source::Reconcile,
+        now,
+    )
+    .await
 }
 
 #[cfg(test)]
