@@ -9,6 +9,7 @@
 //! It must not do I/O: no SQL (membership rows and event counts belong to [`crate::store`]),
 //! no clock reads (callers pass `now`), no module loading (that is [`crate::modules`]).
 
+pub mod absence;
 pub mod backfill;
 pub mod criteria;
 pub mod eval;

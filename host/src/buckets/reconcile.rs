@@ -13,6 +13,7 @@
 //! It decides; it must not speak SQL (the store implements [`ReconcileTx`]) nor read a clock
 //! (the job passes the pass instant).
 
+use super::absence::{self, AbsenceCursor, AbsenceRow};
 use super::membership::{self, ActiveMembership, MembershipTx, Source, Transition, TransitionKind};
 use super::{BucketDef, Condition, DwellSchedule, EventCheck, EventQuery, LeaveReason, evaluate};
 use crate::clock::Timestamp;
@@ -292,16 +293,39 @@ pub trait ReconcileTx: MembershipTx {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<ReconcileMember>>;
-    /// Up to `limit` live contacts, by key, who are not members of the bucket, ever fired
-    /// some leg's event, and did not fire every leg's event inside that leg's window at `now`.
-    async fn absence_candidates(
+    /// The saved cursor of an absence leg's scan ([`absence::candidates`]), if any.
+    async fn absence_cursor(
         &mut self,
         tenant: &TenantId,
         bucket_id: &str,
-        legs: &[EventQuery],
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<JoinCandidate>>;
+        leg: &EventQuery,
+    ) -> StoreResult<Option<AbsenceCursor>>;
+    /// Save an absence leg's cursor.
+    async fn save_absence_cursor(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        leg: &EventQuery,
+        cursor: &AbsenceCursor,
+    ) -> StoreResult<()>;
+    /// When the bucket's last completed backfill started, if it had one.
+    async fn backfill_started_at(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<Option<Timestamp>>;
+    /// Up to `max_rows` of the tenant's events named `leg.event` after `from` and before
+    /// `until`, in (occurred_at, id) order, each marked a candidate when it is its live
+    /// person's last event of that name and the person is not an active member of the bucket.
+    async fn absence_scan(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        leg: &EventQuery,
+        from: &AbsenceCursor,
+        until: i64,
+        max_rows: u32,
+    ) -> StoreResult<Vec<AbsenceRow>>;
     /// Up to `limit` members whose `expires_at <= now`, earliest first.
     async fn members_expired(
         &mut self,
@@ -378,34 +402,34 @@ pub async fn run_pass(
             }
         }
         Pass::AbsenceJoins => {
-            let legs = absence_legs(criteria);
-            let candidates = tx
-                .absence_candidates(tenant, &bucket.id, &legs, now, limit)
-                .await?;
-            outcome.examined = candidates.len();
-            for mut candidate in candidates {
-                if !tx
-                    .lock_person(tenant, &candidate.contact_key, &mut candidate.properties)
-                    .await?
-                {
-                    continue;
-                }
-                let counts = tx
-                    .event_counts(tenant, &candidate.contact_key, &queries, now)
+            for leg in absence_legs(criteria) {
+                let candidates =
+                    absence::candidates(tx, tenant, &bucket.id, &leg, now, limit).await?;
+                outcome.examined += candidates.len();
+                for mut candidate in candidates {
+                    if !tx
+                        .lock_person(tenant, &candidate.contact_key, &mut candidate.properties)
+                        .await?
+                    {
+                        continue;
+                    }
+                    let counts = tx
+                        .event_counts(tenant, &candidate.contact_key, &queries, now)
+                        .await?;
+                    if !evaluate(criteria, &candidate.properties, &counts) {
+                        continue;
+                    }
+                    let joined = membership::join(
+                        tx,
+                        bucket,
+                        tenant,
+                        &candidate.contact_key,
+                        Source::Reconcile,
+                        now,
+                    )
                     .await?;
-                if !evaluate(criteria, &candidate.properties, &counts) {
-                    continue;
+                    outcome.transitions.extend(joined);
                 }
-                let joined = membership::join(
-                    tx,
-                    bucket,
-                    tenant,
-                    &candidate.contact_key,
-                    Source::Reconcile,
-                    now,
-                )
-                .await?;
-                outcome.transitions.extend(joined);
             }
         }
         Pass::Expiry => {

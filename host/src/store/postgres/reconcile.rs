@@ -13,6 +13,7 @@ use super::identity::{PgTx, live_by_key};
 use super::ingest::ingest_transition;
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::membership::ActiveMembership;
+use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
 use crate::buckets::reconcile::{self, JoinCandidate, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
@@ -26,6 +27,10 @@ use std::sync::Arc;
 
 /// The membership columns [`member_from_row`] reads, `m` being the membership and `c` its
 /// live contact.
+///
+/// Pages over it order by one indexed column alone (`last_evaluated_at`, `max_dwell_at`,
+/// `expires_at`): a tiebreaker outside the index would sort every row sharing the first row's
+/// instant — a bulk join stamps thousands alike — on every page.
 const MEMBER_SELECT: &str = "SELECT m.id, m.bucket_id, m.entry_count, m.entered_at, \
      m.contact_key, c.properties::text AS properties, \
      COALESCE(m.dwell_anchor_at, m.entered_at) AS anchor, m.dwell_state \
@@ -83,7 +88,7 @@ impl ReconcileTx for PgTx<'_> {
         limit: u32,
     ) -> StoreResult<Vec<ReconcileMember>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{MEMBER_SELECT} ORDER BY m.last_evaluated_at, m.id LIMIT $3"
+            "{MEMBER_SELECT} ORDER BY m.last_evaluated_at LIMIT $3"
         )))
         .bind(tenant.as_str())
         .bind(bucket_id)
@@ -102,7 +107,7 @@ impl ReconcileTx for PgTx<'_> {
     ) -> StoreResult<Vec<ReconcileMember>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{MEMBER_SELECT} AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= $4 \
-             ORDER BY m.max_dwell_at, m.id LIMIT $3"
+             ORDER BY m.max_dwell_at LIMIT $3"
         )))
         .bind(tenant.as_str())
         .bind(bucket_id)
@@ -133,7 +138,7 @@ impl ReconcileTx for PgTx<'_> {
             }
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{MEMBER_SELECT} {filter} ORDER BY m.last_evaluated_at, m.id LIMIT $3"
+            "{MEMBER_SELECT} {filter} ORDER BY m.last_evaluated_at LIMIT $3"
         )))
         .bind(tenant.as_str())
         .bind(bucket_id)
@@ -145,46 +150,123 @@ impl ReconcileTx for PgTx<'_> {
         members(&rows)
     }
 
-    async fn absence_candidates(
+    async fn absence_cursor(
         &mut self,
         tenant: &TenantId,
         bucket_id: &str,
-        legs: &[EventQuery],
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<JoinCandidate>> {
-        if legs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let names: Vec<&str> = legs.iter().map(|l| l.event.as_str()).collect();
-        let since: Vec<i64> = legs
-            .iter()
-            .map(|l| l.window_start(now.0).unwrap_or(i64::MIN))
-            .collect();
-        let rows = sqlx::query(
-            "SELECT c.key, c.properties::text AS properties FROM contacts c \
-             WHERE c.tenant_id = $1 AND c.deleted_at IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM bucket_memberships m WHERE m.tenant_id = $1 \
-                 AND m.bucket_id = $2 AND m.contact_key = c.key AND m.status = 'active') \
-             AND EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = $1 \
-                 AND e.contact_key = c.key AND e.name = ANY($3)) \
-             AND NOT (SELECT bool_and(EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = $1 \
-                 AND e.contact_key = c.key AND e.name = l.name AND e.occurred_at >= l.since)) \
-                 FROM unnest($3::text[], $4::int8[]) AS l(name, since)) \
-             ORDER BY c.key LIMIT $5",
+        leg: &EventQuery,
+    ) -> StoreResult<Option<AbsenceCursor>> {
+        let row = sqlx::query(
+            "SELECT after_at, after_id FROM bucket_absence_cursors WHERE tenant_id = $1 \
+             AND bucket_id = $2 AND event_name = $3 AND within_ms = $4",
         )
         .bind(tenant.as_str())
         .bind(bucket_id)
-        .bind(&names)
-        .bind(&since)
-        .bind(i64::from(limit))
+        .bind(&leg.event)
+        .bind(window_ms(leg))
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|row| {
+            Ok(AbsenceCursor {
+                after_at: row.try_get("after_at")?,
+                after_id: row.try_get("after_id")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_absence_cursor(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        leg: &EventQuery,
+        cursor: &AbsenceCursor,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO bucket_absence_cursors \
+             (tenant_id, bucket_id, event_name, within_ms, after_at, after_id) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (tenant_id, bucket_id, event_name, within_ms) \
+             DO UPDATE SET after_at = excluded.after_at, after_id = excluded.after_id",
+        )
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(&leg.event)
+        .bind(window_ms(leg))
+        .bind(cursor.after_at)
+        .bind(&cursor.after_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn backfill_started_at(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<Option<Timestamp>> {
+        let started: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT backfill_started_at FROM bucket_configs WHERE tenant_id = $1 \
+             AND bucket_id = $2 AND backfill_state = 'completed'",
+        )
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(started.flatten().map(Timestamp))
+    }
+
+    async fn absence_scan(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        leg: &EventQuery,
+        from: &AbsenceCursor,
+        until: i64,
+        max_rows: u32,
+    ) -> StoreResult<Vec<AbsenceRow>> {
+        // events_by_name (tenant, name, occurred_at, id) seeks to the cursor and reads in its
+        // order. A person's later event of the name (events_by_contact) or an active
+        // membership makes the row no candidate.
+        let rows = sqlx::query(
+            "SELECT e.occurred_at, e.id, e.contact_key, \
+                 NOT EXISTS (SELECT 1 FROM events l WHERE l.tenant_id = $1 \
+                     AND l.contact_key = e.contact_key AND l.name = $2 \
+                     AND l.occurred_at >= e.occurred_at \
+                     AND (l.occurred_at > e.occurred_at OR l.id > e.id)) \
+                 AND NOT EXISTS (SELECT 1 FROM bucket_memberships m WHERE m.tenant_id = $1 \
+                     AND m.bucket_id = $3 AND m.contact_key = e.contact_key \
+                     AND m.status = 'active') AS candidate, \
+                 c.properties::text AS properties \
+             FROM events e JOIN contacts c ON c.tenant_id = e.tenant_id \
+                 AND c.key = e.contact_key AND c.deleted_at IS NULL \
+             WHERE e.tenant_id = $1 AND e.name = $2 AND (e.occurred_at, e.id) > ($4, $5) \
+                 AND e.occurred_at < $6 \
+             ORDER BY e.occurred_at, e.id LIMIT $7",
+        )
+        .bind(tenant.as_str())
+        .bind(&leg.event)
+        .bind(bucket_id)
+        .bind(from.after_at)
+        .bind(&from.after_id)
+        .bind(until)
+        .bind(i64::from(max_rows))
         .fetch_all(self.conn())
         .await?;
         rows.iter()
             .map(|row| {
-                Ok(JoinCandidate {
-                    contact_key: row.try_get("key")?,
-                    properties: parse_object("contact properties", row.try_get("properties")?)?,
+                let candidate = if row.try_get::<bool, _>("candidate")? {
+                    Some(JoinCandidate {
+                        contact_key: row.try_get("contact_key")?,
+                        properties: parse_object("contact properties", row.try_get("properties")?)?,
+                    })
+                } else {
+                    None
+                };
+                Ok(AbsenceRow {
+                    occurred_at: row.try_get("occurred_at")?,
+                    event_id: row.try_get("id")?,
+                    candidate,
                 })
             })
             .collect()
@@ -199,7 +281,7 @@ impl ReconcileTx for PgTx<'_> {
     ) -> StoreResult<Vec<ReconcileMember>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{MEMBER_SELECT} AND m.expires_at IS NOT NULL AND m.expires_at <= $4 \
-             ORDER BY m.expires_at, m.id LIMIT $3"
+             ORDER BY m.expires_at LIMIT $3"
         )))
         .bind(tenant.as_str())
         .bind(bucket_id)

@@ -63,6 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "timers by due",
         include_str!("../../../../migrations/sqlite/0012_timers_by_due.sql"),
     ),
+    (
+        13,
+        "absence cursors",
+        include_str!("../../../../migrations/sqlite/0013_absence_cursors.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

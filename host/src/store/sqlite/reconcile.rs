@@ -10,6 +10,7 @@ use super::rows::{parse_object, to_u32};
 use crate::buckets::membership::{
     ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
 };
+use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
 use crate::buckets::reconcile::{self, JoinCandidate, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventCounts, EventQuery, LeaveReason};
 use crate::clock::Timestamp;
@@ -21,6 +22,10 @@ use std::sync::Arc;
 
 /// The membership columns [`member_from_row`] reads, `m` being the membership and `c` its
 /// live contact.
+///
+/// Pages over it order by one indexed column alone (`last_evaluated_at`, `max_dwell_at`,
+/// `expires_at`): a tiebreaker outside the index would sort every row sharing the first row's
+/// instant — a bulk join stamps thousands alike — on every page.
 const MEMBER_SELECT: &str = "SELECT m.id, m.bucket_id, m.entry_count, m.entered_at, \
      m.contact_key, c.properties, COALESCE(m.dwell_anchor_at, m.entered_at), m.dwell_state \
      FROM bucket_memberships m JOIN contacts c ON c.tenant_id = m.tenant_id \
@@ -165,7 +170,7 @@ impl ReconcileTx for SqliteReconcileTx<'_> {
     ) -> StoreResult<Vec<ReconcileMember>> {
         self.members(
             "",
-            "m.last_evaluated_at, m.id",
+            "m.last_evaluated_at",
             params![tenant.as_str(), bucket_id, limit],
         )
     }
@@ -179,7 +184,7 @@ impl ReconcileTx for SqliteReconcileTx<'_> {
     ) -> StoreResult<Vec<ReconcileMember>> {
         self.members(
             "AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= ?4",
-            "m.max_dwell_at, m.id",
+            "m.max_dwell_at",
             params![tenant.as_str(), bucket_id, limit, now.0],
         )
     }
@@ -206,7 +211,7 @@ impl ReconcileTx for SqliteReconcileTx<'_> {
         };
         self.members(
             filter,
-            "m.last_evaluated_at, m.id",
+            "m.last_evaluated_at",
             params![
                 tenant.as_str(),
                 bucket_id,
@@ -217,63 +222,126 @@ impl ReconcileTx for SqliteReconcileTx<'_> {
         )
     }
 
-    async fn absence_candidates(
+    async fn absence_cursor(
         &mut self,
         tenant: &TenantId,
         bucket_id: &str,
-        legs: &[EventQuery],
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<JoinCandidate>> {
-        if legs.is_empty() {
-            return Ok(Vec::new());
-        }
-        // ?1 tenant, ?2 bucket, ?3 limit, then per leg its name and window start.
-        let mut sql = String::from(
-            "SELECT c.key, c.properties FROM contacts c \
-             WHERE c.tenant_id = ?1 AND c.deleted_at IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM bucket_memberships m WHERE m.tenant_id = ?1 \
-             AND m.bucket_id = ?2 AND m.contact_key = c.key AND m.status = 'active') AND (",
-        );
-        let mut values: Vec<rusqlite::types::Value> = vec![
-            tenant.as_str().to_owned().into(),
-            bucket_id.to_owned().into(),
-            i64::from(limit).into(),
-        ];
-        for (i, leg) in legs.iter().enumerate() {
-            let name = 4 + 2 * i;
-            if i > 0 {
-                sql.push_str(" OR ");
-            }
-            sql.push_str(&format!(
-                "EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = ?1 \
-                 AND e.contact_key = c.key AND e.name = ?{name})"
-            ));
-            values.push(leg.event.clone().into());
-            values.push(leg.window_start(now.0).unwrap_or(i64::MIN).into());
-        }
-        sql.push_str(") AND NOT (");
-        for i in 0..legs.len() {
-            let (name, since) = (4 + 2 * i, 5 + 2 * i);
-            if i > 0 {
-                sql.push_str(" AND ");
-            }
-            sql.push_str(&format!(
-                "EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = ?1 \
-                 AND e.contact_key = c.key AND e.name = ?{name} AND e.occurred_at >= ?{since})"
-            ));
-        }
-        sql.push_str(") ORDER BY c.key LIMIT ?3");
-        let mut statement = self.conn.prepare_cached(&sql)?;
-        let mut rows = statement.query(params_from_iter(values))?;
-        let mut found = Vec::new();
+        leg: &EventQuery,
+    ) -> StoreResult<Option<AbsenceCursor>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT after_at, after_id FROM bucket_absence_cursors WHERE tenant_id = ?1 \
+                 AND bucket_id = ?2 AND event_name = ?3 AND within_ms = ?4",
+            )?
+            .query_row(
+                params![tenant.as_str(), bucket_id, leg.event, window_ms(leg)],
+                |row| {
+                    Ok(AbsenceCursor {
+                        after_at: row.get(0)?,
+                        after_id: row.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    async fn save_absence_cursor(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        leg: &EventQuery,
+        cursor: &AbsenceCursor,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO bucket_absence_cursors \
+                 (tenant_id, bucket_id, event_name, within_ms, after_at, after_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (tenant_id, bucket_id, event_name, within_ms) \
+                 DO UPDATE SET after_at = excluded.after_at, after_id = excluded.after_id",
+            )?
+            .execute(params![
+                tenant.as_str(),
+                bucket_id,
+                leg.event,
+                window_ms(leg),
+                cursor.after_at,
+                cursor.after_id
+            ])?;
+        Ok(())
+    }
+
+    async fn backfill_started_at(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<Option<Timestamp>> {
+        let started: Option<Option<i64>> = self
+            .conn
+            .prepare_cached(
+                "SELECT backfill_started_at FROM bucket_configs WHERE tenant_id = ?1 \
+                 AND bucket_id = ?2 AND backfill_state = 'completed'",
+            )?
+            .query_row(params![tenant.as_str(), bucket_id], |row| row.get(0))
+            .optional()?;
+        Ok(started.flatten().map(Timestamp))
+    }
+
+    async fn absence_scan(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        leg: &EventQuery,
+        from: &AbsenceCursor,
+        until: i64,
+        max_rows: u32,
+    ) -> StoreResult<Vec<AbsenceRow>> {
+        // events_by_name (tenant, name, occurred_at, id) seeks to the cursor and reads in its
+        // order. A person's later event of the name (events_by_contact) or an active
+        // membership makes the row no candidate.
+        let mut statement = self.conn.prepare_cached(
+            "SELECT e.occurred_at, e.id, e.contact_key, \
+                 NOT EXISTS (SELECT 1 FROM events l WHERE l.tenant_id = ?1 \
+                     AND l.contact_key = e.contact_key AND l.name = ?2 \
+                     AND l.occurred_at >= e.occurred_at \
+                     AND (l.occurred_at > e.occurred_at OR l.id > e.id)) \
+                 AND NOT EXISTS (SELECT 1 FROM bucket_memberships m WHERE m.tenant_id = ?1 \
+                     AND m.bucket_id = ?3 AND m.contact_key = e.contact_key \
+                     AND m.status = 'active'), \
+                 c.properties \
+             FROM events e JOIN contacts c ON c.tenant_id = e.tenant_id \
+                 AND c.key = e.contact_key AND c.deleted_at IS NULL \
+             WHERE e.tenant_id = ?1 AND e.name = ?2 AND (e.occurred_at, e.id) > (?4, ?5) \
+                 AND e.occurred_at < ?6 \
+             ORDER BY e.occurred_at, e.id LIMIT ?7",
+        )?;
+        let mut rows = statement.query(params![
+            tenant.as_str(),
+            leg.event,
+            bucket_id,
+            from.after_at,
+            from.after_id,
+            until,
+            max_rows
+        ])?;
+        let mut read = Vec::new();
         while let Some(row) = rows.next()? {
-            found.push(JoinCandidate {
-                contact_key: row.get(0)?,
-                properties: parse_object("contact properties", &row.get::<_, String>(1)?)?,
+            let candidate = if row.get(3)? {
+                Some(JoinCandidate {
+                    contact_key: row.get(2)?,
+                    properties: parse_object("contact properties", &row.get::<_, String>(4)?)?,
+                })
+            } else {
+                None
+            };
+            read.push(AbsenceRow {
+                occurred_at: row.get(0)?,
+                event_id: row.get(1)?,
+                candidate,
             });
         }
-        Ok(found)
+        Ok(read)
     }
 
     async fn members_expired(
@@ -285,7 +353,7 @@ impl ReconcileTx for SqliteReconcileTx<'_> {
     ) -> StoreResult<Vec<ReconcileMember>> {
         self.members(
             "AND m.expires_at IS NOT NULL AND m.expires_at <= ?4",
-            "m.expires_at, m.id",
+            "m.expires_at",
             params![tenant.as_str(), bucket_id, limit, now.0],
         )
     }

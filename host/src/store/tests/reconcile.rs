@@ -77,7 +77,19 @@ fn pro_with_dwell(schedule: DwellSchedule) -> BucketDef {
 
 /// An event of ada named `name` at `at`, patching her properties with `props`.
 async fn ada_does(f: &Fixture, bucket: &BucketDef, name: &str, at: i64, props: Value) {
-    let mut e = event(&f.tenant, "ada", at);
+    person_does(f, bucket, "ada", name, at, props).await;
+}
+
+/// An event of `user` named `name` at `at`, patching their properties with `props`.
+async fn person_does(
+    f: &Fixture,
+    bucket: &BucketDef,
+    user: &str,
+    name: &str,
+    at: i64,
+    props: Value,
+) {
+    let mut e = event(&f.tenant, user, at);
     e.name = name.into();
     e.occurred_at = Timestamp(at);
     e.contact_properties = obj(props);
@@ -94,8 +106,18 @@ async fn ada_does(f: &Fixture, bucket: &BucketDef, name: &str, at: i64, props: V
 }
 
 async fn pass(f: &Fixture, bucket: &BucketDef, pass: Pass, at: i64) -> ReconcileReport {
+    pass_of(f, bucket, pass, at, 500).await
+}
+
+async fn pass_of(
+    f: &Fixture,
+    bucket: &BucketDef,
+    pass: Pass,
+    at: i64,
+    batch: u32,
+) -> ReconcileReport {
     f.store
-        .reconcile_pass(&f.tenant, bucket, pass, Timestamp(at), 500, routing(bucket))
+        .reconcile_pass(&f.tenant, bucket, pass, Timestamp(at), batch, routing(bucket))
         .await
         .unwrap()
 }
@@ -156,6 +178,88 @@ store_test!(
                 .unwrap()
                 .is_none(),
             "the next app.active makes her leave"
+        );
+    }
+);
+
+/// Dormant for 7 days and on the pro plan.
+fn dormant_pro() -> BucketDef {
+    bucket(
+        "dormant-pro",
+        json!({"type": "all", "conditions": [
+            {"type": "event", "event": "app.active", "check": "not_exists", "withinMs": 7 * DAY},
+            {"type": "property", "property": "plan", "operator": "eq", "value": "pro"},
+        ]}),
+    )
+}
+
+store_test!(
+    given_many_absent_people_failing_another_condition_when_passes_run_then_a_matching_person_behind_them_still_joins,
+    |f| async move {
+        let b = dormant_pro();
+        // Thirty free-plan people went quiet at the same instant as zed, and sort before him.
+        for i in 0..30 {
+            person_does(&f, &b, &format!("a{i:02}"), "app.active", T0, json!({"plan": "free"}))
+                .await;
+        }
+        person_does(&f, &b, "zed", "app.active", T0, json!({"plan": "pro"})).await;
+
+        let at = T0 + 7 * DAY + 1;
+        let mut joined = Vec::new();
+        for tick in 0..4 {
+            let report = pass_of(&f, &b, Pass::AbsenceJoins, at + tick, 10).await;
+            joined.extend(changed(&report).into_iter().map(|(t, n)| (t.to_owned(), n)));
+        }
+        assert_eq!(joined, [("entered".to_owned(), 1)], "zed joins, nobody else");
+        assert!(
+            f.store
+                .bucket_membership(&f.tenant, "dormant-pro", "zed")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // The scan moved past everyone: another pass reads nothing and changes nothing.
+        assert!(changed(&pass_of(&f, &b, Pass::AbsenceJoins, at + 10, 10).await).is_empty());
+    }
+);
+
+store_test!(
+    given_an_absent_person_the_clock_passed_over_when_their_property_then_matches_they_join_in_real_time,
+    |f| async move {
+        let b = dormant_pro();
+        ada_does(&f, &b, "app.active", T0, json!({"plan": "free"})).await;
+        let at = T0 + 8 * DAY;
+        assert!(changed(&pass(&f, &b, Pass::AbsenceJoins, at).await).is_empty());
+
+        ada_does(&f, &b, "plan.changed", at + HOUR, json!({"plan": "pro"})).await;
+        let member = f
+            .store
+            .bucket_membership(&f.tenant, "dormant-pro", "ada")
+            .await
+            .unwrap()
+            .expect("the property change joins her");
+        assert_eq!(member.entry_count, 1);
+    }
+);
+
+store_test!(
+    given_a_member_who_came_back_and_went_quiet_again_when_the_window_passes_then_the_clock_joins_them_again,
+    |f| async move {
+        let b = went_dormant();
+        ada_does(&f, &b, "app.active", T0, json!({})).await;
+        let first = T0 + 7 * DAY + 1;
+        assert_eq!(
+            changed(&pass(&f, &b, Pass::AbsenceJoins, first).await),
+            [("entered", 1)]
+        );
+        ada_does(&f, &b, "app.active", first + DAY, json!({})).await;
+        // A week after her return, not before.
+        assert!(
+            changed(&pass(&f, &b, Pass::AbsenceJoins, first + 8 * DAY - 2).await).is_empty()
+        );
+        assert_eq!(
+            changed(&pass(&f, &b, Pass::AbsenceJoins, first + 8 * DAY + 1).await),
+            [("entered", 2)]
         );
     }
 );
