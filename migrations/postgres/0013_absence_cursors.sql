@@ -19,5 +19,10 @@ CREATE TABLE bucket_absence_cursors (
 -- The scan reads events of one name in (occurred_at, id) order from a cursor. With occurred_at
 -- alone in the index, every event sharing the cursor's instant (an import stamps thousands
 -- alike) was read and sorted again by each page; with id in it the cursor is a seek.
+--
+-- Its name is compared bytewise (COLLATE "C"), and the scans that want it say so. Without
+-- that, a database without statistics (a fresh one, or autovacuum off) sees it and
+-- events_by_contact as equally good for a person's event counts, the hottest read of ingest,
+-- and may pick this one: every event of the name read to count one person's.
 DROP INDEX events_by_name;
-CREATE INDEX events_by_name ON events (tenant_id, name, occurred_at, id);
+CREATE INDEX events_by_name ON events (tenant_id, (name COLLATE "C"), occurred_at, id);

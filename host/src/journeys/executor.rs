@@ -1,5 +1,5 @@
-//! The executor: one activation of one run. Load the run and its journal, instantiate the
-//! pinned module version, replay to the frontier and on to the next suspension, then commit
+//! The executor: one activation of one run. Given the run and its journal (read with the
+//! claim), instantiate the pinned module version, replay to the frontier and on to the next suspension, then commit
 //! everything the activation produced in ONE store transaction — shared with the activations
 //! that finish at the same time ([`crate::group_commit`]), so a busy host pays one transaction
 //! for many activations.
@@ -130,9 +130,7 @@ impl Executor {
         claimed: &ClaimedRun,
         lease_owner: &str,
     ) -> Result<Activated, ExecutorError> {
-        let Some(loaded) = self.store.load_activation(&claimed.run_id).await? else {
-            return Ok(Activated::Skipped);
-        };
+        let loaded = &claimed.activation;
         let run = &loaded.run;
         let transition_and_emails = match self
             .registry

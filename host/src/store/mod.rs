@@ -207,7 +207,8 @@ pub trait Store: Send + Sync + 'static {
 
     // --- scheduler and executor ---
     /// Claim up to `limit` runs whose timer is due at `now` (host clock) and not leased, oldest
-    /// due first, leasing them to `lease.owner` until `lease.until_real`.
+    /// due first, leasing them to `lease.owner` until `lease.until_real`; each with its
+    /// activation's input, read in the claim's transaction.
     async fn claim_due_runs(
         &self,
         now: Timestamp,

@@ -225,8 +225,8 @@ impl ReconcileTx for PgTx<'_> {
         until: i64,
         max_rows: u32,
     ) -> StoreResult<Vec<AbsenceRow>> {
-        // events_by_name (tenant, name, occurred_at, id) seeks to the cursor and reads in its
-        // order. A person's later event of the name (events_by_contact) or an active
+        // events_by_name (tenant, name COLLATE "C", occurred_at, id) seeks to the cursor and
+        // reads in its order. A person's later event of the name (events_by_contact) or an active
         // membership makes the row no candidate.
         let rows = sqlx::query(
             "SELECT e.occurred_at, e.id, e.contact_key, \
@@ -240,7 +240,8 @@ impl ReconcileTx for PgTx<'_> {
                  c.properties::text AS properties \
              FROM events e JOIN contacts c ON c.tenant_id = e.tenant_id \
                  AND c.key = e.contact_key AND c.deleted_at IS NULL \
-             WHERE e.tenant_id = $1 AND e.name = $2 AND (e.occurred_at, e.id) > ($4, $5) \
+             WHERE e.tenant_id = $1 AND e.name COLLATE \"C\" = $2 \
+                 AND (e.occurred_at, e.id) > ($4, $5) \
                  AND e.occurred_at < $6 \
              ORDER BY e.occurred_at, e.id LIMIT $7",
         )
@@ -415,8 +416,8 @@ pub(super) async fn reconcile_next_work(
     for leg in &plan.window_legs {
         let within = i64::try_from(leg.within_ms.unwrap_or(0)).unwrap_or(i64::MAX);
         let first: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(occurred_at) FROM events WHERE tenant_id = $1 AND name = $2 \
-             AND occurred_at >= $3",
+            "SELECT MIN(occurred_at) FROM events WHERE tenant_id = $1 \
+             AND name COLLATE \"C\" = $2 AND occurred_at >= $3",
         )
         .bind(tenant.as_str())
         .bind(&leg.event)

@@ -13,7 +13,7 @@ use crate::store::{
     ActivationCommit, ActivationInput, ClaimedRun, Lease, RunFilter, RunRecord, RunTransition,
     StoreResult,
 };
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// The run, its input and its journal, read in one snapshot; scoped to `tenant` if given.
 pub(super) async fn activation(
@@ -24,33 +24,40 @@ pub(super) async fn activation(
     let tenant = tenant.cloned();
     let run_id = run_id.clone();
     store
-        .read(move |tx| {
-            let mut statement = tx.prepare_cached(concat!(
-                "SELECT ",
-                run_columns!(),
-                ", input FROM runs WHERE id = ?1"
-            ))?;
-            let mut rows = statement.query([run_id.as_str()])?;
-            let Some(row) = rows.next()? else {
-                return Ok(None);
-            };
-            let run = run_from_row(row)?;
-            if tenant.is_some_and(|t| t != run.tenant_id) {
-                return Ok(None);
-            }
-            let input: RunInput = parse_json("run input", &row.get::<_, String>("input")?)?;
-            let mut statement = tx.prepare_cached(
-                "SELECT seq, kind, request, response, recorded_at FROM journal \
-                 WHERE run_id = ?1 ORDER BY seq",
-            )?;
-            let journal = collect(statement.query([run_id.as_str()])?, journal_from_row)?;
-            Ok(Some(ActivationInput {
-                run,
-                input,
-                journal,
-            }))
-        })
+        .read(move |tx| read_activation(tx, tenant.as_ref(), &run_id))
         .await
+}
+
+/// [`activation`] inside a transaction the caller holds (a read, or a claim's write).
+fn read_activation(
+    tx: &Connection,
+    tenant: Option<&TenantId>,
+    run_id: &RunId,
+) -> StoreResult<Option<ActivationInput>> {
+    let mut statement = tx.prepare_cached(concat!(
+        "SELECT ",
+        run_columns!(),
+        ", input FROM runs WHERE id = ?1"
+    ))?;
+    let mut rows = statement.query([run_id.as_str()])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let run = run_from_row(row)?;
+    if tenant.is_some_and(|t| *t != run.tenant_id) {
+        return Ok(None);
+    }
+    let input: RunInput = parse_json("run input", &row.get::<_, String>("input")?)?;
+    let mut statement = tx.prepare_cached(
+        "SELECT seq, kind, request, response, recorded_at FROM journal \
+         WHERE run_id = ?1 ORDER BY seq",
+    )?;
+    let journal = collect(statement.query([run_id.as_str()])?, journal_from_row)?;
+    Ok(Some(ActivationInput {
+        run,
+        input,
+        journal,
+    }))
 }
 
 pub(super) async fn claim_due_runs(
@@ -63,7 +70,7 @@ pub(super) async fn claim_due_runs(
         return Ok(Vec::new());
     }
     let lease = lease.clone();
-    let mut claimed = store
+    store
         .write(move |tx| {
             // Timers of runs that are no longer live are never claimed (whoever ends a run
             // outside an activation should delete its timer in the same transaction).
@@ -84,20 +91,25 @@ pub(super) async fn claim_due_runs(
                 lease.now_real.0,
                 i64::from(limit),
             ])?;
-            collect(rows, |row| {
-                Ok((
-                    row.get::<_, i64>("due_at")?,
-                    ClaimedRun {
-                        run_id: RunId(row.get("run_id")?),
-                        tenant_id: TenantId(row.get("tenant_id")?),
-                    },
-                ))
-            })
+            let mut claimed = collect(rows, |row| {
+                Ok((row.get::<_, i64>("due_at")?, RunId(row.get("run_id")?)))
+            })?;
+            // RETURNING does not keep the subquery's order.
+            claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+            let mut runs = Vec::with_capacity(claimed.len());
+            for (_, run_id) in claimed {
+                // The timer was joined to its run just now, in this transaction.
+                if let Some(activation) = read_activation(tx, None, &run_id)? {
+                    runs.push(ClaimedRun {
+                        tenant_id: activation.run.tenant_id.clone(),
+                        run_id,
+                        activation,
+                    });
+                }
+            }
+            Ok(runs)
         })
-        .await?;
-    // RETURNING does not keep the subquery's order.
-    claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.run_id.cmp(&b.1.run_id)));
-    Ok(claimed.into_iter().map(|(_, run)| run).collect())
+        .await
 }
 
 /// Group commit: every activation in one write transaction, each checked and written on its

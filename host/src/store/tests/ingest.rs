@@ -160,12 +160,14 @@ store_test!(
         );
         assert!(detail.journal.is_empty());
         assert_eq!(f.store.next_due_at().await.unwrap(), Some(Timestamp(T0)));
+        // and the claim carries what its activation needs
         let claimed = claim_due(&f, "w1", T0).await;
         assert_eq!(
             claimed,
             vec![ClaimedRun {
                 run_id: run,
-                tenant_id: f.tenant.clone()
+                tenant_id: f.tenant.clone(),
+                activation: detail,
             }]
         );
     }
