@@ -154,8 +154,9 @@ struct ServeArgs {
     /// Most journal steps one run may record; a run that would take more fails, naming the cap.
     #[arg(long, env = "WAYMARK_MAX_RUN_STEPS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_run_steps: u32,
-    /// Activations run at once.
-    #[arg(long, env = "WAYMARK_WORKERS", default_value_t = 16)]
+    /// Activations run at once. Activations mostly wait (on their commit, on host calls), so
+    /// many in flight keep the cores busy and let more commits share a transaction.
+    #[arg(long, env = "WAYMARK_WORKERS", default_value_t = 64)]
     workers: usize,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "WAYMARK_MAX_BODY_BYTES", default_value_t = 1 << 20)]

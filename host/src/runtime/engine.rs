@@ -8,6 +8,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// How often the epoch ticks; CPU budgets are expressed in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// Instance slots whose memory is decommitted together (see `decommit_batch_size`).
+const DECOMMIT_BATCH: usize = 16;
+
 /// Sizing of the instance pool.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSizing {
@@ -44,7 +47,10 @@ pub fn build_engine(pool: PoolSizing) -> wasmtime::Result<Engine> {
         // guest's 1 MiB shadow stack, mostly untouched, cost ~8% of an activation's CPU). A
         // decommit instead costs one madvise plus a fault for each page the next activation
         // really touches.
-        .linear_memory_keep_resident(0);
+        .linear_memory_keep_resident(0)
+        // Decommits are queued and flushed together rather than one at a time as each
+        // activation ends (each is an madvise whose TLB shootdown interrupts the other cores).
+        .decommit_batch_size(DECOMMIT_BATCH);
 
     let mut config = Config::new();
     config
