@@ -20,6 +20,9 @@
 //!    them (`waymark::reconcile::pace`: at most `WRITER_SHARE` of the writer's time); the
 //!    ratio must be at least 0.8.
 //!
+//! On PostgreSQL the bench runs `ANALYZE` after the setup and after each phase's first pass,
+//! as autovacuum would (the bench machine's server has it off).
+//!
 //! `WAYMARK_BENCH_BACKENDS` [sqlite,postgres] picks the backends (PostgreSQL still needs
 //! `WAYMARK_TEST_DATABASE_URL`).
 //!
@@ -135,7 +138,11 @@ async fn ingest_people(
 }
 
 /// Passes of `pass` at `at` until one reads less than a batch: (passes, transitions, time).
+/// On PostgreSQL the statistics are refreshed after the first pass, as autovacuum would once
+/// the pass changed a table by a tenth.
+#[allow(clippy::too_many_arguments)]
 async fn drain(
+    database_url: Option<&str>,
     store: &Arc<dyn Store>,
     tenant: &TenantId,
     bucket: &BucketDef,
@@ -153,6 +160,9 @@ async fn drain(
             .unwrap();
         passes += 1;
         transitions += report.transitions.len();
+        if passes == 1 {
+            analyze(database_url).await;
+        }
         if report.examined < BATCH as usize {
             break;
         }
@@ -160,7 +170,23 @@ async fn drain(
     (passes, transitions, started.elapsed())
 }
 
-async fn bench(label: &str, store: Arc<dyn Store>, members: usize, ingest: usize) -> bool {
+/// Refresh PostgreSQL's statistics, as autovacuum does after a table changed by a tenth (this
+/// machine's server runs with autovacuum off; without statistics the planner guesses one row
+/// for every table and picks joins by accident).
+async fn analyze(database_url: Option<&str>) {
+    use sqlx::Connection;
+    let Some(url) = database_url else { return };
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+}
+
+async fn bench(
+    label: &str,
+    store: Arc<dyn Store>,
+    database_url: Option<&str>,
+    members: usize,
+    ingest: usize,
+) -> bool {
     let (tenant, _) = store.create_tenant("bench", Timestamp(T0)).await.unwrap();
     let tenant = tenant.id;
     let bucket = went_dormant();
@@ -171,10 +197,12 @@ async fn bench(label: &str, store: Arc<dyn Store>, members: usize, ingest: usize
     println!("\n## {label}: {members} memberships");
     let took = ingest_people(&store, &tenant, &routing, "p", members, T0).await;
     println!("setup: {members} app.active in {:.1}s", took.as_secs_f64());
+    analyze(database_url).await;
 
     let limit = members / BATCH as usize + 2;
     let join_at = T0 + 7 * DAY + 1;
     let (passes, joined, took) = drain(
+        database_url,
         &store,
         &tenant,
         &bucket,
@@ -190,8 +218,10 @@ async fn bench(label: &str, store: Arc<dyn Store>, members: usize, ingest: usize
         took.as_secs_f64() * 1000.0 / passes as f64,
         joined as f64 / took.as_secs_f64()
     );
+    analyze(database_url).await;
 
     let (passes, left, took) = drain(
+        database_url,
         &store,
         &tenant,
         &bucket,
@@ -208,6 +238,7 @@ async fn bench(label: &str, store: Arc<dyn Store>, members: usize, ingest: usize
     );
 
     let (passes, fired, took) = drain(
+        database_url,
         &store,
         &tenant,
         &bucket,
@@ -296,7 +327,7 @@ async fn main() {
                 .await
                 .unwrap(),
         );
-        ok &= bench("SQLite", sqlite, members, ingest).await;
+        ok &= bench("SQLite", sqlite, None, members, ingest).await;
     }
 
     if wants("postgres") && support::postgres_url().is_some() {
@@ -306,7 +337,7 @@ async fn main() {
                 .await
                 .unwrap(),
         );
-        ok &= bench("PostgreSQL", pg, members, ingest).await;
+        ok &= bench("PostgreSQL", pg, Some(&db.url), members, ingest).await;
     }
     if !ok {
         eprintln!("ingest during a reconcile pass fell below {MIN_INGEST_RATIO} of ingest alone");
