@@ -295,10 +295,7 @@ async fn bench(
     let sweeps = sweeper.await.unwrap();
     let alone_after = ingest_people(&store, &tenant, &routing, "c", ingest, at).await;
     let rate = |took: Duration| ingest as f64 / took.as_secs_f64();
-    let (alone_rate, during_rate) = (
-        (rate(alone_before) + rate(alone_after)) / 2.0,
-        rate(during),
-    );
+    let (alone_rate, during_rate) = ((rate(alone_before) + rate(alone_after)) / 2.0, rate(during));
     let ratio = during_rate / alone_rate;
     println!(
         "ingest: {alone_rate:.0} events/s alone, {during_rate:.0} events/s while {sweeps} criteria passes ran ({ratio:.2}; target >= {MIN_INGEST_RATIO})"

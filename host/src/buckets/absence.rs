@@ -82,9 +82,9 @@ pub async fn candidates(
         Some(cursor) => cursor,
         None => {
             let backfilled = tx.backfill_started_at(tenant, bucket_id).await?;
-            AbsenceCursor::at(backfilled.map_or(i64::MIN, |at| {
-                leg.window_start(at.0).unwrap_or(i64::MIN)
-            }))
+            AbsenceCursor::at(
+                backfilled.map_or(i64::MIN, |at| leg.window_start(at.0).unwrap_or(i64::MIN)),
+            )
         }
     };
     if from.after_at >= until {

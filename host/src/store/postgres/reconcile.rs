@@ -12,8 +12,8 @@
 use super::identity::{PgTx, live_by_key};
 use super::ingest::ingest_transition;
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
-use crate::buckets::membership::ActiveMembership;
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
+use crate::buckets::membership::ActiveMembership;
 use crate::buckets::reconcile::{self, JoinCandidate, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;

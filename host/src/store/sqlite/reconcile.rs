@@ -7,10 +7,10 @@ use super::identity::{live_by_key, run_sync};
 use super::ingest::ingest_transition;
 use super::membership::SqliteMembershipTx;
 use super::rows::{parse_object, to_u32};
+use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
 use crate::buckets::membership::{
     ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
 };
-use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
 use crate::buckets::reconcile::{self, JoinCandidate, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventCounts, EventQuery, LeaveReason};
 use crate::clock::Timestamp;

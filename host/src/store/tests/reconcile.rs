@@ -117,7 +117,14 @@ async fn pass_of(
     batch: u32,
 ) -> ReconcileReport {
     f.store
-        .reconcile_pass(&f.tenant, bucket, pass, Timestamp(at), batch, routing(bucket))
+        .reconcile_pass(
+            &f.tenant,
+            bucket,
+            pass,
+            Timestamp(at),
+            batch,
+            routing(bucket),
+        )
         .await
         .unwrap()
 }
