@@ -382,19 +382,25 @@ pub async fn run_pass(
             let members = tx.members_to_recheck(tenant, &bucket.id, limit).await?;
             outcome.examined = members.len();
             for mut member in members {
-                if !tx
-                    .lock_person(tenant, &member.contact_key, &mut member.properties)
-                    .await?
+                let key = &member.contact_key;
+                match matches_now(
+                    tx,
+                    tenant,
+                    key,
+                    &mut member.properties,
+                    criteria,
+                    &queries,
+                    now,
+                )
+                .await?
                 {
-                    continue;
-                }
-                let counts = tx
-                    .event_counts(tenant, &member.contact_key, &queries, now)
-                    .await?;
-                if evaluate(criteria, &member.properties, &counts) {
-                    tx.touch_membership(tenant, &member.membership.id, now, None)
-                        .await?;
-                    continue;
+                    None => continue,
+                    Some(true) => {
+                        tx.touch_membership(tenant, &member.membership.id, now, None)
+                            .await?;
+                        continue;
+                    }
+                    Some(false) => {}
                 }
                 let left =
                     leave_by_clock(tx, bucket, tenant, &member, LeaveReason::Criteria, now).await?;
@@ -407,16 +413,11 @@ pub async fn run_pass(
                     absence::candidates(tx, tenant, &bucket.id, &leg, now, limit).await?;
                 outcome.examined += candidates.len();
                 for mut candidate in candidates {
-                    if !tx
-                        .lock_person(tenant, &candidate.contact_key, &mut candidate.properties)
-                        .await?
+                    let key = &candidate.contact_key;
+                    let props = &mut candidate.properties;
+                    if matches_now(tx, tenant, key, props, criteria, &queries, now).await?
+                        != Some(true)
                     {
-                        continue;
-                    }
-                    let counts = tx
-                        .event_counts(tenant, &candidate.contact_key, &queries, now)
-                        .await?;
-                    if !evaluate(criteria, &candidate.properties, &counts) {
                         continue;
                     }
                     let joined = membership::join(
@@ -436,18 +437,24 @@ pub async fn run_pass(
             let members = tx.members_expired(tenant, &bucket.id, now, limit).await?;
             outcome.examined = members.len();
             for mut member in members {
-                if !tx
-                    .lock_person(tenant, &member.contact_key, &mut member.properties)
-                    .await?
+                let key = &member.contact_key;
+                match matches_now(
+                    tx,
+                    tenant,
+                    key,
+                    &mut member.properties,
+                    criteria,
+                    &queries,
+                    now,
+                )
+                .await?
                 {
-                    continue;
-                }
-                let counts = tx
-                    .event_counts(tenant, &member.contact_key, &queries, now)
-                    .await?;
-                if evaluate(criteria, &member.properties, &counts) {
-                    tx.disarm_expiry(tenant, &member.membership.id, now).await?;
-                    continue;
+                    None => continue,
+                    Some(true) => {
+                        tx.disarm_expiry(tenant, &member.membership.id, now).await?;
+                        continue;
+                    }
+                    Some(false) => {}
                 }
                 let left =
                     leave_by_clock(tx, bucket, tenant, &member, LeaveReason::Criteria, now).await?;
@@ -516,6 +523,24 @@ pub async fn run_pass(
         }
     }
     Ok(outcome)
+}
+
+/// Whether the person matches `criteria` at `now`, read under their lock (`properties`
+/// refreshed if another writer changed them); `None` when the contact is no longer live.
+async fn matches_now(
+    tx: &mut impl ReconcileTx,
+    tenant: &TenantId,
+    contact_key: &str,
+    properties: &mut Map<String, Value>,
+    criteria: &Condition,
+    queries: &[EventQuery],
+    now: Timestamp,
+) -> StoreResult<Option<bool>> {
+    if !tx.lock_person(tenant, contact_key, properties).await? {
+        return Ok(None);
+    }
+    let counts = tx.event_counts(tenant, contact_key, queries, now).await?;
+    Ok(Some(evaluate(criteria, properties, &counts)))
 }
 
 /// A member leaves by the job: the leave rule of every writer, as [`Source::Reconcile`].

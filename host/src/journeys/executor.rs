@@ -15,7 +15,7 @@ use crate::runtime::mail::{StoreMail, UnsubscribeLinks};
 use crate::runtime::members::StoreBuckets;
 use crate::runtime::{ActivationOutcome, ActivationRequest, RuntimeError};
 use crate::store::{
-    ActivationCommit, ClaimedRun, NewEmail, RunTransition, Store, StoreError, StoreResult,
+    ActivationCommit, ActivationInput, NewEmail, RunTransition, Store, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -108,17 +108,18 @@ impl Executor {
     /// Activate a claimed run. On a host-side error the run is released for a later retry.
     pub async fn activate(
         &self,
-        claimed: &ClaimedRun,
+        claimed: ActivationInput,
         lease_owner: &str,
     ) -> Result<Activated, ExecutorError> {
+        let run_id = claimed.run.id.clone();
         match self.try_activate(claimed, lease_owner).await {
             Ok(done) => Ok(done),
             Err(err) => {
                 // Timers are due on the host clock.
                 let retry_at = self.clock.now().saturating_add(HOST_RETRY_DELAY);
-                tracing::warn!(run = %claimed.run_id, "activation failed on the host side, retrying later: {err}");
+                tracing::warn!(run = %run_id, "activation failed on the host side, retrying later: {err}");
                 self.store
-                    .release_run(&claimed.run_id, lease_owner, retry_at)
+                    .release_run(&run_id, lease_owner, retry_at)
                     .await?;
                 Err(err)
             }
@@ -127,11 +128,15 @@ impl Executor {
 
     async fn try_activate(
         &self,
-        claimed: &ClaimedRun,
+        claimed: ActivationInput,
         lease_owner: &str,
     ) -> Result<Activated, ExecutorError> {
-        let loaded = &claimed.activation;
-        let run = &loaded.run;
+        let ActivationInput {
+            run,
+            input,
+            journal,
+        } = claimed;
+        let run = &run;
         let transition_and_emails = match self
             .registry
             .version(&run.module_hash, &run.journey_id)
@@ -162,8 +167,8 @@ impl Executor {
                             handler: module
                                 .journey(&run.journey_id)
                                 .map_or(run.journey_id.as_str(), |journey| &journey.handler),
-                            input: &loaded.input,
-                            journal: loaded.journal.clone(),
+                            input: &input,
+                            journal,
                             templates: module.templates.clone(),
                             buckets: Arc::new(StoreBuckets::new(
                                 self.store.clone(),

@@ -80,11 +80,12 @@ impl Scheduler {
                 let owner = self.owner.clone();
                 let delivery_wake = self.delivery_wake.clone();
                 let wake = self.wake.clone();
+                let run_id = run.run.id.clone();
                 tokio::spawn(async move {
-                    match executor.activate(&run, &owner).await {
+                    match executor.activate(run, &owner).await {
                         Ok(Activated::Committed { emails, .. }) => {
                             // One line per committed activation: which process ran what.
-                            tracing::debug!(run = %run.run_id, emails, "activation committed");
+                            tracing::debug!(run = %run_id, emails, "activation committed");
                             if emails > 0 {
                                 delivery_wake.notify_one();
                             }
@@ -92,11 +93,11 @@ impl Scheduler {
                             wake.notify_one();
                         }
                         Ok(Activated::Skipped) => tracing::debug!(
-                            run = %run.run_id,
+                            run = %run_id,
                             "activation skipped: the run ended or another worker holds it"
                         ),
                         Err(err) => {
-                            tracing::warn!(run = %run.run_id, "activation not completed: {err}")
+                            tracing::warn!(run = %run_id, "activation not completed: {err}")
                         }
                     }
                     drop(permit);

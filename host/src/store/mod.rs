@@ -207,15 +207,15 @@ pub trait Store: Send + Sync + 'static {
 
     // --- scheduler and executor ---
     /// Claim up to `limit` runs whose timer is due at `now` (host clock) and not leased, oldest
-    /// due first, leasing them to `lease.owner` until `lease.until_real`; each with its
-    /// activation's input, read in the claim's transaction.
+    /// due first, leasing them to `lease.owner` until `lease.until_real`: what each one's
+    /// activation needs, read in the claim's transaction (no second read, and on SQLite no
+    /// trip through the reader pool, whose page caches every write invalidates).
     async fn claim_due_runs(
         &self,
         now: Timestamp,
         lease: &Lease,
         limit: u32,
-    ) -> StoreResult<Vec<ClaimedRun>>;
-    async fn load_activation(&self, run_id: &RunId) -> StoreResult<Option<ActivationInput>>;
+    ) -> StoreResult<Vec<ActivationInput>>;
     /// Commit activations in ONE transaction (group commit): per commit, in order, whether
     /// anything was written — nothing is for a run that ended or whose lease another worker
     /// holds now. See [`ActivationCommit`].

@@ -219,16 +219,6 @@ impl Lease {
     }
 }
 
-/// A run claimed for activation, with what its activation needs, read in the claim's
-/// transaction (no second read, and on SQLite no trip through the reader pool, whose page
-/// caches every write invalidates).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClaimedRun {
-    pub run_id: RunId,
-    pub tenant_id: TenantId,
-    pub activation: ActivationInput,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord {

@@ -61,8 +61,8 @@ mod tenancy;
 mod tests;
 
 use super::{
-    ActivationCommit, ActivationInput, ApiKeyRecord, ClaimedRun, ContactLookup, ContactRecord,
-    DeletedContact, DeliveryResult, EmailFilter, EmailRecord, IngestItem, IngestOutcome, Lease,
+    ActivationCommit, ActivationInput, ApiKeyRecord, ContactLookup, ContactRecord, DeletedContact,
+    DeliveryResult, EmailFilter, EmailRecord, IngestItem, IngestOutcome, Lease,
     ModuleVersionRecord, NewApiKey, OutboxEmail, Resolution, RunFilter, RunRecord, Store,
     StoreError, StoreResult, Tenant, TenantTemplate,
 };
@@ -293,12 +293,8 @@ impl Store for PgStore {
         now: Timestamp,
         lease: &Lease,
         limit: u32,
-    ) -> StoreResult<Vec<ClaimedRun>> {
+    ) -> StoreResult<Vec<ActivationInput>> {
         runs::claim_due_runs(self, now, lease, limit).await
-    }
-
-    async fn load_activation(&self, run_id: &RunId) -> StoreResult<Option<ActivationInput>> {
-        runs::activation(self, None, run_id).await
     }
 
     async fn commit_activations(&self, commits: Vec<ActivationCommit>) -> StoreResult<Vec<bool>> {
@@ -447,7 +443,7 @@ impl Store for PgStore {
         tenant: &TenantId,
         run_id: &RunId,
     ) -> StoreResult<Option<ActivationInput>> {
-        runs::activation(self, Some(tenant), run_id).await
+        runs::activation(self, tenant, run_id).await
     }
 
     async fn list_emails(

@@ -16,17 +16,15 @@ use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
 use crate::store::codec::{parse_json, parse_run_status, to_json};
 use crate::store::{
-    ActivationCommit, ActivationInput, ClaimedRun, Lease, RunFilter, RunRecord, RunTransition,
-    StoreResult,
+    ActivationCommit, ActivationInput, Lease, RunFilter, RunRecord, RunTransition, StoreResult,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
-/// The run, its input and its journal, read by one statement (so from one snapshot); scoped to
-/// `tenant` if given.
+/// The tenant's run, its input and its journal, read by one statement (so from one snapshot).
 pub(super) async fn activation(
     store: &PgStore,
-    tenant: Option<&TenantId>,
+    tenant: &TenantId,
     run_id: &RunId,
 ) -> StoreResult<Option<ActivationInput>> {
     let row = sqlx::query(concat!(
@@ -35,10 +33,10 @@ pub(super) async fn activation(
         ", input::text AS input, COALESCE((\
              SELECT json_agg(json_build_array(j.seq, j.kind, j.request, j.response, \
              j.recorded_at) ORDER BY j.seq) FROM journal j WHERE j.run_id = r.id), '[]')::text \
-         AS journal FROM runs r WHERE r.id = $1 AND ($2::text IS NULL OR r.tenant_id = $2)"
+         AS journal FROM runs r WHERE r.id = $1 AND r.tenant_id = $2"
     ))
     .bind(run_id.as_str())
-    .bind(tenant.map(TenantId::as_str))
+    .bind(tenant.as_str())
     .fetch_optional(&store.pool)
     .await?;
     row.as_ref().map(activation_from_row).transpose()
@@ -59,7 +57,7 @@ pub(super) async fn claim_due_runs(
     now: Timestamp,
     lease: &Lease,
     limit: u32,
-) -> StoreResult<Vec<ClaimedRun>> {
+) -> StoreResult<Vec<ActivationInput>> {
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -91,16 +89,7 @@ pub(super) async fn claim_due_runs(
     .bind(i64::from(limit))
     .fetch_all(&store.pool)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let activation = activation_from_row(row)?;
-            Ok(ClaimedRun {
-                run_id: activation.run.id.clone(),
-                tenant_id: activation.run.tenant_id.clone(),
-                activation,
-            })
-        })
-        .collect()
+    rows.iter().map(activation_from_row).collect()
 }
 
 /// The writes of a commit, one statement: journal rows (from arrays), the run's status, then

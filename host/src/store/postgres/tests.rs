@@ -277,7 +277,7 @@ async fn a_deletion_racing_an_activation_leaves_no_live_run_and_no_queued_email(
                 .claim_due_runs(Timestamp(T0 + 100), &lease("w1"), 100)
                 .await
                 .unwrap();
-            assert!(claimed.iter().any(|c| c.run_id == run));
+            assert!(claimed.iter().any(|c| c.run.id == run));
 
             let commit = ActivationCommit {
                 run_id: run.clone(),
@@ -539,7 +539,7 @@ async fn a_journal_comes_back_exactly_as_recorded() {
             .await
             .unwrap();
         assert!(committed);
-        let loaded = store.load_activation(&run).await.unwrap().unwrap();
+        let loaded = store.run_detail(&tenant, &run).await.unwrap().unwrap();
         assert_eq!(loaded.journal, vec![entry]);
         assert_eq!(loaded.journal[0].response.to_string(), response.to_string());
         assert_eq!(loaded.journal[0].request.to_string(), request.to_string());

@@ -39,8 +39,8 @@ mod templates;
 mod tenancy;
 
 use super::{
-    ActivationCommit, ActivationInput, ApiKeyRecord, ClaimedRun, ContactLookup, ContactRecord,
-    DeletedContact, DeliveryResult, EmailFilter, EmailRecord, IngestItem, IngestOutcome, Lease,
+    ActivationCommit, ActivationInput, ApiKeyRecord, ContactLookup, ContactRecord, DeletedContact,
+    DeliveryResult, EmailFilter, EmailRecord, IngestItem, IngestOutcome, Lease,
     ModuleVersionRecord, NewApiKey, OutboxEmail, Resolution, RunFilter, RunRecord, Store,
     StoreError, StoreResult, Tenant, TenantTemplate,
 };
@@ -221,12 +221,8 @@ impl Store for SqliteStore {
         now: Timestamp,
         lease: &Lease,
         limit: u32,
-    ) -> StoreResult<Vec<ClaimedRun>> {
+    ) -> StoreResult<Vec<ActivationInput>> {
         runs::claim_due_runs(self, now, lease, limit).await
-    }
-
-    async fn load_activation(&self, run_id: &RunId) -> StoreResult<Option<ActivationInput>> {
-        runs::activation(self, None, run_id).await
     }
 
     fn in_process_memory(&self) -> Option<u64> {
@@ -382,7 +378,7 @@ impl Store for SqliteStore {
         tenant: &TenantId,
         run_id: &RunId,
     ) -> StoreResult<Option<ActivationInput>> {
-        runs::activation(self, Some(tenant), run_id).await
+        runs::activation(self, tenant, run_id).await
     }
 
     async fn list_emails(

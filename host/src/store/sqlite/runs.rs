@@ -10,43 +10,39 @@ use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
 use crate::store::{
-    ActivationCommit, ActivationInput, ClaimedRun, Lease, RunFilter, RunRecord, RunTransition,
-    StoreResult,
+    ActivationCommit, ActivationInput, Lease, RunFilter, RunRecord, RunTransition, StoreResult,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-/// The run, its input and its journal, read in one snapshot; scoped to `tenant` if given.
+/// The tenant's run, its input and its journal, read in one snapshot.
 pub(super) async fn activation(
     store: &SqliteStore,
-    tenant: Option<&TenantId>,
+    tenant: &TenantId,
     run_id: &RunId,
 ) -> StoreResult<Option<ActivationInput>> {
-    let tenant = tenant.cloned();
+    let tenant = tenant.clone();
     let run_id = run_id.clone();
     store
-        .read(move |tx| read_activation(tx, tenant.as_ref(), &run_id))
+        .read(move |tx| read_activation(tx, &tenant, &run_id))
         .await
 }
 
 /// [`activation`] inside a transaction the caller holds (a read, or a claim's write).
 fn read_activation(
     tx: &Connection,
-    tenant: Option<&TenantId>,
+    tenant: &TenantId,
     run_id: &RunId,
 ) -> StoreResult<Option<ActivationInput>> {
     let mut statement = tx.prepare_cached(concat!(
         "SELECT ",
         run_columns!(),
-        ", input FROM runs WHERE id = ?1"
+        ", input FROM runs WHERE id = ?1 AND tenant_id = ?2"
     ))?;
-    let mut rows = statement.query([run_id.as_str()])?;
+    let mut rows = statement.query([run_id.as_str(), tenant.as_str()])?;
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
     let run = run_from_row(row)?;
-    if tenant.is_some_and(|t| *t != run.tenant_id) {
-        return Ok(None);
-    }
     let input: RunInput = parse_json("run input", &row.get::<_, String>("input")?)?;
     let mut statement = tx.prepare_cached(
         "SELECT seq, kind, request, response, recorded_at FROM journal \
@@ -65,7 +61,7 @@ pub(super) async fn claim_due_runs(
     now: Timestamp,
     lease: &Lease,
     limit: u32,
-) -> StoreResult<Vec<ClaimedRun>> {
+) -> StoreResult<Vec<ActivationInput>> {
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -92,20 +88,18 @@ pub(super) async fn claim_due_runs(
                 i64::from(limit),
             ])?;
             let mut claimed = collect(rows, |row| {
-                Ok((row.get::<_, i64>("due_at")?, RunId(row.get("run_id")?)))
+                Ok((
+                    row.get::<_, i64>("due_at")?,
+                    RunId(row.get("run_id")?),
+                    TenantId(row.get("tenant_id")?),
+                ))
             })?;
             // RETURNING does not keep the subquery's order.
             claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
             let mut runs = Vec::with_capacity(claimed.len());
-            for (_, run_id) in claimed {
+            for (_, run_id, tenant) in claimed {
                 // The timer was joined to its run just now, in this transaction.
-                if let Some(activation) = read_activation(tx, None, &run_id)? {
-                    runs.push(ClaimedRun {
-                        tenant_id: activation.run.tenant_id.clone(),
-                        run_id,
-                        activation,
-                    });
-                }
+                runs.extend(read_activation(tx, &tenant, &run_id)?);
             }
             Ok(runs)
         })

@@ -25,7 +25,7 @@ store_test!(
                     if batch.is_empty() {
                         return mine;
                     }
-                    mine.extend(batch.into_iter().map(|c| c.run_id));
+                    mine.extend(batch.into_iter().map(|c| c.run.id));
                 }
             })
         };

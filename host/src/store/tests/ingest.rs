@@ -4,7 +4,7 @@
 use super::*;
 use crate::journeys::{PersonSnapshot, RunStatus, SkipReason};
 use crate::store::IngestWithoutModules;
-use crate::store::{ClaimedRun, SkippedRun, StoreError};
+use crate::store::{SkippedRun, StoreError};
 
 store_test!(
     given_an_event_with_an_idempotency_key_when_the_key_comes_again_then_nothing_changes,
@@ -162,14 +162,7 @@ store_test!(
         assert_eq!(f.store.next_due_at().await.unwrap(), Some(Timestamp(T0)));
         // and the claim carries what its activation needs
         let claimed = claim_due(&f, "w1", T0).await;
-        assert_eq!(
-            claimed,
-            vec![ClaimedRun {
-                run_id: run,
-                tenant_id: f.tenant.clone(),
-                activation: detail,
-            }]
-        );
+        assert_eq!(claimed, vec![detail]);
     }
 );
 
@@ -305,7 +298,12 @@ store_test!(
         let (_, started) = ingest_stored(&f, second, &[welcome(EntryLimit::Unlimited)]).await;
 
         // Then the run's person is the merged contact, keeping the email it already had
-        let detail = f.store.load_activation(&started[0]).await.unwrap().unwrap();
+        let detail = f
+            .store
+            .run_detail(&f.tenant, &started[0])
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             detail.input.person,
             PersonSnapshot {

@@ -284,7 +284,7 @@ store_test!(
                 journey_id: "welcome".into()
             }]
         );
-        let detail = f.store.load_activation(&run).await.unwrap().unwrap();
+        let detail = f.store.run_detail(&f.tenant, &run).await.unwrap().unwrap();
         assert_eq!(detail.run.status, RunStatus::Exited);
         assert_eq!(detail.run.wake_at, None);
         assert_eq!(
@@ -298,7 +298,7 @@ store_test!(
         // And it is never claimed again, while bob's run is untouched
         let due = claim_due(&f, "w2", T0 + 2 * HOUR).await;
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].run_id, bobs);
+        assert_eq!(due[0].run.id, bobs);
 
         // And an event of another name exits nothing
         let other = ingest_routed(
@@ -333,7 +333,7 @@ store_test!(
         assert!(!f.store.commit_activation(c).await.unwrap());
         assert_eq!(f.db.rows("emails").await, 0);
         assert_eq!(f.db.count("SELECT COUNT(*) FROM journal", &[]).await, 0);
-        let detail = f.store.load_activation(&run).await.unwrap().unwrap();
+        let detail = f.store.run_detail(&f.tenant, &run).await.unwrap().unwrap();
         assert_eq!(detail.run.status, RunStatus::Exited);
     }
 );

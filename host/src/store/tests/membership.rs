@@ -370,7 +370,7 @@ store_test!(
         assert_eq!(events_keyed(&f, "bucket:pro:ada:entered:1").await, 1);
         assert_eq!(events_keyed(&f, "bucket:pro:ada:entered:1:generic").await, 1);
         // And the reaction's trigger carries the extras
-        let run = f.store.load_activation(&started[0].run_id).await.unwrap().unwrap();
+        let run = f.store.run_detail(&f.tenant, &started[0].run_id).await.unwrap().unwrap();
         let trigger = serde_json::to_value(&run.input.trigger).unwrap();
         let properties = &trigger["properties"];
         assert_eq!(properties["entryCount"], json!(1));

@@ -66,7 +66,7 @@ use crate::ids::{EmailId, EventId, RunId, TenantId};
 use crate::journeys::EntryLimit;
 use crate::store::IngestWithoutModules;
 use crate::store::{
-    ActivationCommit, ClaimedRun, ContactLookup, ContactRecord, EmailStatus, IngestItem,
+    ActivationCommit, ActivationInput, ContactLookup, ContactRecord, EmailStatus, IngestItem,
     IngestOutcome, Lease, NewEmail, NewEvent, RunCandidate, RunTransition, Store,
 };
 use serde_json::{Map, Value, json};
@@ -232,7 +232,7 @@ async fn start_run_limited(f: &Fixture, contact: &str, at: i64, limit: EntryLimi
 }
 
 /// Claims, as `owner` on a real-clock lease, up to 10 runs due at host time `at`.
-async fn claim_due(f: &Fixture, owner: &str, at: i64) -> Vec<ClaimedRun> {
+async fn claim_due(f: &Fixture, owner: &str, at: i64) -> Vec<ActivationInput> {
     f.store
         .claim_due_runs(Timestamp(at), &real_lease(owner), 10)
         .await
@@ -259,7 +259,7 @@ async fn run_with_queued_email(f: &Fixture) -> RunId {
 /// `contact_key` and leaves the run waiting an hour: a live run with a timer and an email.
 async fn queue_email_and_wait(f: &Fixture, run: &RunId, contact_key: &str, at: i64) {
     let claimed = claim_due(f, "w1", at).await;
-    assert!(claimed.iter().any(|c| c.run_id == *run), "{run} is claimed");
+    assert!(claimed.iter().any(|c| c.run.id == *run), "{run} is claimed");
     let mut c = waiting_commit(f, run, "w1", at + HOUR);
     let mut mail = email(f, run, 0, "someone@example.com");
     mail.contact_key = contact_key.into();

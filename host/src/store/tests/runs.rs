@@ -27,7 +27,7 @@ store_test!(
 
         // Then only the due run is claimed, and only once
         assert_eq!(
-            first.iter().map(|c| &c.run_id).collect::<Vec<_>>(),
+            first.iter().map(|c| &c.run.id).collect::<Vec<_>>(),
             vec![&now_run]
         );
         assert!(second.is_empty());
@@ -47,7 +47,7 @@ store_test!(
 
         // Then both are claimable, oldest due first, and the first worker's commit is refused
         assert_eq!(
-            reclaimed.iter().map(|c| &c.run_id).collect::<Vec<_>>(),
+            reclaimed.iter().map(|c| &c.run.id).collect::<Vec<_>>(),
             vec![&now_run, &later_run]
         );
         assert!(!complete(&f, &now_run, "w1").await);
@@ -68,7 +68,7 @@ store_test!(
             .await
             .unwrap();
         assert_eq!(
-            claimed.iter().map(|c| &c.run_id).collect::<Vec<_>>(),
+            claimed.iter().map(|c| &c.run.id).collect::<Vec<_>>(),
             vec![&runs[1], &runs[2]]
         );
     }
@@ -130,7 +130,7 @@ store_test!(
         assert!(f.store.commit_activation(first.clone()).await.unwrap());
 
         // Then everything is there: journal, queued email, timer, waiting status
-        let detail = f.store.load_activation(&run).await.unwrap().unwrap();
+        let detail = f.store.run_detail(&f.tenant, &run).await.unwrap().unwrap();
         assert_eq!(detail.journal, first.journal);
         assert_eq!(detail.run.status, RunStatus::Waiting);
         assert_eq!(detail.run.wake_at, Some(Timestamp(T0 + HOUR)));
@@ -164,14 +164,14 @@ store_test!(
         }];
         clash.emails = vec![email(&f, &run, 0, "ada@example.com")];
         assert!(f.store.commit_activation(clash).await.is_err());
-        let detail = f.store.load_activation(&run).await.unwrap().unwrap();
+        let detail = f.store.run_detail(&f.tenant, &run).await.unwrap().unwrap();
         assert_eq!(detail.journal.len(), 2);
         assert_eq!(detail.run.status, RunStatus::Waiting);
 
         // When it then completes
         assert!(complete(&f, &run, "w1").await);
         // Then the run is completed and has no timer left
-        let detail = f.store.load_activation(&run).await.unwrap().unwrap();
+        let detail = f.store.run_detail(&f.tenant, &run).await.unwrap().unwrap();
         assert_eq!(detail.run.status, RunStatus::Completed);
         assert_eq!(detail.run.wake_at, None);
         assert_eq!(detail.run.activations, 2);
@@ -244,12 +244,12 @@ store_test!(
 
         // Then the outcomes are in input order, the stranger's alone is refused
         assert_eq!(written, vec![true, false, true]);
-        let ada_now = f.store.load_activation(&ada).await.unwrap().unwrap();
+        let ada_now = f.store.run_detail(&f.tenant, &ada).await.unwrap().unwrap();
         assert_eq!(ada_now.run.status, RunStatus::Waiting);
         assert_eq!(ada_now.journal, ada_sleeps.journal);
-        let bob_now = f.store.load_activation(&bob).await.unwrap().unwrap();
+        let bob_now = f.store.run_detail(&f.tenant, &bob).await.unwrap().unwrap();
         assert_eq!(bob_now.run.status, RunStatus::Completed);
-        let cy_now = f.store.load_activation(&cy).await.unwrap().unwrap();
+        let cy_now = f.store.run_detail(&f.tenant, &cy).await.unwrap().unwrap();
         assert_eq!(cy_now.run.status, RunStatus::Active);
         assert_eq!(cy_now.run.activations, 0);
         assert_eq!(f.db.rows("emails").await, 1, "bob's email is queued");
@@ -265,7 +265,7 @@ store_test!(
             .commit_activations(vec![cy_completes, clash])
             .await
             .is_err());
-        let cy_now = f.store.load_activation(&cy).await.unwrap().unwrap();
+        let cy_now = f.store.run_detail(&f.tenant, &cy).await.unwrap().unwrap();
         assert_eq!(cy_now.run.status, RunStatus::Active, "rolled back with the group");
     }
 );
@@ -307,7 +307,7 @@ store_test!(
         foreign.tenant_id = TenantId::generate();
         assert!(!f.store.commit_activation(foreign).await.unwrap());
 
-        let detail = f.store.load_activation(&run).await.unwrap().unwrap();
+        let detail = f.store.run_detail(&f.tenant, &run).await.unwrap().unwrap();
         assert!(detail.journal.is_empty());
         assert_eq!(detail.run.status, RunStatus::Exited);
         assert_eq!(detail.run.activations, 0);
@@ -410,7 +410,7 @@ store_test!(
         .await
         .unwrap();
         // Then loading it is a clear corruption error
-        let err = f.store.load_activation(&run).await.unwrap_err();
+        let err = f.store.run_detail(&f.tenant, &run).await.unwrap_err();
         assert!(
             matches!(
                 err,
