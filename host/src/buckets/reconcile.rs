@@ -378,33 +378,33 @@ pub async fn run_pass(
     }
     let queries = criteria.event_queries();
     match pass {
-        Pass::CriteriaLeaves => {
-            let members = tx.members_to_recheck(tenant, &bucket.id, limit).await?;
+        Pass::CriteriaLeaves | Pass::Expiry => {
+            let members = if pass == Pass::Expiry {
+                tx.members_expired(tenant, &bucket.id, now, limit).await?
+            } else {
+                tx.members_to_recheck(tenant, &bucket.id, limit).await?
+            };
             outcome.examined = members.len();
             for mut member in members {
-                let key = &member.contact_key;
-                match matches_now(
-                    tx,
-                    tenant,
-                    key,
-                    &mut member.properties,
-                    criteria,
-                    &queries,
-                    now,
-                )
-                .await?
-                {
-                    None => continue,
+                let (key, props) = (&member.contact_key, &mut member.properties);
+                match matches_now(tx, tenant, key, props, criteria, &queries, now).await? {
+                    None => {}
+                    // Still matching: an expiry timer is disarmed (the criteria pass stays
+                    // its backstop); a re-checked member is marked evaluated.
+                    Some(true) if pass == Pass::Expiry => {
+                        tx.disarm_expiry(tenant, &member.membership.id, now).await?;
+                    }
                     Some(true) => {
                         tx.touch_membership(tenant, &member.membership.id, now, None)
                             .await?;
-                        continue;
                     }
-                    Some(false) => {}
+                    Some(false) => {
+                        let left =
+                            leave_by_clock(tx, bucket, tenant, &member, LeaveReason::Criteria, now)
+                                .await?;
+                        outcome.transitions.extend(left);
+                    }
                 }
-                let left =
-                    leave_by_clock(tx, bucket, tenant, &member, LeaveReason::Criteria, now).await?;
-                outcome.transitions.extend(left);
             }
         }
         Pass::AbsenceJoins => {
@@ -431,34 +431,6 @@ pub async fn run_pass(
                     .await?;
                     outcome.transitions.extend(joined);
                 }
-            }
-        }
-        Pass::Expiry => {
-            let members = tx.members_expired(tenant, &bucket.id, now, limit).await?;
-            outcome.examined = members.len();
-            for mut member in members {
-                let key = &member.contact_key;
-                match matches_now(
-                    tx,
-                    tenant,
-                    key,
-                    &mut member.properties,
-                    criteria,
-                    &queries,
-                    now,
-                )
-                .await?
-                {
-                    None => continue,
-                    Some(true) => {
-                        tx.disarm_expiry(tenant, &member.membership.id, now).await?;
-                        continue;
-                    }
-                    Some(false) => {}
-                }
-                let left =
-                    leave_by_clock(tx, bucket, tenant, &member, LeaveReason::Criteria, now).await?;
-                outcome.transitions.extend(left);
             }
         }
         Pass::MaxDwell => {
