@@ -222,6 +222,7 @@ impl ServeArgs {
             group_commit: GroupCommit {
                 max_batch: self.ingest_batch.max(1),
                 linger: self.ingest_linger,
+                ..GroupCommit::default()
             },
             reconcile_cron: self.reconcile_cron,
         }

@@ -5,7 +5,13 @@
 //! waiting), commits the batch with one [`Batch::commit`] and answers every submitter. A
 //! submitter's answer comes only after its items' transaction committed.
 //!
-//! If a batch fails, its items are retried one transaction each, so one bad item sinks only
+//! Up to [`GroupCommit::in_flight`] batches commit at once, so the next batch is formed and
+//! handed over while the one before it commits: a store that commits one transaction at a time
+//! (SQLite's writer thread) then finds the next one waiting instead of idling while its
+//! submitters' answers travel back and their next requests arrive.
+//!
+//! The batch reaches the store as one shared slice, so forming it copies no item; only if it
+//! fails are its items cloned, to be retried one transaction each, so one bad item sinks only
 //! itself. Ingest ([`crate::ingest::writer`]) and activation commits
 //! ([`crate::journeys::executor`]) both commit through it. It knows nothing of what the items
 //! are: that is the [`Batch`] implementation's business.
@@ -14,7 +20,7 @@ use crate::store::{StoreError, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// How batches form.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +29,8 @@ pub struct GroupCommit {
     pub max_batch: usize,
     /// How long to wait for more items once a batch has started to form.
     pub linger: Duration,
+    /// Most batches committing at once (at least 1).
+    pub in_flight: usize,
 }
 
 impl Default for GroupCommit {
@@ -30,6 +38,7 @@ impl Default for GroupCommit {
         Self {
             max_batch: 4096,
             linger: Duration::from_millis(1),
+            in_flight: 2,
         }
     }
 }
@@ -37,11 +46,11 @@ impl Default for GroupCommit {
 /// What one transaction commits: items in, one outcome per item out, in order.
 #[async_trait]
 pub trait Batch: Send + Sync + 'static {
-    type Item: Clone + Send + 'static;
+    type Item: Clone + Send + Sync + 'static;
     type Outcome: Send + 'static;
 
     /// Commit `items` in one transaction.
-    async fn commit(&self, items: Vec<Self::Item>) -> StoreResult<Vec<Self::Outcome>>;
+    async fn commit(&self, items: Arc<[Self::Item]>) -> StoreResult<Vec<Self::Outcome>>;
 }
 
 struct Submission<B: Batch> {
@@ -104,7 +113,16 @@ async fn commit_loop<B: Batch>(
     mut receiver: mpsc::Receiver<Submission<B>>,
 ) {
     let max_batch = config.max_batch.max(1);
-    while let Some(first) = receiver.recv().await {
+    let slots = Arc::new(Semaphore::new(config.in_flight.max(1)));
+    loop {
+        // Wait for a free slot before taking anything, so submissions queue (and batch) while
+        // every slot is committing.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = receiver.recv().await else {
+            break;
+        };
         let mut count = first.items.len();
         let mut submissions = vec![first];
         while count < max_batch {
@@ -129,26 +147,32 @@ async fn commit_loop<B: Batch>(
                 }
             }
         }
-        commit(batch.as_ref(), submissions).await;
+        let batch = batch.clone();
+        tokio::spawn(async move {
+            commit(batch.as_ref(), submissions).await;
+            drop(slot);
+        });
     }
 }
 
 async fn commit<B: Batch>(batch: &B, submissions: Vec<Submission<B>>) {
-    let items: Vec<B::Item> = submissions
-        .iter()
-        .flat_map(|s| s.items.iter().cloned())
-        .collect();
+    let mut counts = Vec::with_capacity(submissions.len());
+    let mut replies = Vec::with_capacity(submissions.len());
+    let mut items = Vec::with_capacity(submissions.iter().map(|s| s.items.len()).sum());
+    for submission in submissions {
+        counts.push(submission.items.len());
+        replies.push(submission.reply);
+        items.extend(submission.items);
+    }
+    let items: Arc<[B::Item]> = items.into();
     let expected = items.len();
-    let error = match batch.commit(items).await {
+    let error = match batch.commit(items.clone()).await {
         Ok(outcomes) if outcomes.len() == expected => {
             let mut outcomes = outcomes.into_iter();
-            for submission in submissions {
-                let mine = outcomes
-                    .by_ref()
-                    .take(submission.items.len())
-                    .map(Ok)
-                    .collect();
-                submission.reply.send(mine).ok();
+            for (reply, count) in replies.into_iter().zip(counts) {
+                reply
+                    .send(outcomes.by_ref().take(count).map(Ok).collect())
+                    .ok();
             }
             return;
         }
@@ -158,27 +182,27 @@ async fn commit<B: Batch>(batch: &B, submissions: Vec<Submission<B>>) {
     if expected == 1 {
         // Nothing to retry apart: the one item's error is its answer.
         let mut error = Some(error);
-        for submission in submissions {
-            let answer = submission
-                .items
-                .iter()
+        for (reply, count) in replies.into_iter().zip(counts) {
+            let answer = (0..count)
                 .map(|_| Err(error.take().unwrap_or_else(missing_outcome)))
                 .collect();
-            submission.reply.send(answer).ok();
+            reply.send(answer).ok();
         }
         return;
     }
     tracing::warn!("a group commit of {expected} items failed, retrying each alone: {error}");
-    for submission in submissions {
-        let mut results = Vec::with_capacity(submission.items.len());
-        for item in submission.items {
-            results.push(match batch.commit(vec![item]).await {
+    let mut items = items.iter();
+    for (reply, count) in replies.into_iter().zip(counts) {
+        let mut results = Vec::with_capacity(count);
+        for item in items.by_ref().take(count) {
+            let alone: Arc<[B::Item]> = Arc::new([item.clone()]);
+            results.push(match batch.commit(alone).await {
                 Ok(mut outcomes) if outcomes.len() == 1 => Ok(outcomes.remove(0)),
                 Ok(_) => Err(missing_outcome()),
                 Err(error) => Err(error),
             });
         }
-        submission.reply.send(results).ok();
+        reply.send(results).ok();
     }
 }
 
@@ -205,14 +229,14 @@ mod tests {
         type Item = u32;
         type Outcome = u32;
 
-        async fn commit(&self, items: Vec<u32>) -> StoreResult<Vec<u32>> {
+        async fn commit(&self, items: Arc<[u32]>) -> StoreResult<Vec<u32>> {
             // Give the other submitters time to queue behind this transaction.
             tokio::time::sleep(Duration::from_millis(5)).await;
-            self.transactions.lock().unwrap().push(items.clone());
+            self.transactions.lock().unwrap().push(items.to_vec());
             if items.contains(&self.poison) {
                 return Err(StoreError::Invalid(format!("{} is poison", self.poison)));
             }
-            Ok(items.into_iter().map(|n| n * 10).collect())
+            Ok(items.iter().map(|n| n * 10).collect())
         }
     }
 
@@ -298,5 +322,55 @@ mod tests {
         let answer = committer.submit_one(7).await.unwrap();
         assert!(matches!(answer, Err(StoreError::Invalid(_))));
         assert_eq!(committer.submit_one(4).await.unwrap().unwrap(), 40);
+    }
+
+    /// Counts the commits running at once, each held open until `release` is notified.
+    struct Overlap {
+        running: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Batch for Arc<Overlap> {
+        type Item = u32;
+        type Outcome = u32;
+
+        async fn commit(&self, items: Arc<[u32]>) -> StoreResult<Vec<u32>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.running.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.running.fetch_sub(1, SeqCst);
+            Ok(items.to_vec())
+        }
+    }
+
+    async fn most_commits_at_once(in_flight: usize) -> usize {
+        let overlap = Arc::new(Overlap {
+            running: 0.into(),
+            most: 0.into(),
+        });
+        let committer = GroupCommitter::spawn(
+            overlap.clone(),
+            GroupCommit {
+                max_batch: 1,
+                in_flight,
+                ..GroupCommit::default()
+            },
+        );
+        let handles: Vec<_> = (0..6)
+            .map(|n| {
+                let committer = committer.clone();
+                tokio::spawn(async move { committer.submit_one(n).await.unwrap().unwrap() })
+            })
+            .collect();
+        assert_eq!(answers(handles).await, vec![0, 1, 2, 3, 4, 5]);
+        overlap.most.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn given_slow_commits_then_at_most_in_flight_batches_commit_at_once() {
+        assert_eq!(most_commits_at_once(1).await, 1);
+        assert_eq!(most_commits_at_once(2).await, 2);
     }
 }

@@ -131,8 +131,8 @@ async fn ingest_people(
         let batch = chunk
             .iter()
             .map(|i| active(tenant, &format!("{prefix}{i}"), at))
-            .collect();
-        store.ingest(batch, routing.clone()).await.unwrap();
+            .collect::<Vec<_>>();
+        store.ingest(batch.into(), routing.clone()).await.unwrap();
     }
     started.elapsed()
 }

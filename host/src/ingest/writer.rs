@@ -24,7 +24,7 @@ impl Batch for IngestBatch {
     type Item = IngestItem;
     type Outcome = IngestOutcome;
 
-    async fn commit(&self, items: Vec<IngestItem>) -> StoreResult<Vec<IngestOutcome>> {
+    async fn commit(&self, items: Arc<[IngestItem]>) -> StoreResult<Vec<IngestOutcome>> {
         self.store.ingest(items, self.routing.clone()).await
     }
 }

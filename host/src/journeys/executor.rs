@@ -31,6 +31,7 @@ const HOST_RETRY_DELAY: Duration = Duration::from_secs(5);
 const ACTIVATION_GROUP_COMMIT: GroupCommit = GroupCommit {
     max_batch: 256,
     linger: Duration::from_micros(500),
+    in_flight: 1,
 };
 
 /// Activation commits of one group-commit batch, in one [`Store::commit_activations`].
@@ -43,7 +44,7 @@ impl Batch for ActivationBatch {
     type Item = ActivationCommit;
     type Outcome = bool;
 
-    async fn commit(&self, commits: Vec<ActivationCommit>) -> StoreResult<Vec<bool>> {
+    async fn commit(&self, commits: Arc<[ActivationCommit]>) -> StoreResult<Vec<bool>> {
         self.store.commit_activations(commits).await
     }
 }

@@ -149,7 +149,7 @@ pub trait Store: Send + Sync + 'static {
     /// never re-evaluated), in the same transaction.
     async fn ingest(
         &self,
-        batch: Vec<IngestItem>,
+        batch: Arc<[IngestItem]>,
         routing: Arc<dyn IngestRouting>,
     ) -> StoreResult<Vec<IngestOutcome>>;
     /// Add a person to (or remove them from) a manual bucket, ingesting the transition like
@@ -219,10 +219,10 @@ pub trait Store: Send + Sync + 'static {
     /// Commit activations in ONE transaction (group commit): per commit, in order, whether
     /// anything was written — nothing is for a run that ended or whose lease another worker
     /// holds now. See [`ActivationCommit`].
-    async fn commit_activations(&self, commits: Vec<ActivationCommit>) -> StoreResult<Vec<bool>>;
+    async fn commit_activations(&self, commits: Arc<[ActivationCommit]>) -> StoreResult<Vec<bool>>;
     /// [`Store::commit_activations`] of one activation.
     async fn commit_activation(&self, commit: ActivationCommit) -> StoreResult<bool> {
-        let written = self.commit_activations(vec![commit]).await?;
+        let written = self.commit_activations(Arc::new([commit])).await?;
         written.first().copied().ok_or_else(|| {
             StoreError::corrupt("activation commit", "the store answered no outcome")
         })
@@ -569,6 +569,6 @@ impl<S: Store + ?Sized> IngestWithoutModules for S {
         &self,
         batch: Vec<IngestItem>,
     ) -> impl Future<Output = StoreResult<Vec<IngestOutcome>>> + Send {
-        self.ingest(batch, Arc::new(NoRouting))
+        self.ingest(batch.into(), Arc::new(NoRouting))
     }
 }

@@ -42,7 +42,7 @@ type UsedKeys = HashMap<(TenantId, String), EventId>;
 
 pub(super) async fn ingest(
     store: &PgStore,
-    batch: Vec<IngestItem>,
+    batch: Arc<[IngestItem]>,
     routing: Arc<dyn IngestRouting>,
 ) -> StoreResult<Vec<IngestOutcome>> {
     if batch.is_empty() {

@@ -225,7 +225,7 @@ impl Store for PgStore {
 
     async fn ingest(
         &self,
-        batch: Vec<IngestItem>,
+        batch: Arc<[IngestItem]>,
         routing: Arc<dyn IngestRouting>,
     ) -> StoreResult<Vec<IngestOutcome>> {
         ingest::ingest(self, batch, routing).await
@@ -297,7 +297,7 @@ impl Store for PgStore {
         runs::claim_due_runs(self, now, lease, limit).await
     }
 
-    async fn commit_activations(&self, commits: Vec<ActivationCommit>) -> StoreResult<Vec<bool>> {
+    async fn commit_activations(&self, commits: Arc<[ActivationCommit]>) -> StoreResult<Vec<bool>> {
         runs::commit_activations(self, commits).await
     }
 

@@ -20,6 +20,7 @@ use crate::store::{
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use std::sync::Arc;
 
 /// The tenant's run, its input and its journal, read by one statement (so from one snapshot).
 pub(super) async fn activation(
@@ -118,7 +119,7 @@ macro_rules! commit_writes {
 /// overlapping sets cannot deadlock.
 pub(super) async fn commit_activations(
     store: &PgStore,
-    commits: Vec<ActivationCommit>,
+    commits: Arc<[ActivationCommit]>,
 ) -> StoreResult<Vec<bool>> {
     let mut order: Vec<usize> = (0..commits.len()).collect();
     order.sort_by(|&a, &b| commits[a].run_id.cmp(&commits[b].run_id));

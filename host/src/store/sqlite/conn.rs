@@ -87,7 +87,8 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// A job answers whether its transaction committed.
+type Job = Box<dyn FnOnce(&mut Connection) -> bool + Send>;
 
 /// The one write connection, owned by a dedicated thread that runs write transactions in
 /// submission order. Cheap to clone.
@@ -98,10 +99,13 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Open the write connection on a new thread and run `setup` on it (the migrations) before
-    /// anything else.
+    /// anything else. `after_rollback` runs on the writer thread after every transaction that
+    /// did not commit, before the next one starts (state the writer keeps beside the database
+    /// may hold what the transaction wrote).
     pub(super) fn spawn(
         path: &Path,
         setup: impl FnOnce(&mut Connection) -> StoreResult<()> + Send + 'static,
+        after_rollback: impl Fn() + Send + 'static,
     ) -> StoreResult<Writer> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (opened, open_result) = mpsc::sync_channel::<StoreResult<()>>(1);
@@ -136,6 +140,9 @@ impl Writer {
                     if outcome.is_err() {
                         tracing::error!("a SQLite write transaction panicked; it was rolled back");
                     }
+                    if !matches!(outcome, Ok(true)) {
+                        after_rollback();
+                    }
                 }
             })
             .map_err(|e| StoreError::Open(format!("cannot start the SQLite writer: {e}")))?;
@@ -160,7 +167,9 @@ impl Writer {
                 tx.commit()?;
                 Ok(value)
             })();
+            let committed = result.is_ok();
             reply.send(result).ok();
+            committed
         });
         self.jobs.send(job).map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
@@ -227,5 +236,54 @@ impl Readers {
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("a SQLite read did not finish: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn given_a_transaction_that_fails_or_panics_then_the_rollback_hook_runs_and_after_a_commit_it_does_not()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let rollbacks = Arc::new(AtomicUsize::new(0));
+        let counted = rollbacks.clone();
+        let writer = Writer::spawn(
+            &dir.path().join("hook.db"),
+            |conn| Ok(conn.execute_batch("CREATE TABLE t (n INTEGER)")?),
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+        .unwrap();
+
+        writer
+            .transaction(|tx| Ok(tx.execute("INSERT INTO t VALUES (1)", [])?))
+            .await
+            .unwrap();
+        assert_eq!(rollbacks.load(Ordering::SeqCst), 0);
+
+        let failed = writer
+            .transaction(|tx| -> StoreResult<()> {
+                tx.execute("INSERT INTO t VALUES (2)", [])?;
+                Err(StoreError::Invalid("no".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(rollbacks.load(Ordering::SeqCst), 1);
+
+        let panicked = writer
+            .transaction(|_| -> StoreResult<()> { panic!("a bug") })
+            .await;
+        assert!(panicked.is_err());
+        assert_eq!(rollbacks.load(Ordering::SeqCst), 2);
+
+        let rows: i64 = writer
+            .transaction(|tx| Ok(tx.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
     }
 }

@@ -27,10 +27,11 @@ pub(super) async fn upsert_contact(
     now: Timestamp,
 ) -> StoreResult<Resolution> {
     let (tenant, identity, properties) = (tenant.clone(), identity.clone(), properties.clone());
+    let contacts = store.contacts.clone();
     store
         .write(move |tx| {
             run_sync(identity::resolve(
-                &mut SqliteIdentityTx::new(tx),
+                &mut SqliteIdentityTx::new(tx, &mut super::lock(&contacts))?,
                 &tenant,
                 &identity,
                 &properties,
@@ -93,11 +94,15 @@ pub(super) async fn delete_contact(
     now: Timestamp,
 ) -> StoreResult<Option<DeletedContact>> {
     let (tenant, key) = (tenant.clone(), key.to_owned());
+    let contacts = store.contacts.clone();
     store
         .write(move |tx| {
             let Some(contact) = live_by_key(tx, &tenant, &key)? else {
                 return Ok(None);
             };
+            // This rewrites contacts (the deleted one, those merged into it) outside the
+            // identity primitives: the writer's cache forgets them all (deletions are rare).
+            super::lock(&contacts).clear();
             let (tenant, id, key) = (tenant.as_str(), contact.id.as_str(), contact.key.as_str());
 
             // The contact stops resolving and loses its personal data; it keeps its user id and

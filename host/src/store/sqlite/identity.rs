@@ -5,6 +5,7 @@
 //! The primitives are synchronous (rusqlite on the writer thread); [`run_sync`] drives the
 //! shared async algorithm over them without a runtime.
 
+use super::contact_cache::ContactCache;
 use super::live_statuses;
 use super::rows::{parse_object, to_json};
 use crate::clock::Timestamp;
@@ -13,7 +14,6 @@ use crate::ids::{ContactId, TenantId};
 use crate::store::identity::IdentityTx;
 use crate::store::{Alias, ContactRecord, StoreError, StoreResult};
 use rusqlite::{Connection, Row, params};
-use std::collections::HashMap;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
@@ -100,11 +100,11 @@ const BY_ALIAS: &str = concat!(
      WHERE a.tenant_id = ?1 AND a.kind = ?2 AND a.value = ?3 AND c.deleted_at IS NULL"
 );
 
-/// The first row of `rows` as a contact; one of `known` (same id) is answered as it is, without
-/// decoding the row's properties again.
+/// The first row of `rows` as a contact; one the cache knows (same id) is answered from it,
+/// without decoding the row's properties again.
 fn first_contact(
     mut rows: rusqlite::Rows<'_>,
-    known: &HashMap<ContactId, ContactRecord>,
+    known: Option<&ContactCache>,
 ) -> StoreResult<Option<ContactRecord>> {
     let Some(row) = rows.next()? else {
         return Ok(None);
@@ -113,7 +113,7 @@ fn first_contact(
         .get_ref("id")?
         .as_str()
         .map_err(|e| StoreError::corrupt("contact id", e))?;
-    if let Some(contact) = known.get(id) {
+    if let Some(contact) = known.and_then(|cache| cache.get(&ContactId(id.to_owned()))) {
         return Ok(Some(contact.clone()));
     }
     contact_from_row(row).map(Some)
@@ -126,7 +126,7 @@ fn live_contact(
     tenant: &TenantId,
     kind: IdentityKind,
     value: &str,
-    known: &HashMap<ContactId, ContactRecord>,
+    known: Option<&ContactCache>,
 ) -> StoreResult<Option<ContactRecord>> {
     let mut statement = conn.prepare_cached(by_column_sql(kind))?;
     if let Some(contact) = first_contact(statement.query(params![tenant.as_str(), value])?, known)?
@@ -148,11 +148,10 @@ pub(super) fn live_by_key(
         IdentityKind::External,
         IdentityKind::Anonymous,
     ] {
-        let none = HashMap::new();
         let found = if kind == IdentityKind::Key {
-            live_contact(conn, tenant, kind, key, &none)?
+            live_contact(conn, tenant, kind, key, None)?
         } else {
-            live_by_alias(conn, tenant, kind, key, &none)?
+            live_by_alias(conn, tenant, kind, key, None)?
         };
         if found.is_some() {
             return Ok(found);
@@ -166,7 +165,7 @@ fn live_by_alias(
     tenant: &TenantId,
     kind: IdentityKind,
     value: &str,
-    known: &HashMap<ContactId, ContactRecord>,
+    known: Option<&ContactCache>,
 ) -> StoreResult<Option<ContactRecord>> {
     let mut statement = conn.prepare_cached(BY_ALIAS)?;
     first_contact(
@@ -179,23 +178,23 @@ fn live_by_alias(
 /// are already serialised and `lock_identity` has nothing to do).
 pub(super) struct SqliteIdentityTx<'a> {
     conn: &'a Connection,
-    /// The contacts as last read or written in this transaction, by id: `update_contact`
-    /// compares against them to write only what changed (an event from a known person
-    /// usually changes only `last_seen_at` and properties, and rewriting the identity columns
-    /// would rewrite their index entries too).
-    known: HashMap<ContactId, ContactRecord>,
+    /// The writer's contacts as last read or written: lookups answer from it, and
+    /// `update_contact` compares against it to write only what changed (an event from a known
+    /// person usually changes only `last_seen_at` and properties, and rewriting the identity
+    /// columns would rewrite their index entries too).
+    cache: &'a mut ContactCache,
 }
 
 impl<'a> SqliteIdentityTx<'a> {
-    pub(super) fn new(conn: &'a Connection) -> Self {
-        Self {
-            conn,
-            known: HashMap::new(),
-        }
+    /// Primitives over `conn`, the writer's open transaction, with the writer's cache (checked
+    /// against other connections' commits first).
+    pub(super) fn new(conn: &'a Connection, cache: &'a mut ContactCache) -> StoreResult<Self> {
+        cache.check_version(conn)?;
+        Ok(Self { conn, cache })
     }
 
     fn remember(&mut self, contact: &ContactRecord) {
-        self.known.insert(contact.id.clone(), contact.clone());
+        self.cache.remember(contact);
     }
 }
 
@@ -213,7 +212,10 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         tenant: &TenantId,
         key: &IdentityKey,
     ) -> StoreResult<Option<ContactRecord>> {
-        let found = live_contact(self.conn, tenant, key.kind, &key.value, &self.known)?;
+        if let Some(contact) = self.cache.find(tenant, key.kind, &key.value) {
+            return Ok(Some(contact));
+        }
+        let found = live_contact(self.conn, tenant, key.kind, &key.value, Some(self.cache))?;
         if let Some(contact) = &found {
             self.remember(contact);
         }
@@ -244,7 +246,7 @@ impl IdentityTx for SqliteIdentityTx<'_> {
     }
 
     async fn update_contact(&mut self, contact: &ContactRecord) -> StoreResult<()> {
-        let before = self.known.get(&contact.id);
+        let before = self.cache.get(&contact.id);
         let same_identity = before.is_some_and(|before| {
             before.key == contact.key
                 && before.external_id == contact.external_id
@@ -314,7 +316,7 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         id: &ContactId,
         at: Timestamp,
     ) -> StoreResult<()> {
-        self.known.remove(id);
+        self.cache.forget(id);
         self.conn
             .prepare_cached(
                 "UPDATE contacts SET deleted_at = ?1, updated_at = ?1 \

@@ -32,22 +32,23 @@ use std::sync::Arc;
 
 pub(super) async fn ingest(
     store: &SqliteStore,
-    batch: Vec<IngestItem>,
+    batch: Arc<[IngestItem]>,
     routing: Arc<dyn IngestRouting>,
 ) -> StoreResult<Vec<IngestOutcome>> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
+    let contacts = store.contacts.clone();
     store
         .write(move |tx| {
-            let mut identities = SqliteIdentityTx::new(tx);
+            let mut cache = super::lock(&contacts);
+            let mut identities = SqliteIdentityTx::new(tx, &mut cache)?;
             let mut skips = SkipTally::default();
             let outcomes = batch
-                .into_iter()
+                .iter()
                 .map(|item| {
-                    let tenant = item.event.tenant_id.clone();
                     let outcome = ingest_one(tx, &mut identities, routing.as_ref(), item)?;
-                    skips.add_outcome(&tenant, &outcome);
+                    skips.add_outcome(&item.event.tenant_id, &outcome);
                     Ok(outcome)
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
@@ -63,7 +64,7 @@ fn ingest_one(
     conn: &Connection,
     identities: &mut SqliteIdentityTx<'_>,
     routing: &dyn IngestRouting,
-    item: IngestItem,
+    item: &IngestItem,
 ) -> StoreResult<IngestOutcome> {
     let IngestItem { event, candidates } = item;
 
@@ -86,7 +87,7 @@ fn ingest_one(
 
     // 3. Store the event under the resolved key, end the runs it exits and start the runs its
     // journeys admit.
-    let mut runs = store_event(conn, routing, &contact, &event, &candidates)?;
+    let mut runs = store_event(conn, routing, &contact, event, candidates)?;
 
     // 4. Move the person into or out of the buckets this event can change.
     let mut transitions = Vec::new();
@@ -115,7 +116,7 @@ fn ingest_one(
     }
 
     Ok(IngestOutcome::Stored {
-        event_id: event.id,
+        event_id: event.id.clone(),
         contact_key: contact.key,
         started: runs.started,
         skipped: runs.skipped,

@@ -22,6 +22,7 @@
 mod backfill;
 mod buckets;
 mod conn;
+mod contact_cache;
 mod contacts;
 mod effects;
 mod history;
@@ -54,9 +55,10 @@ use crate::clock::Timestamp;
 use crate::contacts::Identity;
 use crate::ids::{ApiKeyId, EmailId, RunId, TenantId};
 use async_trait::async_trait;
+use contact_cache::ContactCache;
 use serde_json::{Map, Value};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The live statuses, as SQL: a run in one of them holds the one-live-run slot and may have a
 /// timer. Must match the partial unique index `runs_one_live_per_contact`.
@@ -68,11 +70,23 @@ macro_rules! live_statuses {
 use live_statuses;
 
 /// The SQLite store. Cheap to clone (the connections are shared).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteStore {
     /// Runs write transactions, one at a time, on its own thread.
     writer: conn::Writer,
     readers: conn::Readers,
+    /// The writer's cache of live contacts. Only write transactions touch it, so only the
+    /// writer thread: the lock is never contended.
+    contacts: Arc<Mutex<ContactCache>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("writer", &self.writer)
+            .field("readers", &self.readers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqliteStore {
@@ -84,16 +98,29 @@ impl SqliteStore {
         }
         let path = path.to_path_buf();
         // Opening and migrating block: off the async runtime.
+        let contacts = Arc::new(Mutex::new(ContactCache::new(
+            contact_cache::DEFAULT_CAPACITY,
+        )));
+        let forget_on_rollback = contacts.clone();
         tokio::task::spawn_blocking(move || {
-            let writer = conn::Writer::spawn(&path, migrate::run)?;
+            let writer = conn::Writer::spawn(&path, migrate::run, move || {
+                lock(&forget_on_rollback).clear()
+            })?;
             Ok(SqliteStore {
                 writer,
                 readers: conn::Readers::new(&path),
+                contacts,
             })
         })
         .await
         .map_err(|e| StoreError::Open(format!("opening the SQLite database failed: {e}")))?
     }
+}
+
+/// The contact cache, whatever a panicking transaction left it as (it is cleared after any
+/// transaction that did not commit).
+fn lock(cache: &Mutex<ContactCache>) -> MutexGuard<'_, ContactCache> {
+    cache.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl SqliteStore {
@@ -153,7 +180,7 @@ impl Store for SqliteStore {
 
     async fn ingest(
         &self,
-        batch: Vec<IngestItem>,
+        batch: Arc<[IngestItem]>,
         routing: Arc<dyn IngestRouting>,
     ) -> StoreResult<Vec<IngestOutcome>> {
         ingest::ingest(self, batch, routing).await
@@ -232,7 +259,7 @@ impl Store for SqliteStore {
         u64::try_from(used).ok()
     }
 
-    async fn commit_activations(&self, commits: Vec<ActivationCommit>) -> StoreResult<Vec<bool>> {
+    async fn commit_activations(&self, commits: Arc<[ActivationCommit]>) -> StoreResult<Vec<bool>> {
         runs::commit_activations(self, commits).await
     }
 

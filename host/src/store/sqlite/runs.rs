@@ -13,6 +13,7 @@ use crate::store::{
     ActivationCommit, ActivationInput, Lease, RunFilter, RunRecord, RunTransition, StoreResult,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::sync::Arc;
 
 /// The tenant's run, its input and its journal, read in one snapshot.
 pub(super) async fn activation(
@@ -110,7 +111,7 @@ pub(super) async fn claim_due_runs(
 /// own (a lost lease skips only that one).
 pub(super) async fn commit_activations(
     store: &SqliteStore,
-    commits: Vec<ActivationCommit>,
+    commits: Arc<[ActivationCommit]>,
 ) -> StoreResult<Vec<bool>> {
     store
         .write(move |tx| {

@@ -72,10 +72,10 @@ async fn purchase(f: &Fixture, user: &str, at: i64, routing: &Arc<dyn IngestRout
     e.occurred_at = Timestamp(at);
     f.store
         .ingest(
-            vec![IngestItem {
+            Arc::new([IngestItem {
                 event: e,
                 candidates: vec![],
-            }],
+            }]),
             routing.clone(),
         )
         .await

@@ -457,3 +457,32 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    given_a_person_one_handle_has_seen_when_another_handle_changes_them_then_the_first_builds_on_the_change,
+    |f| async move {
+        // Given a person the store has resolved (and so may remember)
+        let ada = Identity::new(Some("ada"), None, None);
+        let mut first = event_as(&f.tenant, ada.clone(), T0);
+        first.contact_properties = obj(json!({"plan": "free"}));
+        ingest_stored(&f, first, &[]).await;
+
+        // When a second handle on the same database (a second process) changes their plan
+        let other = f.db.open_store().await.unwrap();
+        other
+            .upsert_contact(&f.tenant, &ada, &obj(json!({"plan": "pro"})), Timestamp(T0 + 1))
+            .await
+            .unwrap();
+
+        // And the first store takes another event of theirs
+        let mut next = event_as(&f.tenant, ada, T0 + 2);
+        next.contact_properties = obj(json!({"seats": 3}));
+        ingest_stored(&f, next, &[]).await;
+
+        // Then the contact holds both changes: the first store did not write over the second's
+        assert_eq!(
+            contact(&f, "ada").await.properties,
+            obj(json!({"plan": "pro", "seats": 3}))
+        );
+    }
+);

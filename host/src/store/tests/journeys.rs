@@ -40,10 +40,10 @@ async fn ingest_routed(
     let mut outcomes = f
         .store
         .ingest(
-            vec![IngestItem {
+            Arc::new([IngestItem {
                 event,
                 candidates: candidates.to_vec(),
-            }],
+            }]),
             Arc::new(routing),
         )
         .await

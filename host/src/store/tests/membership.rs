@@ -94,10 +94,10 @@ async fn ingest_routed(
     let mut outcomes = f
         .store
         .ingest(
-            vec![IngestItem {
+            Arc::new([IngestItem {
                 event,
                 candidates: vec![],
-            }],
+            }]),
             routing.clone(),
         )
         .await
@@ -329,7 +329,7 @@ store_test!(
             e.contact_properties = obj(json!({"plan": "pro"}));
             tasks.push(tokio::spawn(async move {
                 store
-                    .ingest(vec![IngestItem { event: e, candidates: vec![] }], routing)
+                    .ingest(Arc::new([IngestItem { event: e, candidates: vec![] }]), routing)
                     .await
             }));
         }

@@ -95,10 +95,10 @@ async fn person_does(
     e.contact_properties = obj(props);
     f.store
         .ingest(
-            vec![IngestItem {
+            Arc::new([IngestItem {
                 event: e,
                 candidates: vec![],
-            }],
+            }]),
             routing(bucket),
         )
         .await

@@ -238,7 +238,7 @@ store_test!(
         // When they commit in one group
         let written = f
             .store
-            .commit_activations(vec![ada_sleeps.clone(), cy_by_a_stranger, bob_completes])
+            .commit_activations(Arc::new([ada_sleeps.clone(), cy_by_a_stranger, bob_completes]))
             .await
             .unwrap();
 
@@ -262,7 +262,7 @@ store_test!(
         let cy_completes = commit(&f, &cy, "w1", RunTransition::Completed);
         assert!(f
             .store
-            .commit_activations(vec![cy_completes, clash])
+            .commit_activations(Arc::new([cy_completes, clash]))
             .await
             .is_err());
         let cy_now = f.store.run_detail(&f.tenant, &cy).await.unwrap().unwrap();

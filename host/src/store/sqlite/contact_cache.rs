@@ -1,0 +1,284 @@
+//! The writer's memory of live contacts: a known person's event resolves from here instead of
+//! reading the contact tables (an index seek, a row, its properties' JSON) on every event.
+//!
+//! It is sound because the writer thread is the only writer of the file in this process and
+//! every write to `contacts` on it either goes through here ([`super::identity`]'s primitives
+//! remember what they read and write) or forgets everything ([`ContactCache::clear`], which a
+//! contact deletion calls). What could still make it stale is handled where it happens:
+//!
+//! - a transaction that rolls back: the writer clears the cache after any failed transaction
+//!   (it may hold what the transaction wrote);
+//! - another connection's commit (a second process on the same file): `PRAGMA data_version`
+//!   changes, and [`ContactCache::check_version`] clears the cache before it is used.
+//!
+//! A hit answers exactly what the by-column lookup would: the entry's record still holds the
+//! looked-up value in its own column, is live, and at most one live contact can hold a value
+//! (the partial unique indexes). Misses, and values only an alias knows, go to the database.
+//!
+//! It holds at most [`ContactCache::capacity`] contacts, in two generations: new and touched
+//! contacts go to the current one; when it is full, it becomes the previous one and the
+//! previous one is dropped. A contact seen within the last generation is always found.
+
+use crate::contacts::IdentityKind;
+use crate::ids::{ContactId, TenantId};
+use crate::store::ContactRecord;
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::mem;
+
+/// Contacts kept by default: ~0.5 KiB each with a few properties, so about 25 MiB.
+pub(super) const DEFAULT_CAPACITY: usize = 50_000;
+
+type IdentityEntry = (TenantId, IdentityKind, String);
+
+#[derive(Default)]
+struct Generation {
+    contacts: HashMap<ContactId, ContactRecord>,
+    ids: HashMap<IdentityEntry, ContactId>,
+}
+
+impl Generation {
+    fn insert(&mut self, contact: ContactRecord) {
+        for (kind, value) in own_values(&contact) {
+            self.ids.insert(
+                (contact.tenant_id.clone(), kind, value.to_owned()),
+                contact.id.clone(),
+            );
+        }
+        self.contacts.insert(contact.id.clone(), contact);
+    }
+
+    /// The contact `entry` designates, if this generation knows it and it still holds the
+    /// value in its own column.
+    fn find(&self, entry: &IdentityEntry) -> Option<&ContactRecord> {
+        let id = self.ids.get(entry)?;
+        self.contacts
+            .get(id)
+            .filter(|contact| holds(contact, &entry.0, entry.1, &entry.2))
+    }
+}
+
+pub(super) struct ContactCache {
+    capacity: usize,
+    current: Generation,
+    previous: Generation,
+    /// The writer connection's `PRAGMA data_version` when the cache was last checked.
+    data_version: Option<i64>,
+}
+
+impl ContactCache {
+    /// A cache of at most `capacity` contacts; 0 keeps none.
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            current: Generation::default(),
+            previous: Generation::default(),
+            data_version: None,
+        }
+    }
+
+    /// Forget everything if another connection committed since the last check. Called at the
+    /// start of each transaction that uses the cache, on the writer connection.
+    pub(super) fn check_version(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if self.capacity == 0 {
+            return Ok(());
+        }
+        let version: i64 = conn.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+        if self.data_version != Some(version) {
+            self.clear();
+            self.data_version = Some(version);
+        }
+        Ok(())
+    }
+
+    /// The live contact of `tenant` whose own column for `kind` holds `value`, if cached.
+    pub(super) fn find(
+        &mut self,
+        tenant: &TenantId,
+        kind: IdentityKind,
+        value: &str,
+    ) -> Option<ContactRecord> {
+        let entry = (tenant.clone(), kind, value.to_owned());
+        if let Some(contact) = self.current.find(&entry) {
+            return Some(contact.clone());
+        }
+        let contact = self.previous.find(&entry)?.clone();
+        self.remember(&contact);
+        Some(contact)
+    }
+
+    /// The contact with this id as last read or written, if cached.
+    pub(super) fn get(&self, id: &ContactId) -> Option<&ContactRecord> {
+        self.current
+            .contacts
+            .get(id)
+            .or_else(|| self.previous.contacts.get(id))
+    }
+
+    /// Remember `contact` as it now is in the database (read, inserted or updated by this
+    /// transaction). A deleted contact is forgotten instead.
+    pub(super) fn remember(&mut self, contact: &ContactRecord) {
+        if self.capacity == 0 {
+            return;
+        }
+        if contact.deleted_at.is_some() {
+            self.forget(&contact.id);
+            return;
+        }
+        let half = self.capacity.div_ceil(2);
+        // The id entries are bounded too: a contact whose values keep changing leaves stale
+        // ones behind until its generation goes.
+        if (self.current.contacts.len() >= half && !self.current.contacts.contains_key(&contact.id))
+            || self.current.ids.len() >= half * 8
+        {
+            self.previous = mem::take(&mut self.current);
+        }
+        self.previous.contacts.remove(&contact.id);
+        self.current.insert(contact.clone());
+    }
+
+    pub(super) fn forget(&mut self, id: &ContactId) {
+        self.current.contacts.remove(id);
+        self.previous.contacts.remove(id);
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.current = Generation::default();
+        self.previous = Generation::default();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.current.contacts.len() + self.previous.contacts.len()
+    }
+}
+
+/// The identity values a contact holds in its own columns.
+fn own_values(contact: &ContactRecord) -> impl Iterator<Item = (IdentityKind, &str)> {
+    [
+        (IdentityKind::Key, Some(contact.key.as_str())),
+        (IdentityKind::External, contact.external_id.as_deref()),
+        (IdentityKind::Email, contact.email.as_deref()),
+        (IdentityKind::Anonymous, contact.anonymous_id.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(kind, value)| value.map(|value| (kind, value)))
+}
+
+fn holds(contact: &ContactRecord, tenant: &TenantId, kind: IdentityKind, value: &str) -> bool {
+    contact.deleted_at.is_none()
+        && &contact.tenant_id == tenant
+        && own_values(contact).any(|(k, v)| k == kind && v == value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use serde_json::Map;
+
+    fn contact(id: &str, user: &str, email: Option<&str>) -> ContactRecord {
+        ContactRecord {
+            id: ContactId(id.into()),
+            tenant_id: TenantId("t".into()),
+            key: user.into(),
+            external_id: Some(user.into()),
+            email: email.map(str::to_owned),
+            anonymous_id: None,
+            properties: Map::new(),
+            first_seen_at: Timestamp(1),
+            last_seen_at: Timestamp(1),
+            deleted_at: None,
+        }
+    }
+
+    fn tenant() -> TenantId {
+        TenantId("t".into())
+    }
+
+    #[test]
+    fn given_a_remembered_contact_when_looked_up_by_any_of_its_own_values_then_it_is_found() {
+        let mut cache = ContactCache::new(10);
+        cache.remember(&contact("c1", "u1", Some("a@x.io")));
+        for (kind, value) in [
+            (IdentityKind::External, "u1"),
+            (IdentityKind::Key, "u1"),
+            (IdentityKind::Email, "a@x.io"),
+        ] {
+            let found = cache.find(&tenant(), kind, value).expect("cached");
+            assert_eq!(found.id, ContactId("c1".into()));
+        }
+        assert!(
+            cache
+                .find(&TenantId("other".into()), IdentityKind::External, "u1")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn given_a_contact_whose_email_changed_when_looked_up_by_the_old_email_then_it_misses() {
+        let mut cache = ContactCache::new(10);
+        cache.remember(&contact("c1", "u1", Some("old@x.io")));
+        cache.remember(&contact("c1", "u1", Some("new@x.io")));
+        assert!(
+            cache
+                .find(&tenant(), IdentityKind::Email, "old@x.io")
+                .is_none()
+        );
+        assert!(
+            cache
+                .find(&tenant(), IdentityKind::Email, "new@x.io")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn given_a_deleted_contact_when_remembered_then_it_is_forgotten() {
+        let mut cache = ContactCache::new(10);
+        cache.remember(&contact("c1", "u1", None));
+        let mut deleted = contact("c1", "u1", None);
+        deleted.deleted_at = Some(Timestamp(2));
+        cache.remember(&deleted);
+        assert!(
+            cache
+                .find(&tenant(), IdentityKind::External, "u1")
+                .is_none()
+        );
+        assert!(cache.get(&ContactId("c1".into())).is_none());
+    }
+
+    #[test]
+    fn given_more_contacts_than_its_capacity_then_it_keeps_at_most_that_many_and_the_latest() {
+        let mut cache = ContactCache::new(4);
+        for i in 0..10 {
+            cache.remember(&contact(&format!("c{i}"), &format!("u{i}"), None));
+            assert!(cache.len() <= 4, "holds {} after {i}", cache.len());
+        }
+        assert!(
+            cache
+                .find(&tenant(), IdentityKind::External, "u9")
+                .is_some()
+        );
+        assert!(
+            cache
+                .find(&tenant(), IdentityKind::External, "u8")
+                .is_some()
+        );
+        assert!(
+            cache
+                .find(&tenant(), IdentityKind::External, "u0")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn given_capacity_zero_then_nothing_is_kept() {
+        let mut cache = ContactCache::new(0);
+        cache.remember(&contact("c1", "u1", None));
+        assert!(
+            cache
+                .find(&tenant(), IdentityKind::External, "u1")
+                .is_none()
+        );
+    }
+}
