@@ -22,39 +22,58 @@
 use crate::contacts::IdentityKind;
 use crate::ids::{ContactId, TenantId};
 use crate::store::ContactRecord;
+use foldhash::HashMap;
+use foldhash::fast::FixedState;
 use rusqlite::Connection;
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::mem;
 
 /// Contacts kept by default: ~0.5 KiB each with a few properties, so about 25 MiB.
 pub(super) const DEFAULT_CAPACITY: usize = 50_000;
 
-type IdentityEntry = (TenantId, IdentityKind, String);
+/// An identity value (tenant, kind, value) by its hash: a lookup allocates nothing. Two values
+/// with one hash cost a database lookup, never a wrong answer: a hit is checked against the
+/// record's own columns.
+type IdentityHash = u64;
+
+fn identity_hash(tenant: &TenantId, kind: IdentityKind, value: &str) -> IdentityHash {
+    FixedState::default().hash_one((tenant.as_str(), kind, value))
+}
 
 #[derive(Default)]
 struct Generation {
     contacts: HashMap<ContactId, ContactRecord>,
-    ids: HashMap<IdentityEntry, ContactId>,
+    ids: HashMap<IdentityHash, ContactId>,
 }
 
 impl Generation {
-    fn insert(&mut self, contact: ContactRecord) {
-        for (kind, value) in own_values(&contact) {
+    fn insert(&mut self, contact: &ContactRecord) {
+        match self.contacts.get_mut(&contact.id) {
+            // The same values lead to it already: only the record changes.
+            Some(cached) if own_values(cached).eq(own_values(contact)) => {
+                cached.clone_from(contact);
+                return;
+            }
+            Some(cached) => cached.clone_from(contact),
+            None => {
+                self.contacts.insert(contact.id.clone(), contact.clone());
+            }
+        }
+        for (kind, value) in own_values(contact) {
             self.ids.insert(
-                (contact.tenant_id.clone(), kind, value.to_owned()),
+                identity_hash(&contact.tenant_id, kind, value),
                 contact.id.clone(),
             );
         }
-        self.contacts.insert(contact.id.clone(), contact);
     }
 
-    /// The contact `entry` designates, if this generation knows it and it still holds the
+    /// The contact a value designates, if this generation knows it and it still holds the
     /// value in its own column.
-    fn find(&self, entry: &IdentityEntry) -> Option<&ContactRecord> {
-        let id = self.ids.get(entry)?;
+    fn find(&self, tenant: &TenantId, kind: IdentityKind, value: &str) -> Option<&ContactRecord> {
+        let id = self.ids.get(&identity_hash(tenant, kind, value))?;
         self.contacts
             .get(id)
-            .filter(|contact| holds(contact, &entry.0, entry.1, &entry.2))
+            .filter(|contact| holds(contact, tenant, kind, value))
     }
 }
 
@@ -98,11 +117,10 @@ impl ContactCache {
         kind: IdentityKind,
         value: &str,
     ) -> Option<ContactRecord> {
-        let entry = (tenant.clone(), kind, value.to_owned());
-        if let Some(contact) = self.current.find(&entry) {
+        if let Some(contact) = self.current.find(tenant, kind, value) {
             return Some(contact.clone());
         }
-        let contact = self.previous.find(&entry)?.clone();
+        let contact = self.previous.find(tenant, kind, value)?.clone();
         self.remember(&contact);
         Some(contact)
     }
@@ -134,7 +152,7 @@ impl ContactCache {
             self.previous = mem::take(&mut self.current);
         }
         self.previous.contacts.remove(&contact.id);
-        self.current.insert(contact.clone());
+        self.current.insert(contact);
     }
 
     pub(super) fn forget(&mut self, id: &ContactId) {
