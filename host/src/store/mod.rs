@@ -529,7 +529,8 @@ pub trait Store: Send + Sync + 'static {
     async fn advance_clock_offset(&self, by_ms: i64) -> StoreResult<i64>;
 
     /// Bytes the database engine holds in this process's memory (SQLite: page caches, schema
-    /// and statements), or `None` when the database runs in its own process (PostgreSQL).
+    /// and statements, and the writer's contact cache), or `None` when the database runs in
+    /// its own process (PostgreSQL).
     fn in_process_memory(&self) -> Option<u64> {
         None
     }

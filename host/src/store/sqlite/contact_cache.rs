@@ -165,10 +165,55 @@ impl ContactCache {
         self.previous = Generation::default();
     }
 
+    /// About how many bytes the cached contacts take (records, their strings and properties,
+    /// the id entries): what the memory report counts with SQLite's caches.
+    pub(super) fn approximate_bytes(&self) -> u64 {
+        let generation = |g: &Generation| -> usize {
+            let records: usize = g.contacts.values().map(record_bytes).sum();
+            let ids: usize = g
+                .ids
+                .values()
+                .map(|id| ENTRY_OVERHEAD + id.as_str().len())
+                .sum();
+            records + ids
+        };
+        u64::try_from(generation(&self.current) + generation(&self.previous)).unwrap_or(u64::MAX)
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.current.contacts.len() + self.previous.contacts.len()
     }
+}
+
+/// A hash-table slot, a string's header, an ordered map's node share: rough, and on the high side.
+const ENTRY_OVERHEAD: usize = 64;
+
+fn record_bytes(contact: &ContactRecord) -> usize {
+    let strings = contact.id.as_str().len()
+        + contact.tenant_id.as_str().len()
+        + contact.key.len()
+        + own_values(contact).map(|(_, v)| v.len()).sum::<usize>();
+    let properties: usize = contact
+        .properties
+        .iter()
+        .map(|(k, v)| ENTRY_OVERHEAD + k.len() + value_bytes(v))
+        .sum();
+    ENTRY_OVERHEAD + mem::size_of::<ContactRecord>() + strings + properties
+}
+
+fn value_bytes(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    mem::size_of::<Value>()
+        + match value {
+            Value::String(s) => s.len(),
+            Value::Array(items) => items.iter().map(value_bytes).sum(),
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| ENTRY_OVERHEAD + k.len() + value_bytes(v))
+                .sum(),
+            _ => 0,
+        }
 }
 
 /// The identity values a contact holds in its own columns.

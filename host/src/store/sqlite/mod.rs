@@ -256,7 +256,8 @@ impl Store for SqliteStore {
         // SAFETY: sqlite3_memory_used only reads SQLite's global allocation counter, which is
         // safe from any thread.
         let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
-        u64::try_from(used).ok()
+        let contacts = lock(&self.contacts).approximate_bytes();
+        u64::try_from(used).ok().map(|used| used + contacts)
     }
 
     async fn commit_activations(&self, commits: Arc<[ActivationCommit]>) -> StoreResult<Vec<bool>> {
