@@ -259,11 +259,18 @@ mod tests {
         )
         .unwrap();
 
+        // The hook runs on the writer thread before the next transaction starts (the caller
+        // may hear back first): what a transaction after the one under test sees.
+        let seen_by_the_next = || async {
+            writer.transaction(|_| Ok(())).await.unwrap();
+            rollbacks.load(Ordering::SeqCst)
+        };
+
         writer
             .transaction(|tx| Ok(tx.execute("INSERT INTO t VALUES (1)", [])?))
             .await
             .unwrap();
-        assert_eq!(rollbacks.load(Ordering::SeqCst), 0);
+        assert_eq!(seen_by_the_next().await, 0);
 
         let failed = writer
             .transaction(|tx| -> StoreResult<()> {
@@ -272,13 +279,13 @@ mod tests {
             })
             .await;
         assert!(failed.is_err());
-        assert_eq!(rollbacks.load(Ordering::SeqCst), 1);
+        assert_eq!(seen_by_the_next().await, 1);
 
         let panicked = writer
             .transaction(|_| -> StoreResult<()> { panic!("a bug") })
             .await;
         assert!(panicked.is_err());
-        assert_eq!(rollbacks.load(Ordering::SeqCst), 2);
+        assert_eq!(seen_by_the_next().await, 2);
 
         let rows: i64 = writer
             .transaction(|tx| Ok(tx.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
