@@ -27,11 +27,10 @@ pub(super) async fn upsert_contact(
     now: Timestamp,
 ) -> StoreResult<Resolution> {
     let (tenant, identity, properties) = (tenant.clone(), identity.clone(), properties.clone());
-    let contacts = store.contacts.clone();
     store
-        .write(move |tx| {
+        .write_with_contacts(move |tx, cache| {
             run_sync(identity::resolve(
-                &mut SqliteIdentityTx::new(tx, &mut super::lock(&contacts))?,
+                &mut SqliteIdentityTx::new(tx, cache)?,
                 &tenant,
                 &identity,
                 &properties,
@@ -94,15 +93,14 @@ pub(super) async fn delete_contact(
     now: Timestamp,
 ) -> StoreResult<Option<DeletedContact>> {
     let (tenant, key) = (tenant.clone(), key.to_owned());
-    let contacts = store.contacts.clone();
     store
-        .write(move |tx| {
+        .write_with_contacts(move |tx, cache| {
             let Some(contact) = live_by_key(tx, &tenant, &key)? else {
                 return Ok(None);
             };
             // This rewrites contacts (the deleted one, those merged into it) outside the
             // identity primitives: the writer's cache forgets them all (deletions are rare).
-            super::lock(&contacts).clear();
+            cache.clear();
             let (tenant, id, key) = (tenant.as_str(), contact.id.as_str(), contact.key.as_str());
 
             // The contact stops resolving and loses its personal data; it keeps its user id and

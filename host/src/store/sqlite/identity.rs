@@ -113,7 +113,7 @@ fn first_contact(
         .get_ref("id")?
         .as_str()
         .map_err(|e| StoreError::corrupt("contact id", e))?;
-    if let Some(contact) = known.and_then(|cache| cache.get(&ContactId(id.to_owned()))) {
+    if let Some(contact) = known.and_then(|cache| cache.get(id)) {
         return Ok(Some(contact.clone()));
     }
     contact_from_row(row).map(Some)
@@ -246,7 +246,7 @@ impl IdentityTx for SqliteIdentityTx<'_> {
     }
 
     async fn update_contact(&mut self, contact: &ContactRecord) -> StoreResult<()> {
-        let before = self.cache.get(&contact.id);
+        let before = self.cache.get(contact.id.as_str());
         let same_identity = before.is_some_and(|before| {
             before.key == contact.key
                 && before.external_id == contact.external_id

@@ -38,11 +38,9 @@ pub(super) async fn ingest(
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let contacts = store.contacts.clone();
     store
-        .write(move |tx| {
-            let mut cache = super::lock(&contacts);
-            let mut identities = SqliteIdentityTx::new(tx, &mut cache)?;
+        .write_with_contacts(move |tx, cache| {
+            let mut identities = SqliteIdentityTx::new(tx, cache)?;
             let mut skips = SkipTally::default();
             let outcomes = batch
                 .iter()

@@ -133,6 +133,17 @@ impl SqliteStore {
         self.writer.transaction(work).await
     }
 
+    /// [`SqliteStore::write`] for work that reads or writes contacts: it gets the writer's
+    /// contact cache with the transaction.
+    async fn write_with_contacts<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, &mut ContactCache) -> StoreResult<T> + Send + 'static,
+    {
+        let contacts = self.contacts.clone();
+        self.write(move |tx| work(tx, &mut lock(&contacts))).await
+    }
+
     /// Run `work` as one read (see [`conn::Readers::read`]).
     async fn read<T, F>(&self, work: F) -> StoreResult<T>
     where
