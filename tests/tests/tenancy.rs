@@ -271,13 +271,15 @@ e2e!(
             ..Default::default()
         })
         .await;
+        // Given a fresh key: the harness's own key already spent tokens waiting for boot
+        let key = tenant_key(&server, "limited", "read");
         let client = reqwest::Client::new();
         let mut statuses = Vec::new();
         let mut last = None;
         for _ in 0..6 {
             let response = client
                 .get(server.url("/v1/runs"))
-                .bearer_auth(&server.key)
+                .bearer_auth(&key)
                 .send()
                 .await
                 .unwrap();

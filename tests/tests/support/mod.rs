@@ -232,7 +232,39 @@ impl Server {
             client: reqwest::Client::new(),
         };
         server.spawn().await;
+        server.boot_backfills_settled().await;
         server
+    }
+
+    /// Wait until every evaluated bucket's boot backfill completed. A first-time backfill
+    /// joins its matchers silently (domain-spec §2.11.3), so a test that ingests or moves the
+    /// clock while one still runs races it: a person it finds matching joins with no enter
+    /// reaction, and the clock's own join then has nothing left to do.
+    async fn boot_backfills_settled(&self) {
+        // A plain loop rather than `eventually`: its async closure is not `Send` with a
+        // borrowed server, and benches start servers on spawned tasks.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let listed = self.get("/v1/buckets").await;
+            let buckets = listed["buckets"].as_array().cloned().unwrap_or_default();
+            let mut settled = true;
+            for bucket in buckets.iter().filter(|b| {
+                b["enabled"] == true && b["kind"] == "computed" && !b["criteria"].is_null()
+            }) {
+                let state = &bucket["backfillState"];
+                assert_ne!(state, "failed", "boot backfill failed: {bucket}");
+                settled &= state == "completed";
+            }
+            if settled {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the boot backfills: {listed}; server log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// A second `waymark serve` process on the same PostgreSQL database, data dir (module
