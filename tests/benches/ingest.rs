@@ -373,26 +373,56 @@ fn serialise(value: &Value) -> Vec<u8> {
     serde_json::to_vec(value).expect("serialising JSON")
 }
 
+/// How a backend's `events` table is shaped, for the scratch table of the raw insert.
+struct EventsShape {
+    /// The properties column's type.
+    json: &'static str,
+    /// The tenant column's type: SQLite stores the tenant's number (migration 0014),
+    /// PostgreSQL its id.
+    tenant: &'static str,
+    /// The name as `events_by_name` indexes it.
+    indexed_name: &'static str,
+}
+
+const SQLITE_EVENTS: EventsShape = EventsShape {
+    json: "TEXT",
+    tenant: "INTEGER",
+    indexed_name: "name",
+};
+
+const POSTGRES_EVENTS: EventsShape = EventsShape {
+    json: "JSONB",
+    tenant: "TEXT",
+    indexed_name: "(name COLLATE \"C\")",
+};
+
 /// The scratch table `table`, shaped like `events` (same columns, types and indexes, see
-/// `migrations/*/0001_init.sql`); `json` is the properties column's type.
-fn scratch_table_ddl(table: &str, json: &str) -> [String; 2] {
+/// `migrations/*/`: `events_by_contact`, `events_by_name`, the idempotency-key index).
+fn scratch_table_ddl(table: &str, shape: &EventsShape) -> [String; 3] {
+    let EventsShape {
+        json,
+        tenant,
+        indexed_name,
+    } = shape;
     [
         format!(
-            "CREATE TABLE {table} (id TEXT NOT NULL PRIMARY KEY, tenant_id TEXT NOT NULL, \
+            "CREATE TABLE {table} (id TEXT NOT NULL PRIMARY KEY, tenant {tenant} NOT NULL, \
              contact_key TEXT NOT NULL, name TEXT NOT NULL, properties {json} NOT NULL, \
              occurred_at BIGINT NOT NULL, received_at BIGINT NOT NULL, \
-             idempotency_key TEXT, UNIQUE (tenant_id, idempotency_key))"
+             idempotency_key TEXT, UNIQUE (tenant, idempotency_key))"
         ),
         format!(
-            "CREATE INDEX {table}_by_contact ON {table} \
-             (tenant_id, contact_key, name, occurred_at)"
+            "CREATE INDEX {table}_by_contact ON {table} (tenant, contact_key, name, occurred_at)"
+        ),
+        format!(
+            "CREATE INDEX {table}_by_name ON {table} (tenant, {indexed_name}, occurred_at, id)"
         ),
     ]
 }
 
 /// The raw insert's columns, in the order each row binds them.
 const RAW_COLUMNS: &str =
-    "id, tenant_id, contact_key, name, properties, occurred_at, received_at, idempotency_key";
+    "id, tenant, contact_key, name, properties, occurred_at, received_at, idempotency_key";
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -405,7 +435,7 @@ fn now_ms() -> i64 {
 /// multi-row INSERT (a prepared statement, reused for every full chunk) and per transaction,
 /// then drop it; rows per second.
 fn raw_insert_sqlite(conn: &mut rusqlite::Connection, table: &str, rows: &[RawRow]) -> f64 {
-    for ddl in scratch_table_ddl(table, "TEXT") {
+    for ddl in scratch_table_ddl(table, &SQLITE_EVENTS) {
         conn.execute(&ddl, []).expect("creating the scratch table");
     }
     let insert_sql = |rows: usize| {
@@ -423,7 +453,7 @@ fn raw_insert_sqlite(conn: &mut rusqlite::Connection, table: &str, rows: &[RawRo
             let params = chunk.iter().flat_map(|row| -> [&dyn rusqlite::ToSql; 8] {
                 [
                     &row.id,
-                    &"bench-tenant",
+                    &1_i64,
                     &row.contact_key,
                     &row.name,
                     &row.properties,
@@ -446,7 +476,7 @@ fn raw_insert_sqlite(conn: &mut rusqlite::Connection, table: &str, rows: &[RawRo
 
 /// PostgreSQL: as [`raw_insert_sqlite`] (sqlx caches the prepared statement).
 async fn raw_insert_postgres(conn: &mut sqlx::PgConnection, table: &str, rows: &[RawRow]) -> f64 {
-    for ddl in scratch_table_ddl(table, "JSONB") {
+    for ddl in scratch_table_ddl(table, &POSTGRES_EVENTS) {
         sqlx::query(sqlx::AssertSqlSafe(ddl))
             .execute(&mut *conn)
             .await

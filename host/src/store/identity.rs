@@ -107,8 +107,12 @@ pub async fn resolve(
 
     let mut found: Vec<ContactRecord> = Vec::new();
     for key in &keys {
-        // Two live contacts never share a key: one already found with this key is the answer.
-        if key.kind == IdentityKind::Key && found.iter().any(|c| c.key == key.value) {
+        // Two live contacts never hold one value in the same column: a contact already found
+        // that holds this one is the answer (and is not read again).
+        if found
+            .iter()
+            .any(|c| c.own_value(key.kind) == Some(key.value.as_str()))
+        {
             continue;
         }
         if let Some(contact) = tx.live_contact(tenant, key).await?

@@ -549,6 +549,19 @@ pub struct ContactRecord {
     pub deleted_at: Option<Timestamp>,
 }
 
+impl ContactRecord {
+    /// The value the contact's own column for `kind` holds (its resolved key for `Key`). At
+    /// most one live contact of a tenant holds a given value in a given column.
+    pub fn own_value(&self, kind: IdentityKind) -> Option<&str> {
+        match kind {
+            IdentityKind::Key => Some(&self.key),
+            IdentityKind::External => self.external_id.as_deref(),
+            IdentityKind::Email => self.email.as_deref(),
+            IdentityKind::Anonymous => self.anonymous_id.as_deref(),
+        }
+    }
+}
+
 /// What resolving an identity did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolution {

@@ -4,10 +4,10 @@
 //! [`crate::buckets::backfill::apply_to_contact`] over [`SqliteMembershipTx`], leaves ingested
 //! with [`ingest_transition`] like real-time ones).
 
-use super::SqliteStore;
 use super::identity::{contact_columns, contact_from_row, run_sync};
 use super::ingest::ingest_transition;
 use super::membership::SqliteMembershipTx;
+use super::{SqliteStore, tenant_number};
 use crate::buckets::BucketDef;
 use crate::buckets::backfill::{
     self, BackfillMode, BackfillState, ConfigChange, ContactOutcome, StoredConfig,
@@ -425,11 +425,15 @@ fn set_dwell_anchor(
     contact_key: &str,
     event: &str,
 ) -> StoreResult<()> {
-    conn.prepare_cached(
+    conn.prepare_cached(concat!(
         "UPDATE bucket_memberships SET dwell_anchor_at = (SELECT MAX(occurred_at) FROM events \
-         WHERE tenant_id = ?1 AND contact_key = ?3 AND name = ?4) \
-         WHERE tenant_id = ?1 AND bucket_id = ?2 AND contact_key = ?3 AND status = 'active'",
-    )?
+         WHERE tenant = ",
+        tenant_number!("?1"),
+        " AND contact_key = ?3 AND name = ?4) \
+         WHERE tenant = ",
+        tenant_number!("?1"),
+        " AND bucket_id = ?2 AND contact_key = ?3 AND status = 'active'"
+    ))?
     .execute(params![tenant.as_str(), bucket_id, contact_key, event])?;
     Ok(())
 }

@@ -2,9 +2,9 @@
 //! memberships. Every query joins the membership to the live contact its `contact_key`
 //! designates, so a deleted (or merged-away) contact's rows never show.
 
-use super::SqliteStore;
 use super::identity::live_by_key;
 use super::rows::{collect, to_u32};
+use super::{SqliteStore, tenant_number};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::{
@@ -14,10 +14,11 @@ use crate::store::{
 use rusqlite::{OptionalExtension, Row, params};
 use std::collections::HashMap;
 
-/// `bucket_memberships m` joined to its live contact `c`.
+/// `bucket_memberships m` joined to its live contact `c`, in the tenant whose id is `?1`
+/// (every query here names it so).
 macro_rules! live_memberships {
     () => {
-        "bucket_memberships m JOIN contacts c ON c.tenant_id = m.tenant_id \
+        "bucket_memberships m JOIN contacts c ON c.tenant_id = ?1 \
          AND c.key = m.contact_key AND c.deleted_at IS NULL"
     };
 }
@@ -80,7 +81,9 @@ pub(super) async fn bucket_counts(
                 count_columns!(),
                 " FROM ",
                 live_memberships!(),
-                " WHERE m.tenant_id = ?1 GROUP BY m.bucket_id"
+                " WHERE m.tenant = ",
+                tenant_number!("?1"),
+                " GROUP BY m.bucket_id"
             ))?;
             let mut rows = statement.query([tenant.as_str()])?;
             let mut counts = HashMap::new();
@@ -105,7 +108,9 @@ pub(super) async fn bucket_counts_of(
                 count_columns!(),
                 " FROM ",
                 live_memberships!(),
-                " WHERE m.tenant_id = ?1 AND m.bucket_id = ?2"
+                " WHERE m.tenant = ",
+                tenant_number!("?1"),
+                " AND m.bucket_id = ?2"
             ))?;
             let mut rows = statement.query(params![tenant.as_str(), bucket_id])?;
             rows.next()?
@@ -132,7 +137,9 @@ pub(super) async fn bucket_members(
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count FROM ",
                 live_memberships!(),
-                " WHERE m.tenant_id = ?1 AND m.bucket_id = ?2 AND m.status = 'active' \
+                " WHERE m.tenant = ",
+                tenant_number!("?1"),
+                " AND m.bucket_id = ?2 AND m.status = 'active' \
                  AND m.id > ?3 ORDER BY m.id LIMIT ?4"
             ))?;
             let rows = statement.query(params![
@@ -152,7 +159,9 @@ pub(super) async fn bucket_members(
                 .prepare_cached(concat!(
                     "SELECT COUNT(*) FROM ",
                     live_memberships!(),
-                    " WHERE m.tenant_id = ?1 AND m.bucket_id = ?2 AND m.status = 'active'"
+                    " WHERE m.tenant = ",
+                    tenant_number!("?1"),
+                    " AND m.bucket_id = ?2 AND m.status = 'active'"
                 ))?
                 .query_row(params![tenant.as_str(), bucket_id], |row| row.get(0))?;
             Ok(MemberPage {
@@ -181,7 +190,9 @@ pub(super) async fn recent_members(
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count FROM ",
                 live_memberships!(),
-                " WHERE m.tenant_id = ?1 AND m.bucket_id = ?2 AND m.status = 'active' \
+                " WHERE m.tenant = ",
+                tenant_number!("?1"),
+                " AND m.bucket_id = ?2 AND m.status = 'active' \
                  ORDER BY m.id DESC LIMIT ?3"
             ))?;
             let rows = statement.query(params![tenant.as_str(), bucket_id, i64::from(limit)])?;
@@ -205,7 +216,9 @@ pub(super) async fn bucket_membership(
             tx.prepare_cached(concat!(
                 "SELECT ",
                 membership_columns!(),
-                " FROM bucket_memberships m WHERE m.tenant_id = ?1 AND m.bucket_id = ?2 \
+                " FROM bucket_memberships m WHERE m.tenant = ",
+                tenant_number!("?1"),
+                " AND m.bucket_id = ?2 \
                  AND m.contact_key = ?3 AND m.status = 'active'"
             ))?
             .query_row(params![tenant.as_str(), bucket_id, contact.key], |row| {
@@ -230,7 +243,9 @@ pub(super) async fn contact_memberships(
                 membership_columns!(),
                 " FROM ",
                 live_memberships!(),
-                " WHERE m.tenant_id = ?1 AND m.contact_key = ?2 AND m.status = 'active' \
+                " WHERE m.tenant = ",
+                tenant_number!("?1"),
+                " AND m.contact_key = ?2 AND m.status = 'active' \
                  ORDER BY m.bucket_id"
             ))?;
             collect(

@@ -19,6 +19,8 @@
 //! contacts go to the current one; when it is full, it becomes the previous one and the
 //! previous one is dropped. A contact seen within the last generation is always found.
 
+use super::membership_cache::MembershipCache;
+use crate::clock::Timestamp;
 use crate::contacts::IdentityKind;
 use crate::ids::{ContactId, TenantId};
 use crate::store::ContactRecord;
@@ -81,6 +83,8 @@ pub(super) struct ContactCache {
     capacity: usize,
     current: Generation,
     previous: Generation,
+    /// The active memberships of people ingest read or changed: kept by the same rules.
+    memberships: MembershipCache,
     /// The writer connection's `PRAGMA data_version` when the cache was last checked.
     data_version: Option<i64>,
 }
@@ -92,6 +96,7 @@ impl ContactCache {
             capacity,
             current: Generation::default(),
             previous: Generation::default(),
+            memberships: MembershipCache::new(capacity),
             data_version: None,
         }
     }
@@ -157,6 +162,19 @@ impl ContactCache {
         self.current.insert(contact);
     }
 
+    /// The cached contact with this id was last seen at `at` (its only change): no copy of
+    /// the record is made.
+    pub(super) fn seen(&mut self, id: &ContactId, at: Timestamp) {
+        if let Some(contact) = self
+            .current
+            .contacts
+            .get_mut(id)
+            .or_else(|| self.previous.contacts.get_mut(id))
+        {
+            contact.last_seen_at = at;
+        }
+    }
+
     pub(super) fn forget(&mut self, id: &ContactId) {
         self.current.contacts.remove(id);
         self.previous.contacts.remove(id);
@@ -165,6 +183,12 @@ impl ContactCache {
     pub(super) fn clear(&mut self) {
         self.current = Generation::default();
         self.previous = Generation::default();
+        self.memberships.clear();
+    }
+
+    /// The active memberships ingest knows (see [`MembershipCache`]).
+    pub(super) fn memberships(&mut self) -> &mut MembershipCache {
+        &mut self.memberships
     }
 
     /// About how many bytes the cached contacts take (records, their strings and properties,
@@ -179,7 +203,9 @@ impl ContactCache {
                 .sum();
             records + ids
         };
-        u64::try_from(generation(&self.current) + generation(&self.previous)).unwrap_or(u64::MAX)
+        u64::try_from(generation(&self.current) + generation(&self.previous))
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.memberships.approximate_bytes())
     }
 
     #[cfg(test)]
@@ -221,25 +247,24 @@ fn value_bytes(value: &serde_json::Value) -> usize {
 /// The identity values a contact holds in its own columns.
 fn own_values(contact: &ContactRecord) -> impl Iterator<Item = (IdentityKind, &str)> {
     [
-        (IdentityKind::Key, Some(contact.key.as_str())),
-        (IdentityKind::External, contact.external_id.as_deref()),
-        (IdentityKind::Email, contact.email.as_deref()),
-        (IdentityKind::Anonymous, contact.anonymous_id.as_deref()),
+        IdentityKind::Key,
+        IdentityKind::External,
+        IdentityKind::Email,
+        IdentityKind::Anonymous,
     ]
     .into_iter()
-    .filter_map(|(kind, value)| value.map(|value| (kind, value)))
+    .filter_map(|kind| contact.own_value(kind).map(|value| (kind, value)))
 }
 
 fn holds(contact: &ContactRecord, tenant: &TenantId, kind: IdentityKind, value: &str) -> bool {
     contact.deleted_at.is_none()
         && &contact.tenant_id == tenant
-        && own_values(contact).any(|(k, v)| k == kind && v == value)
+        && contact.own_value(kind) == Some(value)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
     use serde_json::Map;
 
     fn contact(id: &str, user: &str, email: Option<&str>) -> ContactRecord {
@@ -291,6 +316,23 @@ mod tests {
         cache.remember(&contact("c1", "u1", Some("new@x.io")));
         assert!(!knows(&mut cache, IdentityKind::Email, "old@x.io"));
         assert!(knows(&mut cache, IdentityKind::Email, "new@x.io"));
+    }
+
+    #[test]
+    fn given_a_contact_in_either_generation_when_seen_then_only_its_last_seen_time_changes() {
+        let mut cache = ContactCache::new(2);
+        cache.remember(&contact("c1", "u1", Some("a@x.io")));
+        // c1 goes to the previous generation
+        cache.remember(&contact("c2", "u2", None));
+        cache.seen(&ContactId("c1".into()), Timestamp(7));
+        cache.seen(&ContactId("c2".into()), Timestamp(8));
+        let mut expected = contact("c1", "u1", Some("a@x.io"));
+        expected.last_seen_at = Timestamp(7);
+        assert_eq!(cache.get("c1"), Some(&expected));
+        assert_eq!(cache.get("c2").map(|c| c.last_seen_at), Some(Timestamp(8)));
+        // An unknown contact stays unknown
+        cache.seen(&ContactId("c3".into()), Timestamp(9));
+        assert!(cache.get("c3").is_none());
     }
 
     #[test]

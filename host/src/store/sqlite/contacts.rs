@@ -5,7 +5,7 @@ use super::identity::{
     SqliteIdentityTx, contact_columns, contact_columns_c, contact_from_row, live_by_key, run_sync,
 };
 use super::rows::{collect, count, list_limit, parse_object};
-use super::{SqliteStore, live_statuses};
+use super::{SqliteStore, live_statuses, tenant_number};
 use crate::clock::Timestamp;
 use crate::contacts::{Identity, normalize_email};
 use crate::ids::{EventId, TenantId};
@@ -121,11 +121,12 @@ pub(super) async fn delete_contact(
             .execute(params![tenant, id])?;
             // Its memberships close without a transition: nothing is evaluated or emitted for
             // a deleted person, and a newcomer with the same key starts with no membership.
-            tx.prepare_cached(
+            tx.prepare_cached(concat!(
                 "UPDATE bucket_memberships SET status = 'left', left_at = ?3, \
-                 leave_reason = 'deleted', updated_at = ?3 \
-                 WHERE tenant_id = ?1 AND contact_key = ?2 AND status = 'active'",
-            )?
+                 leave_reason = 'deleted', updated_at = ?3 WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND contact_key = ?2 AND status = 'active'"
+            ))?
             .execute(params![tenant, key, now.0])?;
 
             // Its live runs exit (their timers go), and every run's person snapshot is erased.
@@ -172,17 +173,26 @@ pub(super) async fn delete_contact(
                 .execute(params![tenant, id, tombstone])?;
             // Its bucket transitions' keys name it too: they move with it, so the newcomer's
             // own transitions are not taken for repeats.
-            tx.prepare_cached(
+            tx.prepare_cached(concat!(
                 "UPDATE events SET idempotency_key = idempotency_key || '#deleted' \
-                 WHERE tenant_id = ?1 AND contact_key = ?2 AND idempotency_key LIKE 'bucket:%'",
-            )?
+                     WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND contact_key = ?2 AND idempotency_key LIKE 'bucket:%'"
+            ))?
             .execute(params![tenant, key])?;
             for sql in [
-                "UPDATE events SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
+                concat!(
+                    "UPDATE events SET contact_key = ?3 WHERE tenant = ",
+                    tenant_number!("?1"),
+                    " AND contact_key = ?2"
+                ),
                 "UPDATE runs SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
                 "UPDATE emails SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
-                "UPDATE bucket_memberships SET contact_key = ?3 \
-                 WHERE tenant_id = ?1 AND contact_key = ?2",
+                concat!(
+                    "UPDATE bucket_memberships SET contact_key = ?3 WHERE tenant = ",
+                    tenant_number!("?1"),
+                    " AND contact_key = ?2"
+                ),
             ] {
                 tx.prepare_cached(sql)?
                     .execute(params![tenant, key, tombstone])?;
@@ -212,12 +222,13 @@ pub(super) async fn contact_events(
     );
     store
         .read(move |tx| {
-            let mut statement = tx.prepare_cached(
+            let mut statement = tx.prepare_cached(concat!(
                 "SELECT id, name, properties, occurred_at, received_at, idempotency_key \
-                 FROM events WHERE tenant_id = ?1 AND contact_key = ?2 \
-                 AND (?3 IS NULL OR name = ?3) \
-                 ORDER BY occurred_at DESC, id DESC LIMIT ?4",
-            )?;
+                 FROM events WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND contact_key = ?2 AND (?3 IS NULL OR name = ?3) \
+                 ORDER BY occurred_at DESC, id DESC LIMIT ?4"
+            ))?;
             let rows = statement.query(params![
                 tenant.as_str(),
                 key,
@@ -239,13 +250,15 @@ pub(super) async fn events_received(
         .read(move |tx| {
             // The person's events of one name are a prefix of `events_by_contact`; the span
             // and the order are on receive time, checked on those rows.
-            let mut statement = tx.prepare_cached(
+            let mut statement = tx.prepare_cached(concat!(
                 "SELECT id, name, properties, occurred_at, received_at, idempotency_key \
-                 FROM events WHERE tenant_id = ?1 AND contact_key = ?2 AND name = ?3 \
+                 FROM events WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND contact_key = ?2 AND name = ?3 \
                  AND received_at BETWEEN ?4 AND ?5 \
                  AND (?6 IS NULL OR (received_at, id) > (?6, ?7)) \
-                 ORDER BY received_at, id LIMIT ?8",
-            )?;
+                 ORDER BY received_at, id LIMIT ?8"
+            ))?;
             let (after_at, after_id) = request
                 .after
                 .as_ref()

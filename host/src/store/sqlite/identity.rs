@@ -6,8 +6,9 @@
 //! shared async algorithm over them without a runtime.
 
 use super::contact_cache::ContactCache;
-use super::live_statuses;
+use super::membership_cache::MembershipCache;
 use super::rows::{parse_object, to_json};
+use super::{live_statuses, tenant_number};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::{ContactId, TenantId};
@@ -196,6 +197,12 @@ impl<'a> SqliteIdentityTx<'a> {
     fn remember(&mut self, contact: &ContactRecord) {
         self.cache.remember(contact);
     }
+
+    /// The active memberships the writer knows, for the bucket evaluation that follows
+    /// resolution in the same transaction.
+    pub(super) fn memberships(&mut self) -> &mut MembershipCache {
+        self.cache.memberships()
+    }
 }
 
 impl IdentityTx for SqliteIdentityTx<'_> {
@@ -269,7 +276,7 @@ impl IdentityTx for SqliteIdentityTx<'_> {
                      DO UPDATE SET last_seen_at = MAX(last_seen_at, excluded.last_seen_at)",
                 )?
                 .execute(params![contact.id.as_str(), contact.last_seen_at.0])?;
-            self.remember(contact);
+            self.cache.seen(&contact.id, contact.last_seen_at);
             return Ok(());
         }
         // The record carries no update time: resolve bumps `last_seen_at` to now on every
@@ -373,6 +380,9 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         if from == to {
             return Ok(());
         }
+        // Memberships move and close below, outside the membership primitives.
+        self.cache.memberships().forget(tenant, from);
+        self.cache.memberships().forget(tenant, to);
         // Live runs under `from` whose journey already has a live run under `to`: the one
         // live run per person and journey is the one under `to`, these exit.
         macro_rules! colliding {
@@ -407,19 +417,28 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         // Likewise an active membership under `from` of a bucket `to` is already a member of
         // closes, silently (reason `merged`): one active membership per person and bucket.
         self.conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE bucket_memberships SET status = 'left', left_at = ?4, \
-                 leave_reason = 'merged', updated_at = ?4 \
-                 WHERE tenant_id = ?1 AND contact_key = ?2 AND status = 'active' \
-                 AND bucket_id IN (SELECT bucket_id FROM bucket_memberships \
-                     WHERE tenant_id = ?1 AND contact_key = ?3 AND status = 'active')",
-            )?
+                 leave_reason = 'merged', updated_at = ?4 WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND contact_key = ?2 AND status = 'active' \
+                 AND bucket_id IN (SELECT bucket_id FROM bucket_memberships WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND contact_key = ?3 AND status = 'active')"
+            ))?
             .execute(params![tenant.as_str(), from, to, at.0])?;
         for sql in [
-            "UPDATE bucket_memberships SET contact_key = ?3 \
-             WHERE tenant_id = ?1 AND contact_key = ?2",
+            concat!(
+                "UPDATE bucket_memberships SET contact_key = ?3 WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND contact_key = ?2"
+            ),
             "UPDATE runs SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
-            "UPDATE events SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
+            concat!(
+                "UPDATE events SET contact_key = ?3 WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND contact_key = ?2"
+            ),
             "UPDATE emails SET contact_key = ?3 WHERE tenant_id = ?1 AND contact_key = ?2",
         ] {
             self.conn.prepare_cached(sql)?.execute(keys)?;

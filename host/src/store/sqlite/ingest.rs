@@ -14,9 +14,9 @@
 use super::SqliteStore;
 use super::identity::{SqliteIdentityTx, run_sync};
 use super::journeys::{count_skips, exit_runs};
-use super::live_statuses;
 use super::membership::SqliteMembershipTx;
 use super::rows::to_json;
+use super::{live_statuses, tenant_number};
 use crate::buckets::membership::{self, Transition};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
@@ -91,7 +91,7 @@ fn ingest_one(
     let mut transitions = Vec::new();
     if let Some(buckets) = routing.buckets(&event.tenant_id) {
         let changes = run_sync(membership::evaluate_event(
-            &mut SqliteMembershipTx::new(conn),
+            &mut SqliteMembershipTx::cached(conn, identities.memberships(), &contact.key),
             &buckets,
             &event.tenant_id,
             &contact.key,
@@ -135,10 +135,12 @@ fn store_event(
     candidates: &[RunCandidate],
 ) -> StoreResult<StartedRuns> {
     let tenant = event.tenant_id.as_str();
-    conn.prepare_cached(
-        "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
-         received_at, idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
+    conn.prepare_cached(concat!(
+        "INSERT INTO events (id, tenant, contact_key, name, properties, occurred_at, \
+         received_at, idempotency_key) VALUES (?1, ",
+        tenant_number!("?2"),
+        ", ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))?
     .execute(params![
         event.id.as_str(),
         tenant,
@@ -242,7 +244,11 @@ fn wake_waiting_runs(
 /// The event that already used an idempotency key, if any.
 fn key_used(conn: &Connection, tenant: &TenantId, key: &str) -> StoreResult<Option<EventId>> {
     Ok(conn
-        .prepare_cached("SELECT id FROM events WHERE tenant_id = ?1 AND idempotency_key = ?2")?
+        .prepare_cached(concat!(
+            "SELECT id FROM events WHERE tenant = ",
+            tenant_number!("?1"),
+            " AND idempotency_key = ?2"
+        ))?
         .query_row(params![tenant.as_str(), key], |row| row.get(0))
         .optional()?
         .map(EventId))

@@ -1,7 +1,9 @@
 //! The SQLite side of bucket membership: [`SqliteMembershipTx`] gives
 //! [`crate::buckets::membership`] its primitives inside the writer's open transaction.
 
+use super::membership_cache::MembershipCache;
 use super::rows::to_u32;
+use super::tenant_number;
 use crate::buckets::membership::{
     ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
 };
@@ -13,11 +15,34 @@ use rusqlite::{Connection, params};
 
 pub(super) struct SqliteMembershipTx<'a> {
     conn: &'a Connection,
+    /// Ingest's: the writer's memory of active memberships, read through and written through
+    /// for the one person whose event is evaluated (see [`MembershipCache`]).
+    cached: Option<(&'a mut MembershipCache, &'a str)>,
 }
 
 impl<'a> SqliteMembershipTx<'a> {
     pub(super) fn new(conn: &'a Connection) -> Self {
-        Self { conn }
+        Self { conn, cached: None }
+    }
+
+    /// Primitives for evaluating the event of the person `contact_key`, keeping `cache`.
+    pub(super) fn cached(
+        conn: &'a Connection,
+        cache: &'a mut MembershipCache,
+        contact_key: &'a str,
+    ) -> Self {
+        Self {
+            conn,
+            cached: Some((cache, contact_key)),
+        }
+    }
+
+    /// The cache, when it is kept for this person.
+    fn cache_for(&mut self, contact_key: &str) -> Option<&mut MembershipCache> {
+        match &mut self.cached {
+            Some((cache, person)) if *person == contact_key => Some(&mut **cache),
+            _ => None,
+        }
     }
 }
 
@@ -29,10 +54,11 @@ impl MembershipTx for SqliteMembershipTx<'_> {
         queries: &[EventQuery],
         now: Timestamp,
     ) -> StoreResult<EventCounts> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT COUNT(*) FROM events WHERE tenant_id = ?1 AND contact_key = ?2 \
-             AND name = ?3 AND occurred_at >= ?4",
-        )?;
+        let mut statement = self.conn.prepare_cached(concat!(
+            "SELECT COUNT(*) FROM events WHERE tenant = ",
+            tenant_number!("?1"),
+            " AND contact_key = ?2 AND name = ?3 AND occurred_at >= ?4"
+        ))?;
         let mut counts = EventCounts::with_capacity(queries.len());
         for query in queries {
             let since = query.window_start(now.0).unwrap_or(i64::MIN);
@@ -50,10 +76,18 @@ impl MembershipTx for SqliteMembershipTx<'_> {
         tenant: &TenantId,
         contact_key: &str,
     ) -> StoreResult<Vec<ActiveMembership>> {
-        let mut statement = self.conn.prepare_cached(
+        if let Some(known) = self
+            .cache_for(contact_key)
+            .and_then(|cache| cache.get(tenant, contact_key))
+        {
+            return Ok(known.to_vec());
+        }
+        let mut statement = self.conn.prepare_cached(concat!(
             "SELECT id, bucket_id, entry_count, entered_at FROM bucket_memberships \
-             WHERE tenant_id = ?1 AND contact_key = ?2 AND status = 'active'",
-        )?;
+             WHERE tenant = ",
+            tenant_number!("?1"),
+            " AND contact_key = ?2 AND status = 'active'"
+        ))?;
         let mut rows = statement.query(params![tenant.as_str(), contact_key])?;
         let mut found = Vec::new();
         while let Some(row) = rows.next()? {
@@ -63,6 +97,11 @@ impl MembershipTx for SqliteMembershipTx<'_> {
                 entry_count: to_u32("membership entry count", row.get(2)?)?,
                 entered_at: Timestamp(row.get(3)?),
             });
+        }
+        drop(rows);
+        drop(statement);
+        if let Some(cache) = self.cache_for(contact_key) {
+            cache.put(tenant, contact_key, &found);
         }
         Ok(found)
     }
@@ -75,10 +114,11 @@ impl MembershipTx for SqliteMembershipTx<'_> {
     ) -> StoreResult<MembershipHistory> {
         let (rows, last_left_at): (i64, Option<i64>) = self
             .conn
-            .prepare_cached(
-                "SELECT COUNT(*), MAX(left_at) FROM bucket_memberships \
-                 WHERE tenant_id = ?1 AND contact_key = ?2 AND bucket_id = ?3",
-            )?
+            .prepare_cached(concat!(
+                "SELECT COUNT(*), MAX(left_at) FROM bucket_memberships WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND contact_key = ?2 AND bucket_id = ?3"
+            ))?
             .query_row(params![tenant.as_str(), contact_key, bucket_id], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })?;
@@ -91,13 +131,15 @@ impl MembershipTx for SqliteMembershipTx<'_> {
     async fn insert_membership(&mut self, m: &NewMembership) -> StoreResult<bool> {
         let inserted = self
             .conn
-            .prepare_cached(
-                "INSERT INTO bucket_memberships (id, tenant_id, bucket_id, contact_key, status, \
+            .prepare_cached(concat!(
+                "INSERT INTO bucket_memberships (id, tenant, bucket_id, contact_key, status, \
                  entry_count, source, entered_at, expires_at, max_dwell_at, last_evaluated_at, \
-                 updated_at) VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, ?8, ?9, ?7, ?7) \
-                 ON CONFLICT (tenant_id, bucket_id, contact_key) WHERE status = 'active' \
-                 DO NOTHING",
-            )?
+                 updated_at) VALUES (?1, ",
+                tenant_number!("?2"),
+                ", ?3, ?4, 'active', ?5, ?6, ?7, ?8, ?9, ?7, ?7) \
+                 ON CONFLICT (tenant, bucket_id, contact_key) WHERE status = 'active' \
+                 DO NOTHING"
+            ))?
             .execute(params![
                 m.id,
                 m.tenant_id.as_str(),
@@ -109,6 +151,24 @@ impl MembershipTx for SqliteMembershipTx<'_> {
                 m.expires_at.map(|t| t.0),
                 m.max_dwell_at.map(|t| t.0),
             ])?;
+        let Some(cache) = self.cache_for(&m.contact_key) else {
+            return Ok(inserted > 0);
+        };
+        if inserted == 0 {
+            // Already a member, which the cache did not know: it forgets the person.
+            cache.forget(&m.tenant_id, &m.contact_key);
+        } else {
+            cache.joined(
+                &m.tenant_id,
+                &m.contact_key,
+                ActiveMembership {
+                    id: m.id.clone(),
+                    bucket_id: m.bucket_id.clone(),
+                    entry_count: m.entry_count,
+                    entered_at: m.entered_at,
+                },
+            );
+        }
         Ok(inserted > 0)
     }
 
@@ -121,17 +181,23 @@ impl MembershipTx for SqliteMembershipTx<'_> {
     ) -> StoreResult<bool> {
         let left = self
             .conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE bucket_memberships SET status = 'left', left_at = ?1, \
-                 leave_reason = ?2, last_evaluated_at = ?1, updated_at = ?1 \
-                 WHERE tenant_id = ?3 AND id = ?4 AND status = 'active'",
-            )?
+                 leave_reason = ?2, last_evaluated_at = ?1, updated_at = ?1 WHERE tenant = ",
+                tenant_number!("?3"),
+                " AND id = ?4 AND status = 'active'"
+            ))?
             .execute(params![
                 at.0,
                 reason.as_str(),
                 tenant.as_str(),
                 membership_id
             ])?;
+        if left > 0
+            && let Some((cache, person)) = &mut self.cached
+        {
+            cache.left(tenant, person, membership_id);
+        }
         Ok(left > 0)
     }
 
@@ -143,11 +209,12 @@ impl MembershipTx for SqliteMembershipTx<'_> {
         expires_at: Option<Timestamp>,
     ) -> StoreResult<()> {
         self.conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE bucket_memberships SET last_evaluated_at = ?1, \
-                 expires_at = COALESCE(?2, expires_at) \
-                 WHERE tenant_id = ?3 AND id = ?4 AND status = 'active'",
-            )?
+                 expires_at = COALESCE(?2, expires_at) WHERE tenant = ",
+                tenant_number!("?3"),
+                " AND id = ?4 AND status = 'active'"
+            ))?
             .execute(params![
                 at.0,
                 expires_at.map(|t| t.0),

@@ -68,6 +68,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "absence cursors",
         include_str!("../../../../migrations/sqlite/0013_absence_cursors.sql"),
     ),
+    (
+        14,
+        "tenant numbers",
+        include_str!("../../../../migrations/sqlite/0014_tenant_numbers.sql"),
+    ),
+    (
+        15,
+        "active memberships by contact",
+        include_str!("../../../../migrations/sqlite/0015_active_memberships_by_contact.sql"),
+    ),
+    (
+        16,
+        "membership tenant numbers",
+        include_str!("../../../../migrations/sqlite/0016_membership_tenant_numbers.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {
@@ -131,6 +146,19 @@ mod tests {
         conn
     }
 
+    /// The indexes of `table` the migrations named (not SQLite's automatic ones), by name.
+    fn named_indexes(conn: &Connection, table: &str) -> Vec<String> {
+        conn.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 \
+             AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+        )
+        .unwrap()
+        .query_map([table], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
     #[test]
     fn the_email_migration_rebuilds_the_outbox_keeping_rows_constraints_and_indexes() {
         // Given a database before the email migration, with a sent and a queued email
@@ -192,16 +220,7 @@ mod tests {
             "UNIQUE (run_id, step_seq) survives"
         );
         // And the indexes are back on the new table
-        let indexes: Vec<String> = conn
-            .prepare(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'emails' \
-                 AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
-            )
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let indexes = named_indexes(&conn, "emails");
         assert_eq!(
             indexes,
             [
@@ -222,5 +241,202 @@ mod tests {
             )
             .unwrap();
         assert_eq!(unlinked, 2);
+    }
+
+    #[test]
+    fn the_tenant_numbers_migration_keeps_every_event_under_its_tenant_and_the_key_rules() {
+        // Given a database before tenant numbers, with events of two tenants under one key
+        let conn = applied_up_to(13);
+        conn.execute_batch(
+            "INSERT INTO tenants (id, name, created_at) VALUES ('tenant-a', 'a', 0), \
+                 ('tenant-b', 'b', 0);
+             INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at,
+                 received_at, idempotency_key)
+             VALUES ('e1', 'tenant-a', 'ada', 'signup', '{\"plan\":\"pro\"}', 1, 2, 'k1'),
+                    ('e2', 'tenant-b', 'ada', 'signup', '{}', 3, 4, 'k1'),
+                    ('e3', 'tenant-b', 'bob', 'login', '{}', 5, 6, NULL);",
+        )
+        .unwrap();
+
+        // When it is applied
+        let numbers = MIGRATIONS.iter().find(|(v, _, _)| *v == 14).unwrap().2;
+        conn.execute_batch(numbers).unwrap();
+
+        // Then each tenant has its own number and every event is kept under its tenant's
+        // (id, tenant id, key, properties, occurred, received, idempotency key)
+        type EventRow = (String, String, String, String, i64, i64, Option<String>);
+        let rows: Vec<EventRow> = conn
+            .prepare(
+                "SELECT e.id, t.id, e.contact_key, e.properties, e.occurred_at, e.received_at, \
+                 e.idempotency_key FROM events e JOIN tenants t ON t.number = e.tenant \
+                 ORDER BY e.id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let row =
+            |id: &str, tenant: &str, key: &str, properties: &str, at: i64, idem: Option<&str>| {
+                (
+                    id.to_owned(),
+                    tenant.to_owned(),
+                    key.to_owned(),
+                    properties.to_owned(),
+                    at,
+                    at + 1,
+                    idem.map(str::to_owned),
+                )
+            };
+        assert_eq!(
+            rows,
+            [
+                row("e1", "tenant-a", "ada", r#"{"plan":"pro"}"#, 1, Some("k1")),
+                row("e2", "tenant-b", "ada", "{}", 3, Some("k1")),
+                row("e3", "tenant-b", "bob", "{}", 5, None),
+            ]
+        );
+        // And an idempotency key is still unique per tenant, and only per tenant
+        let insert = |id: &str, tenant: &str, key: &str| {
+            conn.execute(
+                concat!(
+                    "INSERT INTO events (id, tenant, contact_key, name, occurred_at, \
+                     received_at, idempotency_key) VALUES (?1, ",
+                    super::super::tenant_number!("?2"),
+                    ", 'ada', 'x', 0, 0, ?3)"
+                ),
+                [id, tenant, key],
+            )
+        };
+        assert!(insert("e4", "tenant-a", "k1").is_err());
+        conn.execute(
+            "INSERT INTO tenants (id, name, created_at, number) VALUES ('tenant-c', 'c', 0, 3)",
+            [],
+        )
+        .unwrap();
+        assert!(insert("e5", "tenant-c", "k1").is_ok());
+        // And an event of no tenant is refused
+        assert!(insert("e6", "tenant-unknown", "k2").is_err());
+        // And the indexes the queries seek are back
+        let indexes = named_indexes(&conn, "events");
+        assert_eq!(indexes, ["events_by_contact", "events_by_name"]);
+    }
+
+    #[test]
+    fn the_membership_tenant_numbers_migration_keeps_every_row_and_the_one_active_rule() {
+        // Given a database before it, with an active and a closed membership of one person
+        // in one bucket, and an active one under another tenant
+        let conn = applied_up_to(15);
+        conn.execute_batch(
+            "INSERT INTO tenants (id, name, created_at, number) VALUES ('tenant-a', 'a', 0, 1), \
+                 ('tenant-b', 'b', 0, 2);
+             INSERT INTO bucket_memberships (id, tenant_id, bucket_id, contact_key, status,
+                 entry_count, source, entered_at, left_at, leave_reason, expires_at,
+                 max_dwell_at, last_evaluated_at, updated_at, dwell_anchor_at, dwell_state)
+             VALUES ('m1', 'tenant-a', 'pro', 'ada', 'left', 1, 'event', 1, 2, 'criteria',
+                     NULL, NULL, 2, 2, NULL, '{}'),
+                    ('m2', 'tenant-a', 'pro', 'ada', 'active', 2, 'reconcile', 3, NULL, NULL,
+                     9, 10, 3, 3, 1, '{\"after-1\":4}'),
+                    ('m3', 'tenant-b', 'pro', 'ada', 'active', 1, 'backfill', 5, NULL, NULL,
+                     NULL, NULL, 5, 5, NULL, '{}');",
+        )
+        .unwrap();
+
+        // When it is applied
+        let numbers = MIGRATIONS.iter().find(|(v, _, _)| *v == 16).unwrap().2;
+        conn.execute_batch(numbers).unwrap();
+
+        // Then every row is kept, column for column, under its tenant's number
+        type Row = (
+            String,
+            String,
+            String,
+            i64,
+            String,
+            Option<i64>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = conn
+            .prepare(
+                "SELECT m.id, t.id, m.status, m.entry_count, m.source, m.expires_at, \
+                 m.dwell_state FROM bucket_memberships m JOIN tenants t ON t.number = m.tenant \
+                 ORDER BY m.id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let row = |id: &str, tenant: &str, status: &str, epoch: i64, source: &str| {
+            (
+                id.to_owned(),
+                tenant.to_owned(),
+                status.to_owned(),
+                epoch,
+                source.to_owned(),
+            )
+        };
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.0.clone(), r.1.clone(), r.2.clone(), r.3, r.4.clone()))
+                .collect::<Vec<_>>(),
+            [
+                row("m1", "tenant-a", "left", 1, "event"),
+                row("m2", "tenant-a", "active", 2, "reconcile"),
+                row("m3", "tenant-b", "active", 1, "backfill"),
+            ]
+        );
+        assert_eq!(rows[1].5, Some(9));
+        assert_eq!(rows[1].6.as_deref(), Some(r#"{"after-1":4}"#));
+        // And one person still has one active membership per bucket, per tenant
+        let join = |id: &str, tenant: &str, bucket: &str| {
+            conn.execute(
+                concat!(
+                    "INSERT INTO bucket_memberships (id, tenant, bucket_id, contact_key, \
+                     status, entry_count, source, entered_at, last_evaluated_at, updated_at) \
+                     VALUES (?1, ",
+                    super::super::tenant_number!("?2"),
+                    ", ?3, 'ada', 'active', 3, 'event', 6, 6, 6)"
+                ),
+                [id, tenant, bucket],
+            )
+        };
+        assert!(join("m4", "tenant-a", "pro").is_err());
+        assert!(join("m5", "tenant-a", "team").is_ok());
+        // And a membership of no tenant is refused
+        assert!(join("m6", "tenant-unknown", "pro").is_err());
+        // And every index is back, on the tenant's number
+        assert_eq!(
+            named_indexes(&conn, "bucket_memberships"),
+            [
+                "bucket_memberships_by_contact",
+                "bucket_memberships_evaluated",
+                "bucket_memberships_expires",
+                "bucket_memberships_left",
+                "bucket_memberships_max_dwell",
+                "bucket_memberships_members",
+                "bucket_memberships_one_active",
+            ]
+        );
     }
 }

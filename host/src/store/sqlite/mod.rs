@@ -30,6 +30,7 @@ mod identity;
 mod ingest;
 mod journeys;
 mod membership;
+mod membership_cache;
 mod migrate;
 mod outbox;
 pub(crate) mod preferences;
@@ -68,6 +69,16 @@ macro_rules! live_statuses {
     };
 }
 use live_statuses;
+
+/// The number `events` stores for the tenant whose id is the SQL `$id` (a parameter or a
+/// column; migration 0014): `events.tenant = tenant_number!("?1")`. An unknown id gives NULL,
+/// which matches no event and which `events.tenant` refuses.
+macro_rules! tenant_number {
+    ($id:literal) => {
+        concat!("(SELECT number FROM tenants WHERE id = ", $id, ")")
+    };
+}
+use tenant_number;
 
 /// The SQLite store. Cheap to clone (the connections are shared).
 #[derive(Clone)]
@@ -125,23 +136,35 @@ fn lock(cache: &Mutex<ContactCache>) -> MutexGuard<'_, ContactCache> {
 
 impl SqliteStore {
     /// Run `work` as one write transaction (see [`conn::Writer::transaction`]).
+    ///
+    /// Only ingest keeps the cache's active memberships; any other write may change them, so
+    /// the cache forgets them first (on the writer thread, in order with everything else).
     async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
-        self.writer.transaction(work).await
+        let contacts = self.contacts.clone();
+        self.writer
+            .transaction(move |tx| {
+                lock(&contacts).memberships().clear();
+                work(tx)
+            })
+            .await
     }
 
     /// [`SqliteStore::write`] for work that reads or writes contacts: it gets the writer's
-    /// contact cache with the transaction.
+    /// contact cache with the transaction. Whatever else such work writes, it keeps the cache
+    /// true to it (see [`contact_cache`] and [`membership_cache`]).
     async fn write_with_contacts<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>, &mut ContactCache) -> StoreResult<T> + Send + 'static,
     {
         let contacts = self.contacts.clone();
-        self.write(move |tx| work(tx, &mut lock(&contacts))).await
+        self.writer
+            .transaction(move |tx| work(tx, &mut lock(&contacts)))
+            .await
     }
 
     /// Run `work` as one read (see [`conn::Readers::read`]).

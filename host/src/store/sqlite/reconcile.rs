@@ -2,11 +2,11 @@
 //! (each pass is one write transaction, its transitions ingested in it), the lower bound on
 //! when a bucket next has clock-driven work, and the per-tenant lease.
 
-use super::SqliteStore;
 use super::identity::{live_by_key, run_sync};
 use super::ingest::ingest_transition;
 use super::membership::SqliteMembershipTx;
 use super::rows::{parse_object, to_u32};
+use super::{SqliteStore, tenant_number};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
 use crate::buckets::membership::{
     ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
@@ -26,11 +26,15 @@ use std::sync::Arc;
 /// Pages over it order by one indexed column alone (`last_evaluated_at`, `max_dwell_at`,
 /// `expires_at`): a tiebreaker outside the index would sort every row sharing the first row's
 /// instant — a bulk join stamps thousands alike — on every page.
-const MEMBER_SELECT: &str = "SELECT m.id, m.bucket_id, m.entry_count, m.entered_at, \
+const MEMBER_SELECT: &str = concat!(
+    "SELECT m.id, m.bucket_id, m.entry_count, m.entered_at, \
      m.contact_key, c.properties, COALESCE(m.dwell_anchor_at, m.entered_at), m.dwell_state \
-     FROM bucket_memberships m JOIN contacts c ON c.tenant_id = m.tenant_id \
+     FROM bucket_memberships m JOIN contacts c ON c.tenant_id = ?1 \
      AND c.key = m.contact_key AND c.deleted_at IS NULL \
-     WHERE m.tenant_id = ?1 AND m.bucket_id = ?2 AND m.status = 'active'";
+     WHERE m.tenant = ",
+    tenant_number!("?1"),
+    " AND m.bucket_id = ?2 AND m.status = 'active'"
+);
 
 /// The JSON path of a dwell label in `dwell_state`.
 fn dwell_path(label: &str) -> String {
@@ -300,22 +304,24 @@ impl ReconcileTx for SqliteReconcileTx<'_> {
         // events_by_name (tenant, name, occurred_at, id) seeks to the cursor and reads in its
         // order. A person's later event of the name (events_by_contact) or an active
         // membership makes the row no candidate.
-        let mut statement = self.conn.prepare_cached(
+        let mut statement = self.conn.prepare_cached(concat!(
             "SELECT e.occurred_at, e.id, e.contact_key, \
-                 NOT EXISTS (SELECT 1 FROM events l WHERE l.tenant_id = ?1 \
+                 NOT EXISTS (SELECT 1 FROM events l WHERE l.tenant = e.tenant \
                      AND l.contact_key = e.contact_key AND l.name = ?2 \
                      AND l.occurred_at >= e.occurred_at \
                      AND (l.occurred_at > e.occurred_at OR l.id > e.id)) \
-                 AND NOT EXISTS (SELECT 1 FROM bucket_memberships m WHERE m.tenant_id = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM bucket_memberships m WHERE m.tenant = e.tenant \
                      AND m.bucket_id = ?3 AND m.contact_key = e.contact_key \
                      AND m.status = 'active'), \
                  c.properties \
-             FROM events e JOIN contacts c ON c.tenant_id = e.tenant_id \
+             FROM events e JOIN contacts c ON c.tenant_id = ?1 \
                  AND c.key = e.contact_key AND c.deleted_at IS NULL \
-             WHERE e.tenant_id = ?1 AND e.name = ?2 AND (e.occurred_at, e.id) > (?4, ?5) \
+             WHERE e.tenant = ",
+            tenant_number!("?1"),
+            " AND e.name = ?2 AND (e.occurred_at, e.id) > (?4, ?5) \
                  AND e.occurred_at < ?6 \
-             ORDER BY e.occurred_at, e.id LIMIT ?7",
-        )?;
+             ORDER BY e.occurred_at, e.id LIMIT ?7"
+        ))?;
         let mut rows = statement.query(params![
             tenant.as_str(),
             leg.event,
@@ -365,10 +371,12 @@ impl ReconcileTx for SqliteReconcileTx<'_> {
         at: Timestamp,
     ) -> StoreResult<()> {
         self.conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE bucket_memberships SET expires_at = NULL, last_evaluated_at = ?1 \
-                 WHERE tenant_id = ?2 AND id = ?3 AND status = 'active'",
-            )?
+                 WHERE tenant = ",
+                tenant_number!("?2"),
+                " AND id = ?3 AND status = 'active'"
+            ))?
             .execute(params![at.0, tenant.as_str(), membership_id])?;
         Ok(())
     }
@@ -382,11 +390,12 @@ impl ReconcileTx for SqliteReconcileTx<'_> {
     ) -> StoreResult<bool> {
         let stamped = self
             .conn
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE bucket_memberships SET dwell_state = json_set(dwell_state, ?1, ?2), \
-                 last_evaluated_at = ?2, updated_at = ?2 \
-                 WHERE tenant_id = ?3 AND id = ?4 AND status = 'active'",
-            )?
+                 last_evaluated_at = ?2, updated_at = ?2 WHERE tenant = ",
+                tenant_number!("?3"),
+                " AND id = ?4 AND status = 'active'"
+            ))?
             .execute(params![
                 dwell_path(label),
                 at.0,
@@ -473,8 +482,11 @@ pub(super) async fn reconcile_next_work(
             for leg in &plan.window_legs {
                 let within = i64::try_from(leg.within_ms.unwrap_or(0)).unwrap_or(i64::MAX);
                 let first = min(
-                    "SELECT MIN(occurred_at) FROM events WHERE tenant_id = ?1 AND name = ?2 \
-                     AND occurred_at >= ?3",
+                    concat!(
+                        "SELECT MIN(occurred_at) FROM events WHERE tenant = ",
+                        tenant_number!("?1"),
+                        " AND name = ?2 AND occurred_at >= ?3"
+                    ),
                     vec![
                         tenant.to_owned().into(),
                         leg.event.clone().into(),
@@ -489,8 +501,12 @@ pub(super) async fn reconcile_next_work(
             if plan.max_dwell {
                 instants.extend(
                     min(
-                        "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant_id = ?1 \
-                         AND bucket_id = ?2 AND status = 'active' AND max_dwell_at IS NOT NULL",
+                        concat!(
+                            "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant = ",
+                            tenant_number!("?1"),
+                            " AND bucket_id = ?2 AND status = 'active' \
+                             AND max_dwell_at IS NOT NULL"
+                        ),
                         bucket_values(),
                     )?
                     .map(Timestamp),
@@ -501,8 +517,11 @@ pub(super) async fn reconcile_next_work(
                 values.push(after.0.into());
                 instants.extend(
                     min(
-                        "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant_id = ?1 \
-                         AND bucket_id = ?2 AND status = 'active' AND expires_at > ?3",
+                        concat!(
+                            "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant = ",
+                            tenant_number!("?1"),
+                            " AND bucket_id = ?2 AND status = 'active' AND expires_at > ?3"
+                        ),
                         values,
                     )?
                     .map(Timestamp),
@@ -520,14 +539,21 @@ pub(super) async fn reconcile_next_work(
                 values.push(dwell_path(&schedule.label()).into());
                 let sql = match schedule {
                     DwellSchedule::After(_) => {
-                        "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) FROM bucket_memberships \
-                         WHERE tenant_id = ?1 AND bucket_id = ?2 AND status = 'active' \
-                         AND json_extract(dwell_state, ?3) IS NULL"
+                        concat!(
+                            "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) \
+                             FROM bucket_memberships WHERE tenant = ",
+                            tenant_number!("?1"),
+                            " AND bucket_id = ?2 AND status = 'active' \
+                             AND json_extract(dwell_state, ?3) IS NULL"
+                        )
                     }
                     DwellSchedule::Every(_) => {
-                        "SELECT MIN(COALESCE(json_extract(dwell_state, ?3), dwell_anchor_at, \
-                         entered_at)) FROM bucket_memberships \
-                         WHERE tenant_id = ?1 AND bucket_id = ?2 AND status = 'active'"
+                        concat!(
+                            "SELECT MIN(COALESCE(json_extract(dwell_state, ?3), dwell_anchor_at, \
+                             entered_at)) FROM bucket_memberships WHERE tenant = ",
+                            tenant_number!("?1"),
+                            " AND bucket_id = ?2 AND status = 'active'"
+                        )
                     }
                 };
                 instants

@@ -5,7 +5,7 @@ use super::rows::{
     ListQuery, and_equals, collect, fetch_newest_first, journal_from_row, parse_json,
     parse_run_status, run_columns, run_from_row,
 };
-use super::{SqliteStore, live_statuses};
+use super::{SqliteStore, live_statuses, tenant_number};
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
@@ -185,15 +185,17 @@ fn commit_one(tx: &Transaction<'_>, commit: &ActivationCommit) -> StoreResult<bo
                 Some(w) => (Some(w.event_name.as_str()), w.since.0, w.seen),
                 None => (None, 0, 0),
             };
-            tx.prepare_cached(
+            tx.prepare_cached(concat!(
                 "UPDATE timers SET due_at = CASE WHEN ?3 IS NOT NULL AND (\
                              SELECT COUNT(*) FROM events e JOIN runs r ON r.id = timers.run_id \
-                             WHERE e.tenant_id = r.tenant_id AND e.contact_key = r.contact_key \
+                             WHERE e.tenant = ",
+                tenant_number!("r.tenant_id"),
+                " AND e.contact_key = r.contact_key \
                              AND e.name = ?3 AND e.received_at >= ?4) > ?5 \
                            THEN MIN(?1, ?6) ELSE ?1 END, \
                          wait_event = ?3, lease_owner = NULL, lease_until = NULL, attempts = 0 \
-                         WHERE run_id = ?2",
-            )?
+                         WHERE run_id = ?2"
+            ))?
             .execute(params![
                 wake_at.0,
                 run_id,

@@ -57,10 +57,13 @@ pub(super) async fn create_tenant(
     let name = name.to_owned();
     store
         .write(move |tx| {
+            // The next tenant number is taken under the write lock. (`WHERE true` tells the
+            // parser that ON CONFLICT belongs to the INSERT, not to a join.)
             let inserted = tx
                 .prepare_cached(
-                    "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (name) DO NOTHING",
+                    "INSERT INTO tenants (id, name, created_at, number) \
+                     SELECT ?1, ?2, ?3, IFNULL(MAX(number), 0) + 1 FROM tenants WHERE true \
+                     ON CONFLICT (name) DO NOTHING",
                 )?
                 .execute(params![TenantId::generate().as_str(), name, now.0])?
                 > 0;

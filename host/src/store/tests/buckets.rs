@@ -35,12 +35,28 @@ async fn membership(
 ) -> String {
     let id = uuid::Uuid::now_v7().to_string();
     let (entry_count, at) = (entry_count.to_string(), at.to_string());
+    // SQLite stores the tenant's number (migration 0016), PostgreSQL its id.
+    macro_rules! insert_into {
+        ($tenant:literal, $value:literal) => {
+            concat!(
+                "INSERT INTO bucket_memberships (id, ",
+                $tenant,
+                ", bucket_id, contact_key, status, entry_count, source, entered_at, left_at, \
+                 leave_reason, last_evaluated_at, updated_at) VALUES ($1, ",
+                $value,
+                ", $3, $4, $5, CAST($6 AS BIGINT), 'event', CAST($7 AS BIGINT), \
+                 CASE WHEN $5 = 'left' THEN CAST($7 AS BIGINT) END, \
+                 CASE WHEN $5 = 'left' THEN 'criteria' END, CAST($7 AS BIGINT), \
+                 CAST($7 AS BIGINT))"
+            )
+        };
+    }
+    let sql = match f.db.backend() {
+        Backend::Sqlite => insert_into!("tenant", "(SELECT number FROM tenants WHERE id = $2)"),
+        Backend::Postgres => insert_into!("tenant_id", "$2"),
+    };
     f.db.execute(
-        "INSERT INTO bucket_memberships (id, tenant_id, bucket_id, contact_key, status, \
-         entry_count, source, entered_at, left_at, leave_reason, last_evaluated_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, CAST($6 AS BIGINT), 'event', CAST($7 AS BIGINT), \
-         CASE WHEN $5 = 'left' THEN CAST($7 AS BIGINT) END, \
-         CASE WHEN $5 = 'left' THEN 'criteria' END, CAST($7 AS BIGINT), CAST($7 AS BIGINT))",
+        sql,
         &[
             &id,
             f.tenant.as_str(),

@@ -107,6 +107,15 @@ impl TestDb {
         })
     }
 
+    /// Which backend this is, for the few statements whose SQL differs (SQLite stores the
+    /// tenant's number in `events` and `bucket_memberships`: migrations 0014 and 0016).
+    pub(crate) fn backend(&self) -> Backend {
+        match &*self.0 {
+            Inner::Sqlite { .. } => Backend::Sqlite,
+            Inner::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
     /// Run a statement binding `args` as text to `$1`, `$2` …; the rows it changed.
     pub(crate) async fn execute(
         &self,

@@ -486,3 +486,59 @@ store_test!(
         assert_eq!(keys, ["cy", "bob"]);
     }
 );
+
+// The SQLite writer remembers the active memberships ingest read and wrote; these pin that
+// what other writers change is never answered from that memory.
+
+store_test!(
+    given_a_member_ingest_knows_when_another_writer_removes_her_then_her_next_matching_event_joins_her_again,
+    |f| async move {
+        // Given ada, a member of pro through ingest, and a second event that keeps her one
+        let routing = routing(vec![pro()]);
+        let mut upgrade = event(&f.tenant, "ada", T0);
+        upgrade.contact_properties = obj(json!({"plan": "pro"}));
+        ingest_routed(&f, upgrade, &routing).await;
+        let mut again = event(&f.tenant, "ada", T0 + 1);
+        again.contact_properties = obj(json!({"plan": "pro"}));
+        assert!(transitions(&ingest_routed(&f, again, &routing).await).is_empty());
+
+        // When her membership is removed outside ingest (a manual change)
+        let removed = f
+            .store
+            .change_membership(&f.tenant, &pro(), "ada", MembershipChange::Remove, Timestamp(T0 + 2), routing.clone())
+            .await
+            .unwrap();
+        assert_eq!(removed, Some(Some(change("pro", "left", 1, true))));
+
+        // Then her next event saying plan=pro joins her again, as the second epoch
+        let mut still_pro = event(&f.tenant, "ada", T0 + 3);
+        still_pro.contact_properties = obj(json!({"plan": "pro"}));
+        let rejoined = ingest_routed(&f, still_pro, &routing).await;
+        assert_eq!(transitions(&rejoined), vec![change("pro", "entered", 2, true)]);
+        assert_eq!(memberships(&f, "active").await, 1);
+    }
+);
+
+store_test!(
+    given_a_person_ingest_knows_as_no_member_when_a_member_merges_into_her_then_that_event_sees_the_membership,
+    |f| async move {
+        // Given ada, evaluated for pro by ingest and no member, and an anonymous visitor who
+        // is a member of pro
+        let routing = routing(vec![pro()]);
+        let mut free = event(&f.tenant, "ada", T0);
+        free.contact_properties = obj(json!({"plan": "free"}));
+        assert!(transitions(&ingest_routed(&f, free, &routing).await).is_empty());
+        let mut anonymous = event_as(&f.tenant, Identity::new(None, None, Some("anon-1")), T0 + 1);
+        anonymous.contact_properties = obj(json!({"plan": "pro"}));
+        ingest_routed(&f, anonymous, &routing).await;
+
+        // When one event links them (the visitor's membership moves to ada) and removes the plan
+        let mut linking = event_as(&f.tenant, Identity::new(Some("ada"), None, Some("anon-1")), T0 + 2);
+        linking.contact_properties = obj(json!({"plan": null}));
+        let linked = ingest_routed(&f, linking, &routing).await;
+
+        // Then that event sees the membership the merge gave her and closes it
+        assert_eq!(transitions(&linked), vec![change("pro", "left", 1, true)]);
+        assert_eq!(memberships(&f, "active").await, 0);
+    }
+);
