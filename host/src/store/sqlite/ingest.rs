@@ -25,7 +25,7 @@ use crate::store::codec::{SkipTally, StartedRuns, run_count, run_input, transiti
 use crate::store::identity;
 use crate::store::{
     BucketTransition, ContactRecord, IngestItem, IngestOutcome, IngestRouting, NewEvent,
-    RunCandidate, SkippedRun, StartedRun, StoreResult,
+    RunCandidate, SkippedRun, StartedRun, StoreError, StoreResult,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
@@ -85,7 +85,12 @@ fn ingest_one(
 
     // 3. Store the event under the resolved key, end the runs it exits and start the runs its
     // journeys admit.
-    let mut runs = store_event(conn, routing, &contact, event, candidates)?;
+    let mut runs = store_event(conn, routing, &contact, event, candidates)?.ok_or_else(|| {
+        StoreError::corrupt(
+            "events",
+            "an idempotency key found unused was taken within the same transaction",
+        )
+    })?;
 
     // 4. Move the person into or out of the buckets this event can change.
     let mut transitions = Vec::new();
@@ -126,22 +131,23 @@ fn ingest_one(
 /// Store `event` under the contact's key, end the person's live runs of the journeys whose
 /// `exitOn` it matches (only runs that existed before it: a journey it both exits and
 /// triggers starts afresh), and start the runs of `candidates` the enrollment guards admit.
-/// The event's idempotency key is known to be unused.
+/// `None`, with nothing written, when the event's idempotency key is already used.
 fn store_event(
     conn: &Connection,
     routing: &dyn IngestRouting,
     contact: &ContactRecord,
     event: &NewEvent,
     candidates: &[RunCandidate],
-) -> StoreResult<StartedRuns> {
+) -> StoreResult<Option<StartedRuns>> {
     let tenant = event.tenant_id.as_str();
-    conn.prepare_cached(concat!(
-        "INSERT INTO events (id, tenant, contact_key, name, properties, occurred_at, \
-         received_at, idempotency_key) VALUES (?1, ",
-        tenant_number!("?2"),
-        ", ?3, ?4, ?5, ?6, ?7, ?8)"
-    ))?
-    .execute(params![
+    let inserted = conn
+        .prepare_cached(concat!(
+            "INSERT INTO events (id, tenant, contact_key, name, properties, occurred_at, \
+             received_at, idempotency_key) VALUES (?1, ",
+            tenant_number!("?2"),
+            ", ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (tenant, idempotency_key) DO NOTHING"
+        ))?
+        .execute(params![
         event.id.as_str(),
         tenant,
         contact.key,
@@ -151,6 +157,9 @@ fn store_event(
         event.received_at.0,
         event.idempotency_key,
     ])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
     wake_waiting_runs(conn, tenant, &contact.key, &event.name, event.received_at)?;
 
     let mut runs = StartedRuns::default();
@@ -159,7 +168,7 @@ fn store_event(
         runs.exited = exit_runs(conn, tenant, &contact.key, &exits, event.received_at)?;
     }
     if candidates.is_empty() {
-        return Ok(runs);
+        return Ok(Some(runs));
     }
     let input = to_json("run input", &run_input(contact, event))?;
     let unsubscribed = super::preferences::unsubscribed_in(
@@ -200,11 +209,12 @@ fn store_event(
             journey_id: candidate.journey_id.clone(),
         });
     }
-    Ok(runs)
+    Ok(Some(runs))
 }
 
 /// Ingest a membership change's events ([`transition_events`]) unless another writer already
-/// stored the same transition (its key is used). The runs they start join `runs`.
+/// stored the same transition (its key is taken: the insert does nothing). The runs they start
+/// join `runs`.
 pub(super) fn ingest_transition(
     conn: &Connection,
     routing: &dyn IngestRouting,
@@ -214,9 +224,8 @@ pub(super) fn ingest_transition(
     runs: &mut StartedRuns,
 ) -> StoreResult<BucketTransition> {
     for (event, candidates) in transition_events(transition, &contact.tenant_id, routing, now) {
-        let key = event.idempotency_key.as_deref().unwrap_or_default();
-        if key_used(conn, &contact.tenant_id, key)?.is_none() {
-            runs.extend(store_event(conn, routing, contact, &event, &candidates)?);
+        if let Some(started) = store_event(conn, routing, contact, &event, &candidates)? {
+            runs.extend(started);
         }
     }
     Ok(BucketTransition::from(transition))
