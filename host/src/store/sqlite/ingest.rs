@@ -148,15 +148,15 @@ fn store_event(
             ", ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (tenant, idempotency_key) DO NOTHING"
         ))?
         .execute(params![
-        event.id.as_str(),
-        tenant,
-        contact.key,
-        event.name,
-        to_json("event properties", &event.event_properties)?,
-        event.occurred_at.0,
-        event.received_at.0,
-        event.idempotency_key,
-    ])?;
+            event.id.as_str(),
+            tenant,
+            contact.key,
+            event.name,
+            to_json("event properties", &event.event_properties)?,
+            event.occurred_at.0,
+            event.received_at.0,
+            event.idempotency_key,
+        ])?;
     if inserted == 0 {
         return Ok(None);
     }
