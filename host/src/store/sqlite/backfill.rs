@@ -210,7 +210,7 @@ pub(super) async fn claim_backfill(
 ) -> StoreResult<Option<ClaimedBackfill>> {
     let (tenant, buckets, lease) = (tenant.clone(), buckets.to_vec(), lease.clone());
     store
-        .write(move |tx| {
+        .write_without_memberships(move |tx| {
             for bucket in &buckets {
                 let claimable: Option<String> = tx
                     .prepare_cached(

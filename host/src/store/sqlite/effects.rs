@@ -40,7 +40,7 @@ pub(super) async fn claim_run_effects(
 ) -> StoreResult<Vec<RunEffect>> {
     let lease = lease.clone();
     let mut claimed = store
-        .write(move |tx| {
+        .write_without_memberships(move |tx| {
             let mut claim = tx.prepare_cached(
                 "UPDATE run_effects SET lease_owner = ?1, lease_until = ?2, \
                  attempts = attempts + 1 \
@@ -84,7 +84,7 @@ pub(super) async fn finish_run_effect(
 ) -> StoreResult<()> {
     let (run_id, lease_owner) = (run_id.clone(), lease_owner.to_owned());
     store
-        .write(move |tx| {
+        .write_without_memberships(move |tx| {
             match outcome {
                 Ok(()) => tx
                     .prepare_cached(

@@ -8,7 +8,9 @@
 //! membership, a leave removes it). Every other writer of `bucket_memberships` — the reconcile
 //! passes, backfills, manual changes, merges, deletions — runs outside ingest, and the writer
 //! forgets all memberships before any such transaction ([`super::SqliteStore::write`]) or, for
-//! a merge inside ingest, the two people it re-points.
+//! a merge inside ingest, the two people it re-points. Frequent writes that never touch
+//! memberships (the journey machinery, the workers' claims) keep them
+//! ([`super::SqliteStore::write_without_memberships`]).
 //!
 //! A hit answers exactly what the query would: the person's active rows, each with its id,
 //! bucket, epoch and join time.

@@ -139,6 +139,7 @@ impl SqliteStore {
     ///
     /// Only ingest keeps the cache's active memberships; any other write may change them, so
     /// the cache forgets them first (on the writer thread, in order with everything else).
+    /// Writes that cannot, use [`SqliteStore::write_without_memberships`].
     async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -151,6 +152,19 @@ impl SqliteStore {
                 work(tx)
             })
             .await
+    }
+
+    /// [`SqliteStore::write`] for work that never writes `bucket_memberships`: the journey
+    /// machinery (runs, timers, journal, outbox, effects) and the claims and leases of the
+    /// backfill and reconcile workers. The cache's active memberships stay: these pollers write
+    /// several times a second, and forgetting them each time emptied the cache faster than
+    /// ingest filled it.
+    async fn write_without_memberships<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.transaction(work).await
     }
 
     /// [`SqliteStore::write`] for work that reads or writes contacts: it gets the writer's

@@ -112,7 +112,7 @@ pub(super) async fn claim_outbox(
     }
     let lease = lease.clone();
     let mut claimed = store
-        .write(move |tx| {
+        .write_without_memberships(move |tx| {
             // The due emails of this claim whose recipient has unsubscribed since they were
             // queued are suppressed, not sent.
             tx.prepare_cached(concat!(
@@ -174,7 +174,7 @@ pub(super) async fn renew_outbox_lease(
 ) -> StoreResult<bool> {
     let (id, lease) = (id.clone(), lease.clone());
     store
-        .write(move |tx| {
+        .write_without_memberships(move |tx| {
             let renewed = tx
                 .prepare_cached(
                     "UPDATE emails SET lease_until = ?3 \
@@ -193,7 +193,7 @@ pub(super) async fn record_delivery(
 ) -> StoreResult<()> {
     let id = id.clone();
     store
-        .write(move |tx| {
+        .write_without_memberships(move |tx| {
             // Only a queued email takes an outcome: a late report from a worker whose lease
             // expired never turns a sent email back into a queued or failed one.
             match &result {

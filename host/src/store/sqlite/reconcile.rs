@@ -572,7 +572,7 @@ pub(super) async fn claim_reconcile(
 ) -> StoreResult<Option<Option<Timestamp>>> {
     let (tenant, lease) = (tenant.clone(), lease.clone());
     store
-        .write(move |tx| {
+        .write_without_memberships(move |tx| {
             let claimed: Option<Option<i64>> = tx
                 .prepare_cached(
                     "INSERT INTO reconcile_state (tenant_id, lease_owner, lease_until) \
@@ -607,7 +607,7 @@ pub(super) async fn finish_reconcile(
 ) -> StoreResult<bool> {
     let (tenant, owner) = (tenant.clone(), owner.to_owned());
     store
-        .write(move |tx| {
+        .write_without_memberships(move |tx| {
             let updated = tx
                 .prepare_cached(
                     "UPDATE reconcile_state SET \

@@ -68,7 +68,7 @@ pub(super) async fn claim_due_runs(
     }
     let lease = lease.clone();
     store
-        .write(move |tx| {
+        .write_without_memberships(move |tx| {
             // Timers of runs that are no longer live are never claimed (whoever ends a run
             // outside an activation should delete its timer in the same transaction).
             let mut statement = tx.prepare_cached(concat!(
@@ -114,7 +114,7 @@ pub(super) async fn commit_activations(
     commits: Arc<[ActivationCommit]>,
 ) -> StoreResult<Vec<bool>> {
     store
-        .write(move |tx| {
+        .write_without_memberships(move |tx| {
             commits
                 .iter()
                 .map(|commit| commit_one(tx, commit))
@@ -231,7 +231,7 @@ pub(super) async fn release_run(
     let run_id = run_id.clone();
     let lease_owner = lease_owner.to_owned();
     store
-        .write(move |tx| {
+        .write_without_memberships(move |tx| {
             tx.prepare_cached(
                 "UPDATE timers SET lease_owner = NULL, lease_until = NULL, due_at = ?1 \
                  WHERE run_id = ?2 AND lease_owner = ?3",
