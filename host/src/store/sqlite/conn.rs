@@ -5,7 +5,8 @@
 //! inside one `BEGIN IMMEDIATE` transaction, with prepared statements cached on its single
 //! connection: a whole ingest batch is one hop. Reads run as one closure on a blocking-pool
 //! thread with a connection from [`Readers`], inside a deferred transaction so every statement
-//! of a read sees one snapshot (WAL lets them run beside the writer).
+//! of a read sees one snapshot (WAL lets them run beside the writer); a point lookup that every
+//! request makes runs on the caller's thread instead ([`Readers::read_now`]).
 //!
 //! `BEGIN IMMEDIATE` takes the write lock up front, so a writer in another process (the CLI, a
 //! second host on the same file) waits on the busy timeout instead of failing to upgrade a read
@@ -229,25 +230,46 @@ impl Readers {
             .await
             .map_err(|_| StoreError::Unavailable("the SQLite readers are closed".into()))?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let idle = inner.idle.lock().map(|mut idle| idle.pop()).ok().flatten();
-            let mut conn = match idle {
-                Some(conn) => conn,
-                None => open_connection(&inner.path, READER_CACHE_KIB)?,
-            };
-            let result = (|| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-                let value = work(&tx)?;
-                tx.finish()?;
-                Ok(value)
-            })();
-            if let Ok(mut idle) = inner.idle.lock() {
-                idle.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("a SQLite read did not finish: {e}")))?
+        tokio::task::spawn_blocking(move || inner.run(work))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("a SQLite read did not finish: {e}")))?
+    }
+
+    /// [`Readers::read`] on the calling thread, for a point lookup in a small, hot table (the
+    /// API key of every request): handing it to the blocking pool and waking the caller again
+    /// costs several times the lookup. Never for work that scans or may wait on the disk. When
+    /// every reader is busy it waits for one like [`Readers::read`].
+    pub(super) async fn read_now<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        match self.inner.permits.try_acquire() {
+            Ok(_permit) => self.inner.run(work),
+            Err(_) => self.read(work).await,
+        }
+    }
+}
+
+impl ReadersInner {
+    /// `work` in one deferred transaction on an idle connection (or a new one), which goes back
+    /// to the idle list afterwards. The caller holds a permit.
+    fn run<T>(&self, work: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let idle = self.idle.lock().map(|mut idle| idle.pop()).ok().flatten();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => open_connection(&self.path, READER_CACHE_KIB)?,
+        };
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let value = work(&tx)?;
+            tx.finish()?;
+            Ok(value)
+        })();
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+        result
     }
 }
 

@@ -110,8 +110,10 @@ pub(super) async fn api_key_by_hash(
     key_hash: &str,
 ) -> StoreResult<Option<ApiKeyRecord>> {
     let key_hash = key_hash.to_owned();
+    // Every request asks, so the lookup (one seek in a small table) runs on the caller's thread.
     store
-        .read(move |tx| {
+        .readers
+        .read_now(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
                 api_key_columns!(),
