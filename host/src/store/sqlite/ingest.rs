@@ -233,6 +233,10 @@ pub(super) fn ingest_transition(
 
 /// Make the timers of the person's runs waiting for an event named `name` due now: they wake,
 /// and their activation decides whether this event is the one (see `runtime::events`).
+///
+/// Every event asks and almost none finds one, so the question is a join that reads two
+/// indexes; the update runs only for what it finds. (An `UPDATE … WHERE run_id IN (SELECT …)`
+/// built a temporary table per event: a tenth of the writer's time under sustained ingest.)
 fn wake_waiting_runs(
     conn: &Connection,
     tenant: &str,
@@ -240,13 +244,21 @@ fn wake_waiting_runs(
     name: &str,
     now: Timestamp,
 ) -> StoreResult<()> {
-    conn.prepare_cached(concat!(
-        "UPDATE timers SET due_at = ?4 WHERE wait_event = ?3 AND due_at > ?4 AND run_id IN (\
-         SELECT id FROM runs WHERE tenant_id = ?1 AND contact_key = ?2 AND status IN ",
-        live_statuses!(),
-        ")"
-    ))?
-    .execute(params![tenant, contact_key, name, now.0])?;
+    let waiting = conn
+        .prepare_cached(concat!(
+            "SELECT t.run_id FROM runs r JOIN timers t ON t.run_id = r.id \
+             WHERE r.tenant_id = ?1 AND r.contact_key = ?2 AND r.status IN ",
+            live_statuses!(),
+            " AND t.wait_event = ?3 AND t.due_at > ?4"
+        ))?
+        .query_map(params![tenant, contact_key, name, now.0], |row| {
+            row.get::<_, String>(0)
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for run_id in waiting {
+        conn.prepare_cached("UPDATE timers SET due_at = ?2 WHERE run_id = ?1")?
+            .execute(params![run_id, now.0])?;
+    }
     Ok(())
 }
 
