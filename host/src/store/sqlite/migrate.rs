@@ -83,6 +83,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "membership tenant numbers",
         include_str!("../../../../migrations/sqlite/0016_membership_tenant_numbers.sql"),
     ),
+    (
+        17,
+        "membership checks without value lists",
+        include_str!("../../../../migrations/sqlite/0017_membership_checks.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {
@@ -426,6 +431,86 @@ mod tests {
         // And a membership of no tenant is refused
         assert!(join("m6", "tenant-unknown", "pro").is_err());
         // And every index is back, on the tenant's number
+        assert_eq!(
+            named_indexes(&conn, "bucket_memberships"),
+            [
+                "bucket_memberships_by_contact",
+                "bucket_memberships_evaluated",
+                "bucket_memberships_expires",
+                "bucket_memberships_left",
+                "bucket_memberships_max_dwell",
+                "bucket_memberships_members",
+                "bucket_memberships_one_active",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_membership_checks_migration_keeps_every_row_and_still_refuses_what_the_checks_did() {
+        // Given a database before it, with a closed and an active membership of one person
+        let conn = applied_up_to(16);
+        conn.execute_batch(
+            "INSERT INTO tenants (id, name, created_at, number) VALUES ('tenant-a', 'a', 0, 1);
+             INSERT INTO bucket_memberships (id, tenant, bucket_id, contact_key, status,
+                 entry_count, source, entered_at, left_at, leave_reason, expires_at,
+                 max_dwell_at, last_evaluated_at, updated_at, dwell_anchor_at, dwell_state)
+             VALUES ('m1', 1, 'pro', 'ada', 'left', 1, 'event', 1, 2, 'maxDwell',
+                     NULL, NULL, 2, 2, NULL, '{}'),
+                    ('m2', 1, 'pro', 'ada', 'active', 2, 'backfill', 3, NULL, NULL,
+                     9, 10, 3, 3, 1, '{\"after-1\":4}');",
+        )
+        .unwrap();
+
+        // When it is applied
+        let checks = MIGRATIONS.iter().find(|(v, _, _)| *v == 17).unwrap().2;
+        conn.execute_batch(checks).unwrap();
+
+        // Then every row is kept, column for column
+        let dump = |conn: &Connection| -> Vec<String> {
+            conn.prepare(
+                "SELECT json_array(id, tenant, bucket_id, contact_key, status, entry_count, \
+                 source, entered_at, left_at, leave_reason, expires_at, max_dwell_at, \
+                 last_evaluated_at, updated_at, dwell_anchor_at, dwell_state) \
+                 FROM bucket_memberships ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        assert_eq!(
+            dump(&conn),
+            [
+                r#"["m1",1,"pro","ada","left",1,"event",1,2,"maxDwell",null,null,2,2,null,"{}"]"#,
+                r#"["m2",1,"pro","ada","active",2,"backfill",3,null,null,9,10,3,3,1,"{\"after-1\":4}"]"#,
+            ]
+        );
+        // And the checks refuse what they refused before, and accept what they accepted
+        let insert = |id: &str, status: &str, source: &str, reason: Option<&str>| {
+            conn.execute(
+                "INSERT INTO bucket_memberships (id, tenant, bucket_id, contact_key, status, \
+                 entry_count, source, entered_at, leave_reason, last_evaluated_at, updated_at) \
+                 VALUES (?1, 1, 'team', ?1, ?2, 1, ?3, 6, ?4, 6, 6)",
+                rusqlite::params![id, status, source, reason],
+            )
+        };
+        assert!(insert("m3", "gone", "event", None).is_err());
+        assert!(insert("m4", "left", "cron", Some("criteria")).is_err());
+        assert!(insert("m5", "left", "manual", Some("bored")).is_err());
+        assert!(insert("m6", "left", "reconcile", Some("deleted")).is_ok());
+        assert!(insert("m7", "active", "manual", None).is_ok());
+        // And one person still has one active membership per bucket
+        assert!(
+            conn.execute(
+                "INSERT INTO bucket_memberships (id, tenant, bucket_id, contact_key, status, \
+                 entry_count, source, entered_at, last_evaluated_at, updated_at) \
+                 VALUES ('m8', 1, 'pro', 'ada', 'active', 3, 'event', 6, 6, 6)",
+                [],
+            )
+            .is_err()
+        );
+        // And every index is back
         assert_eq!(
             named_indexes(&conn, "bucket_memberships"),
             [
