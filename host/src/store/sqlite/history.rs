@@ -1,7 +1,8 @@
 //! What journeys read about the past (`history-*` imports): a person's event counts, their
 //! runs of a journey, and the emails of a template to an address.
 
-use super::{SqliteStore, tenant_number};
+use super::SqliteStore;
+use super::membership::COUNT_PERSON_EVENTS;
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::codec::run_count;
@@ -18,17 +19,10 @@ pub(super) async fn count_events(
     let (tenant, key, name) = (tenant.clone(), contact_key.to_owned(), name.to_owned());
     store
         .read(move |tx| {
-            // A prefix of `events_by_contact`, the window on its last column.
-            let n: i64 = tx
-                .prepare_cached(concat!(
-                    "SELECT COUNT(*) FROM events WHERE tenant = ",
-                    tenant_number!("?1"),
-                    " AND contact_key = ?2 AND name = ?3 AND occurred_at >= ?4"
-                ))?
-                .query_row(
-                    params![tenant.as_str(), key, name, since.map_or(i64::MIN, |t| t.0)],
-                    |row| row.get(0),
-                )?;
+            let n: i64 = tx.prepare_cached(COUNT_PERSON_EVENTS)?.query_row(
+                params![tenant.as_str(), key, name, since.map_or(i64::MIN, |t| t.0)],
+                |row| row.get(0),
+            )?;
             run_count(n)
         })
         .await

@@ -13,6 +13,15 @@ use crate::ids::TenantId;
 use crate::store::StoreResult;
 use rusqlite::{Connection, params};
 
+/// How many events named `?3` the person `?2` of the tenant whose id is `?1` has from
+/// `?4` on: a prefix of `events_by_contact`, the window on its last column. Bucket criteria
+/// and the journeys' history imports count alike.
+pub(super) const COUNT_PERSON_EVENTS: &str = concat!(
+    "SELECT COUNT(*) FROM events WHERE tenant = ",
+    tenant_number!("?1"),
+    " AND contact_key = ?2 AND name = ?3 AND occurred_at >= ?4"
+);
+
 pub(super) struct SqliteMembershipTx<'a> {
     conn: &'a Connection,
     /// Ingest's: the writer's memory of active memberships, read through and written through
@@ -54,11 +63,7 @@ impl MembershipTx for SqliteMembershipTx<'_> {
         queries: &[EventQuery],
         now: Timestamp,
     ) -> StoreResult<EventCounts> {
-        let mut statement = self.conn.prepare_cached(concat!(
-            "SELECT COUNT(*) FROM events WHERE tenant = ",
-            tenant_number!("?1"),
-            " AND contact_key = ?2 AND name = ?3 AND occurred_at >= ?4"
-        ))?;
+        let mut statement = self.conn.prepare_cached(COUNT_PERSON_EVENTS)?;
         let mut counts = EventCounts::with_capacity(queries.len());
         for query in queries {
             let since = query.window_start(now.0).unwrap_or(i64::MIN);
