@@ -5,10 +5,14 @@
 //! waiting), commits the batch with one [`Batch::commit`] and answers every submitter. A
 //! submitter's answer comes only after its items' transaction committed.
 //!
-//! Up to [`GroupCommit::in_flight`] batches commit at once, so the next batch is formed and
-//! handed over while the one before it commits: a store that commits one transaction at a time
-//! (SQLite's writer thread) then finds the next one waiting instead of idling while its
-//! submitters' answers travel back and their next requests arrive.
+//! Up to [`GroupCommit::in_flight`] batches commit at once, so the next batch is formed while
+//! the one before it commits. A store with several connections (PostgreSQL) commits it beside
+//! that one. A store that commits one transaction at a time (SQLite's writer thread,
+//! [`GroupCommit::serial_store`]) could only queue it, so it keeps gathering submissions until
+//! the one before it has committed, then is handed over: the writer never idles while its
+//! submitters' answers travel back and their next requests arrive, and each of its transactions
+//! takes everything that arrived meanwhile. Larger transactions are cheaper per item: a page
+//! that several of their rows change is written once.
 //!
 //! The batch reaches the store as one shared slice, so forming it copies no item; only if it
 //! fails are its items cloned, to be retried one transaction each, so one bad item sinks only
@@ -19,8 +23,9 @@
 use crate::store::{StoreError, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 /// How batches form.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +36,10 @@ pub struct GroupCommit {
     pub linger: Duration,
     /// Most batches committing at once (at least 1).
     pub in_flight: usize,
+    /// The store commits one transaction at a time: a batch formed while another commits
+    /// gathers until that one has committed (or it is full) instead of being handed over at
+    /// once.
+    pub serial_store: bool,
 }
 
 impl Default for GroupCommit {
@@ -39,6 +48,7 @@ impl Default for GroupCommit {
             max_batch: 4096,
             linger: Duration::from_millis(1),
             in_flight: 2,
+            serial_store: false,
         }
     }
 }
@@ -107,6 +117,31 @@ impl<B: Batch> GroupCommitter<B> {
     }
 }
 
+/// Batches still committing, and a signal each time one ends.
+#[derive(Default)]
+struct Committing {
+    batches: AtomicUsize,
+    ended: Notify,
+}
+
+impl Committing {
+    /// Resolves when no batch is committing; whether it had to wait.
+    async fn until_idle(&self) -> bool {
+        let mut waited = false;
+        loop {
+            // Registered before the check, so an end between the two is not missed.
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.batches.load(Ordering::Acquire) == 0 {
+                return waited;
+            }
+            waited = true;
+            ended.await;
+        }
+    }
+}
+
 async fn commit_loop<B: Batch>(
     batch: Arc<B>,
     config: GroupCommit,
@@ -114,6 +149,7 @@ async fn commit_loop<B: Batch>(
 ) {
     let max_batch = config.max_batch.max(1);
     let slots = Arc::new(Semaphore::new(config.in_flight.max(1)));
+    let committing = Arc::new(Committing::default());
     loop {
         // Wait for a free slot before taking anything, so submissions queue (and batch) while
         // every slot is committing.
@@ -123,6 +159,9 @@ async fn commit_loop<B: Batch>(
         let Some(first) = receiver.recv().await else {
             break;
         };
+        // A serial store would only queue this batch while another commits: it gathers what
+        // arrives meanwhile instead, and is handed over when the store is free.
+        let waited = config.serial_store && committing.until_idle().await;
         let mut count = first.items.len();
         let mut submissions = vec![first];
         while count < max_batch {
@@ -134,8 +173,9 @@ async fn commit_loop<B: Batch>(
                 Err(_) => break,
             }
         }
-        // Linger only when others were already queued: a lone caller is not kept waiting.
-        if submissions.len() > 1 && count < max_batch && !config.linger.is_zero() {
+        // Linger only when others were already queued (a lone caller is not kept waiting) and
+        // the batch has not just waited for a free store (which it would keep idle).
+        if !waited && submissions.len() > 1 && count < max_batch && !config.linger.is_zero() {
             let deadline = tokio::time::Instant::now() + config.linger;
             while count < max_batch {
                 match tokio::time::timeout_at(deadline, receiver.recv()).await {
@@ -147,9 +187,18 @@ async fn commit_loop<B: Batch>(
                 }
             }
         }
+        tracing::trace!(
+            items = count,
+            submissions = submissions.len(),
+            "group commit"
+        );
         let batch = batch.clone();
+        let committing = committing.clone();
+        committing.batches.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             commit(batch.as_ref(), submissions).await;
+            committing.batches.fetch_sub(1, Ordering::AcqRel);
+            committing.ended.notify_waiters();
             drop(slot);
         });
     }
@@ -372,5 +421,61 @@ mod tests {
     async fn given_slow_commits_then_at_most_in_flight_batches_commit_at_once() {
         assert_eq!(most_commits_at_once(1).await, 1);
         assert_eq!(most_commits_at_once(2).await, 2);
+    }
+
+    /// Items submitted one every 10 ms, the first alone, while each commit takes 100 ms
+    /// (paused clock: deterministic); each transaction's items.
+    async fn transactions_while_committing(serial_store: bool) -> Vec<Vec<u32>> {
+        struct Slow(Mutex<Vec<Vec<u32>>>);
+        #[async_trait]
+        impl Batch for Arc<Slow> {
+            type Item = u32;
+            type Outcome = u32;
+            async fn commit(&self, items: Arc<[u32]>) -> StoreResult<Vec<u32>> {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.0.lock().unwrap().push(items.to_vec());
+                Ok(items.to_vec())
+            }
+        }
+        let slow = Arc::new(Slow(Mutex::new(Vec::new())));
+        let committer = GroupCommitter::spawn(
+            slow.clone(),
+            GroupCommit {
+                serial_store,
+                ..GroupCommit::default()
+            },
+        );
+        let mut handles = Vec::new();
+        for n in 0..6 {
+            let committer = committer.clone();
+            handles.push(tokio::spawn(async move {
+                committer.submit_one(n).await.unwrap().unwrap()
+            }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(answers(handles).await, vec![0, 1, 2, 3, 4, 5]);
+        slow.0.lock().unwrap().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_a_serial_store_when_items_arrive_during_a_commit_then_they_wait_together_for_the_next_one()
+     {
+        assert_eq!(
+            transactions_while_committing(true).await,
+            vec![vec![0], vec![1, 2, 3, 4, 5]]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn given_a_concurrent_store_when_items_arrive_during_a_commit_then_the_next_batch_commits_beside_it()
+     {
+        let transactions = transactions_while_committing(false).await;
+        assert_eq!(transactions[0], vec![0]);
+        assert_eq!(
+            transactions[1],
+            vec![1],
+            "handed over at once, beside the first"
+        );
+        assert_eq!(transactions.concat(), vec![0, 1, 2, 3, 4, 5]);
     }
 }

@@ -159,7 +159,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     .spawn();
 
-    let writer = writer::spawn(store.clone(), registry.clone(), config.group_commit);
+    let group_commit = GroupCommit {
+        serial_store: store.commits_serially(),
+        ..config.group_commit
+    };
+    let writer = writer::spawn(store.clone(), registry.clone(), group_commit);
     let ingestor = Arc::new(Ingestor::new(
         writer,
         store.clone(),

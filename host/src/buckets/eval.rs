@@ -133,17 +133,71 @@ pub fn evaluate(
     properties: &Map<String, Value>,
     counts: &EventCounts,
 ) -> bool {
+    decide_with(condition, properties, &|e| {
+        Some(event_holds(
+            e,
+            counts.get(&e.event, e.within_ms).unwrap_or(0),
+        ))
+    })
+    .unwrap_or(false) // unreachable: every leaf decides
+}
+
+/// Whether `condition` holds as far as `counts` tells, or `None` when the answer turns on an
+/// event leg whose count `counts` lacks (unlike [`evaluate`], which counts a missing answer as
+/// zero). Property legs always decide; `all`, `any` and `not` follow three-valued logic, so
+/// `all(prop false, event ?)` is false and `any(prop true, event ?)` is true.
+///
+/// Real-time evaluation asks this first with no counts: a bucket its properties alone decide
+/// costs the store no count at all.
+pub fn decide(
+    condition: &Condition,
+    properties: &Map<String, Value>,
+    counts: &EventCounts,
+) -> Option<bool> {
+    decide_with(condition, properties, &|e| {
+        counts
+            .get(&e.event, e.within_ms)
+            .map(|count| event_holds(e, count))
+    })
+}
+
+/// Three-valued evaluation with `event` answering the event legs. Children are visited in
+/// order and a decided `all`/`any` stops early, as the two-valued logic would.
+fn decide_with(
+    condition: &Condition,
+    properties: &Map<String, Value>,
+    event: &dyn Fn(&EventCondition) -> Option<bool>,
+) -> Option<bool> {
     match condition {
-        Condition::Property(p) => property_holds(&p.test, properties.get(&p.property)),
-        Condition::Event(e) => event_holds(e, counts),
-        Condition::All(cs) => cs.iter().all(|c| evaluate(c, properties, counts)),
-        Condition::Any(cs) => cs.iter().any(|c| evaluate(c, properties, counts)),
-        Condition::Not(c) => !evaluate(c, properties, counts),
+        Condition::Property(p) => Some(property_holds(&p.test, properties.get(&p.property))),
+        Condition::Event(e) => event(e),
+        Condition::All(cs) => {
+            let mut known = true;
+            for c in cs {
+                match decide_with(c, properties, event) {
+                    Some(false) => return Some(false),
+                    Some(true) => {}
+                    None => known = false,
+                }
+            }
+            known.then_some(true)
+        }
+        Condition::Any(cs) => {
+            let mut known = true;
+            for c in cs {
+                match decide_with(c, properties, event) {
+                    Some(true) => return Some(true),
+                    Some(false) => {}
+                    None => known = false,
+                }
+            }
+            known.then_some(false)
+        }
+        Condition::Not(c) => decide_with(c, properties, event).map(|holds| !holds),
     }
 }
 
-fn event_holds(e: &EventCondition, counts: &EventCounts) -> bool {
-    let count = counts.get(&e.event, e.within_ms).unwrap_or(0);
+fn event_holds(e: &EventCondition, count: u64) -> bool {
     match e.check {
         EventCheck::Exists => count > 0,
         EventCheck::NotExists => count == 0,
@@ -457,6 +511,54 @@ mod tests {
             &Map::new(),
             &EventCounts::new()
         ));
+    }
+
+    #[test]
+    fn given_no_counts_when_deciding_then_only_property_legs_settle_the_answer() {
+        let seats =
+            json!({"type": "property", "property": "seats", "operator": "gte", "value": 10});
+        let invited = json!({"type": "event", "event": "teammate.invited", "check": "count",
+            "operator": "gte", "value": 2});
+        let none = EventCounts::new();
+        let small = props(json!({"seats": 3}));
+        let large = props(json!({"seats": 30}));
+        let all = cond(json!({"type": "all", "conditions": [seats, invited]}));
+        assert_eq!(decide(&all, &small, &none), Some(false));
+        assert_eq!(decide(&all, &large, &none), None);
+        let any = cond(json!({"type": "any", "conditions": [invited, seats]}));
+        assert_eq!(decide(&any, &large, &none), Some(true));
+        assert_eq!(decide(&any, &small, &none), None);
+        let not = cond(
+            json!({"type": "not", "condition": {"type": "all", "conditions": [seats, invited]}}),
+        );
+        assert_eq!(decide(&not, &small, &none), Some(true));
+        assert_eq!(decide(&not, &large, &none), None);
+        assert_eq!(decide(&cond(invited.clone()), &large, &none), None);
+    }
+
+    #[test]
+    fn given_the_counts_when_deciding_then_it_agrees_with_evaluate() {
+        let c = cond(json!({"type": "any", "conditions": [
+            {"type": "all", "conditions": [
+                {"type": "property", "property": "plan", "operator": "eq", "value": "pro"},
+                {"type": "event", "event": "a", "check": "exists", "withinMs": 1000}
+            ]},
+            {"type": "not", "condition": {"type": "event", "event": "b", "check": "count",
+                "operator": "gt", "value": 1}}
+        ]}));
+        for plan in ["pro", "free"] {
+            for a in [0, 1] {
+                for b in [0, 1, 2] {
+                    let p = props(json!({"plan": plan}));
+                    let answered = counts(&[("a", Some(1000), a), ("b", None, b)]);
+                    assert_eq!(
+                        decide(&c, &p, &answered),
+                        Some(evaluate(&c, &p, &answered)),
+                        "plan {plan}, a {a}, b {b}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //!
 //! This module decides; it must not speak SQL: the store implements [`MembershipTx`].
 
-use super::{BucketDef, BucketRegistry, Condition, EventCounts, EventQuery, LeaveReason, evaluate};
+use super::{
+    BucketDef, BucketRegistry, Condition, EventCounts, EventQuery, LeaveReason, decide, evaluate,
+};
 use super::{dwell_event, entered_event, left_event};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
@@ -251,27 +253,35 @@ pub async fn evaluate_event(
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    // Two reads per event, whatever the number of candidates: every count they need, and the
-    // person's active memberships.
-    let mut queries: Vec<EventQuery> = Vec::new();
-    for query in candidates
+    // At most two reads per event, whatever the number of candidates: the counts of the
+    // buckets the properties leave undecided, and the person's active memberships.
+    let mut decisions: Vec<Option<bool>> = candidates
         .iter()
-        .flat_map(|(_, criteria)| criteria.event_queries())
+        .map(|(_, criteria)| decide(criteria, properties, &EventCounts::new()))
+        .collect();
+    let mut queries: Vec<EventQuery> = Vec::new();
+    for (_, criteria) in candidates
+        .iter()
+        .zip(&decisions)
+        .filter_map(|(candidate, decided)| decided.is_none().then_some(candidate))
     {
-        if !queries.contains(&query) {
-            queries.push(query);
+        for query in criteria.event_queries() {
+            if !queries.contains(&query) {
+                queries.push(query);
+            }
         }
     }
-    let counts = if queries.is_empty() {
-        EventCounts::new()
-    } else {
-        tx.event_counts(tenant, contact_key, &queries, now).await?
-    };
+    if !queries.is_empty() {
+        let counts = tx.event_counts(tenant, contact_key, &queries, now).await?;
+        for ((_, criteria), decided) in candidates.iter().zip(&mut decisions) {
+            decided.get_or_insert_with(|| evaluate(criteria, properties, &counts));
+        }
+    }
     let memberships = tx.active_memberships(tenant, contact_key).await?;
 
     let mut transitions = Vec::new();
-    for (bucket, criteria) in candidates {
-        let is_member = evaluate(criteria, properties, &counts);
+    for ((bucket, _), decided) in candidates.into_iter().zip(decisions) {
+        let is_member = decided.unwrap_or(false); // every undecided bucket was counted above
         let active = memberships.iter().find(|m| m.bucket_id == bucket.id);
         let transition = match (active, is_member) {
             (None, true) => join(tx, bucket, tenant, contact_key, Source::Event, now).await?,
@@ -445,6 +455,158 @@ pub(crate) fn window_deadline(bucket: &BucketDef, now: Timestamp) -> Option<Time
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buckets::BucketKind;
+
+    /// A person's memberships in memory, recording which counts evaluation asked for.
+    #[derive(Default)]
+    struct RecordingTx {
+        counted: Vec<EventQuery>,
+        answers: Vec<(EventQuery, u64)>,
+        active: Vec<ActiveMembership>,
+    }
+
+    impl MembershipTx for RecordingTx {
+        async fn event_counts(
+            &mut self,
+            _: &TenantId,
+            _: &str,
+            queries: &[EventQuery],
+            _: Timestamp,
+        ) -> StoreResult<EventCounts> {
+            self.counted.extend(queries.iter().cloned());
+            Ok(queries
+                .iter()
+                .map(|q| {
+                    let answer = self.answers.iter().find(|(a, _)| a == q);
+                    (q.clone(), answer.map_or(0, |(_, count)| *count))
+                })
+                .collect())
+        }
+        async fn active_memberships(
+            &mut self,
+            _: &TenantId,
+            _: &str,
+        ) -> StoreResult<Vec<ActiveMembership>> {
+            Ok(self.active.clone())
+        }
+        async fn membership_history(
+            &mut self,
+            _: &TenantId,
+            _: &str,
+            _: &str,
+        ) -> StoreResult<MembershipHistory> {
+            Ok(MembershipHistory::default())
+        }
+        async fn insert_membership(&mut self, m: &NewMembership) -> StoreResult<bool> {
+            self.active.push(ActiveMembership {
+                id: m.id.clone(),
+                bucket_id: m.bucket_id.clone(),
+                entry_count: m.entry_count,
+                entered_at: m.entered_at,
+            });
+            Ok(true)
+        }
+        async fn leave_membership(
+            &mut self,
+            _: &TenantId,
+            id: &str,
+            _: Timestamp,
+            _: LeaveReason,
+        ) -> StoreResult<bool> {
+            let before = self.active.len();
+            self.active.retain(|m| m.id != id);
+            Ok(self.active.len() < before)
+        }
+        async fn touch_membership(
+            &mut self,
+            _: &TenantId,
+            _: &str,
+            _: Timestamp,
+            _: Option<Timestamp>,
+        ) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    /// `growing-teams`: 10+ seats and 2+ teammates invited, ever.
+    fn growing_teams() -> BucketRegistry {
+        BucketRegistry::from_buckets([BucketDef {
+            id: "growing-teams".into(),
+            name: "Growing teams".into(),
+            description: None,
+            enabled: true,
+            kind: BucketKind::Computed,
+            criteria: Some(
+                Condition::from_json(&json!({"type": "all", "conditions": [
+                    {"type": "property", "property": "seats", "operator": "gte", "value": 10},
+                    {"type": "event", "event": "teammate.invited", "check": "count",
+                     "operator": "gte", "value": 2}
+                ]}))
+                .unwrap(),
+            ),
+            time_based: None,
+            fast_expiry: false,
+            min_dwell_ms: None,
+            max_dwell_ms: None,
+            entry_limit: EntryLimit::Unlimited,
+            reactions: vec![],
+        }])
+    }
+
+    fn seats(n: u64) -> Map<String, Value> {
+        match json!({ "seats": n }) {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    async fn evaluate_seats(tx: &mut RecordingTx, n: u64) -> Vec<Transition> {
+        let registry = growing_teams();
+        let patch = seats(n);
+        evaluate_event(
+            tx,
+            &registry,
+            &TenantId("t".into()),
+            "u1",
+            &patch,
+            "page.viewed",
+            &Map::new(),
+            &patch,
+            Timestamp(1_000),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn given_properties_that_decide_a_bucket_when_evaluated_then_no_event_is_counted() {
+        let mut tx = RecordingTx::default();
+        let transitions = evaluate_seats(&mut tx, 3).await;
+        assert!(transitions.is_empty());
+        assert!(tx.counted.is_empty(), "counted {:?}", tx.counted);
+    }
+
+    #[tokio::test]
+    async fn given_properties_that_leave_a_bucket_open_when_evaluated_then_its_counts_decide() {
+        let invited = EventQuery {
+            event: "teammate.invited".into(),
+            within_ms: None,
+        };
+        let mut tx = RecordingTx {
+            answers: vec![(invited.clone(), 2)],
+            ..RecordingTx::default()
+        };
+        let joined = evaluate_seats(&mut tx, 12).await;
+        assert_eq!(tx.counted, vec![invited]);
+        assert_eq!(joined.len(), 1);
+        assert_eq!(joined[0].kind, TransitionKind::Entered);
+        // Seats drop below the threshold: the member leaves with no count asked.
+        tx.counted.clear();
+        let left = evaluate_seats(&mut tx, 4).await;
+        assert!(tx.counted.is_empty());
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].kind, TransitionKind::Left(LeaveReason::Criteria));
+    }
 
     fn history(rows: u32, last_left_at: Option<i64>) -> MembershipHistory {
         MembershipHistory {

@@ -22,7 +22,7 @@ pub use criteria::{
     Condition, CountOperator, CriteriaError, EventCheck, EventCondition, PropertyCondition,
     PropertyTest,
 };
-pub use eval::{EventCounts, EventQuery, evaluate};
+pub use eval::{EventCounts, EventQuery, decide, evaluate};
 pub use registry::{BucketRegistry, Candidates, DuplicateBucket, check_unique_bucket_ids};
 
 use crate::journeys::EntryLimit;

@@ -32,6 +32,7 @@ const ACTIVATION_GROUP_COMMIT: GroupCommit = GroupCommit {
     max_batch: 256,
     linger: Duration::from_micros(500),
     in_flight: 1,
+    serial_store: false,
 };
 
 /// Activation commits of one group-commit batch, in one [`Store::commit_activations`].

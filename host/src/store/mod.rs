@@ -534,6 +534,13 @@ pub trait Store: Send + Sync + 'static {
     fn in_process_memory(&self) -> Option<u64> {
         None
     }
+
+    /// Whether the store commits one write transaction at a time (SQLite's single writer), so
+    /// a group-commit batch waiting for it is better left gathering
+    /// ([`crate::group_commit::GroupCommit::serial_store`]).
+    fn commits_serially(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

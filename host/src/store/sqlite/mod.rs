@@ -300,6 +300,10 @@ impl Store for SqliteStore {
         runs::claim_due_runs(self, now, lease, limit).await
     }
 
+    fn commits_serially(&self) -> bool {
+        true // every write runs on the one writer thread
+    }
+
     fn in_process_memory(&self) -> Option<u64> {
         // SAFETY: sqlite3_memory_used only reads SQLite's global allocation counter, which is
         // safe from any thread.
