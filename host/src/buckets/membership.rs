@@ -455,7 +455,6 @@ pub(crate) fn window_deadline(bucket: &BucketDef, now: Timestamp) -> Option<Time
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buckets::BucketKind;
 
     /// A person's memberships in memory, recording which counts evaluation asked for.
     #[derive(Default)]
@@ -530,13 +529,10 @@ mod tests {
 
     /// `growing-teams`: 10+ seats and 2+ teammates invited, ever.
     fn growing_teams() -> BucketRegistry {
-        BucketRegistry::from_buckets([BucketDef {
-            id: "growing-teams".into(),
-            name: "Growing teams".into(),
-            description: None,
-            enabled: true,
-            kind: BucketKind::Computed,
-            criteria: Some(
+        BucketRegistry::from_buckets([BucketDef::computed(
+            "growing-teams",
+            "Growing teams",
+            Some(
                 Condition::from_json(&json!({"type": "all", "conditions": [
                     {"type": "property", "property": "seats", "operator": "gte", "value": 10},
                     {"type": "event", "event": "teammate.invited", "check": "count",
@@ -544,13 +540,7 @@ mod tests {
                 ]}))
                 .unwrap(),
             ),
-            time_based: None,
-            fast_expiry: false,
-            min_dwell_ms: None,
-            max_dwell_ms: None,
-            entry_limit: EntryLimit::Unlimited,
-            reactions: vec![],
-        }])
+        )])
     }
 
     fn seats(n: u64) -> Map<String, Value> {

@@ -269,6 +269,27 @@ impl BucketDef {
     }
 }
 
+/// Test buckets: computed and enabled, with no dwell bounds, entry limit or reactions.
+#[cfg(test)]
+impl BucketDef {
+    pub(crate) fn computed(id: &str, name: &str, criteria: Option<Condition>) -> BucketDef {
+        BucketDef {
+            id: id.into(),
+            name: name.into(),
+            description: None,
+            enabled: true,
+            kind: BucketKind::Computed,
+            criteria,
+            time_based: None,
+            fast_expiry: false,
+            min_dwell_ms: None,
+            max_dwell_ms: None,
+            entry_limit: EntryLimit::Unlimited,
+            reactions: vec![],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

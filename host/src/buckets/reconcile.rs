@@ -540,27 +540,13 @@ async fn leave_by_clock(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buckets::{BucketKind, ReactionDef, ReactionOn};
-    use crate::journeys::EntryLimit;
+    use crate::buckets::{ReactionDef, ReactionOn};
     use serde_json::json;
 
     const DAY: u64 = 86_400_000;
 
     fn bucket(criteria: Value) -> BucketDef {
-        BucketDef {
-            id: "b".into(),
-            name: "B".into(),
-            description: None,
-            enabled: true,
-            kind: BucketKind::Computed,
-            criteria: Some(Condition::from_json(&criteria).unwrap()),
-            time_based: None,
-            fast_expiry: false,
-            min_dwell_ms: None,
-            max_dwell_ms: None,
-            entry_limit: EntryLimit::Unlimited,
-            reactions: vec![],
-        }
+        BucketDef::computed("b", "B", Some(Condition::from_json(&criteria).unwrap()))
     }
 
     fn dormant() -> Value {

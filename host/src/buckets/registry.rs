@@ -203,24 +203,10 @@ impl ExactSizeIterator for Candidates<'_> {}
 mod tests {
     use super::*;
     use crate::buckets::BucketKind;
-    use crate::journeys::EntryLimit;
     use serde_json::{Value, json};
 
     fn bucket(id: &str, criteria: Option<Value>) -> BucketDef {
-        BucketDef {
-            id: id.into(),
-            name: id.into(),
-            description: None,
-            enabled: true,
-            kind: BucketKind::Computed,
-            criteria: criteria.map(|c| Condition::from_json(&c).unwrap()),
-            time_based: None,
-            fast_expiry: false,
-            min_dwell_ms: None,
-            max_dwell_ms: None,
-            entry_limit: EntryLimit::Unlimited,
-            reactions: vec![],
-        }
+        BucketDef::computed(id, id, criteria.map(|c| Condition::from_json(&c).unwrap()))
     }
 
     fn event(name: &str) -> Value {

@@ -199,20 +199,7 @@ mod tests {
     }
 
     fn bucket(criteria_json: Option<Value>) -> BucketDef {
-        BucketDef {
-            id: "power-users".into(),
-            name: "Power users".into(),
-            description: None,
-            enabled: true,
-            kind: BucketKind::Computed,
-            criteria: criteria_json.map(criteria),
-            time_based: None,
-            fast_expiry: false,
-            min_dwell_ms: None,
-            max_dwell_ms: None,
-            entry_limit: EntryLimit::Unlimited,
-            reactions: vec![],
-        }
+        BucketDef::computed("power-users", "Power users", criteria_json.map(criteria))
     }
 
     fn active() -> Value {

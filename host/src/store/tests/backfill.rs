@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::buckets::backfill::{BackfillMode, BackfillState};
-use crate::buckets::{BucketDef, BucketKind, BucketRegistry, Condition};
+use crate::buckets::{BucketDef, BucketRegistry, Condition};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, IngestRouting,
     MemberPageRequest,
@@ -33,20 +33,11 @@ fn routing(buckets: Vec<BucketDef>) -> Arc<dyn IngestRouting> {
 }
 
 fn bucket(id: &str, criteria: Value) -> BucketDef {
-    BucketDef {
-        id: id.into(),
-        name: format!("Bucket {id}"),
-        description: None,
-        enabled: true,
-        kind: BucketKind::Computed,
-        criteria: Some(Condition::from_json(&criteria).expect("valid criteria")),
-        time_based: None,
-        fast_expiry: false,
-        min_dwell_ms: None,
-        max_dwell_ms: None,
-        entry_limit: EntryLimit::Unlimited,
-        reactions: vec![],
-    }
+    BucketDef::computed(
+        id,
+        &format!("Bucket {id}"),
+        Some(Condition::from_json(&criteria).expect("valid criteria")),
+    )
 }
 
 /// At least `n` `purchase` events, all time.

@@ -37,20 +37,11 @@ impl IngestRouting for TestRouting {
 }
 
 fn bucket(id: &str, criteria: Value) -> BucketDef {
-    BucketDef {
-        id: id.into(),
-        name: format!("Bucket {id}"),
-        description: None,
-        enabled: true,
-        kind: BucketKind::Computed,
-        criteria: Some(Condition::from_json(&criteria).expect("valid criteria")),
-        time_based: None,
-        fast_expiry: false,
-        min_dwell_ms: None,
-        max_dwell_ms: None,
-        entry_limit: EntryLimit::Unlimited,
-        reactions: vec![],
-    }
+    BucketDef::computed(
+        id,
+        &format!("Bucket {id}"),
+        Some(Condition::from_json(&criteria).expect("valid criteria")),
+    )
 }
 
 /// At least two `feature.used` within the hour.

@@ -5,7 +5,7 @@
 use super::*;
 use crate::buckets::reconcile::Pass;
 use crate::buckets::{
-    BucketDef, BucketKind, BucketRegistry, Condition, DwellSchedule, ReactionDef, ReactionOn,
+    BucketDef, BucketRegistry, Condition, DwellSchedule, ReactionDef, ReactionOn,
 };
 use crate::store::{BucketTransition, IngestRouting, ReconcileReport};
 
@@ -34,20 +34,11 @@ fn routing(bucket: &BucketDef) -> Arc<dyn IngestRouting> {
 }
 
 fn bucket(id: &str, criteria: Value) -> BucketDef {
-    BucketDef {
-        id: id.into(),
-        name: format!("Bucket {id}"),
-        description: None,
-        enabled: true,
-        kind: BucketKind::Computed,
-        criteria: Some(Condition::from_json(&criteria).expect("valid criteria")),
-        time_based: None,
-        fast_expiry: false,
-        min_dwell_ms: None,
-        max_dwell_ms: None,
-        entry_limit: EntryLimit::Unlimited,
-        reactions: vec![],
-    }
+    BucketDef::computed(
+        id,
+        &format!("Bucket {id}"),
+        Some(Condition::from_json(&criteria).expect("valid criteria")),
+    )
 }
 
 /// Active at some point, not in the last 7 days.
