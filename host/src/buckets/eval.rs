@@ -171,30 +171,29 @@ fn decide_with(
     match condition {
         Condition::Property(p) => Some(property_holds(&p.test, properties.get(&p.property))),
         Condition::Event(e) => event(e),
-        Condition::All(cs) => {
-            let mut known = true;
-            for c in cs {
-                match decide_with(c, properties, event) {
-                    Some(false) => return Some(false),
-                    Some(true) => {}
-                    None => known = false,
-                }
-            }
-            known.then_some(true)
-        }
-        Condition::Any(cs) => {
-            let mut known = true;
-            for c in cs {
-                match decide_with(c, properties, event) {
-                    Some(true) => return Some(true),
-                    Some(false) => {}
-                    None => known = false,
-                }
-            }
-            known.then_some(false)
-        }
+        Condition::All(cs) => decide_composite(cs, false, properties, event),
+        Condition::Any(cs) => decide_composite(cs, true, properties, event),
         Condition::Not(c) => decide_with(c, properties, event).map(|holds| !holds),
     }
+}
+
+/// `all` (`decisive` false) or `any` (`decisive` true): a child that is `decisive` decides it;
+/// all children known and none decisive make it `!decisive`; otherwise it is unknown.
+fn decide_composite(
+    children: &[Condition],
+    decisive: bool,
+    properties: &Map<String, Value>,
+    event: &dyn Fn(&EventCondition) -> Option<bool>,
+) -> Option<bool> {
+    let mut known = true;
+    for child in children {
+        match decide_with(child, properties, event) {
+            Some(holds) if holds == decisive => return Some(decisive),
+            Some(_) => {}
+            None => known = false,
+        }
+    }
+    known.then_some(!decisive)
 }
 
 fn event_holds(e: &EventCondition, count: u64) -> bool {
