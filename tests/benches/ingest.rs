@@ -17,13 +17,19 @@
 //!    tenant, key, name, JSON properties, timestamps, the same indexes as `events`) into a
 //!    scratch table of the same database with multi-row INSERTs, ~1,000 rows per transaction;
 //!    printed as the ratio Waymark events/s ÷ raw rows/s for 1 and 2;
-//! 4. unless `WAYMARK_BENCH_BUCKETS=0`: 1 and 2 again, same workload, on a fresh server (fresh
-//!    data dir, fresh PostgreSQL database) with the `fifty-buckets` test module loaded
+//! 4. unless `WAYMARK_BENCH_BUCKETS=0`: 1 and 2 on a second server (its own data dir and
+//!    PostgreSQL database) with the `fifty-buckets` test module loaded
 //!    (`tests/guests/fifty-buckets`: 50 computed buckets, 45 about events and properties this
-//!    workload never sends, 5 about ones it does; no journeys). Printed: events/s, p50/p99 and
-//!    the ratio with 50 buckets ÷ with none (target >= 0.70x), plus the bucket transitions
-//!    stored, so the buckets visibly did work. The module is built first, as the end-to-end
-//!    tests build theirs (`waymark build` of the examples and test guests).
+//!    workload never sends, 5 about ones it does; no journeys), same workload. Printed:
+//!    events/s, p50/p99 and the ratio with 50 buckets ÷ with none (target >= 0.70x), plus the
+//!    bucket transitions stored, so the buckets visibly did work. The module is built first, as
+//!    the end-to-end tests build theirs (`waymark build` of the examples and test guests).
+//!
+//! The two servers run side by side and are measured interleaved: each phase's requests go in
+//! slices (`WAYMARK_BENCH_SLICES`), every slice to one server and then the other (the order
+//! reversed on every other slice), each server's figures summed over its own slices. A drift in
+//! the machine's speed then lands on both alike, so the ratio compares like with like; a
+//! server's CPU while the other is measured is reported when it is not negligible.
 //!
 //! Events are realistic: ~20% from new users (user id and email), the rest from returning
 //! users; event and contact properties with a few keys; a unique idempotency key on half.
@@ -41,10 +47,11 @@
 //! - `WAYMARK_BENCH_SERVER_ARGS` [none]: extra `waymark serve` flags, space-separated (e.g.
 //!   `--ingest-batch 1024 --ingest-linger 2ms`).
 //! - `WAYMARK_BENCH_BUCKETS` [1]: `0` skips the phases with 50 buckets loaded.
+//! - `WAYMARK_BENCH_SLICES` [4]: slices per phase for the interleaving above (1: each server
+//!   takes the whole phase in turn).
 //! - `WAYMARK_BENCH_ROUNDS` [1]: how many times to run everything above. With more than one,
 //!   a summary follows the rounds: each phase's events/s and ratios round by round, and their
-//!   medians, which the targets are judged on. The bucket ratio compares two servers measured
-//!   a minute apart, so one round on a shared machine can land several points either way.
+//!   medians, which the targets are judged on.
 //!
 //! The data dir is a temporary directory (set `TMPDIR` to put it on another disk). The load
 //! generator runs on the same machine as the server and takes some of its CPU.
@@ -56,7 +63,7 @@ mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use common::{CpuSample, CpuUse, machine, today};
+use common::{CpuSample, CpuUse, machine, process_cpu_seconds, today};
 
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -88,6 +95,7 @@ struct Config {
     backends: Vec<Backend>,
     server_args: Vec<String>,
     buckets: bool,
+    slices: usize,
     rounds: usize,
 }
 
@@ -131,6 +139,7 @@ impl Config {
                 env_or("WAYMARK_BENCH_BUCKETS", "1".to_owned()).as_str(),
                 "0" | "false" | "no" | "off"
             ),
+            slices: env_or("WAYMARK_BENCH_SLICES", 4usize).max(1),
             rounds: env_or("WAYMARK_BENCH_ROUNDS", 1usize).max(1),
         }
     }
@@ -266,6 +275,7 @@ impl RawRow {
 }
 
 /// What one measured phase produced.
+#[derive(Default)]
 struct Measured {
     events: usize,
     requests: usize,
@@ -276,6 +286,16 @@ struct Measured {
 }
 
 impl Measured {
+    /// Add another slice of the same phase.
+    fn absorb(&mut self, slice: Measured) {
+        self.events += slice.events;
+        self.requests += slice.requests;
+        self.failures += slice.failures;
+        self.elapsed += slice.elapsed;
+        self.latencies.extend(slice.latencies);
+        self.latencies.sort_unstable();
+    }
+
     fn events_per_sec(&self) -> f64 {
         self.events as f64 / self.elapsed.as_secs_f64()
     }
@@ -656,26 +676,32 @@ impl Driven {
     }
 }
 
-/// Start `waymark serve --rate-limit 0` (plus the configured flags) with `modules` on a fresh
-/// data dir (and, for PostgreSQL, a fresh database), send the warm-up, then measure the single
-/// posts and the batches. The server is left running.
+/// Start one server per module set (`waymark serve --rate-limit 0` plus the configured flags,
+/// each on a fresh data dir and, for PostgreSQL, a fresh database) and send each the warm-up.
+/// Then measure the single posts and the batches on all of them, interleaved
+/// ([`measure_interleaved`]). The servers are left running.
 async fn drive(
     config: &Config,
     backend: Backend,
-    modules: Vec<&'static str>,
+    module_sets: &[Vec<&'static str>],
     bodies: Bodies,
     notes: &mut Vec<String>,
-) -> (Server, Driven) {
+) -> Vec<(Server, Driven)> {
     let mut extra_args = vec!["--rate-limit".to_owned(), "0".to_owned()];
     extra_args.extend(config.server_args.iter().cloned());
-    let server = Server::start(ServerOptions {
-        backend,
-        dev: false,
-        modules,
-        extra_args,
-        ..ServerOptions::default()
-    })
-    .await;
+    let mut servers = Vec::new();
+    for modules in module_sets {
+        servers.push(
+            Server::start(ServerOptions {
+                backend,
+                dev: false,
+                modules: modules.clone(),
+                extra_args: extra_args.clone(),
+                ..ServerOptions::default()
+            })
+            .await,
+        );
+    }
     let Bodies {
         warmup,
         single,
@@ -683,37 +709,117 @@ async fn drive(
         batch_counts,
     } = bodies;
     let ones = vec![1; warmup.len().max(single.len())];
-    let warm = post_all(&server, "/v1/events", warmup, &ones, config.concurrency).await;
-    let cpu = CpuSample::now();
-    let single = post_all(&server, "/v1/events", single, &ones, config.concurrency).await;
-    let single_cpu = CpuSample::now().since(cpu);
-    let cpu = CpuSample::now();
-    let batches = post_all(
-        &server,
-        "/v1/events/batch",
-        batch,
-        &batch_counts,
-        config.in_flight,
+    let mut warm = Vec::new();
+    for server in &servers {
+        let bodies = warmup.clone();
+        warm.push(post_all(server, "/v1/events", bodies, &ones, config.concurrency).await);
+    }
+    let singles = measure_interleaved(
+        &servers,
+        "/v1/events",
+        &single,
+        &ones,
+        config.concurrency,
+        config.slices,
     )
     .await;
-    let batch_cpu = CpuSample::now().since(cpu);
-    let driven = Driven {
-        warm,
-        single,
-        single_cpu,
-        batches,
-        batch_cpu,
-    };
-    let failures = driven.failures();
-    if failures > 0 {
-        let log = server.log();
-        let tail: Vec<&str> = log.lines().rev().take(15).collect();
-        notes.push(format!(
-            "{failures} request(s) failed; the server log ends:\n    {}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
-        ));
+    let batches = measure_interleaved(
+        &servers,
+        "/v1/events/batch",
+        &batch,
+        &batch_counts,
+        config.in_flight,
+        config.slices,
+    )
+    .await;
+    let mut driven = Vec::new();
+    for (((server, warm), single), batches) in
+        servers.into_iter().zip(warm).zip(singles).zip(batches)
+    {
+        let driven_one = Driven {
+            warm,
+            single: single.measured,
+            single_cpu: single.cpu,
+            batches: batches.measured,
+            batch_cpu: batches.cpu,
+        };
+        let failures = driven_one.failures();
+        if failures > 0 {
+            let log = server.log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            notes.push(format!(
+                "{failures} request(s) failed; the server log ends:\n    {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n    ")
+            ));
+        }
+        let idle = single.idle_seconds + batches.idle_seconds;
+        let busy = single.cpu.server_seconds + batches.cpu.server_seconds;
+        if idle > 0.02 * busy {
+            notes.push(format!(
+                "a server used {idle:.2} s of CPU while another was measured ({busy:.2} s while \
+                 measured itself): background work that lands on the other server's time"
+            ));
+        }
+        driven.push((server, driven_one));
     }
-    (server, driven)
+    driven
+}
+
+/// One phase on every server.
+#[derive(Default)]
+struct Interleaved {
+    measured: Measured,
+    /// The server's CPU while its own slices ran.
+    cpu: CpuUse,
+    /// The server's CPU while another server's slices ran.
+    idle_seconds: f64,
+}
+
+/// Send one phase's bodies to every server, interleaved: the bodies go in `slices` slices,
+/// and every slice to every server in turn, the order reversed on every other slice. A drift in
+/// the machine's speed (which on a shared 2-core machine is a third within minutes) then lands
+/// on every server alike, and the ratio between two servers compares like with like. Each
+/// server's figures are the sum over its slices.
+async fn measure_interleaved(
+    servers: &[Server],
+    path: &str,
+    bodies: &[Vec<u8>],
+    events_per_body: &[usize],
+    clients: usize,
+    slices: usize,
+) -> Vec<Interleaved> {
+    let pids: Vec<u32> = servers
+        .iter()
+        .map(|server| server.pid().expect("the server is running"))
+        .collect();
+    let mut totals: Vec<Interleaved> = servers.iter().map(|_| Interleaved::default()).collect();
+    let per_slice = bodies.len().div_ceil(slices.max(1)).max(1);
+    for (i, (slice, counts)) in bodies
+        .chunks(per_slice)
+        .zip(events_per_body.chunks(per_slice))
+        .enumerate()
+    {
+        let mut order: Vec<usize> = (0..servers.len()).collect();
+        if i % 2 == 1 {
+            order.reverse();
+        }
+        let every_server_cpu =
+            || -> Vec<f64> { pids.iter().map(|&pid| process_cpu_seconds(pid)).collect() };
+        for s in order {
+            let idle_before = every_server_cpu();
+            let before = CpuSample::now_for(pids[s]);
+            let measured = post_all(&servers[s], path, slice.to_vec(), counts, clients).await;
+            let cpu = CpuSample::now_for(pids[s]).since(before);
+            let idle_after = every_server_cpu();
+            let total = &mut totals[s];
+            total.measured.absorb(measured);
+            total.cpu = total.cpu.plus(cpu);
+            for (o, other) in totals.iter_mut().enumerate().filter(|(o, _)| *o != s) {
+                other.idle_seconds += idle_after[o] - idle_before[o];
+            }
+        }
+    }
+    totals
 }
 
 async fn run_backend(config: Arc<Config>, backend: Backend) -> BackendReport {
@@ -739,11 +845,17 @@ async fn run_backend(config: Arc<Config>, backend: Backend) -> BackendReport {
     drop((warmup, singles, batched));
 
     let mut notes = Vec::new();
-    let bucket_bodies = config.buckets.then(|| bodies.clone());
-    let (mut server, driven) = drive(&config, backend, vec![], bodies, &mut notes).await;
-
-    // Stop the server, then measure the database itself.
-    server.kill();
+    let mut module_sets = vec![vec![]];
+    if config.buckets {
+        module_sets.push(vec![BUCKETS_MODULE]);
+    }
+    let mut servers = drive(&config, backend, &module_sets, bodies, &mut notes).await;
+    // Stop the servers, then measure the database itself.
+    for (server, _) in &mut servers {
+        server.kill();
+    }
+    let with_buckets = config.buckets.then(|| servers.pop()).flatten();
+    let (server, driven) = servers.pop().expect("the server without buckets");
     let (raw, database, stored) = raw_speeds(&server, backend, &[&single_rows, &batch_rows]).await;
     let sent = driven.acknowledged();
     if stored as usize != sent {
@@ -751,15 +863,11 @@ async fn run_backend(config: Arc<Config>, backend: Backend) -> BackendReport {
             "the events table holds {stored} events; {sent} were acknowledged"
         ));
     }
-    // Free the data dir (and drop the PostgreSQL database) before the next server.
     drop(server);
     drop((single_rows, batch_rows));
 
-    let buckets = match bucket_bodies {
-        Some(bodies) => {
-            let (mut server, with) =
-                drive(&config, backend, vec![BUCKETS_MODULE], bodies, &mut notes).await;
-            server.kill();
+    let buckets = match with_buckets {
+        Some((server, with)) => {
             let work = bucket_work(&server, backend).await;
             let sent = with.acknowledged();
             if work.stored as usize != sent {

@@ -52,7 +52,8 @@ pub fn today() -> String {
 }
 
 /// CPU time so far, in clock ticks (1/100 s): the whole machine's busy and total ticks
-/// (/proc/stat), this process's (the load generator's) and its children's (the server's).
+/// (/proc/stat), this process's (the load generator's) and its children's (the server's), or
+/// one child's ([`CpuSample::now_for`]).
 #[derive(Clone, Copy, Default)]
 pub struct CpuSample {
     machine_busy: u64,
@@ -95,8 +96,30 @@ fn children_ticks() -> u64 {
         .sum()
 }
 
+/// The CPU time (user + system, all threads) one process has used so far, in seconds.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    pid_ticks(pid) as f64 / 100.0
+}
+
+/// The ticks of one process, by pid (0 once it has gone).
+fn pid_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| process_ticks(&stat).0)
+        .unwrap_or(0)
+}
+
 impl CpuSample {
     pub fn now() -> CpuSample {
+        Self::sample(children_ticks)
+    }
+
+    /// As [`CpuSample::now`], with the server's CPU read from the one process `server_pid`
+    /// (when a bench runs several servers at once).
+    pub fn now_for(server_pid: u32) -> CpuSample {
+        Self::sample(|| pid_ticks(server_pid))
+    }
+
+    fn sample(server_ticks: impl FnOnce() -> u64) -> CpuSample {
         let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
         let fields: Vec<u64> = stat
             .lines()
@@ -113,7 +136,7 @@ impl CpuSample {
             machine_busy: total.saturating_sub(idle),
             machine_total: total,
             own: process_ticks(&own_stat).0,
-            server: children_ticks(),
+            server: server_ticks(),
         }
     }
 
@@ -129,15 +152,33 @@ impl CpuSample {
             machine_busy_percent: 100.0 * busy / total,
             generator_percent: 100.0 * own / total,
             server_seconds: self.server.saturating_sub(earlier.server) as f64 / 100.0,
+            machine_ticks: total,
         }
     }
 }
 
 /// CPU use during a phase: the machine's busy share of all cores, the load generator's share,
 /// and the CPU time the server itself used.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct CpuUse {
     pub machine_busy_percent: f64,
     pub generator_percent: f64,
     pub server_seconds: f64,
+    /// The machine's ticks (all cores) the figures above are shares of, so that uses can be
+    /// added ([`CpuUse::plus`]).
+    pub machine_ticks: f64,
+}
+
+impl CpuUse {
+    /// Both intervals as one: CPU seconds add, shares weigh by each interval's ticks.
+    pub fn plus(self, other: CpuUse) -> CpuUse {
+        let total = (self.machine_ticks + other.machine_ticks).max(1.0);
+        let weigh = |a: f64, b: f64| (a * self.machine_ticks + b * other.machine_ticks) / total;
+        CpuUse {
+            machine_busy_percent: weigh(self.machine_busy_percent, other.machine_busy_percent),
+            generator_percent: weigh(self.generator_percent, other.generator_percent),
+            server_seconds: self.server_seconds + other.server_seconds,
+            machine_ticks: self.machine_ticks + other.machine_ticks,
+        }
+    }
 }

@@ -6,8 +6,9 @@
 //! - 5 are about event names (`feature.used`, `project.created`, `teammate.invited`) and
 //!   contact properties (`plan`, `seats`, `country`, `marketingOptIn`, `signupSource`) the
 //!   bench does send, so some events are evaluated against criteria and change memberships.
-//!   The bench draws `plan` and `seats` afresh on every event, so `paying` and `growing-teams`
-//!   churn (enter, leave, re-enter) far more often than real contacts would.
+//!   Each returning user's `plan` and `seats` are stable, except that 2% of events carry a
+//!   changed plan the next event reverts, so `paying` churns (enter, leave, re-enter) far more
+//!   often than real contacts would.
 
 use waymark_guest::prelude::*;
 
