@@ -26,6 +26,7 @@
 //!
 //! Run through `cargo bench` only.
 
+#[allow(dead_code)] // the per-process sampling serves the ingest bench
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;

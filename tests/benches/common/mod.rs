@@ -1,4 +1,8 @@
-//! What both benchmarks print about where they ran, and how they sample CPU use.
+//! What the benchmarks print about where they ran, and how they sample CPU use.
+//!
+//! Each bench compiles this module on its own; the per-process sampling and the adding up of
+//! intervals serve the ingest bench, which runs two servers at once (the others allow what
+//! they leave unused).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
