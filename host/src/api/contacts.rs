@@ -53,8 +53,8 @@ pub async fn upsert(
         body.email.as_deref(),
         body.anonymous_id.as_deref(),
     )?;
-    let resolution = state
-        .store
+    let upsert = state
+        .ingestor
         .upsert_contact(
             &principal.tenant_id,
             &identity,
@@ -62,10 +62,12 @@ pub async fn upsert(
             state.clock.now(),
         )
         .await?;
+    let resolution = &upsert.resolution;
     let mut view = contact_view(&resolution.contact);
     view["created"] = json!(resolution.created);
     view["linked"] = json!(resolution.linked);
     view["merged"] = json!(resolution.merged);
+    view["transitions"] = json!(upsert.transitions);
     Ok(Json(view))
 }
 

@@ -228,25 +228,35 @@ impl Transition {
     }
 }
 
-/// Re-evaluate the buckets an ingested event can change for its (live) contact and apply the
-/// join and leave rules. `properties` are the contact's properties after this ingest's patch.
-#[allow(clippy::too_many_arguments)] // the ingest context, spelled out
+/// What may have moved a person's buckets.
+#[derive(Debug, Clone, Copy)]
+pub struct Cause<'a> {
+    /// The ingested event's name and properties; `None` for a contact update without one.
+    pub event: Option<(&'a str, &'a Map<String, Value>)>,
+    /// The contact properties whose value changed ([`crate::store::Resolution`]): a property
+    /// sent again with the value the contact already has cannot move a bucket.
+    pub changed_properties: &'a [String],
+}
+
+/// Re-evaluate the buckets `cause` can change for the (live) contact and apply the join and
+/// leave rules. `properties` are the contact's properties after the change.
 pub async fn evaluate_event(
     tx: &mut impl MembershipTx,
     registry: &BucketRegistry,
     tenant: &TenantId,
     contact_key: &str,
     properties: &Map<String, Value>,
-    event_name: &str,
-    event_properties: &Map<String, Value>,
-    patch: &Map<String, Value>,
+    cause: Cause<'_>,
     now: Timestamp,
 ) -> StoreResult<Vec<Transition>> {
+    let (event_name, event_properties) = cause.event.unzip();
     let candidates: Vec<(&BucketDef, &Condition)> = registry
         .candidates(
             event_name,
-            event_properties.keys().map(String::as_str),
-            patch.keys().map(String::as_str),
+            event_properties
+                .into_iter()
+                .flat_map(|p| p.keys().map(String::as_str)),
+            cause.changed_properties.iter().map(String::as_str),
         )
         .filter_map(|bucket| Some((bucket, bucket.criteria.as_ref()?)))
         .collect();
@@ -551,21 +561,52 @@ mod tests {
     }
 
     async fn evaluate_seats(tx: &mut RecordingTx, n: u64) -> Vec<Transition> {
+        evaluate_page_view(tx, &seats(n), &["seats".to_owned()]).await
+    }
+
+    /// A `page.viewed` event for a person whose properties are now `properties`, having
+    /// changed `changed`.
+    async fn evaluate_page_view(
+        tx: &mut RecordingTx,
+        properties: &Map<String, Value>,
+        changed: &[String],
+    ) -> Vec<Transition> {
         let registry = growing_teams();
-        let patch = seats(n);
+        let event_properties = Map::new();
         evaluate_event(
             tx,
             &registry,
             &TenantId("t".into()),
             "u1",
-            &patch,
-            "page.viewed",
-            &Map::new(),
-            &patch,
+            properties,
+            Cause {
+                event: Some(("page.viewed", &event_properties)),
+                changed_properties: changed,
+            },
             Timestamp(1_000),
         )
         .await
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn given_a_property_sent_again_unchanged_when_evaluated_then_its_buckets_are_not_read() {
+        // Given a person with 12 seats whose event sends seats: 12 again (nothing changed)
+        let mut tx = RecordingTx {
+            answers: vec![(
+                EventQuery {
+                    event: "teammate.invited".into(),
+                    within_ms: None,
+                },
+                2,
+            )],
+            ..RecordingTx::default()
+        };
+        // When the event is evaluated
+        let transitions = evaluate_page_view(&mut tx, &seats(12), &[]).await;
+        // Then the bucket about seats is no candidate: nothing is counted, nothing moves
+        assert!(transitions.is_empty());
+        assert!(tx.counted.is_empty(), "counted {:?}", tx.counted);
     }
 
     #[tokio::test]

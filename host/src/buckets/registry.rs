@@ -143,25 +143,26 @@ impl BucketRegistry {
         self.buckets.len()
     }
 
-    /// The buckets an ingested event may change membership of, each once, in evaluation
-    /// order: those whose criteria mention the event's name, or any key of its event
-    /// properties or of its contact-properties patch, plus the wildcard buckets. Only enabled
-    /// computed buckets; none at all for a bucket transition event.
+    /// The buckets a change may move, each once, in evaluation order: those whose criteria
+    /// mention the event's name, or any key of its event properties or of the contact
+    /// properties the change changed, plus the wildcard buckets. `event_name` is `None` for a
+    /// contact update without an event. Only enabled computed buckets; none at all for a
+    /// bucket transition event.
     ///
     /// Event property keys only narrow: evaluation never reads the event's payload.
     pub fn candidates<'a, 'k>(
         &'a self,
-        event_name: &str,
+        event_name: Option<&str>,
         event_property_keys: impl IntoIterator<Item = &'k str>,
-        patch_keys: impl IntoIterator<Item = &'k str>,
+        changed_property_keys: impl IntoIterator<Item = &'k str>,
     ) -> Candidates<'a> {
         let mut positions: Vec<usize> = Vec::new();
-        if !is_bucket_event(event_name) && !self.buckets.is_empty() {
-            if let Some(list) = self.by_event.get(event_name) {
+        if !event_name.is_some_and(is_bucket_event) && !self.buckets.is_empty() {
+            if let Some(list) = event_name.and_then(|name| self.by_event.get(name)) {
                 positions.extend_from_slice(list);
             }
             if !self.by_property.is_empty() {
-                for key in event_property_keys.into_iter().chain(patch_keys) {
+                for key in event_property_keys.into_iter().chain(changed_property_keys) {
                     if let Some(list) = self.by_property.get(key) {
                         positions.extend_from_slice(list);
                     }
@@ -251,25 +252,25 @@ mod tests {
     fn given_an_event_name_when_narrowing_then_buckets_mentioning_it_and_wildcards_come_back() {
         let r = registry();
         assert_eq!(
-            ids(r.candidates("app.active", NONE, NONE)),
+            ids(r.candidates(Some("app.active"), NONE, NONE)),
             ["active", "both", "degenerate"]
         );
-        assert_eq!(ids(r.candidates("other", NONE, NONE)), ["degenerate"]);
+        assert_eq!(ids(r.candidates(Some("other"), NONE, NONE)), ["degenerate"]);
     }
 
     #[test]
     fn given_property_keys_when_narrowing_then_patch_and_event_keys_both_select_once() {
         let r = registry();
         assert_eq!(
-            ids(r.candidates("other", ["plan"], NONE)),
+            ids(r.candidates(Some("other"), ["plan"], NONE)),
             ["pro", "both", "degenerate"]
         );
         assert_eq!(
-            ids(r.candidates("other", NONE, ["plan"])),
+            ids(r.candidates(Some("other"), NONE, ["plan"])),
             ["pro", "both", "degenerate"]
         );
         assert_eq!(
-            ids(r.candidates("app.active", ["plan", "x"], ["plan"])),
+            ids(r.candidates(Some("app.active"), ["plan", "x"], ["plan"])),
             ["active", "pro", "both", "degenerate"]
         );
     }
@@ -278,7 +279,7 @@ mod tests {
     fn given_a_bucket_transition_event_when_narrowing_then_nothing_comes_back() {
         let r = registry();
         assert_eq!(
-            ids(r.candidates("bucket:entered:active", ["plan"], ["plan"])),
+            ids(r.candidates(Some("bucket:entered:active"), ["plan"], ["plan"])),
             Vec::<&str>::new()
         );
     }
@@ -286,7 +287,7 @@ mod tests {
     #[test]
     fn given_disabled_and_manual_buckets_when_narrowing_then_they_are_excluded_but_still_known() {
         let r = registry();
-        let all: Vec<&str> = ids(r.candidates("app.active", ["plan"], ["plan"]));
+        let all: Vec<&str> = ids(r.candidates(Some("app.active"), ["plan"], ["plan"]));
         assert!(!all.contains(&"disabled") && !all.contains(&"manual"));
         assert_eq!(r.get("manual").unwrap().kind, BucketKind::Manual);
         assert!(!r.get("disabled").unwrap().enabled);
@@ -299,7 +300,7 @@ mod tests {
     fn given_an_empty_registry_when_narrowing_then_nothing_comes_back() {
         let r = BucketRegistry::default();
         assert!(r.is_empty());
-        assert_eq!(r.candidates("x", ["a"], ["b"]).count(), 0);
+        assert_eq!(r.candidates(Some("x"), ["a"], ["b"]).count(), 0);
     }
 
     #[test]
@@ -329,6 +330,6 @@ mod tests {
             "bucket id \"vip\" is declared twice by module \"m\""
         );
         let r = BucketRegistry::build([("billing", &a[..]), ("growth", &b[..0])]).unwrap();
-        assert_eq!(ids(r.candidates("x", NONE, NONE)), ["vip"]);
+        assert_eq!(ids(r.candidates(Some("x"), NONE, NONE)), ["vip"]);
     }
 }

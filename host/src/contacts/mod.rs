@@ -16,6 +16,30 @@ pub fn merge_properties(existing: &mut Map<String, Value>, patch: &Map<String, V
     }
 }
 
+/// [`merge_properties`], answering the keys whose value it changed: added, replaced by a
+/// different value, or removed. A key the patch sets to the value it already had is not among
+/// them, nor is a `null` for a key that was absent.
+pub fn merge_changed_properties(
+    existing: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (key, value) in patch {
+        let differs = if value.is_null() {
+            existing.remove(key).is_some()
+        } else if existing.get(key) == Some(value) {
+            false
+        } else {
+            existing.insert(key.clone(), value.clone());
+            true
+        };
+        if differs {
+            changed.push(key.clone());
+        }
+    }
+    changed
+}
+
 /// Emails identify people case-insensitively: trimmed and lowercased. Empty means absent.
 pub fn normalize_email(raw: &str) -> Option<String> {
     let email = raw.trim().to_lowercase();
@@ -143,6 +167,29 @@ mod tests {
 
     fn map(value: Value) -> Map<String, Value> {
         value.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn given_a_patch_when_merged_then_only_keys_whose_value_changed_are_reported() {
+        let mut props = map(json!({"plan": "pro", "seats": 10, "name": "Ada", "tags": ["a"]}));
+        let changed = merge_changed_properties(
+            &mut props,
+            &map(json!({
+                "plan": "pro",        // the same value: unchanged
+                "seats": 12,          // replaced
+                "name": null,         // removed
+                "missing": null,      // a null for an absent key: unchanged
+                "country": "DE",      // added
+                "tags": ["a"],        // an equal array: unchanged
+            })),
+        );
+        let mut changed = changed;
+        changed.sort();
+        assert_eq!(changed, ["country", "name", "seats"]);
+        assert_eq!(
+            Value::Object(props),
+            json!({"plan": "pro", "seats": 12, "country": "DE", "tags": ["a"]})
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use crate::ids::{EventId, TenantId};
 use crate::journeys::router;
 use crate::modules::ModuleRegistry;
 use crate::store::{
-    BucketTransition, ExitedRun, IngestItem, IngestOutcome, IngestRouting, MembershipChange,
-    NewEvent, SkippedRun, StartedRun, Store, StoreError,
+    BucketTransition, ContactUpsert, ExitedRun, IngestItem, IngestOutcome, IngestRouting,
+    MembershipChange, NewEvent, SkippedRun, StartedRun, Store, StoreError,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -210,6 +210,27 @@ impl Ingestor {
             .into_iter()
             .map(|r| r.expect("every position answered"))
             .collect()
+    }
+
+    /// Create or update a contact without an event (the contacts API, a journey's
+    /// `update-contact`). The property buckets its changed properties can move follow at once,
+    /// in the same transaction, their transitions ingested like real-time ones.
+    pub async fn upsert_contact(
+        &self,
+        tenant: &TenantId,
+        identity: &Identity,
+        properties: &Map<String, Value>,
+        now: Timestamp,
+    ) -> Result<ContactUpsert, StoreError> {
+        let routing: Arc<dyn IngestRouting> = self.registry.clone();
+        let upsert = self
+            .store
+            .upsert_contact(tenant, identity, properties, now, routing)
+            .await?;
+        if !upsert.started.is_empty() {
+            self.scheduler_wake.notify_one();
+        }
+        Ok(upsert)
     }
 
     /// Add a person to, or remove them from, a manual bucket. The transition event is ingested

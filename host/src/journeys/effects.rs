@@ -129,7 +129,7 @@ impl EffectWorker {
                     return Ok(());
                 };
                 let now: Timestamp = self.clock.now();
-                self.store
+                self.ingestor
                     .upsert_contact(tenant, &identity, properties, now)
                     .await?;
             }

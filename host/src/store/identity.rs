@@ -141,7 +141,7 @@ async fn create(
 ) -> StoreResult<Resolution> {
     let id = ContactId::generate();
     let mut properties = Map::new();
-    contacts::merge_properties(&mut properties, patch);
+    let changed_properties = contacts::merge_changed_properties(&mut properties, patch);
     let contact = ContactRecord {
         key: contacts::resolved_key(
             identity.user_id.as_deref(),
@@ -164,6 +164,7 @@ async fn create(
         created: true,
         linked: false,
         merged: vec![],
+        changed_properties,
     })
 }
 
@@ -229,7 +230,7 @@ async fn fill_in(
 ) -> StoreResult<Resolution> {
     let old_key = contact.key.clone();
     let gained = fill_missing(&mut contact, identity);
-    contacts::merge_properties(&mut contact.properties, patch);
+    let changed_properties = contacts::merge_changed_properties(&mut contact.properties, patch);
     contact.last_seen_at = now;
     rekey(&mut contact);
     tx.update_contact(&contact).await?;
@@ -262,6 +263,7 @@ async fn fill_in(
         created: false,
         linked: true,
         merged: vec![],
+        changed_properties,
     })
 }
 
@@ -364,10 +366,20 @@ async fn merge(
         }
     }
     let merged = losers.into_iter().map(|l| l.id).collect();
+    // The merged memberships are not what either person's were: every property counts as
+    // changed, so the property buckets look at the merged contact afresh.
+    let mut changed_properties: Vec<String> = survivor.properties.keys().cloned().collect();
+    changed_properties.extend(
+        patch
+            .keys()
+            .filter(|key| !survivor.properties.contains_key(*key))
+            .cloned(),
+    );
     Ok(Resolution {
         contact: survivor,
         created: false,
         linked: true,
         merged,
+        changed_properties,
     })
 }

@@ -164,14 +164,17 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         routing: Arc<dyn IngestRouting>,
     ) -> StoreResult<Option<Option<BucketTransition>>>;
-    /// Create or update a contact through [`identity::resolve`], without an event.
+    /// Create or update a contact through [`identity::resolve`], without an event. The
+    /// property buckets the changed properties can move are re-evaluated in the same
+    /// transaction, and each transition ingested as [`Store::ingest`] does.
     async fn upsert_contact(
         &self,
         tenant: &TenantId,
         identity: &Identity,
         properties: &Map<String, Value>,
         now: Timestamp,
-    ) -> StoreResult<Resolution>;
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<ContactUpsert>;
     /// Live contacts matching the lookup (through aliases too). A key or user id finds at
     /// most one; `Any` finds each live contact matching either of its keys.
     async fn find_contacts(
@@ -569,6 +572,15 @@ pub(crate) trait IngestWithoutModules {
         &self,
         batch: Vec<IngestItem>,
     ) -> impl Future<Output = StoreResult<Vec<IngestOutcome>>> + Send;
+
+    /// [`Store::upsert_contact`] with no buckets to move: its resolution.
+    fn upsert_plain<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        identity: &'a Identity,
+        properties: &'a Map<String, Value>,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Resolution>> + Send + 'a;
 }
 
 #[cfg(test)]
@@ -578,5 +590,16 @@ impl<S: Store + ?Sized> IngestWithoutModules for S {
         batch: Vec<IngestItem>,
     ) -> impl Future<Output = StoreResult<Vec<IngestOutcome>>> + Send {
         self.ingest(batch.into(), Arc::new(NoRouting))
+    }
+
+    fn upsert_plain<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        identity: &'a Identity,
+        properties: &'a Map<String, Value>,
+        now: Timestamp,
+    ) -> impl Future<Output = StoreResult<Resolution>> + Send + 'a {
+        let upsert = self.upsert_contact(tenant, identity, properties, now, Arc::new(NoRouting));
+        async move { Ok(upsert.await?.resolution) }
     }
 }

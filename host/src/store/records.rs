@@ -572,6 +572,19 @@ pub struct Resolution {
     pub linked: bool,
     /// Contacts merged into this one (now soft-deleted).
     pub merged: Vec<ContactId>,
+    /// The property keys whose value this resolution changed (added, replaced or removed):
+    /// the keys that can move the contact's property buckets. A merge names every property
+    /// key of the merged contact, since the merged memberships are re-evaluated afresh.
+    pub changed_properties: Vec<String>,
+}
+
+/// What [`super::Store::upsert_contact`] did: the resolution, then the bucket transitions its
+/// changed properties caused (ingested like real-time ones) and the runs those started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactUpsert {
+    pub resolution: Resolution,
+    pub transitions: Vec<BucketTransition>,
+    pub started: Vec<StartedRun>,
 }
 
 /// An old identity value that still leads to a contact (after a merge or a key change).

@@ -7,21 +7,25 @@
 //! activation that commits after it finds its run exited and writes nothing.
 
 use super::identity::{PgTx, live_by_key};
+use super::ingest::move_buckets;
+use super::journeys::count_skips;
 use super::rows::{contact_columns, contact_from_row};
 use super::{MAX_ATTEMPTS, PgStore, is_transient, live_statuses};
+use crate::buckets::membership::Cause;
 use crate::clock::Timestamp;
 use crate::contacts::{Identity, normalize_email};
 use crate::ids::{EventId, TenantId};
-use crate::store::codec::{count, deleted_key, list_limit, parse_object};
+use crate::store::codec::{SkipTally, StartedRuns, count, deleted_key, list_limit, parse_object};
 use crate::store::identity;
 use crate::store::{
-    ContactLookup, ContactRecord, DeletedContact, EventRecord, ReceivedEvents, Resolution,
-    StoreResult,
+    ContactLookup, ContactRecord, ContactUpsert, DeletedContact, EventRecord, IngestRouting,
+    ReceivedEvents, StoreResult,
 };
 use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 pub(super) async fn upsert_contact(
     store: &PgStore,
@@ -29,16 +33,39 @@ pub(super) async fn upsert_contact(
     identity: &Identity,
     properties: &Map<String, Value>,
     now: Timestamp,
-) -> StoreResult<Resolution> {
+    routing: Arc<dyn IngestRouting>,
+) -> StoreResult<ContactUpsert> {
     let mut attempt = 1;
     loop {
         let result = async {
             let mut tx = store.pool.begin().await?;
-            let resolution =
-                identity::resolve(&mut PgTx::new(&mut tx), tenant, identity, properties, now)
-                    .await?;
+            let mut pg = PgTx::new(&mut tx);
+            // Resolution takes the person's identity locks, which also serialise the bucket
+            // evaluation below with the person's ingest.
+            let resolution = identity::resolve(&mut pg, tenant, identity, properties, now).await?;
+            let mut runs = StartedRuns::default();
+            let transitions = move_buckets(
+                &mut pg,
+                routing.as_ref(),
+                &resolution.contact,
+                Cause {
+                    event: None,
+                    changed_properties: &resolution.changed_properties,
+                },
+                now,
+                &mut runs,
+            )
+            .await?;
+            let mut skips = SkipTally::default();
+            skips.add(tenant, &runs.skipped);
+            count_skips(pg.conn(), &skips).await?;
+            pg.write_events().await?;
             tx.commit().await?;
-            Ok(resolution)
+            Ok(ContactUpsert {
+                resolution,
+                transitions,
+                started: runs.started,
+            })
         }
         .await;
         match result {

@@ -21,7 +21,7 @@ use super::journeys::{count_skips, exit_runs};
 use super::live_statuses;
 use super::runs::{AwaitedEvent, wake_waiting_runs};
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
-use crate::buckets::membership::{self, Transition};
+use crate::buckets::membership::{self, Cause, Transition};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
 use crate::journeys::{Enrollment, PriorRuns, SkipReason};
@@ -173,7 +173,7 @@ async fn ingest_one(
         event.received_at,
     )
     .await?;
-    let contact = resolution.contact;
+    let (contact, changed_properties) = (resolution.contact, resolution.changed_properties);
 
     // 3. Store the event under the resolved key (written with the batch's other events, in
     // one statement at its end). Its idempotency key cannot be taken meanwhile (its advisory
@@ -197,27 +197,18 @@ async fn ingest_one(
 
     // 5. Move the person into or out of the buckets this event can change; each emitted
     // transition is an event of its own, routed to journeys.
-    let mut transitions = Vec::new();
-    if let Some(buckets) = routing.buckets(tenant) {
-        let changes = membership::evaluate_event(
-            pg,
-            &buckets,
-            tenant,
-            &contact.key,
-            &contact.properties,
-            &event.name,
-            &event.event_properties,
-            &event.contact_properties,
-            event.received_at,
-        )
-        .await?;
-        for change in &changes {
-            transitions.push(
-                ingest_transition(pg, routing, &contact, change, event.received_at, &mut runs)
-                    .await?,
-            );
-        }
-    }
+    let transitions = move_buckets(
+        pg,
+        routing,
+        &contact,
+        Cause {
+            event: Some((&event.name, &event.event_properties)),
+            changed_properties: &changed_properties,
+        },
+        event.received_at,
+        &mut runs,
+    )
+    .await?;
 
     Ok(IngestOutcome::Stored {
         event_id: event.id.clone(),
@@ -227,6 +218,36 @@ async fn ingest_one(
         exited: runs.exited,
         transitions,
     })
+}
+
+/// Re-evaluate the buckets `cause` can change for the (live) `contact` and ingest each emitted
+/// transition; the runs they start join `runs`. Shared by ingest and the contact upsert.
+pub(super) async fn move_buckets(
+    pg: &mut PgTx<'_>,
+    routing: &dyn IngestRouting,
+    contact: &ContactRecord,
+    cause: Cause<'_>,
+    now: Timestamp,
+    runs: &mut StartedRuns,
+) -> StoreResult<Vec<BucketTransition>> {
+    let Some(buckets) = routing.buckets(&contact.tenant_id) else {
+        return Ok(Vec::new());
+    };
+    let changes = membership::evaluate_event(
+        pg,
+        &buckets,
+        &contact.tenant_id,
+        &contact.key,
+        &contact.properties,
+        cause,
+        now,
+    )
+    .await?;
+    let mut transitions = Vec::with_capacity(changes.len());
+    for change in &changes {
+        transitions.push(ingest_transition(pg, routing, contact, change, now, runs).await?);
+    }
+    Ok(transitions)
 }
 
 /// For a stored `event`: end the person's live runs of the journeys whose `exitOn` it matches

@@ -179,7 +179,7 @@ async fn a_lookup_that_waited_on_a_contact_merged_away_meanwhile_finds_the_survi
     with_db(|db, store, tenant| async move {
         // Given A (an email and an anonymous id) and B (a user id)
         let a = store
-            .upsert_contact(
+            .upsert_plain(
                 &tenant,
                 &Identity::new(None, Some("a@example.com"), Some("anon-1")),
                 &Map::new(),
@@ -189,7 +189,7 @@ async fn a_lookup_that_waited_on_a_contact_merged_away_meanwhile_finds_the_survi
             .unwrap()
             .contact;
         let b = store
-            .upsert_contact(
+            .upsert_plain(
                 &tenant,
                 &Identity::new(Some("u1"), Some("b@example.com"), None),
                 &Map::new(),
@@ -213,7 +213,7 @@ async fn a_lookup_that_waited_on_a_contact_merged_away_meanwhile_finds_the_survi
             tokio::spawn(async move {
                 let patch = json!({"seen": true}).as_object().cloned().unwrap();
                 store
-                    .upsert_contact(
+                    .upsert_plain(
                         &tenant,
                         &Identity::new(None, None, Some("anon-1")),
                         &patch,

@@ -4,20 +4,24 @@
 use super::identity::{
     SqliteIdentityTx, contact_columns, contact_columns_c, contact_from_row, live_by_key, run_sync,
 };
+use super::ingest::move_buckets;
+use super::journeys::count_skips;
 use super::rows::{collect, count, list_limit, parse_object};
 use super::{SqliteStore, live_statuses, tenant_number};
+use crate::buckets::membership::Cause;
 use crate::clock::Timestamp;
 use crate::contacts::{Identity, normalize_email};
 use crate::ids::{EventId, TenantId};
-use crate::store::codec::deleted_key;
+use crate::store::codec::{SkipTally, StartedRuns, deleted_key};
 use crate::store::identity;
 use crate::store::{
-    ContactLookup, ContactRecord, DeletedContact, EventRecord, ReceivedEvents, Resolution,
-    StoreResult,
+    ContactLookup, ContactRecord, ContactUpsert, DeletedContact, EventRecord, IngestRouting,
+    ReceivedEvents, StoreResult,
 };
 use rusqlite::params;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 pub(super) async fn upsert_contact(
     store: &SqliteStore,
@@ -25,17 +29,40 @@ pub(super) async fn upsert_contact(
     identity: &Identity,
     properties: &Map<String, Value>,
     now: Timestamp,
-) -> StoreResult<Resolution> {
+    routing: Arc<dyn IngestRouting>,
+) -> StoreResult<ContactUpsert> {
     let (tenant, identity, properties) = (tenant.clone(), identity.clone(), properties.clone());
     store
         .write_with_contacts(move |tx, cache| {
-            run_sync(identity::resolve(
-                &mut SqliteIdentityTx::new(tx, cache)?,
+            let mut identities = SqliteIdentityTx::new(tx, cache)?;
+            let resolution = run_sync(identity::resolve(
+                &mut identities,
                 &tenant,
                 &identity,
                 &properties,
                 now,
-            ))
+            ))?;
+            let mut runs = StartedRuns::default();
+            let transitions = move_buckets(
+                tx,
+                &mut identities,
+                routing.as_ref(),
+                &resolution.contact,
+                Cause {
+                    event: None,
+                    changed_properties: &resolution.changed_properties,
+                },
+                now,
+                &mut runs,
+            )?;
+            let mut skips = SkipTally::default();
+            skips.add(&tenant, &runs.skipped);
+            count_skips(tx, &skips)?;
+            Ok(ContactUpsert {
+                resolution,
+                transitions,
+                started: runs.started,
+            })
         })
         .await
 }

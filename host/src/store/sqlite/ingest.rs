@@ -17,7 +17,7 @@ use super::journeys::{count_skips, exit_runs};
 use super::membership::SqliteMembershipTx;
 use super::rows::to_json;
 use super::{live_statuses, tenant_number};
-use crate::buckets::membership::{self, Transition};
+use crate::buckets::membership::{self, Cause, Transition};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
 use crate::journeys::{Enrollment, PriorRuns};
@@ -81,7 +81,7 @@ fn ingest_one(
         &event.contact_properties,
         event.received_at,
     ))?;
-    let contact = resolution.contact;
+    let (contact, changed_properties) = (resolution.contact, resolution.changed_properties);
 
     // 3. Store the event under the resolved key, end the runs it exits and start the runs its
     // journeys admit.
@@ -93,30 +93,18 @@ fn ingest_one(
     })?;
 
     // 4. Move the person into or out of the buckets this event can change.
-    let mut transitions = Vec::new();
-    if let Some(buckets) = routing.buckets(&event.tenant_id) {
-        let changes = run_sync(membership::evaluate_event(
-            &mut SqliteMembershipTx::cached(conn, identities.memberships(), &contact.key),
-            &buckets,
-            &event.tenant_id,
-            &contact.key,
-            &contact.properties,
-            &event.name,
-            &event.event_properties,
-            &event.contact_properties,
-            event.received_at,
-        ))?;
-        for change in &changes {
-            transitions.push(ingest_transition(
-                conn,
-                routing,
-                &contact,
-                change,
-                event.received_at,
-                &mut runs,
-            )?);
-        }
-    }
+    let transitions = move_buckets(
+        conn,
+        identities,
+        routing,
+        &contact,
+        Cause {
+            event: Some((&event.name, &event.event_properties)),
+            changed_properties: &changed_properties,
+        },
+        event.received_at,
+        &mut runs,
+    )?;
 
     Ok(IngestOutcome::Stored {
         event_id: event.id.clone(),
@@ -126,6 +114,35 @@ fn ingest_one(
         exited: runs.exited,
         transitions,
     })
+}
+
+/// Re-evaluate the buckets `cause` can change for the (live) `contact` and ingest each emitted
+/// transition; the runs they start join `runs`. Shared by ingest and the contact upsert.
+pub(super) fn move_buckets(
+    conn: &Connection,
+    identities: &mut SqliteIdentityTx<'_>,
+    routing: &dyn IngestRouting,
+    contact: &ContactRecord,
+    cause: Cause<'_>,
+    now: Timestamp,
+    runs: &mut StartedRuns,
+) -> StoreResult<Vec<BucketTransition>> {
+    let Some(buckets) = routing.buckets(&contact.tenant_id) else {
+        return Ok(Vec::new());
+    };
+    let changes = run_sync(membership::evaluate_event(
+        &mut SqliteMembershipTx::cached(conn, identities.memberships(), &contact.key),
+        &buckets,
+        &contact.tenant_id,
+        &contact.key,
+        &contact.properties,
+        cause,
+        now,
+    ))?;
+    changes
+        .iter()
+        .map(|change| ingest_transition(conn, routing, contact, change, now, runs))
+        .collect()
 }
 
 /// Store `event` under the contact's key, end the person's live runs of the journeys whose

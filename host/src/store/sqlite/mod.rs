@@ -41,10 +41,10 @@ mod templates;
 mod tenancy;
 
 use super::{
-    ActivationCommit, ActivationInput, ApiKeyRecord, ContactLookup, ContactRecord, DeletedContact,
-    DeliveryResult, EmailFilter, EmailRecord, IngestItem, IngestOutcome, Lease,
-    ModuleVersionRecord, NewApiKey, OutboxEmail, Resolution, RunFilter, RunRecord, Store,
-    StoreError, StoreResult, Tenant, TenantTemplate,
+    ActivationCommit, ActivationInput, ApiKeyRecord, ContactLookup, ContactRecord, ContactUpsert,
+    DeletedContact, DeliveryResult, EmailFilter, EmailRecord, IngestItem, IngestOutcome, Lease,
+    ModuleVersionRecord, NewApiKey, OutboxEmail, RunFilter, RunRecord, Store, StoreError,
+    StoreResult, Tenant, TenantTemplate,
 };
 use super::{
     BucketMember, BucketTransition, EffectFailure, EmailHistory, EventRecord, IngestRouting,
@@ -252,8 +252,9 @@ impl Store for SqliteStore {
         identity: &Identity,
         properties: &Map<String, Value>,
         now: Timestamp,
-    ) -> StoreResult<Resolution> {
-        contacts::upsert_contact(self, tenant, identity, properties, now).await
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<ContactUpsert> {
+        contacts::upsert_contact(self, tenant, identity, properties, now, routing).await
     }
 
     async fn find_contacts(

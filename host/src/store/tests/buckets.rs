@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 async fn person(f: &Fixture, user: &str) -> String {
     let email = format!("{user}@example.com");
     f.store
-        .upsert_contact(
+        .upsert_plain(
             &f.tenant,
             &Identity::new(Some(user), Some(&email), None),
             &Map::new(),
@@ -271,7 +271,7 @@ store_test!(
         // Given an email-only contact that later gained user id "u1" (its key now)
         let first = f
             .store
-            .upsert_contact(
+            .upsert_plain(
                 &f.tenant,
                 &Identity::new(None, Some("ada@example.com"), None),
                 &Map::new(),
@@ -282,7 +282,7 @@ store_test!(
             .contact;
         let now = f
             .store
-            .upsert_contact(
+            .upsert_plain(
                 &f.tenant,
                 &Identity::new(Some("u1"), Some("ada@example.com"), None),
                 &Map::new(),

@@ -72,13 +72,13 @@ store_test!(
         let cy = Identity::new(Some("cy"), None, None);
         let created = f
             .store
-            .upsert_contact(&f.tenant, &cy, &obj(json!({"plan": "free"})), Timestamp(T0))
+            .upsert_plain(&f.tenant, &cy, &obj(json!({"plan": "free"})), Timestamp(T0))
             .await
             .unwrap();
         assert!(created.created && !created.linked && created.merged.is_empty());
         let linked = f
             .store
-            .upsert_contact(&f.tenant, &cy, &obj(json!({"age": 3})), Timestamp(T0 + 1))
+            .upsert_plain(&f.tenant, &cy, &obj(json!({"age": 3})), Timestamp(T0 + 1))
             .await
             .unwrap();
         assert!(!linked.created && linked.linked);
@@ -256,7 +256,7 @@ store_test!(
         let both = Identity::new(None, Some("x@example.com"), Some("anon-1"));
         let resolution = f
             .store
-            .upsert_contact(&f.tenant, &both, &Map::new(), Timestamp(T0 + 2 * HOUR))
+            .upsert_plain(&f.tenant, &both, &Map::new(), Timestamp(T0 + 2 * HOUR))
             .await
             .unwrap();
 
@@ -470,7 +470,7 @@ store_test!(
         // When a second handle on the same database (a second process) changes their plan
         let other = f.db.open_store().await.unwrap();
         other
-            .upsert_contact(&f.tenant, &ada, &obj(json!({"plan": "pro"})), Timestamp(T0 + 1))
+            .upsert_plain(&f.tenant, &ada, &obj(json!({"plan": "pro"})), Timestamp(T0 + 1))
             .await
             .unwrap();
 

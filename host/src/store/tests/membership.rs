@@ -276,8 +276,10 @@ store_test!(
         let early = ingest_routed(&f, set("free", T0 + HOUR / 6), &routing).await;
         assert!(transitions(&early).is_empty());
         assert_eq!(memberships(&f, "active").await, 1);
-        // When a relevant event arrives after the floor, then she leaves
-        let later = ingest_routed(&f, set("free", T0 + HOUR), &routing).await;
+        // When a relevant event (one that changes her plan again) arrives after the floor,
+        // then she leaves. (A pure-property bucket with a min dwell is also swept by the
+        // reconcile job, so a deferred leave never waits for such an event: see reconcile.)
+        let later = ingest_routed(&f, set("starter", T0 + HOUR), &routing).await;
         assert_eq!(transitions(&later), vec![change("pro", "left", 1, true)]);
     }
 );
@@ -501,10 +503,14 @@ store_test!(
             .unwrap();
         assert_eq!(removed, Some(Some(change("pro", "left", 1, true))));
 
-        // Then her next event saying plan=pro joins her again, as the second epoch
-        let mut still_pro = event(&f.tenant, "ada", T0 + 3);
-        still_pro.contact_properties = obj(json!({"plan": "pro"}));
-        let rejoined = ingest_routed(&f, still_pro, &routing).await;
+        // Then her next events, moving her plan away and back to pro, do not try to leave the
+        // membership that is gone, and join her again, as the second epoch
+        let mut downgrade = event(&f.tenant, "ada", T0 + 3);
+        downgrade.contact_properties = obj(json!({"plan": "free"}));
+        assert!(transitions(&ingest_routed(&f, downgrade, &routing).await).is_empty());
+        let mut back = event(&f.tenant, "ada", T0 + 4);
+        back.contact_properties = obj(json!({"plan": "pro"}));
+        let rejoined = ingest_routed(&f, back, &routing).await;
         assert_eq!(transitions(&rejoined), vec![change("pro", "entered", 2, true)]);
         assert_eq!(memberships(&f, "active").await, 1);
     }
@@ -530,6 +536,88 @@ store_test!(
 
         // Then that event sees the membership the merge gave her and closes it
         assert_eq!(transitions(&linked), vec![change("pro", "left", 1, true)]);
+        assert_eq!(memberships(&f, "active").await, 0);
+    }
+);
+
+// Property buckets follow the contact's properties where they change, and only there.
+
+/// Upsert ada's contact with `properties` through `routing`.
+async fn upsert_routed(
+    f: &Fixture,
+    properties: Value,
+    at: i64,
+    routing: &Arc<dyn IngestRouting>,
+) -> crate::store::ContactUpsert {
+    f.store
+        .upsert_contact(
+            &f.tenant,
+            &crate::contacts::Identity::new(Some("ada"), None, None),
+            &obj(properties),
+            Timestamp(at),
+            routing.clone(),
+        )
+        .await
+        .unwrap()
+}
+
+store_test!(
+    given_a_property_bucket_when_the_contact_is_upserted_without_an_event_then_she_joins_and_leaves,
+    |f| async move {
+        // Given ada, known from an event, and a bucket about plan = pro
+        let routing = routing(vec![pro()]);
+        ingest_routed(&f, event(&f.tenant, "ada", T0), &routing).await;
+
+        // When the contacts API sets her plan to pro
+        let upgrade = upsert_routed(&f, json!({"plan": "pro"}), T0 + 1, &routing).await;
+
+        // Then she joins at once, and the transition is stored as an event under its key
+        assert_eq!(upgrade.transitions, vec![change("pro", "entered", 1, true)]);
+        assert_eq!(memberships(&f, "active").await, 1);
+        assert_eq!(events_keyed(&f, "bucket:pro:ada:entered:1").await, 1);
+
+        // When it sets the same plan again, then nothing moves
+        let same = upsert_routed(&f, json!({"plan": "pro"}), T0 + 2, &routing).await;
+        assert!(same.transitions.is_empty());
+
+        // When it sets another plan, then she leaves
+        let downgrade = upsert_routed(&f, json!({"plan": "free"}), T0 + 3, &routing).await;
+        assert_eq!(downgrade.transitions, vec![change("pro", "left", 1, true)]);
+        assert_eq!(memberships(&f, "active").await, 0);
+    }
+);
+
+store_test!(
+    given_a_member_when_her_events_send_her_property_again_unchanged_then_the_bucket_is_not_re_evaluated,
+    |f| async move {
+        // Given ada, who joined pro by an event that set her plan
+        let routing = routing(vec![pro()]);
+        let mut upgrade = event(&f.tenant, "ada", T0);
+        upgrade.contact_properties = obj(json!({"plan": "pro"}));
+        assert_eq!(
+            transitions(&ingest_routed(&f, upgrade, &routing).await),
+            vec![change("pro", "entered", 1, true)]
+        );
+        // And her membership closed behind ingest's back (as a reconcile pass would)
+        f.store
+            .change_membership(
+                &f.tenant,
+                &pro(),
+                "ada",
+                MembershipChange::Remove,
+                Timestamp(T0 + 1),
+                routing.clone(),
+            )
+            .await
+            .unwrap();
+
+        // When her next event sends plan = pro again
+        let mut again = event(&f.tenant, "ada", T0 + 2);
+        again.contact_properties = obj(json!({"plan": "pro"}));
+        let outcome = ingest_routed(&f, again, &routing).await;
+
+        // Then nothing is evaluated: the value did not change, so neither can the bucket
+        assert!(transitions(&outcome).is_empty());
         assert_eq!(memberships(&f, "active").await, 0);
     }
 );
