@@ -22,7 +22,7 @@
 use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, QueryParams};
-use crate::buckets::{BucketDef, entered_event, left_event};
+use crate::buckets::{ANY_ENTERED_EVENT, ANY_LEFT_EVENT, BucketDef, entered_event, left_event};
 use crate::ids::TenantId;
 use crate::store::{
     BackfillStatus, BucketCounts, BucketFingerprint, BucketMember, MemberPage, MemberPageRequest,
@@ -34,10 +34,6 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-/// The generic transition events: a journey bound to one hears every bucket's transitions.
-const ANY_ENTERED: &str = "bucket:entered";
-const ANY_LEFT: &str = "bucket:left";
 
 /// The read routes; the membership writes are added beside them.
 pub fn routes() -> Router<AppState> {
@@ -246,8 +242,8 @@ fn feeds(state: &AppState, tenant: &TenantId, bucket: &BucketDef) -> Vec<Value> 
     let triggers = [
         entered_event(&bucket.id),
         left_event(&bucket.id),
-        ANY_ENTERED.to_owned(),
-        ANY_LEFT.to_owned(),
+        ANY_ENTERED_EVENT.to_owned(),
+        ANY_LEFT_EVENT.to_owned(),
     ];
     triggers
         .iter()

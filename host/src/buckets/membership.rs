@@ -13,10 +13,10 @@
 //!
 //! This module decides; it must not speak SQL: the store implements [`MembershipTx`].
 
+use super::{ANY_ENTERED_EVENT, ANY_LEFT_EVENT, dwell_event, entered_event, left_event};
 use super::{
     BucketDef, BucketRegistry, Condition, EventCounts, EventQuery, LeaveReason, decide, evaluate,
 };
-use super::{dwell_event, entered_event, left_event};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::journeys::EntryLimit;
@@ -218,13 +218,20 @@ impl Transition {
     /// The generic form, `bucket:entered` / `bucket:left`, ingested only when some journey
     /// is bound to it; its key is the per-bucket key plus `:generic`. A dwell has none.
     pub fn generic_event(&self) -> Option<TransitionEvent> {
-        if matches!(self.kind, TransitionKind::Dwell { .. }) {
-            return None;
-        }
+        let name = self.generic_name()?;
         let mut event = self.event();
-        event.name = format!("bucket:{}", self.label());
+        event.name = name.to_owned();
         event.idempotency_key.push_str(":generic");
         Some(event)
+    }
+
+    /// The name of [`Transition::generic_event`], if the transition has a generic form.
+    pub fn generic_name(&self) -> Option<&'static str> {
+        match self.kind {
+            TransitionKind::Entered => Some(ANY_ENTERED_EVENT),
+            TransitionKind::Left(_) => Some(ANY_LEFT_EVENT),
+            TransitionKind::Dwell { .. } => None,
+        }
     }
 }
 

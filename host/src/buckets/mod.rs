@@ -33,6 +33,11 @@ use serde_json::{Value, json};
 /// evaluation (the recursion guard) and may not appear in criteria.
 pub const BUCKET_EVENT_PREFIX: &str = "bucket:";
 
+/// The generic events of every bucket's joins and leaves, ingested only when some journey is
+/// bound to them.
+pub const ANY_ENTERED_EVENT: &str = "bucket:entered";
+pub const ANY_LEFT_EVENT: &str = "bucket:left";
+
 /// The event a join emits: `bucket:entered:<id>`.
 pub fn entered_event(bucket_id: &str) -> String {
     format!("{BUCKET_EVENT_PREFIX}entered:{bucket_id}")

@@ -250,13 +250,18 @@ pub(super) fn transition_events(
     if !transition.emit {
         return Vec::new();
     }
-    std::iter::once((false, transition.event()))
-        .chain(transition.generic_event().map(|event| (true, event)))
-        .filter_map(|(generic, event)| {
-            let candidates = routing.journeys(tenant, &event.name, &event.properties);
-            if generic && candidates.is_empty() {
-                return None;
-            }
+    let specific = transition.event();
+    // The generic form carries the same properties under another name: ask whether any
+    // journey wants it before building it (almost always none does).
+    let generic = transition
+        .generic_name()
+        .map(|name| routing.journeys(tenant, name, &specific.properties))
+        .filter(|candidates| !candidates.is_empty())
+        .and_then(|candidates| Some((transition.generic_event()?, candidates)));
+    let specific_candidates = routing.journeys(tenant, &specific.name, &specific.properties);
+    std::iter::once((specific, specific_candidates))
+        .chain(generic)
+        .map(|(event, candidates)| {
             let event = NewEvent {
                 id: EventId::generate(),
                 tenant_id: tenant.clone(),
@@ -268,7 +273,7 @@ pub(super) fn transition_events(
                 occurred_at: now,
                 received_at: now,
             };
-            Some((event, candidates))
+            (event, candidates)
         })
         .collect()
 }

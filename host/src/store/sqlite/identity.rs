@@ -249,6 +249,9 @@ impl IdentityTx for SqliteIdentityTx<'_> {
                 contact.deleted_at.map(|t| t.0),
             ])?;
         self.remember(contact);
+        self.cache
+            .memberships()
+            .created(&contact.tenant_id, &contact.key);
         Ok(())
     }
 

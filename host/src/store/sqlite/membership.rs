@@ -117,6 +117,12 @@ impl MembershipTx for SqliteMembershipTx<'_> {
         bucket_id: &str,
         contact_key: &str,
     ) -> StoreResult<MembershipHistory> {
+        if self
+            .cache_for(contact_key)
+            .is_some_and(|cache| cache.has_no_history(tenant, contact_key))
+        {
+            return Ok(MembershipHistory::default());
+        }
         let (rows, last_left_at): (i64, Option<i64>) = self
             .conn
             .prepare_cached(concat!(

@@ -13,7 +13,8 @@
 //! ([`super::SqliteStore::write_without_memberships`]).
 //!
 //! A hit answers exactly what the query would: the person's active rows, each with its id,
-//! bucket, epoch and join time.
+//! bucket, epoch and join time. For a person this writer just created it also knows there are
+//! no rows at all, of any status, so their first join needs no history read either.
 
 use crate::buckets::membership::ActiveMembership;
 use crate::ids::TenantId;
@@ -33,6 +34,9 @@ struct Person {
     tenant: TenantId,
     contact_key: String,
     active: Vec<ActiveMembership>,
+    /// No membership rows at all, active or left: a contact created in this writer's
+    /// transaction, who has not joined anything since.
+    no_history: bool,
 }
 
 impl Person {
@@ -71,6 +75,30 @@ impl MembershipCache {
         contact_key: &str,
         active: &[ActiveMembership],
     ) {
+        self.remember(tenant, contact_key, active, false);
+    }
+
+    /// The writer created this person's contact: they have no memberships, and no history.
+    /// (Every row follows its person's key — merges, promotions and deletions re-point them —
+    /// so no row can wait under a key a new contact takes.)
+    pub(super) fn created(&mut self, tenant: &TenantId, contact_key: &str) {
+        self.remember(tenant, contact_key, &[], true);
+    }
+
+    /// Whether the person is known to have no membership rows at all.
+    pub(super) fn has_no_history(&self, tenant: &TenantId, contact_key: &str) -> bool {
+        self.people
+            .get(&person_hash(tenant, contact_key))
+            .is_some_and(|person| person.is(tenant, contact_key) && person.no_history)
+    }
+
+    fn remember(
+        &mut self,
+        tenant: &TenantId,
+        contact_key: &str,
+        active: &[ActiveMembership],
+        no_history: bool,
+    ) {
         if self.capacity == 0 {
             return;
         }
@@ -83,6 +111,7 @@ impl MembershipCache {
                 tenant: tenant.clone(),
                 contact_key: contact_key.to_owned(),
                 active: active.to_vec(),
+                no_history,
             },
         );
     }
@@ -96,6 +125,7 @@ impl MembershipCache {
     ) {
         if let Some(person) = self.known(tenant, contact_key) {
             person.active.push(membership);
+            person.no_history = false;
         }
     }
 
@@ -199,6 +229,25 @@ mod tests {
 
         // And the same key in another tenant is another person
         assert_eq!(ids(&cache, &TenantId("u".into()), "ada"), None);
+    }
+
+    #[test]
+    fn a_created_person_has_no_history_until_they_join() {
+        // Given ada, whose contact the writer just created, and bob, read from the database
+        let tenant = TenantId("t".into());
+        let mut cache = MembershipCache::new(10);
+        cache.created(&tenant, "ada");
+        cache.put(&tenant, "bob", &[]);
+
+        // Then ada is known to have no memberships and no history; bob's history is unknown
+        assert_eq!(ids(&cache, &tenant, "ada"), Some(vec![]));
+        assert!(cache.has_no_history(&tenant, "ada"));
+        assert!(!cache.has_no_history(&tenant, "bob"));
+        assert!(!cache.has_no_history(&TenantId("other".into()), "ada"));
+
+        // When ada joins, then she has history (a later join counts her earlier rows)
+        cache.joined(&tenant, "ada", membership("m1", "pro"));
+        assert!(!cache.has_no_history(&tenant, "ada"));
     }
 
     #[test]
