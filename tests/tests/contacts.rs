@@ -1,10 +1,80 @@
-//! The contacts API: upsert, find, read with active runs, and delete (a soft delete that exits
-//! live runs, stops future sends and erases personal data from every response).
+//! The contacts API: upsert (which moves property buckets), find, read with active runs, and
+//! delete (a soft delete that exits live runs, stops future sends and erases personal data from
+//! every response).
 
 mod support;
 
 use serde_json::json;
 use support::{Backend, Server, ServerOptions, started_run};
+
+e2e!(
+    given_a_property_bucket_when_put_changes_the_property_then_the_person_joins_and_leaves_with_reactions,
+    |backend: Backend| async move {
+        // Given big-spenders (three purchases and plan "pro", with a leave reaction) and ada,
+        // who made three purchases on the free plan
+        let server = Server::start(ServerOptions {
+            backend,
+            modules: vec!["backfill-v1"],
+            ..Default::default()
+        })
+        .await;
+        for _ in 0..3 {
+            server
+                .send_event(json!({"name": "purchase", "userId": "ada",
+                                   "contactProperties": {"plan": "free"}}))
+                .await;
+        }
+        let member = async || server.get("/v1/buckets/big-spenders/members/ada").await;
+        assert_eq!(member().await["member"], false);
+        let client = reqwest::Client::new();
+        let put = async |plan: &str| {
+            client
+                .put(server.url("/v1/contacts"))
+                .bearer_auth(&server.key)
+                .json(&json!({"userId": "ada", "properties": {"plan": plan}}))
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        };
+
+        // When PUT /v1/contacts moves her to pro, without an event
+        let upgraded = put("pro").await;
+
+        // Then she joins at once, the answer says so, and her timeline has the transition
+        assert_eq!(
+            upgraded["transitions"],
+            json!([{"bucketId": "big-spenders", "transition": "entered",
+                    "entryCount": 1, "emitted": true}])
+        );
+        assert_eq!(member().await["member"], true);
+        let timeline = server
+            .get("/v1/contacts/ada/events?name=bucket:entered:big-spenders")
+            .await;
+        assert_eq!(timeline["events"].as_array().unwrap().len(), 1, "{timeline}");
+
+        // When the same plan is put again, then nothing moves
+        assert_eq!(put("pro").await["transitions"], json!([]));
+
+        // When she is put back on free, then she leaves and the leave reaction runs for her
+        let downgraded = put("free").await;
+        assert_eq!(downgraded["transitions"][0]["transition"], "left", "{downgraded}");
+        assert_eq!(member().await["member"], false);
+        let runs = server
+            .eventually("the leave reaction to run", async || {
+                let runs = server
+                    .get("/v1/runs?journey=bucket-big-spenders-on-leave")
+                    .await;
+                let runs = runs["runs"].as_array().cloned().unwrap_or_default();
+                (!runs.is_empty()).then_some(runs)
+            })
+            .await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0]["userId"], "ada");
+    }
+);
 
 e2e!(
     put_creates_then_updates_a_contact_and_find_and_get_read_it,
