@@ -148,8 +148,8 @@ impl MembershipTx for SqliteMembershipTx<'_> {
                  updated_at) VALUES (?1, ",
                 tenant_number!("?2"),
                 ", ?3, ?4, 'active', ?5, ?6, ?7, ?8, ?9, ?7, ?7) \
-                 ON CONFLICT (tenant, bucket_id, contact_key) WHERE status = 'active' \
-                 DO NOTHING"
+                 ON CONFLICT (tenant, contact_key, bucket_id, \
+                 (CASE WHEN status = 'active' THEN '' ELSE id END)) DO NOTHING"
             ))?
             .execute(params![
                 m.id,

@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "membership checks without value lists",
         include_str!("../../../../migrations/sqlite/0017_membership_checks.sql"),
     ),
+    (
+        18,
+        "one membership index per person",
+        include_str!("../../../../migrations/sqlite/0018_one_membership_index_per_person.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {
@@ -523,5 +528,63 @@ mod tests {
                 "bucket_memberships_one_active",
             ]
         );
+    }
+
+    #[test]
+    fn the_one_index_per_person_migration_keeps_the_one_active_rule_and_every_left_row() {
+        // Given a database before it, with two left memberships and an active one of ada's
+        let conn = applied_up_to(17);
+        conn.execute_batch(
+            "INSERT INTO tenants (id, name, created_at, number) VALUES ('tenant-a', 'a', 0, 1);
+             INSERT INTO bucket_memberships (id, tenant, bucket_id, contact_key, status,
+                 entry_count, source, entered_at, left_at, leave_reason, last_evaluated_at,
+                 updated_at)
+             VALUES ('m1', 1, 'pro', 'ada', 'left', 1, 'event', 1, 2, 'criteria', 2, 2),
+                    ('m2', 1, 'pro', 'ada', 'left', 2, 'event', 3, 4, 'criteria', 4, 4),
+                    ('m3', 1, 'pro', 'ada', 'active', 3, 'event', 5, NULL, NULL, 5, 5);",
+        )
+        .unwrap();
+
+        // When it is applied
+        let one_index = MIGRATIONS.iter().find(|(v, _, _)| *v == 18).unwrap().2;
+        conn.execute_batch(one_index).unwrap();
+
+        // Then the rows are all there, and one index by person replaces the two
+        let rows: i64 = conn
+            .query_row("SELECT COUNT(*) FROM bucket_memberships", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 3);
+        assert_eq!(
+            named_indexes(&conn, "bucket_memberships"),
+            [
+                "bucket_memberships_by_person",
+                "bucket_memberships_evaluated",
+                "bucket_memberships_expires",
+                "bucket_memberships_left",
+                "bucket_memberships_max_dwell",
+                "bucket_memberships_members",
+            ]
+        );
+        // And a second active row of ada in pro is refused, by the conflict target ingest uses
+        let join = |id: &str, bucket: &str| -> usize {
+            conn.execute(
+                "INSERT INTO bucket_memberships (id, tenant, bucket_id, contact_key, status, \
+                 entry_count, source, entered_at, last_evaluated_at, updated_at) \
+                 VALUES (?1, 1, ?2, 'ada', 'active', 4, 'event', 6, 6, 6) \
+                 ON CONFLICT (tenant, contact_key, bucket_id, \
+                 (CASE WHEN status = 'active' THEN '' ELSE id END)) DO NOTHING",
+                rusqlite::params![id, bucket],
+            )
+            .unwrap()
+        };
+        assert_eq!(join("m4", "pro"), 0);
+        assert_eq!(join("m5", "team"), 1);
+        // And once the active row leaves, ada can join again, and the left rows never collide
+        conn.execute(
+            "UPDATE bucket_memberships SET status = 'left', left_at = 7 WHERE id = 'm3'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(join("m6", "pro"), 1);
     }
 }
