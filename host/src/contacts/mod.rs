@@ -5,21 +5,10 @@
 use serde_json::{Map, Value};
 
 /// Merge a property patch into a contact's properties: shallow, the patch wins, and a `null`
-/// in the patch removes the key. Nested objects are replaced wholesale.
-pub fn merge_properties(existing: &mut Map<String, Value>, patch: &Map<String, Value>) {
-    for (key, value) in patch {
-        if value.is_null() {
-            existing.remove(key);
-        } else {
-            existing.insert(key.clone(), value.clone());
-        }
-    }
-}
-
-/// [`merge_properties`], answering the keys whose value it changed: added, replaced by a
-/// different value, or removed. A key the patch sets to the value it already had is not among
-/// them, nor is a `null` for a key that was absent.
-pub fn merge_changed_properties(
+/// in the patch removes the key. Nested objects are replaced wholesale. Answers the keys whose
+/// value it changed: added, replaced by a different value, or removed. A key the patch sets to
+/// the value it already had is not among them, nor is a `null` for a key that was absent.
+pub fn merge_properties(
     existing: &mut Map<String, Value>,
     patch: &Map<String, Value>,
 ) -> Vec<String> {
@@ -155,7 +144,7 @@ pub fn fold_properties<'a>(
 ) -> Map<String, Value> {
     let mut folded = Map::new();
     for props in losers.into_iter().chain([survivor, patch]) {
-        merge_properties(&mut folded, props);
+        merge_properties(&mut folded, props); // a merge re-evaluates every key anyway
     }
     folded
 }
@@ -172,7 +161,7 @@ mod tests {
     #[test]
     fn given_a_patch_when_merged_then_only_keys_whose_value_changed_are_reported() {
         let mut props = map(json!({"plan": "pro", "seats": 10, "name": "Ada", "tags": ["a"]}));
-        let changed = merge_changed_properties(
+        let changed = merge_properties(
             &mut props,
             &map(json!({
                 "plan": "pro",        // the same value: unchanged

@@ -45,24 +45,13 @@ pub fn trigger_filter_holds(journey: &JourneyDef, event_properties: &Map<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buckets::{BucketDef, BucketKind, Condition, LeaveReason, ReactionDef, ReactionOn};
-    use crate::journeys::EntryLimit;
+    use crate::buckets::{BucketDef, BucketKind, LeaveReason, ReactionDef, ReactionOn};
     use serde_json::json;
 
     fn reaction_journey(on: ReactionOn) -> JourneyDef {
         let bucket = BucketDef {
-            id: "vip".into(),
-            name: "VIP".into(),
-            description: None,
-            enabled: true,
             kind: BucketKind::Manual,
-            criteria: None::<Condition>,
-            time_based: None,
-            fast_expiry: false,
-            min_dwell_ms: None,
-            max_dwell_ms: None,
-            entry_limit: EntryLimit::Unlimited,
-            reactions: vec![],
+            ..BucketDef::computed("vip", "VIP", None)
         };
         JourneyDef::from_reaction(
             &bucket,

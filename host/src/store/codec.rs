@@ -200,6 +200,13 @@ impl StartedRuns {
 pub(super) struct SkipTally(BTreeMap<(TenantId, String, SkipReason), u64>);
 
 impl SkipTally {
+    /// The skips of one tenant's runs, for a write that counts them once at its end.
+    pub fn of(tenant: &TenantId, skipped: &[SkippedRun]) -> SkipTally {
+        let mut tally = SkipTally::default();
+        tally.add(tenant, skipped);
+        tally
+    }
+
     pub fn add(&mut self, tenant: &TenantId, skipped: &[SkippedRun]) {
         for skip in skipped {
             *self

@@ -141,7 +141,7 @@ async fn create(
 ) -> StoreResult<Resolution> {
     let id = ContactId::generate();
     let mut properties = Map::new();
-    let changed_properties = contacts::merge_changed_properties(&mut properties, patch);
+    let changed_properties = contacts::merge_properties(&mut properties, patch);
     let contact = ContactRecord {
         key: contacts::resolved_key(
             identity.user_id.as_deref(),
@@ -230,7 +230,7 @@ async fn fill_in(
 ) -> StoreResult<Resolution> {
     let old_key = contact.key.clone();
     let gained = fill_missing(&mut contact, identity);
-    let changed_properties = contacts::merge_changed_properties(&mut contact.properties, patch);
+    let changed_properties = contacts::merge_properties(&mut contact.properties, patch);
     contact.last_seen_at = now;
     rekey(&mut contact);
     tx.update_contact(&contact).await?;

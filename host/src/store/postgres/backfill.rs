@@ -353,9 +353,7 @@ pub(super) async fn backfill_step(
             ContactOutcome::Unchanged => {}
         }
     }
-    let mut skips = SkipTally::default();
-    skips.add(tenant, &runs.skipped);
-    super::journeys::count_skips(pg.conn(), &skips).await?;
+    super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
     pg.write_events().await?;
 
     done += i64::try_from(page.len()).unwrap_or(i64::MAX);

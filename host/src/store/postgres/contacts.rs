@@ -56,9 +56,7 @@ pub(super) async fn upsert_contact(
                 &mut runs,
             )
             .await?;
-            let mut skips = SkipTally::default();
-            skips.add(tenant, &runs.skipped);
-            count_skips(pg.conn(), &skips).await?;
+            count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
             pg.write_events().await?;
             tx.commit().await?;
             Ok(ContactUpsert {

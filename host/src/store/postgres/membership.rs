@@ -15,8 +15,8 @@ use crate::buckets::membership::{
 use crate::buckets::{BucketDef, EventCounts, EventQuery, LeaveReason};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
-use crate::store::codec::StartedRuns;
 use crate::store::codec::to_u32;
+use crate::store::codec::{SkipTally, StartedRuns};
 use crate::store::{BucketTransition, IngestRouting, MembershipChange, StoreResult};
 use sqlx::Row;
 use std::sync::Arc;
@@ -224,9 +224,7 @@ pub(super) async fn change_membership(
                 &mut runs,
             )
             .await?;
-            let mut skips = crate::store::codec::SkipTally::default();
-            skips.add(tenant, &runs.skipped);
-            super::journeys::count_skips(pg.conn(), &skips).await?;
+            super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
             Some(summary)
         }
         None => None,

@@ -391,9 +391,7 @@ async fn pass_once(
         transitions
             .push(ingest_transition(&mut pg, routing, &contact, transition, now, &mut runs).await?);
     }
-    let mut skips = SkipTally::default();
-    skips.add(tenant, &runs.skipped);
-    super::journeys::count_skips(pg.conn(), &skips).await?;
+    super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
     pg.write_events().await?;
     tx.commit().await?;
     Ok(ReconcileReport {

@@ -363,9 +363,7 @@ pub(super) async fn backfill_step(
                     ContactOutcome::Unchanged => {}
                 }
             }
-            let mut skips = SkipTally::default();
-            skips.add(tenant, &runs.skipped);
-            super::journeys::count_skips(tx, &skips)?;
+            super::journeys::count_skips(tx, &SkipTally::of(tenant, &runs.skipped))?;
             done += i64::try_from(page.len()).unwrap_or(i64::MAX);
             let total = total.unwrap_or(0).max(done);
             let as_u64 = |n: i64| u64::try_from(n).unwrap_or(0);

@@ -55,9 +55,7 @@ pub(super) async fn upsert_contact(
                 now,
                 &mut runs,
             )?;
-            let mut skips = SkipTally::default();
-            skips.add(&tenant, &runs.skipped);
-            count_skips(tx, &skips)?;
+            count_skips(tx, &SkipTally::of(&tenant, &runs.skipped))?;
             Ok(ContactUpsert {
                 resolution,
                 transitions,

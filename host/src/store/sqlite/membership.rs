@@ -251,7 +251,7 @@ pub(super) async fn change_membership(
     use super::ingest::ingest_transition;
     use crate::buckets::membership::{self, Source};
     use crate::store::MembershipChange;
-    use crate::store::codec::StartedRuns;
+    use crate::store::codec::{SkipTally, StartedRuns};
 
     let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.to_owned());
     store
@@ -295,9 +295,7 @@ pub(super) async fn change_membership(
             let mut runs = StartedRuns::default();
             let summary =
                 ingest_transition(tx, routing.as_ref(), &contact, &transition, now, &mut runs)?;
-            let mut skips = crate::store::codec::SkipTally::default();
-            skips.add(&tenant, &runs.skipped);
-            super::journeys::count_skips(tx, &skips)?;
+            super::journeys::count_skips(tx, &SkipTally::of(&tenant, &runs.skipped))?;
             Ok(Some(Some(summary)))
         })
         .await

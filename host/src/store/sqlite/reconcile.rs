@@ -446,9 +446,7 @@ pub(super) async fn reconcile_pass(
                     &mut runs,
                 )?);
             }
-            let mut skips = SkipTally::default();
-            skips.add(&tenant, &runs.skipped);
-            super::journeys::count_skips(tx, &skips)?;
+            super::journeys::count_skips(tx, &SkipTally::of(&tenant, &runs.skipped))?;
             Ok(ReconcileReport {
                 examined: outcome.examined,
                 transitions,
