@@ -64,14 +64,21 @@ pub struct MembershipHistory {
     pub last_left_at: Option<Timestamp>,
 }
 
-/// A membership row to insert (status active).
+impl MembershipHistory {
+    /// The epoch of the next membership: 1 + every earlier row.
+    pub fn next_epoch(&self) -> u32 {
+        self.rows.saturating_add(1)
+    }
+}
+
+/// A membership row to insert (status active); the store numbers its epoch
+/// ([`MembershipHistory::next_epoch`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMembership {
     pub id: String,
     pub tenant_id: TenantId,
     pub bucket_id: String,
     pub contact_key: String,
-    pub entry_count: u32,
     pub source: Source,
     pub entered_at: Timestamp,
     pub expires_at: Option<Timestamp>,
@@ -96,15 +103,30 @@ pub trait MembershipTx {
         tenant: &TenantId,
         contact_key: &str,
     ) -> StoreResult<Vec<ActiveMembership>>;
-    async fn membership_history(
+    /// What real-time evaluation reads: the counts for `queries` (empty when none are asked)
+    /// and the person's active memberships. A backend for which each read is a round trip
+    /// answers both in one.
+    async fn evaluation_reads(
         &mut self,
         tenant: &TenantId,
-        bucket_id: &str,
         contact_key: &str,
-    ) -> StoreResult<MembershipHistory>;
-    /// Insert unless the person already has an active membership (another writer won):
-    /// whether it was inserted.
-    async fn insert_membership(&mut self, membership: &NewMembership) -> StoreResult<bool>;
+        queries: &[EventQuery],
+        now: Timestamp,
+    ) -> StoreResult<(EventCounts, Vec<ActiveMembership>)> {
+        let counts = if queries.is_empty() {
+            EventCounts::new()
+        } else {
+            self.event_counts(tenant, contact_key, queries, now).await?
+        };
+        Ok((counts, self.active_memberships(tenant, contact_key).await?))
+    }
+    /// Insert the person's next membership of the bucket, numbered from every earlier row
+    /// ([`MembershipHistory::next_epoch`]), unless they already have an active one (another
+    /// writer won): the history it was numbered from, or `None` when nothing was inserted.
+    async fn insert_next_membership(
+        &mut self,
+        membership: &NewMembership,
+    ) -> StoreResult<Option<MembershipHistory>>;
     /// Close the membership if it is still active (compare-and-swap): whether it was.
     async fn leave_membership(
         &mut self,
@@ -270,8 +292,9 @@ pub async fn evaluate_event(
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    // At most two reads per event, whatever the number of candidates: the counts of the
-    // buckets the properties leave undecided, and the person's active memberships.
+    // At most two reads per event (one where the backend can), whatever the number of
+    // candidates: the counts of the buckets the properties leave undecided, and the person's
+    // active memberships.
     let mut decisions: Vec<Option<bool>> = candidates
         .iter()
         .map(|(_, criteria)| decide(criteria, properties, &EventCounts::new()))
@@ -288,13 +311,14 @@ pub async fn evaluate_event(
             }
         }
     }
+    let (counts, memberships) = tx
+        .evaluation_reads(tenant, contact_key, &queries, now)
+        .await?;
     if !queries.is_empty() {
-        let counts = tx.event_counts(tenant, contact_key, &queries, now).await?;
         for ((_, criteria), decided) in candidates.iter().zip(&mut decisions) {
             decided.get_or_insert_with(|| evaluate(criteria, properties, &counts));
         }
     }
-    let memberships = tx.active_memberships(tenant, contact_key).await?;
 
     let mut transitions = Vec::new();
     for ((bucket, _), decided) in candidates.into_iter().zip(decisions) {
@@ -349,30 +373,25 @@ pub async fn join(
     source: Source,
     now: Timestamp,
 ) -> StoreResult<Option<Transition>> {
-    let history = tx
-        .membership_history(tenant, &bucket.id, contact_key)
-        .await?;
-    let entry_count = history.rows.saturating_add(1);
     let membership = NewMembership {
         id: uuid::Uuid::now_v7().to_string(),
         tenant_id: tenant.clone(),
         bucket_id: bucket.id.clone(),
         contact_key: contact_key.to_owned(),
-        entry_count,
         source,
         entered_at: now,
         expires_at: window_deadline(bucket, now),
         max_dwell_at: bucket.max_dwell_ms.map(|ms| now.plus_ms(ms)),
     };
-    if !tx.insert_membership(&membership).await? {
+    let Some(history) = tx.insert_next_membership(&membership).await? else {
         return Ok(None);
-    }
+    };
     Ok(Some(Transition {
         bucket_id: bucket.id.clone(),
         bucket_name: bucket.name.clone(),
         contact_key: contact_key.to_owned(),
         kind: TransitionKind::Entered,
-        entry_count,
+        entry_count: history.next_epoch(),
         source,
         emit: join_emits(bucket.entry_limit, &history, now),
     }))
@@ -505,22 +524,19 @@ mod tests {
         ) -> StoreResult<Vec<ActiveMembership>> {
             Ok(self.active.clone())
         }
-        async fn membership_history(
+        /// Every join is the person's first: no earlier rows.
+        async fn insert_next_membership(
             &mut self,
-            _: &TenantId,
-            _: &str,
-            _: &str,
-        ) -> StoreResult<MembershipHistory> {
-            Ok(MembershipHistory::default())
-        }
-        async fn insert_membership(&mut self, m: &NewMembership) -> StoreResult<bool> {
+            m: &NewMembership,
+        ) -> StoreResult<Option<MembershipHistory>> {
+            let history = MembershipHistory::default();
             self.active.push(ActiveMembership {
                 id: m.id.clone(),
                 bucket_id: m.bucket_id.clone(),
-                entry_count: m.entry_count,
+                entry_count: history.next_epoch(),
                 entered_at: m.entered_at,
             });
-            Ok(true)
+            Ok(Some(history))
         }
         async fn leave_membership(
             &mut self,

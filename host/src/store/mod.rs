@@ -11,6 +11,7 @@
 
 mod codec;
 pub mod identity;
+pub(crate) mod membership_cache;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;

@@ -354,7 +354,7 @@ pub(super) async fn backfill_step(
         }
     }
     super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
-    pg.write_events().await?;
+    pg.write_events().await?.all()?;
 
     done += i64::try_from(page.len()).unwrap_or(i64::MAX);
     let total = total.unwrap_or(0).max(done);

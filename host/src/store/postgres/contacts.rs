@@ -57,7 +57,7 @@ pub(super) async fn upsert_contact(
             )
             .await?;
             count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
-            pg.write_events().await?;
+            pg.write_events().await?.all()?;
             tx.commit().await?;
             Ok(ContactUpsert {
                 resolution,

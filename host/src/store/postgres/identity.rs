@@ -34,7 +34,8 @@ use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::{ContactId, TenantId};
 use crate::store::codec::to_json;
 use crate::store::identity::IdentityTx;
-use crate::store::{Alias, ContactRecord, StoreError, StoreResult};
+use crate::store::membership_cache::MembershipCache;
+use crate::store::{Alias, ContactRecord, NewEvent, StoreError, StoreResult};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, Row};
 use std::collections::HashSet;
@@ -247,6 +248,43 @@ pub(super) struct PgTx<'a> {
     /// Events this transaction stored but has not written yet (an ingest batch writes them
     /// all in one statement before it commits); re-pointing history re-points them too.
     pending_events: Vec<PendingEvent>,
+    /// Bucket transitions' events deferred to [`PgTx::write_events`] (see `defer_transitions`).
+    pending_transitions: Vec<PendingEvent>,
+    /// Ingest's: the active memberships of the people this transaction evaluated or created
+    /// (see [`MembershipCache`]); capacity 0 (keeping none) in every other transaction.
+    pub(super) memberships: MembershipCache,
+    /// Whether a bucket transition's event waits for [`PgTx::write_events`] too, instead of
+    /// being inserted as it happens (see [`PgTx::store_transition_event`]).
+    defer_transitions: bool,
+}
+
+/// How many people an ingest transaction remembers the memberships of: more than a batch
+/// can name.
+const INGEST_MEMBERSHIP_CAPACITY: usize = 1 << 16;
+
+/// What [`PgTx::write_events`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(super) enum Written {
+    /// Every pending event was inserted.
+    All,
+    /// Another writer had already stored a deferred transition's key: the transaction acted
+    /// on a transition that is not its own and must be rolled back and run again without
+    /// deferring transitions.
+    TransitionTaken,
+}
+
+impl Written {
+    /// For a transaction that writes transitions as they happen (so every pending event is
+    /// its own): a taken key is an error.
+    pub(super) fn all(self) -> StoreResult<()> {
+        match self {
+            Written::All => Ok(()),
+            Written::TransitionTaken => Err(StoreError::Invalid(
+                "a bucket transition was stored by another writer meanwhile; retry".into(),
+            )),
+        }
+    }
 }
 
 /// Lookups answered ahead: for a tenant, each value with the live contact it designates.
@@ -264,13 +302,43 @@ pub(super) struct PendingEvent {
     pub idempotency_key: Option<String>,
 }
 
+impl PendingEvent {
+    /// `event`, stored under the resolved `contact_key`.
+    pub(super) fn of(event: &NewEvent, contact_key: &str) -> StoreResult<Self> {
+        Ok(Self {
+            id: event.id.as_str().to_owned(),
+            tenant_id: event.tenant_id.clone(),
+            contact_key: contact_key.to_owned(),
+            name: event.name.clone(),
+            properties: to_json("event properties", &event.event_properties)?,
+            occurred_at: event.occurred_at.0,
+            received_at: event.received_at.0,
+            idempotency_key: event.idempotency_key.clone(),
+        })
+    }
+}
+
 impl<'a> PgTx<'a> {
+    /// A transaction that writes every transition as it happens and remembers no memberships.
     pub(super) fn new(conn: &'a mut PgConnection) -> Self {
         Self {
             conn,
             held: HashSet::new(),
             looked_up: None,
             pending_events: Vec::new(),
+            pending_transitions: Vec::new(),
+            memberships: MembershipCache::new(0),
+            defer_transitions: false,
+        }
+    }
+
+    /// An ingest batch's transaction: it remembers the memberships of the people it
+    /// evaluates, and with `defer_transitions` writes transitions' events with the batch's.
+    pub(super) fn for_ingest(conn: &'a mut PgConnection, defer_transitions: bool) -> Self {
+        Self {
+            memberships: MembershipCache::new(INGEST_MEMBERSHIP_CAPACITY),
+            defer_transitions,
+            ..Self::new(conn)
         }
     }
 
@@ -290,71 +358,53 @@ impl<'a> PgTx<'a> {
     ) -> u64 {
         self.pending_events
             .iter()
+            .chain(&self.pending_transitions)
             .filter(|e| {
-                e.tenant_id == *tenant
-                    && e.contact_key == contact_key
+                // The most selective test first: a batch holds many people.
+                e.contact_key == contact_key
                     && e.name == name
                     && e.occurred_at >= since
+                    && e.tenant_id == *tenant
             })
             .count() as u64
     }
 
-    /// Insert the stored events, in one statement, and wake the runs waiting for them.
-    pub(super) async fn write_events(&mut self) -> StoreResult<()> {
-        let events = std::mem::take(&mut self.pending_events);
-        if events.is_empty() {
-            return Ok(());
+    /// Store a bucket transition's event, whose deterministic key another writer may have
+    /// stored already: whether it is this transaction's to act on. Written at once (with
+    /// `ON CONFLICT DO NOTHING`, waking the runs waiting for it) unless transitions are
+    /// deferred; a deferred one counts as stored, and [`PgTx::write_events`] says if it was not.
+    pub(super) async fn store_transition_event(
+        &mut self,
+        event: PendingEvent,
+    ) -> StoreResult<bool> {
+        if self.defer_transitions {
+            self.pending_transitions.push(event);
+            return Ok(true);
         }
-        let awaited: Vec<AwaitedEvent<'_>> = events
-            .iter()
-            .map(|e| AwaitedEvent {
-                tenant_id: e.tenant_id.as_str(),
-                contact_key: &e.contact_key,
-                name: &e.name,
-                received_at: Timestamp(e.received_at),
-            })
-            .collect();
-        sqlx::query(
-            "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
-             received_at, idempotency_key) \
-             SELECT e.id, e.tenant_id, e.contact_key, e.name, e.properties::jsonb, \
-             e.occurred_at, e.received_at, e.idempotency_key \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::int8[], $7::int8[], $8::text[]) \
-             AS e(id, tenant_id, contact_key, name, properties, occurred_at, received_at, \
-             idempotency_key)",
-        )
-        .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.tenant_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            events
-                .iter()
-                .map(|e| e.contact_key.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.properties.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .map(|e| e.idempotency_key.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .execute(self.writing())
-        .await?;
-        wake_waiting_runs(self.writing(), &awaited).await
+        let conn = self.writing();
+        let inserted = insert_events(conn, std::slice::from_ref(&event), OnTakenKey::Skip).await?;
+        if inserted > 0 {
+            wake_waiting_runs(conn, &[awaited(&event)]).await?;
+        }
+        Ok(inserted > 0)
+    }
+
+    /// Insert the stored events (a conflict on one of their keys is a broken invariant and
+    /// fails), then the deferred transitions (a taken key is reported, see [`Written`]), and
+    /// wake the runs waiting for any of them: at most three statements, however many events.
+    pub(super) async fn write_events(&mut self) -> StoreResult<Written> {
+        let events = std::mem::take(&mut self.pending_events);
+        let transitions = std::mem::take(&mut self.pending_transitions);
+        let conn = self.writing();
+        insert_events(conn, &events, OnTakenKey::Fail).await?;
+        let inserted = insert_events(conn, &transitions, OnTakenKey::Skip).await?;
+        if inserted < transitions.len() as u64 {
+            return Ok(Written::TransitionTaken);
+        }
+        let awaited: Vec<AwaitedEvent<'_>> =
+            events.iter().chain(&transitions).map(awaited).collect();
+        wake_waiting_runs(conn, &awaited).await?;
+        Ok(Written::All)
     }
 
     /// The connection, for statements of the caller's own (which may write).
@@ -458,6 +508,93 @@ impl<'a> PgTx<'a> {
     }
 }
 
+/// Events from arrays, one per column (`$1` ids … `$8` idempotency keys), in one statement.
+macro_rules! insert_events_sql {
+    ($on_conflict:literal) => {
+        concat!(
+            "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
+             received_at, idempotency_key) \
+             SELECT e.id, e.tenant_id, e.contact_key, e.name, e.properties::jsonb, \
+             e.occurred_at, e.received_at, e.idempotency_key \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::int8[], $7::int8[], $8::text[]) \
+             AS e(id, tenant_id, contact_key, name, properties, occurred_at, received_at, \
+             idempotency_key)",
+            $on_conflict
+        )
+    };
+}
+const INSERT_EVENTS: &str = insert_events_sql!("");
+const INSERT_EVENTS_SKIPPING_TAKEN_KEYS: &str =
+    insert_events_sql!(" ON CONFLICT (tenant_id, idempotency_key) DO NOTHING");
+
+/// What inserting an event whose idempotency key is already stored does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnTakenKey {
+    /// Fail the statement (and so the transaction).
+    Fail,
+    /// Skip the event.
+    Skip,
+}
+
+/// Insert `events` in one statement: how many were inserted.
+async fn insert_events(
+    conn: &mut PgConnection,
+    events: &[PendingEvent],
+    on_taken_key: OnTakenKey,
+) -> StoreResult<u64> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let sql = match on_taken_key {
+        OnTakenKey::Fail => INSERT_EVENTS,
+        OnTakenKey::Skip => INSERT_EVENTS_SKIPPING_TAKEN_KEYS,
+    };
+    let inserted = sqlx::query(sql)
+        .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.tenant_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|e| e.contact_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.properties.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.idempotency_key.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(inserted)
+}
+
+/// The run wake-up an inserted event is owed.
+fn awaited(event: &PendingEvent) -> AwaitedEvent<'_> {
+    AwaitedEvent {
+        tenant_id: event.tenant_id.as_str(),
+        contact_key: &event.contact_key,
+        name: &event.name,
+        received_at: Timestamp(event.received_at),
+    }
+}
+
 impl IdentityTx for PgTx<'_> {
     async fn lock_identity(&mut self, tenant: &TenantId, keys: &[IdentityKey]) -> StoreResult<()> {
         let targets: Vec<LockTarget> = keys
@@ -503,6 +640,7 @@ impl IdentityTx for PgTx<'_> {
         .bind(contact.deleted_at.map(|t| t.0))
         .execute(self.writing())
         .await?;
+        self.memberships.created(&contact.tenant_id, &contact.key);
         Ok(())
     }
 
@@ -594,7 +732,13 @@ impl IdentityTx for PgTx<'_> {
         if from == to {
             return Ok(());
         }
-        for event in &mut self.pending_events {
+        self.memberships.forget(tenant, from);
+        self.memberships.forget(tenant, to);
+        for event in self
+            .pending_events
+            .iter_mut()
+            .chain(&mut self.pending_transitions)
+        {
             if event.tenant_id == *tenant && event.contact_key == from {
                 event.contact_key = to.to_owned();
             }

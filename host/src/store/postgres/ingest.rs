@@ -15,11 +15,16 @@
 //! already started for that person. The one-live-run partial unique index is the final guard:
 //! a run it refuses is skipped as already active. The events are inserted together at the end
 //! (one statement); a deadlock PostgreSQL breaks anyway is retried whole.
+//!
+//! Bucket transitions' events are inserted at the end too, in a second statement that skips a
+//! key already stored. Their keys are not locked up front (they are only known once a person
+//! moves), and another writer can hold one in the rare case a key comes back (a deleted
+//! contact's key taken by a new person): the batch then rolls back and runs again, writing
+//! each transition as it happens and acting only on the ones it stored.
 
-use super::identity::{LockName, LockTarget, PendingEvent, PgTx};
+use super::identity::{LockName, LockTarget, PendingEvent, PgTx, Written};
 use super::journeys::{count_skips, exit_runs};
 use super::live_statuses;
-use super::runs::{AwaitedEvent, wake_waiting_runs};
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::membership::{self, Cause, Transition};
 use crate::clock::Timestamp;
@@ -49,23 +54,31 @@ pub(super) async fn ingest(
         return Ok(Vec::new());
     }
     // All or nothing, so a transaction PostgreSQL aborted to break a deadlock is simply run
-    // again (the locking order makes that rare; see `identity`).
+    // again (the locking order makes that rare; see `identity`), and so is one whose deferred
+    // transition turned out to be another writer's, this time writing each transition as it
+    // happens.
     let mut attempt = 1;
+    let mut defer_transitions = true;
     loop {
-        match ingest_batch(store, &batch, routing.as_ref()).await {
+        match ingest_batch(store, &batch, routing.as_ref(), defer_transitions).await {
+            Ok(Some(outcomes)) => return Ok(outcomes),
+            Ok(None) => defer_transitions = false,
             Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => attempt += 1,
-            result => return result,
+            Err(e) => return Err(e),
         }
     }
 }
 
+/// The batch in one transaction; `None` (rolled back) when a deferred transition's key was
+/// already taken.
 async fn ingest_batch(
     store: &PgStore,
     batch: &[IngestItem],
     routing: &dyn IngestRouting,
-) -> StoreResult<Vec<IngestOutcome>> {
+    defer_transitions: bool,
+) -> StoreResult<Option<Vec<IngestOutcome>>> {
     let mut tx = store.pool.begin().await?;
-    let mut pg = PgTx::new(&mut tx);
+    let mut pg = PgTx::for_ingest(&mut tx, defer_transitions);
     pg.lock(&batch_locks(batch)).await?;
     let mut used = used_keys(pg.conn(), batch).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -75,10 +88,12 @@ async fn ingest_batch(
         skips.add_outcome(&item.event.tenant_id, &outcome);
         outcomes.push(outcome);
     }
-    pg.write_events().await?;
+    if pg.write_events().await? == Written::TransitionTaken {
+        return Ok(None); // dropping `tx` rolls it back
+    }
     count_skips(pg.conn(), &skips).await?;
     tx.commit().await?;
-    Ok(outcomes)
+    Ok(Some(outcomes))
 }
 
 /// Every advisory lock the batch needs, sorted into the global order, without repeats.
@@ -178,16 +193,7 @@ async fn ingest_one(
     // 3. Store the event under the resolved key (written with the batch's other events, in
     // one statement at its end). Its idempotency key cannot be taken meanwhile (its advisory
     // lock is held), so a conflict there is a broken invariant and fails the batch.
-    pg.store_event(PendingEvent {
-        id: event.id.as_str().to_owned(),
-        tenant_id: tenant.clone(),
-        contact_key: contact.key.clone(),
-        name: event.name.clone(),
-        properties: to_json("event properties", &event.event_properties)?,
-        occurred_at: event.occurred_at.0,
-        received_at: event.received_at.0,
-        idempotency_key: event.idempotency_key.clone(),
-    });
+    pg.store_event(PendingEvent::of(event, &contact.key)?);
     if let Some(key) = used_key {
         used.insert(key, event.id.clone());
     }
@@ -308,8 +314,8 @@ async fn route_event(
 }
 
 /// Ingest a membership change's events ([`transition_events`]) unless another writer already
-/// stored the same transition (its key is taken: the insert does nothing). The runs they start
-/// join `runs`.
+/// stored the same transition (its key is taken: see [`PgTx::store_transition_event`]). The
+/// runs they start join `runs`.
 pub(super) async fn ingest_transition(
     pg: &mut PgTx<'_>,
     routing: &dyn IngestRouting,
@@ -319,29 +325,10 @@ pub(super) async fn ingest_transition(
     runs: &mut StartedRuns,
 ) -> StoreResult<BucketTransition> {
     for (event, candidates) in transition_events(transition, &contact.tenant_id, routing, now) {
-        let inserted = sqlx::query(
-            "INSERT INTO events (id, tenant_id, contact_key, name, properties, occurred_at, \
-             received_at, idempotency_key) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6, $7) \
-             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING",
-        )
-        .bind(event.id.as_str())
-        .bind(event.tenant_id.as_str())
-        .bind(&contact.key)
-        .bind(&event.name)
-        .bind(to_json("event properties", &event.event_properties)?)
-        .bind(now.0)
-        .bind(event.idempotency_key.as_deref())
-        .execute(pg.conn())
-        .await?
-        .rows_affected();
-        if inserted > 0 {
-            let awaited = AwaitedEvent {
-                tenant_id: event.tenant_id.as_str(),
-                contact_key: &contact.key,
-                name: &event.name,
-                received_at: now,
-            };
-            wake_waiting_runs(pg.conn(), &[awaited]).await?;
+        let stored = pg
+            .store_transition_event(PendingEvent::of(&event, &contact.key)?)
+            .await?;
+        if stored {
             runs.extend(route_event(pg, routing, contact, &event, &candidates).await?);
         }
     }

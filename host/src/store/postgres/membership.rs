@@ -1,10 +1,17 @@
 //! The PostgreSQL side of bucket membership: [`MembershipTx`] over the ingest transaction's
 //! [`PgTx`], and manual membership changes.
 //!
-//! Concurrency: ingest holds the person's contact lock, so two transactions evaluating one
-//! person run one after the other; the partial unique index on active rows (`ON CONFLICT DO
-//! NOTHING`) and the compare-and-swap on leave are the final guards, and a transition's event
-//! is inserted `ON CONFLICT DO NOTHING` on its deterministic key.
+//! Round trips are this backend's cost, so ingest's evaluation reads a person's counts and
+//! active memberships in one statement, remembers the memberships for the rest of its
+//! transaction (and knows a person it created has none), and numbers and inserts a join in
+//! one statement.
+//!
+//! Concurrency: ingest holds the person's contact lock, as does every other writer of
+//! memberships, so two transactions evaluating one person run one after the other and what
+//! the transaction remembers stays true; the partial unique index on active rows (`ON
+//! CONFLICT DO NOTHING`) and the compare-and-swap on leave are the final guards, and a
+//! transition's event is stored once on its deterministic key
+//! ([`PgTx::store_transition_event`]).
 
 use super::PgStore;
 use super::identity::{PgTx, live_by_key};
@@ -19,38 +26,72 @@ use crate::store::codec::to_u32;
 use crate::store::codec::{SkipTally, StartedRuns};
 use crate::store::{BucketTransition, IngestRouting, MembershipChange, StoreResult};
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 use std::sync::Arc;
 
-impl MembershipTx for PgTx<'_> {
-    async fn event_counts(
-        &mut self,
+/// For each `(name, since)` of the arrays `$3`, `$4`: how many events of that name the person
+/// `$2` of tenant `$1` has from `since` on (`n` the query's position, `c` the count), shaped to
+/// be followed by `UNION ALL` of the person's active memberships (the other four columns).
+macro_rules! count_person_events {
+    () => {
+        "SELECT q.n, (SELECT COUNT(*) FROM events e WHERE e.tenant_id = $1 \
+             AND e.contact_key = $2 AND e.name = q.name AND e.occurred_at >= q.since) AS c, \
+             NULL::text AS id, NULL::text AS bucket_id, NULL::int8 AS entry_count, \
+             NULL::int8 AS entered_at \
+         FROM unnest($3::text[], $4::int8[]) WITH ORDINALITY AS q(name, since, n)"
+    };
+}
+
+/// The active memberships of the person `$2` of tenant `$1`. The person's rows are found on
+/// `bucket_memberships_by_contact` and only then filtered by status (`OFFSET 0` fences the
+/// subquery): a test on status beside the tenant would let the planner pick one of the partial
+/// indexes of active rows and walk every member of the tenant, as it does with a generic plan
+/// made before the table has statistics (measured: 1.2 ms a read instead of 0.02 ms).
+macro_rules! active_of_person {
+    () => {
+        "SELECT id, bucket_id, entry_count, entered_at FROM (\
+             SELECT id, bucket_id, entry_count, entered_at, status FROM bucket_memberships \
+             WHERE tenant_id = $1 AND contact_key = $2 OFFSET 0) p \
+         WHERE status = 'active'"
+    };
+}
+
+/// The `$3`, `$4` arrays of [`count_person_events`].
+fn count_arrays(queries: &[EventQuery], now: Timestamp) -> (Vec<&str>, Vec<i64>) {
+    queries
+        .iter()
+        .map(|q| {
+            let since = q.window_start(now.0).unwrap_or(i64::MIN);
+            (q.event.as_str(), since)
+        })
+        .unzip()
+}
+
+fn active_from_row(row: &PgRow) -> StoreResult<ActiveMembership> {
+    Ok(ActiveMembership {
+        id: row.try_get("id")?,
+        bucket_id: row.try_get("bucket_id")?,
+        entry_count: to_u32("membership entry count", row.try_get("entry_count")?)?,
+        entered_at: Timestamp(row.try_get("entered_at")?),
+    })
+}
+
+impl PgTx<'_> {
+    /// The counts [`count_person_events`] answered, plus the events this transaction stored
+    /// but writes only at its end.
+    fn counts_from_rows(
+        &self,
         tenant: &TenantId,
         contact_key: &str,
         queries: &[EventQuery],
         now: Timestamp,
+        rows: &[&PgRow],
     ) -> StoreResult<EventCounts> {
-        let names: Vec<&str> = queries.iter().map(|q| q.event.as_str()).collect();
-        let since: Vec<i64> = queries
-            .iter()
-            .map(|q| q.window_start(now.0).unwrap_or(i64::MIN))
-            .collect();
-        let rows = sqlx::query(
-            "SELECT q.n, (SELECT COUNT(*) FROM events e WHERE e.tenant_id = $1 \
-                 AND e.contact_key = $2 AND e.name = q.name AND e.occurred_at >= q.since) AS c \
-             FROM unnest($3::text[], $4::int8[]) WITH ORDINALITY AS q(name, since, n)",
-        )
-        .bind(tenant.as_str())
-        .bind(contact_key)
-        .bind(&names)
-        .bind(&since)
-        .fetch_all(self.conn())
-        .await?;
         let mut counts = EventCounts::with_capacity(queries.len());
-        for row in &rows {
+        for row in rows {
             let n: i64 = row.try_get("n")?;
             let stored: i64 = row.try_get("c")?;
             if let Some(query) = usize::try_from(n - 1).ok().and_then(|i| queries.get(i)) {
-                // The events this batch stored are written at its end: count them here.
                 let since = query.window_start(now.0).unwrap_or(i64::MIN);
                 let pending =
                     self.pending_events_matching(tenant, contact_key, &query.event, since);
@@ -60,74 +101,143 @@ impl MembershipTx for PgTx<'_> {
         }
         Ok(counts)
     }
+}
+
+impl MembershipTx for PgTx<'_> {
+    async fn event_counts(
+        &mut self,
+        tenant: &TenantId,
+        contact_key: &str,
+        queries: &[EventQuery],
+        now: Timestamp,
+    ) -> StoreResult<EventCounts> {
+        let (names, since) = count_arrays(queries, now);
+        let rows = sqlx::query(count_person_events!())
+            .bind(tenant.as_str())
+            .bind(contact_key)
+            .bind(&names)
+            .bind(&since)
+            .fetch_all(self.conn())
+            .await?;
+        let rows: Vec<&PgRow> = rows.iter().collect();
+        self.counts_from_rows(tenant, contact_key, queries, now, &rows)
+    }
 
     async fn active_memberships(
         &mut self,
         tenant: &TenantId,
         contact_key: &str,
     ) -> StoreResult<Vec<ActiveMembership>> {
-        let rows = sqlx::query(
-            "SELECT id, bucket_id, entry_count, entered_at FROM bucket_memberships \
-             WHERE tenant_id = $1 AND contact_key = $2 AND status = 'active'",
-        )
-        .bind(tenant.as_str())
-        .bind(contact_key)
-        .fetch_all(self.conn())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ActiveMembership {
-                    id: row.try_get("id")?,
-                    bucket_id: row.try_get("bucket_id")?,
-                    entry_count: to_u32("membership entry count", row.try_get("entry_count")?)?,
-                    entered_at: Timestamp(row.try_get("entered_at")?),
-                })
-            })
-            .collect()
+        if let Some(known) = self.memberships.get(tenant, contact_key) {
+            return Ok(known.to_vec());
+        }
+        let rows = sqlx::query(active_of_person!())
+            .bind(tenant.as_str())
+            .bind(contact_key)
+            .fetch_all(self.conn())
+            .await?;
+        let active = rows
+            .iter()
+            .map(active_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.memberships.put(tenant, contact_key, &active);
+        Ok(active)
     }
 
-    async fn membership_history(
+    /// The counts and the active memberships in one statement (one round trip), unless the
+    /// memberships are known.
+    async fn evaluation_reads(
         &mut self,
         tenant: &TenantId,
-        bucket_id: &str,
         contact_key: &str,
-    ) -> StoreResult<MembershipHistory> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, MAX(left_at) AS last_left FROM bucket_memberships \
-             WHERE tenant_id = $1 AND contact_key = $2 AND bucket_id = $3",
-        )
+        queries: &[EventQuery],
+        now: Timestamp,
+    ) -> StoreResult<(EventCounts, Vec<ActiveMembership>)> {
+        if queries.is_empty() || self.memberships.get(tenant, contact_key).is_some() {
+            let counts = if queries.is_empty() {
+                EventCounts::new()
+            } else {
+                self.event_counts(tenant, contact_key, queries, now).await?
+            };
+            return Ok((counts, self.active_memberships(tenant, contact_key).await?));
+        }
+        let (names, since) = count_arrays(queries, now);
+        let rows = sqlx::query(concat!(
+            count_person_events!(),
+            " UNION ALL SELECT NULL, NULL, m.* FROM (",
+            active_of_person!(),
+            ") m"
+        ))
         .bind(tenant.as_str())
         .bind(contact_key)
-        .bind(bucket_id)
-        .fetch_one(self.conn())
+        .bind(&names)
+        .bind(&since)
+        .fetch_all(self.conn())
         .await?;
-        Ok(MembershipHistory {
-            rows: to_u32("membership count", row.try_get("n")?)?,
-            last_left_at: row.try_get::<Option<i64>, _>("last_left")?.map(Timestamp),
-        })
+        let mut active = Vec::new();
+        let mut count_rows = Vec::with_capacity(queries.len());
+        for row in &rows {
+            match row.try_get::<Option<i64>, _>("n")? {
+                Some(_) => count_rows.push(row),
+                None => active.push(active_from_row(row)?),
+            }
+        }
+        let counts = self.counts_from_rows(tenant, contact_key, queries, now, &count_rows)?;
+        self.memberships.put(tenant, contact_key, &active);
+        Ok((counts, active))
     }
 
-    async fn insert_membership(&mut self, m: &NewMembership) -> StoreResult<bool> {
-        let inserted = sqlx::query(
-            "INSERT INTO bucket_memberships (id, tenant_id, bucket_id, contact_key, status, \
-             entry_count, source, entered_at, expires_at, max_dwell_at, last_evaluated_at, \
-             updated_at) VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, $7, $7) \
-             ON CONFLICT (tenant_id, bucket_id, contact_key) WHERE status = 'active' \
-             DO NOTHING",
+    async fn insert_next_membership(
+        &mut self,
+        m: &NewMembership,
+    ) -> StoreResult<Option<MembershipHistory>> {
+        // The history and the insert in one statement: the epoch is numbered from the rows
+        // the statement sees (`next_epoch`: 1 + every earlier row).
+        let row = sqlx::query(
+            "WITH history AS (\
+                 SELECT COUNT(*) AS n, MAX(left_at) AS last_left FROM bucket_memberships \
+                 WHERE tenant_id = $2 AND contact_key = $4 AND bucket_id = $3), \
+             inserted AS (\
+                 INSERT INTO bucket_memberships (id, tenant_id, bucket_id, contact_key, status, \
+                 entry_count, source, entered_at, expires_at, max_dwell_at, \
+                 last_evaluated_at, updated_at) \
+                 SELECT $1, $2, $3, $4, 'active', history.n + 1, $5, $6, $7, $8, $6, $6 \
+                 FROM history \
+                 ON CONFLICT (tenant_id, bucket_id, contact_key) WHERE status = 'active' \
+                 DO NOTHING RETURNING 1) \
+             SELECT history.n, history.last_left, EXISTS (SELECT 1 FROM inserted) AS inserted \
+             FROM history",
         )
         .bind(&m.id)
         .bind(m.tenant_id.as_str())
         .bind(&m.bucket_id)
         .bind(&m.contact_key)
-        .bind(i64::from(m.entry_count))
         .bind(m.source.as_str())
         .bind(m.entered_at.0)
         .bind(m.expires_at.map(|t| t.0))
         .bind(m.max_dwell_at.map(|t| t.0))
-        .execute(self.conn())
-        .await?
-        .rows_affected();
-        Ok(inserted > 0)
+        .fetch_one(self.conn())
+        .await?;
+        let history = MembershipHistory {
+            rows: to_u32("membership count", row.try_get("n")?)?,
+            last_left_at: row.try_get::<Option<i64>, _>("last_left")?.map(Timestamp),
+        };
+        if !row.try_get::<bool, _>("inserted")? {
+            // Already a member, which the cache did not know: it forgets the person.
+            self.memberships.forget(&m.tenant_id, &m.contact_key);
+            return Ok(None);
+        }
+        self.memberships.joined(
+            &m.tenant_id,
+            &m.contact_key,
+            ActiveMembership {
+                id: m.id.clone(),
+                bucket_id: m.bucket_id.clone(),
+                entry_count: history.next_epoch(),
+                entered_at: m.entered_at,
+            },
+        );
+        Ok(Some(history))
     }
 
     async fn leave_membership(
@@ -137,19 +247,22 @@ impl MembershipTx for PgTx<'_> {
         at: Timestamp,
         reason: LeaveReason,
     ) -> StoreResult<bool> {
-        let left = sqlx::query(
+        let left: Option<String> = sqlx::query_scalar(
             "UPDATE bucket_memberships SET status = 'left', left_at = $1, leave_reason = $2, \
              last_evaluated_at = $1, updated_at = $1 \
-             WHERE tenant_id = $3 AND id = $4 AND status = 'active'",
+             WHERE tenant_id = $3 AND id = $4 AND status = 'active' RETURNING contact_key",
         )
         .bind(at.0)
         .bind(reason.as_str())
         .bind(tenant.as_str())
         .bind(membership_id)
-        .execute(self.conn())
-        .await?
-        .rows_affected();
-        Ok(left > 0)
+        .fetch_optional(self.conn())
+        .await?;
+        let Some(contact_key) = left else {
+            return Ok(false);
+        };
+        self.memberships.left(tenant, &contact_key, membership_id);
+        Ok(true)
     }
 
     async fn touch_membership(
@@ -229,7 +342,7 @@ pub(super) async fn change_membership(
         }
         None => None,
     };
-    pg.write_events().await?;
+    pg.write_events().await?.all()?;
     tx.commit().await?;
     Ok(Some(summary))
 }

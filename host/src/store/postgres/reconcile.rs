@@ -25,18 +25,39 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use std::sync::Arc;
 
+/// `CROSS JOIN LATERAL` the live contact (`c`, its properties) of the rows of `$row`, one
+/// lookup each on the full key of `contacts_live_key`. Fenced (`OFFSET 0`) so the planner
+/// cannot make it a plain join: with a generic plan made before the tables have statistics
+/// it joined by scanning every contact of the tenant per member (measured: 1.5 s for a page of
+/// 500 members of 15,000 contacts, against 2 ms this way).
+macro_rules! live_contact_of {
+    ($row:literal) => {
+        concat!(
+            "CROSS JOIN LATERAL (SELECT c.properties FROM contacts c WHERE c.tenant_id = ",
+            $row,
+            ".tenant_id AND c.key = ",
+            $row,
+            ".contact_key AND c.deleted_at IS NULL OFFSET 0) c"
+        )
+    };
+}
+
 /// The membership columns [`member_from_row`] reads, `m` being the membership and `c` its
 /// live contact.
 ///
 /// Pages over it order by one indexed column alone (`last_evaluated_at`, `max_dwell_at`,
 /// `expires_at`): a tiebreaker outside the index would sort every row sharing the first row's
 /// instant — a bulk join stamps thousands alike — on every page.
-const MEMBER_SELECT: &str = "SELECT m.id, m.bucket_id, m.entry_count, m.entered_at, \
+///
+/// Each member's contact is one lookup on the full key of `contacts_live_key` (`live_contact_of`).
+const MEMBER_SELECT: &str = concat!(
+    "SELECT m.id, m.bucket_id, m.entry_count, m.entered_at, \
      m.contact_key, c.properties::text AS properties, \
      COALESCE(m.dwell_anchor_at, m.entered_at) AS anchor, m.dwell_state \
-     FROM bucket_memberships m JOIN contacts c ON c.tenant_id = m.tenant_id \
-     AND c.key = m.contact_key AND c.deleted_at IS NULL \
-     WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active'";
+     FROM bucket_memberships m ",
+    live_contact_of!("m"),
+    " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active'"
+);
 
 fn member_from_row(row: &PgRow) -> StoreResult<ReconcileMember> {
     Ok(ReconcileMember {
@@ -228,7 +249,7 @@ impl ReconcileTx for PgTx<'_> {
         // events_by_name (tenant, name COLLATE "C", occurred_at, id) seeks to the cursor and
         // reads in its order. A person's later event of the name (events_by_contact) or an active
         // membership makes the row no candidate.
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "SELECT e.occurred_at, e.id, e.contact_key, \
                  NOT EXISTS (SELECT 1 FROM events l WHERE l.tenant_id = $1 \
                      AND l.contact_key = e.contact_key AND l.name = $2 \
@@ -238,13 +259,13 @@ impl ReconcileTx for PgTx<'_> {
                      AND m.bucket_id = $3 AND m.contact_key = e.contact_key \
                      AND m.status = 'active') AS candidate, \
                  c.properties::text AS properties \
-             FROM events e JOIN contacts c ON c.tenant_id = e.tenant_id \
-                 AND c.key = e.contact_key AND c.deleted_at IS NULL \
-             WHERE e.tenant_id = $1 AND e.name COLLATE \"C\" = $2 \
+             FROM events e ",
+            live_contact_of!("e"),
+            " WHERE e.tenant_id = $1 AND e.name COLLATE \"C\" = $2 \
                  AND (e.occurred_at, e.id) > ($4, $5) \
                  AND e.occurred_at < $6 \
-             ORDER BY e.occurred_at, e.id LIMIT $7",
-        )
+             ORDER BY e.occurred_at, e.id LIMIT $7"
+        ))
         .bind(tenant.as_str())
         .bind(&leg.event)
         .bind(bucket_id)
@@ -392,7 +413,7 @@ async fn pass_once(
             .push(ingest_transition(&mut pg, routing, &contact, transition, now, &mut runs).await?);
     }
     super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
-    pg.write_events().await?;
+    pg.write_events().await?.all()?;
     tx.commit().await?;
     Ok(ReconcileReport {
         examined: outcome.examined,

@@ -19,11 +19,11 @@
 //! contacts go to the current one; when it is full, it becomes the previous one and the
 //! previous one is dropped. A contact seen within the last generation is always found.
 
-use super::membership_cache::MembershipCache;
 use crate::clock::Timestamp;
 use crate::contacts::IdentityKind;
 use crate::ids::{ContactId, TenantId};
 use crate::store::ContactRecord;
+use crate::store::membership_cache::MembershipCache;
 use foldhash::HashMap;
 use foldhash::fast::FixedState;
 use rusqlite::Connection;

@@ -6,13 +6,13 @@
 //! shared async algorithm over them without a runtime.
 
 use super::contact_cache::ContactCache;
-use super::membership_cache::MembershipCache;
 use super::rows::{parse_object, to_json};
 use super::{live_statuses, tenant_number};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::{ContactId, TenantId};
 use crate::store::identity::IdentityTx;
+use crate::store::membership_cache::MembershipCache;
 use crate::store::{Alias, ContactRecord, StoreError, StoreResult};
 use rusqlite::{Connection, Row, params};
 use std::pin::pin;

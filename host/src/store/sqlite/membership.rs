@@ -1,7 +1,6 @@
 //! The SQLite side of bucket membership: [`SqliteMembershipTx`] gives
 //! [`crate::buckets::membership`] its primitives inside the writer's open transaction.
 
-use super::membership_cache::MembershipCache;
 use super::rows::to_u32;
 use super::tenant_number;
 use crate::buckets::membership::{
@@ -11,6 +10,7 @@ use crate::buckets::{EventCounts, EventQuery, LeaveReason};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::StoreResult;
+use crate::store::membership_cache::MembershipCache;
 use rusqlite::{Connection, params};
 
 /// How many events named `?3` the person `?2` of the tenant whose id is `?1` has from
@@ -52,6 +52,36 @@ impl<'a> SqliteMembershipTx<'a> {
             Some((cache, person)) if *person == contact_key => Some(&mut **cache),
             _ => None,
         }
+    }
+
+    /// The person's earlier memberships of the bucket (none to read for a person the cache
+    /// knows has none).
+    fn history(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        contact_key: &str,
+    ) -> StoreResult<MembershipHistory> {
+        if self
+            .cache_for(contact_key)
+            .is_some_and(|cache| cache.has_no_history(tenant, contact_key))
+        {
+            return Ok(MembershipHistory::default());
+        }
+        let (rows, last_left_at): (i64, Option<i64>) = self
+            .conn
+            .prepare_cached(concat!(
+                "SELECT COUNT(*), MAX(left_at) FROM bucket_memberships WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND contact_key = ?2 AND bucket_id = ?3"
+            ))?
+            .query_row(params![tenant.as_str(), contact_key, bucket_id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        Ok(MembershipHistory {
+            rows: to_u32("membership count", rows)?,
+            last_left_at: last_left_at.map(Timestamp),
+        })
     }
 }
 
@@ -111,35 +141,12 @@ impl MembershipTx for SqliteMembershipTx<'_> {
         Ok(found)
     }
 
-    async fn membership_history(
+    async fn insert_next_membership(
         &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        contact_key: &str,
-    ) -> StoreResult<MembershipHistory> {
-        if self
-            .cache_for(contact_key)
-            .is_some_and(|cache| cache.has_no_history(tenant, contact_key))
-        {
-            return Ok(MembershipHistory::default());
-        }
-        let (rows, last_left_at): (i64, Option<i64>) = self
-            .conn
-            .prepare_cached(concat!(
-                "SELECT COUNT(*), MAX(left_at) FROM bucket_memberships WHERE tenant = ",
-                tenant_number!("?1"),
-                " AND contact_key = ?2 AND bucket_id = ?3"
-            ))?
-            .query_row(params![tenant.as_str(), contact_key, bucket_id], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })?;
-        Ok(MembershipHistory {
-            rows: to_u32("membership count", rows)?,
-            last_left_at: last_left_at.map(Timestamp),
-        })
-    }
-
-    async fn insert_membership(&mut self, m: &NewMembership) -> StoreResult<bool> {
+        m: &NewMembership,
+    ) -> StoreResult<Option<MembershipHistory>> {
+        let history = self.history(&m.tenant_id, &m.bucket_id, &m.contact_key)?;
+        let entry_count = history.next_epoch();
         let inserted = self
             .conn
             .prepare_cached(concat!(
@@ -156,31 +163,30 @@ impl MembershipTx for SqliteMembershipTx<'_> {
                 m.tenant_id.as_str(),
                 m.bucket_id,
                 m.contact_key,
-                m.entry_count,
+                entry_count,
                 m.source.as_str(),
                 m.entered_at.0,
                 m.expires_at.map(|t| t.0),
                 m.max_dwell_at.map(|t| t.0),
             ])?;
-        let Some(cache) = self.cache_for(&m.contact_key) else {
-            return Ok(inserted > 0);
-        };
-        if inserted == 0 {
-            // Already a member, which the cache did not know: it forgets the person.
-            cache.forget(&m.tenant_id, &m.contact_key);
-        } else {
-            cache.joined(
-                &m.tenant_id,
-                &m.contact_key,
-                ActiveMembership {
-                    id: m.id.clone(),
-                    bucket_id: m.bucket_id.clone(),
-                    entry_count: m.entry_count,
-                    entered_at: m.entered_at,
-                },
-            );
+        if let Some(cache) = self.cache_for(&m.contact_key) {
+            if inserted == 0 {
+                // Already a member, which the cache did not know: it forgets the person.
+                cache.forget(&m.tenant_id, &m.contact_key);
+            } else {
+                cache.joined(
+                    &m.tenant_id,
+                    &m.contact_key,
+                    ActiveMembership {
+                        id: m.id.clone(),
+                        bucket_id: m.bucket_id.clone(),
+                        entry_count,
+                        entered_at: m.entered_at,
+                    },
+                );
+            }
         }
-        Ok(inserted > 0)
+        Ok((inserted > 0).then_some(history))
     }
 
     async fn leave_membership(

@@ -30,7 +30,7 @@ mod identity;
 mod ingest;
 mod journeys;
 mod membership;
-mod membership_cache;
+
 mod migrate;
 mod outbox;
 pub(crate) mod preferences;
@@ -169,7 +169,7 @@ impl SqliteStore {
 
     /// [`SqliteStore::write`] for work that reads or writes contacts: it gets the writer's
     /// contact cache with the transaction. Whatever else such work writes, it keeps the cache
-    /// true to it (see [`contact_cache`] and [`membership_cache`]).
+    /// true to it (see [`contact_cache`] and [`crate::store::membership_cache`]).
     async fn write_with_contacts<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,

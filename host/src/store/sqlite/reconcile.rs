@@ -100,19 +100,11 @@ impl MembershipTx for SqliteReconcileTx<'_> {
         self.members.active_memberships(tenant, contact_key).await
     }
 
-    async fn membership_history(
+    async fn insert_next_membership(
         &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        contact_key: &str,
-    ) -> StoreResult<MembershipHistory> {
-        self.members
-            .membership_history(tenant, bucket_id, contact_key)
-            .await
-    }
-
-    async fn insert_membership(&mut self, membership: &NewMembership) -> StoreResult<bool> {
-        self.members.insert_membership(membership).await
+        membership: &NewMembership,
+    ) -> StoreResult<Option<MembershipHistory>> {
+        self.members.insert_next_membership(membership).await
     }
 
     async fn leave_membership(

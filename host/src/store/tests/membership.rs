@@ -374,6 +374,114 @@ store_test!(
 );
 
 store_test!(
+    given_one_batch_when_a_new_person_joins_leaves_and_rejoins_then_each_event_sees_the_ones_before,
+    |f| async move {
+        let routing = routing(vec![pro(), power()]);
+        let set = |plan: &str, at: i64| {
+            let mut e = used(&f, "ada", at);
+            e.contact_properties = obj(json!({ "plan": plan }));
+            IngestItem {
+                event: e,
+                candidates: vec![],
+            }
+        };
+        // When one batch creates ada on pro, downgrades her and upgrades her again, each
+        // event a feature use
+        let outcomes = f
+            .store
+            .ingest(
+                Arc::new([set("pro", T0), set("free", T0 + 1), set("pro", T0 + 2)]),
+                routing.clone(),
+            )
+            .await
+            .unwrap();
+        // Then she joins pro, leaves it and joins again with the next epoch, and joins power
+        // at the second use (the first counted though not yet written)
+        let moved: Vec<Vec<BucketTransition>> = outcomes.iter().map(transitions).collect();
+        assert_eq!(
+            moved,
+            vec![
+                vec![change("pro", "entered", 1, true)],
+                vec![
+                    change("pro", "left", 1, true),
+                    change("power", "entered", 1, true)
+                ],
+                vec![change("pro", "entered", 2, true)],
+            ]
+        );
+        for key in [
+            "bucket:pro:ada:entered:1",
+            "bucket:pro:ada:left:1",
+            "bucket:pro:ada:entered:2",
+            "bucket:power:ada:entered:1",
+        ] {
+            assert_eq!(events_keyed(&f, key).await, 1, "{key}");
+        }
+        assert_eq!(memberships(&f, "active").await, 2);
+        assert_eq!(memberships(&f, "left").await, 1);
+    }
+);
+
+store_test!(
+    given_a_transition_key_already_taken_when_a_batch_joins_that_person_then_only_the_other_transitions_are_stored_and_routed,
+    |f| async move {
+        // Given a reaction on bucket:entered:pro, and ada's first-entry key already used by a
+        // stored event (as when a deleted contact's key is taken by a new person)
+        let routing: Arc<dyn IngestRouting> = Arc::new(TestRouting {
+            buckets: Arc::new(BucketRegistry::from_buckets(vec![pro()])),
+            journeys: vec![("bucket:entered:pro", journey("on-enter", EntryLimit::Unlimited))],
+        });
+        let mut earlier = event(&f.tenant, "zed", T0);
+        earlier.name = "legacy.import".into();
+        earlier.idempotency_key = Some("bucket:pro:ada:entered:1".into());
+        ingest_routed(&f, earlier, &routing).await;
+
+        // When one batch makes ada and then bob join
+        let upgrade = |user: &str, at: i64| {
+            let mut e = event(&f.tenant, user, at);
+            e.contact_properties = obj(json!({"plan": "pro"}));
+            IngestItem { event: e, candidates: vec![] }
+        };
+        let outcomes = f
+            .store
+            .ingest(Arc::new([upgrade("ada", T0 + 1), upgrade("bob", T0 + 2)]), routing.clone())
+            .await
+            .unwrap();
+
+        // Then both joined (epoch 1)...
+        for outcome in &outcomes {
+            assert_eq!(transitions(outcome), vec![change("pro", "entered", 1, true)]);
+        }
+        assert_eq!(memberships(&f, "active").await, 2);
+        // ...ada's transition was not stored again and started nothing: the key's one event
+        // is still the earlier one
+        let started = |outcome: &IngestOutcome| match outcome {
+            IngestOutcome::Stored { started, .. } => started.len(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(started(&outcomes[0]), 0);
+        assert_eq!(
+            f.db.count(
+                "SELECT COUNT(*) FROM events WHERE idempotency_key = $1 AND name = $2",
+                &["bucket:pro:ada:entered:1", "legacy.import"],
+            )
+            .await,
+            1
+        );
+        assert_eq!(events_keyed(&f, "bucket:pro:ada:entered:1").await, 1);
+        // ...and bob's was stored once and started his reaction
+        assert_eq!(started(&outcomes[1]), 1);
+        assert_eq!(events_keyed(&f, "bucket:pro:bob:entered:1").await, 1);
+        assert_eq!(f.db.count("SELECT COUNT(*) FROM runs", &[]).await, 1);
+        // And both source events were stored
+        assert_eq!(
+            f.db.count("SELECT COUNT(*) FROM events WHERE name NOT LIKE 'bucket:%'", &[]).await,
+            3
+        );
+    }
+);
+
+store_test!(
     given_a_manual_bucket_when_a_person_is_added_twice_and_removed_then_one_entered_and_one_manual_left_are_stored,
     |f| async move {
         let mut vip = bucket("vip", json!({"type": "property", "property": "x", "operator": "exists"}));

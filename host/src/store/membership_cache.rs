@@ -1,20 +1,21 @@
-//! The writer's memory of whose active memberships it knows: every event that can change a
-//! bucket reads its person's active memberships, and a person's next event usually finds them
-//! as the last one left them, so ingest answers that read from here.
+//! Memory of whose active memberships a writer knows: every event that can change a bucket
+//! reads its person's active memberships, and a person's next event usually finds them as the
+//! last one left them, so ingest answers that read from here. A hit answers exactly what the
+//! query would: the person's active rows, each with its id, bucket, epoch and join time. For a
+//! person the writer just created it also knows there are no rows at all, of any status, so
+//! their first join needs no history read either.
 //!
-//! It lives in the [`super::contact_cache::ContactCache`] and shares its staleness rules (a
-//! rolled-back transaction or another connection's commit clears both). On top of them, only
-//! ingest's own membership primitives keep it: they write through it (a join adds the
-//! membership, a leave removes it). Every other writer of `bucket_memberships` — the reconcile
-//! passes, backfills, manual changes, merges, deletions — runs outside ingest, and the writer
-//! forgets all memberships before any such transaction ([`super::SqliteStore::write`]) or, for
-//! a merge inside ingest, the two people it re-points. Frequent writes that never touch
-//! memberships (the journey machinery, the workers' claims) keep them
-//! ([`super::SqliteStore::write_without_memberships`]).
-//!
-//! A hit answers exactly what the query would: the person's active rows, each with its id,
-//! bucket, epoch and join time. For a person this writer just created it also knows there are
-//! no rows at all, of any status, so their first join needs no history read either.
+//! Only ingest's own membership primitives keep it: they write through it (a join adds the
+//! membership, a leave removes it). Each backend keeps it true in its own way:
+//! * SQLite: the single writer keeps one across transactions, inside its
+//!   [`crate::store::sqlite`] contact cache, and shares its staleness rules (a rolled-back
+//!   transaction or another connection's commit clears both). Every other writer of
+//!   `bucket_memberships` — the reconcile passes, backfills, manual changes, merges, deletions —
+//!   runs outside ingest, and the writer forgets all memberships before any such transaction
+//!   or, for a merge inside ingest, the two people it re-points.
+//! * PostgreSQL: one per ingest transaction, which holds its people's contact locks to the end;
+//!   every writer of memberships takes the person's contact lock first, so nothing else can
+//!   change a known person's rows meanwhile. A merge forgets the two people it re-points.
 
 use crate::buckets::membership::ActiveMembership;
 use crate::ids::TenantId;
@@ -45,14 +46,14 @@ impl Person {
     }
 }
 
-pub(super) struct MembershipCache {
+pub(crate) struct MembershipCache {
     capacity: usize,
     people: HashMap<PersonHash, Person>,
 }
 
 impl MembershipCache {
     /// A cache of at most `capacity` people; 0 keeps none.
-    pub(super) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
             people: HashMap::default(),
@@ -60,7 +61,7 @@ impl MembershipCache {
     }
 
     /// The person's active memberships, if known.
-    pub(super) fn get(&self, tenant: &TenantId, contact_key: &str) -> Option<&[ActiveMembership]> {
+    pub(crate) fn get(&self, tenant: &TenantId, contact_key: &str) -> Option<&[ActiveMembership]> {
         self.people
             .get(&person_hash(tenant, contact_key))
             .filter(|person| person.is(tenant, contact_key))
@@ -69,7 +70,7 @@ impl MembershipCache {
 
     /// Remember what the database said the person's active memberships are. A full cache
     /// starts over (people come back; their next read fills it again).
-    pub(super) fn put(
+    pub(crate) fn put(
         &mut self,
         tenant: &TenantId,
         contact_key: &str,
@@ -81,12 +82,12 @@ impl MembershipCache {
     /// The writer created this person's contact: they have no memberships, and no history.
     /// (Every row follows its person's key — merges, promotions and deletions re-point them —
     /// so no row can wait under a key a new contact takes.)
-    pub(super) fn created(&mut self, tenant: &TenantId, contact_key: &str) {
+    pub(crate) fn created(&mut self, tenant: &TenantId, contact_key: &str) {
         self.remember(tenant, contact_key, &[], true);
     }
 
     /// Whether the person is known to have no membership rows at all.
-    pub(super) fn has_no_history(&self, tenant: &TenantId, contact_key: &str) -> bool {
+    pub(crate) fn has_no_history(&self, tenant: &TenantId, contact_key: &str) -> bool {
         self.people
             .get(&person_hash(tenant, contact_key))
             .is_some_and(|person| person.is(tenant, contact_key) && person.no_history)
@@ -117,7 +118,7 @@ impl MembershipCache {
     }
 
     /// The person joined: their known memberships gain it (unknown ones stay unknown).
-    pub(super) fn joined(
+    pub(crate) fn joined(
         &mut self,
         tenant: &TenantId,
         contact_key: &str,
@@ -131,7 +132,7 @@ impl MembershipCache {
 
     /// The membership `membership_id` of the person left. One the cache does not hold for
     /// them means it did not see something: it forgets everyone rather than guess.
-    pub(super) fn left(&mut self, tenant: &TenantId, contact_key: &str, membership_id: &str) {
+    pub(crate) fn left(&mut self, tenant: &TenantId, contact_key: &str, membership_id: &str) {
         let Some(person) = self.known(tenant, contact_key) else {
             return;
         };
@@ -144,7 +145,7 @@ impl MembershipCache {
     }
 
     /// Forget one person (their rows were re-pointed or closed outside the primitives).
-    pub(super) fn forget(&mut self, tenant: &TenantId, contact_key: &str) {
+    pub(crate) fn forget(&mut self, tenant: &TenantId, contact_key: &str) {
         let hash = person_hash(tenant, contact_key);
         if self
             .people
@@ -155,12 +156,12 @@ impl MembershipCache {
         }
     }
 
-    pub(super) fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.people.clear();
     }
 
     /// About how many bytes the cached memberships take.
-    pub(super) fn approximate_bytes(&self) -> u64 {
+    pub(crate) fn approximate_bytes(&self) -> u64 {
         let membership = |m: &ActiveMembership| {
             std::mem::size_of::<ActiveMembership>() + m.id.len() + m.bucket_id.len()
         };
