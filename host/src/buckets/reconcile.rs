@@ -261,6 +261,13 @@ pub trait ReconcileTx: MembershipTx {
         contact_key: &str,
         properties: &mut Map<String, Value>,
     ) -> StoreResult<bool>;
+    /// Before a pass visits its people one by one ([`ReconcileTx::lock_person`]): lock them
+    /// all at once, in the order ingest locks people in, so a pass and an ingest batch that
+    /// share people never wait on each other in a cycle. Nothing to do for a store with one
+    /// writer.
+    async fn lock_people(&mut self, _tenant: &TenantId, _contact_keys: &[&str]) -> StoreResult<()> {
+        Ok(())
+    }
     /// Whether the bucket's first backfill has not completed: a `bucket_configs` row exists
     /// with no criteria fingerprint yet (no row: not gated).
     async fn first_backfill_pending(
@@ -385,6 +392,7 @@ pub async fn run_pass(
                 tx.members_to_recheck(tenant, &bucket.id, limit).await?
             };
             outcome.examined = members.len();
+            lock_members(tx, tenant, &members).await?;
             for mut member in members {
                 let (key, props) = (&member.contact_key, &mut member.properties);
                 match matches_now(tx, tenant, key, props, criteria, &queries, now).await? {
@@ -408,29 +416,31 @@ pub async fn run_pass(
             }
         }
         Pass::AbsenceJoins => {
+            let mut candidates = Vec::new();
             for leg in absence_legs(criteria) {
-                let candidates =
-                    absence::candidates(tx, tenant, &bucket.id, &leg, now, limit).await?;
-                outcome.examined += candidates.len();
-                for mut candidate in candidates {
-                    let key = &candidate.contact_key;
-                    let props = &mut candidate.properties;
-                    if matches_now(tx, tenant, key, props, criteria, &queries, now).await?
-                        != Some(true)
-                    {
-                        continue;
-                    }
-                    let joined = membership::join(
-                        tx,
-                        bucket,
-                        tenant,
-                        &candidate.contact_key,
-                        Source::Reconcile,
-                        now,
-                    )
-                    .await?;
-                    outcome.transitions.extend(joined);
+                candidates
+                    .extend(absence::candidates(tx, tenant, &bucket.id, &leg, now, limit).await?);
+            }
+            outcome.examined = candidates.len();
+            let keys: Vec<&str> = candidates.iter().map(|c| c.contact_key.as_str()).collect();
+            tx.lock_people(tenant, &keys).await?;
+            for mut candidate in candidates {
+                let key = &candidate.contact_key;
+                let props = &mut candidate.properties;
+                if matches_now(tx, tenant, key, props, criteria, &queries, now).await? != Some(true)
+                {
+                    continue;
                 }
+                let joined = membership::join(
+                    tx,
+                    bucket,
+                    tenant,
+                    &candidate.contact_key,
+                    Source::Reconcile,
+                    now,
+                )
+                .await?;
+                outcome.transitions.extend(joined);
             }
         }
         Pass::MaxDwell => {
@@ -438,6 +448,7 @@ pub async fn run_pass(
                 .members_past_max_dwell(tenant, &bucket.id, now, limit)
                 .await?;
             outcome.examined = members.len();
+            lock_members(tx, tenant, &members).await?;
             for mut member in members {
                 if !tx
                     .lock_person(tenant, &member.contact_key, &mut member.properties)
@@ -456,6 +467,7 @@ pub async fn run_pass(
                 .members_due_dwell(tenant, &bucket.id, schedule, now, limit)
                 .await?;
             outcome.examined = members.len();
+            lock_members(tx, tenant, &members).await?;
             for mut member in members {
                 let Some(count) = dwell_due(
                     schedule,
@@ -513,6 +525,16 @@ async fn matches_now(
     }
     let counts = tx.event_counts(tenant, contact_key, queries, now).await?;
     Ok(Some(evaluate(criteria, properties, &counts)))
+}
+
+/// [`ReconcileTx::lock_people`] for a page of members.
+async fn lock_members(
+    tx: &mut impl ReconcileTx,
+    tenant: &TenantId,
+    members: &[ReconcileMember],
+) -> StoreResult<()> {
+    let keys: Vec<&str> = members.iter().map(|m| m.contact_key.as_str()).collect();
+    tx.lock_people(tenant, &keys).await
 }
 
 /// A member leaves by the job: the leave rule of every writer, as [`Source::Reconcile`].

@@ -466,24 +466,36 @@ impl<'a> PgTx<'a> {
     /// could form a cycle; taken together in id order, they cannot.
     pub(super) async fn lock(&mut self, targets: &[LockTarget]) -> StoreResult<()> {
         self.lock_advisory(targets).await?;
-        let mut tenants = Vec::new();
-        let mut kinds = Vec::new();
-        let mut values = Vec::new();
-        for target in targets {
-            if let LockName::Identity(key) = &target.name {
-                tenants.push(target.tenant.as_str());
-                kinds.push(key.kind.as_str());
-                values.push(key.value.as_str());
-            }
+        let designated: Vec<(&TenantId, &IdentityKey)> = targets
+            .iter()
+            .filter_map(|target| match &target.name {
+                LockName::Identity(key) => Some((&target.tenant, key)),
+                LockName::Idempotency(_) => None,
+            })
+            .collect();
+        self.lock_designated(&designated).await
+    }
+
+    /// Lock the live contacts that `values` designate right now, in id order, in one
+    /// statement (see [`LOCK_DESIGNATED`]).
+    pub(super) async fn lock_designated(
+        &mut self,
+        values: &[(&TenantId, &IdentityKey)],
+    ) -> StoreResult<()> {
+        if values.is_empty() {
+            return Ok(());
         }
-        if !values.is_empty() {
-            sqlx::query(LOCK_DESIGNATED)
-                .bind(&tenants)
-                .bind(&kinds)
-                .bind(&values)
-                .execute(&mut *self.conn)
-                .await?;
-        }
+        let (tenants, keys): (Vec<&str>, Vec<(&str, &str)>) = values
+            .iter()
+            .map(|(tenant, key)| (tenant.as_str(), (key.kind.as_str(), key.value.as_str())))
+            .unzip();
+        let (kinds, values): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
+        sqlx::query(LOCK_DESIGNATED)
+            .bind(&tenants)
+            .bind(&kinds)
+            .bind(&values)
+            .execute(self.writing())
+            .await?;
         Ok(())
     }
 

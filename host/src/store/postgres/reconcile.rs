@@ -17,6 +17,7 @@ use crate::buckets::membership::ActiveMembership;
 use crate::buckets::reconcile::{self, JoinCandidate, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
+use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::TenantId;
 use crate::store::codec::{SkipTally, StartedRuns, parse_object, to_u32};
 use crate::store::{IngestRouting, Lease, ReconcileReport, StoreResult};
@@ -92,6 +93,20 @@ impl ReconcileTx for PgTx<'_> {
             }
             _ => Ok(false),
         }
+    }
+
+    /// The contacts the keys designate through their key column (or an alias of a former
+    /// key), locked in id order like an ingest batch's.
+    async fn lock_people(&mut self, tenant: &TenantId, contact_keys: &[&str]) -> StoreResult<()> {
+        let keys: Vec<IdentityKey> = contact_keys
+            .iter()
+            .map(|key| IdentityKey {
+                kind: IdentityKind::Key,
+                value: (*key).to_owned(),
+            })
+            .collect();
+        let values: Vec<(&TenantId, &IdentityKey)> = keys.iter().map(|key| (tenant, key)).collect();
+        self.lock_designated(&values).await
     }
 
     async fn first_backfill_pending(
