@@ -341,12 +341,15 @@ pub trait ReconcileTx: MembershipTx {
         now: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<ReconcileMember>>;
-    /// Disarm a membership's expiry timer (clear `expires_at`) and mark it evaluated at `at`.
-    async fn disarm_expiry(
+    /// Mark members that still match evaluated at `at` and, with `disarm_expiry`, clear their
+    /// expiry timer (`expires_at`), in one write; a membership another writer holds right now
+    /// is skipped (that writer is moving the person: the next pass re-checks them).
+    async fn mark_evaluated(
         &mut self,
         tenant: &TenantId,
-        membership_id: &str,
+        membership_ids: &[&str],
         at: Timestamp,
+        disarm_expiry: bool,
     ) -> StoreResult<()>;
     /// Record that the dwell schedule `label` fired at `at` (and that the member was
     /// evaluated), if the membership is still active: whether it was.
@@ -392,20 +395,29 @@ pub async fn run_pass(
                 tx.members_to_recheck(tenant, &bucket.id, limit).await?
             };
             outcome.examined = members.len();
-            lock_members(tx, tenant, &members).await?;
-            for mut member in members {
+            // Most members still match: that is read without their locks, and they are
+            // marked evaluated together at the end, so a pass holds only the locks of the
+            // people it moves (ingest batches wait on none of the rest). A concurrent ingest
+            // that changes a person re-evaluates them itself.
+            let mut still_matching = Vec::with_capacity(members.len());
+            let mut movers = Vec::new();
+            for member in members {
+                let counts = tx
+                    .event_counts(tenant, &member.contact_key, &queries, now)
+                    .await?;
+                if evaluate(criteria, &member.properties, &counts) {
+                    still_matching.push(member);
+                } else {
+                    movers.push(member);
+                }
+            }
+            // The movers are checked again under their locks, taken together in order.
+            lock_members(tx, tenant, &movers).await?;
+            for mut member in movers {
                 let (key, props) = (&member.contact_key, &mut member.properties);
                 match matches_now(tx, tenant, key, props, criteria, &queries, now).await? {
                     None => {}
-                    // Still matching: an expiry timer is disarmed (the criteria pass stays
-                    // its backstop); a re-checked member is marked evaluated.
-                    Some(true) if pass == Pass::Expiry => {
-                        tx.disarm_expiry(tenant, &member.membership.id, now).await?;
-                    }
-                    Some(true) => {
-                        tx.touch_membership(tenant, &member.membership.id, now, None)
-                            .await?;
-                    }
+                    Some(true) => still_matching.push(member),
                     Some(false) => {
                         let left =
                             leave_by_clock(tx, bucket, tenant, &member, LeaveReason::Criteria, now)
@@ -414,6 +426,14 @@ pub async fn run_pass(
                     }
                 }
             }
+            // Still matching: a re-checked member is marked evaluated; an expiry timer is
+            // disarmed too (the criteria pass stays its backstop).
+            let ids: Vec<&str> = still_matching
+                .iter()
+                .map(|m| m.membership.id.as_str())
+                .collect();
+            tx.mark_evaluated(tenant, &ids, now, pass == Pass::Expiry)
+                .await?;
         }
         Pass::AbsenceJoins => {
             let mut candidates = Vec::new();

@@ -329,19 +329,29 @@ impl ReconcileTx for PgTx<'_> {
         members(&rows)
     }
 
-    async fn disarm_expiry(
+    async fn mark_evaluated(
         &mut self,
         tenant: &TenantId,
-        membership_id: &str,
+        membership_ids: &[&str],
         at: Timestamp,
+        disarm_expiry: bool,
     ) -> StoreResult<()> {
+        if membership_ids.is_empty() {
+            return Ok(());
+        }
+        // The rows are found by primary key alone (no other index can serve `id = ANY`), and
+        // locked in id order, skipping any another transaction holds, so the pass never waits.
         sqlx::query(
-            "UPDATE bucket_memberships SET expires_at = NULL, last_evaluated_at = $1 \
-             WHERE tenant_id = $2 AND id = $3 AND status = 'active'",
+            "UPDATE bucket_memberships m SET last_evaluated_at = $1, \
+             expires_at = CASE WHEN $4 THEN NULL ELSE m.expires_at END \
+             FROM (SELECT id FROM bucket_memberships WHERE id = ANY($3) \
+                 ORDER BY id FOR UPDATE SKIP LOCKED) free \
+             WHERE m.id = free.id AND m.tenant_id = $2 AND m.status = 'active'",
         )
         .bind(at.0)
         .bind(tenant.as_str())
-        .bind(membership_id)
+        .bind(membership_ids)
+        .bind(disarm_expiry)
         .execute(self.conn())
         .await?;
         Ok(())

@@ -356,20 +356,22 @@ impl ReconcileTx for SqliteReconcileTx<'_> {
         )
     }
 
-    async fn disarm_expiry(
+    async fn mark_evaluated(
         &mut self,
         tenant: &TenantId,
-        membership_id: &str,
+        membership_ids: &[&str],
         at: Timestamp,
+        disarm_expiry: bool,
     ) -> StoreResult<()> {
-        self.conn
-            .prepare_cached(concat!(
-                "UPDATE bucket_memberships SET expires_at = NULL, last_evaluated_at = ?1 \
-                 WHERE tenant = ",
-                tenant_number!("?2"),
-                " AND id = ?3 AND status = 'active'"
-            ))?
-            .execute(params![at.0, tenant.as_str(), membership_id])?;
+        let mut statement = self.conn.prepare_cached(concat!(
+            "UPDATE bucket_memberships SET last_evaluated_at = ?1, \
+             expires_at = CASE WHEN ?4 THEN NULL ELSE expires_at END WHERE tenant = ",
+            tenant_number!("?2"),
+            " AND id = ?3 AND status = 'active'"
+        ))?;
+        for id in membership_ids {
+            statement.execute(params![at.0, tenant.as_str(), id, disarm_expiry])?;
+        }
         Ok(())
     }
 

@@ -116,6 +116,14 @@ impl TestDb {
         }
     }
 
+    /// The PostgreSQL pool, for a test that holds locks in a transaction of its own.
+    pub(crate) fn pg_pool(&self) -> Option<&PgPool> {
+        match &*self.0 {
+            Inner::Sqlite { .. } => None,
+            Inner::Postgres { pool, .. } => Some(pool),
+        }
+    }
+
     /// Run a statement binding `args` as text to `$1`, `$2` …; the rows it changed.
     pub(crate) async fn execute(
         &self,

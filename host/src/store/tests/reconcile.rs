@@ -180,6 +180,69 @@ store_test!(
     }
 );
 
+store_test!(
+    given_members_who_still_match_when_another_writer_holds_some_of_them_then_the_criteria_pass_marks_the_rest_without_waiting,
+    |f| async move {
+        // Given three members of a property bucket, all still matching
+        let pro = bucket(
+            "pro",
+            json!({"type": "property", "property": "plan", "operator": "eq", "value": "pro"}),
+        );
+        for user in ["ada", "bob", "cy"] {
+            person_does(&f, &pro, user, "plan.changed", T0, json!({"plan": "pro"})).await;
+        }
+        // And, on PostgreSQL, another transaction holding bob's membership row and cy's contact
+        let mut holder = match f.db.pg_pool() {
+            Some(pool) => {
+                let mut tx = pool.begin().await.unwrap();
+                sqlx::query(
+                    "SELECT 1 FROM bucket_memberships WHERE contact_key = 'bob' FOR UPDATE",
+                )
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+                sqlx::query("SELECT 1 FROM contacts WHERE key = 'cy' FOR UPDATE")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                Some(tx)
+            }
+            None => None,
+        };
+
+        // When the criteria pass runs (a pass that waited for the holder would never end)
+        let at = T0 + DAY;
+        let report = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            pass(&f, &pro, Pass::CriteriaLeaves, at),
+        )
+        .await
+        .expect("the pass waited for the other writer");
+        if let Some(tx) = holder.take() {
+            tx.rollback().await.unwrap();
+        }
+
+        // Then nobody left, cy (whose contact was held, not her membership) and ada are marked
+        // evaluated, and bob's held row is left for the next pass
+        assert!(changed(&report).is_empty());
+        assert_eq!(report.examined, 3);
+        let evaluated_at = |user: &'static str| {
+            let db = f.db.clone();
+            async move {
+                db.count(
+                    "SELECT last_evaluated_at FROM bucket_memberships WHERE contact_key = $1",
+                    &[user],
+                )
+                .await
+            }
+        };
+        assert_eq!(evaluated_at("ada").await, at);
+        assert_eq!(evaluated_at("cy").await, at);
+        let bob_marked = f.db.pg_pool().is_none();
+        assert_eq!(evaluated_at("bob").await == at, bob_marked);
+    }
+);
+
 /// Dormant for 7 days and on the pro plan.
 fn dormant_pro() -> BucketDef {
     bucket(
