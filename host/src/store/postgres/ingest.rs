@@ -62,7 +62,14 @@ pub(super) async fn ingest(
     loop {
         match ingest_batch(store, &batch, routing.as_ref(), defer_transitions).await {
             Ok(Some(outcomes)) => return Ok(outcomes),
-            Ok(None) => defer_transitions = false,
+            Ok(None) => {
+                tracing::info!(
+                    events = batch.len(),
+                    "a bucket transition's key was already stored; running the batch again, \
+                     writing transitions one by one"
+                );
+                defer_transitions = false;
+            }
             Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => attempt += 1,
             Err(e) => return Err(e),
         }

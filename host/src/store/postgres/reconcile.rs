@@ -4,10 +4,13 @@
 //! tenant at once.
 //!
 //! Concurrency: before changing a person's membership a pass takes the person's contact lock
-//! (the one ingest takes), so a pass and an ingest of the same person run one after the other;
-//! the membership compare-and-swaps and the transitions' deterministic keys make a pass that
-//! runs twice (two hosts, a retry) harmless. A transaction aborted to break a deadlock is run
-//! again.
+//! (the one ingest takes), so a pass and an ingest of the same person run one after the other.
+//! It takes the locks of the people it moves together, in id order like an ingest batch
+//! ([`ReconcileTx::lock_people`]), so the two never wait on each other in a cycle; members who
+//! still match are marked evaluated without locking their contacts, skipping rows another
+//! transaction holds ([`ReconcileTx::mark_evaluated`]). The membership compare-and-swaps and
+//! the transitions' deterministic keys make a pass that runs twice (two hosts, a retry)
+//! harmless. A transaction aborted to break a deadlock is run again.
 
 use super::identity::{PgTx, live_by_key};
 use super::ingest::ingest_transition;
@@ -339,14 +342,18 @@ impl ReconcileTx for PgTx<'_> {
         if membership_ids.is_empty() {
             return Ok(());
         }
-        // The rows are found by primary key alone (no other index can serve `id = ANY`), and
-        // locked in id order, skipping any another transaction holds, so the pass never waits.
+        // Each id is one fenced primary-key lookup, locking its row unless another transaction
+        // holds it (skipped: the pass never waits); the update then takes the locked rows by
+        // their physical address. A join on `id` instead was planned, on stale statistics, as
+        // a nested loop over every active member of the tenant.
         sqlx::query(
-            "UPDATE bucket_memberships m SET last_evaluated_at = $1, \
-             expires_at = CASE WHEN $4 THEN NULL ELSE m.expires_at END \
-             FROM (SELECT id FROM bucket_memberships WHERE id = ANY($3) \
-                 ORDER BY id FOR UPDATE SKIP LOCKED) free \
-             WHERE m.id = free.id AND m.tenant_id = $2 AND m.status = 'active'",
+            "UPDATE bucket_memberships SET last_evaluated_at = $1, \
+             expires_at = CASE WHEN $4 THEN NULL ELSE expires_at END \
+             WHERE ctid = ANY(ARRAY(\
+                 SELECT f.ctid FROM unnest($3::text[]) AS ids(id) \
+                 CROSS JOIN LATERAL (SELECT ctid, tenant_id, status FROM bucket_memberships \
+                     WHERE id = ids.id OFFSET 0 FOR UPDATE SKIP LOCKED) f \
+                 WHERE f.tenant_id = $2 AND f.status = 'active'))",
         )
         .bind(at.0)
         .bind(tenant.as_str())
