@@ -77,6 +77,26 @@ fn active_from_row(row: &PgRow) -> StoreResult<ActiveMembership> {
 }
 
 impl PgTx<'_> {
+    /// Run `sql`, a statement starting with [`count_person_events`], for the person and the
+    /// queries' arrays.
+    async fn person_counts_query(
+        &mut self,
+        sql: &'static str,
+        tenant: &TenantId,
+        contact_key: &str,
+        queries: &[EventQuery],
+        now: Timestamp,
+    ) -> StoreResult<Vec<PgRow>> {
+        let (names, since) = count_arrays(queries, now);
+        Ok(sqlx::query(sql)
+            .bind(tenant.as_str())
+            .bind(contact_key)
+            .bind(&names)
+            .bind(&since)
+            .fetch_all(self.conn())
+            .await?)
+    }
+
     /// The counts [`count_person_events`] answered, plus the events this transaction stored
     /// but writes only at its end.
     fn counts_from_rows(
@@ -111,13 +131,8 @@ impl MembershipTx for PgTx<'_> {
         queries: &[EventQuery],
         now: Timestamp,
     ) -> StoreResult<EventCounts> {
-        let (names, since) = count_arrays(queries, now);
-        let rows = sqlx::query(count_person_events!())
-            .bind(tenant.as_str())
-            .bind(contact_key)
-            .bind(&names)
-            .bind(&since)
-            .fetch_all(self.conn())
+        let rows = self
+            .person_counts_query(count_person_events!(), tenant, contact_key, queries, now)
             .await?;
         let rows: Vec<&PgRow> = rows.iter().collect();
         self.counts_from_rows(tenant, contact_key, queries, now, &rows)
@@ -161,19 +176,15 @@ impl MembershipTx for PgTx<'_> {
             };
             return Ok((counts, self.active_memberships(tenant, contact_key).await?));
         }
-        let (names, since) = count_arrays(queries, now);
-        let rows = sqlx::query(concat!(
+        let sql = concat!(
             count_person_events!(),
             " UNION ALL SELECT NULL, NULL, m.* FROM (",
             active_of_person!(),
             ") m"
-        ))
-        .bind(tenant.as_str())
-        .bind(contact_key)
-        .bind(&names)
-        .bind(&since)
-        .fetch_all(self.conn())
-        .await?;
+        );
+        let rows = self
+            .person_counts_query(sql, tenant, contact_key, queries, now)
+            .await?;
         let mut active = Vec::new();
         let mut count_rows = Vec::with_capacity(queries.len());
         for row in &rows {
