@@ -42,6 +42,10 @@ macro_rules! count_person_events {
     };
 }
 
+/// [`count_person_events`], for the tests that look at its plan.
+#[cfg(test)]
+pub(super) const COUNT_PERSON_EVENTS: &str = count_person_events!();
+
 /// The active memberships of the person `$2` of tenant `$1`. The person's rows are found on
 /// `bucket_memberships_by_contact` and only then filtered by status (`OFFSET 0` fences the
 /// subquery): a test on status beside the tenant would let the planner pick one of the partial

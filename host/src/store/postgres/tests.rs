@@ -547,3 +547,47 @@ async fn a_journal_comes_back_exactly_as_recorded() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_planned_when_its_table_was_one_page_still_walks_the_index() {
+    with_db(|db, store, tenant| async move {
+        // Given an events table analyzed while it held a few rows (autovacuum does so after
+        // 50 in a fresh database), when a seq scan of its one page looked cheapest
+        let items = (0..30)
+            .map(|i| IngestItem {
+                event: event(&tenant, &format!("u{}", i % 7), None, T0 + i),
+                candidates: vec![],
+            })
+            .collect();
+        store.ingest_plain(items).await.unwrap();
+        let mut raw = db.raw().await;
+        sqlx::query("ANALYZE events")
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        // When one of the store's connections plans a person's event counts (generic plans:
+        // planned once, kept as the table grows)
+        let mut conn = store.pool.acquire().await.unwrap();
+        let prepare = format!(
+            "PREPARE person_counts(text, text, text[], int8[]) AS {}",
+            super::membership::COUNT_PERSON_EVENTS
+        );
+        sqlx::raw_sql(AssertSqlSafe(prepare))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(
+            "EXPLAIN EXECUTE person_counts('t', 'u1', '{user.signed_up}', '{0}')",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        // Then the plan looks the person up on the index, and never scans the table
+        let plan = plan.join("\n");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
+        assert!(plan.contains("events_by_contact"), "{plan}");
+        drop(conn);
+        db
+    })
+    .await;
+}
