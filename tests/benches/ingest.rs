@@ -53,6 +53,10 @@
 //!   a summary follows the rounds: each phase's events/s and ratios round by round, and their
 //!   medians, which the targets are judged on.
 //!
+//! - `WAYMARK_BENCH_ANALYZE_SECS` [10]: on a PostgreSQL server with autovacuum off (this
+//!   machine's is), how often the bench does autovacuum's ANALYZE for it (`0`: never; see
+//!   [`StatsKeeper`]).
+//!
 //! The data dir is a temporary directory (set `TMPDIR` to put it on another disk). The load
 //! generator runs on the same machine as the server and takes some of its CPU.
 //!
@@ -97,6 +101,7 @@ struct Config {
     buckets: bool,
     slices: usize,
     rounds: usize,
+    analyze_every: Duration,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -141,6 +146,7 @@ impl Config {
             ),
             slices: env_or("WAYMARK_BENCH_SLICES", 4usize).max(1),
             rounds: env_or("WAYMARK_BENCH_ROUNDS", 1usize).max(1),
+            analyze_every: Duration::from_secs(env_or("WAYMARK_BENCH_ANALYZE_SECS", 10u64)),
         }
     }
 }
@@ -702,6 +708,11 @@ async fn drive(
             .await,
         );
     }
+    let database_urls = servers
+        .iter()
+        .filter_map(|server| Some(server.database.as_ref()?.url.clone()))
+        .collect();
+    let stats = StatsKeeper::start(database_urls, config.analyze_every).await;
     let Bodies {
         warmup,
         single,
@@ -732,6 +743,14 @@ async fn drive(
         config.slices,
     )
     .await;
+    if let Some(stats) = stats {
+        let analyzed = stats.stop();
+        notes.push(format!(
+            "autovacuum is off in this PostgreSQL: the bench stood in for its ANALYZE every \
+             {} s (tables changed by 50 rows + 10% since their last), {analyzed} ANALYZE(s)",
+            config.analyze_every.as_secs()
+        ));
+    }
     let mut driven = Vec::new();
     for (((server, warm), single), batches) in
         servers.into_iter().zip(warm).zip(singles).zip(batches)
@@ -763,6 +782,75 @@ async fn drive(
         driven.push((server, driven_one));
     }
     driven
+}
+
+/// Autovacuum's ANALYZE, done by the bench for a server that has autovacuum off (the README
+/// asks for it on, and this machine's PostgreSQL has it off). Without statistics, every
+/// connection plans each statement once, at whatever size its tables had then, and keeps the
+/// plan: where two indexes cost the same on a tiny table, the choice is a lottery per
+/// connection, and a loser walks every event of the tenant for one person's count (measured:
+/// 10-60 ms a count instead of 0.03 ms; two runs of the same code measured batch ratios of
+/// 0.34x and 1.01x).
+/// An ANALYZE gives the planner the tables' real shape and makes every connection plan again.
+/// Autovacuum's rule: a table is analyzed once more than 50 rows + 10% of it changed since the
+/// last; its naptime (60 s) is shortened here to `period`, as the bench's minutes stand for a
+/// deployment's hours of growth.
+struct StatsKeeper {
+    task: tokio::task::JoinHandle<()>,
+    analyzed: Arc<AtomicUsize>,
+}
+
+impl StatsKeeper {
+    async fn start(database_urls: Vec<String>, period: Duration) -> Option<StatsKeeper> {
+        if database_urls.is_empty() || period.is_zero() {
+            return None;
+        }
+        let mut conns = Vec::new();
+        for url in &database_urls {
+            conns.push(sqlx::PgConnection::connect(url).await.expect("connecting"));
+        }
+        let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+            .fetch_one(&mut conns[0])
+            .await
+            .expect("reading autovacuum");
+        if autovacuum == "on" {
+            return None;
+        }
+        let analyzed = Arc::new(AtomicUsize::new(0));
+        let count = analyzed.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                for conn in &mut conns {
+                    let due: Vec<String> = sqlx::query_scalar(
+                        "SELECT s.relname::text FROM pg_stat_user_tables s \
+                         JOIN pg_class c ON c.oid = s.relid \
+                         WHERE s.n_mod_since_analyze > 50 + 0.1 * GREATEST(c.reltuples, 0)",
+                    )
+                    .fetch_all(&mut *conn)
+                    .await
+                    .unwrap_or_default();
+                    for table in due {
+                        let analyze = format!("ANALYZE \"{table}\"");
+                        if sqlx::query(sqlx::AssertSqlSafe(analyze))
+                            .execute(&mut *conn)
+                            .await
+                            .is_ok()
+                        {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        });
+        Some(StatsKeeper { task, analyzed })
+    }
+
+    /// Stop; how many tables it analyzed.
+    fn stop(self) -> usize {
+        self.task.abort();
+        self.analyzed.load(Ordering::Relaxed)
+    }
 }
 
 /// One phase on every server.
