@@ -16,7 +16,8 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use std::collections::HashMap;
 
-/// `bucket_memberships m` joined to its live contact `c`.
+/// `bucket_memberships m` joined to its live contact `c`, for counts (a hash join over the
+/// bucket's members; pages and lists look each row's contact up with `live_contact_of`).
 macro_rules! live_memberships {
     () => {
         "bucket_memberships m JOIN contacts c ON c.tenant_id = m.tenant_id \
@@ -123,8 +124,9 @@ pub(super) async fn bucket_members(
         .await?;
     // One more than the page, to know whether another follows.
     let rows = sqlx::query(concat!(
-        "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count FROM ",
-        live_memberships!(),
+        "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count \
+         FROM bucket_memberships m ",
+        live_contact_of!("m", "c.email"),
         " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active' \
          AND m.id > $3 ORDER BY m.id LIMIT $4"
     ))
@@ -173,8 +175,9 @@ pub(super) async fn recent_members(
     }
     .page_size();
     sqlx::query(concat!(
-        "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count FROM ",
-        live_memberships!(),
+        "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count \
+         FROM bucket_memberships m ",
+        live_contact_of!("m", "c.email"),
         " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active' \
          ORDER BY m.id DESC LIMIT $3"
     ))
@@ -222,8 +225,8 @@ pub(super) async fn contact_memberships(
     sqlx::query(concat!(
         "SELECT ",
         membership_columns!(),
-        " FROM ",
-        live_memberships!(),
+        " FROM bucket_memberships m ",
+        live_contact_of!("m", "c.key"),
         " WHERE m.tenant_id = $1 AND m.contact_key = $2 AND m.status = 'active' \
          ORDER BY m.bucket_id"
     ))

@@ -26,6 +26,7 @@
 //! too). The contact lookups shared with the contact queries (by key, through aliases) live
 //! here as well.
 
+use super::deferred_joins::DeferredJoins;
 use super::live_statuses;
 use super::rows::{contact_columns, contact_from_row};
 use super::runs::{AwaitedEvent, wake_waiting_runs};
@@ -253,6 +254,9 @@ pub(super) struct PgTx<'a> {
     /// Ingest's: the active memberships of the people this transaction evaluated or created
     /// (see [`MembershipCache`]); capacity 0 (keeping none) in every other transaction.
     pub(super) memberships: MembershipCache,
+    /// Ingest's: the membership rows of the people this transaction created, written with
+    /// its events (see [`DeferredJoins`]); nothing is deferred in other transactions.
+    pub(super) deferred_joins: DeferredJoins,
     /// Whether a bucket transition's event waits for [`PgTx::write_events`] too, instead of
     /// being inserted as it happens (see [`PgTx::store_transition_event`]).
     defer_transitions: bool,
@@ -328,6 +332,7 @@ impl<'a> PgTx<'a> {
             pending_events: Vec::new(),
             pending_transitions: Vec::new(),
             memberships: MembershipCache::new(0),
+            deferred_joins: DeferredJoins::default(),
             defer_transitions: false,
         }
     }
@@ -337,6 +342,7 @@ impl<'a> PgTx<'a> {
     pub(super) fn for_ingest(conn: &'a mut PgConnection, defer_transitions: bool) -> Self {
         Self {
             memberships: MembershipCache::new(INGEST_MEMBERSHIP_CAPACITY),
+            deferred_joins: DeferredJoins::enabled(),
             defer_transitions,
             ..Self::new(conn)
         }
@@ -393,6 +399,7 @@ impl<'a> PgTx<'a> {
     /// fails), then the deferred transitions (a taken key is reported, see [`Written`]), and
     /// wake the runs waiting for any of them: at most three statements, however many events.
     pub(super) async fn write_events(&mut self) -> StoreResult<Written> {
+        self.write_deferred_joins().await?;
         let events = std::mem::take(&mut self.pending_events);
         let transitions = std::mem::take(&mut self.pending_transitions);
         let conn = self.writing();
@@ -405,6 +412,12 @@ impl<'a> PgTx<'a> {
             events.iter().chain(&transitions).map(awaited).collect();
         wake_waiting_runs(conn, &awaited).await?;
         Ok(Written::All)
+    }
+
+    /// Insert the membership rows kept in memory ([`DeferredJoins`]).
+    pub(super) async fn write_deferred_joins(&mut self) -> StoreResult<()> {
+        self.looked_up = None;
+        self.deferred_joins.write(self.conn).await
     }
 
     /// The connection, for statements of the caller's own (which may write).
@@ -653,6 +666,8 @@ impl IdentityTx for PgTx<'_> {
         .execute(self.writing())
         .await?;
         self.memberships.created(&contact.tenant_id, &contact.key);
+        self.deferred_joins
+            .created(&contact.tenant_id, &contact.key);
         Ok(())
     }
 
@@ -744,6 +759,8 @@ impl IdentityTx for PgTx<'_> {
         if from == to {
             return Ok(());
         }
+        // Rows kept in memory are written first, so the statements below move them too.
+        self.write_deferred_joins().await?;
         self.memberships.forget(tenant, from);
         self.memberships.forget(tenant, to);
         for event in self

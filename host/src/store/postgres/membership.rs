@@ -14,6 +14,7 @@
 //! ([`PgTx::store_transition_event`]).
 
 use super::PgStore;
+use super::deferred_joins::DeferredLeave;
 use super::identity::{PgTx, live_by_key};
 use super::ingest::ingest_transition;
 use crate::buckets::membership::{
@@ -147,6 +148,9 @@ impl MembershipTx for PgTx<'_> {
         tenant: &TenantId,
         contact_key: &str,
     ) -> StoreResult<Vec<ActiveMembership>> {
+        if let Some(active) = self.deferred_joins.active_of(tenant, contact_key) {
+            return Ok(active);
+        }
         if let Some(known) = self.memberships.get(tenant, contact_key) {
             return Ok(known.to_vec());
         }
@@ -172,7 +176,9 @@ impl MembershipTx for PgTx<'_> {
         queries: &[EventQuery],
         now: Timestamp,
     ) -> StoreResult<(EventCounts, Vec<ActiveMembership>)> {
-        if queries.is_empty() || self.memberships.get(tenant, contact_key).is_some() {
+        let known = self.memberships.get(tenant, contact_key).is_some()
+            || self.deferred_joins.holds(tenant, contact_key);
+        if queries.is_empty() || known {
             let counts = if queries.is_empty() {
                 EventCounts::new()
             } else {
@@ -206,6 +212,23 @@ impl MembershipTx for PgTx<'_> {
         &mut self,
         m: &NewMembership,
     ) -> StoreResult<Option<MembershipHistory>> {
+        // A person this transaction created: their rows are all in memory, written with the
+        // batch's events.
+        if let Some(deferred) = self.deferred_joins.join(m) {
+            if let Some(history) = &deferred {
+                self.memberships.joined(
+                    &m.tenant_id,
+                    &m.contact_key,
+                    ActiveMembership {
+                        id: m.id.clone(),
+                        bucket_id: m.bucket_id.clone(),
+                        entry_count: history.next_epoch(),
+                        entered_at: m.entered_at,
+                    },
+                );
+            }
+            return Ok(deferred);
+        }
         // The history and the insert in one statement: the epoch is numbered from the rows
         // the statement sees (`next_epoch`: 1 + every earlier row).
         let row = sqlx::query(
@@ -262,17 +285,11 @@ impl MembershipTx for PgTx<'_> {
         at: Timestamp,
         reason: LeaveReason,
     ) -> StoreResult<bool> {
-        let left: Option<String> = sqlx::query_scalar(
-            "UPDATE bucket_memberships SET status = 'left', left_at = $1, leave_reason = $2, \
-             last_evaluated_at = $1, updated_at = $1 \
-             WHERE tenant_id = $3 AND id = $4 AND status = 'active' RETURNING contact_key",
-        )
-        .bind(at.0)
-        .bind(reason.as_str())
-        .bind(tenant.as_str())
-        .bind(membership_id)
-        .fetch_optional(self.conn())
-        .await?;
+        let left = match self.deferred_joins.leave(tenant, membership_id, at, reason) {
+            DeferredLeave::NotActive => return Ok(false),
+            DeferredLeave::Left(contact_key) => Some(contact_key),
+            DeferredLeave::NotHere => self.leave_stored(tenant, membership_id, at, reason).await?,
+        };
         let Some(contact_key) = left else {
             return Ok(false);
         };
@@ -287,6 +304,12 @@ impl MembershipTx for PgTx<'_> {
         at: Timestamp,
         expires_at: Option<Timestamp>,
     ) -> StoreResult<()> {
+        if self
+            .deferred_joins
+            .touch(tenant, membership_id, at, expires_at)
+        {
+            return Ok(());
+        }
         sqlx::query(
             "UPDATE bucket_memberships SET last_evaluated_at = $1, \
              expires_at = COALESCE($2, expires_at) \
@@ -299,6 +322,30 @@ impl MembershipTx for PgTx<'_> {
         .execute(self.conn())
         .await?;
         Ok(())
+    }
+}
+
+impl PgTx<'_> {
+    /// Close a stored membership: the person's key, when it was active.
+    async fn leave_stored(
+        &mut self,
+        tenant: &TenantId,
+        membership_id: &str,
+        at: Timestamp,
+        reason: LeaveReason,
+    ) -> StoreResult<Option<String>> {
+        let left: Option<String> = sqlx::query_scalar(
+            "UPDATE bucket_memberships SET status = 'left', left_at = $1, leave_reason = $2, \
+             last_evaluated_at = $1, updated_at = $1 \
+             WHERE tenant_id = $3 AND id = $4 AND status = 'active' RETURNING contact_key",
+        )
+        .bind(at.0)
+        .bind(reason.as_str())
+        .bind(tenant.as_str())
+        .bind(membership_id)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(left)
     }
 }
 

@@ -419,6 +419,79 @@ store_test!(
         }
         assert_eq!(memberships(&f, "active").await, 2);
         assert_eq!(memberships(&f, "left").await, 1);
+        // ...and the rows stored say so: the first epoch closed by the downgrade, the second
+        // open since the upgrade
+        let stored = |sql: &'static str| f.db.count(sql, &[]);
+        assert_eq!(
+            stored(
+                "SELECT COUNT(*) FROM bucket_memberships WHERE bucket_id = 'pro' \
+                 AND entry_count = 1 AND status = 'left' AND leave_reason = 'criteria' \
+                 AND left_at = 1700000000001 AND entered_at = 1700000000000"
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            stored(
+                "SELECT COUNT(*) FROM bucket_memberships WHERE bucket_id = 'pro' \
+                 AND entry_count = 2 AND status = 'active' AND left_at IS NULL \
+                 AND entered_at = 1700000000002"
+            )
+            .await,
+            1
+        );
+    }
+);
+
+store_test!(
+    given_one_batch_when_a_visitor_it_created_joins_and_then_links_to_a_member_then_one_membership_remains_under_the_survivor,
+    |f| async move {
+        // Given ada, a member of pro
+        let routing = routing(vec![pro()]);
+        let mut known = event(&f.tenant, "ada", T0);
+        known.contact_properties = obj(json!({"plan": "pro"}));
+        ingest_routed(&f, known, &routing).await;
+
+        // When one batch creates an anonymous visitor on pro (a join of a contact the batch
+        // created) and then links the visitor to ada
+        let mut visitor = event_as(&f.tenant, Identity::new(None, None, Some("anon-1")), T0 + 1);
+        visitor.contact_properties = obj(json!({"plan": "pro"}));
+        let linking = event_as(
+            &f.tenant,
+            Identity::new(Some("ada"), None, Some("anon-1")),
+            T0 + 2,
+        );
+        let item = |event| IngestItem {
+            event,
+            candidates: vec![],
+        };
+        let outcomes = f
+            .store
+            .ingest(Arc::new([item(visitor), item(linking)]), routing.clone())
+            .await
+            .unwrap();
+
+        // Then the visitor joined, the link moved nothing, and ada's membership is the one
+        // active row: the visitor's closed as merged, both under ada's key
+        let moved: Vec<Vec<BucketTransition>> = outcomes.iter().map(transitions).collect();
+        assert_eq!(moved, vec![vec![change("pro", "entered", 1, true)], vec![]]);
+        assert_eq!(memberships(&f, "active").await, 1);
+        assert_eq!(
+            f.db.count(
+                "SELECT COUNT(*) FROM bucket_memberships WHERE leave_reason = $1",
+                &["merged"],
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            f.db.count(
+                "SELECT COUNT(*) FROM bucket_memberships WHERE contact_key = $1",
+                &["ada"],
+            )
+            .await,
+            2
+        );
     }
 );
 
