@@ -21,6 +21,11 @@
 //! moves), and another writer can hold one in the rare case a key comes back (a deleted
 //! contact's key taken by a new person): the batch then rolls back and runs again, writing
 //! each transition as it happens and acting only on the ones it stored.
+//!
+//! So are the membership rows of the people the batch created (a new user's sign-up joins
+//! their property buckets): they cannot have rows in the table yet, so the batch keeps them in
+//! memory, numbers their epochs there, and inserts them in one statement before its events
+//! (`deferred_joins`).
 
 use super::identity::{LockName, LockTarget, PendingEvent, PgTx, Written};
 use super::journeys::{count_skips, exit_runs};

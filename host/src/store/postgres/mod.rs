@@ -20,8 +20,9 @@
 //!
 //! Round trips, not the server, bound throughput here (a statement costs ~0.1–0.2 ms on
 //! loopback), so the hot paths count statements: a resolution looks all its values up in one,
-//! an ingest batch writes its events in one, a commit writes journal, emails, run and timer in
-//! one. Connections use generic plans (each statement planned once per connection, never per
+//! an ingest batch writes its events in one (and the memberships of the people it created in
+//! another: `deferred_joins`), a commit writes journal, emails, run and timer in one.
+//! Connections use generic plans (each statement planned once per connection, never per
 //! execution): the statements look rows up by full index keys driven by the values, and the
 //! batch ones are shaped so that no plan can scan a whole table. Sequential scans are off
 //! (`SESSION_SETTINGS`), so a plan made on a table analyzed while it was tiny still walks the
