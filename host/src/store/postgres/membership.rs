@@ -214,68 +214,23 @@ impl MembershipTx for PgTx<'_> {
     ) -> StoreResult<Option<MembershipHistory>> {
         // A person this transaction created: their rows are all in memory, written with the
         // batch's events.
-        if let Some(deferred) = self.deferred_joins.join(m) {
-            if let Some(history) = &deferred {
-                self.memberships.joined(
-                    &m.tenant_id,
-                    &m.contact_key,
-                    ActiveMembership {
-                        id: m.id.clone(),
-                        bucket_id: m.bucket_id.clone(),
-                        entry_count: history.next_epoch(),
-                        entered_at: m.entered_at,
-                    },
-                );
-            }
-            return Ok(deferred);
-        }
-        // The history and the insert in one statement: the epoch is numbered from the rows
-        // the statement sees (`next_epoch`: 1 + every earlier row).
-        let row = sqlx::query(
-            "WITH history AS (\
-                 SELECT COUNT(*) AS n, MAX(left_at) AS last_left FROM bucket_memberships \
-                 WHERE tenant_id = $2 AND contact_key = $4 AND bucket_id = $3), \
-             inserted AS (\
-                 INSERT INTO bucket_memberships (id, tenant_id, bucket_id, contact_key, status, \
-                 entry_count, source, entered_at, expires_at, max_dwell_at, \
-                 last_evaluated_at, updated_at) \
-                 SELECT $1, $2, $3, $4, 'active', history.n + 1, $5, $6, $7, $8, $6, $6 \
-                 FROM history \
-                 ON CONFLICT (tenant_id, bucket_id, contact_key) WHERE status = 'active' \
-                 DO NOTHING RETURNING 1) \
-             SELECT history.n, history.last_left, EXISTS (SELECT 1 FROM inserted) AS inserted \
-             FROM history",
-        )
-        .bind(&m.id)
-        .bind(m.tenant_id.as_str())
-        .bind(&m.bucket_id)
-        .bind(&m.contact_key)
-        .bind(m.source.as_str())
-        .bind(m.entered_at.0)
-        .bind(m.expires_at.map(|t| t.0))
-        .bind(m.max_dwell_at.map(|t| t.0))
-        .fetch_one(self.conn())
-        .await?;
-        let history = MembershipHistory {
-            rows: to_u32("membership count", row.try_get("n")?)?,
-            last_left_at: row.try_get::<Option<i64>, _>("last_left")?.map(Timestamp),
+        let history = match self.deferred_joins.join(m) {
+            Some(deferred) => deferred,
+            None => self.insert_stored_membership(m).await?,
         };
-        if !row.try_get::<bool, _>("inserted")? {
-            // Already a member, which the cache did not know: it forgets the person.
-            self.memberships.forget(&m.tenant_id, &m.contact_key);
-            return Ok(None);
+        if let Some(history) = &history {
+            self.memberships.joined(
+                &m.tenant_id,
+                &m.contact_key,
+                ActiveMembership {
+                    id: m.id.clone(),
+                    bucket_id: m.bucket_id.clone(),
+                    entry_count: history.next_epoch(),
+                    entered_at: m.entered_at,
+                },
+            );
         }
-        self.memberships.joined(
-            &m.tenant_id,
-            &m.contact_key,
-            ActiveMembership {
-                id: m.id.clone(),
-                bucket_id: m.bucket_id.clone(),
-                entry_count: history.next_epoch(),
-                entered_at: m.entered_at,
-            },
-        );
-        Ok(Some(history))
+        Ok(history)
     }
 
     async fn leave_membership(
@@ -325,7 +280,52 @@ impl MembershipTx for PgTx<'_> {
     }
 }
 
+/// Joins and leaves of the rows in the table (not [`super::deferred_joins`]).
 impl PgTx<'_> {
+    /// Number and insert a membership in one statement: the history it was numbered from,
+    /// or `None` when the person already is a member.
+    async fn insert_stored_membership(
+        &mut self,
+        m: &NewMembership,
+    ) -> StoreResult<Option<MembershipHistory>> {
+        // The epoch is numbered from the rows the statement sees (`next_epoch`: 1 + every
+        // earlier row).
+        let row = sqlx::query(
+            "WITH history AS (\
+                 SELECT COUNT(*) AS n, MAX(left_at) AS last_left FROM bucket_memberships \
+                 WHERE tenant_id = $2 AND contact_key = $4 AND bucket_id = $3), \
+             inserted AS (\
+                 INSERT INTO bucket_memberships (id, tenant_id, bucket_id, contact_key, status, \
+                 entry_count, source, entered_at, expires_at, max_dwell_at, \
+                 last_evaluated_at, updated_at) \
+                 SELECT $1, $2, $3, $4, 'active', history.n + 1, $5, $6, $7, $8, $6, $6 \
+                 FROM history \
+                 ON CONFLICT (tenant_id, bucket_id, contact_key) WHERE status = 'active' \
+                 DO NOTHING RETURNING 1) \
+             SELECT history.n, history.last_left, EXISTS (SELECT 1 FROM inserted) AS inserted \
+             FROM history",
+        )
+        .bind(&m.id)
+        .bind(m.tenant_id.as_str())
+        .bind(&m.bucket_id)
+        .bind(&m.contact_key)
+        .bind(m.source.as_str())
+        .bind(m.entered_at.0)
+        .bind(m.expires_at.map(|t| t.0))
+        .bind(m.max_dwell_at.map(|t| t.0))
+        .fetch_one(self.conn())
+        .await?;
+        if !row.try_get::<bool, _>("inserted")? {
+            // Already a member, which the cache did not know: it forgets the person.
+            self.memberships.forget(&m.tenant_id, &m.contact_key);
+            return Ok(None);
+        }
+        Ok(Some(MembershipHistory {
+            rows: to_u32("membership count", row.try_get("n")?)?,
+            last_left_at: row.try_get::<Option<i64>, _>("last_left")?.map(Timestamp),
+        }))
+    }
+
     /// Close a stored membership: the person's key, when it was active.
     async fn leave_stored(
         &mut self,

@@ -475,23 +475,7 @@ store_test!(
         // active row: the visitor's closed as merged, both under ada's key
         let moved: Vec<Vec<BucketTransition>> = outcomes.iter().map(transitions).collect();
         assert_eq!(moved, vec![vec![change("pro", "entered", 1, true)], vec![]]);
-        assert_eq!(memberships(&f, "active").await, 1);
-        assert_eq!(
-            f.db.count(
-                "SELECT COUNT(*) FROM bucket_memberships WHERE leave_reason = $1",
-                &["merged"],
-            )
-            .await,
-            1
-        );
-        assert_eq!(
-            f.db.count(
-                "SELECT COUNT(*) FROM bucket_memberships WHERE contact_key = $1",
-                &["ada"],
-            )
-            .await,
-            2
-        );
+        assert_merged_into_ada(&f).await;
     }
 );
 
@@ -626,25 +610,31 @@ store_test!(
         // Then the survivor stays a member, the other membership closed as merged, and every
         // row is under the survivor's key
         assert!(transitions(&outcome).is_empty());
-        assert_eq!(memberships(&f, "active").await, 1);
-        assert_eq!(
-            f.db.count(
-                "SELECT COUNT(*) FROM bucket_memberships WHERE leave_reason = $1",
-                &["merged"],
-            )
-            .await,
-            1
-        );
-        assert_eq!(
-            f.db.count(
-                "SELECT COUNT(*) FROM bucket_memberships WHERE contact_key = $1",
-                &["ada"],
-            )
-            .await,
-            2
-        );
+        assert_merged_into_ada(&f).await;
     }
 );
+
+/// After two members of pro merged into ada: hers is the one active membership, the other
+/// closed as merged, and both rows are under her key.
+async fn assert_merged_into_ada(f: &Fixture) {
+    assert_eq!(memberships(f, "active").await, 1);
+    assert_eq!(
+        f.db.count(
+            "SELECT COUNT(*) FROM bucket_memberships WHERE leave_reason = $1",
+            &["merged"],
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        f.db.count(
+            "SELECT COUNT(*) FROM bucket_memberships WHERE contact_key = $1",
+            &["ada"],
+        )
+        .await,
+        2
+    );
+}
 
 store_test!(
     given_members_joining_in_turn_when_the_recent_ones_are_read_then_the_newest_come_first,
