@@ -97,7 +97,7 @@ impl LockTarget {
 /// index, and the sorted ids then drive one primary-key lookup each, locking as they go (in
 /// id order). Likewise, no lookup by id also tests `deleted_at` in its `WHERE` (which would
 /// let the planner scan a partial index of live rows instead of using the primary key).
-const LOCK_DESIGNATED: &str = "SELECT l.id FROM (\
+const LOCK_DESIGNATED: &str = "SELECT l.tenant_id, l.key FROM (\
         SELECT DISTINCT x.id FROM unnest($1::text[], $2::text[], $3::text[]) \
             AS k(tenant_id, kind, value) \
         CROSS JOIN LATERAL (\
@@ -113,7 +113,7 @@ const LOCK_DESIGNATED: &str = "SELECT l.id FROM (\
                 AND kind = k.kind AND value = k.value \
             OFFSET 0) x \
         ORDER BY x.id) i \
-    CROSS JOIN LATERAL (SELECT c.id FROM contacts c WHERE c.id = i.id FOR UPDATE) l";
+    CROSS JOIN LATERAL (SELECT c.tenant_id, c.key FROM contacts c WHERE c.id = i.id FOR UPDATE) l";
 
 /// The lookups of several values at once, as [`live_contact`] answers each (the contact's own
 /// column for the value's kind, else an alias of that kind), in one statement: `$1` the
@@ -251,8 +251,9 @@ pub(super) struct PgTx<'a> {
     pending_events: Vec<PendingEvent>,
     /// Bucket transitions' events deferred to [`PgTx::write_events`] (see `defer_transitions`).
     pending_transitions: Vec<PendingEvent>,
-    /// Ingest's: the active memberships of the people this transaction evaluated or created
-    /// (see [`MembershipCache`]); capacity 0 (keeping none) in every other transaction.
+    /// Ingest's: the active memberships of the people this transaction locked up front (read
+    /// together when the batch evaluates buckets), evaluated or created (see
+    /// [`MembershipCache`]); capacity 0 (keeping none) in every other transaction.
     pub(super) memberships: MembershipCache,
     /// Ingest's: the membership rows of the people this transaction created, written with
     /// its events (see [`DeferredJoins`]); nothing is deferred in other transactions.
@@ -265,6 +266,9 @@ pub(super) struct PgTx<'a> {
 /// How many people an ingest transaction remembers the memberships of: more than a batch
 /// can name.
 const INGEST_MEMBERSHIP_CAPACITY: usize = 1 << 16;
+
+/// The (tenant, key) of contacts a transaction locked.
+pub(super) type LockedPeople = Vec<(TenantId, String)>;
 
 /// What [`PgTx::write_events`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,7 +481,10 @@ impl<'a> PgTx<'a> {
     /// different values (one by user id, the other by email: different advisory locks): taken
     /// as each item's resolution meets them, in whatever order the items come, those row locks
     /// could form a cycle; taken together in id order, they cannot.
-    pub(super) async fn lock(&mut self, targets: &[LockTarget]) -> StoreResult<()> {
+    ///
+    /// Answers the (tenant, key) of the contacts locked: no other writer changes them, or
+    /// what is stored under their keys, until this transaction ends.
+    pub(super) async fn lock(&mut self, targets: &[LockTarget]) -> StoreResult<LockedPeople> {
         self.lock_advisory(targets).await?;
         let designated: Vec<(&TenantId, &IdentityKey)> = targets
             .iter()
@@ -490,26 +497,28 @@ impl<'a> PgTx<'a> {
     }
 
     /// Lock the live contacts that `values` designate right now, in id order, in one
-    /// statement (see [`LOCK_DESIGNATED`]).
+    /// statement (see [`LOCK_DESIGNATED`]); their (tenant, key).
     pub(super) async fn lock_designated(
         &mut self,
         values: &[(&TenantId, &IdentityKey)],
-    ) -> StoreResult<()> {
+    ) -> StoreResult<LockedPeople> {
         if values.is_empty() {
-            return Ok(());
+            return Ok(LockedPeople::new());
         }
         let (tenants, keys): (Vec<&str>, Vec<(&str, &str)>) = values
             .iter()
             .map(|(tenant, key)| (tenant.as_str(), (key.kind.as_str(), key.value.as_str())))
             .unzip();
         let (kinds, values): (Vec<&str>, Vec<&str>) = keys.into_iter().unzip();
-        sqlx::query(LOCK_DESIGNATED)
+        let rows = sqlx::query(LOCK_DESIGNATED)
             .bind(&tenants)
             .bind(&kinds)
             .bind(&values)
-            .execute(self.writing())
+            .fetch_all(self.writing())
             .await?;
-        Ok(())
+        rows.iter()
+            .map(|row| Ok((TenantId(row.try_get("tenant_id")?), row.try_get("key")?)))
+            .collect()
     }
 
     /// Take the advisory locks on `targets` not held yet, in the order given (which must be

@@ -22,10 +22,13 @@
 //! contact's key taken by a new person): the batch then rolls back and runs again, writing
 //! each transition as it happens and acting only on the ones it stored.
 //!
-//! So are the membership rows of the people the batch created (a new user's sign-up joins
-//! their property buckets): they cannot have rows in the table yet, so the batch keeps them in
-//! memory, numbers their epochs there, and inserts them in one statement before its events
-//! (`deferred_joins`).
+//! Buckets. When some tenant of the batch has buckets, the active memberships of every
+//! person the batch locked are read right after the locks, in one statement
+//! (`PgTx::remember_memberships`): the locks keep them true until the commit, so an event's
+//! evaluation reads only its counts. The membership rows of the people the batch created are
+//! inserted at the end too (a new user's sign-up joins their property buckets): they cannot
+//! have rows in the table yet, so the batch keeps them in memory, numbers their epochs there,
+//! and inserts them in one statement before its events (`deferred_joins`).
 
 use super::identity::{LockName, LockTarget, PendingEvent, PgTx, Written};
 use super::journeys::{count_skips, exit_runs};
@@ -91,7 +94,11 @@ async fn ingest_batch(
 ) -> StoreResult<Option<Vec<IngestOutcome>>> {
     let mut tx = store.pool.begin().await?;
     let mut pg = PgTx::for_ingest(&mut tx, defer_transitions);
-    pg.lock(&batch_locks(batch)).await?;
+    let locked = pg.lock(&batch_locks(batch)).await?;
+    // One person's read is one statement either way.
+    if locked.len() > 1 && evaluates_buckets(batch, routing) {
+        pg.remember_memberships(&locked).await?;
+    }
     let mut used = used_keys(pg.conn(), batch).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut skips = SkipTally::default();
@@ -106,6 +113,20 @@ async fn ingest_batch(
     count_skips(pg.conn(), &skips).await?;
     tx.commit().await?;
     Ok(Some(outcomes))
+}
+
+/// Whether some item's tenant has buckets, which ingest evaluates: then the memberships of
+/// everyone the batch locked are read up front, in one statement, rather than person by
+/// person as events reach them.
+fn evaluates_buckets(batch: &[IngestItem], routing: &dyn IngestRouting) -> bool {
+    let mut tenants: Vec<&TenantId> = batch.iter().map(|item| &item.event.tenant_id).collect();
+    tenants.sort();
+    tenants.dedup();
+    tenants.into_iter().any(|tenant| {
+        routing
+            .buckets(tenant)
+            .is_some_and(|registry| registry.evaluated().next().is_some())
+    })
 }
 
 /// Every advisory lock the batch needs, sorted into the global order, without repeats.

@@ -280,6 +280,48 @@ impl MembershipTx for PgTx<'_> {
     }
 }
 
+impl PgTx<'_> {
+    /// Read the active memberships of all `people` in one statement and remember them for
+    /// the rest of the transaction, which must hold their contact locks: every writer of
+    /// memberships holds the person's, so the answers stay true until the commit, and each
+    /// person's evaluations need no read of their own.
+    pub(super) async fn remember_memberships(
+        &mut self,
+        people: &[(TenantId, String)],
+    ) -> StoreResult<()> {
+        if people.is_empty() {
+            return Ok(());
+        }
+        let (tenants, keys): (Vec<&str>, Vec<&str>) = people
+            .iter()
+            .map(|(tenant, key)| (tenant.as_str(), key.as_str()))
+            .unzip();
+        let rows = sqlx::query(
+            "SELECT p.n, m.id, m.bucket_id, m.entry_count, m.entered_at \
+             FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS p(tenant_id, contact_key, n) \
+             CROSS JOIN LATERAL (SELECT id, bucket_id, entry_count, entered_at FROM (\
+                 SELECT id, bucket_id, entry_count, entered_at, status FROM bucket_memberships \
+                 WHERE tenant_id = p.tenant_id AND contact_key = p.contact_key OFFSET 0) x \
+             WHERE status = 'active') m",
+        )
+        .bind(&tenants)
+        .bind(&keys)
+        .fetch_all(self.conn())
+        .await?;
+        let mut active: Vec<Vec<ActiveMembership>> = vec![Vec::new(); people.len()];
+        for row in &rows {
+            let n: i64 = row.try_get("n")?;
+            if let Some(person) = usize::try_from(n - 1).ok().and_then(|i| active.get_mut(i)) {
+                person.push(active_from_row(row)?);
+            }
+        }
+        for ((tenant, key), memberships) in people.iter().zip(&active) {
+            self.memberships.put(tenant, key, memberships);
+        }
+        Ok(())
+    }
+}
+
 /// Joins and leaves of the rows in the table (not [`super::deferred_joins`]).
 impl PgTx<'_> {
     /// Number and insert a membership in one statement: the history it was numbered from,

@@ -92,7 +92,7 @@ impl ReconcileTx for PgTx<'_> {
             })
             .collect();
         let values: Vec<(&TenantId, &IdentityKey)> = keys.iter().map(|key| (tenant, key)).collect();
-        self.lock_designated(&values).await
+        self.lock_designated(&values).await.map(|_| ())
     }
 
     async fn first_backfill_pending(

@@ -444,6 +444,60 @@ store_test!(
 );
 
 store_test!(
+    given_two_members_and_one_other_when_one_batch_moves_all_three_then_each_sees_their_own_memberships,
+    |f| async move {
+        // Given ada and bob on pro (members) and cy on free
+        let routing = routing(vec![pro()]);
+        let on = |user: &str, plan: &str, at: i64| {
+            let mut e = event(&f.tenant, user, at);
+            e.contact_properties = obj(json!({ "plan": plan }));
+            e
+        };
+        for (i, (user, plan)) in [("ada", "pro"), ("bob", "pro"), ("cy", "free")]
+            .into_iter()
+            .enumerate()
+        {
+            ingest_routed(&f, on(user, plan, T0 + i as i64), &routing).await;
+        }
+        assert_eq!(memberships(&f, "active").await, 2);
+
+        // When one batch downgrades ada, sends bob's plan unchanged with a new seat count, and
+        // upgrades cy (the batch reads all three people's memberships up front)
+        let mut bob = on("bob", "pro", T0 + 11);
+        bob.contact_properties = obj(json!({"plan": "pro", "seats": 12}));
+        let item = |event| IngestItem {
+            event,
+            candidates: vec![],
+        };
+        let outcomes = f
+            .store
+            .ingest(
+                Arc::new([
+                    item(on("ada", "free", T0 + 10)),
+                    item(bob),
+                    item(on("cy", "pro", T0 + 12)),
+                ]),
+                routing.clone(),
+            )
+            .await
+            .unwrap();
+
+        // Then ada leaves, bob stays, cy joins
+        let moved: Vec<Vec<BucketTransition>> = outcomes.iter().map(transitions).collect();
+        assert_eq!(
+            moved,
+            vec![
+                vec![change("pro", "left", 1, true)],
+                vec![],
+                vec![change("pro", "entered", 1, true)],
+            ]
+        );
+        assert_eq!(memberships(&f, "active").await, 2);
+        assert_eq!(memberships(&f, "left").await, 1);
+    }
+);
+
+store_test!(
     given_one_batch_when_a_visitor_it_created_joins_and_then_links_to_a_member_then_one_membership_remains_under_the_survivor,
     |f| async move {
         // Given ada, a member of pro
