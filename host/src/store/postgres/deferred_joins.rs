@@ -58,10 +58,11 @@ pub(super) enum DeferredLeave {
 pub(super) struct DeferredJoins {
     /// Whether joins are deferred at all (ingest batches only).
     enabled: bool,
-    /// The people whose rows are all here, by (tenant, key): their rows' places in `rows`.
-    people: HashMap<(TenantId, String), Vec<usize>>,
-    /// Each row's place in `rows`, by (tenant, membership id).
-    by_id: HashMap<(TenantId, String), usize>,
+    /// The people whose rows are all here, by tenant and key (so a lookup borrows, never
+    /// allocates): their rows' places in `rows`.
+    people: HashMap<TenantId, HashMap<String, Vec<usize>>>,
+    /// Each row's place in `rows`, by membership id (ids are unique across tenants).
+    by_id: HashMap<String, usize>,
     rows: Vec<Row>,
 }
 
@@ -77,18 +78,15 @@ impl DeferredJoins {
     pub(super) fn created(&mut self, tenant: &TenantId, contact_key: &str) {
         if self.enabled {
             self.people
-                .insert((tenant.clone(), contact_key.to_owned()), Vec::new());
+                .entry(tenant.clone())
+                .or_default()
+                .insert(contact_key.to_owned(), Vec::new());
         }
     }
 
     /// The places of the person's rows, when they are all here.
     fn places(&self, tenant: &TenantId, contact_key: &str) -> Option<&[usize]> {
-        if self.people.is_empty() {
-            return None;
-        }
-        self.people
-            .get(&(tenant.clone(), contact_key.to_owned()))
-            .map(Vec::as_slice)
+        self.people.get(tenant)?.get(contact_key).map(Vec::as_slice)
     }
 
     /// Whether the person's rows are all here.
@@ -135,11 +133,12 @@ impl DeferredJoins {
         }
         let place = self.rows.len();
         self.people
-            .entry((m.tenant_id.clone(), m.contact_key.clone()))
+            .entry(m.tenant_id.clone())
+            .or_default()
+            .entry(m.contact_key.clone())
             .or_default()
             .push(place);
-        self.by_id
-            .insert((m.tenant_id.clone(), m.id.clone()), place);
+        self.by_id.insert(m.id.clone(), place);
         self.rows.push(Row {
             new: m.clone(),
             entry_count: history.next_epoch(),
@@ -190,8 +189,10 @@ impl DeferredJoins {
     }
 
     fn row_mut(&mut self, tenant: &TenantId, id: &str) -> Option<&mut Row> {
-        let place = *self.by_id.get(&(tenant.clone(), id.to_owned()))?;
-        self.rows.get_mut(place)
+        let place = *self.by_id.get(id)?;
+        self.rows
+            .get_mut(place)
+            .filter(|row| row.new.tenant_id == *tenant)
     }
 
     /// Insert every row kept here (one statement); the people become ordinary ones, whose
