@@ -19,7 +19,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::ids::TenantId;
 use crate::modules::ModuleRegistry;
 use crate::store::{
-    BackfillStep, BucketFingerprint, ClaimedBackfill, IngestRouting, Lease, Store, StoreResult,
+    BackfillStep, Backfills, BucketFingerprint, ClaimedBackfill, IngestRouting, Lease, StoreResult,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +52,7 @@ pub fn fingerprints(registry: &BucketRegistry) -> Vec<BucketFingerprint> {
 /// clock): a new bucket gets its config row — no fingerprint yet, a pending first-time
 /// backfill — and changed criteria queue a re-evaluation.
 pub async fn register(
-    store: &dyn Store,
+    store: &dyn Backfills,
     tenant: &TenantId,
     registry: &BucketRegistry,
     now: Timestamp,
@@ -65,7 +65,7 @@ pub async fn register(
 }
 
 pub struct BackfillWorker {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Backfills>,
     pub modules: Arc<ModuleRegistry>,
     pub clock: Clock,
     /// Notified when a backfill may have been queued.

@@ -19,7 +19,7 @@ use super::EventQuery;
 use super::reconcile::{JoinCandidate, ReconcileTx};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
-use crate::store::StoreResult;
+use crate::store::error::StoreResult;
 
 /// Events a scan may read per candidate it may return. Bounds one pass's work when most
 /// crossing events belong to people who are members already or did the event again since.

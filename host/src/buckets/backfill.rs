@@ -18,7 +18,7 @@ use super::membership::{self, MembershipTx, Source, Transition};
 use super::{BucketDef, Condition, EventCheck, LeaveReason, evaluate};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
-use crate::store::StoreResult;
+use crate::store::error::StoreResult;
 use serde::Serialize;
 use serde_json::{Map, Value};
 

@@ -20,7 +20,7 @@ use super::{
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::journeys::EntryLimit;
-use crate::store::StoreResult;
+use crate::store::error::StoreResult;
 use serde_json::{Map, Value, json};
 
 /// What made a membership change.

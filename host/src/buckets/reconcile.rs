@@ -18,7 +18,7 @@ use super::membership::{self, ActiveMembership, MembershipTx, Source, Transition
 use super::{BucketDef, Condition, DwellSchedule, EventCheck, EventQuery, LeaveReason, evaluate};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
-use crate::store::StoreResult;
+use crate::store::error::StoreResult;
 use serde_json::{Map, Value};
 
 /// One pass of the reconcile job over one bucket.

@@ -24,7 +24,7 @@ pub mod unsubscribe;
 
 use crate::clock::Clock;
 use crate::clock::Timestamp;
-use crate::store::{DeliveryResult, Lease, OutboxEmail, Store};
+use crate::store::{DeliveryResult, Lease, Outbox, OutboxEmail};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -138,7 +138,7 @@ fn retry_delay(attempts: u32) -> Duration {
 }
 
 pub struct DeliveryWorker {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Outbox>,
     pub mailer: Arc<Mailer>,
     pub clock: Clock,
     pub wake: Arc<Notify>,

@@ -8,7 +8,7 @@
 //! token is good for [`TOKEN_LIFETIME`]: long enough for an old email's link to keep working.
 //!
 //! The secret is per tenant, created on first use and stored in the database
-//! ([`crate::store::Store::email_signing_secret`]), so every host on one database signs and
+//! ([`crate::store::EmailPreferences::email_signing_secret`]), so every host on one database signs and
 //! verifies alike.
 
 use crate::clock::Timestamp;

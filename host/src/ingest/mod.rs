@@ -10,7 +10,6 @@ use crate::buckets::{BUCKET_EVENT_PREFIX, BucketKind, is_bucket_event};
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::Identity;
 use crate::ids::{EventId, TenantId};
-use crate::journeys::router;
 use crate::modules::ModuleRegistry;
 use crate::store::{
     BucketTransition, ContactUpsert, ExitedRun, IngestItem, IngestOutcome, IngestRouting,
@@ -173,8 +172,8 @@ impl Ingestor {
         for (position, request) in requests.into_iter().enumerate() {
             match self.validate(tenant, request) {
                 Ok(event) => {
-                    let candidates = router::candidates_for(
-                        &self.registry,
+                    let candidates = IngestRouting::journeys(
+                        self.registry.as_ref(),
                         tenant,
                         &event.name,
                         &event.event_properties,

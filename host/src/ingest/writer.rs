@@ -1,9 +1,9 @@
 //! Ingest's group commit: concurrent ingests share database transactions
-//! ([`crate::group_commit`]). One batch is one `Store::ingest` transaction, so a caller's
+//! ([`crate::group_commit`]). One batch is one `EventIngest::ingest` transaction, so a caller's
 //! answer — and so its 202 — comes only after its event's transaction committed.
 
 use crate::group_commit::{Batch, GroupCommit, GroupCommitter};
-use crate::store::{IngestItem, IngestOutcome, IngestRouting, Store, StoreResult};
+use crate::store::{EventIngest, IngestItem, IngestOutcome, IngestRouting, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -12,10 +12,10 @@ pub use crate::group_commit::WriterStopped;
 /// The handle ingest submits to; cheap to clone.
 pub type IngestWriter = GroupCommitter<IngestBatch>;
 
-/// Events stored in one `Store::ingest` transaction; `routing` answers, per batch, which
+/// Events stored in one `EventIngest::ingest` transaction; `routing` answers, per batch, which
 /// journeys and buckets the events reach.
 pub struct IngestBatch {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn EventIngest>,
     pub routing: Arc<dyn IngestRouting>,
 }
 
@@ -31,7 +31,7 @@ impl Batch for IngestBatch {
 
 /// Start the ingest writer.
 pub fn spawn(
-    store: Arc<dyn Store>,
+    store: Arc<dyn EventIngest>,
     routing: Arc<dyn IngestRouting>,
     config: GroupCommit,
 ) -> IngestWriter {

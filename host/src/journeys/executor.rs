@@ -15,7 +15,8 @@ use crate::runtime::mail::{StoreMail, UnsubscribeLinks};
 use crate::runtime::members::StoreBuckets;
 use crate::runtime::{ActivationOutcome, ActivationRequest, RuntimeError};
 use crate::store::{
-    ActivationCommit, ActivationInput, NewEmail, RunTransition, Store, StoreError, StoreResult,
+    ActivationCommit, ActivationInput, NewEmail, RunQueue, RunTransition, Store, StoreError,
+    StoreResult,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -35,9 +36,9 @@ const ACTIVATION_GROUP_COMMIT: GroupCommit = GroupCommit {
     serial_store: false,
 };
 
-/// Activation commits of one group-commit batch, in one [`Store::commit_activations`].
+/// Activation commits of one group-commit batch, in one [`crate::store::RunQueue::commit_activations`].
 pub struct ActivationBatch {
-    store: Arc<dyn Store>,
+    store: Arc<dyn RunQueue>,
 }
 
 #[async_trait]
@@ -73,6 +74,7 @@ pub enum Activated {
 }
 
 pub struct Executor {
+    /// Whole: activations read through every concern the guest's imports reach.
     store: Arc<dyn Store>,
     commits: GroupCommitter<ActivationBatch>,
     registry: Arc<ModuleRegistry>,

@@ -7,27 +7,23 @@
 //! read consistently and every skip is counted.
 
 use crate::buckets::{EventCounts, evaluate};
-use crate::ids::TenantId;
-use crate::modules::ModuleRegistry;
 use crate::modules::manifest::JourneyDef;
 use crate::store::RunCandidate;
 use serde_json::{Map, Value};
 
-/// The journeys an event named `event_name` with `event_properties` may start.
-pub fn candidates_for(
-    registry: &ModuleRegistry,
-    tenant: &TenantId,
-    event_name: &str,
+/// The journeys an event with `event_properties` may start, from the journeys bound to its
+/// name (each with the hash of the module that declares it).
+pub fn candidates_for<'a>(
+    bound: impl IntoIterator<Item = (&'a str, &'a JourneyDef)>,
     event_properties: &Map<String, Value>,
 ) -> Vec<RunCandidate> {
-    registry
-        .bound_to(tenant, event_name)
+    bound
         .into_iter()
-        .map(|(module, journey)| RunCandidate {
-            trigger_matches: trigger_filter_holds(&journey, event_properties),
+        .map(|(module_hash, journey)| RunCandidate {
+            trigger_matches: trigger_filter_holds(journey, event_properties),
             declared_enabled: journey.enabled,
-            journey_id: journey.id,
-            module_hash: module.hash.clone(),
+            journey_id: journey.id.clone(),
+            module_hash: module_hash.to_owned(),
             entry_limit: journey.entry_limit,
         })
         .collect()

@@ -385,7 +385,13 @@ impl IngestRouting for ModuleRegistry {
         event_name: &str,
         event_properties: &serde_json::Map<String, serde_json::Value>,
     ) -> Vec<RunCandidate> {
-        crate::journeys::router::candidates_for(self, tenant, event_name, event_properties)
+        let bound = self.bound_to(tenant, event_name);
+        crate::journeys::router::candidates_for(
+            bound
+                .iter()
+                .map(|(module, journey)| (module.hash.as_str(), journey)),
+            event_properties,
+        )
     }
 
     fn exits(

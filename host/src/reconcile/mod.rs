@@ -3,7 +3,7 @@
 //! A cron schedule (`--reconcile-cron`, default every minute, on the host clock — the dev
 //! clock when it was advanced) ticks per tenant. At a tick the job runs, for every bucket the
 //! clock can move, the passes [`crate::buckets::reconcile::passes`] lists, in order, each one
-//! bounded batch ([`crate::store::Store::reconcile_pass`], one transaction that also ingests
+//! bounded batch ([`crate::store::Reconciles::reconcile_pass`], one transaction that also ingests
 //! the transitions). A failing bucket is logged and the others go on.
 //!
 //! Single flight per tenant: one loop per process runs the tenants one after the other, and a
@@ -18,7 +18,7 @@
 //! Catch-up: the last completed tick is stored with the lease. When the host clock jumped
 //! (a restart after downtime, or `POST /v1/admin/clock/advance`) the job runs the passes as of
 //! the ticks it passed over, coalesced: after each tick it asks the store for the earliest
-//! instant anything can next change ([`crate::store::Store::reconcile_next_work`]: a window
+//! instant anything can next change ([`crate::store::Reconciles::reconcile_next_work`]: a window
 //! edge, a max-dwell or min-dwell deadline, a dwell coming due) and jumps to the first tick at
 //! or after it, ending with the latest tick. So a 10-day advance runs a handful of passes, each
 //! as of the tick the work fell due (a reconcile join's `entered_at` is that tick).
@@ -35,7 +35,7 @@ use crate::buckets::reconcile::{Pass, passes};
 use crate::clock::{Clock, Timestamp};
 use crate::ids::TenantId;
 use crate::modules::ModuleRegistry;
-use crate::store::{Lease, Store, StoreError};
+use crate::store::{Lease, Reconciles, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -152,7 +152,7 @@ impl ReconcileSchedule {
 }
 
 pub struct ReconcileJob {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Reconciles>,
     pub modules: Arc<ModuleRegistry>,
     pub clock: Clock,
     pub schedule: ReconcileSchedule,

@@ -9,7 +9,7 @@
 
 use crate::buckets::BucketRegistry;
 use crate::ids::TenantId;
-use crate::store::{MemberPage, MemberPageRequest, Store};
+use crate::store::{BucketReads, MemberPage, MemberPageRequest};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -64,13 +64,17 @@ impl BucketReader for NoBuckets {
 
 /// The store's membership reads for one tenant, limited to the buckets it declares.
 pub struct StoreBuckets {
-    store: Arc<dyn Store>,
+    store: Arc<dyn BucketReads>,
     tenant: TenantId,
     buckets: Arc<BucketRegistry>,
 }
 
 impl StoreBuckets {
-    pub fn new(store: Arc<dyn Store>, tenant: TenantId, buckets: Arc<BucketRegistry>) -> Self {
+    pub fn new(
+        store: Arc<dyn BucketReads>,
+        tenant: TenantId,
+        buckets: Arc<BucketRegistry>,
+    ) -> Self {
         Self {
             store,
             tenant,

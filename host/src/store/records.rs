@@ -578,7 +578,7 @@ pub struct Resolution {
     pub changed_properties: Vec<String>,
 }
 
-/// What [`super::Store::upsert_contact`] did: the resolution, then the bucket transitions its
+/// What [`super::Contacts::upsert_contact`] did: the resolution, then the bucket transitions its
 /// changed properties caused (ingested like real-time ones) and the runs those started.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContactUpsert {

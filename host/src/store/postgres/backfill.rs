@@ -18,11 +18,13 @@ use crate::buckets::backfill::{
 };
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::Backfills;
 use crate::store::codec::{SkipTally, StartedRuns};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, IngestRouting, Lease,
     StoreError, StoreResult,
 };
+use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use std::sync::Arc;
@@ -134,298 +136,298 @@ async fn enqueue(
     Ok(())
 }
 
-pub(super) async fn register_buckets(
-    store: &PgStore,
-    tenant: &TenantId,
-    buckets: &[BucketFingerprint],
-    now: Timestamp,
-) -> StoreResult<()> {
-    let mut tx = store.pool.begin().await?;
-    // In bucket id order, so two hosts registering at once lock rows in the same order.
-    let mut sorted: Vec<&BucketFingerprint> = buckets.iter().collect();
-    sorted.sort_by(|a, b| a.bucket_id.cmp(&b.bucket_id));
-    for bucket in sorted {
-        let stored = status(&mut tx, tenant, &bucket.bucket_id, true)
-            .await?
-            .map(|s| stored_config(&s));
-        match backfill::on_register(stored.as_ref(), &bucket.fingerprint) {
-            ConfigChange::Keep => {}
-            ConfigChange::Enqueue { mode, target_hash } => {
-                enqueue(&mut tx, tenant, &bucket.bucket_id, mode, &target_hash, now).await?;
-            }
-            ConfigChange::Settle => {
-                sqlx::query(
-                    "UPDATE bucket_configs SET backfill_state = 'completed', \
-                     target_hash = criteria_hash, backfill_error = NULL, \
-                     backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
-                     updated_at = $3 WHERE tenant_id = $1 AND bucket_id = $2",
-                )
-                .bind(tenant.as_str())
-                .bind(&bucket.bucket_id)
-                .bind(now.0)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-pub(super) async fn backfill_statuses(
-    store: &PgStore,
-    tenant: &TenantId,
-) -> StoreResult<Vec<BackfillStatus>> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        status_columns!(),
-        " FROM bucket_configs WHERE tenant_id = $1 ORDER BY bucket_id"
-    ))
-    .bind(tenant.as_str())
-    .fetch_all(&store.pool)
-    .await?;
-    rows.iter().map(status_from_row).collect()
-}
-
-pub(super) async fn restart_backfill(
-    store: &PgStore,
-    tenant: &TenantId,
-    bucket: &BucketFingerprint,
-    now: Timestamp,
-) -> StoreResult<BackfillStatus> {
-    let mut tx = store.pool.begin().await?;
-    let stored = status(&mut tx, tenant, &bucket.bucket_id, true).await?;
-    let mode = backfill::restart_mode(stored.and_then(|s| s.criteria_hash).as_deref());
-    enqueue(
-        &mut tx,
-        tenant,
-        &bucket.bucket_id,
-        mode,
-        &bucket.fingerprint,
-        now,
-    )
-    .await?;
-    let status = status(&mut tx, tenant, &bucket.bucket_id, false)
-        .await?
-        .ok_or_else(|| StoreError::corrupt("bucket config", "missing after its upsert"))?;
-    tx.commit().await?;
-    Ok(status)
-}
-
-pub(super) async fn claim_backfill(
-    store: &PgStore,
-    tenant: &TenantId,
-    buckets: &[BucketFingerprint],
-    lease: &Lease,
-    now: Timestamp,
-) -> StoreResult<Option<ClaimedBackfill>> {
-    if buckets.is_empty() {
-        return Ok(None);
-    }
-    let ids: Vec<&str> = buckets.iter().map(|b| b.bucket_id.as_str()).collect();
-    let hashes: Vec<&str> = buckets.iter().map(|b| b.fingerprint.as_str()).collect();
-    let row = sqlx::query(
-        "UPDATE bucket_configs b SET backfill_state = 'running', lease_owner = $4, \
-         lease_until = $5, backfill_started_at = COALESCE(b.backfill_started_at, $6), \
-         backfill_total = COALESCE(b.backfill_total, (SELECT COUNT(*) FROM contacts c \
-         WHERE c.tenant_id = $1 AND c.deleted_at IS NULL)), updated_at = $6 \
-         WHERE (b.tenant_id, b.bucket_id) = (SELECT o.tenant_id, o.bucket_id \
-         FROM bucket_configs o JOIN unnest($2::text[], $3::text[]) AS q(bucket_id, hash) \
-         ON q.bucket_id = o.bucket_id AND q.hash = o.target_hash \
-         WHERE o.tenant_id = $1 AND (o.backfill_state = 'pending' OR \
-         (o.backfill_state = 'running' AND (o.lease_until IS NULL OR o.lease_until < $7))) \
-         ORDER BY o.updated_at, o.bucket_id LIMIT 1 FOR UPDATE OF o SKIP LOCKED) \
-         RETURNING b.bucket_id, b.backfill_mode, b.target_hash",
-    )
-    .bind(tenant.as_str())
-    .bind(&ids)
-    .bind(&hashes)
-    .bind(&lease.owner)
-    .bind(lease.until_real.0)
-    .bind(now.0)
-    .bind(lease.now_real.0)
-    .fetch_optional(&store.pool)
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let mode: String = row.try_get("backfill_mode")?;
-    Ok(Some(ClaimedBackfill {
-        tenant_id: tenant.clone(),
-        bucket_id: row.try_get("bucket_id")?,
-        mode: BackfillMode::parse(&mode)
-            .ok_or_else(|| StoreError::corrupt("backfill mode", &mode))?,
-        target_hash: row.try_get("target_hash")?,
-    }))
-}
-
-pub(super) async fn backfill_step(
-    store: &PgStore,
-    claim: &ClaimedBackfill,
-    bucket: &BucketDef,
-    lease: &Lease,
-    page_size: u32,
-    now: Timestamp,
-    routing: Arc<dyn IngestRouting>,
-) -> StoreResult<BackfillStep> {
-    let tenant = &claim.tenant_id;
-    let mut tx = store.pool.begin().await?;
-    let held = sqlx::query(
-        "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, backfill_left \
-         FROM bucket_configs WHERE tenant_id = $1 AND bucket_id = $2 \
-         AND backfill_state = 'running' AND lease_owner = $3 AND target_hash = $4 FOR UPDATE",
-    )
-    .bind(tenant.as_str())
-    .bind(&claim.bucket_id)
-    .bind(&lease.owner)
-    .bind(&claim.target_hash)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(held) = held else {
-        return Ok(BackfillStep::Lost);
-    };
-    let cursor: Option<String> = held.try_get("backfill_cursor")?;
-    let mut done: i64 = held.try_get("backfill_done")?;
-    let total: Option<i64> = held.try_get("backfill_total")?;
-    let mut joined: i64 = held.try_get("backfill_joined")?;
-    let mut left: i64 = held.try_get("backfill_left")?;
-
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        contact_columns!(),
-        " FROM contacts c WHERE c.tenant_id = $1 AND c.deleted_at IS NULL AND c.id > $2 \
-         ORDER BY c.id LIMIT $3 FOR UPDATE"
-    ))
-    .bind(tenant.as_str())
-    .bind(cursor.unwrap_or_default())
-    .bind(i64::from(page_size))
-    .fetch_all(&mut *tx)
-    .await?;
-    let page = rows
-        .iter()
-        .map(contact_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-
-    let anchor = bucket.criteria.as_ref().and_then(backfill::anchor_event);
-    let mut pg = PgTx::new(&mut tx);
-    let mut runs = StartedRuns::default();
-    for contact in &page {
-        let outcome = backfill::apply_to_contact(
-            &mut pg,
-            bucket,
-            claim.mode,
-            tenant,
-            &contact.key,
-            &contact.properties,
-            now,
-        )
-        .await?;
-        match outcome {
-            ContactOutcome::Joined => {
-                joined += 1;
-                if let Some(event) = anchor {
+#[async_trait]
+impl Backfills for PgStore {
+    async fn register_buckets(
+        &self,
+        tenant: &TenantId,
+        buckets: &[BucketFingerprint],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // In bucket id order, so two hosts registering at once lock rows in the same order.
+        let mut sorted: Vec<&BucketFingerprint> = buckets.iter().collect();
+        sorted.sort_by(|a, b| a.bucket_id.cmp(&b.bucket_id));
+        for bucket in sorted {
+            let stored = status(&mut tx, tenant, &bucket.bucket_id, true)
+                .await?
+                .map(|s| stored_config(&s));
+            match backfill::on_register(stored.as_ref(), &bucket.fingerprint) {
+                ConfigChange::Keep => {}
+                ConfigChange::Enqueue { mode, target_hash } => {
+                    enqueue(&mut tx, tenant, &bucket.bucket_id, mode, &target_hash, now).await?;
+                }
+                ConfigChange::Settle => {
                     sqlx::query(
-                        "UPDATE bucket_memberships SET dwell_anchor_at = (SELECT \
-                         MAX(occurred_at) FROM events WHERE tenant_id = $1 \
-                         AND contact_key = $3 AND name = $4) WHERE tenant_id = $1 \
-                         AND bucket_id = $2 AND contact_key = $3 AND status = 'active'",
+                        "UPDATE bucket_configs SET backfill_state = 'completed', \
+                         target_hash = criteria_hash, backfill_error = NULL, \
+                         backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
+                         updated_at = $3 WHERE tenant_id = $1 AND bucket_id = $2",
                     )
                     .bind(tenant.as_str())
-                    .bind(&bucket.id)
-                    .bind(&contact.key)
-                    .bind(event)
-                    .execute(pg.conn())
+                    .bind(&bucket.bucket_id)
+                    .bind(now.0)
+                    .execute(&mut *tx)
                     .await?;
                 }
             }
-            ContactOutcome::Left(transition) => {
-                left += 1;
-                ingest_transition(
-                    &mut pg,
-                    routing.as_ref(),
-                    contact,
-                    &transition,
-                    now,
-                    &mut runs,
-                )
-                .await?;
-            }
-            ContactOutcome::Unchanged => {}
         }
+        tx.commit().await?;
+        Ok(())
     }
-    super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
-    pg.write_events().await?.all()?;
 
-    done += i64::try_from(page.len()).unwrap_or(i64::MAX);
-    let total = total.unwrap_or(0).max(done);
-    let as_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
-    let step = if page.len() < page_size as usize {
-        sqlx::query(
-            "UPDATE bucket_configs SET criteria_hash = target_hash, \
-             backfill_state = 'completed', backfill_done = $3, backfill_total = $4, \
-             backfill_joined = $5, backfill_left = $6, backfill_cursor = NULL, \
-             lease_owner = NULL, lease_until = NULL, backfill_finished_at = $7, \
-             updated_at = $7 WHERE tenant_id = $1 AND bucket_id = $2",
-        )
+    async fn backfill_statuses(&self, tenant: &TenantId) -> StoreResult<Vec<BackfillStatus>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            status_columns!(),
+            " FROM bucket_configs WHERE tenant_id = $1 ORDER BY bucket_id"
+        ))
         .bind(tenant.as_str())
-        .bind(&claim.bucket_id)
-        .bind(done)
-        .bind(total)
-        .bind(joined)
-        .bind(left)
-        .bind(now.0)
-        .execute(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        BackfillStep::Completed {
-            done: as_u64(done),
-            joined: as_u64(joined),
-            left: as_u64(left),
+        rows.iter().map(status_from_row).collect()
+    }
+
+    async fn restart_backfill(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketFingerprint,
+        now: Timestamp,
+    ) -> StoreResult<BackfillStatus> {
+        let mut tx = self.pool.begin().await?;
+        let stored = status(&mut tx, tenant, &bucket.bucket_id, true).await?;
+        let mode = backfill::restart_mode(stored.and_then(|s| s.criteria_hash).as_deref());
+        enqueue(
+            &mut tx,
+            tenant,
+            &bucket.bucket_id,
+            mode,
+            &bucket.fingerprint,
+            now,
+        )
+        .await?;
+        let status = status(&mut tx, tenant, &bucket.bucket_id, false)
+            .await?
+            .ok_or_else(|| StoreError::corrupt("bucket config", "missing after its upsert"))?;
+        tx.commit().await?;
+        Ok(status)
+    }
+
+    async fn claim_backfill(
+        &self,
+        tenant: &TenantId,
+        buckets: &[BucketFingerprint],
+        lease: &Lease,
+        now: Timestamp,
+    ) -> StoreResult<Option<ClaimedBackfill>> {
+        if buckets.is_empty() {
+            return Ok(None);
         }
-    } else {
-        sqlx::query(
-            "UPDATE bucket_configs SET backfill_cursor = $3, backfill_done = $4, \
-             backfill_total = $5, backfill_joined = $6, backfill_left = $7, \
-             lease_until = $8, updated_at = $9 WHERE tenant_id = $1 AND bucket_id = $2",
+        let ids: Vec<&str> = buckets.iter().map(|b| b.bucket_id.as_str()).collect();
+        let hashes: Vec<&str> = buckets.iter().map(|b| b.fingerprint.as_str()).collect();
+        let row = sqlx::query(
+            "UPDATE bucket_configs b SET backfill_state = 'running', lease_owner = $4, \
+             lease_until = $5, backfill_started_at = COALESCE(b.backfill_started_at, $6), \
+             backfill_total = COALESCE(b.backfill_total, (SELECT COUNT(*) FROM contacts c \
+             WHERE c.tenant_id = $1 AND c.deleted_at IS NULL)), updated_at = $6 \
+             WHERE (b.tenant_id, b.bucket_id) = (SELECT o.tenant_id, o.bucket_id \
+             FROM bucket_configs o JOIN unnest($2::text[], $3::text[]) AS q(bucket_id, hash) \
+             ON q.bucket_id = o.bucket_id AND q.hash = o.target_hash \
+             WHERE o.tenant_id = $1 AND (o.backfill_state = 'pending' OR \
+             (o.backfill_state = 'running' AND (o.lease_until IS NULL OR o.lease_until < $7))) \
+             ORDER BY o.updated_at, o.bucket_id LIMIT 1 FOR UPDATE OF o SKIP LOCKED) \
+             RETURNING b.bucket_id, b.backfill_mode, b.target_hash",
         )
         .bind(tenant.as_str())
-        .bind(&claim.bucket_id)
-        .bind(page.last().map(|c| c.id.0.clone()))
-        .bind(done)
-        .bind(total)
-        .bind(joined)
-        .bind(left)
+        .bind(&ids)
+        .bind(&hashes)
+        .bind(&lease.owner)
         .bind(lease.until_real.0)
         .bind(now.0)
-        .execute(&mut *tx)
+        .bind(lease.now_real.0)
+        .fetch_optional(&self.pool)
         .await?;
-        BackfillStep::Progress {
-            done: as_u64(done),
-            total: as_u64(total),
-        }
-    };
-    tx.commit().await?;
-    Ok(step)
-}
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mode: String = row.try_get("backfill_mode")?;
+        Ok(Some(ClaimedBackfill {
+            tenant_id: tenant.clone(),
+            bucket_id: row.try_get("bucket_id")?,
+            mode: BackfillMode::parse(&mode)
+                .ok_or_else(|| StoreError::corrupt("backfill mode", &mode))?,
+            target_hash: row.try_get("target_hash")?,
+        }))
+    }
 
-pub(super) async fn fail_backfill(
-    store: &PgStore,
-    claim: &ClaimedBackfill,
-    lease_owner: &str,
-    message: &str,
-    now: Timestamp,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE bucket_configs SET backfill_state = 'failed', backfill_error = $4, \
-         backfill_finished_at = $5, lease_owner = NULL, lease_until = NULL, updated_at = $5 \
-         WHERE tenant_id = $1 AND bucket_id = $2 AND lease_owner = $3 \
-         AND backfill_state = 'running'",
-    )
-    .bind(claim.tenant_id.as_str())
-    .bind(&claim.bucket_id)
-    .bind(lease_owner)
-    .bind(message)
-    .bind(now.0)
-    .execute(&store.pool)
-    .await?;
-    Ok(())
+    async fn backfill_step(
+        &self,
+        claim: &ClaimedBackfill,
+        bucket: &BucketDef,
+        lease: &Lease,
+        page_size: u32,
+        now: Timestamp,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<BackfillStep> {
+        let tenant = &claim.tenant_id;
+        let mut tx = self.pool.begin().await?;
+        let held = sqlx::query(
+            "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, backfill_left \
+             FROM bucket_configs WHERE tenant_id = $1 AND bucket_id = $2 \
+             AND backfill_state = 'running' AND lease_owner = $3 AND target_hash = $4 FOR UPDATE",
+        )
+        .bind(tenant.as_str())
+        .bind(&claim.bucket_id)
+        .bind(&lease.owner)
+        .bind(&claim.target_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(held) = held else {
+            return Ok(BackfillStep::Lost);
+        };
+        let cursor: Option<String> = held.try_get("backfill_cursor")?;
+        let mut done: i64 = held.try_get("backfill_done")?;
+        let total: Option<i64> = held.try_get("backfill_total")?;
+        let mut joined: i64 = held.try_get("backfill_joined")?;
+        let mut left: i64 = held.try_get("backfill_left")?;
+
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            contact_columns!(),
+            " FROM contacts c WHERE c.tenant_id = $1 AND c.deleted_at IS NULL AND c.id > $2 \
+             ORDER BY c.id LIMIT $3 FOR UPDATE"
+        ))
+        .bind(tenant.as_str())
+        .bind(cursor.unwrap_or_default())
+        .bind(i64::from(page_size))
+        .fetch_all(&mut *tx)
+        .await?;
+        let page = rows
+            .iter()
+            .map(contact_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+
+        let anchor = bucket.criteria.as_ref().and_then(backfill::anchor_event);
+        let mut pg = PgTx::new(&mut tx);
+        let mut runs = StartedRuns::default();
+        for contact in &page {
+            let outcome = backfill::apply_to_contact(
+                &mut pg,
+                bucket,
+                claim.mode,
+                tenant,
+                &contact.key,
+                &contact.properties,
+                now,
+            )
+            .await?;
+            match outcome {
+                ContactOutcome::Joined => {
+                    joined += 1;
+                    if let Some(event) = anchor {
+                        sqlx::query(
+                            "UPDATE bucket_memberships SET dwell_anchor_at = (SELECT \
+                             MAX(occurred_at) FROM events WHERE tenant_id = $1 \
+                             AND contact_key = $3 AND name = $4) WHERE tenant_id = $1 \
+                             AND bucket_id = $2 AND contact_key = $3 AND status = 'active'",
+                        )
+                        .bind(tenant.as_str())
+                        .bind(&bucket.id)
+                        .bind(&contact.key)
+                        .bind(event)
+                        .execute(pg.conn())
+                        .await?;
+                    }
+                }
+                ContactOutcome::Left(transition) => {
+                    left += 1;
+                    ingest_transition(
+                        &mut pg,
+                        routing.as_ref(),
+                        contact,
+                        &transition,
+                        now,
+                        &mut runs,
+                    )
+                    .await?;
+                }
+                ContactOutcome::Unchanged => {}
+            }
+        }
+        super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
+        pg.write_events().await?.all()?;
+
+        done += i64::try_from(page.len()).unwrap_or(i64::MAX);
+        let total = total.unwrap_or(0).max(done);
+        let as_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
+        let step = if page.len() < page_size as usize {
+            sqlx::query(
+                "UPDATE bucket_configs SET criteria_hash = target_hash, \
+                 backfill_state = 'completed', backfill_done = $3, backfill_total = $4, \
+                 backfill_joined = $5, backfill_left = $6, backfill_cursor = NULL, \
+                 lease_owner = NULL, lease_until = NULL, backfill_finished_at = $7, \
+                 updated_at = $7 WHERE tenant_id = $1 AND bucket_id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(&claim.bucket_id)
+            .bind(done)
+            .bind(total)
+            .bind(joined)
+            .bind(left)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+            BackfillStep::Completed {
+                done: as_u64(done),
+                joined: as_u64(joined),
+                left: as_u64(left),
+            }
+        } else {
+            sqlx::query(
+                "UPDATE bucket_configs SET backfill_cursor = $3, backfill_done = $4, \
+                 backfill_total = $5, backfill_joined = $6, backfill_left = $7, \
+                 lease_until = $8, updated_at = $9 WHERE tenant_id = $1 AND bucket_id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(&claim.bucket_id)
+            .bind(page.last().map(|c| c.id.0.clone()))
+            .bind(done)
+            .bind(total)
+            .bind(joined)
+            .bind(left)
+            .bind(lease.until_real.0)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+            BackfillStep::Progress {
+                done: as_u64(done),
+                total: as_u64(total),
+            }
+        };
+        tx.commit().await?;
+        Ok(step)
+    }
+
+    async fn fail_backfill(
+        &self,
+        claim: &ClaimedBackfill,
+        lease_owner: &str,
+        message: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE bucket_configs SET backfill_state = 'failed', backfill_error = $4, \
+             backfill_finished_at = $5, lease_owner = NULL, lease_until = NULL, updated_at = $5 \
+             WHERE tenant_id = $1 AND bucket_id = $2 AND lease_owner = $3 \
+             AND backfill_state = 'running'",
+        )
+        .bind(claim.tenant_id.as_str())
+        .bind(&claim.bucket_id)
+        .bind(lease_owner)
+        .bind(message)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }

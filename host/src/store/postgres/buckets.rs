@@ -7,11 +7,13 @@ use super::PgStore;
 use super::identity::live_by_key;
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::BucketReads;
 use crate::store::codec::to_u32;
 use crate::store::{
     ActiveMembership, BucketCounts, BucketMember, MemberPage, MemberPageRequest, StoreError,
     StoreResult,
 };
+use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use std::collections::HashMap;
@@ -71,170 +73,170 @@ fn member_from_row(row: &PgRow) -> StoreResult<BucketMember> {
     })
 }
 
-pub(super) async fn bucket_counts(
-    store: &PgStore,
-    tenant: &TenantId,
-) -> StoreResult<HashMap<String, BucketCounts>> {
-    let rows = sqlx::query(concat!(
-        "SELECT m.bucket_id, ",
-        count_columns!(),
-        " FROM ",
-        live_memberships!(),
-        " WHERE m.tenant_id = $1 GROUP BY m.bucket_id"
-    ))
-    .bind(tenant.as_str())
-    .fetch_all(&store.pool)
-    .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("bucket_id")?, counts_from_row(row)?)))
-        .collect()
-}
-
-pub(super) async fn bucket_counts_of(
-    store: &PgStore,
-    tenant: &TenantId,
-    bucket_id: &str,
-) -> StoreResult<BucketCounts> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        count_columns!(),
-        " FROM ",
-        live_memberships!(),
-        " WHERE m.tenant_id = $1 AND m.bucket_id = $2"
-    ))
-    .bind(tenant.as_str())
-    .bind(bucket_id)
-    .fetch_one(&store.pool)
-    .await?;
-    counts_from_row(&row)
-}
-
-pub(super) async fn bucket_members(
-    store: &PgStore,
-    tenant: &TenantId,
-    bucket_id: &str,
-    page: &MemberPageRequest,
-) -> StoreResult<MemberPage> {
-    let size = page.page_size();
-    // Every id sorts after the empty string: no cursor starts at the beginning.
-    let after = page.cursor.as_deref().unwrap_or_default();
-    let mut tx = store.pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
+#[async_trait]
+impl BucketReads for PgStore {
+    async fn bucket_counts(&self, tenant: &TenantId) -> StoreResult<HashMap<String, BucketCounts>> {
+        let rows = sqlx::query(concat!(
+            "SELECT m.bucket_id, ",
+            count_columns!(),
+            " FROM ",
+            live_memberships!(),
+            " WHERE m.tenant_id = $1 GROUP BY m.bucket_id"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
         .await?;
-    // One more than the page, to know whether another follows.
-    let rows = sqlx::query(concat!(
-        "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count \
-         FROM bucket_memberships m ",
-        live_contact_of!("m", "c.email"),
-        " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active' \
-         AND m.id > $3 ORDER BY m.id LIMIT $4"
-    ))
-    .bind(tenant.as_str())
-    .bind(bucket_id)
-    .bind(after)
-    .bind(i64::from(size) + 1)
-    .fetch_all(&mut *tx)
-    .await?;
-    let total: i64 = sqlx::query_scalar(concat!(
-        "SELECT COUNT(*) FROM ",
-        live_memberships!(),
-        " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active'"
-    ))
-    .bind(tenant.as_str())
-    .bind(bucket_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    let mut members = rows
+        rows.iter()
+            .map(|row| Ok((row.try_get("bucket_id")?, counts_from_row(row)?)))
+            .collect()
+    }
+
+    async fn bucket_counts_of(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<BucketCounts> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            count_columns!(),
+            " FROM ",
+            live_memberships!(),
+            " WHERE m.tenant_id = $1 AND m.bucket_id = $2"
+        ))
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .fetch_one(&self.pool)
+        .await?;
+        counts_from_row(&row)
+    }
+
+    async fn bucket_members(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        page: &MemberPageRequest,
+    ) -> StoreResult<MemberPage> {
+        let size = page.page_size();
+        // Every id sorts after the empty string: no cursor starts at the beginning.
+        let after = page.cursor.as_deref().unwrap_or_default();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        // One more than the page, to know whether another follows.
+        let rows = sqlx::query(concat!(
+            "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count \
+             FROM bucket_memberships m ",
+            live_contact_of!("m", "c.email"),
+            " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active' \
+             AND m.id > $3 ORDER BY m.id LIMIT $4"
+        ))
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(after)
+        .bind(i64::from(size) + 1)
+        .fetch_all(&mut *tx)
+        .await?;
+        let total: i64 = sqlx::query_scalar(concat!(
+            "SELECT COUNT(*) FROM ",
+            live_memberships!(),
+            " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active'"
+        ))
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut members = rows
+            .iter()
+            .map(member_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let next_cursor = if members.len() > size as usize {
+            members.truncate(size as usize);
+            members.last().map(|m| m.id.clone())
+        } else {
+            None
+        };
+        Ok(MemberPage {
+            members,
+            next_cursor,
+            total: non_negative("member count", total)?,
+        })
+    }
+
+    async fn recent_members(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<BucketMember>> {
+        let limit = MemberPageRequest {
+            limit: Some(limit),
+            cursor: None,
+        }
+        .page_size();
+        sqlx::query(concat!(
+            "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count \
+             FROM bucket_memberships m ",
+            live_contact_of!("m", "c.email"),
+            " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active' \
+             ORDER BY m.id DESC LIMIT $3"
+        ))
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
         .iter()
         .map(member_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-    let next_cursor = if members.len() > size as usize {
-        members.truncate(size as usize);
-        members.last().map(|m| m.id.clone())
-    } else {
-        None
-    };
-    Ok(MemberPage {
-        members,
-        next_cursor,
-        total: non_negative("member count", total)?,
-    })
-}
-
-pub(super) async fn recent_members(
-    store: &PgStore,
-    tenant: &TenantId,
-    bucket_id: &str,
-    limit: u32,
-) -> StoreResult<Vec<BucketMember>> {
-    let limit = MemberPageRequest {
-        limit: Some(limit),
-        cursor: None,
+        .collect()
     }
-    .page_size();
-    sqlx::query(concat!(
-        "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count \
-         FROM bucket_memberships m ",
-        live_contact_of!("m", "c.email"),
-        " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active' \
-         ORDER BY m.id DESC LIMIT $3"
-    ))
-    .bind(tenant.as_str())
-    .bind(bucket_id)
-    .bind(i64::from(limit))
-    .fetch_all(&store.pool)
-    .await?
-    .iter()
-    .map(member_from_row)
-    .collect()
-}
 
-pub(super) async fn bucket_membership(
-    store: &PgStore,
-    tenant: &TenantId,
-    bucket_id: &str,
-    key: &str,
-) -> StoreResult<Option<ActiveMembership>> {
-    let mut conn = store.pool.acquire().await?;
-    let Some(contact) = live_by_key(&mut conn, tenant, key, false).await? else {
-        return Ok(None);
-    };
-    sqlx::query(concat!(
-        "SELECT ",
-        membership_columns!(),
-        " FROM bucket_memberships m WHERE m.tenant_id = $1 AND m.bucket_id = $2 \
-         AND m.contact_key = $3 AND m.status = 'active'"
-    ))
-    .bind(tenant.as_str())
-    .bind(bucket_id)
-    .bind(&contact.key)
-    .fetch_optional(&mut *conn)
-    .await?
-    .as_ref()
-    .map(membership_from_row)
-    .transpose()
-}
+    async fn bucket_membership(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<ActiveMembership>> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(contact) = live_by_key(&mut conn, tenant, key, false).await? else {
+            return Ok(None);
+        };
+        sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM bucket_memberships m WHERE m.tenant_id = $1 AND m.bucket_id = $2 \
+             AND m.contact_key = $3 AND m.status = 'active'"
+        ))
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(&contact.key)
+        .fetch_optional(&mut *conn)
+        .await?
+        .as_ref()
+        .map(membership_from_row)
+        .transpose()
+    }
 
-pub(super) async fn contact_memberships(
-    store: &PgStore,
-    tenant: &TenantId,
-    contact_key: &str,
-) -> StoreResult<Vec<ActiveMembership>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        membership_columns!(),
-        " FROM bucket_memberships m ",
-        live_contact_of!("m", "c.key"),
-        " WHERE m.tenant_id = $1 AND m.contact_key = $2 AND m.status = 'active' \
-         ORDER BY m.bucket_id"
-    ))
-    .bind(tenant.as_str())
-    .bind(contact_key)
-    .fetch_all(&store.pool)
-    .await?
-    .iter()
-    .map(membership_from_row)
-    .collect()
+    async fn contact_memberships(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+    ) -> StoreResult<Vec<ActiveMembership>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM bucket_memberships m ",
+            live_contact_of!("m", "c.key"),
+            " WHERE m.tenant_id = $1 AND m.contact_key = $2 AND m.status = 'active' \
+             ORDER BY m.bucket_id"
+        ))
+        .bind(tenant.as_str())
+        .bind(contact_key)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(membership_from_row)
+        .collect()
+    }
 }

@@ -38,6 +38,7 @@ use crate::buckets::membership::{self, Cause, Transition};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
 use crate::journeys::{Enrollment, PriorRuns, SkipReason};
+use crate::store::EventIngest;
 use crate::store::codec::{
     SkipTally, StartedRuns, run_count, run_input, to_json, transition_events,
 };
@@ -46,6 +47,7 @@ use crate::store::{
     BucketTransition, ContactRecord, IngestItem, IngestOutcome, IngestRouting, NewEvent,
     RunCandidate, SkippedRun, StartedRun, StoreResult,
 };
+use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,33 +55,36 @@ use std::sync::Arc;
 /// Idempotency keys already used, by (tenant, key): the event that used each.
 type UsedKeys = HashMap<(TenantId, String), EventId>;
 
-pub(super) async fn ingest(
-    store: &PgStore,
-    batch: Arc<[IngestItem]>,
-    routing: Arc<dyn IngestRouting>,
-) -> StoreResult<Vec<IngestOutcome>> {
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    // All or nothing, so a transaction PostgreSQL aborted to break a deadlock is simply run
-    // again (the locking order makes that rare; see `identity`), and so is one whose deferred
-    // transition turned out to be another writer's, this time writing each transition as it
-    // happens.
-    let mut attempt = 1;
-    let mut defer_transitions = true;
-    loop {
-        match ingest_batch(store, &batch, routing.as_ref(), defer_transitions).await {
-            Ok(Some(outcomes)) => return Ok(outcomes),
-            Ok(None) => {
-                tracing::info!(
-                    events = batch.len(),
-                    "a bucket transition's key was already stored; running the batch again, \
-                     writing transitions one by one"
-                );
-                defer_transitions = false;
+#[async_trait]
+impl EventIngest for PgStore {
+    async fn ingest(
+        &self,
+        batch: Arc<[IngestItem]>,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<Vec<IngestOutcome>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // All or nothing, so a transaction PostgreSQL aborted to break a deadlock is simply run
+        // again (the locking order makes that rare; see `identity`), and so is one whose deferred
+        // transition turned out to be another writer's, this time writing each transition as it
+        // happens.
+        let mut attempt = 1;
+        let mut defer_transitions = true;
+        loop {
+            match ingest_batch(self, &batch, routing.as_ref(), defer_transitions).await {
+                Ok(Some(outcomes)) => return Ok(outcomes),
+                Ok(None) => {
+                    tracing::info!(
+                        events = batch.len(),
+                        "a bucket transition's key was already stored; running the batch again, \
+                         writing transitions one by one"
+                    );
+                    defer_transitions = false;
+                }
+                Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => attempt += 1,
+                Err(e) => return Err(e),
             }
-            Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => attempt += 1,
-            Err(e) => return Err(e),
         }
     }
 }

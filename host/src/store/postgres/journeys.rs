@@ -9,8 +9,10 @@
 use super::{PgStore, live_statuses};
 use crate::clock::Timestamp;
 use crate::ids::{RunId, TenantId};
+use crate::store::JourneyAdmin;
 use crate::store::codec::{SkipTally, parse_run_status, parse_skip_reason, run_count};
 use crate::store::{CancelOutcome, ExitedRun, JourneyStats, StoreResult};
+use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
 use std::collections::HashMap;
 
@@ -80,128 +82,131 @@ pub(super) async fn count_skips(conn: &mut PgConnection, skips: &SkipTally) -> S
     Ok(())
 }
 
-pub(super) async fn set_journey_enabled(
-    store: &PgStore,
-    tenant: &TenantId,
-    journey_id: &str,
-    enabled: bool,
-    now: Timestamp,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO journey_configs (tenant_id, journey_id, enabled, updated_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, journey_id) \
-         DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = EXCLUDED.updated_at",
-    )
-    .bind(tenant.as_str())
-    .bind(journey_id)
-    .bind(enabled)
-    .bind(now.0)
-    .execute(&store.pool)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn journey_stats(
-    store: &PgStore,
-    tenant: &TenantId,
-    journey_id: Option<&str>,
-) -> StoreResult<HashMap<String, JourneyStats>> {
-    // One snapshot for the three reads.
-    let mut tx = store.pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
+#[async_trait]
+impl JourneyAdmin for PgStore {
+    async fn set_journey_enabled(
+        &self,
+        tenant: &TenantId,
+        journey_id: &str,
+        enabled: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO journey_configs (tenant_id, journey_id, enabled, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, journey_id) \
+             DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(journey_id)
+        .bind(enabled)
+        .bind(now.0)
+        .execute(&self.pool)
         .await?;
-    let mut stats: HashMap<String, JourneyStats> = HashMap::new();
-    // Two statements, not `($2 IS NULL OR journey_id = $2)`: a generic plan of the OR would
-    // count every run of the tenant instead of using the (tenant, journey, status) index.
-    let runs_sql = if journey_id.is_some() {
-        "SELECT journey_id, status, COUNT(*) AS n FROM runs WHERE tenant_id = $1 \
-         AND journey_id = $2 GROUP BY journey_id, status"
-    } else {
-        "SELECT journey_id, status, COUNT(*) AS n FROM runs WHERE tenant_id = $1 \
-         AND $2::text IS NULL GROUP BY journey_id, status"
-    };
-    let runs = sqlx::query(runs_sql)
+        Ok(())
+    }
+
+    async fn journey_stats(
+        &self,
+        tenant: &TenantId,
+        journey_id: Option<&str>,
+    ) -> StoreResult<HashMap<String, JourneyStats>> {
+        // One snapshot for the three reads.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let mut stats: HashMap<String, JourneyStats> = HashMap::new();
+        // Two statements, not `($2 IS NULL OR journey_id = $2)`: a generic plan of the OR would
+        // count every run of the tenant instead of using the (tenant, journey, status) index.
+        let runs_sql = if journey_id.is_some() {
+            "SELECT journey_id, status, COUNT(*) AS n FROM runs WHERE tenant_id = $1 \
+             AND journey_id = $2 GROUP BY journey_id, status"
+        } else {
+            "SELECT journey_id, status, COUNT(*) AS n FROM runs WHERE tenant_id = $1 \
+             AND $2::text IS NULL GROUP BY journey_id, status"
+        };
+        let runs = sqlx::query(runs_sql)
+            .bind(tenant.as_str())
+            .bind(journey_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &runs {
+            let status = parse_run_status(row.try_get::<&str, _>("status")?)?;
+            let n = run_count(row.try_get("n")?)?;
+            stats
+                .entry(row.try_get::<String, _>("journey_id")?)
+                .or_default()
+                .runs
+                .insert(status, n);
+        }
+        let skips = sqlx::query(
+            "SELECT journey_id, reason, count FROM journey_skips WHERE tenant_id = $1 \
+             AND ($2::text IS NULL OR journey_id = $2)",
+        )
         .bind(tenant.as_str())
         .bind(journey_id)
         .fetch_all(&mut *tx)
         .await?;
-    for row in &runs {
-        let status = parse_run_status(row.try_get::<&str, _>("status")?)?;
-        let n = run_count(row.try_get("n")?)?;
-        stats
-            .entry(row.try_get::<String, _>("journey_id")?)
-            .or_default()
-            .runs
-            .insert(status, n);
+        for row in &skips {
+            let reason = parse_skip_reason(row.try_get::<&str, _>("reason")?)?;
+            let n = run_count(row.try_get("count")?)?;
+            stats
+                .entry(row.try_get::<String, _>("journey_id")?)
+                .or_default()
+                .skips
+                .insert(reason, n);
+        }
+        let configs = sqlx::query(
+            "SELECT journey_id, enabled FROM journey_configs WHERE tenant_id = $1 \
+             AND ($2::text IS NULL OR journey_id = $2)",
+        )
+        .bind(tenant.as_str())
+        .bind(journey_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &configs {
+            stats
+                .entry(row.try_get::<String, _>("journey_id")?)
+                .or_default()
+                .admin_enabled = Some(row.try_get("enabled")?);
+        }
+        tx.commit().await?;
+        Ok(stats)
     }
-    let skips = sqlx::query(
-        "SELECT journey_id, reason, count FROM journey_skips WHERE tenant_id = $1 \
-         AND ($2::text IS NULL OR journey_id = $2)",
-    )
-    .bind(tenant.as_str())
-    .bind(journey_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    for row in &skips {
-        let reason = parse_skip_reason(row.try_get::<&str, _>("reason")?)?;
-        let n = run_count(row.try_get("count")?)?;
-        stats
-            .entry(row.try_get::<String, _>("journey_id")?)
-            .or_default()
-            .skips
-            .insert(reason, n);
-    }
-    let configs = sqlx::query(
-        "SELECT journey_id, enabled FROM journey_configs WHERE tenant_id = $1 \
-         AND ($2::text IS NULL OR journey_id = $2)",
-    )
-    .bind(tenant.as_str())
-    .bind(journey_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    for row in &configs {
-        stats
-            .entry(row.try_get::<String, _>("journey_id")?)
-            .or_default()
-            .admin_enabled = Some(row.try_get("enabled")?);
-    }
-    tx.commit().await?;
-    Ok(stats)
-}
 
-pub(super) async fn cancel_run(
-    store: &PgStore,
-    tenant: &TenantId,
-    run_id: &RunId,
-    now: Timestamp,
-) -> StoreResult<CancelOutcome> {
-    let mut tx = store.pool.begin().await?;
-    // Lock the run: a concurrent activation commit or exit finishes first, and is seen.
-    let found = sqlx::query(
-        "SELECT journey_id, status FROM runs WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
-    )
-    .bind(run_id.as_str())
-    .bind(tenant.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(row) = found else {
-        return Ok(CancelOutcome::NotFound);
-    };
-    let journey_id: String = row.try_get("journey_id")?;
-    let status = parse_run_status(row.try_get::<&str, _>("status")?)?;
-    if status.is_terminal() {
-        return Ok(CancelOutcome::AlreadyFinished(status));
+    async fn cancel_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        now: Timestamp,
+    ) -> StoreResult<CancelOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // Lock the run: a concurrent activation commit or exit finishes first, and is seen.
+        let found = sqlx::query(
+            "SELECT journey_id, status FROM runs WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+        )
+        .bind(run_id.as_str())
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = found else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        let journey_id: String = row.try_get("journey_id")?;
+        let status = parse_run_status(row.try_get::<&str, _>("status")?)?;
+        if status.is_terminal() {
+            return Ok(CancelOutcome::AlreadyFinished(status));
+        }
+        sqlx::query(
+            "WITH exited AS (UPDATE runs SET status = 'exited', wake_at = NULL, updated_at = $2 \
+                 WHERE id = $1 RETURNING id) \
+             DELETE FROM timers WHERE run_id IN (SELECT id FROM exited)",
+        )
+        .bind(run_id.as_str())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CancelOutcome::Cancelled { journey_id })
     }
-    sqlx::query(
-        "WITH exited AS (UPDATE runs SET status = 'exited', wake_at = NULL, updated_at = $2 \
-             WHERE id = $1 RETURNING id) \
-         DELETE FROM timers WHERE run_id IN (SELECT id FROM exited)",
-    )
-    .bind(run_id.as_str())
-    .bind(now.0)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(CancelOutcome::Cancelled { journey_id })
 }

@@ -23,9 +23,11 @@ use crate::buckets::membership::{
 use crate::buckets::{BucketDef, EventCounts, EventQuery, LeaveReason};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::ManualMemberships;
 use crate::store::codec::to_u32;
 use crate::store::codec::{SkipTally, StartedRuns};
 use crate::store::{BucketTransition, IngestRouting, MembershipChange, StoreResult};
+use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use std::sync::Arc;
@@ -391,62 +393,68 @@ impl PgTx<'_> {
     }
 }
 
-/// [`crate::store::Store::change_membership`]: a manual join or leave under the person's
-/// contact lock, and its transition ingested like real-time ones.
-pub(super) async fn change_membership(
-    store: &PgStore,
-    tenant: &TenantId,
-    bucket: &BucketDef,
-    key: &str,
-    change: MembershipChange,
-    now: Timestamp,
-    routing: Arc<dyn IngestRouting>,
-) -> StoreResult<Option<Option<BucketTransition>>> {
-    let mut tx = store.pool.begin().await?;
-    let Some(contact) = live_by_key(&mut tx, tenant, key, true).await? else {
-        return Ok(None);
-    };
-    let mut pg = PgTx::new(&mut tx);
-    let transition = match change {
-        MembershipChange::Add => {
-            membership::join(&mut pg, bucket, tenant, &contact.key, Source::Manual, now).await?
-        }
-        MembershipChange::Remove => {
-            match membership::active_membership(&mut pg, tenant, &bucket.id, &contact.key).await? {
-                Some(active) => {
-                    membership::leave(
-                        &mut pg,
-                        bucket,
-                        tenant,
-                        &contact.key,
-                        &active,
-                        LeaveReason::Manual,
-                        now,
-                    )
-                    .await?
-                }
-                None => None,
+#[async_trait]
+impl ManualMemberships for PgStore {
+    /// [`crate::store::ManualMemberships::change_membership`]: a manual join or leave under the person's
+    /// contact lock, and its transition ingested like real-time ones.
+    async fn change_membership(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketDef,
+        key: &str,
+        change: MembershipChange,
+        now: Timestamp,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<Option<Option<BucketTransition>>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(contact) = live_by_key(&mut tx, tenant, key, true).await? else {
+            return Ok(None);
+        };
+        let mut pg = PgTx::new(&mut tx);
+        let transition = match change {
+            MembershipChange::Add => {
+                membership::join(&mut pg, bucket, tenant, &contact.key, Source::Manual, now).await?
             }
-        }
-    };
-    let summary = match transition {
-        Some(transition) => {
-            let mut runs = StartedRuns::default();
-            let summary = ingest_transition(
-                &mut pg,
-                routing.as_ref(),
-                &contact,
-                &transition,
-                now,
-                &mut runs,
-            )
-            .await?;
-            super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
-            Some(summary)
-        }
-        None => None,
-    };
-    pg.write_events().await?.all()?;
-    tx.commit().await?;
-    Ok(Some(summary))
+            MembershipChange::Remove => {
+                match membership::active_membership(&mut pg, tenant, &bucket.id, &contact.key)
+                    .await?
+                {
+                    Some(active) => {
+                        membership::leave(
+                            &mut pg,
+                            bucket,
+                            tenant,
+                            &contact.key,
+                            &active,
+                            LeaveReason::Manual,
+                            now,
+                        )
+                        .await?
+                    }
+                    None => None,
+                }
+            }
+        };
+        let summary = match transition {
+            Some(transition) => {
+                let mut runs = StartedRuns::default();
+                let summary = ingest_transition(
+                    &mut pg,
+                    routing.as_ref(),
+                    &contact,
+                    &transition,
+                    now,
+                    &mut runs,
+                )
+                .await?;
+                super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped))
+                    .await?;
+                Some(summary)
+            }
+            None => None,
+        };
+        pg.write_events().await?.all()?;
+        tx.commit().await?;
+        Ok(Some(summary))
+    }
 }

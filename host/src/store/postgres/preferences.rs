@@ -5,7 +5,9 @@
 use super::PgStore;
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::EmailPreferences;
 use crate::store::StoreResult;
+use async_trait::async_trait;
 use sqlx::PgConnection;
 
 const UNSUBSCRIBED: &str = "SELECT EXISTS (SELECT 1 FROM email_preferences WHERE tenant_id = $1 \
@@ -57,78 +59,81 @@ pub(super) async fn repoint(
     Ok(())
 }
 
-pub(super) async fn unsubscribe(
-    store: &PgStore,
-    tenant: &TenantId,
-    contact_key: &str,
-    email: &str,
-    now: Timestamp,
-) -> StoreResult<bool> {
-    let mut tx = store.pool.begin().await?;
-    let before = unsubscribed_in(&mut tx, tenant, contact_key, Some(email)).await?;
-    sqlx::query(
-        "INSERT INTO email_preferences (tenant_id, contact_key, email, unsubscribed, \
-         unsubscribed_at, updated_at) VALUES ($1, $2, $3, TRUE, $4, $4) \
-         ON CONFLICT (tenant_id, contact_key, email) DO UPDATE SET unsubscribed = TRUE, \
-         unsubscribed_at = COALESCE(email_preferences.unsubscribed_at, EXCLUDED.unsubscribed_at), \
-         updated_at = EXCLUDED.updated_at",
-    )
-    .bind(tenant.as_str())
-    .bind(contact_key)
-    .bind(email)
-    .bind(now.0)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(!before)
-}
-
-pub(super) async fn is_unsubscribed(
-    store: &PgStore,
-    tenant: &TenantId,
-    contact_key: &str,
-    email: Option<&str>,
-) -> StoreResult<bool> {
-    let mut conn = store.pool.acquire().await?;
-    unsubscribed_in(&mut conn, tenant, contact_key, email).await
-}
-
-pub(super) async fn signing_secret(
-    store: &PgStore,
-    tenant: &TenantId,
-    candidate: Option<&str>,
-    now: Timestamp,
-) -> StoreResult<Option<String>> {
-    let Some(candidate) = candidate else {
-        return Ok(sqlx::query_scalar(
-            "SELECT secret FROM email_signing_keys WHERE tenant_id = $1",
+#[async_trait]
+impl EmailPreferences for PgStore {
+    async fn unsubscribe(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        email: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let before = unsubscribed_in(&mut tx, tenant, contact_key, Some(email)).await?;
+        sqlx::query(
+            "INSERT INTO email_preferences (tenant_id, contact_key, email, unsubscribed, \
+             unsubscribed_at, updated_at) VALUES ($1, $2, $3, TRUE, $4, $4) \
+             ON CONFLICT (tenant_id, contact_key, email) DO UPDATE SET unsubscribed = TRUE, \
+             unsubscribed_at = COALESCE(email_preferences.unsubscribed_at, EXCLUDED.unsubscribed_at), \
+             updated_at = EXCLUDED.updated_at",
         )
         .bind(tenant.as_str())
-        .fetch_optional(&store.pool)
-        .await?);
-    };
-    // Insert-if-absent, then read whatever won: concurrent first uses on several hosts agree.
-    let secret: Option<String> = sqlx::query_scalar(
-        "WITH inserted AS (\
-             INSERT INTO email_signing_keys (tenant_id, secret, created_at) \
-             VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING RETURNING secret) \
-         SELECT secret FROM inserted \
-         UNION ALL SELECT secret FROM email_signing_keys WHERE tenant_id = $1 \
-         LIMIT 1",
-    )
-    .bind(tenant.as_str())
-    .bind(candidate)
-    .bind(now.0)
-    .fetch_optional(&store.pool)
-    .await?;
-    match secret {
-        Some(secret) => Ok(Some(secret)),
-        // Another host's insert committed after this statement's snapshot: read it now.
-        None => Ok(sqlx::query_scalar(
-            "SELECT secret FROM email_signing_keys WHERE tenant_id = $1",
+        .bind(contact_key)
+        .bind(email)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(!before)
+    }
+
+    async fn is_unsubscribed(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        email: Option<&str>,
+    ) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await?;
+        unsubscribed_in(&mut conn, tenant, contact_key, email).await
+    }
+
+    async fn email_signing_secret(
+        &self,
+        tenant: &TenantId,
+        candidate: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<Option<String>> {
+        let Some(candidate) = candidate else {
+            return Ok(sqlx::query_scalar(
+                "SELECT secret FROM email_signing_keys WHERE tenant_id = $1",
+            )
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?);
+        };
+        // Insert-if-absent, then read whatever won: concurrent first uses on several hosts agree.
+        let secret: Option<String> = sqlx::query_scalar(
+            "WITH inserted AS (\
+                 INSERT INTO email_signing_keys (tenant_id, secret, created_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO NOTHING RETURNING secret) \
+             SELECT secret FROM inserted \
+             UNION ALL SELECT secret FROM email_signing_keys WHERE tenant_id = $1 \
+             LIMIT 1",
         )
         .bind(tenant.as_str())
-        .fetch_optional(&store.pool)
-        .await?),
+        .bind(candidate)
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        match secret {
+            Some(secret) => Ok(Some(secret)),
+            // Another host's insert committed after this statement's snapshot: read it now.
+            None => Ok(sqlx::query_scalar(
+                "SELECT secret FROM email_signing_keys WHERE tenant_id = $1",
+            )
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await?),
+        }
     }
 }

@@ -22,8 +22,10 @@ use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::TenantId;
+use crate::store::Reconciles;
 use crate::store::codec::{SkipTally, StartedRuns, parse_object, to_u32};
 use crate::store::{IngestRouting, Lease, ReconcileReport, StoreResult};
+use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -386,22 +388,145 @@ async fn first_backfill_pending(
     .await?)
 }
 
-/// [`crate::store::Store::reconcile_pass`].
-pub(super) async fn reconcile_pass(
-    store: &PgStore,
-    tenant: &TenantId,
-    bucket: &BucketDef,
-    pass: Pass,
-    now: Timestamp,
-    limit: u32,
-    routing: Arc<dyn IngestRouting>,
-) -> StoreResult<ReconcileReport> {
-    let mut attempt = 1;
-    loop {
-        match pass_once(store, tenant, bucket, pass, now, limit, routing.as_ref()).await {
-            Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => attempt += 1,
-            result => return result,
+#[async_trait]
+impl Reconciles for PgStore {
+    /// [`crate::store::Reconciles::reconcile_pass`].
+    async fn reconcile_pass(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketDef,
+        pass: Pass,
+        now: Timestamp,
+        limit: u32,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<ReconcileReport> {
+        let mut attempt = 1;
+        loop {
+            match pass_once(self, tenant, bucket, pass, now, limit, routing.as_ref()).await {
+                Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => attempt += 1,
+                result => return result,
+            }
         }
+    }
+
+    /// [`crate::store::Reconciles::reconcile_next_work`].
+    async fn reconcile_next_work(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketDef,
+        after: Timestamp,
+    ) -> StoreResult<Option<Timestamp>> {
+        let mut conn = self.pool.acquire().await?;
+        let plan = reconcile::work_plan(bucket);
+        let mut instants = Vec::new();
+        for leg in &plan.window_legs {
+            let within = i64::try_from(leg.within_ms.unwrap_or(0)).unwrap_or(i64::MAX);
+            let first: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(occurred_at) FROM events WHERE tenant_id = $1 \
+                 AND name COLLATE \"C\" = $2 AND occurred_at >= $3",
+            )
+            .bind(tenant.as_str())
+            .bind(&leg.event)
+            .bind(after.0.saturating_sub(within))
+            .fetch_one(&mut *conn)
+            .await?;
+            instants.extend(first.map(|t| Timestamp(t.saturating_add(within) + 1)));
+        }
+        if plan.max_dwell {
+            let first: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant_id = $1 \
+                 AND bucket_id = $2 AND status = 'active' AND max_dwell_at IS NOT NULL",
+            )
+            .bind(tenant.as_str())
+            .bind(&bucket.id)
+            .fetch_one(&mut *conn)
+            .await?;
+            instants.extend(first.map(Timestamp));
+        }
+        if plan.deadlines {
+            let first: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant_id = $1 \
+                 AND bucket_id = $2 AND status = 'active' AND expires_at > $3",
+            )
+            .bind(tenant.as_str())
+            .bind(&bucket.id)
+            .bind(after.0)
+            .fetch_one(&mut *conn)
+            .await?;
+            instants.extend(first.map(Timestamp));
+        }
+        if !plan.dwell.is_empty() && !first_backfill_pending(&mut conn, tenant, &bucket.id).await? {
+            for schedule in &plan.dwell {
+                let sql = match schedule {
+                    DwellSchedule::After(_) => {
+                        "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) FROM bucket_memberships \
+                         WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active' \
+                         AND (dwell_state::jsonb ->> $3) IS NULL"
+                    }
+                    DwellSchedule::Every(_) => {
+                        "SELECT MIN(COALESCE((dwell_state::jsonb ->> $3)::int8, dwell_anchor_at, \
+                         entered_at)) FROM bucket_memberships \
+                         WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active'"
+                    }
+                };
+                let first: Option<i64> = sqlx::query_scalar(sql)
+                    .bind(tenant.as_str())
+                    .bind(&bucket.id)
+                    .bind(schedule.label())
+                    .fetch_one(&mut *conn)
+                    .await?;
+                instants.extend(first.map(|t| Timestamp(t).plus_ms(schedule.offset_ms())));
+            }
+        }
+        Ok(reconcile::next_work(after, instants))
+    }
+
+    /// [`crate::store::Reconciles::claim_reconcile`].
+    async fn claim_reconcile(
+        &self,
+        tenant: &TenantId,
+        lease: &Lease,
+    ) -> StoreResult<Option<Option<Timestamp>>> {
+        let claimed: Option<Option<i64>> = sqlx::query_scalar(
+            "INSERT INTO reconcile_state (tenant_id, lease_owner, lease_until) \
+             VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE \
+             SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until \
+             WHERE reconcile_state.lease_owner IS NULL \
+             OR reconcile_state.lease_owner = $2 OR reconcile_state.lease_until < $4 \
+             RETURNING last_tick_at",
+        )
+        .bind(tenant.as_str())
+        .bind(&lease.owner)
+        .bind(lease.until_real.0)
+        .bind(lease.now_real.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(claimed.map(|tick| tick.map(Timestamp)))
+    }
+
+    /// [`crate::store::Reconciles::finish_reconcile`].
+    async fn finish_reconcile(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        tick: Option<Timestamp>,
+        release: bool,
+    ) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE reconcile_state SET \
+             last_tick_at = GREATEST(last_tick_at, $3), \
+             lease_owner = CASE WHEN $4 THEN NULL ELSE lease_owner END, \
+             lease_until = CASE WHEN $4 THEN NULL ELSE lease_until END \
+             WHERE tenant_id = $1 AND lease_owner = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(owner)
+        .bind(tick.map(|t| t.0))
+        .bind(release)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated > 0)
     }
 }
 
@@ -435,124 +560,4 @@ async fn pass_once(
         transitions,
         started_runs: runs.started.len(),
     })
-}
-
-/// [`crate::store::Store::reconcile_next_work`].
-pub(super) async fn reconcile_next_work(
-    store: &PgStore,
-    tenant: &TenantId,
-    bucket: &BucketDef,
-    after: Timestamp,
-) -> StoreResult<Option<Timestamp>> {
-    let mut conn = store.pool.acquire().await?;
-    let plan = reconcile::work_plan(bucket);
-    let mut instants = Vec::new();
-    for leg in &plan.window_legs {
-        let within = i64::try_from(leg.within_ms.unwrap_or(0)).unwrap_or(i64::MAX);
-        let first: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(occurred_at) FROM events WHERE tenant_id = $1 \
-             AND name COLLATE \"C\" = $2 AND occurred_at >= $3",
-        )
-        .bind(tenant.as_str())
-        .bind(&leg.event)
-        .bind(after.0.saturating_sub(within))
-        .fetch_one(&mut *conn)
-        .await?;
-        instants.extend(first.map(|t| Timestamp(t.saturating_add(within) + 1)));
-    }
-    if plan.max_dwell {
-        let first: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant_id = $1 \
-             AND bucket_id = $2 AND status = 'active' AND max_dwell_at IS NOT NULL",
-        )
-        .bind(tenant.as_str())
-        .bind(&bucket.id)
-        .fetch_one(&mut *conn)
-        .await?;
-        instants.extend(first.map(Timestamp));
-    }
-    if plan.deadlines {
-        let first: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant_id = $1 \
-             AND bucket_id = $2 AND status = 'active' AND expires_at > $3",
-        )
-        .bind(tenant.as_str())
-        .bind(&bucket.id)
-        .bind(after.0)
-        .fetch_one(&mut *conn)
-        .await?;
-        instants.extend(first.map(Timestamp));
-    }
-    if !plan.dwell.is_empty() && !first_backfill_pending(&mut conn, tenant, &bucket.id).await? {
-        for schedule in &plan.dwell {
-            let sql = match schedule {
-                DwellSchedule::After(_) => {
-                    "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) FROM bucket_memberships \
-                     WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active' \
-                     AND (dwell_state::jsonb ->> $3) IS NULL"
-                }
-                DwellSchedule::Every(_) => {
-                    "SELECT MIN(COALESCE((dwell_state::jsonb ->> $3)::int8, dwell_anchor_at, \
-                     entered_at)) FROM bucket_memberships \
-                     WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active'"
-                }
-            };
-            let first: Option<i64> = sqlx::query_scalar(sql)
-                .bind(tenant.as_str())
-                .bind(&bucket.id)
-                .bind(schedule.label())
-                .fetch_one(&mut *conn)
-                .await?;
-            instants.extend(first.map(|t| Timestamp(t).plus_ms(schedule.offset_ms())));
-        }
-    }
-    Ok(reconcile::next_work(after, instants))
-}
-
-/// [`crate::store::Store::claim_reconcile`].
-pub(super) async fn claim_reconcile(
-    store: &PgStore,
-    tenant: &TenantId,
-    lease: &Lease,
-) -> StoreResult<Option<Option<Timestamp>>> {
-    let claimed: Option<Option<i64>> = sqlx::query_scalar(
-        "INSERT INTO reconcile_state (tenant_id, lease_owner, lease_until) \
-         VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE \
-         SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until \
-         WHERE reconcile_state.lease_owner IS NULL \
-         OR reconcile_state.lease_owner = $2 OR reconcile_state.lease_until < $4 \
-         RETURNING last_tick_at",
-    )
-    .bind(tenant.as_str())
-    .bind(&lease.owner)
-    .bind(lease.until_real.0)
-    .bind(lease.now_real.0)
-    .fetch_optional(&store.pool)
-    .await?;
-    Ok(claimed.map(|tick| tick.map(Timestamp)))
-}
-
-/// [`crate::store::Store::finish_reconcile`].
-pub(super) async fn finish_reconcile(
-    store: &PgStore,
-    tenant: &TenantId,
-    owner: &str,
-    tick: Option<Timestamp>,
-    release: bool,
-) -> StoreResult<bool> {
-    let updated = sqlx::query(
-        "UPDATE reconcile_state SET \
-         last_tick_at = GREATEST(last_tick_at, $3), \
-         lease_owner = CASE WHEN $4 THEN NULL ELSE lease_owner END, \
-         lease_until = CASE WHEN $4 THEN NULL ELSE lease_until END \
-         WHERE tenant_id = $1 AND lease_owner = $2",
-    )
-    .bind(tenant.as_str())
-    .bind(owner)
-    .bind(tick.map(|t| t.0))
-    .bind(release)
-    .execute(&store.pool)
-    .await?
-    .rows_affected();
-    Ok(updated > 0)
 }

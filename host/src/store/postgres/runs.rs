@@ -14,33 +14,59 @@ use super::{PgStore, live_statuses};
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
+use crate::store::RunQueue;
+use crate::store::RunReads;
 use crate::store::codec::{parse_json, parse_run_status, to_json};
 use crate::store::{
     ActivationCommit, ActivationInput, Lease, RunFilter, RunRecord, RunTransition, StoreResult,
 };
+use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use std::sync::Arc;
 
-/// The tenant's run, its input and its journal, read by one statement (so from one snapshot).
-pub(super) async fn activation(
-    store: &PgStore,
-    tenant: &TenantId,
-    run_id: &RunId,
-) -> StoreResult<Option<ActivationInput>> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        run_columns!(),
-        ", input::text AS input, COALESCE((\
-             SELECT json_agg(json_build_array(j.seq, j.kind, j.request, j.response, \
-             j.recorded_at) ORDER BY j.seq) FROM journal j WHERE j.run_id = r.id), '[]')::text \
-         AS journal FROM runs r WHERE r.id = $1 AND r.tenant_id = $2"
-    ))
-    .bind(run_id.as_str())
-    .bind(tenant.as_str())
-    .fetch_optional(&store.pool)
-    .await?;
-    row.as_ref().map(activation_from_row).transpose()
+#[async_trait]
+impl RunReads for PgStore {
+    /// The tenant's run, its input and its journal, read by one statement (so from one snapshot).
+    async fn run_detail(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+    ) -> StoreResult<Option<ActivationInput>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            run_columns!(),
+            ", input::text AS input, COALESCE((\
+                 SELECT json_agg(json_build_array(j.seq, j.kind, j.request, j.response, \
+                 j.recorded_at) ORDER BY j.seq) FROM journal j WHERE j.run_id = r.id), '[]')::text \
+             AS journal FROM runs r WHERE r.id = $1 AND r.tenant_id = $2"
+        ))
+        .bind(run_id.as_str())
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(activation_from_row).transpose()
+    }
+
+    async fn list_runs(
+        &self,
+        tenant: &TenantId,
+        filter: &RunFilter,
+    ) -> StoreResult<Vec<RunRecord>> {
+        let mut query = QueryBuilder::<Postgres>::new(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE tenant_id = "
+        ));
+        query.push_bind(tenant.as_str());
+        and_equals(&mut query, "journey_id", filter.journey_id.as_deref());
+        and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
+        and_equals(&mut query, "status", filter.status.map(RunStatus::as_str));
+        if filter.live_only {
+            query.push(concat!(" AND status IN ", live_statuses!()));
+        }
+        fetch_newest_first(&self.pool, query, filter.limit, run_from_row).await
+    }
 }
 
 /// An [`ActivationInput`] from a row of [`run_columns!`], `input` and `journal` (a JSON array).
@@ -53,44 +79,93 @@ fn activation_from_row(row: &PgRow) -> StoreResult<ActivationInput> {
     })
 }
 
-pub(super) async fn claim_due_runs(
-    store: &PgStore,
-    now: Timestamp,
-    lease: &Lease,
-    limit: u32,
-) -> StoreResult<Vec<ActivationInput>> {
-    if limit == 0 {
-        return Ok(Vec::new());
+#[async_trait]
+impl RunQueue for PgStore {
+    async fn claim_due_runs(
+        &self,
+        now: Timestamp,
+        lease: &Lease,
+        limit: u32,
+    ) -> StoreResult<Vec<ActivationInput>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Timers of runs that are no longer live are never claimed (whoever ends a run outside
+        // an activation deletes its timer in the same transaction). The claimed runs are read in
+        // the same statement: what their activations need, without a second round trip.
+        let rows = sqlx::query(concat!(
+            "WITH claimed AS (\
+                 UPDATE timers SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+                 WHERE run_id IN (\
+                     SELECT t.run_id FROM timers t JOIN runs r ON r.id = t.run_id \
+                     WHERE t.due_at <= $3 AND (t.lease_until IS NULL OR t.lease_until < $4) \
+                     AND r.status IN ",
+            live_statuses!(),
+            " ORDER BY t.due_at, t.run_id LIMIT $5 FOR UPDATE OF t SKIP LOCKED) \
+                 RETURNING run_id, due_at) \
+             SELECT ",
+            run_columns!(),
+            ", r.input::text AS input, COALESCE((\
+                 SELECT json_agg(json_build_array(j.seq, j.kind, j.request, j.response, \
+                 j.recorded_at) ORDER BY j.seq) FROM journal j WHERE j.run_id = r.id), '[]')::text \
+             AS journal FROM claimed c JOIN runs r ON r.id = c.run_id \
+             ORDER BY c.due_at, c.run_id"
+        ))
+        .bind(&lease.owner)
+        .bind(lease.until_real.0)
+        .bind(now.0)
+        .bind(lease.now_real.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(activation_from_row).collect()
     }
-    // Timers of runs that are no longer live are never claimed (whoever ends a run outside
-    // an activation deletes its timer in the same transaction). The claimed runs are read in
-    // the same statement: what their activations need, without a second round trip.
-    let rows = sqlx::query(concat!(
-        "WITH claimed AS (\
-             UPDATE timers SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-             WHERE run_id IN (\
-                 SELECT t.run_id FROM timers t JOIN runs r ON r.id = t.run_id \
-                 WHERE t.due_at <= $3 AND (t.lease_until IS NULL OR t.lease_until < $4) \
-                 AND r.status IN ",
-        live_statuses!(),
-        " ORDER BY t.due_at, t.run_id LIMIT $5 FOR UPDATE OF t SKIP LOCKED) \
-             RETURNING run_id, due_at) \
-         SELECT ",
-        run_columns!(),
-        ", r.input::text AS input, COALESCE((\
-             SELECT json_agg(json_build_array(j.seq, j.kind, j.request, j.response, \
-             j.recorded_at) ORDER BY j.seq) FROM journal j WHERE j.run_id = r.id), '[]')::text \
-         AS journal FROM claimed c JOIN runs r ON r.id = c.run_id \
-         ORDER BY c.due_at, c.run_id"
-    ))
-    .bind(&lease.owner)
-    .bind(lease.until_real.0)
-    .bind(now.0)
-    .bind(lease.now_real.0)
-    .bind(i64::from(limit))
-    .fetch_all(&store.pool)
-    .await?;
-    rows.iter().map(activation_from_row).collect()
+
+    /// Group commit: every activation in one transaction, each checked and written on its own (a
+    /// lost lease skips only that one). Runs are locked in id order, so two hosts committing
+    /// overlapping sets cannot deadlock.
+    async fn commit_activations(&self, commits: Arc<[ActivationCommit]>) -> StoreResult<Vec<bool>> {
+        let mut order: Vec<usize> = (0..commits.len()).collect();
+        order.sort_by(|&a, &b| commits[a].run_id.cmp(&commits[b].run_id));
+        let mut written = vec![false; commits.len()];
+        let mut tx = self.pool.begin().await?;
+        for index in order {
+            written[index] = commit_one(&mut tx, &commits[index]).await?;
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn release_run(
+        &self,
+        run_id: &RunId,
+        lease_owner: &str,
+        retry_at: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE timers SET lease_owner = NULL, lease_until = NULL, due_at = $1 \
+             WHERE run_id = $2 AND lease_owner = $3",
+        )
+        .bind(retry_at.0)
+        .bind(run_id.as_str())
+        .bind(lease_owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
+        let now_real = Clock::real_now().0;
+        let due: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT MIN(t.due_at) FROM timers t JOIN runs r ON r.id = t.run_id \
+             WHERE (t.lease_until IS NULL OR t.lease_until < $1) AND r.status IN ",
+            live_statuses!()
+        ))
+        .bind(now_real)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(due.map(Timestamp))
+    }
 }
 
 /// The writes of a commit, one statement: journal rows (from arrays), the run's status, then
@@ -112,24 +187,6 @@ macro_rules! commit_writes {
             $timer
         )
     };
-}
-
-/// Group commit: every activation in one transaction, each checked and written on its own (a
-/// lost lease skips only that one). Runs are locked in id order, so two hosts committing
-/// overlapping sets cannot deadlock.
-pub(super) async fn commit_activations(
-    store: &PgStore,
-    commits: Arc<[ActivationCommit]>,
-) -> StoreResult<Vec<bool>> {
-    let mut order: Vec<usize> = (0..commits.len()).collect();
-    order.sort_by(|&a, &b| commits[a].run_id.cmp(&commits[b].run_id));
-    let mut written = vec![false; commits.len()];
-    let mut tx = store.pool.begin().await?;
-    for index in order {
-        written[index] = commit_one(&mut tx, &commits[index]).await?;
-    }
-    tx.commit().await?;
-    Ok(written)
 }
 
 async fn commit_one(conn: &mut PgConnection, commit: &ActivationCommit) -> StoreResult<bool> {
@@ -220,57 +277,6 @@ async fn commit_one(conn: &mut PgConnection, commit: &ActivationCommit) -> Store
         .execute(&mut *conn)
         .await?;
     Ok(true)
-}
-
-pub(super) async fn release_run(
-    store: &PgStore,
-    run_id: &RunId,
-    lease_owner: &str,
-    retry_at: Timestamp,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE timers SET lease_owner = NULL, lease_until = NULL, due_at = $1 \
-         WHERE run_id = $2 AND lease_owner = $3",
-    )
-    .bind(retry_at.0)
-    .bind(run_id.as_str())
-    .bind(lease_owner)
-    .execute(&store.pool)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn next_due_at(store: &PgStore) -> StoreResult<Option<Timestamp>> {
-    let now_real = Clock::real_now().0;
-    let due: Option<i64> = sqlx::query_scalar(concat!(
-        "SELECT MIN(t.due_at) FROM timers t JOIN runs r ON r.id = t.run_id \
-         WHERE (t.lease_until IS NULL OR t.lease_until < $1) AND r.status IN ",
-        live_statuses!()
-    ))
-    .bind(now_real)
-    .fetch_one(&store.pool)
-    .await?;
-    Ok(due.map(Timestamp))
-}
-
-pub(super) async fn list_runs(
-    store: &PgStore,
-    tenant: &TenantId,
-    filter: &RunFilter,
-) -> StoreResult<Vec<RunRecord>> {
-    let mut query = QueryBuilder::<Postgres>::new(concat!(
-        "SELECT ",
-        run_columns!(),
-        " FROM runs WHERE tenant_id = "
-    ));
-    query.push_bind(tenant.as_str());
-    and_equals(&mut query, "journey_id", filter.journey_id.as_deref());
-    and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
-    and_equals(&mut query, "status", filter.status.map(RunStatus::as_str));
-    if filter.live_only {
-        query.push(concat!(" AND status IN ", live_statuses!()));
-    }
-    fetch_newest_first(&store.pool, query, filter.limit, run_from_row).await
 }
 
 /// An event just stored, as the runs waiting for it see it.

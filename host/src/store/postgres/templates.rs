@@ -3,7 +3,9 @@
 use super::PgStore;
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::EmailTemplates;
 use crate::store::{StoreResult, TenantTemplate};
+use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -24,70 +26,73 @@ fn template_from_row(row: &PgRow) -> StoreResult<TenantTemplate> {
     })
 }
 
-pub(super) async fn list(store: &PgStore, tenant: &TenantId) -> StoreResult<Vec<TenantTemplate>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM email_templates WHERE tenant_id = $1 ORDER BY key"
-    ))
-    .bind(tenant.as_str())
-    .fetch_all(&store.pool)
-    .await?
-    .iter()
-    .map(template_from_row)
-    .collect()
-}
+#[async_trait]
+impl EmailTemplates for PgStore {
+    async fn email_templates(&self, tenant: &TenantId) -> StoreResult<Vec<TenantTemplate>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM email_templates WHERE tenant_id = $1 ORDER BY key"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(template_from_row)
+        .collect()
+    }
 
-pub(super) async fn get(
-    store: &PgStore,
-    tenant: &TenantId,
-    key: &str,
-) -> StoreResult<Option<TenantTemplate>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM email_templates WHERE tenant_id = $1 AND key = $2"
-    ))
-    .bind(tenant.as_str())
-    .bind(key)
-    .fetch_optional(&store.pool)
-    .await?
-    .as_ref()
-    .map(template_from_row)
-    .transpose()
-}
-
-pub(super) async fn put(
-    store: &PgStore,
-    tenant: &TenantId,
-    template: &TenantTemplate,
-) -> StoreResult<bool> {
-    // `xmax = 0` only on a freshly inserted row: it tells an insert from an update.
-    let created: bool = sqlx::query_scalar(
-        "INSERT INTO email_templates (tenant_id, key, subject, text_body, html_body, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (tenant_id, key) DO UPDATE SET subject = EXCLUDED.subject, \
-         text_body = EXCLUDED.text_body, html_body = EXCLUDED.html_body, \
-         updated_at = EXCLUDED.updated_at \
-         RETURNING (xmax = 0)",
-    )
-    .bind(tenant.as_str())
-    .bind(&template.key)
-    .bind(&template.subject)
-    .bind(&template.text)
-    .bind(&template.html)
-    .bind(template.created_at.0)
-    .bind(template.updated_at.0)
-    .fetch_one(&store.pool)
-    .await?;
-    Ok(created)
-}
-
-pub(super) async fn delete(store: &PgStore, tenant: &TenantId, key: &str) -> StoreResult<bool> {
-    let deleted = sqlx::query("DELETE FROM email_templates WHERE tenant_id = $1 AND key = $2")
+    async fn email_template(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<TenantTemplate>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM email_templates WHERE tenant_id = $1 AND key = $2"
+        ))
         .bind(tenant.as_str())
         .bind(key)
-        .execute(&store.pool)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(template_from_row)
+        .transpose()
+    }
+
+    async fn put_email_template(
+        &self,
+        tenant: &TenantId,
+        template: &TenantTemplate,
+    ) -> StoreResult<bool> {
+        // `xmax = 0` only on a freshly inserted row: it tells an insert from an update.
+        let created: bool = sqlx::query_scalar(
+            "INSERT INTO email_templates (tenant_id, key, subject, text_body, html_body, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant_id, key) DO UPDATE SET subject = EXCLUDED.subject, \
+             text_body = EXCLUDED.text_body, html_body = EXCLUDED.html_body, \
+             updated_at = EXCLUDED.updated_at \
+             RETURNING (xmax = 0)",
+        )
+        .bind(tenant.as_str())
+        .bind(&template.key)
+        .bind(&template.subject)
+        .bind(&template.text)
+        .bind(&template.html)
+        .bind(template.created_at.0)
+        .bind(template.updated_at.0)
+        .fetch_one(&self.pool)
         .await?;
-    Ok(deleted.rows_affected() > 0)
+        Ok(created)
+    }
+
+    async fn delete_email_template(&self, tenant: &TenantId, key: &str) -> StoreResult<bool> {
+        let deleted = sqlx::query("DELETE FROM email_templates WHERE tenant_id = $1 AND key = $2")
+            .bind(tenant.as_str())
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(deleted.rows_affected() > 0)
+    }
 }

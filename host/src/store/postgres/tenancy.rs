@@ -7,160 +7,156 @@ use super::PgStore;
 use super::rows::{api_key_columns, api_key_from_row, tenant_from_row};
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, TenantId};
+use crate::store::HostSettings;
+use crate::store::Tenancy;
 use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset, scopes_to_text, to_json};
 use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreError, StoreResult, Tenant};
+use async_trait::async_trait;
 
-pub(super) async fn tenant_by_name(store: &PgStore, name: &str) -> StoreResult<Option<Tenant>> {
-    sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1")
+#[async_trait]
+impl Tenancy for PgStore {
+    async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(tenant_from_row)
+            .transpose()
+    }
+
+    /// Create the tenant, or answer the one that already has the name (`false`).
+    async fn create_tenant(&self, name: &str, now: Timestamp) -> StoreResult<(Tenant, bool)> {
+        // A concurrent creator of the same name makes this INSERT wait for its outcome; once it
+        // committed, the conflict does nothing and the SELECT (a new snapshot) sees its row.
+        let inserted = sqlx::query(
+            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING RETURNING id, name, created_at",
+        )
+        .bind(TenantId::generate().as_str())
         .bind(name)
-        .fetch_optional(&store.pool)
+        .bind(now.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = inserted {
+            return Ok((tenant_from_row(&row)?, true));
+        }
+        let existing = self.tenant_by_name(name).await?.ok_or_else(|| {
+            StoreError::corrupt("tenant", format!("{name:?} conflicted but cannot be read"))
+        })?;
+        Ok((existing, false))
+    }
+
+    async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKeyRecord> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key.id.as_str())
+        .bind(key.tenant_id.as_str())
+        .bind(&key.name)
+        .bind(&key.key_hash)
+        .bind(scopes_to_text(&key.scopes))
+        .bind(key.created_at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(ApiKeyRecord {
+            id: key.id,
+            tenant_id: key.tenant_id,
+            name: key.name,
+            scopes: key.scopes,
+            created_at: key.created_at,
+            revoked_at: None,
+        })
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+        ))
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
         .await?
         .as_ref()
-        .map(tenant_from_row)
+        .map(api_key_from_row)
         .transpose()
-}
-
-/// Create the tenant, or answer the one that already has the name (`false`).
-pub(super) async fn create_tenant(
-    store: &PgStore,
-    name: &str,
-    now: Timestamp,
-) -> StoreResult<(Tenant, bool)> {
-    // A concurrent creator of the same name makes this INSERT wait for its outcome; once it
-    // committed, the conflict does nothing and the SELECT (a new snapshot) sees its row.
-    let inserted = sqlx::query(
-        "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO NOTHING RETURNING id, name, created_at",
-    )
-    .bind(TenantId::generate().as_str())
-    .bind(name)
-    .bind(now.0)
-    .fetch_optional(&store.pool)
-    .await?;
-    if let Some(row) = inserted {
-        return Ok((tenant_from_row(&row)?, true));
     }
-    let existing = tenant_by_name(store, name).await?.ok_or_else(|| {
-        StoreError::corrupt("tenant", format!("{name:?} conflicted but cannot be read"))
-    })?;
-    Ok((existing, false))
+
+    /// Revoke a live key (within `tenant` when given); whether one was revoked.
+    async fn revoke_api_key(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &ApiKeyId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let revoked = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 \
+             WHERE id = $2 AND revoked_at IS NULL AND ($3::text IS NULL OR tenant_id = $3)",
+        )
+        .bind(now.0)
+        .bind(id.as_str())
+        .bind(tenant.map(TenantId::as_str))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(revoked > 0)
+    }
+
+    /// A tenant's keys, revoked ones included, newest first.
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(api_key_from_row)
+        .collect()
+    }
+
+    async fn record_module_version(&self, version: &ModuleVersionRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO module_versions (tenant_id, hash, name, manifest, loaded_at) \
+             VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (tenant_id, hash) DO NOTHING",
+        )
+        .bind(version.tenant_id.as_str())
+        .bind(&version.hash)
+        .bind(&version.name)
+        .bind(to_json("module manifest", &version.manifest)?)
+        .bind(version.loaded_at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 }
 
-pub(super) async fn create_api_key(store: &PgStore, key: NewApiKey) -> StoreResult<ApiKeyRecord> {
-    sqlx::query(
-        "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(key.id.as_str())
-    .bind(key.tenant_id.as_str())
-    .bind(&key.name)
-    .bind(&key.key_hash)
-    .bind(scopes_to_text(&key.scopes))
-    .bind(key.created_at.0)
-    .execute(&store.pool)
-    .await?;
-    Ok(ApiKeyRecord {
-        id: key.id,
-        tenant_id: key.tenant_id,
-        name: key.name,
-        scopes: key.scopes,
-        created_at: key.created_at,
-        revoked_at: None,
-    })
-}
+#[async_trait]
+impl HostSettings for PgStore {
+    async fn clock_offset(&self) -> StoreResult<i64> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM host_settings WHERE key = $1")
+                .bind(CLOCK_OFFSET_KEY)
+                .fetch_optional(&self.pool)
+                .await?;
+        parse_clock_offset(value)
+    }
 
-pub(super) async fn api_key_by_hash(
-    store: &PgStore,
-    key_hash: &str,
-) -> StoreResult<Option<ApiKeyRecord>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        api_key_columns!(),
-        " FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
-    ))
-    .bind(key_hash)
-    .fetch_optional(&store.pool)
-    .await?
-    .as_ref()
-    .map(api_key_from_row)
-    .transpose()
-}
-
-/// Revoke a live key (within `tenant` when given); whether one was revoked.
-pub(super) async fn revoke_api_key(
-    store: &PgStore,
-    tenant: Option<&TenantId>,
-    id: &ApiKeyId,
-    now: Timestamp,
-) -> StoreResult<bool> {
-    let revoked = sqlx::query(
-        "UPDATE api_keys SET revoked_at = $1 \
-         WHERE id = $2 AND revoked_at IS NULL AND ($3::text IS NULL OR tenant_id = $3)",
-    )
-    .bind(now.0)
-    .bind(id.as_str())
-    .bind(tenant.map(TenantId::as_str))
-    .execute(&store.pool)
-    .await?
-    .rows_affected();
-    Ok(revoked > 0)
-}
-
-/// A tenant's keys, revoked ones included, newest first.
-pub(super) async fn list_api_keys(
-    store: &PgStore,
-    tenant: &TenantId,
-) -> StoreResult<Vec<ApiKeyRecord>> {
-    sqlx::query(concat!(
-        "SELECT ",
-        api_key_columns!(),
-        " FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC"
-    ))
-    .bind(tenant.as_str())
-    .fetch_all(&store.pool)
-    .await?
-    .iter()
-    .map(api_key_from_row)
-    .collect()
-}
-
-pub(super) async fn record_module_version(
-    store: &PgStore,
-    version: &ModuleVersionRecord,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO module_versions (tenant_id, hash, name, manifest, loaded_at) \
-         VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (tenant_id, hash) DO NOTHING",
-    )
-    .bind(version.tenant_id.as_str())
-    .bind(&version.hash)
-    .bind(&version.name)
-    .bind(to_json("module manifest", &version.manifest)?)
-    .bind(version.loaded_at.0)
-    .execute(&store.pool)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn clock_offset(store: &PgStore) -> StoreResult<i64> {
-    let value: Option<String> =
-        sqlx::query_scalar("SELECT value FROM host_settings WHERE key = $1")
-            .bind(CLOCK_OFFSET_KEY)
-            .fetch_optional(&store.pool)
-            .await?;
-    parse_clock_offset(value)
-}
-
-pub(super) async fn advance_clock_offset(store: &PgStore, by_ms: i64) -> StoreResult<i64> {
-    let value: String = sqlx::query_scalar(
-        "INSERT INTO host_settings (key, value) VALUES ($1, $2) \
-         ON CONFLICT (key) DO UPDATE \
-         SET value = (host_settings.value::int8 + excluded.value::int8)::text \
-         RETURNING value",
-    )
-    .bind(CLOCK_OFFSET_KEY)
-    .bind(by_ms.max(0).to_string())
-    .fetch_one(&store.pool)
-    .await?;
-    parse_clock_offset(Some(value))
+    async fn advance_clock_offset(&self, by_ms: i64) -> StoreResult<i64> {
+        let value: String = sqlx::query_scalar(
+            "INSERT INTO host_settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE \
+             SET value = (host_settings.value::int8 + excluded.value::int8)::text \
+             RETURNING value",
+        )
+        .bind(CLOCK_OFFSET_KEY)
+        .bind(by_ms.max(0).to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        parse_clock_offset(Some(value))
+    }
 }

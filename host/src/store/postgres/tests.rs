@@ -12,9 +12,10 @@ use crate::contacts::Identity;
 use crate::ids::{EmailId, EventId, RunId, TenantId};
 use crate::journeys::{EntryLimit, RunStatus};
 use crate::store::IngestWithoutModules;
+use crate::store::concerns::*;
 use crate::store::{
     ActivationCommit, EmailFilter, EmailStatus, IngestItem, IngestOutcome, Lease, NewEmail,
-    NewEvent, RunCandidate, RunTransition, Store,
+    NewEvent, RunCandidate, RunTransition,
 };
 use serde_json::{Map, json};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};

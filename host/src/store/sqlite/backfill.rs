@@ -14,11 +14,13 @@ use crate::buckets::backfill::{
 };
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::Backfills;
 use crate::store::codec::{SkipTally, StartedRuns};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, IngestRouting, Lease,
     StoreError, StoreResult,
 };
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::sync::Arc;
 
@@ -118,15 +120,16 @@ fn enqueue(
     Ok(())
 }
 
-pub(super) async fn register_buckets(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    buckets: &[BucketFingerprint],
-    now: Timestamp,
-) -> StoreResult<()> {
-    let (tenant, buckets) = (tenant.clone(), buckets.to_vec());
-    store
-        .write(move |tx| {
+#[async_trait]
+impl Backfills for SqliteStore {
+    async fn register_buckets(
+        &self,
+        tenant: &TenantId,
+        buckets: &[BucketFingerprint],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (tenant, buckets) = (tenant.clone(), buckets.to_vec());
+        self.write(move |tx| {
             for bucket in &buckets {
                 let stored = status(tx, &tenant, &bucket.bucket_id)?.map(|s| stored_config(&s));
                 match backfill::on_register(stored.as_ref(), &bucket.fingerprint) {
@@ -137,9 +140,9 @@ pub(super) async fn register_buckets(
                     ConfigChange::Settle => {
                         tx.prepare_cached(
                             "UPDATE bucket_configs SET backfill_state = 'completed', \
-                             target_hash = criteria_hash, backfill_error = NULL, \
-                             backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
-                             updated_at = ?3 WHERE tenant_id = ?1 AND bucket_id = ?2",
+                                 target_hash = criteria_hash, backfill_error = NULL, \
+                                 backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
+                                 updated_at = ?3 WHERE tenant_id = ?1 AND bucket_id = ?2",
                         )?
                         .execute(params![
                             tenant.as_str(),
@@ -152,15 +155,11 @@ pub(super) async fn register_buckets(
             Ok(())
         })
         .await
-}
+    }
 
-pub(super) async fn backfill_statuses(
-    store: &SqliteStore,
-    tenant: &TenantId,
-) -> StoreResult<Vec<BackfillStatus>> {
-    let tenant = tenant.clone();
-    store
-        .read(move |tx| {
+    async fn backfill_statuses(&self, tenant: &TenantId) -> StoreResult<Vec<BackfillStatus>> {
+        let tenant = tenant.clone();
+        self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
                 status_columns!(),
@@ -174,17 +173,16 @@ pub(super) async fn backfill_statuses(
             Ok(found)
         })
         .await
-}
+    }
 
-pub(super) async fn restart_backfill(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    bucket: &BucketFingerprint,
-    now: Timestamp,
-) -> StoreResult<BackfillStatus> {
-    let (tenant, bucket) = (tenant.clone(), bucket.clone());
-    store
-        .write(move |tx| {
+    async fn restart_backfill(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketFingerprint,
+        now: Timestamp,
+    ) -> StoreResult<BackfillStatus> {
+        let (tenant, bucket) = (tenant.clone(), bucket.clone());
+        self.write(move |tx| {
             let stored = status(tx, &tenant, &bucket.bucket_id)?;
             let mode = backfill::restart_mode(stored.and_then(|s| s.criteria_hash).as_deref());
             enqueue(
@@ -199,91 +197,81 @@ pub(super) async fn restart_backfill(
                 .ok_or_else(|| StoreError::corrupt("bucket config", "missing after its upsert"))
         })
         .await
-}
+    }
 
-pub(super) async fn claim_backfill(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    buckets: &[BucketFingerprint],
-    lease: &Lease,
-    now: Timestamp,
-) -> StoreResult<Option<ClaimedBackfill>> {
-    let (tenant, buckets, lease) = (tenant.clone(), buckets.to_vec(), lease.clone());
-    store
-        .write_without_memberships(move |tx| {
-            for bucket in &buckets {
-                let claimable: Option<String> = tx
-                    .prepare_cached(
-                        "SELECT backfill_mode FROM bucket_configs WHERE tenant_id = ?1 \
-                         AND bucket_id = ?2 AND target_hash = ?3 \
-                         AND (backfill_state = 'pending' OR (backfill_state = 'running' \
-                         AND (lease_until IS NULL OR lease_until < ?4)))",
+    async fn claim_backfill(
+        &self,
+        tenant: &TenantId,
+        buckets: &[BucketFingerprint],
+        lease: &Lease,
+        now: Timestamp,
+    ) -> StoreResult<Option<ClaimedBackfill>> {
+        let (tenant, buckets, lease) = (tenant.clone(), buckets.to_vec(), lease.clone());
+        self
+            .write_without_memberships(move |tx| {
+                for bucket in &buckets {
+                    let claimable: Option<String> = tx
+                        .prepare_cached(
+                            "SELECT backfill_mode FROM bucket_configs WHERE tenant_id = ?1 \
+                             AND bucket_id = ?2 AND target_hash = ?3 \
+                             AND (backfill_state = 'pending' OR (backfill_state = 'running' \
+                             AND (lease_until IS NULL OR lease_until < ?4)))",
+                        )?
+                        .query_row(
+                            params![
+                                tenant.as_str(),
+                                bucket.bucket_id,
+                                bucket.fingerprint,
+                                lease.now_real.0
+                            ],
+                            |row| row.get(0),
+                        )
+                        .optional()?;
+                    let Some(mode) = claimable else { continue };
+                    tx.prepare_cached(
+                        "UPDATE bucket_configs SET backfill_state = 'running', lease_owner = ?3, \
+                         lease_until = ?4, backfill_started_at = COALESCE(backfill_started_at, ?5), \
+                         backfill_total = COALESCE(backfill_total, (SELECT COUNT(*) FROM contacts \
+                         WHERE tenant_id = ?1 AND deleted_at IS NULL)), updated_at = ?5 \
+                         WHERE tenant_id = ?1 AND bucket_id = ?2",
                     )?
-                    .query_row(
-                        params![
-                            tenant.as_str(),
-                            bucket.bucket_id,
-                            bucket.fingerprint,
-                            lease.now_real.0
-                        ],
-                        |row| row.get(0),
-                    )
-                    .optional()?;
-                let Some(mode) = claimable else { continue };
-                tx.prepare_cached(
-                    "UPDATE bucket_configs SET backfill_state = 'running', lease_owner = ?3, \
-                     lease_until = ?4, backfill_started_at = COALESCE(backfill_started_at, ?5), \
-                     backfill_total = COALESCE(backfill_total, (SELECT COUNT(*) FROM contacts \
-                     WHERE tenant_id = ?1 AND deleted_at IS NULL)), updated_at = ?5 \
-                     WHERE tenant_id = ?1 AND bucket_id = ?2",
-                )?
-                .execute(params![
-                    tenant.as_str(),
-                    bucket.bucket_id,
-                    lease.owner,
-                    lease.until_real.0,
-                    now.0
-                ])?;
-                return Ok(Some(ClaimedBackfill {
-                    tenant_id: tenant.clone(),
-                    bucket_id: bucket.bucket_id.clone(),
-                    mode: BackfillMode::parse(&mode)
-                        .ok_or_else(|| StoreError::corrupt("backfill mode", &mode))?,
-                    target_hash: bucket.fingerprint.clone(),
-                }));
-            }
-            Ok(None)
-        })
-        .await
-}
+                    .execute(params![
+                        tenant.as_str(),
+                        bucket.bucket_id,
+                        lease.owner,
+                        lease.until_real.0,
+                        now.0
+                    ])?;
+                    return Ok(Some(ClaimedBackfill {
+                        tenant_id: tenant.clone(),
+                        bucket_id: bucket.bucket_id.clone(),
+                        mode: BackfillMode::parse(&mode)
+                            .ok_or_else(|| StoreError::corrupt("backfill mode", &mode))?,
+                        target_hash: bucket.fingerprint.clone(),
+                    }));
+                }
+                Ok(None)
+            })
+            .await
+    }
 
-/// A running backfill's stored progress, read when its holder checks the lease.
-struct HeldProgress {
-    cursor: Option<String>,
-    done: i64,
-    total: Option<i64>,
-    joined: i64,
-    left: i64,
-}
-
-pub(super) async fn backfill_step(
-    store: &SqliteStore,
-    claim: &ClaimedBackfill,
-    bucket: &BucketDef,
-    lease: &Lease,
-    page_size: u32,
-    now: Timestamp,
-    routing: Arc<dyn IngestRouting>,
-) -> StoreResult<BackfillStep> {
-    let (claim, bucket, lease) = (claim.clone(), bucket.clone(), lease.clone());
-    store
-        .write(move |tx| {
+    async fn backfill_step(
+        &self,
+        claim: &ClaimedBackfill,
+        bucket: &BucketDef,
+        lease: &Lease,
+        page_size: u32,
+        now: Timestamp,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<BackfillStep> {
+        let (claim, bucket, lease) = (claim.clone(), bucket.clone(), lease.clone());
+        self.write(move |tx| {
             let tenant = &claim.tenant_id;
             let held: Option<HeldProgress> = tx
                 .prepare_cached(
                     "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, \
-                     backfill_left FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2 \
-                     AND backfill_state = 'running' AND lease_owner = ?3 AND target_hash = ?4",
+                         backfill_left FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2 \
+                         AND backfill_state = 'running' AND lease_owner = ?3 AND target_hash = ?4",
                 )?
                 .query_row(
                     params![
@@ -317,7 +305,7 @@ pub(super) async fn backfill_step(
                 "SELECT ",
                 contact_columns!(),
                 " FROM contacts WHERE tenant_id = ?1 AND deleted_at IS NULL AND id > ?2 \
-                 ORDER BY id LIMIT ?3"
+                     ORDER BY id LIMIT ?3"
             ))?;
             let mut rows = statement.query(params![
                 tenant.as_str(),
@@ -370,10 +358,10 @@ pub(super) async fn backfill_step(
             if page.len() < page_size as usize {
                 tx.prepare_cached(
                     "UPDATE bucket_configs SET criteria_hash = target_hash, \
-                     backfill_state = 'completed', backfill_done = ?3, backfill_total = ?4, \
-                     backfill_joined = ?5, backfill_left = ?6, backfill_cursor = NULL, \
-                     lease_owner = NULL, lease_until = NULL, backfill_finished_at = ?7, \
-                     updated_at = ?7 WHERE tenant_id = ?1 AND bucket_id = ?2",
+                         backfill_state = 'completed', backfill_done = ?3, backfill_total = ?4, \
+                         backfill_joined = ?5, backfill_left = ?6, backfill_cursor = NULL, \
+                         lease_owner = NULL, lease_until = NULL, backfill_finished_at = ?7, \
+                         updated_at = ?7 WHERE tenant_id = ?1 AND bucket_id = ?2",
                 )?
                 .execute(params![
                     tenant.as_str(),
@@ -393,8 +381,8 @@ pub(super) async fn backfill_step(
             let last = page.last().map(|c| c.id.0.clone());
             tx.prepare_cached(
                 "UPDATE bucket_configs SET backfill_cursor = ?3, backfill_done = ?4, \
-                 backfill_total = ?5, backfill_joined = ?6, backfill_left = ?7, \
-                 lease_until = ?8, updated_at = ?9 WHERE tenant_id = ?1 AND bucket_id = ?2",
+                     backfill_total = ?5, backfill_joined = ?6, backfill_left = ?7, \
+                     lease_until = ?8, updated_at = ?9 WHERE tenant_id = ?1 AND bucket_id = ?2",
             )?
             .execute(params![
                 tenant.as_str(),
@@ -413,6 +401,43 @@ pub(super) async fn backfill_step(
             })
         })
         .await
+    }
+
+    async fn fail_backfill(
+        &self,
+        claim: &ClaimedBackfill,
+        lease_owner: &str,
+        message: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (claim, owner, message) = (claim.clone(), lease_owner.to_owned(), message.to_owned());
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "UPDATE bucket_configs SET backfill_state = 'failed', backfill_error = ?4, \
+                     backfill_finished_at = ?5, lease_owner = NULL, lease_until = NULL, \
+                     updated_at = ?5 WHERE tenant_id = ?1 AND bucket_id = ?2 AND lease_owner = ?3 \
+                     AND backfill_state = 'running'",
+            )?
+            .execute(params![
+                claim.tenant_id.as_str(),
+                claim.bucket_id,
+                owner,
+                message,
+                now.0
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// A running backfill's stored progress, read when its holder checks the lease.
+struct HeldProgress {
+    cursor: Option<String>,
+    done: i64,
+    total: Option<i64>,
+    joined: i64,
+    left: i64,
 }
 
 /// Anchor a backfilled member's dwell clock at their latest `event` (domain-spec §2.11.4).
@@ -434,32 +459,4 @@ fn set_dwell_anchor(
     ))?
     .execute(params![tenant.as_str(), bucket_id, contact_key, event])?;
     Ok(())
-}
-
-pub(super) async fn fail_backfill(
-    store: &SqliteStore,
-    claim: &ClaimedBackfill,
-    lease_owner: &str,
-    message: &str,
-    now: Timestamp,
-) -> StoreResult<()> {
-    let (claim, owner, message) = (claim.clone(), lease_owner.to_owned(), message.to_owned());
-    store
-        .write(move |tx| {
-            tx.prepare_cached(
-                "UPDATE bucket_configs SET backfill_state = 'failed', backfill_error = ?4, \
-                 backfill_finished_at = ?5, lease_owner = NULL, lease_until = NULL, \
-                 updated_at = ?5 WHERE tenant_id = ?1 AND bucket_id = ?2 AND lease_owner = ?3 \
-                 AND backfill_state = 'running'",
-            )?
-            .execute(params![
-                claim.tenant_id.as_str(),
-                claim.bucket_id,
-                owner,
-                message,
-                now.0
-            ])?;
-            Ok(())
-        })
-        .await
 }

@@ -7,10 +7,12 @@ use super::rows::{collect, to_u32};
 use super::{SqliteStore, tenant_number};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::BucketReads;
 use crate::store::{
     ActiveMembership, BucketCounts, BucketMember, MemberPage, MemberPageRequest, StoreError,
     StoreResult,
 };
+use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 use std::collections::HashMap;
 
@@ -69,13 +71,11 @@ fn member_from_row(row: &Row<'_>) -> StoreResult<BucketMember> {
     })
 }
 
-pub(super) async fn bucket_counts(
-    store: &SqliteStore,
-    tenant: &TenantId,
-) -> StoreResult<HashMap<String, BucketCounts>> {
-    let tenant = tenant.clone();
-    store
-        .read(move |tx| {
+#[async_trait]
+impl BucketReads for SqliteStore {
+    async fn bucket_counts(&self, tenant: &TenantId) -> StoreResult<HashMap<String, BucketCounts>> {
+        let tenant = tenant.clone();
+        self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT m.bucket_id, ",
                 count_columns!(),
@@ -93,16 +93,15 @@ pub(super) async fn bucket_counts(
             Ok(counts)
         })
         .await
-}
+    }
 
-pub(super) async fn bucket_counts_of(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    bucket_id: &str,
-) -> StoreResult<BucketCounts> {
-    let (tenant, bucket_id) = (tenant.clone(), bucket_id.to_owned());
-    store
-        .read(move |tx| {
+    async fn bucket_counts_of(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<BucketCounts> {
+        let (tenant, bucket_id) = (tenant.clone(), bucket_id.to_owned());
+        self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
                 count_columns!(),
@@ -119,20 +118,19 @@ pub(super) async fn bucket_counts_of(
                 .map(Option::unwrap_or_default)
         })
         .await
-}
+    }
 
-pub(super) async fn bucket_members(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    bucket_id: &str,
-    page: &MemberPageRequest,
-) -> StoreResult<MemberPage> {
-    let (tenant, bucket_id) = (tenant.clone(), bucket_id.to_owned());
-    let size = page.page_size();
-    // Every id sorts after the empty string: no cursor starts at the beginning.
-    let after = page.cursor.clone().unwrap_or_default();
-    store
-        .read(move |tx| {
+    async fn bucket_members(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        page: &MemberPageRequest,
+    ) -> StoreResult<MemberPage> {
+        let (tenant, bucket_id) = (tenant.clone(), bucket_id.to_owned());
+        let size = page.page_size();
+        // Every id sorts after the empty string: no cursor starts at the beginning.
+        let after = page.cursor.clone().unwrap_or_default();
+        self.read(move |tx| {
             // One more than the page, to know whether another follows.
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count FROM ",
@@ -140,7 +138,7 @@ pub(super) async fn bucket_members(
                 " WHERE m.tenant = ",
                 tenant_number!("?1"),
                 " AND m.bucket_id = ?2 AND m.status = 'active' \
-                 AND m.id > ?3 ORDER BY m.id LIMIT ?4"
+                     AND m.id > ?3 ORDER BY m.id LIMIT ?4"
             ))?;
             let rows = statement.query(params![
                 tenant.as_str(),
@@ -171,45 +169,43 @@ pub(super) async fn bucket_members(
             })
         })
         .await
-}
-
-pub(super) async fn recent_members(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    bucket_id: &str,
-    limit: u32,
-) -> StoreResult<Vec<BucketMember>> {
-    let (tenant, bucket_id) = (tenant.clone(), bucket_id.to_owned());
-    let limit = MemberPageRequest {
-        limit: Some(limit),
-        cursor: None,
     }
-    .page_size();
-    store
-        .read(move |tx| {
+
+    async fn recent_members(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<BucketMember>> {
+        let (tenant, bucket_id) = (tenant.clone(), bucket_id.to_owned());
+        let limit = MemberPageRequest {
+            limit: Some(limit),
+            cursor: None,
+        }
+        .page_size();
+        self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count FROM ",
                 live_memberships!(),
                 " WHERE m.tenant = ",
                 tenant_number!("?1"),
                 " AND m.bucket_id = ?2 AND m.status = 'active' \
-                 ORDER BY m.id DESC LIMIT ?3"
+                     ORDER BY m.id DESC LIMIT ?3"
             ))?;
             let rows = statement.query(params![tenant.as_str(), bucket_id, i64::from(limit)])?;
             collect(rows, member_from_row)
         })
         .await
-}
+    }
 
-pub(super) async fn bucket_membership(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    bucket_id: &str,
-    key: &str,
-) -> StoreResult<Option<ActiveMembership>> {
-    let (tenant, bucket_id, key) = (tenant.clone(), bucket_id.to_owned(), key.to_owned());
-    store
-        .read(move |tx| {
+    async fn bucket_membership(
+        &self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        key: &str,
+    ) -> StoreResult<Option<ActiveMembership>> {
+        let (tenant, bucket_id, key) = (tenant.clone(), bucket_id.to_owned(), key.to_owned());
+        self.read(move |tx| {
             let Some(contact) = live_by_key(tx, &tenant, &key)? else {
                 return Ok(None);
             };
@@ -219,7 +215,7 @@ pub(super) async fn bucket_membership(
                 " FROM bucket_memberships m WHERE m.tenant = ",
                 tenant_number!("?1"),
                 " AND m.bucket_id = ?2 \
-                 AND m.contact_key = ?3 AND m.status = 'active'"
+                     AND m.contact_key = ?3 AND m.status = 'active'"
             ))?
             .query_row(params![tenant.as_str(), bucket_id, contact.key], |row| {
                 Ok(membership_from_row(row))
@@ -228,16 +224,15 @@ pub(super) async fn bucket_membership(
             .transpose()
         })
         .await
-}
+    }
 
-pub(super) async fn contact_memberships(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    contact_key: &str,
-) -> StoreResult<Vec<ActiveMembership>> {
-    let (tenant, contact_key) = (tenant.clone(), contact_key.to_owned());
-    store
-        .read(move |tx| {
+    async fn contact_memberships(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+    ) -> StoreResult<Vec<ActiveMembership>> {
+        let (tenant, contact_key) = (tenant.clone(), contact_key.to_owned());
+        self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
                 membership_columns!(),
@@ -246,7 +241,7 @@ pub(super) async fn contact_memberships(
                 " WHERE m.tenant = ",
                 tenant_number!("?1"),
                 " AND m.contact_key = ?2 AND m.status = 'active' \
-                 ORDER BY m.bucket_id"
+                     ORDER BY m.bucket_id"
             ))?;
             collect(
                 statement.query(params![tenant.as_str(), contact_key])?,
@@ -254,4 +249,5 @@ pub(super) async fn contact_memberships(
             )
         })
         .await
+    }
 }

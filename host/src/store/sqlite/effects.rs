@@ -4,8 +4,10 @@
 use super::SqliteStore;
 use super::rows::{collect, to_json};
 use crate::ids::{RunId, TenantId};
+use crate::store::RunEffects;
 use crate::store::codec::parse_json;
 use crate::store::{Effect, EffectFailure, Lease, RunEffect, StoreResult};
+use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
 /// Store an activation's effects (inside its commit's transaction).
@@ -33,69 +35,66 @@ pub(super) fn insert_effects(
     Ok(())
 }
 
-pub(super) async fn claim_run_effects(
-    store: &SqliteStore,
-    lease: &Lease,
-    limit: u32,
-) -> StoreResult<Vec<RunEffect>> {
-    let lease = lease.clone();
-    let mut claimed = store
-        .write_without_memberships(move |tx| {
-            let mut claim = tx.prepare_cached(
-                "UPDATE run_effects SET lease_owner = ?1, lease_until = ?2, \
-                 attempts = attempts + 1 \
-                 WHERE (run_id, seq) IN (\
-                     SELECT run_id, seq FROM run_effects \
-                     WHERE lease_until IS NULL OR lease_until < ?3 \
-                     ORDER BY created_at, run_id, seq LIMIT ?4) \
-                 RETURNING run_id, seq, tenant_id, payload, created_at",
-            )?;
-            let rows = claim.query(params![
-                lease.owner,
-                lease.until_real.0,
-                lease.now_real.0,
-                i64::from(limit)
-            ])?;
-            collect(rows, |row| {
-                let seq: i64 = row.get("seq")?;
-                Ok((
-                    row.get::<_, i64>("created_at")?,
-                    RunEffect {
-                        run_id: RunId(row.get("run_id")?),
-                        seq: u32::try_from(seq).unwrap_or(u32::MAX),
-                        tenant_id: TenantId(row.get("tenant_id")?),
-                        effect: parse_json("run effect", &row.get::<_, String>("payload")?)?,
-                    },
-                ))
+#[async_trait]
+impl RunEffects for SqliteStore {
+    async fn claim_run_effects(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<RunEffect>> {
+        let lease = lease.clone();
+        let mut claimed = self
+            .write_without_memberships(move |tx| {
+                let mut claim = tx.prepare_cached(
+                    "UPDATE run_effects SET lease_owner = ?1, lease_until = ?2, \
+                     attempts = attempts + 1 \
+                     WHERE (run_id, seq) IN (\
+                         SELECT run_id, seq FROM run_effects \
+                         WHERE lease_until IS NULL OR lease_until < ?3 \
+                         ORDER BY created_at, run_id, seq LIMIT ?4) \
+                     RETURNING run_id, seq, tenant_id, payload, created_at",
+                )?;
+                let rows = claim.query(params![
+                    lease.owner,
+                    lease.until_real.0,
+                    lease.now_real.0,
+                    i64::from(limit)
+                ])?;
+                collect(rows, |row| {
+                    let seq: i64 = row.get("seq")?;
+                    Ok((
+                        row.get::<_, i64>("created_at")?,
+                        RunEffect {
+                            run_id: RunId(row.get("run_id")?),
+                            seq: u32::try_from(seq).unwrap_or(u32::MAX),
+                            tenant_id: TenantId(row.get("tenant_id")?),
+                            effect: parse_json("run effect", &row.get::<_, String>("payload")?)?,
+                        },
+                    ))
+                })
             })
-        })
-        .await?;
-    // RETURNING does not keep the subquery's order.
-    claimed.sort_by(|a, b| (a.0, &a.1.run_id, a.1.seq).cmp(&(b.0, &b.1.run_id, b.1.seq)));
-    Ok(claimed.into_iter().map(|(_, effect)| effect).collect())
-}
+            .await?;
+        // RETURNING does not keep the subquery's order.
+        claimed.sort_by(|a, b| (a.0, &a.1.run_id, a.1.seq).cmp(&(b.0, &b.1.run_id, b.1.seq)));
+        Ok(claimed.into_iter().map(|(_, effect)| effect).collect())
+    }
 
-pub(super) async fn finish_run_effect(
-    store: &SqliteStore,
-    run_id: &RunId,
-    seq: u32,
-    lease_owner: &str,
-    outcome: Result<(), EffectFailure>,
-) -> StoreResult<()> {
-    let (run_id, lease_owner) = (run_id.clone(), lease_owner.to_owned());
-    store
-        .write_without_memberships(move |tx| {
+    async fn finish_run_effect(
+        &self,
+        run_id: &RunId,
+        seq: u32,
+        lease_owner: &str,
+        outcome: Result<(), EffectFailure>,
+    ) -> StoreResult<()> {
+        let (run_id, lease_owner) = (run_id.clone(), lease_owner.to_owned());
+        self.write_without_memberships(move |tx| {
             match outcome {
                 Ok(()) => tx
                     .prepare_cached(
                         "DELETE FROM run_effects WHERE run_id = ?1 AND seq = ?2 \
-                         AND lease_owner = ?3",
+                             AND lease_owner = ?3",
                     )?
                     .execute(params![run_id.as_str(), i64::from(seq), lease_owner])?,
                 Err(failure) => tx
                     .prepare_cached(
                         "UPDATE run_effects SET lease_owner = NULL, lease_until = ?4, \
-                         last_error = ?5 WHERE run_id = ?1 AND seq = ?2 AND lease_owner = ?3",
+                             last_error = ?5 WHERE run_id = ?1 AND seq = ?2 AND lease_owner = ?3",
                     )?
                     .execute(params![
                         run_id.as_str(),
@@ -108,4 +107,5 @@ pub(super) async fn finish_run_effect(
             Ok(())
         })
         .await
+    }
 }

@@ -21,25 +21,28 @@ use crate::buckets::membership::{self, Cause, Transition};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
 use crate::journeys::{Enrollment, PriorRuns};
+use crate::store::EventIngest;
 use crate::store::codec::{SkipTally, StartedRuns, run_count, run_input, transition_events};
 use crate::store::identity;
 use crate::store::{
     BucketTransition, ContactRecord, IngestItem, IngestOutcome, IngestRouting, NewEvent,
     RunCandidate, SkippedRun, StartedRun, StoreError, StoreResult,
 };
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 
-pub(super) async fn ingest(
-    store: &SqliteStore,
-    batch: Arc<[IngestItem]>,
-    routing: Arc<dyn IngestRouting>,
-) -> StoreResult<Vec<IngestOutcome>> {
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    store
-        .write_with_contacts(move |tx, cache| {
+#[async_trait]
+impl EventIngest for SqliteStore {
+    async fn ingest(
+        &self,
+        batch: Arc<[IngestItem]>,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<Vec<IngestOutcome>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write_with_contacts(move |tx, cache| {
             let mut identities = SqliteIdentityTx::new(tx, cache)?;
             let mut skips = SkipTally::default();
             let outcomes = batch
@@ -54,6 +57,7 @@ pub(super) async fn ingest(
             Ok(outcomes)
         })
         .await
+    }
 }
 
 /// One item of a batch, inside the batch's transaction (so it sees the earlier items, their

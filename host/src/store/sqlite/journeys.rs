@@ -8,8 +8,10 @@ use super::rows::{collect, parse_run_status};
 use super::{SqliteStore, live_statuses};
 use crate::clock::Timestamp;
 use crate::ids::{RunId, TenantId};
+use crate::store::JourneyAdmin;
 use crate::store::codec::{SkipTally, parse_skip_reason, run_count};
 use crate::store::{CancelOutcome, ExitedRun, JourneyStats, StoreResult};
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 
@@ -59,35 +61,35 @@ pub(super) fn count_skips(conn: &Connection, skips: &SkipTally) -> StoreResult<(
     Ok(())
 }
 
-pub(super) async fn set_journey_enabled(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    journey_id: &str,
-    enabled: bool,
-    now: Timestamp,
-) -> StoreResult<()> {
-    let (tenant, journey_id) = (tenant.clone(), journey_id.to_owned());
-    store
-        .write(move |tx| {
+#[async_trait]
+impl JourneyAdmin for SqliteStore {
+    async fn set_journey_enabled(
+        &self,
+        tenant: &TenantId,
+        journey_id: &str,
+        enabled: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (tenant, journey_id) = (tenant.clone(), journey_id.to_owned());
+        self.write(move |tx| {
             tx.prepare_cached(
                 "INSERT INTO journey_configs (tenant_id, journey_id, enabled, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant_id, journey_id) \
-                 DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at",
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tenant_id, journey_id) \
+                     DO UPDATE SET enabled = excluded.enabled, updated_at = excluded.updated_at",
             )?
             .execute(params![tenant.as_str(), journey_id, enabled, now.0])?;
             Ok(())
         })
         .await
-}
+    }
 
-pub(super) async fn journey_stats(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    journey_id: Option<&str>,
-) -> StoreResult<HashMap<String, JourneyStats>> {
-    let (tenant, journey_id) = (tenant.clone(), journey_id.map(str::to_owned));
-    store
-        .read(move |tx| {
+    async fn journey_stats(
+        &self,
+        tenant: &TenantId,
+        journey_id: Option<&str>,
+    ) -> StoreResult<HashMap<String, JourneyStats>> {
+        let (tenant, journey_id) = (tenant.clone(), journey_id.map(str::to_owned));
+        self.read(move |tx| {
             let args = params![tenant.as_str(), journey_id];
             let mut stats: HashMap<String, JourneyStats> = HashMap::new();
             // Two statements, not `(?2 IS NULL OR journey_id = ?2)`: the OR would keep the
@@ -95,10 +97,10 @@ pub(super) async fn journey_stats(
             // tenant, which polling dashboards do often.
             let runs_sql = if journey_id.is_some() {
                 "SELECT journey_id, status, COUNT(*) FROM runs WHERE tenant_id = ?1 \
-                 AND journey_id = ?2 GROUP BY journey_id, status"
+                     AND journey_id = ?2 GROUP BY journey_id, status"
             } else {
                 "SELECT journey_id, status, COUNT(*) FROM runs WHERE tenant_id = ?1 \
-                 AND ?2 IS NULL GROUP BY journey_id, status"
+                     AND ?2 IS NULL GROUP BY journey_id, status"
             };
             let runs = tx
                 .prepare_cached(runs_sql)?
@@ -119,7 +121,7 @@ pub(super) async fn journey_stats(
             let skips = tx
                 .prepare_cached(
                     "SELECT journey_id, reason, count FROM journey_skips WHERE tenant_id = ?1 \
-                     AND (?2 IS NULL OR journey_id = ?2)",
+                         AND (?2 IS NULL OR journey_id = ?2)",
                 )?
                 .query(args)
                 .map_err(Into::into)
@@ -138,7 +140,7 @@ pub(super) async fn journey_stats(
             let configs = tx
                 .prepare_cached(
                     "SELECT journey_id, enabled FROM journey_configs WHERE tenant_id = ?1 \
-                     AND (?2 IS NULL OR journey_id = ?2)",
+                         AND (?2 IS NULL OR journey_id = ?2)",
                 )?
                 .query(args)
                 .map_err(Into::into)
@@ -153,17 +155,16 @@ pub(super) async fn journey_stats(
             Ok(stats)
         })
         .await
-}
+    }
 
-pub(super) async fn cancel_run(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    run_id: &RunId,
-    now: Timestamp,
-) -> StoreResult<CancelOutcome> {
-    let (tenant, run_id) = (tenant.clone(), run_id.clone());
-    store
-        .write(move |tx| {
+    async fn cancel_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        now: Timestamp,
+    ) -> StoreResult<CancelOutcome> {
+        let (tenant, run_id) = (tenant.clone(), run_id.clone());
+        self.write(move |tx| {
             let found = tx
                 .prepare_cached(
                     "SELECT journey_id, status FROM runs WHERE id = ?1 AND tenant_id = ?2",
@@ -188,4 +189,5 @@ pub(super) async fn cancel_run(
             Ok(CancelOutcome::Cancelled { journey_id })
         })
         .await
+    }
 }

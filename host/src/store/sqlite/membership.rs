@@ -1,6 +1,7 @@
 //! The SQLite side of bucket membership: [`SqliteMembershipTx`] gives
 //! [`crate::buckets::membership`] its primitives inside the writer's open transaction.
 
+use super::SqliteStore;
 use super::rows::to_u32;
 use super::tenant_number;
 use crate::buckets::membership::{
@@ -9,8 +10,10 @@ use crate::buckets::membership::{
 use crate::buckets::{EventCounts, EventQuery, LeaveReason};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::ManualMemberships;
 use crate::store::StoreResult;
 use crate::store::membership_cache::MembershipCache;
+use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
 /// How many events named `?3` the person `?2` of the tenant whose id is `?1` has from
@@ -242,26 +245,27 @@ impl MembershipTx for SqliteMembershipTx<'_> {
     }
 }
 
-/// [`crate::store::Store::change_membership`]: a manual join or leave, and its transition
-/// ingested like real-time ones.
-pub(super) async fn change_membership(
-    store: &super::SqliteStore,
-    tenant: &TenantId,
-    bucket: &crate::buckets::BucketDef,
-    key: &str,
-    change: crate::store::MembershipChange,
-    now: Timestamp,
-    routing: std::sync::Arc<dyn crate::store::IngestRouting>,
-) -> StoreResult<Option<Option<crate::store::BucketTransition>>> {
-    use super::identity::{live_by_key, run_sync};
-    use super::ingest::ingest_transition;
-    use crate::buckets::membership::{self, Source};
-    use crate::store::MembershipChange;
-    use crate::store::codec::{SkipTally, StartedRuns};
+#[async_trait]
+impl ManualMemberships for SqliteStore {
+    /// [`crate::store::ManualMemberships::change_membership`]: a manual join or leave, and its transition
+    /// ingested like real-time ones.
+    async fn change_membership(
+        &self,
+        tenant: &TenantId,
+        bucket: &crate::buckets::BucketDef,
+        key: &str,
+        change: crate::store::MembershipChange,
+        now: Timestamp,
+        routing: std::sync::Arc<dyn crate::store::IngestRouting>,
+    ) -> StoreResult<Option<Option<crate::store::BucketTransition>>> {
+        use super::identity::{live_by_key, run_sync};
+        use super::ingest::ingest_transition;
+        use crate::buckets::membership::{self, Source};
+        use crate::store::MembershipChange;
+        use crate::store::codec::{SkipTally, StartedRuns};
 
-    let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.to_owned());
-    store
-        .write(move |tx| {
+        let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.to_owned());
+        self.write(move |tx| {
             let Some(contact) = live_by_key(tx, &tenant, &key)? else {
                 return Ok(None);
             };
@@ -305,4 +309,5 @@ pub(super) async fn change_membership(
             Ok(Some(Some(summary)))
         })
         .await
+    }
 }

@@ -12,10 +12,12 @@ use super::rows::{
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
 use crate::ids::{EmailId, TenantId};
+use crate::store::Outbox;
 use crate::store::{
     DeliveryResult, EmailFilter, EmailRecord, Lease, NewEmail, OutboxEmail, StoreResult,
     SuppressedReason,
 };
+use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
 /// Whether a row of `email_preferences` opts the email `e` out (its person or its address).
@@ -78,130 +80,117 @@ pub(super) fn insert_emails(conn: &Connection, emails: &[NewEmail]) -> StoreResu
     Ok(())
 }
 
-pub(super) async fn journey_emailed_since(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    journey_id: &str,
-    to: &str,
-    since: Timestamp,
-) -> StoreResult<bool> {
-    let (tenant, journey_id) = (tenant.clone(), journey_id.to_owned());
-    let to = normalize_email(to).unwrap_or_default();
-    store
-        .read(move |tx| {
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn journey_emailed_since(
+        &self,
+        tenant: &TenantId,
+        journey_id: &str,
+        to: &str,
+        since: Timestamp,
+    ) -> StoreResult<bool> {
+        let (tenant, journey_id) = (tenant.clone(), journey_id.to_owned());
+        let to = normalize_email(to).unwrap_or_default();
+        self.read(move |tx| {
             Ok(tx
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM emails WHERE tenant_id = ?1 \
-                     AND to_address = ?2 AND created_at >= ?3 AND journey_id = ?4 \
-                     AND status IN ('queued', 'sent'))",
+                         AND to_address = ?2 AND created_at >= ?3 AND journey_id = ?4 \
+                         AND status IN ('queued', 'sent'))",
                 )?
                 .query_row(params![tenant.as_str(), to, since.0, journey_id], |row| {
                     row.get(0)
                 })?)
         })
         .await
-}
-
-pub(super) async fn claim_outbox(
-    store: &SqliteStore,
-    lease: &Lease,
-    limit: u32,
-) -> StoreResult<Vec<OutboxEmail>> {
-    if limit == 0 {
-        return Ok(Vec::new());
     }
-    let lease = lease.clone();
-    let mut claimed = store
-        .write_without_memberships(move |tx| {
-            // The due emails of this claim whose recipient has unsubscribed since they were
-            // queued are suppressed, not sent.
-            tx.prepare_cached(concat!(
-                "UPDATE emails SET status = 'suppressed', suppressed_reason = 'unsubscribed' \
-                 WHERE id IN (\
-                     SELECT id FROM emails WHERE status = 'queued' AND next_attempt_at <= ?1 \
-                     AND (lease_until IS NULL OR lease_until < ?1) \
-                     ORDER BY next_attempt_at, id LIMIT ?2) AND ",
-                recipient_unsubscribed!(
-                    "emails.tenant_id",
-                    "emails.contact_key",
-                    "emails.to_address"
-                )
-            ))?
-            .execute(params![lease.now_real.0, i64::from(limit)])?;
-            // Only queued emails: sent, failed, cancelled (the contact was deleted) and
-            // suppressed ones never are.
-            let mut statement = tx.prepare_cached(
-                "UPDATE emails SET lease_owner = ?1, lease_until = ?2 \
-                 WHERE id IN (\
-                     SELECT id FROM emails WHERE status = 'queued' AND next_attempt_at <= ?3 \
-                     AND (lease_until IS NULL OR lease_until < ?3) \
-                     ORDER BY next_attempt_at, id LIMIT ?4) \
-                 RETURNING id, tenant_id, to_address, subject, body, html_body, unsubscribe_url, \
-                 attempts, next_attempt_at",
-            )?;
-            let rows = statement.query(params![
-                lease.owner,
-                lease.until_real.0,
-                lease.now_real.0,
-                i64::from(limit),
-            ])?;
-            collect(rows, |row| {
-                Ok((
-                    row.get::<_, i64>("next_attempt_at")?,
-                    OutboxEmail {
-                        id: EmailId(row.get("id")?),
-                        tenant_id: TenantId(row.get("tenant_id")?),
-                        to: row.get("to_address")?,
-                        subject: row.get("subject")?,
-                        body: row.get("body")?,
-                        html: row.get("html_body")?,
-                        unsubscribe_url: row.get("unsubscribe_url")?,
-                        attempts: to_u32("email attempts", row.get("attempts")?)?,
-                    },
-                ))
-            })
-        })
-        .await?;
-    // RETURNING does not keep the subquery's order.
-    claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-    Ok(claimed.into_iter().map(|(_, email)| email).collect())
-}
 
-pub(super) async fn renew_outbox_lease(
-    store: &SqliteStore,
-    id: &EmailId,
-    lease: &Lease,
-) -> StoreResult<bool> {
-    let (id, lease) = (id.clone(), lease.clone());
-    store
-        .write_without_memberships(move |tx| {
+    async fn claim_outbox(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<OutboxEmail>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lease = lease.clone();
+        let mut claimed = self
+            .write_without_memberships(move |tx| {
+                // The due emails of this claim whose recipient has unsubscribed since they were
+                // queued are suppressed, not sent.
+                tx.prepare_cached(concat!(
+                    "UPDATE emails SET status = 'suppressed', suppressed_reason = 'unsubscribed' \
+                     WHERE id IN (\
+                         SELECT id FROM emails WHERE status = 'queued' AND next_attempt_at <= ?1 \
+                         AND (lease_until IS NULL OR lease_until < ?1) \
+                         ORDER BY next_attempt_at, id LIMIT ?2) AND ",
+                    recipient_unsubscribed!(
+                        "emails.tenant_id",
+                        "emails.contact_key",
+                        "emails.to_address"
+                    )
+                ))?
+                .execute(params![lease.now_real.0, i64::from(limit)])?;
+                // Only queued emails: sent, failed, cancelled (the contact was deleted) and
+                // suppressed ones never are.
+                let mut statement = tx.prepare_cached(
+                    "UPDATE emails SET lease_owner = ?1, lease_until = ?2 \
+                     WHERE id IN (\
+                         SELECT id FROM emails WHERE status = 'queued' AND next_attempt_at <= ?3 \
+                         AND (lease_until IS NULL OR lease_until < ?3) \
+                         ORDER BY next_attempt_at, id LIMIT ?4) \
+                     RETURNING id, tenant_id, to_address, subject, body, html_body, unsubscribe_url, \
+                     attempts, next_attempt_at",
+                )?;
+                let rows = statement.query(params![
+                    lease.owner,
+                    lease.until_real.0,
+                    lease.now_real.0,
+                    i64::from(limit),
+                ])?;
+                collect(rows, |row| {
+                    Ok((
+                        row.get::<_, i64>("next_attempt_at")?,
+                        OutboxEmail {
+                            id: EmailId(row.get("id")?),
+                            tenant_id: TenantId(row.get("tenant_id")?),
+                            to: row.get("to_address")?,
+                            subject: row.get("subject")?,
+                            body: row.get("body")?,
+                            html: row.get("html_body")?,
+                            unsubscribe_url: row.get("unsubscribe_url")?,
+                            attempts: to_u32("email attempts", row.get("attempts")?)?,
+                        },
+                    ))
+                })
+            })
+            .await?;
+        // RETURNING does not keep the subquery's order.
+        claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        Ok(claimed.into_iter().map(|(_, email)| email).collect())
+    }
+
+    async fn renew_outbox_lease(&self, id: &EmailId, lease: &Lease) -> StoreResult<bool> {
+        let (id, lease) = (id.clone(), lease.clone());
+        self.write_without_memberships(move |tx| {
             let renewed = tx
                 .prepare_cached(
                     "UPDATE emails SET lease_until = ?3 \
-                     WHERE id = ?1 AND lease_owner = ?2 AND status = 'queued'",
+                         WHERE id = ?1 AND lease_owner = ?2 AND status = 'queued'",
                 )?
                 .execute(params![id.as_str(), lease.owner, lease.until_real.0])?;
             Ok(renewed == 1)
         })
         .await
-}
+    }
 
-pub(super) async fn record_delivery(
-    store: &SqliteStore,
-    id: &EmailId,
-    result: DeliveryResult,
-) -> StoreResult<()> {
-    let id = id.clone();
-    store
-        .write_without_memberships(move |tx| {
+    async fn record_delivery(&self, id: &EmailId, result: DeliveryResult) -> StoreResult<()> {
+        let id = id.clone();
+        self.write_without_memberships(move |tx| {
             // Only a queued email takes an outcome: a late report from a worker whose lease
             // expired never turns a sent email back into a queued or failed one.
             match &result {
                 DeliveryResult::Sent { at } => tx
                     .prepare_cached(
                         "UPDATE emails SET status = 'sent', sent_at = ?1, \
-                         attempts = attempts + 1, lease_owner = NULL, lease_until = NULL \
-                         WHERE id = ?2 AND status = 'queued'",
+                             attempts = attempts + 1, lease_owner = NULL, lease_until = NULL \
+                             WHERE id = ?2 AND status = 'queued'",
                     )?
                     .execute(params![at.0, id.as_str()])?,
                 DeliveryResult::Failed {
@@ -210,8 +199,8 @@ pub(super) async fn record_delivery(
                 } => tx
                     .prepare_cached(
                         "UPDATE emails SET attempts = attempts + 1, last_error = ?1, \
-                         next_attempt_at = ?2, lease_owner = NULL, lease_until = NULL \
-                         WHERE id = ?3 AND status = 'queued'",
+                             next_attempt_at = ?2, lease_owner = NULL, lease_until = NULL \
+                             WHERE id = ?3 AND status = 'queued'",
                     )?
                     .execute(params![error, retry_at.0, id.as_str()])?,
                 DeliveryResult::Failed {
@@ -220,36 +209,36 @@ pub(super) async fn record_delivery(
                 } => tx
                     .prepare_cached(
                         "UPDATE emails SET status = 'failed', attempts = attempts + 1, \
-                         last_error = ?1, lease_owner = NULL, lease_until = NULL \
-                         WHERE id = ?2 AND status = 'queued'",
+                             last_error = ?1, lease_owner = NULL, lease_until = NULL \
+                             WHERE id = ?2 AND status = 'queued'",
                     )?
                     .execute(params![error, id.as_str()])?,
             };
             Ok(())
         })
         .await
-}
-
-pub(super) async fn list_emails(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    filter: &EmailFilter,
-) -> StoreResult<Vec<EmailRecord>> {
-    let mut query = ListQuery::new(concat!(
-        "SELECT ",
-        email_columns!(),
-        " FROM emails WHERE tenant_id = "
-    ));
-    query.push_bind(tenant.as_str().to_owned());
-    if let Some(to) = &filter.to {
-        // Stored addresses are normalised; a blank filter matches nothing.
-        query
-            .push(" AND to_address = ")
-            .push_bind(normalize_email(to).unwrap_or_default());
     }
-    and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
-    let limit = filter.limit;
-    store
-        .read(move |tx| fetch_newest_first(tx, query, limit, email_from_row))
-        .await
+
+    async fn list_emails(
+        &self,
+        tenant: &TenantId,
+        filter: &EmailFilter,
+    ) -> StoreResult<Vec<EmailRecord>> {
+        let mut query = ListQuery::new(concat!(
+            "SELECT ",
+            email_columns!(),
+            " FROM emails WHERE tenant_id = "
+        ));
+        query.push_bind(tenant.as_str().to_owned());
+        if let Some(to) = &filter.to {
+            // Stored addresses are normalised; a blank filter matches nothing.
+            query
+                .push(" AND to_address = ")
+                .push_bind(normalize_email(to).unwrap_or_default());
+        }
+        and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
+        let limit = filter.limit;
+        self.read(move |tx| fetch_newest_first(tx, query, limit, email_from_row))
+            .await
+    }
 }

@@ -5,7 +5,9 @@
 use super::SqliteStore;
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::EmailPreferences;
 use crate::store::StoreResult;
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Whether the person `contact_key`, or the address `email`, opted out. Usable inside any
@@ -54,71 +56,71 @@ pub(super) fn repoint(
     Ok(())
 }
 
-pub(super) async fn unsubscribe(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    contact_key: &str,
-    email: &str,
-    now: Timestamp,
-) -> StoreResult<bool> {
-    let (tenant, contact_key, email) = (tenant.clone(), contact_key.to_owned(), email.to_owned());
-    store
-        .write(move |tx| {
+#[async_trait]
+impl EmailPreferences for SqliteStore {
+    async fn unsubscribe(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        email: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (tenant, contact_key, email) =
+            (tenant.clone(), contact_key.to_owned(), email.to_owned());
+        self.write(move |tx| {
             let before = unsubscribed_in(tx, &tenant, &contact_key, Some(&email))?;
             tx.prepare_cached(
                 "INSERT INTO email_preferences (tenant_id, contact_key, email, unsubscribed, \
-                 unsubscribed_at, updated_at) VALUES (?1, ?2, ?3, 1, ?4, ?4) \
-                 ON CONFLICT (tenant_id, contact_key, email) DO UPDATE SET unsubscribed = 1, \
-                 unsubscribed_at = COALESCE(unsubscribed_at, excluded.unsubscribed_at), \
-                 updated_at = excluded.updated_at",
+                     unsubscribed_at, updated_at) VALUES (?1, ?2, ?3, 1, ?4, ?4) \
+                     ON CONFLICT (tenant_id, contact_key, email) DO UPDATE SET unsubscribed = 1, \
+                     unsubscribed_at = COALESCE(unsubscribed_at, excluded.unsubscribed_at), \
+                     updated_at = excluded.updated_at",
             )?
             .execute(params![tenant.as_str(), contact_key, email, now.0])?;
             Ok(!before)
         })
         .await
-}
+    }
 
-pub(super) async fn is_unsubscribed(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    contact_key: &str,
-    email: Option<&str>,
-) -> StoreResult<bool> {
-    let (tenant, contact_key, email) = (
-        tenant.clone(),
-        contact_key.to_owned(),
-        email.map(str::to_owned),
-    );
-    store
-        .read(move |tx| unsubscribed_in(tx, &tenant, &contact_key, email.as_deref()))
-        .await
-}
+    async fn is_unsubscribed(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        email: Option<&str>,
+    ) -> StoreResult<bool> {
+        let (tenant, contact_key, email) = (
+            tenant.clone(),
+            contact_key.to_owned(),
+            email.map(str::to_owned),
+        );
+        self.read(move |tx| unsubscribed_in(tx, &tenant, &contact_key, email.as_deref()))
+            .await
+    }
 
-pub(super) async fn signing_secret(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    candidate: Option<&str>,
-    now: Timestamp,
-) -> StoreResult<Option<String>> {
-    let tenant = tenant.clone();
-    let read_tenant = tenant.clone();
-    let stored = store
-        .read(move |tx| {
-            Ok(tx
-                .prepare_cached("SELECT secret FROM email_signing_keys WHERE tenant_id = ?1")?
-                .query_row(params![read_tenant.as_str()], |row| row.get::<_, String>(0))
-                .optional()?)
-        })
-        .await?;
-    let Some(candidate) = candidate.filter(|_| stored.is_none()) else {
-        return Ok(stored);
-    };
-    let candidate = candidate.to_owned();
-    store
-        .write(move |tx| {
+    async fn email_signing_secret(
+        &self,
+        tenant: &TenantId,
+        candidate: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<Option<String>> {
+        let tenant = tenant.clone();
+        let read_tenant = tenant.clone();
+        let stored = self
+            .read(move |tx| {
+                Ok(tx
+                    .prepare_cached("SELECT secret FROM email_signing_keys WHERE tenant_id = ?1")?
+                    .query_row(params![read_tenant.as_str()], |row| row.get::<_, String>(0))
+                    .optional()?)
+            })
+            .await?;
+        let Some(candidate) = candidate.filter(|_| stored.is_none()) else {
+            return Ok(stored);
+        };
+        let candidate = candidate.to_owned();
+        self.write(move |tx| {
             tx.prepare_cached(
                 "INSERT INTO email_signing_keys (tenant_id, secret, created_at) \
-                 VALUES (?1, ?2, ?3) ON CONFLICT (tenant_id) DO NOTHING",
+                     VALUES (?1, ?2, ?3) ON CONFLICT (tenant_id) DO NOTHING",
             )?
             .execute(params![tenant.as_str(), candidate, now.0])?;
             Ok(Some(
@@ -127,4 +129,5 @@ pub(super) async fn signing_secret(
             ))
         })
         .await
+    }
 }

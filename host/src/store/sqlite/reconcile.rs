@@ -15,8 +15,10 @@ use crate::buckets::reconcile::{self, JoinCandidate, Pass, ReconcileMember, Reco
 use crate::buckets::{BucketDef, DwellSchedule, EventCounts, EventQuery, LeaveReason};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::Reconciles;
 use crate::store::codec::{SkipTally, StartedRuns};
 use crate::store::{IngestRouting, Lease, ReconcileReport, StoreResult};
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use std::sync::Arc;
 
@@ -400,19 +402,20 @@ impl ReconcileTx for SqliteReconcileTx<'_> {
     }
 }
 
-/// [`crate::store::Store::reconcile_pass`].
-pub(super) async fn reconcile_pass(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    bucket: &BucketDef,
-    pass: Pass,
-    now: Timestamp,
-    limit: u32,
-    routing: Arc<dyn IngestRouting>,
-) -> StoreResult<ReconcileReport> {
-    let (tenant, bucket) = (tenant.clone(), bucket.clone());
-    store
-        .write(move |tx| {
+#[async_trait]
+impl Reconciles for SqliteStore {
+    /// [`crate::store::Reconciles::reconcile_pass`].
+    async fn reconcile_pass(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketDef,
+        pass: Pass,
+        now: Timestamp,
+        limit: u32,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<ReconcileReport> {
+        let (tenant, bucket) = (tenant.clone(), bucket.clone());
+        self.write(move |tx| {
             let mut reconcile = SqliteReconcileTx {
                 conn: tx,
                 members: SqliteMembershipTx::new(tx),
@@ -448,18 +451,17 @@ pub(super) async fn reconcile_pass(
             })
         })
         .await
-}
+    }
 
-/// [`crate::store::Store::reconcile_next_work`].
-pub(super) async fn reconcile_next_work(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    bucket: &BucketDef,
-    after: Timestamp,
-) -> StoreResult<Option<Timestamp>> {
-    let (tenant, bucket) = (tenant.clone(), bucket.clone());
-    store
-        .read(move |tx| {
+    /// [`crate::store::Reconciles::reconcile_next_work`].
+    async fn reconcile_next_work(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketDef,
+        after: Timestamp,
+    ) -> StoreResult<Option<Timestamp>> {
+        let (tenant, bucket) = (tenant.clone(), bucket.clone());
+        self.read(move |tx| {
             let tenant = tenant.as_str();
             let mut instants = Vec::new();
             let min =
@@ -497,7 +499,7 @@ pub(super) async fn reconcile_next_work(
                             "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant = ",
                             tenant_number!("?1"),
                             " AND bucket_id = ?2 AND status = 'active' \
-                             AND max_dwell_at IS NOT NULL"
+                                 AND max_dwell_at IS NOT NULL"
                         ),
                         bucket_values(),
                     )?
@@ -523,7 +525,7 @@ pub(super) async fn reconcile_next_work(
                 && tx
                     .prepare_cached(
                         "SELECT EXISTS (SELECT 1 FROM bucket_configs WHERE tenant_id = ?1 \
-                         AND bucket_id = ?2 AND criteria_hash IS NULL)",
+                             AND bucket_id = ?2 AND criteria_hash IS NULL)",
                     )?
                     .query_row(params![tenant, bucket.id], |row| row.get::<_, bool>(0))?;
             for schedule in plan.dwell.iter().filter(|_| !gated) {
@@ -533,16 +535,16 @@ pub(super) async fn reconcile_next_work(
                     DwellSchedule::After(_) => {
                         concat!(
                             "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) \
-                             FROM bucket_memberships WHERE tenant = ",
+                                 FROM bucket_memberships WHERE tenant = ",
                             tenant_number!("?1"),
                             " AND bucket_id = ?2 AND status = 'active' \
-                             AND json_extract(dwell_state, ?3) IS NULL"
+                                 AND json_extract(dwell_state, ?3) IS NULL"
                         )
                     }
                     DwellSchedule::Every(_) => {
                         concat!(
                             "SELECT MIN(COALESCE(json_extract(dwell_state, ?3), dwell_anchor_at, \
-                             entered_at)) FROM bucket_memberships WHERE tenant = ",
+                                 entered_at)) FROM bucket_memberships WHERE tenant = ",
                             tenant_number!("?1"),
                             " AND bucket_id = ?2 AND status = 'active'"
                         )
@@ -554,62 +556,63 @@ pub(super) async fn reconcile_next_work(
             Ok(reconcile::next_work(after, instants))
         })
         .await
-}
+    }
 
-/// [`crate::store::Store::claim_reconcile`].
-pub(super) async fn claim_reconcile(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    lease: &Lease,
-) -> StoreResult<Option<Option<Timestamp>>> {
-    let (tenant, lease) = (tenant.clone(), lease.clone());
-    store
-        .write_without_memberships(move |tx| {
-            let claimed: Option<Option<i64>> = tx
-                .prepare_cached(
-                    "INSERT INTO reconcile_state (tenant_id, lease_owner, lease_until) \
-                     VALUES (?1, ?2, ?3) ON CONFLICT (tenant_id) DO UPDATE \
-                     SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until \
-                     WHERE reconcile_state.lease_owner IS NULL \
-                     OR reconcile_state.lease_owner = ?2 OR reconcile_state.lease_until < ?4 \
-                     RETURNING last_tick_at",
-                )?
-                .query_row(
-                    params![
-                        tenant.as_str(),
-                        lease.owner,
-                        lease.until_real.0,
-                        lease.now_real.0
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            Ok(claimed.map(|tick| tick.map(Timestamp)))
-        })
-        .await
-}
+    /// [`crate::store::Reconciles::claim_reconcile`].
+    async fn claim_reconcile(
+        &self,
+        tenant: &TenantId,
+        lease: &Lease,
+    ) -> StoreResult<Option<Option<Timestamp>>> {
+        let (tenant, lease) = (tenant.clone(), lease.clone());
+        self
+            .write_without_memberships(move |tx| {
+                let claimed: Option<Option<i64>> = tx
+                    .prepare_cached(
+                        "INSERT INTO reconcile_state (tenant_id, lease_owner, lease_until) \
+                         VALUES (?1, ?2, ?3) ON CONFLICT (tenant_id) DO UPDATE \
+                         SET lease_owner = excluded.lease_owner, lease_until = excluded.lease_until \
+                         WHERE reconcile_state.lease_owner IS NULL \
+                         OR reconcile_state.lease_owner = ?2 OR reconcile_state.lease_until < ?4 \
+                         RETURNING last_tick_at",
+                    )?
+                    .query_row(
+                        params![
+                            tenant.as_str(),
+                            lease.owner,
+                            lease.until_real.0,
+                            lease.now_real.0
+                        ],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                Ok(claimed.map(|tick| tick.map(Timestamp)))
+            })
+            .await
+    }
 
-/// [`crate::store::Store::finish_reconcile`].
-pub(super) async fn finish_reconcile(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    owner: &str,
-    tick: Option<Timestamp>,
-    release: bool,
-) -> StoreResult<bool> {
-    let (tenant, owner) = (tenant.clone(), owner.to_owned());
-    store
-        .write_without_memberships(move |tx| {
-            let updated = tx
-                .prepare_cached(
-                    "UPDATE reconcile_state SET \
-                     last_tick_at = MAX(COALESCE(last_tick_at, ?3), COALESCE(?3, last_tick_at)), \
-                     lease_owner = CASE WHEN ?4 THEN NULL ELSE lease_owner END, \
-                     lease_until = CASE WHEN ?4 THEN NULL ELSE lease_until END \
-                     WHERE tenant_id = ?1 AND lease_owner = ?2",
-                )?
-                .execute(params![tenant.as_str(), owner, tick.map(|t| t.0), release])?;
-            Ok(updated > 0)
-        })
-        .await
+    /// [`crate::store::Reconciles::finish_reconcile`].
+    async fn finish_reconcile(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        tick: Option<Timestamp>,
+        release: bool,
+    ) -> StoreResult<bool> {
+        let (tenant, owner) = (tenant.clone(), owner.to_owned());
+        self
+            .write_without_memberships(move |tx| {
+                let updated = tx
+                    .prepare_cached(
+                        "UPDATE reconcile_state SET \
+                         last_tick_at = MAX(COALESCE(last_tick_at, ?3), COALESCE(?3, last_tick_at)), \
+                         lease_owner = CASE WHEN ?4 THEN NULL ELSE lease_owner END, \
+                         lease_until = CASE WHEN ?4 THEN NULL ELSE lease_until END \
+                         WHERE tenant_id = ?1 AND lease_owner = ?2",
+                    )?
+                    .execute(params![tenant.as_str(), owner, tick.map(|t| t.0), release])?;
+                Ok(updated > 0)
+            })
+            .await
+    }
 }

@@ -9,23 +9,50 @@ use super::{SqliteStore, live_statuses, tenant_number};
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
+use crate::store::RunQueue;
+use crate::store::RunReads;
 use crate::store::{
     ActivationCommit, ActivationInput, Lease, RunFilter, RunRecord, RunTransition, StoreResult,
 };
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::sync::Arc;
 
-/// The tenant's run, its input and its journal, read in one snapshot.
-pub(super) async fn activation(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    run_id: &RunId,
-) -> StoreResult<Option<ActivationInput>> {
-    let tenant = tenant.clone();
-    let run_id = run_id.clone();
-    store
-        .read(move |tx| read_activation(tx, &tenant, &run_id))
-        .await
+#[async_trait]
+impl RunReads for SqliteStore {
+    /// The tenant's run, its input and its journal, read in one snapshot.
+    async fn run_detail(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+    ) -> StoreResult<Option<ActivationInput>> {
+        let tenant = tenant.clone();
+        let run_id = run_id.clone();
+        self.read(move |tx| read_activation(tx, &tenant, &run_id))
+            .await
+    }
+
+    async fn list_runs(
+        &self,
+        tenant: &TenantId,
+        filter: &RunFilter,
+    ) -> StoreResult<Vec<RunRecord>> {
+        let mut query = ListQuery::new(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE tenant_id = "
+        ));
+        query.push_bind(tenant.as_str().to_owned());
+        and_equals(&mut query, "journey_id", filter.journey_id.as_deref());
+        and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
+        and_equals(&mut query, "status", filter.status.map(RunStatus::as_str));
+        if filter.live_only {
+            query.push(concat!(" AND status IN ", live_statuses!()));
+        }
+        let limit = filter.limit;
+        self.read(move |tx| fetch_newest_first(tx, query, limit, run_from_row))
+            .await
+    }
 }
 
 /// [`activation`] inside a transaction the caller holds (a read, or a claim's write).
@@ -57,29 +84,30 @@ fn read_activation(
     }))
 }
 
-pub(super) async fn claim_due_runs(
-    store: &SqliteStore,
-    now: Timestamp,
-    lease: &Lease,
-    limit: u32,
-) -> StoreResult<Vec<ActivationInput>> {
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    let lease = lease.clone();
-    store
-        .write_without_memberships(move |tx| {
+#[async_trait]
+impl RunQueue for SqliteStore {
+    async fn claim_due_runs(
+        &self,
+        now: Timestamp,
+        lease: &Lease,
+        limit: u32,
+    ) -> StoreResult<Vec<ActivationInput>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lease = lease.clone();
+        self.write_without_memberships(move |tx| {
             // Timers of runs that are no longer live are never claimed (whoever ends a run
             // outside an activation should delete its timer in the same transaction).
             let mut statement = tx.prepare_cached(concat!(
                 "UPDATE timers SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 \
-                 WHERE run_id IN (\
-                     SELECT t.run_id FROM timers t JOIN runs r ON r.id = t.run_id \
-                     WHERE t.due_at <= ?3 AND (t.lease_until IS NULL OR t.lease_until < ?4) \
-                     AND r.status IN ",
+                     WHERE run_id IN (\
+                         SELECT t.run_id FROM timers t JOIN runs r ON r.id = t.run_id \
+                         WHERE t.due_at <= ?3 AND (t.lease_until IS NULL OR t.lease_until < ?4) \
+                         AND r.status IN ",
                 live_statuses!(),
                 " ORDER BY t.due_at, t.run_id LIMIT ?5) \
-                 RETURNING run_id, tenant_id, due_at"
+                     RETURNING run_id, tenant_id, due_at"
             ))?;
             let rows = statement.query(params![
                 lease.owner,
@@ -105,22 +133,54 @@ pub(super) async fn claim_due_runs(
             Ok(runs)
         })
         .await
-}
+    }
 
-/// Group commit: every activation in one write transaction, each checked and written on its
-/// own (a lost lease skips only that one).
-pub(super) async fn commit_activations(
-    store: &SqliteStore,
-    commits: Arc<[ActivationCommit]>,
-) -> StoreResult<Vec<bool>> {
-    store
-        .write_without_memberships(move |tx| {
+    /// Group commit: every activation in one write transaction, each checked and written on its
+    /// own (a lost lease skips only that one).
+    async fn commit_activations(&self, commits: Arc<[ActivationCommit]>) -> StoreResult<Vec<bool>> {
+        self.write_without_memberships(move |tx| {
             commits
                 .iter()
                 .map(|commit| commit_one(tx, commit))
                 .collect()
         })
         .await
+    }
+
+    async fn release_run(
+        &self,
+        run_id: &RunId,
+        lease_owner: &str,
+        retry_at: Timestamp,
+    ) -> StoreResult<()> {
+        let run_id = run_id.clone();
+        let lease_owner = lease_owner.to_owned();
+        self.write_without_memberships(move |tx| {
+            tx.prepare_cached(
+                "UPDATE timers SET lease_owner = NULL, lease_until = NULL, due_at = ?1 \
+                     WHERE run_id = ?2 AND lease_owner = ?3",
+            )?
+            .execute(params![retry_at.0, run_id.as_str(), lease_owner])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
+        let now_real = Clock::real_now().0;
+        let due: Option<i64> = self
+            .read(move |tx| {
+                Ok(tx
+                    .prepare_cached(concat!(
+                        "SELECT MIN(t.due_at) FROM timers t JOIN runs r ON r.id = t.run_id \
+                         WHERE (t.lease_until IS NULL OR t.lease_until < ?1) AND r.status IN ",
+                        live_statuses!()
+                    ))?
+                    .query_row([now_real], |row| row.get(0))?)
+            })
+            .await?;
+        Ok(due.map(Timestamp))
+    }
 }
 
 fn commit_one(tx: &Transaction<'_>, commit: &ActivationCommit) -> StoreResult<bool> {
@@ -220,63 +280,4 @@ fn commit_one(tx: &Transaction<'_>, commit: &ActivationCommit) -> StoreResult<bo
         }
     }
     Ok(true)
-}
-
-pub(super) async fn release_run(
-    store: &SqliteStore,
-    run_id: &RunId,
-    lease_owner: &str,
-    retry_at: Timestamp,
-) -> StoreResult<()> {
-    let run_id = run_id.clone();
-    let lease_owner = lease_owner.to_owned();
-    store
-        .write_without_memberships(move |tx| {
-            tx.prepare_cached(
-                "UPDATE timers SET lease_owner = NULL, lease_until = NULL, due_at = ?1 \
-                 WHERE run_id = ?2 AND lease_owner = ?3",
-            )?
-            .execute(params![retry_at.0, run_id.as_str(), lease_owner])?;
-            Ok(())
-        })
-        .await
-}
-
-pub(super) async fn next_due_at(store: &SqliteStore) -> StoreResult<Option<Timestamp>> {
-    let now_real = Clock::real_now().0;
-    let due: Option<i64> = store
-        .read(move |tx| {
-            Ok(tx
-                .prepare_cached(concat!(
-                    "SELECT MIN(t.due_at) FROM timers t JOIN runs r ON r.id = t.run_id \
-                     WHERE (t.lease_until IS NULL OR t.lease_until < ?1) AND r.status IN ",
-                    live_statuses!()
-                ))?
-                .query_row([now_real], |row| row.get(0))?)
-        })
-        .await?;
-    Ok(due.map(Timestamp))
-}
-
-pub(super) async fn list_runs(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    filter: &RunFilter,
-) -> StoreResult<Vec<RunRecord>> {
-    let mut query = ListQuery::new(concat!(
-        "SELECT ",
-        run_columns!(),
-        " FROM runs WHERE tenant_id = "
-    ));
-    query.push_bind(tenant.as_str().to_owned());
-    and_equals(&mut query, "journey_id", filter.journey_id.as_deref());
-    and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
-    and_equals(&mut query, "status", filter.status.map(RunStatus::as_str));
-    if filter.live_only {
-        query.push(concat!(" AND status IN ", live_statuses!()));
-    }
-    let limit = filter.limit;
-    store
-        .read(move |tx| fetch_newest_first(tx, query, limit, run_from_row))
-        .await
 }

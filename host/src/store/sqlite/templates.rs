@@ -4,7 +4,9 @@ use super::SqliteStore;
 use super::rows::collect;
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
+use crate::store::EmailTemplates;
 use crate::store::{StoreResult, TenantTemplate};
+use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
 macro_rules! columns {
@@ -24,13 +26,11 @@ fn template_from_row(row: &Row<'_>) -> StoreResult<TenantTemplate> {
     })
 }
 
-pub(super) async fn list(
-    store: &SqliteStore,
-    tenant: &TenantId,
-) -> StoreResult<Vec<TenantTemplate>> {
-    let tenant = tenant.clone();
-    store
-        .read(move |tx| {
+#[async_trait]
+impl EmailTemplates for SqliteStore {
+    async fn email_templates(&self, tenant: &TenantId) -> StoreResult<Vec<TenantTemplate>> {
+        let tenant = tenant.clone();
+        self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
                 columns!(),
@@ -42,16 +42,15 @@ pub(super) async fn list(
             )
         })
         .await
-}
+    }
 
-pub(super) async fn get(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    key: &str,
-) -> StoreResult<Option<TenantTemplate>> {
-    let (tenant, key) = (tenant.clone(), key.to_owned());
-    store
-        .read(move |tx| {
+    async fn email_template(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<TenantTemplate>> {
+        let (tenant, key) = (tenant.clone(), key.to_owned());
+        self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
                 columns!(),
@@ -65,50 +64,50 @@ pub(super) async fn get(
             row.transpose()
         })
         .await
-}
+    }
 
-pub(super) async fn put(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    template: &TenantTemplate,
-) -> StoreResult<bool> {
-    let (tenant, template) = (tenant.clone(), template.clone());
-    store
-        .write(move |tx| {
-            let existed: bool = tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM email_templates WHERE tenant_id = ?1 AND key = ?2)",
+    async fn put_email_template(
+        &self,
+        tenant: &TenantId,
+        template: &TenantTemplate,
+    ) -> StoreResult<bool> {
+        let (tenant, template) = (tenant.clone(), template.clone());
+        self
+            .write(move |tx| {
+                let existed: bool = tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM email_templates WHERE tenant_id = ?1 AND key = ?2)",
+                    )?
+                    .query_row(params![tenant.as_str(), template.key], |row| row.get(0))?;
+                tx.prepare_cached(
+                    "INSERT INTO email_templates (tenant_id, key, subject, text_body, html_body, \
+                     created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (tenant_id, key) DO UPDATE SET subject = excluded.subject, \
+                     text_body = excluded.text_body, html_body = excluded.html_body, \
+                     updated_at = excluded.updated_at",
                 )?
-                .query_row(params![tenant.as_str(), template.key], |row| row.get(0))?;
-            tx.prepare_cached(
-                "INSERT INTO email_templates (tenant_id, key, subject, text_body, html_body, \
-                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                 ON CONFLICT (tenant_id, key) DO UPDATE SET subject = excluded.subject, \
-                 text_body = excluded.text_body, html_body = excluded.html_body, \
-                 updated_at = excluded.updated_at",
-            )?
-            .execute(params![
-                tenant.as_str(),
-                template.key,
-                template.subject,
-                template.text,
-                template.html,
-                template.created_at.0,
-                template.updated_at.0,
-            ])?;
-            Ok(!existed)
-        })
-        .await
-}
+                .execute(params![
+                    tenant.as_str(),
+                    template.key,
+                    template.subject,
+                    template.text,
+                    template.html,
+                    template.created_at.0,
+                    template.updated_at.0,
+                ])?;
+                Ok(!existed)
+            })
+            .await
+    }
 
-pub(super) async fn delete(store: &SqliteStore, tenant: &TenantId, key: &str) -> StoreResult<bool> {
-    let (tenant, key) = (tenant.clone(), key.to_owned());
-    store
-        .write(move |tx| {
+    async fn delete_email_template(&self, tenant: &TenantId, key: &str) -> StoreResult<bool> {
+        let (tenant, key) = (tenant.clone(), key.to_owned());
+        self.write(move |tx| {
             let deleted = tx
                 .prepare_cached("DELETE FROM email_templates WHERE tenant_id = ?1 AND key = ?2")?
                 .execute(params![tenant.as_str(), key])?;
             Ok(deleted > 0)
         })
         .await
+    }
 }

@@ -5,8 +5,11 @@ use super::SqliteStore;
 use super::rows::{collect, scopes_from_text, scopes_to_text};
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, TenantId};
+use crate::store::HostSettings;
+use crate::store::Tenancy;
 use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset};
 use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreResult, Tenant};
+use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 
 /// The columns [`api_key_from_row`] reads.
@@ -37,33 +40,29 @@ fn api_key_from_row(row: &Row<'_>) -> StoreResult<ApiKeyRecord> {
 
 const TENANT_BY_NAME: &str = "SELECT id, name, created_at FROM tenants WHERE name = ?1";
 
-pub(super) async fn tenant_by_name(store: &SqliteStore, name: &str) -> StoreResult<Option<Tenant>> {
-    let name = name.to_owned();
-    store
-        .read(move |tx| {
+#[async_trait]
+impl Tenancy for SqliteStore {
+    async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        let name = name.to_owned();
+        self.read(move |tx| {
             let mut statement = tx.prepare_cached(TENANT_BY_NAME)?;
             let mut rows = statement.query([&name])?;
             rows.next()?.map(tenant_from_row).transpose()
         })
         .await
-}
+    }
 
-/// Create the tenant, or answer the one that already has the name (`false`).
-pub(super) async fn create_tenant(
-    store: &SqliteStore,
-    name: &str,
-    now: Timestamp,
-) -> StoreResult<(Tenant, bool)> {
-    let name = name.to_owned();
-    store
-        .write(move |tx| {
+    /// Create the tenant, or answer the one that already has the name (`false`).
+    async fn create_tenant(&self, name: &str, now: Timestamp) -> StoreResult<(Tenant, bool)> {
+        let name = name.to_owned();
+        self.write(move |tx| {
             // The next tenant number is taken under the write lock. (`WHERE true` tells the
             // parser that ON CONFLICT belongs to the INSERT, not to a join.)
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO tenants (id, name, created_at, number) \
-                     SELECT ?1, ?2, ?3, IFNULL(MAX(number), 0) + 1 FROM tenants WHERE true \
-                     ON CONFLICT (name) DO NOTHING",
+                         SELECT ?1, ?2, ?3, IFNULL(MAX(number), 0) + 1 FROM tenants WHERE true \
+                         ON CONFLICT (name) DO NOTHING",
                 )?
                 .execute(params![TenantId::generate().as_str(), name, now.0])?
                 > 0;
@@ -73,17 +72,13 @@ pub(super) async fn create_tenant(
             Ok((tenant_from_row(row)?, inserted))
         })
         .await
-}
+    }
 
-pub(super) async fn create_api_key(
-    store: &SqliteStore,
-    key: NewApiKey,
-) -> StoreResult<ApiKeyRecord> {
-    store
-        .write(move |tx| {
+    async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKeyRecord> {
+        self.write(move |tx| {
             tx.prepare_cached(
                 "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 key.id.as_str(),
@@ -103,43 +98,38 @@ pub(super) async fn create_api_key(
             })
         })
         .await
-}
+    }
 
-pub(super) async fn api_key_by_hash(
-    store: &SqliteStore,
-    key_hash: &str,
-) -> StoreResult<Option<ApiKeyRecord>> {
-    let key_hash = key_hash.to_owned();
-    // Every request asks, so the lookup (one seek in a small table) runs on the caller's thread.
-    store
-        .readers
-        .read_now(move |tx| {
-            let mut statement = tx.prepare_cached(concat!(
-                "SELECT ",
-                api_key_columns!(),
-                " FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL"
-            ))?;
-            let mut rows = statement.query([&key_hash])?;
-            rows.next()?.map(api_key_from_row).transpose()
-        })
-        .await
-}
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let key_hash = key_hash.to_owned();
+        // Every request asks, so the lookup (one seek in a small table) runs on the caller's thread.
+        self.readers
+            .read_now(move |tx| {
+                let mut statement = tx.prepare_cached(concat!(
+                    "SELECT ",
+                    api_key_columns!(),
+                    " FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL"
+                ))?;
+                let mut rows = statement.query([&key_hash])?;
+                rows.next()?.map(api_key_from_row).transpose()
+            })
+            .await
+    }
 
-/// Revoke a live key (within `tenant` when given); whether one was revoked.
-pub(super) async fn revoke_api_key(
-    store: &SqliteStore,
-    tenant: Option<&TenantId>,
-    id: &ApiKeyId,
-    now: Timestamp,
-) -> StoreResult<bool> {
-    let tenant = tenant.cloned();
-    let id = id.clone();
-    store
-        .write(move |tx| {
+    /// Revoke a live key (within `tenant` when given); whether one was revoked.
+    async fn revoke_api_key(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &ApiKeyId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let tenant = tenant.cloned();
+        let id = id.clone();
+        self.write(move |tx| {
             let revoked = tx
                 .prepare_cached(
                     "UPDATE api_keys SET revoked_at = ?1 \
-                     WHERE id = ?2 AND revoked_at IS NULL AND (?3 IS NULL OR tenant_id = ?3)",
+                         WHERE id = ?2 AND revoked_at IS NULL AND (?3 IS NULL OR tenant_id = ?3)",
                 )?
                 .execute(params![
                     now.0,
@@ -149,16 +139,12 @@ pub(super) async fn revoke_api_key(
             Ok(revoked > 0)
         })
         .await
-}
+    }
 
-/// A tenant's keys, revoked ones included, newest first.
-pub(super) async fn list_api_keys(
-    store: &SqliteStore,
-    tenant: &TenantId,
-) -> StoreResult<Vec<ApiKeyRecord>> {
-    let tenant = tenant.clone();
-    store
-        .read(move |tx| {
+    /// A tenant's keys, revoked ones included, newest first.
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>> {
+        let tenant = tenant.clone();
+        self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
                 api_key_columns!(),
@@ -167,18 +153,14 @@ pub(super) async fn list_api_keys(
             collect(statement.query([tenant.as_str()])?, api_key_from_row)
         })
         .await
-}
+    }
 
-pub(super) async fn record_module_version(
-    store: &SqliteStore,
-    version: &ModuleVersionRecord,
-) -> StoreResult<()> {
-    let version = version.clone();
-    store
-        .write(move |tx| {
+    async fn record_module_version(&self, version: &ModuleVersionRecord) -> StoreResult<()> {
+        let version = version.clone();
+        self.write(move |tx| {
             tx.prepare_cached(
                 "INSERT INTO module_versions (tenant_id, hash, name, manifest, loaded_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant_id, hash) DO NOTHING",
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant_id, hash) DO NOTHING",
             )?
             .execute(params![
                 version.tenant_id.as_str(),
@@ -190,34 +172,38 @@ pub(super) async fn record_module_version(
             Ok(())
         })
         .await
+    }
 }
 
-pub(super) async fn clock_offset(store: &SqliteStore) -> StoreResult<i64> {
-    let value: Option<String> = store
-        .read(|tx| {
-            Ok(tx
-                .prepare_cached("SELECT value FROM host_settings WHERE key = ?1")?
-                .query_row([CLOCK_OFFSET_KEY], |row| row.get(0))
-                .optional()?)
-        })
-        .await?;
-    parse_clock_offset(value)
-}
+#[async_trait]
+impl HostSettings for SqliteStore {
+    async fn clock_offset(&self) -> StoreResult<i64> {
+        let value: Option<String> = self
+            .read(|tx| {
+                Ok(tx
+                    .prepare_cached("SELECT value FROM host_settings WHERE key = ?1")?
+                    .query_row([CLOCK_OFFSET_KEY], |row| row.get(0))
+                    .optional()?)
+            })
+            .await?;
+        parse_clock_offset(value)
+    }
 
-pub(super) async fn advance_clock_offset(store: &SqliteStore, by_ms: i64) -> StoreResult<i64> {
-    let value: String = store
-        .write(move |tx| {
-            Ok(tx
-                .prepare_cached(
-                    "INSERT INTO host_settings (key, value) VALUES (?1, ?2) \
-                     ON CONFLICT (key) DO UPDATE \
-                     SET value = CAST(CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER) \
-                     AS TEXT) RETURNING value",
-                )?
-                .query_row(params![CLOCK_OFFSET_KEY, by_ms.max(0).to_string()], |row| {
-                    row.get(0)
-                })?)
-        })
-        .await?;
-    parse_clock_offset(Some(value))
+    async fn advance_clock_offset(&self, by_ms: i64) -> StoreResult<i64> {
+        let value: String = self
+            .write(move |tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "INSERT INTO host_settings (key, value) VALUES (?1, ?2) \
+                         ON CONFLICT (key) DO UPDATE \
+                         SET value = CAST(CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER) \
+                         AS TEXT) RETURNING value",
+                    )?
+                    .query_row(params![CLOCK_OFFSET_KEY, by_ms.max(0).to_string()], |row| {
+                        row.get(0)
+                    })?)
+            })
+            .await?;
+        parse_clock_offset(Some(value))
+    }
 }

@@ -1,0 +1,31 @@
+//! Manual buckets: a person added or removed by hand (the API), the transition ingested.
+
+use crate::buckets::BucketDef;
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::store::{BucketTransition, IngestRouting, StoreResult};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// A change to a manual bucket's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    Add,
+    Remove,
+}
+
+#[async_trait]
+pub trait ManualMemberships: Send + Sync {
+    /// Add a person to (or remove them from) a manual bucket, ingesting the transition like
+    /// [`crate::store::EventIngest::ingest`] does. `None` when no live contact has that key; a transition of
+    /// `None` when nothing changed (already a member, or not one).
+    async fn change_membership(
+        &self,
+        tenant: &TenantId,
+        bucket: &BucketDef,
+        key: &str,
+        change: MembershipChange,
+        now: Timestamp,
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<Option<Option<BucketTransition>>>;
+}

@@ -1,0 +1,87 @@
+//! The store's interface, one small trait per concern. Each backend implements each trait in
+//! the file of the same concern (`impl RunQueue for SqliteStore` in `sqlite/runs.rs`); a
+//! component that needs one or two concerns takes just those, and [`Store`] is all of them,
+//! for the places (the server's wiring, the tests) that hold the whole store.
+
+mod backfills;
+mod bucket_reads;
+mod contacts;
+mod effects;
+mod email_preferences;
+mod email_templates;
+mod engine;
+mod history;
+mod host_settings;
+mod ingest;
+mod journey_admin;
+mod memberships;
+mod outbox;
+mod reconciles;
+mod run_queue;
+mod run_reads;
+mod tenancy;
+
+pub use backfills::Backfills;
+pub use bucket_reads::BucketReads;
+pub use contacts::Contacts;
+pub use effects::RunEffects;
+pub use email_preferences::EmailPreferences;
+pub use email_templates::EmailTemplates;
+pub use engine::Engine;
+pub use history::History;
+pub use host_settings::HostSettings;
+pub use ingest::EventIngest;
+pub use journey_admin::JourneyAdmin;
+pub use memberships::ManualMemberships;
+pub use memberships::MembershipChange;
+pub use outbox::Outbox;
+pub use reconciles::Reconciles;
+pub use run_queue::RunQueue;
+pub use run_reads::RunReads;
+pub use tenancy::Tenancy;
+
+/// Every concern of the store: what a backend is. Implemented for every type that implements
+/// them all, so `Arc<dyn Store>` coerces to `Arc<dyn RunQueue>` (or any other concern).
+pub trait Store:
+    Tenancy
+    + HostSettings
+    + Engine
+    + EventIngest
+    + ManualMemberships
+    + Contacts
+    + RunQueue
+    + RunReads
+    + History
+    + RunEffects
+    + Outbox
+    + EmailTemplates
+    + EmailPreferences
+    + BucketReads
+    + Backfills
+    + JourneyAdmin
+    + Reconciles
+    + 'static
+{
+}
+
+impl<S> Store for S where
+    S: Tenancy
+        + HostSettings
+        + Engine
+        + EventIngest
+        + ManualMemberships
+        + Contacts
+        + RunQueue
+        + RunReads
+        + History
+        + RunEffects
+        + Outbox
+        + EmailTemplates
+        + EmailPreferences
+        + BucketReads
+        + Backfills
+        + JourneyAdmin
+        + Reconciles
+        + 'static
+{
+}

@@ -1,0 +1,27 @@
+//! Tenants and their API keys, and the module versions a host loaded.
+
+use crate::clock::Timestamp;
+use crate::ids::{ApiKeyId, TenantId};
+use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreResult, Tenant};
+use async_trait::async_trait;
+
+#[async_trait]
+pub trait Tenancy: Send + Sync {
+    async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>>;
+    /// Create a tenant; a name already taken answers the existing tenant with `created: false`.
+    async fn create_tenant(&self, name: &str, now: Timestamp) -> StoreResult<(Tenant, bool)>;
+    async fn create_api_key(&self, key: NewApiKey) -> StoreResult<ApiKeyRecord>;
+    /// The live (not revoked) key with this hash.
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Revoke a key, only within `tenant` when one is given. Whether a live key was revoked.
+    async fn revoke_api_key(
+        &self,
+        tenant: Option<&TenantId>,
+        id: &ApiKeyId,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// A tenant's keys, revoked ones included, newest first.
+    async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Remember a loaded module version (idempotent on (tenant, hash)).
+    async fn record_module_version(&self, version: &ModuleVersionRecord) -> StoreResult<()>;
+}
