@@ -25,6 +25,7 @@
 mod codec;
 pub mod concerns;
 pub mod error;
+mod flows;
 pub mod identity;
 pub(crate) mod membership_cache;
 pub mod postgres;

@@ -10,7 +10,6 @@
 
 use super::PgStore;
 use super::identity::PgTx;
-use super::ingest::ingest_transition;
 use super::rows::{contact_columns, contact_from_row};
 use crate::buckets::BucketDef;
 use crate::buckets::backfill::{
@@ -20,6 +19,8 @@ use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Backfills;
 use crate::store::codec::{SkipTally, StartedRuns};
+use crate::store::flows;
+use crate::store::flows::IngestTx;
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, IngestRouting, Lease,
     StoreError, StoreResult,
@@ -341,7 +342,7 @@ impl Backfills for PgStore {
                 }
                 ContactOutcome::Left(transition) => {
                     left += 1;
-                    ingest_transition(
+                    flows::ingest::ingest_transition(
                         &mut pg,
                         routing.as_ref(),
                         contact,
@@ -354,7 +355,8 @@ impl Backfills for PgStore {
                 ContactOutcome::Unchanged => {}
             }
         }
-        super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
+        pg.count_skips(&SkipTally::of(tenant, &runs.skipped))
+            .await?;
         pg.write_events().await?.all()?;
 
         done += i64::try_from(page.len()).unwrap_or(i64::MAX);

@@ -7,17 +7,14 @@
 //! activation that commits after it finds its run exited and writes nothing.
 
 use super::identity::{PgTx, live_by_key};
-use super::ingest::move_buckets;
-use super::journeys::count_skips;
 use super::rows::{contact_columns, contact_from_row};
 use super::{MAX_ATTEMPTS, PgStore, is_transient, live_statuses};
-use crate::buckets::membership::Cause;
 use crate::clock::Timestamp;
 use crate::contacts::{Identity, normalize_email};
 use crate::ids::{EventId, TenantId};
 use crate::store::Contacts;
-use crate::store::codec::{SkipTally, StartedRuns, count, deleted_key, list_limit, parse_object};
-use crate::store::identity;
+use crate::store::codec::{count, deleted_key, list_limit, parse_object};
+use crate::store::flows;
 use crate::store::{
     ContactLookup, ContactRecord, ContactUpsert, DeletedContact, EventRecord, IngestRouting,
     ReceivedEvents, StoreResult,
@@ -46,29 +43,18 @@ impl Contacts for PgStore {
                 let mut pg = PgTx::new(&mut tx);
                 // Resolution takes the person's identity locks, which also serialise the bucket
                 // evaluation below with the person's ingest.
-                let resolution =
-                    identity::resolve(&mut pg, tenant, identity, properties, now).await?;
-                let mut runs = StartedRuns::default();
-                let transitions = move_buckets(
+                let upsert = flows::contacts::upsert_contact(
                     &mut pg,
-                    routing.as_ref(),
-                    &resolution.contact,
-                    Cause {
-                        event: None,
-                        changed_properties: &resolution.changed_properties,
-                    },
+                    tenant,
+                    identity,
+                    properties,
                     now,
-                    &mut runs,
+                    routing.as_ref(),
                 )
                 .await?;
-                count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
                 pg.write_events().await?.all()?;
                 tx.commit().await?;
-                Ok(ContactUpsert {
-                    resolution,
-                    transitions,
-                    started: runs.started,
-                })
+                Ok(upsert)
             }
             .await;
             match result {

@@ -32,14 +32,14 @@ use super::rows::{contact_columns, contact_from_row};
 use super::runs::{AwaitedEvent, wake_waiting_runs};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
-use crate::ids::{ContactId, TenantId};
+use crate::ids::{ContactId, EventId, TenantId};
 use crate::store::codec::to_json;
 use crate::store::identity::IdentityTx;
 use crate::store::membership_cache::MembershipCache;
 use crate::store::{Alias, ContactRecord, NewEvent, StoreError, StoreResult};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, Row};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// How many times a locking lookup re-reads a contact that concurrent transactions keep
 /// deleting or merging away under it before giving up.
@@ -259,9 +259,18 @@ pub(super) struct PgTx<'a> {
     /// its events (see [`DeferredJoins`]); nothing is deferred in other transactions.
     pub(super) deferred_joins: DeferredJoins,
     /// Whether a bucket transition's event waits for [`PgTx::write_events`] too, instead of
-    /// being inserted as it happens (see [`PgTx::store_transition_event`]).
+    /// being inserted as it happens (see [`PgTx::insert_transition_event`]).
     defer_transitions: bool,
+    /// Ingest's: the idempotency keys already used, by (tenant, key), those of this
+    /// transaction's deferred events included.
+    pub(super) used_keys: UsedKeys,
+    /// Whether `used_keys` holds every used key the transaction can meet (read up front for
+    /// an ingest batch); otherwise a key it lacks is looked up.
+    pub(super) used_keys_read: bool,
 }
+
+/// Idempotency keys already used, by (tenant, key): the event that used each.
+pub(super) type UsedKeys = HashMap<(TenantId, String), EventId>;
 
 /// How many people an ingest transaction remembers the memberships of: more than a batch
 /// can name.
@@ -338,6 +347,8 @@ impl<'a> PgTx<'a> {
             memberships: MembershipCache::new(0),
             deferred_joins: DeferredJoins::default(),
             defer_transitions: false,
+            used_keys: UsedKeys::new(),
+            used_keys_read: false,
         }
     }
 
@@ -353,8 +364,15 @@ impl<'a> PgTx<'a> {
     }
 
     /// Store an event with the transaction's next [`PgTx::write_events`].
-    pub(super) fn store_event(&mut self, event: PendingEvent) {
+    pub(super) fn defer_event(&mut self, event: PendingEvent) {
         self.pending_events.push(event);
+    }
+
+    /// Every idempotency key this transaction can meet that stored events already use, read
+    /// up front (an ingest batch holds their advisory locks, so the answer stays true).
+    pub(super) fn answer_used_keys(&mut self, used: UsedKeys) {
+        self.used_keys = used;
+        self.used_keys_read = true;
     }
 
     /// How many of the events stored but not yet written are the person's, of this name,
@@ -383,7 +401,7 @@ impl<'a> PgTx<'a> {
     /// stored already: whether it is this transaction's to act on. Written at once (with
     /// `ON CONFLICT DO NOTHING`, waking the runs waiting for it) unless transitions are
     /// deferred; a deferred one counts as stored, and [`PgTx::write_events`] says if it was not.
-    pub(super) async fn store_transition_event(
+    pub(super) async fn insert_transition_event(
         &mut self,
         event: PendingEvent,
     ) -> StoreResult<bool> {

@@ -11,21 +11,20 @@
 //! the transaction remembers stays true; the partial unique index on active rows (`ON
 //! CONFLICT DO NOTHING`) and the compare-and-swap on leave are the final guards, and a
 //! transition's event is stored once on its deterministic key
-//! ([`PgTx::store_transition_event`]).
+//! ([`PgTx::insert_transition_event`]).
 
 use super::PgStore;
 use super::deferred_joins::DeferredLeave;
 use super::identity::{PgTx, live_by_key};
-use super::ingest::ingest_transition;
 use crate::buckets::membership::{
-    self, ActiveMembership, MembershipHistory, MembershipTx, NewMembership, Source,
+    ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
 };
 use crate::buckets::{BucketDef, EventCounts, EventQuery, LeaveReason};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::ManualMemberships;
 use crate::store::codec::to_u32;
-use crate::store::codec::{SkipTally, StartedRuns};
+use crate::store::flows;
 use crate::store::{BucketTransition, IngestRouting, MembershipChange, StoreResult};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -411,48 +410,15 @@ impl ManualMemberships for PgStore {
             return Ok(None);
         };
         let mut pg = PgTx::new(&mut tx);
-        let transition = match change {
-            MembershipChange::Add => {
-                membership::join(&mut pg, bucket, tenant, &contact.key, Source::Manual, now).await?
-            }
-            MembershipChange::Remove => {
-                match membership::active_membership(&mut pg, tenant, &bucket.id, &contact.key)
-                    .await?
-                {
-                    Some(active) => {
-                        membership::leave(
-                            &mut pg,
-                            bucket,
-                            tenant,
-                            &contact.key,
-                            &active,
-                            LeaveReason::Manual,
-                            now,
-                        )
-                        .await?
-                    }
-                    None => None,
-                }
-            }
-        };
-        let summary = match transition {
-            Some(transition) => {
-                let mut runs = StartedRuns::default();
-                let summary = ingest_transition(
-                    &mut pg,
-                    routing.as_ref(),
-                    &contact,
-                    &transition,
-                    now,
-                    &mut runs,
-                )
-                .await?;
-                super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped))
-                    .await?;
-                Some(summary)
-            }
-            None => None,
-        };
+        let summary = flows::contacts::change_membership(
+            &mut pg,
+            &contact,
+            bucket,
+            change,
+            now,
+            routing.as_ref(),
+        )
+        .await?;
         pg.write_events().await?.all()?;
         tx.commit().await?;
         Ok(Some(summary))

@@ -13,7 +13,6 @@
 //! harmless. A transaction aborted to break a deadlock is run again.
 
 use super::identity::{PgTx, live_by_key};
-use super::ingest::ingest_transition;
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
 use crate::buckets::membership::ActiveMembership;
@@ -24,6 +23,8 @@ use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::TenantId;
 use crate::store::Reconciles;
 use crate::store::codec::{SkipTally, StartedRuns, parse_object, to_u32};
+use crate::store::flows;
+use crate::store::flows::IngestTx;
 use crate::store::{IngestRouting, Lease, ReconcileReport, StoreResult};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
@@ -549,10 +550,15 @@ async fn pass_once(
         else {
             continue;
         };
-        transitions
-            .push(ingest_transition(&mut pg, routing, &contact, transition, now, &mut runs).await?);
+        transitions.push(
+            flows::ingest::ingest_transition(
+                &mut pg, routing, &contact, transition, now, &mut runs,
+            )
+            .await?,
+        );
     }
-    super::journeys::count_skips(pg.conn(), &SkipTally::of(tenant, &runs.skipped)).await?;
+    pg.count_skips(&SkipTally::of(tenant, &runs.skipped))
+        .await?;
     pg.write_events().await?.all()?;
     tx.commit().await?;
     Ok(ReconcileReport {

@@ -1,12 +1,11 @@
 //! The SQLite side of bucket backfill: the per-bucket configs (registration, status,
 //! restart), claims under a lease, and the paged scan whose every page is one write
 //! transaction on the writer thread (joins and leaves through
-//! [`crate::buckets::backfill::apply_to_contact`] over [`SqliteMembershipTx`], leaves ingested
-//! with [`ingest_transition`] like real-time ones).
+//! [`crate::buckets::backfill::apply_to_contact`] over [`SqliteTx`], leaves ingested
+//! with [`flows::ingest::ingest_transition`] like real-time ones).
 
-use super::identity::{contact_columns, contact_from_row, run_sync};
-use super::ingest::ingest_transition;
-use super::membership::SqliteMembershipTx;
+use super::identity::{contact_columns, contact_from_row};
+use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::BucketDef;
 use crate::buckets::backfill::{
@@ -16,6 +15,8 @@ use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Backfills;
 use crate::store::codec::{SkipTally, StartedRuns};
+use crate::store::flows;
+use crate::store::flows::IngestTx;
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, IngestRouting, Lease,
     StoreError, StoreResult,
@@ -318,7 +319,7 @@ impl Backfills for SqliteStore {
             }
             drop(rows);
             let anchor = bucket.criteria.as_ref().and_then(backfill::anchor_event);
-            let mut memberships = SqliteMembershipTx::new(tx);
+            let mut memberships = SqliteTx::new(tx);
             let mut runs = StartedRuns::default();
             for contact in &page {
                 let outcome = run_sync(backfill::apply_to_contact(
@@ -339,19 +340,19 @@ impl Backfills for SqliteStore {
                     }
                     ContactOutcome::Left(transition) => {
                         left += 1;
-                        ingest_transition(
-                            tx,
+                        run_sync(flows::ingest::ingest_transition(
+                            &mut memberships,
                             routing.as_ref(),
                             contact,
                             &transition,
                             now,
                             &mut runs,
-                        )?;
+                        ))?;
                     }
                     ContactOutcome::Unchanged => {}
                 }
             }
-            super::journeys::count_skips(tx, &SkipTally::of(tenant, &runs.skipped))?;
+            run_sync(memberships.count_skips(&SkipTally::of(tenant, &runs.skipped)))?;
             done += i64::try_from(page.len()).unwrap_or(i64::MAX);
             let total = total.unwrap_or(0).max(done);
             let as_u64 = |n: i64| u64::try_from(n).unwrap_or(0);

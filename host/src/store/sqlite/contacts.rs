@@ -1,20 +1,16 @@
 //! Contacts outside ingest: upserting one through identity resolution, looking contacts up
 //! (directly or through aliases), and deleting one with the erasure of its personal data.
 
-use super::identity::{
-    SqliteIdentityTx, contact_columns, contact_columns_c, contact_from_row, live_by_key, run_sync,
-};
-use super::ingest::move_buckets;
-use super::journeys::count_skips;
+use super::identity::{contact_columns, contact_columns_c, contact_from_row, live_by_key};
 use super::rows::{collect, count, list_limit, parse_object};
+use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, live_statuses, tenant_number};
-use crate::buckets::membership::Cause;
 use crate::clock::Timestamp;
 use crate::contacts::{Identity, normalize_email};
 use crate::ids::{EventId, TenantId};
 use crate::store::Contacts;
-use crate::store::codec::{SkipTally, StartedRuns, deleted_key};
-use crate::store::identity;
+use crate::store::codec::deleted_key;
+use crate::store::flows;
 use crate::store::{
     ContactLookup, ContactRecord, ContactUpsert, DeletedContact, EventRecord, IngestRouting,
     ReceivedEvents, StoreResult,
@@ -36,34 +32,16 @@ impl Contacts for SqliteStore {
         routing: Arc<dyn IngestRouting>,
     ) -> StoreResult<ContactUpsert> {
         let (tenant, identity, properties) = (tenant.clone(), identity.clone(), properties.clone());
-        self.write_with_contacts(move |tx, cache| {
-            let mut identities = SqliteIdentityTx::new(tx, cache)?;
-            let resolution = run_sync(identity::resolve(
-                &mut identities,
+        self.write_with_contacts(move |conn, cache| {
+            let mut tx = SqliteTx::with_contacts(conn, cache)?;
+            run_sync(flows::contacts::upsert_contact(
+                &mut tx,
                 &tenant,
                 &identity,
                 &properties,
                 now,
-            ))?;
-            let mut runs = StartedRuns::default();
-            let transitions = move_buckets(
-                tx,
-                &mut identities,
                 routing.as_ref(),
-                &resolution.contact,
-                Cause {
-                    event: None,
-                    changed_properties: &resolution.changed_properties,
-                },
-                now,
-                &mut runs,
-            )?;
-            count_skips(tx, &SkipTally::of(&tenant, &runs.skipped))?;
-            Ok(ContactUpsert {
-                resolution,
-                transitions,
-                started: runs.started,
-            })
+            ))
         })
         .await
     }

@@ -1,25 +1,20 @@
-//! The SQLite side of identity resolution: [`SqliteIdentityTx`] gives
+//! The SQLite side of identity resolution: [`SqliteTx`] gives
 //! [`crate::store::identity::resolve`] its primitives inside an open write transaction, and
 //! the contact lookups shared with the contact queries (by key or alias) live here too.
-//!
-//! The primitives are synchronous (rusqlite on the writer thread); [`run_sync`] drives the
-//! shared async algorithm over them without a runtime.
 
 use super::contact_cache::ContactCache;
 use super::rows::{parse_object, to_json};
+use super::tx::SqliteTx;
 use super::{live_statuses, tenant_number};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::{ContactId, TenantId};
 use crate::store::identity::IdentityTx;
-use crate::store::membership_cache::MembershipCache;
 use crate::store::{Alias, ContactRecord, StoreError, StoreResult};
 use rusqlite::{Connection, Row, params};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 /// The columns [`contact_from_row`] reads, unqualified. The last seen time is the later of the
-/// row's and `contact_activity`'s (see [`SqliteIdentityTx::update_contact`]).
+/// row's and `contact_activity`'s (see [`SqliteTx::update_contact`]).
 macro_rules! contact_columns {
     () => {
         "id, tenant_id, key, external_id, email, anonymous_id, properties, first_seen_at, \
@@ -57,19 +52,6 @@ pub(super) fn contact_from_row(row: &Row<'_>) -> StoreResult<ContactRecord> {
         last_seen_at: Timestamp(row.get("last_seen_at")?),
         deleted_at: row.get::<_, Option<i64>>("deleted_at")?.map(Timestamp),
     })
-}
-
-/// Drive a future that never suspends to its output. The SQLite primitives are synchronous
-/// underneath their `async fn`s, so the shared resolution algorithm completes in one poll.
-pub(super) fn run_sync<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(output) => output,
-        Poll::Pending => unreachable!("a SQLite store operation suspended"),
-    }
 }
 
 /// The live contact whose own column for `kind` holds `value`: a lookup on a unique index.
@@ -175,37 +157,9 @@ fn live_by_alias(
     )
 }
 
-/// [`IdentityTx`] over the writer's open transaction (SQLite has one writer, so resolutions
-/// are already serialised and `lock_identity` has nothing to do).
-pub(super) struct SqliteIdentityTx<'a> {
-    conn: &'a Connection,
-    /// The writer's contacts as last read or written: lookups answer from it, and
-    /// `update_contact` compares against it to write only what changed (an event from a known
-    /// person usually changes only `last_seen_at` and properties, and rewriting the identity
-    /// columns would rewrite their index entries too).
-    cache: &'a mut ContactCache,
-}
-
-impl<'a> SqliteIdentityTx<'a> {
-    /// Primitives over `conn`, the writer's open transaction, with the writer's cache (checked
-    /// against other connections' commits first).
-    pub(super) fn new(conn: &'a Connection, cache: &'a mut ContactCache) -> StoreResult<Self> {
-        cache.check_version(conn)?;
-        Ok(Self { conn, cache })
-    }
-
-    fn remember(&mut self, contact: &ContactRecord) {
-        self.cache.remember(contact);
-    }
-
-    /// The active memberships the writer knows, for the bucket evaluation that follows
-    /// resolution in the same transaction.
-    pub(super) fn memberships(&mut self) -> &mut MembershipCache {
-        self.cache.memberships()
-    }
-}
-
-impl IdentityTx for SqliteIdentityTx<'_> {
+/// SQLite has one writer, so resolutions are already serialised and `lock_identity` has
+/// nothing to do.
+impl IdentityTx for SqliteTx<'_> {
     async fn lock_identity(
         &mut self,
         _tenant: &TenantId,
@@ -219,12 +173,14 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         tenant: &TenantId,
         key: &IdentityKey,
     ) -> StoreResult<Option<ContactRecord>> {
-        if let Some(contact) = self.cache.find(tenant, key.kind, &key.value) {
+        let conn = self.conn;
+        let cache = self.contacts()?;
+        if let Some(contact) = cache.find(tenant, key.kind, &key.value) {
             return Ok(Some(contact));
         }
-        let found = live_contact(self.conn, tenant, key.kind, &key.value, Some(self.cache))?;
+        let found = live_contact(conn, tenant, key.kind, &key.value, Some(&mut *cache))?;
         if let Some(contact) = &found {
-            self.remember(contact);
+            cache.remember(contact);
         }
         Ok(found)
     }
@@ -248,15 +204,16 @@ impl IdentityTx for SqliteIdentityTx<'_> {
                 contact.last_seen_at.0,
                 contact.deleted_at.map(|t| t.0),
             ])?;
-        self.remember(contact);
-        self.cache
+        let cache = self.contacts()?;
+        cache.remember(contact);
+        cache
             .memberships()
             .created(&contact.tenant_id, &contact.key);
         Ok(())
     }
 
     async fn update_contact(&mut self, contact: &ContactRecord) -> StoreResult<()> {
-        let before = self.cache.get(contact.id.as_str());
+        let before = self.contacts()?.get(contact.id.as_str());
         let same_identity = before.is_some_and(|before| {
             before.key == contact.key
                 && before.external_id == contact.external_id
@@ -279,7 +236,7 @@ impl IdentityTx for SqliteIdentityTx<'_> {
                      DO UPDATE SET last_seen_at = MAX(last_seen_at, excluded.last_seen_at)",
                 )?
                 .execute(params![contact.id.as_str(), contact.last_seen_at.0])?;
-            self.cache.seen(&contact.id, contact.last_seen_at);
+            self.contacts()?.seen(&contact.id, contact.last_seen_at);
             return Ok(());
         }
         // The record carries no update time: resolve bumps `last_seen_at` to now on every
@@ -316,7 +273,7 @@ impl IdentityTx for SqliteIdentityTx<'_> {
                     contact.id.as_str(),
                 ])?;
         }
-        self.remember(contact);
+        self.contacts()?.remember(contact);
         Ok(())
     }
 
@@ -326,7 +283,7 @@ impl IdentityTx for SqliteIdentityTx<'_> {
         id: &ContactId,
         at: Timestamp,
     ) -> StoreResult<()> {
-        self.cache.forget(id);
+        self.contacts()?.forget(id);
         self.conn
             .prepare_cached(
                 "UPDATE contacts SET deleted_at = ?1, updated_at = ?1 \
@@ -384,8 +341,9 @@ impl IdentityTx for SqliteIdentityTx<'_> {
             return Ok(());
         }
         // Memberships move and close below, outside the membership primitives.
-        self.cache.memberships().forget(tenant, from);
-        self.cache.memberships().forget(tenant, to);
+        let memberships = self.contacts()?.memberships();
+        memberships.forget(tenant, from);
+        memberships.forget(tenant, to);
         // Live runs under `from` whose journey already has a live run under `to`: the one
         // live run per person and journey is the one under `to`, these exit.
         macro_rules! colliding {

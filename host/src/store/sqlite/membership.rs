@@ -1,9 +1,14 @@
-//! The SQLite side of bucket membership: [`SqliteMembershipTx`] gives
-//! [`crate::buckets::membership`] its primitives inside the writer's open transaction.
+//! The SQLite side of bucket membership: [`SqliteTx`] gives [`crate::buckets::membership`] its
+//! primitives inside the writer's open transaction (through the writer's memory of active
+//! memberships when the transaction keeps it: ingest and contact writes), and manual buckets
+//! (`ManualMemberships`) are changed here.
 
 use super::SqliteStore;
+use super::identity::live_by_key;
 use super::rows::to_u32;
 use super::tenant_number;
+use super::tx::{SqliteTx, run_sync};
+use crate::buckets::BucketDef;
 use crate::buckets::membership::{
     ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
 };
@@ -12,9 +17,11 @@ use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::ManualMemberships;
 use crate::store::StoreResult;
-use crate::store::membership_cache::MembershipCache;
+use crate::store::flows;
+use crate::store::{BucketTransition, IngestRouting, MembershipChange};
 use async_trait::async_trait;
-use rusqlite::{Connection, params};
+use rusqlite::{OptionalExtension, params};
+use std::sync::Arc;
 
 /// How many events named `?3` the person `?2` of the tenant whose id is `?1` has from
 /// `?4` on: a prefix of `events_by_contact`, the window on its last column. Bucket criteria
@@ -25,38 +32,7 @@ pub(super) const COUNT_PERSON_EVENTS: &str = concat!(
     " AND contact_key = ?2 AND name = ?3 AND occurred_at >= ?4"
 );
 
-pub(super) struct SqliteMembershipTx<'a> {
-    conn: &'a Connection,
-    /// Ingest's: the writer's memory of active memberships, read through and written through
-    /// for the one person whose event is evaluated (see [`MembershipCache`]).
-    cached: Option<(&'a mut MembershipCache, &'a str)>,
-}
-
-impl<'a> SqliteMembershipTx<'a> {
-    pub(super) fn new(conn: &'a Connection) -> Self {
-        Self { conn, cached: None }
-    }
-
-    /// Primitives for evaluating the event of the person `contact_key`, keeping `cache`.
-    pub(super) fn cached(
-        conn: &'a Connection,
-        cache: &'a mut MembershipCache,
-        contact_key: &'a str,
-    ) -> Self {
-        Self {
-            conn,
-            cached: Some((cache, contact_key)),
-        }
-    }
-
-    /// The cache, when it is kept for this person.
-    fn cache_for(&mut self, contact_key: &str) -> Option<&mut MembershipCache> {
-        match &mut self.cached {
-            Some((cache, person)) if *person == contact_key => Some(&mut **cache),
-            _ => None,
-        }
-    }
-
+impl SqliteTx<'_> {
     /// The person's earlier memberships of the bucket (none to read for a person the cache
     /// knows has none).
     fn history(
@@ -66,7 +42,7 @@ impl<'a> SqliteMembershipTx<'a> {
         contact_key: &str,
     ) -> StoreResult<MembershipHistory> {
         if self
-            .cache_for(contact_key)
+            .memberships()
             .is_some_and(|cache| cache.has_no_history(tenant, contact_key))
         {
             return Ok(MembershipHistory::default());
@@ -88,7 +64,7 @@ impl<'a> SqliteMembershipTx<'a> {
     }
 }
 
-impl MembershipTx for SqliteMembershipTx<'_> {
+impl MembershipTx for SqliteTx<'_> {
     async fn event_counts(
         &mut self,
         tenant: &TenantId,
@@ -115,7 +91,7 @@ impl MembershipTx for SqliteMembershipTx<'_> {
         contact_key: &str,
     ) -> StoreResult<Vec<ActiveMembership>> {
         if let Some(known) = self
-            .cache_for(contact_key)
+            .memberships()
             .and_then(|cache| cache.get(tenant, contact_key))
         {
             return Ok(known.to_vec());
@@ -138,7 +114,7 @@ impl MembershipTx for SqliteMembershipTx<'_> {
         }
         drop(rows);
         drop(statement);
-        if let Some(cache) = self.cache_for(contact_key) {
+        if let Some(cache) = self.memberships() {
             cache.put(tenant, contact_key, &found);
         }
         Ok(found)
@@ -172,7 +148,7 @@ impl MembershipTx for SqliteMembershipTx<'_> {
                 m.expires_at.map(|t| t.0),
                 m.max_dwell_at.map(|t| t.0),
             ])?;
-        if let Some(cache) = self.cache_for(&m.contact_key) {
+        if let Some(cache) = self.memberships() {
             if inserted == 0 {
                 // Already a member, which the cache did not know: it forgets the person.
                 cache.forget(&m.tenant_id, &m.contact_key);
@@ -199,26 +175,27 @@ impl MembershipTx for SqliteMembershipTx<'_> {
         at: Timestamp,
         reason: LeaveReason,
     ) -> StoreResult<bool> {
-        let left = self
+        // The person's key comes back for the writer's memory of their memberships.
+        let left: Option<String> = self
             .conn
             .prepare_cached(concat!(
                 "UPDATE bucket_memberships SET status = 'left', left_at = ?1, \
                  leave_reason = ?2, last_evaluated_at = ?1, updated_at = ?1 WHERE tenant = ",
                 tenant_number!("?3"),
-                " AND id = ?4 AND status = 'active'"
+                " AND id = ?4 AND status = 'active' RETURNING contact_key"
             ))?
-            .execute(params![
-                at.0,
-                reason.as_str(),
-                tenant.as_str(),
-                membership_id
-            ])?;
-        if left > 0
-            && let Some((cache, person)) = &mut self.cached
-        {
-            cache.left(tenant, person, membership_id);
+            .query_row(
+                params![at.0, reason.as_str(), tenant.as_str(), membership_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let Some(person) = left else {
+            return Ok(false);
+        };
+        if let Some(cache) = self.memberships() {
+            cache.left(tenant, &person, membership_id);
         }
-        Ok(left > 0)
+        Ok(true)
     }
 
     async fn touch_membership(
@@ -252,61 +229,27 @@ impl ManualMemberships for SqliteStore {
     async fn change_membership(
         &self,
         tenant: &TenantId,
-        bucket: &crate::buckets::BucketDef,
+        bucket: &BucketDef,
         key: &str,
-        change: crate::store::MembershipChange,
+        change: MembershipChange,
         now: Timestamp,
-        routing: std::sync::Arc<dyn crate::store::IngestRouting>,
-    ) -> StoreResult<Option<Option<crate::store::BucketTransition>>> {
-        use super::identity::{live_by_key, run_sync};
-        use super::ingest::ingest_transition;
-        use crate::buckets::membership::{self, Source};
-        use crate::store::MembershipChange;
-        use crate::store::codec::{SkipTally, StartedRuns};
-
+        routing: Arc<dyn IngestRouting>,
+    ) -> StoreResult<Option<Option<BucketTransition>>> {
         let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.to_owned());
-        self.write(move |tx| {
-            let Some(contact) = live_by_key(tx, &tenant, &key)? else {
+        self.write(move |conn| {
+            let Some(contact) = live_by_key(conn, &tenant, &key)? else {
                 return Ok(None);
             };
-            let mut memberships = SqliteMembershipTx::new(tx);
-            let transition = match change {
-                MembershipChange::Add => run_sync(membership::join(
-                    &mut memberships,
-                    &bucket,
-                    &tenant,
-                    &contact.key,
-                    Source::Manual,
-                    now,
-                ))?,
-                MembershipChange::Remove => {
-                    match run_sync(membership::active_membership(
-                        &mut memberships,
-                        &tenant,
-                        &bucket.id,
-                        &contact.key,
-                    ))? {
-                        Some(active) => run_sync(membership::leave(
-                            &mut memberships,
-                            &bucket,
-                            &tenant,
-                            &contact.key,
-                            &active,
-                            LeaveReason::Manual,
-                            now,
-                        ))?,
-                        None => None,
-                    }
-                }
-            };
-            let Some(transition) = transition else {
-                return Ok(Some(None));
-            };
-            let mut runs = StartedRuns::default();
-            let summary =
-                ingest_transition(tx, routing.as_ref(), &contact, &transition, now, &mut runs)?;
-            super::journeys::count_skips(tx, &SkipTally::of(&tenant, &runs.skipped))?;
-            Ok(Some(Some(summary)))
+            let mut tx = SqliteTx::new(conn);
+            run_sync(flows::contacts::change_membership(
+                &mut tx,
+                &contact,
+                &bucket,
+                change,
+                now,
+                routing.as_ref(),
+            ))
+            .map(Some)
         })
         .await
     }

@@ -40,6 +40,7 @@ mod rows;
 mod runs;
 mod templates;
 mod tenancy;
+mod tx;
 
 use super::{StoreError, StoreResult};
 use contact_cache::ContactCache;

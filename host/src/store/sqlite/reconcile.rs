@@ -2,24 +2,23 @@
 //! (each pass is one write transaction, its transitions ingested in it), the lower bound on
 //! when a bucket next has clock-driven work, and the per-tenant lease.
 
-use super::identity::{live_by_key, run_sync};
-use super::ingest::ingest_transition;
-use super::membership::SqliteMembershipTx;
+use super::identity::live_by_key;
 use super::rows::{parse_object, to_u32};
+use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
-use crate::buckets::membership::{
-    ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
-};
+use crate::buckets::membership::ActiveMembership;
 use crate::buckets::reconcile::{self, JoinCandidate, Pass, ReconcileMember, ReconcileTx};
-use crate::buckets::{BucketDef, DwellSchedule, EventCounts, EventQuery, LeaveReason};
+use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Reconciles;
 use crate::store::codec::{SkipTally, StartedRuns};
+use crate::store::flows;
+use crate::store::flows::IngestTx;
 use crate::store::{IngestRouting, Lease, ReconcileReport, StoreResult};
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use std::sync::Arc;
 
 /// The membership columns [`member_from_row`] reads, `m` being the membership and `c` its
@@ -58,12 +57,7 @@ fn member_from_row(row: &Row<'_>) -> StoreResult<ReconcileMember> {
     })
 }
 
-struct SqliteReconcileTx<'a> {
-    conn: &'a Connection,
-    members: SqliteMembershipTx<'a>,
-}
-
-impl SqliteReconcileTx<'_> {
+impl SqliteTx<'_> {
     fn members(
         &self,
         filter: &str,
@@ -81,60 +75,7 @@ impl SqliteReconcileTx<'_> {
     }
 }
 
-impl MembershipTx for SqliteReconcileTx<'_> {
-    async fn event_counts(
-        &mut self,
-        tenant: &TenantId,
-        contact_key: &str,
-        queries: &[EventQuery],
-        now: Timestamp,
-    ) -> StoreResult<EventCounts> {
-        self.members
-            .event_counts(tenant, contact_key, queries, now)
-            .await
-    }
-
-    async fn active_memberships(
-        &mut self,
-        tenant: &TenantId,
-        contact_key: &str,
-    ) -> StoreResult<Vec<ActiveMembership>> {
-        self.members.active_memberships(tenant, contact_key).await
-    }
-
-    async fn insert_next_membership(
-        &mut self,
-        membership: &NewMembership,
-    ) -> StoreResult<Option<MembershipHistory>> {
-        self.members.insert_next_membership(membership).await
-    }
-
-    async fn leave_membership(
-        &mut self,
-        tenant: &TenantId,
-        membership_id: &str,
-        at: Timestamp,
-        reason: LeaveReason,
-    ) -> StoreResult<bool> {
-        self.members
-            .leave_membership(tenant, membership_id, at, reason)
-            .await
-    }
-
-    async fn touch_membership(
-        &mut self,
-        tenant: &TenantId,
-        membership_id: &str,
-        at: Timestamp,
-        expires_at: Option<Timestamp>,
-    ) -> StoreResult<()> {
-        self.members
-            .touch_membership(tenant, membership_id, at, expires_at)
-            .await
-    }
-}
-
-impl ReconcileTx for SqliteReconcileTx<'_> {
+impl ReconcileTx for SqliteTx<'_> {
     /// The one writer thread already serialises everything, and the contact was read in this
     /// transaction.
     async fn lock_person(
@@ -416,10 +357,7 @@ impl Reconciles for SqliteStore {
     ) -> StoreResult<ReconcileReport> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
         self.write(move |tx| {
-            let mut reconcile = SqliteReconcileTx {
-                conn: tx,
-                members: SqliteMembershipTx::new(tx),
-            };
+            let mut reconcile = SqliteTx::new(tx);
             let outcome = run_sync(reconcile::run_pass(
                 &mut reconcile,
                 &bucket,
@@ -434,16 +372,16 @@ impl Reconciles for SqliteStore {
                 let Some(contact) = live_by_key(tx, &tenant, &transition.contact_key)? else {
                     continue;
                 };
-                transitions.push(ingest_transition(
-                    tx,
+                transitions.push(run_sync(flows::ingest::ingest_transition(
+                    &mut reconcile,
                     routing.as_ref(),
                     &contact,
                     transition,
                     now,
                     &mut runs,
-                )?);
+                ))?);
             }
-            super::journeys::count_skips(tx, &SkipTally::of(&tenant, &runs.skipped))?;
+            run_sync(reconcile.count_skips(&SkipTally::of(&tenant, &runs.skipped)))?;
             Ok(ReconcileReport {
                 examined: outcome.examined,
                 transitions,

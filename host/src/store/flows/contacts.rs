@@ -1,0 +1,85 @@
+//! A person changed without an event, once for both backends: a contact upserted through the
+//! API, and a manual bucket's member added or removed. Each ingests the bucket transitions it
+//! causes as ingest does ([`super::ingest`]), in the same transaction.
+
+use super::ingest::{IngestTx, ingest_transition, move_buckets};
+use crate::buckets::membership::{self, Cause, Source};
+use crate::buckets::{BucketDef, LeaveReason};
+use crate::clock::Timestamp;
+use crate::contacts::Identity;
+use crate::ids::TenantId;
+use crate::store::codec::{SkipTally, StartedRuns};
+use crate::store::identity;
+use crate::store::{
+    BucketTransition, ContactRecord, ContactUpsert, IngestRouting, MembershipChange, StoreResult,
+};
+use serde_json::{Map, Value};
+
+/// Create or update a contact through [`identity::resolve`], then move the property buckets
+/// its changed properties can move, ingesting each transition.
+pub async fn upsert_contact(
+    tx: &mut impl IngestTx,
+    tenant: &TenantId,
+    identity: &Identity,
+    properties: &Map<String, Value>,
+    now: Timestamp,
+    routing: &dyn IngestRouting,
+) -> StoreResult<ContactUpsert> {
+    let resolution = identity::resolve(tx, tenant, identity, properties, now).await?;
+    let mut runs = StartedRuns::default();
+    let transitions = move_buckets(
+        tx,
+        routing,
+        &resolution.contact,
+        Cause {
+            event: None,
+            changed_properties: &resolution.changed_properties,
+        },
+        now,
+        &mut runs,
+    )
+    .await?;
+    tx.count_skips(&SkipTally::of(tenant, &runs.skipped))
+        .await?;
+    Ok(ContactUpsert {
+        resolution,
+        transitions,
+        started: runs.started,
+    })
+}
+
+/// Add the live `contact` to a manual bucket, or remove it: the transition, ingested, or
+/// `None` when nothing changed (already a member, or not one).
+pub async fn change_membership(
+    tx: &mut impl IngestTx,
+    contact: &ContactRecord,
+    bucket: &BucketDef,
+    change: MembershipChange,
+    now: Timestamp,
+    routing: &dyn IngestRouting,
+) -> StoreResult<Option<BucketTransition>> {
+    let tenant = &contact.tenant_id;
+    let transition = match change {
+        MembershipChange::Add => {
+            membership::join(tx, bucket, tenant, &contact.key, Source::Manual, now).await?
+        }
+        MembershipChange::Remove => {
+            match membership::active_membership(tx, tenant, &bucket.id, &contact.key).await? {
+                Some(active) => {
+                    let reason = LeaveReason::Manual;
+                    membership::leave(tx, bucket, tenant, &contact.key, &active, reason, now)
+                        .await?
+                }
+                None => None,
+            }
+        }
+    };
+    let Some(transition) = transition else {
+        return Ok(None);
+    };
+    let mut runs = StartedRuns::default();
+    let summary = ingest_transition(tx, routing, contact, &transition, now, &mut runs).await?;
+    tx.count_skips(&SkipTally::of(tenant, &runs.skipped))
+        .await?;
+    Ok(Some(summary))
+}

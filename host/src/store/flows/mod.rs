@@ -1,0 +1,17 @@
+//! Each write transaction's workflow, written once above both backends.
+//!
+//! A flow is the order of steps and the rules between them; it runs inside a transaction the
+//! backend opened, through the primitives the backend implements in its dialect (the SQL and
+//! row mapping stay in `sqlite/` and `postgres/`). What differs between the backends stays in
+//! their wrappers around a flow: SQLite runs it as one closure on its single writer thread;
+//! PostgreSQL takes its locks up front, defers some writes to the end of the batch, and runs a
+//! deadlock victim again.
+//!
+//! - [`ingest`]: an event in — dedupe, resolve the person, store the event, end the runs it
+//!   exits, start the runs it triggers, move the person's buckets and ingest each transition.
+//! - [`contacts`]: a contact upserted without an event, a manual bucket's member changed.
+
+pub mod contacts;
+pub mod ingest;
+
+pub use ingest::{EnrollmentReads, IngestTx, NewRun};
