@@ -178,7 +178,7 @@ impl IdentityTx for SqliteTx<'_> {
         if let Some(contact) = cache.find(tenant, key.kind, &key.value) {
             return Ok(Some(contact));
         }
-        let found = live_contact(conn, tenant, key.kind, &key.value, Some(&mut *cache))?;
+        let found = live_contact(conn, tenant, key.kind, &key.value, Some(&*cache))?;
         if let Some(contact) = &found {
             cache.remember(contact);
         }
