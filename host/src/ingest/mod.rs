@@ -13,7 +13,7 @@ use crate::ids::{EventId, TenantId};
 use crate::modules::ModuleRegistry;
 use crate::store::{
     BucketTransition, ContactUpsert, ExitedRun, IngestItem, IngestOutcome, IngestRouting,
-    MembershipChange, NewEvent, SkippedRun, StartedRun, Store, StoreError,
+    ManualChangeOutcome, MembershipChange, NewEvent, SkippedRun, StartedRun, Store, StoreError,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -249,11 +249,17 @@ impl Ingestor {
             return Err(MembershipError::NotManual(bucket_id.to_owned()));
         }
         let routing: Arc<dyn IngestRouting> = self.registry.clone();
-        let outcome = self
+        let outcome = match self
             .store
             .change_membership(tenant, bucket, key, change, self.clock.now(), routing)
             .await?
-            .ok_or_else(|| MembershipError::UnknownContact(key.to_owned()))?;
+        {
+            ManualChangeOutcome::UnknownContact => {
+                return Err(MembershipError::UnknownContact(key.to_owned()));
+            }
+            ManualChangeOutcome::Unchanged => None,
+            ManualChangeOutcome::Moved(transition) => Some(transition),
+        };
         if outcome.is_some() {
             self.scheduler_wake.notify_one();
         }

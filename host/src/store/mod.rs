@@ -5,10 +5,14 @@
 //!              RunQueue, RunReads, History, RunEffects, Outbox, EmailTemplates,
 //!              EmailPreferences, BucketReads, Backfills, Reconciles, JourneyAdmin,
 //!              ManualMemberships, HostSettings, Engine); `Store` is all of them
+//! flows/       each write transaction's workflow, once: ingest one event, upsert a contact,
+//!              change a manual membership, over a backend's `IngestTx` primitives
 //! identity.rs  identity resolution, once, over a backend's `IdentityTx` primitives
 //!              (bucket membership likewise: `crate::buckets::membership` over `MembershipTx`)
-//! sqlite/      the embedded backend: one file per concern, `impl RunQueue for SqliteStore`
-//! postgres/    the hosted backend, the same files: `impl RunQueue for PgStore`
+//! sqlite/      the embedded backend: one file per concern, `impl RunQueue for SqliteStore`;
+//!              `SqliteTx` (tx.rs) is the writer's transaction the flows and rules run in
+//! postgres/    the hosted backend, the same files: `impl RunQueue for PgStore`; `PgTx`
+//!              (identity.rs) holds a transaction's locks and deferred writes
 //! records.rs   row-shaped records; error.rs the error type; codec.rs shared value parsing
 //! tests/       the conformance suite, run on both backends (`store_test!`)
 //! ```

@@ -7,6 +7,17 @@ use crate::store::{BucketTransition, IngestRouting, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
 
+/// What [`ManualMemberships::change_membership`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ManualChangeOutcome {
+    /// No live contact has the key.
+    UnknownContact,
+    /// Nothing changed: already a member (add), or not one (remove).
+    Unchanged,
+    /// The person joined or left; the transition was ingested.
+    Moved(BucketTransition),
+}
+
 /// A change to a manual bucket's membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MembershipChange {
@@ -17,8 +28,7 @@ pub enum MembershipChange {
 #[async_trait]
 pub trait ManualMemberships: Send + Sync {
     /// Add a person to (or remove them from) a manual bucket, ingesting the transition like
-    /// [`crate::store::EventIngest::ingest`] does. `None` when no live contact has that key; a transition of
-    /// `None` when nothing changed (already a member, or not one).
+    /// [`crate::store::EventIngest::ingest`] does.
     async fn change_membership(
         &self,
         tenant: &TenantId,
@@ -27,5 +37,5 @@ pub trait ManualMemberships: Send + Sync {
         change: MembershipChange,
         now: Timestamp,
         routing: Arc<dyn IngestRouting>,
-    ) -> StoreResult<Option<Option<BucketTransition>>>;
+    ) -> StoreResult<ManualChangeOutcome>;
 }

@@ -33,7 +33,7 @@ pub use host_settings::HostSettings;
 pub use ingest::EventIngest;
 pub use journey_admin::JourneyAdmin;
 pub use memberships::ManualMemberships;
-pub use memberships::MembershipChange;
+pub use memberships::{ManualChangeOutcome, MembershipChange};
 pub use outbox::Outbox;
 pub use reconciles::Reconciles;
 pub use run_queue::RunQueue;

@@ -11,7 +11,7 @@ use crate::ids::TenantId;
 use crate::store::codec::{SkipTally, StartedRuns};
 use crate::store::identity;
 use crate::store::{
-    BucketTransition, ContactRecord, ContactUpsert, IngestRouting, MembershipChange, StoreResult,
+    ContactRecord, ContactUpsert, IngestRouting, ManualChangeOutcome, MembershipChange, StoreResult,
 };
 use serde_json::{Map, Value};
 
@@ -48,8 +48,7 @@ pub async fn upsert_contact(
     })
 }
 
-/// Add the live `contact` to a manual bucket, or remove it: the transition, ingested, or
-/// `None` when nothing changed (already a member, or not one).
+/// Add the live `contact` to a manual bucket, or remove it, ingesting the transition.
 pub async fn change_membership(
     tx: &mut impl IngestTx,
     contact: &ContactRecord,
@@ -57,7 +56,7 @@ pub async fn change_membership(
     change: MembershipChange,
     now: Timestamp,
     routing: &dyn IngestRouting,
-) -> StoreResult<Option<BucketTransition>> {
+) -> StoreResult<ManualChangeOutcome> {
     let tenant = &contact.tenant_id;
     let transition = match change {
         MembershipChange::Add => {
@@ -75,11 +74,11 @@ pub async fn change_membership(
         }
     };
     let Some(transition) = transition else {
-        return Ok(None);
+        return Ok(ManualChangeOutcome::Unchanged);
     };
     let mut runs = StartedRuns::default();
     let summary = ingest_transition(tx, routing, contact, &transition, now, &mut runs).await?;
     tx.count_skips(&SkipTally::of(tenant, &runs.skipped))
         .await?;
-    Ok(Some(summary))
+    Ok(ManualChangeOutcome::Moved(summary))
 }

@@ -25,7 +25,7 @@ use crate::ids::TenantId;
 use crate::store::ManualMemberships;
 use crate::store::codec::to_u32;
 use crate::store::flows;
-use crate::store::{BucketTransition, IngestRouting, MembershipChange, StoreResult};
+use crate::store::{IngestRouting, ManualChangeOutcome, MembershipChange, StoreResult};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -404,10 +404,10 @@ impl ManualMemberships for PgStore {
         change: MembershipChange,
         now: Timestamp,
         routing: Arc<dyn IngestRouting>,
-    ) -> StoreResult<Option<Option<BucketTransition>>> {
+    ) -> StoreResult<ManualChangeOutcome> {
         let mut tx = self.pool.begin().await?;
         let Some(contact) = live_by_key(&mut tx, tenant, key, true).await? else {
-            return Ok(None);
+            return Ok(ManualChangeOutcome::UnknownContact);
         };
         let mut pg = PgTx::new(&mut tx);
         let summary = flows::contacts::change_membership(
@@ -421,6 +421,6 @@ impl ManualMemberships for PgStore {
         .await?;
         pg.write_events().await?.all()?;
         tx.commit().await?;
-        Ok(Some(summary))
+        Ok(summary)
     }
 }

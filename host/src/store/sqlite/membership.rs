@@ -18,7 +18,7 @@ use crate::ids::TenantId;
 use crate::store::ManualMemberships;
 use crate::store::StoreResult;
 use crate::store::flows;
-use crate::store::{BucketTransition, IngestRouting, MembershipChange};
+use crate::store::{IngestRouting, ManualChangeOutcome, MembershipChange};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use std::sync::Arc;
@@ -234,11 +234,11 @@ impl ManualMemberships for SqliteStore {
         change: MembershipChange,
         now: Timestamp,
         routing: Arc<dyn IngestRouting>,
-    ) -> StoreResult<Option<Option<BucketTransition>>> {
+    ) -> StoreResult<ManualChangeOutcome> {
         let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.to_owned());
         self.write(move |conn| {
             let Some(contact) = live_by_key(conn, &tenant, &key)? else {
-                return Ok(None);
+                return Ok(ManualChangeOutcome::UnknownContact);
             };
             let mut tx = SqliteTx::new(conn);
             run_sync(flows::contacts::change_membership(
@@ -249,7 +249,6 @@ impl ManualMemberships for SqliteStore {
                 now,
                 routing.as_ref(),
             ))
-            .map(Some)
         })
         .await
     }

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::buckets::{BucketDef, BucketKind, BucketRegistry, Condition};
-use crate::store::{BucketTransition, IngestRouting, MembershipChange};
+use crate::store::{BucketTransition, IngestRouting, ManualChangeOutcome, MembershipChange};
 
 /// Routing for these tests: the given buckets, and journeys started by exact trigger name.
 struct TestRouting {
@@ -612,16 +612,16 @@ store_test!(
         };
         assert_eq!(
             add(T0 + 1).await.unwrap(),
-            Some(Some(change("vip", "entered", 1, true)))
+            ManualChangeOutcome::Moved(change("vip", "entered", 1, true))
         );
         // Adding again changes nothing
-        assert_eq!(add(T0 + 2).await.unwrap(), Some(None));
+        assert_eq!(add(T0 + 2).await.unwrap(), ManualChangeOutcome::Unchanged);
         let removed = f
             .store
             .change_membership(&f.tenant, &vip, "ada", MembershipChange::Remove, Timestamp(T0 + 3), routing.clone())
             .await
             .unwrap();
-        assert_eq!(removed, Some(Some(change("vip", "left", 1, true))));
+        assert_eq!(removed, ManualChangeOutcome::Moved(change("vip", "left", 1, true)));
         assert_eq!(
             f.db.count(
                 "SELECT COUNT(*) FROM events WHERE idempotency_key = $1 AND CAST(properties AS TEXT) LIKE $2",
@@ -636,7 +636,7 @@ store_test!(
             .change_membership(&f.tenant, &vip, "nobody", MembershipChange::Add, Timestamp(T0 + 4), routing.clone())
             .await
             .unwrap();
-        assert_eq!(unknown, None);
+        assert_eq!(unknown, ManualChangeOutcome::UnknownContact);
     }
 );
 
@@ -726,7 +726,7 @@ store_test!(
             .change_membership(&f.tenant, &pro(), "ada", MembershipChange::Remove, Timestamp(T0 + 2), routing.clone())
             .await
             .unwrap();
-        assert_eq!(removed, Some(Some(change("pro", "left", 1, true))));
+        assert_eq!(removed, ManualChangeOutcome::Moved(change("pro", "left", 1, true)));
 
         // Then her next events, moving her plan away and back to pro, do not try to leave the
         // membership that is gone, and join her again, as the second epoch
