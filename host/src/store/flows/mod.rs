@@ -10,8 +10,14 @@
 //! - [`ingest`]: an event in — dedupe, resolve the person, store the event, end the runs it
 //!   exits, start the runs it triggers, move the person's buckets and ingest each transition.
 //! - [`contacts`]: a contact upserted without an event, a manual bucket's member changed.
+//! - [`backfill`]: one page of a bucket backfill.
+//! - [`reconcile`]: one pass of the reconcile job, and when a pass can next have work.
 
+pub mod backfill;
 pub mod contacts;
 pub mod ingest;
+pub mod reconcile;
 
+pub use backfill::{BackfillProgress, BackfillTx};
 pub use ingest::{EnrollmentReads, IngestTx, NewRun};
+pub use reconcile::{NextWorkReads, ReconcilePassTx};

@@ -12,18 +12,15 @@ use super::PgStore;
 use super::identity::PgTx;
 use super::rows::{contact_columns, contact_from_row};
 use crate::buckets::BucketDef;
-use crate::buckets::backfill::{
-    self, BackfillMode, BackfillState, ConfigChange, ContactOutcome, StoredConfig,
-};
+use crate::buckets::backfill::{self, BackfillMode, BackfillState, ConfigChange, StoredConfig};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Backfills;
-use crate::store::codec::{SkipTally, StartedRuns};
 use crate::store::flows;
-use crate::store::flows::IngestTx;
+use crate::store::flows::{BackfillProgress, BackfillTx};
 use crate::store::{
-    BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, IngestRouting, Lease,
-    StoreError, StoreResult,
+    BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, ContactRecord, IngestRouting,
+    Lease, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
@@ -270,142 +267,22 @@ impl Backfills for PgStore {
         now: Timestamp,
         routing: Arc<dyn IngestRouting>,
     ) -> StoreResult<BackfillStep> {
-        let tenant = &claim.tenant_id;
         let mut tx = self.pool.begin().await?;
-        let held = sqlx::query(
-            "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, backfill_left \
-             FROM bucket_configs WHERE tenant_id = $1 AND bucket_id = $2 \
-             AND backfill_state = 'running' AND lease_owner = $3 AND target_hash = $4 FOR UPDATE",
-        )
-        .bind(tenant.as_str())
-        .bind(&claim.bucket_id)
-        .bind(&lease.owner)
-        .bind(&claim.target_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(held) = held else {
-            return Ok(BackfillStep::Lost);
-        };
-        let cursor: Option<String> = held.try_get("backfill_cursor")?;
-        let mut done: i64 = held.try_get("backfill_done")?;
-        let total: Option<i64> = held.try_get("backfill_total")?;
-        let mut joined: i64 = held.try_get("backfill_joined")?;
-        let mut left: i64 = held.try_get("backfill_left")?;
-
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            contact_columns!(),
-            " FROM contacts c WHERE c.tenant_id = $1 AND c.deleted_at IS NULL AND c.id > $2 \
-             ORDER BY c.id LIMIT $3 FOR UPDATE"
-        ))
-        .bind(tenant.as_str())
-        .bind(cursor.unwrap_or_default())
-        .bind(i64::from(page_size))
-        .fetch_all(&mut *tx)
-        .await?;
-        let page = rows
-            .iter()
-            .map(contact_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-
-        let anchor = bucket.criteria.as_ref().and_then(backfill::anchor_event);
         let mut pg = PgTx::new(&mut tx);
-        let mut runs = StartedRuns::default();
-        for contact in &page {
-            let outcome = backfill::apply_to_contact(
-                &mut pg,
-                bucket,
-                claim.mode,
-                tenant,
-                &contact.key,
-                &contact.properties,
-                now,
-            )
-            .await?;
-            match outcome {
-                ContactOutcome::Joined => {
-                    joined += 1;
-                    if let Some(event) = anchor {
-                        sqlx::query(
-                            "UPDATE bucket_memberships SET dwell_anchor_at = (SELECT \
-                             MAX(occurred_at) FROM events WHERE tenant_id = $1 \
-                             AND contact_key = $3 AND name = $4) WHERE tenant_id = $1 \
-                             AND bucket_id = $2 AND contact_key = $3 AND status = 'active'",
-                        )
-                        .bind(tenant.as_str())
-                        .bind(&bucket.id)
-                        .bind(&contact.key)
-                        .bind(event)
-                        .execute(pg.conn())
-                        .await?;
-                    }
-                }
-                ContactOutcome::Left(transition) => {
-                    left += 1;
-                    flows::ingest::ingest_transition(
-                        &mut pg,
-                        routing.as_ref(),
-                        contact,
-                        &transition,
-                        now,
-                        &mut runs,
-                    )
-                    .await?;
-                }
-                ContactOutcome::Unchanged => {}
-            }
+        let step = flows::backfill::backfill_step(
+            &mut pg,
+            claim,
+            bucket,
+            lease,
+            page_size,
+            now,
+            routing.as_ref(),
+        )
+        .await?;
+        if step == BackfillStep::Lost {
+            return Ok(step); // dropping `tx` rolls it back
         }
-        pg.count_skips(&SkipTally::of(tenant, &runs.skipped))
-            .await?;
         pg.write_events().await?.all()?;
-
-        done += i64::try_from(page.len()).unwrap_or(i64::MAX);
-        let total = total.unwrap_or(0).max(done);
-        let as_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
-        let step = if page.len() < page_size as usize {
-            sqlx::query(
-                "UPDATE bucket_configs SET criteria_hash = target_hash, \
-                 backfill_state = 'completed', backfill_done = $3, backfill_total = $4, \
-                 backfill_joined = $5, backfill_left = $6, backfill_cursor = NULL, \
-                 lease_owner = NULL, lease_until = NULL, backfill_finished_at = $7, \
-                 updated_at = $7 WHERE tenant_id = $1 AND bucket_id = $2",
-            )
-            .bind(tenant.as_str())
-            .bind(&claim.bucket_id)
-            .bind(done)
-            .bind(total)
-            .bind(joined)
-            .bind(left)
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
-            BackfillStep::Completed {
-                done: as_u64(done),
-                joined: as_u64(joined),
-                left: as_u64(left),
-            }
-        } else {
-            sqlx::query(
-                "UPDATE bucket_configs SET backfill_cursor = $3, backfill_done = $4, \
-                 backfill_total = $5, backfill_joined = $6, backfill_left = $7, \
-                 lease_until = $8, updated_at = $9 WHERE tenant_id = $1 AND bucket_id = $2",
-            )
-            .bind(tenant.as_str())
-            .bind(&claim.bucket_id)
-            .bind(page.last().map(|c| c.id.0.clone()))
-            .bind(done)
-            .bind(total)
-            .bind(joined)
-            .bind(left)
-            .bind(lease.until_real.0)
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
-            BackfillStep::Progress {
-                done: as_u64(done),
-                total: as_u64(total),
-            }
-        };
         tx.commit().await?;
         Ok(step)
     }
@@ -429,6 +306,131 @@ impl Backfills for PgStore {
         .bind(message)
         .bind(now.0)
         .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A page's reads and writes: the config row, then the page's contacts in id order, locked
+/// until the commit (see the module doc).
+impl BackfillTx for PgTx<'_> {
+    async fn held_backfill(
+        &mut self,
+        claim: &ClaimedBackfill,
+        lease_owner: &str,
+    ) -> StoreResult<Option<BackfillProgress>> {
+        let held = sqlx::query(
+            "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, backfill_left \
+             FROM bucket_configs WHERE tenant_id = $1 AND bucket_id = $2 \
+             AND backfill_state = 'running' AND lease_owner = $3 AND target_hash = $4 FOR UPDATE",
+        )
+        .bind(claim.tenant_id.as_str())
+        .bind(&claim.bucket_id)
+        .bind(lease_owner)
+        .bind(&claim.target_hash)
+        .fetch_optional(self.conn())
+        .await?;
+        let Some(held) = held else {
+            return Ok(None);
+        };
+        Ok(Some(BackfillProgress {
+            cursor: held.try_get("backfill_cursor")?,
+            done: held.try_get("backfill_done")?,
+            total: held.try_get("backfill_total")?,
+            joined: held.try_get("backfill_joined")?,
+            left: held.try_get("backfill_left")?,
+        }))
+    }
+
+    async fn contacts_after(
+        &mut self,
+        tenant: &TenantId,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ContactRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            contact_columns!(),
+            " FROM contacts c WHERE c.tenant_id = $1 AND c.deleted_at IS NULL AND c.id > $2 \
+             ORDER BY c.id LIMIT $3 FOR UPDATE"
+        ))
+        .bind(tenant.as_str())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?;
+        rows.iter().map(contact_from_row).collect()
+    }
+
+    async fn set_dwell_anchor(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        contact_key: &str,
+        event: &str,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE bucket_memberships SET dwell_anchor_at = (SELECT \
+             MAX(occurred_at) FROM events WHERE tenant_id = $1 \
+             AND contact_key = $3 AND name = $4) WHERE tenant_id = $1 \
+             AND bucket_id = $2 AND contact_key = $3 AND status = 'active'",
+        )
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(contact_key)
+        .bind(event)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn save_backfill_progress(
+        &mut self,
+        claim: &ClaimedBackfill,
+        progress: &BackfillProgress,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE bucket_configs SET backfill_cursor = $3, backfill_done = $4, \
+             backfill_total = $5, backfill_joined = $6, backfill_left = $7, \
+             lease_until = $8, updated_at = $9 WHERE tenant_id = $1 AND bucket_id = $2",
+        )
+        .bind(claim.tenant_id.as_str())
+        .bind(&claim.bucket_id)
+        .bind(&progress.cursor)
+        .bind(progress.done)
+        .bind(progress.total)
+        .bind(progress.joined)
+        .bind(progress.left)
+        .bind(lease.until_real.0)
+        .bind(now.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn complete_backfill(
+        &mut self,
+        claim: &ClaimedBackfill,
+        progress: &BackfillProgress,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE bucket_configs SET criteria_hash = target_hash, \
+             backfill_state = 'completed', backfill_done = $3, backfill_total = $4, \
+             backfill_joined = $5, backfill_left = $6, backfill_cursor = NULL, \
+             lease_owner = NULL, lease_until = NULL, backfill_finished_at = $7, \
+             updated_at = $7 WHERE tenant_id = $1 AND bucket_id = $2",
+        )
+        .bind(claim.tenant_id.as_str())
+        .bind(&claim.bucket_id)
+        .bind(progress.done)
+        .bind(progress.total)
+        .bind(progress.joined)
+        .bind(progress.left)
+        .bind(now.0)
+        .execute(self.conn())
         .await?;
         Ok(())
     }

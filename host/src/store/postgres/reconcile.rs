@@ -16,20 +16,20 @@ use super::identity::{PgTx, live_by_key};
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
 use crate::buckets::membership::ActiveMembership;
-use crate::buckets::reconcile::{self, JoinCandidate, Pass, ReconcileMember, ReconcileTx};
+use crate::buckets::reconcile::{JoinCandidate, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::TenantId;
 use crate::store::Reconciles;
-use crate::store::codec::{SkipTally, StartedRuns, parse_object, to_u32};
+use crate::store::codec::{parse_object, to_u32};
 use crate::store::flows;
-use crate::store::flows::IngestTx;
-use crate::store::{IngestRouting, Lease, ReconcileReport, StoreResult};
+use crate::store::flows::{NextWorkReads, ReconcilePassTx};
+use crate::store::{ContactRecord, IngestRouting, Lease, ReconcileReport, StoreResult};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use sqlx::Row;
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
 use std::sync::Arc;
 
 /// The membership columns [`member_from_row`] reads, `m` being the membership and `c` its
@@ -103,7 +103,14 @@ impl ReconcileTx for PgTx<'_> {
         tenant: &TenantId,
         bucket_id: &str,
     ) -> StoreResult<bool> {
-        first_backfill_pending(self.conn(), tenant, bucket_id).await
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM bucket_configs WHERE tenant_id = $1 \
+             AND bucket_id = $2 AND criteria_hash IS NULL)",
+        )
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .fetch_one(self.conn())
+        .await?)
     }
 
     async fn members_to_recheck(
@@ -374,19 +381,91 @@ impl ReconcileTx for PgTx<'_> {
     }
 }
 
-async fn first_backfill_pending(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    bucket_id: &str,
-) -> StoreResult<bool> {
-    Ok(sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM bucket_configs WHERE tenant_id = $1 \
-         AND bucket_id = $2 AND criteria_hash IS NULL)",
-    )
-    .bind(tenant.as_str())
-    .bind(bucket_id)
-    .fetch_one(conn)
-    .await?)
+impl ReconcilePassTx for PgTx<'_> {
+    async fn live_contact_by_key(
+        &mut self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<ContactRecord>> {
+        live_by_key(self.conn(), tenant, key, true).await
+    }
+}
+
+impl NextWorkReads for PgTx<'_> {
+    async fn first_event_since(
+        &mut self,
+        tenant: &TenantId,
+        name: &str,
+        since: i64,
+    ) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(occurred_at) FROM events WHERE tenant_id = $1 \
+             AND name COLLATE \"C\" = $2 AND occurred_at >= $3",
+        )
+        .bind(tenant.as_str())
+        .bind(name)
+        .bind(since)
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    async fn first_max_dwell(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant_id = $1 \
+             AND bucket_id = $2 AND status = 'active' AND max_dwell_at IS NOT NULL",
+        )
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    async fn first_expiry_after(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        after: i64,
+    ) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant_id = $1 \
+             AND bucket_id = $2 AND status = 'active' AND expires_at > $3",
+        )
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(after)
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    async fn first_dwell_base(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        schedule: &DwellSchedule,
+    ) -> StoreResult<Option<i64>> {
+        let sql = match schedule {
+            DwellSchedule::After(_) => {
+                "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) FROM bucket_memberships \
+                 WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active' \
+                 AND (dwell_state::jsonb ->> $3) IS NULL"
+            }
+            DwellSchedule::Every(_) => {
+                "SELECT MIN(COALESCE((dwell_state::jsonb ->> $3)::int8, dwell_anchor_at, \
+                 entered_at)) FROM bucket_memberships \
+                 WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active'"
+            }
+        };
+        Ok(sqlx::query_scalar(sql)
+            .bind(tenant.as_str())
+            .bind(bucket_id)
+            .bind(schedule.label())
+            .fetch_one(self.conn())
+            .await?)
+    }
 }
 
 #[async_trait]
@@ -410,7 +489,6 @@ impl Reconciles for PgStore {
         }
     }
 
-    /// [`crate::store::Reconciles::reconcile_next_work`].
     async fn reconcile_next_work(
         &self,
         tenant: &TenantId,
@@ -418,68 +496,7 @@ impl Reconciles for PgStore {
         after: Timestamp,
     ) -> StoreResult<Option<Timestamp>> {
         let mut conn = self.pool.acquire().await?;
-        let plan = reconcile::work_plan(bucket);
-        let mut instants = Vec::new();
-        for leg in &plan.window_legs {
-            let within = i64::try_from(leg.within_ms.unwrap_or(0)).unwrap_or(i64::MAX);
-            let first: Option<i64> = sqlx::query_scalar(
-                "SELECT MIN(occurred_at) FROM events WHERE tenant_id = $1 \
-                 AND name COLLATE \"C\" = $2 AND occurred_at >= $3",
-            )
-            .bind(tenant.as_str())
-            .bind(&leg.event)
-            .bind(after.0.saturating_sub(within))
-            .fetch_one(&mut *conn)
-            .await?;
-            instants.extend(first.map(|t| Timestamp(t.saturating_add(within) + 1)));
-        }
-        if plan.max_dwell {
-            let first: Option<i64> = sqlx::query_scalar(
-                "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant_id = $1 \
-                 AND bucket_id = $2 AND status = 'active' AND max_dwell_at IS NOT NULL",
-            )
-            .bind(tenant.as_str())
-            .bind(&bucket.id)
-            .fetch_one(&mut *conn)
-            .await?;
-            instants.extend(first.map(Timestamp));
-        }
-        if plan.deadlines {
-            let first: Option<i64> = sqlx::query_scalar(
-                "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant_id = $1 \
-                 AND bucket_id = $2 AND status = 'active' AND expires_at > $3",
-            )
-            .bind(tenant.as_str())
-            .bind(&bucket.id)
-            .bind(after.0)
-            .fetch_one(&mut *conn)
-            .await?;
-            instants.extend(first.map(Timestamp));
-        }
-        if !plan.dwell.is_empty() && !first_backfill_pending(&mut conn, tenant, &bucket.id).await? {
-            for schedule in &plan.dwell {
-                let sql = match schedule {
-                    DwellSchedule::After(_) => {
-                        "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) FROM bucket_memberships \
-                         WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active' \
-                         AND (dwell_state::jsonb ->> $3) IS NULL"
-                    }
-                    DwellSchedule::Every(_) => {
-                        "SELECT MIN(COALESCE((dwell_state::jsonb ->> $3)::int8, dwell_anchor_at, \
-                         entered_at)) FROM bucket_memberships \
-                         WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active'"
-                    }
-                };
-                let first: Option<i64> = sqlx::query_scalar(sql)
-                    .bind(tenant.as_str())
-                    .bind(&bucket.id)
-                    .bind(schedule.label())
-                    .fetch_one(&mut *conn)
-                    .await?;
-                instants.extend(first.map(|t| Timestamp(t).plus_ms(schedule.offset_ms())));
-            }
-        }
-        Ok(reconcile::next_work(after, instants))
+        flows::reconcile::next_work(&mut PgTx::new(&mut conn), tenant, bucket, after).await
     }
 
     /// [`crate::store::Reconciles::claim_reconcile`].
@@ -542,28 +559,10 @@ async fn pass_once(
 ) -> StoreResult<ReconcileReport> {
     let mut tx = store.pool.begin().await?;
     let mut pg = PgTx::new(&mut tx);
-    let outcome = reconcile::run_pass(&mut pg, bucket, tenant, pass, now, limit).await?;
-    let mut runs = StartedRuns::default();
-    let mut transitions = Vec::with_capacity(outcome.transitions.len());
-    for transition in &outcome.transitions {
-        let Some(contact) = live_by_key(pg.conn(), tenant, &transition.contact_key, true).await?
-        else {
-            continue;
-        };
-        transitions.push(
-            flows::ingest::ingest_transition(
-                &mut pg, routing, &contact, transition, now, &mut runs,
-            )
-            .await?,
-        );
-    }
-    pg.count_skips(&SkipTally::of(tenant, &runs.skipped))
-        .await?;
+    let report =
+        flows::reconcile::reconcile_pass(&mut pg, tenant, bucket, pass, now, limit, routing)
+            .await?;
     pg.write_events().await?.all()?;
     tx.commit().await?;
-    Ok(ReconcileReport {
-        examined: outcome.examined,
-        transitions,
-        started_runs: runs.started.len(),
-    })
+    Ok(report)
 }

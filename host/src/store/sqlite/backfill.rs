@@ -1,25 +1,21 @@
 //! The SQLite side of bucket backfill: the per-bucket configs (registration, status,
 //! restart), claims under a lease, and the paged scan whose every page is one write
-//! transaction on the writer thread (joins and leaves through
-//! [`crate::buckets::backfill::apply_to_contact`] over [`SqliteTx`], leaves ingested
-//! with [`flows::ingest::ingest_transition`] like real-time ones).
+//! transaction on the writer thread, the shared [`flows::backfill`] over [`SqliteTx`], whose
+//! page primitives ([`BackfillTx`]) are here.
 
 use super::identity::{contact_columns, contact_from_row};
 use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::BucketDef;
-use crate::buckets::backfill::{
-    self, BackfillMode, BackfillState, ConfigChange, ContactOutcome, StoredConfig,
-};
+use crate::buckets::backfill::{self, BackfillMode, BackfillState, ConfigChange, StoredConfig};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Backfills;
-use crate::store::codec::{SkipTally, StartedRuns};
 use crate::store::flows;
-use crate::store::flows::IngestTx;
+use crate::store::flows::{BackfillProgress, BackfillTx};
 use crate::store::{
-    BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, IngestRouting, Lease,
-    StoreError, StoreResult,
+    BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, ContactRecord, IngestRouting,
+    Lease, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -266,140 +262,16 @@ impl Backfills for SqliteStore {
         routing: Arc<dyn IngestRouting>,
     ) -> StoreResult<BackfillStep> {
         let (claim, bucket, lease) = (claim.clone(), bucket.clone(), lease.clone());
-        self.write(move |tx| {
-            let tenant = &claim.tenant_id;
-            let held: Option<HeldProgress> = tx
-                .prepare_cached(
-                    "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, \
-                         backfill_left FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2 \
-                         AND backfill_state = 'running' AND lease_owner = ?3 AND target_hash = ?4",
-                )?
-                .query_row(
-                    params![
-                        tenant.as_str(),
-                        claim.bucket_id,
-                        lease.owner,
-                        claim.target_hash
-                    ],
-                    |row| {
-                        Ok(HeldProgress {
-                            cursor: row.get(0)?,
-                            done: row.get(1)?,
-                            total: row.get(2)?,
-                            joined: row.get(3)?,
-                            left: row.get(4)?,
-                        })
-                    },
-                )
-                .optional()?;
-            let Some(HeldProgress {
-                cursor,
-                mut done,
-                total,
-                mut joined,
-                mut left,
-            }) = held
-            else {
-                return Ok(BackfillStep::Lost);
-            };
-            let mut statement = tx.prepare_cached(concat!(
-                "SELECT ",
-                contact_columns!(),
-                " FROM contacts WHERE tenant_id = ?1 AND deleted_at IS NULL AND id > ?2 \
-                     ORDER BY id LIMIT ?3"
-            ))?;
-            let mut rows = statement.query(params![
-                tenant.as_str(),
-                cursor.unwrap_or_default(),
-                page_size
-            ])?;
-            let mut page = Vec::new();
-            while let Some(row) = rows.next()? {
-                page.push(contact_from_row(row)?);
-            }
-            drop(rows);
-            let anchor = bucket.criteria.as_ref().and_then(backfill::anchor_event);
-            let mut memberships = SqliteTx::new(tx);
-            let mut runs = StartedRuns::default();
-            for contact in &page {
-                let outcome = run_sync(backfill::apply_to_contact(
-                    &mut memberships,
-                    &bucket,
-                    claim.mode,
-                    tenant,
-                    &contact.key,
-                    &contact.properties,
-                    now,
-                ))?;
-                match outcome {
-                    ContactOutcome::Joined => {
-                        joined += 1;
-                        if let Some(event) = anchor {
-                            set_dwell_anchor(tx, tenant, &bucket.id, &contact.key, event)?;
-                        }
-                    }
-                    ContactOutcome::Left(transition) => {
-                        left += 1;
-                        run_sync(flows::ingest::ingest_transition(
-                            &mut memberships,
-                            routing.as_ref(),
-                            contact,
-                            &transition,
-                            now,
-                            &mut runs,
-                        ))?;
-                    }
-                    ContactOutcome::Unchanged => {}
-                }
-            }
-            run_sync(memberships.count_skips(&SkipTally::of(tenant, &runs.skipped)))?;
-            done += i64::try_from(page.len()).unwrap_or(i64::MAX);
-            let total = total.unwrap_or(0).max(done);
-            let as_u64 = |n: i64| u64::try_from(n).unwrap_or(0);
-            if page.len() < page_size as usize {
-                tx.prepare_cached(
-                    "UPDATE bucket_configs SET criteria_hash = target_hash, \
-                         backfill_state = 'completed', backfill_done = ?3, backfill_total = ?4, \
-                         backfill_joined = ?5, backfill_left = ?6, backfill_cursor = NULL, \
-                         lease_owner = NULL, lease_until = NULL, backfill_finished_at = ?7, \
-                         updated_at = ?7 WHERE tenant_id = ?1 AND bucket_id = ?2",
-                )?
-                .execute(params![
-                    tenant.as_str(),
-                    claim.bucket_id,
-                    done,
-                    total,
-                    joined,
-                    left,
-                    now.0
-                ])?;
-                return Ok(BackfillStep::Completed {
-                    done: as_u64(done),
-                    joined: as_u64(joined),
-                    left: as_u64(left),
-                });
-            }
-            let last = page.last().map(|c| c.id.0.clone());
-            tx.prepare_cached(
-                "UPDATE bucket_configs SET backfill_cursor = ?3, backfill_done = ?4, \
-                     backfill_total = ?5, backfill_joined = ?6, backfill_left = ?7, \
-                     lease_until = ?8, updated_at = ?9 WHERE tenant_id = ?1 AND bucket_id = ?2",
-            )?
-            .execute(params![
-                tenant.as_str(),
-                claim.bucket_id,
-                last,
-                done,
-                total,
-                joined,
-                left,
-                lease.until_real.0,
-                now.0
-            ])?;
-            Ok(BackfillStep::Progress {
-                done: as_u64(done),
-                total: as_u64(total),
-            })
+        self.write(move |conn| {
+            run_sync(flows::backfill::backfill_step(
+                &mut SqliteTx::new(conn),
+                &claim,
+                &bucket,
+                &lease,
+                page_size,
+                now,
+                routing.as_ref(),
+            ))
         })
         .await
     }
@@ -432,32 +304,132 @@ impl Backfills for SqliteStore {
     }
 }
 
-/// A running backfill's stored progress, read when its holder checks the lease.
-struct HeldProgress {
-    cursor: Option<String>,
-    done: i64,
-    total: Option<i64>,
-    joined: i64,
-    left: i64,
-}
+/// A page's reads and writes. The single writer keeps what they read true until the commit.
+impl BackfillTx for SqliteTx<'_> {
+    async fn held_backfill(
+        &mut self,
+        claim: &ClaimedBackfill,
+        lease_owner: &str,
+    ) -> StoreResult<Option<BackfillProgress>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, \
+                 backfill_left FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2 \
+                 AND backfill_state = 'running' AND lease_owner = ?3 AND target_hash = ?4",
+            )?
+            .query_row(
+                params![
+                    claim.tenant_id.as_str(),
+                    claim.bucket_id,
+                    lease_owner,
+                    claim.target_hash
+                ],
+                |row| {
+                    Ok(BackfillProgress {
+                        cursor: row.get(0)?,
+                        done: row.get(1)?,
+                        total: row.get(2)?,
+                        joined: row.get(3)?,
+                        left: row.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
 
-/// Anchor a backfilled member's dwell clock at their latest `event` (domain-spec §2.11.4).
-fn set_dwell_anchor(
-    conn: &Connection,
-    tenant: &TenantId,
-    bucket_id: &str,
-    contact_key: &str,
-    event: &str,
-) -> StoreResult<()> {
-    conn.prepare_cached(concat!(
-        "UPDATE bucket_memberships SET dwell_anchor_at = (SELECT MAX(occurred_at) FROM events \
-         WHERE tenant = ",
-        tenant_number!("?1"),
-        " AND contact_key = ?3 AND name = ?4) \
-         WHERE tenant = ",
-        tenant_number!("?1"),
-        " AND bucket_id = ?2 AND contact_key = ?3 AND status = 'active'"
-    ))?
-    .execute(params![tenant.as_str(), bucket_id, contact_key, event])?;
-    Ok(())
+    async fn contacts_after(
+        &mut self,
+        tenant: &TenantId,
+        after: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<ContactRecord>> {
+        let mut statement = self.conn.prepare_cached(concat!(
+            "SELECT ",
+            contact_columns!(),
+            " FROM contacts WHERE tenant_id = ?1 AND deleted_at IS NULL AND id > ?2 \
+             ORDER BY id LIMIT ?3"
+        ))?;
+        let mut rows = statement.query(params![tenant.as_str(), after, limit])?;
+        let mut page = Vec::new();
+        while let Some(row) = rows.next()? {
+            page.push(contact_from_row(row)?);
+        }
+        Ok(page)
+    }
+
+    /// At the person's latest `event` (domain-spec §2.11.4).
+    async fn set_dwell_anchor(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        contact_key: &str,
+        event: &str,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(concat!(
+                "UPDATE bucket_memberships SET dwell_anchor_at = (SELECT MAX(occurred_at) \
+                 FROM events WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND contact_key = ?3 AND name = ?4) \
+                 WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND bucket_id = ?2 AND contact_key = ?3 AND status = 'active'"
+            ))?
+            .execute(params![tenant.as_str(), bucket_id, contact_key, event])?;
+        Ok(())
+    }
+
+    async fn save_backfill_progress(
+        &mut self,
+        claim: &ClaimedBackfill,
+        progress: &BackfillProgress,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE bucket_configs SET backfill_cursor = ?3, backfill_done = ?4, \
+                 backfill_total = ?5, backfill_joined = ?6, backfill_left = ?7, \
+                 lease_until = ?8, updated_at = ?9 WHERE tenant_id = ?1 AND bucket_id = ?2",
+            )?
+            .execute(params![
+                claim.tenant_id.as_str(),
+                claim.bucket_id,
+                progress.cursor,
+                progress.done,
+                progress.total,
+                progress.joined,
+                progress.left,
+                lease.until_real.0,
+                now.0
+            ])?;
+        Ok(())
+    }
+
+    async fn complete_backfill(
+        &mut self,
+        claim: &ClaimedBackfill,
+        progress: &BackfillProgress,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE bucket_configs SET criteria_hash = target_hash, \
+                 backfill_state = 'completed', backfill_done = ?3, backfill_total = ?4, \
+                 backfill_joined = ?5, backfill_left = ?6, backfill_cursor = NULL, \
+                 lease_owner = NULL, lease_until = NULL, backfill_finished_at = ?7, \
+                 updated_at = ?7 WHERE tenant_id = ?1 AND bucket_id = ?2",
+            )?
+            .execute(params![
+                claim.tenant_id.as_str(),
+                claim.bucket_id,
+                progress.done,
+                progress.total,
+                progress.joined,
+                progress.left,
+                now.0
+            ])?;
+        Ok(())
+    }
 }

@@ -8,17 +8,16 @@ use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
 use crate::buckets::membership::ActiveMembership;
-use crate::buckets::reconcile::{self, JoinCandidate, Pass, ReconcileMember, ReconcileTx};
+use crate::buckets::reconcile::{JoinCandidate, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Reconciles;
-use crate::store::codec::{SkipTally, StartedRuns};
 use crate::store::flows;
-use crate::store::flows::IngestTx;
-use crate::store::{IngestRouting, Lease, ReconcileReport, StoreResult};
+use crate::store::flows::{NextWorkReads, ReconcilePassTx};
+use crate::store::{ContactRecord, IngestRouting, Lease, ReconcileReport, StoreResult};
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, params, params_from_iter};
+use rusqlite::{OptionalExtension, Row, params};
 use std::sync::Arc;
 
 /// The membership columns [`member_from_row`] reads, `m` being the membership and `c` its
@@ -343,9 +342,104 @@ impl ReconcileTx for SqliteTx<'_> {
     }
 }
 
+impl ReconcilePassTx for SqliteTx<'_> {
+    async fn live_contact_by_key(
+        &mut self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<ContactRecord>> {
+        live_by_key(self.conn, tenant, key)
+    }
+}
+
+impl SqliteTx<'_> {
+    /// The one value `sql` selects (a `MIN`, NULL over no rows).
+    fn first(&self, sql: &str, params: impl rusqlite::Params) -> StoreResult<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached(sql)?
+            .query_row(params, |row| row.get::<_, Option<i64>>(0))
+            .optional()?
+            .flatten())
+    }
+}
+
+impl NextWorkReads for SqliteTx<'_> {
+    async fn first_event_since(
+        &mut self,
+        tenant: &TenantId,
+        name: &str,
+        since: i64,
+    ) -> StoreResult<Option<i64>> {
+        self.first(
+            concat!(
+                "SELECT MIN(occurred_at) FROM events WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND name = ?2 AND occurred_at >= ?3"
+            ),
+            params![tenant.as_str(), name, since],
+        )
+    }
+
+    async fn first_max_dwell(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<Option<i64>> {
+        self.first(
+            concat!(
+                "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND bucket_id = ?2 AND status = 'active' AND max_dwell_at IS NOT NULL"
+            ),
+            params![tenant.as_str(), bucket_id],
+        )
+    }
+
+    async fn first_expiry_after(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        after: i64,
+    ) -> StoreResult<Option<i64>> {
+        self.first(
+            concat!(
+                "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND bucket_id = ?2 AND status = 'active' AND expires_at > ?3"
+            ),
+            params![tenant.as_str(), bucket_id, after],
+        )
+    }
+
+    async fn first_dwell_base(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        schedule: &DwellSchedule,
+    ) -> StoreResult<Option<i64>> {
+        let sql = match schedule {
+            DwellSchedule::After(_) => concat!(
+                "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) \
+                 FROM bucket_memberships WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND bucket_id = ?2 AND status = 'active' \
+                 AND json_extract(dwell_state, ?3) IS NULL"
+            ),
+            DwellSchedule::Every(_) => concat!(
+                "SELECT MIN(COALESCE(json_extract(dwell_state, ?3), dwell_anchor_at, \
+                 entered_at)) FROM bucket_memberships WHERE tenant = ",
+                tenant_number!("?1"),
+                " AND bucket_id = ?2 AND status = 'active'"
+            ),
+        };
+        let path = dwell_path(&schedule.label());
+        self.first(sql, params![tenant.as_str(), bucket_id, path])
+    }
+}
+
 #[async_trait]
 impl Reconciles for SqliteStore {
-    /// [`crate::store::Reconciles::reconcile_pass`].
     async fn reconcile_pass(
         &self,
         tenant: &TenantId,
@@ -356,42 +450,20 @@ impl Reconciles for SqliteStore {
         routing: Arc<dyn IngestRouting>,
     ) -> StoreResult<ReconcileReport> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
-        self.write(move |tx| {
-            let mut reconcile = SqliteTx::new(tx);
-            let outcome = run_sync(reconcile::run_pass(
-                &mut reconcile,
-                &bucket,
+        self.write(move |conn| {
+            run_sync(flows::reconcile::reconcile_pass(
+                &mut SqliteTx::new(conn),
                 &tenant,
+                &bucket,
                 pass,
                 now,
                 limit,
-            ))?;
-            let mut runs = StartedRuns::default();
-            let mut transitions = Vec::with_capacity(outcome.transitions.len());
-            for transition in &outcome.transitions {
-                let Some(contact) = live_by_key(tx, &tenant, &transition.contact_key)? else {
-                    continue;
-                };
-                transitions.push(run_sync(flows::ingest::ingest_transition(
-                    &mut reconcile,
-                    routing.as_ref(),
-                    &contact,
-                    transition,
-                    now,
-                    &mut runs,
-                ))?);
-            }
-            run_sync(reconcile.count_skips(&SkipTally::of(&tenant, &runs.skipped)))?;
-            Ok(ReconcileReport {
-                examined: outcome.examined,
-                transitions,
-                started_runs: runs.started.len(),
-            })
+                routing.as_ref(),
+            ))
         })
         .await
     }
 
-    /// [`crate::store::Reconciles::reconcile_next_work`].
     async fn reconcile_next_work(
         &self,
         tenant: &TenantId,
@@ -399,99 +471,13 @@ impl Reconciles for SqliteStore {
         after: Timestamp,
     ) -> StoreResult<Option<Timestamp>> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
-        self.read(move |tx| {
-            let tenant = tenant.as_str();
-            let mut instants = Vec::new();
-            let min =
-                |sql: &str, values: Vec<rusqlite::types::Value>| -> StoreResult<Option<i64>> {
-                    Ok(tx
-                        .prepare_cached(sql)?
-                        .query_row(params_from_iter(values), |row| row.get::<_, Option<i64>>(0))
-                        .optional()?
-                        .flatten())
-                };
-            let plan = reconcile::work_plan(&bucket);
-            for leg in &plan.window_legs {
-                let within = i64::try_from(leg.within_ms.unwrap_or(0)).unwrap_or(i64::MAX);
-                let first = min(
-                    concat!(
-                        "SELECT MIN(occurred_at) FROM events WHERE tenant = ",
-                        tenant_number!("?1"),
-                        " AND name = ?2 AND occurred_at >= ?3"
-                    ),
-                    vec![
-                        tenant.to_owned().into(),
-                        leg.event.clone().into(),
-                        after.0.saturating_sub(within).into(),
-                    ],
-                )?;
-                instants.extend(first.map(|t| Timestamp(t.saturating_add(within) + 1)));
-            }
-            let bucket_values = || -> Vec<rusqlite::types::Value> {
-                vec![tenant.to_owned().into(), bucket.id.clone().into()]
-            };
-            if plan.max_dwell {
-                instants.extend(
-                    min(
-                        concat!(
-                            "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant = ",
-                            tenant_number!("?1"),
-                            " AND bucket_id = ?2 AND status = 'active' \
-                                 AND max_dwell_at IS NOT NULL"
-                        ),
-                        bucket_values(),
-                    )?
-                    .map(Timestamp),
-                );
-            }
-            if plan.deadlines {
-                let mut values = bucket_values();
-                values.push(after.0.into());
-                instants.extend(
-                    min(
-                        concat!(
-                            "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant = ",
-                            tenant_number!("?1"),
-                            " AND bucket_id = ?2 AND status = 'active' AND expires_at > ?3"
-                        ),
-                        values,
-                    )?
-                    .map(Timestamp),
-                );
-            }
-            let gated = !plan.dwell.is_empty()
-                && tx
-                    .prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM bucket_configs WHERE tenant_id = ?1 \
-                             AND bucket_id = ?2 AND criteria_hash IS NULL)",
-                    )?
-                    .query_row(params![tenant, bucket.id], |row| row.get::<_, bool>(0))?;
-            for schedule in plan.dwell.iter().filter(|_| !gated) {
-                let mut values = bucket_values();
-                values.push(dwell_path(&schedule.label()).into());
-                let sql = match schedule {
-                    DwellSchedule::After(_) => {
-                        concat!(
-                            "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) \
-                                 FROM bucket_memberships WHERE tenant = ",
-                            tenant_number!("?1"),
-                            " AND bucket_id = ?2 AND status = 'active' \
-                                 AND json_extract(dwell_state, ?3) IS NULL"
-                        )
-                    }
-                    DwellSchedule::Every(_) => {
-                        concat!(
-                            "SELECT MIN(COALESCE(json_extract(dwell_state, ?3), dwell_anchor_at, \
-                                 entered_at)) FROM bucket_memberships WHERE tenant = ",
-                            tenant_number!("?1"),
-                            " AND bucket_id = ?2 AND status = 'active'"
-                        )
-                    }
-                };
-                instants
-                    .extend(min(sql, values)?.map(|t| Timestamp(t).plus_ms(schedule.offset_ms())));
-            }
-            Ok(reconcile::next_work(after, instants))
+        self.read(move |conn| {
+            run_sync(flows::reconcile::next_work(
+                &mut SqliteTx::new(conn),
+                &tenant,
+                &bucket,
+                after,
+            ))
         })
         .await
     }

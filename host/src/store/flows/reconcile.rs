@@ -1,0 +1,128 @@
+//! The reconcile job's store side, once for both backends: one pass over one bucket in one
+//! write transaction ([`reconcile_pass`], the rules' [`reconcile::run_pass`] with each
+//! transition ingested), and the read that tells when a pass can next have work
+//! ([`next_work`]). The job that drives them is [`crate::reconcile`]; the rules are
+//! [`crate::buckets::reconcile`].
+
+use super::ingest::{IngestTx, ingest_transition};
+use crate::buckets::reconcile::{self, Pass, ReconcileTx};
+use crate::buckets::{BucketDef, DwellSchedule};
+use crate::clock::Timestamp;
+use crate::ids::TenantId;
+use crate::store::codec::{SkipTally, StartedRuns};
+use crate::store::{ContactRecord, IngestRouting, ReconcileReport, StoreResult};
+
+/// What a pass asks of a backend inside its open write transaction, beyond the rules'
+/// primitives and ingest's.
+#[allow(async_fn_in_trait)] // implemented only by this crate's backends; see `IdentityTx`
+pub trait ReconcilePassTx: ReconcileTx + IngestTx {
+    /// The live contact whose resolved key is `key` (kept from other writers until the
+    /// transaction ends), to ingest a transition of theirs.
+    async fn live_contact_by_key(
+        &mut self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<ContactRecord>>;
+}
+
+/// The earliest-instant reads of [`next_work`]: each the first instant at which one kind of
+/// work can come due for the bucket, or `None` when none is pending.
+#[allow(async_fn_in_trait)] // implemented only by this crate's backends; see `IdentityTx`
+pub trait NextWorkReads: ReconcileTx {
+    /// The earliest occurred-at at or after `since` of the tenant's events named `name`.
+    async fn first_event_since(
+        &mut self,
+        tenant: &TenantId,
+        name: &str,
+        since: i64,
+    ) -> StoreResult<Option<i64>>;
+    /// The earliest `max_dwell_at` of the bucket's active memberships.
+    async fn first_max_dwell(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<Option<i64>>;
+    /// The earliest `expires_at` after `after` of the bucket's active memberships.
+    async fn first_expiry_after(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        after: i64,
+    ) -> StoreResult<Option<i64>>;
+    /// The earliest instant the dwell `schedule` counts from among the bucket's active
+    /// memberships it has not stamped yet (`after`), or from their last stamp (`every`).
+    async fn first_dwell_base(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        schedule: &DwellSchedule,
+    ) -> StoreResult<Option<i64>>;
+}
+
+/// Run one pass of the reconcile job over `bucket` as of `now`, reading at most `limit` rows,
+/// and ingest each transition like ingest does (deduplicated on its deterministic key, routed
+/// to journeys).
+pub async fn reconcile_pass(
+    tx: &mut impl ReconcilePassTx,
+    tenant: &TenantId,
+    bucket: &BucketDef,
+    pass: Pass,
+    now: Timestamp,
+    limit: u32,
+    routing: &dyn IngestRouting,
+) -> StoreResult<ReconcileReport> {
+    let outcome = reconcile::run_pass(tx, bucket, tenant, pass, now, limit).await?;
+    let mut runs = StartedRuns::default();
+    let mut transitions = Vec::with_capacity(outcome.transitions.len());
+    for transition in &outcome.transitions {
+        let Some(contact) = tx
+            .live_contact_by_key(tenant, &transition.contact_key)
+            .await?
+        else {
+            continue;
+        };
+        transitions
+            .push(ingest_transition(tx, routing, &contact, transition, now, &mut runs).await?);
+    }
+    tx.count_skips(&SkipTally::of(tenant, &runs.skipped))
+        .await?;
+    Ok(ReconcileReport {
+        examined: outcome.examined,
+        transitions,
+        started_runs: runs.started.len(),
+    })
+}
+
+/// A lower bound on the earliest instant after `after` at which a pass of `bucket` can have
+/// work ([`reconcile::work_plan`]); `None` when nothing the clock does can change it.
+pub async fn next_work(
+    tx: &mut impl NextWorkReads,
+    tenant: &TenantId,
+    bucket: &BucketDef,
+    after: Timestamp,
+) -> StoreResult<Option<Timestamp>> {
+    let plan = reconcile::work_plan(bucket);
+    let mut instants = Vec::new();
+    for leg in &plan.window_legs {
+        let within = i64::try_from(leg.within_ms.unwrap_or(0)).unwrap_or(i64::MAX);
+        let first = tx
+            .first_event_since(tenant, &leg.event, after.0.saturating_sub(within))
+            .await?;
+        instants.extend(first.map(|t| Timestamp(t.saturating_add(within) + 1)));
+    }
+    if plan.max_dwell {
+        instants.extend(tx.first_max_dwell(tenant, &bucket.id).await?.map(Timestamp));
+    }
+    if plan.deadlines {
+        let first = tx.first_expiry_after(tenant, &bucket.id, after.0).await?;
+        instants.extend(first.map(Timestamp));
+    }
+    // Dwell stamps wait for the bucket's first backfill.
+    if !plan.dwell.is_empty() && !tx.first_backfill_pending(tenant, &bucket.id).await? {
+        for schedule in &plan.dwell {
+            let first = tx.first_dwell_base(tenant, &bucket.id, schedule).await?;
+            instants.extend(first.map(|t| Timestamp(t).plus_ms(schedule.offset_ms())));
+        }
+    }
+    Ok(reconcile::next_work(after, instants))
+}
