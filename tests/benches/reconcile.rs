@@ -45,8 +45,10 @@ use waymark::buckets::{
 use waymark::clock::Timestamp;
 use waymark::contacts::Identity;
 use waymark::ids::{EventId, TenantId};
+use waymark::ingest::IngestItem;
 use waymark::journeys::EntryLimit;
-use waymark::store::{IngestItem, IngestRouting, NewEvent, RunCandidate, Store};
+use waymark::journeys::router::RunCandidate;
+use waymark::store::{IngestRouting, NewEvent, Store};
 
 const DAY: i64 = 86_400_000;
 const T0: i64 = 1_700_000_000_000;

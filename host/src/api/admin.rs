@@ -9,7 +9,7 @@ use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, JsonBody};
 use crate::clock::parse_duration;
-use crate::store::Scope;
+use crate::tenancy::Scope;
 use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Deserialize;

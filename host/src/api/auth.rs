@@ -4,7 +4,7 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::ids::{ApiKeyId, TenantId};
-use crate::store::Scope;
+use crate::tenancy::Scope;
 use crate::tenancy::hash_key;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;

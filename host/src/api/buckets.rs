@@ -26,8 +26,8 @@ use crate::buckets::{ANY_ENTERED_EVENT, ANY_LEFT_EVENT, BucketDef, entered_event
 use crate::ids::TenantId;
 use crate::store::{
     BackfillStatus, BucketCounts, BucketFingerprint, BucketMember, MemberPage, MemberPageRequest,
-    Scope,
 };
+use crate::tenancy::Scope;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};

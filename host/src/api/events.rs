@@ -6,7 +6,7 @@ use super::auth::Principal;
 use super::error::{ApiError, JsonBody};
 use crate::clock::Timestamp;
 use crate::ingest::{IngestError, IngestRequest, IngestResult};
-use crate::store::Scope;
+use crate::tenancy::Scope;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};

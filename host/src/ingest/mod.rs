@@ -4,7 +4,10 @@
 //! its contact and starts its runs in one transaction shared with concurrent ingests. Then it
 //! wakes the scheduler. It must not run journeys itself.
 
+mod item;
 pub mod writer;
+
+pub use item::IngestItem;
 
 use crate::buckets::{BUCKET_EVENT_PREFIX, BucketKind, is_bucket_event};
 use crate::clock::{Clock, Timestamp};
@@ -12,8 +15,8 @@ use crate::contacts::Identity;
 use crate::ids::{EventId, TenantId};
 use crate::modules::ModuleRegistry;
 use crate::store::{
-    BucketTransition, ContactUpsert, ExitedRun, IngestItem, IngestOutcome, IngestRouting,
-    ManualChangeOutcome, MembershipChange, NewEvent, SkippedRun, StartedRun, Store, StoreError,
+    BucketTransition, ContactUpsert, ExitedRun, IngestOutcome, IngestRouting, ManualChangeOutcome,
+    MembershipChange, NewEvent, SkippedRun, StartedRun, Store, StoreError,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -3,7 +3,8 @@
 //! answer — and so its 202 — comes only after its event's transaction committed.
 
 use crate::group_commit::{Batch, GroupCommit, GroupCommitter};
-use crate::store::{EventIngest, IngestItem, IngestOutcome, IngestRouting, StoreResult};
+use crate::ingest::IngestItem;
+use crate::store::{EventIngest, IngestOutcome, IngestRouting, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
 

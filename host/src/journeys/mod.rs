@@ -7,6 +7,7 @@
 
 pub mod effects;
 pub mod executor;
+mod input;
 pub mod journal;
 pub mod router;
 

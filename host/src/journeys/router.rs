@@ -7,9 +7,36 @@
 //! read consistently and every skip is counted.
 
 use crate::buckets::{EventCounts, evaluate};
+use crate::journeys::EntryLimit;
 use crate::modules::manifest::JourneyDef;
-use crate::store::RunCandidate;
 use serde_json::{Map, Value};
+
+/// A journey the event's name triggers, enabled or not; the store runs the enrollment guards
+/// ([`crate::journeys::Enrollment`]) inside the ingest transaction and, when admitted, creates
+/// the run and its first timer (due at once), or counts the skip.
+#[derive(Debug, Clone)]
+pub struct RunCandidate {
+    pub journey_id: String,
+    pub module_hash: String,
+    pub entry_limit: EntryLimit,
+    /// Whether the module declares the journey enabled.
+    pub declared_enabled: bool,
+    /// Whether the journey's `trigger-where` holds on the event (true without one).
+    pub trigger_matches: bool,
+}
+
+impl RunCandidate {
+    /// An enabled journey whose trigger filter holds.
+    pub fn new(journey_id: &str, module_hash: &str, entry_limit: EntryLimit) -> Self {
+        RunCandidate {
+            journey_id: journey_id.to_owned(),
+            module_hash: module_hash.to_owned(),
+            entry_limit,
+            declared_enabled: true,
+            trigger_matches: true,
+        }
+    }
+}
 
 /// The journeys an event with `event_properties` may start, from the journeys bound to its
 /// name (each with the hash of the module that declares it).

@@ -35,7 +35,7 @@ use crate::buckets::reconcile::{Pass, passes};
 use crate::clock::{Clock, Timestamp};
 use crate::ids::TenantId;
 use crate::modules::ModuleRegistry;
-use crate::store::{Lease, Reconciles, StoreError};
+use crate::store::{Lease, ReconcileClaim, Reconciles, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -232,8 +232,9 @@ impl ReconcileJob {
             return Ok(None);
         };
         let lease = || Lease::starting_now(&self.owner, LEASE);
-        let Some(last_done) = self.store.claim_reconcile(tenant, &lease()).await? else {
-            return Ok(None);
+        let last_done = match self.store.claim_reconcile(tenant, &lease()).await? {
+            ReconcileClaim::Taken { last_tick } => last_tick,
+            ReconcileClaim::HeldElsewhere => return Ok(None),
         };
         // First run on this database: start at the latest tick, no history to catch up.
         let first = match last_done {
@@ -303,11 +304,7 @@ impl ReconcileJob {
                 .next_tick_with_work(tenant, &buckets, tick, latest)
                 .await?;
             // Renew the lease for the next tick of a long catch-up.
-            if self
-                .store
-                .claim_reconcile(tenant, &lease())
-                .await?
-                .is_none()
+            if self.store.claim_reconcile(tenant, &lease()).await? == ReconcileClaim::HeldElsewhere
             {
                 break;
             }

@@ -5,6 +5,7 @@
 //! It knows nothing of SQL or HTTP: it takes a journal and returns what the activation did
 //! (fresh journal entries, queued emails and the outcome) for the executor to commit.
 
+pub mod activation;
 pub mod artifacts;
 pub mod bindings;
 pub mod engine;
@@ -19,13 +20,12 @@ use crate::delivery::templates::TemplateSet;
 use crate::journeys::journal::{JournalEntry, Replay, StepRefused};
 use crate::journeys::{PersonSnapshot, RunInput};
 use crate::store::{Effect, EventWait};
+use activation::{ActivationJournal, QueuedEmail, RunScope};
 use artifacts::ArtifactCache;
 use bindings::types::{Invocation, Manifest};
 use bindings::{JourneyModule, JourneyModulePre};
 use events::EventReader;
-use host::{
-    ActivationJournal, ActivationState, GuestFault, HostUnavailable, QueuedEmail, RunScope, Suspend,
-};
+use host::{ActivationState, GuestFault, HostUnavailable, Suspend};
 use mail::MailReader;
 use members::BucketReader;
 use sha2::{Digest, Sha256};

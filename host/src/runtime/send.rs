@@ -4,7 +4,7 @@
 //! suppressed — the person unsubscribed, or the journey emailed this address within its
 //! suppress window. The result is buffered in the activation's journal and committed with it.
 
-use super::host::{QueuedEmail, RunScope, SharedJournal, lock};
+use super::activation::{QueuedEmail, RunScope, SharedJournal, lock};
 use crate::clock::Timestamp;
 use crate::ids::EmailId;
 use crate::runtime::bindings::types::Email;

@@ -1,18 +1,17 @@
 //! What every backend does the same way between records and columns, whatever its dialect:
 //! parsing stored text (JSON, statuses, scopes, counts) and reporting what does not parse as
-//! corruption, serialising JSON, list paging limits, the input a new run is started with, and
-//! the events a bucket transition is ingested as.
+//! corruption, serialising JSON, list paging limits, and the tallies of runs a transaction
+//! started and skipped.
 //! Only plain Rust here: the SQL stays in each backend.
 
 use super::{
-    ContactRecord, EmailStatus, ExitedRun, IngestOutcome, IngestRouting, NewEvent, RunCandidate,
-    Scope, SkippedRun, StartedRun, StoreError, StoreResult, SuppressedReason,
+    EmailStatus, ExitedRun, IngestOutcome, SkippedRun, StartedRun, StoreError, StoreResult,
+    SuppressedReason,
 };
-use crate::buckets::membership::Transition;
-use crate::clock::Timestamp;
-use crate::ids::{EventId, TenantId};
+use crate::ids::TenantId;
 use crate::journeys::journal::StepKind;
-use crate::journeys::{PersonSnapshot, RunInput, RunStatus, SkipReason, TriggerEvent};
+use crate::journeys::{RunStatus, SkipReason};
+use crate::tenancy::Scope;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -124,23 +123,6 @@ pub(super) fn to_json<T: Serialize + ?Sized>(what: &'static str, value: &T) -> S
     serde_json::to_string(value).map_err(|e| StoreError::corrupt(what, e))
 }
 
-/// The input of a run an event starts: the contact as it is after this event's resolution and
-/// property merge, and the event itself.
-pub(super) fn run_input(contact: &ContactRecord, event: &NewEvent) -> RunInput {
-    RunInput {
-        person: PersonSnapshot {
-            key: contact.key.clone(),
-            email: contact.email.clone(),
-            properties: contact.properties.clone(),
-        },
-        trigger: TriggerEvent {
-            name: event.name.clone(),
-            occurred_at: event.occurred_at,
-            properties: event.event_properties.clone(),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,45 +224,4 @@ impl SkipTally {
 
 pub(super) fn parse_skip_reason(text: &str) -> StoreResult<SkipReason> {
     SkipReason::parse(text).ok_or_else(|| StoreError::corrupt("skip reason", format!("{text:?}")))
-}
-
-/// The events a membership change is ingested as, each with the journeys it starts: the
-/// per-bucket event, and the generic one only when some journey is bound to it; none for a
-/// change the bucket's entry limit keeps quiet. Each carries its deterministic key, so a
-/// backend stores it only if that key is unused.
-pub(super) fn transition_events(
-    transition: &Transition,
-    tenant: &TenantId,
-    routing: &dyn IngestRouting,
-    now: Timestamp,
-) -> Vec<(NewEvent, Vec<RunCandidate>)> {
-    if !transition.emit {
-        return Vec::new();
-    }
-    let specific = transition.event();
-    // The generic form carries the same properties under another name: ask whether any
-    // journey wants it before building it (almost always none does).
-    let generic = transition
-        .generic_name()
-        .map(|name| routing.journeys(tenant, name, &specific.properties))
-        .filter(|candidates| !candidates.is_empty())
-        .and_then(|candidates| Some((transition.generic_event()?, candidates)));
-    let specific_candidates = routing.journeys(tenant, &specific.name, &specific.properties);
-    std::iter::once((specific, specific_candidates))
-        .chain(generic)
-        .map(|(event, candidates)| {
-            let event = NewEvent {
-                id: EventId::generate(),
-                tenant_id: tenant.clone(),
-                name: event.name,
-                identity: Default::default(),
-                event_properties: event.properties,
-                contact_properties: Default::default(),
-                idempotency_key: Some(event.idempotency_key),
-                occurred_at: now,
-                received_at: now,
-            };
-            (event, candidates)
-        })
-        .collect()
 }

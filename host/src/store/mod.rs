@@ -44,6 +44,7 @@ pub use records::*;
 
 use crate::buckets::BucketRegistry;
 use crate::ids::TenantId;
+use crate::journeys::router::RunCandidate;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -108,7 +109,7 @@ impl IngestRouting for NoRouting {
 }
 
 #[cfg(test)]
-use crate::{clock::Timestamp, contacts::Identity};
+use crate::{clock::Timestamp, contacts::Identity, ingest::IngestItem};
 
 /// Tests ingest without modules (no journeys beyond the items' own candidates, no buckets).
 #[cfg(test)]

@@ -4,7 +4,8 @@ use crate::clock::Timestamp;
 use crate::contacts::{Identity, IdentityKind};
 use crate::ids::{ApiKeyId, ContactId, EmailId, EventId, RunId, TenantId};
 use crate::journeys::journal::JournalEntry;
-use crate::journeys::{EntryLimit, RunInput, RunStatus, SkipReason};
+use crate::journeys::{RunInput, RunStatus, SkipReason};
+use crate::tenancy::Scope;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -13,33 +14,6 @@ pub struct Tenant {
     pub id: TenantId,
     pub name: String,
     pub created_at: Timestamp,
-}
-
-/// An API key scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    Ingest,
-    Read,
-    Admin,
-    Deploy,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Ingest, Scope::Read, Scope::Admin, Scope::Deploy];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Ingest => "ingest",
-            Scope::Read => "read",
-            Scope::Admin => "admin",
-            Scope::Deploy => "deploy",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Scope> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
 }
 
 /// A key to store: only the hash of the secret, never the secret.
@@ -87,40 +61,6 @@ pub struct NewEvent {
     pub idempotency_key: Option<String>,
     pub occurred_at: Timestamp,
     pub received_at: Timestamp,
-}
-
-/// One event of an ingest batch with the journeys its name triggers.
-#[derive(Debug, Clone)]
-pub struct IngestItem {
-    pub event: NewEvent,
-    pub candidates: Vec<RunCandidate>,
-}
-
-/// A journey the event's name triggers, enabled or not; the store runs the enrollment guards
-/// ([`crate::journeys::Enrollment`]) inside the ingest transaction and, when admitted, creates
-/// the run and its first timer (due at once), or counts the skip.
-#[derive(Debug, Clone)]
-pub struct RunCandidate {
-    pub journey_id: String,
-    pub module_hash: String,
-    pub entry_limit: EntryLimit,
-    /// Whether the module declares the journey enabled.
-    pub declared_enabled: bool,
-    /// Whether the journey's `trigger-where` holds on the event (true without one).
-    pub trigger_matches: bool,
-}
-
-impl RunCandidate {
-    /// An enabled journey whose trigger filter holds.
-    pub fn new(journey_id: &str, module_hash: &str, entry_limit: EntryLimit) -> Self {
-        RunCandidate {
-            journey_id: journey_id.to_owned(),
-            module_hash: module_hash.to_owned(),
-            entry_limit,
-            declared_enabled: true,
-            trigger_matches: true,
-        }
-    }
 }
 
 /// A live run an event ended because it is one of its journey's `exitOn` events.

@@ -2,9 +2,13 @@
 //! sha256 is stored. The embedded default creates one tenant on first boot and writes its admin
 //! key to `<data-dir>/admin.key` (mode 0600).
 
+mod scope;
+
+pub use scope::Scope;
+
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{ApiKeyId, TenantId};
-use crate::store::{ApiKeyRecord, NewApiKey, Scope, Store, StoreError};
+use crate::store::{ApiKeyRecord, NewApiKey, Store, StoreError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 

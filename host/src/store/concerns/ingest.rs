@@ -1,6 +1,7 @@
 //! Ingest: events in, in one transaction per batch, with everything they cause.
 
-use crate::store::{IngestItem, IngestOutcome, IngestRouting, StoreResult};
+use crate::ingest::IngestItem;
+use crate::store::{IngestOutcome, IngestRouting, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
 

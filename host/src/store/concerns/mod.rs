@@ -35,7 +35,7 @@ pub use journey_admin::JourneyAdmin;
 pub use memberships::ManualMemberships;
 pub use memberships::{ManualChangeOutcome, MembershipChange};
 pub use outbox::Outbox;
-pub use reconciles::Reconciles;
+pub use reconciles::{ReconcileClaim, Reconciles};
 pub use run_queue::RunQueue;
 pub use run_reads::RunReads;
 pub use tenancy::Tenancy;

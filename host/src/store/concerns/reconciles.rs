@@ -8,6 +8,27 @@ use crate::store::{IngestRouting, Lease, ReconcileReport, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
 
+/// What [`Reconciles::claim_reconcile`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileClaim {
+    /// The lease is this owner's; the last tick the tenant completed, if any.
+    Taken { last_tick: Option<Timestamp> },
+    /// Another host is reconciling the tenant.
+    HeldElsewhere,
+}
+
+impl ReconcileClaim {
+    /// From the stored answer: `None` when another owner holds the lease, else the last tick.
+    pub(crate) fn from_stored(claimed: Option<Option<i64>>) -> Self {
+        match claimed {
+            Some(tick) => ReconcileClaim::Taken {
+                last_tick: tick.map(Timestamp),
+            },
+            None => ReconcileClaim::HeldElsewhere,
+        }
+    }
+}
+
 #[async_trait]
 pub trait Reconciles: Send + Sync {
     /// Run one pass of the reconcile job over one bucket as of `now`, reading at most `limit`
@@ -34,13 +55,12 @@ pub trait Reconciles: Send + Sync {
         after: Timestamp,
     ) -> StoreResult<Option<Timestamp>>;
     /// Take (or renew) the tenant's reconcile lease for `lease.owner` until `lease.until_real`
-    /// unless another owner holds an unexpired one: `Some(last completed tick)` when taken,
-    /// `None` when another host is reconciling the tenant.
+    /// unless another owner holds an unexpired one.
     async fn claim_reconcile(
         &self,
         tenant: &TenantId,
         lease: &Lease,
-    ) -> StoreResult<Option<Option<Timestamp>>>;
+    ) -> StoreResult<ReconcileClaim>;
     /// Record the last completed tick (it never moves back) and, when `release`, give the
     /// lease up; false when `owner` no longer holds it.
     async fn finish_reconcile(

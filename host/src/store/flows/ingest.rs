@@ -11,12 +11,14 @@
 use crate::buckets::membership::{self, Cause, MembershipTx, Transition};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
-use crate::journeys::{Enrollment, PriorRuns, SkipReason};
-use crate::store::codec::{SkipTally, StartedRuns, run_input, to_json, transition_events};
+use crate::ingest::IngestItem;
+use crate::journeys::router::RunCandidate;
+use crate::journeys::{Enrollment, PriorRuns, RunInput, SkipReason};
+use crate::store::codec::{SkipTally, StartedRuns, to_json};
 use crate::store::identity::{self, IdentityTx};
 use crate::store::{
-    BucketTransition, ContactRecord, ExitedRun, IngestItem, IngestOutcome, IngestRouting, NewEvent,
-    RunCandidate, SkippedRun, StartedRun, StoreError, StoreResult,
+    BucketTransition, ContactRecord, ExitedRun, IngestOutcome, IngestRouting, NewEvent, SkippedRun,
+    StartedRun, StoreError, StoreResult,
 };
 
 /// What ingest asks of a backend inside its open write transaction, beyond identity
@@ -79,7 +81,7 @@ pub struct NewRun<'a> {
     pub tenant: &'a TenantId,
     pub candidate: &'a RunCandidate,
     pub contact_key: &'a str,
-    /// The run's input, as JSON text ([`run_input`]).
+    /// The run's input, as JSON text ([`RunInput::started_by`]).
     pub input: &'a str,
     pub at: Timestamp,
 }
@@ -228,7 +230,7 @@ async fn route_event(
     if candidates.is_empty() {
         return Ok(runs);
     }
-    let input = to_json("run input", &run_input(contact, event))?;
+    let input = to_json("run input", &RunInput::started_by(contact, event))?;
     let unsubscribed = tx
         .unsubscribed(tenant, &contact.key, contact.email.as_deref())
         .await?;
@@ -294,4 +296,45 @@ pub fn key_taken_meanwhile() -> StoreError {
         "events",
         "an idempotency key found unused was taken within the same transaction",
     )
+}
+
+/// The events a membership change is ingested as, each with the journeys it starts: the
+/// per-bucket event, and the generic one only when some journey is bound to it; none for a
+/// change the bucket's entry limit keeps quiet. Each carries its deterministic key, so a
+/// backend stores it only if that key is unused.
+fn transition_events(
+    transition: &Transition,
+    tenant: &TenantId,
+    routing: &dyn IngestRouting,
+    now: Timestamp,
+) -> Vec<(NewEvent, Vec<RunCandidate>)> {
+    if !transition.emit {
+        return Vec::new();
+    }
+    let specific = transition.event();
+    // The generic form carries the same properties under another name: ask whether any
+    // journey wants it before building it (almost always none does).
+    let generic = transition
+        .generic_name()
+        .map(|name| routing.journeys(tenant, name, &specific.properties))
+        .filter(|candidates| !candidates.is_empty())
+        .and_then(|candidates| Some((transition.generic_event()?, candidates)));
+    let specific_candidates = routing.journeys(tenant, &specific.name, &specific.properties);
+    std::iter::once((specific, specific_candidates))
+        .chain(generic)
+        .map(|(event, candidates)| {
+            let event = NewEvent {
+                id: EventId::generate(),
+                tenant_id: tenant.clone(),
+                name: event.name,
+                identity: Default::default(),
+                event_properties: event.properties,
+                contact_properties: Default::default(),
+                idempotency_key: Some(event.idempotency_key),
+                occurred_at: now,
+                received_at: now,
+            };
+            (event, candidates)
+        })
+        .collect()
 }

@@ -44,6 +44,16 @@ impl Row {
     }
 }
 
+/// What [`DeferredJoins::join`] did.
+pub(super) enum DeferredJoin {
+    /// The person's rows are not kept here: the table has them.
+    NotHere,
+    /// They already are a member (as the table's one-active index would refuse the join).
+    AlreadyMember,
+    /// Joined; the history the row was numbered from.
+    Joined(MembershipHistory),
+}
+
 /// What [`DeferredJoins::leave`] did.
 pub(super) enum DeferredLeave {
     /// The membership is not one of the rows kept here: the table has it, if anyone.
@@ -111,11 +121,11 @@ impl DeferredJoins {
         )
     }
 
-    /// A join of a person whose rows are all here: `None` when they are not; `Some(None)`
-    /// when they already are a member (as the table's one-active index would refuse it);
-    /// otherwise the history the row was numbered from.
-    pub(super) fn join(&mut self, m: &NewMembership) -> Option<Option<MembershipHistory>> {
-        let places = self.places(&m.tenant_id, &m.contact_key)?;
+    /// A join of a person whose rows may all be here.
+    pub(super) fn join(&mut self, m: &NewMembership) -> DeferredJoin {
+        let Some(places) = self.places(&m.tenant_id, &m.contact_key) else {
+            return DeferredJoin::NotHere;
+        };
         let mut history = MembershipHistory {
             rows: 0,
             last_left_at: None,
@@ -126,7 +136,7 @@ impl DeferredJoins {
             .filter(|row| row.new.bucket_id == m.bucket_id)
         {
             if row.is_active() {
-                return Some(None);
+                return DeferredJoin::AlreadyMember;
             }
             history.rows += 1;
             history.last_left_at = history.last_left_at.max(row.left.map(|(at, _)| at));
@@ -146,7 +156,7 @@ impl DeferredJoins {
             last_evaluated_at: m.entered_at,
             updated_at: m.entered_at,
         });
-        Some(Some(history))
+        DeferredJoin::Joined(history)
     }
 
     /// Close the membership `id` if it is kept here and active.

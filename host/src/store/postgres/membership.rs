@@ -14,7 +14,7 @@
 //! ([`PgTx::insert_transition_event`]).
 
 use super::PgStore;
-use super::deferred_joins::DeferredLeave;
+use super::deferred_joins::{DeferredJoin, DeferredLeave};
 use super::identity::{PgTx, live_by_key};
 use crate::buckets::membership::{
     ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
@@ -216,8 +216,9 @@ impl MembershipTx for PgTx<'_> {
         // A person this transaction created: their rows are all in memory, written with the
         // batch's events.
         let history = match self.deferred_joins.join(m) {
-            Some(deferred) => deferred,
-            None => self.insert_stored_membership(m).await?,
+            DeferredJoin::Joined(history) => Some(history),
+            DeferredJoin::AlreadyMember => None,
+            DeferredJoin::NotHere => self.insert_stored_membership(m).await?,
         };
         if let Some(history) = &history {
             self.memberships.joined(

@@ -25,7 +25,9 @@ use crate::store::Reconciles;
 use crate::store::codec::{parse_object, to_u32};
 use crate::store::flows;
 use crate::store::flows::{NextWorkReads, ReconcilePassTx};
-use crate::store::{ContactRecord, IngestRouting, Lease, ReconcileReport, StoreResult};
+use crate::store::{
+    ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
+};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sqlx::Row;
@@ -504,7 +506,7 @@ impl Reconciles for PgStore {
         &self,
         tenant: &TenantId,
         lease: &Lease,
-    ) -> StoreResult<Option<Option<Timestamp>>> {
+    ) -> StoreResult<ReconcileClaim> {
         let claimed: Option<Option<i64>> = sqlx::query_scalar(
             "INSERT INTO reconcile_state (tenant_id, lease_owner, lease_until) \
              VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE \
@@ -519,7 +521,7 @@ impl Reconciles for PgStore {
         .bind(lease.now_real.0)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(claimed.map(|tick| tick.map(Timestamp)))
+        Ok(ReconcileClaim::from_stored(claimed))
     }
 
     /// [`crate::store::Reconciles::finish_reconcile`].

@@ -10,12 +10,14 @@ use super::PgStore;
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::Identity;
 use crate::ids::{EmailId, EventId, RunId, TenantId};
+use crate::ingest::IngestItem;
+use crate::journeys::router::RunCandidate;
 use crate::journeys::{EntryLimit, RunStatus};
 use crate::store::IngestWithoutModules;
 use crate::store::concerns::*;
 use crate::store::{
-    ActivationCommit, EmailFilter, EmailStatus, IngestItem, IngestOutcome, Lease, NewEmail,
-    NewEvent, RunCandidate, RunTransition,
+    ActivationCommit, EmailFilter, EmailStatus, IngestOutcome, Lease, NewEmail, NewEvent,
+    RunTransition,
 };
 use serde_json::{Map, json};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};

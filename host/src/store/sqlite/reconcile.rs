@@ -15,7 +15,9 @@ use crate::ids::TenantId;
 use crate::store::Reconciles;
 use crate::store::flows;
 use crate::store::flows::{NextWorkReads, ReconcilePassTx};
-use crate::store::{ContactRecord, IngestRouting, Lease, ReconcileReport, StoreResult};
+use crate::store::{
+    ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
+};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Row, params};
 use std::sync::Arc;
@@ -487,7 +489,7 @@ impl Reconciles for SqliteStore {
         &self,
         tenant: &TenantId,
         lease: &Lease,
-    ) -> StoreResult<Option<Option<Timestamp>>> {
+    ) -> StoreResult<ReconcileClaim> {
         let (tenant, lease) = (tenant.clone(), lease.clone());
         self
             .write_without_memberships(move |tx| {
@@ -510,7 +512,7 @@ impl Reconciles for SqliteStore {
                         |row| row.get(0),
                     )
                     .optional()?;
-                Ok(claimed.map(|tick| tick.map(Timestamp)))
+                Ok(ReconcileClaim::from_stored(claimed))
             })
             .await
     }

@@ -63,11 +63,13 @@ pub(crate) use harness::{Backend, TestDb};
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::Identity;
 use crate::ids::{EmailId, EventId, RunId, TenantId};
+use crate::ingest::IngestItem;
 use crate::journeys::EntryLimit;
+use crate::journeys::router::RunCandidate;
 use crate::store::IngestWithoutModules;
 use crate::store::{
-    ActivationCommit, ActivationInput, ContactLookup, ContactRecord, EmailStatus, IngestItem,
-    IngestOutcome, Lease, NewEmail, NewEvent, RunCandidate, RunTransition, Store,
+    ActivationCommit, ActivationInput, ContactLookup, ContactRecord, EmailStatus, IngestOutcome,
+    Lease, NewEmail, NewEvent, RunTransition, Store,
 };
 use serde_json::{Map, Value, json};
 use std::future::Future;

@@ -7,7 +7,7 @@ use crate::buckets::reconcile::Pass;
 use crate::buckets::{
     BucketDef, BucketRegistry, Condition, DwellSchedule, ReactionDef, ReactionOn,
 };
-use crate::store::{BucketTransition, IngestRouting, ReconcileReport};
+use crate::store::{BucketTransition, IngestRouting, ReconcileClaim, ReconcileReport};
 
 const DAY: i64 = 24 * HOUR;
 
@@ -512,14 +512,14 @@ store_test!(
                 .claim_reconcile(&f.tenant, &lease("a", now))
                 .await
                 .unwrap(),
-            Some(None)
+            ReconcileClaim::Taken { last_tick: None }
         );
         assert_eq!(
             f.store
                 .claim_reconcile(&f.tenant, &lease("b", now))
                 .await
                 .unwrap(),
-            None,
+            ReconcileClaim::HeldElsewhere,
             "held by a"
         );
         assert!(
@@ -540,7 +540,9 @@ store_test!(
                 .claim_reconcile(&f.tenant, &lease("b", now))
                 .await
                 .unwrap(),
-            Some(Some(Timestamp(T0))),
+            ReconcileClaim::Taken {
+                last_tick: Some(Timestamp(T0))
+            },
             "b resumes after a's last tick"
         );
         // A lapsed lease can be taken over.
@@ -549,7 +551,9 @@ store_test!(
                 .claim_reconcile(&f.tenant, &lease("c", now + 60_000))
                 .await
                 .unwrap(),
-            Some(Some(Timestamp(T0)))
+            ReconcileClaim::Taken {
+                last_tick: Some(Timestamp(T0))
+            }
         );
     }
 );

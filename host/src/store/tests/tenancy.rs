@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::ids::ApiKeyId;
-use crate::store::{EmailFilter, ModuleVersionRecord, NewApiKey, RunFilter, Scope};
+use crate::store::{EmailFilter, ModuleVersionRecord, NewApiKey, RunFilter};
+use crate::tenancy::Scope;
 
 fn new_key(tenant: &TenantId, name: &str, hash: &str, at: i64) -> NewApiKey {
     NewApiKey {
