@@ -175,8 +175,8 @@ struct ServeArgs {
     ingest_linger: Duration,
     /// When the reconcile job moves buckets by the clock (windows emptying, max dwell, dwell
     /// reactions): a cron expression on the host clock, five fields or six with seconds first.
-    #[arg(long, env = "WAYMARK_RECONCILE_CRON", default_value = crate::reconcile::DEFAULT_CRON)]
-    reconcile_cron: crate::reconcile::ReconcileSchedule,
+    #[arg(long, env = "WAYMARK_RECONCILE_CRON", default_value = crate::reconcile_job::DEFAULT_CRON)]
+    reconcile_cron: crate::reconcile_job::ReconcileSchedule,
 }
 
 #[derive(Debug, Args)]
@@ -318,7 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }),
         Command::Buckets(BucketsCommand::Backfill { id, api }) => {
-            block_on(crate::backfill::cli::backfill(&api.url, &api.key, &id))
+            block_on(crate::backfill_job::cli::backfill(&api.url, &api.key, &id))
         }
         Command::Build(args) => {
             let root = repo_root()?;

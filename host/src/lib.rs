@@ -7,7 +7,7 @@
 //! [`delivery`] sends the emails they queued. [`api`] is the HTTP surface, [`cli`] the binary.
 
 pub mod api;
-pub mod backfill;
+pub mod backfill_job;
 pub mod buckets;
 pub mod cli;
 pub mod clock;
@@ -18,7 +18,7 @@ pub mod ids;
 pub mod ingest;
 pub mod journeys;
 pub mod modules;
-pub mod reconcile;
+pub mod reconcile_job;
 pub mod runtime;
 pub mod scheduler;
 pub mod server;

@@ -3,7 +3,7 @@
 
 use crate::api::limits::RateLimits;
 use crate::api::{self, ApiOptions, AppState};
-use crate::backfill::{self, BackfillWorker};
+use crate::backfill_job::{self, BackfillWorker};
 use crate::clock::Clock;
 use crate::delivery::{DeliveryWorker, Mailer, TransportConfig};
 use crate::group_commit::GroupCommit;
@@ -12,7 +12,7 @@ use crate::ingest::writer;
 use crate::journeys::effects::EffectWorker;
 use crate::journeys::executor::Executor;
 use crate::modules::{ModuleRegistry, ModuleStore};
-use crate::reconcile::{DEFAULT_BATCH, ReconcileJob, ReconcileSchedule};
+use crate::reconcile_job::{DEFAULT_BATCH, ReconcileJob, ReconcileSchedule};
 use crate::runtime::{ActivationLimits, Runtime};
 use crate::scheduler::{Scheduler, spawn_clock_refresh};
 use crate::store::{self, ModuleVersionRecord, Store};
@@ -99,7 +99,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         // backfill is not done yet; changed criteria queue a re-evaluation.
         let buckets = registry.bucket_registry(&bootstrap.tenant_id);
         if let Err(error) =
-            backfill::register(store.as_ref(), &bootstrap.tenant_id, &buckets, clock.now()).await
+            backfill_job::register(store.as_ref(), &bootstrap.tenant_id, &buckets, clock.now())
+                .await
         {
             tracing::warn!(%error, "registering the buckets for backfill failed");
         }

@@ -17,7 +17,7 @@
 //! 4. **Ingest while a pass runs**: `WAYMARK_BENCH_INGEST` [100000] new events (batches of 1,000)
 //!    alone, then again while a task runs criteria passes one after the other, then alone once
 //!    more (ingest alone is the mean of the two runs). The passes are paced as the job paces
-//!    them (`waymark::reconcile::pace`: at most `WRITER_SHARE` of the writer's time); the
+//!    them (`waymark::reconcile_job::pace`: at most `WRITER_SHARE` of the writer's time); the
 //!    ratio must be at least 0.8.
 //!
 //! On PostgreSQL the bench runs `ANALYZE` after the setup and after each phase's first pass,
@@ -38,7 +38,7 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use waymark::buckets::reconcile::Pass;
+use waymark::buckets::reconcile_rules::Pass;
 use waymark::buckets::{
     BucketDef, BucketKind, BucketRegistry, Condition, DwellSchedule, ReactionDef, ReactionOn,
 };
@@ -286,7 +286,7 @@ async fn bench(
                     .await
                     .unwrap();
                 // As the job does: rest so the passes take at most their share of the writer.
-                waymark::reconcile::pace(started.elapsed()).await;
+                waymark::reconcile_job::pace(started.elapsed()).await;
                 passes += 1;
             }
             passes

@@ -16,7 +16,7 @@
 //! the store reads the rows ([`ReconcileTx::absence_scan`]) and keeps the cursor.
 
 use super::EventQuery;
-use super::reconcile::{JoinCandidate, ReconcileTx};
+use super::reconcile_rules::{JoinCandidate, ReconcileTx};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::error::StoreResult;

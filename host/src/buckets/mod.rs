@@ -10,11 +10,11 @@
 //! no clock reads (callers pass `now`), no module loading (that is [`crate::modules`]).
 
 pub mod absence;
-pub mod backfill;
+pub mod backfill_rules;
 pub mod criteria;
 pub mod eval;
 pub mod membership;
-pub mod reconcile;
+pub mod reconcile_rules;
 pub mod registry;
 pub mod validate;
 

@@ -12,7 +12,7 @@
 //! sqlite/      the embedded backend: one file per concern, `impl RunQueue for SqliteStore`;
 //!              `SqliteTx` (tx.rs) is the writer's transaction the flows and rules run in
 //! postgres/    the hosted backend, the same files: `impl RunQueue for PgStore`; `PgTx`
-//!              (identity.rs) holds a transaction's locks and deferred writes
+//!              (tx.rs) holds a transaction's locks and deferred writes
 //! records.rs   row-shaped records; error.rs the error type; codec.rs shared value parsing
 //! tests/       the conformance suite, run on both backends (`store_test!`)
 //! ```

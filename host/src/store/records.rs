@@ -698,8 +698,8 @@ pub struct BackfillStatus {
     pub bucket_id: String,
     /// `None` until a backfill completed.
     pub criteria_hash: Option<String>,
-    pub state: crate::buckets::backfill::BackfillState,
-    pub mode: crate::buckets::backfill::BackfillMode,
+    pub state: crate::buckets::backfill_rules::BackfillState,
+    pub mode: crate::buckets::backfill_rules::BackfillMode,
     /// The fingerprint the open (or last) backfill computes.
     pub target_hash: String,
     /// Live contacts scanned so far, of `total` (counted when the backfill started; contacts
@@ -727,7 +727,7 @@ pub struct BucketFingerprint {
 pub struct ClaimedBackfill {
     pub tenant_id: TenantId,
     pub bucket_id: String,
-    pub mode: crate::buckets::backfill::BackfillMode,
+    pub mode: crate::buckets::backfill_rules::BackfillMode,
     pub target_hash: String,
 }
 

@@ -1,5 +1,5 @@
 //! Bucket backfills: the SQL side of evaluating a bucket for every existing contact (the job is
-//! [`crate::backfill`], its rules [`crate::buckets::backfill`]).
+//! [`crate::backfill_job`], its rules [`crate::buckets::backfill_rules`]).
 
 use crate::buckets::BucketDef;
 use crate::clock::Timestamp;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 #[async_trait]
 pub trait Backfills: Send + Sync {
     /// Record the tenant's enabled computed buckets as loaded now: per bucket, apply
-    /// [`crate::buckets::backfill::on_register`] to its stored config in one transaction
+    /// [`crate::buckets::backfill_rules::on_register`] to its stored config in one transaction
     /// (a new bucket gets a row with no fingerprint and a pending first-time backfill; changed
     /// criteria queue a re-evaluation; unchanged ones change nothing).
     async fn register_buckets(
@@ -26,7 +26,7 @@ pub trait Backfills: Send + Sync {
     /// The tenant's bucket configs, by bucket id order.
     async fn backfill_statuses(&self, tenant: &TenantId) -> StoreResult<Vec<BackfillStatus>>;
     /// (Re)start the bucket's backfill of `fingerprint` from the beginning (state pending,
-    /// progress, error and lease cleared; mode [`crate::buckets::backfill::restart_mode`]);
+    /// progress, error and lease cleared; mode [`crate::buckets::backfill_rules::restart_mode`]);
     /// a worker holding it loses its lease.
     async fn restart_backfill(
         &self,
@@ -47,7 +47,7 @@ pub trait Backfills: Send + Sync {
     ) -> StoreResult<Option<ClaimedBackfill>>;
     /// Scan the next page of at most `page_size` live contacts (keyset on the contact id,
     /// after the stored cursor) in one transaction: each through
-    /// [`crate::buckets::backfill::apply_to_contact`] at `now` (joins silent, with their dwell
+    /// [`crate::buckets::backfill_rules::apply_to_contact`] at `now` (joins silent, with their dwell
     /// anchor; leaves ingested as transition events, routed by `routing`), then advance the
     /// cursor and progress and renew the lease — or, on the last page, store the target
     /// fingerprint and complete. Nothing is written when `lease.owner` no longer holds it.

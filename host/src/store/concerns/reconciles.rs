@@ -1,5 +1,5 @@
-//! Buckets over time: the SQL side of the reconcile job (the job is [`crate::reconcile`], its
-//! rules [`crate::buckets::reconcile`]).
+//! Buckets over time: the SQL side of the reconcile job (the job is [`crate::reconcile_job`], its
+//! rules [`crate::buckets::reconcile_rules`]).
 
 use crate::buckets::BucketDef;
 use crate::clock::Timestamp;
@@ -32,7 +32,7 @@ impl ReconcileClaim {
 #[async_trait]
 pub trait Reconciles: Send + Sync {
     /// Run one pass of the reconcile job over one bucket as of `now`, reading at most `limit`
-    /// rows, in ONE write transaction ([`crate::buckets::reconcile::run_pass`]: the shared
+    /// rows, in ONE write transaction ([`crate::buckets::reconcile_rules::run_pass`]: the shared
     /// join and leave rules with source `reconcile`, dwell stamps), ingesting each transition
     /// like [`crate::store::EventIngest::ingest`] does (deduplicated on its deterministic key, routed to journeys),
     /// in the same transaction.
@@ -40,13 +40,13 @@ pub trait Reconciles: Send + Sync {
         &self,
         tenant: &TenantId,
         bucket: &BucketDef,
-        pass: crate::buckets::reconcile::Pass,
+        pass: crate::buckets::reconcile_rules::Pass,
         now: Timestamp,
         limit: u32,
         routing: Arc<dyn IngestRouting>,
     ) -> StoreResult<ReconcileReport>;
     /// A lower bound on the earliest instant after `after` at which a pass of `bucket` can
-    /// have work ([`crate::buckets::reconcile::work_plan`]); `None` when nothing the clock
+    /// have work ([`crate::buckets::reconcile_rules::work_plan`]); `None` when nothing the clock
     /// does can change it. Lets a catch-up skip the schedule ticks where nothing can happen.
     async fn reconcile_next_work(
         &self,

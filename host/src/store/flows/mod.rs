@@ -13,11 +13,11 @@
 //! - [`backfill`]: one page of a bucket backfill.
 //! - [`reconcile`]: one pass of the reconcile job, and when a pass can next have work.
 
-pub mod backfill;
+pub mod backfill_page;
 pub mod contacts;
 pub mod ingest;
-pub mod reconcile;
+pub mod reconcile_pass;
 
-pub use backfill::{BackfillProgress, BackfillTx};
+pub use backfill_page::{BackfillProgress, BackfillTx};
 pub use ingest::{EnrollmentReads, IngestTx, NewRun};
-pub use reconcile::{NextWorkReads, ReconcilePassTx};
+pub use reconcile_pass::{NextWorkReads, ReconcilePassTx};

@@ -6,8 +6,9 @@
 //! concurrent ingest or activation of the person to finish rather than racing it, and an
 //! activation that commits after it finds its run exited and writes nothing.
 
-use super::identity::{PgTx, live_by_key};
+use super::identity::live_by_key;
 use super::rows::{contact_columns, contact_from_row};
+use super::tx::PgTx;
 use super::{MAX_ATTEMPTS, PgStore, is_transient, live_statuses};
 use crate::clock::Timestamp;
 use crate::contacts::{Identity, normalize_email};

@@ -28,9 +28,10 @@
 //! have rows in the table yet, so the batch keeps them in memory, numbers their epochs there,
 //! and inserts them in one statement before its events (`deferred_joins`).
 
-use super::identity::{LockName, LockTarget, PendingEvent, PgTx, UsedKeys, Written};
+use super::identity::{LockName, LockTarget};
 use super::journeys::{count_skips, exit_runs};
 use super::live_statuses;
+use super::tx::{PendingEvent, PgTx, UsedKeys, Written};
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};

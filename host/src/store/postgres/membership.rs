@@ -15,7 +15,8 @@
 
 use super::PgStore;
 use super::deferred_joins::{DeferredJoin, DeferredLeave};
-use super::identity::{PgTx, live_by_key};
+use super::identity::live_by_key;
+use super::tx::PgTx;
 use crate::buckets::membership::{
     ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
 };

@@ -43,12 +43,13 @@
 //! This module owns connecting and the migrations; each concern of [`crate::store::Store`] is
 //! implemented in its own file, queries and row mapping beside it: `tenancy` (`Tenancy`,
 //! `HostSettings`), `ingest` (`EventIngest`), `contacts` (`Contacts`), `membership`
-//! (`ManualMemberships`, and the bucket primitives), `buckets` (`BucketReads`), `backfill`
-//! (`Backfills`), `reconcile` (`Reconciles`), `runs` (`RunQueue`, `RunReads`), `effects`
+//! (`ManualMemberships`, and the bucket primitives), `buckets` (`BucketReads`), `backfills`
+//! (`Backfills`), `reconciles` (`Reconciles`), `runs` (`RunQueue`, `RunReads`), `effects`
 //! (`RunEffects`), `outbox` (`Outbox`), `history` (`History`), `templates`
-//! (`EmailTemplates`), `preferences` (`EmailPreferences`) and `journeys` (`JourneyAdmin`);
-//! `identity` holds the transaction ([`identity::PgTx`]: advisory locks, contact lookups, the
-//! identity primitives) and `rows` the column lists and row mapping.
+//! (`EmailTemplates`), `preferences` (`EmailPreferences`) and `journeys` (`JourneyAdmin`).
+//! `tx` holds the transaction the shared flows run in ([`tx::PgTx`]: what it remembers
+//! between statements, its deferred writes); `identity` its advisory locks, contact lookups
+//! and identity primitives; `rows` the column lists and row mapping.
 
 /// `CROSS JOIN LATERAL` the live contact `c` of each row of `$row`, with the contact's
 /// `$columns` (e.g. `"c.properties"`): one lookup each on the full key of `contacts_live_key`.
@@ -71,7 +72,7 @@ macro_rules! live_contact_of {
     };
 }
 
-mod backfill;
+mod backfills;
 mod buckets;
 mod contacts;
 mod deferred_joins;
@@ -83,13 +84,14 @@ mod journeys;
 mod membership;
 mod outbox;
 pub(crate) mod preferences;
-mod reconcile;
+mod reconciles;
 mod rows;
 mod runs;
 mod templates;
 mod tenancy;
 #[cfg(test)]
 mod tests;
+mod tx;
 
 use super::{StoreError, StoreResult};
 use sqlx::PgPool;

@@ -14,13 +14,14 @@
 //! [`crate::store::Store`] is implemented in its own file, queries and row mapping beside it:
 //! `tenancy` (`Tenancy`, `HostSettings`), `ingest` (`EventIngest`), `contacts` (`Contacts`),
 //! `membership` (`ManualMemberships`, and the bucket primitives), `buckets` (`BucketReads`),
-//! `backfill` (`Backfills`), `reconcile` (`Reconciles`), `runs` (`RunQueue`, `RunReads`),
+//! `backfills` (`Backfills`), `reconciles` (`Reconciles`), `runs` (`RunQueue`, `RunReads`),
 //! `effects` (`RunEffects`), `outbox` (`Outbox`), `history` (`History`), `templates`
 //! (`EmailTemplates`), `preferences` (`EmailPreferences`) and `journeys` (`JourneyAdmin`);
-//! `identity` holds the identity primitives and contact lookups, `rows` the value conversions.
+//! `tx` holds the writer's transaction the shared flows run in (`SqliteTx`), `identity` the
+//! identity primitives and contact lookups, `rows` the value conversions.
 //! The tests are backend-agnostic, in `crate::store::tests`.
 
-mod backfill;
+mod backfills;
 mod buckets;
 mod conn;
 mod contact_cache;
@@ -35,7 +36,7 @@ mod membership;
 mod migrate;
 mod outbox;
 pub(crate) mod preferences;
-mod reconcile;
+mod reconciles;
 mod rows;
 mod runs;
 mod templates;

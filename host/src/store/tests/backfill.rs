@@ -4,7 +4,7 @@
 //! is reported and a failure is recorded until a restart.
 
 use super::*;
-use crate::buckets::backfill::{BackfillMode, BackfillState};
+use crate::buckets::backfill_rules::{BackfillMode, BackfillState};
 use crate::buckets::{BucketDef, BucketRegistry, Condition};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, IngestRouting,

@@ -3,7 +3,7 @@
 //! the look-ahead a catch-up coalesces with, and the per-tenant lease.
 
 use super::*;
-use crate::buckets::reconcile::Pass;
+use crate::buckets::reconcile_rules::Pass;
 use crate::buckets::{
     BucketDef, BucketRegistry, Condition, DwellSchedule, ReactionDef, ReactionOn,
 };

@@ -1,6 +1,6 @@
 //! Backfill: computing a bucket's members from history when the bucket first appears or its
 //! criteria change (domain-spec §2.11). This module decides; the store runs it inside its
-//! transactions over [`MembershipTx`], and the job runner ([`crate::backfill`]) drives it.
+//! transactions over [`MembershipTx`], and the job runner ([`crate::backfill_job`]) drives it.
 //!
 //! * [`on_register`]: when a tenant's modules are loaded, what the bucket's stored config
 //!   (criteria fingerprint and backfill state) becomes: nothing, a first-time backfill, or a

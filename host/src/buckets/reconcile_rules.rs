@@ -1,5 +1,5 @@
 //! Buckets over time: what the clock alone changes (domain-spec §2.9), decided here and
-//! applied by the reconcile job ([`crate::reconcile`]) through a store's [`ReconcileTx`].
+//! applied by the reconcile job ([`crate::reconcile_job`]) through a store's [`ReconcileTx`].
 //!
 //! Per bucket and tick the passes run in this order: criteria leaves (time-based buckets, and
 //! buckets with a min dwell whose deferred leave nobody else would sweep), absence joins (the

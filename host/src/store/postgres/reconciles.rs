@@ -12,11 +12,12 @@
 //! the transitions' deterministic keys make a pass that runs twice (two hosts, a retry)
 //! harmless. A transaction aborted to break a deadlock is run again.
 
-use super::identity::{PgTx, live_by_key};
+use super::identity::live_by_key;
+use super::tx::PgTx;
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
 use crate::buckets::membership::ActiveMembership;
-use crate::buckets::reconcile::{JoinCandidate, Pass, ReconcileMember, ReconcileTx};
+use crate::buckets::reconcile_rules::{JoinCandidate, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
@@ -498,7 +499,7 @@ impl Reconciles for PgStore {
         after: Timestamp,
     ) -> StoreResult<Option<Timestamp>> {
         let mut conn = self.pool.acquire().await?;
-        flows::reconcile::next_work(&mut PgTx::new(&mut conn), tenant, bucket, after).await
+        flows::reconcile_pass::next_work(&mut PgTx::new(&mut conn), tenant, bucket, after).await
     }
 
     /// [`crate::store::Reconciles::claim_reconcile`].
@@ -562,7 +563,7 @@ async fn pass_once(
     let mut tx = store.pool.begin().await?;
     let mut pg = PgTx::new(&mut tx);
     let report =
-        flows::reconcile::reconcile_pass(&mut pg, tenant, bucket, pass, now, limit, routing)
+        flows::reconcile_pass::reconcile_pass(&mut pg, tenant, bucket, pass, now, limit, routing)
             .await?;
     pg.write_events().await?.all()?;
     tx.commit().await?;

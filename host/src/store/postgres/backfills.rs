@@ -9,10 +9,12 @@
 //! person's real-time evaluation and their backfill evaluation run one after the other.
 
 use super::PgStore;
-use super::identity::PgTx;
 use super::rows::{contact_columns, contact_from_row};
+use super::tx::PgTx;
 use crate::buckets::BucketDef;
-use crate::buckets::backfill::{self, BackfillMode, BackfillState, ConfigChange, StoredConfig};
+use crate::buckets::backfill_rules::{
+    self, BackfillMode, BackfillState, ConfigChange, StoredConfig,
+};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Backfills;
@@ -150,7 +152,7 @@ impl Backfills for PgStore {
             let stored = status(&mut tx, tenant, &bucket.bucket_id, true)
                 .await?
                 .map(|s| stored_config(&s));
-            match backfill::on_register(stored.as_ref(), &bucket.fingerprint) {
+            match backfill_rules::on_register(stored.as_ref(), &bucket.fingerprint) {
                 ConfigChange::Keep => {}
                 ConfigChange::Enqueue { mode, target_hash } => {
                     enqueue(&mut tx, tenant, &bucket.bucket_id, mode, &target_hash, now).await?;
@@ -194,7 +196,7 @@ impl Backfills for PgStore {
     ) -> StoreResult<BackfillStatus> {
         let mut tx = self.pool.begin().await?;
         let stored = status(&mut tx, tenant, &bucket.bucket_id, true).await?;
-        let mode = backfill::restart_mode(stored.and_then(|s| s.criteria_hash).as_deref());
+        let mode = backfill_rules::restart_mode(stored.and_then(|s| s.criteria_hash).as_deref());
         enqueue(
             &mut tx,
             tenant,
@@ -269,7 +271,7 @@ impl Backfills for PgStore {
     ) -> StoreResult<BackfillStep> {
         let mut tx = self.pool.begin().await?;
         let mut pg = PgTx::new(&mut tx);
-        let step = flows::backfill::backfill_step(
+        let step = flows::backfill_page::backfill_step(
             &mut pg,
             claim,
             bucket,

@@ -8,7 +8,7 @@ use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
 use crate::buckets::membership::ActiveMembership;
-use crate::buckets::reconcile::{JoinCandidate, Pass, ReconcileMember, ReconcileTx};
+use crate::buckets::reconcile_rules::{JoinCandidate, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
@@ -453,7 +453,7 @@ impl Reconciles for SqliteStore {
     ) -> StoreResult<ReconcileReport> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
         self.write(move |conn| {
-            run_sync(flows::reconcile::reconcile_pass(
+            run_sync(flows::reconcile_pass::reconcile_pass(
                 &mut SqliteTx::new(conn),
                 &tenant,
                 &bucket,
@@ -474,7 +474,7 @@ impl Reconciles for SqliteStore {
     ) -> StoreResult<Option<Timestamp>> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
         self.read(move |conn| {
-            run_sync(flows::reconcile::next_work(
+            run_sync(flows::reconcile_pass::next_work(
                 &mut SqliteTx::new(conn),
                 &tenant,
                 &bucket,

@@ -2,7 +2,7 @@
 //!
 //! A cron schedule (`--reconcile-cron`, default every minute, on the host clock — the dev
 //! clock when it was advanced) ticks per tenant. At a tick the job runs, for every bucket the
-//! clock can move, the passes [`crate::buckets::reconcile::passes`] lists, in order, each one
+//! clock can move, the passes [`crate::buckets::reconcile_rules::passes`] lists, in order, each one
 //! bounded batch ([`crate::store::Reconciles::reconcile_pass`], one transaction that also ingests
 //! the transitions). A failing bucket is logged and the others go on.
 //!
@@ -29,9 +29,9 @@
 //! next tick; the tick passes stay the backstop.
 //!
 //! It owns the schedule, the lease and the loop; it must not decide membership (that is
-//! [`crate::buckets::reconcile`]) nor speak SQL.
+//! [`crate::buckets::reconcile_rules`]) nor speak SQL.
 
-use crate::buckets::reconcile::{Pass, passes};
+use crate::buckets::reconcile_rules::{Pass, passes};
 use crate::clock::{Clock, Timestamp};
 use crate::ids::TenantId;
 use crate::modules::ModuleRegistry;

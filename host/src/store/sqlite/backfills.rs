@@ -1,13 +1,15 @@
 //! The SQLite side of bucket backfill: the per-bucket configs (registration, status,
 //! restart), claims under a lease, and the paged scan whose every page is one write
-//! transaction on the writer thread, the shared [`flows::backfill`] over [`SqliteTx`], whose
+//! transaction on the writer thread, the shared [`flows::backfill_page`] over [`SqliteTx`], whose
 //! page primitives ([`BackfillTx`]) are here.
 
 use super::identity::{contact_columns, contact_from_row};
 use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::BucketDef;
-use crate::buckets::backfill::{self, BackfillMode, BackfillState, ConfigChange, StoredConfig};
+use crate::buckets::backfill_rules::{
+    self, BackfillMode, BackfillState, ConfigChange, StoredConfig,
+};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Backfills;
@@ -129,7 +131,7 @@ impl Backfills for SqliteStore {
         self.write(move |tx| {
             for bucket in &buckets {
                 let stored = status(tx, &tenant, &bucket.bucket_id)?.map(|s| stored_config(&s));
-                match backfill::on_register(stored.as_ref(), &bucket.fingerprint) {
+                match backfill_rules::on_register(stored.as_ref(), &bucket.fingerprint) {
                     ConfigChange::Keep => {}
                     ConfigChange::Enqueue { mode, target_hash } => {
                         enqueue(tx, &tenant, &bucket.bucket_id, mode, &target_hash, now)?;
@@ -181,7 +183,8 @@ impl Backfills for SqliteStore {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
         self.write(move |tx| {
             let stored = status(tx, &tenant, &bucket.bucket_id)?;
-            let mode = backfill::restart_mode(stored.and_then(|s| s.criteria_hash).as_deref());
+            let mode =
+                backfill_rules::restart_mode(stored.and_then(|s| s.criteria_hash).as_deref());
             enqueue(
                 tx,
                 &tenant,
@@ -263,7 +266,7 @@ impl Backfills for SqliteStore {
     ) -> StoreResult<BackfillStep> {
         let (claim, bucket, lease) = (claim.clone(), bucket.clone(), lease.clone());
         self.write(move |conn| {
-            run_sync(flows::backfill::backfill_step(
+            run_sync(flows::backfill_page::backfill_step(
                 &mut SqliteTx::new(conn),
                 &claim,
                 &bucket,

@@ -1,11 +1,11 @@
 //! The reconcile job's store side, once for both backends: one pass over one bucket in one
-//! write transaction ([`reconcile_pass`], the rules' [`reconcile::run_pass`] with each
+//! write transaction ([`reconcile_pass`], the rules' [`reconcile_rules::run_pass`] with each
 //! transition ingested), and the read that tells when a pass can next have work
-//! ([`next_work`]). The job that drives them is [`crate::reconcile`]; the rules are
-//! [`crate::buckets::reconcile`].
+//! ([`next_work`]). The job that drives them is [`crate::reconcile_job`]; the rules are
+//! [`crate::buckets::reconcile_rules`].
 
 use super::ingest::{IngestTx, ingest_transition};
-use crate::buckets::reconcile::{self, Pass, ReconcileTx};
+use crate::buckets::reconcile_rules::{self, Pass, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
@@ -71,7 +71,7 @@ pub async fn reconcile_pass(
     limit: u32,
     routing: &dyn IngestRouting,
 ) -> StoreResult<ReconcileReport> {
-    let outcome = reconcile::run_pass(tx, bucket, tenant, pass, now, limit).await?;
+    let outcome = reconcile_rules::run_pass(tx, bucket, tenant, pass, now, limit).await?;
     let mut runs = StartedRuns::default();
     let mut transitions = Vec::with_capacity(outcome.transitions.len());
     for transition in &outcome.transitions {
@@ -94,14 +94,14 @@ pub async fn reconcile_pass(
 }
 
 /// A lower bound on the earliest instant after `after` at which a pass of `bucket` can have
-/// work ([`reconcile::work_plan`]); `None` when nothing the clock does can change it.
+/// work ([`reconcile_rules::work_plan`]); `None` when nothing the clock does can change it.
 pub async fn next_work(
     tx: &mut impl NextWorkReads,
     tenant: &TenantId,
     bucket: &BucketDef,
     after: Timestamp,
 ) -> StoreResult<Option<Timestamp>> {
-    let plan = reconcile::work_plan(bucket);
+    let plan = reconcile_rules::work_plan(bucket);
     let mut instants = Vec::new();
     for leg in &plan.window_legs {
         let within = i64::try_from(leg.within_ms.unwrap_or(0)).unwrap_or(i64::MAX);
@@ -124,5 +124,5 @@ pub async fn next_work(
             instants.extend(first.map(|t| Timestamp(t).plus_ms(schedule.offset_ms())));
         }
     }
-    Ok(reconcile::next_work(after, instants))
+    Ok(reconcile_rules::next_work(after, instants))
 }

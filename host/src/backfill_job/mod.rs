@@ -9,7 +9,7 @@
 //! different module versions never compute each other's criteria.
 //!
 //! The rules (what registering changes, what a contact's evaluation does) live in
-//! [`crate::buckets::backfill`], the SQL in the store; this module owns only the job loop. It
+//! [`crate::buckets::backfill_rules`], the SQL in the store; this module owns only the job loop. It
 //! must not evaluate criteria itself.
 
 pub mod cli;

@@ -1,12 +1,12 @@
 //! One page of a bucket backfill, once for both backends: the contacts after the stored cursor
-//! each through [`backfill::apply_to_contact`] (joins silent, with their dwell anchor; leaves
+//! each through [`backfill_rules::apply_to_contact`] (joins silent, with their dwell anchor; leaves
 //! ingested as transitions), then the progress saved — or, on the last page, the target
 //! fingerprint stored and the backfill completed. The job that drives it is
-//! [`crate::backfill`]; the rules are [`crate::buckets::backfill`].
+//! [`crate::backfill_job`]; the rules are [`crate::buckets::backfill_rules`].
 
 use super::ingest::{IngestTx, ingest_transition};
 use crate::buckets::BucketDef;
-use crate::buckets::backfill::{self, ContactOutcome};
+use crate::buckets::backfill_rules::{self, ContactOutcome};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::codec::{SkipTally, StartedRuns};
@@ -88,10 +88,13 @@ pub async fn backfill_step(
     };
     let after = progress.cursor.clone().unwrap_or_default();
     let page = tx.contacts_after(tenant, &after, page_size).await?;
-    let anchor = bucket.criteria.as_ref().and_then(backfill::anchor_event);
+    let anchor = bucket
+        .criteria
+        .as_ref()
+        .and_then(backfill_rules::anchor_event);
     let mut runs = StartedRuns::default();
     for contact in &page {
-        let outcome = backfill::apply_to_contact(
+        let outcome = backfill_rules::apply_to_contact(
             tx,
             bucket,
             claim.mode,
