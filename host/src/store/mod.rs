@@ -34,6 +34,7 @@ pub mod identity;
 pub(crate) mod membership_cache;
 pub mod postgres;
 pub mod records;
+mod rows;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;

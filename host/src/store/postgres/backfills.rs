@@ -9,64 +9,31 @@
 //! person's real-time evaluation and their backfill evaluation run one after the other.
 
 use super::PgStore;
-use super::rows::{contact_columns, contact_from_row};
+use super::rows::contact_columns;
 use super::tx::PgTx;
 use crate::buckets::BucketDef;
-use crate::buckets::backfill_rules::{
-    self, BackfillMode, BackfillState, ConfigChange, StoredConfig,
-};
+use crate::buckets::backfill_rules::{self, BackfillMode, ConfigChange, StoredConfig};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Backfills;
 use crate::store::flows;
 use crate::store::flows::{BackfillProgress, BackfillTx};
+use crate::store::rows::{backfill_status_from_row, contact_from_row};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, ContactRecord, IngestRouting,
     Lease, StoreError, StoreResult,
 };
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use std::sync::Arc;
 
-/// The columns [`status_from_row`] reads.
+/// The columns [`backfill_status_from_row`] reads.
 macro_rules! status_columns {
     () => {
         "bucket_id, criteria_hash, backfill_state, backfill_mode, target_hash, backfill_done, \
          backfill_total, backfill_joined, backfill_left, backfill_error, backfill_started_at, \
          backfill_finished_at, updated_at"
     };
-}
-
-fn status_from_row(row: &PgRow) -> StoreResult<BackfillStatus> {
-    let state: String = row.try_get("backfill_state")?;
-    let mode: String = row.try_get("backfill_mode")?;
-    let count = |column: &str| -> StoreResult<u64> {
-        Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
-    };
-    Ok(BackfillStatus {
-        bucket_id: row.try_get("bucket_id")?,
-        criteria_hash: row.try_get("criteria_hash")?,
-        state: BackfillState::parse(&state)
-            .ok_or_else(|| StoreError::corrupt("backfill state", &state))?,
-        mode: BackfillMode::parse(&mode)
-            .ok_or_else(|| StoreError::corrupt("backfill mode", &mode))?,
-        target_hash: row.try_get("target_hash")?,
-        done: count("backfill_done")?,
-        total: row
-            .try_get::<Option<i64>, _>("backfill_total")?
-            .map(|t| u64::try_from(t).unwrap_or(0)),
-        joined: count("backfill_joined")?,
-        left: count("backfill_left")?,
-        error: row.try_get("backfill_error")?,
-        started_at: row
-            .try_get::<Option<i64>, _>("backfill_started_at")?
-            .map(Timestamp),
-        finished_at: row
-            .try_get::<Option<i64>, _>("backfill_finished_at")?
-            .map(Timestamp),
-        updated_at: Timestamp(row.try_get("updated_at")?),
-    })
 }
 
 /// The bucket's config, locked until the transaction ends when `lock`.
@@ -94,7 +61,7 @@ async fn status(
         .bind(bucket_id)
         .fetch_optional(conn)
         .await?;
-    row.as_ref().map(status_from_row).transpose()
+    row.as_ref().map(backfill_status_from_row).transpose()
 }
 
 fn stored_config(status: &BackfillStatus) -> StoredConfig {
@@ -185,7 +152,7 @@ impl Backfills for PgStore {
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(status_from_row).collect()
+        rows.iter().map(backfill_status_from_row).collect()
     }
 
     async fn restart_backfill(

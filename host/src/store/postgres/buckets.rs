@@ -5,17 +5,17 @@
 
 use super::PgStore;
 use super::identity::live_by_key;
-use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::BucketReads;
-use crate::store::codec::to_u32;
+use crate::store::rows::{
+    bucket_counts_from_row, bucket_member_from_row, contact_membership_from_row,
+};
 use crate::store::{
     ActiveMembership, BucketCounts, BucketMember, MemberPage, MemberPageRequest, StoreError,
     StoreResult,
 };
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 use std::collections::HashMap;
 
 /// `bucket_memberships m` joined to its live contact `c`, for counts (a hash join over the
@@ -27,7 +27,7 @@ macro_rules! live_memberships {
     };
 }
 
-/// Active and left rows, as the two columns [`counts_from_row`] reads.
+/// Active and left rows, as the two columns [`bucket_counts_from_row`] reads.
 macro_rules! count_columns {
     () => {
         "COUNT(*) FILTER (WHERE m.status = 'active') AS active, \
@@ -35,7 +35,7 @@ macro_rules! count_columns {
     };
 }
 
-/// The columns [`membership_from_row`] reads.
+/// The columns [`contact_membership_from_row`] reads.
 macro_rules! membership_columns {
     () => {
         "m.id, m.bucket_id, m.contact_key, m.entered_at, m.entry_count"
@@ -44,33 +44,6 @@ macro_rules! membership_columns {
 
 fn non_negative(what: &'static str, n: i64) -> StoreResult<u64> {
     u64::try_from(n).map_err(|e| StoreError::corrupt(what, e))
-}
-
-fn counts_from_row(row: &PgRow) -> StoreResult<BucketCounts> {
-    Ok(BucketCounts {
-        active: non_negative("membership count", row.try_get("active")?)?,
-        left: non_negative("membership count", row.try_get("left_count")?)?,
-    })
-}
-
-fn membership_from_row(row: &PgRow) -> StoreResult<ActiveMembership> {
-    Ok(ActiveMembership {
-        id: row.try_get("id")?,
-        bucket_id: row.try_get("bucket_id")?,
-        contact_key: row.try_get("contact_key")?,
-        entered_at: Timestamp(row.try_get("entered_at")?),
-        entry_count: to_u32("membership entry count", row.try_get("entry_count")?)?,
-    })
-}
-
-fn member_from_row(row: &PgRow) -> StoreResult<BucketMember> {
-    Ok(BucketMember {
-        id: row.try_get("id")?,
-        contact_key: row.try_get("contact_key")?,
-        email: row.try_get("email")?,
-        entered_at: Timestamp(row.try_get("entered_at")?),
-        entry_count: to_u32("membership entry count", row.try_get("entry_count")?)?,
-    })
 }
 
 #[async_trait]
@@ -87,7 +60,7 @@ impl BucketReads for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get("bucket_id")?, counts_from_row(row)?)))
+            .map(|row| Ok((row.try_get("bucket_id")?, bucket_counts_from_row(row)?)))
             .collect()
     }
 
@@ -107,7 +80,7 @@ impl BucketReads for PgStore {
         .bind(bucket_id)
         .fetch_one(&self.pool)
         .await?;
-        counts_from_row(&row)
+        bucket_counts_from_row(&row)
     }
 
     async fn bucket_members(
@@ -149,7 +122,7 @@ impl BucketReads for PgStore {
         tx.commit().await?;
         let mut members = rows
             .iter()
-            .map(member_from_row)
+            .map(bucket_member_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
         let next_cursor = if members.len() > size as usize {
             members.truncate(size as usize);
@@ -188,7 +161,7 @@ impl BucketReads for PgStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(member_from_row)
+        .map(bucket_member_from_row)
         .collect()
     }
 
@@ -214,7 +187,7 @@ impl BucketReads for PgStore {
         .fetch_optional(&mut *conn)
         .await?
         .as_ref()
-        .map(membership_from_row)
+        .map(contact_membership_from_row)
         .transpose()
     }
 
@@ -236,7 +209,7 @@ impl BucketReads for PgStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(membership_from_row)
+        .map(contact_membership_from_row)
         .collect()
     }
 }

@@ -7,23 +7,22 @@
 //! activation that commits after it finds its run exited and writes nothing.
 
 use super::identity::live_by_key;
-use super::rows::{contact_columns, contact_from_row};
+use super::rows::contact_columns;
 use super::tx::PgTx;
 use super::{MAX_ATTEMPTS, PgStore, is_transient, live_statuses};
 use crate::clock::Timestamp;
 use crate::contacts::{Identity, normalize_email};
-use crate::ids::{EventId, TenantId};
+use crate::ids::TenantId;
 use crate::store::Contacts;
-use crate::store::codec::{count, deleted_key, list_limit, parse_object};
+use crate::store::codec::{count, deleted_key, list_limit};
 use crate::store::flows;
+use crate::store::rows::{contact_from_row, event_from_row};
 use crate::store::{
     ContactLookup, ContactRecord, ContactUpsert, DeletedContact, EventRecord, IngestRouting,
     ReceivedEvents, StoreResult,
 };
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -297,15 +296,4 @@ impl Contacts for PgStore {
         .await?;
         rows.iter().map(event_from_row).collect()
     }
-}
-
-fn event_from_row(row: &PgRow) -> StoreResult<EventRecord> {
-    Ok(EventRecord {
-        id: EventId(row.try_get("id")?),
-        name: row.try_get("name")?,
-        properties: parse_object("event properties", row.try_get("properties")?)?,
-        occurred_at: Timestamp(row.try_get("occurred_at")?),
-        received_at: Timestamp(row.try_get("received_at")?),
-        idempotency_key: row.try_get("idempotency_key")?,
-    })
 }

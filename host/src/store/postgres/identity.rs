@@ -27,13 +27,14 @@
 //! here as well.
 
 use super::live_statuses;
-use super::rows::{contact_columns, contact_from_row};
+use super::rows::contact_columns;
 use super::tx::{LockedPeople, PgTx};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::{ContactId, TenantId};
 use crate::store::codec::to_json;
 use crate::store::identity::IdentityTx;
+use crate::store::rows::contact_from_row;
 use crate::store::{Alias, ContactRecord, StoreError, StoreResult};
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, Row};

@@ -29,6 +29,7 @@
 //! and inserts them in one statement before its events (`deferred_joins`).
 
 use super::identity::{LockName, LockTarget};
+
 use super::journeys::{count_skips, exit_runs};
 use super::live_statuses;
 use super::tx::{PendingEvent, PgTx, UsedKeys, Written};

@@ -26,6 +26,7 @@ use crate::ids::TenantId;
 use crate::store::ManualMemberships;
 use crate::store::codec::to_u32;
 use crate::store::flows;
+use crate::store::rows::active_membership_from_row;
 use crate::store::{IngestRouting, ManualChangeOutcome, MembershipChange, StoreResult};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -72,15 +73,6 @@ fn count_arrays(queries: &[EventQuery], now: Timestamp) -> (Vec<&str>, Vec<i64>)
             (q.event.as_str(), since)
         })
         .unzip()
-}
-
-fn active_from_row(row: &PgRow) -> StoreResult<ActiveMembership> {
-    Ok(ActiveMembership {
-        id: row.try_get("id")?,
-        bucket_id: row.try_get("bucket_id")?,
-        entry_count: to_u32("membership entry count", row.try_get("entry_count")?)?,
-        entered_at: Timestamp(row.try_get("entered_at")?),
-    })
 }
 
 impl PgTx<'_> {
@@ -163,7 +155,7 @@ impl MembershipTx for PgTx<'_> {
             .await?;
         let active = rows
             .iter()
-            .map(active_from_row)
+            .map(active_membership_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
         self.memberships.put(tenant, contact_key, &active);
         Ok(active)
@@ -202,7 +194,7 @@ impl MembershipTx for PgTx<'_> {
         for row in &rows {
             match row.try_get::<Option<i64>, _>("n")? {
                 Some(_) => count_rows.push(row),
-                None => active.push(active_from_row(row)?),
+                None => active.push(active_membership_from_row(row)?),
             }
         }
         let counts = self.counts_from_rows(tenant, contact_key, queries, now, &count_rows)?;
@@ -315,7 +307,7 @@ impl PgTx<'_> {
         for row in &rows {
             let n: i64 = row.try_get("n")?;
             if let Some(person) = usize::try_from(n - 1).ok().and_then(|i| active.get_mut(i)) {
-                person.push(active_from_row(row)?);
+                person.push(active_membership_from_row(row)?);
             }
         }
         for ((tenant, key), memberships) in people.iter().zip(&active) {

@@ -16,16 +16,16 @@ use super::identity::live_by_key;
 use super::tx::PgTx;
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
-use crate::buckets::membership::ActiveMembership;
 use crate::buckets::reconcile_rules::{JoinCandidate, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::TenantId;
 use crate::store::Reconciles;
-use crate::store::codec::{parse_object, to_u32};
+use crate::store::codec::parse_object;
 use crate::store::flows;
 use crate::store::flows::{NextWorkReads, ReconcilePassTx};
+use crate::store::rows::reconcile_member_from_row;
 use crate::store::{
     ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
 };
@@ -35,7 +35,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 use std::sync::Arc;
 
-/// The membership columns [`member_from_row`] reads, `m` being the membership and `c` its
+/// The membership columns [`reconcile_member_from_row`] reads, `m` being the membership and `c` its
 /// live contact.
 ///
 /// Pages over it order by one indexed column alone (`last_evaluated_at`, `max_dwell_at`,
@@ -52,23 +52,8 @@ const MEMBER_SELECT: &str = concat!(
     " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active'"
 );
 
-fn member_from_row(row: &PgRow) -> StoreResult<ReconcileMember> {
-    Ok(ReconcileMember {
-        membership: ActiveMembership {
-            id: row.try_get("id")?,
-            bucket_id: row.try_get("bucket_id")?,
-            entry_count: to_u32("membership entry count", row.try_get("entry_count")?)?,
-            entered_at: Timestamp(row.try_get("entered_at")?),
-        },
-        contact_key: row.try_get("contact_key")?,
-        properties: parse_object("contact properties", row.try_get("properties")?)?,
-        dwell_anchor: Timestamp(row.try_get("anchor")?),
-        dwell_state: parse_object("membership dwell state", row.try_get("dwell_state")?)?,
-    })
-}
-
 fn members(rows: &[PgRow]) -> StoreResult<Vec<ReconcileMember>> {
-    rows.iter().map(member_from_row).collect()
+    rows.iter().map(reconcile_member_from_row).collect()
 }
 
 impl ReconcileTx for PgTx<'_> {

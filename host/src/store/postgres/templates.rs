@@ -1,29 +1,16 @@
 //! A tenant's API-managed email templates (`/v1/templates`).
 
 use super::PgStore;
-use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::EmailTemplates;
+use crate::store::rows::template_from_row;
 use crate::store::{StoreResult, TenantTemplate};
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 
 macro_rules! columns {
     () => {
         "key, subject, text_body, html_body, created_at, updated_at"
     };
-}
-
-fn template_from_row(row: &PgRow) -> StoreResult<TenantTemplate> {
-    Ok(TenantTemplate {
-        key: row.try_get("key")?,
-        subject: row.try_get("subject")?,
-        text: row.try_get("text_body")?,
-        html: row.try_get("html_body")?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
-    })
 }
 
 #[async_trait]

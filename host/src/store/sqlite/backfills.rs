@@ -3,64 +3,32 @@
 //! transaction on the writer thread, the shared [`flows::backfill_page`] over [`SqliteTx`], whose
 //! page primitives ([`BackfillTx`]) are here.
 
-use super::identity::{contact_columns, contact_from_row};
+use super::identity::contact_columns;
 use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::BucketDef;
-use crate::buckets::backfill_rules::{
-    self, BackfillMode, BackfillState, ConfigChange, StoredConfig,
-};
+use crate::buckets::backfill_rules::{self, BackfillMode, ConfigChange, StoredConfig};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Backfills;
 use crate::store::flows;
 use crate::store::flows::{BackfillProgress, BackfillTx};
+use crate::store::rows::{backfill_status_from_row, contact_from_row};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, ContactRecord, IngestRouting,
     Lease, StoreError, StoreResult,
 };
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 
-/// The columns [`status_from_row`] reads.
+/// The columns [`backfill_status_from_row`] reads.
 macro_rules! status_columns {
     () => {
         "bucket_id, criteria_hash, backfill_state, backfill_mode, target_hash, backfill_done, \
          backfill_total, backfill_joined, backfill_left, backfill_error, backfill_started_at, \
          backfill_finished_at, updated_at"
     };
-}
-
-fn status_from_row(row: &Row<'_>) -> StoreResult<BackfillStatus> {
-    let state: String = row.get("backfill_state")?;
-    let mode: String = row.get("backfill_mode")?;
-    let count = |column: &str| -> StoreResult<u64> {
-        Ok(u64::try_from(row.get::<_, i64>(column)?).unwrap_or(0))
-    };
-    Ok(BackfillStatus {
-        bucket_id: row.get("bucket_id")?,
-        criteria_hash: row.get("criteria_hash")?,
-        state: BackfillState::parse(&state)
-            .ok_or_else(|| StoreError::corrupt("backfill state", &state))?,
-        mode: BackfillMode::parse(&mode)
-            .ok_or_else(|| StoreError::corrupt("backfill mode", &mode))?,
-        target_hash: row.get("target_hash")?,
-        done: count("backfill_done")?,
-        total: row
-            .get::<_, Option<i64>>("backfill_total")?
-            .map(|t| u64::try_from(t).unwrap_or(0)),
-        joined: count("backfill_joined")?,
-        left: count("backfill_left")?,
-        error: row.get("backfill_error")?,
-        started_at: row
-            .get::<_, Option<i64>>("backfill_started_at")?
-            .map(Timestamp),
-        finished_at: row
-            .get::<_, Option<i64>>("backfill_finished_at")?
-            .map(Timestamp),
-        updated_at: Timestamp(row.get("updated_at")?),
-    })
 }
 
 fn status(
@@ -75,7 +43,7 @@ fn status(
     ))?;
     let mut rows = statement.query(params![tenant.as_str(), bucket_id])?;
     match rows.next()? {
-        Some(row) => Ok(Some(status_from_row(row)?)),
+        Some(row) => Ok(Some(backfill_status_from_row(row)?)),
         None => Ok(None),
     }
 }
@@ -167,7 +135,7 @@ impl Backfills for SqliteStore {
             let mut rows = statement.query(params![tenant.as_str()])?;
             let mut found = Vec::new();
             while let Some(row) = rows.next()? {
-                found.push(status_from_row(row)?);
+                found.push(backfill_status_from_row(row)?);
             }
             Ok(found)
         })

@@ -3,9 +3,12 @@
 //! designates, so a deleted (or merged-away) contact's rows never show.
 
 use super::identity::live_by_key;
-use super::rows::{collect, to_u32};
+use super::rows::collect;
+use crate::store::rows::{
+    bucket_counts_from_row, bucket_member_from_row, contact_membership_from_row,
+};
+
 use super::{SqliteStore, tenant_number};
-use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::BucketReads;
 use crate::store::{
@@ -13,7 +16,7 @@ use crate::store::{
     StoreResult,
 };
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
 use std::collections::HashMap;
 
 /// `bucket_memberships m` joined to its live contact `c`, in the tenant whose id is `?1`
@@ -25,7 +28,7 @@ macro_rules! live_memberships {
     };
 }
 
-/// Active and left rows, as the two columns [`counts_from_row`] reads.
+/// Active and left rows, as the two columns [`bucket_counts_from_row`] reads.
 macro_rules! count_columns {
     () => {
         "COUNT(*) FILTER (WHERE m.status = 'active') AS active, \
@@ -33,42 +36,11 @@ macro_rules! count_columns {
     };
 }
 
-/// The columns [`membership_from_row`] reads.
+/// The columns [`contact_membership_from_row`] reads.
 macro_rules! membership_columns {
     () => {
         "m.id, m.bucket_id, m.contact_key, m.entered_at, m.entry_count"
     };
-}
-
-fn counts_from_row(row: &Row<'_>) -> StoreResult<BucketCounts> {
-    let count = |column: &str| -> StoreResult<u64> {
-        let n: i64 = row.get(column)?;
-        u64::try_from(n).map_err(|e| StoreError::corrupt("membership count", e))
-    };
-    Ok(BucketCounts {
-        active: count("active")?,
-        left: count("left_count")?,
-    })
-}
-
-fn membership_from_row(row: &Row<'_>) -> StoreResult<ActiveMembership> {
-    Ok(ActiveMembership {
-        id: row.get("id")?,
-        bucket_id: row.get("bucket_id")?,
-        contact_key: row.get("contact_key")?,
-        entered_at: Timestamp(row.get("entered_at")?),
-        entry_count: to_u32("membership entry count", row.get("entry_count")?)?,
-    })
-}
-
-fn member_from_row(row: &Row<'_>) -> StoreResult<BucketMember> {
-    Ok(BucketMember {
-        id: row.get("id")?,
-        contact_key: row.get("contact_key")?,
-        email: row.get("email")?,
-        entered_at: Timestamp(row.get("entered_at")?),
-        entry_count: to_u32("membership entry count", row.get("entry_count")?)?,
-    })
 }
 
 #[async_trait]
@@ -88,7 +60,7 @@ impl BucketReads for SqliteStore {
             let mut rows = statement.query([tenant.as_str()])?;
             let mut counts = HashMap::new();
             while let Some(row) = rows.next()? {
-                counts.insert(row.get("bucket_id")?, counts_from_row(row)?);
+                counts.insert(row.get("bucket_id")?, bucket_counts_from_row(row)?);
             }
             Ok(counts)
         })
@@ -113,7 +85,7 @@ impl BucketReads for SqliteStore {
             ))?;
             let mut rows = statement.query(params![tenant.as_str(), bucket_id])?;
             rows.next()?
-                .map(counts_from_row)
+                .map(bucket_counts_from_row)
                 .transpose()
                 .map(Option::unwrap_or_default)
         })
@@ -146,7 +118,7 @@ impl BucketReads for SqliteStore {
                 after,
                 i64::from(size) + 1
             ])?;
-            let mut members = collect(rows, member_from_row)?;
+            let mut members = collect(rows, |row| bucket_member_from_row(row))?;
             let next_cursor = if members.len() > size as usize {
                 members.truncate(size as usize);
                 members.last().map(|m| m.id.clone())
@@ -193,7 +165,7 @@ impl BucketReads for SqliteStore {
                      ORDER BY m.id DESC LIMIT ?3"
             ))?;
             let rows = statement.query(params![tenant.as_str(), bucket_id, i64::from(limit)])?;
-            collect(rows, member_from_row)
+            collect(rows, |row| bucket_member_from_row(row))
         })
         .await
     }
@@ -218,7 +190,7 @@ impl BucketReads for SqliteStore {
                      AND m.contact_key = ?3 AND m.status = 'active'"
             ))?
             .query_row(params![tenant.as_str(), bucket_id, contact.key], |row| {
-                Ok(membership_from_row(row))
+                Ok(contact_membership_from_row(row))
             })
             .optional()?
             .transpose()
@@ -245,7 +217,7 @@ impl BucketReads for SqliteStore {
             ))?;
             collect(
                 statement.query(params![tenant.as_str(), contact_key])?,
-                membership_from_row,
+                |row| contact_membership_from_row(row),
             )
         })
         .await

@@ -1,13 +1,15 @@
 //! Contacts outside ingest: upserting one through identity resolution, looking contacts up
 //! (directly or through aliases), and deleting one with the erasure of its personal data.
 
-use super::identity::{contact_columns, contact_columns_c, contact_from_row, live_by_key};
-use super::rows::{collect, count, list_limit, parse_object};
+use super::identity::{contact_columns, contact_columns_c, live_by_key};
+use super::rows::{collect, count, list_limit};
+use crate::store::rows::{contact_from_row, event_from_row};
+
 use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, live_statuses, tenant_number};
 use crate::clock::Timestamp;
 use crate::contacts::{Identity, normalize_email};
-use crate::ids::{EventId, TenantId};
+use crate::ids::TenantId;
 use crate::store::Contacts;
 use crate::store::codec::deleted_key;
 use crate::store::flows;
@@ -239,7 +241,7 @@ impl Contacts for SqliteStore {
                 name,
                 i64::from(list_limit(limit))
             ])?;
-            collect(rows, event_from_row)
+            collect(rows, |row| event_from_row(row))
         })
         .await
     }
@@ -277,19 +279,8 @@ impl Contacts for SqliteStore {
                 after_id,
                 i64::from(request.limit.max(1)),
             ])?;
-            collect(rows, event_from_row)
+            collect(rows, |row| event_from_row(row))
         })
         .await
     }
-}
-
-fn event_from_row(row: &rusqlite::Row<'_>) -> StoreResult<EventRecord> {
-    Ok(EventRecord {
-        id: EventId(row.get("id")?),
-        name: row.get("name")?,
-        properties: parse_object("event properties", &row.get::<_, String>("properties")?)?,
-        occurred_at: Timestamp(row.get("occurred_at")?),
-        received_at: Timestamp(row.get("received_at")?),
-        idempotency_key: row.get("idempotency_key")?,
-    })
 }

@@ -3,6 +3,7 @@
 
 use super::SqliteStore;
 use super::rows::{collect, to_json};
+
 use crate::ids::{RunId, TenantId};
 use crate::store::RunEffects;
 use crate::store::codec::parse_json;

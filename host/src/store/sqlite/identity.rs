@@ -3,7 +3,9 @@
 //! the contact lookups shared with the contact queries (by key or alias) live here too.
 
 use super::contact_cache::ContactCache;
-use super::rows::{parse_object, to_json};
+use super::rows::to_json;
+use crate::store::rows::contact_from_row;
+
 use super::tx::SqliteTx;
 use super::{live_statuses, tenant_number};
 use crate::clock::Timestamp;
@@ -11,7 +13,7 @@ use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::{ContactId, TenantId};
 use crate::store::identity::IdentityTx;
 use crate::store::{Alias, ContactRecord, StoreError, StoreResult};
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, params};
 
 /// The columns [`contact_from_row`] reads, unqualified. The last seen time is the later of the
 /// row's and `contact_activity`'s (see [`SqliteTx::update_contact`]).
@@ -33,26 +35,6 @@ macro_rules! contact_columns_c {
     };
 }
 pub(super) use contact_columns_c;
-
-pub(super) fn contact_from_row(row: &Row<'_>) -> StoreResult<ContactRecord> {
-    Ok(ContactRecord {
-        id: ContactId(row.get("id")?),
-        tenant_id: TenantId(row.get("tenant_id")?),
-        key: row.get("key")?,
-        external_id: row.get("external_id")?,
-        email: row.get("email")?,
-        anonymous_id: row.get("anonymous_id")?,
-        properties: parse_object(
-            "contact properties",
-            row.get_ref("properties")?
-                .as_str()
-                .map_err(|e| StoreError::corrupt("contact properties", e))?,
-        )?,
-        first_seen_at: Timestamp(row.get("first_seen_at")?),
-        last_seen_at: Timestamp(row.get("last_seen_at")?),
-        deleted_at: row.get::<_, Option<i64>>("deleted_at")?.map(Timestamp),
-    })
-}
 
 /// The live contact whose own column for `kind` holds `value`: a lookup on a unique index.
 fn by_column_sql(kind: IdentityKind) -> &'static str {

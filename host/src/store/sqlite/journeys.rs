@@ -5,6 +5,7 @@
 //! claims it again and one already running finds it terminal at commit and writes nothing.
 
 use super::rows::{collect, parse_run_status};
+
 use super::{SqliteStore, live_statuses};
 use crate::clock::Timestamp;
 use crate::ids::{RunId, TenantId};

@@ -6,13 +6,12 @@
 //! unsubscribe that lands after the commit still stops the send.
 
 use super::SqliteStore;
-use super::rows::{
-    ListQuery, and_equals, collect, email_columns, email_from_row, fetch_newest_first, to_u32,
-};
+use super::rows::{ListQuery, and_equals, collect, email_columns, fetch_newest_first, to_u32};
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
 use crate::ids::{EmailId, TenantId};
 use crate::store::Outbox;
+use crate::store::rows::email_from_row;
 use crate::store::{
     DeliveryResult, EmailFilter, EmailRecord, Lease, NewEmail, OutboxEmail, StoreResult,
     SuppressedReason,
@@ -238,7 +237,7 @@ impl Outbox for SqliteStore {
         }
         and_equals(&mut query, "contact_key", filter.contact_key.as_deref());
         let limit = filter.limit;
-        self.read(move |tx| fetch_newest_first(tx, query, limit, email_from_row))
+        self.read(move |tx| fetch_newest_first(tx, query, limit, |row| email_from_row(row)))
             .await
     }
 }

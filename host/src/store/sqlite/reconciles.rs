@@ -3,11 +3,12 @@
 //! when a bucket next has clock-driven work, and the per-tenant lease.
 
 use super::identity::live_by_key;
-use super::rows::{parse_object, to_u32};
+use super::rows::parse_object;
+use crate::store::rows::reconcile_member_from_row;
+
 use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
-use crate::buckets::membership::ActiveMembership;
 use crate::buckets::reconcile_rules::{JoinCandidate, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
@@ -19,10 +20,10 @@ use crate::store::{
     ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
 };
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
 use std::sync::Arc;
 
-/// The membership columns [`member_from_row`] reads, `m` being the membership and `c` its
+/// The membership columns [`reconcile_member_from_row`] reads, `m` being the membership and `c` its
 /// live contact.
 ///
 /// Pages over it order by one indexed column alone (`last_evaluated_at`, `max_dwell_at`,
@@ -30,7 +31,7 @@ use std::sync::Arc;
 /// instant — a bulk join stamps thousands alike — on every page.
 const MEMBER_SELECT: &str = concat!(
     "SELECT m.id, m.bucket_id, m.entry_count, m.entered_at, \
-     m.contact_key, c.properties, COALESCE(m.dwell_anchor_at, m.entered_at), m.dwell_state \
+     m.contact_key, c.properties, COALESCE(m.dwell_anchor_at, m.entered_at) AS anchor, m.dwell_state \
      FROM bucket_memberships m JOIN contacts c ON c.tenant_id = ?1 \
      AND c.key = m.contact_key AND c.deleted_at IS NULL \
      WHERE m.tenant = ",
@@ -41,21 +42,6 @@ const MEMBER_SELECT: &str = concat!(
 /// The JSON path of a dwell label in `dwell_state`.
 fn dwell_path(label: &str) -> String {
     format!("$.\"{label}\"")
-}
-
-fn member_from_row(row: &Row<'_>) -> StoreResult<ReconcileMember> {
-    Ok(ReconcileMember {
-        membership: ActiveMembership {
-            id: row.get(0)?,
-            bucket_id: row.get(1)?,
-            entry_count: to_u32("membership entry count", row.get(2)?)?,
-            entered_at: Timestamp(row.get(3)?),
-        },
-        contact_key: row.get(4)?,
-        properties: parse_object("contact properties", &row.get::<_, String>(5)?)?,
-        dwell_anchor: Timestamp(row.get(6)?),
-        dwell_state: parse_object("membership dwell state", &row.get::<_, String>(7)?)?,
-    })
 }
 
 impl SqliteTx<'_> {
@@ -70,7 +56,7 @@ impl SqliteTx<'_> {
         let mut rows = statement.query(params)?;
         let mut found = Vec::new();
         while let Some(row) = rows.next()? {
-            found.push(member_from_row(row)?);
+            found.push(reconcile_member_from_row(row)?);
         }
         Ok(found)
     }

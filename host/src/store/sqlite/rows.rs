@@ -3,14 +3,12 @@
 //! does not parse as corruption) is shared with the other backends, in `store::codec`.
 
 use crate::clock::Timestamp;
-use crate::ids::{EmailId, RunId, TenantId};
 use crate::journeys::journal::JournalEntry;
+use crate::store::StoreResult;
+use crate::store::codec::parse_step_kind;
 pub(super) use crate::store::codec::{
-    count, list_limit, parse_json, parse_object, parse_run_status, scopes_from_text,
-    scopes_to_text, to_json, to_u32,
+    count, list_limit, parse_json, parse_object, parse_run_status, scopes_to_text, to_json, to_u32,
 };
-use crate::store::codec::{parse_email_status, parse_step_kind, parse_suppressed_reason};
-use crate::store::{EmailRecord, RunRecord, StoreResult};
 use rusqlite::types::Value;
 use rusqlite::{Row, Transaction, params_from_iter};
 
@@ -100,22 +98,6 @@ pub(super) fn fetch_newest_first<T>(
     collect(statement.query(params_from_iter(&query.params))?, from_row)
 }
 
-pub(super) fn run_from_row(row: &Row<'_>) -> StoreResult<RunRecord> {
-    Ok(RunRecord {
-        id: RunId(row.get("id")?),
-        tenant_id: TenantId(row.get("tenant_id")?),
-        journey_id: row.get("journey_id")?,
-        module_hash: row.get("module_hash")?,
-        contact_key: row.get("contact_key")?,
-        status: parse_run_status(&row.get::<_, String>("status")?)?,
-        created_at: Timestamp(row.get("created_at")?),
-        updated_at: Timestamp(row.get("updated_at")?),
-        wake_at: row.get::<_, Option<i64>>("wake_at")?.map(Timestamp),
-        activations: to_u32("run activations", row.get("activations")?)?,
-        error: row.get("error")?,
-    })
-}
-
 pub(super) fn journal_from_row(row: &Row<'_>) -> StoreResult<JournalEntry> {
     Ok(JournalEntry {
         seq: to_u32("journal seq", row.get("seq")?)?,
@@ -123,27 +105,5 @@ pub(super) fn journal_from_row(row: &Row<'_>) -> StoreResult<JournalEntry> {
         request: parse_json("journal request", &row.get::<_, String>("request")?)?,
         response: parse_json("journal response", &row.get::<_, String>("response")?)?,
         recorded_at: Timestamp(row.get("recorded_at")?),
-    })
-}
-
-pub(super) fn email_from_row(row: &Row<'_>) -> StoreResult<EmailRecord> {
-    Ok(EmailRecord {
-        id: EmailId(row.get("id")?),
-        tenant_id: TenantId(row.get("tenant_id")?),
-        run_id: row.get::<_, Option<String>>("run_id")?.map(RunId),
-        contact_key: row.get("contact_key")?,
-        to: row.get("to_address")?,
-        template: row.get("template")?,
-        subject: row.get("subject")?,
-        body: row.get("body")?,
-        html: row.get("html_body")?,
-        suppressed_reason: parse_suppressed_reason(
-            row.get::<_, Option<String>>("suppressed_reason")?,
-        )?,
-        status: parse_email_status(&row.get::<_, String>("status")?)?,
-        attempts: to_u32("email attempts", row.get("attempts")?)?,
-        last_error: row.get("last_error")?,
-        created_at: Timestamp(row.get("created_at")?),
-        sent_at: row.get::<_, Option<i64>>("sent_at")?.map(Timestamp),
     })
 }

@@ -3,7 +3,7 @@
 
 use super::rows::{
     ListQuery, and_equals, collect, fetch_newest_first, journal_from_row, parse_json,
-    parse_run_status, run_columns, run_from_row,
+    parse_run_status, run_columns,
 };
 use super::{SqliteStore, live_statuses, tenant_number};
 use crate::clock::{Clock, Timestamp};
@@ -11,6 +11,7 @@ use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
 use crate::store::RunQueue;
 use crate::store::RunReads;
+use crate::store::rows::run_from_row;
 use crate::store::{
     ActivationCommit, ActivationInput, Lease, RunFilter, RunRecord, RunTransition, StoreResult,
 };
@@ -50,7 +51,7 @@ impl RunReads for SqliteStore {
             query.push(concat!(" AND status IN ", live_statuses!()));
         }
         let limit = filter.limit;
-        self.read(move |tx| fetch_newest_first(tx, query, limit, run_from_row))
+        self.read(move |tx| fetch_newest_first(tx, query, limit, |row| run_from_row(row)))
             .await
     }
 }

@@ -2,28 +2,17 @@
 
 use super::SqliteStore;
 use super::rows::collect;
-use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::EmailTemplates;
+use crate::store::rows::template_from_row;
 use crate::store::{StoreResult, TenantTemplate};
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
 
 macro_rules! columns {
     () => {
         "key, subject, text_body, html_body, created_at, updated_at"
     };
-}
-
-fn template_from_row(row: &Row<'_>) -> StoreResult<TenantTemplate> {
-    Ok(TenantTemplate {
-        key: row.get("key")?,
-        subject: row.get("subject")?,
-        text: row.get("text_body")?,
-        html: row.get("html_body")?,
-        created_at: Timestamp(row.get("created_at")?),
-        updated_at: Timestamp(row.get("updated_at")?),
-    })
 }
 
 #[async_trait]
@@ -36,10 +25,9 @@ impl EmailTemplates for SqliteStore {
                 columns!(),
                 " FROM email_templates WHERE tenant_id = ?1 ORDER BY key"
             ))?;
-            collect(
-                statement.query(params![tenant.as_str()])?,
-                template_from_row,
-            )
+            collect(statement.query(params![tenant.as_str()])?, |row| {
+                template_from_row(row)
+            })
         })
         .await
     }

@@ -2,7 +2,9 @@
 //! settings (the persisted dev-clock offset).
 
 use super::SqliteStore;
-use super::rows::{collect, scopes_from_text, scopes_to_text};
+use super::rows::{collect, scopes_to_text};
+use crate::store::rows::{api_key_from_row, tenant_from_row};
+
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::HostSettings;
@@ -10,32 +12,13 @@ use crate::store::Tenancy;
 use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset};
 use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreResult, Tenant};
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, params};
 
 /// The columns [`api_key_from_row`] reads.
 macro_rules! api_key_columns {
     () => {
         "id, tenant_id, name, scopes, created_at, revoked_at"
     };
-}
-
-fn tenant_from_row(row: &Row<'_>) -> StoreResult<Tenant> {
-    Ok(Tenant {
-        id: TenantId(row.get("id")?),
-        name: row.get("name")?,
-        created_at: Timestamp(row.get("created_at")?),
-    })
-}
-
-fn api_key_from_row(row: &Row<'_>) -> StoreResult<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        id: ApiKeyId(row.get("id")?),
-        tenant_id: TenantId(row.get("tenant_id")?),
-        name: row.get("name")?,
-        scopes: scopes_from_text(&row.get::<_, String>("scopes")?)?,
-        created_at: Timestamp(row.get("created_at")?),
-        revoked_at: row.get::<_, Option<i64>>("revoked_at")?.map(Timestamp),
-    })
 }
 
 const TENANT_BY_NAME: &str = "SELECT id, name, created_at FROM tenants WHERE name = ?1";
@@ -150,7 +133,9 @@ impl Tenancy for SqliteStore {
                 api_key_columns!(),
                 " FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at DESC, id DESC"
             ))?;
-            collect(statement.query([tenant.as_str()])?, api_key_from_row)
+            collect(statement.query([tenant.as_str()])?, |row| {
+                api_key_from_row(row)
+            })
         })
         .await
     }

@@ -1,0 +1,242 @@
+//! Between rows and records, once for both backends: a row of either backend read by column
+//! name ([`Columns`]), and each record's mapping from its columns. Every statement that
+//! answers a record selects the columns its mapper names, JSON as text, in its own dialect;
+//! parsing stored values (and reporting what does not parse as corruption) is in
+//! [`super::codec`].
+
+use super::codec::{
+    parse_email_status, parse_object, parse_run_status, parse_suppressed_reason, scopes_from_text,
+    to_u32,
+};
+use super::{
+    ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailRecord,
+    EventRecord, RunRecord, StoreError, StoreResult, Tenant, TenantTemplate,
+};
+use crate::buckets::backfill_rules::{BackfillMode, BackfillState};
+use crate::buckets::membership::ActiveMembership;
+use crate::buckets::reconcile_rules::ReconcileMember;
+use crate::clock::Timestamp;
+use crate::ids::{ApiKeyId, ContactId, EmailId, EventId, RunId, TenantId};
+use sqlx::Postgres;
+
+/// A value a column of either backend decodes to.
+pub(crate) trait Column:
+    rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>
+{
+}
+
+impl<T> Column for T where
+    T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>
+{
+}
+
+/// A row of either backend, read by column name.
+pub(crate) trait Columns {
+    fn column<T: Column>(&self, name: &str) -> StoreResult<T>;
+
+    /// A time column (milliseconds since the epoch).
+    fn time(&self, name: &str) -> StoreResult<Timestamp> {
+        self.column(name).map(Timestamp)
+    }
+
+    fn time_opt(&self, name: &str) -> StoreResult<Option<Timestamp>> {
+        Ok(self.column::<Option<i64>>(name)?.map(Timestamp))
+    }
+
+    /// A count column, which is never negative.
+    fn count(&self, what: &'static str, name: &str) -> StoreResult<u64> {
+        u64::try_from(self.column::<i64>(name)?).map_err(|e| StoreError::corrupt(what, e))
+    }
+
+    /// A JSON object column, read as text.
+    fn object(
+        &self,
+        what: &'static str,
+        name: &str,
+    ) -> StoreResult<serde_json::Map<String, serde_json::Value>> {
+        parse_object(what, &self.column::<String>(name)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn column<T: Column>(&self, name: &str) -> StoreResult<T> {
+        Ok(self.get(name)?)
+    }
+}
+
+impl Columns for sqlx::postgres::PgRow {
+    fn column<T: Column>(&self, name: &str) -> StoreResult<T> {
+        Ok(sqlx::Row::try_get(self, name)?)
+    }
+}
+
+pub(crate) fn tenant_from_row(row: &impl Columns) -> StoreResult<Tenant> {
+    Ok(Tenant {
+        id: TenantId(row.column("id")?),
+        name: row.column("name")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+pub(crate) fn api_key_from_row(row: &impl Columns) -> StoreResult<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: ApiKeyId(row.column("id")?),
+        tenant_id: TenantId(row.column("tenant_id")?),
+        name: row.column("name")?,
+        scopes: scopes_from_text(&row.column::<String>("scopes")?)?,
+        created_at: row.time("created_at")?,
+        revoked_at: row.time_opt("revoked_at")?,
+    })
+}
+
+pub(crate) fn contact_from_row(row: &impl Columns) -> StoreResult<ContactRecord> {
+    Ok(ContactRecord {
+        id: ContactId(row.column("id")?),
+        tenant_id: TenantId(row.column("tenant_id")?),
+        key: row.column("key")?,
+        external_id: row.column("external_id")?,
+        email: row.column("email")?,
+        anonymous_id: row.column("anonymous_id")?,
+        properties: row.object("contact properties", "properties")?,
+        first_seen_at: row.time("first_seen_at")?,
+        last_seen_at: row.time("last_seen_at")?,
+        deleted_at: row.time_opt("deleted_at")?,
+    })
+}
+
+pub(crate) fn event_from_row(row: &impl Columns) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        id: EventId(row.column("id")?),
+        name: row.column("name")?,
+        properties: row.object("event properties", "properties")?,
+        occurred_at: row.time("occurred_at")?,
+        received_at: row.time("received_at")?,
+        idempotency_key: row.column("idempotency_key")?,
+    })
+}
+
+pub(crate) fn run_from_row(row: &impl Columns) -> StoreResult<RunRecord> {
+    Ok(RunRecord {
+        id: RunId(row.column("id")?),
+        tenant_id: TenantId(row.column("tenant_id")?),
+        journey_id: row.column("journey_id")?,
+        module_hash: row.column("module_hash")?,
+        contact_key: row.column("contact_key")?,
+        status: parse_run_status(&row.column::<String>("status")?)?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+        wake_at: row.time_opt("wake_at")?,
+        activations: to_u32("run activations", row.column("activations")?)?,
+        error: row.column("error")?,
+    })
+}
+
+pub(crate) fn email_from_row(row: &impl Columns) -> StoreResult<EmailRecord> {
+    Ok(EmailRecord {
+        id: EmailId(row.column("id")?),
+        tenant_id: TenantId(row.column("tenant_id")?),
+        run_id: row.column::<Option<String>>("run_id")?.map(RunId),
+        contact_key: row.column("contact_key")?,
+        to: row.column("to_address")?,
+        template: row.column("template")?,
+        subject: row.column("subject")?,
+        body: row.column("body")?,
+        html: row.column("html_body")?,
+        suppressed_reason: parse_suppressed_reason(row.column("suppressed_reason")?)?,
+        status: parse_email_status(&row.column::<String>("status")?)?,
+        attempts: to_u32("email attempts", row.column("attempts")?)?,
+        last_error: row.column("last_error")?,
+        created_at: row.time("created_at")?,
+        sent_at: row.time_opt("sent_at")?,
+    })
+}
+
+pub(crate) fn template_from_row(row: &impl Columns) -> StoreResult<TenantTemplate> {
+    Ok(TenantTemplate {
+        key: row.column("key")?,
+        subject: row.column("subject")?,
+        text: row.column("text_body")?,
+        html: row.column("html_body")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+pub(crate) fn backfill_status_from_row(row: &impl Columns) -> StoreResult<BackfillStatus> {
+    let state: String = row.column("backfill_state")?;
+    let mode: String = row.column("backfill_mode")?;
+    let lenient = |column: &str| -> StoreResult<u64> {
+        Ok(u64::try_from(row.column::<i64>(column)?).unwrap_or(0))
+    };
+    Ok(BackfillStatus {
+        bucket_id: row.column("bucket_id")?,
+        criteria_hash: row.column("criteria_hash")?,
+        state: BackfillState::parse(&state)
+            .ok_or_else(|| StoreError::corrupt("backfill state", &state))?,
+        mode: BackfillMode::parse(&mode)
+            .ok_or_else(|| StoreError::corrupt("backfill mode", &mode))?,
+        target_hash: row.column("target_hash")?,
+        done: lenient("backfill_done")?,
+        total: row
+            .column::<Option<i64>>("backfill_total")?
+            .map(|t| u64::try_from(t).unwrap_or(0)),
+        joined: lenient("backfill_joined")?,
+        left: lenient("backfill_left")?,
+        error: row.column("backfill_error")?,
+        started_at: row.time_opt("backfill_started_at")?,
+        finished_at: row.time_opt("backfill_finished_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+pub(crate) fn bucket_counts_from_row(row: &impl Columns) -> StoreResult<BucketCounts> {
+    Ok(BucketCounts {
+        active: row.count("membership count", "active")?,
+        left: row.count("membership count", "left_count")?,
+    })
+}
+
+/// A person's current membership, as the bucket reads answer it.
+pub(crate) fn contact_membership_from_row(
+    row: &impl Columns,
+) -> StoreResult<super::ActiveMembership> {
+    Ok(super::ActiveMembership {
+        id: row.column("id")?,
+        bucket_id: row.column("bucket_id")?,
+        contact_key: row.column("contact_key")?,
+        entered_at: row.time("entered_at")?,
+        entry_count: to_u32("membership entry count", row.column("entry_count")?)?,
+    })
+}
+
+pub(crate) fn bucket_member_from_row(row: &impl Columns) -> StoreResult<BucketMember> {
+    Ok(BucketMember {
+        id: row.column("id")?,
+        contact_key: row.column("contact_key")?,
+        email: row.column("email")?,
+        entered_at: row.time("entered_at")?,
+        entry_count: to_u32("membership entry count", row.column("entry_count")?)?,
+    })
+}
+
+/// An active membership as the bucket rules see it.
+pub(crate) fn active_membership_from_row(row: &impl Columns) -> StoreResult<ActiveMembership> {
+    Ok(ActiveMembership {
+        id: row.column("id")?,
+        bucket_id: row.column("bucket_id")?,
+        entry_count: to_u32("membership entry count", row.column("entry_count")?)?,
+        entered_at: row.time("entered_at")?,
+    })
+}
+
+/// A member a reconcile pass looks at: the membership, the person's properties, the dwell
+/// anchor (`anchor`: the membership's, else its entry) and stamps.
+pub(crate) fn reconcile_member_from_row(row: &impl Columns) -> StoreResult<ReconcileMember> {
+    Ok(ReconcileMember {
+        membership: active_membership_from_row(row)?,
+        contact_key: row.column("contact_key")?,
+        properties: row.object("contact properties", "properties")?,
+        dwell_anchor: row.time("anchor")?,
+        dwell_state: row.object("membership dwell state", "dwell_state")?,
+    })
+}
