@@ -78,6 +78,14 @@ pub(crate) fn tenant_from_row(row: &impl Columns) -> StoreResult<Tenant> {
     })
 }
 
+/// The columns [`api_key_from_row`] reads.
+macro_rules! api_key_columns {
+    () => {
+        "id, tenant_id, name, scopes, created_at, revoked_at"
+    };
+}
+pub(crate) use api_key_columns;
+
 pub(crate) fn api_key_from_row(row: &impl Columns) -> StoreResult<ApiKeyRecord> {
     Ok(ApiKeyRecord {
         id: ApiKeyId(row.column("id")?),
@@ -115,6 +123,15 @@ pub(crate) fn event_from_row(row: &impl Columns) -> StoreResult<EventRecord> {
     })
 }
 
+/// The columns [`run_from_row`] reads.
+macro_rules! run_columns {
+    () => {
+        "id, tenant_id, journey_id, module_hash, contact_key, status, created_at, updated_at, \
+         wake_at, activations, error"
+    };
+}
+pub(crate) use run_columns;
+
 pub(crate) fn run_from_row(row: &impl Columns) -> StoreResult<RunRecord> {
     Ok(RunRecord {
         id: RunId(row.column("id")?),
@@ -130,6 +147,15 @@ pub(crate) fn run_from_row(row: &impl Columns) -> StoreResult<RunRecord> {
         error: row.column("error")?,
     })
 }
+
+/// The columns [`email_from_row`] reads.
+macro_rules! email_columns {
+    () => {
+        "id, tenant_id, run_id, contact_key, to_address, template, subject, body, html_body, \
+         status, suppressed_reason, attempts, last_error, created_at, sent_at"
+    };
+}
+pub(crate) use email_columns;
 
 pub(crate) fn email_from_row(row: &impl Columns) -> StoreResult<EmailRecord> {
     Ok(EmailRecord {
@@ -151,6 +177,14 @@ pub(crate) fn email_from_row(row: &impl Columns) -> StoreResult<EmailRecord> {
     })
 }
 
+/// The columns [`template_from_row`] reads.
+macro_rules! template_columns {
+    () => {
+        "key, subject, text_body, html_body, created_at, updated_at"
+    };
+}
+pub(crate) use template_columns;
+
 pub(crate) fn template_from_row(row: &impl Columns) -> StoreResult<TenantTemplate> {
     Ok(TenantTemplate {
         key: row.column("key")?,
@@ -161,6 +195,16 @@ pub(crate) fn template_from_row(row: &impl Columns) -> StoreResult<TenantTemplat
         updated_at: row.time("updated_at")?,
     })
 }
+
+/// The columns [`backfill_status_from_row`] reads.
+macro_rules! backfill_status_columns {
+    () => {
+        "bucket_id, criteria_hash, backfill_state, backfill_mode, target_hash, backfill_done, \
+         backfill_total, backfill_joined, backfill_left, backfill_error, backfill_started_at, \
+         backfill_finished_at, updated_at"
+    };
+}
+pub(crate) use backfill_status_columns;
 
 pub(crate) fn backfill_status_from_row(row: &impl Columns) -> StoreResult<BackfillStatus> {
     let state: String = row.column("backfill_state")?;
@@ -189,12 +233,29 @@ pub(crate) fn backfill_status_from_row(row: &impl Columns) -> StoreResult<Backfi
     })
 }
 
+/// The columns [`bucket_counts_from_row`] reads.
+macro_rules! bucket_count_columns {
+    () => {
+        "COUNT(*) FILTER (WHERE m.status = 'active') AS active, \
+         COUNT(*) FILTER (WHERE m.status = 'left') AS left_count"
+    };
+}
+pub(crate) use bucket_count_columns;
+
 pub(crate) fn bucket_counts_from_row(row: &impl Columns) -> StoreResult<BucketCounts> {
     Ok(BucketCounts {
         active: row.count("membership count", "active")?,
         left: row.count("membership count", "left_count")?,
     })
 }
+
+/// The columns [`contact_membership_from_row`] reads.
+macro_rules! contact_membership_columns {
+    () => {
+        "m.id, m.bucket_id, m.contact_key, m.entered_at, m.entry_count"
+    };
+}
+pub(crate) use contact_membership_columns;
 
 /// A person's current membership, as the bucket reads answer it.
 pub(crate) fn contact_membership_from_row(

@@ -18,6 +18,7 @@ use crate::ids::TenantId;
 use crate::store::Backfills;
 use crate::store::flows;
 use crate::store::flows::{BackfillProgress, BackfillTx};
+use crate::store::rows::backfill_status_columns;
 use crate::store::rows::{backfill_status_from_row, contact_from_row};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, ContactRecord, IngestRouting,
@@ -26,15 +27,6 @@ use crate::store::{
 use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
 use std::sync::Arc;
-
-/// The columns [`backfill_status_from_row`] reads.
-macro_rules! status_columns {
-    () => {
-        "bucket_id, criteria_hash, backfill_state, backfill_mode, target_hash, backfill_done, \
-         backfill_total, backfill_joined, backfill_left, backfill_error, backfill_started_at, \
-         backfill_finished_at, updated_at"
-    };
-}
 
 /// The bucket's config, locked until the transaction ends when `lock`.
 async fn status(
@@ -46,13 +38,13 @@ async fn status(
     let sql = if lock {
         concat!(
             "SELECT ",
-            status_columns!(),
+            backfill_status_columns!(),
             " FROM bucket_configs WHERE tenant_id = $1 AND bucket_id = $2 FOR UPDATE"
         )
     } else {
         concat!(
             "SELECT ",
-            status_columns!(),
+            backfill_status_columns!(),
             " FROM bucket_configs WHERE tenant_id = $1 AND bucket_id = $2"
         )
     };
@@ -146,7 +138,7 @@ impl Backfills for PgStore {
     async fn backfill_statuses(&self, tenant: &TenantId) -> StoreResult<Vec<BackfillStatus>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
-            status_columns!(),
+            backfill_status_columns!(),
             " FROM bucket_configs WHERE tenant_id = $1 ORDER BY bucket_id"
         ))
         .bind(tenant.as_str())

@@ -7,6 +7,8 @@ use super::PgStore;
 use super::identity::live_by_key;
 use crate::ids::TenantId;
 use crate::store::BucketReads;
+use crate::store::rows::bucket_count_columns;
+use crate::store::rows::contact_membership_columns;
 use crate::store::rows::{
     bucket_counts_from_row, bucket_member_from_row, contact_membership_from_row,
 };
@@ -27,21 +29,6 @@ macro_rules! live_memberships {
     };
 }
 
-/// Active and left rows, as the two columns [`bucket_counts_from_row`] reads.
-macro_rules! count_columns {
-    () => {
-        "COUNT(*) FILTER (WHERE m.status = 'active') AS active, \
-         COUNT(*) FILTER (WHERE m.status = 'left') AS left_count"
-    };
-}
-
-/// The columns [`contact_membership_from_row`] reads.
-macro_rules! membership_columns {
-    () => {
-        "m.id, m.bucket_id, m.contact_key, m.entered_at, m.entry_count"
-    };
-}
-
 fn non_negative(what: &'static str, n: i64) -> StoreResult<u64> {
     u64::try_from(n).map_err(|e| StoreError::corrupt(what, e))
 }
@@ -51,7 +38,7 @@ impl BucketReads for PgStore {
     async fn bucket_counts(&self, tenant: &TenantId) -> StoreResult<HashMap<String, BucketCounts>> {
         let rows = sqlx::query(concat!(
             "SELECT m.bucket_id, ",
-            count_columns!(),
+            bucket_count_columns!(),
             " FROM ",
             live_memberships!(),
             " WHERE m.tenant_id = $1 GROUP BY m.bucket_id"
@@ -71,7 +58,7 @@ impl BucketReads for PgStore {
     ) -> StoreResult<BucketCounts> {
         let row = sqlx::query(concat!(
             "SELECT ",
-            count_columns!(),
+            bucket_count_columns!(),
             " FROM ",
             live_memberships!(),
             " WHERE m.tenant_id = $1 AND m.bucket_id = $2"
@@ -177,7 +164,7 @@ impl BucketReads for PgStore {
         };
         sqlx::query(concat!(
             "SELECT ",
-            membership_columns!(),
+            contact_membership_columns!(),
             " FROM bucket_memberships m WHERE m.tenant_id = $1 AND m.bucket_id = $2 \
              AND m.contact_key = $3 AND m.status = 'active'"
         ))
@@ -198,7 +185,7 @@ impl BucketReads for PgStore {
     ) -> StoreResult<Vec<ActiveMembership>> {
         sqlx::query(concat!(
             "SELECT ",
-            membership_columns!(),
+            contact_membership_columns!(),
             " FROM bucket_memberships m ",
             live_contact_of!("m", "c.key"),
             " WHERE m.tenant_id = $1 AND m.contact_key = $2 AND m.status = 'active' \

@@ -11,12 +11,13 @@
 //! lease expired never turns a sent (or cancelled) email back.
 
 use super::PgStore;
-use super::rows::{and_equals, email_columns, fetch_newest_first};
+use super::rows::{and_equals, fetch_newest_first};
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
 use crate::ids::{EmailId, TenantId};
 use crate::store::Outbox;
 use crate::store::codec::to_u32;
+use crate::store::rows::email_columns;
 use crate::store::rows::email_from_row;
 use crate::store::{
     DeliveryResult, EmailFilter, EmailRecord, Lease, NewEmail, OutboxEmail, StoreResult,

@@ -19,32 +19,6 @@ macro_rules! contact_columns {
 }
 pub(super) use contact_columns;
 
-/// The columns [`run_from_row`] reads.
-macro_rules! run_columns {
-    () => {
-        "id, tenant_id, journey_id, module_hash, contact_key, status, created_at, updated_at, \
-         wake_at, activations, error"
-    };
-}
-pub(super) use run_columns;
-
-/// The columns [`email_from_row`] reads.
-macro_rules! email_columns {
-    () => {
-        "id, tenant_id, run_id, contact_key, to_address, template, subject, body, html_body, \
-         status, suppressed_reason, attempts, last_error, created_at, sent_at"
-    };
-}
-pub(super) use email_columns;
-
-/// The columns [`api_key_from_row`] reads.
-macro_rules! api_key_columns {
-    () => {
-        "id, tenant_id, name, scopes, created_at, revoked_at"
-    };
-}
-pub(super) use api_key_columns;
-
 /// Narrows a list query to rows whose `column` equals `value`, when the filter names one.
 pub(super) fn and_equals(
     query: &mut QueryBuilder<Postgres>,

@@ -9,7 +9,7 @@
 //! another process claimed it), exactly one commits. Locks are taken run first, timer second,
 //! by every writer.
 
-use super::rows::{and_equals, fetch_newest_first, journal_from_json, run_columns};
+use super::rows::{and_equals, fetch_newest_first, journal_from_json};
 use super::{PgStore, live_statuses};
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
@@ -17,6 +17,7 @@ use crate::journeys::{RunInput, RunStatus};
 use crate::store::RunQueue;
 use crate::store::RunReads;
 use crate::store::codec::{parse_json, parse_run_status, to_json};
+use crate::store::rows::run_columns;
 use crate::store::rows::run_from_row;
 use crate::store::{
     ActivationCommit, ActivationInput, Lease, RunFilter, RunRecord, RunTransition, StoreResult,

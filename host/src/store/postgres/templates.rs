@@ -3,22 +3,17 @@
 use super::PgStore;
 use crate::ids::TenantId;
 use crate::store::EmailTemplates;
+use crate::store::rows::template_columns;
 use crate::store::rows::template_from_row;
 use crate::store::{StoreResult, TenantTemplate};
 use async_trait::async_trait;
-
-macro_rules! columns {
-    () => {
-        "key, subject, text_body, html_body, created_at, updated_at"
-    };
-}
 
 #[async_trait]
 impl EmailTemplates for PgStore {
     async fn email_templates(&self, tenant: &TenantId) -> StoreResult<Vec<TenantTemplate>> {
         sqlx::query(concat!(
             "SELECT ",
-            columns!(),
+            template_columns!(),
             " FROM email_templates WHERE tenant_id = $1 ORDER BY key"
         ))
         .bind(tenant.as_str())
@@ -36,7 +31,7 @@ impl EmailTemplates for PgStore {
     ) -> StoreResult<Option<TenantTemplate>> {
         sqlx::query(concat!(
             "SELECT ",
-            columns!(),
+            template_columns!(),
             " FROM email_templates WHERE tenant_id = $1 AND key = $2"
         ))
         .bind(tenant.as_str())

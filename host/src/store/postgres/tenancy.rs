@@ -4,12 +4,12 @@
 //! host processes doing the same at boot never collide.
 
 use super::PgStore;
-use super::rows::api_key_columns;
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::HostSettings;
 use crate::store::Tenancy;
 use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset, scopes_to_text, to_json};
+use crate::store::rows::api_key_columns;
 use crate::store::rows::{api_key_from_row, tenant_from_row};
 use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreError, StoreResult, Tenant};
 use async_trait::async_trait;

@@ -13,6 +13,7 @@ use crate::ids::TenantId;
 use crate::store::Backfills;
 use crate::store::flows;
 use crate::store::flows::{BackfillProgress, BackfillTx};
+use crate::store::rows::backfill_status_columns;
 use crate::store::rows::{backfill_status_from_row, contact_from_row};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, ContactRecord, IngestRouting,
@@ -22,15 +23,6 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
 
-/// The columns [`backfill_status_from_row`] reads.
-macro_rules! status_columns {
-    () => {
-        "bucket_id, criteria_hash, backfill_state, backfill_mode, target_hash, backfill_done, \
-         backfill_total, backfill_joined, backfill_left, backfill_error, backfill_started_at, \
-         backfill_finished_at, updated_at"
-    };
-}
-
 fn status(
     conn: &Connection,
     tenant: &TenantId,
@@ -38,7 +30,7 @@ fn status(
 ) -> StoreResult<Option<BackfillStatus>> {
     let mut statement = conn.prepare_cached(concat!(
         "SELECT ",
-        status_columns!(),
+        backfill_status_columns!(),
         " FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2"
     ))?;
     let mut rows = statement.query(params![tenant.as_str(), bucket_id])?;
@@ -129,7 +121,7 @@ impl Backfills for SqliteStore {
         self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
-                status_columns!(),
+                backfill_status_columns!(),
                 " FROM bucket_configs WHERE tenant_id = ?1 ORDER BY bucket_id"
             ))?;
             let mut rows = statement.query(params![tenant.as_str()])?;

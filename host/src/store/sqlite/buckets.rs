@@ -4,6 +4,8 @@
 
 use super::identity::live_by_key;
 use super::rows::collect;
+use crate::store::rows::bucket_count_columns;
+use crate::store::rows::contact_membership_columns;
 use crate::store::rows::{
     bucket_counts_from_row, bucket_member_from_row, contact_membership_from_row,
 };
@@ -28,21 +30,6 @@ macro_rules! live_memberships {
     };
 }
 
-/// Active and left rows, as the two columns [`bucket_counts_from_row`] reads.
-macro_rules! count_columns {
-    () => {
-        "COUNT(*) FILTER (WHERE m.status = 'active') AS active, \
-         COUNT(*) FILTER (WHERE m.status = 'left') AS left_count"
-    };
-}
-
-/// The columns [`contact_membership_from_row`] reads.
-macro_rules! membership_columns {
-    () => {
-        "m.id, m.bucket_id, m.contact_key, m.entered_at, m.entry_count"
-    };
-}
-
 #[async_trait]
 impl BucketReads for SqliteStore {
     async fn bucket_counts(&self, tenant: &TenantId) -> StoreResult<HashMap<String, BucketCounts>> {
@@ -50,7 +37,7 @@ impl BucketReads for SqliteStore {
         self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT m.bucket_id, ",
-                count_columns!(),
+                bucket_count_columns!(),
                 " FROM ",
                 live_memberships!(),
                 " WHERE m.tenant = ",
@@ -76,7 +63,7 @@ impl BucketReads for SqliteStore {
         self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
-                count_columns!(),
+                bucket_count_columns!(),
                 " FROM ",
                 live_memberships!(),
                 " WHERE m.tenant = ",
@@ -183,7 +170,7 @@ impl BucketReads for SqliteStore {
             };
             tx.prepare_cached(concat!(
                 "SELECT ",
-                membership_columns!(),
+                contact_membership_columns!(),
                 " FROM bucket_memberships m WHERE m.tenant = ",
                 tenant_number!("?1"),
                 " AND m.bucket_id = ?2 \
@@ -207,7 +194,7 @@ impl BucketReads for SqliteStore {
         self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
-                membership_columns!(),
+                contact_membership_columns!(),
                 " FROM ",
                 live_memberships!(),
                 " WHERE m.tenant = ",

@@ -6,11 +6,12 @@
 //! unsubscribe that lands after the commit still stops the send.
 
 use super::SqliteStore;
-use super::rows::{ListQuery, and_equals, collect, email_columns, fetch_newest_first, to_u32};
+use super::rows::{ListQuery, and_equals, collect, fetch_newest_first, to_u32};
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
 use crate::ids::{EmailId, TenantId};
 use crate::store::Outbox;
+use crate::store::rows::email_columns;
 use crate::store::rows::email_from_row;
 use crate::store::{
     DeliveryResult, EmailFilter, EmailRecord, Lease, NewEmail, OutboxEmail, StoreResult,

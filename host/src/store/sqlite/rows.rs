@@ -24,24 +24,6 @@ pub(super) fn collect<T>(
     Ok(out)
 }
 
-/// The columns [`run_from_row`] reads.
-macro_rules! run_columns {
-    () => {
-        "id, tenant_id, journey_id, module_hash, contact_key, status, created_at, updated_at, \
-         wake_at, activations, error"
-    };
-}
-pub(super) use run_columns;
-
-/// The columns [`email_from_row`] reads.
-macro_rules! email_columns {
-    () => {
-        "id, tenant_id, run_id, contact_key, to_address, template, subject, body, html_body, \
-         status, suppressed_reason, attempts, last_error, created_at, sent_at"
-    };
-}
-pub(super) use email_columns;
-
 /// A list query being built: its SQL and the values bound to its `?N` parameters, in order.
 pub(super) struct ListQuery {
     sql: String,

@@ -3,7 +3,7 @@
 
 use super::rows::{
     ListQuery, and_equals, collect, fetch_newest_first, journal_from_row, parse_json,
-    parse_run_status, run_columns,
+    parse_run_status,
 };
 use super::{SqliteStore, live_statuses, tenant_number};
 use crate::clock::{Clock, Timestamp};
@@ -11,6 +11,7 @@ use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
 use crate::store::RunQueue;
 use crate::store::RunReads;
+use crate::store::rows::run_columns;
 use crate::store::rows::run_from_row;
 use crate::store::{
     ActivationCommit, ActivationInput, Lease, RunFilter, RunRecord, RunTransition, StoreResult,

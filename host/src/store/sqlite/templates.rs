@@ -4,16 +4,11 @@ use super::SqliteStore;
 use super::rows::collect;
 use crate::ids::TenantId;
 use crate::store::EmailTemplates;
+use crate::store::rows::template_columns;
 use crate::store::rows::template_from_row;
 use crate::store::{StoreResult, TenantTemplate};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
-
-macro_rules! columns {
-    () => {
-        "key, subject, text_body, html_body, created_at, updated_at"
-    };
-}
 
 #[async_trait]
 impl EmailTemplates for SqliteStore {
@@ -22,7 +17,7 @@ impl EmailTemplates for SqliteStore {
         self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
-                columns!(),
+                template_columns!(),
                 " FROM email_templates WHERE tenant_id = ?1 ORDER BY key"
             ))?;
             collect(statement.query(params![tenant.as_str()])?, |row| {
@@ -41,7 +36,7 @@ impl EmailTemplates for SqliteStore {
         self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT ",
-                columns!(),
+                template_columns!(),
                 " FROM email_templates WHERE tenant_id = ?1 AND key = ?2"
             ))?;
             let row = statement

@@ -3,6 +3,7 @@
 
 use super::SqliteStore;
 use super::rows::{collect, scopes_to_text};
+use crate::store::rows::api_key_columns;
 use crate::store::rows::{api_key_from_row, tenant_from_row};
 
 use crate::clock::Timestamp;
@@ -13,13 +14,6 @@ use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset};
 use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreResult, Tenant};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
-
-/// The columns [`api_key_from_row`] reads.
-macro_rules! api_key_columns {
-    () => {
-        "id, tenant_id, name, scopes, created_at, revoked_at"
-    };
-}
 
 const TENANT_BY_NAME: &str = "SELECT id, name, created_at FROM tenants WHERE name = ?1";
 
