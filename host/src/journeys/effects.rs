@@ -14,7 +14,8 @@ use crate::clock::{Clock, Timestamp};
 use crate::contacts::Identity;
 use crate::ingest::{IngestError, IngestRequest, Ingestor};
 use crate::store::{
-    ContactLookup, Effect, EffectFailure, Lease, RunEffect, Store, StoreError, StoreResult,
+    ContactLookup, Contacts, Effect, EffectFailure, Lease, RunEffect, RunEffects, Store,
+    StoreError, StoreResult,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +30,8 @@ const POLL: Duration = Duration::from_secs(1);
 /// Delay before an effect that failed on the host side (the database) is tried again.
 const RETRY: Duration = Duration::from_secs(5);
 
-pub struct EffectWorker {
-    pub store: Arc<dyn Store>,
+pub struct EffectWorker<S: ?Sized = dyn Store> {
+    pub store: Arc<S>,
     pub ingestor: Arc<Ingestor>,
     pub clock: Clock,
     pub wake: Arc<Notify>,
@@ -46,7 +47,7 @@ enum ApplyError {
     Ingest(#[from] IngestError),
 }
 
-impl EffectWorker {
+impl<S: RunEffects + Contacts + ?Sized + 'static> EffectWorker<S> {
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {

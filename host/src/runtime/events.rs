@@ -11,7 +11,8 @@ use crate::buckets::{Condition, EventCounts, evaluate};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::{
-    ContactLookup, EmailHistory, EventRecord, JourneyHistory, ReceivedEvents, Store,
+    ContactLookup, Contacts, EmailHistory, EventRecord, History, JourneyHistory, ReceivedEvents,
+    Store,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -103,14 +104,14 @@ impl EventReader for NoEvents {
 }
 
 /// The events of one person (by resolved key) in the store.
-pub struct StoreEvents {
-    store: Arc<dyn Store>,
+pub struct StoreEvents<S: ?Sized = dyn Store> {
+    store: Arc<S>,
     tenant: TenantId,
     contact_key: String,
 }
 
-impl StoreEvents {
-    pub fn new(store: Arc<dyn Store>, tenant: TenantId, contact_key: String) -> Self {
+impl<S: Contacts + ?Sized> StoreEvents<S> {
+    pub fn new(store: Arc<S>, tenant: TenantId, contact_key: String) -> Self {
         Self {
             store,
             tenant,
@@ -137,7 +138,10 @@ impl StoreEvents {
 }
 
 #[async_trait]
-impl EventReader for StoreEvents {
+impl<S> EventReader for StoreEvents<S>
+where
+    S: Contacts + History + ?Sized,
+{
     async fn first_match(
         &self,
         name: &str,

@@ -12,7 +12,7 @@ use crate::clock::Timestamp;
 use crate::delivery::templates::TemplateSource;
 use crate::delivery::unsubscribe::{self, UnsubscribeClaims};
 use crate::ids::TenantId;
-use crate::store::Store;
+use crate::store::{EmailPreferences, EmailTemplates, Outbox, Store};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -82,13 +82,13 @@ impl MailReader for NoMail {
 /// Signs unsubscribe links under the host's public base URL. Shared by every activation of
 /// a host: each tenant's secret is read (or created) once, then kept, since it never changes.
 pub struct UnsubscribeLinks {
-    store: Arc<dyn Store>,
+    store: Arc<dyn EmailPreferences>,
     public_url: String,
     secrets: RwLock<HashMap<TenantId, Arc<str>>>,
 }
 
 impl UnsubscribeLinks {
-    pub fn new(store: Arc<dyn Store>, public_url: String) -> Self {
+    pub fn new(store: Arc<dyn EmailPreferences>, public_url: String) -> Self {
         Self {
             store,
             public_url,
@@ -129,15 +129,15 @@ impl UnsubscribeLinks {
     }
 }
 
-/// The store's email reads for one tenant.
-pub struct StoreMail {
-    store: Arc<dyn Store>,
+/// The store's email reads for one tenant: its templates, preferences and recent sends.
+pub struct StoreMail<S: ?Sized = dyn Store> {
+    store: Arc<S>,
     tenant: TenantId,
     links: Arc<UnsubscribeLinks>,
 }
 
-impl StoreMail {
-    pub fn new(store: Arc<dyn Store>, tenant: TenantId, links: Arc<UnsubscribeLinks>) -> Self {
+impl<S: ?Sized> StoreMail<S> {
+    pub fn new(store: Arc<S>, tenant: TenantId, links: Arc<UnsubscribeLinks>) -> Self {
         Self {
             store,
             tenant,
@@ -147,7 +147,10 @@ impl StoreMail {
 }
 
 #[async_trait]
-impl MailReader for StoreMail {
+impl<S> MailReader for StoreMail<S>
+where
+    S: EmailTemplates + EmailPreferences + Outbox + ?Sized,
+{
     async fn tenant_template(&self, key: &str) -> MailRead<Option<TemplateSource>> {
         let found = self
             .store

@@ -10,7 +10,7 @@
 
 use crate::clock::{Clock, OFFSET_REFRESH};
 use crate::journeys::executor::{Activated, Executor};
-use crate::store::{Lease, Store};
+use crate::store::{HostSettings, Lease, RunQueue};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -19,7 +19,7 @@ use tokio::sync::{Notify, Semaphore};
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub struct Scheduler {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn RunQueue>,
     pub executor: Arc<Executor>,
     pub clock: Clock,
     /// Notified when new work may be due (an ingest started runs, the dev clock moved).
@@ -131,7 +131,7 @@ impl Scheduler {
 /// same database advanced the dev clock, this process's clock follows (never back) and its
 /// scheduler wakes to claim what became due.
 pub fn spawn_clock_refresh(
-    store: Arc<dyn Store>,
+    store: Arc<dyn HostSettings>,
     clock: Clock,
     wake: Arc<Notify>,
 ) -> tokio::task::JoinHandle<()> {

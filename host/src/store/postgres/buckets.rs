@@ -1,3 +1,5 @@
+//! Implements [`crate::store::BucketReads`].
+//!
 //! Bucket membership reads: counts, member pages, one person's membership and a contact's
 //! memberships. Every query joins the membership to the live contact its `contact_key`
 //! designates, so a deleted (or merged-away) contact's rows never show. Reads take no locks;

@@ -1,3 +1,5 @@
+//! Implements [`crate::store::Contacts`].
+//!
 //! Contacts outside ingest: upserting one through identity resolution, looking contacts up
 //! (directly or through aliases), and deleting one with the erasure of its personal data.
 //!

@@ -1,3 +1,5 @@
+//! Implements [`crate::store::RunEffects`].
+//!
 //! Journey effects (`run_effects`): stored by an activation's commit, claimed (`SKIP LOCKED`,
 //! so several hosts share them) and finished by the effect worker (`journeys::effects`).
 

@@ -1,3 +1,5 @@
+//! Implements the identity primitives ([`crate::store::identity::IdentityTx`]).
+//!
 //! The PostgreSQL side of identity resolution: [`PgTx`] gives
 //! [`crate::store::identity::resolve`] its primitives inside an open transaction, safely
 //! against other host processes resolving at the same time.

@@ -1,3 +1,6 @@
+//! Implements [`crate::store::EventIngest`] and the ingest primitives
+//! ([`crate::store::flows::IngestTx`]).
+//!
 //! Ingest on PostgreSQL: the batch's transaction, around the shared flow
 //! ([`flows::ingest`]), and [`PgTx`]'s ingest primitives. The guards' skips are added to the journeys' counters once per batch, just before the
 //! commit and in key order, so concurrent batches hold a counter row only briefly and lock

@@ -1,3 +1,6 @@
+//! Implements [`crate::store::ManualMemberships`] and the bucket membership primitives
+//! ([`crate::buckets::membership::MembershipTx`]).
+//!
 //! The PostgreSQL side of bucket membership: [`MembershipTx`] over the ingest transaction's
 //! [`PgTx`], and manual membership changes.
 //!

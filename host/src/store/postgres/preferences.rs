@@ -1,3 +1,5 @@
+//! Implements [`crate::store::EmailPreferences`].
+//!
 //! Email preferences (who opted out of email) and the per-tenant key that signs unsubscribe
 //! links. A person counts as unsubscribed when a row for their resolved key, or for the
 //! address in question, says so; merges fold rows into the survivor ([`repoint`]).

@@ -1,6 +1,6 @@
-//! Between PostgreSQL rows and records: the column lists (JSONB columns read as text, then
-//! parsed by the shared codec) and row mappers, and the filtering and paging the list queries
-//! share. Value conversions themselves are backend-agnostic, in `crate::store::codec`.
+//! PostgreSQL-only row plumbing: the list queries' shared filtering and paging, and the column
+//! lists and mappings this dialect alone needs. The record mappers both backends share are in
+//! `crate::store::rows`; parsing stored values is in `crate::store::codec`.
 
 use crate::clock::Timestamp;
 use crate::journeys::journal::JournalEntry;

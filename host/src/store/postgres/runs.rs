@@ -1,3 +1,5 @@
+//! Implements [`crate::store::RunQueue`] and [`crate::store::RunReads`].
+//!
 //! Runs after ingest: claiming due timers, loading and committing activations, releasing a
 //! claim, the scheduler's next wake-up, and listing and inspecting runs.
 //!

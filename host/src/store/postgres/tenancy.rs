@@ -1,3 +1,5 @@
+//! Implements [`crate::store::Tenancy`] and [`crate::store::HostSettings`].
+//!
 //! Tenants, API keys (create, look up, revoke, list), loaded module versions and host settings
 //! (the persisted dev-clock offset). Each write is one statement (autocommit); the idempotent
 //! ones (`create_tenant`, `record_module_version`, `advance_clock_offset`) use `ON CONFLICT`, so

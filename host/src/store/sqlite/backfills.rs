@@ -1,3 +1,6 @@
+//! Implements [`crate::store::Backfills`] and the backfill page primitives
+//! ([`crate::store::flows::BackfillTx`]).
+//!
 //! The SQLite side of bucket backfill: the per-bucket configs (registration, status,
 //! restart), claims under a lease, and the paged scan whose every page is one write
 //! transaction on the writer thread, the shared [`flows::backfill_page`] over [`SqliteTx`], whose

@@ -1,3 +1,5 @@
+//! Implements [`crate::store::RunEffects`].
+//!
 //! Journey effects (`run_effects`): stored by an activation's commit, claimed and finished by
 //! the effect worker (`journeys::effects`).
 

@@ -1,3 +1,5 @@
+//! Implements [`crate::store::History`].
+//!
 //! What journeys read about the past (`history-*` imports): a person's event counts, their
 //! runs of a journey, and the emails of a template to an address.
 

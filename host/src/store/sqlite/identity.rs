@@ -1,3 +1,5 @@
+//! Implements the identity primitives ([`crate::store::identity::IdentityTx`]).
+//!
 //! The SQLite side of identity resolution: [`SqliteTx`] gives
 //! [`crate::store::identity::resolve`] its primitives inside an open write transaction, and
 //! the contact lookups shared with the contact queries (by key or alias) live here too.

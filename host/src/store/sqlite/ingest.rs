@@ -1,3 +1,6 @@
+//! Implements [`crate::store::EventIngest`] and the ingest primitives
+//! ([`crate::store::flows::IngestTx`]).
+//!
 //! Ingest on SQLite: the batch is one closure on the writer thread, running the shared flow
 //! ([`flows::ingest`]) over [`SqliteTx`], whose ingest primitives are here. Each statement is
 //! an in-process call on a cached prepared statement rather than a round trip, so events,

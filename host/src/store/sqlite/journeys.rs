@@ -1,3 +1,5 @@
+//! Implements [`crate::store::JourneyAdmin`].
+//!
 //! Journeys as an admin sees them: the per-tenant switch (`journey_configs`), the skip
 //! counters (`journey_skips`), run counts by status, and ending runs early — by an `exitOn`
 //! event inside ingest ([`exit_runs`]) or by an admin cancel ([`cancel_run`]). Ending a run

@@ -1,3 +1,6 @@
+//! Implements [`crate::store::ManualMemberships`] and the bucket membership primitives
+//! ([`crate::buckets::membership::MembershipTx`]).
+//!
 //! The SQLite side of bucket membership: [`SqliteTx`] gives [`crate::buckets::membership`] its
 //! primitives inside the writer's open transaction (through the writer's memory of active
 //! memberships when the transaction keeps it: ingest and contact writes), and manual buckets

@@ -1,3 +1,5 @@
+//! Implements [`crate::store::Outbox`].
+//!
 //! The email outbox: queuing an activation's emails (inside its commit), claiming due emails
 //! for delivery, recording delivery outcomes, and listing emails.
 //!

@@ -1,3 +1,7 @@
+//! Implements [`crate::store::Reconciles`] and the reconcile primitives
+//! ([`crate::buckets::reconcile_rules::ReconcileTx`], [`crate::store::flows::ReconcilePassTx`],
+//! [`crate::store::flows::NextWorkReads`]).
+//!
 //! The SQLite side of the reconcile job: [`ReconcileTx`] over the writer's open transaction
 //! (each pass is one write transaction, its transitions ingested in it), the lower bound on
 //! when a bucket next has clock-driven work, and the per-tenant lease.

@@ -1,6 +1,6 @@
-//! Between rows and records: the column lists and row mappers shared by the queries, and the
-//! filtering and paging shared by the list queries. Parsing stored values (and reporting what
-//! does not parse as corruption) is shared with the other backends, in `store::codec`.
+//! SQLite-only row plumbing: the list queries' shared filtering and paging, and the column
+//! lists and mappings this dialect alone needs. The record mappers both backends share are in
+//! `crate::store::rows`; parsing stored values is in `crate::store::codec`.
 
 use crate::clock::Timestamp;
 use crate::journeys::journal::JournalEntry;

@@ -1,3 +1,5 @@
+//! Implements [`crate::store::EmailTemplates`].
+//!
 //! A tenant's API-managed email templates (`/v1/templates`).
 
 use super::SqliteStore;

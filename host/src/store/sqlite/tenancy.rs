@@ -1,3 +1,5 @@
+//! Implements [`crate::store::Tenancy`] and [`crate::store::HostSettings`].
+//!
 //! Tenants, API keys (create, look up, revoke, list), loaded module versions and host
 //! settings (the persisted dev-clock offset).
 
