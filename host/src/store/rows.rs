@@ -5,12 +5,13 @@
 //! [`super::codec`].
 
 use super::codec::{
-    parse_email_status, parse_object, parse_run_status, parse_suppressed_reason, scopes_from_text,
-    to_u32,
+    parse_email_status, parse_json, parse_object, parse_run_status, parse_suppressed_reason,
+    scopes_from_text, to_u32,
 };
 use super::{
     ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailRecord,
-    EventRecord, RunRecord, StoreError, StoreResult, Tenant, TenantTemplate,
+    EventRecord, OutboxEmail, RunEffect, RunRecord, StoreError, StoreResult, Tenant,
+    TenantTemplate,
 };
 use crate::buckets::backfill_rules::{BackfillMode, BackfillState};
 use crate::buckets::membership::ActiveMembership;
@@ -300,4 +301,59 @@ pub(crate) fn reconcile_member_from_row(row: &impl Columns) -> StoreResult<Recon
         dwell_anchor: row.time("anchor")?,
         dwell_state: row.object("membership dwell state", "dwell_state")?,
     })
+}
+
+/// A claimed email with its next-attempt time, for [`in_claim_order`].
+pub(crate) fn claimed_email_from_row(row: &impl Columns) -> StoreResult<(i64, OutboxEmail)> {
+    Ok((
+        row.column("next_attempt_at")?,
+        OutboxEmail {
+            id: EmailId(row.column("id")?),
+            tenant_id: TenantId(row.column("tenant_id")?),
+            to: row.column("to_address")?,
+            subject: row.column("subject")?,
+            body: row.column("body")?,
+            html: row.column("html_body")?,
+            unsubscribe_url: row.column("unsubscribe_url")?,
+            attempts: to_u32("email attempts", row.column("attempts")?)?,
+        },
+    ))
+}
+
+/// A claimed effect with its creation time, for [`in_claim_order`].
+pub(crate) fn claimed_effect_from_row(row: &impl Columns) -> StoreResult<(i64, RunEffect)> {
+    let seq: i64 = row.column("seq")?;
+    Ok((
+        row.column("created_at")?,
+        RunEffect {
+            run_id: RunId(row.column("run_id")?),
+            seq: u32::try_from(seq).unwrap_or(u32::MAX),
+            tenant_id: TenantId(row.column("tenant_id")?),
+            effect: parse_json("run effect", &row.column::<String>("payload")?)?,
+        },
+    ))
+}
+
+/// What a claim took, oldest first (its time, then its identity): `UPDATE … RETURNING` does
+/// not keep the order of the subquery that picked the rows.
+pub(crate) fn in_claim_order<T: ClaimOrder>(mut claimed: Vec<(i64, T)>) -> Vec<T> {
+    claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.tie_break(&b.1)));
+    claimed.into_iter().map(|(_, item)| item).collect()
+}
+
+/// How two claimed items due at the same time are ordered.
+pub(crate) trait ClaimOrder {
+    fn tie_break(&self, other: &Self) -> std::cmp::Ordering;
+}
+
+impl ClaimOrder for OutboxEmail {
+    fn tie_break(&self, other: &Self) -> std::cmp::Ordering {
+        self.id.cmp(&other.id)
+    }
+}
+
+impl ClaimOrder for RunEffect {
+    fn tie_break(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.run_id, self.seq).cmp(&(&other.run_id, other.seq))
+    }
 }

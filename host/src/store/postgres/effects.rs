@@ -4,12 +4,13 @@
 //! so several hosts share them) and finished by the effect worker (`journeys::effects`).
 
 use super::PgStore;
-use crate::ids::{RunId, TenantId};
+use crate::ids::RunId;
 use crate::store::RunEffects;
-use crate::store::codec::{parse_json, to_json};
+use crate::store::codec::to_json;
+use crate::store::rows::{claimed_effect_from_row, in_claim_order};
 use crate::store::{Effect, EffectFailure, Lease, RunEffect, StoreResult};
 use async_trait::async_trait;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 /// Store an activation's effects (inside its commit's transaction).
 pub(super) async fn insert_effects(
@@ -65,24 +66,11 @@ impl RunEffects for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut claimed = rows
+        let claimed = rows
             .iter()
-            .map(|row| {
-                let seq: i64 = row.try_get("seq")?;
-                Ok((
-                    row.try_get::<i64, _>("created_at")?,
-                    RunEffect {
-                        run_id: RunId(row.try_get("run_id")?),
-                        seq: u32::try_from(seq).unwrap_or(u32::MAX),
-                        tenant_id: TenantId(row.try_get("tenant_id")?),
-                        effect: parse_json("run effect", row.try_get("payload")?)?,
-                    },
-                ))
-            })
+            .map(claimed_effect_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
-        // RETURNING does not keep the subquery's order.
-        claimed.sort_by(|a, b| (a.0, &a.1.run_id, a.1.seq).cmp(&(b.0, &b.1.run_id, b.1.seq)));
-        Ok(claimed.into_iter().map(|(_, effect)| effect).collect())
+        Ok(in_claim_order(claimed))
     }
 
     async fn finish_run_effect(

@@ -18,15 +18,15 @@ use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
 use crate::ids::{EmailId, TenantId};
 use crate::store::Outbox;
-use crate::store::codec::to_u32;
 use crate::store::rows::email_columns;
 use crate::store::rows::email_from_row;
+use crate::store::rows::{claimed_email_from_row, in_claim_order};
 use crate::store::{
     DeliveryResult, EmailFilter, EmailRecord, Lease, NewEmail, OutboxEmail, StoreResult,
     SuppressedReason,
 };
 use async_trait::async_trait;
-use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 /// Whether a row of `email_preferences` opts the email `e` out (its person or its address).
 macro_rules! recipient_unsubscribed {
@@ -144,27 +144,11 @@ impl Outbox for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut claimed = rows
+        let claimed = rows
             .iter()
-            .map(|row| {
-                Ok((
-                    row.try_get::<i64, _>("next_attempt_at")?,
-                    OutboxEmail {
-                        id: EmailId(row.try_get("id")?),
-                        tenant_id: TenantId(row.try_get("tenant_id")?),
-                        to: row.try_get("to_address")?,
-                        subject: row.try_get("subject")?,
-                        body: row.try_get("body")?,
-                        html: row.try_get("html_body")?,
-                        unsubscribe_url: row.try_get("unsubscribe_url")?,
-                        attempts: to_u32("email attempts", row.try_get("attempts")?)?,
-                    },
-                ))
-            })
+            .map(claimed_email_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
-        // RETURNING does not keep the subquery's order.
-        claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-        Ok(claimed.into_iter().map(|(_, email)| email).collect())
+        Ok(in_claim_order(claimed))
     }
 
     async fn renew_outbox_lease(&self, id: &EmailId, lease: &Lease) -> StoreResult<bool> {

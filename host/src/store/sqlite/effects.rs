@@ -5,10 +5,10 @@
 
 use super::SqliteStore;
 use super::rows::{collect, to_json};
+use crate::store::rows::{claimed_effect_from_row, in_claim_order};
 
-use crate::ids::{RunId, TenantId};
+use crate::ids::RunId;
 use crate::store::RunEffects;
-use crate::store::codec::parse_json;
 use crate::store::{Effect, EffectFailure, Lease, RunEffect, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
@@ -42,7 +42,7 @@ pub(super) fn insert_effects(
 impl RunEffects for SqliteStore {
     async fn claim_run_effects(&self, lease: &Lease, limit: u32) -> StoreResult<Vec<RunEffect>> {
         let lease = lease.clone();
-        let mut claimed = self
+        let claimed = self
             .write_without_memberships(move |tx| {
                 let mut claim = tx.prepare_cached(
                     "UPDATE run_effects SET lease_owner = ?1, lease_until = ?2, \
@@ -59,23 +59,10 @@ impl RunEffects for SqliteStore {
                     lease.now_real.0,
                     i64::from(limit)
                 ])?;
-                collect(rows, |row| {
-                    let seq: i64 = row.get("seq")?;
-                    Ok((
-                        row.get::<_, i64>("created_at")?,
-                        RunEffect {
-                            run_id: RunId(row.get("run_id")?),
-                            seq: u32::try_from(seq).unwrap_or(u32::MAX),
-                            tenant_id: TenantId(row.get("tenant_id")?),
-                            effect: parse_json("run effect", &row.get::<_, String>("payload")?)?,
-                        },
-                    ))
-                })
+                collect(rows, |row| claimed_effect_from_row(row))
             })
             .await?;
-        // RETURNING does not keep the subquery's order.
-        claimed.sort_by(|a, b| (a.0, &a.1.run_id, a.1.seq).cmp(&(b.0, &b.1.run_id, b.1.seq)));
-        Ok(claimed.into_iter().map(|(_, effect)| effect).collect())
+        Ok(in_claim_order(claimed))
     }
 
     async fn finish_run_effect(

@@ -8,13 +8,14 @@
 //! unsubscribe that lands after the commit still stops the send.
 
 use super::SqliteStore;
-use super::rows::{ListQuery, and_equals, collect, fetch_newest_first, to_u32};
+use super::rows::{ListQuery, and_equals, collect, fetch_newest_first};
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
 use crate::ids::{EmailId, TenantId};
 use crate::store::Outbox;
 use crate::store::rows::email_columns;
 use crate::store::rows::email_from_row;
+use crate::store::rows::{claimed_email_from_row, in_claim_order};
 use crate::store::{
     DeliveryResult, EmailFilter, EmailRecord, Lease, NewEmail, OutboxEmail, StoreResult,
     SuppressedReason,
@@ -112,7 +113,7 @@ impl Outbox for SqliteStore {
             return Ok(Vec::new());
         }
         let lease = lease.clone();
-        let mut claimed = self
+        let claimed = self
             .write_without_memberships(move |tx| {
                 // The due emails of this claim whose recipient has unsubscribed since they were
                 // queued are suppressed, not sent.
@@ -146,26 +147,10 @@ impl Outbox for SqliteStore {
                     lease.now_real.0,
                     i64::from(limit),
                 ])?;
-                collect(rows, |row| {
-                    Ok((
-                        row.get::<_, i64>("next_attempt_at")?,
-                        OutboxEmail {
-                            id: EmailId(row.get("id")?),
-                            tenant_id: TenantId(row.get("tenant_id")?),
-                            to: row.get("to_address")?,
-                            subject: row.get("subject")?,
-                            body: row.get("body")?,
-                            html: row.get("html_body")?,
-                            unsubscribe_url: row.get("unsubscribe_url")?,
-                            attempts: to_u32("email attempts", row.get("attempts")?)?,
-                        },
-                    ))
-                })
+                collect(rows, |row| claimed_email_from_row(row))
             })
             .await?;
-        // RETURNING does not keep the subquery's order.
-        claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-        Ok(claimed.into_iter().map(|(_, email)| email).collect())
+        Ok(in_claim_order(claimed))
     }
 
     async fn renew_outbox_lease(&self, id: &EmailId, lease: &Lease) -> StoreResult<bool> {
