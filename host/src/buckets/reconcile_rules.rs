@@ -248,6 +248,38 @@ pub struct JoinCandidate {
     pub properties: Map<String, Value>,
 }
 
+/// Which of a bucket's active members a pass reads, a page at a time ([`ReconcileTx::members`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberSelection {
+    /// Every member, least recently evaluated first.
+    ToRecheck,
+    /// Members whose `max_dwell_at <= now`, earliest first.
+    PastMaxDwell { now: Timestamp },
+    /// Members for whom the dwell schedule is due at `now` by [`dwell_next_due`] (its base, the
+    /// anchor or the last stamp, at or before [`MemberSelection::cutoff`]), least recently
+    /// evaluated first.
+    DueDwell {
+        schedule: DwellSchedule,
+        now: Timestamp,
+    },
+    /// Members whose `expires_at <= now`, earliest first.
+    Expired { now: Timestamp },
+}
+
+impl MemberSelection {
+    /// The instant the selected column must be at or before; none for [`Self::ToRecheck`].
+    pub fn cutoff(self) -> Option<i64> {
+        match self {
+            MemberSelection::ToRecheck => None,
+            MemberSelection::PastMaxDwell { now } | MemberSelection::Expired { now } => Some(now.0),
+            MemberSelection::DueDwell { schedule, now } => {
+                let offset = i64::try_from(schedule.offset_ms()).unwrap_or(i64::MAX);
+                Some(now.0.saturating_sub(offset))
+            }
+        }
+    }
+}
+
 /// The reads and writes of the passes, inside one of the store's write transactions. Every
 /// read sees live contacts only and active, non-deleted memberships.
 #[allow(async_fn_in_trait)] // implemented only by this crate's backends; see `MembershipTx`
@@ -275,29 +307,12 @@ pub trait ReconcileTx: MembershipTx {
         tenant: &TenantId,
         bucket_id: &str,
     ) -> StoreResult<bool>;
-    /// Up to `limit` members, least recently evaluated first.
-    async fn members_to_recheck(
+    /// Up to `limit` of the bucket's active members, as `which` selects and orders them.
+    async fn members(
         &mut self,
         tenant: &TenantId,
         bucket_id: &str,
-        limit: u32,
-    ) -> StoreResult<Vec<ReconcileMember>>;
-    /// Up to `limit` members whose `max_dwell_at <= now`, earliest first.
-    async fn members_past_max_dwell(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<ReconcileMember>>;
-    /// Up to `limit` members for whom the schedule is due at `now` by [`dwell_next_due`],
-    /// least recently evaluated first.
-    async fn members_due_dwell(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        schedule: DwellSchedule,
-        now: Timestamp,
+        which: MemberSelection,
         limit: u32,
     ) -> StoreResult<Vec<ReconcileMember>>;
     /// The saved cursor of an absence leg's scan ([`absence::candidates`]), if any.
@@ -333,14 +348,6 @@ pub trait ReconcileTx: MembershipTx {
         until: i64,
         max_rows: u32,
     ) -> StoreResult<Vec<AbsenceRow>>;
-    /// Up to `limit` members whose `expires_at <= now`, earliest first.
-    async fn members_expired(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<ReconcileMember>>;
     /// Mark members that still match evaluated at `at` and, with `disarm_expiry`, clear their
     /// expiry timer (`expires_at`), in one write; a membership another writer holds right now
     /// is skipped (that writer is moving the person: the next pass re-checks them).
@@ -390,9 +397,11 @@ pub async fn run_pass(
     match pass {
         Pass::CriteriaLeaves | Pass::Expiry => {
             let members = if pass == Pass::Expiry {
-                tx.members_expired(tenant, &bucket.id, now, limit).await?
+                let expired = MemberSelection::Expired { now };
+                tx.members(tenant, &bucket.id, expired, limit).await?
             } else {
-                tx.members_to_recheck(tenant, &bucket.id, limit).await?
+                let all = MemberSelection::ToRecheck;
+                tx.members(tenant, &bucket.id, all, limit).await?
             };
             outcome.examined = members.len();
             // Most members still match: that is read without their locks, and they are
@@ -464,9 +473,8 @@ pub async fn run_pass(
             }
         }
         Pass::MaxDwell => {
-            let members = tx
-                .members_past_max_dwell(tenant, &bucket.id, now, limit)
-                .await?;
+            let past = MemberSelection::PastMaxDwell { now };
+            let members = tx.members(tenant, &bucket.id, past, limit).await?;
             outcome.examined = members.len();
             lock_members(tx, tenant, &members).await?;
             for mut member in members {
@@ -483,9 +491,8 @@ pub async fn run_pass(
         }
         Pass::Dwell(schedule) => {
             let label = schedule.label();
-            let members = tx
-                .members_due_dwell(tenant, &bucket.id, schedule, now, limit)
-                .await?;
+            let due = MemberSelection::DueDwell { schedule, now };
+            let members = tx.members(tenant, &bucket.id, due, limit).await?;
             outcome.examined = members.len();
             lock_members(tx, tenant, &members).await?;
             for mut member in members {

@@ -18,6 +18,7 @@ use crate::buckets::membership::ActiveMembership;
 use crate::buckets::reconcile_rules::ReconcileMember;
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, ContactId, EmailId, EventId, RunId, TenantId};
+use serde_json::{Map, Value};
 use sqlx::Postgres;
 
 /// A value a column of either backend decodes to.
@@ -62,6 +63,15 @@ pub(crate) trait Columns {
 impl Columns for rusqlite::Row<'_> {
     fn column<T: Column>(&self, name: &str) -> StoreResult<T> {
         Ok(self.get(name)?)
+    }
+
+    /// Parsed from the row's own text, without a copy (contacts are read on ingest's path).
+    fn object(&self, what: &'static str, name: &str) -> StoreResult<Map<String, Value>> {
+        let text = self
+            .get_ref(name)?
+            .as_str()
+            .map_err(|e| StoreError::corrupt(what, e))?;
+        parse_object(what, text)
     }
 }
 

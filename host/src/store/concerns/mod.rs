@@ -40,48 +40,35 @@ pub use run_queue::RunQueue;
 pub use run_reads::RunReads;
 pub use tenancy::Tenancy;
 
-/// Every concern of the store: what a backend is. Implemented for every type that implements
-/// them all, so `Arc<dyn Store>` coerces to `Arc<dyn RunQueue>` (or any other concern).
-pub trait Store:
-    Tenancy
-    + HostSettings
-    + Engine
-    + EventIngest
-    + ManualMemberships
-    + Contacts
-    + RunQueue
-    + RunReads
-    + History
-    + RunEffects
-    + Outbox
-    + EmailTemplates
-    + EmailPreferences
-    + BucketReads
-    + Backfills
-    + JourneyAdmin
-    + Reconciles
-    + 'static
-{
+/// Declares [`Store`] as every concern listed, and implements it for every type that has them
+/// all: the list is written once.
+macro_rules! store_of_concerns {
+    ($($concern:ident),+ $(,)?) => {
+        /// Every concern of the store: what a backend is. Implemented for every type that
+        /// implements them all, so `Arc<dyn Store>` coerces to `Arc<dyn RunQueue>` (or any
+        /// other concern).
+        pub trait Store: $($concern +)+ 'static {}
+
+        impl<S> Store for S where S: $($concern +)+ 'static {}
+    };
 }
 
-impl<S> Store for S where
-    S: Tenancy
-        + HostSettings
-        + Engine
-        + EventIngest
-        + ManualMemberships
-        + Contacts
-        + RunQueue
-        + RunReads
-        + History
-        + RunEffects
-        + Outbox
-        + EmailTemplates
-        + EmailPreferences
-        + BucketReads
-        + Backfills
-        + JourneyAdmin
-        + Reconciles
-        + 'static
-{
-}
+store_of_concerns!(
+    Tenancy,
+    HostSettings,
+    Engine,
+    EventIngest,
+    ManualMemberships,
+    Contacts,
+    RunQueue,
+    RunReads,
+    History,
+    RunEffects,
+    Outbox,
+    EmailTemplates,
+    EmailPreferences,
+    BucketReads,
+    Backfills,
+    JourneyAdmin,
+    Reconciles,
+);

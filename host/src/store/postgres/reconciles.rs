@@ -20,7 +20,9 @@ use super::identity::live_by_key;
 use super::tx::PgTx;
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
-use crate::buckets::reconcile_rules::{JoinCandidate, Pass, ReconcileMember, ReconcileTx};
+use crate::buckets::reconcile_rules::{
+    JoinCandidate, MemberSelection, Pass, ReconcileMember, ReconcileTx,
+};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
@@ -105,72 +107,52 @@ impl ReconcileTx for PgTx<'_> {
         .await?)
     }
 
-    async fn members_to_recheck(
+    async fn members(
         &mut self,
         tenant: &TenantId,
         bucket_id: &str,
+        which: MemberSelection,
         limit: u32,
     ) -> StoreResult<Vec<ReconcileMember>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{MEMBER_SELECT} ORDER BY m.last_evaluated_at LIMIT $3"
-        )))
-        .bind(tenant.as_str())
-        .bind(bucket_id)
-        .bind(i64::from(limit))
-        .fetch_all(self.conn())
-        .await?;
-        members(&rows)
-    }
-
-    async fn members_past_max_dwell(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<ReconcileMember>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{MEMBER_SELECT} AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= $4 \
-             ORDER BY m.max_dwell_at LIMIT $3"
-        )))
-        .bind(tenant.as_str())
-        .bind(bucket_id)
-        .bind(i64::from(limit))
-        .bind(now.0)
-        .fetch_all(self.conn())
-        .await?;
-        members(&rows)
-    }
-
-    async fn members_due_dwell(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        schedule: DwellSchedule,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<ReconcileMember>> {
-        let offset = i64::try_from(schedule.offset_ms()).unwrap_or(i64::MAX);
-        let filter = match schedule {
-            DwellSchedule::After(_) => {
+        let (filter, order) = match which {
+            MemberSelection::ToRecheck => ("", "m.last_evaluated_at"),
+            MemberSelection::PastMaxDwell { .. } => (
+                "AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= $4",
+                "m.max_dwell_at",
+            ),
+            MemberSelection::Expired { .. } => (
+                "AND m.expires_at IS NOT NULL AND m.expires_at <= $4",
+                "m.expires_at",
+            ),
+            MemberSelection::DueDwell {
+                schedule: DwellSchedule::After(_),
+                ..
+            } => (
                 "AND COALESCE(m.dwell_anchor_at, m.entered_at) <= $4 \
-                 AND (m.dwell_state::jsonb ->> $5) IS NULL"
-            }
-            DwellSchedule::Every(_) => {
+                 AND (m.dwell_state::jsonb ->> $5) IS NULL",
+                "m.last_evaluated_at",
+            ),
+            MemberSelection::DueDwell {
+                schedule: DwellSchedule::Every(_),
+                ..
+            } => (
                 "AND COALESCE((m.dwell_state::jsonb ->> $5)::int8, m.dwell_anchor_at, \
-                 m.entered_at) <= $4"
-            }
+                 m.entered_at) <= $4",
+                "m.last_evaluated_at",
+            ),
         };
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{MEMBER_SELECT} {filter} ORDER BY m.last_evaluated_at LIMIT $3"
-        )))
-        .bind(tenant.as_str())
-        .bind(bucket_id)
-        .bind(i64::from(limit))
-        .bind(now.0.saturating_sub(offset))
-        .bind(schedule.label())
-        .fetch_all(self.conn())
-        .await?;
+        let sql = format!("{MEMBER_SELECT} {filter} ORDER BY {order} LIMIT $3");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.as_str())
+            .bind(bucket_id)
+            .bind(i64::from(limit));
+        if let Some(cutoff) = which.cutoff() {
+            query = query.bind(cutoff);
+        }
+        if let MemberSelection::DueDwell { schedule, .. } = which {
+            query = query.bind(schedule.label());
+        }
+        let rows = query.fetch_all(self.conn()).await?;
         members(&rows)
     }
 
@@ -295,26 +277,6 @@ impl ReconcileTx for PgTx<'_> {
                 })
             })
             .collect()
-    }
-
-    async fn members_expired(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<ReconcileMember>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{MEMBER_SELECT} AND m.expires_at IS NOT NULL AND m.expires_at <= $4 \
-             ORDER BY m.expires_at LIMIT $3"
-        )))
-        .bind(tenant.as_str())
-        .bind(bucket_id)
-        .bind(i64::from(limit))
-        .bind(now.0)
-        .fetch_all(self.conn())
-        .await?;
-        members(&rows)
     }
 
     async fn mark_evaluated(

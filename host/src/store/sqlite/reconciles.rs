@@ -13,7 +13,9 @@ use crate::store::rows::reconcile_member_from_row;
 use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
-use crate::buckets::reconcile_rules::{JoinCandidate, Pass, ReconcileMember, ReconcileTx};
+use crate::buckets::reconcile_rules::{
+    JoinCandidate, MemberSelection, Pass, ReconcileMember, ReconcileTx,
+};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
@@ -24,7 +26,8 @@ use crate::store::{
     ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
 };
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::types::Value;
+use rusqlite::{OptionalExtension, params, params_from_iter};
 use std::sync::Arc;
 
 /// The membership columns [`reconcile_member_from_row`] reads, `m` being the membership and `c` its
@@ -46,24 +49,6 @@ const MEMBER_SELECT: &str = concat!(
 /// The JSON path of a dwell label in `dwell_state`.
 fn dwell_path(label: &str) -> String {
     format!("$.\"{label}\"")
-}
-
-impl SqliteTx<'_> {
-    fn members(
-        &self,
-        filter: &str,
-        order: &str,
-        params: impl rusqlite::Params,
-    ) -> StoreResult<Vec<ReconcileMember>> {
-        let sql = format!("{MEMBER_SELECT} {filter} ORDER BY {order} LIMIT ?3");
-        let mut statement = self.conn.prepare_cached(&sql)?;
-        let mut rows = statement.query(params)?;
-        let mut found = Vec::new();
-        while let Some(row) = rows.next()? {
-            found.push(reconcile_member_from_row(row)?);
-        }
-        Ok(found)
-    }
 }
 
 impl ReconcileTx for SqliteTx<'_> {
@@ -92,64 +77,57 @@ impl ReconcileTx for SqliteTx<'_> {
             .query_row(params![tenant.as_str(), bucket_id], |row| row.get(0))?)
     }
 
-    async fn members_to_recheck(
+    async fn members(
         &mut self,
         tenant: &TenantId,
         bucket_id: &str,
+        which: MemberSelection,
         limit: u32,
     ) -> StoreResult<Vec<ReconcileMember>> {
-        self.members(
-            "",
-            "m.last_evaluated_at",
-            params![tenant.as_str(), bucket_id, limit],
-        )
-    }
-
-    async fn members_past_max_dwell(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<ReconcileMember>> {
-        self.members(
-            "AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= ?4",
-            "m.max_dwell_at",
-            params![tenant.as_str(), bucket_id, limit, now.0],
-        )
-    }
-
-    async fn members_due_dwell(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        schedule: DwellSchedule,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<ReconcileMember>> {
-        let offset = i64::try_from(schedule.offset_ms()).unwrap_or(i64::MAX);
-        let cutoff = now.0.saturating_sub(offset);
-        let filter = match schedule {
-            DwellSchedule::After(_) => {
+        let (filter, order) = match which {
+            MemberSelection::ToRecheck => ("", "m.last_evaluated_at"),
+            MemberSelection::PastMaxDwell { .. } => (
+                "AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= ?4",
+                "m.max_dwell_at",
+            ),
+            MemberSelection::Expired { .. } => (
+                "AND m.expires_at IS NOT NULL AND m.expires_at <= ?4",
+                "m.expires_at",
+            ),
+            MemberSelection::DueDwell {
+                schedule: DwellSchedule::After(_),
+                ..
+            } => (
                 "AND COALESCE(m.dwell_anchor_at, m.entered_at) <= ?4 \
-                 AND json_extract(m.dwell_state, ?5) IS NULL"
-            }
-            DwellSchedule::Every(_) => {
+                 AND json_extract(m.dwell_state, ?5) IS NULL",
+                "m.last_evaluated_at",
+            ),
+            MemberSelection::DueDwell {
+                schedule: DwellSchedule::Every(_),
+                ..
+            } => (
                 "AND COALESCE(json_extract(m.dwell_state, ?5), m.dwell_anchor_at, \
-                 m.entered_at) <= ?4"
-            }
+                 m.entered_at) <= ?4",
+                "m.last_evaluated_at",
+            ),
         };
-        self.members(
-            filter,
-            "m.last_evaluated_at",
-            params![
-                tenant.as_str(),
-                bucket_id,
-                limit,
-                cutoff,
-                dwell_path(&schedule.label())
-            ],
-        )
+        let mut values: Vec<Value> = vec![
+            tenant.as_str().to_owned().into(),
+            bucket_id.to_owned().into(),
+            limit.into(),
+        ];
+        values.extend(which.cutoff().map(Value::from));
+        if let MemberSelection::DueDwell { schedule, .. } = which {
+            values.push(dwell_path(&schedule.label()).into());
+        }
+        let sql = format!("{MEMBER_SELECT} {filter} ORDER BY {order} LIMIT ?3");
+        let mut statement = self.conn.prepare_cached(&sql)?;
+        let mut rows = statement.query(params_from_iter(values))?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next()? {
+            found.push(reconcile_member_from_row(row)?);
+        }
+        Ok(found)
     }
 
     async fn absence_cursor(
@@ -274,20 +252,6 @@ impl ReconcileTx for SqliteTx<'_> {
             });
         }
         Ok(read)
-    }
-
-    async fn members_expired(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        now: Timestamp,
-        limit: u32,
-    ) -> StoreResult<Vec<ReconcileMember>> {
-        self.members(
-            "AND m.expires_at IS NOT NULL AND m.expires_at <= ?4",
-            "m.expires_at",
-            params![tenant.as_str(), bucket_id, limit, now.0],
-        )
     }
 
     async fn mark_evaluated(
