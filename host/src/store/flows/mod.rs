@@ -10,14 +10,17 @@
 //! - [`ingest`]: an event in — dedupe, resolve the person, store the event, end the runs it
 //!   exits, start the runs it triggers, move the person's buckets and ingest each transition.
 //! - [`contacts`]: a contact upserted without an event, a manual bucket's member changed.
-//! - [`backfill`]: one page of a bucket backfill.
+//! - [`bucket_configs`]: a module load's buckets recorded, a backfill restarted by hand.
+//! - [`backfill_page`]: one page of a bucket backfill.
 //! - [`reconcile`]: one pass of the reconcile job, and when a pass can next have work.
 
 pub mod backfill_page;
+pub mod bucket_configs;
 pub mod contacts;
 pub mod ingest;
 pub mod reconcile_pass;
 
 pub use backfill_page::{BackfillProgress, BackfillTx};
+pub use bucket_configs::BucketConfigTx;
 pub use ingest::{EnrollmentReads, IngestTx, NewRun};
-pub use reconcile_pass::{NextWorkReads, ReconcilePassTx};
+pub use reconcile_pass::{Earliest, NextWorkReads, ReconcilePassTx};

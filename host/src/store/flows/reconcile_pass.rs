@@ -25,37 +25,30 @@ pub trait ReconcilePassTx: ReconcileTx + IngestTx {
     ) -> StoreResult<Option<ContactRecord>>;
 }
 
-/// The earliest-instant reads of [`next_work`]: each the first instant at which one kind of
-/// work can come due for the bucket, or `None` when none is pending.
+/// Which earliest instant [`NextWorkReads::earliest`] reads for a bucket.
+#[derive(Debug, Clone, Copy)]
+pub enum Earliest<'a> {
+    /// The earliest occurred-at at or after `since` of the tenant's events named `event`.
+    EventSince { event: &'a str, since: i64 },
+    /// The earliest `max_dwell_at` of the bucket's active memberships.
+    MaxDwell,
+    /// The earliest `expires_at` after `after` of the bucket's active memberships.
+    ExpiryAfter { after: i64 },
+    /// The earliest instant the dwell `schedule` counts from among the bucket's active
+    /// memberships: their anchor when it has not stamped them yet (`after`), their last stamp
+    /// (`every`).
+    DwellBase(DwellSchedule),
+}
+
+/// The read of [`next_work`]: the first instant at which one kind of work can come due for a
+/// bucket, or `None` when none is pending.
 #[allow(async_fn_in_trait)] // implemented only by this crate's backends; see `IdentityTx`
 pub trait NextWorkReads: ReconcileTx {
-    /// The earliest occurred-at at or after `since` of the tenant's events named `name`.
-    async fn first_event_since(
-        &mut self,
-        tenant: &TenantId,
-        name: &str,
-        since: i64,
-    ) -> StoreResult<Option<i64>>;
-    /// The earliest `max_dwell_at` of the bucket's active memberships.
-    async fn first_max_dwell(
+    async fn earliest(
         &mut self,
         tenant: &TenantId,
         bucket_id: &str,
-    ) -> StoreResult<Option<i64>>;
-    /// The earliest `expires_at` after `after` of the bucket's active memberships.
-    async fn first_expiry_after(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        after: i64,
-    ) -> StoreResult<Option<i64>>;
-    /// The earliest instant the dwell `schedule` counts from among the bucket's active
-    /// memberships it has not stamped yet (`after`), or from their last stamp (`every`).
-    async fn first_dwell_base(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        schedule: &DwellSchedule,
+        which: Earliest<'_>,
     ) -> StoreResult<Option<i64>>;
 }
 
@@ -105,22 +98,37 @@ pub async fn next_work(
     let mut instants = Vec::new();
     for leg in &plan.window_legs {
         let within = i64::try_from(leg.within_ms.unwrap_or(0)).unwrap_or(i64::MAX);
+        let since = after.0.saturating_sub(within);
         let first = tx
-            .first_event_since(tenant, &leg.event, after.0.saturating_sub(within))
+            .earliest(
+                tenant,
+                &bucket.id,
+                Earliest::EventSince {
+                    event: &leg.event,
+                    since,
+                },
+            )
             .await?;
         instants.extend(first.map(|t| Timestamp(t.saturating_add(within) + 1)));
     }
     if plan.max_dwell {
-        instants.extend(tx.first_max_dwell(tenant, &bucket.id).await?.map(Timestamp));
+        let first = tx.earliest(tenant, &bucket.id, Earliest::MaxDwell).await?;
+        instants.extend(first.map(Timestamp));
     }
     if plan.deadlines {
-        let first = tx.first_expiry_after(tenant, &bucket.id, after.0).await?;
-        instants.extend(first.map(Timestamp));
+        let expiry = Earliest::ExpiryAfter { after: after.0 };
+        instants.extend(
+            tx.earliest(tenant, &bucket.id, expiry)
+                .await?
+                .map(Timestamp),
+        );
     }
     // Dwell stamps wait for the bucket's first backfill.
     if !plan.dwell.is_empty() && !tx.first_backfill_pending(tenant, &bucket.id).await? {
-        for schedule in &plan.dwell {
-            let first = tx.first_dwell_base(tenant, &bucket.id, schedule).await?;
+        for &schedule in &plan.dwell {
+            let first = tx
+                .earliest(tenant, &bucket.id, Earliest::DwellBase(schedule))
+                .await?;
             instants.extend(first.map(|t| Timestamp(t).plus_ms(schedule.offset_ms())));
         }
     }

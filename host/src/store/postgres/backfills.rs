@@ -15,12 +15,12 @@ use super::PgStore;
 use super::rows::contact_columns;
 use super::tx::PgTx;
 use crate::buckets::BucketDef;
-use crate::buckets::backfill_rules::{self, BackfillMode, ConfigChange, StoredConfig};
+use crate::buckets::backfill_rules::BackfillMode;
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Backfills;
 use crate::store::flows;
-use crate::store::flows::{BackfillProgress, BackfillTx};
+use crate::store::flows::{BackfillProgress, BackfillTx, BucketConfigTx};
 use crate::store::rows::backfill_status_columns;
 use crate::store::rows::{backfill_status_from_row, contact_from_row};
 use crate::store::{
@@ -28,74 +28,77 @@ use crate::store::{
     Lease, StoreError, StoreResult,
 };
 use async_trait::async_trait;
-use sqlx::{PgConnection, Row};
+use sqlx::Row;
 use std::sync::Arc;
 
 /// The bucket's config, locked until the transaction ends when `lock`.
-async fn status(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    bucket_id: &str,
-    lock: bool,
-) -> StoreResult<Option<BackfillStatus>> {
-    let sql = if lock {
-        concat!(
+/// The config flows' reads and writes: a config row is read `FOR UPDATE` (see the module
+/// doc).
+impl BucketConfigTx for PgTx<'_> {
+    async fn bucket_config(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<Option<BackfillStatus>> {
+        let row = sqlx::query(concat!(
             "SELECT ",
             backfill_status_columns!(),
             " FROM bucket_configs WHERE tenant_id = $1 AND bucket_id = $2 FOR UPDATE"
-        )
-    } else {
-        concat!(
-            "SELECT ",
-            backfill_status_columns!(),
-            " FROM bucket_configs WHERE tenant_id = $1 AND bucket_id = $2"
-        )
-    };
-    let row = sqlx::query(sql)
+        ))
         .bind(tenant.as_str())
         .bind(bucket_id)
-        .fetch_optional(conn)
+        .fetch_optional(self.conn())
         .await?;
-    row.as_ref().map(backfill_status_from_row).transpose()
-}
-
-fn stored_config(status: &BackfillStatus) -> StoredConfig {
-    StoredConfig {
-        criteria_hash: status.criteria_hash.clone(),
-        state: status.state,
-        mode: status.mode,
-        target_hash: status.target_hash.clone(),
+        row.as_ref().map(backfill_status_from_row).transpose()
     }
-}
 
-/// Insert or reset the config to a pending backfill of `target_hash` from the beginning; the
-/// stored fingerprint stays.
-async fn enqueue(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    bucket_id: &str,
-    mode: BackfillMode,
-    target_hash: &str,
-    now: Timestamp,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO bucket_configs (tenant_id, bucket_id, criteria_hash, backfill_state, \
-         backfill_mode, target_hash, updated_at) VALUES ($1, $2, NULL, 'pending', $3, $4, $5) \
-         ON CONFLICT (tenant_id, bucket_id) DO UPDATE SET backfill_state = 'pending', \
-         backfill_mode = excluded.backfill_mode, target_hash = excluded.target_hash, \
-         backfill_done = 0, backfill_total = NULL, backfill_joined = 0, backfill_left = 0, \
-         backfill_error = NULL, backfill_started_at = NULL, backfill_finished_at = NULL, \
-         backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(tenant.as_str())
-    .bind(bucket_id)
-    .bind(mode.as_str())
-    .bind(target_hash)
-    .bind(now.0)
-    .execute(conn)
-    .await?;
-    Ok(())
+    async fn enqueue_backfill(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        mode: BackfillMode,
+        target_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO bucket_configs (tenant_id, bucket_id, criteria_hash, backfill_state, \
+             backfill_mode, target_hash, updated_at) VALUES ($1, $2, NULL, 'pending', $3, $4, $5) \
+             ON CONFLICT (tenant_id, bucket_id) DO UPDATE SET backfill_state = 'pending', \
+             backfill_mode = excluded.backfill_mode, target_hash = excluded.target_hash, \
+             backfill_done = 0, backfill_total = NULL, backfill_joined = 0, backfill_left = 0, \
+             backfill_error = NULL, backfill_started_at = NULL, backfill_finished_at = NULL, \
+             backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(mode.as_str())
+        .bind(target_hash)
+        .bind(now.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn settle_backfill(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE bucket_configs SET backfill_state = 'completed', \
+             target_hash = criteria_hash, backfill_error = NULL, \
+             backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
+             updated_at = $3 WHERE tenant_id = $1 AND bucket_id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(bucket_id)
+        .bind(now.0)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -107,33 +110,8 @@ impl Backfills for PgStore {
         now: Timestamp,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        // In bucket id order, so two hosts registering at once lock rows in the same order.
-        let mut sorted: Vec<&BucketFingerprint> = buckets.iter().collect();
-        sorted.sort_by(|a, b| a.bucket_id.cmp(&b.bucket_id));
-        for bucket in sorted {
-            let stored = status(&mut tx, tenant, &bucket.bucket_id, true)
-                .await?
-                .map(|s| stored_config(&s));
-            match backfill_rules::on_register(stored.as_ref(), &bucket.fingerprint) {
-                ConfigChange::Keep => {}
-                ConfigChange::Enqueue { mode, target_hash } => {
-                    enqueue(&mut tx, tenant, &bucket.bucket_id, mode, &target_hash, now).await?;
-                }
-                ConfigChange::Settle => {
-                    sqlx::query(
-                        "UPDATE bucket_configs SET backfill_state = 'completed', \
-                         target_hash = criteria_hash, backfill_error = NULL, \
-                         backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
-                         updated_at = $3 WHERE tenant_id = $1 AND bucket_id = $2",
-                    )
-                    .bind(tenant.as_str())
-                    .bind(&bucket.bucket_id)
-                    .bind(now.0)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
+        flows::bucket_configs::register_buckets(&mut PgTx::new(&mut tx), tenant, buckets, now)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -157,20 +135,9 @@ impl Backfills for PgStore {
         now: Timestamp,
     ) -> StoreResult<BackfillStatus> {
         let mut tx = self.pool.begin().await?;
-        let stored = status(&mut tx, tenant, &bucket.bucket_id, true).await?;
-        let mode = backfill_rules::restart_mode(stored.and_then(|s| s.criteria_hash).as_deref());
-        enqueue(
-            &mut tx,
-            tenant,
-            &bucket.bucket_id,
-            mode,
-            &bucket.fingerprint,
-            now,
-        )
-        .await?;
-        let status = status(&mut tx, tenant, &bucket.bucket_id, false)
-            .await?
-            .ok_or_else(|| StoreError::corrupt("bucket config", "missing after its upsert"))?;
+        let status =
+            flows::bucket_configs::restart_backfill(&mut PgTx::new(&mut tx), tenant, bucket, now)
+                .await?;
         tx.commit().await?;
         Ok(status)
     }

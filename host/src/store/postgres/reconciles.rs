@@ -30,7 +30,7 @@ use crate::ids::TenantId;
 use crate::store::Reconciles;
 use crate::store::codec::parse_object;
 use crate::store::flows;
-use crate::store::flows::{NextWorkReads, ReconcilePassTx};
+use crate::store::flows::{Earliest, NextWorkReads, ReconcilePassTx};
 use crate::store::rows::reconcile_member_from_row;
 use crate::store::{
     ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
@@ -346,79 +346,53 @@ impl ReconcilePassTx for PgTx<'_> {
 }
 
 impl NextWorkReads for PgTx<'_> {
-    async fn first_event_since(
-        &mut self,
-        tenant: &TenantId,
-        name: &str,
-        since: i64,
-    ) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(occurred_at) FROM events WHERE tenant_id = $1 \
-             AND name COLLATE \"C\" = $2 AND occurred_at >= $3",
-        )
-        .bind(tenant.as_str())
-        .bind(name)
-        .bind(since)
-        .fetch_one(self.conn())
-        .await?)
-    }
-
-    async fn first_max_dwell(
+    async fn earliest(
         &mut self,
         tenant: &TenantId,
         bucket_id: &str,
+        which: Earliest<'_>,
     ) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant_id = $1 \
-             AND bucket_id = $2 AND status = 'active' AND max_dwell_at IS NOT NULL",
-        )
-        .bind(tenant.as_str())
-        .bind(bucket_id)
-        .fetch_one(self.conn())
-        .await?)
-    }
-
-    async fn first_expiry_after(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        after: i64,
-    ) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant_id = $1 \
-             AND bucket_id = $2 AND status = 'active' AND expires_at > $3",
-        )
-        .bind(tenant.as_str())
-        .bind(bucket_id)
-        .bind(after)
-        .fetch_one(self.conn())
-        .await?)
-    }
-
-    async fn first_dwell_base(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        schedule: &DwellSchedule,
-    ) -> StoreResult<Option<i64>> {
-        let sql = match schedule {
-            DwellSchedule::After(_) => {
-                "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) FROM bucket_memberships \
-                 WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active' \
-                 AND (dwell_state::jsonb ->> $3) IS NULL"
-            }
-            DwellSchedule::Every(_) => {
-                "SELECT MIN(COALESCE((dwell_state::jsonb ->> $3)::int8, dwell_anchor_at, \
-                 entered_at)) FROM bucket_memberships \
-                 WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active'"
-            }
-        };
-        Ok(sqlx::query_scalar(sql)
+        let query = match which {
+            Earliest::EventSince { event, since } => sqlx::query_scalar(
+                "SELECT MIN(occurred_at) FROM events WHERE tenant_id = $1 \
+                 AND name COLLATE \"C\" = $2 AND occurred_at >= $3",
+            )
+            .bind(tenant.as_str())
+            .bind(event)
+            .bind(since),
+            Earliest::MaxDwell => sqlx::query_scalar(
+                "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant_id = $1 \
+                 AND bucket_id = $2 AND status = 'active' AND max_dwell_at IS NOT NULL",
+            )
+            .bind(tenant.as_str())
+            .bind(bucket_id),
+            Earliest::ExpiryAfter { after } => sqlx::query_scalar(
+                "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant_id = $1 \
+                 AND bucket_id = $2 AND status = 'active' AND expires_at > $3",
+            )
             .bind(tenant.as_str())
             .bind(bucket_id)
-            .bind(schedule.label())
-            .fetch_one(self.conn())
-            .await?)
+            .bind(after),
+            Earliest::DwellBase(schedule) => {
+                let sql = match schedule {
+                    DwellSchedule::After(_) => {
+                        "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) \
+                         FROM bucket_memberships WHERE tenant_id = $1 AND bucket_id = $2 \
+                         AND status = 'active' AND (dwell_state::jsonb ->> $3) IS NULL"
+                    }
+                    DwellSchedule::Every(_) => {
+                        "SELECT MIN(COALESCE((dwell_state::jsonb ->> $3)::int8, \
+                         dwell_anchor_at, entered_at)) FROM bucket_memberships \
+                         WHERE tenant_id = $1 AND bucket_id = $2 AND status = 'active'"
+                    }
+                };
+                sqlx::query_scalar(sql)
+                    .bind(tenant.as_str())
+                    .bind(bucket_id)
+                    .bind(schedule.label())
+            }
+        };
+        Ok(query.fetch_one(self.conn()).await?)
     }
 }
 

@@ -10,12 +10,12 @@ use super::identity::contact_columns;
 use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::BucketDef;
-use crate::buckets::backfill_rules::{self, BackfillMode, ConfigChange, StoredConfig};
+use crate::buckets::backfill_rules::BackfillMode;
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Backfills;
 use crate::store::flows;
-use crate::store::flows::{BackfillProgress, BackfillTx};
+use crate::store::flows::{BackfillProgress, BackfillTx, BucketConfigTx};
 use crate::store::rows::backfill_status_columns;
 use crate::store::rows::{backfill_status_from_row, contact_from_row};
 use crate::store::{
@@ -23,63 +23,74 @@ use crate::store::{
     Lease, StoreError, StoreResult,
 };
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use std::sync::Arc;
 
-fn status(
-    conn: &Connection,
-    tenant: &TenantId,
-    bucket_id: &str,
-) -> StoreResult<Option<BackfillStatus>> {
-    let mut statement = conn.prepare_cached(concat!(
-        "SELECT ",
-        backfill_status_columns!(),
-        " FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2"
-    ))?;
-    let mut rows = statement.query(params![tenant.as_str(), bucket_id])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(backfill_status_from_row(row)?)),
-        None => Ok(None),
+/// The config flows' reads and writes; the single writer keeps what they read true.
+impl BucketConfigTx for SqliteTx<'_> {
+    async fn bucket_config(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+    ) -> StoreResult<Option<BackfillStatus>> {
+        let mut statement = self.conn.prepare_cached(concat!(
+            "SELECT ",
+            backfill_status_columns!(),
+            " FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2"
+        ))?;
+        let mut rows = statement.query(params![tenant.as_str(), bucket_id])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(backfill_status_from_row(row)?)),
+            None => Ok(None),
+        }
     }
-}
 
-fn stored_config(status: &BackfillStatus) -> StoredConfig {
-    StoredConfig {
-        criteria_hash: status.criteria_hash.clone(),
-        state: status.state,
-        mode: status.mode,
-        target_hash: status.target_hash.clone(),
+    async fn enqueue_backfill(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        mode: BackfillMode,
+        target_hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO bucket_configs (tenant_id, bucket_id, criteria_hash, \
+                 backfill_state, backfill_mode, target_hash, updated_at) \
+                 VALUES (?1, ?2, NULL, 'pending', ?3, ?4, ?5) \
+                 ON CONFLICT (tenant_id, bucket_id) DO UPDATE SET backfill_state = 'pending', \
+                 backfill_mode = excluded.backfill_mode, target_hash = excluded.target_hash, \
+                 backfill_done = 0, backfill_total = NULL, backfill_joined = 0, \
+                 backfill_left = 0, backfill_error = NULL, backfill_started_at = NULL, \
+                 backfill_finished_at = NULL, backfill_cursor = NULL, lease_owner = NULL, \
+                 lease_until = NULL, updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                tenant.as_str(),
+                bucket_id,
+                mode.as_str(),
+                target_hash,
+                now.0
+            ])?;
+        Ok(())
     }
-}
 
-/// Insert or reset the config to a pending backfill of `target_hash` from the beginning; the
-/// stored fingerprint stays.
-fn enqueue(
-    conn: &Connection,
-    tenant: &TenantId,
-    bucket_id: &str,
-    mode: BackfillMode,
-    target_hash: &str,
-    now: Timestamp,
-) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO bucket_configs (tenant_id, bucket_id, criteria_hash, backfill_state, \
-         backfill_mode, target_hash, updated_at) VALUES (?1, ?2, NULL, 'pending', ?3, ?4, ?5) \
-         ON CONFLICT (tenant_id, bucket_id) DO UPDATE SET backfill_state = 'pending', \
-         backfill_mode = excluded.backfill_mode, target_hash = excluded.target_hash, \
-         backfill_done = 0, backfill_total = NULL, backfill_joined = 0, backfill_left = 0, \
-         backfill_error = NULL, backfill_started_at = NULL, backfill_finished_at = NULL, \
-         backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
-         updated_at = excluded.updated_at",
-    )?
-    .execute(params![
-        tenant.as_str(),
-        bucket_id,
-        mode.as_str(),
-        target_hash,
-        now.0
-    ])?;
-    Ok(())
+    async fn settle_backfill(
+        &mut self,
+        tenant: &TenantId,
+        bucket_id: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE bucket_configs SET backfill_state = 'completed', \
+                 target_hash = criteria_hash, backfill_error = NULL, backfill_cursor = NULL, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = ?3 \
+                 WHERE tenant_id = ?1 AND bucket_id = ?2",
+            )?
+            .execute(params![tenant.as_str(), bucket_id, now.0])?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -91,30 +102,11 @@ impl Backfills for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<()> {
         let (tenant, buckets) = (tenant.clone(), buckets.to_vec());
-        self.write(move |tx| {
-            for bucket in &buckets {
-                let stored = status(tx, &tenant, &bucket.bucket_id)?.map(|s| stored_config(&s));
-                match backfill_rules::on_register(stored.as_ref(), &bucket.fingerprint) {
-                    ConfigChange::Keep => {}
-                    ConfigChange::Enqueue { mode, target_hash } => {
-                        enqueue(tx, &tenant, &bucket.bucket_id, mode, &target_hash, now)?;
-                    }
-                    ConfigChange::Settle => {
-                        tx.prepare_cached(
-                            "UPDATE bucket_configs SET backfill_state = 'completed', \
-                                 target_hash = criteria_hash, backfill_error = NULL, \
-                                 backfill_cursor = NULL, lease_owner = NULL, lease_until = NULL, \
-                                 updated_at = ?3 WHERE tenant_id = ?1 AND bucket_id = ?2",
-                        )?
-                        .execute(params![
-                            tenant.as_str(),
-                            bucket.bucket_id,
-                            now.0
-                        ])?;
-                    }
-                }
-            }
-            Ok(())
+        self.write(move |conn| {
+            let mut tx = SqliteTx::new(conn);
+            run_sync(flows::bucket_configs::register_buckets(
+                &mut tx, &tenant, &buckets, now,
+            ))
         })
         .await
     }
@@ -144,20 +136,11 @@ impl Backfills for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<BackfillStatus> {
         let (tenant, bucket) = (tenant.clone(), bucket.clone());
-        self.write(move |tx| {
-            let stored = status(tx, &tenant, &bucket.bucket_id)?;
-            let mode =
-                backfill_rules::restart_mode(stored.and_then(|s| s.criteria_hash).as_deref());
-            enqueue(
-                tx,
-                &tenant,
-                &bucket.bucket_id,
-                mode,
-                &bucket.fingerprint,
-                now,
-            )?;
-            status(tx, &tenant, &bucket.bucket_id)?
-                .ok_or_else(|| StoreError::corrupt("bucket config", "missing after its upsert"))
+        self.write(move |conn| {
+            let mut tx = SqliteTx::new(conn);
+            run_sync(flows::bucket_configs::restart_backfill(
+                &mut tx, &tenant, &bucket, now,
+            ))
         })
         .await
     }

@@ -21,7 +21,7 @@ use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Reconciles;
 use crate::store::flows;
-use crate::store::flows::{NextWorkReads, ReconcilePassTx};
+use crate::store::flows::{Earliest, NextWorkReads, ReconcilePassTx};
 use crate::store::{
     ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
 };
@@ -321,76 +321,58 @@ impl SqliteTx<'_> {
 }
 
 impl NextWorkReads for SqliteTx<'_> {
-    async fn first_event_since(
-        &mut self,
-        tenant: &TenantId,
-        name: &str,
-        since: i64,
-    ) -> StoreResult<Option<i64>> {
-        self.first(
-            concat!(
-                "SELECT MIN(occurred_at) FROM events WHERE tenant = ",
-                tenant_number!("?1"),
-                " AND name = ?2 AND occurred_at >= ?3"
-            ),
-            params![tenant.as_str(), name, since],
-        )
-    }
-
-    async fn first_max_dwell(
+    async fn earliest(
         &mut self,
         tenant: &TenantId,
         bucket_id: &str,
+        which: Earliest<'_>,
     ) -> StoreResult<Option<i64>> {
-        self.first(
-            concat!(
-                "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant = ",
-                tenant_number!("?1"),
-                " AND bucket_id = ?2 AND status = 'active' AND max_dwell_at IS NOT NULL"
+        let tenant = tenant.as_str();
+        match which {
+            Earliest::EventSince { event, since } => self.first(
+                concat!(
+                    "SELECT MIN(occurred_at) FROM events WHERE tenant = ",
+                    tenant_number!("?1"),
+                    " AND name = ?2 AND occurred_at >= ?3"
+                ),
+                params![tenant, event, since],
             ),
-            params![tenant.as_str(), bucket_id],
-        )
-    }
-
-    async fn first_expiry_after(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        after: i64,
-    ) -> StoreResult<Option<i64>> {
-        self.first(
-            concat!(
-                "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant = ",
-                tenant_number!("?1"),
-                " AND bucket_id = ?2 AND status = 'active' AND expires_at > ?3"
+            Earliest::MaxDwell => self.first(
+                concat!(
+                    "SELECT MIN(max_dwell_at) FROM bucket_memberships WHERE tenant = ",
+                    tenant_number!("?1"),
+                    " AND bucket_id = ?2 AND status = 'active' AND max_dwell_at IS NOT NULL"
+                ),
+                params![tenant, bucket_id],
             ),
-            params![tenant.as_str(), bucket_id, after],
-        )
-    }
-
-    async fn first_dwell_base(
-        &mut self,
-        tenant: &TenantId,
-        bucket_id: &str,
-        schedule: &DwellSchedule,
-    ) -> StoreResult<Option<i64>> {
-        let sql = match schedule {
-            DwellSchedule::After(_) => concat!(
-                "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) \
-                 FROM bucket_memberships WHERE tenant = ",
-                tenant_number!("?1"),
-                " AND bucket_id = ?2 AND status = 'active' \
-                 AND json_extract(dwell_state, ?3) IS NULL"
+            Earliest::ExpiryAfter { after } => self.first(
+                concat!(
+                    "SELECT MIN(expires_at) FROM bucket_memberships WHERE tenant = ",
+                    tenant_number!("?1"),
+                    " AND bucket_id = ?2 AND status = 'active' AND expires_at > ?3"
+                ),
+                params![tenant, bucket_id, after],
             ),
-            DwellSchedule::Every(_) => concat!(
-                "SELECT MIN(COALESCE(json_extract(dwell_state, ?3), dwell_anchor_at, \
-                 entered_at)) FROM bucket_memberships WHERE tenant = ",
-                tenant_number!("?1"),
-                " AND bucket_id = ?2 AND status = 'active'"
-            ),
-        };
-        let path = dwell_path(&schedule.label());
-        self.first(sql, params![tenant.as_str(), bucket_id, path])
+            Earliest::DwellBase(schedule) => {
+                let sql = match schedule {
+                    DwellSchedule::After(_) => concat!(
+                        "SELECT MIN(COALESCE(dwell_anchor_at, entered_at)) \
+                         FROM bucket_memberships WHERE tenant = ",
+                        tenant_number!("?1"),
+                        " AND bucket_id = ?2 AND status = 'active' \
+                         AND json_extract(dwell_state, ?3) IS NULL"
+                    ),
+                    DwellSchedule::Every(_) => concat!(
+                        "SELECT MIN(COALESCE(json_extract(dwell_state, ?3), dwell_anchor_at, \
+                         entered_at)) FROM bucket_memberships WHERE tenant = ",
+                        tenant_number!("?1"),
+                        " AND bucket_id = ?2 AND status = 'active'"
+                    ),
+                };
+                let path = dwell_path(&schedule.label());
+                self.first(sql, params![tenant, bucket_id, path])
+            }
+        }
     }
 }
 
