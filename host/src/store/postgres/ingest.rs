@@ -173,17 +173,13 @@ async fn used_keys(conn: &mut PgConnection, batch: &[IngestItem]) -> StoreResult
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                (
-                    TenantId(row.try_get("tenant_id")?),
-                    row.try_get("idempotency_key")?,
-                ),
-                EventId(row.try_get("id")?),
-            ))
-        })
-        .collect()
+    let mut used = UsedKeys::new();
+    for row in &rows {
+        used.entry(TenantId(row.try_get("tenant_id")?))
+            .or_default()
+            .insert(row.try_get("idempotency_key")?, EventId(row.try_get("id")?));
+    }
+    Ok(used)
 }
 
 /// Ingest's primitives. The batch's events wait for [`PgTx::write_events`] (one statement at
@@ -191,7 +187,7 @@ async fn used_keys(conn: &mut PgConnection, batch: &[IngestItem]) -> StoreResult
 /// ([`PgTx::answer_used_keys`]) and the batch's own.
 impl IngestTx for PgTx<'_> {
     async fn key_used(&mut self, tenant: &TenantId, key: &str) -> StoreResult<Option<EventId>> {
-        if let Some(original) = self.used_keys.get(&(tenant.clone(), key.to_owned())) {
+        if let Some(original) = self.used_keys.get(tenant).and_then(|keys| keys.get(key)) {
             return Ok(Some(original.clone()));
         }
         if self.used_keys_read {
@@ -213,7 +209,9 @@ impl IngestTx for PgTx<'_> {
         self.defer_event(PendingEvent::of(event, contact_key)?);
         if let Some(key) = &event.idempotency_key {
             self.used_keys
-                .insert((event.tenant_id.clone(), key.clone()), event.id.clone());
+                .entry(event.tenant_id.clone())
+                .or_default()
+                .insert(key.clone(), event.id.clone());
         }
         Ok(())
     }

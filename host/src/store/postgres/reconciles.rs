@@ -58,7 +58,7 @@ const MEMBER_SELECT: &str = concat!(
     " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active'"
 );
 
-fn members(rows: &[PgRow]) -> StoreResult<Vec<ReconcileMember>> {
+fn members_from_rows(rows: &[PgRow]) -> StoreResult<Vec<ReconcileMember>> {
     rows.iter().map(reconcile_member_from_row).collect()
 }
 
@@ -153,7 +153,7 @@ impl ReconcileTx for PgTx<'_> {
             query = query.bind(schedule.label());
         }
         let rows = query.fetch_all(self.conn()).await?;
-        members(&rows)
+        members_from_rows(&rows)
     }
 
     async fn absence_cursor(

@@ -40,7 +40,7 @@ pub(super) struct PgTx<'a> {
     /// Whether a bucket transition's event waits for [`PgTx::write_events`] too, instead of
     /// being inserted as it happens (see [`PgTx::insert_transition_event`]).
     pub(super) defer_transitions: bool,
-    /// Ingest's: the idempotency keys already used, by (tenant, key), those of this
+    /// Ingest's: the idempotency keys already used, those of this
     /// transaction's deferred events included.
     pub(super) used_keys: UsedKeys,
     /// Whether `used_keys` holds every used key the transaction can meet (read up front for
@@ -48,8 +48,9 @@ pub(super) struct PgTx<'a> {
     pub(super) used_keys_read: bool,
 }
 
-/// Idempotency keys already used, by (tenant, key): the event that used each.
-pub(super) type UsedKeys = HashMap<(TenantId, String), EventId>;
+/// Idempotency keys already used, by tenant then key (looked up without allocating): the
+/// event that used each.
+pub(super) type UsedKeys = HashMap<TenantId, HashMap<String, EventId>>;
 
 /// How many people an ingest transaction remembers the memberships of: more than a batch
 /// can name.
