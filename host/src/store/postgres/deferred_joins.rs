@@ -8,7 +8,7 @@
 //! the person's whole history — epochs and the last leave are numbered from them. For such a
 //! person the membership primitives answer from here and never read the table. Anything that
 //! moves rows by SQL (a merge or a promotion re-points history) writes them out first
-//! ([`PgTx::write_deferred_joins`](super::identity::PgTx)), after which the person is an
+//! ([`PgTx::write_deferred_joins`](super::tx::PgTx)), after which the person is an
 //! ordinary one again.
 
 use crate::buckets::LeaveReason;

@@ -105,7 +105,7 @@ async fn ingest_batch(
     if pg.write_events().await? == Written::TransitionTaken {
         return Ok(None); // dropping `tx` rolls it back
     }
-    count_skips(pg.conn(), &skips).await?;
+    pg.count_skips(&skips).await?;
     tx.commit().await?;
     Ok(Some(outcomes))
 }

@@ -39,7 +39,7 @@ impl EventIngest for SqliteStore {
                 &batch,
                 routing.as_ref(),
             ))?;
-            count_skips(conn, &skips)?;
+            run_sync(tx.count_skips(&skips))?;
             Ok(outcomes)
         })
         .await
