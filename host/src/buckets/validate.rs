@@ -16,22 +16,30 @@ pub const MAX_ID_LEN: usize = 200;
 /// least one leaf is positive.
 ///
 /// A leaf is *negative* when people the host has never heard of satisfy it: property `neq`
-/// and `not_exists`, and event `not_exists` without a window (a windowed `not_exists` is the
-/// bounded dormancy predicate and counts as positive). Under a `not` a leaf's polarity flips:
-/// `not(exists)` is negative, `not(neq)` positive; event counts are positive either way.
-/// Criteria made only of negative leaves would match every unknown person, so they are
-/// refused.
+/// and `not_exists`, event `not_exists` without a window (a windowed `not_exists` is the
+/// bounded dormancy predicate and counts as positive), and an event `count` that zero
+/// satisfies (`lt 1`, `lte 0`, `eq 0`, `lt 5`, …), windowed or not. Under a `not` a leaf's
+/// polarity flips: `not(exists)` is negative, `not(neq)` positive, `not(count gte 1)`
+/// negative.
+///
+/// Criteria made only of negative leaves would match every unknown person. Real time never
+/// evaluates such a person (no event or property of theirs names the bucket) while a backfill
+/// evaluates everyone, so membership would depend on which path looked: they are refused.
+/// Guarded by a positive leaf (`all([event("signed_up").exists(), event("purchase").
+/// less_than(1)])`) both paths evaluate exactly the people the guard names.
 pub fn validate_criteria(criteria: &Condition) -> Result<(), CriteriaError> {
     check_tree(criteria, ROOT)?;
     if !has_positive_leaf(criteria, false) {
-        return Err(CriteriaError::new(
-            ROOT,
-            "must have at least one positive condition: every leaf is satisfied by people who \
-             did nothing (neq, not_exists, or an event not_exists without withinMs)",
-        ));
+        return Err(CriteriaError::new(ROOT, NO_POSITIVE_CONDITION));
     }
     Ok(())
 }
+
+/// Why criteria made of negative leaves only are refused (shared with the guest SDK's own
+/// check, which words it identically: see `guest-sdk/rust/tests/bucket_validity.json`).
+pub const NO_POSITIVE_CONDITION: &str = "must have at least one positive condition: every leaf \
+     is satisfied by people who did nothing (neq, not_exists, an event not_exists without \
+     withinMs, or an event count that zero satisfies)";
 
 /// The structural rules alone (no empty composite, no bucket event leg), for conditions that
 /// may be made of negative leaves only: a journey's trigger filter, an exit rule's `where`.
@@ -82,7 +90,10 @@ fn has_positive_leaf(node: &Condition, negated: bool) -> bool {
             negative == negated
         }
         Condition::Event(e) => match e.check {
-            EventCheck::Count(..) => true,
+            // A count that zero satisfies holds for someone who never fired the event, like
+            // an unwindowed `not_exists`; a window does not bound it (only `not_exists` legs
+            // have the absence joins that make a windowed absence agree across paths).
+            EventCheck::Count(op, value) => op.holds(0, value) == negated,
             EventCheck::Exists => !negated || e.within_ms.is_some(),
             EventCheck::NotExists => negated || e.within_ms.is_some(),
         },
@@ -258,11 +269,46 @@ mod tests {
     }
 
     #[test]
+    fn given_a_count_that_zero_satisfies_when_unguarded_then_it_is_refused_like_not_exists() {
+        let count = |op: &str, value: u64| {
+            json!({"type": "event", "event": "purchase", "check": "count", "operator": op,
+                   "value": value})
+        };
+        for zero_satisfied in [
+            count("lt", 1),
+            count("lte", 0),
+            count("eq", 0),
+            count("lt", 5),
+            count("lte", 3),
+            json!({"type": "event", "event": "purchase", "check": "count", "operator": "lt",
+                   "value": 1, "withinMs": 1000}),
+            json!({"type": "not", "condition": count("gte", 1)}),
+            json!({"type": "all", "conditions": [
+                count("lt", 1),
+                {"type": "property", "property": "plan", "operator": "neq", "value": "pro"}
+            ]}),
+        ] {
+            let err = check(zero_satisfied.clone()).unwrap_err();
+            assert!(
+                err.starts_with("criteria must have at least one positive condition"),
+                "{zero_satisfied}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn given_a_positive_leaf_when_validated_then_the_criteria_pass() {
         for positive in [
             active(),
             json!({"type": "event", "event": "x", "check": "not_exists", "withinMs": 1000}),
-            json!({"type": "event", "event": "x", "check": "count", "operator": "lt", "value": 3}),
+            json!({"type": "event", "event": "x", "check": "count", "operator": "gte", "value": 3}),
+            json!({"type": "event", "event": "x", "check": "count", "operator": "eq", "value": 2}),
+            json!({"type": "not", "condition":
+                {"type": "event", "event": "x", "check": "count", "operator": "lt", "value": 1}}),
+            json!({"type": "all", "conditions": [
+                active(),
+                {"type": "event", "event": "x", "check": "count", "operator": "lt", "value": 1}
+            ]}),
             json!({"type": "not", "condition":
                 {"type": "property", "property": "p", "operator": "not_exists"}}),
             json!({"type": "not", "condition": {"type": "not", "condition": active()}}),

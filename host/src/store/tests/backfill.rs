@@ -437,3 +437,77 @@ store_test!(
         assert_eq!(members(&f, "buyers").await, vec!["ada"]);
     }
 );
+
+/// `name` by `user` at `at`, through `routing`.
+async fn fired(f: &Fixture, user: &str, name: &str, at: i64, routing: &Arc<dyn IngestRouting>) {
+    let mut e = event(&f.tenant, user, at);
+    e.name = name.into();
+    f.store
+        .ingest(
+            Arc::new([IngestItem {
+                event: e,
+                candidates: vec![],
+            }]),
+            routing.clone(),
+        )
+        .await
+        .unwrap();
+}
+
+/// "Signed up and never purchased": a count that zero satisfies, guarded by a positive leg.
+fn never_bought(id: &str) -> BucketDef {
+    bucket(
+        id,
+        json!({"type": "all", "conditions": [
+            {"type": "event", "event": "signed_up", "check": "exists"},
+            {"type": "event", "event": "purchase", "check": "count", "operator": "lt", "value": 1}
+        ]}),
+    )
+}
+
+store_test!(
+    given_a_zero_satisfied_count_guarded_by_a_positive_leg_when_evaluated_in_real_time_and_by_backfill_then_the_members_agree,
+    |f| async move {
+        use crate::buckets::validate::validate_bucket;
+        // Given the count alone is refused (it would join everyone in a backfill and nobody in
+        // real time), and the guarded form accepted
+        let unguarded = bucket(
+            "unguarded",
+            json!({"type": "event", "event": "purchase", "check": "count", "operator": "lt",
+                   "value": 1}),
+        );
+        assert!(
+            validate_bucket(&unguarded)
+                .unwrap_err()
+                .starts_with("criteria must have at least one positive condition"),
+        );
+        let live = never_bought("live");
+        assert_eq!(validate_bucket(&live), Ok(()));
+
+        // When five people's events are ingested with "live" evaluated in real time: ada
+        // signed up; bob and eve signed up, then bought (each joins, then leaves); cyd only
+        // logged in; dan only bought
+        let realtime = routing(vec![live.clone()]);
+        for (user, name, at) in [
+            ("ada", "signed_up", T0),
+            ("bob", "signed_up", T0),
+            ("bob", "purchase", T0 + 1),
+            ("cyd", "login", T0),
+            ("dan", "purchase", T0),
+            ("eve", "signed_up", T0),
+            ("eve", "purchase", T0 + 2),
+        ] {
+            fired(&f, user, name, at, &realtime).await;
+        }
+        assert_eq!(members(&f, "live").await, vec!["ada"]);
+        assert_eq!(events_named(&f, "bucket:left:live").await, 2); // bob, eve
+
+        // And the same criteria, as a bucket that appears afterwards, are backfilled from
+        // that history
+        let late = never_bought("late");
+        backfill(&f, &late, 2, &routing(vec![live, late.clone()])).await;
+
+        // Then both paths chose the same members
+        assert_eq!(members(&f, "late").await, members(&f, "live").await);
+    }
+);
