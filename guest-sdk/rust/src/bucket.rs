@@ -299,16 +299,29 @@ impl Bucket {
         let mut found = Vec::new();
         if self.id.trim().is_empty() {
             found.push("id is empty".to_owned());
-        } else if self.id.chars().any(|c| c == ':' || c.is_whitespace()) {
+        } else if self
+            .id
+            .chars()
+            .any(|c| c == ':' || c.is_whitespace() || c.is_control())
+        {
             found.push("id must not contain ':' or whitespace".to_owned());
         }
         if self.display_name().trim().is_empty() {
             found.push("name is empty".to_owned());
         }
+        for (field, value) in [("id", self.id.as_str()), ("name", self.display_name())] {
+            if value.len() > crate::module::MAX_ID_LEN {
+                found.push(format!(
+                    "{field} is longer than {} characters",
+                    crate::module::MAX_ID_LEN
+                ));
+            }
+        }
         match (self.manual, &self.criteria) {
             (true, Some(_)) => found.push("a manual bucket must not have criteria".to_owned()),
             (false, None) => found.push(
-                "criteria are missing; add .criteria(..) or declare the bucket .manual()"
+                "criteria are required for a computed bucket; add .criteria(..) or declare the \
+                 bucket .manual()"
                     .to_owned(),
             ),
             (false, Some(c)) => found.extend(crate::criteria::problems(c)),
@@ -316,18 +329,18 @@ impl Bucket {
         }
         for (field, dwell) in [("min_dwell", self.min_dwell), ("max_dwell", self.max_dwell)] {
             if dwell.is_some_and(|d| to_millis(d) == 0) {
-                found.push(format!("{field} is zero"));
+                found.push(format!("{field} must be above zero"));
             }
         }
         if let (Some(min), Some(max)) = (self.min_dwell, self.max_dwell)
             && max < min
         {
-            found.push("max_dwell is below min_dwell".to_owned());
+            found.push("max_dwell must not be below min_dwell".to_owned());
         }
         if let EntryLimit::OncePer(period) = self.entry_limit
             && to_millis(period) == 0
         {
-            found.push("entry_limit once_per period is zero".to_owned());
+            found.push("entry_limit once_per needs a period above zero".to_owned());
         }
         if self.first_entry_only && self.on_enter.is_none() {
             found.push("first_entry_only() without on_enter(..)".to_owned());
@@ -342,7 +355,7 @@ impl Bucket {
             for r in reasons {
                 if !LEAVE_REASONS.contains(&r.as_str()) {
                     found.push(format!(
-                        "leave reason {r:?} is not one of {}",
+                        "leave reason {r:?} is not a leave reason (one of {})",
                         LEAVE_REASONS.join(", ")
                     ));
                 }
@@ -557,15 +570,15 @@ mod tests {
         let problems = m.validate().unwrap_err();
         let expected = [
             "buckets[0] (\"a\"): reaction journey id \"bucket-a-on-enter\" collides with a journey id",
-            "buckets[1] (\"b\"): criteria are missing; add .criteria(..) or declare the bucket .manual()",
+            "buckets[1] (\"b\"): criteria are required for a computed bucket; add .criteria(..) or declare the bucket .manual()",
             "buckets[2] (\"c\"): a manual bucket must not have criteria",
             "buckets[3] (\"d:e\"): id must not contain ':' or whitespace",
             "buckets[3] (\"d:e\"): criteria.conditions must not be empty",
             "buckets[3] (\"d:e\"): first_entry_only() without on_enter(..)",
             "buckets[3] (\"d:e\"): leave_reasons(..) without on_leave(..)",
-            "buckets[3] (\"d:e\"): leave reason \"max_dwell\" is not one of criteria, maxDwell, manual",
+            "buckets[3] (\"d:e\"): leave reason \"max_dwell\" is not a leave reason (one of criteria, maxDwell, manual)",
             "buckets[4] (\"f\"): criteria.withinMs must be above zero",
-            "buckets[4] (\"f\"): max_dwell is below min_dwell",
+            "buckets[4] (\"f\"): max_dwell must not be below min_dwell",
             "buckets[5] (\"a\"): id is declared more than once",
         ];
         for line in expected {

@@ -31,6 +31,9 @@
 
 use crate::duration::{Duration, to_millis};
 use serde_json::{Map, Value, json};
+use std::fmt;
+
+mod parse;
 
 /// Criteria: a condition tree, built with [`prop`], [`event`], [`all`], [`any`] and [`not`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +50,68 @@ impl Criteria {
     pub fn to_json_string(&self) -> String {
         self.0.to_string()
     }
+
+    /// Criteria kept as JSON in the documented schema (`docs/criteria.md`, what the HTTP API
+    /// shows and [`Criteria::to_json`] writes), checked as strictly as the host checks a
+    /// manifest: an unknown or missing field, a value of the wrong type or a window that is
+    /// not above zero is an error naming the field from the root.
+    ///
+    /// ```
+    /// use waymark_guest::prelude::*;
+    /// let kept = json!({"type": "all", "conditions": [
+    ///     {"type": "event", "event": "app.active", "check": "exists"},
+    ///     {"type": "event", "event": "app.active", "check": "not_exists", "withinMs": 604_800_000}
+    /// ]});
+    /// let lapsed = Criteria::from_json(&kept).unwrap();
+    /// assert_eq!(
+    ///     lapsed,
+    ///     all([event("app.active").exists(), event("app.active").within(days(7)).not_exists()])
+    /// );
+    ///
+    /// let typo = json!({"type": "event", "event": "x", "check": "exists", "within": 5});
+    /// let err = Criteria::from_json(&typo).unwrap_err();
+    /// assert_eq!(err.path, "criteria.within");
+    /// assert!(err.to_string().starts_with("criteria.within is not a field of an event condition"));
+    /// ```
+    ///
+    /// Rules that need the whole tree (composites not empty, at least one positive condition)
+    /// are checked where the criteria are used, by [`Module::validate`](crate::Module::validate).
+    pub fn from_json(value: &Value) -> Result<Criteria, CriteriaError> {
+        parse::node(value, ROOT)?;
+        Ok(Criteria(value.clone()))
+    }
+
+    /// [`Criteria::from_json`] of JSON text.
+    pub fn from_json_str(text: &str) -> Result<Criteria, CriteriaError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| CriteriaError {
+            path: ROOT.to_owned(),
+            message: format!("is not valid JSON: {e}"),
+        })?;
+        Criteria::from_json(&value)
+    }
 }
+
+/// The root of every criteria path.
+const ROOT: &str = "criteria";
+
+/// Criteria JSON outside the documented schema. Displayed as `<path> <message>`, e.g.
+/// `criteria.all[0].withinMs must be above zero` — the wording the host uses when it refuses
+/// a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CriteriaError {
+    /// The offending field from the root: `criteria.any[1].value`.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for CriteriaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for CriteriaError {}
 
 impl std::ops::Not for Criteria {
     type Output = Criteria;
@@ -297,13 +361,85 @@ impl EventCount {
     }
 }
 
-/// Problems the host would certainly refuse, found without the host: empty composites,
-/// windows of zero, `in` without values, non-finite numbers, bucket transition events.
-/// Paths are like the host's (`criteria.all[0].withinMs`).
+/// Why criteria made of negative leaves only are refused; the host's words exactly
+/// (`host/src/buckets/validate.rs`).
+const NO_POSITIVE_CONDITION: &str = "must have at least one positive condition: every leaf is \
+     satisfied by people who did nothing (neq, not_exists, an event not_exists without \
+     withinMs, or an event count that zero satisfies)";
+
+/// What the host refuses in a bucket's criteria, found without the host: empty composites,
+/// windows of zero, `in` without values, non-finite numbers, empty names, bucket transition
+/// events, and criteria without a positive condition. Paths are like the host's
+/// (`criteria.all[0].withinMs`).
 pub(crate) fn problems(criteria: &Criteria) -> Vec<String> {
-    let mut found = Vec::new();
-    walk(&criteria.0, "criteria", &mut found);
+    let mut found = shape_problems(criteria, ROOT);
+    // Like the host, only a well-formed tree is judged as a whole.
+    if found.is_empty() && !has_positive_leaf(&criteria.0, false) {
+        found.push(format!("{ROOT} {NO_POSITIVE_CONDITION}"));
+    }
     found
+}
+
+/// The structural problems alone, for conditions that may be made of negative leaves only (a
+/// journey's trigger filter, an exit rule's `where`), with `root` naming the field.
+pub(crate) fn shape_problems(criteria: &Criteria, root: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    walk(&criteria.0, root, &mut found);
+    found
+}
+
+/// The first event condition's name, if any: a filter on an event's properties may not hold
+/// one.
+pub(crate) fn first_event_leg(criteria: &Criteria) -> Option<String> {
+    fn find(node: &Value) -> Option<String> {
+        match node.get("type").and_then(Value::as_str)? {
+            "event" => Some(node.get("event")?.as_str()?.to_owned()),
+            "all" | "any" => node.get("conditions")?.as_array()?.iter().find_map(find),
+            "not" => find(node.get("condition")?),
+            _ => None,
+        }
+    }
+    find(&criteria.0)
+}
+
+/// Whether some leaf is positive: not satisfied by a person the host never heard of, once the
+/// `not`s above it are applied (the host's rule, `validate_criteria`). A windowed `not_exists`
+/// is positive (the bounded dormancy predicate); a count is negative when zero satisfies it.
+fn has_positive_leaf(node: &Value, negated: bool) -> bool {
+    let field = |name: &str| node.get(name).and_then(Value::as_str).unwrap_or_default();
+    match field("type") {
+        "property" => matches!(field("operator"), "neq" | "not_exists") == negated,
+        "event" => {
+            let windowed = node.get("withinMs").is_some();
+            match field("check") {
+                "exists" => !negated || windowed,
+                "not_exists" => negated || windowed,
+                "count" => {
+                    let value = node
+                        .get("value")
+                        .and_then(Value::as_u64)
+                        .unwrap_or_default();
+                    // Whether `0 <operator> value` holds.
+                    let zero_satisfies = match field("operator") {
+                        "gte" | "eq" => value == 0,
+                        "lt" => value > 0,
+                        "lte" => true,
+                        _ => false, // gt
+                    };
+                    zero_satisfies == negated
+                }
+                _ => false,
+            }
+        }
+        "all" | "any" => node
+            .get("conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| has_positive_leaf(c, negated))),
+        "not" => node
+            .get("condition")
+            .is_some_and(|c| has_positive_leaf(c, !negated)),
+        _ => false,
+    }
 }
 
 fn walk(node: &Value, path: &str, found: &mut Vec<String>) {
@@ -328,6 +464,13 @@ fn walk(node: &Value, path: &str, found: &mut Vec<String>) {
             }
         }
         "event" => {
+            if node
+                .get("event")
+                .and_then(Value::as_str)
+                .is_some_and(|name| name.trim().is_empty())
+            {
+                found.push(format!("{path}.event must not be empty"));
+            }
             if node.get("withinMs") == Some(&json!(0)) {
                 found.push(format!("{path}.withinMs must be above zero"));
             }
@@ -340,6 +483,13 @@ fn walk(node: &Value, path: &str, found: &mut Vec<String>) {
             }
         }
         "property" => {
+            if node
+                .get("property")
+                .and_then(Value::as_str)
+                .is_some_and(|name| name.trim().is_empty())
+            {
+                found.push(format!("{path}.property must not be empty"));
+            }
             let operator = node.get("operator").and_then(Value::as_str);
             let value = node.get("value");
             if operator == Some("in") && value.and_then(Value::as_array).is_some_and(Vec::is_empty)
@@ -465,6 +615,87 @@ mod tests {
         );
         let text = c.to_json_string();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), *c.to_json());
+    }
+
+    #[test]
+    fn given_criteria_json_in_the_documented_schema_when_parsed_then_it_equals_the_builders() {
+        let built = all([
+            prop("plan").is_in(["pro", "team"]),
+            prop("seats").gt(10),
+            any([prop("bio").contains("x"), !prop("trial").exists()]),
+            event("feature.used").within(days(7)).at_least(5),
+            not(event("churned").exists()),
+        ]);
+        let parsed = Criteria::from_json_str(&built.to_json_string()).unwrap();
+        assert_eq!(parsed, built);
+        assert_eq!(Criteria::from_json(built.to_json()), Ok(built));
+    }
+
+    #[test]
+    fn given_bad_criteria_json_when_parsed_then_the_error_names_the_field() {
+        let err = |v: Value| Criteria::from_json(&v).unwrap_err();
+        let e = err(json!({"type": "all", "conditions": [
+            {"type": "event", "event": "x", "check": "exists"},
+            {"type": "event", "event": "x", "check": "count", "operator": "gte", "value": -1}
+        ]}));
+        assert_eq!(e.path, "criteria.all[1].value");
+        assert_eq!(
+            e.to_string(),
+            "criteria.all[1].value must be a whole number of at least zero, got -1"
+        );
+        let e = err(json!({"type": "not", "condition":
+            {"type": "property", "property": "p", "operator": "like", "value": 1}}));
+        assert_eq!(e.path, "criteria.not.operator");
+        assert!(e.message.starts_with("\"like\" is not a property operator"));
+        let e = err(json!({"type": "any", "conditions": [
+            {"type": "property", "property": "p", "operator": "exists", "eventName": "x"}
+        ]}));
+        assert_eq!(e.path, "criteria.any[0].eventName");
+        assert_eq!(err(json!({"property": "p"})).path, "criteria.type");
+        assert_eq!(
+            err(json!([1])).to_string(),
+            "criteria must be a condition object, got an array"
+        );
+        assert_eq!(
+            err(
+                json!({"type": "property", "property": "p", "operator": "in", "value": ["a", null]})
+            )
+            .to_string(),
+            "criteria.value[1] must be a string, number or bool, got null"
+        );
+        let e = Criteria::from_json_str("{nope").unwrap_err();
+        assert_eq!(e.path, "criteria");
+        assert!(e.message.starts_with("is not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn given_only_negative_leaves_when_checked_then_the_missing_positive_condition_is_reported() {
+        for negative in [
+            event("purchase").less_than(1),
+            event("purchase").at_most(0),
+            event("purchase").exactly(0),
+            event("purchase").within(days(7)).less_than(5),
+            not(event("purchase").at_least(1)),
+            event("x").not_exists(),
+            prop("plan").neq("pro"),
+            any([prop("plan").not_exists(), not(prop("p").eq(1))]),
+        ] {
+            let found = problems(&negative);
+            assert_eq!(found.len(), 1, "{negative:?}: {found:?}");
+            assert!(
+                found[0].starts_with("criteria must have at least one positive condition"),
+                "{found:?}"
+            );
+        }
+        for positive in [
+            all([event("signed_up").exists(), event("purchase").less_than(1)]),
+            event("x").within(days(7)).not_exists(),
+            event("purchase").exactly(2),
+            not(event("purchase").less_than(1)),
+            not(prop("plan").not_exists()),
+        ] {
+            assert!(problems(&positive).is_empty(), "{positive:?}");
+        }
     }
 
     #[test]

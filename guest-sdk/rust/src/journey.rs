@@ -184,6 +184,11 @@ impl Journey {
         self.exit_on.iter().map(|(event, _)| event.as_str())
     }
 
+    /// The condition of each exit rule, in order (`None` for a plain [`Journey::exit_on`]).
+    pub(crate) fn exit_conditions(&self) -> impl Iterator<Item = Option<&Criteria>> {
+        self.exit_on.iter().map(|(_, c)| c.as_ref())
+    }
+
     /// The entry limit.
     pub fn limit(&self) -> EntryLimit {
         self.entry_limit

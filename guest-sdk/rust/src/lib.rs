@@ -108,7 +108,7 @@ mod reaction;
 pub mod testing;
 
 pub use bucket::{Bucket, DwellSchedule, LEAVE_REASONS, after, bucket, every};
-pub use criteria::{Criteria, all, any, event, not, prop};
+pub use criteria::{Criteria, CriteriaError, all, any, event, not, prop};
 pub use ctx::{Ctx, EffectError, Event, Level, Person, TimestampMs};
 pub use duration::{Duration, days, hours, millis, minutes, seconds, weeks};
 pub use email::{Email, EmailId, SendEmailError, email};

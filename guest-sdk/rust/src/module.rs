@@ -8,6 +8,23 @@ use crate::journey::{EntryLimit, Journey, Template};
 use crate::wit::types as wit;
 use std::collections::BTreeSet;
 
+/// Longest id, name or trigger the host accepts.
+pub(crate) const MAX_ID_LEN: usize = 200;
+
+/// What the host refuses in a condition on an event's properties (a trigger filter, an exit
+/// rule's `where`): structural problems, and any event condition. `field` names the
+/// condition, as the host does.
+fn event_filter_problems(condition: &crate::Criteria, field: &str) -> Vec<String> {
+    let mut found = crate::criteria::shape_problems(condition, field);
+    if let Some(event) = crate::criteria::first_event_leg(condition) {
+        found.push(format!(
+            "{field} may hold only property conditions (on the event's properties); event \
+             condition {event:?} is not allowed"
+        ));
+    }
+    found
+}
+
 /// A journey handler: straight-line code over a [`Ctx`].
 pub type Handler = fn(&Ctx) -> JourneyResult;
 
@@ -88,14 +105,23 @@ impl Module {
             .collect()
     }
 
-    /// Checks what the host would refuse: empty or duplicate ids and keys, journeys without a
-    /// trigger, zero-length entry periods, buckets without criteria (or manual ones with),
-    /// empty composites and zero windows in criteria, reaction ids that collide with journey
-    /// ids. Returns every problem found, one per line, each naming the field. `module!` runs
-    /// this as a `#[test]` in your crate. (The host checks a few more rules at load, e.g. that
-    /// criteria have at least one positive condition.)
+    /// Checks what the host refuses when it loads the module: an empty module, empty, overlong
+    /// or duplicate ids and keys, journeys without a trigger, zero-length entry periods,
+    /// trigger filters and exit conditions that are not property conditions, buckets without
+    /// criteria (or manual ones with), criteria the host would refuse (empty composites, zero
+    /// windows, no positive condition, …), reaction ids that collide with journey ids.
+    /// Returns every problem found, one per line, each naming the field. `module!` runs this
+    /// as a `#[test]` in your crate.
+    ///
+    /// The host and this check agree case by case: both run the shared cases of
+    /// `tests/validity_cases.json` in this crate. (What only the host can check — that
+    /// templates parse, that ids are unique across the tenant's other modules — is left to
+    /// it.)
     pub fn validate(&self) -> Result<(), String> {
         let mut problems = Vec::new();
+        if self.journeys.is_empty() && self.buckets.is_empty() {
+            problems.push("a module must declare at least one journey or bucket".to_owned());
+        }
         let mut ids = BTreeSet::new();
         for (i, (j, _)) in self.journeys.iter().enumerate() {
             let at = format!("journeys[{i}] ({:?})", j.id());
@@ -110,10 +136,39 @@ impl Module {
             if j.display_name().trim().is_empty() {
                 problems.push(format!("{at}: name is empty"));
             }
+            for (field, value) in [
+                ("id", j.id()),
+                ("name", j.display_name()),
+                ("trigger", j.trigger()),
+            ] {
+                if value.len() > MAX_ID_LEN {
+                    problems.push(format!(
+                        "{at}: {field} is longer than {MAX_ID_LEN} characters"
+                    ));
+                }
+            }
+            if let Some(condition) = j.trigger_condition() {
+                problems.extend(
+                    event_filter_problems(condition, "trigger-where")
+                        .into_iter()
+                        .map(|p| format!("{at}: {p}")),
+                );
+            }
+            for (r, condition) in j.exit_conditions().enumerate() {
+                if let Some(condition) = condition {
+                    problems.extend(
+                        event_filter_problems(condition, &format!("exit-on[{r}].where"))
+                            .into_iter()
+                            .map(|p| format!("{at}: {p}")),
+                    );
+                }
+            }
             if let EntryLimit::OncePer(period) = j.limit()
                 && period.as_millis() == 0
             {
-                problems.push(format!("{at}: entry_limit once_per period is zero"));
+                problems.push(format!(
+                    "{at}: entry_limit once_per needs a period above zero"
+                ));
             }
             if j.exit_events().any(|event| event.trim().is_empty()) {
                 problems.push(format!("{at}: an exit_on event name is empty"));
@@ -359,7 +414,7 @@ mod tests {
             vec![
                 "journeys[0] (\"a\"): trigger is empty; add .on(\"event.name\")",
                 "journeys[1] (\"a\"): id is declared more than once",
-                "journeys[2] (\"b\"): entry_limit once_per period is zero",
+                "journeys[2] (\"b\"): entry_limit once_per needs a period above zero",
                 "templates[1] (\"t\"): key is declared more than once",
                 "templates[1] (\"t\"): subject is empty",
             ]

@@ -788,6 +788,101 @@ mod tests {
         );
     }
 
+    /// The shared validity cases, a module of one bucket or one journey each (see the file's
+    /// `about`), as the WIT manifest `describe` would return.
+    fn shared_case_manifest(case: &Value) -> wit::Manifest {
+        let text = |fragment: &Value, field: &str, default: &str| {
+            fragment
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or(default)
+                .to_owned()
+        };
+        let json_text = |fragment: &Value, field: &str| fragment.get(field).map(Value::to_string);
+        let ms = |fragment: &Value, field: &str| fragment.get(field).and_then(Value::as_u64);
+        let mut manifest = wit::Manifest {
+            journeys: vec![],
+            templates: vec![],
+            buckets: vec![],
+        };
+        if let Some(b) = case.get("bucket") {
+            let id = text(b, "id", "b");
+            let manual = b.get("manual").and_then(Value::as_bool) == Some(true);
+            let mut def = bucket(&id, None);
+            def.name = text(b, "name", &id);
+            def.kind = if manual {
+                wit::BucketKind::Manual
+            } else {
+                wit::BucketKind::Computed
+            };
+            def.criteria_json = json_text(b, "criteria");
+            def.min_dwell_ms = ms(b, "minDwellMs");
+            def.max_dwell_ms = ms(b, "maxDwellMs");
+            if let Some(period) = ms(b, "oncePerMs") {
+                def.entry_limit = wit::EntryLimit::OncePer(period);
+            }
+            if let Some(reasons) = b.get("leaveReasons").and_then(Value::as_array) {
+                def.reactions.push(reaction(
+                    &format!("bucket-{id}-on-leave"),
+                    wit::ReactionOn::Leave(wit::LeaveOptions {
+                        reasons: Some(
+                            reasons
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect(),
+                        ),
+                    }),
+                ));
+            }
+            manifest.buckets.push(def);
+        }
+        if let Some(j) = case.get("journey") {
+            let limit = ms(j, "oncePerMs").map_or(wit::EntryLimit::Once, wit::EntryLimit::OncePer);
+            let mut def = journey(&text(j, "id", "j"), &text(j, "trigger", "x"), limit);
+            def.trigger_where = json_text(j, "where");
+            def.exit_on = j
+                .get("exitOn")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|rule| wit::ExitRule {
+                    event: text(rule, "event", ""),
+                    where_: json_text(rule, "where"),
+                })
+                .collect();
+            manifest.journeys.push(def);
+        }
+        manifest
+    }
+
+    #[test]
+    fn given_the_shared_validity_cases_when_loaded_then_the_host_judges_each_as_the_sdk_does() {
+        // The same file drives the Rust SDK's `Module::validate` test
+        // (guest-sdk/rust/tests/validity.rs): a case the host refuses, the SDK refuses too,
+        // with the same words.
+        let doc: Value = serde_json::from_str(include_str!(
+            "../../../guest-sdk/rust/tests/validity_cases.json"
+        ))
+        .unwrap();
+        let cases = doc["cases"].as_array().expect("a list of cases");
+        assert!(cases.len() > 20, "the shared cases went missing");
+        for case in cases {
+            let name = case["case"].as_str().unwrap();
+            let verdict = ModuleManifest::from_wit(shared_case_manifest(case)).map(|_| ());
+            match case.get("error").and_then(Value::as_str) {
+                None => assert_eq!(verdict, Ok(()), "{name}"),
+                Some(expected) => {
+                    let err = verdict.expect_err(name);
+                    assert!(
+                        err.contains(expected),
+                        "{name}: expected {expected:?} in the refusal, got {err:?}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn given_a_bucket_id_declared_twice_when_loaded_then_it_is_refused() {
         assert_eq!(
