@@ -1,5 +1,5 @@
-//! The `waymark` command line: `serve`, `dev`, `build`, `tenant`, `key` and `buckets`. Flags
-//! have matching environment variables (`WAYMARK_*`).
+//! The `waymark` command line: `serve`, `dev`, `build`, `deploy`, `tenant`, `key` and
+//! `buckets`. Flags have matching environment variables (`WAYMARK_*`).
 
 use crate::clock::Clock;
 use crate::delivery::TransportConfig;
@@ -34,6 +34,8 @@ enum Command {
     Dev(ServeArgs),
     /// Build modules (Rust workspaces and JS packages) into .wasm components.
     Build(BuildArgs),
+    /// Deploy a module to a running server: a built `.wasm`, or a source it builds first.
+    Deploy(DeployArgs),
     /// Manage tenants (works while a server runs on the same database).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -63,9 +65,20 @@ struct ApiArgs {
     /// The server's base URL.
     #[arg(long, env = "WAYMARK_URL", default_value = "http://127.0.0.1:7700")]
     url: String,
-    /// An API key of the tenant (admin scope).
+    /// An API key of the tenant (admin scope; deploy scope for `deploy`).
     #[arg(long, env = "WAYMARK_API_KEY", hide_env_values = true)]
     key: String,
+}
+
+#[derive(Debug, Args)]
+struct DeployArgs {
+    /// A `.wasm` component, or a module source (cargo package/workspace, JS package) to build.
+    source: PathBuf,
+    /// The module's name (default: the file's or package's name).
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +174,9 @@ struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "WAYMARK_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Largest module component a deploy accepts, in bytes.
+    #[arg(long, env = "WAYMARK_MAX_MODULE_BYTES", default_value_t = crate::modules::deploy::DEFAULT_MAX_MODULE_BYTES)]
+    max_module_bytes: usize,
     /// Sustained requests per second per API key (0: unlimited).
     #[arg(long, env = "WAYMARK_RATE_LIMIT", default_value_t = 2_000)]
     rate_limit: u32,
@@ -217,6 +233,7 @@ impl ServeArgs {
             },
             workers: self.workers,
             max_body_bytes: self.max_body_bytes,
+            max_module_bytes: self.max_module_bytes,
             rate_limit_per_second: self.rate_limit,
             rate_limit_burst: self.rate_limit_burst,
             group_commit: GroupCommit {
@@ -320,6 +337,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Buckets(BucketsCommand::Backfill { id, api }) => {
             block_on(crate::backfill_job::cli::backfill(&api.url, &api.key, &id))
         }
+        Command::Deploy(args) => block_on(crate::modules::cli::deploy(
+            &args.source,
+            args.name.as_deref(),
+            &args.api.url,
+            &args.api.key,
+        )),
         Command::Build(args) => {
             let root = repo_root()?;
             let sources = if args.sources.is_empty() {

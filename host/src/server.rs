@@ -3,7 +3,7 @@
 
 use crate::api::limits::RateLimits;
 use crate::api::{self, ApiOptions, AppState};
-use crate::backfill_job::{self, BackfillWorker};
+use crate::backfill_job::BackfillWorker;
 use crate::clock::Clock;
 use crate::delivery::{DeliveryWorker, Mailer, TransportConfig};
 use crate::group_commit::GroupCommit;
@@ -11,11 +11,13 @@ use crate::ingest::Ingestor;
 use crate::ingest::writer;
 use crate::journeys::effects::EffectWorker;
 use crate::journeys::executor::Executor;
-use crate::modules::{ModuleRegistry, ModuleStore};
+use crate::modules::deploy::Deployer;
+use crate::modules::follow::Follower;
+use crate::modules::{ModuleFiles, ModuleRegistry};
 use crate::reconcile_job::{DEFAULT_BATCH, ReconcileJob, ReconcileSchedule};
 use crate::runtime::{ActivationLimits, Runtime};
 use crate::scheduler::{Scheduler, spawn_clock_refresh};
-use crate::store::{self, ModuleVersionRecord, Store};
+use crate::store::{self, Store};
 use crate::tenancy;
 use anyhow::Context;
 use std::io::Write;
@@ -42,6 +44,8 @@ pub struct ServeConfig {
     /// Activations run at once.
     pub workers: usize,
     pub max_body_bytes: usize,
+    /// Largest module component a deploy accepts.
+    pub max_module_bytes: usize,
     /// Sustained requests per second per API key (0: unlimited) and the burst above it.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
@@ -74,37 +78,50 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.limits,
         clock.clone(),
     )?);
-    let registry = Arc::new(ModuleRegistry::new(
-        runtime,
-        ModuleStore::new(config.data_dir.join("modules")),
-    ));
+    let registry = Arc::new(
+        ModuleRegistry::new(runtime, ModuleFiles::new(config.data_dir.join("modules")))
+            .with_catalog(store.clone()),
+    );
+    let backfill_wake = Arc::new(Notify::new());
+    let deployer = Arc::new(Deployer {
+        catalog: store.clone(),
+        backfills: store.clone(),
+        registry: registry.clone(),
+        clock: clock.clone(),
+        backfill_wake: backfill_wake.clone(),
+        max_module_bytes: config.max_module_bytes,
+    });
+    let follower = Follower {
+        catalog: store.clone(),
+        backfills: store.clone(),
+        registry: registry.clone(),
+        clock: clock.clone(),
+        backfill_wake: backfill_wake.clone(),
+    };
+    // Every tenant's modules as the database has them, before any worker or request needs
+    // them; a module that fails to load is skipped with an error, the rest served.
+    follower
+        .catch_up()
+        .await
+        .context("loading the tenants' modules")?;
     if let Some(dir) = &config.modules_dir {
-        let loaded = registry
-            .load_dir(&bootstrap.tenant_id, dir)
+        let synced = deployer
+            .sync_directory(&bootstrap.tenant_id, dir)
             .await
-            .with_context(|| format!("loading modules from {}", dir.display()))?;
-        for module in &loaded {
-            store
-                .record_module_version(&ModuleVersionRecord {
-                    tenant_id: bootstrap.tenant_id.clone(),
-                    hash: module.hash.clone(),
-                    name: module.name.clone(),
-                    manifest: serde_json::to_value(&module.manifest)?,
-                    loaded_at: clock.now(),
-                })
-                .await?;
+            .with_context(|| format!("deploying the modules in {}", dir.display()))?;
+        for (path, error) in &synced.skipped {
+            tracing::error!("module {} skipped: {error}", path.display());
         }
-        println!("loaded {} module(s) from {}", loaded.len(), dir.display());
-        // Before any worker evaluates the buckets: a new bucket's config says its first
-        // backfill is not done yet; changed criteria queue a re-evaluation.
-        let buckets = registry.bucket_registry(&bootstrap.tenant_id);
-        if let Err(error) =
-            backfill_job::register(store.as_ref(), &bootstrap.tenant_id, &buckets, clock.now())
-                .await
-        {
-            tracing::warn!(%error, "registering the buckets for backfill failed");
-        }
+        println!(
+            "modules in {}: {} deployed, {} unchanged, {} removed, {} skipped",
+            dir.display(),
+            synced.deployed.len(),
+            synced.unchanged.len(),
+            synced.removed.len(),
+            synced.skipped.len()
+        );
     }
+    follower.spawn().await.context("following module changes")?;
 
     // Bound before the workers start: the public URL defaults to the bound address.
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -180,7 +197,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         owner: format!("effects-{owner}"),
     }
     .spawn();
-    let backfill_wake = Arc::new(Notify::new());
     BackfillWorker {
         store: store.clone(),
         modules: registry.clone(),
@@ -201,6 +217,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         scheduler_wake,
         rate_limits,
         backfill_wake,
+        deployer,
     };
     let app = api::router(
         state,

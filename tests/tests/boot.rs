@@ -1,58 +1,56 @@
-//! Starting up: a bad module refuses the boot with an error that names it, instead of a server
-//! that silently lacks a journey.
+//! Starting up: a module in the `--modules` directory that fails validation is skipped with an
+//! error naming its file and the cause, and every other module is served — one broken file
+//! must not take the tenant's other modules (or the server) down.
 
 mod support;
 
-use std::process::Command;
+use support::{Server, ServerOptions};
 
-fn serve_with_module(file_name: &str, bytes: &[u8]) -> (bool, String) {
-    let data = tempfile::tempdir().unwrap();
-    let modules = tempfile::tempdir().unwrap();
-    std::fs::write(modules.path().join(file_name), bytes).unwrap();
-    let output = Command::new(support::BIN)
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data.path())
-        .arg("--modules")
-        .arg(modules.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .env("WAYMARK_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+#[tokio::test]
+async fn bad_module_files_are_skipped_with_their_cause_and_the_rest_are_served() {
+    // Given a modules directory with a good module and three broken files
+    let server = Server::start(ServerOptions {
+        modules: vec!["welcome-series"],
+        module_files: vec![
+            ("broken.wasm", b"definitely not wasm".to_vec()),
+            // The smallest core module: magic and version 1.
+            ("core.wasm", b"\0asm\x01\0\0\0".to_vec()),
+            // The smallest valid component: it exports nothing, so it is no journey module.
+            ("empty.wasm", b"\0asm\x0d\0\x01\0".to_vec()),
+        ],
+        ..Default::default()
+    })
+    .await;
 
-#[test]
-fn a_file_that_is_not_webassembly_refuses_the_boot_naming_the_file() {
-    let (ok, stderr) = serve_with_module("broken.wasm", b"definitely not wasm");
-    assert!(!ok);
+    // Then the server serves the good module alone
+    let modules = server.get("/v1/modules").await;
+    let names: Vec<&str> = modules["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["welcome-series"], "{modules}");
     assert!(
-        stderr.contains("broken.wasm") && stderr.contains("not WebAssembly"),
-        "{stderr}"
+        !server.get("/v1/journeys").await["journeys"]
+            .as_array()
+            .unwrap()
+            .is_empty()
     );
-}
 
-#[test]
-fn a_core_module_instead_of_a_component_refuses_the_boot_and_says_how_to_build_one() {
-    // The smallest core module: magic and version 1.
-    let (ok, stderr) = serve_with_module("core.wasm", b"\0asm\x01\0\0\0");
-    assert!(!ok);
-    assert!(
-        stderr.contains("core.wasm") && stderr.contains("not a component"),
-        "{stderr}"
-    );
-}
-
-#[test]
-fn a_component_that_does_not_fit_the_world_refuses_the_boot() {
-    // The smallest valid component: it exports nothing, so it cannot be a journey module.
-    let (ok, stderr) = serve_with_module("empty.wasm", b"\0asm\x0d\0\x01\0");
-    assert!(!ok);
-    assert!(
-        stderr.contains("empty.wasm") && stderr.contains("waymark:journey"),
-        "{stderr}"
-    );
+    // And the log names each skipped file with its cause
+    let log = server.log();
+    for (file, cause) in [
+        ("broken.wasm", "not WebAssembly"),
+        ("core.wasm", "not a component"),
+        ("empty.wasm", "waymark:journey"),
+    ] {
+        let lines = support::log_lines_with(&log, file);
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.contains("skipped") && line.contains(cause)),
+            "{file}: {cause}; log:\n{log}"
+        );
+    }
 }

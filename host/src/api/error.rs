@@ -2,6 +2,7 @@
 //! `{ "error": …, "details"?: … }`. Client input never produces a 500.
 
 use crate::ingest::IngestError;
+use crate::modules::deploy::DeployError;
 use crate::store::StoreError;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -31,6 +32,9 @@ pub enum ApiError {
     NotFoundNamed(String),
     #[error("request body is larger than the limit")]
     PayloadTooLarge,
+    /// 413 naming the limit.
+    #[error("{0}")]
+    PayloadTooLargeNamed(String),
     #[error("Rate limit exceeded")]
     TooManyRequests { retry_after_secs: u64 },
     /// The request conflicts with how the resource is defined (e.g. a manual change to a
@@ -67,7 +71,9 @@ impl IntoResponse for ApiError {
             ),
             ApiError::BadRequest { details, .. } => (StatusCode::BAD_REQUEST, details.clone()),
             ApiError::NotFound | ApiError::NotFoundNamed(_) => (StatusCode::NOT_FOUND, None),
-            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, None),
+            ApiError::PayloadTooLarge | ApiError::PayloadTooLargeNamed(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, None)
+            }
             ApiError::Conflict(_) => (StatusCode::CONFLICT, None),
             ApiError::TooManyRequests { retry_after_secs } => {
                 let body = Json(
@@ -111,6 +117,26 @@ impl From<IngestError> for ApiError {
             },
             IngestError::Store(err) => err.into(),
             IngestError::Stopped(err) => ApiError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(err: DeployError) -> Self {
+        match err {
+            DeployError::InvalidName { .. } => ApiError::BadRequest {
+                message: err.to_string(),
+                details: Some(json!({ "field": "name" })),
+            },
+            DeployError::TooLarge { .. } => ApiError::PayloadTooLargeNamed(err.to_string()),
+            DeployError::Invalid(_) => ApiError::bad_request(err.to_string()),
+            DeployError::Conflict(_)
+            | DeployError::NothingToRollBackTo(_)
+            | DeployError::Contended => ApiError::Conflict(err.to_string()),
+            DeployError::NoSuchModule(_) | DeployError::NoSuchVersion { .. } => {
+                ApiError::NotFoundNamed(err.to_string())
+            }
+            DeployError::Store(err) => err.into(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod journeys;
 pub mod keys;
 pub mod limits;
 pub mod memberships;
+pub mod modules;
 pub mod runs;
 pub mod templates;
 pub mod unsubscribe;
@@ -19,6 +20,7 @@ pub mod unsubscribe;
 use crate::clock::Clock;
 use crate::ingest::Ingestor;
 use crate::modules::ModuleRegistry;
+use crate::modules::deploy::Deployer;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -40,6 +42,8 @@ pub struct AppState {
     pub rate_limits: Arc<limits::RateLimits>,
     /// Woken when a bucket backfill is (re)started.
     pub backfill_wake: Arc<Notify>,
+    /// Deploys, rollbacks and removals of modules.
+    pub deployer: Arc<Deployer>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,7 +80,8 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
         .route("/v1/emails", get(runs::emails))
         .merge(buckets::routes())
         .merge(templates::routes())
-        .merge(journeys::routes());
+        .merge(journeys::routes())
+        .merge(modules::routes());
     if options.dev {
         authenticated = authenticated
             .route("/v1/admin/clock", get(admin::clock))

@@ -143,7 +143,7 @@ impl Executor {
         let run = &run;
         let transition_and_emails = match self
             .registry
-            .version(&run.module_hash, &run.journey_id)
+            .version(&run.tenant_id, &run.module_hash)
             .await
         {
             Err(ModuleError::MissingVersion(hash)) => (

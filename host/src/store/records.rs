@@ -8,6 +8,7 @@ use crate::journeys::{RunInput, RunStatus, SkipReason};
 use crate::tenancy::Scope;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tenant {
@@ -37,7 +38,7 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
-/// A loaded module version, content-addressed by the sha256 of its wasm.
+/// A module version, content-addressed by the sha256 of its wasm, as the catalog lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModuleVersionRecord {
     pub tenant_id: TenantId,
@@ -45,7 +46,95 @@ pub struct ModuleVersionRecord {
     pub name: String,
     /// The manifest `describe` returned, as JSON.
     pub manifest: Value,
-    pub loaded_at: Timestamp,
+    pub size_bytes: u64,
+    /// The deploying API key; `None` when a host deployed it from its `--modules` directory.
+    pub deployed_by: Option<ApiKeyId>,
+    pub deployed_at: Timestamp,
+    /// When it last became its module's active version.
+    pub activated_at: Option<Timestamp>,
+    /// Runs started on it that have not ended.
+    pub live_runs: u64,
+}
+
+/// A stored version's module name and component, as a host loading it needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleComponent {
+    pub name: String,
+    /// `None` when not asked for, or for a version recorded before versions kept their bytes.
+    pub wasm: Option<Vec<u8>>,
+}
+
+/// A version to store, with its component, as part of a [`ModuleChange::Deploy`].
+#[derive(Debug, Clone)]
+pub struct NewModuleVersion {
+    pub name: String,
+    pub hash: String,
+    pub manifest: Value,
+    pub wasm: Arc<[u8]>,
+    pub deployed_by: Option<ApiKeyId>,
+}
+
+/// How a module came to a tenant: a `--modules` directory removes the modules it deployed
+/// when their file goes, and leaves the ones deployed over the API alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleOrigin {
+    Api,
+    Directory,
+}
+
+impl ModuleOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleOrigin::Api => "api",
+            ModuleOrigin::Directory => "directory",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "api" => Some(ModuleOrigin::Api),
+            "directory" => Some(ModuleOrigin::Directory),
+            _ => None,
+        }
+    }
+}
+
+/// One change to a tenant's modules; a deploy commits several at once or none.
+#[derive(Debug, Clone)]
+pub enum ModuleChange {
+    /// Store the version (unless stored) and make it the module's active one.
+    Deploy {
+        version: NewModuleVersion,
+        origin: ModuleOrigin,
+    },
+    /// Make a stored version of the module its active one again.
+    Activate {
+        name: String,
+        hash: String,
+        origin: ModuleOrigin,
+    },
+    /// No new runs start on the module; live runs finish on their versions.
+    Remove { name: String },
+}
+
+/// A tenant's module, active or removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModuleRecord {
+    pub name: String,
+    /// `None` once removed.
+    pub active_hash: Option<String>,
+    pub origin: ModuleOrigin,
+    pub updated_at: Timestamp,
+}
+
+/// A tenant's modules at one revision of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModuleSet {
+    /// Moves with every committed change of the tenant's modules.
+    pub revision: i64,
+    /// By name.
+    pub modules: Vec<ModuleRecord>,
 }
 
 /// An event accepted by ingest; the store resolves its contact from `identity`.

@@ -10,8 +10,8 @@ use super::codec::{
 };
 use super::{
     ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailRecord,
-    EventRecord, OutboxEmail, RunEffect, RunRecord, StoreError, StoreResult, Tenant,
-    TenantTemplate,
+    EventRecord, ModuleOrigin, ModuleRecord, ModuleVersionRecord, OutboxEmail, RunEffect,
+    RunRecord, StoreError, StoreResult, Tenant, TenantTemplate,
 };
 use crate::buckets::backfill_rules::{BackfillMode, BackfillState};
 use crate::buckets::membership::ActiveMembership;
@@ -105,6 +105,40 @@ pub(crate) fn api_key_from_row(row: &impl Columns) -> StoreResult<ApiKeyRecord> 
         scopes: scopes_from_text(&row.column::<String>("scopes")?)?,
         created_at: row.time("created_at")?,
         revoked_at: row.time_opt("revoked_at")?,
+    })
+}
+
+/// The columns [`module_version_from_row`] reads but `live_runs`, which each statement counts
+/// in its own dialect; `manifest` is JSON text.
+macro_rules! module_version_columns {
+    () => {
+        "tenant_id, hash, name, size_bytes, deployed_by, deployed_at, activated_at"
+    };
+}
+pub(crate) use module_version_columns;
+
+pub(crate) fn module_version_from_row(row: &impl Columns) -> StoreResult<ModuleVersionRecord> {
+    Ok(ModuleVersionRecord {
+        tenant_id: TenantId(row.column("tenant_id")?),
+        hash: row.column("hash")?,
+        name: row.column("name")?,
+        manifest: parse_json("module manifest", &row.column::<String>("manifest")?)?,
+        size_bytes: row.count("module size", "size_bytes")?,
+        deployed_by: row.column::<Option<String>>("deployed_by")?.map(ApiKeyId),
+        deployed_at: row.time("deployed_at")?,
+        activated_at: row.time_opt("activated_at")?,
+        live_runs: row.count("live run count", "live_runs")?,
+    })
+}
+
+pub(crate) fn module_from_row(row: &impl Columns) -> StoreResult<ModuleRecord> {
+    let origin: String = row.column("origin")?;
+    Ok(ModuleRecord {
+        name: row.column("name")?,
+        active_hash: row.column("active_hash")?,
+        origin: ModuleOrigin::parse(&origin)
+            .ok_or_else(|| StoreError::corrupt("module origin", format!("{origin:?}")))?,
+        updated_at: row.time("updated_at")?,
     })
 }
 

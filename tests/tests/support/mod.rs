@@ -58,6 +58,12 @@ pub fn modules_dir(names: &[&str]) -> TempDir {
     dir
 }
 
+/// The component `waymark build` made of `name` (e.g. `welcome-series`).
+pub fn module_bytes(name: &str) -> Vec<u8> {
+    let path = built_modules().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
 /// Which database a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -167,6 +173,8 @@ pub struct ServerOptions {
     pub smtp_port: Option<u16>,
     pub dev: bool,
     pub extra_args: Vec<String>,
+    /// More files for the `--modules` directory: (file name, contents).
+    pub module_files: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl Default for ServerOptions {
@@ -177,6 +185,7 @@ impl Default for ServerOptions {
             smtp_port: None,
             dev: true,
             extra_args: vec![],
+            module_files: vec![],
         }
     }
 }
@@ -200,6 +209,9 @@ impl Server {
     pub async fn start(options: ServerOptions) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
         let modules = modules_dir(&options.modules);
+        for (file, contents) in &options.module_files {
+            std::fs::write(modules.path().join(file), contents).unwrap();
+        }
         let mut args: Vec<String> = vec!["--modules".into(), modules.path().display().to_string()];
         let database = match options.backend {
             Backend::Sqlite => None,
@@ -425,6 +437,38 @@ impl Server {
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.request(reqwest::Method::POST, path, Some(body), Some(&self.key))
             .await
+    }
+
+    /// `POST /v1/modules/{name}` with `wasm` as the body, as `key`.
+    pub async fn upload_module(&self, name: &str, wasm: Vec<u8>, key: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(&format!("/v1/modules/{name}")))
+            .bearer_auth(key)
+            .header("content-type", "application/wasm")
+            .body(wasm)
+            .send()
+            .await
+            .expect("uploading a module");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Deploy the built module `build_name` as module `name` with the admin key; it must be
+    /// accepted. The deploy's answer.
+    pub async fn deploy(&self, name: &str, build_name: &str) -> Value {
+        let (status, body) = self
+            .upload_module(name, module_bytes(build_name), &self.key)
+            .await;
+        assert!(
+            status == 200 || status == 201,
+            "deploying {name}: {status} {body}"
+        );
+        body
     }
 
     pub async fn send_event(&self, body: Value) -> Value {

@@ -5,9 +5,10 @@ use super::built_modules;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use waymark::clock::{Clock, Timestamp};
+use waymark::ids::TenantId;
 use waymark::journeys::journal::JournalEntry;
 use waymark::journeys::{PersonSnapshot, RunInput, TriggerEvent};
-use waymark::modules::{LoadedModule, ModuleRegistry, ModuleStore};
+use waymark::modules::{LoadedModule, ModuleFiles, ModuleRegistry};
 use waymark::runtime::events::NoEvents;
 use waymark::runtime::mail::NoMail;
 use waymark::runtime::members::NoBuckets;
@@ -34,7 +35,7 @@ impl RuntimeFixture {
         .unwrap();
         let registry = ModuleRegistry::new(
             Arc::new(runtime),
-            ModuleStore::new(dir.path().join("modules")),
+            ModuleFiles::new(dir.path().join("modules")),
         );
         let input = RunInput {
             person: PersonSnapshot {
@@ -59,7 +60,10 @@ impl RuntimeFixture {
     /// Load the built test module `name` (`waymark build` output).
     pub async fn load(&self, name: &str) -> Arc<LoadedModule> {
         let wasm = std::fs::read(built_modules().join(format!("{name}.wasm"))).unwrap();
-        self.registry.load(name, &wasm, name).await.unwrap()
+        self.registry
+            .load(&TenantId("test".into()), name, &wasm, name)
+            .await
+            .unwrap()
     }
 
     /// A request to activate run `run-1` of `journey` with `journal`, and no host services:

@@ -15,6 +15,7 @@ mod host_settings;
 mod ingest;
 mod journey_admin;
 mod memberships;
+mod module_catalog;
 mod outbox;
 mod reconciles;
 mod run_queue;
@@ -34,6 +35,7 @@ pub use ingest::EventIngest;
 pub use journey_admin::JourneyAdmin;
 pub use memberships::ManualMemberships;
 pub use memberships::{ManualChangeOutcome, MembershipChange};
+pub use module_catalog::ModuleCatalog;
 pub use outbox::Outbox;
 pub use reconciles::{ReconcileClaim, Reconciles};
 pub use run_queue::RunQueue;
@@ -71,4 +73,5 @@ store_of_concerns!(
     Backfills,
     JourneyAdmin,
     Reconciles,
+    ModuleCatalog,
 );

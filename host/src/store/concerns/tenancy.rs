@@ -1,8 +1,8 @@
-//! Tenants and their API keys, and the module versions a host loaded.
+//! Tenants and their API keys.
 
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, TenantId};
-use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreResult, Tenant};
+use crate::store::{ApiKeyRecord, NewApiKey, StoreResult, Tenant};
 use async_trait::async_trait;
 
 #[async_trait]
@@ -22,6 +22,4 @@ pub trait Tenancy: Send + Sync {
     ) -> StoreResult<bool>;
     /// A tenant's keys, revoked ones included, newest first.
     async fn list_api_keys(&self, tenant: &TenantId) -> StoreResult<Vec<ApiKeyRecord>>;
-    /// Remember a loaded module version (idempotent on (tenant, hash)).
-    async fn record_module_version(&self, version: &ModuleVersionRecord) -> StoreResult<()>;
 }

@@ -12,15 +12,18 @@
 //! - [`contacts`]: a contact upserted without an event, a manual bucket's member changed.
 //! - [`bucket_configs`]: a module load's buckets recorded, a backfill restarted by hand.
 //! - [`backfill_page`]: one page of a bucket backfill.
+//! - [`module_changes`]: a deploy, rollback or removal of a tenant's modules.
 //! - [`reconcile`]: one pass of the reconcile job, and when a pass can next have work.
 
 pub mod backfill_page;
 pub mod bucket_configs;
 pub mod contacts;
 pub mod ingest;
+pub mod module_changes;
 pub mod reconcile_pass;
 
 pub use backfill_page::{BackfillProgress, BackfillTx};
 pub use bucket_configs::BucketConfigTx;
 pub use ingest::{EnrollmentReads, IngestTx, NewRun};
+pub use module_changes::ModuleChangeTx;
 pub use reconcile_pass::{Earliest, NextWorkReads, ReconcilePassTx};

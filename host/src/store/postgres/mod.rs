@@ -82,6 +82,7 @@ mod identity;
 mod ingest;
 mod journeys;
 mod membership;
+mod modules;
 mod outbox;
 pub(crate) mod preferences;
 mod reconciles;

@@ -1,19 +1,19 @@
 //! Implements [`crate::store::Tenancy`] and [`crate::store::HostSettings`].
 //!
-//! Tenants, API keys (create, look up, revoke, list), loaded module versions and host settings
-//! (the persisted dev-clock offset). Each write is one statement (autocommit); the idempotent
-//! ones (`create_tenant`, `record_module_version`, `advance_clock_offset`) use `ON CONFLICT`, so
-//! host processes doing the same at boot never collide.
+//! Tenants, API keys (create, look up, revoke, list) and host settings (the persisted
+//! dev-clock offset). Each write is one statement (autocommit); the idempotent ones
+//! (`create_tenant`, `advance_clock_offset`) use `ON CONFLICT`, so host processes doing the
+//! same at boot never collide.
 
 use super::PgStore;
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::HostSettings;
 use crate::store::Tenancy;
-use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset, scopes_to_text, to_json};
+use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset, scopes_to_text};
 use crate::store::rows::api_key_columns;
 use crate::store::rows::{api_key_from_row, tenant_from_row};
-use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreError, StoreResult, Tenant};
+use crate::store::{ApiKeyRecord, NewApiKey, StoreError, StoreResult, Tenant};
 use async_trait::async_trait;
 
 #[async_trait]
@@ -120,21 +120,6 @@ impl Tenancy for PgStore {
         .iter()
         .map(api_key_from_row)
         .collect()
-    }
-
-    async fn record_module_version(&self, version: &ModuleVersionRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO module_versions (tenant_id, hash, name, manifest, loaded_at) \
-             VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (tenant_id, hash) DO NOTHING",
-        )
-        .bind(version.tenant_id.as_str())
-        .bind(&version.hash)
-        .bind(&version.name)
-        .bind(to_json("module manifest", &version.manifest)?)
-        .bind(version.loaded_at.0)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 }
 

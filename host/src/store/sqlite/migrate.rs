@@ -93,6 +93,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one membership index per person",
         include_str!("../../../../migrations/sqlite/0018_one_membership_index_per_person.sql"),
     ),
+    (
+        19,
+        "module deploys",
+        include_str!("../../../../migrations/sqlite/0019_module_deploys.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -32,6 +32,7 @@ mod identity;
 mod ingest;
 mod journeys;
 mod membership;
+mod modules;
 
 mod migrate;
 mod outbox;

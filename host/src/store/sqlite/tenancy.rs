@@ -1,7 +1,7 @@
 //! Implements [`crate::store::Tenancy`] and [`crate::store::HostSettings`].
 //!
-//! Tenants, API keys (create, look up, revoke, list), loaded module versions and host
-//! settings (the persisted dev-clock offset).
+//! Tenants, API keys (create, look up, revoke, list) and host settings (the persisted
+//! dev-clock offset).
 
 use super::SqliteStore;
 use super::rows::{collect, scopes_to_text};
@@ -13,7 +13,7 @@ use crate::ids::{ApiKeyId, TenantId};
 use crate::store::HostSettings;
 use crate::store::Tenancy;
 use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset};
-use crate::store::{ApiKeyRecord, ModuleVersionRecord, NewApiKey, StoreResult, Tenant};
+use crate::store::{ApiKeyRecord, NewApiKey, StoreResult, Tenant};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
@@ -132,25 +132,6 @@ impl Tenancy for SqliteStore {
             collect(statement.query([tenant.as_str()])?, |row| {
                 api_key_from_row(row)
             })
-        })
-        .await
-    }
-
-    async fn record_module_version(&self, version: &ModuleVersionRecord) -> StoreResult<()> {
-        let version = version.clone();
-        self.write(move |tx| {
-            tx.prepare_cached(
-                "INSERT INTO module_versions (tenant_id, hash, name, manifest, loaded_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant_id, hash) DO NOTHING",
-            )?
-            .execute(params![
-                version.tenant_id.as_str(),
-                version.hash,
-                version.name,
-                version.manifest.to_string(),
-                version.loaded_at.0,
-            ])?;
-            Ok(())
         })
         .await
     }

@@ -52,6 +52,7 @@ mod identity;
 mod ingest;
 mod journeys;
 mod membership;
+mod modules;
 mod outbox;
 mod preferences;
 mod reconcile;

@@ -1,9 +1,9 @@
-//! Tenancy: tenant isolation and creation, API keys (lookup, revocation, listing), module
-//! versions and the persisted clock offset.
+//! Tenancy: tenant isolation and creation, API keys (lookup, revocation, listing) and the
+//! persisted clock offset.
 
 use super::*;
 use crate::ids::ApiKeyId;
-use crate::store::{EmailFilter, ModuleVersionRecord, NewApiKey, RunFilter};
+use crate::store::{EmailFilter, NewApiKey, RunFilter};
 use crate::tenancy::Scope;
 
 fn new_key(tenant: &TenantId, name: &str, hash: &str, at: i64) -> NewApiKey {
@@ -184,22 +184,6 @@ store_test!(
             f.store.api_key_by_hash("hash-new").await.unwrap(),
             Some(new)
         );
-    }
-);
-
-store_test!(
-    given_a_module_version_when_recorded_twice_then_it_is_stored_once,
-    |f| async move {
-        let version = ModuleVersionRecord {
-            tenant_id: f.tenant.clone(),
-            hash: "h1".into(),
-            name: "welcome".into(),
-            manifest: json!({"journeys": ["welcome"]}),
-            loaded_at: Timestamp(T0),
-        };
-        f.store.record_module_version(&version).await.unwrap();
-        f.store.record_module_version(&version).await.unwrap();
-        assert_eq!(f.db.rows("module_versions").await, 1);
     }
 );
 

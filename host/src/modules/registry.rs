@@ -1,0 +1,313 @@
+//! The registry: the module versions this process has loaded, and each tenant's active set.
+//!
+//! Loading a version compiles it through the runtime's artifact cache, calls `describe` and
+//! validates the manifest; versions are kept by hash for the runs pinned to them. A tenant's
+//! active set is swapped whole ([`ModuleRegistry::install`]); readers take a snapshot without
+//! locking. It must not run journeys.
+
+use super::active_set::ActiveSet;
+use super::files::ModuleFiles;
+use super::manifest::{JourneyDef, ModuleManifest};
+use super::{LoadedModule, ModuleError};
+use crate::buckets::BucketRegistry;
+use crate::delivery::templates::TemplateSet;
+use crate::ids::TenantId;
+use crate::journeys::router::RunCandidate;
+use crate::runtime::{Runtime, RuntimeError, sha256_hex};
+use crate::store::{IngestRouting, ModuleCatalog};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+pub struct ModuleRegistry {
+    runtime: Arc<Runtime>,
+    files: ModuleFiles,
+    /// Where versions not kept locally come from; `None` for a registry without a database.
+    catalog: Option<Arc<dyn ModuleCatalog>>,
+    /// By tenant and hash: within a tenant a version belongs to one module name.
+    versions: RwLock<HashMap<(TenantId, String), Arc<LoadedModule>>>,
+    active: ArcSwap<HashMap<TenantId, Arc<ActiveSet>>>,
+    /// Serialises installs (readers never wait on it).
+    installing: Mutex<()>,
+}
+
+impl ModuleRegistry {
+    pub fn new(runtime: Arc<Runtime>, files: ModuleFiles) -> Self {
+        Self {
+            runtime,
+            files,
+            catalog: None,
+            versions: RwLock::new(HashMap::new()),
+            active: ArcSwap::from_pointee(HashMap::new()),
+            installing: Mutex::new(()),
+        }
+    }
+
+    /// Fetch versions not kept locally from `catalog`.
+    pub fn with_catalog(mut self, catalog: Arc<dyn ModuleCatalog>) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Load one of the tenant's module versions from its wasm bytes (idempotent per tenant
+    /// and hash): compile, describe and validate it. `origin` names it in errors (a path).
+    pub async fn load(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        wasm: &[u8],
+        origin: &str,
+    ) -> Result<Arc<LoadedModule>, ModuleError> {
+        let hash = sha256_hex(wasm);
+        if let Some(loaded) = self.version_if_loaded(tenant, &hash) {
+            return same_name(loaded, name);
+        }
+        let runtime_err = |source| ModuleError::Runtime {
+            path: origin.to_owned(),
+            source,
+        };
+        let manifest_err = |message| ModuleError::Manifest {
+            path: origin.to_owned(),
+            message,
+        };
+        let runtime = self.runtime.clone();
+        let wasm_owned = wasm.to_vec();
+        // Compiling can take seconds (a JS guest): keep it off the async workers.
+        let compiled = tokio::task::spawn_blocking(move || runtime.compile(&wasm_owned))
+            .await
+            .map_err(|e| {
+                runtime_err(RuntimeError::Compile(format!(
+                    "compilation task failed: {e}"
+                )))
+            })?
+            .map_err(runtime_err)?;
+        let described = self
+            .runtime
+            .describe(&compiled)
+            .await
+            .map_err(runtime_err)?;
+        let manifest = ModuleManifest::from_wit(described).map_err(manifest_err)?;
+        let templates = TemplateSet::new(
+            manifest
+                .templates
+                .iter()
+                .map(|t| (t.key.clone(), t.source())),
+        )
+        .map_err(manifest_err)?;
+        manifest
+            .check_templates_exist(&templates)
+            .map_err(manifest_err)?;
+        self.files.keep(&hash, wasm)?;
+        let loaded = Arc::new(LoadedModule {
+            name: name.to_owned(),
+            hash: hash.clone(),
+            manifest,
+            templates: Arc::new(templates),
+            compiled,
+        });
+        self.versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((tenant.clone(), hash), loaded.clone());
+        Ok(loaded)
+    }
+
+    fn version_if_loaded(&self, tenant: &TenantId, hash: &str) -> Option<Arc<LoadedModule>> {
+        self.versions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(tenant.clone(), hash.to_owned()))
+            .cloned()
+    }
+
+    /// One of the tenant's versions (a run's pinned one, an active one at boot): in memory,
+    /// else loaded from the local copy or the catalog, under the name the catalog has for it.
+    pub async fn version(
+        &self,
+        tenant: &TenantId,
+        hash: &str,
+    ) -> Result<Arc<LoadedModule>, ModuleError> {
+        if let Some(loaded) = self.version_if_loaded(tenant, hash) {
+            return Ok(loaded);
+        }
+        let local = self.files.read(hash);
+        let (name, wasm) = match &self.catalog {
+            Some(catalog) => {
+                let stored = catalog
+                    .module_component(tenant, hash, local.is_none())
+                    .await
+                    .map_err(|e| ModuleError::Catalog {
+                        hash: hash.to_owned(),
+                        message: e.to_string(),
+                    })?
+                    .ok_or_else(|| ModuleError::MissingVersion(hash.to_owned()))?;
+                (stored.name, local.or(stored.wasm))
+            }
+            None => (hash.to_owned(), local),
+        };
+        let wasm = wasm.ok_or_else(|| ModuleError::MissingVersion(hash.to_owned()))?;
+        if sha256_hex(&wasm) != hash {
+            return Err(ModuleError::MissingVersion(format!(
+                "{hash} (the stored component is corrupt)"
+            )));
+        }
+        self.load(
+            tenant,
+            &name,
+            &wasm,
+            &format!("module {name} version {hash}"),
+        )
+        .await
+    }
+
+    /// Make `set` the tenant's active set unless the installed one is of a later revision
+    /// (a slower reload must not undo a newer deploy); whether it was installed.
+    pub fn install(&self, tenant: &TenantId, set: ActiveSet) -> bool {
+        let _serialised = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.active.load();
+        if current
+            .get(tenant)
+            .is_some_and(|installed| installed.revision > set.revision)
+        {
+            return false;
+        }
+        let mut next = HashMap::clone(&current);
+        next.insert(tenant.clone(), Arc::new(set));
+        self.active.store(Arc::new(next));
+        true
+    }
+
+    /// Make `modules` the tenant's active set, whatever is installed: for a registry without
+    /// a catalog (tests driving the runtime directly).
+    pub fn activate(
+        &self,
+        tenant: &TenantId,
+        modules: &[Arc<LoadedModule>],
+    ) -> Result<(), ModuleError> {
+        let revision = self.active_set(tenant).map_or(0, |set| set.revision) + 1;
+        self.install(tenant, ActiveSet::build(revision, modules.to_vec())?);
+        Ok(())
+    }
+
+    /// The tenant's active set as it is now (one consistent snapshot).
+    pub fn active_set(&self, tenant: &TenantId) -> Option<Arc<ActiveSet>> {
+        self.active.load().get(tenant).cloned()
+    }
+
+    /// The enabled journeys an event name starts for a tenant, with their module.
+    pub fn triggered_by(
+        &self,
+        tenant: &TenantId,
+        event: &str,
+    ) -> Vec<(Arc<LoadedModule>, JourneyDef)> {
+        let mut bound = self.bound_to(tenant, event);
+        bound.retain(|(_, j)| j.enabled);
+        bound
+    }
+
+    /// Every journey whose trigger is `event`, disabled ones included (their skips count).
+    pub fn bound_to(&self, tenant: &TenantId, event: &str) -> Vec<(Arc<LoadedModule>, JourneyDef)> {
+        self.active_set(tenant)
+            .map(|set| set.triggered_by(event).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The ids of the journeys an event ends live runs of: one of their `exitOn` rules names
+    /// it and its condition holds on the event's properties. Disabled journeys included.
+    pub fn exited_by(
+        &self,
+        tenant: &TenantId,
+        event_name: &str,
+        event_properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<String> {
+        self.active_set(tenant)
+            .map(|set| {
+                set.exited_by(event_name)
+                    .filter(|(_, j)| {
+                        j.exit_on
+                            .iter()
+                            .any(|rule| rule.matches(event_name, event_properties))
+                    })
+                    .map(|(_, j)| j.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The tenant's active journeys (declared ones and bucket reactions), in module order.
+    pub fn journeys(&self, tenant: &TenantId) -> Vec<(Arc<LoadedModule>, JourneyDef)> {
+        self.active_set(tenant)
+            .map(|set| set.journeys.clone())
+            .unwrap_or_default()
+    }
+
+    /// One of the tenant's active journeys.
+    pub fn journey(&self, tenant: &TenantId, id: &str) -> Option<(Arc<LoadedModule>, JourneyDef)> {
+        self.active_set(tenant)
+            .and_then(|set| set.journeys.iter().find(|(_, j)| j.id == id).cloned())
+    }
+
+    /// The tenants that have an active module set.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        self.active.load().keys().cloned().collect()
+    }
+
+    /// The tenant's buckets (empty when it has none).
+    pub fn bucket_registry(&self, tenant: &TenantId) -> Arc<BucketRegistry> {
+        self.active_set(tenant)
+            .map(|set| set.buckets.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Within a tenant a version belongs to one module: the same component under another name
+/// is refused, naming the module it belongs to.
+pub(super) fn same_name(
+    loaded: Arc<LoadedModule>,
+    name: &str,
+) -> Result<Arc<LoadedModule>, ModuleError> {
+    if loaded.name == name {
+        Ok(loaded)
+    } else {
+        Err(ModuleError::Conflict(format!(
+            "this component is already a version of module {:?}; deploy it under that name",
+            loaded.name
+        )))
+    }
+}
+
+/// Ingest routes with the modules active when it asks: journeys through the router, buckets
+/// from the tenant's registry.
+impl IngestRouting for ModuleRegistry {
+    fn journeys(
+        &self,
+        tenant: &TenantId,
+        event_name: &str,
+        event_properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<RunCandidate> {
+        let bound = self.bound_to(tenant, event_name);
+        crate::journeys::router::candidates_for(
+            bound
+                .iter()
+                .map(|(module, journey)| (module.hash.as_str(), journey)),
+            event_properties,
+        )
+    }
+
+    fn exits(
+        &self,
+        tenant: &TenantId,
+        event_name: &str,
+        event_properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<String> {
+        self.exited_by(tenant, event_name, event_properties)
+    }
+
+    fn buckets(&self, tenant: &TenantId) -> Option<Arc<BucketRegistry>> {
+        Some(self.bucket_registry(tenant)).filter(|registry| !registry.is_empty())
+    }
+}

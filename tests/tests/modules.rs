@@ -1,0 +1,321 @@
+//! Modules as a hosted plugin platform, over HTTP: deploying versions per tenant, runs pinned
+//! to the version they started on, rollback and removal, bad uploads refused with the previous
+//! version serving, tenants isolated, and the catalog surviving a restart.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{Backend, Server, ServerOptions, module_bytes, started_run, tenant_key};
+
+fn versions(detail: &Value) -> Vec<(String, bool, u64)> {
+    detail["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap().to_owned(),
+                v["active"].as_bool().unwrap(),
+                v["liveRuns"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn subjects_to(server: &Server, to: &str) -> Vec<String> {
+    let emails = server.get(&format!("/v1/emails?to={to}")).await;
+    let mut subjects: Vec<String> = emails["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    subjects.sort();
+    subjects
+}
+
+fn steps_event(user: &str) -> Value {
+    json!({ "name": "test.steps", "userId": user, "email": format!("{user}@example.com") })
+}
+
+e2e!(
+    deployed_versions_start_new_runs_while_live_runs_finish_on_the_version_they_started_on,
+    |backend: Backend| async move {
+        let server = Server::start(ServerOptions {
+            backend,
+            ..Default::default()
+        })
+        .await;
+
+        // Given steps v1 deployed over HTTP to a server with no modules
+        let v1 = server.deploy("steps", "steps-v1").await;
+        assert_eq!(v1["changed"], true, "{v1}");
+        assert_eq!(v1["changes"]["journeys"]["added"], json!(["steps"]));
+        assert_eq!(
+            v1["changes"]["templates"]["added"],
+            json!(["step-one", "step-two"])
+        );
+        let v1_hash = v1["version"].as_str().unwrap().to_owned();
+
+        // When a trigger arrives, a run starts on v1, sends step one and sleeps a day
+        let ada = started_run(&server.send_event(steps_event("ada")).await);
+        let run = server.run_reaches(&ada, "waiting").await;
+        assert_eq!(run["moduleVersion"], v1_hash.as_str());
+
+        // When the same component is deployed again, nothing changes
+        let (status, again) = server
+            .upload_module("steps", module_bytes("steps-v1"), &server.key)
+            .await;
+        assert_eq!((status, &again["changed"]), (200, &json!(false)), "{again}");
+        assert_eq!(again["revision"], v1["revision"]);
+
+        // When v2 is deployed, it says what changed, and new triggers start v2 runs
+        let v2 = server.deploy("steps", "steps-v2").await;
+        let v2_hash = v2["version"].as_str().unwrap().to_owned();
+        assert_eq!(
+            v2["changes"]["journeys"]["changed"],
+            json!(["steps"]),
+            "{v2}"
+        );
+        assert!(
+            v2["changes"]["templates"]["added"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        let bob = started_run(&server.send_event(steps_event("bob")).await);
+        assert_eq!(server.run(&bob).await["moduleVersion"], v2_hash.as_str());
+
+        // And the module lists both versions, the active one first, each with its live run
+        let detail = server.get("/v1/modules/steps").await;
+        assert_eq!(detail["activeVersion"], v2_hash.as_str());
+        assert_eq!(
+            versions(&detail),
+            vec![(v2_hash.clone(), true, 1), (v1_hash.clone(), false, 1)]
+        );
+
+        // When a day passes, ada's run wakes and finishes on v1, bob's on v2
+        server.advance_clock("1d").await;
+        server.run_reaches(&ada, "completed").await;
+        server.run_reaches(&bob, "completed").await;
+        assert_eq!(
+            subjects_to(&server, "ada@example.com").await,
+            vec!["Step one (v1)", "Step two (v1)"]
+        );
+        assert_eq!(
+            subjects_to(&server, "bob@example.com").await,
+            vec!["Step one (v2)", "Step two (v2)"]
+        );
+
+        // When rolled back, v1 is active again for new runs
+        let (status, back) = server.post("/v1/modules/steps/rollback", json!({})).await;
+        assert_eq!(status, 200, "{back}");
+        assert_eq!(back["version"], v1_hash.as_str());
+        let cy = started_run(&server.send_event(steps_event("cy")).await);
+        assert_eq!(server.run(&cy).await["moduleVersion"], v1_hash.as_str());
+
+        // When removed, triggers start nothing; cy's run stays live on v1; versions are kept
+        let (status, removed) = server
+            .request(Method::DELETE, "/v1/modules/steps", None, Some(&server.key))
+            .await;
+        assert_eq!(status, 200, "{removed}");
+        assert_eq!(removed["changes"]["journeys"]["removed"], json!(["steps"]));
+        let ignored = server.send_event(steps_event("dee")).await;
+        assert!(
+            ignored["started"].as_array().unwrap().is_empty(),
+            "{ignored}"
+        );
+        let detail = server.get("/v1/modules/steps").await;
+        assert_eq!(detail["status"], "removed");
+        assert_eq!(
+            versions(&detail),
+            vec![(v1_hash.clone(), false, 1), (v2_hash.clone(), false, 0)]
+        );
+        server.advance_clock("1d").await;
+        server.run_reaches(&cy, "completed").await;
+
+        // When the server restarts, the catalog is served from the database
+        let mut server = server;
+        server.restart().await;
+        let redeployed = server.deploy("steps", "steps-v2").await;
+        assert_eq!(redeployed["changed"], true);
+        let eve = started_run(&server.send_event(steps_event("eve")).await);
+        assert_eq!(server.run(&eve).await["moduleVersion"], v2_hash.as_str());
+        server.restart().await;
+        let listed = server.get("/v1/modules").await;
+        assert_eq!(
+            listed["modules"][0]["activeVersion"],
+            v2_hash.as_str(),
+            "{listed}"
+        );
+        assert_eq!(listed["modules"][0]["journeys"], json!(["steps"]));
+        let fay = started_run(&server.send_event(steps_event("fay")).await);
+        assert_eq!(server.run(&fay).await["moduleVersion"], v2_hash.as_str());
+    }
+);
+
+e2e!(
+    bad_uploads_are_refused_naming_the_cause_and_the_previous_version_keeps_serving,
+    |backend: Backend| async move {
+        let server = Server::start(ServerOptions {
+            backend,
+            ..Default::default()
+        })
+        .await;
+        // Given steps v1 and a bucket module active
+        server.deploy("steps", "steps-v1").await;
+        server.deploy("backfill-a", "backfill-v1").await;
+        let before = server.get("/v1/modules").await;
+        let reader = tenant_key(&server, server_tenant(), "ingest,read");
+
+        // When each bad upload is tried
+        let cap = 32 << 20;
+        let admin = server.key.as_str();
+        let reader = reader.as_str();
+        let cases: Vec<(&str, Vec<u8>, &str, u16, &str)> = vec![
+            (
+                "steps",
+                b"definitely not wasm".to_vec(),
+                admin,
+                400,
+                "not WebAssembly",
+            ),
+            (
+                "steps",
+                b"\0asm\x01\0\0\0".to_vec(),
+                admin,
+                400,
+                "not a component",
+            ),
+            (
+                "steps",
+                b"\0asm\x0d\0\x01\0".to_vec(),
+                admin,
+                400,
+                "waymark:journey",
+            ),
+            (
+                "bad name!",
+                module_bytes("steps-v2"),
+                admin,
+                400,
+                "invalid module name",
+            ),
+            ("steps", vec![0; cap + 1], admin, 413, "over the limit"),
+            (
+                "steps-copy",
+                module_bytes("steps-v1"),
+                admin,
+                409,
+                "already a version of module \"steps\"",
+            ),
+            (
+                "backfill-b",
+                module_bytes("backfill-v2"),
+                admin,
+                409,
+                "bucket",
+            ),
+            ("steps", module_bytes("steps-v2"), reader, 403, "scope"),
+        ];
+        for (name, wasm, key, status, needle) in cases {
+            let (got, body) = server.upload_module(name, wasm, key).await;
+            // Then it is refused with a JSON error naming the cause
+            assert_eq!(got, status, "{name}: {body}");
+            let error = body["error"].as_str().unwrap_or_default();
+            assert!(error.contains(needle), "{name}: {needle:?} in {body}");
+        }
+
+        // And nothing was stored or changed: the previous versions still serve
+        assert_eq!(server.get("/v1/modules").await, before);
+        let run = started_run(&server.send_event(steps_event("ada")).await);
+        assert_eq!(
+            server.run(&run).await["moduleVersion"],
+            before["modules"][1]["activeVersion"]
+        );
+        // Unknown modules and versions are 404s
+        for path in ["/v1/modules/nope", "/v1/modules/nope/rollback"] {
+            let method = if path.ends_with("rollback") {
+                Method::POST
+            } else {
+                Method::GET
+            };
+            let (status, body) = server.request(method, path, None, Some(&server.key)).await;
+            assert_eq!(status, 404, "{path}: {body}");
+        }
+        let (status, body) = server
+            .post("/v1/modules/steps/rollback", json!({ "version": "ffff" }))
+            .await;
+        assert_eq!(status, 404, "{body}");
+        let (status, body) = server.post("/v1/modules/steps/rollback", json!({})).await;
+        assert_eq!(status, 409, "only one version: {body}");
+    }
+);
+
+/// The default tenant's name, which `tenant_key` creates keys for.
+fn server_tenant() -> &'static str {
+    "default"
+}
+
+e2e!(
+    tenants_see_and_run_only_their_own_modules,
+    |backend: Backend| async move {
+        let server = Server::start(ServerOptions {
+            backend,
+            ..Default::default()
+        })
+        .await;
+        // Given steps v1 deployed in the default tenant
+        server.deploy("steps", "steps-v1").await;
+
+        // When another tenant looks, it sees no module and cannot touch the default's
+        let acme = tenant_key(&server, "acme", "ingest,read,deploy");
+        let (_, listed) = server
+            .request(Method::GET, "/v1/modules", None, Some(&acme))
+            .await;
+        assert_eq!(listed["modules"], json!([]), "{listed}");
+        for (method, path) in [
+            (Method::GET, "/v1/modules/steps"),
+            (Method::DELETE, "/v1/modules/steps"),
+            (Method::POST, "/v1/modules/steps/rollback"),
+        ] {
+            let (status, body) = server.request(method, path, None, Some(&acme)).await;
+            assert_eq!(status, 404, "{path}: {body}");
+        }
+        let (_, journeys) = server
+            .request(Method::GET, "/v1/journeys", None, Some(&acme))
+            .await;
+        assert_eq!(journeys["journeys"], json!([]));
+
+        // When it deploys v2 under the same name, each tenant's triggers start its own version
+        let (status, deployed) = server
+            .upload_module("steps", module_bytes("steps-v2"), &acme)
+            .await;
+        assert_eq!(status, 201, "{deployed}");
+        let (status, sent) = server
+            .request(
+                Method::POST,
+                "/v1/events",
+                Some(steps_event("ada")),
+                Some(&acme),
+            )
+            .await;
+        assert_eq!(status, 202, "{sent}");
+        let acme_run = started_run(&sent);
+        let default_run = started_run(&server.send_event(steps_event("ada")).await);
+        let (_, acme_detail) = server
+            .request(
+                Method::GET,
+                &format!("/v1/runs/{acme_run}"),
+                None,
+                Some(&acme),
+            )
+            .await;
+        assert_eq!(acme_detail["moduleVersion"], deployed["version"]);
+        assert_ne!(
+            server.run(&default_run).await["moduleVersion"],
+            deployed["version"]
+        );
+    }
+);
