@@ -105,6 +105,7 @@ fn went_dormant() -> BucketDef {
 
 fn active(tenant: &TenantId, user: &str, at: i64) -> IngestItem {
     IngestItem {
+        routing: None,
         event: NewEvent {
             id: EventId::generate(),
             tenant_id: tenant.clone(),

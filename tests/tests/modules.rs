@@ -319,3 +319,100 @@ e2e!(
         );
     }
 );
+
+#[tokio::test]
+async fn a_routing_snapshot_keeps_routing_by_its_set_after_a_swap() {
+    use serde_json::Map;
+    use support::runtime::RuntimeFixture;
+    use waymark::ids::TenantId;
+
+    // Given steps v1 active, and a snapshot of the tenant's routing
+    let fx = RuntimeFixture::new("test.steps", Map::new());
+    let tenant = TenantId("t".into());
+    let steps = fx.load("steps-v1").await;
+    let buckets = fx.load("backfill-v1").await;
+    fx.registry
+        .activate(&tenant, std::slice::from_ref(&steps))
+        .unwrap();
+    let snapshot = fx.registry.routing_snapshot(&tenant);
+
+    // When the set is swapped for one with a bucket and no steps journey
+    fx.registry.activate(&tenant, &[buckets]).unwrap();
+
+    // Then the snapshot still routes whole by the old set, and the registry by the new one
+    let none = Map::new();
+    let routed = snapshot.journeys(&tenant, "test.steps", &none);
+    assert_eq!(routed.len(), 1);
+    assert_eq!(routed[0].module_hash, steps.hash);
+    assert!(snapshot.buckets(&tenant).is_none());
+    assert!(fx.registry.triggered_by(&tenant, "test.steps").is_empty());
+    assert!(
+        fx.registry
+            .bucket_registry(&tenant)
+            .get("big-spenders")
+            .is_some()
+    );
+    // And a snapshot answers for its own tenant only
+    let other = TenantId("other".into());
+    assert!(snapshot.journeys(&other, "test.steps", &none).is_empty());
+}
+
+e2e!(
+    events_ingested_across_twenty_swaps_each_start_one_run_on_a_whole_version,
+    |backend: Backend| async move {
+        let server = std::sync::Arc::new(
+            Server::start(ServerOptions {
+                backend,
+                ..Default::default()
+            })
+            .await,
+        );
+        let v1 = server.deploy("steps", "steps-v1").await["version"].clone();
+
+        // Given events ingested without pause, one person each
+        let sender = {
+            let server = server.clone();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let running = stop.clone();
+            let task = tokio::spawn(async move {
+                let mut responses = Vec::new();
+                let mut n = 0;
+                while !running.load(std::sync::atomic::Ordering::SeqCst) {
+                    responses.push(server.send_event(steps_event(&format!("u{n}"))).await);
+                    n += 1;
+                }
+                responses
+            });
+            (stop, task)
+        };
+
+        // When the module is swapped twenty times between v2 and v1
+        let mut v2 = Value::Null;
+        for swap in 0..20 {
+            let build = if swap % 2 == 0 {
+                "steps-v2"
+            } else {
+                "steps-v1"
+            };
+            let deployed = server.deploy("steps", build).await;
+            assert_eq!(deployed["changed"], true, "swap {swap}: {deployed}");
+            if swap == 0 {
+                v2 = deployed["version"].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        sender.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        let responses = sender.1.await.unwrap();
+
+        // Then every event started exactly one run, on one of the two versions
+        assert!(responses.len() >= 20, "only {} events", responses.len());
+        for response in &responses {
+            let run = started_run(response);
+            let version = &server.run(&run).await["moduleVersion"];
+            assert!(version == &v1 || version == &v2, "{response}: {version}");
+        }
+        // And the last swap (to v1) routes what comes after it
+        let after = started_run(&server.send_event(steps_event("last")).await);
+        assert_eq!(server.run(&after).await["moduleVersion"], v1);
+    }
+);

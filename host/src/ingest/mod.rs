@@ -172,16 +172,17 @@ impl Ingestor {
             Vec::with_capacity(requests.len());
         let mut items = Vec::new();
         let mut positions = Vec::new();
+        // One snapshot of the tenant's modules routes every event of the request, whole.
+        let routing = self.registry.routing_snapshot(tenant);
         for (position, request) in requests.into_iter().enumerate() {
             match self.validate(tenant, request) {
                 Ok(event) => {
-                    let candidates = IngestRouting::journeys(
-                        self.registry.as_ref(),
-                        tenant,
-                        &event.name,
-                        &event.event_properties,
-                    );
-                    items.push(IngestItem { event, candidates });
+                    let candidates = routing.journeys(tenant, &event.name, &event.event_properties);
+                    items.push(IngestItem {
+                        event,
+                        candidates,
+                        routing: Some(routing.clone()),
+                    });
                     positions.push(position);
                     results.push(None);
                 }

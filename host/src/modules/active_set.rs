@@ -5,6 +5,8 @@
 use super::manifest::JourneyDef;
 use super::{LoadedModule, ModuleError};
 use crate::buckets::BucketRegistry;
+use crate::journeys::router::RunCandidate;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -77,6 +79,33 @@ impl ActiveSet {
                 .push(at);
         }
         self.journeys.push((module.clone(), journey.clone()));
+    }
+
+    /// The run candidates an event starts: its journeys, enabled or not, with whether their
+    /// trigger filter holds ([`crate::journeys::router::candidates_for`]).
+    pub fn candidates(
+        &self,
+        event_name: &str,
+        event_properties: &Map<String, Value>,
+    ) -> Vec<RunCandidate> {
+        crate::journeys::router::candidates_for(
+            self.triggered_by(event_name)
+                .map(|(module, journey)| (module.hash.as_str(), journey)),
+            event_properties,
+        )
+    }
+
+    /// The ids of the journeys an event ends live runs of: one of their `exitOn` rules names
+    /// it and its condition holds on the event's properties. Disabled journeys included.
+    pub fn exits(&self, event_name: &str, event_properties: &Map<String, Value>) -> Vec<String> {
+        self.exited_by(event_name)
+            .filter(|(_, j)| {
+                j.exit_on
+                    .iter()
+                    .any(|rule| rule.matches(event_name, event_properties))
+            })
+            .map(|(_, j)| j.id.clone())
+            .collect()
     }
 
     /// The journeys whose trigger is `event`.

@@ -193,6 +193,15 @@ impl ModuleRegistry {
         Ok(())
     }
 
+    /// The tenant's modules as they are now, routing as one whole set however many deploys
+    /// swap it afterwards.
+    pub fn routing_snapshot(&self, tenant: &TenantId) -> Arc<dyn IngestRouting> {
+        Arc::new(TenantRouting {
+            tenant: tenant.clone(),
+            set: self.active_set(tenant),
+        })
+    }
+
     /// The tenant's active set as it is now (one consistent snapshot).
     pub fn active_set(&self, tenant: &TenantId) -> Option<Arc<ActiveSet>> {
         self.active.load().get(tenant).cloned()
@@ -225,16 +234,7 @@ impl ModuleRegistry {
         event_properties: &serde_json::Map<String, serde_json::Value>,
     ) -> Vec<String> {
         self.active_set(tenant)
-            .map(|set| {
-                set.exited_by(event_name)
-                    .filter(|(_, j)| {
-                        j.exit_on
-                            .iter()
-                            .any(|rule| rule.matches(event_name, event_properties))
-                    })
-                    .map(|(_, j)| j.id.clone())
-                    .collect()
-            })
+            .map(|set| set.exits(event_name, event_properties))
             .unwrap_or_default()
     }
 
@@ -280,8 +280,51 @@ pub(super) fn same_name(
     }
 }
 
-/// Ingest routes with the modules active when it asks: journeys through the router, buckets
-/// from the tenant's registry.
+/// The tenant's modules as one snapshot: what an ingest routes one request's events by.
+struct TenantRouting {
+    tenant: TenantId,
+    set: Option<Arc<ActiveSet>>,
+}
+
+impl TenantRouting {
+    /// The snapshot's set, for its own tenant only.
+    fn set_of(&self, tenant: &TenantId) -> Option<&ActiveSet> {
+        self.set.as_deref().filter(|_| *tenant == self.tenant)
+    }
+}
+
+impl IngestRouting for TenantRouting {
+    fn journeys(
+        &self,
+        tenant: &TenantId,
+        event_name: &str,
+        event_properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<RunCandidate> {
+        self.set_of(tenant)
+            .map(|set| set.candidates(event_name, event_properties))
+            .unwrap_or_default()
+    }
+
+    fn exits(
+        &self,
+        tenant: &TenantId,
+        event_name: &str,
+        event_properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<String> {
+        self.set_of(tenant)
+            .map(|set| set.exits(event_name, event_properties))
+            .unwrap_or_default()
+    }
+
+    fn buckets(&self, tenant: &TenantId) -> Option<Arc<BucketRegistry>> {
+        self.set_of(tenant)
+            .map(|set| set.buckets.clone())
+            .filter(|registry| !registry.is_empty())
+    }
+}
+
+/// Ingest routes with the modules active when it asks, each call on its own; an ingest
+/// request routes by one [`ModuleRegistry::routing_snapshot`] instead.
 impl IngestRouting for ModuleRegistry {
     fn journeys(
         &self,
@@ -289,13 +332,8 @@ impl IngestRouting for ModuleRegistry {
         event_name: &str,
         event_properties: &serde_json::Map<String, serde_json::Value>,
     ) -> Vec<RunCandidate> {
-        let bound = self.bound_to(tenant, event_name);
-        crate::journeys::router::candidates_for(
-            bound
-                .iter()
-                .map(|(module, journey)| (module.hash.as_str(), journey)),
-            event_properties,
-        )
+        self.routing_snapshot(tenant)
+            .journeys(tenant, event_name, event_properties)
     }
 
     fn exits(

@@ -110,7 +110,12 @@ async fn ingest_one(
     routing: &dyn IngestRouting,
     item: &IngestItem,
 ) -> StoreResult<IngestOutcome> {
-    let IngestItem { event, candidates } = item;
+    let IngestItem {
+        event,
+        candidates,
+        routing: snapshot,
+    } = item;
+    let routing = snapshot.as_deref().unwrap_or(routing);
 
     // 1. Dedupe: a used idempotency key changes nothing at all.
     if let Some(key) = &event.idempotency_key

@@ -114,12 +114,11 @@ async fn ingest_batch(
 /// everyone the batch locked are read up front, in one statement, rather than person by
 /// person as events reach them.
 fn evaluates_buckets(batch: &[IngestItem], routing: &dyn IngestRouting) -> bool {
-    let mut tenants: Vec<&TenantId> = batch.iter().map(|item| &item.event.tenant_id).collect();
-    tenants.sort();
-    tenants.dedup();
-    tenants.into_iter().any(|tenant| {
-        routing
-            .buckets(tenant)
+    batch.iter().any(|item| {
+        item.routing
+            .as_deref()
+            .unwrap_or(routing)
+            .buckets(&item.event.tenant_id)
             .is_some_and(|registry| registry.evaluated().next().is_some())
     })
 }

@@ -138,6 +138,7 @@ async fn batches_naming_the_same_people_in_opposite_orders_never_deadlock() {
                 people
                     .into_iter()
                     .map(|p| IngestItem {
+                        routing: None,
                         event: event(
                             &tenant,
                             &format!("p{p}"),
@@ -267,6 +268,7 @@ async fn a_deletion_racing_an_activation_leaves_no_live_run_and_no_queued_email(
             let user = format!("p{i}");
             let outcome = store
                 .ingest_plain(vec![IngestItem {
+                    routing: None,
                     event: event(&tenant, &user, None, T0 + i),
                     candidates: vec![welcome()],
                 }])
@@ -367,6 +369,7 @@ async fn two_hosts_claiming_the_outbox_never_take_one_email_twice() {
     with_db(|db, store, tenant| async move {
         let outcome = store
             .ingest_plain(vec![IngestItem {
+                routing: None,
                 event: event(&tenant, "ada", None, T0),
                 candidates: vec![welcome()],
             }])
@@ -450,6 +453,7 @@ async fn batches_reaching_the_same_contacts_through_different_values_both_commit
         for p in 0..6 {
             store
                 .ingest_plain(vec![IngestItem {
+                    routing: None,
                     event: event(&tenant, &format!("p{p}"), None, T0),
                     candidates: vec![],
                 }])
@@ -461,6 +465,7 @@ async fn batches_reaching_the_same_contacts_through_different_values_both_commit
         for round in 0..10 {
             let by_user: Vec<IngestItem> = (0..6)
                 .map(|p| IngestItem {
+                    routing: None,
                     event: NewEvent {
                         identity: Identity::new(Some(&format!("p{p}")), None, None),
                         ..event(&tenant, "x", None, T0 + round)
@@ -471,6 +476,7 @@ async fn batches_reaching_the_same_contacts_through_different_values_both_commit
             let by_email: Vec<IngestItem> = (0..6)
                 .rev()
                 .map(|p| IngestItem {
+                    routing: None,
                     event: NewEvent {
                         identity: Identity::new(None, Some(&format!("p{p}@example.com")), None),
                         ..event(&tenant, "x", None, T0 + round)
@@ -499,6 +505,7 @@ async fn a_journal_comes_back_exactly_as_recorded() {
     with_db(|db, store, tenant| async move {
         let outcome = store
             .ingest_plain(vec![IngestItem {
+                routing: None,
                 event: event(&tenant, "ada", None, T0),
                 candidates: vec![welcome()],
             }])
@@ -558,6 +565,7 @@ async fn a_read_planned_when_its_table_was_one_page_still_walks_the_index() {
         // 50 in a fresh database), when a seq scan of its one page looked cheapest
         let items = (0..30)
             .map(|i| IngestItem {
+                routing: None,
                 event: event(&tenant, &format!("u{}", i % 7), None, T0 + i),
                 candidates: vec![],
             })

@@ -64,6 +64,7 @@ async fn purchase(f: &Fixture, user: &str, at: i64, routing: &Arc<dyn IngestRout
     f.store
         .ingest(
             Arc::new([IngestItem {
+                routing: None,
                 event: e,
                 candidates: vec![],
             }]),
@@ -445,6 +446,7 @@ async fn fired(f: &Fixture, user: &str, name: &str, at: i64, routing: &Arc<dyn I
     f.store
         .ingest(
             Arc::new([IngestItem {
+                routing: None,
                 event: e,
                 candidates: vec![],
             }]),

@@ -52,6 +52,7 @@ store_test!(
             tasks.push(tokio::spawn(async move {
                 store
                     .ingest_plain(vec![IngestItem {
+                        routing: None,
                         event: event(&tenant, &format!("p{}", i % 5), T0 + i),
                         candidates: vec![welcome(EntryLimit::Unlimited)],
                     }])
@@ -81,6 +82,7 @@ store_test!(
                 let identity = Identity::new(user, Some("Ada@Example.com"), None);
                 store
                     .ingest_plain(vec![IngestItem {
+                        routing: None,
                         event: event_as(&tenant, identity, T0 + i),
                         candidates: vec![welcome(EntryLimit::Unlimited)],
                     }])

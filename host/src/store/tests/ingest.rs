@@ -67,6 +67,7 @@ store_test!(
         let first_id = first.id.clone();
         let other_id = other.id.clone();
         let item = |event| IngestItem {
+            routing: None,
             event,
             candidates: vec![welcome(EntryLimit::Unlimited)],
         };
@@ -116,10 +117,12 @@ store_test!(
         let nobody = event_as(&f.tenant, Identity::default(), T0 + 1);
         let batch = vec![
             IngestItem {
+                routing: None,
                 event: good,
                 candidates: vec![welcome(EntryLimit::Unlimited)],
             },
             IngestItem {
+                routing: None,
                 event: nobody,
                 candidates: vec![],
             },

@@ -41,6 +41,7 @@ async fn ingest_routed(
         .store
         .ingest(
             Arc::new([IngestItem {
+                routing: None,
                 event,
                 candidates: candidates.to_vec(),
             }]),
@@ -92,6 +93,7 @@ store_test!(
             .ingest_plain(
                 (0..2)
                     .map(|i| IngestItem {
+                        routing: None,
                         event: event(&f.tenant, "ada", T0 + 2 + i),
                         candidates: candidates.to_vec(),
                     })

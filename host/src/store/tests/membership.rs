@@ -86,6 +86,7 @@ async fn ingest_routed(
         .store
         .ingest(
             Arc::new([IngestItem {
+                routing: None,
                 event,
                 candidates: vec![],
             }]),
@@ -322,7 +323,8 @@ store_test!(
             e.contact_properties = obj(json!({"plan": "pro"}));
             tasks.push(tokio::spawn(async move {
                 store
-                    .ingest(Arc::new([IngestItem { event: e, candidates: vec![] }]), routing)
+                    .ingest(Arc::new([IngestItem {
+ routing: None, event: e, candidates: vec![] }]), routing)
                     .await
             }));
         }
@@ -381,6 +383,7 @@ store_test!(
             let mut e = used(&f, "ada", at);
             e.contact_properties = obj(json!({ "plan": plan }));
             IngestItem {
+                routing: None,
                 event: e,
                 candidates: vec![],
             }
@@ -466,6 +469,7 @@ store_test!(
         let mut bob = on("bob", "pro", T0 + 11);
         bob.contact_properties = obj(json!({"plan": "pro", "seats": 12}));
         let item = |event| IngestItem {
+ routing: None,
             event,
             candidates: vec![],
         };
@@ -516,6 +520,7 @@ store_test!(
             T0 + 2,
         );
         let item = |event| IngestItem {
+ routing: None,
             event,
             candidates: vec![],
         };
@@ -551,7 +556,8 @@ store_test!(
         let upgrade = |user: &str, at: i64| {
             let mut e = event(&f.tenant, user, at);
             e.contact_properties = obj(json!({"plan": "pro"}));
-            IngestItem { event: e, candidates: vec![] }
+            IngestItem {
+ routing: None, event: e, candidates: vec![] }
         };
         let outcomes = f
             .store

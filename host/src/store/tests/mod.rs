@@ -169,6 +169,7 @@ async fn ingest(f: &Fixture, event: NewEvent, candidates: &[RunCandidate]) -> In
     let mut outcomes = f
         .store
         .ingest_plain(vec![IngestItem {
+            routing: None,
             event,
             candidates: candidates.to_vec(),
         }])

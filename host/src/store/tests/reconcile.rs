@@ -87,6 +87,7 @@ async fn person_does(
     f.store
         .ingest(
             Arc::new([IngestItem {
+                routing: None,
                 event: e,
                 candidates: vec![],
             }]),
