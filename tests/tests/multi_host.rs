@@ -193,3 +193,56 @@ async fn when_one_host_dies_mid_flight_the_other_takes_over_its_claims_and_finis
         report.resent
     );
 }
+
+#[tokio::test]
+async fn a_deploy_on_one_host_goes_live_on_the_other_and_so_does_a_removal() {
+    // Given two hosts on one database, neither with the steps module
+    let sink = SmtpSink::start().await;
+    let Some((first, second)) = two_hosts(&sink).await else {
+        return;
+    };
+    let has_steps = async |server: &Server| {
+        server.get("/v1/journeys").await["journeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == "steps")
+    };
+    assert!(!has_steps(&second).await);
+
+    // When steps v1 is deployed through the first host's API
+    let deployed = first.deploy("steps", "steps-v1").await;
+    let picked_up = std::time::Instant::now();
+
+    // Then the second host serves it (told by NOTIFY), and a trigger there starts a v1 run
+    second
+        .eventually("the second host to load the deploy", async || {
+            has_steps(&second).await.then_some(())
+        })
+        .await;
+    eprintln!("picked up by the other host in {:?}", picked_up.elapsed());
+    let event = serde_json::json!({ "name": "test.steps", "userId": "ada" });
+    let run = support::started_run(&second.send_event(event.clone()).await);
+    assert_eq!(second.run(&run).await["moduleVersion"], deployed["version"]);
+
+    // When the first host removes it, the second stops starting runs of it
+    let (status, _) = first
+        .request(
+            reqwest::Method::DELETE,
+            "/v1/modules/steps",
+            None,
+            Some(&first.key),
+        )
+        .await;
+    assert_eq!(status, 200);
+    second
+        .eventually("the second host to drop the module", async || {
+            (!has_steps(&second).await).then_some(())
+        })
+        .await;
+    let ignored = second.send_event(event).await;
+    assert!(
+        ignored["started"].as_array().unwrap().is_empty(),
+        "{ignored}"
+    );
+}
