@@ -181,3 +181,71 @@ e2e!(
         );
     }
 );
+
+e2e!(
+    a_journey_counts_events_since_its_start_and_since_an_instant_and_replays_the_counts,
+    |backend: Backend| async move {
+        // Given a person who used a feature once, an hour before their tally run starts
+        let sink = SmtpSink::start().await;
+        let server = Server::start(ServerOptions {
+            backend,
+            modules: vec!["effects"],
+            smtp_port: Some(sink.port),
+            ..Default::default()
+        })
+        .await;
+        let used = json!({ "name": "feature.used", "userId": "tia", "email": "tia@example.com" });
+        server.send_event(used.clone()).await;
+        server.advance_clock("1h").await;
+        let run = started_run(
+            &server
+                .send_event(json!({ "name": "tally.started", "userId": "tia" }))
+                .await,
+        );
+        server.run_reaches(&run, "waiting").await;
+
+        // When they use it twice while the run sleeps, and the run wakes a day later and counts
+        server.send_event(used.clone()).await;
+        server.send_event(used.clone()).await;
+        server.advance_clock("1d").await;
+        server
+            .eventually("the counts to be taken", async || {
+                let steps = support::steps(&server.run(&run).await);
+                (steps.last().map(String::as_str) == Some("sleep") && steps.len() > 2).then_some(())
+            })
+            .await;
+        // And they use it once more before the run's replay reports
+        server.send_event(used).await;
+        server.advance_clock("1h").await;
+        server.run_reaches(&run, "completed").await;
+
+        // Then the run counted two uses since it started, three of all time and none since the
+        // moment it counted — the replay answered from the journal, not counting the fourth
+        let body = server
+            .eventually("the tally", async || {
+                sink.messages_to("tia@example.com")
+                    .into_iter()
+                    .find(|m| m.subject() == "Your tally")
+                    .map(|m| m.data)
+            })
+            .await;
+        assert!(
+            body.contains("since_start=2 all_time=3 since_now=0"),
+            "{body}"
+        );
+        // And each count is a journaled step
+        let steps = support::steps(&server.run(&run).await);
+        assert_eq!(
+            steps,
+            [
+                "sleep",
+                "history-event-count",
+                "history-event-count",
+                "now",
+                "history-event-count",
+                "sleep",
+                "send-email"
+            ]
+        );
+    }
+);

@@ -193,6 +193,13 @@ pub(crate) trait Backend {
         name: &str,
         within_ms: Option<u64>,
     ) -> Result<u64, String>;
+    /// Events that occurred at or after `since`; `None`: since the run started.
+    fn history_event_count_since(
+        &self,
+        person_key: Option<&str>,
+        name: &str,
+        since: Option<TimestampMs>,
+    ) -> Result<u64, String>;
     fn history_journey(
         &self,
         person_key: Option<&str>,
@@ -401,6 +408,49 @@ impl Ctx {
         self.backend
             .history_event_count(Some(person_key), name, within.map(to_millis))
             .map_err(|reason| HistoryError::new("count_events_of", reason))
+    }
+
+    /// How many `name` events this person has that occurred at or after the instant `since`
+    /// (inclusive; milliseconds on the host clock, e.g. from [`Ctx::now`] or an event's
+    /// [`Event::occurred_at`]). Journaled.
+    ///
+    /// ```
+    /// use waymark_guest::prelude::*;
+    /// fn nudge(ctx: &Ctx) -> JourneyResult {
+    ///     let asked_at = ctx.now();
+    ///     ctx.sleep(days(3), "give them time");
+    ///     if ctx.count_events_since("feature.used", asked_at)? == 0 {
+    ///         ctx.send_email(email("try-it"))?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn count_events_since(&self, name: &str, since: TimestampMs) -> Result<u64, HistoryError> {
+        self.backend
+            .history_event_count_since(None, name, Some(since))
+            .map_err(|reason| HistoryError::new("count_events_since", reason))
+    }
+
+    /// How many `name` events this person has had since this run started (at or after the
+    /// instant the host started it; the trigger itself counts when it is such an event).
+    /// Journaled.
+    pub fn count_events_since_start(&self, name: &str) -> Result<u64, HistoryError> {
+        self.backend
+            .history_event_count_since(None, name, None)
+            .map_err(|reason| HistoryError::new("count_events_since_start", reason))
+    }
+
+    /// Like [`Ctx::count_events_since`], for another person (their resolved key or user id);
+    /// `since` `None` counts from the start of this run.
+    pub fn count_events_of_since(
+        &self,
+        person_key: &str,
+        name: &str,
+        since: Option<TimestampMs>,
+    ) -> Result<u64, HistoryError> {
+        self.backend
+            .history_event_count_since(Some(person_key), name, since)
+            .map_err(|reason| HistoryError::new("count_events_of_since", reason))
     }
 
     /// This person's runs of `journey` (this run included when it is that journey). Journaled.

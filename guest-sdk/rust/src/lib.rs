@@ -75,7 +75,12 @@
 //!
 //! Reactions are journeys: the host runs `on_enter` on the `bucket:entered:<id>` event (whose
 //! properties carry `isFirstEntry` and `entryCount`) and `on_leave` on `bucket:left:<id>`
-//! (with `reason`), as journeys `bucket-<id>-on-enter` / `bucket-<id>-on-leave`.
+//! (with `reason`), as journeys `bucket-<id>-on-enter` / `bucket-<id>-on-leave`. An enter
+//! reaction that sleeps and follows up can stop when the person leaves the bucket:
+//! [`Bucket::enter_until_left`] (or any exit rule with [`Bucket::enter_exit_on`]).
+//!
+//! Criteria kept as JSON in the documented schema become a [`Criteria`] with
+//! [`Criteria::from_json`].
 //!
 //! Build it as a `cdylib` for `wasm32-wasip2` (`waymark build`, or
 //! `cargo build --release --target wasm32-wasip2`); the result is a component ready to load.
@@ -315,6 +320,15 @@ pub mod __private {
             within_ms: Option<u64>,
         ) -> Result<u64, String> {
             context::history_event_count(person_key, name, within_ms)
+        }
+
+        fn history_event_count_since(
+            &self,
+            person_key: Option<&str>,
+            name: &str,
+            since: Option<TimestampMs>,
+        ) -> Result<u64, String> {
+            context::history_event_count_since(person_key, name, since)
         }
 
         fn history_journey(

@@ -155,7 +155,8 @@ pub enum Step {
     },
     /// `ctx.checkpoint(..)`.
     Checkpoint(String),
-    /// `ctx.count_events(..)` / `ctx.count_events_of(..)`: the event name and the answer.
+    /// `ctx.count_events(..)`, `ctx.count_events_since(..)` and their `_of` forms: the event
+    /// name and the answer.
     CountEvents {
         /// The event name.
         name: String,
@@ -353,7 +354,18 @@ pub fn describe(module: &Module) -> Value {
         .journeys
         .iter()
         .map(|j| {
+            let condition = |text: &Option<String>| {
+                text.as_deref().map_or(Value::Null, |t| {
+                    serde_json::from_str(t).unwrap_or(Value::Null)
+                })
+            };
+            let exit_on: Vec<Value> = j
+                .exit_on
+                .iter()
+                .map(|rule| json!({"event": rule.event, "where": condition(&rule.where_)}))
+                .collect();
             json!({"id": j.id, "name": j.name, "trigger": j.trigger,
+                   "triggerWhere": condition(&j.trigger_where), "exitOn": exit_on,
                    "entryLimit": limit(&j.entry_limit), "enabled": j.enabled,
                    "suppressMs": j.suppress})
         })
@@ -515,6 +527,26 @@ fn holds(condition: &Value, properties: &Map<String, Value>) -> Result<bool, Str
 
 struct TestBackend(Rc<RefCell<State>>);
 
+impl TestBackend {
+    /// The person's scripted `name` events that occurred at or after `from` and by now,
+    /// recorded as a step.
+    fn count_scripted(&self, name: &str, from: TimestampMs) -> u64 {
+        let mut s = self.0.borrow_mut();
+        let now = s.clock;
+        let count = s
+            .events
+            .iter()
+            .map(|(after, event)| (s.start.saturating_add(*after), event))
+            .filter(|(at, event)| event.name() == name && *at <= now && *at >= from)
+            .count() as u64;
+        s.steps.push(Step::CountEvents {
+            name: name.to_owned(),
+            count,
+        });
+        count
+    }
+}
+
 impl Backend for TestBackend {
     fn now(&self) -> TimestampMs {
         let mut s = self.0.borrow_mut();
@@ -653,23 +685,21 @@ impl Backend for TestBackend {
         name: &str,
         within_ms: Option<u64>,
     ) -> Result<u64, String> {
-        // The person's scripted events that have happened by now (within the window).
-        let mut s = self.0.borrow_mut();
-        let now = s.clock;
+        let now = self.0.borrow().clock;
         let from = within_ms.map_or(i64::MIN, |ms| {
             now.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
         });
-        let count = s
-            .events
-            .iter()
-            .map(|(after, event)| (s.start.saturating_add(*after), event))
-            .filter(|(at, event)| event.name() == name && *at <= now && *at >= from)
-            .count() as u64;
-        s.steps.push(Step::CountEvents {
-            name: name.to_owned(),
-            count,
-        });
-        Ok(count)
+        Ok(self.count_scripted(name, from))
+    }
+
+    fn history_event_count_since(
+        &self,
+        _person_key: Option<&str>,
+        name: &str,
+        since: Option<TimestampMs>,
+    ) -> Result<u64, String> {
+        let from = since.unwrap_or(self.0.borrow().start);
+        Ok(self.count_scripted(name, from))
     }
 
     fn history_journey(
@@ -1057,5 +1087,43 @@ mod tests {
             Step::Trigger { name, person_key: Some(owner), result: Ok(()), .. }
                 if name == "teammate.converted" && owner == "owner-1"
         ));
+    }
+
+    #[test]
+    fn given_events_during_a_run_when_counted_since_an_instant_or_the_start_then_only_later_ones_count()
+     {
+        fn tally(ctx: &Ctx) -> JourneyResult {
+            let at_start = ctx.now();
+            ctx.sleep(days(2), "two days");
+            let since_start = ctx.count_events_since_start("feature.used")?;
+            let since_a_day = ctx.count_events_since("feature.used", at_start + 86_400_000)?;
+            let of_other = ctx.count_events_of_since("u2", "feature.used", Some(at_start))?;
+            ctx.send_email(
+                email("tally")
+                    .var("since_start", since_start)
+                    .var("since_a_day", since_a_day)
+                    .var("of_other", of_other),
+            )?;
+            Ok(())
+        }
+        let module = Module::new().journey(journey("t").on("x"), tally);
+        let run = TestHost::new()
+            .event_after(hours(1), Event::new("feature.used"))
+            .event_after(hours(30), Event::new("feature.used"))
+            .event_after(hours(30), Event::new("other"))
+            .event_after(days(3), Event::new("feature.used"))
+            .run(&module, "t", Person::new("p"), Event::new("x"));
+        assert_eq!(run.result, Ok(()));
+        let counts: Vec<u64> = run
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::CountEvents { count, .. } => Some(*count),
+                _ => None,
+            })
+            .collect();
+        // Two uses by the time the sleep ends (the third is still in the future), one of them
+        // after the first day; the test host scripts one person, so `_of` sees the same.
+        assert_eq!(counts, [2, 1, 2]);
     }
 }

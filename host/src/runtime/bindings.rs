@@ -18,6 +18,7 @@ wasmtime::component::bindgen!({
         // Resolving a wait reads the person's events from the store.
         "waymark:journey/context.wait-for-event": async | trappable,
         "waymark:journey/context.history-event-count": async | trappable,
+        "waymark:journey/context.history-event-count-since": async | trappable,
         "waymark:journey/context.history-journey": async | trappable,
         "waymark:journey/context.history-email": async | trappable,
         "waymark:journey/context.send-email": async | trappable,

@@ -694,6 +694,42 @@ impl ContextHost for ActivationState {
         decode("history-event-count", answer, Value::as_u64)
     }
 
+    async fn history_event_count_since(
+        &mut self,
+        person_key: Option<String>,
+        name: String,
+        since: Option<i64>,
+    ) -> wasmtime::Result<Result<u64, String>> {
+        check_payload("the event name", &name)?;
+        if let Some(key) = &person_key {
+            check_payload("the person key", key)?;
+        }
+        let scope = self.scope("history-event-count-since")?;
+        let events = scope.events.clone();
+        // "Since the run started" is resolved here, so the journal records the instant the
+        // count was taken from and the timeline shows it.
+        let since = since.unwrap_or(scope.started_at.0);
+        // Journaled as the same kind of step as `history-event-count` (a count of a person's
+        // events); the request's `sinceMs` tells the two apart, so a replay that swaps one
+        // call for the other diverges at this step.
+        let request = json!({ "personKey": person_key, "name": name, "sinceMs": since });
+        let answer = self
+            .journaled_read(
+                "history-event-count-since",
+                StepKind::HistoryEventCount,
+                request,
+                async move {
+                    events
+                        .event_count(person_key.as_deref(), &name, Some(Timestamp(since)))
+                        .await
+                        .map(|n| json!(n))
+                        .map_err(MemberReadError::Unavailable)
+                },
+            )
+            .await?;
+        decode("history-event-count-since", answer, Value::as_u64)
+    }
+
     async fn history_journey(
         &mut self,
         person_key: Option<String>,
