@@ -99,6 +99,18 @@ async fn completed_runs(server: &Server, journey: &str, user: &str, count: usize
     details
 }
 
+/// Wait for the person's run of `journey` to be waiting; returns its id.
+async fn waiting_run(server: &Server, journey: &str, user: &str) -> String {
+    server
+        .eventually(&format!("{user}'s run of {journey} to wait"), async || {
+            let runs = runs_of(server, journey, user).await;
+            runs.first()
+                .filter(|r| r["status"] == "waiting")
+                .and_then(|r| r["id"].as_str().map(str::to_owned))
+        })
+        .await
+}
+
 /// The journeys an ingest response says it started.
 fn started_journeys(response: &Value) -> Vec<String> {
     response["started"]
@@ -653,6 +665,77 @@ e2e!(
             .post("/v1/buckets/vip/members/nobody", json!({}))
             .await;
         assert_eq!(status, 404, "{body}");
+    }
+);
+
+e2e!(
+    given_an_enter_reaction_that_runs_until_the_person_leaves_when_they_leave_then_it_exits_and_sends_no_more,
+    |backend: Backend| async move {
+        // Given the VIP bucket, whose enter reaction follows a concierge VIP up a week later
+        // and exits when they leave the bucket, and two concierge VIPs
+        let sink = SmtpSink::start().await;
+        let server = Server::start(ServerOptions {
+            backend,
+            modules: vec!["vip-list"],
+            smtp_port: Some(sink.port),
+            ..Default::default()
+        })
+        .await;
+        for user in ["iva", "jon"] {
+            server
+                .send_event(json!({"name": "user.signed_up", "userId": user,
+                                   "email": format!("{user}@example.com"),
+                                   "contactProperties": {"concierge": true}}))
+                .await;
+            let (status, added) = server
+                .post(&format!("/v1/buckets/vip/members/{user}"), json!({}))
+                .await;
+            assert_eq!(status, 200, "{added}");
+        }
+        let iva = waiting_run(&server, "bucket-vip-on-enter", "iva").await;
+        let jon = waiting_run(&server, "bucket-vip-on-enter", "jon").await;
+
+        // When Iva leaves the bucket before the week is up
+        let (status, removed) = server
+            .request(
+                reqwest::Method::DELETE,
+                "/v1/buckets/vip/members/iva",
+                None,
+                Some(&server.key),
+            )
+            .await;
+        assert_eq!(status, 200, "{removed}");
+
+        // Then her enter reaction exited (her leave reaction still ran)
+        server.run_reaches(&iva, "exited").await;
+        completed_runs(&server, "bucket-vip-on-leave", "iva", 1).await;
+
+        // And when the week is up, only Jon, still a VIP, is checked in on
+        server.advance_clock("7d").await;
+        server.run_reaches(&jon, "completed").await;
+        server
+            .eventually("Jon's check-in", async || {
+                sink.messages_to("jon@example.com")
+                    .into_iter()
+                    .find(|m| m.subject().starts_with("A week as a VIP"))
+            })
+            .await;
+        settle().await;
+        assert_eq!(server.run(&iva).await["status"], "exited");
+        assert!(
+            !sink
+                .messages_to("iva@example.com")
+                .iter()
+                .any(|m| m.subject().starts_with("A week as a VIP")),
+            "Iva left before the week was up"
+        );
+        // And the reaction lists its exit rule
+        let journey = server.get("/v1/journeys/bucket-vip-on-enter").await;
+        assert_eq!(
+            journey["exitOn"],
+            json!([{"event": "bucket:left:vip", "where": null}]),
+            "{journey}"
+        );
     }
 );
 

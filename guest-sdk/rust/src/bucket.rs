@@ -86,6 +86,7 @@ pub fn bucket(id: impl Into<String>) -> Bucket {
         entry_limit: EntryLimit::Unlimited,
         on_enter: None,
         first_entry_only: false,
+        enter_exit_on: Vec::new(),
         on_leave: None,
         leave_reasons: None,
         on_dwell: Vec::new(),
@@ -110,6 +111,8 @@ pub struct Bucket {
     entry_limit: EntryLimit,
     on_enter: Option<Handler>,
     first_entry_only: bool,
+    /// Events that end a person's live run of the enter reaction, with their conditions.
+    enter_exit_on: Vec<(String, Option<Criteria>)>,
     on_leave: Option<Handler>,
     leave_reasons: Option<Vec<String>>,
     on_dwell: Vec<(DwellSchedule, Handler)>,
@@ -214,6 +217,40 @@ impl Bucket {
     pub fn first_entry_only(mut self) -> Self {
         self.first_entry_only = true;
         self
+    }
+
+    /// Ends a person's live run of the enter reaction (status `exited`) when they fire
+    /// `event`, e.g. `"account.deleted"`. Repeatable. See [`Bucket::enter_until_left`] for
+    /// the common case.
+    pub fn enter_exit_on(mut self, event: impl Into<String>) -> Self {
+        self.enter_exit_on.push((event.into(), None));
+        self
+    }
+
+    /// Like [`Bucket::enter_exit_on`], only when `condition` holds on that event's
+    /// properties (property conditions, as in a journey's `exit_on_where`).
+    pub fn enter_exit_on_where(mut self, event: impl Into<String>, condition: Criteria) -> Self {
+        self.enter_exit_on.push((event.into(), Some(condition)));
+        self
+    }
+
+    /// Ends a person's live run of the enter reaction when they leave this bucket (its
+    /// `bucket:left:<id>` event, any reason): a reaction that sleeps and follows up stops
+    /// following up someone who no longer belongs.
+    ///
+    /// ```
+    /// use waymark_guest::prelude::*;
+    /// # fn nurture(_: &Ctx) -> JourneyResult { Ok(()) }
+    /// let b = bucket("trialists")
+    ///     .criteria(event("trial.started").exists())
+    ///     .on_enter(nurture)
+    ///     .enter_until_left();
+    /// let journey = &waymark_guest::testing::describe(&Module::new().bucket(b))["journeys"][0];
+    /// assert_eq!(journey["exitOn"][0]["event"], "bucket:left:trialists");
+    /// ```
+    pub fn enter_until_left(self) -> Self {
+        let left = format!("bucket:left:{}", self.id);
+        self.enter_exit_on(left)
     }
 
     /// Runs `handler` when someone leaves. Its trigger event is `bucket:left:<id>`, with a
@@ -345,6 +382,20 @@ impl Bucket {
         if self.first_entry_only && self.on_enter.is_none() {
             found.push("first_entry_only() without on_enter(..)".to_owned());
         }
+        if !self.enter_exit_on.is_empty() && self.on_enter.is_none() {
+            found.push("enter_exit_on(..) without on_enter(..)".to_owned());
+        }
+        for (r, (event, condition)) in self.enter_exit_on.iter().enumerate() {
+            if event.trim().is_empty() {
+                found.push("an enter_exit_on event name is empty".to_owned());
+            }
+            if let Some(condition) = condition {
+                found.extend(crate::module::event_filter_problems(
+                    condition,
+                    &format!("exit-on[{r}].where"),
+                ));
+            }
+        }
         if let Some(reasons) = &self.leave_reasons {
             if self.on_leave.is_none() {
                 found.push("leave_reasons(..) without on_leave(..)".to_owned());
@@ -370,6 +421,33 @@ impl Bucket {
             }
         }
         found
+    }
+
+    /// The journey-defs that declare this bucket's reaction journeys, when a reaction needs
+    /// more than its reaction-def says: the enter reaction's exit rules. The host gives a
+    /// reaction the exit rules of a declared journey with the reaction's journey id (same
+    /// trigger, entry limit unlimited, no trigger filter).
+    pub(crate) fn reaction_journeys(&self) -> Vec<wit::JourneyDef> {
+        if self.on_enter.is_none() || self.enter_exit_on.is_empty() {
+            return Vec::new();
+        }
+        vec![wit::JourneyDef {
+            id: self.enter_journey_id(),
+            name: format!("{} \u{2014} on enter", self.display_name()),
+            trigger: format!("bucket:entered:{}", self.id),
+            trigger_where: None,
+            exit_on: self
+                .enter_exit_on
+                .iter()
+                .map(|(event, condition)| wit::ExitRule {
+                    event: event.clone(),
+                    where_: condition.as_ref().map(Criteria::to_json_string),
+                })
+                .collect(),
+            entry_limit: wit::EntryLimit::Unlimited,
+            enabled: self.enabled,
+            suppress: 0,
+        }]
     }
 
     pub(crate) fn to_wit(&self) -> wit::BucketDef {
@@ -544,6 +622,51 @@ mod tests {
             err,
             "unknown handler \"bucket-beta-on-enter\": this module's journeys are \"welcome\", \
              \"bucket-power-users-on-enter\", \"bucket-power-users-on-leave\""
+        );
+    }
+
+    #[test]
+    fn given_an_enter_reaction_with_exit_rules_when_described_then_a_journey_of_its_id_declares_them()
+     {
+        let m = Module::new().bucket(
+            bucket("trialists")
+                .name("Trialists")
+                .criteria(event("trial.started").exists())
+                .on_enter(greet)
+                .first_entry_only()
+                .enter_until_left()
+                .enter_exit_on_where("order.paid", prop("amount").gt(0)),
+        );
+        assert_eq!(m.validate(), Ok(()));
+        let manifest = describe(&m);
+        assert_eq!(
+            manifest["journeys"],
+            json!([{
+                "id": "bucket-trialists-on-enter",
+                "name": "Trialists \u{2014} on enter",
+                "trigger": "bucket:entered:trialists",
+                "triggerWhere": null,
+                "exitOn": [
+                    {"event": "bucket:left:trialists", "where": null},
+                    {"event": "order.paid", "where":
+                        {"type": "property", "property": "amount", "operator": "gt", "value": 0}},
+                ],
+                "entryLimit": "unlimited",
+                "enabled": true,
+                "suppressMs": 0,
+            }])
+        );
+        // The reaction itself is declared as before, with its filter option.
+        assert_eq!(
+            manifest["buckets"][0]["reactions"][0]["on"],
+            json!({"enter": {"firstEntryOnly": true}})
+        );
+        // Exit rules without an enter reaction are a mistake.
+        let stray =
+            Module::new().bucket(bucket("b").criteria(event("x").exists()).enter_until_left());
+        assert_eq!(
+            stray.validate().unwrap_err(),
+            "buckets[0] (\"b\"): enter_exit_on(..) without on_enter(..)"
         );
     }
 

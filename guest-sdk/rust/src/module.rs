@@ -14,7 +14,7 @@ pub(crate) const MAX_ID_LEN: usize = 200;
 /// What the host refuses in a condition on an event's properties (a trigger filter, an exit
 /// rule's `where`): structural problems, and any event condition. `field` names the
 /// condition, as the host does.
-fn event_filter_problems(condition: &crate::Criteria, field: &str) -> Vec<String> {
+pub(crate) fn event_filter_problems(condition: &crate::Criteria, field: &str) -> Vec<String> {
     let mut found = crate::criteria::shape_problems(condition, field);
     if let Some(event) = crate::criteria::first_event_leg(condition) {
         found.push(format!(
@@ -211,7 +211,12 @@ impl Module {
     /// The manifest `describe` returns.
     pub(crate) fn manifest(&self) -> wit::Manifest {
         wit::Manifest {
-            journeys: self.journeys.iter().map(|(j, _)| j.to_wit()).collect(),
+            journeys: self
+                .journeys
+                .iter()
+                .map(|(j, _)| j.to_wit())
+                .chain(self.buckets.iter().flat_map(Bucket::reaction_journeys))
+                .collect(),
             templates: self.templates.iter().map(Template::to_wit).collect(),
             buckets: self.buckets.iter().map(Bucket::to_wit).collect(),
         }

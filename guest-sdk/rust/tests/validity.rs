@@ -54,6 +54,16 @@ fn bucket_module(fragment: &Value) -> Result<Module, String> {
             .on_leave(noop)
             .leave_reasons(reasons.iter().filter_map(Value::as_str));
     }
+    if let Some(rules) = fragment.get("enterExitOn").and_then(Value::as_array) {
+        b = b.on_enter(noop);
+        for rule in rules {
+            let event = text(rule, "event", "");
+            b = match criteria(rule, "where")? {
+                Some(c) => b.enter_exit_on_where(event, c),
+                None => b.enter_exit_on(event),
+            };
+        }
+    }
     Ok(Module::new().bucket(b))
 }
 

@@ -325,16 +325,27 @@ fn convert_reaction(i: usize, r: wit::ReactionDef) -> Result<ReactionDef, String
     })
 }
 
-/// Appends each reaction's journey, refusing an id that another journey already has.
+/// Appends each reaction's journey, refusing an id that another reaction already has.
+///
+/// A declared journey whose id is a reaction's `journey-id` *declares* that reaction's
+/// journey instead of colliding with it: the reaction then runs with the declared journey's
+/// exit rules, suppress window and name (enabled only while both the journey and the bucket
+/// are). That is how a reaction gets `exit-on` — "stop when the person leaves the bucket" —
+/// without a field the WIT records lack, so components built before it still load. The
+/// declaration must agree with what the reaction is: triggered by its transition event,
+/// entry limit unlimited, no trigger filter of its own (the reaction's options filter).
 fn add_reaction_journeys(
     buckets: &[BucketDef],
     journeys: &mut Vec<JourneyDef>,
 ) -> Result<(), String> {
-    let mut owners: HashMap<String, String> = journeys
+    let declared: HashMap<String, (usize, JourneyDef)> = journeys
         .iter()
         .enumerate()
-        .map(|(i, j)| (j.id.clone(), format!("journeys[{i}].id")))
+        .map(|(i, j)| (j.id.clone(), (i, j.clone())))
         .collect();
+    let mut owners: HashMap<String, String> = HashMap::new();
+    let mut adopted = HashSet::new();
+    let mut reactions = Vec::new();
     for (b, bucket) in buckets.iter().enumerate() {
         for (r, reaction) in bucket.reactions.iter().enumerate() {
             let field = format!("buckets[{b}] {:?}: reactions[{r}].journey-id", bucket.id);
@@ -345,9 +356,55 @@ fn add_reaction_journeys(
                 ));
             }
             owners.insert(reaction.journey_id.clone(), field);
-            journeys.push(JourneyDef::from_reaction(bucket, reaction));
+            let mut journey = JourneyDef::from_reaction(bucket, reaction);
+            if let Some((i, declaration)) = declared.get(&reaction.journey_id) {
+                adopt_declaration(&mut journey, reaction.on.kind(), *i, declaration)?;
+                adopted.insert(*i);
+            }
+            reactions.push(journey);
         }
     }
+    let mut i = 0;
+    journeys.retain(|_| {
+        i += 1;
+        !adopted.contains(&(i - 1))
+    });
+    journeys.extend(reactions);
+    Ok(())
+}
+
+/// Gives a reaction's journey what journey `i` declares for it (see
+/// [`add_reaction_journeys`]), or says why the declaration does not fit the reaction.
+fn adopt_declaration(
+    reaction: &mut JourneyDef,
+    kind: &str,
+    i: usize,
+    declared: &JourneyDef,
+) -> Result<(), String> {
+    let at = format!(
+        "journeys[{i}] {:?} has the journey id of bucket {:?}'s {kind} reaction, so it declares \
+         that reaction's journey:",
+        declared.id,
+        reaction.source_bucket_id.as_deref().unwrap_or_default(),
+    );
+    if declared.trigger != reaction.trigger {
+        return Err(format!(
+            "{at} its trigger must be {:?}, not {:?}",
+            reaction.trigger, declared.trigger
+        ));
+    }
+    if declared.entry_limit != EntryLimit::Unlimited {
+        return Err(format!("{at} its entry-limit must be unlimited"));
+    }
+    if declared.trigger_where.is_some() {
+        return Err(format!(
+            "{at} it must have no trigger-where (the reaction's options filter its trigger)"
+        ));
+    }
+    reaction.name = declared.name.clone();
+    reaction.enabled = reaction.enabled && declared.enabled;
+    reaction.exit_on = declared.exit_on.clone();
+    reaction.suppress = declared.suppress;
     Ok(())
 }
 
@@ -761,6 +818,72 @@ mod tests {
     }
 
     #[test]
+    fn given_a_journey_declaring_an_enter_reactions_journey_when_loaded_then_the_reaction_takes_its_exit_rules()
+     {
+        // Given a bucket with an enter reaction, and a journey-def of the reaction's id on its
+        // transition event with exit rules (what the SDK's `enter_until_left` writes)
+        let mut b = bucket("trialists", Some(ACTIVE));
+        b.reactions = vec![reaction(
+            "bucket-trialists-on-enter",
+            wit::ReactionOn::Enter(wit::EnterOptions {
+                first_entry_only: true,
+            }),
+        )];
+        let mut declared = journey(
+            "bucket-trialists-on-enter",
+            "bucket:entered:trialists",
+            wit::EntryLimit::Unlimited,
+        );
+        declared.name = "Nurture trialists".into();
+        declared.suppress = 60_000;
+        declared.exit_on = vec![exit_rule("bucket:left:trialists", None)];
+        let manifest = |declared: wit::JourneyDef, b: wit::BucketDef| {
+            ModuleManifest::from_wit(wit::Manifest {
+                journeys: vec![
+                    declared,
+                    journey("welcome", "user.signed_up", wit::EntryLimit::Once),
+                ],
+                templates: vec![],
+                buckets: vec![b],
+            })
+        };
+        // When the module loads
+        let m = manifest(declared.clone(), b.clone()).unwrap();
+        // Then there is one journey of that id: the reaction (after the declared journeys),
+        // with the declared exit rules, suppress window and name and the reaction's filter
+        let ids: Vec<&str> = m.journeys.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, ["welcome", "bucket-trialists-on-enter"]);
+        let enter = &m.journeys[1];
+        assert_eq!(enter.source_bucket_id.as_deref(), Some("trialists"));
+        assert_eq!(enter.handler, "bucket-trialists-on-enter");
+        assert_eq!(enter.name, "Nurture trialists");
+        assert_eq!(enter.suppress, 60_000);
+        assert!(enter.exit_on[0].matches("bucket:left:trialists", &Map::new()));
+        assert!(
+            enter.trigger_where.is_some(),
+            "first-entry-only still filters"
+        );
+        assert!(enter.enabled);
+
+        // And a declaration that does not fit the reaction is refused, naming both
+        let mut disabled = b.clone();
+        disabled.enabled = false;
+        assert!(!manifest(declared.clone(), disabled).unwrap().journeys[1].enabled);
+        let mut limited = declared.clone();
+        limited.entry_limit = wit::EntryLimit::Once;
+        assert_eq!(
+            manifest(limited, b.clone()).unwrap_err(),
+            r#"journeys[0] "bucket-trialists-on-enter" has the journey id of bucket "trialists"'s enter reaction, so it declares that reaction's journey: its entry-limit must be unlimited"#
+        );
+        let mut filtered = declared;
+        filtered.trigger_where =
+            Some(r#"{"type":"property","property":"plan","operator":"eq","value":"pro"}"#.into());
+        assert!(manifest(filtered, b).unwrap_err().ends_with(
+            "it must have no trigger-where (the reaction's options filter its trigger)"
+        ));
+    }
+
+    #[test]
     fn given_a_reaction_id_equal_to_a_journey_id_when_loaded_then_both_are_named() {
         let mut b = bucket("vip", Some(ACTIVE));
         b.reactions = vec![reaction(
@@ -771,7 +894,7 @@ mod tests {
         )];
         assert_eq!(
             with_buckets(vec![b]).unwrap_err(),
-            r#"buckets[0] "vip": reactions[0].journey-id "welcome" collides with journeys[0].id "welcome""#
+            r#"journeys[0] "welcome" has the journey id of bucket "vip"'s enter reaction, so it declares that reaction's journey: its trigger must be "bucket:entered:vip", not "user.signed_up""#
         );
         let mut a = bucket("a", Some(ACTIVE));
         a.reactions = vec![reaction(
@@ -834,6 +957,30 @@ mod tests {
                         ),
                     }),
                 ));
+            }
+            if let Some(rules) = b.get("enterExitOn").and_then(Value::as_array) {
+                // As the SDK writes an enter reaction with exit rules: the reaction, and a
+                // journey-def of its id declaring its exit rules.
+                let reaction_id = format!("bucket-{id}-on-enter");
+                def.reactions.push(reaction(
+                    &reaction_id,
+                    wit::ReactionOn::Enter(wit::EnterOptions {
+                        first_entry_only: false,
+                    }),
+                ));
+                let mut declared = journey(
+                    &reaction_id,
+                    &format!("bucket:entered:{id}"),
+                    wit::EntryLimit::Unlimited,
+                );
+                declared.exit_on = rules
+                    .iter()
+                    .map(|rule| wit::ExitRule {
+                        event: text(rule, "event", ""),
+                        where_: json_text(rule, "where"),
+                    })
+                    .collect();
+                manifest.journeys.push(declared);
             }
             manifest.buckets.push(def);
         }
