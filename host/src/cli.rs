@@ -30,8 +30,9 @@ struct Cli {
 enum Command {
     /// Serve the API and run journeys.
     Serve(ServeArgs),
-    /// Build the example modules and serve them in dev mode on the embedded database.
-    Dev(ServeArgs),
+    /// Build the example modules (or the sources given) and serve them in dev mode on the
+    /// embedded database, rebuilding and deploying each module on save.
+    Dev(DevArgs),
     /// Build modules (Rust workspaces and JS packages) into .wasm components.
     Build(BuildArgs),
     /// Deploy a module to a running server: a built `.wasm`, or a source it builds first.
@@ -71,12 +72,30 @@ struct ApiArgs {
 }
 
 #[derive(Debug, Args)]
+struct DevArgs {
+    /// Module sources to build, watch and serve (cargo packages/workspaces, JS packages).
+    /// Default: the repository's `examples`.
+    #[arg(long = "source")]
+    sources: Vec<PathBuf>,
+    #[command(flatten)]
+    serve_args: ServeArgs,
+}
+
+#[derive(Debug, Args)]
 struct DeployArgs {
     /// A `.wasm` component, or a module source (cargo package/workspace, JS package) to build.
     source: PathBuf,
     /// The module's name (default: the file's or package's name).
     #[arg(long)]
     name: Option<String>,
+    /// Replay the module's live runs against this version and report; deploy nothing. Exits
+    /// 1 when a run would not replay.
+    #[arg(long, conflicts_with = "migrate")]
+    verify: bool,
+    /// Deploy, then move every live run that replays cleanly to this version (the others
+    /// stay on theirs).
+    #[arg(long)]
+    migrate: bool,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -268,12 +287,29 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => block_on(serve(args.into_config(false))),
-        Command::Dev(mut args) => {
+        Command::Dev(DevArgs {
+            mut serve_args,
+            sources,
+        }) => {
             let root = repo_root()?;
             let out = root.join("target/modules");
-            build(&root, vec![root.join("examples")], out.clone())?;
-            args.modules.get_or_insert(out);
-            block_on(serve(args.into_config(true)))
+            let sources = if sources.is_empty() {
+                vec![root.join("examples")]
+            } else {
+                sources
+            };
+            let options = BuildOptions {
+                sources,
+                out_dir: out.clone(),
+                target_dir: root.join("target/wasm"),
+            };
+            for module in build_modules(&options)? {
+                println!("built {} -> {}", module.name, module.path.display());
+            }
+            // Save → rebuild → the server's directory watch deploys it.
+            crate::modules::watch::watch_sources(options);
+            serve_args.modules.get_or_insert(out);
+            block_on(serve(serve_args.into_config(true)))
         }
         Command::Tenant(TenantCommand::Create { name, database }) => block_on(async move {
             let store = open_store(&database.data_dir, database.database_url.as_deref()).await?;
@@ -337,12 +373,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Buckets(BucketsCommand::Backfill { id, api }) => {
             block_on(crate::backfill_job::cli::backfill(&api.url, &api.key, &id))
         }
-        Command::Deploy(args) => block_on(crate::modules::cli::deploy(
-            &args.source,
-            args.name.as_deref(),
-            &args.api.url,
-            &args.api.key,
-        )),
+        Command::Deploy(args) => {
+            use crate::modules::cli::DeployMode;
+            let mode = match (args.verify, args.migrate) {
+                (true, _) => DeployMode::Verify,
+                (_, true) => DeployMode::Migrate,
+                _ => DeployMode::Deploy,
+            };
+            block_on(crate::modules::cli::deploy(
+                &args.source,
+                args.name.as_deref(),
+                mode,
+                &args.api.url,
+                &args.api.key,
+            ))
+        }
         Command::Build(args) => {
             let root = repo_root()?;
             let sources = if args.sources.is_empty() {

@@ -85,6 +85,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let backfill_wake = Arc::new(Notify::new());
     let deployer = Arc::new(Deployer {
         catalog: store.clone(),
+        runs: store.clone(),
         backfills: store.clone(),
         registry: registry.clone(),
         clock: clock.clone(),
@@ -119,6 +120,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             synced.unchanged.len(),
             synced.removed.len(),
             synced.skipped.len()
+        );
+        // Hot reload: a changed file is deployed to the default tenant, without a restart.
+        crate::modules::watch::watch_directory(
+            deployer.clone(),
+            bootstrap.tenant_id.clone(),
+            dir.clone(),
         );
     }
     follower.spawn().await.context("following module changes")?;

@@ -416,3 +416,231 @@ e2e!(
         assert_eq!(server.run(&after).await["moduleVersion"], v1);
     }
 );
+
+e2e!(
+    a_watched_modules_directory_deploys_each_change_without_a_restart,
+    |backend: Backend| async move {
+        // Given a server watching a directory holding steps v1 as `steps.wasm`
+        let server = Server::start(ServerOptions {
+            backend,
+            module_files: vec![("steps.wasm", module_bytes("steps-v1"))],
+            ..Default::default()
+        })
+        .await;
+        let active =
+            async |server: &Server| server.get("/v1/modules/steps").await["activeVersion"].clone();
+        let v1 = active(&server).await;
+        assert_eq!(server.get("/v1/modules/steps").await["origin"], "directory");
+
+        // When the file is replaced by v2
+        server.drop_module_file("steps.wasm", &module_bytes("steps-v2"));
+
+        // Then v2 goes live, and new runs start on it
+        let v2 = server
+            .eventually("the changed file to go live", async || {
+                let now = active(&server).await;
+                (now != v1).then_some(now)
+            })
+            .await;
+        let run = started_run(&server.send_event(steps_event("ada")).await);
+        assert_eq!(server.run(&run).await["moduleVersion"], v2);
+
+        // When a broken file lands beside it, it is skipped and v2 keeps serving
+        server.drop_module_file("broken.wasm", b"not wasm");
+        server
+            .eventually("the broken file to be reported", async || {
+                server.log().contains("broken.wasm skipped").then_some(())
+            })
+            .await;
+        assert_eq!(active(&server).await, v2);
+
+        // When the file is deleted, the module it deployed is removed
+        std::fs::remove_file(server.modules_path().join("steps.wasm")).unwrap();
+        server
+            .eventually("the module to be removed", async || {
+                (server.get("/v1/modules/steps").await["status"] == "removed").then_some(())
+            })
+            .await;
+        let ignored = server.send_event(steps_event("bob")).await;
+        assert!(ignored["started"].as_array().unwrap().is_empty());
+    }
+);
+
+e2e!(
+    a_bucket_deployed_is_backfilled_a_removed_one_stops_and_one_added_back_is_evaluated_again,
+    |backend: Backend| async move {
+        let server = Server::start(ServerOptions {
+            backend,
+            ..Default::default()
+        })
+        .await;
+        let buy = async |user: &str, times: usize| {
+            for _ in 0..times {
+                server
+                    .send_event(json!({ "name": "purchase", "userId": user,
+                        "contactProperties": { "plan": "pro" } }))
+                    .await;
+            }
+        };
+        let backfill_done = async |mode: &str| {
+            server
+                .eventually(&format!("the {mode} backfill"), async || {
+                    let detail = server.get("/v1/buckets/big-spenders").await;
+                    let backfill = detail["backfill"].clone();
+                    (backfill["state"] == "completed" && backfill["mode"] == mode).then_some(())
+                })
+                .await
+        };
+        let members = async || {
+            let page = server.get("/v1/buckets/big-spenders/members").await;
+            let mut keys: Vec<String> = page["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["key"].as_str().unwrap().to_owned())
+                .collect();
+            keys.sort();
+            keys
+        };
+        // Given two big spenders in the history, before any module declares the bucket
+        buy("ada", 3).await;
+        buy("bob", 3).await;
+
+        // When a module with big-spenders (three purchases on plan pro) is deployed
+        let deployed = server.deploy("spenders", "backfill-v1").await;
+
+        // Then the bucket is backfilled as at boot
+        assert_eq!(
+            deployed["changes"]["buckets"]["added"],
+            json!(["big-spenders"])
+        );
+        assert_eq!(
+            deployed["changes"]["bucketsToBackfill"],
+            json!(["big-spenders"])
+        );
+        backfill_done("first-time").await;
+        assert_eq!(members().await, vec!["ada", "bob"]);
+
+        // When the module is removed, the bucket is no longer listed and stops moving
+        let (status, _) = server
+            .request(
+                Method::DELETE,
+                "/v1/modules/spenders",
+                None,
+                Some(&server.key),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(server.get("/v1/buckets").await["buckets"], json!([]));
+        let (status, _) = server
+            .request(
+                Method::GET,
+                "/v1/buckets/big-spenders",
+                None,
+                Some(&server.key),
+            )
+            .await;
+        assert_eq!(status, 404);
+        buy("cy", 3).await;
+
+        // When it is deployed again, everyone is evaluated again: cy joins
+        server.deploy("spenders", "backfill-v1").await;
+        backfill_done("reeval").await;
+        assert_eq!(members().await, vec!["ada", "bob", "cy"]);
+    }
+);
+
+e2e!(
+    an_upgrade_moves_the_runs_that_replay_cleanly_and_leaves_divergent_ones_on_their_version,
+    |backend: Backend| async move {
+        let server = Server::start(ServerOptions {
+            backend,
+            ..Default::default()
+        })
+        .await;
+        // Given two v1 runs asleep after their first email (journal: send-email, sleep)
+        let v1 = server.deploy("steps", "steps-v1").await["version"].clone();
+        let ada = started_run(&server.send_event(steps_event("ada")).await);
+        let bob = started_run(&server.send_event(steps_event("bob")).await);
+        server.run_reaches(&ada, "waiting").await;
+        server.run_reaches(&bob, "waiting").await;
+        let verify = async |build: &str| {
+            let (status, report) = server
+                .post_component("/v1/modules/steps/verify", module_bytes(build), &server.key)
+                .await;
+            assert_eq!(status, 200, "{report}");
+            report
+        };
+
+        // When v3 (a step appended after the sleep) is verified, both replay cleanly
+        let v3_report = verify("steps-v3").await;
+        assert_eq!(v3_report["runs"], 2, "{v3_report}");
+        assert_eq!(v3_report["journeys"][0]["journey"], "steps");
+        assert_eq!(v3_report["journeys"][0]["clean"], 2, "{v3_report}");
+
+        // When v2 (the sleep moved before the first email) is verified, both diverge at step 0
+        let v2_report = verify("steps-v2").await;
+        let journey = &v2_report["journeys"][0];
+        assert_eq!(journey["diverged"], 2, "{v2_report}");
+        let run = &journey["runs"][0];
+        assert_eq!(run["result"], "diverged");
+        assert_eq!(run["step"], 0);
+        assert!(
+            run["recorded"].as_str().unwrap().starts_with("send-email"),
+            "{run}"
+        );
+        assert!(
+            run["called"].as_str().unwrap().starts_with("sleep"),
+            "{run}"
+        );
+        // And verifying changed nothing
+        assert_eq!(server.get("/v1/modules/steps").await["activeVersion"], v1);
+
+        // When v2 is deployed as an upgrade, no run moves: both stay on v1
+        let (status, upgraded) = server
+            .post_component(
+                "/v1/modules/steps/upgrade",
+                module_bytes("steps-v2"),
+                &server.key,
+            )
+            .await;
+        assert_eq!(status, 201, "{upgraded}");
+        assert_eq!(upgraded["migrated"], json!([]), "{upgraded}");
+        assert_eq!(server.run(&ada).await["moduleVersion"], v1);
+
+        // When v3 is deployed as an upgrade, both move to it
+        let (status, upgraded) = server
+            .post_component(
+                "/v1/modules/steps/upgrade",
+                module_bytes("steps-v3"),
+                &server.key,
+            )
+            .await;
+        assert_eq!(status, 201, "{upgraded}");
+        let v3 = upgraded["version"].clone();
+        let mut migrated: Vec<&str> = upgraded["migrated"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| id.as_str().unwrap())
+            .collect();
+        migrated.sort();
+        let mut expected = vec![ada.as_str(), bob.as_str()];
+        expected.sort();
+        assert_eq!(migrated, expected, "{upgraded}");
+        assert_eq!(server.run(&ada).await["moduleVersion"], v3);
+
+        // Then they wake on v3 and finish its steps: the v1 email before the sleep, v3's after
+        server.advance_clock("1d").await;
+        server.run_reaches(&ada, "completed").await;
+        assert_eq!(
+            subjects_to(&server, "ada@example.com").await,
+            vec!["Step one (v1)", "Step three (v3)", "Step two (v3)"]
+        );
+        let detail = server.get("/v1/modules/steps").await;
+        assert!(
+            versions(&detail).iter().all(|(_, _, live)| *live == 0),
+            "{detail}"
+        );
+    }
+);

@@ -7,6 +7,8 @@
 //! | `GET /v1/modules` | read | `{ modules: [module] }` |
 //! | `GET /v1/modules/{name}` | read | module + `versions` (each with its live runs) |
 //! | `POST /v1/modules/{name}/rollback` `{version?}` | deploy | as a deploy; default: the version active before |
+//! | `POST /v1/modules/{name}/verify`, a candidate as the body | deploy | the replay of every live run of the module against it, per journey: clean, diverged (step, recorded, called), journey missing, failed; nothing changes |
+//! | `POST /v1/modules/{name}/upgrade`, a candidate as the body | deploy | a deploy, then the clean runs moved to it: the deploy's answer + `verification`, `migrated`, `movedOn` |
 //! | `DELETE /v1/modules/{name}` | deploy | as a deploy: no new runs, live runs finish on their versions |
 //! | `POST /v1/modules/{name}/prune` `{keep?}` | deploy | `{ pruned: [version] }`: versions neither active nor needed by a live run, but the `keep` (default 3) last active |
 //!
@@ -40,6 +42,8 @@ pub fn routes() -> Router<AppState> {
             get(detail).post(deploy).delete(remove),
         )
         .route("/v1/modules/{name}/rollback", post(rollback))
+        .route("/v1/modules/{name}/verify", post(verify))
+        .route("/v1/modules/{name}/upgrade", post(upgrade))
         .route("/v1/modules/{name}/prune", post(prune))
 }
 
@@ -83,6 +87,55 @@ pub async fn deploy(
         )
         .await?;
     Ok(deployed_view(&deployed, true))
+}
+
+/// The body of a deploy-like request, read up to the module size cap (after the scope check).
+async fn component(state: &AppState, body: Body) -> Result<Vec<u8>, ApiError> {
+    let max = state.deployer.max_module_bytes;
+    // One byte over the cap tells a body at the cap from one past it.
+    let wasm = axum::body::to_bytes(body, max + 1).await.map_err(|_| {
+        ApiError::PayloadTooLargeNamed(format!("the component is over the limit of {max} bytes"))
+    })?;
+    Ok(wasm.to_vec())
+}
+
+pub async fn verify(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(Scope::Deploy)?;
+    let wasm = component(&state, body).await?;
+    let verification = state
+        .deployer
+        .verify(&principal.tenant_id, &name, &wasm)
+        .await?;
+    Ok(Json(json!(verification)))
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    principal.require(Scope::Deploy)?;
+    let wasm = component(&state, body).await?;
+    let upgrade = state
+        .deployer
+        .upgrade(
+            &principal.tenant_id,
+            &name,
+            wasm,
+            Some(principal.key_id.clone()),
+        )
+        .await?;
+    let (status, Json(mut answer)) = deployed_view(&upgrade.deployed, true);
+    answer["verification"] = json!(upgrade.verification);
+    answer["migrated"] = json!(upgrade.migrated);
+    answer["movedOn"] = json!(upgrade.moved_on);
+    Ok((status, Json(answer)))
 }
 
 #[derive(Debug, Default, Deserialize)]

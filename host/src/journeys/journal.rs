@@ -151,6 +151,10 @@ pub enum StepRefused {
          raise it with `waymark serve --max-run-steps`"
     )]
     StepCap(u32),
+    /// A replay that checks a journal against a candidate version reached the end of the
+    /// journal: the candidate called every recorded step again. Not a failure of the run.
+    #[error("the replay reached the end of the journal")]
+    ReplayEnded,
 }
 
 /// The answer to a step the handler is taking.

@@ -7,9 +7,37 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+/// What `waymark deploy` asks of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployMode {
+    /// Make it the active version; live runs stay on theirs.
+    Deploy,
+    /// Replay the module's live runs against it and report; change nothing.
+    Verify,
+    /// Deploy it and move the live runs that replay cleanly to it.
+    Migrate,
+}
+
+impl DeployMode {
+    fn route(self) -> &'static str {
+        match self {
+            DeployMode::Deploy => "",
+            DeployMode::Verify => "/verify",
+            DeployMode::Migrate => "/upgrade",
+        }
+    }
+}
+
 /// Deploy `source` (a `.wasm` component, or a module source to build) to the host at `url`
 /// with API key `key` (deploy scope); `name` overrides the module name of a single component.
-pub async fn deploy(source: &Path, name: Option<&str>, url: &str, key: &str) -> anyhow::Result<()> {
+/// A verification that finds runs that would not replay is an error (exit status 1).
+pub async fn deploy(
+    source: &Path,
+    name: Option<&str>,
+    mode: DeployMode,
+    url: &str,
+    key: &str,
+) -> anyhow::Result<()> {
     let components = components_of(source)?;
     if name.is_some() && components.len() > 1 {
         bail!(
@@ -24,7 +52,7 @@ pub async fn deploy(source: &Path, name: Option<&str>, url: &str, key: &str) -> 
         let module = name.map_or(module, str::to_owned);
         let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let response = client
-            .post(format!("{base}/v1/modules/{module}"))
+            .post(format!("{base}/v1/modules/{module}{}", mode.route()))
             .bearer_auth(key)
             .header(reqwest::header::CONTENT_TYPE, "application/wasm")
             .body(wasm)
@@ -39,9 +67,76 @@ pub async fn deploy(source: &Path, name: Option<&str>, url: &str, key: &str) -> 
                 body["error"].as_str().unwrap_or("no reason given")
             );
         }
-        print!("{}", summary(&module, &body));
+        match mode {
+            DeployMode::Deploy => print!("{}", summary(&module, &body)),
+            DeployMode::Verify => {
+                print!("{}", verification(&module, &body));
+                let stuck = body["runs"].as_u64().unwrap_or(0) - clean_runs(&body);
+                if stuck > 0 {
+                    bail!("{stuck} live run(s) of {module} would not replay on this version");
+                }
+            }
+            DeployMode::Migrate => {
+                print!("{}", summary(&module, &body));
+                print!("{}", verification(&module, &body["verification"]));
+                let migrated = body["migrated"].as_array().map_or(0, Vec::len);
+                let total = body["verification"]["runs"].as_u64().unwrap_or(0);
+                println!(
+                    "moved {migrated} of {total} live run(s) to the new version; the others stay on theirs"
+                );
+            }
+        }
     }
     Ok(())
+}
+
+fn clean_runs(verification: &Value) -> u64 {
+    verification["journeys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|j| j["clean"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// A verification, for a person: per journey the runs by verdict, and each run that would
+/// not replay with why.
+pub fn verification(module: &str, answer: &Value) -> String {
+    let mut text = format!(
+        "{module}: {} live run(s) replayed against {}\n",
+        answer["runs"],
+        short(answer["candidate"].as_str().unwrap_or("?"))
+    );
+    for journey in answer["journeys"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "  {}: {} clean, {} diverged, {} without the journey, {} failed\n",
+            journey["journey"].as_str().unwrap_or("?"),
+            journey["clean"],
+            journey["diverged"],
+            journey["journeyMissing"],
+            journey["failed"]
+        ));
+        for run in journey["runs"].as_array().into_iter().flatten() {
+            let id = run["runId"].as_str().unwrap_or("?");
+            match run["result"].as_str() {
+                Some("diverged") => text.push_str(&format!(
+                    "    {id}: diverges at step {}: recorded {}, called {}\n",
+                    run["step"],
+                    run["recorded"].as_str().unwrap_or("?"),
+                    run["called"].as_str().unwrap_or("?")
+                )),
+                Some("failed") => text.push_str(&format!(
+                    "    {id}: fails: {}\n",
+                    run["reason"].as_str().unwrap_or("?")
+                )),
+                Some("journeyMissing") => text.push_str(&format!(
+                    "    {id}: its journey is gone from this version\n"
+                )),
+                _ => {}
+            }
+        }
+    }
+    text
 }
 
 /// `(module name, component path)` for each module `source` stands for: itself when it is a
@@ -68,8 +163,7 @@ fn components_of(source: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 
 /// What a deploy answered, for a person: the version and one line per kind that changed.
 pub fn summary(module: &str, answer: &Value) -> String {
-    let version = answer["version"].as_str().unwrap_or("?");
-    let short = &version[..12.min(version.len())];
+    let short = short(answer["version"].as_str().unwrap_or("?"));
     if answer["changed"] == false {
         return format!("{module} {short}: already active, nothing changed\n");
     }
@@ -96,4 +190,9 @@ pub fn summary(module: &str, answer: &Value) -> String {
         text.push_str(&format!("  backfilling: {}\n", ids.join(" ")));
     }
     text
+}
+
+/// A version's hash as people read it: its first twelve characters.
+fn short(version: &str) -> &str {
+    &version[..12.min(version.len())]
 }

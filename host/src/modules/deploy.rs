@@ -13,12 +13,13 @@ use super::active_set::ActiveSet;
 use super::changes::ChangeSummary;
 use super::{LoadedModule, ModuleError, ModuleRegistry};
 use crate::backfill_job;
+use crate::buckets::BucketRegistry;
 use crate::clock::Clock;
 use crate::ids::{ApiKeyId, TenantId};
 use crate::runtime::sha256_hex;
 use crate::store::{
     Backfills, ModuleCatalog, ModuleChange, ModuleOrigin, ModuleRecord, ModuleSet,
-    NewModuleVersion, StoreError,
+    NewModuleVersion, RunReads, StoreError,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -102,6 +103,8 @@ struct Plan {
 
 pub struct Deployer {
     pub catalog: Arc<dyn ModuleCatalog>,
+    /// The live runs a verified upgrade replays.
+    pub runs: Arc<dyn RunReads>,
     pub backfills: Arc<dyn Backfills>,
     pub registry: Arc<ModuleRegistry>,
     pub clock: Clock,
@@ -288,7 +291,7 @@ impl Deployer {
     }
 
     /// Validate `wasm` as a version of `name`: name, size, component, `describe`, manifest.
-    async fn validate(
+    pub(super) async fn validate(
         &self,
         tenant: &TenantId,
         name: &str,
@@ -365,10 +368,15 @@ impl Deployer {
             };
             active_set.revision = revision;
             let buckets = active_set.buckets.clone();
+            let retired = retired_buckets(&active, &buckets);
             self.registry.install(tenant, active_set);
             // Before any worker evaluates them: a new bucket's config says its first backfill
-            // is not done yet; changed criteria queue a re-evaluation.
+            // is not done yet; changed criteria queue a re-evaluation. A bucket that left
+            // stops moving, and is re-evaluated if it comes back.
             backfill_job::register(self.backfills.as_ref(), tenant, &buckets, now).await?;
+            if !retired.is_empty() {
+                self.backfills.retire_buckets(tenant, &retired, now).await?;
+            }
             self.backfill_wake.notify_one();
             tracing::info!(
                 tenant = %tenant,
@@ -393,6 +401,16 @@ impl Deployer {
     async fn active_modules(&self, tenant: &TenantId, set: &ModuleSet) -> Vec<Arc<LoadedModule>> {
         super::follow::load_active(&self.registry, tenant, set).await
     }
+}
+
+/// The ids of the buckets of `before` that `after` lacks.
+fn retired_buckets(before: &[Arc<LoadedModule>], after: &BucketRegistry) -> Vec<String> {
+    before
+        .iter()
+        .flat_map(|module| &module.manifest.buckets)
+        .filter(|bucket| after.get(&bucket.id).is_none())
+        .map(|bucket| bucket.id.clone())
+        .collect()
 }
 
 /// The active hash of module `name` in `set`.

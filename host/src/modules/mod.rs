@@ -12,10 +12,14 @@
 //! - [`deploy`]: deploying, rolling back and removing modules, and syncing a `--modules`
 //!   directory: validate, check against the tenant's other modules, commit over the revision
 //!   checked, install.
+//! - [`verify`]: verified upgrades: live runs replayed against a candidate, the clean ones
+//!   moved to it.
 //! - [`changes`]: what a deploy changed (journeys, buckets, reactions, templates).
 //! - [`cli`]: `waymark deploy`, a client of the deploy API.
 //! - [`follow`]: loading every tenant's active set at boot and following changes other hosts
 //!   commit.
+//! - [`watch`]: hot reload: a `--modules` directory deployed on change, sources rebuilt on
+//!   save in `waymark dev`.
 //! - [`files`]: the local copy of module components, so a restart does not fetch them again.
 //! - [`manifest`], [`build`]: what `describe` declares; building sources into components.
 //!
@@ -30,6 +34,8 @@ pub mod files;
 pub mod follow;
 pub mod manifest;
 pub mod registry;
+pub mod verify;
+pub mod watch;
 
 pub use files::ModuleFiles;
 pub use registry::ModuleRegistry;

@@ -43,6 +43,9 @@ pub struct ActivationJournal {
     pub stopped: Option<StepRefused>,
     /// Most journal entries a run may have.
     max_steps: u32,
+    /// Checking a journal against a candidate version: stop at the first step the journal
+    /// does not hold, performing nothing ([`StepRefused::ReplayEnded`]).
+    replay_only: bool,
     pub(super) clock: Clock,
 }
 
@@ -56,8 +59,17 @@ impl ActivationJournal {
             effects: Vec::new(),
             stopped: None,
             max_steps,
+            replay_only: false,
             clock,
         }))
+    }
+
+    /// A journal that only replays `replay`: its first new step ends the activation, with
+    /// nothing performed.
+    pub fn replay_only(replay: Replay, clock: Clock) -> SharedJournal {
+        let journal = Self::new(replay, clock, u32::MAX);
+        lock(&journal).replay_only = true;
+        journal
     }
 
     /// Answer a step from the journal, or perform it with `perform` and record the result.
@@ -89,6 +101,7 @@ impl ActivationJournal {
         }
         let refused = match self.replay.step(kind, request) {
             Ok(StepLookup::Recorded(entry)) => return Ok(Lookup::Recorded(entry.response.clone())),
+            Ok(StepLookup::Frontier { .. }) if self.replay_only => StepRefused::ReplayEnded,
             Ok(StepLookup::Frontier { seq }) if seq < self.max_steps => {
                 return Ok(Lookup::Frontier { seq });
             }

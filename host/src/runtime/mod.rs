@@ -17,10 +17,10 @@ mod send;
 
 use crate::clock::{Clock, Timestamp};
 use crate::delivery::templates::TemplateSet;
-use crate::journeys::journal::{JournalEntry, Replay, StepRefused};
+use crate::journeys::journal::{Divergence, JournalEntry, Replay, StepRefused};
 use crate::journeys::{PersonSnapshot, RunInput};
 use crate::store::{Effect, EventWait};
-use activation::{ActivationJournal, QueuedEmail, RunScope};
+use activation::{ActivationJournal, QueuedEmail, RunScope, SharedJournal};
 use artifacts::ArtifactCache;
 use bindings::types::{Invocation, Manifest};
 use bindings::{JourneyModule, JourneyModulePre};
@@ -258,13 +258,62 @@ impl Runtime {
     pub async fn activate(
         &self,
         module: &CompiledModule,
-        request: ActivationRequest<'_>,
+        mut request: ActivationRequest<'_>,
     ) -> Result<ActivationReport, RuntimeError> {
         let journal = ActivationJournal::new(
-            Replay::new(request.journal),
+            Replay::new(std::mem::take(&mut request.journal)),
             self.clock.clone(),
             self.limits.max_run_steps,
         );
+        let run_id = request.run_id;
+        let (outcome, journal, stderr) = self.execute(module, request, journal).await?;
+        if !stderr.is_empty() && !matches!(outcome, ActivationOutcome::Failed { .. }) {
+            tracing::debug!(target: "waymark::guest", run = run_id, "stderr: {}", String::from_utf8_lossy(&stderr));
+        }
+        Ok(ActivationReport {
+            outcome,
+            journal: journal.replay.into_fresh(),
+            emails: journal.emails,
+            effects: journal.effects,
+        })
+    }
+
+    /// Whether `module` (a candidate version) replays the run's journal: the handler runs
+    /// from the top with every recorded step answered from the journal, and stops, performing
+    /// nothing, at the first step the journal does not hold.
+    pub async fn check_replay(
+        &self,
+        module: &CompiledModule,
+        mut request: ActivationRequest<'_>,
+    ) -> Result<ReplayCheck, RuntimeError> {
+        let recorded = Replay::new(std::mem::take(&mut request.journal));
+        let journal = ActivationJournal::replay_only(recorded, self.clock.clone());
+        let (outcome, journal, _) = self.execute(module, request, journal).await?;
+        Ok(match (journal.stopped, outcome) {
+            (Some(StepRefused::ReplayEnded), _) => ReplayCheck::Clean,
+            (Some(StepRefused::Diverged(divergence)), _) => ReplayCheck::Diverged(divergence),
+            (_, ActivationOutcome::Completed) => match journal.replay.check_fully_replayed() {
+                Ok(()) => ReplayCheck::Clean,
+                Err(divergence) => ReplayCheck::Diverged(divergence),
+            },
+            // A recorded sleep or wait not due yet: the journal's last step.
+            (_, ActivationOutcome::Suspended { .. }) if !journal.replay.is_replaying() => {
+                ReplayCheck::Clean
+            }
+            (_, ActivationOutcome::Suspended { .. }) => {
+                ReplayCheck::Failed("the candidate suspended before the end of the journal".into())
+            }
+            (_, ActivationOutcome::Failed { reason }) => ReplayCheck::Failed(reason),
+        })
+    }
+
+    /// Instantiate `module` with `journal` and run the request's handler to its outcome.
+    async fn execute(
+        &self,
+        module: &CompiledModule,
+        request: ActivationRequest<'_>,
+        journal: SharedJournal,
+    ) -> Result<(ActivationOutcome, ActivationJournal, Vec<u8>), RuntimeError> {
         let scope = RunScope {
             run_id: request.run_id.to_owned(),
             journey_id: request.journey_id.to_owned(),
@@ -319,16 +368,19 @@ impl Runtime {
                     "activation journal still shared after the store was dropped".into(),
                 )
             })?;
-        if !stderr.is_empty() && !matches!(outcome, ActivationOutcome::Failed { .. }) {
-            tracing::debug!(target: "waymark::guest", run = request.run_id, "stderr: {}", String::from_utf8_lossy(&stderr));
-        }
-        Ok(ActivationReport {
-            outcome,
-            journal: journal.replay.into_fresh(),
-            emails: journal.emails,
-            effects: journal.effects,
-        })
+        Ok((outcome, journal, stderr.to_vec()))
     }
+}
+
+/// What replaying a run's journal against a candidate version found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplayCheck {
+    /// The candidate called every recorded step again, in order, with the same requests.
+    Clean,
+    /// The first step where the candidate called something else than the journal recorded.
+    Diverged(Divergence),
+    /// The candidate failed (trapped, hit a limit) before the end of the journal.
+    Failed(String),
 }
 
 /// Map what `run` returned to an outcome, naming the reason for every failure.

@@ -347,6 +347,19 @@ impl Server {
             .to_owned();
     }
 
+    /// The `--modules` directory this server watches.
+    pub fn modules_path(&self) -> &Path {
+        self.modules.path()
+    }
+
+    /// Put `contents` in the modules directory as `file`, by rename (as `waymark build`
+    /// does), so the watching server never reads half a file.
+    pub fn drop_module_file(&self, file: &str, contents: &[u8]) {
+        let tmp = self.modules.path().join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, contents).unwrap();
+        std::fs::rename(&tmp, self.modules.path().join(file)).unwrap();
+    }
+
     /// The server process's id (for benchmarks that read its memory).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -441,9 +454,15 @@ impl Server {
 
     /// `POST /v1/modules/{name}` with `wasm` as the body, as `key`.
     pub async fn upload_module(&self, name: &str, wasm: Vec<u8>, key: &str) -> (u16, Value) {
+        self.post_component(&format!("/v1/modules/{name}"), wasm, key)
+            .await
+    }
+
+    /// `POST path` with a component as the body, as `key`.
+    pub async fn post_component(&self, path: &str, wasm: Vec<u8>, key: &str) -> (u16, Value) {
         let response = self
             .client
-            .post(self.url(&format!("/v1/modules/{name}")))
+            .post(self.url(path))
             .bearer_auth(key)
             .header("content-type", "application/wasm")
             .body(wasm)

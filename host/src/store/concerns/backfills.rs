@@ -11,6 +11,9 @@ use crate::store::{
 use async_trait::async_trait;
 use std::sync::Arc;
 
+/// The fingerprint a retired bucket's config holds: no criteria has it.
+pub const RETIRED: &str = "retired";
+
 #[async_trait]
 pub trait Backfills: Send + Sync {
     /// Record the tenant's enabled computed buckets as loaded now: per bucket, apply
@@ -21,6 +24,15 @@ pub trait Backfills: Send + Sync {
         &self,
         tenant: &TenantId,
         buckets: &[BucketFingerprint],
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// The buckets left the tenant's modules: their members are no longer kept current, so a
+    /// bucket that comes back is re-evaluated for everyone when registered (its stored
+    /// fingerprint, [`RETIRED`], is no criteria's). A backfill in progress stops.
+    async fn retire_buckets(
+        &self,
+        tenant: &TenantId,
+        bucket_ids: &[String],
         now: Timestamp,
     ) -> StoreResult<()>;
     /// The tenant's bucket configs, by bucket id order.

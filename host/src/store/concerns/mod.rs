@@ -22,7 +22,7 @@ mod run_queue;
 mod run_reads;
 mod tenancy;
 
-pub use backfills::Backfills;
+pub use backfills::{Backfills, RETIRED};
 pub use bucket_reads::BucketReads;
 pub use contacts::Contacts;
 pub use effects::RunEffects;

@@ -2,7 +2,7 @@
 //! which one of each module is active, at a revision every host follows.
 
 use crate::clock::Timestamp;
-use crate::ids::TenantId;
+use crate::ids::{RunId, TenantId};
 use crate::store::{ModuleChange, ModuleComponent, ModuleSet, ModuleVersionRecord, StoreResult};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -45,6 +45,27 @@ pub trait ModuleCatalog: Send + Sync {
         name: &str,
         keep: usize,
     ) -> StoreResult<Vec<String>>;
+    /// The live runs pinned to one of the tenant's versions, by id after `after`, at most
+    /// `limit`: the runs a verified upgrade replays.
+    async fn live_runs_on(
+        &self,
+        tenant: &TenantId,
+        hash: &str,
+        after: Option<&RunId>,
+        limit: u32,
+    ) -> StoreResult<Vec<RunId>>;
+    /// Move a live run from version `from` to `to` if its journal still has exactly
+    /// `journal_len` entries (the ones a replay against `to` checked) and no activation holds
+    /// it; whether it moved.
+    async fn repin_run(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+        from: &str,
+        to: &str,
+        journal_len: u32,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// Every tenant's module revision: a host reloads the tenants whose revision moved.
     async fn module_revisions(&self) -> StoreResult<Vec<(TenantId, i64)>>;
     /// Wake `wake` whenever any process commits a change of modules (PostgreSQL's

@@ -25,7 +25,7 @@ use crate::store::rows::backfill_status_columns;
 use crate::store::rows::{backfill_status_from_row, contact_from_row};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, ContactRecord, IngestRouting,
-    Lease, StoreError, StoreResult,
+    Lease, RETIRED, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use sqlx::Row;
@@ -216,6 +216,26 @@ impl Backfills for PgStore {
         pg.write_events().await?.all()?;
         tx.commit().await?;
         Ok(step)
+    }
+
+    async fn retire_buckets(
+        &self,
+        tenant: &TenantId,
+        bucket_ids: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE bucket_configs SET criteria_hash = $3, target_hash = $3, \
+             backfill_state = 'completed', lease_owner = NULL, lease_until = NULL, \
+             updated_at = $4 WHERE tenant_id = $1 AND bucket_id = ANY($2)",
+        )
+        .bind(tenant.as_str())
+        .bind(bucket_ids)
+        .bind(RETIRED)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn fail_backfill(

@@ -10,7 +10,7 @@
 use super::PgStore;
 use super::tx::PgTx;
 use crate::clock::Timestamp;
-use crate::ids::TenantId;
+use crate::ids::{RunId, TenantId};
 use crate::store::flows::{self, ModuleChangeTx};
 use crate::store::rows::{module_from_row, module_version_columns, module_version_from_row};
 use crate::store::{
@@ -229,6 +229,65 @@ impl ModuleCatalog for PgStore {
         .bind(keep as i64)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn live_runs_on(
+        &self,
+        tenant: &TenantId,
+        hash: &str,
+        after: Option<&RunId>,
+        limit: u32,
+    ) -> StoreResult<Vec<RunId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE tenant_id = $1 AND module_hash = $2 \
+             AND status IN ('active', 'waiting') AND id > $3 ORDER BY id LIMIT $4",
+        )
+        .bind(tenant.as_str())
+        .bind(hash)
+        .bind(after.map_or("", RunId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(RunId).collect())
+    }
+
+    async fn repin_run(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+        from: &str,
+        to: &str,
+        journal_len: u32,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        // The timer row locked first: a claim (which skips locked timers) cannot take the run
+        // between this check and the move, and one that took it already is seen.
+        let lease: Option<Option<String>> =
+            sqlx::query_scalar("SELECT lease_owner FROM timers WHERE run_id = $1 FOR UPDATE")
+                .bind(run.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if matches!(lease, Some(Some(_))) {
+            return Ok(false);
+        }
+        let moved = sqlx::query(
+            "UPDATE runs SET module_hash = $4, updated_at = $6 \
+             WHERE id = $2 AND tenant_id = $1 AND module_hash = $3 \
+             AND status IN ('active', 'waiting') \
+             AND (SELECT COUNT(*) FROM journal WHERE run_id = $2) = $5",
+        )
+        .bind(tenant.as_str())
+        .bind(run.as_str())
+        .bind(from)
+        .bind(to)
+        .bind(i64::from(journal_len))
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved > 0)
     }
 
     async fn module_revisions(&self) -> StoreResult<Vec<(TenantId, i64)>> {

@@ -20,7 +20,7 @@ use crate::store::rows::backfill_status_columns;
 use crate::store::rows::{backfill_status_from_row, contact_from_row};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, ContactRecord, IngestRouting,
-    Lease, StoreError, StoreResult,
+    Lease, RETIRED, StoreError, StoreResult,
 };
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -221,6 +221,27 @@ impl Backfills for SqliteStore {
                 now,
                 routing.as_ref(),
             ))
+        })
+        .await
+    }
+
+    async fn retire_buckets(
+        &self,
+        tenant: &TenantId,
+        bucket_ids: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (tenant, bucket_ids) = (tenant.clone(), bucket_ids.to_vec());
+        self.write(move |tx| {
+            let mut statement = tx.prepare_cached(
+                "UPDATE bucket_configs SET criteria_hash = ?3, target_hash = ?3, \
+                 backfill_state = 'completed', lease_owner = NULL, lease_until = NULL, \
+                 updated_at = ?4 WHERE tenant_id = ?1 AND bucket_id = ?2",
+            )?;
+            for bucket_id in &bucket_ids {
+                statement.execute(params![tenant.as_str(), bucket_id, RETIRED, now.0])?;
+            }
+            Ok(())
         })
         .await
     }

@@ -8,7 +8,7 @@ use super::SqliteStore;
 use super::rows::collect;
 use super::tx::{SqliteTx, run_sync};
 use crate::clock::Timestamp;
-use crate::ids::TenantId;
+use crate::ids::{RunId, TenantId};
 use crate::store::flows::{self, ModuleChangeTx};
 use crate::store::rows::{module_from_row, module_version_columns, module_version_from_row};
 use crate::store::{
@@ -225,6 +225,62 @@ impl ModuleCatalog for SqliteStore {
                 statement.query(params![tenant.as_str(), name, keep as i64])?,
                 |row| Ok(row.get(0)?),
             )
+        })
+        .await
+    }
+
+    async fn live_runs_on(
+        &self,
+        tenant: &TenantId,
+        hash: &str,
+        after: Option<&RunId>,
+        limit: u32,
+    ) -> StoreResult<Vec<RunId>> {
+        let (tenant, hash) = (tenant.clone(), hash.to_owned());
+        let after = after.map_or_else(String::new, |run| run.as_str().to_owned());
+        self.read(move |tx| {
+            let mut statement = tx.prepare_cached(
+                "SELECT id FROM runs WHERE tenant_id = ?1 AND module_hash = ?2 \
+                 AND status IN ('active', 'waiting') AND id > ?3 ORDER BY id LIMIT ?4",
+            )?;
+            collect(
+                statement.query(params![tenant.as_str(), hash, after, limit])?,
+                |row| Ok(RunId(row.get(0)?)),
+            )
+        })
+        .await
+    }
+
+    async fn repin_run(
+        &self,
+        tenant: &TenantId,
+        run: &RunId,
+        from: &str,
+        to: &str,
+        journal_len: u32,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let (tenant, run) = (tenant.clone(), run.clone());
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.write_without_memberships(move |tx| {
+            let moved = tx
+                .prepare_cached(
+                    "UPDATE runs SET module_hash = ?4, updated_at = ?6 \
+                     WHERE id = ?2 AND tenant_id = ?1 AND module_hash = ?3 \
+                     AND status IN ('active', 'waiting') \
+                     AND (SELECT COUNT(*) FROM journal WHERE run_id = ?2) = ?5 \
+                     AND NOT EXISTS (SELECT 1 FROM timers t WHERE t.run_id = ?2 \
+                         AND t.lease_owner IS NOT NULL)",
+                )?
+                .execute(params![
+                    tenant.as_str(),
+                    run.as_str(),
+                    from,
+                    to,
+                    journal_len,
+                    now.0
+                ])?;
+            Ok(moved > 0)
         })
         .await
     }
