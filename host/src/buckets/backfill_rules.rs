@@ -180,6 +180,21 @@ pub fn anchor_event(criteria: &Condition) -> Option<&str> {
     }
 }
 
+/// The event of criteria that are one bare windowed absence (`not_exists` within a window):
+/// such a bucket holds *lapsed* people only (§2.11.3, §2.16). Real time never joins anyone
+/// into it (the only event it names makes the person a non-member) and the clock joins only
+/// people whose last such event left the window ([`super::absence`]); someone who never fired
+/// it is joined by neither, so the backfill must not join them either, or membership would
+/// depend on which path evaluated it.
+pub fn lapsed_only_event(criteria: &Condition) -> Option<&str> {
+    match criteria {
+        Condition::Event(e) if e.check == EventCheck::NotExists && e.within_ms.is_some() => {
+            Some(&e.event)
+        }
+        _ => None,
+    }
+}
+
 /// What the scan did with one contact.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ContactOutcome {
@@ -209,13 +224,23 @@ pub async fn apply_to_contact(
     let Some(criteria) = bucket.criteria.as_ref() else {
         return Ok(ContactOutcome::Unchanged);
     };
-    let queries = criteria.event_queries();
+    let mut queries = criteria.event_queries();
+    let lapsed_only = lapsed_only_event(criteria).map(|event| super::EventQuery {
+        event: event.to_owned(),
+        within_ms: None,
+    });
+    if let Some(ever) = &lapsed_only
+        && !queries.contains(ever)
+    {
+        queries.push(ever.clone());
+    }
     let counts = if queries.is_empty() {
         super::EventCounts::new()
     } else {
         tx.event_counts(tenant, contact_key, &queries, now).await?
     };
-    let is_member = evaluate(criteria, properties, &counts);
+    let is_member = evaluate(criteria, properties, &counts)
+        && lapsed_only.is_none_or(|ever| counts.get(&ever.event, None).unwrap_or(0) > 0);
     let active = membership::active_membership(tx, tenant, &bucket.id, contact_key).await?;
     Ok(match (active, is_member) {
         (None, true) => {

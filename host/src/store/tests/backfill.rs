@@ -443,6 +443,7 @@ store_test!(
 async fn fired(f: &Fixture, user: &str, name: &str, at: i64, routing: &Arc<dyn IngestRouting>) {
     let mut e = event(&f.tenant, user, at);
     e.name = name.into();
+    e.occurred_at = Timestamp(at);
     f.store
         .ingest(
             Arc::new([IngestItem {
@@ -511,5 +512,45 @@ store_test!(
 
         // Then both paths chose the same members
         assert_eq!(members(&f, "late").await, members(&f, "live").await);
+    }
+);
+
+store_test!(
+    given_a_bare_windowed_absence_when_backfilled_then_only_the_lapsed_join_as_the_clock_would_join_them,
+    |f| async move {
+        use crate::buckets::reconcile_rules::Pass;
+        const DAY: i64 = 24 * HOUR;
+        let quiet = |id: &str| {
+            bucket(
+                id,
+                json!({"type": "event", "event": "app.active", "check": "not_exists",
+                       "withinMs": 7 * DAY}),
+            )
+        };
+        // Given ada was active eight days ago, bob never was, cyd was just now
+        let none = routing(vec![]);
+        fired(&f, "ada", "app.active", T0 - 8 * DAY, &none).await;
+        fired(&f, "bob", "login", T0, &none).await;
+        fired(&f, "cyd", "app.active", T0, &none).await;
+
+        // When the bucket is backfilled, and a twin bucket is left to the clock
+        let backfilled = quiet("quiet");
+        backfill(&f, &backfilled, 10, &routing(vec![backfilled.clone()])).await;
+        let clock = quiet("quiet-clock");
+        f.store
+            .reconcile_pass(
+                &f.tenant,
+                &clock,
+                Pass::AbsenceJoins,
+                Timestamp(T0 + HOUR),
+                500,
+                routing(vec![clock.clone()]),
+            )
+            .await
+            .unwrap();
+
+        // Then both hold the lapsed ada only: bob, who never did it, is joined by neither
+        assert_eq!(members(&f, "quiet").await, vec!["ada"]);
+        assert_eq!(members(&f, "quiet-clock").await, vec!["ada"]);
     }
 );
