@@ -1,4 +1,4 @@
-//! The `waymark` command line: `serve`, `dev`, `build`, `deploy`, `tenant`, `key` and
+//! The `waymark` command line: `serve`, `dev`, `new`, `build`, `deploy`, `tenant`, `key` and
 //! `buckets`. Flags have matching environment variables (`WAYMARK_*`).
 
 use crate::clock::Clock;
@@ -37,6 +37,14 @@ enum Command {
     Build(BuildArgs),
     /// Deploy a module to a running server: a built `.wasm`, or a source it builds first.
     Deploy(DeployArgs),
+    /// Scaffold a Rust module in a new directory, with the guest SDK it builds against.
+    New {
+        /// The module's name (and its directory's).
+        name: String,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Manage tenants (works while a server runs on the same database).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -216,7 +224,8 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct BuildArgs {
-    /// Module sources: cargo workspaces/packages or JS packages. Default: `examples`.
+    /// Module sources: cargo workspaces/packages or JS packages. Default: the repository's
+    /// `examples` inside the Waymark repository, else the current directory.
     sources: Vec<PathBuf>,
     /// Where the built `.wasm` files go.
     #[arg(long, default_value = "target/modules")]
@@ -388,14 +397,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &args.api.key,
             ))
         }
+        Command::New { name, dir } => {
+            let made = crate::modules::scaffold::new_module(&dir, &name)?;
+            println!(
+                "created module {name} in {}\nbuild it with `waymark build` there, deploy it with \
+                 `waymark deploy {} --key $KEY`",
+                made.display(),
+                made.display()
+            );
+            Ok(())
+        }
         Command::Build(args) => {
-            let root = repo_root()?;
+            let cwd = std::env::current_dir()?;
+            // In the repository the default is its examples; anywhere else, this directory.
+            let (sources, target_dir) = match repo_root_from(&cwd) {
+                Some(root) => (vec![root.join("examples")], root.join("target/wasm")),
+                None => (vec![cwd.clone()], cwd.join("target/wasm")),
+            };
             let sources = if args.sources.is_empty() {
-                vec![root.join("examples")]
+                sources
             } else {
                 args.sources
             };
-            build(&root, sources, args.out)
+            build(sources, args.out, target_dir)
         }
     }
 }
@@ -410,11 +434,11 @@ fn repo_root() -> anyhow::Result<PathBuf> {
     })
 }
 
-fn build(root: &std::path::Path, sources: Vec<PathBuf>, out_dir: PathBuf) -> anyhow::Result<()> {
+fn build(sources: Vec<PathBuf>, out_dir: PathBuf, target_dir: PathBuf) -> anyhow::Result<()> {
     let built = build_modules(&BuildOptions {
         sources,
         out_dir,
-        target_dir: root.join("target/wasm"),
+        target_dir,
     })?;
     for module in &built {
         println!("built {} -> {}", module.name, module.path.display());

@@ -8,7 +8,8 @@ use support::{Server, ServerOptions};
 
 #[tokio::test]
 async fn bad_module_files_are_skipped_with_their_cause_and_the_rest_are_served() {
-    // Given a modules directory with a good module and three broken files
+    // Given a modules directory with a good module, three broken files and a module whose
+    // `describe` panics
     let server = Server::start(ServerOptions {
         modules: vec!["welcome-series"],
         module_files: vec![
@@ -17,6 +18,10 @@ async fn bad_module_files_are_skipped_with_their_cause_and_the_rest_are_served()
             ("core.wasm", b"\0asm\x01\0\0\0".to_vec()),
             // The smallest valid component: it exports nothing, so it is no journey module.
             ("empty.wasm", b"\0asm\x0d\0\x01\0".to_vec()),
+            (
+                "describe-panics.wasm",
+                support::module_bytes("describe-panics"),
+            ),
         ],
         ..Default::default()
     })
@@ -44,6 +49,7 @@ async fn bad_module_files_are_skipped_with_their_cause_and_the_rest_are_served()
         ("broken.wasm", "not WebAssembly"),
         ("core.wasm", "not a component"),
         ("empty.wasm", "waymark:journey"),
+        ("describe-panics.wasm", "describe panicked on purpose"),
     ] {
         let lines = support::log_lines_with(&log, file);
         assert!(

@@ -276,6 +276,11 @@ fn deployed_view(deployed: &Deployed, created: bool) -> (StatusCode, Json<Value>
             "revision": deployed.revision,
             "changed": deployed.changed,
             "changes": deployed.changes,
+            "timings": {
+                "validateMs": deployed.timings.validate.as_secs_f64() * 1e3,
+                "commitMs": deployed.timings.commit.as_secs_f64() * 1e3,
+                "swapUs": deployed.timings.swap.as_secs_f64() * 1e6,
+            },
         })),
     )
 }

@@ -146,9 +146,13 @@ fn timeline_entry(entry: &JournalEntry, next: Option<&JournalEntry>) -> Value {
                 .unwrap_or_default()
         ),
         StepKind::HistoryEventCount => format!(
-            "counted {}'s {} events: {}",
+            "counted {}'s {} events{}: {}",
             q["personKey"].as_str().unwrap_or("the person"),
             q["name"],
+            q["sinceMs"]
+                .as_i64()
+                .map(|since| format!(" since {}", Timestamp(since).to_rfc3339()))
+                .unwrap_or_default(),
             r["ok"]
         ),
         StepKind::HistoryJourney => format!(

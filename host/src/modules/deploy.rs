@@ -24,6 +24,7 @@ use crate::store::{
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Longest module name.
@@ -78,6 +79,18 @@ pub struct Deployed {
     /// False when the change was already in effect (the same version deployed again).
     pub changed: bool,
     pub changes: ChangeSummary,
+    pub timings: DeployTimings,
+}
+
+/// Where a deploy's time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeployTimings {
+    /// Compiling (or loading the compiled artifact), `describe` and the manifest checks.
+    pub validate: Duration,
+    /// Planning and committing the change to the database.
+    pub commit: Duration,
+    /// Swapping the tenant's active set in memory.
+    pub swap: Duration,
 }
 
 /// What syncing a `--modules` directory did.
@@ -122,24 +135,29 @@ impl Deployer {
         wasm: Vec<u8>,
         deployed_by: Option<ApiKeyId>,
     ) -> Result<Deployed, DeployError> {
+        let started = Instant::now();
         let loaded = self.validate(tenant, name, &wasm).await?;
+        let validate = started.elapsed();
         let wasm: Arc<[u8]> = wasm.into();
-        self.commit(tenant, name, |set, active| {
-            let unchanged = active_hash(set, name) == Some(loaded.hash.as_str());
-            let changes = if unchanged {
-                vec![]
-            } else {
-                vec![ModuleChange::Deploy {
-                    version: new_version(&loaded, wasm.clone(), deployed_by.clone())?,
-                    origin: ModuleOrigin::Api,
-                }]
-            };
-            Ok(Plan {
-                changes,
-                next: replaced(active, name, Some(loaded.clone())),
+        let mut deployed = self
+            .commit(tenant, name, |set, active| {
+                let unchanged = active_hash(set, name) == Some(loaded.hash.as_str());
+                let changes = if unchanged {
+                    vec![]
+                } else {
+                    vec![ModuleChange::Deploy {
+                        version: new_version(&loaded, wasm.clone(), deployed_by.clone())?,
+                        origin: ModuleOrigin::Api,
+                    }]
+                };
+                Ok(Plan {
+                    changes,
+                    next: replaced(active, name, Some(loaded.clone())),
+                })
             })
-        })
-        .await
+            .await?;
+        deployed.timings.validate = validate;
+        Ok(deployed)
     }
 
     /// Make an earlier version of the module active again: `version` (a hash, or a prefix of
@@ -340,6 +358,7 @@ impl Deployer {
         module: &str,
         mut plan: impl FnMut(&ModuleSet, &[Arc<LoadedModule>]) -> Result<Plan, DeployError>,
     ) -> Result<Deployed, DeployError> {
+        let started = Instant::now();
         for _ in 0..MAX_ATTEMPTS {
             let set = self.catalog.module_set(tenant).await?;
             let active = self.active_modules(tenant, &set).await;
@@ -356,6 +375,10 @@ impl Deployer {
                     revision: set.revision,
                     changed: false,
                     changes: ChangeSummary::default(),
+                    timings: DeployTimings {
+                        commit: started.elapsed(),
+                        ..DeployTimings::default()
+                    },
                 });
             }
             let now = self.clock.now();
@@ -369,7 +392,10 @@ impl Deployer {
             active_set.revision = revision;
             let buckets = active_set.buckets.clone();
             let retired = retired_buckets(&active, &buckets);
+            let commit = started.elapsed();
+            let swapping = Instant::now();
             self.registry.install(tenant, active_set);
+            let swap = swapping.elapsed();
             // Before any worker evaluates them: a new bucket's config says its first backfill
             // is not done yet; changed criteria queue a re-evaluation. A bucket that left
             // stops moving, and is re-evaluated if it comes back.
@@ -380,9 +406,12 @@ impl Deployer {
             self.backfill_wake.notify_one();
             tracing::info!(
                 tenant = %tenant,
-                module,
-                version = version.as_deref().map_or("(removed)", |v| &v[..12.min(v.len())]),
+                module = if module.is_empty() { "(directory)" } else { module },
+                version = version.as_deref().map_or("-", |v| &v[..12.min(v.len())]),
+                changes = changes.len(),
                 revision,
+                commit_ms = commit.as_secs_f64() * 1e3,
+                swap_us = swap.as_secs_f64() * 1e6,
                 "modules changed"
             );
             return Ok(Deployed {
@@ -391,6 +420,11 @@ impl Deployer {
                 revision,
                 changed: true,
                 changes: summary,
+                timings: DeployTimings {
+                    validate: Duration::ZERO,
+                    commit,
+                    swap,
+                },
             });
         }
         Err(DeployError::Contended)

@@ -22,6 +22,7 @@
 //!   save in `waymark dev`.
 //! - [`files`]: the local copy of module components, so a restart does not fetch them again.
 //! - [`manifest`], [`build`]: what `describe` declares; building sources into components.
+//! - [`scaffold`]: `waymark new`, a module project with the SDK it builds against.
 //!
 //! Nothing here runs journeys (that is [`crate::journeys`]) or speaks SQL.
 
@@ -34,6 +35,7 @@ pub mod files;
 pub mod follow;
 pub mod manifest;
 pub mod registry;
+pub mod scaffold;
 pub mod verify;
 pub mod watch;
 

@@ -233,6 +233,7 @@ impl Runtime {
             self.limits.memory_bytes,
             0,
         ));
+        let cpu_budget = self.limits.cpu_budget;
         let call = async {
             let instance = module
                 .pre
@@ -242,15 +243,31 @@ impl Runtime {
             instance
                 .call_describe(&mut store)
                 .await
-                .map_err(|e| RuntimeError::Describe(format!("{e:#}")))
+                .map_err(|e| RuntimeError::Describe(describe_failure(&e, cpu_budget)))
         };
-        match tokio::time::timeout(self.limits.wall_clock, call).await {
+        let result = match tokio::time::timeout(self.limits.wall_clock, call).await {
             Ok(result) => result,
             Err(_) => Err(RuntimeError::Describe(format!(
                 "did not return within {}",
                 humantime::format_duration(self.limits.wall_clock)
             ))),
-        }
+        };
+        // What the guest printed (a panic's message) is the useful part of a failure; on one
+        // line, as an error message travels (a log line, a JSON answer).
+        result.map_err(|error| {
+            let stderr = String::from_utf8_lossy(&store.data().stderr.contents())
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .collect::<Vec<_>>()
+                .join(" | ");
+            match error {
+                RuntimeError::Describe(message) if !stderr.is_empty() => RuntimeError::Describe(
+                    format!("{message}; guest stderr: {}", tail(&stderr, 2000)),
+                ),
+                other => other,
+            }
+        })
     }
 
     /// Run one activation: replay the journal to its frontier and on until the handler
@@ -451,6 +468,19 @@ fn classify(
             };
             ActivationOutcome::Failed { reason }
         }
+    }
+}
+
+/// Why `describe` failed, in words.
+fn describe_failure(error: &wasmtime::Error, cpu_budget: Duration) -> String {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!(
+            "did not return within its CPU budget of {}",
+            humantime::format_duration(cpu_budget)
+        ),
+        Some(Trap::StackOverflow) => "overflowed its stack (unbounded recursion?)".to_owned(),
+        Some(trap) => format!("trapped: {trap}"),
+        None => format!("{error:#}"),
     }
 }
 

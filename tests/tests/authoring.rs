@@ -1,0 +1,108 @@
+//! Authoring anywhere: a module scaffolded by `waymark new` in a directory outside the
+//! repository builds against the SDK written into it, deploys with `waymark deploy`, and a
+//! change to it is verified against the live runs before it is deployed.
+
+mod support;
+
+use serde_json::json;
+use std::path::Path;
+use std::process::{Command, Output};
+use support::{Server, ServerOptions, started_run};
+
+fn waymark(dir: &Path, args: &[&str]) -> Output {
+    Command::new(support::BIN)
+        .current_dir(dir)
+        .args(args)
+        .env("WAYMARK_LOG", "warn")
+        .output()
+        .expect("running waymark")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test]
+async fn a_module_scaffolded_outside_the_repository_builds_deploys_and_verifies_its_changes() {
+    let server = Server::start(ServerOptions::default()).await;
+    let outside = tempfile::tempdir().unwrap();
+    assert!(
+        !outside.path().starts_with(support::repo_root()),
+        "the scaffold must live outside the repository"
+    );
+
+    // Given a module scaffolded outside the repository
+    let made = waymark(outside.path(), &["new", "hello"]);
+    assert!(made.status.success(), "{}", text(&made));
+    let module = outside.path().join("hello");
+    assert!(module.join("waymark-sdk/wit/waymark.wit").is_file());
+
+    // When it is deployed from there (built first)
+    let api = ["--url", server.base.as_str(), "--key", server.key.as_str()];
+    let deploy = |extra: &[&str]| {
+        let mut args = vec!["deploy", "hello"];
+        args.extend(extra);
+        args.extend(api);
+        waymark(outside.path(), &args)
+    };
+    let deployed = deploy(&[]);
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    assert!(
+        text(&deployed).contains("journeys: +hello-welcome"),
+        "{}",
+        text(&deployed)
+    );
+
+    // Then a sign-up starts its journey, which sleeps a day after the welcome email
+    let signup = json!({ "name": "user.signed_up", "userId": "ada", "email": "ada@example.com" });
+    let run = started_run(&server.send_event(signup).await);
+    server.run_reaches(&run, "waiting").await;
+
+    // When a step is inserted before the sleep, --verify reports the run would diverge, and
+    // deploys nothing
+    let lib = module.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    let changed = source.replace(
+        "    ctx.sleep(days(1)",
+        "    ctx.checkpoint(\"welcomed\");\n    ctx.sleep(days(1)",
+    );
+    assert_ne!(changed, source);
+    std::fs::write(&lib, changed).unwrap();
+    let verified = deploy(&["--verify"]);
+    assert!(!verified.status.success(), "{}", text(&verified));
+    assert!(
+        text(&verified).contains("diverges at step 1"),
+        "{}",
+        text(&verified)
+    );
+    let before = server.get("/v1/modules/hello").await["versions"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(before, 1);
+
+    // When the step is appended after the sleep instead, --migrate deploys it and moves the run
+    let appended = source.replace(
+        "    Ok(())\n}",
+        "    ctx.checkpoint(\"followed up\");\n    Ok(())\n}",
+    );
+    std::fs::write(&lib, appended).unwrap();
+    let migrated = deploy(&["--migrate"]);
+    assert!(migrated.status.success(), "{}", text(&migrated));
+    assert!(
+        text(&migrated).contains("moved 1 of 1 live run(s)"),
+        "{}",
+        text(&migrated)
+    );
+    let active = server.get("/v1/modules/hello").await["activeVersion"].clone();
+    assert_eq!(server.run(&run).await["moduleVersion"], active);
+
+    // And `waymark build` works there too, with no source named
+    let built = waymark(&module, &["build"]);
+    assert!(built.status.success(), "{}", text(&built));
+    assert!(module.join("target/modules/hello.wasm").is_file());
+}
