@@ -202,6 +202,27 @@ e2e!(
                 400,
                 "invalid module name",
             ),
+            (
+                "alien",
+                module_bytes("alien-import"),
+                admin,
+                400,
+                "test:alien/gadget",
+            ),
+            (
+                "describe-panics",
+                module_bytes("describe-panics"),
+                admin,
+                400,
+                "describe panicked on purpose",
+            ),
+            (
+                "describe-spins",
+                module_bytes("describe-spins"),
+                admin,
+                400,
+                "CPU budget",
+            ),
             ("steps", vec![0; cap + 1], admin, 413, "over the limit"),
             (
                 "steps-copy",
