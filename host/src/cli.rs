@@ -30,8 +30,8 @@ struct Cli {
 enum Command {
     /// Serve the API and run journeys.
     Serve(ServeArgs),
-    /// Build the example modules (or the sources given) and serve them in dev mode on the
-    /// embedded database, rebuilding and deploying each module on save.
+    /// Build the example modules (or the current directory's, or the sources given) and serve
+    /// them in dev mode on the embedded database, rebuilding and deploying each module on save.
     Dev(DevArgs),
     /// Build modules (Rust workspaces and JS packages) into .wasm components.
     Build(BuildArgs),
@@ -300,24 +300,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mut serve_args,
             sources,
         }) => {
-            let root = repo_root()?;
-            let out = root.join("target/modules");
+            let (default_source, work) = work_dirs()?;
             let sources = if sources.is_empty() {
-                vec![root.join("examples")]
+                vec![default_source]
             } else {
                 sources
             };
+            let out = serve_args
+                .modules
+                .get_or_insert_with(|| work.join("modules"))
+                .clone();
             let options = BuildOptions {
                 sources,
-                out_dir: out.clone(),
-                target_dir: root.join("target/wasm"),
+                out_dir: out,
+                target_dir: work.join("wasm"),
             };
             for module in build_modules(&options)? {
                 println!("built {} -> {}", module.name, module.path.display());
             }
             // Save → rebuild → the server's directory watch deploys it.
             crate::modules::watch::watch_sources(options);
-            serve_args.modules.get_or_insert(out);
             block_on(serve(serve_args.into_config(true)))
         }
         Command::Tenant(TenantCommand::Create { name, database }) => block_on(async move {
@@ -408,29 +410,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Build(args) => {
-            let cwd = std::env::current_dir()?;
-            // In the repository the default is its examples; anywhere else, this directory.
-            let (sources, target_dir) = match repo_root_from(&cwd) {
-                Some(root) => (vec![root.join("examples")], root.join("target/wasm")),
-                None => (vec![cwd.clone()], cwd.join("target/wasm")),
-            };
+            let (default_source, work) = work_dirs()?;
             let sources = if args.sources.is_empty() {
-                sources
+                vec![default_source]
             } else {
                 args.sources
             };
-            build(sources, args.out, target_dir)
+            build(sources, args.out, work.join("wasm"))
         }
     }
 }
 
-fn repo_root() -> anyhow::Result<PathBuf> {
+/// The module source `build` and `dev` take when given none, and the directory their build
+/// output goes under: in the Waymark repository its `examples` and `target/`; anywhere else
+/// the current directory and its `target/`.
+fn work_dirs() -> anyhow::Result<(PathBuf, PathBuf)> {
     let cwd = std::env::current_dir()?;
-    repo_root_from(&cwd).ok_or_else(|| {
-        anyhow::anyhow!(
-            "run this from the Waymark repository (no wit/waymark.wit above {})",
-            cwd.display()
-        )
+    Ok(match repo_root_from(&cwd) {
+        Some(root) => (root.join("examples"), root.join("target")),
+        None => (cwd.clone(), cwd.join("target")),
     })
 }
 

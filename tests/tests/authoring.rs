@@ -106,3 +106,95 @@ async fn a_module_scaffolded_outside_the_repository_builds_deploys_and_verifies_
     assert!(built.status.success(), "{}", text(&built));
     assert!(module.join("target/modules/hello.wasm").is_file());
 }
+
+/// `waymark dev` serving the module source in `dir`, with its own data and modules dirs; the
+/// process, its base URL and its admin key.
+fn spawn_dev(dir: &Path, data: &Path, modules: &Path) -> (std::process::Child, String, String) {
+    use std::io::{BufRead, BufReader};
+    let log = std::fs::File::create(data.join("dev.log")).unwrap();
+    let mut child = Command::new(support::BIN)
+        .current_dir(dir)
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .arg("--modules")
+        .arg(modules)
+        .env("WAYMARK_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawning waymark dev");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let base = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.strip_prefix("waymark listening on ").map(|rest| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "waymark dev did not start:\n{}",
+                std::fs::read_to_string(data.join("dev.log")).unwrap_or_default()
+            )
+        });
+    let key = std::fs::read_to_string(data.join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (child, base, key)
+}
+
+#[tokio::test]
+async fn waymark_dev_rebuilds_a_saved_module_and_puts_it_live() {
+    // Given `waymark dev` serving a module scaffolded outside the repository
+    let outside = tempfile::tempdir().unwrap();
+    let made = waymark(outside.path(), &["new", "hello"]);
+    assert!(made.status.success(), "{}", text(&made));
+    let module = outside.path().join("hello");
+    let (data, modules) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut dev, base, key) = spawn_dev(&module, data.path(), modules.path());
+    let client = reqwest::Client::new();
+    let active = async || -> serde_json::Value {
+        let response = client
+            .get(format!("{base}/v1/modules/hello"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        response.json::<serde_json::Value>().await.unwrap()["activeVersion"].clone()
+    };
+    let first = active().await;
+    assert!(first.is_string(), "the scaffold is served: {first}");
+
+    // When a source file is saved with a change
+    let lib = module.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(
+        &lib,
+        source.replace("How is it going?", "How is it going so far?"),
+    )
+    .unwrap();
+    let saved = std::time::Instant::now();
+
+    // Then it is rebuilt and the new version goes live, without a restart
+    let deadline = saved + std::time::Duration::from_secs(300);
+    loop {
+        let now = active().await;
+        if now != first {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new version; log:\n{}",
+            std::fs::read_to_string(data.path().join("dev.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!("save → live, rebuild included: {:?}", saved.elapsed());
+    dev.kill().ok();
+    dev.wait().ok();
+}
