@@ -19,7 +19,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::ids::TenantId;
 use crate::modules::ModuleRegistry;
 use crate::store::{
-    BackfillStep, Backfills, BucketFingerprint, ClaimedBackfill, IngestRouting, Lease, StoreResult,
+    BackfillStep, Backfills, BucketFingerprint, ClaimedBackfill, Lease, StoreResult,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,7 +121,7 @@ impl BackfillWorker {
             mode = claim.mode.as_str(),
             "bucket backfill started"
         );
-        let routing: Arc<dyn IngestRouting> = self.modules.clone();
+        let routing = self.modules.routing_snapshot(&claim.tenant_id);
         let mut attempts = 0;
         loop {
             let lease = Lease::starting_now(&self.owner, LEASE);

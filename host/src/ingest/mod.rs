@@ -15,7 +15,7 @@ use crate::contacts::Identity;
 use crate::ids::{EventId, TenantId};
 use crate::modules::ModuleRegistry;
 use crate::store::{
-    BucketTransition, ContactUpsert, ExitedRun, IngestOutcome, IngestRouting, ManualChangeOutcome,
+    BucketTransition, ContactUpsert, ExitedRun, IngestOutcome, ManualChangeOutcome,
     MembershipChange, NewEvent, SkippedRun, StartedRun, Store, StoreError,
 };
 use serde::Serialize;
@@ -225,7 +225,7 @@ impl Ingestor {
         properties: &Map<String, Value>,
         now: Timestamp,
     ) -> Result<ContactUpsert, StoreError> {
-        let routing: Arc<dyn IngestRouting> = self.registry.clone();
+        let routing = self.registry.routing_snapshot(tenant);
         let upsert = self
             .store
             .upsert_contact(tenant, identity, properties, now, routing)
@@ -252,7 +252,7 @@ impl Ingestor {
         if bucket.kind != BucketKind::Manual {
             return Err(MembershipError::NotManual(bucket_id.to_owned()));
         }
-        let routing: Arc<dyn IngestRouting> = self.registry.clone();
+        let routing = self.registry.routing_snapshot(tenant);
         let outcome = match self
             .store
             .change_membership(tenant, bucket, key, change, self.clock.now(), routing)

@@ -225,19 +225,6 @@ impl ModuleRegistry {
             .unwrap_or_default()
     }
 
-    /// The ids of the journeys an event ends live runs of: one of their `exitOn` rules names
-    /// it and its condition holds on the event's properties. Disabled journeys included.
-    pub fn exited_by(
-        &self,
-        tenant: &TenantId,
-        event_name: &str,
-        event_properties: &serde_json::Map<String, serde_json::Value>,
-    ) -> Vec<String> {
-        self.active_set(tenant)
-            .map(|set| set.exits(event_name, event_properties))
-            .unwrap_or_default()
-    }
-
     /// The tenant's active journeys (declared ones and bucket reactions), in module order.
     pub fn journeys(&self, tenant: &TenantId) -> Vec<(Arc<LoadedModule>, JourneyDef)> {
         self.active_set(tenant)
@@ -323,8 +310,9 @@ impl IngestRouting for TenantRouting {
     }
 }
 
-/// Ingest routes with the modules active when it asks, each call on its own; an ingest
-/// request routes by one [`ModuleRegistry::routing_snapshot`] instead.
+/// Routing by the modules active when asked, each call on its own snapshot: for batches
+/// whose items carry none (every ingest request, job pass and contact change routes by one
+/// [`ModuleRegistry::routing_snapshot`] instead).
 impl IngestRouting for ModuleRegistry {
     fn journeys(
         &self,
@@ -342,10 +330,11 @@ impl IngestRouting for ModuleRegistry {
         event_name: &str,
         event_properties: &serde_json::Map<String, serde_json::Value>,
     ) -> Vec<String> {
-        self.exited_by(tenant, event_name, event_properties)
+        self.routing_snapshot(tenant)
+            .exits(tenant, event_name, event_properties)
     }
 
     fn buckets(&self, tenant: &TenantId) -> Option<Arc<BucketRegistry>> {
-        Some(self.bucket_registry(tenant)).filter(|registry| !registry.is_empty())
+        self.routing_snapshot(tenant).buckets(tenant)
     }
 }

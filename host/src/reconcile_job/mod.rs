@@ -253,7 +253,7 @@ impl ReconcileJob {
         let mut run = TenantRun::default();
         let mut tick = first.min(latest);
         loop {
-            let routing = self.modules.clone();
+            let routing = self.modules.routing_snapshot(tenant);
             for bucket in &buckets {
                 for pass in passes(bucket) {
                     let started = std::time::Instant::now();
@@ -332,7 +332,7 @@ impl ReconcileJob {
                     Pass::Expiry,
                     now,
                     self.batch,
-                    self.modules.clone(),
+                    self.modules.routing_snapshot(tenant),
                 )
                 .await
             {
