@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
-use axum::http::header::RETRY_AFTER;
+use axum::http::header::{CONNECTION, RETRY_AFTER};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -94,6 +94,11 @@ impl IntoResponse for ApiError {
         let mut body = json!({ "error": self.to_string() });
         if let Some(details) = details {
             body["details"] = details;
+        }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body was never read: the connection cannot carry another
+            // request, and a client that reused it would see it cut.
+            return (status, [(CONNECTION, "close")], Json(body)).into_response();
         }
         (status, Json(body)).into_response()
     }

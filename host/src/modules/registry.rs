@@ -175,10 +175,26 @@ impl ModuleRegistry {
         {
             return false;
         }
+        let set = Arc::new(set);
         let mut next = HashMap::clone(&current);
-        next.insert(tenant.clone(), Arc::new(set));
+        let previous = next.insert(tenant.clone(), set.clone());
         self.active.store(Arc::new(next));
+        self.forget_unused(tenant, &set, previous.as_deref());
         true
+    }
+
+    /// Drop the tenant's loaded versions that neither the new set nor the one it replaced
+    /// holds: hot reload makes a version per save, and memory must not grow with them. A run
+    /// still pinned to a dropped version loads it again from the local copy when it wakes.
+    fn forget_unused(&self, tenant: &TenantId, set: &ActiveSet, previous: Option<&ActiveSet>) {
+        let kept = |hash: &str| {
+            set.modules.iter().any(|m| m.hash == hash)
+                || previous.is_some_and(|p| p.modules.iter().any(|m| m.hash == hash))
+        };
+        self.versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(owner, hash), _| owner != tenant || kept(hash));
     }
 
     /// Make `modules` the tenant's active set, whatever is installed: for a registry without
