@@ -58,7 +58,13 @@ impl fmt::Display for Timestamp {
     }
 }
 
-/// The process clock: real time plus a dev-mode offset that only grows.
+/// The furthest the dev clock moves ahead of real time: a hundred years (of 365.25 days, as
+/// durations are written), far past any journey's horizon and far from overflowing a
+/// timestamp.
+pub const MAX_OFFSET_MS: i64 = 100 * 31_557_600_000;
+
+/// The process clock: real time plus a dev-mode offset that only grows, at most
+/// [`MAX_OFFSET_MS`].
 #[derive(Debug, Clone, Default)]
 pub struct Clock {
     offset_ms: Arc<AtomicI64>,
@@ -67,7 +73,7 @@ pub struct Clock {
 impl Clock {
     pub fn with_offset(offset_ms: i64) -> Self {
         Self {
-            offset_ms: Arc::new(AtomicI64::new(offset_ms.max(0))),
+            offset_ms: Arc::new(AtomicI64::new(offset_ms.clamp(0, MAX_OFFSET_MS))),
         }
     }
 
@@ -91,13 +97,19 @@ impl Clock {
     /// Move the clock forward; returns the new offset. Only this process's clock moves: the
     /// server advances the stored offset and [`observe`](Self::observe_offset)s the result.
     pub fn advance(&self, by: Duration) -> i64 {
-        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-        self.offset_ms.fetch_add(ms, Ordering::SeqCst) + ms
+        let ms = i64::try_from(by.as_millis()).unwrap_or(MAX_OFFSET_MS);
+        let moved = |offset: i64| Some(offset.saturating_add(ms).min(MAX_OFFSET_MS));
+        let before = self
+            .offset_ms
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, moved)
+            .unwrap_or_else(|offset| offset);
+        before.saturating_add(ms).min(MAX_OFFSET_MS)
     }
 
     /// Take an offset read from the store: the clock moves forward to it, never back. Returns
     /// whether the clock moved.
     pub fn observe_offset(&self, offset_ms: i64) -> bool {
+        let offset_ms = offset_ms.min(MAX_OFFSET_MS);
         self.offset_ms.fetch_max(offset_ms, Ordering::SeqCst) < offset_ms
     }
 }
@@ -119,6 +131,15 @@ mod tests {
         let after = clock.now();
         assert!(after.0 - before.0 >= 2 * 86_400_000);
         assert!(after.0 - before.0 < 2 * 86_400_000 + 5_000);
+    }
+
+    #[test]
+    fn the_clock_never_moves_further_ahead_than_its_maximum() {
+        let clock = Clock::with_offset(i64::MAX);
+        assert_eq!(clock.offset_ms(), MAX_OFFSET_MS);
+        assert_eq!(clock.advance(Duration::from_secs(u64::MAX)), MAX_OFFSET_MS);
+        assert!(!clock.observe_offset(i64::MAX));
+        assert!(clock.now().0 > Clock::real_now().0);
     }
 
     #[test]

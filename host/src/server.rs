@@ -15,6 +15,7 @@ use crate::modules::deploy::Deployer;
 use crate::modules::follow::Follower;
 use crate::modules::{ModuleFiles, ModuleRegistry};
 use crate::reconcile_job::{DEFAULT_BATCH, ReconcileJob, ReconcileSchedule};
+use crate::runtime::threads::GuestThreads;
 use crate::runtime::{ActivationLimits, Runtime};
 use crate::scheduler::{Scheduler, spawn_clock_refresh};
 use crate::store::{self, Store};
@@ -151,6 +152,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         effects_wake.clone(),
         public_url,
     ));
+    // Guests run apart from the API, at a lower priority: see `runtime::threads`.
+    let guest_threads = GuestThreads::start().context("starting the guest threads")?;
     Scheduler {
         store: store.clone(),
         executor,
@@ -161,7 +164,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         owner: format!("scheduler-{owner}"),
         lease: (config.limits.wall_clock * 2).max(Duration::from_secs(15)),
     }
-    .spawn();
+    .spawn_on(&guest_threads.handle());
     spawn_clock_refresh(store.clone(), clock.clone(), scheduler_wake.clone());
     let mailer = Arc::new(Mailer::new(&config.transport, &config.mail_from)?);
     DeliveryWorker {
@@ -243,6 +246,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    drop(guest_threads);
     Ok(())
 }
 

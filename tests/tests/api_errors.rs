@@ -174,6 +174,29 @@ e2e!(
             .await;
         assert_eq!(status, 200);
         assert_eq!(body["offsetMs"], 3_600_000);
+
+        // An advance past the clock's maximum (a hundred years ahead) is refused, naming it,
+        // and leaves a data dir the host starts on
+        let (status, body) = dev
+            .post("/v1/admin/clock/advance", json!({"by": "300000000y"}))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["details"]["field"], "by");
+        assert!(
+            body["error"].as_str().unwrap().contains("100years"),
+            "{body}"
+        );
+        let (status, _) = dev
+            .post("/v1/admin/clock/advance", json!({"by": "99y"}))
+            .await;
+        assert_eq!(status, 200);
+        let (status, body) = dev
+            .post("/v1/admin/clock/advance", json!({"by": "2y"}))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        let mut dev = dev;
+        dev.restart().await;
+        assert_eq!(dev.get("/v1/health").await["status"], "ok");
     }
 );
 

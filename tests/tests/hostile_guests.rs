@@ -35,6 +35,9 @@ e2e!(
         let spin = start("test.spin_forever").await;
         let hog = start("test.memory_hog").await;
         let panic = start("test.panics").await;
+        let stack = start("test.overflows_stack").await;
+        let forever = start("test.sleeps_forever").await;
+        let flood = start("test.floods_log").await;
 
         // Then the host keeps answering while they misbehave, and the neighbour completes
         let (status, _) = server
@@ -62,6 +65,23 @@ e2e!(
         assert!(
             panic_reason.contains("boom: the journey panicked on purpose"),
             "{panic_reason}"
+        );
+        let stack_reason = reason(&stack).await;
+        assert!(stack_reason.contains("stack overflowing"), "{stack_reason}");
+        let forever_reason = reason(&forever).await;
+        assert!(
+            forever_reason.contains("longer than the maximum of 10years"),
+            "{forever_reason}"
+        );
+
+        // And a guest that floods the log completes with a few hundred lines kept of 100,000
+        server.run_reaches(&flood, "completed").await;
+        let log = server.log();
+        let kept = support::log_lines_with(&log, "flood line").len();
+        assert!((1..=200).contains(&kept), "{kept} lines kept");
+        assert_eq!(
+            support::log_lines_with(&log, "reached its log limit").len(),
+            1
         );
 
         // And a failed run never queued anything
@@ -104,3 +124,103 @@ e2e!(
         assert!(reason.contains("wall-clock timeout of 400ms"), "{reason}");
     }
 );
+
+e2e!(
+    a_template_written_to_spin_fails_its_send_and_the_host_keeps_answering,
+    |backend: Backend| async move {
+        // Given the tenant's own `step-one` template, written to loop ten billion times
+        let server = Server::start(ServerOptions {
+            backend,
+            modules: vec!["steps-v1"],
+            ..Default::default()
+        })
+        .await;
+        let spinning = json!({
+            "subject": "hello",
+            "text": "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x",
+        });
+        let (status, body) = server
+            .request(
+                reqwest::Method::PUT,
+                "/v1/templates/step-one",
+                Some(spinning),
+                Some(&server.key),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+
+        // When two runs send it
+        let runs = [
+            started_run(
+                &server
+                    .send_event(
+                        json!({"name": "test.steps", "userId": "a", "email": "a@example.com"}),
+                    )
+                    .await,
+            ),
+            started_run(
+                &server
+                    .send_event(
+                        json!({"name": "test.steps", "userId": "b", "email": "b@example.com"}),
+                    )
+                    .await,
+            ),
+        ];
+
+        // Then the host keeps answering, and each run fails naming the template's budget
+        let (status, _) = server
+            .request(reqwest::Method::GET, "/v1/health", None, None)
+            .await;
+        assert_eq!(status, 200);
+        for run in runs {
+            let failed = server.run_reaches(&run, "failed").await;
+            let reason = failed["error"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains("step-one") && reason.contains("steps to render"),
+                "{reason}"
+            );
+        }
+    }
+);
+
+/// The nice value of each of the process's threads named `name`, from /proc.
+fn thread_niceness(pid: u32, name: &str) -> Vec<i64> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised command; the nice value is field 19 of the line.
+        let after = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        if let Some(nice) = after
+            .split_whitespace()
+            .nth(16)
+            .and_then(|n| n.parse().ok())
+        {
+            found.push(nice);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn guests_run_on_threads_of_their_own_at_a_lower_priority_than_the_api() {
+    let server = Server::start(ServerOptions::default()).await;
+    let pid = server.pid().unwrap();
+    let guests = thread_niceness(pid, "waymark-guest");
+    assert!(!guests.is_empty(), "no waymark-guest threads");
+    assert!(guests.iter().all(|&nice| nice == 10), "{guests:?}");
+    let api = thread_niceness(pid, "tokio-rt-worker");
+    assert!(
+        !api.is_empty() && api.iter().all(|&nice| nice == 0),
+        "{api:?}"
+    );
+}

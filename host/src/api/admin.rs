@@ -8,7 +8,7 @@
 use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, JsonBody};
-use crate::clock::parse_duration;
+use crate::clock::{MAX_OFFSET_MS, parse_duration};
 use crate::tenancy::Scope;
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -38,6 +38,18 @@ pub async fn advance_clock(
     principal.require(Scope::Admin)?;
     let by = parse_duration(&body.by).map_err(|e| ApiError::invalid_field("by", e))?;
     let by_ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+    if by_ms > MAX_OFFSET_MS - state.clock.offset_ms() {
+        return Err(ApiError::invalid_field(
+            "by",
+            format!(
+                "the dev clock moves at most {} ahead of real time, and is {} ahead now",
+                humantime::format_duration(std::time::Duration::from_millis(MAX_OFFSET_MS as u64)),
+                humantime::format_duration(std::time::Duration::from_millis(
+                    state.clock.offset_ms().max(0) as u64
+                ))
+            ),
+        ));
+    }
     let offset = state.store.advance_clock_offset(by_ms).await?;
     state.clock.observe_offset(offset);
     state.scheduler_wake.notify_one();

@@ -75,8 +75,16 @@ pub struct Rendered {
     pub html: Option<String>,
 }
 
+/// Steps (minijinja's fuel) one part may take to render: an email of any reasonable size
+/// takes thousands; a template written to spin (loops inside loops) stops here, in
+/// milliseconds.
+pub const RENDER_FUEL: u64 = 1_000_000;
+/// The most one rendered part may hold.
+pub const MAX_RENDERED_BYTES: usize = 1 << 20;
+
 fn environment() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(RENDER_FUEL));
     env.set_auto_escape_callback(|name| {
         if name.ends_with(".html") {
             minijinja::AutoEscape::Html
@@ -116,13 +124,12 @@ impl TemplateSource {
     pub fn render(&self, key: &str, context: &Value) -> Result<Rendered, String> {
         let env = environment();
         let render = |part: TemplatePart, source: &str| {
-            env.render_named_str(part.template_name(), source, context)
-                .map_err(|e| {
-                    format!(
-                        "template {key:?} {} failed to render: {e}",
-                        part.manifest_field()
-                    )
-                })
+            render_part(&env, part, source, context).map_err(|reason| {
+                format!(
+                    "template {key:?} {} failed to render: {reason}",
+                    part.manifest_field()
+                )
+            })
         };
         Ok(Rendered {
             subject: render(TemplatePart::Subject, &self.subject)?
@@ -135,6 +142,49 @@ impl TemplateSource {
                 .map(|html| render(TemplatePart::Html, html))
                 .transpose()?,
         })
+    }
+}
+
+/// Render one part within [`RENDER_FUEL`] and [`MAX_RENDERED_BYTES`].
+fn render_part(
+    env: &minijinja::Environment<'_>,
+    part: TemplatePart,
+    source: &str,
+    context: &Value,
+) -> Result<String, String> {
+    let template = env
+        .template_from_named_str(part.template_name(), source)
+        .map_err(|e| e.to_string())?;
+    let mut out = CappedOutput::default();
+    match template.render_captured_to(context, &mut out) {
+        Ok(_) => String::from_utf8(out.bytes).map_err(|e| e.to_string()),
+        Err(_) if out.overflowed => Err(format!("it renders more than {MAX_RENDERED_BYTES} bytes")),
+        Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(format!(
+            "it takes more than {RENDER_FUEL} steps to render (a loop too large?)"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Where a part renders to: refuses to grow past [`MAX_RENDERED_BYTES`].
+#[derive(Default)]
+struct CappedOutput {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the rendered template is too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -195,6 +245,29 @@ mod tests {
             text: text.into(),
             html: html.map(Into::into),
         }
+    }
+
+    #[test]
+    fn a_template_that_loops_without_end_runs_out_of_fuel_naming_the_budget() {
+        let spinning = source(
+            "s",
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}x",
+            None,
+        );
+        let error = spinning.render("hello", &json!({})).unwrap_err();
+        assert!(error.contains("steps to render"), "{error}");
+        assert!(error.contains("\"hello\" body"), "{error}");
+    }
+
+    #[test]
+    fn a_template_that_renders_too_much_is_refused_before_it_grows_past_the_cap() {
+        let huge = source(
+            "s",
+            "{% for a in range(1000) %}{{ 'x' * 10000 }}{% endfor %}",
+            None,
+        );
+        let error = huge.render("big", &json!({})).unwrap_err();
+        assert!(error.contains("renders more than"), "{error}");
     }
 
     #[test]

@@ -28,6 +28,13 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub const MAX_IMPORT_PAYLOAD: usize = 64 * 1024;
 /// Guest stderr kept to explain a trap (a Rust panic message lands there).
 const STDERR_CAPACITY: usize = 16 * 1024;
+/// Most log lines one activation writes to the host's log, and most bytes: a guest that logs
+/// in a loop cannot fill the host's disk inside its CPU budget. Past either, lines are
+/// dropped and one line says how many.
+const MAX_LOG_LINES: u32 = 200;
+const MAX_LOG_BYTES: usize = 64 * 1024;
+/// Longest log line kept; the rest of a line is cut.
+const MAX_LOG_LINE: usize = 4096;
 
 /// Ends the guest call: the run must wait until `wake_at` (or, in `wait-for-event`, until its
 /// person gets the awaited event). Not a failure.
@@ -37,6 +44,12 @@ pub struct Suspend {
     pub wake_at: Timestamp,
     pub wait: Option<EventWait>,
 }
+
+/// The longest sleep: ten years. Past that a wake time means a bug (a sleep of `u64::MAX`),
+/// not a journey.
+pub const MAX_SLEEP: Duration = Duration::from_secs(10 * YEAR_SECS);
+/// A year as humantime reads and writes one (365.25 days), so the maximum reads "10years".
+const YEAR_SECS: u64 = 31_557_600;
 
 /// The longest `wait-for-event` timeout: 30 days.
 pub const MAX_WAIT: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -93,6 +106,9 @@ pub struct ActivationState {
     pub journal: SharedJournal,
     pub stderr: MemoryOutputPipe,
     scope: Option<RunScope>,
+    /// What this activation may still write to the host's log.
+    log_lines_left: u32,
+    log_bytes_left: usize,
 }
 
 impl WasiView for ActivationState {
@@ -135,6 +151,8 @@ impl ActivationState {
             journal,
             stderr,
             scope,
+            log_lines_left: MAX_LOG_LINES,
+            log_bytes_left: MAX_LOG_BYTES,
         }
     }
 
@@ -250,6 +268,18 @@ fn event_from_json(value: &Value) -> Option<Event> {
         occurred_at: value["occurredAt"].as_i64()?,
         properties_json: Value::Object(value["properties"].as_object()?.clone()).to_string(),
     })
+}
+
+/// A sleep within [`MAX_SLEEP`], or the run fails naming the maximum.
+fn check_sleep(duration: Duration) -> wasmtime::Result<()> {
+    if duration > MAX_SLEEP {
+        return Err(wasmtime::Error::new(GuestFault(format!(
+            "a sleep of {} is longer than the maximum of {}",
+            humantime::format_duration(duration),
+            humantime::format_duration(MAX_SLEEP)
+        ))));
+    }
+    Ok(())
 }
 
 fn check_payload(what: &str, text: &str) -> wasmtime::Result<()> {
@@ -397,6 +427,7 @@ impl ContextHost for ActivationState {
     }
 
     fn sleep(&mut self, duration: u64, label: Option<String>) -> wasmtime::Result<()> {
+        check_sleep(Duration::from_millis(duration))?;
         let label = label.unwrap_or_else(|| {
             format!(
                 "sleep {}",
@@ -418,6 +449,10 @@ impl ContextHost for ActivationState {
     }
 
     fn sleep_until(&mut self, at: i64, label: Option<String>) -> wasmtime::Result<()> {
+        let now = lock(&self.journal).clock.now();
+        check_sleep(Duration::from_millis(
+            u64::try_from(at.saturating_sub(now.0)).unwrap_or(0),
+        ))?;
         let label = label.unwrap_or_else(|| format!("sleep until {}", Timestamp(at).to_rfc3339()));
         check_payload("the sleep label", &label)?;
         let request = json!({ "at": at, "label": label });
@@ -902,18 +937,35 @@ impl ContextHost for ActivationState {
         if lock(&self.journal).replay.is_replaying() {
             return Ok(());
         }
-        let message: String = message.chars().take(4096).collect();
+        let message: String = message.chars().take(MAX_LOG_LINE).collect();
+        if self.log_lines_left == 0 {
+            return Ok(());
+        }
         let (run, journey) = self
             .scope
             .as_ref()
             .map(|s| (s.run_id.as_str(), s.journey_id.as_str()))
             .unwrap_or(("", "describe"));
+        self.log_lines_left -= 1;
+        self.log_bytes_left = self.log_bytes_left.saturating_sub(message.len());
+        if self.log_bytes_left == 0 {
+            self.log_lines_left = 0;
+        }
         match level {
             LogLevel::Trace => tracing::trace!(target: "waymark::guest", run, journey, "{message}"),
             LogLevel::Debug => tracing::debug!(target: "waymark::guest", run, journey, "{message}"),
             LogLevel::Info => tracing::info!(target: "waymark::guest", run, journey, "{message}"),
             LogLevel::Warn => tracing::warn!(target: "waymark::guest", run, journey, "{message}"),
             LogLevel::Error => tracing::error!(target: "waymark::guest", run, journey, "{message}"),
+        }
+        if self.log_lines_left == 0 {
+            tracing::warn!(
+                target: "waymark::guest",
+                run,
+                journey,
+                "this activation reached its log limit ({MAX_LOG_LINES} lines or \
+                 {MAX_LOG_BYTES} bytes); its further lines are dropped"
+            );
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod host;
 pub mod mail;
 pub mod members;
 mod send;
+pub mod threads;
 
 use crate::clock::{Clock, Timestamp};
 use crate::delivery::templates::TemplateSet;
@@ -458,6 +459,9 @@ fn classify(
                 Some(Trap::StackOverflow) => {
                     "the journey overflowed its stack (unbounded recursion?)".to_owned()
                 }
+                Some(Trap::MemoryOutOfBounds) => {
+                    format!("the journey trapped: {STACK_OVERFLOW_HINT}")
+                }
                 Some(trap) => format!("the journey trapped: {trap}"),
                 None => format!("the journey failed: {error:#}"),
             };
@@ -471,6 +475,13 @@ fn classify(
     }
 }
 
+/// An out-of-bounds access, as a guest author should read it: a Rust guest's stack lives at
+/// the bottom of its linear memory (wasm has no guard page), so a stack that overflows runs
+/// off the start of memory rather than into a guard.
+const STACK_OVERFLOW_HINT: &str = "out of bounds memory access — almost always the guest's \
+     stack overflowing (unbounded or too deep recursion), which in wasm runs off the start of \
+     its memory";
+
 /// Why `describe` failed, in words.
 fn describe_failure(error: &wasmtime::Error, cpu_budget: Duration) -> String {
     match error.downcast_ref::<Trap>() {
@@ -479,6 +490,7 @@ fn describe_failure(error: &wasmtime::Error, cpu_budget: Duration) -> String {
             humantime::format_duration(cpu_budget)
         ),
         Some(Trap::StackOverflow) => "overflowed its stack (unbounded recursion?)".to_owned(),
+        Some(Trap::MemoryOutOfBounds) => format!("trapped: {STACK_OVERFLOW_HINT}"),
         Some(trap) => format!("trapped: {trap}"),
         None => format!("{error:#}"),
     }

@@ -34,8 +34,10 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.run())
+    /// Run on `threads` (the guest threads): every activation the scheduler starts runs
+    /// there, apart from the API's threads.
+    pub fn spawn_on(self, threads: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
+        threads.spawn(self.run())
     }
 
     async fn run(self) {

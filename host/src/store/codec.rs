@@ -8,6 +8,7 @@ use super::{
     EmailStatus, ExitedRun, IngestOutcome, SkippedRun, StartedRun, StoreError, StoreResult,
     SuppressedReason,
 };
+use crate::clock::MAX_OFFSET_MS;
 use crate::ids::TenantId;
 use crate::journeys::journal::StepKind;
 use crate::journeys::{RunStatus, SkipReason};
@@ -44,11 +45,14 @@ pub(super) fn count(rows: u64) -> u32 {
 pub(super) const CLOCK_OFFSET_KEY: &str = "clock_offset_ms";
 
 /// The dev clock's offset as stored (decimal text), 0 when none is stored.
+/// The stored dev-clock offset, at most [`MAX_OFFSET_MS`] (an offset stored before there was a
+/// maximum is read as the maximum, so the host still starts).
 pub(super) fn parse_clock_offset(value: Option<String>) -> StoreResult<i64> {
     match value {
         None => Ok(0),
         Some(text) => text
-            .parse()
+            .parse::<i128>()
+            .map(|offset| offset.clamp(0, i128::from(MAX_OFFSET_MS)) as i64)
             .map_err(|e| StoreError::corrupt("clock offset", format!("{text:?}: {e}"))),
     }
 }

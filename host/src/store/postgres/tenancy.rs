@@ -6,7 +6,7 @@
 //! same at boot never collide.
 
 use super::PgStore;
-use crate::clock::Timestamp;
+use crate::clock::{MAX_OFFSET_MS, Timestamp};
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::HostSettings;
 use crate::store::Tenancy;
@@ -138,11 +138,12 @@ impl HostSettings for PgStore {
         let value: String = sqlx::query_scalar(
             "INSERT INTO host_settings (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE \
-             SET value = (host_settings.value::int8 + excluded.value::int8)::text \
+             SET value = LEAST(host_settings.value::numeric + excluded.value::numeric, $3)::int8::text \
              RETURNING value",
         )
         .bind(CLOCK_OFFSET_KEY)
-        .bind(by_ms.max(0).to_string())
+        .bind(by_ms.clamp(0, MAX_OFFSET_MS).to_string())
+        .bind(MAX_OFFSET_MS)
         .fetch_one(&self.pool)
         .await?;
         parse_clock_offset(Some(value))

@@ -8,7 +8,7 @@ use super::rows::{collect, scopes_to_text};
 use crate::store::rows::api_key_columns;
 use crate::store::rows::{api_key_from_row, tenant_from_row};
 
-use crate::clock::Timestamp;
+use crate::clock::{MAX_OFFSET_MS, Timestamp};
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::HostSettings;
 use crate::store::Tenancy;
@@ -158,12 +158,17 @@ impl HostSettings for SqliteStore {
                     .prepare_cached(
                         "INSERT INTO host_settings (key, value) VALUES (?1, ?2) \
                          ON CONFLICT (key) DO UPDATE \
-                         SET value = CAST(CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER) \
-                         AS TEXT) RETURNING value",
+                         SET value = CAST(MIN(CAST(value AS REAL) + CAST(excluded.value AS REAL), \
+                         ?3) AS INTEGER) RETURNING CAST(value AS TEXT)",
                     )?
-                    .query_row(params![CLOCK_OFFSET_KEY, by_ms.max(0).to_string()], |row| {
-                        row.get(0)
-                    })?)
+                    .query_row(
+                        params![
+                            CLOCK_OFFSET_KEY,
+                            by_ms.clamp(0, MAX_OFFSET_MS).to_string(),
+                            MAX_OFFSET_MS
+                        ],
+                        |row| row.get(0),
+                    )?)
             })
             .await?;
         parse_clock_offset(Some(value))

@@ -229,3 +229,23 @@ store_test!(
         assert_eq!(other.clock_offset().await.unwrap(), 20 * HOUR);
     }
 );
+
+store_test!(
+    given_an_offset_at_the_maximum_when_advanced_again_then_it_stays_at_the_maximum,
+    |f| async move {
+        use crate::clock::MAX_OFFSET_MS;
+        // Given a clock advanced to its maximum
+        assert_eq!(
+            f.store.advance_clock_offset(MAX_OFFSET_MS).await.unwrap(),
+            MAX_OFFSET_MS
+        );
+
+        // When advanced by as much again, and by the most an i64 holds
+        let again = f.store.advance_clock_offset(MAX_OFFSET_MS).await.unwrap();
+        let most = f.store.advance_clock_offset(i64::MAX).await.unwrap();
+
+        // Then it stays at the maximum, and reads back as such
+        assert_eq!((again, most), (MAX_OFFSET_MS, MAX_OFFSET_MS));
+        assert_eq!(f.store.clock_offset().await.unwrap(), MAX_OFFSET_MS);
+    }
+);
