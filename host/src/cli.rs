@@ -201,6 +201,13 @@ struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "WAYMARK_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Client connections open at once; past it new ones wait to be accepted.
+    #[arg(long, env = "WAYMARK_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// How long a connection may go without a complete request head (an idle keep-alive
+    /// connection, a client trickling its headers) before it is closed.
+    #[arg(long, env = "WAYMARK_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    idle_timeout: Duration,
     /// Largest module component a deploy accepts, in bytes.
     #[arg(long, env = "WAYMARK_MAX_MODULE_BYTES", default_value_t = crate::modules::deploy::DEFAULT_MAX_MODULE_BYTES)]
     max_module_bytes: usize,
@@ -262,6 +269,10 @@ impl ServeArgs {
             workers: self.workers,
             max_body_bytes: self.max_body_bytes,
             max_module_bytes: self.max_module_bytes,
+            connections: crate::api::serve::ConnectionLimits {
+                max_connections: self.max_connections as usize,
+                idle_timeout: self.idle_timeout,
+            },
             rate_limit_per_second: self.rate_limit,
             rate_limit_burst: self.rate_limit_burst,
             group_commit: GroupCommit {

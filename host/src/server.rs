@@ -47,6 +47,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Largest module component a deploy accepts.
     pub max_module_bytes: usize,
+    /// Connections open at once, and how long one may sit without a request.
+    pub connections: api::serve::ConnectionLimits,
     /// Sustained requests per second per API key (0: unlimited) and the burst above it.
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
@@ -243,9 +245,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         if config.dev { " (dev mode)" } else { "" }
     );
     std::io::stdout().flush().ok();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    api::serve::serve(
+        listener,
+        app,
+        config.connections.fitted(),
+        shutdown_signal(),
+    )
+    .await?;
     drop(guest_threads);
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod memberships;
 pub mod modules;
 pub mod runs;
+pub mod serve;
 pub mod templates;
 pub mod unsubscribe;
 
