@@ -217,3 +217,73 @@ e2e!(an_oversized_body_is_413, |backend: Backend| async move {
     assert_eq!(status, 413, "{body}");
     assert!(body["error"].is_string());
 });
+
+e2e!(
+    a_nul_character_anywhere_is_a_400_naming_where_it_is,
+    |backend: Backend| async move {
+        let server = Server::start(ServerOptions {
+            backend,
+            ..Default::default()
+        })
+        .await;
+        let cases: Vec<(reqwest::Method, &str, Option<serde_json::Value>, &str)> = vec![
+            (reqwest::Method::GET, "/v1/runs/a%00b", None, "path"),
+            (reqwest::Method::GET, "/v1/contacts/a%00b", None, "path"),
+            (
+                reqwest::Method::GET,
+                "/v1/runs?journey=x%00",
+                None,
+                "journey",
+            ),
+            (
+                reqwest::Method::GET,
+                "/v1/contacts/find?email=a%00@x.io",
+                None,
+                "email",
+            ),
+            (
+                reqwest::Method::PUT,
+                "/v1/templates/hello",
+                Some(json!({ "subject": "hi\u{0}", "text": "t" })),
+                "subject",
+            ),
+            (
+                reqwest::Method::PUT,
+                "/v1/contacts",
+                Some(json!({ "userId": "ada", "properties": { "plan": ["pro", "a\u{0}"] } })),
+                "properties.plan[1]",
+            ),
+            (
+                reqwest::Method::POST,
+                "/v1/keys",
+                Some(json!({ "name": "k\u{0}", "scopes": ["read"] })),
+                "name",
+            ),
+        ];
+        for (method, path, body, field) in cases {
+            let (status, answer) = server.request(method, path, body, Some(&server.key)).await;
+            assert_eq!(status, 400, "{path}: {answer}");
+            assert_eq!(answer["details"]["field"], field, "{path}: {answer}");
+        }
+        // And in a batch, the event with a NUL is refused alone, naming its field
+        let (status, answer) = server
+            .post(
+                "/v1/events/batch",
+                json!({ "events": [{ "name": "ok", "userId": "a" }, { "name": "x\u{0}", "userId": "b" }] }),
+            )
+            .await;
+        assert_eq!(status, 202, "{answer}");
+        assert_eq!(answer["results"][0]["status"], "stored", "{answer}");
+        assert_eq!(answer["results"][1]["field"], "name", "{answer}");
+        // And nothing of the refused requests was stored
+        let (status, _) = server
+            .request(
+                reqwest::Method::GET,
+                "/v1/templates/hello",
+                None,
+                Some(&server.key),
+            )
+            .await;
+        assert_eq!(status, 404);
+    }
+);

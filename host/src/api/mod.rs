@@ -13,6 +13,7 @@ pub mod keys;
 pub mod limits;
 pub mod memberships;
 pub mod modules;
+pub mod nul;
 pub mod runs;
 pub mod serve;
 pub mod templates;
@@ -89,6 +90,11 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
             .route("/v1/admin/clock/advance", post(admin::advance_clock))
             .route("/v1/admin/memory", get(admin::memory));
     }
+    // Layers run last-added first: authentication, then the NUL check (see `nul`).
+    let body_limit = options.max_body_bytes;
+    let authenticated = authenticated.route_layer(middleware::from_fn(move |request, next| {
+        nul::refuse_nul(body_limit, request, next)
+    }));
     let authenticated = authenticated.route_layer(middleware::from_fn_with_state(
         state.clone(),
         auth::authenticate,
