@@ -287,3 +287,38 @@ e2e!(
         assert_eq!(status, 404);
     }
 );
+
+e2e!(
+    a_runs_timeline_comes_in_pages,
+    |backend: Backend| async move {
+        // Given a run of steps v1 asleep after two steps
+        let server = Server::start(ServerOptions {
+            backend,
+            modules: vec!["steps-v1"],
+            ..Default::default()
+        })
+        .await;
+        let run = support::started_run(
+            &server
+                .send_event(
+                    json!({"name": "test.steps", "userId": "ada", "email": "ada@example.com"}),
+                )
+                .await,
+        );
+        let detail = server.run_reaches(&run, "waiting").await;
+        assert_eq!(
+            detail["timelinePage"],
+            json!({ "from": 0, "limit": 100, "total": 2, "next": null })
+        );
+
+        // When it is read a step at a time
+        let first = server.get(&format!("/v1/runs/{run}?limit=1")).await;
+        let second = server.get(&format!("/v1/runs/{run}?from=1&limit=1")).await;
+
+        // Then each page holds one step and points at the next
+        assert_eq!(first["timeline"].as_array().unwrap().len(), 1);
+        assert_eq!(first["timelinePage"]["next"], 1);
+        assert_eq!(second["timeline"][0]["step"], "sleep", "{second}");
+        assert_eq!(second["timelinePage"]["next"], json!(null));
+    }
+);

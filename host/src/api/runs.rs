@@ -52,12 +52,28 @@ pub fn run_view(run: &RunRecord) -> Value {
     })
 }
 
-/// The run's timeline: every journal entry, each with the time until the next one
-/// (`elapsedMs`: for a sleep or a wait, how long the run was parked there).
-fn timeline(journal: &[JournalEntry]) -> Vec<Value> {
+/// Timeline steps a run's detail shows when the request does not say, and at most: a run
+/// may hold ten thousand steps of up to 64 KiB each, far too much for one answer.
+const DEFAULT_TIMELINE_STEPS: usize = 100;
+const MAX_TIMELINE_STEPS: usize = 1_000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DetailQuery {
+    /// The first journal step shown (by its seq).
+    from: Option<u32>,
+    /// How many steps.
+    limit: Option<usize>,
+}
+
+/// A page of the run's timeline: journal entries from step `from`, each with the time until
+/// the next one (`elapsedMs`: for a sleep or a wait, how long the run was parked there).
+fn timeline(journal: &[JournalEntry], from: usize, limit: usize) -> Vec<Value> {
     journal
         .iter()
         .enumerate()
+        .skip(from)
+        .take(limit)
         .map(|(i, entry)| timeline_entry(entry, journal.get(i + 1)))
         .collect()
 }
@@ -248,6 +264,7 @@ pub async fn detail(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
+    QueryParams(page): QueryParams<DetailQuery>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
     let detail = state
@@ -258,7 +275,15 @@ pub async fn detail(
     let mut view = run_view(&detail.run);
     view["input"] = json!(detail.input);
     view["currentStep"] = json!(current_step(&detail.journal));
-    view["timeline"] = json!(timeline(&detail.journal));
+    let from = page.from.unwrap_or(0) as usize;
+    let limit = page
+        .limit
+        .unwrap_or(DEFAULT_TIMELINE_STEPS)
+        .clamp(1, MAX_TIMELINE_STEPS);
+    view["timeline"] = json!(timeline(&detail.journal, from, limit));
+    let total = detail.journal.len();
+    let next = (from + limit < total).then_some(from + limit);
+    view["timelinePage"] = json!({ "from": from, "limit": limit, "total": total, "next": next });
     Ok(Json(view))
 }
 

@@ -639,6 +639,10 @@ impl ContextHost for ActivationState {
     }
 
     async fn send_email(&mut self, email: Email) -> wasmtime::Result<Result<String, String>> {
+        check_payload("the template key", &email.template)?;
+        if let Some(to) = &email.to {
+            check_payload("the recipient address", to)?;
+        }
         check_payload("the email's vars", &email.vars_json)?;
         let vars: serde_json::Map<String, Value> = if email.vars_json.trim().is_empty() {
             Default::default()
