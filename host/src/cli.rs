@@ -206,7 +206,7 @@ struct ServeArgs {
     max_connections: u32,
     /// How long a connection may go without a complete request head (an idle keep-alive
     /// connection, a client trickling its headers) before it is closed.
-    #[arg(long, env = "WAYMARK_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "WAYMARK_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     idle_timeout: Duration,
     /// Largest module component a deploy accepts, in bytes.
     #[arg(long, env = "WAYMARK_MAX_MODULE_BYTES", default_value_t = crate::modules::deploy::DEFAULT_MAX_MODULE_BYTES)]

@@ -157,7 +157,7 @@ async fn waymark_dev_rebuilds_a_saved_module_and_puts_it_live() {
     let module = outside.path().join("hello");
     let (data, modules) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut dev, base, key) = spawn_dev(&module, data.path(), modules.path());
-    let client = reqwest::Client::new();
+    let client = support::http_client();
     let active = async || -> serde_json::Value {
         let response = client
             .get(format!("{base}/v1/modules/hello"))

@@ -38,6 +38,7 @@ e2e!(
         let stack = start("test.overflows_stack").await;
         let forever = start("test.sleeps_forever").await;
         let flood = start("test.floods_log").await;
+        let huge = start("test.huge_argument").await;
 
         // Then the host keeps answering while they misbehave, and the neighbour completes
         let (status, _) = server
@@ -72,6 +73,12 @@ e2e!(
         assert!(
             forever_reason.contains("longer than the maximum of 10years"),
             "{forever_reason}"
+        );
+
+        let huge_reason = reason(&huge).await;
+        assert!(
+            huge_reason.contains("the template key is 8388608 bytes, over the 65536-byte limit"),
+            "{huge_reason}"
         );
 
         // And a guest that floods the log completes with a few hundred lines kept of 100,000

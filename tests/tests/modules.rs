@@ -85,7 +85,9 @@ e2e!(
                 .is_empty()
         );
         let bob = started_run(&server.send_event(steps_event("bob")).await);
-        assert_eq!(server.run(&bob).await["moduleVersion"], v2_hash.as_str());
+        // Asleep before the clock moves: a sleep begun after the advance would end a day later.
+        let run = server.run_reaches(&bob, "waiting").await;
+        assert_eq!(run["moduleVersion"], v2_hash.as_str());
 
         // And the module lists both versions, the active one first, each with its live run
         let detail = server.get("/v1/modules/steps").await;
@@ -113,7 +115,8 @@ e2e!(
         assert_eq!(status, 200, "{back}");
         assert_eq!(back["version"], v1_hash.as_str());
         let cy = started_run(&server.send_event(steps_event("cy")).await);
-        assert_eq!(server.run(&cy).await["moduleVersion"], v1_hash.as_str());
+        let run = server.run_reaches(&cy, "waiting").await;
+        assert_eq!(run["moduleVersion"], v1_hash.as_str());
 
         // When removed, triggers start nothing; cy's run stays live on v1; versions are kept
         let (status, removed) = server

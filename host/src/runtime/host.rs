@@ -282,7 +282,7 @@ fn check_sleep(duration: Duration) -> wasmtime::Result<()> {
     Ok(())
 }
 
-fn check_payload(what: &str, text: &str) -> wasmtime::Result<()> {
+pub(super) fn check_payload(what: &str, text: &str) -> wasmtime::Result<()> {
     if text.len() > MAX_IMPORT_PAYLOAD {
         return Err(wasmtime::Error::new(GuestFault(format!(
             "{what} is {} bytes, over the {MAX_IMPORT_PAYLOAD}-byte limit",

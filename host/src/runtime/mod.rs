@@ -8,6 +8,7 @@
 pub mod activation;
 pub mod artifacts;
 pub mod bindings;
+mod bounded;
 pub mod engine;
 pub mod events;
 pub mod host;
@@ -164,6 +165,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
         JourneyModule::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
+        bounded::add_to_linker(&mut linker).map_err(|e| RuntimeError::Link(format!("{e:#}")))?;
         let artifacts = ArtifactCache::new(artifact_dir, engine::fingerprint(&engine));
         Ok(Self {
             engine,

@@ -64,6 +64,16 @@ pub fn module_bytes(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
+/// A client that drops a pooled connection after a few idle seconds: the server closes one
+/// idle for `--idle-timeout` (30 s by default), and a test that blocks its runtime for longer
+/// (a CLI build) would otherwise reuse a connection whose close it has not seen yet.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client")
+}
+
 /// Which database a test server runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -241,7 +251,7 @@ impl Server {
             modules: Arc::new(modules),
             options_args: args,
             database,
-            client: reqwest::Client::new(),
+            client: http_client(),
         };
         server.spawn().await;
         server.boot_backfills_settled().await;
@@ -297,7 +307,7 @@ impl Server {
             modules: self.modules.clone(),
             options_args: self.options_args.clone(),
             database: self.database.clone(),
-            client: reqwest::Client::new(),
+            client: http_client(),
         };
         peer.spawn().await;
         assert_eq!(peer.key, self.key, "peers share the admin key");

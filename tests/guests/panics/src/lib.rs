@@ -8,6 +8,8 @@
 //!   naming the maximum sleep.
 //! - `floods-log` (`test.floods_log`) writes 100,000 log lines: the host keeps the first few
 //!   hundred and says it dropped the rest; the run completes.
+//! - `huge-argument` (`test.huge_argument`) sends an email whose template key is 8 MB: the
+//!   host measures it in the guest's memory and refuses it, naming the cap, without copying it.
 
 use std::time::Duration;
 use waymark_guest::prelude::*;
@@ -42,6 +44,12 @@ fn floods_log(ctx: &Ctx) -> JourneyResult {
     Ok(())
 }
 
+fn huge_argument(ctx: &Ctx) -> JourneyResult {
+    let key = "k".repeat(8 << 20);
+    ctx.send_email(email(&key))?;
+    Ok(())
+}
+
 waymark_guest::module! {
     journeys: [
         journey("panics").name("Panics").on("test.panics").unlimited() => panics,
@@ -51,5 +59,7 @@ waymark_guest::module! {
             => sleeps_forever,
         journey("floods-log").name("Floods the log").on("test.floods_log").unlimited()
             => floods_log,
+        journey("huge-argument").name("Passes a huge argument").on("test.huge_argument").unlimited()
+            => huge_argument,
     ],
 }
