@@ -33,8 +33,14 @@ pub trait IdentityTx {
         key: &IdentityKey,
     ) -> StoreResult<Option<ContactRecord>>;
     async fn insert_contact(&mut self, contact: &ContactRecord) -> StoreResult<()>;
-    /// Write every mutable field of the contact (keys, properties, timestamps) by id.
-    async fn update_contact(&mut self, contact: &ContactRecord) -> StoreResult<()>;
+    /// Write every mutable field of the contact (keys, properties, timestamps) by id; the
+    /// properties may be left as stored when `properties_changed` is false (a contact's
+    /// properties can be large, and most events change none of them).
+    async fn update_contact(
+        &mut self,
+        contact: &ContactRecord,
+        properties_changed: bool,
+    ) -> StoreResult<()>;
     async fn soft_delete_contact(
         &mut self,
         tenant: &TenantId,
@@ -233,7 +239,8 @@ async fn fill_in(
     let changed_properties = contacts::merge_properties(&mut contact.properties, patch);
     contact.last_seen_at = now;
     rekey(&mut contact);
-    tx.update_contact(&contact).await?;
+    tx.update_contact(&contact, !changed_properties.is_empty())
+        .await?;
     if contact.key != old_key {
         tx.repoint_history(&contact.tenant_id, &old_key, &contact.key, now)
             .await?;
@@ -312,7 +319,7 @@ async fn merge(
         tx.soft_delete_contact(&survivor.tenant_id, &loser.id, now)
             .await?;
     }
-    tx.update_contact(&survivor).await?;
+    tx.update_contact(&survivor, true).await?;
 
     let tenant = survivor.tenant_id.clone();
     if survivor.key != old_key {

@@ -196,7 +196,9 @@ impl IdentityTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn update_contact(&mut self, contact: &ContactRecord) -> StoreResult<()> {
+    /// Compares with the contact cache instead of trusting `properties_changed`: the cache
+    /// also knows whether the identity columns moved.
+    async fn update_contact(&mut self, contact: &ContactRecord, _: bool) -> StoreResult<()> {
         let before = self.contacts()?.get(contact.id.as_str());
         let same_identity = before.is_some_and(|before| {
             before.key == contact.key
