@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod buckets;
+pub mod client;
 pub mod contacts;
 pub mod error;
 pub mod events;

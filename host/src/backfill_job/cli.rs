@@ -2,8 +2,9 @@
 //! progress until it completes or fails. A client of the API only: it must not open the
 //! database.
 
-use anyhow::{Context, bail};
-use serde_json::Value;
+use crate::api::client::ApiClient;
+use anyhow::bail;
+use reqwest::Method;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -32,40 +33,17 @@ pub fn progress_line(state: &str, done: u64, total: Option<u64>) -> String {
 /// Start the backfill of bucket `id` on the host at `url` with API key `key` (admin scope),
 /// then poll `GET /v1/buckets/{id}` and draw its progress; an error when it fails.
 pub async fn backfill(url: &str, key: &str, id: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let base = url.trim_end_matches('/');
-    let bucket_url = format!("{base}/v1/buckets/{}", encode(id));
-    let response = client
-        .post(format!("{bucket_url}/backfill"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .with_context(|| format!("reaching {base}"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!(
-            "{status}: {}",
-            body["error"].as_str().unwrap_or("request refused")
-        );
-    }
+    let client = ApiClient::new(url, key);
+    let bucket_path = format!("/v1/buckets/{}", encode(id));
+    client
+        .send(client.request(Method::POST, &format!("{bucket_path}/backfill")))
+        .await?;
     let tty = std::io::stderr().is_terminal();
     let mut last_printed = String::new();
     loop {
-        let response = client
-            .get(&bucket_url)
-            .bearer_auth(key)
-            .send()
-            .await
-            .with_context(|| format!("reaching {base}"))?;
-        let status = response.status();
-        let view: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!(
-                "{status}: {}",
-                view["error"].as_str().unwrap_or("request refused")
-            );
-        }
+        let view = client
+            .send(client.request(Method::GET, &bucket_path))
+            .await?;
         let backfill = &view["backfill"];
         let state = backfill["state"].as_str().unwrap_or("pending");
         let done = backfill["done"].as_u64().unwrap_or(0);

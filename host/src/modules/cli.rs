@@ -3,6 +3,7 @@
 //! client of the API only: it must not open the database.
 
 use super::build::{BuildOptions, build_modules};
+use crate::api::client::ApiClient;
 use anyhow::{Context, bail};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -46,27 +47,21 @@ pub async fn deploy(
             components.len()
         );
     }
-    let client = reqwest::Client::new();
-    let base = url.trim_end_matches('/');
+    let client = ApiClient::new(url, key);
     for (module, path) in components {
         let module = name.map_or(module, str::to_owned);
         let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let response = client
-            .post(format!("{base}/v1/modules/{module}{}", mode.route()))
-            .bearer_auth(key)
+        let request = client
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/modules/{module}{}", mode.route()),
+            )
             .header(reqwest::header::CONTENT_TYPE, "application/wasm")
-            .body(wasm)
-            .send()
+            .body(wasm);
+        let body = client
+            .send(request)
             .await
-            .with_context(|| format!("reaching {base}"))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            bail!(
-                "deploying {module} was refused ({status}): {}",
-                body["error"].as_str().unwrap_or("no reason given")
-            );
-        }
+            .with_context(|| format!("deploying {module}"))?;
         match mode {
             DeployMode::Deploy => print!("{}", summary(&module, &body)),
             DeployMode::Verify => {
