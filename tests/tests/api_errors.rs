@@ -289,7 +289,7 @@ e2e!(
 );
 
 e2e!(
-    a_runs_timeline_comes_in_pages,
+    a_runs_timeline_and_the_journeys_list_come_in_pages,
     |backend: Backend| async move {
         // Given a run of steps v1 asleep after two steps
         let server = Server::start(ServerOptions {
@@ -320,5 +320,13 @@ e2e!(
         assert_eq!(first["timelinePage"]["next"], 1);
         assert_eq!(second["timeline"][0]["step"], "sleep", "{second}");
         assert_eq!(second["timelinePage"]["next"], json!(null));
+
+        // And the journeys list comes in pages too
+        let listed = server.get("/v1/journeys?limit=1").await;
+        assert_eq!(listed["journeys"][0]["id"], "steps");
+        assert_eq!(
+            listed["page"],
+            json!({ "from": 0, "limit": 1, "total": 1, "next": null })
+        );
     }
 );

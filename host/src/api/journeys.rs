@@ -4,7 +4,7 @@
 //!
 //! | route | scope | answer |
 //! |---|---|---|
-//! | `GET /v1/journeys` | read | `{ journeys: [journey + runs + skips] }` |
+//! | `GET /v1/journeys?from=&limit=` | read | `{ journeys: [journey + runs + skips], page }`, at most 1,000 a page |
 //! | `GET /v1/journeys/{id}` | read | journey + `runs` + `skips` |
 //! | `PATCH /v1/journeys/{id}` `{enabled}` | admin | the journey, switched for new runs |
 //! | `POST /v1/journeys/{id}/enroll` | admin | 202 `{ status: started, runId }` or `{ status: skipped, reason }`, with the ingest result |
@@ -16,7 +16,7 @@
 
 use super::AppState;
 use super::auth::Principal;
-use super::error::{ApiError, JsonBody};
+use super::error::{ApiError, JsonBody, QueryParams};
 use super::events::result_view;
 use crate::ingest::IngestRequest;
 use crate::journeys::{RunStatus, SkipReason};
@@ -101,25 +101,48 @@ async fn one_view(
     Ok(journey_view(module, journey, &stats))
 }
 
+/// Journeys a list shows at most: what a tenant's modules declare is bounded by their size,
+/// not small, so the list comes in pages.
+const MAX_LISTED_JOURNEYS: usize = 1_000;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// The first journey shown, by its position in the list.
+    from: Option<usize>,
+    limit: Option<usize>,
+}
+
 pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    QueryParams(page): QueryParams<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(Scope::Read)?;
     let stats = state
         .store
         .journey_stats(&principal.tenant_id, None)
         .await?;
-    let journeys: Vec<Value> = state
-        .modules
-        .journeys(&principal.tenant_id)
+    let all = state.modules.journeys(&principal.tenant_id);
+    let from = page.from.unwrap_or(0);
+    let limit = page
+        .limit
+        .unwrap_or(MAX_LISTED_JOURNEYS)
+        .clamp(1, MAX_LISTED_JOURNEYS);
+    let journeys: Vec<Value> = all
         .iter()
+        .skip(from)
+        .take(limit)
         .map(|(module, journey)| {
             let none = JourneyStats::default();
             journey_view(module, journey, stats.get(&journey.id).unwrap_or(&none))
         })
         .collect();
-    Ok(Json(json!({ "journeys": journeys })))
+    let next = (from + limit < all.len()).then_some(from + limit);
+    Ok(Json(json!({
+        "journeys": journeys,
+        "page": { "from": from, "limit": limit, "total": all.len(), "next": next },
+    })))
 }
 
 pub async fn detail(
