@@ -4,9 +4,10 @@
 //! concerns/    the interface: one small trait per concern (Tenancy, EventIngest, Contacts,
 //!              RunQueue, RunReads, History, RunEffects, Outbox, EmailTemplates,
 //!              EmailPreferences, BucketReads, Backfills, Reconciles, JourneyAdmin,
-//!              ManualMemberships, HostSettings, Engine); `Store` is all of them
+//!              ManualMemberships, ModuleCatalog, HostSettings, Engine); `Store` is all of them
 //! flows/       each write transaction's workflow, once: ingest one event, upsert a contact,
-//!              change a manual membership, over a backend's `IngestTx` primitives
+//!              change a manual membership, a backfill page, a reconcile pass, a change of a
+//!              tenant's modules, over a backend's primitives (`IngestTx`, `ModuleChangeTx`, …)
 //! identity.rs  identity resolution, once, over a backend's `IdentityTx` primitives
 //!              (bucket membership likewise: `crate::buckets::membership` over `MembershipTx`)
 //! sqlite/      the embedded backend: one file per concern, `impl RunQueue for SqliteStore`;
