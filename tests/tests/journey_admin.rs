@@ -401,7 +401,7 @@ e2e!(
 
         // Then the other tenant sees no journeys, and cannot touch ours
         let (status, list) = call(Method::GET, "/v1/journeys", None).await;
-        assert_eq!((status, list), (200, json!({"journeys": []})));
+        assert_eq!((status, &list["journeys"]), (200, &json!([])), "{list}");
         assert_eq!(call(Method::GET, "/v1/journeys/trial", None).await.0, 404);
         assert_eq!(
             call(
