@@ -241,7 +241,7 @@ impl Deployer {
         tenant: &TenantId,
         dir: &Path,
     ) -> Result<DirectorySync, DeployError> {
-        let mut report = DirectorySync::default();
+        let mut invalid: Vec<(PathBuf, DeployError)> = Vec::new();
         let mut files: BTreeMap<String, ValidFile> = BTreeMap::new();
         let mut present: Vec<String> = Vec::new();
         for path in wasm_files(dir)? {
@@ -250,18 +250,18 @@ impl Deployer {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             present.push(name.clone());
-            let loaded = match std::fs::read(&path) {
-                Ok(wasm) => match self.validate_at(tenant, &name, &wasm, &path).await {
-                    Ok(loaded) => Ok((loaded, Arc::<[u8]>::from(wasm))),
-                    Err(error) => Err(error),
-                },
+            let validated = match std::fs::read(&path) {
+                Ok(wasm) => self
+                    .validate_at(tenant, &name, &wasm, &path)
+                    .await
+                    .map(|loaded| (loaded, Arc::<[u8]>::from(wasm))),
                 Err(error) => Err(DeployError::Invalid(ModuleError::Io(path.clone(), error))),
             };
-            match loaded {
+            match validated {
                 Ok((loaded, wasm)) => {
                     files.insert(name, (path, loaded, wasm));
                 }
-                Err(error) => report.skipped.push((path, error)),
+                Err(error) => invalid.push((path, error)),
             }
         }
         // What the last plan (the one committed) does; a plan made again starts over.
@@ -301,11 +301,9 @@ impl Deployer {
             Ok(Plan { changes, next })
         })
         .await?;
-        report.deployed = planned.deployed;
-        report.unchanged = planned.unchanged;
-        report.removed = planned.removed;
-        report.skipped.append(&mut planned.skipped);
-        Ok(report)
+        invalid.append(&mut planned.skipped);
+        planned.skipped = invalid;
+        Ok(planned)
     }
 
     /// Validate `wasm` as a version of `name`: name, size, component, `describe`, manifest.

@@ -74,11 +74,16 @@ impl Follower {
     pub async fn load_tenant(&self, tenant: &TenantId) -> StoreResult<()> {
         let set = self.catalog.module_set(tenant).await?;
         let mut accepted: Vec<Arc<LoadedModule>> = Vec::new();
+        let mut active = ActiveSet::default();
+        active.revision = set.revision;
         for module in load_active(&self.registry, tenant, &set).await {
             let mut candidate = accepted.clone();
             candidate.push(module.clone());
             match ActiveSet::build(set.revision, candidate) {
-                Ok(_) => accepted.push(module),
+                Ok(built) => {
+                    accepted.push(module);
+                    active = built;
+                }
                 Err(error) => tracing::error!(
                     tenant = %tenant,
                     module = %module.name,
@@ -87,8 +92,6 @@ impl Follower {
                 ),
             }
         }
-        let active = ActiveSet::build(set.revision, accepted)
-            .expect("each module was accepted into this set already");
         let buckets = active.buckets.clone();
         let modules = active.modules.len();
         if self.registry.install(tenant, active) {

@@ -24,8 +24,9 @@ pub struct ModuleRegistry {
     files: ModuleFiles,
     /// Where versions not kept locally come from; `None` for a registry without a database.
     catalog: Option<Arc<dyn ModuleCatalog>>,
-    /// By tenant and hash: within a tenant a version belongs to one module name.
-    versions: RwLock<HashMap<(TenantId, String), Arc<LoadedModule>>>,
+    /// By tenant, then hash: within a tenant a version belongs to one module name. Nested so
+    /// an activation's lookup borrows its keys instead of building a tuple of copies.
+    versions: RwLock<HashMap<TenantId, HashMap<String, Arc<LoadedModule>>>>,
     active: ArcSwap<HashMap<TenantId, Arc<ActiveSet>>>,
     /// Serialises installs (readers never wait on it).
     installing: Mutex<()>,
@@ -112,7 +113,9 @@ impl ModuleRegistry {
         self.versions
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert((tenant.clone(), hash), loaded.clone());
+            .entry(tenant.clone())
+            .or_default()
+            .insert(hash, loaded.clone());
         Ok(loaded)
     }
 
@@ -120,7 +123,8 @@ impl ModuleRegistry {
         self.versions
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(tenant.clone(), hash.to_owned()))
+            .get(tenant)
+            .and_then(|versions| versions.get(hash))
             .cloned()
     }
 
@@ -191,10 +195,14 @@ impl ModuleRegistry {
             set.modules.iter().any(|m| m.hash == hash)
                 || previous.is_some_and(|p| p.modules.iter().any(|m| m.hash == hash))
         };
-        self.versions
+        if let Some(versions) = self
+            .versions
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|(owner, hash), _| owner != tenant || kept(hash));
+            .get_mut(tenant)
+        {
+            versions.retain(|hash, _| kept(hash));
+        }
     }
 
     /// Make `modules` the tenant's active set, whatever is installed: for a registry without
