@@ -37,10 +37,13 @@ enum Command {
     Build(BuildArgs),
     /// Deploy a module to a running server: a built `.wasm`, or a source it builds first.
     Deploy(DeployArgs),
-    /// Scaffold a Rust module in a new directory, with the guest SDK it builds against.
+    /// Scaffold a module in a new directory, with the guest SDK it builds against.
     New {
         /// The module's name (and its directory's).
         name: String,
+        /// The language: `rust` or `ts` (TypeScript).
+        #[arg(long, default_value = "rust")]
+        lang: crate::modules::scaffold::Lang,
         /// Where to create it.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -82,7 +85,7 @@ struct ApiArgs {
 #[derive(Debug, Args)]
 struct DevArgs {
     /// Module sources to build, watch and serve (cargo packages/workspaces, JS packages).
-    /// Default: the repository's `examples`.
+    /// Default: the repository's examples (`examples` and `examples/ts-onboarding`).
     #[arg(long = "source")]
     sources: Vec<PathBuf>,
     #[command(flatten)]
@@ -232,7 +235,8 @@ struct ServeArgs {
 #[derive(Debug, Args)]
 struct BuildArgs {
     /// Module sources: cargo workspaces/packages or JS packages. Default: the repository's
-    /// `examples` inside the Waymark repository, else the current directory.
+    /// examples (`examples`, `examples/ts-onboarding`) inside the Waymark repository, else the
+    /// current directory.
     sources: Vec<PathBuf>,
     /// Where the built `.wasm` files go.
     #[arg(long, default_value = "target/modules")]
@@ -311,9 +315,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             mut serve_args,
             sources,
         }) => {
-            let (default_source, work) = work_dirs()?;
+            let (default_sources, work) = work_dirs()?;
             let sources = if sources.is_empty() {
-                vec![default_source]
+                default_sources
             } else {
                 sources
             };
@@ -410,8 +414,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &args.api.key,
             ))
         }
-        Command::New { name, dir } => {
-            let made = crate::modules::scaffold::new_module(&dir, &name)?;
+        Command::New { name, lang, dir } => {
+            let made = crate::modules::scaffold::new_module(&dir, &name, lang)?;
             println!(
                 "created module {name} in {}\nbuild it with `waymark build` there, deploy it with \
                  `waymark deploy {} --key $KEY`",
@@ -421,9 +425,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Build(args) => {
-            let (default_source, work) = work_dirs()?;
+            let (default_sources, work) = work_dirs()?;
             let sources = if args.sources.is_empty() {
-                vec![default_source]
+                default_sources
             } else {
                 args.sources
             };
@@ -432,14 +436,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The module source `build` and `dev` take when given none, and the directory their build
-/// output goes under: in the Waymark repository its `examples` and `target/`; anywhere else
+/// The module sources `build` and `dev` take when given none, and the directory their build
+/// output goes under: in the Waymark repository its examples (Rust and TypeScript) and
+/// `target/`; anywhere else
 /// the current directory and its `target/`.
-fn work_dirs() -> anyhow::Result<(PathBuf, PathBuf)> {
+fn work_dirs() -> anyhow::Result<(Vec<PathBuf>, PathBuf)> {
     let cwd = std::env::current_dir()?;
     Ok(match repo_root_from(&cwd) {
-        Some(root) => (root.join("examples"), root.join("target")),
-        None => (cwd.clone(), cwd.join("target")),
+        Some(root) => (
+            // The Rust examples' workspace and the TypeScript example beside it.
+            vec![root.join("examples"), root.join("examples/ts-onboarding")],
+            root.join("target"),
+        ),
+        None => (vec![cwd.clone()], cwd.join("target")),
     })
 }
 

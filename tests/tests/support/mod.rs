@@ -37,7 +37,13 @@ pub fn built_modules() -> &'static Path {
             .current_dir(&root)
             .args(["build", "--out"])
             .arg(&out)
-            .args(["examples", "tests/guests", "tests/guests/js-hello"])
+            .args([
+                "examples",
+                "examples/ts-onboarding",
+                "tests/guests",
+                "tests/guests/js-hello",
+                "tests/guests/ts-edge",
+            ])
             .env("WAYMARK_LOG", "warn")
             .status()
             .expect("running waymark build");

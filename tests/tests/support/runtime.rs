@@ -25,14 +25,18 @@ pub struct RuntimeFixture {
 
 impl RuntimeFixture {
     pub fn new(trigger: &str, person_properties: Map<String, Value>) -> Self {
+        Self::with_limits(trigger, person_properties, ActivationLimits::default())
+    }
+
+    /// Like [`RuntimeFixture::new`], with activations bounded by `limits`.
+    pub fn with_limits(
+        trigger: &str,
+        person_properties: Map<String, Value>,
+        limits: ActivationLimits,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Clock::default();
-        let runtime = Runtime::new(
-            dir.path().join("artifacts"),
-            ActivationLimits::default(),
-            clock.clone(),
-        )
-        .unwrap();
+        let runtime = Runtime::new(dir.path().join("artifacts"), limits, clock.clone()).unwrap();
         let registry = ModuleRegistry::new(
             Arc::new(runtime),
             ModuleFiles::new(dir.path().join("modules")),

@@ -19,6 +19,9 @@ struct JsPackage {
     name: String,
     /// The built component, relative to the package directory.
     module: PathBuf,
+    /// Local packages it depends on (`file:` dependencies, such as the TypeScript SDK),
+    /// relative to the package directory: their changes make the build stale too.
+    linked: Vec<PathBuf>,
 }
 
 fn parse_package_json(text: &str) -> Result<JsPackage, String> {
@@ -43,7 +46,18 @@ fn parse_package_json(text: &str) -> Result<JsPackage, String> {
     {
         return Err("no `scripts.build` (the command that runs componentize-js)".into());
     }
-    Ok(JsPackage { name, module })
+    let linked = ["dependencies", "devDependencies"]
+        .iter()
+        .filter_map(|section| json.get(section).and_then(|d| d.as_object()))
+        .flat_map(|deps| deps.values())
+        .filter_map(|spec| spec.as_str()?.strip_prefix("file:"))
+        .map(PathBuf::from)
+        .collect();
+    Ok(JsPackage {
+        name,
+        module,
+        linked,
+    })
 }
 
 /// Whether an output last modified at `output` is newer than every input time.
@@ -140,8 +154,16 @@ pub(super) fn build(dir: &Path, out_dir: &Path) -> Result<BuiltModule, BuildErro
     if let Some(parent) = output.parent().filter(|p| *p != dir) {
         skip_paths.push(parent.to_path_buf());
     }
-    let sources = newest_mtime(dir, &["node_modules", ".git"], &skip_paths)
+    let mut sources = newest_mtime(dir, &["node_modules", ".git"], &skip_paths)
         .map_err(io_err("scanning", dir))?;
+    for linked in &package.linked {
+        let linked_dir = dir.join(linked);
+        if linked_dir.is_dir() && !linked_dir.starts_with(dir) {
+            let newest = newest_mtime(&linked_dir, &["node_modules", ".git", "test"], &[])
+                .map_err(io_err("scanning", &linked_dir))?;
+            sources = sources.max(newest);
+        }
+    }
     let wit_dir = repo_wit.clone().unwrap_or_else(|| local_wit.clone());
     let wit = newest_mtime(&wit_dir, &[], &[]).map_err(io_err("scanning", &wit_dir))?;
 
@@ -208,9 +230,15 @@ mod tests {
             p,
             JsPackage {
                 name: "js-hello".into(),
-                module: "out/m.wasm".into()
+                module: "out/m.wasm".into(),
+                linked: vec![],
             }
         );
+        let p = parse_package_json(
+            r#"{"name":"ts","scripts":{"build":"x"},"devDependencies":{"@waymark/guest":"file:../sdk","typescript":"5.9.3"}}"#,
+        )
+        .unwrap();
+        assert_eq!(p.linked, [PathBuf::from("../sdk")]);
         let p = parse_package_json(r#"{"name":"trial","scripts":{"build":"x"}}"#).unwrap();
         assert_eq!(p.module, PathBuf::from("dist/trial.wasm"));
         assert_eq!(

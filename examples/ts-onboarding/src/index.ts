@@ -1,0 +1,80 @@
+/**
+ * Onboarding, in TypeScript: a new user gets a welcome email, then a day later we look for
+ * their first project. If they create one within three days they get a congratulation naming
+ * it; if not, a nudge. Everyone who creates three projects within thirty days joins the
+ * `ts-active-creators` bucket, whose reaction thanks them once and marks their contact.
+ *
+ * Each `ctx` call is a durable step: after the sleep and the wait the host runs `onboarding`
+ * again from the top, and every call already made answers from the journal.
+ */
+import { type Ctx, bucket, days, defineModule, event, journey, prop, template } from '@waymark/guest';
+
+export async function onboarding(ctx: Ctx): Promise<void> {
+  const name = ctx.person.string('name') ?? 'there';
+  await ctx.sendEmail('onboarding-welcome', { vars: { name } });
+  await ctx.sleep(days(1), 'one day after signing up');
+
+  const project = await ctx.waitFor('project.created', {
+    timeout: days(3),
+    where: prop('name').exists(),
+    label: 'their first project',
+  });
+  if (project) {
+    const projectName = project.string('name') ?? 'your project';
+    await ctx.sendEmail('onboarding-first-project', { vars: { name, project: projectName } });
+    ctx.info(`${ctx.person.key} created ${projectName}`);
+  } else {
+    await ctx.sendEmail('onboarding-nudge', { vars: { name } });
+  }
+}
+
+export async function welcomeActiveCreator(ctx: Ctx): Promise<void> {
+  await ctx.sendEmail('onboarding-active-creator', {
+    vars: { projects: ctx.countEvents('project.created', { within: days(30) }) },
+  });
+  await ctx.updateContact({ active_creator: true });
+}
+
+export default defineModule({
+  journeys: [
+    journey({
+      id: 'ts-onboarding',
+      name: 'Onboarding (TypeScript)',
+      trigger: 'user.signed_up',
+      entryLimit: 'once',
+      exitOn: ['account.deleted'],
+      run: onboarding,
+    }),
+  ],
+  buckets: [
+    bucket({
+      id: 'ts-active-creators',
+      name: 'Active creators',
+      description: 'Created at least three projects in the last 30 days',
+      criteria: event('project.created').within(days(30)).atLeast(3),
+      onEnter: { run: welcomeActiveCreator, firstEntryOnly: true },
+    }),
+  ],
+  templates: [
+    template({
+      key: 'onboarding-welcome',
+      subject: 'Welcome aboard, {{ name }}!',
+      body: 'Hi {{ name }},\n\nYour account is ready. Create your first project to get going.\n',
+    }),
+    template({
+      key: 'onboarding-first-project',
+      subject: '{{ project }} is live',
+      body: 'Nice work, {{ name }}: {{ project }} is your first project.\n',
+    }),
+    template({
+      key: 'onboarding-nudge',
+      subject: 'Need a hand getting started?',
+      body: 'Hi {{ name }},\n\nYou have not created a project yet. Reply to this email and we will help.\n',
+    }),
+    template({
+      key: 'onboarding-active-creator',
+      subject: 'You are on a roll',
+      body: '{{ projects }} projects in a month. Thank you for building with us.\n',
+    }),
+  ],
+});
