@@ -416,9 +416,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::New { name, lang, dir } => {
             let made = crate::modules::scaffold::new_module(&dir, &name, lang)?;
+            let test = match lang {
+                crate::modules::scaffold::Lang::Rust => "cargo test",
+                crate::modules::scaffold::Lang::TypeScript => "npm install && npm test",
+            };
             println!(
-                "created module {name} in {}\nbuild it with `waymark build` there, deploy it with \
-                 `waymark deploy {} --key $KEY`",
+                "created module {name} in {}\ntest it with `{test}` there, build it with \
+                 `waymark build`, deploy it with `waymark deploy {} --key $KEY`",
                 made.display(),
                 made.display()
             );

@@ -126,6 +126,14 @@ e2e!(
             ]
         );
 
+        // And the handlers' log lines (ctx.info, console.warn) reached the host's log
+        let log = server.log();
+        assert_eq!(support::log_lines_with(&log, "ada created Apollo").len(), 1);
+        assert_eq!(
+            support::log_lines_with(&log, "bo has no project yet").len(),
+            1
+        );
+
         // When Cy creates three projects, Cy joins the active creators and the reaction runs
         server
             .send_event(

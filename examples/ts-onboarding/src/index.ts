@@ -25,6 +25,7 @@ export async function onboarding(ctx: Ctx): Promise<void> {
     ctx.info(`${ctx.person.key} created ${projectName}`);
   } else {
     await ctx.sendEmail('onboarding-nudge', { vars: { name } });
+    console.warn(`${ctx.person.key} has no project yet`); // console.* goes to the host's log too
   }
 }
 

@@ -201,11 +201,35 @@ export function witManifest(manifest: Manifest): unknown {
   };
 }
 
+/**
+ * Routes `console.*` to the host's log (the component has no stdio): `log`/`info` at info,
+ * `debug`, `warn`, `error` and `trace` at theirs. Like `ctx.info`, not journaled.
+ */
+function installConsole(context: WitContext): void {
+  const line = (args: unknown[]) =>
+    args.map((a) => (typeof a === 'string' ? a : a instanceof Error ? failureMessage(a) : safeJson(a))).join(' ');
+  const at = (level: LogLevel) => (...args: unknown[]) => context.log(level, line(args));
+  const forward = { log: at('info'), info: at('info'), debug: at('debug'), warn: at('warn'), error: at('error'), trace: at('trace') };
+  Object.assign(globalThis.console ?? ((globalThis as { console?: object }).console = {}), forward);
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
 /** The world's exports for `module`. */
 export function exportsFor(
   module: Module,
   context: WitContext,
 ): { describe(): unknown; run(invocation: WitInvocation): void | Promise<void> } {
+  if (module === null || typeof module !== 'object' || typeof (module as Module).handler !== 'function') {
+    throw new TypeError('the module entry must `export default defineModule({ ... })`');
+  }
+  installConsole(context);
   const host = witHost(context);
   return {
     describe: () => witManifest(module.manifest),

@@ -13,6 +13,7 @@
 import { type Ctx, defineModule, hours, journey, template } from '@waymark/guest';
 
 async function steps(ctx: Ctx): Promise<void> {
+  console.log('steps for', ctx.person.key, { trigger: ctx.trigger.name }); // to the host's log
   ctx.checkpoint('start');
   await ctx.sendEmail('ts-step', { vars: { n: 1 } });
   await ctx.sleep(hours(1), 'an hour');
