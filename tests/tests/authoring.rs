@@ -198,3 +198,123 @@ async fn waymark_dev_rebuilds_a_saved_module_and_puts_it_live() {
     dev.kill().ok();
     dev.wait().ok();
 }
+
+#[tokio::test]
+async fn a_typescript_module_scaffolded_outside_the_repository_tests_builds_deploys_and_hot_reloads()
+ {
+    let server = Server::start(ServerOptions::default()).await;
+    let outside = tempfile::tempdir().unwrap();
+
+    // Given a TypeScript module scaffolded outside the repository
+    let made = waymark(outside.path(), &["new", "hello", "--lang", "ts"]);
+    assert!(made.status.success(), "{}", text(&made));
+    let module = outside.path().join("hello");
+    assert!(
+        module
+            .join("waymark-sdk/guest-sdk/ts/src/index.ts")
+            .is_file()
+    );
+    let index = module.join("src/index.ts");
+    let source = std::fs::read_to_string(&index).unwrap();
+
+    // When its handler has a type error, the build fails with tsc's error
+    std::fs::write(
+        &index,
+        source.replace("ctx.sleep(days(1),", "ctx.sleep('one day',"),
+    )
+    .unwrap();
+    let broken = waymark(&module, &["build"]);
+    assert!(!broken.status.success(), "{}", text(&broken));
+    assert!(
+        text(&broken).contains("src/index.ts") && text(&broken).contains("error TS2345"),
+        "{}",
+        text(&broken)
+    );
+
+    // When it is fixed, its own tests pass with the test kit
+    std::fs::write(&index, &source).unwrap();
+    let tested = Command::new("npm")
+        .current_dir(&module)
+        .args(["test"])
+        .output()
+        .expect("running npm test");
+    assert!(tested.status.success(), "{}", text(&tested));
+
+    // And it deploys from there (built first)
+    let api = ["--url", server.base.as_str(), "--key", server.key.as_str()];
+    let deploy = || {
+        let mut args = vec!["deploy", "hello"];
+        args.extend(api);
+        waymark(outside.path(), &args)
+    };
+    let deployed = deploy();
+    assert!(deployed.status.success(), "{}", text(&deployed));
+    assert!(
+        text(&deployed).contains("journeys: +hello-welcome"),
+        "{}",
+        text(&deployed)
+    );
+
+    // Then a sign-up gets the welcome email the TypeScript journey sends
+    let signup = json!({ "name": "user.signed_up", "userId": "ada", "email": "ada@example.com",
+                         "contactProperties": { "name": "Ada" } });
+    let run = started_run(&server.send_event(signup).await);
+    server.run_reaches(&run, "waiting").await;
+    let emails = server.get("/v1/emails?to=ada@example.com").await;
+    assert_eq!(emails["emails"][0]["subject"], "Welcome, Ada!", "{emails}");
+
+    // And deploying again neither rebuilds nor changes anything
+    let component = module.join("dist/hello.wasm");
+    let built_at = std::fs::metadata(&component).unwrap().modified().unwrap();
+    let again = deploy();
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("already active, nothing changed"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(
+        std::fs::metadata(&component).unwrap().modified().unwrap(),
+        built_at,
+        "the component was not rebuilt"
+    );
+
+    // When `waymark dev` serves it and the TypeScript is saved with a change
+    let (data, modules) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut dev, base, key) = spawn_dev(&module, data.path(), modules.path());
+    let client = support::http_client();
+    let active = async || -> serde_json::Value {
+        let response = client
+            .get(format!("{base}/v1/modules/hello"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        response.json::<serde_json::Value>().await.unwrap()["activeVersion"].clone()
+    };
+    let first = active().await;
+    assert!(first.is_string(), "the module is served: {first}");
+    std::fs::write(
+        &index,
+        source.replace("How is it going?", "How is it going so far?"),
+    )
+    .unwrap();
+    let saved = std::time::Instant::now();
+
+    // Then it is rebuilt (type-checked, bundled, componentized) and goes live without a restart
+    let deadline = saved + std::time::Duration::from_secs(300);
+    while active().await == first {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new version; log:\n{}",
+            std::fs::read_to_string(data.path().join("dev.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "TypeScript save → live, rebuild included: {:?}",
+        saved.elapsed()
+    );
+    dev.kill().ok();
+    dev.wait().ok();
+}

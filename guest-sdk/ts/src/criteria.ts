@@ -91,12 +91,17 @@ function flatten(conditions: Conditions): Criteria[] {
 
 /** True when every condition is: `all(a, b)` or `all([a, b])`. An empty list is refused. */
 export function all(...conditions: Conditions): Criteria {
-  return new Criteria({ type: 'all', conditions: flatten(conditions).map((c) => c.json) });
+  return new Criteria({ type: 'all', conditions: nonEmpty(flatten(conditions), 'all').map((c) => c.json) });
 }
 
 /** True when at least one condition is. An empty list is refused. */
 export function any(...conditions: Conditions): Criteria {
-  return new Criteria({ type: 'any', conditions: flatten(conditions).map((c) => c.json) });
+  return new Criteria({ type: 'any', conditions: nonEmpty(flatten(conditions), 'any').map((c) => c.json) });
+}
+
+function nonEmpty(conditions: Criteria[], what: string): Criteria[] {
+  if (conditions.length === 0) throw new TypeError(`${what}() needs at least one condition`);
+  return conditions;
 }
 
 /** True when `condition` is not. */

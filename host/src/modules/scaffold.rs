@@ -308,6 +308,7 @@ mod tests {
             "guest-sdk/rust/src/lib.rs",
             "guest-sdk/ts/package.json",
             "guest-sdk/ts/src/index.ts",
+            "guest-sdk/ts/src/testing/index.ts",
             "guest-sdk/ts/bin/waymark-guest.mjs",
         ] {
             assert!(paths.contains(&needed), "{needed} in {paths:?}");

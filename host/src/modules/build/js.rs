@@ -144,9 +144,19 @@ pub(super) fn build(dir: &Path, out_dir: &Path) -> Result<BuiltModule, BuildErro
     let output = dir.join(&package.module);
     let local_wit = dir.join("wit");
     let repo_wit = repository_wit(dir);
-    if repo_wit.is_none() && !local_wit.join("waymark.wit").is_file() {
-        return Err(BuildError::WitNotFound(dir.to_path_buf()));
-    }
+    // A package linking a guest SDK (`waymark new --lang ts`) builds against the WIT that
+    // SDK ships with (`<sdk>/../../wit`), which its build script finds itself.
+    let sdk_wit = package
+        .linked
+        .iter()
+        .map(|linked| dir.join(linked).join("../../wit"))
+        .find(|wit| wit.join("waymark.wit").is_file());
+    let wit_dir = match (&repo_wit, &sdk_wit) {
+        (Some(repo), _) => repo.clone(),
+        (None, Some(sdk)) => sdk.clone(),
+        (None, None) if local_wit.join("waymark.wit").is_file() => local_wit.clone(),
+        (None, None) => return Err(BuildError::WitNotFound(dir.to_path_buf())),
+    };
 
     // Inputs: the package's own files (not node_modules, build output or the copied WIT) and
     // the WIT it is built from.
@@ -154,7 +164,8 @@ pub(super) fn build(dir: &Path, out_dir: &Path) -> Result<BuiltModule, BuildErro
     if let Some(parent) = output.parent().filter(|p| *p != dir) {
         skip_paths.push(parent.to_path_buf());
     }
-    let mut sources = newest_mtime(dir, &["node_modules", ".git"], &skip_paths)
+    // `target` is where `waymark build` and `deploy` put their output when run in the package.
+    let mut sources = newest_mtime(dir, &["node_modules", ".git", "target"], &skip_paths)
         .map_err(io_err("scanning", dir))?;
     for linked in &package.linked {
         let linked_dir = dir.join(linked);
@@ -164,14 +175,14 @@ pub(super) fn build(dir: &Path, out_dir: &Path) -> Result<BuiltModule, BuildErro
             sources = sources.max(newest);
         }
     }
-    let wit_dir = repo_wit.clone().unwrap_or_else(|| local_wit.clone());
     let wit = newest_mtime(&wit_dir, &[], &[]).map_err(io_err("scanning", &wit_dir))?;
 
     if is_up_to_date(mtime(&output), &[sources, wit]) {
         tracing::info!(source = %dir.display(), module = %package.name, "JS module is up to date");
     } else {
         tracing::info!(source = %dir.display(), module = %package.name, "building JS module (componentize-js)");
-        if let Some(repo_wit) = &repo_wit {
+        // A plain JS package builds against `./wit`: refresh it from the repository's.
+        if let (Some(repo_wit), None) = (&repo_wit, &sdk_wit) {
             copy_dir_fresh(repo_wit, &local_wit)?;
         }
         if needs_npm_install(dir) {

@@ -91,7 +91,7 @@ pub enum BuildError {
     #[error("{path}: {message}")]
     PackageJson { path: PathBuf, message: String },
     #[error(
-        "no WIT for the JS package {0}: found neither a repository (a parent directory with wit/waymark.wit) nor {0}/wit/waymark.wit"
+        "no WIT for the JS package {0}: found neither a repository (a parent directory with wit/waymark.wit), a linked guest SDK (file: dependency) shipping one, nor {0}/wit/waymark.wit"
     )]
     WitNotFound(PathBuf),
     #[error("the build of {source_dir} finished but did not produce {path}")]
