@@ -1,7 +1,8 @@
 //! The TypeScript example (`examples/ts-onboarding`), end to end: built by `waymark build`
 //! from its TypeScript sources, served by the host, driven with the dev clock through its
-//! sleep, its wait (answered, filtered out, timed out) and its bucket reaction, with the exact
-//! emails it sends (minijinja drops a template's final newline, as for every template).
+//! wait (answered on the first day, filtered out, timed out), its sleep until a week after the
+//! sign-up, its count of the week's projects and its bucket reaction, with the exact emails it
+//! sends (minijinja drops a template's final newline, as for every template).
 
 mod support;
 
@@ -24,7 +25,7 @@ async fn emails_to(server: &Server, to: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Waits until run `id` is waiting at its `n`th wait-or-sleep step.
+/// Waits until run `id` is waiting with `step` as the last step of its journal.
 async fn waiting_at(server: &Server, id: &str, step: &str) -> Value {
     server
         .eventually(&format!("run {id} waiting at {step}"), async || {
@@ -50,7 +51,7 @@ fn project(user: &str, properties: Value) -> Value {
 }
 
 e2e!(
-    the_typescript_onboarding_example_congratulates_nudges_and_reacts_to_active_creators,
+    the_typescript_onboarding_example_congratulates_nudges_sums_up_the_week_and_reacts_to_active_creators,
     |backend: Backend| async move {
         // Given a dev server running the TypeScript example
         let server = Server::start(ServerOptions {
@@ -65,9 +66,9 @@ e2e!(
         let ada = started_run(&server.send_event(signup("ada", "Ada")).await);
         let bo = started_run(&server.send_event(signup("bo", "Bo")).await);
 
-        // Then each gets the welcome email and sleeps a day
-        waiting_at(&server, &ada, "sleep").await;
-        waiting_at(&server, &bo, "sleep").await;
+        // Then each gets the welcome email and, at once, waits for their first project
+        waiting_at(&server, &ada, "wait-for-event").await;
+        waiting_at(&server, &bo, "wait-for-event").await;
         let welcome = |name: &str| {
             (
                 format!("Welcome aboard, {name}!"),
@@ -82,13 +83,8 @@ e2e!(
         );
         assert_eq!(emails_to(&server, "bo@example.com").await, [welcome("Bo")]);
 
-        // When the day passes, both wait for their first project
-        server.advance_clock("1d").await;
-        waiting_at(&server, &ada, "wait-for-event").await;
-        waiting_at(&server, &bo, "wait-for-event").await;
-
-        // When Ada creates "Apollo", and Bo creates a project with no name (the wait's filter
-        // does not hold for it)
+        // When, on their first day, Ada creates "Apollo", and Bo creates a project with no
+        // name (the wait's filter does not hold for it)
         server
             .send_event(project("ada", json!({ "name": "Apollo" })))
             .await;
@@ -96,37 +92,68 @@ e2e!(
             .send_event(project("bo", json!({ "draft": true })))
             .await;
 
-        // Then Ada's run completes with the congratulation naming her project
-        server.run_reaches(&ada, "completed").await;
+        // Then Ada is congratulated at once, naming her project, and sleeps until her first week
+        waiting_at(&server, &ada, "sleep-until").await;
+        let congratulation = (
+            "Apollo is live".to_owned(),
+            "Nice work, Ada: Apollo is your first project.".to_owned(),
+        );
         assert_eq!(
             emails_to(&server, "ada@example.com").await,
-            [
-                welcome("Ada"),
-                (
-                    "Apollo is live".to_owned(),
-                    "Nice work, Ada: Apollo is your first project.".to_owned()
-                ),
-            ]
+            [welcome("Ada"), congratulation.clone()]
         );
-        // And Bo is still waiting
-        assert_eq!(server.run(&bo).await["status"], "waiting");
+        // And Bo is still waiting for a named project
+        let run = server.run(&bo).await;
+        assert_eq!(run["status"], "waiting", "{run}");
+        assert_eq!(
+            support::steps(&run).last().map(String::as_str),
+            Some("wait-for-event")
+        );
 
-        // When three days pass with no named project, Bo's wait times out into the nudge
-        server.advance_clock("3d").await;
-        server.run_reaches(&bo, "completed").await;
+        // When a day passes and Ada creates a second project
+        server.advance_clock("1d").await;
+        server
+            .send_event(project("ada", json!({ "name": "Gemini" })))
+            .await;
+
+        // And two more days pass with no named project from Bo, his wait times out into the
+        // nudge, and he sleeps until his first week too
+        server.advance_clock("2d").await;
+        waiting_at(&server, &bo, "sleep-until").await;
+        let nudge = (
+            "Need a hand getting started?".to_owned(),
+            "Hi Bo,\n\nYou have not created a project yet. Reply to this email and we will help."
+                .to_owned(),
+        );
         assert_eq!(
             emails_to(&server, "bo@example.com").await,
-            [
-                welcome("Bo"),
-                (
-                    "Need a hand getting started?".to_owned(),
-                    "Hi Bo,\n\nYou have not created a project yet. Reply to this email and we will help."
-                        .to_owned()
-                ),
-            ]
+            [welcome("Bo"), nudge.clone()]
         );
 
-        // And the handlers' log lines (ctx.info, console.warn) reached the host's log
+        // When the rest of the week passes, both get the first-week email with the number of
+        // projects they created since signing up (Bo's unnamed one counts)
+        server.advance_clock("4d").await;
+        server.run_reaches(&ada, "completed").await;
+        server.run_reaches(&bo, "completed").await;
+        let first_week = |name: &str, projects: u32| {
+            (
+                format!("Your first week, {name}"),
+                format!(
+                    "Hi {name},\n\nYou have been with us for a week. Projects created so far: {projects}."
+                ),
+            )
+        };
+        assert_eq!(
+            emails_to(&server, "ada@example.com").await,
+            [welcome("Ada"), congratulation, first_week("Ada", 2)]
+        );
+        assert_eq!(
+            emails_to(&server, "bo@example.com").await,
+            [welcome("Bo"), nudge, first_week("Bo", 1)]
+        );
+
+        // And the handlers' log lines (ctx.info, console.warn) reached the host's log, once
+        // each: the activations that replayed past them after the sleep wrote nothing
         let log = server.log();
         assert_eq!(support::log_lines_with(&log, "ada created Apollo").len(), 1);
         assert_eq!(

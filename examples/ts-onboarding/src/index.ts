@@ -1,10 +1,16 @@
 /**
- * Onboarding, in TypeScript: a new user gets a welcome email, then a day later we look for
- * their first project. If they create one within three days they get a congratulation naming
- * it; if not, a nudge. Everyone who creates three projects within thirty days joins the
- * `ts-active-creators` bucket, whose reaction thanks them once and marks their contact.
+ * Onboarding, in TypeScript: a new user gets a welcome email, and from then on we wait up to
+ * three days for their first (named) project. If it comes they get a congratulation naming it;
+ * if not, a nudge. Either way, a week after signing up they get a "your first week" email
+ * counting the projects they created since. Everyone who creates three projects within thirty
+ * days joins the `ts-active-creators` bucket, whose reaction thanks them once and marks their
+ * contact.
  *
- * Each `ctx` call is a durable step: after the sleep and the wait the host runs `onboarding`
+ * The wait starts right after the welcome, not after a sleep: a wait sees only the events
+ * received after it began, so a project created before it would be missed. The sleep comes
+ * after the branch, to the instant a week after the sign-up.
+ *
+ * Each `ctx` call is a durable step: after the wait and the sleep the host runs `onboarding`
  * again from the top, and every call already made answers from the journal.
  */
 import { type Ctx, bucket, days, defineModule, event, journey, prop, template } from '@waymark/guest';
@@ -12,7 +18,6 @@ import { type Ctx, bucket, days, defineModule, event, journey, prop, template } 
 export async function onboarding(ctx: Ctx): Promise<void> {
   const name = ctx.person.string('name') ?? 'there';
   await ctx.sendEmail('onboarding-welcome', { vars: { name } });
-  await ctx.sleep(days(1), 'one day after signing up');
 
   const project = await ctx.waitFor('project.created', {
     timeout: days(3),
@@ -27,6 +32,10 @@ export async function onboarding(ctx: Ctx): Promise<void> {
     await ctx.sendEmail('onboarding-nudge', { vars: { name } });
     console.warn(`${ctx.person.key} has no project yet`); // console.* goes to the host's log too
   }
+
+  await ctx.sleepUntil(ctx.trigger.occurredAt + days(7), 'a week after signing up');
+  const projects = ctx.countEvents('project.created', { since: 'runStart' });
+  await ctx.sendEmail('onboarding-first-week', { vars: { name, projects } });
 }
 
 export async function welcomeActiveCreator(ctx: Ctx): Promise<void> {
@@ -71,6 +80,11 @@ export default defineModule({
       key: 'onboarding-nudge',
       subject: 'Need a hand getting started?',
       body: 'Hi {{ name }},\n\nYou have not created a project yet. Reply to this email and we will help.\n',
+    }),
+    template({
+      key: 'onboarding-first-week',
+      subject: 'Your first week, {{ name }}',
+      body: 'Hi {{ name }},\n\nYou have been with us for a week. Projects created so far: {{ projects }}.\n',
     }),
     template({
       key: 'onboarding-active-creator',

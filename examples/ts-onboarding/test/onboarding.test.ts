@@ -15,59 +15,96 @@ const ada = person('u1', { email: 'ada@example.com', properties: { name: 'Ada' }
 const kit = () => testModule(module, { startAt: SIGNUP });
 
 describe('onboarding', () => {
-  test('a user who creates a named project within three days of the first day is congratulated, naming it', async () => {
+  test('a user who creates a named project within three days is congratulated, naming it, then gets the first-week email', async () => {
     // Given Ada signs up and creates "Apollo" two days later
     const run = await kit().run('ts-onboarding', {
       person: ada,
       events: [{ name: 'project.created', after: days(2), properties: { name: 'Apollo' } }],
     });
 
-    // Then she was welcomed, and congratulated when the project came
+    // Then she was welcomed, congratulated when the project came, and a week after signing up
+    // told how many projects she created
     assert.equal(run.status, 'completed', run.timeline());
     assert.deepEqual(
-      run.emails.map((e) => e.template),
-      ['onboarding-welcome', 'onboarding-first-project'],
+      run.emails.map((e) => [e.template, e.vars, e.at]),
+      [
+        ['onboarding-welcome', { name: 'Ada' }, SIGNUP],
+        ['onboarding-first-project', { name: 'Ada', project: 'Apollo' }, SIGNUP + days(2)],
+        ['onboarding-first-week', { name: 'Ada', projects: 1 }, SIGNUP + days(7)],
+      ],
     );
-    assert.deepEqual(run.emails[0]?.vars, { name: 'Ada' });
-    assert.deepEqual(run.emails[1]?.vars, { name: 'Ada', project: 'Apollo' });
     assert.equal(run.emails[1]?.subject, 'Apollo is live');
-    assert.equal(run.emails[1]?.at, SIGNUP + days(2));
+    assert.equal(run.emails[2]?.subject, 'Your first week, Ada');
+    assert.equal(run.endedAt, SIGNUP + days(7));
     // and the journal holds the steps in order: the wait is a wait-for-event then a wait-resolved
     assert.deepEqual(
       run.steps.map((s) => s.kind),
-      ['send-email', 'sleep', 'wait-for-event', 'wait-resolved', 'send-email'],
+      [
+        'send-email',
+        'wait-for-event',
+        'wait-resolved',
+        'send-email',
+        'sleep-until',
+        'history-event-count',
+        'send-email',
+      ],
     );
-    assert.deepEqual(run.steps[1]?.request, { durationMs: days(1), label: 'one day after signing up' });
+    assert.deepEqual(run.steps[4]?.request, { at: SIGNUP + days(7), label: 'a week after signing up' });
     // and each activation replayed what the earlier ones did
     assert.deepEqual(
       run.activations.map((a) => [a.wokenBy, a.replayed.length, a.performed.length]),
       [
         ['start', 0, 2],
-        ['timer', 2, 1],
-        ['event', 3, 2],
+        ['event', 2, 3],
+        ['timer', 5, 2],
       ],
     );
+    // and the log line was written once, not again on the replay
     assert.deepEqual(
-      run.logs.map((l) => l.message),
-      ['u1 created Apollo'],
+      run.logs.map((l) => [l.level, l.message]),
+      [['info', 'u1 created Apollo']],
     );
     assert.deepEqual(run.warnings, []);
   });
 
-  test('a user who creates no project gets a nudge when the wait times out, four days after signing up', async () => {
+  test('a project created on the first day is congratulated: the wait begins with the welcome', async () => {
+    // Given Ada creates "Early bird" two hours after signing up
+    const run = await kit().run('ts-onboarding', {
+      person: ada,
+      events: [{ name: 'project.created', after: hours(2), properties: { name: 'Early bird' } }],
+    });
+
+    // Then she is congratulated then, not nudged
+    assert.equal(run.status, 'completed', run.timeline());
+    assert.deepEqual(
+      run.emails.map((e) => [e.template, e.at]),
+      [
+        ['onboarding-welcome', SIGNUP],
+        ['onboarding-first-project', SIGNUP + hours(2)],
+        ['onboarding-first-week', SIGNUP + days(7)],
+      ],
+    );
+    assert.equal(run.emails[1]?.subject, 'Early bird is live');
+  });
+
+  test('a user who creates no project gets a nudge when the wait times out, three days after signing up', async () => {
     const run = await kit().run('ts-onboarding', { person: ada });
 
     assert.equal(run.status, 'completed', run.timeline());
     assert.deepEqual(
-      run.emails.map((e) => [e.template, e.vars]),
+      run.emails.map((e) => [e.template, e.vars, e.at]),
       [
-        ['onboarding-welcome', { name: 'Ada' }],
-        ['onboarding-nudge', { name: 'Ada' }],
+        ['onboarding-welcome', { name: 'Ada' }, SIGNUP],
+        ['onboarding-nudge', { name: 'Ada' }, SIGNUP + days(3)],
+        ['onboarding-first-week', { name: 'Ada', projects: 0 }, SIGNUP + days(7)],
       ],
     );
-    assert.equal(run.activations.at(-1)?.wokenBy, 'timeout');
-    assert.equal(run.endedAt, SIGNUP + days(4));
-    assert.deepEqual(run.steps[3]?.response, { timedOut: true });
+    assert.deepEqual(run.steps[2]?.response, { timedOut: true });
+    assert.deepEqual(
+      run.activations.map((a) => a.wokenBy),
+      ['start', 'timeout', 'timer'],
+    );
+    assert.equal(run.endedAt, SIGNUP + days(7));
     // and its console.warn went to the run's log, once
     assert.deepEqual(
       run.logs.map((l) => [l.level, l.message]),
@@ -75,7 +112,7 @@ describe('onboarding', () => {
     );
   });
 
-  test('a project without a name does not end the wait', async () => {
+  test('a project without a name does not end the wait, but counts in the first week', async () => {
     // Given the only project Ada creates has no name
     const run = await kit().run('ts-onboarding', {
       person: ada,
@@ -87,14 +124,18 @@ describe('onboarding', () => {
       run.activations.map((a) => [a.wokenBy, a.outcome]),
       [
         ['start', 'suspended'],
-        ['timer', 'suspended'],
         ['event', 'suspended'],
-        ['timeout', 'completed'],
+        ['timeout', 'suspended'],
+        ['timer', 'completed'],
       ],
     );
     assert.deepEqual(
-      run.emails.map((e) => e.template),
-      ['onboarding-welcome', 'onboarding-nudge'],
+      run.emails.map((e) => [e.template, e.vars]),
+      [
+        ['onboarding-welcome', { name: 'Ada' }],
+        ['onboarding-nudge', { name: 'Ada' }],
+        ['onboarding-first-week', { name: 'Ada', projects: 1 }],
+      ],
     );
   });
 
@@ -102,22 +143,51 @@ describe('onboarding', () => {
     const run = await kit().run('ts-onboarding', {
       person: ada,
       events: [
-        { name: 'project.created', after: days(1) + hours(2) },
-        { name: 'project.created', after: days(3), properties: { name: 'Gemini' } },
+        { name: 'project.created', after: hours(20) },
+        { name: 'project.created', after: days(2), properties: { name: 'Gemini' } },
       ],
     });
     assert.deepEqual(run.emails[1]?.vars, { name: 'Ada', project: 'Gemini' });
+    assert.equal(run.emails[1]?.at, SIGNUP + days(2));
   });
 
-  test('a project created on the first day is not seen: the wait begins after the one-day sleep', async () => {
+  test('the first-week email counts the projects created since signing up', async () => {
+    // Given Ada had a project before signing up, and creates three in her first week
+    const run = await kit().run('ts-onboarding', {
+      person: person('u1', {
+        email: 'ada@example.com',
+        properties: { name: 'Ada' },
+        events: [{ name: 'project.created', ago: days(10), properties: { name: 'Old' } }],
+      }),
+      events: [
+        { name: 'project.created', after: days(1), properties: { name: 'Apollo' } },
+        { name: 'project.created', after: days(4), properties: { name: 'Gemini' } },
+        { name: 'project.created', after: days(6) },
+      ],
+    });
+
+    // Then the week's email counts the three, not the one from before
+    assert.equal(run.status, 'completed', run.timeline());
+    const week = run.emails.at(-1);
+    assert.equal(week?.template, 'onboarding-first-week');
+    assert.deepEqual(week?.vars, { name: 'Ada', projects: 3 });
+    assert.equal(week?.body, 'Hi Ada,\n\nYou have been with us for a week. Projects created so far: 3.\n');
+    // and the count is journaled with the instant it counts from: the run's start
+    const count = run.steps.find((s) => s.kind === 'history-event-count');
+    assert.deepEqual(count?.request, { personKey: null, name: 'project.created', sinceMs: SIGNUP });
+  });
+
+  test('the week is counted from the sign-up event, not from when the run started', async () => {
+    // Given the sign-up happened two days before it reached the journey
     const run = await kit().run('ts-onboarding', {
       person: ada,
-      events: [{ name: 'project.created', after: hours(12), properties: { name: 'Early bird' } }],
+      trigger: { occurredAt: SIGNUP - days(2) },
+      events: [{ name: 'project.created', after: hours(1), properties: { name: 'Apollo' } }],
     });
-    assert.deepEqual(
-      run.emails.map((e) => e.template),
-      ['onboarding-welcome', 'onboarding-nudge'],
-    );
+
+    // Then the first-week email goes out five days after the run started
+    assert.equal(run.emails.at(-1)?.template, 'onboarding-first-week');
+    assert.equal(run.emails.at(-1)?.at, SIGNUP + days(5));
   });
 
   test('a person without a name is greeted as "there"', async () => {
@@ -126,7 +196,7 @@ describe('onboarding', () => {
     assert.equal(run.emails[0]?.subject, 'Welcome aboard, there!');
   });
 
-  test('deleting the account ends the run at once, whatever it was doing', async () => {
+  test('deleting the account ends the run at once, while it waits for the first project', async () => {
     // Given Ada deletes her account while the journey waits for her first project
     const run = await kit().run('ts-onboarding', {
       person: ada,
@@ -140,6 +210,23 @@ describe('onboarding', () => {
     assert.deepEqual(
       run.emails.map((e) => e.template),
       ['onboarding-welcome'],
+    );
+  });
+
+  test('deleting the account ends the run at once, while it sleeps until the first week', async () => {
+    const run = await kit().run('ts-onboarding', {
+      person: ada,
+      events: [
+        { name: 'project.created', after: days(1), properties: { name: 'Apollo' } },
+        { name: 'account.deleted', after: days(5) },
+      ],
+    });
+
+    assert.equal(run.status, 'exited');
+    assert.equal(run.endedAt, SIGNUP + days(5));
+    assert.deepEqual(
+      run.emails.map((e) => e.template),
+      ['onboarding-welcome', 'onboarding-first-project'],
     );
   });
 

@@ -206,11 +206,18 @@ export function witManifest(manifest: Manifest): unknown {
  * `debug`, `warn`, `error` and `trace` at theirs. Like `ctx.info`, not journaled.
  */
 function installConsole(context: WitContext): void {
-  const line = (args: unknown[]) =>
-    args.map((a) => (typeof a === 'string' ? a : a instanceof Error ? failureMessage(a) : safeJson(a))).join(' ');
-  const at = (level: LogLevel) => (...args: unknown[]) => context.log(level, line(args));
+  const at = (level: LogLevel) => (...args: unknown[]) => context.log(level, consoleLine(args));
   const forward = { log: at('info'), info: at('info'), debug: at('debug'), warn: at('warn'), error: at('error'), trace: at('trace') };
   Object.assign(globalThis.console ?? ((globalThis as { console?: object }).console = {}), forward);
+}
+
+/**
+ * One log line from the arguments of a `console.*` call: strings as they are, errors as
+ * {@link failureMessage} writes them, anything else as JSON (or `String(value)` when it has
+ * none), joined by spaces. The test kit writes its console lines with it too.
+ */
+export function consoleLine(args: unknown[]): string {
+  return args.map((a) => (typeof a === 'string' ? a : a instanceof Error ? failureMessage(a) : safeJson(a))).join(' ');
 }
 
 function safeJson(value: unknown): string {

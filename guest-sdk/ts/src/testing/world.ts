@@ -8,7 +8,7 @@
  *
  * @internal
  */
-import { failureMessage, runHandler } from '../component.js';
+import { consoleLine, failureMessage, runHandler } from '../component.js';
 import type { CriteriaJson, Json } from '../criteria.js';
 import { Ctx, type Handler, type Properties } from '../ctx.js';
 import type { Duration, Timestamp } from '../duration.js';
@@ -871,23 +871,11 @@ function guardGlobals(act: Activation, index: number): () => void {
 
 /**
  * While a handler runs, `console.*` writes the run's log lines through the activation's host,
- * as a built module's console goes to the host's log (see `installConsole` in component.ts).
+ * formatted as a built module's console formats them for the host's log (`consoleLine`).
  */
 function captureConsole(host: KitHost): () => void {
   const console = globalThis.console as unknown as { [method: string]: unknown };
   const saved: { [method: string]: unknown } = {};
-  const line = (args: unknown[]) =>
-    args
-      .map((a) => {
-        if (typeof a === 'string') return a;
-        if (a instanceof Error) return failureMessage(a);
-        try {
-          return JSON.stringify(a) ?? String(a);
-        } catch {
-          return String(a);
-        }
-      })
-      .join(' ');
   const levels: [string, LogLevel][] = [
     ['log', 'info'],
     ['info', 'info'],
@@ -898,7 +886,7 @@ function captureConsole(host: KitHost): () => void {
   ];
   for (const [method, level] of levels) {
     saved[method] = console[method];
-    console[method] = (...args: unknown[]) => host.log(level, line(args));
+    console[method] = (...args: unknown[]) => host.log(level, consoleLine(args));
   }
   return () => {
     for (const [method] of levels) console[method] = saved[method];
