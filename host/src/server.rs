@@ -17,7 +17,7 @@ use crate::modules::{ModuleFiles, ModuleRegistry};
 use crate::reconcile_job::{DEFAULT_BATCH, ReconcileJob, ReconcileSchedule};
 use crate::runtime::threads::GuestThreads;
 use crate::runtime::{ActivationLimits, Runtime};
-use crate::scheduler::{Scheduler, spawn_clock_refresh};
+use crate::scheduler::{Scheduler, spawn_clock_refresh, spawn_statistics_upkeep};
 use crate::store::{self, Store};
 use crate::tenancy;
 use anyhow::Context;
@@ -168,6 +168,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     .spawn_on(&guest_threads.handle());
     spawn_clock_refresh(store.clone(), clock.clone(), scheduler_wake.clone());
+    spawn_statistics_upkeep(store.clone());
     let mailer = Arc::new(Mailer::new(&config.transport, &config.mail_from)?);
     DeliveryWorker {
         store: store.clone(),

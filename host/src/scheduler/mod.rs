@@ -6,7 +6,8 @@
 //! Several processes may schedule from one PostgreSQL database: claims are disjoint
 //! (`FOR UPDATE SKIP LOCKED`), a commit is refused to a worker that lost its lease, and
 //! [`spawn_clock_refresh`] keeps each process's dev clock on the database's offset so a timer
-//! is due at the same moment for all of them.
+//! is due at the same moment for all of them. [`spawn_statistics_upkeep`] keeps the database's
+//! planner statistics following the data, so plans do not depend on autovacuum.
 
 use crate::clock::{Clock, OFFSET_REFRESH};
 use crate::journeys::executor::{Activated, Executor};
@@ -150,6 +151,32 @@ pub fn spawn_clock_refresh(
                     }
                 }
                 Err(err) => tracing::warn!("reading the clock offset failed: {err}"),
+            }
+        }
+    })
+}
+
+/// How often the store is asked whether its planner statistics went stale.
+const STATISTICS_UPKEEP: Duration = Duration::from_secs(10);
+
+/// Refresh the store's planner statistics at start and then every [`STATISTICS_UPKEEP`], for
+/// the tables that changed a lot since they were last taken (PostgreSQL: a table analyzed while
+/// it held a few rows, or never, is otherwise planned as if it still did).
+pub fn spawn_statistics_upkeep(store: Arc<dyn HostSettings>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(STATISTICS_UPKEEP);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let started = std::time::Instant::now();
+            match store.refresh_statistics().await {
+                Ok(tables) if tables.is_empty() => {}
+                Ok(tables) => tracing::debug!(
+                    ?tables,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "refreshed planner statistics"
+                ),
+                Err(err) => tracing::warn!("refreshing planner statistics failed: {err}"),
             }
         }
     })

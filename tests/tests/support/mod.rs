@@ -191,6 +191,8 @@ pub struct ServerOptions {
     pub extra_args: Vec<String>,
     /// More files for the `--modules` directory: (file name, contents).
     pub module_files: Vec<(&'static str, Vec<u8>)>,
+    /// `WAYMARK_LOG` for the process (default `info,waymark=debug`).
+    pub log_filter: Option<&'static str>,
 }
 
 impl Default for ServerOptions {
@@ -202,6 +204,7 @@ impl Default for ServerOptions {
             dev: true,
             extra_args: vec![],
             module_files: vec![],
+            log_filter: None,
         }
     }
 }
@@ -217,6 +220,7 @@ pub struct Server {
     log_file: String,
     modules: Arc<TempDir>,
     options_args: Vec<String>,
+    log_filter: &'static str,
     pub database: Option<Arc<TestDatabase>>,
     client: reqwest::Client,
 }
@@ -256,6 +260,7 @@ impl Server {
             log_file: "server.log".into(),
             modules: Arc::new(modules),
             options_args: args,
+            log_filter: options.log_filter.unwrap_or("info,waymark=debug"),
             database,
             client: http_client(),
         };
@@ -312,6 +317,7 @@ impl Server {
             log_file: format!("{name}.log"),
             modules: self.modules.clone(),
             options_args: self.options_args.clone(),
+            log_filter: self.log_filter,
             database: self.database.clone(),
             client: http_client(),
         };
@@ -332,7 +338,7 @@ impl Server {
             .arg(self.data_dir.path())
             .args(["--listen", "127.0.0.1:0"])
             .args(&self.options_args)
-            .env("WAYMARK_LOG", "info,waymark=debug")
+            .env("WAYMARK_LOG", self.log_filter)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -186,9 +186,9 @@ impl PgStore {
 const SESSION_SETTINGS: &str =
     "SET plan_cache_mode = force_generic_plan; SET jit = off; SET enable_seqscan = off";
 
-/// Warn when the server does not keep statistics up to date by itself: without them (and the
-/// plan invalidation an ANALYZE brings), plans made while the tables were small stay in use as
-/// they grow, and lookups that should use an index can scan instead.
+/// Warn when the server does not vacuum by itself: the host refreshes planner statistics
+/// (`HostSettings::refresh_statistics`), but only VACUUM reclaims the dead rows that updates
+/// (timers, leases, runs) leave behind.
 async fn warn_without_autovacuum(pool: &PgPool) {
     let setting: Result<String, _> = sqlx::query_scalar("SELECT current_setting('autovacuum')")
         .fetch_one(pool)
@@ -197,9 +197,9 @@ async fn warn_without_autovacuum(pool: &PgPool) {
         && value != "on"
     {
         tracing::warn!(
-            "PostgreSQL runs with autovacuum = {value}: tables are never analyzed, so query \
-             plans made while they were small are kept as they grow; turn autovacuum on (or \
-             ANALYZE regularly)"
+            "PostgreSQL runs with autovacuum = {value}: Waymark keeps its tables' planner \
+             statistics itself, but dead rows are reclaimed only by VACUUM; turn autovacuum on \
+             (or VACUUM regularly)"
         );
     }
 }

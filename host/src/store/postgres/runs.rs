@@ -97,22 +97,27 @@ impl RunQueue for PgStore {
         // Timers of runs that are no longer live are never claimed (whoever ends a run outside
         // an activation deletes its timer in the same transaction). The claimed runs are read in
         // the same statement: what their activations need, without a second round trip.
+        //
+        // The plan is fixed by the statement's shape, not by statistics: the due timers are
+        // walked in `timers_by_due` order up to the limit, and each one's run is looked up by
+        // id (a scalar subquery and a LATERAL ... OFFSET 0 are never turned into joins, so the
+        // planner cannot pick a scan of every run however few rows it believes there are).
         let rows = sqlx::query(concat!(
             "WITH claimed AS (\
                  UPDATE timers SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
                  WHERE run_id IN (\
-                     SELECT t.run_id FROM timers t JOIN runs r ON r.id = t.run_id \
+                     SELECT t.run_id FROM timers t \
                      WHERE t.due_at <= $3 AND (t.lease_until IS NULL OR t.lease_until < $4) \
-                     AND r.status IN ",
+                     AND (SELECT r.status FROM runs r WHERE r.id = t.run_id) IN ",
             live_statuses!(),
             " ORDER BY t.due_at, t.run_id LIMIT $5 FOR UPDATE OF t SKIP LOCKED) \
                  RETURNING run_id, due_at) \
-             SELECT ",
+             SELECT r.* FROM claimed c CROSS JOIN LATERAL (SELECT ",
             run_columns!(),
-            ", r.input::text AS input, COALESCE((\
+            ", input::text AS input, COALESCE((\
                  SELECT json_agg(json_build_array(j.seq, j.kind, j.request, j.response, \
-                 j.recorded_at) ORDER BY j.seq) FROM journal j WHERE j.run_id = r.id), '[]')::text \
-             AS journal FROM claimed c JOIN runs r ON r.id = c.run_id \
+                 j.recorded_at) ORDER BY j.seq) FROM journal j WHERE j.run_id = runs.id), '[]')::text \
+             AS journal FROM runs WHERE runs.id = c.run_id OFFSET 0) r \
              ORDER BY c.due_at, c.run_id"
         ))
         .bind(&lease.owner)
@@ -160,13 +165,18 @@ impl RunQueue for PgStore {
 
     async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
         let now_real = Clock::real_now().0;
+        // The first claimable timer in `timers_by_due` order: a walk that stops at the first
+        // unleased timer of a live run, however many runs sleep behind it (MIN over a join
+        // could be planned as a pass over every timer).
         let due: Option<i64> = sqlx::query_scalar(concat!(
-            "SELECT MIN(t.due_at) FROM timers t JOIN runs r ON r.id = t.run_id \
-             WHERE (t.lease_until IS NULL OR t.lease_until < $1) AND r.status IN ",
-            live_statuses!()
+            "SELECT t.due_at FROM timers t \
+             WHERE (t.lease_until IS NULL OR t.lease_until < $1) \
+             AND (SELECT r.status FROM runs r WHERE r.id = t.run_id) IN ",
+            live_statuses!(),
+            " ORDER BY t.due_at LIMIT 1"
         ))
         .bind(now_real)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
         Ok(due.map(Timestamp))
     }

@@ -123,6 +123,9 @@ impl Tenancy for PgStore {
     }
 }
 
+/// The advisory lock that makes one host at a time refresh statistics ("Waymar", 1).
+pub(super) const STATISTICS_LOCK: i64 = 0x5761_796d_6172_0001;
+
 #[async_trait]
 impl HostSettings for PgStore {
     async fn clock_offset(&self) -> StoreResult<i64> {
@@ -147,5 +150,36 @@ impl HostSettings for PgStore {
         .fetch_one(&self.pool)
         .await?;
         parse_clock_offset(Some(value))
+    }
+
+    async fn refresh_statistics(&self) -> StoreResult<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        // One host at a time: the others skip this round (ANALYZE of a table waits for another
+        // ANALYZE of it).
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(STATISTICS_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !ours {
+            return Ok(Vec::new());
+        }
+        // Autovacuum's rule (50 changed rows plus 10% of the table since the last ANALYZE),
+        // counting a never-analyzed table as empty.
+        let stale: Vec<String> = sqlx::query_scalar(
+            "SELECT s.relname::text FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+             WHERE s.schemaname = current_schema() \
+             AND s.n_mod_since_analyze > 50 + 0.1 * GREATEST(c.reltuples, 0) \
+             ORDER BY s.relname",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for table in &stale {
+            let analyze = format!("ANALYZE \"{}\"", table.replace('"', "\"\""));
+            sqlx::query(sqlx::AssertSqlSafe(analyze))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(stale)
     }
 }

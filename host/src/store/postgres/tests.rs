@@ -602,3 +602,78 @@ async fn a_read_planned_when_its_table_was_one_page_still_walks_the_index() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_are_refreshed_once_a_table_outgrows_them_and_by_one_host_at_a_time() {
+    with_db(|db, store, tenant| async move {
+        // Given a fresh database whose tables were never analyzed, and 200 people signing up
+        let mut raw = db.raw().await;
+        let items = (0..200)
+            .map(|i| IngestItem {
+                routing: None,
+                event: event(&tenant, &format!("s{i}"), None, T0 + i),
+                candidates: vec![welcome()],
+            })
+            .collect();
+        store.ingest_plain(items).await.unwrap();
+        // (The cumulative statistics reach pg_stat_user_tables when the backends flush them.)
+        let mut refreshed = Vec::new();
+        for _ in 0..100 {
+            sqlx::query("SELECT pg_stat_force_next_flush()")
+                .execute(&mut raw)
+                .await
+                .unwrap();
+            // When the host asks for its statistics to be refreshed
+            refreshed = store.refresh_statistics().await.unwrap();
+            if refreshed.iter().any(|t| t == "runs") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Then the tables that grew are analyzed, and the planner now knows their size
+        for table in ["contacts", "events", "runs", "timers"] {
+            assert!(
+                refreshed.iter().any(|t| t == table),
+                "{table} in {refreshed:?}"
+            );
+        }
+        let runs: f32 = sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = 'runs'")
+            .fetch_one(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(runs, 200.0);
+        // And asking again finds nothing left to do
+        assert_eq!(
+            store.refresh_statistics().await.unwrap(),
+            Vec::<String>::new()
+        );
+
+        // When another host holds the upkeep lock, this one skips its round
+        let mut other = db.raw().await;
+        sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(super::tenancy::STATISTICS_LOCK)
+            .execute(&mut other)
+            .await
+            .unwrap();
+        let items = (200..400)
+            .map(|i| IngestItem {
+                routing: None,
+                event: event(&tenant, &format!("s{i}"), None, T0 + i),
+                candidates: vec![welcome()],
+            })
+            .collect();
+        store.ingest_plain(items).await.unwrap();
+        sqlx::query("SELECT pg_stat_force_next_flush()")
+            .execute(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.refresh_statistics().await.unwrap(),
+            Vec::<String>::new()
+        );
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        db
+    })
+    .await;
+}
