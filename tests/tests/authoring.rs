@@ -107,45 +107,111 @@ async fn a_module_scaffolded_outside_the_repository_builds_deploys_and_verifies_
     assert!(module.join("target/modules/hello.wasm").is_file());
 }
 
-/// `waymark dev` serving the module source in `dir`, with its own data and modules dirs; the
-/// process, its base URL and its admin key.
-fn spawn_dev(dir: &Path, data: &Path, modules: &Path) -> (std::process::Child, String, String) {
-    use std::io::{BufRead, BufReader};
-    let log = std::fs::File::create(data.join("dev.log")).unwrap();
-    let mut child = Command::new(support::BIN)
-        .current_dir(dir)
-        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .arg("--modules")
-        .arg(modules)
-        .env("WAYMARK_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("spawning waymark dev");
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let base = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            line.strip_prefix("waymark listening on ").map(|rest| {
-                rest.split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
+/// `waymark dev` serving the module source in a directory, with data and modules dirs of its
+/// own; killed when dropped.
+struct DevServer {
+    child: std::process::Child,
+    base: String,
+    key: String,
+    data: tempfile::TempDir,
+    _modules: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl DevServer {
+    fn spawn(dir: &Path) -> DevServer {
+        use std::io::{BufRead, BufReader};
+        let (data, modules) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let log_path = data.path().join("dev.log");
+        let mut child = Command::new(support::BIN)
+            .current_dir(dir)
+            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .arg("--modules")
+            .arg(modules.path())
+            .env("WAYMARK_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("spawning waymark dev");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let base = stdout
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                let rest = line.strip_prefix("waymark listening on ")?;
+                Some(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
             })
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "waymark dev did not start:\n{}",
-                std::fs::read_to_string(data.join("dev.log")).unwrap_or_default()
-            )
-        });
-    let key = std::fs::read_to_string(data.join("admin.key"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    (child, base, key)
+            .unwrap_or_else(|| {
+                panic!(
+                    "waymark dev did not start:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                )
+            });
+        let key = std::fs::read_to_string(data.path().join("admin.key"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        DevServer {
+            child,
+            base,
+            key,
+            data,
+            _modules: modules,
+            client: support::http_client(),
+        }
+    }
+
+    /// The version of `module` serving now.
+    async fn active_version(&self, module: &str) -> serde_json::Value {
+        let response = self
+            .client
+            .get(format!("{}/v1/modules/{module}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        response.json::<serde_json::Value>().await.unwrap()["activeVersion"].clone()
+    }
+
+    /// Saves `file` with `from` replaced by `to`, then waits until a new version of `module`
+    /// is live: how long that took from the save.
+    async fn save_and_wait_live(
+        &self,
+        module: &str,
+        file: &Path,
+        from: &str,
+        to: &str,
+    ) -> std::time::Duration {
+        let first = self.active_version(module).await;
+        assert!(first.is_string(), "{module} is served: {first}");
+        let source = std::fs::read_to_string(file).unwrap();
+        assert!(source.contains(from), "{} has {from:?}", file.display());
+        std::fs::write(file, source.replace(from, to)).unwrap();
+        let saved = std::time::Instant::now();
+        let deadline = saved + std::time::Duration::from_secs(300);
+        while self.active_version(module).await == first {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new version; log:\n{}",
+                std::fs::read_to_string(self.data.path().join("dev.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        saved.elapsed()
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
 }
 
 #[tokio::test]
@@ -155,48 +221,19 @@ async fn waymark_dev_rebuilds_a_saved_module_and_puts_it_live() {
     let made = waymark(outside.path(), &["new", "hello"]);
     assert!(made.status.success(), "{}", text(&made));
     let module = outside.path().join("hello");
-    let (data, modules) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (mut dev, base, key) = spawn_dev(&module, data.path(), modules.path());
-    let client = support::http_client();
-    let active = async || -> serde_json::Value {
-        let response = client
-            .get(format!("{base}/v1/modules/hello"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap();
-        response.json::<serde_json::Value>().await.unwrap()["activeVersion"].clone()
-    };
-    let first = active().await;
-    assert!(first.is_string(), "the scaffold is served: {first}");
+    let dev = DevServer::spawn(&module);
 
     // When a source file is saved with a change
-    let lib = module.join("src/lib.rs");
-    let source = std::fs::read_to_string(&lib).unwrap();
-    std::fs::write(
-        &lib,
-        source.replace("How is it going?", "How is it going so far?"),
-    )
-    .unwrap();
-    let saved = std::time::Instant::now();
-
     // Then it is rebuilt and the new version goes live, without a restart
-    let deadline = saved + std::time::Duration::from_secs(300);
-    loop {
-        let now = active().await;
-        if now != first {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no new version; log:\n{}",
-            std::fs::read_to_string(data.path().join("dev.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    eprintln!("save → live, rebuild included: {:?}", saved.elapsed());
-    dev.kill().ok();
-    dev.wait().ok();
+    let took = dev
+        .save_and_wait_live(
+            "hello",
+            &module.join("src/lib.rs"),
+            "How is it going?",
+            "How is it going so far?",
+        )
+        .await;
+    eprintln!("save → live, rebuild included: {took:?}");
 }
 
 #[tokio::test]
@@ -280,41 +317,16 @@ async fn a_typescript_module_scaffolded_outside_the_repository_tests_builds_depl
     );
 
     // When `waymark dev` serves it and the TypeScript is saved with a change
-    let (data, modules) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (mut dev, base, key) = spawn_dev(&module, data.path(), modules.path());
-    let client = support::http_client();
-    let active = async || -> serde_json::Value {
-        let response = client
-            .get(format!("{base}/v1/modules/hello"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap();
-        response.json::<serde_json::Value>().await.unwrap()["activeVersion"].clone()
-    };
-    let first = active().await;
-    assert!(first.is_string(), "the module is served: {first}");
-    std::fs::write(
-        &index,
-        source.replace("How is it going?", "How is it going so far?"),
-    )
-    .unwrap();
-    let saved = std::time::Instant::now();
-
     // Then it is rebuilt (type-checked, bundled, componentized) and goes live without a restart
-    let deadline = saved + std::time::Duration::from_secs(300);
-    while active().await == first {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no new version; log:\n{}",
-            std::fs::read_to_string(data.path().join("dev.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    eprintln!(
-        "TypeScript save → live, rebuild included: {:?}",
-        saved.elapsed()
-    );
-    dev.kill().ok();
-    dev.wait().ok();
+    let dev = DevServer::spawn(&module);
+    std::fs::write(&index, &source).unwrap();
+    let took = dev
+        .save_and_wait_live(
+            "hello",
+            &index,
+            "How is it going?",
+            "How is it going so far?",
+        )
+        .await;
+    eprintln!("TypeScript save → live, rebuild included: {took:?}");
 }

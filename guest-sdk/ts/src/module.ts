@@ -316,6 +316,28 @@ function optionalDuration(value: Duration | undefined, what: string, problems: s
   }
 }
 
+/**
+ * Calls `check` for each declaration of `list` made with its declaring function (`journey`,
+ * `bucket`, `template`), with where it is for messages (`journeys[0] ("welcome")`); any other
+ * value is a problem.
+ */
+function eachDeclared<T extends { kind: string }>(
+  list: readonly T[],
+  section: string,
+  kind: T['kind'],
+  name: (declared: T) => unknown,
+  problems: string[],
+  check: (declared: T, at: string) => void,
+): void {
+  list.forEach((declared, i) => {
+    if (declared?.kind !== kind) {
+      problems.push(`${section}[${i}] is not a ${kind} (declare it with ${kind}({ .. }))`);
+      return;
+    }
+    check(declared, `${section}[${i}] (${JSON.stringify(name(declared))})`);
+  });
+}
+
 function buildManifest(module: Module, problems: string[]): Manifest {
   const manifest: Manifest = { journeys: [], templates: [], buckets: [] };
   if (module.journeys.length === 0 && module.buckets.length === 0) {
@@ -327,12 +349,7 @@ function buildManifest(module: Module, problems: string[]): Manifest {
     ids.add(id);
   };
 
-  module.journeys.forEach((j, i) => {
-    const at = `journeys[${i}] (${JSON.stringify(j?.id)})`;
-    if (j?.kind !== 'journey') {
-      problems.push(`journeys[${i}] is not a journey (declare it with journey({ .. }))`);
-      return;
-    }
+  eachDeclared(module.journeys, 'journeys', 'journey', (j) => j.id, problems, (j, at) => {
     const id = checkName(j.id, 'id', at, problems);
     checkName(j.trigger, 'trigger', at, problems);
     const name = j.name === undefined ? id : checkName(j.name, 'name', at, problems);
@@ -353,12 +370,7 @@ function buildManifest(module: Module, problems: string[]): Manifest {
   });
 
   const bucketIds = new Set<string>();
-  module.buckets.forEach((b, i) => {
-    const at = `buckets[${i}] (${JSON.stringify(b?.id)})`;
-    if (b?.kind !== 'bucket') {
-      problems.push(`buckets[${i}] is not a bucket (declare it with bucket({ .. }))`);
-      return;
-    }
+  eachDeclared(module.buckets, 'buckets', 'bucket', (b) => b.id, problems, (b, at) => {
     const id = checkName(b.id, 'id', at, problems);
     if (/[:\s]/.test(id)) problems.push(`${at}: id must not contain ':' or whitespace`);
     if (id !== '' && bucketIds.has(id)) problems.push(`${at}: id is declared more than once`);
@@ -451,12 +463,7 @@ function buildManifest(module: Module, problems: string[]): Manifest {
   });
 
   const keys = new Set<string>();
-  module.templates.forEach((t, i) => {
-    const at = `templates[${i}] (${JSON.stringify(t?.key)})`;
-    if (t?.kind !== 'template') {
-      problems.push(`templates[${i}] is not a template (declare it with template({ .. }))`);
-      return;
-    }
+  eachDeclared(module.templates, 'templates', 'template', (t) => t.key, problems, (t, at) => {
     const key = checkName(t.key, 'key', at, problems);
     if (key !== '' && keys.has(key)) problems.push(`${at}: key is declared more than once`);
     keys.add(key);

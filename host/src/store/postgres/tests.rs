@@ -608,14 +608,16 @@ async fn statistics_are_refreshed_once_a_table_outgrows_them_and_by_one_host_at_
     with_db(|db, store, tenant| async move {
         // Given a fresh database whose tables were never analyzed, and 200 people signing up
         let mut raw = db.raw().await;
-        let items = (0..200)
-            .map(|i| IngestItem {
-                routing: None,
-                event: event(&tenant, &format!("s{i}"), None, T0 + i),
-                candidates: vec![welcome()],
-            })
-            .collect();
-        store.ingest_plain(items).await.unwrap();
+        let signups = |people: std::ops::Range<i64>| -> Vec<IngestItem> {
+            people
+                .map(|i| IngestItem {
+                    routing: None,
+                    event: event(&tenant, &format!("s{i}"), None, T0 + i),
+                    candidates: vec![welcome()],
+                })
+                .collect()
+        };
+        store.ingest_plain(signups(0..200)).await.unwrap();
         // (The cumulative statistics reach pg_stat_user_tables when the backends flush them.)
         let mut refreshed = Vec::new();
         for _ in 0..100 {
@@ -656,14 +658,7 @@ async fn statistics_are_refreshed_once_a_table_outgrows_them_and_by_one_host_at_
             .execute(&mut other)
             .await
             .unwrap();
-        let items = (200..400)
-            .map(|i| IngestItem {
-                routing: None,
-                event: event(&tenant, &format!("s{i}"), None, T0 + i),
-                candidates: vec![welcome()],
-            })
-            .collect();
-        store.ingest_plain(items).await.unwrap();
+        store.ingest_plain(signups(200..400)).await.unwrap();
         sqlx::query("SELECT pg_stat_force_next_flush()")
             .execute(&mut raw)
             .await
