@@ -23,12 +23,12 @@
 //! Also printed: the host's resident memory while eight activations each pass the 8 MB
 //! argument at once (the cap applies before the copy).
 
-#[allow(dead_code)]
+#[allow(dead_code)] // each bench uses a subset
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use common::{machine, today};
+use common::{backends, build_modules, env_or, machine, today, under_cargo_bench};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -275,30 +275,15 @@ async fn run_backend(backend: Backend, seconds: u64, rounds_wanted: usize) -> Ve
 
 #[tokio::main]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "the containment benchmark runs under `cargo bench -p waymark-tests --bench containment`"
-        );
+    if !under_cargo_bench("containment", "containment") {
         return;
     }
-    let seconds = std::env::var("WAYMARK_BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let rounds = std::env::var("WAYMARK_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3usize)
-        .max(1);
-    println!("building the modules (waymark build, as the tests do)…");
-    tokio::task::block_in_place(support::built_modules);
-    let mut backends = vec![Backend::Sqlite];
-    if support::postgres_url().is_some() {
-        backends.push(Backend::Postgres);
-    }
+    let seconds = env_or("WAYMARK_BENCH_SECONDS", 5);
+    let rounds = env_or("WAYMARK_BENCH_ROUNDS", 3usize).max(1);
+    build_modules("the modules");
     println!("Waymark containment benchmark, {}", today());
     println!("machine: {}", machine());
-    for backend in backends {
+    for backend in backends() {
         for line in run_backend(backend, seconds, rounds).await {
             println!("{line}");
         }

@@ -24,12 +24,12 @@
 //!
 //! Run through `cargo bench` only.
 
-#[allow(dead_code)]
+#[allow(dead_code)] // each bench uses a subset
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use common::{machine, today};
+use common::{backends, build_modules, env_or, machine, ms, today, under_cargo_bench};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,17 +38,6 @@ use support::{Backend, Server, ServerOptions, module_bytes, tenant_key};
 
 const MODULES: [&str; 4] = ["welcome-series", "win-back", "trial-conversion", "js-hello"];
 const CLIENTS: usize = 16;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -245,19 +234,13 @@ async fn run_backend(backend: Backend) -> Vec<String> {
 
 #[tokio::main]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("the deploy benchmark runs under `cargo bench -p waymark-tests --bench deploys`");
+    if !under_cargo_bench("deploy", "deploys") {
         return;
     }
-    println!("building the modules (waymark build, as the tests do)…");
-    tokio::task::block_in_place(support::built_modules);
-    let mut backends = vec![Backend::Sqlite];
-    if support::postgres_url().is_some() {
-        backends.push(Backend::Postgres);
-    }
+    build_modules("the modules");
     println!("Waymark deploy benchmark, {}", today());
     println!("machine: {}", machine());
-    for backend in backends {
+    for backend in backends() {
         for line in run_backend(backend).await {
             println!("{line}");
         }

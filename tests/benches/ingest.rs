@@ -63,17 +63,23 @@
 //! Run through `cargo bench` only: under `cargo test --all-targets` (no `--bench` argument) it
 //! prints how to run it and exits.
 
+#[allow(dead_code)] // each bench uses a subset
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use common::{CpuSample, CpuUse, machine, process_cpu_seconds, today};
+use common::load::{Measured, batch_body, post_bodies, serialise};
+use common::workload::{Newcomers, PAGES, Rng, SOURCES, Workload};
+use common::{
+    CpuSample, CpuUse, build_modules, env_or, machine, median, now_ms, process_cpu_seconds,
+    thousands, today, under_cargo_bench,
+};
 
 use serde_json::{Value, json};
 use sqlx::Connection;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use support::{Backend, Server, ServerOptions};
 
 /// Rows per transaction of the raw insert (and per multi-row INSERT statement).
@@ -102,16 +108,6 @@ struct Config {
     slices: usize,
     rounds: usize,
     analyze_every: Duration,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) if !text.trim().is_empty() => text
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid value")),
-        _ => default,
-    }
 }
 
 impl Config {
@@ -151,38 +147,6 @@ impl Config {
     }
 }
 
-/// A small deterministic PRNG (SplitMix64): the same workload on every run and backend.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
-
-/// Generates events: new users sign up, returning users do things.
-struct Workload {
-    rng: Rng,
-    users: u64,
-    sequence: u64,
-    new_user_percent: u64,
-}
-
-const PLANS: &[&str] = &["free", "starter", "pro", "enterprise"];
-const COUNTRIES: &[&str] = &["DE", "FR", "US", "GB", "NL", "BR", "JP"];
-const SOURCES: &[&str] = &["web", "ios", "android", "api"];
 const ACTIONS: &[&str] = &[
     "page.viewed",
     "feature.used",
@@ -190,72 +154,17 @@ const ACTIONS: &[&str] = &[
     "invoice.paid",
     "teammate.invited",
 ];
-const PAGES: &[&str] = &["/dashboard", "/pricing", "/settings", "/reports", "/docs"];
 
-impl Workload {
-    fn new(new_user_percent: u64) -> Workload {
-        Workload {
-            rng: Rng(0x5EED),
-            users: 0,
-            sequence: 0,
-            new_user_percent,
-        }
-    }
-
-    fn event(&mut self) -> Value {
-        self.sequence += 1;
-        let rng = &mut self.rng;
-        let new_user = self.users == 0 || rng.below(100) < self.new_user_percent;
-        let mut event = if new_user {
-            let user = self.users;
-            self.users += 1;
-            json!({
-                "name": "user.signed_up",
-                "userId": format!("user-{user}"),
-                "email": format!("user-{user}@example.com"),
-                "eventProperties": {
-                    "source": rng.pick(SOURCES),
-                    "campaign": format!("campaign-{}", rng.below(20)),
-                    "referrer": "https://www.google.com/",
-                },
-                "contactProperties": {
-                    "plan": "free",
-                    "country": rng.pick(COUNTRIES),
-                    "signupSource": rng.pick(SOURCES),
-                    "marketingOptIn": rng.below(2) == 0,
-                },
-            })
-        } else {
-            let user = rng.below(self.users);
-            let mut event = json!({
-                "name": rng.pick(ACTIONS),
-                "userId": format!("user-{user}"),
-                "eventProperties": {
-                    "path": rng.pick(PAGES),
-                    "durationMs": rng.below(30_000),
-                    "source": rng.pick(SOURCES),
-                    "value": rng.below(10_000) as f64 / 100.0,
-                },
-                // A producer sends the person's current state: stable per user (a hash of the
-                // id), except that 2% of events carry a changed plan (an upgrade or downgrade
-                // the next event reverts), so property buckets see some real churn.
-                "contactProperties": {
-                    "plan": if rng.below(100) < 2 { rng.pick(PLANS) } else { PLANS[(user.wrapping_mul(0x9E37_79B9) >> 7) as usize % PLANS.len()] },
-                    "lastActivePage": rng.pick(PAGES),
-                    "seats": 1 + (user.wrapping_mul(0x85EB_CA6B) >> 9) % 50,
-                },
-            });
-            // Some producers send the email with every event.
-            if rng.below(10) < 3 {
-                event["email"] = json!(format!("user-{user}@example.com"));
-            }
-            event
-        };
-        if self.sequence.is_multiple_of(2) {
-            event["idempotencyKey"] = json!(format!("evt-{:016x}-{}", rng.next(), self.sequence));
-        }
-        event
-    }
+/// What a returning user does: one of [`ACTIONS`], where, for how long.
+fn activity(rng: &mut Rng) -> (&'static str, Value) {
+    let name = rng.pick(ACTIONS);
+    let properties = json!({
+        "path": rng.pick(PAGES),
+        "durationMs": rng.below(30_000),
+        "source": rng.pick(SOURCES),
+        "value": rng.below(10_000) as f64 / 100.0,
+    });
+    (name, properties)
 }
 
 /// The row the raw insert writes for an event: its resolved key is its user id.
@@ -278,131 +187,6 @@ impl RawRow {
             idempotency_key: event["idempotencyKey"].as_str().map(str::to_owned),
         }
     }
-}
-
-/// What one measured phase produced.
-#[derive(Default)]
-struct Measured {
-    events: usize,
-    requests: usize,
-    failures: usize,
-    elapsed: Duration,
-    /// Per request, sorted.
-    latencies: Vec<Duration>,
-}
-
-impl Measured {
-    /// Add another slice of the same phase.
-    fn absorb(&mut self, slice: Measured) {
-        self.events += slice.events;
-        self.requests += slice.requests;
-        self.failures += slice.failures;
-        self.elapsed += slice.elapsed;
-        self.latencies.extend(slice.latencies);
-        self.latencies.sort_unstable();
-    }
-
-    fn events_per_sec(&self) -> f64 {
-        self.events as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
-        let index = rank.clamp(1, self.latencies.len()) - 1;
-        self.latencies[index].as_secs_f64() * 1e3
-    }
-}
-
-/// POST every body (from `clients` concurrent keep-alive clients, each a connection of its
-/// own), `events_per_body` events each; latency per request.
-async fn post_all(
-    server: &Server,
-    path: &str,
-    bodies: Vec<Vec<u8>>,
-    events_per_body: &[usize],
-    clients: usize,
-) -> Measured {
-    let bodies = Arc::new(bodies);
-    let next = Arc::new(AtomicUsize::new(0));
-    let url = server.url(path);
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(clients);
-    for _ in 0..clients.min(bodies.len()) {
-        let (bodies, next, url, key) = (
-            bodies.clone(),
-            next.clone(),
-            url.clone(),
-            server.key.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .timeout(Duration::from_secs(120))
-                .build()
-                .expect("an HTTP client");
-            let mut latencies = Vec::new();
-            let mut failures = Vec::new();
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(index) else { break };
-                let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .bearer_auth(&key)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                let outcome = match response {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let text = response.bytes().await.map(|b| b.len());
-                        match (status, text) {
-                            (202, Ok(_)) => None,
-                            (status, _) => Some(format!("HTTP {status}")),
-                        }
-                    }
-                    Err(error) => Some(error.to_string()),
-                };
-                latencies.push(sent.elapsed());
-                if let Some(failure) = outcome {
-                    failures.push((index, failure));
-                }
-            }
-            (latencies, failures)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(bodies.len());
-    let mut failures = Vec::new();
-    for task in tasks {
-        let (mine, failed) = task.await.expect("a client task");
-        latencies.extend(mine);
-        failures.extend(failed);
-    }
-    let elapsed = start.elapsed();
-    latencies.sort_unstable();
-    if let Some((index, failure)) = failures.first() {
-        eprintln!(
-            "  {} of {} requests to {path} failed; the first (#{index}): {failure}",
-            failures.len(),
-            bodies.len()
-        );
-    }
-    let failed_events: usize = failures.iter().map(|(i, _)| events_per_body[*i]).sum();
-    Measured {
-        events: events_per_body[..bodies.len()].iter().sum::<usize>() - failed_events,
-        requests: bodies.len(),
-        failures: failures.len(),
-        elapsed,
-        latencies,
-    }
-}
-
-fn serialise(value: &Value) -> Vec<u8> {
-    serde_json::to_vec(value).expect("serialising JSON")
 }
 
 /// How a backend's `events` table is shaped, for the scratch table of the raw insert.
@@ -455,13 +239,6 @@ fn scratch_table_ddl(table: &str, shape: &EventsShape) -> [String; 3] {
 /// The raw insert's columns, in the order each row binds them.
 const RAW_COLUMNS: &str =
     "id, tenant, contact_key, name, properties, occurred_at, received_at, idempotency_key";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// SQLite: insert `rows` into a fresh scratch table shaped like `events`, `RAW_CHUNK` rows per
 /// multi-row INSERT (a prepared statement, reused for every full chunk) and per transaction,
@@ -723,7 +500,15 @@ async fn drive(
     let mut warm = Vec::new();
     for server in &servers {
         let bodies = warmup.clone();
-        warm.push(post_all(server, "/v1/events", bodies, &ones, config.concurrency).await);
+        let measured = post_bodies(
+            server,
+            "/v1/events",
+            bodies,
+            &ones,
+            config.concurrency,
+            None,
+        );
+        warm.push(measured.await);
     }
     let singles = measure_interleaved(
         &servers,
@@ -896,7 +681,8 @@ async fn measure_interleaved(
         for s in order {
             let idle_before = every_server_cpu();
             let before = CpuSample::now_for(pids[s]);
-            let measured = post_all(&servers[s], path, slice.to_vec(), counts, clients).await;
+            let measured =
+                post_bodies(&servers[s], path, slice.to_vec(), counts, clients, None).await;
             let cpu = CpuSample::now_for(pids[s]).since(before);
             let idle_after = every_server_cpu();
             let total = &mut totals[s];
@@ -911,8 +697,9 @@ async fn measure_interleaved(
 }
 
 async fn run_backend(config: Arc<Config>, backend: Backend) -> BackendReport {
-    // The workload: the same for every backend.
-    let mut workload = Workload::new(config.new_user_percent);
+    // The workload: the same for every backend. New users (`user-{n}`) come back as others do.
+    let new_users = config.new_user_percent;
+    let mut workload = Workload::new(0x5EED, new_users, "user-", Newcomers::Join, activity);
     let warmup: Vec<Value> = (0..WARMUP_EVENTS).map(|_| workload.event()).collect();
     let singles: Vec<Value> = (0..config.events).map(|_| workload.event()).collect();
     let batched: Vec<Value> = (0..config.batch_events).map(|_| workload.event()).collect();
@@ -921,10 +708,7 @@ async fn run_backend(config: Arc<Config>, backend: Backend) -> BackendReport {
     let bodies = Bodies {
         warmup: warmup.iter().map(serialise).collect(),
         single: singles.iter().map(serialise).collect(),
-        batch: batched
-            .chunks(config.batch_size)
-            .map(|chunk| serialise(&json!({ "events": chunk })))
-            .collect(),
+        batch: batched.chunks(config.batch_size).map(batch_body).collect(),
         batch_counts: batched
             .chunks(config.batch_size)
             .map(<[Value]>::len)
@@ -1106,18 +890,6 @@ async fn bucket_work(server: &Server, backend: Backend) -> BucketWork {
     }
 }
 
-fn thousands(n: f64) -> String {
-    let digits = format!("{:.0}", n.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn print_report(config: &Config, reports: &[BackendReport]) {
     println!();
     println!("Waymark ingest benchmark, {}", today());
@@ -1295,15 +1067,13 @@ fn print_buckets(reports: &[BackendReport]) {
 
 #[tokio::main]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("the ingest benchmark runs under `cargo bench -p waymark-tests --bench ingest`");
+    if !under_cargo_bench("ingest", "ingest") {
         return;
     }
     let config = Arc::new(Config::from_env());
     if config.buckets {
         // Before the idle check: the build is the busiest thing the bench does.
-        println!("building the {BUCKETS_MODULE} module (waymark build, as the tests do)…");
-        let built = tokio::task::block_in_place(support::built_modules);
+        let built = build_modules(&format!("the {BUCKETS_MODULE} module"));
         let module = built.join(format!("{BUCKETS_MODULE}.wasm"));
         assert!(module.is_file(), "{} was not built", module.display());
     }
@@ -1352,17 +1122,6 @@ async fn run_round(config: &Arc<Config>) -> Vec<BackendReport> {
         }
     }
     reports
-}
-
-/// The median of `values` (the mean of the middle two for an even count).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    }
 }
 
 /// Each phase's figures round by round and their medians; the targets judged on the medians.

@@ -26,27 +26,20 @@
 //!
 //! Run through `cargo bench` only.
 
-#[allow(dead_code)] // the per-process sampling serves the ingest bench
+#[allow(dead_code)] // each bench uses a subset
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use common::{CpuSample, machine, today};
-use serde_json::{Value, json};
+use common::load::{trigger, until_runs};
+use common::{CpuSample, backends, build_modules, env_or, machine, today, under_cargo_bench};
+use serde_json::json;
 use std::time::{Duration, Instant};
 use support::{Backend, Server, ServerOptions};
 
 const MODULE: &str = "bench-journeys";
-const BATCH: usize = 1_000;
 /// The target on SQLite (issue 5).
 const TARGET_ACTIVATIONS_PER_SEC: f64 = 5_000.0;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Config {
     runs: usize,
@@ -70,60 +63,6 @@ impl Config {
     }
 }
 
-/// Send `count` events named `name` for people `{prefix}-{i}` in batches of [`BATCH`].
-async fn trigger(
-    server: &Server,
-    name: &str,
-    prefix: &str,
-    from: usize,
-    count: usize,
-    props: Value,
-) {
-    let mut sent = from;
-    while sent < from + count {
-        let end = (sent + BATCH).min(from + count);
-        let events: Vec<Value> = (sent..end)
-            .map(|i| json!({ "name": name, "userId": format!("{prefix}-{i}"), "eventProperties": props }))
-            .collect();
-        let (status, body) = server
-            .post("/v1/events/batch", json!({ "events": events }))
-            .await;
-        assert_eq!(status, 202, "batch: {body}");
-        sent = end;
-    }
-}
-
-/// A journey's runs with `status`.
-async fn runs_with(server: &Server, journey: &str, status: &str) -> u64 {
-    server.get(&format!("/v1/journeys/{journey}")).await["runs"][status]
-        .as_u64()
-        .unwrap_or(0)
-}
-
-/// Wait until `journey` has `count` runs with `status`; how long it took from `since`.
-async fn until_runs(
-    server: &Server,
-    journey: &str,
-    status: &str,
-    count: u64,
-    since: Instant,
-) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(1_800);
-    loop {
-        if runs_with(server, journey, status).await >= count {
-            return since.elapsed().as_secs_f64();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{journey}: {count} runs never became {status}"
-        );
-        // Not faster: each poll counts the journey's runs by status on the server, and polling
-        // every 20 ms cost the server a third of its CPU in this phase. 100 ms is under 3% of
-        // the shortest phase measured.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The server's resident memory and the embedded database's share of it (page caches,
 /// schema, statements; 0 on PostgreSQL), MiB, as the server reports them.
 async fn memory_mib(server: &Server) -> (f64, f64) {
@@ -142,10 +81,20 @@ async fn run_backend(config: &Config, backend: Backend) -> Vec<String> {
     .await;
     let mut lines = Vec::new();
 
+    // Every event sent carries `eventProperties`, empty unless a journey reads them.
+    let empty_properties = json!({});
+
     // 1. Activations per second.
     let cpu_before = CpuSample::now();
     let start = Instant::now();
-    trigger(&server, "bench.burst", "burst", 0, config.runs, json!({})).await;
+    trigger(
+        &server,
+        "bench.burst",
+        "burst",
+        0..config.runs,
+        Some(&empty_properties),
+    )
+    .await;
     let ingested = start.elapsed().as_secs_f64();
     let done = until_runs(&server, "burst", "completed", config.runs as u64, start).await;
     let cpu = CpuSample::now().since(cpu_before);
@@ -178,9 +127,8 @@ async fn run_backend(config: &Config, backend: Backend) -> Vec<String> {
         &server,
         "bench.replay",
         "replay",
-        0,
-        config.replay_runs,
-        props,
+        0..config.replay_runs,
+        Some(&props),
     )
     .await;
     let recorded = until_runs(
@@ -215,13 +163,13 @@ async fn run_backend(config: &Config, backend: Backend) -> Vec<String> {
     let (baseline, baseline_db) = memory_mib(&server).await;
     for &target in &config.sleeping {
         let start = Instant::now();
+        let people = made..made.max(target);
         trigger(
             &server,
             "bench.sleep",
             "sleeper",
-            made,
-            target - made.min(target),
-            json!({}),
+            people,
+            Some(&empty_properties),
         )
         .await;
         made = made.max(target);
@@ -242,22 +190,14 @@ async fn run_backend(config: &Config, backend: Backend) -> Vec<String> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "the journey benchmark runs under `cargo bench -p waymark-tests --bench journeys`"
-        );
+    if !under_cargo_bench("journey", "journeys") {
         return;
     }
     let config = Config::from_env();
-    println!("building the {MODULE} module (waymark build, as the tests do)…");
-    tokio::task::block_in_place(support::built_modules);
-    let mut backends = vec![Backend::Sqlite];
-    if support::postgres_url().is_some() {
-        backends.push(Backend::Postgres);
-    }
+    build_modules(&format!("the {MODULE} module"));
     println!("Waymark journey benchmark, {}", today());
     println!("machine: {}", machine());
-    for backend in backends {
+    for backend in backends() {
         for line in run_backend(&config, backend).await {
             println!("{line}");
         }

@@ -28,12 +28,12 @@
 //!
 //! Run through `cargo bench` only.
 
-#[allow(dead_code)] // the CPU sampler serves the other benches
+#[allow(dead_code)] // each bench uses a subset
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use common::{machine, today};
+use common::{env_or, machine, today, under_cargo_bench};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,13 +54,6 @@ const DAY: i64 = 86_400_000;
 const T0: i64 = 1_700_000_000_000;
 const BATCH: u32 = 500;
 const MIN_INGEST_RATIO: f64 = 0.8;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Routing(Arc<BucketRegistry>);
 
@@ -308,7 +301,7 @@ async fn bench(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+    if !under_cargo_bench("reconcile", "reconcile") {
         return;
     }
     let members: usize = env_or("WAYMARK_BENCH_MEMBERS", 100_000);

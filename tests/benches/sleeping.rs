@@ -49,17 +49,20 @@
 //! `WAYMARK_BENCH_SLEEPING` [10000,100000,1000000] sets the sweep. Run through `cargo bench`
 //! only.
 
-#[allow(dead_code)] // the per-process sampling serves the ingest bench
+#[allow(dead_code)] // each bench uses a subset
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use common::{CpuSample, machine, process_cpu_seconds, today};
+use common::load::{Measured, batch_body, post_bodies, serialise, trigger};
+use common::workload::{Newcomers, PAGES, Rng, SOURCES, Workload, sign_up};
+use common::{
+    CpuSample, build_modules, commit, env_or, load_average, machine, median, now_ms,
+    process_cpu_seconds, today, under_cargo_bench,
+};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::{Backend, Server, ServerOptions};
 
@@ -83,16 +86,6 @@ const GROWING: &str = "('contacts', 'contact_aliases', 'events', 'runs', 'journa
      'bucket_absence_cursors')";
 /// After a phase settled: longer than PostgreSQL's 10 s idle flush of a backend's statistics.
 const STATS_FLUSH: Duration = Duration::from_secs(11);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) if !text.trim().is_empty() => text
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid value")),
-        _ => default,
-    }
-}
 
 struct Config {
     sleeping: Vec<i64>,
@@ -122,105 +115,22 @@ impl Config {
     }
 }
 
-/// SplitMix64, as the ingest bench: the same workload on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
-
-const PLANS: &[&str] = &["free", "starter", "pro", "enterprise"];
-const COUNTRIES: &[&str] = &["DE", "FR", "US", "GB", "NL", "BR", "JP"];
-const SOURCES: &[&str] = &["web", "ios", "android", "api"];
-const PAGES: &[&str] = &["/dashboard", "/pricing", "/settings", "/reports", "/docs"];
 const FEATURES: &[&str] = &["export", "share", "filters", "api-keys", "reports"];
 
-/// New people sign up; seeded people use features and come back to the app.
-struct Workload {
-    rng: Rng,
-    /// Seeded people: `sleeper-0` … `sleeper-{seeded - 1}`.
-    seeded: u64,
-    /// New people so far (`new-{n}`), across every phase.
-    new_users: u64,
-    sequence: u64,
-    new_user_percent: u64,
-}
-
-impl Workload {
-    fn sign_up(rng: &mut Rng, key: &str) -> Value {
-        json!({
-            "name": "user.signed_up",
-            "userId": key,
-            "email": format!("{key}@example.com"),
-            "eventProperties": {
-                "source": rng.pick(SOURCES),
-                "campaign": format!("campaign-{}", rng.below(20)),
-                "referrer": "https://www.google.com/",
-            },
-            "contactProperties": {
-                "plan": "free",
-                "country": rng.pick(COUNTRIES),
-                "signupSource": rng.pick(SOURCES),
-                "marketingOptIn": rng.below(2) == 0,
-            },
-        })
-    }
-
-    fn event(&mut self) -> Value {
-        self.sequence += 1;
-        let rng = &mut self.rng;
-        let mut event = if self.seeded == 0 || rng.below(100) < self.new_user_percent {
-            let key = format!("new-{}", self.new_users);
-            self.new_users += 1;
-            Self::sign_up(rng, &key)
-        } else {
-            let user = rng.below(self.seeded);
-            let key = format!("sleeper-{user}");
-            let name = if rng.below(2) == 0 {
-                "feature.used"
-            } else {
-                "app.active"
-            };
-            let mut event = json!({
-                "name": name,
-                "userId": key,
-                "eventProperties": {
-                    "feature": rng.pick(FEATURES),
-                    "path": rng.pick(PAGES),
-                    "durationMs": rng.below(30_000),
-                    "source": rng.pick(SOURCES),
-                },
-                // Stable per person except 2% of events (a plan change), as the ingest bench.
-                "contactProperties": {
-                    "plan": if rng.below(100) < 2 { rng.pick(PLANS) } else { PLANS[(user.wrapping_mul(0x9E37_79B9) >> 7) as usize % PLANS.len()] },
-                    "lastActivePage": rng.pick(PAGES),
-                    "seats": 1 + (user.wrapping_mul(0x85EB_CA6B) >> 9) % 50,
-                },
-            });
-            if rng.below(10) < 3 {
-                event["email"] = json!(format!("{key}@example.com"));
-            }
-            event
-        };
-        if self.sequence.is_multiple_of(2) {
-            event["idempotencyKey"] = json!(format!("evt-{:016x}-{}", rng.next(), self.sequence));
-        }
-        event
-    }
+/// What a seeded person (`sleeper-{i}`) does when they come back.
+fn activity(rng: &mut Rng) -> (&'static str, Value) {
+    let name = if rng.below(2) == 0 {
+        "feature.used"
+    } else {
+        "app.active"
+    };
+    let properties = json!({
+        "feature": rng.pick(FEATURES),
+        "path": rng.pick(PAGES),
+        "durationMs": rng.below(30_000),
+        "source": rng.pick(SOURCES),
+    });
+    (name, properties)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,118 +302,6 @@ impl DbStats {
             blocks_read: self.blocks_read - before.blocks_read,
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Load.
-
-#[derive(Default)]
-struct Measured {
-    events: usize,
-    requests: usize,
-    failures: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-    /// The bodies ran out before the time did.
-    exhausted: bool,
-}
-
-impl Measured {
-    fn events_per_sec(&self) -> f64 {
-        self.events as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
-        self.latencies[rank.clamp(1, self.latencies.len()) - 1].as_secs_f64() * 1e3
-    }
-}
-
-/// POST bodies (`events` events each) from `clients` keep-alive clients until `duration` is
-/// up (requests in flight then complete and count) or the bodies run out.
-async fn post_for(
-    server: &Server,
-    path: &str,
-    bodies: Vec<Vec<u8>>,
-    events: usize,
-    clients: usize,
-    duration: Duration,
-) -> Measured {
-    let bodies = Arc::new(bodies);
-    let next = Arc::new(AtomicUsize::new(0));
-    let url = server.url(path);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (bodies, next, url, key) = (
-            bodies.clone(),
-            next.clone(),
-            url.clone(),
-            server.key.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .timeout(Duration::from_secs(120))
-                .build()
-                .expect("an HTTP client");
-            let mut latencies = Vec::new();
-            let mut failures = Vec::new();
-            let mut exhausted = false;
-            while start.elapsed() < duration {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(index) else {
-                    exhausted = true;
-                    break;
-                };
-                let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .bearer_auth(&key)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
-                let failure = match response {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let text = response.text().await.unwrap_or_default();
-                        (status != 202).then(|| format!("HTTP {status}: {text}"))
-                    }
-                    Err(error) => Some(error.to_string()),
-                };
-                latencies.push(sent.elapsed());
-                if let Some(failure) = failure {
-                    failures.push(failure);
-                }
-            }
-            (latencies, failures, exhausted)
-        }));
-    }
-    let mut measured = Measured::default();
-    let mut failures = Vec::new();
-    for task in tasks {
-        let (latencies, failed, exhausted) = task.await.expect("a client task");
-        measured.latencies.extend(latencies);
-        failures.extend(failed);
-        measured.exhausted |= exhausted;
-    }
-    measured.elapsed = start.elapsed();
-    measured.latencies.sort_unstable();
-    measured.requests = measured.latencies.len();
-    measured.failures = failures.len();
-    measured.events = (measured.requests - measured.failures) * events;
-    if let Some(first) = failures.first() {
-        eprintln!(
-            "  {} of {} requests to {path} failed; the first: {first}",
-            failures.len(),
-            measured.requests
-        );
-    }
-    measured
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -716,9 +514,7 @@ async fn wait_count(conn: &mut PgConnection, sql: &str, want: i64) {
 async fn make_template(server: &Server, conn: &mut PgConnection) -> Template {
     let before = table_counts(conn).await;
     let mut rng = Rng(0x7E3A);
-    let signed_up = server
-        .send_event(Workload::sign_up(&mut rng, TEMPLATE_KEY))
-        .await;
+    let signed_up = server.send_event(sign_up(&mut rng, TEMPLATE_KEY)).await;
     let trial = server
         .send_event(json!({"name": "trial.started", "userId": TEMPLATE_KEY,
                            "eventProperties": {"plan": "pro", "source": "pricing-page"}}))
@@ -1070,13 +866,6 @@ async fn started_since(conn: &mut PgConnection, tenant: &str, since_ms: i64) -> 
     .unwrap()
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// One timed phase: single posts or batches, then settle and let statistics flush.
 async fn phase(
     server: &Server,
@@ -1091,7 +880,7 @@ async fn phase(
     let (path, per_body, clients, bodies) = if kind == "single" {
         // Room for 12,000 events/s.
         let bodies = (0..12_000 * config.secs)
-            .map(|_| serde_json::to_vec(&workload.event()).unwrap())
+            .map(|_| serialise(&workload.event()))
             .collect::<Vec<_>>();
         ("/v1/events", 1, config.concurrency, bodies)
     } else {
@@ -1099,14 +888,15 @@ async fn phase(
         let bodies = (0..25 * config.secs)
             .map(|_| {
                 let events: Vec<Value> = (0..1_000).map(|_| workload.event()).collect();
-                serde_json::to_vec(&json!({ "events": events })).unwrap()
+                batch_body(&events)
             })
             .collect::<Vec<_>>();
         ("/v1/events/batch", 1_000, config.in_flight, bodies)
     };
     let stats_before = DbStats::read(conn).await;
     let cpu_before = Cpu::now(server);
-    let measured = post_for(server, path, bodies, per_body, clients, duration).await;
+    let counts = vec![per_body; bodies.len()];
+    let measured = post_bodies(server, path, bodies, &counts, clients, Some(duration)).await;
     let cpu = Cpu::now(server).since(&cpu_before);
     let settle = settled(conn, tenant).await;
     tokio::time::sleep(STATS_FLUSH).await;
@@ -1145,18 +935,7 @@ async fn activations(
     let stats_before = DbStats::read(conn).await;
     let cpu_before = Cpu::now(server);
     let start = Instant::now();
-    let mut sent = 0;
-    while sent < runs {
-        let end = (sent + 1_000).min(runs);
-        let events: Vec<Value> = (sent..end)
-            .map(|i| json!({"name": "bench.burst", "userId": format!("burst-{n}-{i}")}))
-            .collect();
-        let (status, body) = server
-            .post("/v1/events/batch", json!({ "events": events }))
-            .await;
-        assert_eq!(status, 202, "burst batch: {body}");
-        sent = end;
-    }
+    trigger(server, "bench.burst", &format!("burst-{n}"), 0..runs, None).await;
     let ingest = start.elapsed().as_secs_f64();
     loop {
         if count(conn, &done_sql).await >= already + runs as i64 {
@@ -1180,35 +959,6 @@ async fn activations(
         cpu,
         db,
     }
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    }
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(support::repo_root())
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 struct SizeReport {
@@ -1330,10 +1080,7 @@ fn print_summary(reports: &[SizeReport]) {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "the sleeping-runs benchmark runs under `cargo bench -p waymark-tests --bench sleeping`"
-        );
+    if !under_cargo_bench("sleeping-runs", "sleeping") {
         return;
     }
     if support::postgres_url().is_none() {
@@ -1344,8 +1091,7 @@ async fn main() {
         return;
     }
     let config = Config::from_env();
-    println!("building the modules (waymark build, as the tests do)…");
-    tokio::task::block_in_place(support::built_modules);
+    build_modules("the modules");
     println!(
         "Waymark sleeping-runs benchmark (PostgreSQL), {}, code at {}",
         today(),
@@ -1381,13 +1127,11 @@ async fn main() {
 
     let template = make_template(&server, &mut conn).await;
     let tenant = template.tenant.clone();
-    let mut workload = Workload {
-        rng: Rng(0x5EED),
-        seeded: 0,
-        new_users: 0,
-        sequence: 0,
-        new_user_percent: config.new_user_percent,
-    };
+    // New people (`new-{n}`, each starting a welcome run) stay apart from the seeded ones,
+    // whom the seeding below makes known.
+    let newcomers = Newcomers::Apart("new-");
+    let new_users = config.new_user_percent;
+    let mut workload = Workload::new(0x5EED, new_users, "sleeper-", newcomers, activity);
     let mut reports = Vec::new();
     let mut made = 0i64;
     for &n in &config.sleeping {
@@ -1406,7 +1150,7 @@ async fn main() {
         execute(&mut conn, "SELECT pg_stat_force_next_flush()").await;
         execute(&mut conn, "CHECKPOINT").await;
         let seeding = start.elapsed().as_secs_f64();
-        workload.seeded = made as u64;
+        workload.known = made as u64;
         // The host's statistics upkeep (every 10 s), not the bench, analyzes.
         let seeded_at = Instant::now();
         let analyzed = "SELECT COUNT(*) FROM pg_stat_user_tables WHERE relname IN \
@@ -1444,16 +1188,15 @@ async fn main() {
 
         let measuring_since = now_ms();
         // Warm up: connections, caches.
-        let warm: Vec<Vec<u8>> = (0..500)
-            .map(|_| serde_json::to_vec(&workload.event()).unwrap())
-            .collect();
-        post_for(
+        let warm: Vec<Vec<u8>> = (0..500).map(|_| serialise(&workload.event())).collect();
+        let ones = vec![1; warm.len()];
+        post_bodies(
             &server,
             "/v1/events",
             warm,
-            1,
+            &ones,
             config.concurrency,
-            Duration::from_secs(60),
+            Some(Duration::from_secs(60)),
         )
         .await;
         settled(&mut conn, &tenant).await;

@@ -38,13 +38,17 @@
 //!
 //! Run through `cargo bench` only.
 
-#[allow(dead_code)] // the per-process sampling serves the ingest bench
+#[allow(dead_code)] // each bench uses a subset
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use common::{CpuSample, machine, today};
-use serde_json::{Value, json};
+use common::load::{trigger, until_runs};
+use common::{
+    CpuSample, backends, build_modules, commit, env_or, load_average, machine, ms, percentile,
+    thousands, today, under_cargo_bench,
+};
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -55,18 +59,10 @@ use waymark::clock::Clock;
 use waymark::journeys::{RunInput, TriggerEvent};
 use waymark::runtime::{ActivationLimits, ActivationOutcome, ActivationRequest, Runtime};
 
-const BATCH: usize = 1_000;
 /// TypeScript activations per second, the commit included (issue 23).
 const TARGET_ACTIVATIONS_PER_SEC: f64 = 1_000.0;
 /// The scaffolded module of the save → live phase.
 const DEV_MODULE: &str = "ts-live";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Config {
     runs: usize,
@@ -93,46 +89,12 @@ impl Config {
 // ---------------------------------------------------------------------------------------------
 // Figures.
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// Nearest-rank percentile of a sorted slice.
-fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
-    if sorted.is_empty() {
-        return T::default();
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
+/// The nearest-rank median (of an even count, the lower middle value; unlike
+/// [`common::median`], which averages the two).
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     percentile(&sorted, 0.5)
-}
-
-/// `1234567.8` as `1,234,568`.
-fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if value < 0.0 { format!("-{out}") } else { out }
-}
-
-/// The 1, 5 and 15 minute load averages.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[repr(C)]
@@ -247,44 +209,6 @@ fn pin(pid: u32, cpus: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Send `count` events named `name` for people `{prefix}-{i}` in batches of [`BATCH`].
-async fn trigger(server: &Server, name: &str, prefix: &str, count: usize) {
-    let mut sent = 0;
-    while sent < count {
-        let end = (sent + BATCH).min(count);
-        let events: Vec<Value> = (sent..end)
-            .map(|i| json!({ "name": name, "userId": format!("{prefix}-{i}") }))
-            .collect();
-        let (status, body) = server
-            .post("/v1/events/batch", json!({ "events": events }))
-            .await;
-        assert_eq!(status, 202, "batch: {body}");
-        sent = end;
-    }
-}
-
-/// Wait until `journey` has `count` completed runs (none failed); seconds since `since`.
-async fn until_completed(server: &Server, journey: &str, count: u64, since: Instant) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(1_800);
-    loop {
-        let runs = server.get(&format!("/v1/journeys/{journey}")).await["runs"].clone();
-        if runs["completed"].as_u64().unwrap_or(0) >= count {
-            return since.elapsed().as_secs_f64();
-        }
-        assert_eq!(
-            runs["failed"].as_u64().unwrap_or(0),
-            0,
-            "{journey}: runs failed: {runs}"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "{journey}: {count} runs never completed: {runs}"
-        );
-        // As the journey bench: each poll counts the journey's runs on the server.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// One burst of `runs` runs of `burst`'s journey for people `{journey}-{tag}-{i}`, added to
 /// `tally`: the clock runs from the first batch until the journey has `completed` runs.
 async fn one_burst(
@@ -298,15 +222,10 @@ async fn one_burst(
     let pid = server.pid().expect("the server runs");
     let (cpu_before, faults_before) = (CpuSample::now(), page_faults(pid));
     let start = Instant::now();
-    trigger(
-        server,
-        burst.event,
-        &format!("{}-{tag}", burst.journey),
-        runs,
-    )
-    .await;
+    let people = format!("{}-{tag}", burst.journey);
+    trigger(server, burst.event, &people, 0..runs, None).await;
     let ingested = start.elapsed().as_secs_f64();
-    let done = until_completed(server, burst.journey, completed, start).await;
+    let done = until_runs(server, burst.journey, "completed", completed, start).await;
     let cpu = CpuSample::now().since(cpu_before);
     tally.runs += runs;
     tally.seconds += done;
@@ -831,33 +750,17 @@ async fn save_to_live(saves: usize) -> Vec<Save> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!(
-            "the TypeScript benchmark runs under `cargo bench -p waymark-tests --bench typescript`"
-        );
+    if !under_cargo_bench("TypeScript", "typescript") {
         return;
     }
     let config = Config::from_env();
-    println!("building the modules (waymark build, as the tests do)…");
-    tokio::task::block_in_place(support::built_modules);
+    build_modules("the modules");
     println!("# Waymark TypeScript guest benchmark, {}", today());
     println!("machine: {}", machine());
-    println!(
-        "commit: {}",
-        Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .current_dir(support::repo_root())
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default()
-    );
+    println!("commit: {}", commit());
     println!();
 
     // 1.
-    let mut backends = vec![Backend::Sqlite];
-    if support::postgres_url().is_some() {
-        backends.push(Backend::Postgres);
-    }
     println!(
         "## Activations per second, the commit included ({} runs × {} rounds per guest; load average {})",
         thousands(config.runs as f64),
@@ -869,7 +772,7 @@ async fn main() {
         "| backend | guest | runs | time | activations/s (each round) | server CPU per run | server page faults per run | machine busy | target |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for backend in backends {
+    for backend in backends() {
         for line in activation_rates(&config, backend).await {
             println!("{line}");
         }

@@ -941,10 +941,10 @@ impl ContextHost for ActivationState {
         if lock(&self.journal).replay.is_replaying() {
             return Ok(());
         }
-        let message: String = message.chars().take(MAX_LOG_LINE).collect();
         if self.log_lines_left == 0 {
             return Ok(());
         }
+        let message: String = message.chars().take(MAX_LOG_LINE).collect();
         let (run, journey) = self
             .scope
             .as_ref()

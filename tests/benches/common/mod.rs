@@ -1,10 +1,123 @@
-//! What the benchmarks print about where they ran, and how they sample CPU use.
+//! What the benchmarks share: how they start and read their settings, what they print about
+//! where they ran, how they sample CPU use and sum up figures; the events the load benches
+//! generate ([`workload`]) and how requests are sent and timed ([`load`]).
 //!
-//! Each bench compiles this module on its own; the per-process sampling and the adding up of
-//! intervals serve the ingest bench, which runs two servers at once (the others allow what
-//! they leave unused).
+//! Each bench compiles this module on its own and uses a subset of it (so each declares it
+//! with `#[allow(dead_code)]`). The helpers that build modules or talk to a server use the
+//! bench's `support` module (`tests/tests/support`), which every bench declares at its root.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+pub mod load;
+pub mod workload;
+
+use crate::support::{self, Backend};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Whether `cargo bench` runs this bench (it passes `--bench`). `cargo test --all-targets`
+/// runs the benches too, without it: then this prints how to run the `name` benchmark
+/// (`--bench bench`), and the bench should return.
+pub fn under_cargo_bench(name: &str, bench: &str) -> bool {
+    let bench_run = std::env::args().any(|a| a == "--bench");
+    if !bench_run {
+        println!("the {name} benchmark runs under `cargo bench -p waymark-tests --bench {bench}`");
+    }
+    bench_run
+}
+
+/// Build every example and test module (`waymark build`, as the tests do), saying it builds
+/// `what`; the directory of `.wasm` files.
+pub fn build_modules(what: &str) -> &'static Path {
+    println!("building {what} (waymark build, as the tests do)…");
+    tokio::task::block_in_place(support::built_modules)
+}
+
+/// SQLite always; PostgreSQL (a fresh database per server) when `WAYMARK_TEST_DATABASE_URL`
+/// is set.
+pub fn backends() -> Vec<Backend> {
+    let mut backends = vec![Backend::Sqlite];
+    if support::postgres_url().is_some() {
+        backends.push(Backend::Postgres);
+    }
+    backends
+}
+
+/// The setting `name` from the environment, `default` when unset or blank; a value that does
+/// not parse stops the bench.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) if !text.trim().is_empty() => text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a valid value")),
+        _ => default,
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The commit checked out, abbreviated (empty when git cannot tell).
+pub fn commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(support::repo_root())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch, by the system clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `d` in milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The nearest-rank percentile `q` (0 to 1) of a sorted slice; `T::default()` of an empty one.
+pub fn percentile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+/// `1234567.8` as `1,234,568`.
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if value < 0.0 { format!("-{out}") } else { out }
+}
 
 /// `nproc`, memory, CPU model and kernel, from /proc.
 pub fn machine() -> String {
