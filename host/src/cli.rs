@@ -442,8 +442,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// The module sources `build` and `dev` take when given none, and the directory their build
 /// output goes under: in the Waymark repository its examples (Rust and TypeScript) and
-/// `target/`; anywhere else
-/// the current directory and its `target/`.
+/// `target/`; anywhere else the current directory and its `target/`.
 fn work_dirs() -> anyhow::Result<(Vec<PathBuf>, PathBuf)> {
     let cwd = std::env::current_dir()?;
     Ok(match repo_root_from(&cwd) {

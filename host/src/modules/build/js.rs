@@ -167,13 +167,10 @@ pub(super) fn build(dir: &Path, out_dir: &Path) -> Result<BuiltModule, BuildErro
     // `target` is where `waymark build` and `deploy` put their output when run in the package.
     let mut sources = newest_mtime(dir, &["node_modules", ".git", "target"], &skip_paths)
         .map_err(io_err("scanning", dir))?;
-    for linked in &package.linked {
-        let linked_dir = dir.join(linked);
-        if linked_dir.is_dir() && !linked_dir.starts_with(dir) {
-            let newest = newest_mtime(&linked_dir, &["node_modules", ".git", "test"], &[])
-                .map_err(io_err("scanning", &linked_dir))?;
-            sources = sources.max(newest);
-        }
+    for linked_dir in outside_linked_dirs(dir, &package.linked) {
+        let newest = newest_mtime(&linked_dir, &["node_modules", ".git", "test"], &[])
+            .map_err(io_err("scanning", &linked_dir))?;
+        sources = sources.max(newest);
     }
     let wit = newest_mtime(&wit_dir, &[], &[]).map_err(io_err("scanning", &wit_dir))?;
 
@@ -195,6 +192,20 @@ pub(super) fn build(dir: &Path, out_dir: &Path) -> Result<BuiltModule, BuildErro
         expect_artifact(dir, &output)?;
     }
     install(&output, out_dir, &package.name)
+}
+
+/// The linked packages (`file:` dependencies) that exist and lie outside `dir` (those inside
+/// it are scanned with the package's own files), as resolved paths: `../../guest-sdk/ts` joined
+/// to `dir` still *starts with* `dir` until its `..` are resolved.
+fn outside_linked_dirs(dir: &Path, linked: &[PathBuf]) -> Vec<PathBuf> {
+    let Ok(package) = fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    linked
+        .iter()
+        .filter_map(|l| fs::canonicalize(package.join(l)).ok())
+        .filter(|l| l.is_dir() && !l.starts_with(&package))
+        .collect()
 }
 
 /// The WIT directory of the repository a JS package lives in, if it lives in one. Searched
@@ -230,6 +241,24 @@ fn copy_dir_fresh(from: &Path, to: &Path) -> Result<(), BuildError> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn linked_packages_outside_the_package_are_resolved_and_inside_ones_left_to_its_scan() {
+        let root = tempfile::tempdir().unwrap();
+        let package = root.path().join("examples/pkg");
+        for dir in ["examples/pkg/vendored", "guest-sdk/ts"] {
+            fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        let linked = [
+            PathBuf::from("../../guest-sdk/ts"),
+            PathBuf::from("vendored"),
+            PathBuf::from("../missing"),
+        ];
+        assert_eq!(
+            outside_linked_dirs(&package, &linked),
+            [fs::canonicalize(root.path().join("guest-sdk/ts")).unwrap()]
+        );
+    }
 
     #[test]
     fn package_json_gives_name_and_module_path() {
