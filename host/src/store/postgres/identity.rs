@@ -116,25 +116,26 @@ const LOCK_DESIGNATED: &str = "SELECT l.tenant_id, l.key FROM (\
     CROSS JOIN LATERAL (SELECT c.tenant_id, c.key FROM contacts c WHERE c.id = i.id FOR UPDATE) l";
 
 /// The lookups of several values at once, as [`live_contact`] answers each (the contact's own
-/// column for the value's kind, else an alias of that kind), in one statement: `$1` the
-/// tenant, `$2` kinds, `$3` values; each answer comes back with the value's position `n`. The
-/// contacts are locked in id order, and read as they are once any concurrent writer committed
-/// (so one may come back deleted: the caller looks again). Same plan-proof shape as
-/// [`LOCK_DESIGNATED`].
+/// column for the value's kind, else an alias of that kind), in one statement: `$1` tenants,
+/// `$2` kinds, `$3` values, one of each per value; each answer comes back with the value's
+/// position `n`. The contacts are locked in id order, and read as they are once any concurrent
+/// writer committed (so one may come back deleted: the caller looks again). Same plan-proof
+/// shape as [`LOCK_DESIGNATED`].
 const LOOKUP_ALL: &str = concat!(
     "WITH found AS MATERIALIZED (\
-         SELECT k.n, f.id FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(kind, value, n) \
+         SELECT k.n, f.id FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY \
+             AS k(tenant_id, kind, value, n) \
          CROSS JOIN LATERAL (SELECT f.id FROM (\
-             SELECT id, 0 AS rank FROM contacts WHERE k.kind = 'external' AND tenant_id = $1 \
-                 AND external_id = k.value AND deleted_at IS NULL \
-             UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'email' AND tenant_id = $1 \
-                 AND email = k.value AND deleted_at IS NULL \
-             UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'anonymous' AND tenant_id = $1 \
-                 AND anonymous_id = k.value AND deleted_at IS NULL \
-             UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'key' AND tenant_id = $1 \
-                 AND key = k.value AND deleted_at IS NULL \
+             SELECT id, 0 AS rank FROM contacts WHERE k.kind = 'external' \
+                 AND tenant_id = k.tenant_id AND external_id = k.value AND deleted_at IS NULL \
+             UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'email' \
+                 AND tenant_id = k.tenant_id AND email = k.value AND deleted_at IS NULL \
+             UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'anonymous' \
+                 AND tenant_id = k.tenant_id AND anonymous_id = k.value AND deleted_at IS NULL \
+             UNION ALL SELECT id, 0 FROM contacts WHERE k.kind = 'key' \
+                 AND tenant_id = k.tenant_id AND key = k.value AND deleted_at IS NULL \
              UNION ALL SELECT a.contact_id, 1 FROM contact_aliases a \
-                 WHERE a.tenant_id = $1 AND a.kind = k.kind AND a.value = k.value \
+                 WHERE a.tenant_id = k.tenant_id AND a.kind = k.kind AND a.value = k.value \
                  AND (SELECT l.deleted_at IS NULL FROM contacts l WHERE l.id = a.contact_id)\
          ) f ORDER BY f.rank LIMIT 1) f), \
      locked AS MATERIALIZED (\
@@ -243,17 +244,61 @@ impl PgTx<'_> {
     /// Look all `keys` up (and lock their contacts, in id order) in one statement, and keep
     /// the answers for the `live_contact` calls that follow.
     async fn look_up_all(&mut self, tenant: &TenantId, keys: &[IdentityKey]) -> StoreResult<()> {
-        let kinds: Vec<&str> = keys.iter().map(|k| k.kind.as_str()).collect();
-        let values: Vec<&str> = keys.iter().map(|k| k.value.as_str()).collect();
+        let values: Vec<(&TenantId, &IdentityKey)> = keys.iter().map(|k| (tenant, k)).collect();
+        let found = self.look_up(&values).await?;
+        let mut answers: Vec<(IdentityKey, Option<ContactRecord>)> =
+            keys.iter().cloned().zip(found).collect();
+        self.contacts.learn(tenant, &mut answers);
+        self.looked_up = Some((tenant.clone(), answers));
+        Ok(())
+    }
+
+    /// An ingest batch's lookups, answered up front in one statement: every value its items
+    /// will resolve (their locks are held), so that each item's resolution reads nothing
+    /// (see [`super::batch_contacts`]).
+    pub(super) async fn look_up_batch(&mut self, targets: &[LockTarget]) -> StoreResult<()> {
+        let values: Vec<(&TenantId, &IdentityKey)> = targets
+            .iter()
+            .filter_map(|target| match &target.name {
+                LockName::Identity(key) => Some((&target.tenant, key)),
+                LockName::Idempotency(_) => None,
+            })
+            .collect();
+        if values.is_empty() {
+            return Ok(());
+        }
+        let found = self.look_up(&values).await?;
+        // Targets are sorted by tenant: learn each tenant's answers together.
+        let mut answers: Vec<(IdentityKey, Option<ContactRecord>)> = Vec::new();
+        let mut tenant = values[0].0;
+        for ((value_tenant, key), contact) in values.iter().copied().zip(found) {
+            if value_tenant != tenant {
+                self.contacts.learn(tenant, &mut answers);
+                answers.clear();
+                tenant = value_tenant;
+            }
+            answers.push((key.clone(), contact));
+        }
+        self.contacts.learn(tenant, &mut answers);
+        Ok(())
+    }
+
+    /// [`LOOKUP_ALL`] for `values`: each one's live contact, in order.
+    async fn look_up(
+        &mut self,
+        values: &[(&TenantId, &IdentityKey)],
+    ) -> StoreResult<Vec<Option<ContactRecord>>> {
+        let tenants: Vec<&str> = values.iter().map(|(t, _)| t.as_str()).collect();
+        let kinds: Vec<&str> = values.iter().map(|(_, k)| k.kind.as_str()).collect();
+        let names: Vec<&str> = values.iter().map(|(_, k)| k.value.as_str()).collect();
         for _ in 0..MAX_LOOKUP_RETRIES {
             let rows = sqlx::query(LOOKUP_ALL)
-                .bind(tenant.as_str())
+                .bind(&tenants)
                 .bind(&kinds)
-                .bind(&values)
+                .bind(&names)
                 .fetch_all(&mut *self.conn)
                 .await?;
-            let mut answers: Vec<(IdentityKey, Option<ContactRecord>)> =
-                keys.iter().map(|k| (k.clone(), None)).collect();
+            let mut answers: Vec<Option<ContactRecord>> = vec![None; values.len()];
             let mut stale = false;
             for row in &rows {
                 let n: i64 = row.try_get("n")?;
@@ -263,11 +308,10 @@ impl PgTx<'_> {
                     .ok()
                     .and_then(|i| answers.get_mut(i))
                     .ok_or_else(|| StoreError::corrupt("contact lookup", format!("row {n}")))?;
-                slot.1 = Some(contact);
+                *slot = Some(contact);
             }
             if !stale {
-                self.looked_up = Some((tenant.clone(), answers));
-                return Ok(());
+                return Ok(answers);
             }
             // A contact was deleted (or merged away) by a transaction that committed while
             // this one waited for its row: look again with a snapshot that includes that.
@@ -356,6 +400,10 @@ impl IdentityTx for PgTx<'_> {
             })
             .collect();
         self.lock_advisory(&targets).await?;
+        if let Some(answers) = self.contacts.answers(tenant, keys) {
+            self.looked_up = Some((tenant.clone(), answers));
+            return Ok(());
+        }
         self.look_up_all(tenant, keys).await
     }
 
@@ -391,6 +439,7 @@ impl IdentityTx for PgTx<'_> {
         .bind(contact.deleted_at.map(|t| t.0))
         .execute(self.writing())
         .await?;
+        self.contacts.written_at_once(contact);
         self.memberships.created(&contact.tenant_id, &contact.key);
         self.deferred_joins
             .created(&contact.tenant_id, &contact.key);
@@ -404,6 +453,11 @@ impl IdentityTx for PgTx<'_> {
         contact: &ContactRecord,
         properties_changed: bool,
     ) -> StoreResult<()> {
+        // In an ingest batch, kept and written with the batch's others before its commit.
+        if self.contacts.defer_update(contact, properties_changed) {
+            return Ok(());
+        }
+        let properties_changed = self.contacts.written_at_once(contact) || properties_changed;
         // The record carries no update time: resolve bumps `last_seen_at` to now on every
         // update, which is the update time.
         let properties = if properties_changed {
@@ -436,6 +490,7 @@ impl IdentityTx for PgTx<'_> {
         id: &ContactId,
         at: Timestamp,
     ) -> StoreResult<()> {
+        self.contacts.write_and_forget(self.conn).await?;
         sqlx::query(
             "UPDATE contacts SET deleted_at = $1, updated_at = $1 \
              WHERE tenant_id = $2 AND id = $3 AND deleted_at IS NULL",
@@ -449,6 +504,7 @@ impl IdentityTx for PgTx<'_> {
     }
 
     async fn upsert_alias(&mut self, alias: &Alias) -> StoreResult<()> {
+        self.contacts.write_and_forget(self.conn).await?;
         sqlx::query(
             "INSERT INTO contact_aliases \
              (tenant_id, kind, value, contact_id, from_contact_id, reason, created_at) \
@@ -475,6 +531,7 @@ impl IdentityTx for PgTx<'_> {
         from: &ContactId,
         to: &ContactId,
     ) -> StoreResult<()> {
+        self.contacts.write_and_forget(self.conn).await?;
         sqlx::query(
             "UPDATE contact_aliases SET contact_id = $1 WHERE tenant_id = $2 AND contact_id = $3",
         )

@@ -73,6 +73,7 @@ macro_rules! live_contact_of {
 }
 
 mod backfills;
+mod batch_contacts;
 mod buckets;
 mod contacts;
 mod deferred_joins;

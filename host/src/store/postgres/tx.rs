@@ -5,6 +5,7 @@
 //! locks in `identity`, bucket membership in `membership`, ingest in `ingest`, backfill pages
 //! in `backfills`, the reconcile job's reads and writes in `reconciles`.
 
+use super::batch_contacts::BatchContacts;
 use super::deferred_joins::DeferredJoins;
 use super::runs::{AwaitedEvent, wake_waiting_runs};
 use crate::clock::Timestamp;
@@ -25,6 +26,9 @@ pub(super) struct PgTx<'a> {
     /// locking them; valid until this transaction writes anything (`resolve` looks every key
     /// up before it writes), so every write clears it.
     pub(super) looked_up: Option<LookedUp>,
+    /// Ingest's: what the batch's identity values designate and the contacts' kept updates
+    /// (see [`BatchContacts`]); keeps nothing in every other transaction.
+    pub(super) contacts: BatchContacts,
     /// Events this transaction stored but has not written yet (an ingest batch writes them
     /// all in one statement before it commits); re-pointing history re-points them too.
     pub(super) pending_events: Vec<PendingEvent>,
@@ -122,6 +126,7 @@ impl<'a> PgTx<'a> {
             conn,
             held: HashSet::new(),
             looked_up: None,
+            contacts: BatchContacts::default(),
             pending_events: Vec::new(),
             pending_transitions: Vec::new(),
             memberships: MembershipCache::new(0),
@@ -137,6 +142,7 @@ impl<'a> PgTx<'a> {
     pub(super) fn for_ingest(conn: &'a mut PgConnection, defer_transitions: bool) -> Self {
         Self {
             memberships: MembershipCache::new(INGEST_MEMBERSHIP_CAPACITY),
+            contacts: BatchContacts::enabled(),
             deferred_joins: DeferredJoins::enabled(),
             defer_transitions,
             ..Self::new(conn)
@@ -197,10 +203,12 @@ impl<'a> PgTx<'a> {
         Ok(inserted > 0)
     }
 
-    /// Insert the stored events (a conflict on one of their keys is a broken invariant and
-    /// fails), then the deferred transitions (a taken key is reported, see [`Written`]), and
-    /// wake the runs waiting for any of them: at most three statements, however many events.
+    /// Write the kept contact updates and membership rows, insert the stored events (a
+    /// conflict on one of their keys is a broken invariant and fails), then the deferred
+    /// transitions (a taken key is reported, see [`Written`]), and wake the runs waiting for
+    /// any of them: at most five statements, however many events.
     pub(super) async fn write_events(&mut self) -> StoreResult<Written> {
+        self.contacts.write(self.conn).await?;
         self.write_deferred_joins().await?;
         let events = std::mem::take(&mut self.pending_events);
         let transitions = std::mem::take(&mut self.pending_transitions);

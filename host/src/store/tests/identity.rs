@@ -486,3 +486,118 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    given_identity_changes_when_ingested_as_one_batch_then_the_contacts_are_those_of_one_by_one,
+    |f| async move {
+        // Given a sequence of events that creates, updates, links, re-keys and merges people,
+        // the same person often several times (what a batch keeps in memory between items)
+        let steps: Vec<(Identity, Value)> = vec![
+            (
+                Identity::new(Some("ada"), Some("ada@example.com"), None),
+                json!({"plan": "free"}),
+            ),
+            (Identity::new(Some("ada"), None, None), json!({"seats": 3})),
+            (
+                Identity::new(None, Some("ada@example.com"), None),
+                json!({"plan": "pro"}),
+            ),
+            (Identity::new(None, None, Some("v1")), json!({"ref": "ads"})),
+            (
+                Identity::new(None, Some("bob@example.com"), Some("v1")),
+                json!({}),
+            ),
+            (
+                Identity::new(Some("bob"), None, Some("v1")),
+                json!({"seats": 1}),
+            ),
+            (
+                Identity::new(None, Some("bob@example.com"), None),
+                json!({"plan": "team"}),
+            ),
+            (Identity::new(None, None, Some("v1")), json!({"ref": null})),
+            (
+                Identity::new(Some("ada"), None, Some("v1")),
+                json!({"merged": true}),
+            ),
+            (Identity::new(None, None, Some("v1")), json!({"last": "v1"})),
+            (
+                Identity::new(Some("bob"), None, None),
+                json!({"last": "bob"}),
+            ),
+            (Identity::new(Some("ada"), None, None), json!({"seats": 5})),
+        ];
+        let events = |tenant: &TenantId| -> Vec<NewEvent> {
+            steps
+                .iter()
+                .enumerate()
+                .map(|(i, (identity, patch))| {
+                    let mut e = event_as(tenant, identity.clone(), T0 + i as i64 * HOUR);
+                    e.contact_properties = obj(patch.clone());
+                    e
+                })
+                .collect()
+        };
+        let one_by_one = second_tenant(&f).await;
+
+        // When they are ingested as one batch in one tenant, and one at a time in another
+        let item = |event| IngestItem {
+            routing: None,
+            event,
+            candidates: vec![],
+        };
+        f.store
+            .ingest_plain(events(&f.tenant).into_iter().map(item).collect())
+            .await
+            .unwrap();
+        for event in events(&one_by_one) {
+            f.store.ingest_plain(vec![item(event)]).await.unwrap();
+        }
+
+        // Then every way of naming the people finds the same contacts in both tenants
+        let lookups = [
+            ContactLookup::Key("ada".into()),
+            ContactLookup::Key("bob".into()),
+            ContactLookup::Key("v1".into()),
+            ContactLookup::Any {
+                user_id: None,
+                email: Some("bob@example.com".into()),
+            },
+        ];
+        for lookup in &lookups {
+            let seen = |tenant: TenantId| {
+                let store = f.store.clone();
+                let lookup = lookup.clone();
+                async move {
+                    let found = store.find_contacts(&tenant, &lookup).await.unwrap();
+                    found
+                        .into_iter()
+                        .map(|c| {
+                            (
+                                c.key,
+                                c.external_id,
+                                c.email,
+                                c.anonymous_id,
+                                c.properties,
+                                c.first_seen_at,
+                                c.last_seen_at,
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                }
+            };
+            let batched = seen(f.tenant.clone()).await;
+            assert!(!batched.is_empty(), "{lookup:?} finds someone");
+            assert_eq!(batched, seen(one_by_one.clone()).await, "{lookup:?}");
+        }
+        // And the merge left one live person holding every property, last seen at the end
+        let ada = contact(&f, "ada").await;
+        assert_eq!(contact(&f, "bob").await.id, ada.id);
+        assert_eq!(ada.properties["seats"], json!(5));
+        assert_eq!(ada.properties["merged"], json!(true));
+        assert_eq!(ada.properties["last"], json!("bob"));
+        assert!(!ada.properties.contains_key("ref"), "{:?}", ada.properties);
+        assert_eq!(ada.last_seen_at, Timestamp(T0 + 11 * HOUR));
+        assert_eq!(ada.first_seen_at, Timestamp(T0));
+    }
+);
