@@ -62,6 +62,22 @@ impl BatchContacts {
             .collect()
     }
 
+    /// The key of the one person `keys` lead to, when the batch knows every answer and they
+    /// agree (the item will find that person and no other).
+    pub(super) fn designated_key(&self, tenant: &TenantId, keys: &[IdentityKey]) -> Option<&str> {
+        let designates = self.designates.get(tenant)?;
+        let mut person: Option<&ContactId> = None;
+        for key in keys {
+            if let Some(id) = designates.get(key)? {
+                if person.is_some_and(|p| p != id) {
+                    return None;
+                }
+                person = Some(id);
+            }
+        }
+        Some(self.known.get(person?)?.key.as_str())
+    }
+
     /// Take in what a lookup statement read: a contact the batch already knows is answered as
     /// the batch sees it (the row may lack an update kept here), and the answers are kept.
     pub(super) fn learn(

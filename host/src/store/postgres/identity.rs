@@ -553,8 +553,10 @@ impl IdentityTx for PgTx<'_> {
         if from == to {
             return Ok(());
         }
-        // Rows kept in memory are written first, so the statements below move them too.
+        // Rows kept in memory are written first, so the statements below move them too; the
+        // counts read up front were by key.
         self.write_deferred_joins().await?;
+        self.counts.forget();
         self.memberships.forget(tenant, from);
         self.memberships.forget(tenant, to);
         for event in self

@@ -31,12 +31,14 @@
 //! have rows in the table yet, so the batch keeps them in memory, numbers their epochs there,
 //! and inserts them in one statement before its events (`deferred_joins`).
 
+use super::batch_counts::{WantedCount, merge_wanted};
 use super::identity::{LockName, LockTarget};
 
 use super::journeys::{count_skips, exit_runs};
 use super::live_statuses;
 use super::tx::{PendingEvent, PgTx, UsedKeys, Written};
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
+use crate::buckets::EventQuery;
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
 use crate::ingest::IngestItem;
@@ -100,6 +102,11 @@ async fn ingest_batch(
     // One person's read is one statement either way.
     if locked.len() > 1 && evaluates_buckets(batch, routing) {
         pg.remember_memberships(&locked).await?;
+        // Counts read up front leave out transitions written as they happen.
+        if defer_transitions {
+            let wanted = wanted_counts(&pg, batch, routing);
+            pg.counts.read(&mut *pg.conn, wanted).await?;
+        }
     }
     let used = used_keys(pg.conn(), batch).await?;
     pg.answer_used_keys(used);
@@ -123,6 +130,48 @@ fn evaluates_buckets(batch: &[IngestItem], routing: &dyn IngestRouting) -> bool 
             .buckets(&item.event.tenant_id)
             .is_some_and(|registry| registry.evaluated().next().is_some())
     })
+}
+
+/// The counts the batch's bucket evaluations will ask for (see `batch_counts`): for each item
+/// whose identity values lead to one known person, the queries of every bucket its event (or
+/// its property patch) could change.
+fn wanted_counts(
+    pg: &PgTx<'_>,
+    batch: &[IngestItem],
+    routing: &dyn IngestRouting,
+) -> Vec<WantedCount> {
+    let wanted = batch.iter().flat_map(|item| {
+        let event = &item.event;
+        let tenant = &event.tenant_id;
+        let registry = item.routing.as_deref().unwrap_or(routing).buckets(tenant);
+        let person = pg
+            .contacts
+            .designated_key(tenant, &identity::lookup_keys(&event.identity));
+        let queries: Vec<EventQuery> = match (&registry, person) {
+            (Some(registry), Some(_)) => registry
+                .candidates(
+                    Some(&event.name),
+                    event.event_properties.keys().map(String::as_str),
+                    event.contact_properties.keys().map(String::as_str),
+                )
+                .filter_map(|bucket| bucket.criteria.as_ref())
+                .flat_map(|criteria| criteria.event_queries())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let person = person.map(str::to_owned);
+        queries.into_iter().map(move |query| {
+            let since = query.window_start(event.received_at.0).unwrap_or(i64::MIN);
+            WantedCount {
+                tenant: tenant.clone(),
+                contact_key: person.clone().unwrap_or_default(),
+                query,
+                earliest: since,
+                latest: since,
+            }
+        })
+    });
+    merge_wanted(wanted)
 }
 
 /// Every advisory lock the batch needs, sorted into the global order, without repeats.

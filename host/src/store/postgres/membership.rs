@@ -125,6 +125,27 @@ impl PgTx<'_> {
     }
 }
 
+impl PgTx<'_> {
+    /// The counts the batch read up front ([`super::batch_counts`]), plus the events it stored
+    /// but writes only at its end; `None` when some query was not read.
+    fn counts_read_up_front(
+        &self,
+        tenant: &TenantId,
+        contact_key: &str,
+        queries: &[EventQuery],
+        now: Timestamp,
+    ) -> Option<EventCounts> {
+        let stored = self.counts.answer(tenant, contact_key, queries, now.0)?;
+        let mut counts = EventCounts::with_capacity(queries.len());
+        for (query, stored) in queries.iter().zip(stored) {
+            let since = query.window_start(now.0).unwrap_or(i64::MIN);
+            let pending = self.pending_events_matching(tenant, contact_key, &query.event, since);
+            counts.insert(query.clone(), stored + pending);
+        }
+        Some(counts)
+    }
+}
+
 impl MembershipTx for PgTx<'_> {
     async fn event_counts(
         &mut self,
@@ -133,6 +154,9 @@ impl MembershipTx for PgTx<'_> {
         queries: &[EventQuery],
         now: Timestamp,
     ) -> StoreResult<EventCounts> {
+        if let Some(counts) = self.counts_read_up_front(tenant, contact_key, queries, now) {
+            return Ok(counts);
+        }
         let rows = self
             .person_counts_query(count_person_events!(), tenant, contact_key, queries, now)
             .await?;
@@ -175,7 +199,10 @@ impl MembershipTx for PgTx<'_> {
     ) -> StoreResult<(EventCounts, Vec<ActiveMembership>)> {
         let known = self.memberships.get(tenant, contact_key).is_some()
             || self.deferred_joins.holds(tenant, contact_key);
-        if queries.is_empty() || known {
+        let counted = self
+            .counts_read_up_front(tenant, contact_key, queries, now)
+            .is_some();
+        if queries.is_empty() || known || counted {
             let counts = if queries.is_empty() {
                 EventCounts::new()
             } else {

@@ -74,6 +74,7 @@ macro_rules! live_contact_of {
 
 mod backfills;
 mod batch_contacts;
+mod batch_counts;
 mod buckets;
 mod contacts;
 mod deferred_joins;

@@ -6,6 +6,7 @@
 //! in `backfills`, the reconcile job's reads and writes in `reconciles`.
 
 use super::batch_contacts::BatchContacts;
+use super::batch_counts::BatchCounts;
 use super::deferred_joins::DeferredJoins;
 use super::runs::{AwaitedEvent, wake_waiting_runs};
 use crate::clock::Timestamp;
@@ -29,6 +30,9 @@ pub(super) struct PgTx<'a> {
     /// Ingest's: what the batch's identity values designate and the contacts' kept updates
     /// (see [`BatchContacts`]); keeps nothing in every other transaction.
     pub(super) contacts: BatchContacts,
+    /// Ingest's: the event counts its bucket evaluations ask for, read up front (see
+    /// [`BatchCounts`]); none in every other transaction.
+    pub(super) counts: BatchCounts,
     /// Events this transaction stored but has not written yet (an ingest batch writes them
     /// all in one statement before it commits); re-pointing history re-points them too.
     pub(super) pending_events: Vec<PendingEvent>,
@@ -127,6 +131,7 @@ impl<'a> PgTx<'a> {
             held: HashSet::new(),
             looked_up: None,
             contacts: BatchContacts::default(),
+            counts: BatchCounts::default(),
             pending_events: Vec::new(),
             pending_transitions: Vec::new(),
             memberships: MembershipCache::new(0),

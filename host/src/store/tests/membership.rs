@@ -852,3 +852,48 @@ store_test!(
         assert_eq!(memberships(&f, "active").await, 0);
     }
 );
+
+store_test!(
+    given_one_batch_spanning_a_window_edge_when_counts_age_out_then_each_event_counts_its_own_window,
+    |f| async move {
+        // Given ada and bob, each with one feature use at T0 (power: two within the hour)
+        let routing = routing(vec![power()]);
+        for user in ["ada", "bob"] {
+            ingest_routed(&f, used(&f, user, T0), &routing).await;
+        }
+        let item = |user: &str, at: i64| IngestItem {
+            routing: None,
+            event: used(&f, user, at),
+            candidates: vec![],
+        };
+
+        // When one batch brings ada's use just inside the hour of her first, bob's just past
+        // his, and ada's again once her first two have aged out
+        let outcomes = f
+            .store
+            .ingest(
+                Arc::new([
+                    item("ada", T0 + HOUR - 10),
+                    item("bob", T0 + HOUR + 5),
+                    item("ada", T0 + 2 * HOUR),
+                ]),
+                routing.clone(),
+            )
+            .await
+            .unwrap();
+
+        // Then ada joins power, bob does not (his first use left the window), and ada leaves
+        // with her third, which counts only itself
+        let moved: Vec<Vec<BucketTransition>> = outcomes.iter().map(transitions).collect();
+        assert_eq!(
+            moved,
+            vec![
+                vec![change("power", "entered", 1, true)],
+                vec![],
+                vec![change("power", "left", 1, true)],
+            ]
+        );
+        assert_eq!(memberships(&f, "active").await, 0);
+        assert_eq!(memberships(&f, "left").await, 1);
+    }
+);
