@@ -24,6 +24,18 @@ use crate::store::{ContactRecord, StoreResult};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 
+/// Whom an item's identity values lead to (see [`BatchContacts::designated`]).
+pub(super) enum Designated<'a> {
+    /// Some value was not looked up (or its answer was forgotten).
+    Unknown,
+    /// No one: the item will create its person.
+    Nobody,
+    /// This person, and no other.
+    One(&'a ContactRecord),
+    /// Several people: the item will merge them.
+    Several,
+}
+
 /// The batch's answers per identity value, and the contacts they lead to.
 #[derive(Default)]
 pub(super) struct BatchContacts {
@@ -62,20 +74,27 @@ impl BatchContacts {
             .collect()
     }
 
-    /// The key of the one person `keys` lead to, when the batch knows every answer and they
-    /// agree (the item will find that person and no other).
-    pub(super) fn designated_key(&self, tenant: &TenantId, keys: &[IdentityKey]) -> Option<&str> {
-        let designates = self.designates.get(tenant)?;
+    /// Whom `keys` lead to, as far as the batch knows.
+    pub(super) fn designated(&self, tenant: &TenantId, keys: &[IdentityKey]) -> Designated<'_> {
+        let Some(designates) = self.designates.get(tenant) else {
+            return Designated::Unknown;
+        };
         let mut person: Option<&ContactId> = None;
         for key in keys {
-            if let Some(id) = designates.get(key)? {
-                if person.is_some_and(|p| p != id) {
-                    return None;
-                }
-                person = Some(id);
+            match designates.get(key) {
+                None => return Designated::Unknown,
+                Some(None) => {}
+                Some(Some(id)) if person.is_some_and(|p| p != id) => return Designated::Several,
+                Some(Some(id)) => person = Some(id),
             }
         }
-        Some(self.known.get(person?)?.key.as_str())
+        match person {
+            None => Designated::Nobody,
+            Some(id) => self
+                .known
+                .get(id)
+                .map_or(Designated::Unknown, Designated::One),
+        }
     }
 
     /// Take in what a lookup statement read: a contact the batch already knows is answered as

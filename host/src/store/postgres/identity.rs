@@ -557,6 +557,7 @@ impl IdentityTx for PgTx<'_> {
         // counts read up front were by key.
         self.write_deferred_joins().await?;
         self.counts.forget();
+        self.enrollment.forget();
         self.memberships.forget(tenant, from);
         self.memberships.forget(tenant, to);
         for event in self

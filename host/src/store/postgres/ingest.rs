@@ -31,7 +31,9 @@
 //! have rows in the table yet, so the batch keeps them in memory, numbers their epochs there,
 //! and inserts them in one statement before its events (`deferred_joins`).
 
+use super::batch_contacts::Designated;
 use super::batch_counts::{WantedCount, merge_wanted};
+use super::batch_enrollment::{Person, WantedEnrollment};
 use super::identity::{LockName, LockTarget};
 
 use super::journeys::{count_skips, exit_runs};
@@ -108,6 +110,8 @@ async fn ingest_batch(
             pg.counts.read(&mut *pg.conn, wanted).await?;
         }
     }
+    let wanted = wanted_enrollment(&pg, batch);
+    pg.enrollment.read(&mut *pg.conn, wanted).await?;
     let used = used_keys(pg.conn(), batch).await?;
     pg.answer_used_keys(used);
     let (outcomes, skips) = flows::ingest::ingest_batch(&mut pg, batch, routing).await?;
@@ -144,9 +148,13 @@ fn wanted_counts(
         let event = &item.event;
         let tenant = &event.tenant_id;
         let registry = item.routing.as_deref().unwrap_or(routing).buckets(tenant);
-        let person = pg
+        let person = match pg
             .contacts
-            .designated_key(tenant, &identity::lookup_keys(&event.identity));
+            .designated(tenant, &identity::lookup_keys(&event.identity))
+        {
+            Designated::One(contact) => Some(contact.key.as_str()),
+            _ => None,
+        };
         let queries: Vec<EventQuery> = match (&registry, person) {
             (Some(registry), Some(_)) => registry
                 .candidates(
@@ -172,6 +180,45 @@ fn wanted_counts(
         })
     });
     merge_wanted(wanted)
+}
+
+/// What the batch's enrollment guards will ask (see `batch_enrollment`): for each item with
+/// journeys to start whose values lead to one known person, or to nobody (the person it
+/// creates is keyed by its user id or anonymous id), their runs of those journeys and their
+/// opt-out.
+fn wanted_enrollment(pg: &PgTx<'_>, batch: &[IngestItem]) -> WantedEnrollment {
+    let mut wanted = WantedEnrollment::default();
+    for item in batch.iter().filter(|item| !item.candidates.is_empty()) {
+        let event = &item.event;
+        let identity = &event.identity;
+        let (contact_key, email) = match pg
+            .contacts
+            .designated(&event.tenant_id, &identity::lookup_keys(identity))
+        {
+            Designated::One(contact) => (
+                contact.key.clone(),
+                contact.email.clone().or_else(|| identity.email.clone()),
+            ),
+            Designated::Nobody => {
+                match identity.user_id.as_ref().or(identity.anonymous_id.as_ref()) {
+                    Some(key) => (key.clone(), identity.email.clone()),
+                    None => continue,
+                }
+            }
+            Designated::Unknown | Designated::Several => continue,
+        };
+        let person = Person {
+            tenant: event.tenant_id.clone(),
+            contact_key,
+        };
+        for candidate in item.candidates.iter().filter(|c| c.declared_enabled) {
+            wanted
+                .runs
+                .push((person.clone(), candidate.journey_id.clone()));
+        }
+        wanted.opt_outs.push((person, email));
+    }
+    wanted
 }
 
 /// Every advisory lock the batch needs, sorted into the global order, without repeats.
@@ -282,7 +329,9 @@ impl IngestTx for PgTx<'_> {
         journey_ids: &[String],
         at: Timestamp,
     ) -> StoreResult<Vec<ExitedRun>> {
-        exit_runs(self.conn(), tenant, contact_key, journey_ids, at).await
+        let exited = exit_runs(self.conn(), tenant, contact_key, journey_ids, at).await?;
+        self.enrollment.exited(tenant, contact_key, &exited);
+        Ok(exited)
     }
 
     async fn unsubscribed(
@@ -291,6 +340,9 @@ impl IngestTx for PgTx<'_> {
         contact_key: &str,
         email: Option<&str>,
     ) -> StoreResult<bool> {
+        if let Some(unsubscribed) = self.enrollment.unsubscribed(tenant, contact_key, email) {
+            return Ok(unsubscribed);
+        }
         super::preferences::unsubscribed_in(self.conn(), tenant, contact_key, email).await
     }
 
@@ -301,6 +353,9 @@ impl IngestTx for PgTx<'_> {
         contact_key: &str,
         journey_id: &str,
     ) -> StoreResult<EnrollmentReads> {
+        if let Some(reads) = self.enrollment.reads(tenant, contact_key, journey_id) {
+            return Ok(reads);
+        }
         let conn = self.conn();
         let row = sqlx::query(concat!(
             "SELECT COUNT(*) AS total, MAX(created_at) AS latest, \
@@ -354,6 +409,12 @@ impl IngestTx for PgTx<'_> {
         .await?
         .rows_affected();
         Ok(if created > 0 {
+            self.enrollment.started(
+                run.tenant,
+                run.contact_key,
+                &run.candidate.journey_id,
+                run.at,
+            );
             Ok(run_id)
         } else {
             Err(SkipReason::AlreadyActive)

@@ -75,6 +75,7 @@ macro_rules! live_contact_of {
 mod backfills;
 mod batch_contacts;
 mod batch_counts;
+mod batch_enrollment;
 mod buckets;
 mod contacts;
 mod deferred_joins;

@@ -7,6 +7,7 @@
 
 use super::batch_contacts::BatchContacts;
 use super::batch_counts::BatchCounts;
+use super::batch_enrollment::BatchEnrollment;
 use super::deferred_joins::DeferredJoins;
 use super::runs::{AwaitedEvent, wake_waiting_runs};
 use crate::clock::Timestamp;
@@ -33,6 +34,9 @@ pub(super) struct PgTx<'a> {
     /// Ingest's: the event counts its bucket evaluations ask for, read up front (see
     /// [`BatchCounts`]); none in every other transaction.
     pub(super) counts: BatchCounts,
+    /// Ingest's: what its enrollment guards ask, read up front (see [`BatchEnrollment`]);
+    /// none in every other transaction.
+    pub(super) enrollment: BatchEnrollment,
     /// Events this transaction stored but has not written yet (an ingest batch writes them
     /// all in one statement before it commits); re-pointing history re-points them too.
     pub(super) pending_events: Vec<PendingEvent>,
@@ -132,6 +136,7 @@ impl<'a> PgTx<'a> {
             looked_up: None,
             contacts: BatchContacts::default(),
             counts: BatchCounts::default(),
+            enrollment: BatchEnrollment::default(),
             pending_events: Vec::new(),
             pending_transitions: Vec::new(),
             memberships: MembershipCache::new(0),

@@ -354,3 +354,62 @@ store_test!(
         assert_eq!(ada.properties, obj(json!({"plan": "pro"})));
     }
 );
+
+store_test!(
+    given_one_batch_of_triggers_when_the_guards_read_up_front_then_each_sees_the_ones_before,
+    |f| async move {
+        // Given bob with a live welcome run, carol who opted out (by address), and dave
+        // whose only run of the once-only journey completed
+        start_run(&f, "bob", T0).await;
+        ingest(&f, event(&f.tenant, "carol", T0), &[]).await;
+        f.store
+            .unsubscribe(&f.tenant, "someone-else", "carol@example.com", Timestamp(T0))
+            .await
+            .unwrap();
+        let dave = start_run_limited(&f, "dave", T0, EntryLimit::Once).await;
+        claim_due(&f, "w1", T0).await;
+        assert!(complete(&f, &dave, "w1").await);
+        let trigger = |user: &str, at: i64, limit: EntryLimit| IngestItem {
+            routing: None,
+            event: event(&f.tenant, user, at),
+            candidates: vec![welcome(limit)],
+        };
+
+        // When one batch triggers the journey for a new person twice, then for each of them
+        let once = EntryLimit::Once;
+        let outcomes = f
+            .store
+            .ingest_plain(vec![
+                trigger("ada", T0 + HOUR, once),
+                trigger("ada", T0 + HOUR + 1, once),
+                trigger("bob", T0 + HOUR + 2, EntryLimit::Unlimited),
+                trigger("carol", T0 + HOUR + 3, EntryLimit::Unlimited),
+                trigger("dave", T0 + HOUR + 4, once),
+            ])
+            .await
+            .unwrap();
+
+        // Then ada's first starts a run, which her second sees; bob's live run, carol's
+        // opt-out and dave's completed run each keep a run from starting
+        let summary: Vec<(usize, Option<SkipReason>)> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                IngestOutcome::Stored {
+                    started, skipped, ..
+                } => (started.len(), skipped.first().map(|s| s.reason)),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, None),
+                (0, Some(SkipReason::AlreadyEnteredOnce)),
+                (0, Some(SkipReason::AlreadyActive)),
+                (0, Some(SkipReason::UserUnsubscribed)),
+                (0, Some(SkipReason::AlreadyEnteredOnce)),
+            ]
+        );
+        assert_eq!(f.db.rows("runs").await, 3);
+    }
+);
