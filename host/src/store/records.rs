@@ -38,6 +38,20 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A key as just stored: live (its hash stays behind in the store).
+impl From<NewApiKey> for ApiKeyRecord {
+    fn from(key: NewApiKey) -> Self {
+        Self {
+            id: key.id,
+            tenant_id: key.tenant_id,
+            name: key.name,
+            scopes: key.scopes,
+            created_at: key.created_at,
+            revoked_at: None,
+        }
+    }
+}
+
 /// A module version, content-addressed by the sha256 of its wasm, as the catalog lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModuleVersionRecord {
