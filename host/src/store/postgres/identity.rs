@@ -493,9 +493,6 @@ impl IdentityTx for PgTx<'_> {
         to: &str,
         at: Timestamp,
     ) -> StoreResult<()> {
-        if from == to {
-            return Ok(());
-        }
         // Rows kept in memory are written first, so the statements below move them too.
         self.write_deferred_joins().await?;
         self.memberships.forget(tenant, from);
