@@ -6,16 +6,18 @@
 
 use super::codec::{
     parse_email_status, parse_json, parse_object, parse_run_status, parse_suppressed_reason,
-    scopes_from_text, to_u32,
+    run_count, scopes_from_text, to_u32,
 };
+use super::flows::BackfillProgress;
 use super::{
-    ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailRecord,
-    EventRecord, ModuleOrigin, ModuleRecord, ModuleVersionRecord, OutboxEmail, RunEffect,
-    RunRecord, StoreError, StoreResult, Tenant, TenantTemplate,
+    ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailHistory,
+    EmailRecord, EventRecord, JourneyHistory, ModuleOrigin, ModuleRecord, ModuleVersionRecord,
+    OutboxEmail, RunEffect, RunRecord, StoreError, StoreResult, Tenant, TenantTemplate,
 };
+use crate::buckets::absence::{AbsenceCursor, AbsenceRow};
 use crate::buckets::backfill_rules::{BackfillMode, BackfillState};
 use crate::buckets::membership::ActiveMembership;
-use crate::buckets::reconcile_rules::ReconcileMember;
+use crate::buckets::reconcile_rules::{JoinCandidate, ReconcileMember};
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, ContactId, EmailId, EventId, RunId, TenantId};
 use serde_json::{Map, Value};
@@ -344,6 +346,59 @@ pub(crate) fn reconcile_member_from_row(row: &impl Columns) -> StoreResult<Recon
         properties: row.object("contact properties", "properties")?,
         dwell_anchor: row.time("anchor")?,
         dwell_state: row.object("membership dwell state", "dwell_state")?,
+    })
+}
+
+/// A running backfill's progress, from its config row's `backfill_*` columns.
+pub(crate) fn backfill_progress_from_row(row: &impl Columns) -> StoreResult<BackfillProgress> {
+    Ok(BackfillProgress {
+        cursor: row.column("backfill_cursor")?,
+        done: row.column("backfill_done")?,
+        total: row.column("backfill_total")?,
+        joined: row.column("backfill_joined")?,
+        left: row.column("backfill_left")?,
+    })
+}
+
+pub(crate) fn absence_cursor_from_row(row: &impl Columns) -> StoreResult<AbsenceCursor> {
+    Ok(AbsenceCursor {
+        after_at: row.column("after_at")?,
+        after_id: row.column("after_id")?,
+    })
+}
+
+/// An event an absence scan read, its person (`contact_key`, `properties`) a join candidate
+/// when `candidate`.
+pub(crate) fn absence_row_from_row(row: &impl Columns) -> StoreResult<AbsenceRow> {
+    let candidate = if row.column("candidate")? {
+        Some(JoinCandidate {
+            contact_key: row.column("contact_key")?,
+            properties: row.object("contact properties", "properties")?,
+        })
+    } else {
+        None
+    };
+    Ok(AbsenceRow {
+        occurred_at: row.column("occurred_at")?,
+        event_id: row.column("id")?,
+        candidate,
+    })
+}
+
+/// A person's runs of a journey: `entries`, `completed` and `last_completed_at`.
+pub(crate) fn journey_history_from_row(row: &impl Columns) -> StoreResult<JourneyHistory> {
+    Ok(JourneyHistory {
+        entries: run_count(row.column("entries")?)?,
+        completed: run_count(row.column("completed")?)?,
+        last_completed_at: row.time_opt("last_completed_at")?,
+    })
+}
+
+/// The emails of a template to an address: how many (`n`) and `last_sent_at`.
+pub(crate) fn email_history_from_row(row: &impl Columns) -> StoreResult<EmailHistory> {
+    Ok(EmailHistory {
+        count: run_count(row.column("n")?)?,
+        last_sent_at: row.time_opt("last_sent_at")?,
     })
 }
 

@@ -20,24 +20,22 @@ use super::identity::live_by_key;
 use super::tx::PgTx;
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
-use crate::buckets::reconcile_rules::{
-    JoinCandidate, MemberSelection, Pass, ReconcileMember, ReconcileTx,
-};
+use crate::buckets::reconcile_rules::{MemberSelection, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::TenantId;
 use crate::store::Reconciles;
-use crate::store::codec::parse_object;
 use crate::store::flows;
 use crate::store::flows::{Earliest, NextWorkReads, ReconcilePassTx};
-use crate::store::rows::reconcile_member_from_row;
+use crate::store::rows::{
+    absence_cursor_from_row, absence_row_from_row, reconcile_member_from_row,
+};
 use crate::store::{
     ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
 };
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::postgres::PgRow;
 use std::sync::Arc;
 
@@ -162,7 +160,7 @@ impl ReconcileTx for PgTx<'_> {
         bucket_id: &str,
         leg: &EventQuery,
     ) -> StoreResult<Option<AbsenceCursor>> {
-        let row = sqlx::query(
+        sqlx::query(
             "SELECT after_at, after_id FROM bucket_absence_cursors WHERE tenant_id = $1 \
              AND bucket_id = $2 AND event_name = $3 AND within_ms = $4",
         )
@@ -171,13 +169,9 @@ impl ReconcileTx for PgTx<'_> {
         .bind(&leg.event)
         .bind(window_ms(leg))
         .fetch_optional(self.conn())
-        .await?;
-        row.map(|row| {
-            Ok(AbsenceCursor {
-                after_at: row.try_get("after_at")?,
-                after_id: row.try_get("after_id")?,
-            })
-        })
+        .await?
+        .as_ref()
+        .map(absence_cursor_from_row)
         .transpose()
     }
 
@@ -260,23 +254,7 @@ impl ReconcileTx for PgTx<'_> {
         .bind(i64::from(max_rows))
         .fetch_all(self.conn())
         .await?;
-        rows.iter()
-            .map(|row| {
-                let candidate = if row.try_get::<bool, _>("candidate")? {
-                    Some(JoinCandidate {
-                        contact_key: row.try_get("contact_key")?,
-                        properties: parse_object("contact properties", row.try_get("properties")?)?,
-                    })
-                } else {
-                    None
-                };
-                Ok(AbsenceRow {
-                    occurred_at: row.try_get("occurred_at")?,
-                    event_id: row.try_get("id")?,
-                    candidate,
-                })
-            })
-            .collect()
+        rows.iter().map(absence_row_from_row).collect()
     }
 
     async fn mark_evaluated(

@@ -7,15 +7,14 @@
 //! when a bucket next has clock-driven work, and the per-tenant lease.
 
 use super::identity::live_by_key;
-use super::rows::parse_object;
-use crate::store::rows::reconcile_member_from_row;
+use crate::store::rows::{
+    absence_cursor_from_row, absence_row_from_row, reconcile_member_from_row,
+};
 
 use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
-use crate::buckets::reconcile_rules::{
-    JoinCandidate, MemberSelection, Pass, ReconcileMember, ReconcileTx,
-};
+use crate::buckets::reconcile_rules::{MemberSelection, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
@@ -136,22 +135,17 @@ impl ReconcileTx for SqliteTx<'_> {
         bucket_id: &str,
         leg: &EventQuery,
     ) -> StoreResult<Option<AbsenceCursor>> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT after_at, after_id FROM bucket_absence_cursors WHERE tenant_id = ?1 \
-                 AND bucket_id = ?2 AND event_name = ?3 AND within_ms = ?4",
-            )?
-            .query_row(
-                params![tenant.as_str(), bucket_id, leg.event, window_ms(leg)],
-                |row| {
-                    Ok(AbsenceCursor {
-                        after_at: row.get(0)?,
-                        after_id: row.get(1)?,
-                    })
-                },
-            )
-            .optional()?)
+        let mut statement = self.conn.prepare_cached(
+            "SELECT after_at, after_id FROM bucket_absence_cursors WHERE tenant_id = ?1 \
+             AND bucket_id = ?2 AND event_name = ?3 AND within_ms = ?4",
+        )?;
+        let mut rows = statement.query(params![
+            tenant.as_str(),
+            bucket_id,
+            leg.event,
+            window_ms(leg)
+        ])?;
+        rows.next()?.map(absence_cursor_from_row).transpose()
     }
 
     async fn save_absence_cursor(
@@ -216,7 +210,7 @@ impl ReconcileTx for SqliteTx<'_> {
                      AND (l.occurred_at > e.occurred_at OR l.id > e.id)) \
                  AND NOT EXISTS (SELECT 1 FROM bucket_memberships m WHERE m.tenant = e.tenant \
                      AND m.bucket_id = ?3 AND m.contact_key = e.contact_key \
-                     AND m.status = 'active'), \
+                     AND m.status = 'active') AS candidate, \
                  c.properties \
              FROM events e JOIN contacts c ON c.tenant_id = ?1 \
                  AND c.key = e.contact_key AND c.deleted_at IS NULL \
@@ -237,19 +231,7 @@ impl ReconcileTx for SqliteTx<'_> {
         ])?;
         let mut read = Vec::new();
         while let Some(row) = rows.next()? {
-            let candidate = if row.get(3)? {
-                Some(JoinCandidate {
-                    contact_key: row.get(2)?,
-                    properties: parse_object("contact properties", &row.get::<_, String>(4)?)?,
-                })
-            } else {
-                None
-            };
-            read.push(AbsenceRow {
-                occurred_at: row.get(0)?,
-                event_id: row.get(1)?,
-                candidate,
-            });
+            read.push(absence_row_from_row(row)?);
         }
         Ok(read)
     }
