@@ -26,4 +26,4 @@ pub use backfill_page::{BackfillProgress, BackfillTx};
 pub use bucket_configs::BucketConfigTx;
 pub use ingest::{EnrollmentReads, IngestTx, NewRun};
 pub use module_changes::ModuleChangeTx;
-pub use reconcile_pass::{Earliest, NextWorkReads, ReconcilePassTx};
+pub use reconcile_pass::{Earliest, MemberFilterSql, NextWorkReads, ReconcilePassTx, member_page};

@@ -5,7 +5,7 @@
 //! [`crate::buckets::reconcile_rules`].
 
 use super::ingest::{IngestTx, ingest_transition};
-use crate::buckets::reconcile_rules::{self, Pass, ReconcileTx};
+use crate::buckets::reconcile_rules::{self, MemberSelection, Pass, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
@@ -38,6 +38,48 @@ pub enum Earliest<'a> {
     /// memberships: their anchor when it has not stamped them yet (`after`), their last stamp
     /// (`every`).
     DwellBase(DwellSchedule),
+}
+
+/// How a backend's dialect spells the parts of a member page's filter ([`member_page`]).
+pub struct MemberFilterSql {
+    /// The placeholder of the selection's [`MemberSelection::cutoff`].
+    pub cutoff: &'static str,
+    /// The schedule's stamp in the membership's `m.dwell_state` (NULL while unstamped).
+    pub stamp: &'static str,
+    /// The same stamp as a number, to compare with instants.
+    pub stamp_number: &'static str,
+}
+
+/// What a page of `which` selects among a bucket's active members `m`, beyond the bucket:
+/// the filter (`AND …`, or nothing) and the one indexed column the page is ordered by.
+pub fn member_page(which: MemberSelection, sql: &MemberFilterSql) -> (String, &'static str) {
+    let cutoff = sql.cutoff;
+    match which {
+        MemberSelection::ToRecheck => (String::new(), "m.last_evaluated_at"),
+        MemberSelection::PastMaxDwell { .. } => (
+            format!("AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= {cutoff}"),
+            "m.max_dwell_at",
+        ),
+        MemberSelection::Expired { .. } => (
+            format!("AND m.expires_at IS NOT NULL AND m.expires_at <= {cutoff}"),
+            "m.expires_at",
+        ),
+        // `after` fires once, when its anchor is at or before the cutoff and it is unstamped;
+        // `every` counts from its last stamp, else from the anchor.
+        MemberSelection::DueDwell { schedule, .. } => {
+            let filter = match schedule {
+                DwellSchedule::After(_) => format!(
+                    "AND COALESCE(m.dwell_anchor_at, m.entered_at) <= {cutoff} AND {} IS NULL",
+                    sql.stamp
+                ),
+                DwellSchedule::Every(_) => format!(
+                    "AND COALESCE({}, m.dwell_anchor_at, m.entered_at) <= {cutoff}",
+                    sql.stamp_number
+                ),
+            };
+            (filter, "m.last_evaluated_at")
+        }
+    }
 }
 
 /// The read of [`next_work`]: the first instant at which one kind of work can come due for a

@@ -27,7 +27,7 @@ use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::TenantId;
 use crate::store::Reconciles;
 use crate::store::flows;
-use crate::store::flows::{Earliest, NextWorkReads, ReconcilePassTx};
+use crate::store::flows::{Earliest, MemberFilterSql, NextWorkReads, ReconcilePassTx, member_page};
 use crate::store::rows::{
     absence_cursor_from_row, absence_row_from_row, reconcile_member_from_row,
 };
@@ -55,6 +55,13 @@ const MEMBER_SELECT: &str = concat!(
     live_contact_of!("m", "c.properties"),
     " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active'"
 );
+
+/// The page filter's dialect: the stamp is the schedule's label `$5` of `dwell_state`.
+const MEMBER_FILTER: MemberFilterSql = MemberFilterSql {
+    cutoff: "$4",
+    stamp: "(m.dwell_state::jsonb ->> $5)",
+    stamp_number: "(m.dwell_state::jsonb ->> $5)::int8",
+};
 
 fn members_from_rows(rows: &[PgRow]) -> StoreResult<Vec<ReconcileMember>> {
     rows.iter().map(reconcile_member_from_row).collect()
@@ -112,33 +119,7 @@ impl ReconcileTx for PgTx<'_> {
         which: MemberSelection,
         limit: u32,
     ) -> StoreResult<Vec<ReconcileMember>> {
-        let (filter, order) = match which {
-            MemberSelection::ToRecheck => ("", "m.last_evaluated_at"),
-            MemberSelection::PastMaxDwell { .. } => (
-                "AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= $4",
-                "m.max_dwell_at",
-            ),
-            MemberSelection::Expired { .. } => (
-                "AND m.expires_at IS NOT NULL AND m.expires_at <= $4",
-                "m.expires_at",
-            ),
-            MemberSelection::DueDwell {
-                schedule: DwellSchedule::After(_),
-                ..
-            } => (
-                "AND COALESCE(m.dwell_anchor_at, m.entered_at) <= $4 \
-                 AND (m.dwell_state::jsonb ->> $5) IS NULL",
-                "m.last_evaluated_at",
-            ),
-            MemberSelection::DueDwell {
-                schedule: DwellSchedule::Every(_),
-                ..
-            } => (
-                "AND COALESCE((m.dwell_state::jsonb ->> $5)::int8, m.dwell_anchor_at, \
-                 m.entered_at) <= $4",
-                "m.last_evaluated_at",
-            ),
-        };
+        let (filter, order) = member_page(which, &MEMBER_FILTER);
         let sql = format!("{MEMBER_SELECT} {filter} ORDER BY {order} LIMIT $3");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant.as_str())

@@ -20,7 +20,7 @@ use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Reconciles;
 use crate::store::flows;
-use crate::store::flows::{Earliest, NextWorkReads, ReconcilePassTx};
+use crate::store::flows::{Earliest, MemberFilterSql, NextWorkReads, ReconcilePassTx, member_page};
 use crate::store::{
     ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
 };
@@ -44,6 +44,13 @@ const MEMBER_SELECT: &str = concat!(
     tenant_number!("?1"),
     " AND m.bucket_id = ?2 AND m.status = 'active'"
 );
+
+/// The page filter's dialect: the stamp is read at the JSON path `?5` ([`dwell_path`]).
+const MEMBER_FILTER: MemberFilterSql = MemberFilterSql {
+    cutoff: "?4",
+    stamp: "json_extract(m.dwell_state, ?5)",
+    stamp_number: "json_extract(m.dwell_state, ?5)",
+};
 
 /// The JSON path of a dwell label in `dwell_state`.
 fn dwell_path(label: &str) -> String {
@@ -83,33 +90,7 @@ impl ReconcileTx for SqliteTx<'_> {
         which: MemberSelection,
         limit: u32,
     ) -> StoreResult<Vec<ReconcileMember>> {
-        let (filter, order) = match which {
-            MemberSelection::ToRecheck => ("", "m.last_evaluated_at"),
-            MemberSelection::PastMaxDwell { .. } => (
-                "AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= ?4",
-                "m.max_dwell_at",
-            ),
-            MemberSelection::Expired { .. } => (
-                "AND m.expires_at IS NOT NULL AND m.expires_at <= ?4",
-                "m.expires_at",
-            ),
-            MemberSelection::DueDwell {
-                schedule: DwellSchedule::After(_),
-                ..
-            } => (
-                "AND COALESCE(m.dwell_anchor_at, m.entered_at) <= ?4 \
-                 AND json_extract(m.dwell_state, ?5) IS NULL",
-                "m.last_evaluated_at",
-            ),
-            MemberSelection::DueDwell {
-                schedule: DwellSchedule::Every(_),
-                ..
-            } => (
-                "AND COALESCE(json_extract(m.dwell_state, ?5), m.dwell_anchor_at, \
-                 m.entered_at) <= ?4",
-                "m.last_evaluated_at",
-            ),
-        };
+        let (filter, order) = member_page(which, &MEMBER_FILTER);
         let mut values: Vec<Value> = vec![
             tenant.as_str().to_owned().into(),
             bucket_id.to_owned().into(),
