@@ -24,6 +24,7 @@ pub mod reconcile_pass;
 
 pub use backfill_page::{BackfillProgress, BackfillTx};
 pub use bucket_configs::BucketConfigTx;
+pub use contacts::LiveContactTx;
 pub use ingest::{EnrollmentReads, IngestTx, NewRun};
 pub use module_changes::ModuleChangeTx;
-pub use reconcile_pass::{Earliest, MemberFilterSql, NextWorkReads, ReconcilePassTx, member_page};
+pub use reconcile_pass::{Earliest, MemberFilterSql, NextWorkReads, member_page};

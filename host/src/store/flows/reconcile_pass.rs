@@ -4,26 +4,14 @@
 //! ([`next_work`]). The job that drives them is [`crate::reconcile_job`]; the rules are
 //! [`crate::buckets::reconcile_rules`].
 
-use super::ingest::{IngestTx, ingest_transition};
+use super::contacts::LiveContactTx;
+use super::ingest::ingest_transition;
 use crate::buckets::reconcile_rules::{self, MemberSelection, Pass, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::codec::{SkipTally, StartedRuns};
-use crate::store::{ContactRecord, IngestRouting, ReconcileReport, StoreResult};
-
-/// What a pass asks of a backend inside its open write transaction, beyond the rules'
-/// primitives and ingest's.
-#[allow(async_fn_in_trait)] // implemented only by this crate's backends; see `IdentityTx`
-pub trait ReconcilePassTx: ReconcileTx + IngestTx {
-    /// The live contact whose resolved key is `key` (kept from other writers until the
-    /// transaction ends), to ingest a transition of theirs.
-    async fn live_contact_by_key(
-        &mut self,
-        tenant: &TenantId,
-        key: &str,
-    ) -> StoreResult<Option<ContactRecord>>;
-}
+use crate::store::{IngestRouting, ReconcileReport, StoreResult};
 
 /// Which earliest instant [`NextWorkReads::earliest`] reads for a bucket.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +86,7 @@ pub trait NextWorkReads: ReconcileTx {
 /// and ingest each transition like ingest does (deduplicated on its deterministic key, routed
 /// to journeys).
 pub async fn reconcile_pass(
-    tx: &mut impl ReconcilePassTx,
+    tx: &mut (impl ReconcileTx + LiveContactTx),
     tenant: &TenantId,
     bucket: &BucketDef,
     pass: Pass,

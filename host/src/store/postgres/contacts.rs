@@ -1,4 +1,4 @@
-//! Implements [`crate::store::Contacts`].
+//! Implements [`crate::store::Contacts`] and [`crate::store::flows::LiveContactTx`].
 //!
 //! Contacts outside ingest: upserting one through identity resolution, looking contacts up
 //! (directly or through aliases), and deleting one with the erasure of its personal data.
@@ -17,7 +17,7 @@ use crate::contacts::{Identity, normalize_email};
 use crate::ids::TenantId;
 use crate::store::Contacts;
 use crate::store::codec::{count, deleted_key, list_limit};
-use crate::store::flows;
+use crate::store::flows::{self, LiveContactTx};
 use crate::store::rows::{contact_from_row, event_from_row};
 use crate::store::{
     ContactLookup, ContactRecord, ContactUpsert, DeletedContact, EventRecord, IngestRouting,
@@ -27,6 +27,17 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
+
+/// The contact row is locked (`FOR UPDATE`), as a resolution locks it.
+impl LiveContactTx for PgTx<'_> {
+    async fn live_contact_by_key(
+        &mut self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<ContactRecord>> {
+        live_by_key(self.conn(), tenant, key, true).await
+    }
+}
 
 #[async_trait]
 impl Contacts for PgStore {

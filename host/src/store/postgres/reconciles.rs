@@ -1,6 +1,5 @@
 //! Implements [`crate::store::Reconciles`] and the reconcile primitives
-//! ([`crate::buckets::reconcile_rules::ReconcileTx`], [`crate::store::flows::ReconcilePassTx`],
-//! [`crate::store::flows::NextWorkReads`]).
+//! ([`crate::buckets::reconcile_rules::ReconcileTx`], [`crate::store::flows::NextWorkReads`]).
 //!
 //! The PostgreSQL side of the reconcile job: [`ReconcileTx`] over [`PgTx`] (each pass is one
 //! transaction, its transitions ingested in it), the lower bound on when a bucket next has
@@ -27,13 +26,11 @@ use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::TenantId;
 use crate::store::Reconciles;
 use crate::store::flows;
-use crate::store::flows::{Earliest, MemberFilterSql, NextWorkReads, ReconcilePassTx, member_page};
+use crate::store::flows::{Earliest, MemberFilterSql, NextWorkReads, member_page};
 use crate::store::rows::{
     absence_cursor_from_row, absence_row_from_row, reconcile_member_from_row,
 };
-use crate::store::{
-    ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
-};
+use crate::store::{IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sqlx::postgres::PgRow;
@@ -291,16 +288,6 @@ impl ReconcileTx for PgTx<'_> {
         .await?
         .rows_affected();
         Ok(stamped > 0)
-    }
-}
-
-impl ReconcilePassTx for PgTx<'_> {
-    async fn live_contact_by_key(
-        &mut self,
-        tenant: &TenantId,
-        key: &str,
-    ) -> StoreResult<Option<ContactRecord>> {
-        live_by_key(self.conn(), tenant, key, true).await
     }
 }
 

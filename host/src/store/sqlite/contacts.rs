@@ -1,4 +1,4 @@
-//! Implements [`crate::store::Contacts`].
+//! Implements [`crate::store::Contacts`] and [`crate::store::flows::LiveContactTx`].
 //!
 //! Contacts outside ingest: upserting one through identity resolution, looking contacts up
 //! (directly or through aliases), and deleting one with the erasure of its personal data.
@@ -14,7 +14,7 @@ use crate::contacts::{Identity, normalize_email};
 use crate::ids::TenantId;
 use crate::store::Contacts;
 use crate::store::codec::deleted_key;
-use crate::store::flows;
+use crate::store::flows::{self, LiveContactTx};
 use crate::store::{
     ContactLookup, ContactRecord, ContactUpsert, DeletedContact, EventRecord, IngestRouting,
     ReceivedEvents, StoreResult,
@@ -24,6 +24,16 @@ use rusqlite::params;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
+
+impl LiveContactTx for SqliteTx<'_> {
+    async fn live_contact_by_key(
+        &mut self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<ContactRecord>> {
+        live_by_key(self.conn, tenant, key)
+    }
+}
 
 #[async_trait]
 impl Contacts for SqliteStore {

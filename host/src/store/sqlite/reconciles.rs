@@ -1,12 +1,10 @@
 //! Implements [`crate::store::Reconciles`] and the reconcile primitives
-//! ([`crate::buckets::reconcile_rules::ReconcileTx`], [`crate::store::flows::ReconcilePassTx`],
-//! [`crate::store::flows::NextWorkReads`]).
+//! ([`crate::buckets::reconcile_rules::ReconcileTx`], [`crate::store::flows::NextWorkReads`]).
 //!
 //! The SQLite side of the reconcile job: [`ReconcileTx`] over the writer's open transaction
 //! (each pass is one write transaction, its transitions ingested in it), the lower bound on
 //! when a bucket next has clock-driven work, and the per-tenant lease.
 
-use super::identity::live_by_key;
 use crate::store::rows::{
     absence_cursor_from_row, absence_row_from_row, reconcile_member_from_row,
 };
@@ -20,10 +18,8 @@ use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Reconciles;
 use crate::store::flows;
-use crate::store::flows::{Earliest, MemberFilterSql, NextWorkReads, ReconcilePassTx, member_page};
-use crate::store::{
-    ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
-};
+use crate::store::flows::{Earliest, MemberFilterSql, NextWorkReads, member_page};
+use crate::store::{IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult};
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
@@ -258,16 +254,6 @@ impl ReconcileTx for SqliteTx<'_> {
                 membership_id
             ])?;
         Ok(stamped > 0)
-    }
-}
-
-impl ReconcilePassTx for SqliteTx<'_> {
-    async fn live_contact_by_key(
-        &mut self,
-        tenant: &TenantId,
-        key: &str,
-    ) -> StoreResult<Option<ContactRecord>> {
-        live_by_key(self.conn, tenant, key)
     }
 }
 
