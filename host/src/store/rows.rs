@@ -5,14 +5,15 @@
 //! [`super::codec`].
 
 use super::codec::{
-    parse_email_status, parse_json, parse_object, parse_run_status, parse_suppressed_reason,
-    run_count, scopes_from_text, to_u32,
+    parse_email_status, parse_json, parse_object, parse_run_status, parse_skip_reason,
+    parse_suppressed_reason, run_count, scopes_from_text, to_u32,
 };
 use super::flows::BackfillProgress;
 use super::{
     ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailHistory,
-    EmailRecord, EventRecord, JourneyHistory, ModuleOrigin, ModuleRecord, ModuleVersionRecord,
-    OutboxEmail, RunEffect, RunRecord, StoreError, StoreResult, Tenant, TenantTemplate,
+    EmailRecord, EventRecord, JourneyHistory, JourneyStats, ModuleOrigin, ModuleRecord,
+    ModuleVersionRecord, OutboxEmail, RunEffect, RunRecord, StoreError, StoreResult, Tenant,
+    TenantTemplate,
 };
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow};
 use crate::buckets::backfill_rules::{BackfillMode, BackfillState};
@@ -22,6 +23,7 @@ use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, ContactId, EmailId, EventId, RunId, TenantId};
 use serde_json::{Map, Value};
 use sqlx::Postgres;
+use std::collections::HashMap;
 
 /// A value a column of either backend decodes to.
 pub(crate) trait Column:
@@ -400,6 +402,43 @@ pub(crate) fn email_history_from_row(row: &impl Columns) -> StoreResult<EmailHis
         count: run_count(row.column("n")?)?,
         last_sent_at: row.time_opt("last_sent_at")?,
     })
+}
+
+/// A tenant's journey stats, gathered from the rows of its three reads, each row naming its
+/// `journey_id`.
+#[derive(Default)]
+pub(crate) struct JourneyStatsRows(HashMap<String, JourneyStats>);
+
+impl JourneyStatsRows {
+    /// A count of the journey's runs in one `status`: `n`.
+    pub(crate) fn run_count(&mut self, row: &impl Columns) -> StoreResult<()> {
+        let status = parse_run_status(&row.column::<String>("status")?)?;
+        let n = run_count(row.column("n")?)?;
+        self.of(row)?.runs.insert(status, n);
+        Ok(())
+    }
+
+    /// A skip counter: `reason`, `count`.
+    pub(crate) fn skip_count(&mut self, row: &impl Columns) -> StoreResult<()> {
+        let reason = parse_skip_reason(&row.column::<String>("reason")?)?;
+        let n = run_count(row.column("count")?)?;
+        self.of(row)?.skips.insert(reason, n);
+        Ok(())
+    }
+
+    /// The admin switch: `enabled`.
+    pub(crate) fn switch(&mut self, row: &impl Columns) -> StoreResult<()> {
+        self.of(row)?.admin_enabled = Some(row.column("enabled")?);
+        Ok(())
+    }
+
+    fn of(&mut self, row: &impl Columns) -> StoreResult<&mut JourneyStats> {
+        Ok(self.0.entry(row.column("journey_id")?).or_default())
+    }
+
+    pub(crate) fn into_map(self) -> HashMap<String, JourneyStats> {
+        self.0
+    }
 }
 
 /// A claimed email with its next-attempt time, for [`in_claim_order`].
