@@ -713,6 +713,15 @@ impl MemberPageRequest {
             .unwrap_or(Self::DEFAULT_LIMIT)
             .clamp(1, Self::MAX_LIMIT)
     }
+
+    /// The number of members a page asking for `limit` of them holds at most.
+    pub fn size_of(limit: u32) -> u32 {
+        Self {
+            limit: Some(limit),
+            cursor: None,
+        }
+        .page_size()
+    }
 }
 
 /// One current member of a bucket.

@@ -11,7 +11,7 @@ use super::codec::{
 use super::flows::BackfillProgress;
 use super::{
     ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailHistory,
-    EmailRecord, EventRecord, JourneyHistory, JourneyStats, ModuleOrigin, ModuleRecord,
+    EmailRecord, EventRecord, JourneyHistory, JourneyStats, MemberPage, ModuleOrigin, ModuleRecord,
     ModuleVersionRecord, OutboxEmail, RunEffect, RunRecord, StoreError, StoreResult, Tenant,
     TenantTemplate,
 };
@@ -348,6 +348,27 @@ pub(crate) fn reconcile_member_from_row(row: &impl Columns) -> StoreResult<Recon
         properties: row.object("contact properties", "properties")?,
         dwell_anchor: row.time("anchor")?,
         dwell_state: row.object("membership dwell state", "dwell_state")?,
+    })
+}
+
+/// A page of a bucket's members from the `size + 1` read for it (the one past the page only
+/// tells that another follows, and the page's last member is then the cursor) and the count
+/// of current members.
+pub(crate) fn member_page(
+    mut members: Vec<BucketMember>,
+    size: u32,
+    total: i64,
+) -> StoreResult<MemberPage> {
+    let next_cursor = if members.len() > size as usize {
+        members.truncate(size as usize);
+        members.last().map(|m| m.id.clone())
+    } else {
+        None
+    };
+    Ok(MemberPage {
+        members,
+        next_cursor,
+        total: u64::try_from(total).map_err(|e| StoreError::corrupt("member count", e))?,
     })
 }
 
