@@ -20,10 +20,11 @@ use crate::buckets::backfill_rules::{BackfillMode, BackfillState};
 use crate::buckets::membership::ActiveMembership;
 use crate::buckets::reconcile_rules::{JoinCandidate, ReconcileMember};
 use crate::clock::Timestamp;
+use crate::contacts::normalize_email;
 use crate::ids::{ApiKeyId, ContactId, EmailId, EventId, RunId, TenantId};
 use serde_json::{Map, Value};
 use sqlx::Postgres;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A value a column of either backend decodes to.
 pub(crate) trait Column:
@@ -370,6 +371,33 @@ pub(crate) fn member_page(
         next_cursor,
         total: u64::try_from(total).map_err(|e| StoreError::corrupt("member count", e))?,
     })
+}
+
+/// The values a lookup of contacts by user id or email matches: the user id trimmed, the
+/// email normalised; `None` when neither is left to look up.
+pub(crate) fn lookup_values<'a>(
+    user_id: &'a Option<String>,
+    email: &Option<String>,
+) -> Option<(Option<&'a str>, Option<String>)> {
+    let user_id = user_id.as_deref().map(str::trim).filter(|u| !u.is_empty());
+    let email = email.as_deref().and_then(normalize_email);
+    (user_id.is_some() || email.is_some()).then_some((user_id, email))
+}
+
+/// The contacts found, each once, where first found (one can match directly and through an
+/// alias).
+pub(crate) fn each_contact_once(
+    found: impl IntoIterator<Item = StoreResult<ContactRecord>>,
+) -> StoreResult<Vec<ContactRecord>> {
+    let mut seen = HashSet::new();
+    let mut contacts = Vec::new();
+    for contact in found {
+        let contact = contact?;
+        if seen.insert(contact.id.clone()) {
+            contacts.push(contact);
+        }
+    }
+    Ok(contacts)
 }
 
 /// A running backfill's progress, from its config row's `backfill_*` columns.
