@@ -2,7 +2,8 @@
 //! name ([`Columns`]), and each record's mapping from its columns. Every statement that
 //! answers a record selects the columns its mapper names, JSON as text, in its own dialect;
 //! parsing stored values (and reporting what does not parse as corruption) is in
-//! [`super::codec`].
+//! [`super::codec`]. Where several rows make one answer (a page of members, journey stats,
+//! the contacts a lookup finds) their assembly is here too.
 
 use super::codec::{
     parse_email_status, parse_json, parse_object, parse_run_status, parse_skip_reason,

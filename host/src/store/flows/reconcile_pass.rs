@@ -1,7 +1,7 @@
 //! The reconcile job's store side, once for both backends: one pass over one bucket in one
 //! write transaction ([`reconcile_pass`], the rules' [`reconcile_rules::run_pass`] with each
-//! transition ingested), and the read that tells when a pass can next have work
-//! ([`next_work`]). The job that drives them is [`crate::reconcile_job`]; the rules are
+//! transition ingested), which members a page of a pass reads ([`member_page`]), and the read
+//! that tells when a pass can next have work ([`next_work`]). The job that drives them is [`crate::reconcile_job`]; the rules are
 //! [`crate::buckets::reconcile_rules`].
 
 use super::contacts::LiveContactTx;
