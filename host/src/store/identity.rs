@@ -57,10 +57,11 @@ pub trait IdentityTx {
         from: &ContactId,
         to: &ContactId,
     ) -> StoreResult<()>;
-    /// Move history stored under `from` to `to`: events, emails and bucket memberships are
-    /// rewritten; a live run (active or waiting) whose journey already has a live run under
-    /// `to` is exited first (its timer removed), and an active membership of a bucket `to` is
-    /// already a member of is closed (reason `merged`, no transition), then the rest move.
+    /// Move history stored under `from` to another key `to`: events, emails and bucket
+    /// memberships are rewritten; a live run (active or waiting) whose journey already has a
+    /// live run under `to` is exited first (its timer removed), and an active membership of a
+    /// bucket `to` is already a member of is closed (reason `merged`, no transition), then the
+    /// rest move.
     async fn repoint_history(
         &mut self,
         tenant: &TenantId,

@@ -14,7 +14,9 @@
 //!              `SqliteTx` (tx.rs) is the writer's transaction the flows and rules run in
 //! postgres/    the hosted backend, the same files: `impl RunQueue for PgStore`; `PgTx`
 //!              (tx.rs) holds a transaction's locks and deferred writes
-//! records.rs   row-shaped records; error.rs the error type; codec.rs shared value parsing
+//! records.rs   row-shaped records; rows.rs the mapping of either backend's rows to them (and
+//!              the assembly of what several rows answer); codec.rs shared value parsing;
+//!              error.rs the error type
 //! tests/       the conformance suite, run on both backends (`store_test!`)
 //! ```
 //!

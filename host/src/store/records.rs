@@ -38,6 +38,20 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<Timestamp>,
 }
 
+/// A key as just stored: live (its hash stays behind in the store).
+impl From<NewApiKey> for ApiKeyRecord {
+    fn from(key: NewApiKey) -> Self {
+        Self {
+            id: key.id,
+            tenant_id: key.tenant_id,
+            name: key.name,
+            scopes: key.scopes,
+            created_at: key.created_at,
+            revoked_at: None,
+        }
+    }
+}
+
 /// A module version, content-addressed by the sha256 of its wasm, as the catalog lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModuleVersionRecord {
@@ -698,6 +712,15 @@ impl MemberPageRequest {
         self.limit
             .unwrap_or(Self::DEFAULT_LIMIT)
             .clamp(1, Self::MAX_LIMIT)
+    }
+
+    /// The number of members a page asking for `limit` of them holds at most.
+    pub fn size_of(limit: u32) -> u32 {
+        Self {
+            limit: Some(limit),
+            cursor: None,
+        }
+        .page_size()
     }
 }
 

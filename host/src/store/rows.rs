@@ -2,24 +2,30 @@
 //! name ([`Columns`]), and each record's mapping from its columns. Every statement that
 //! answers a record selects the columns its mapper names, JSON as text, in its own dialect;
 //! parsing stored values (and reporting what does not parse as corruption) is in
-//! [`super::codec`].
+//! [`super::codec`]. Where several rows make one answer (a page of members, journey stats,
+//! the contacts a lookup finds) their assembly is here too.
 
 use super::codec::{
-    parse_email_status, parse_json, parse_object, parse_run_status, parse_suppressed_reason,
-    scopes_from_text, to_u32,
+    parse_email_status, parse_json, parse_object, parse_run_status, parse_skip_reason,
+    parse_suppressed_reason, run_count, scopes_from_text, to_u32,
 };
+use super::flows::BackfillProgress;
 use super::{
-    ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailRecord,
-    EventRecord, ModuleOrigin, ModuleRecord, ModuleVersionRecord, OutboxEmail, RunEffect,
-    RunRecord, StoreError, StoreResult, Tenant, TenantTemplate,
+    ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailHistory,
+    EmailRecord, EventRecord, JourneyHistory, JourneyStats, MemberPage, ModuleOrigin, ModuleRecord,
+    ModuleVersionRecord, OutboxEmail, RunEffect, RunRecord, StoreError, StoreResult, Tenant,
+    TenantTemplate,
 };
+use crate::buckets::absence::{AbsenceCursor, AbsenceRow};
 use crate::buckets::backfill_rules::{BackfillMode, BackfillState};
 use crate::buckets::membership::ActiveMembership;
-use crate::buckets::reconcile_rules::ReconcileMember;
+use crate::buckets::reconcile_rules::{JoinCandidate, ReconcileMember};
 use crate::clock::Timestamp;
+use crate::contacts::normalize_email;
 use crate::ids::{ApiKeyId, ContactId, EmailId, EventId, RunId, TenantId};
 use serde_json::{Map, Value};
 use sqlx::Postgres;
+use std::collections::{HashMap, HashSet};
 
 /// A value a column of either backend decodes to.
 pub(crate) trait Column:
@@ -345,6 +351,144 @@ pub(crate) fn reconcile_member_from_row(row: &impl Columns) -> StoreResult<Recon
         dwell_anchor: row.time("anchor")?,
         dwell_state: row.object("membership dwell state", "dwell_state")?,
     })
+}
+
+/// A page of a bucket's members from the `size + 1` read for it (the one past the page only
+/// tells that another follows, and the page's last member is then the cursor) and the count
+/// of current members.
+pub(crate) fn member_page(
+    mut members: Vec<BucketMember>,
+    size: u32,
+    total: i64,
+) -> StoreResult<MemberPage> {
+    let next_cursor = if members.len() > size as usize {
+        members.truncate(size as usize);
+        members.last().map(|m| m.id.clone())
+    } else {
+        None
+    };
+    Ok(MemberPage {
+        members,
+        next_cursor,
+        total: u64::try_from(total).map_err(|e| StoreError::corrupt("member count", e))?,
+    })
+}
+
+/// The values a lookup of contacts by user id or email matches: the user id trimmed, the
+/// email normalised; `None` when neither is left to look up.
+pub(crate) fn lookup_values<'a>(
+    user_id: &'a Option<String>,
+    email: &Option<String>,
+) -> Option<(Option<&'a str>, Option<String>)> {
+    let user_id = user_id.as_deref().map(str::trim).filter(|u| !u.is_empty());
+    let email = email.as_deref().and_then(normalize_email);
+    (user_id.is_some() || email.is_some()).then_some((user_id, email))
+}
+
+/// The contacts found, each once, where first found (one can match directly and through an
+/// alias).
+pub(crate) fn each_contact_once(
+    found: impl IntoIterator<Item = StoreResult<ContactRecord>>,
+) -> StoreResult<Vec<ContactRecord>> {
+    let mut seen = HashSet::new();
+    let mut contacts = Vec::new();
+    for contact in found {
+        let contact = contact?;
+        if seen.insert(contact.id.clone()) {
+            contacts.push(contact);
+        }
+    }
+    Ok(contacts)
+}
+
+/// A running backfill's progress, from its config row's `backfill_*` columns.
+pub(crate) fn backfill_progress_from_row(row: &impl Columns) -> StoreResult<BackfillProgress> {
+    Ok(BackfillProgress {
+        cursor: row.column("backfill_cursor")?,
+        done: row.column("backfill_done")?,
+        total: row.column("backfill_total")?,
+        joined: row.column("backfill_joined")?,
+        left: row.column("backfill_left")?,
+    })
+}
+
+pub(crate) fn absence_cursor_from_row(row: &impl Columns) -> StoreResult<AbsenceCursor> {
+    Ok(AbsenceCursor {
+        after_at: row.column("after_at")?,
+        after_id: row.column("after_id")?,
+    })
+}
+
+/// An event an absence scan read, its person (`contact_key`, `properties`) a join candidate
+/// when `candidate`.
+pub(crate) fn absence_row_from_row(row: &impl Columns) -> StoreResult<AbsenceRow> {
+    let candidate = if row.column("candidate")? {
+        Some(JoinCandidate {
+            contact_key: row.column("contact_key")?,
+            properties: row.object("contact properties", "properties")?,
+        })
+    } else {
+        None
+    };
+    Ok(AbsenceRow {
+        occurred_at: row.column("occurred_at")?,
+        event_id: row.column("id")?,
+        candidate,
+    })
+}
+
+/// A person's runs of a journey: `entries`, `completed` and `last_completed_at`.
+pub(crate) fn journey_history_from_row(row: &impl Columns) -> StoreResult<JourneyHistory> {
+    Ok(JourneyHistory {
+        entries: run_count(row.column("entries")?)?,
+        completed: run_count(row.column("completed")?)?,
+        last_completed_at: row.time_opt("last_completed_at")?,
+    })
+}
+
+/// The emails of a template to an address: how many (`n`) and `last_sent_at`.
+pub(crate) fn email_history_from_row(row: &impl Columns) -> StoreResult<EmailHistory> {
+    Ok(EmailHistory {
+        count: run_count(row.column("n")?)?,
+        last_sent_at: row.time_opt("last_sent_at")?,
+    })
+}
+
+/// A tenant's journey stats, gathered from the rows of its three reads, each row naming its
+/// `journey_id`.
+#[derive(Default)]
+pub(crate) struct JourneyStatsRows(HashMap<String, JourneyStats>);
+
+impl JourneyStatsRows {
+    /// A count of the journey's runs in one `status`: `n`.
+    pub(crate) fn run_count(&mut self, row: &impl Columns) -> StoreResult<()> {
+        let status = parse_run_status(&row.column::<String>("status")?)?;
+        let n = run_count(row.column("n")?)?;
+        self.of(row)?.runs.insert(status, n);
+        Ok(())
+    }
+
+    /// A skip counter: `reason`, `count`.
+    pub(crate) fn skip_count(&mut self, row: &impl Columns) -> StoreResult<()> {
+        let reason = parse_skip_reason(&row.column::<String>("reason")?)?;
+        let n = run_count(row.column("count")?)?;
+        self.of(row)?.skips.insert(reason, n);
+        Ok(())
+    }
+
+    /// The admin switch: `enabled`.
+    pub(crate) fn switch(&mut self, row: &impl Columns) -> StoreResult<()> {
+        self.of(row)?.admin_enabled = Some(row.column("enabled")?);
+        Ok(())
+    }
+
+    fn of(&mut self, row: &impl Columns) -> StoreResult<&mut JourneyStats> {
+        Ok(self.0.entry(row.column("journey_id")?).or_default())
+    }
+
+    pub(crate) fn into_map(self) -> HashMap<String, JourneyStats> {
+        self.0
+    }
 }
 
 /// A claimed email with its next-attempt time, for [`in_claim_order`].

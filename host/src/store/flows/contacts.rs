@@ -15,6 +15,18 @@ use crate::store::{
 };
 use serde_json::{Map, Value};
 
+/// The person a flow that starts from a key acts on, read inside its open write transaction.
+#[allow(async_fn_in_trait)] // implemented only by this crate's backends; see `IdentityTx`
+pub trait LiveContactTx: IngestTx {
+    /// The live contact whose resolved key is `key` (kept from other writers until the
+    /// transaction ends).
+    async fn live_contact_by_key(
+        &mut self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<ContactRecord>>;
+}
+
 /// Create or update a contact through [`identity::resolve`], then move the property buckets
 /// its changed properties can move, ingesting each transition.
 pub async fn upsert_contact(
@@ -48,16 +60,20 @@ pub async fn upsert_contact(
     })
 }
 
-/// Add the live `contact` to a manual bucket, or remove it, ingesting the transition.
+/// Add the live contact `key` designates to a manual bucket, or remove it, ingesting the
+/// transition.
 pub async fn change_membership(
-    tx: &mut impl IngestTx,
-    contact: &ContactRecord,
+    tx: &mut impl LiveContactTx,
+    tenant: &TenantId,
+    key: &str,
     bucket: &BucketDef,
     change: MembershipChange,
     now: Timestamp,
     routing: &dyn IngestRouting,
 ) -> StoreResult<ManualChangeOutcome> {
-    let tenant = &contact.tenant_id;
+    let Some(contact) = tx.live_contact_by_key(tenant, key).await? else {
+        return Ok(ManualChangeOutcome::UnknownContact);
+    };
     let transition = match change {
         MembershipChange::Add => {
             membership::join(tx, bucket, tenant, &contact.key, Source::Manual, now).await?
@@ -77,7 +93,7 @@ pub async fn change_membership(
         return Ok(ManualChangeOutcome::Unchanged);
     };
     let mut runs = StartedRuns::default();
-    let summary = ingest_transition(tx, routing, contact, &transition, now, &mut runs).await?;
+    let summary = ingest_transition(tx, routing, &contact, &transition, now, &mut runs).await?;
     tx.count_skips(&SkipTally::of(tenant, &runs.skipped))
         .await?;
     Ok(ManualChangeOutcome::Moved(summary))

@@ -13,7 +13,7 @@
 //! - [`bucket_configs`]: a module load's buckets recorded, a backfill restarted by hand.
 //! - [`backfill_page`]: one page of a bucket backfill.
 //! - [`module_changes`]: a deploy, rollback or removal of a tenant's modules.
-//! - [`reconcile`]: one pass of the reconcile job, and when a pass can next have work.
+//! - [`reconcile_pass`]: one pass of the reconcile job, and when a pass can next have work.
 
 pub mod backfill_page;
 pub mod bucket_configs;
@@ -24,6 +24,7 @@ pub mod reconcile_pass;
 
 pub use backfill_page::{BackfillProgress, BackfillTx};
 pub use bucket_configs::BucketConfigTx;
+pub use contacts::LiveContactTx;
 pub use ingest::{EnrollmentReads, IngestTx, NewRun};
 pub use module_changes::ModuleChangeTx;
-pub use reconcile_pass::{Earliest, NextWorkReads, ReconcilePassTx};
+pub use reconcile_pass::{Earliest, MemberFilterSql, NextWorkReads, member_page};

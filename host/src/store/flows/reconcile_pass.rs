@@ -1,29 +1,17 @@
 //! The reconcile job's store side, once for both backends: one pass over one bucket in one
 //! write transaction ([`reconcile_pass`], the rules' [`reconcile_rules::run_pass`] with each
-//! transition ingested), and the read that tells when a pass can next have work
-//! ([`next_work`]). The job that drives them is [`crate::reconcile_job`]; the rules are
+//! transition ingested), which members a page of a pass reads ([`member_page`]), and the read
+//! that tells when a pass can next have work ([`next_work`]). The job that drives them is [`crate::reconcile_job`]; the rules are
 //! [`crate::buckets::reconcile_rules`].
 
-use super::ingest::{IngestTx, ingest_transition};
-use crate::buckets::reconcile_rules::{self, Pass, ReconcileTx};
+use super::contacts::LiveContactTx;
+use super::ingest::ingest_transition;
+use crate::buckets::reconcile_rules::{self, MemberSelection, Pass, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::codec::{SkipTally, StartedRuns};
-use crate::store::{ContactRecord, IngestRouting, ReconcileReport, StoreResult};
-
-/// What a pass asks of a backend inside its open write transaction, beyond the rules'
-/// primitives and ingest's.
-#[allow(async_fn_in_trait)] // implemented only by this crate's backends; see `IdentityTx`
-pub trait ReconcilePassTx: ReconcileTx + IngestTx {
-    /// The live contact whose resolved key is `key` (kept from other writers until the
-    /// transaction ends), to ingest a transition of theirs.
-    async fn live_contact_by_key(
-        &mut self,
-        tenant: &TenantId,
-        key: &str,
-    ) -> StoreResult<Option<ContactRecord>>;
-}
+use crate::store::{IngestRouting, ReconcileReport, StoreResult};
 
 /// Which earliest instant [`NextWorkReads::earliest`] reads for a bucket.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +26,48 @@ pub enum Earliest<'a> {
     /// memberships: their anchor when it has not stamped them yet (`after`), their last stamp
     /// (`every`).
     DwellBase(DwellSchedule),
+}
+
+/// How a backend's dialect spells the parts of a member page's filter ([`member_page`]).
+pub struct MemberFilterSql {
+    /// The placeholder of the selection's [`MemberSelection::cutoff`].
+    pub cutoff: &'static str,
+    /// The schedule's stamp in the membership's `m.dwell_state` (NULL while unstamped).
+    pub stamp: &'static str,
+    /// The same stamp as a number, to compare with instants.
+    pub stamp_number: &'static str,
+}
+
+/// What a page of `which` selects among a bucket's active members `m`, beyond the bucket:
+/// the filter (`AND …`, or nothing) and the one indexed column the page is ordered by.
+pub fn member_page(which: MemberSelection, sql: &MemberFilterSql) -> (String, &'static str) {
+    let cutoff = sql.cutoff;
+    match which {
+        MemberSelection::ToRecheck => (String::new(), "m.last_evaluated_at"),
+        MemberSelection::PastMaxDwell { .. } => (
+            format!("AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= {cutoff}"),
+            "m.max_dwell_at",
+        ),
+        MemberSelection::Expired { .. } => (
+            format!("AND m.expires_at IS NOT NULL AND m.expires_at <= {cutoff}"),
+            "m.expires_at",
+        ),
+        // `after` fires once, when its anchor is at or before the cutoff and it is unstamped;
+        // `every` counts from its last stamp, else from the anchor.
+        MemberSelection::DueDwell { schedule, .. } => {
+            let filter = match schedule {
+                DwellSchedule::After(_) => format!(
+                    "AND COALESCE(m.dwell_anchor_at, m.entered_at) <= {cutoff} AND {} IS NULL",
+                    sql.stamp
+                ),
+                DwellSchedule::Every(_) => format!(
+                    "AND COALESCE({}, m.dwell_anchor_at, m.entered_at) <= {cutoff}",
+                    sql.stamp_number
+                ),
+            };
+            (filter, "m.last_evaluated_at")
+        }
+    }
 }
 
 /// The read of [`next_work`]: the first instant at which one kind of work can come due for a
@@ -56,7 +86,7 @@ pub trait NextWorkReads: ReconcileTx {
 /// and ingest each transition like ingest does (deduplicated on its deterministic key, routed
 /// to journeys).
 pub async fn reconcile_pass(
-    tx: &mut impl ReconcilePassTx,
+    tx: &mut (impl ReconcileTx + LiveContactTx),
     tenant: &TenantId,
     bucket: &BucketDef,
     pass: Pass,

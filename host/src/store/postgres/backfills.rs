@@ -22,7 +22,7 @@ use crate::store::Backfills;
 use crate::store::flows;
 use crate::store::flows::{BackfillProgress, BackfillTx, BucketConfigTx};
 use crate::store::rows::backfill_status_columns;
-use crate::store::rows::{backfill_status_from_row, contact_from_row};
+use crate::store::rows::{backfill_progress_from_row, backfill_status_from_row, contact_from_row};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, ContactRecord, IngestRouting,
     Lease, RETIRED, StoreError, StoreResult,
@@ -270,7 +270,7 @@ impl BackfillTx for PgTx<'_> {
         claim: &ClaimedBackfill,
         lease_owner: &str,
     ) -> StoreResult<Option<BackfillProgress>> {
-        let held = sqlx::query(
+        sqlx::query(
             "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, backfill_left \
              FROM bucket_configs WHERE tenant_id = $1 AND bucket_id = $2 \
              AND backfill_state = 'running' AND lease_owner = $3 AND target_hash = $4 FOR UPDATE",
@@ -280,17 +280,10 @@ impl BackfillTx for PgTx<'_> {
         .bind(lease_owner)
         .bind(&claim.target_hash)
         .fetch_optional(self.conn())
-        .await?;
-        let Some(held) = held else {
-            return Ok(None);
-        };
-        Ok(Some(BackfillProgress {
-            cursor: held.try_get("backfill_cursor")?,
-            done: held.try_get("backfill_done")?,
-            total: held.try_get("backfill_total")?,
-            joined: held.try_get("backfill_joined")?,
-            left: held.try_get("backfill_left")?,
-        }))
+        .await?
+        .as_ref()
+        .map(backfill_progress_from_row)
+        .transpose()
     }
 
     async fn contacts_after(

@@ -12,11 +12,10 @@ use crate::store::BucketReads;
 use crate::store::rows::bucket_count_columns;
 use crate::store::rows::contact_membership_columns;
 use crate::store::rows::{
-    bucket_counts_from_row, bucket_member_from_row, contact_membership_from_row,
+    bucket_counts_from_row, bucket_member_from_row, contact_membership_from_row, member_page,
 };
 use crate::store::{
-    ActiveMembership, BucketCounts, BucketMember, MemberPage, MemberPageRequest, StoreError,
-    StoreResult,
+    ActiveMembership, BucketCounts, BucketMember, MemberPage, MemberPageRequest, StoreResult,
 };
 use async_trait::async_trait;
 use sqlx::Row;
@@ -29,10 +28,6 @@ macro_rules! live_memberships {
         "bucket_memberships m JOIN contacts c ON c.tenant_id = m.tenant_id \
          AND c.key = m.contact_key AND c.deleted_at IS NULL"
     };
-}
-
-fn non_negative(what: &'static str, n: i64) -> StoreResult<u64> {
-    u64::try_from(n).map_err(|e| StoreError::corrupt(what, e))
 }
 
 #[async_trait]
@@ -109,21 +104,11 @@ impl BucketReads for PgStore {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut members = rows
+        let members = rows
             .iter()
             .map(bucket_member_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let next_cursor = if members.len() > size as usize {
-            members.truncate(size as usize);
-            members.last().map(|m| m.id.clone())
-        } else {
-            None
-        };
-        Ok(MemberPage {
-            members,
-            next_cursor,
-            total: non_negative("member count", total)?,
-        })
+            .collect::<StoreResult<_>>()?;
+        member_page(members, size, total)
     }
 
     async fn recent_members(
@@ -132,11 +117,7 @@ impl BucketReads for PgStore {
         bucket_id: &str,
         limit: u32,
     ) -> StoreResult<Vec<BucketMember>> {
-        let limit = MemberPageRequest {
-            limit: Some(limit),
-            cursor: None,
-        }
-        .page_size();
+        let limit = MemberPageRequest::size_of(limit);
         sqlx::query(concat!(
             "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count \
              FROM bucket_memberships m ",

@@ -1,4 +1,4 @@
-//! Implements [`crate::store::Contacts`].
+//! Implements [`crate::store::Contacts`] and [`crate::store::flows::LiveContactTx`].
 //!
 //! Contacts outside ingest: upserting one through identity resolution, looking contacts up
 //! (directly or through aliases), and deleting one with the erasure of its personal data.
@@ -13,20 +13,30 @@ use super::rows::contact_columns;
 use super::tx::PgTx;
 use super::{MAX_ATTEMPTS, PgStore, is_transient, live_statuses};
 use crate::clock::Timestamp;
-use crate::contacts::{Identity, normalize_email};
+use crate::contacts::Identity;
 use crate::ids::TenantId;
 use crate::store::Contacts;
 use crate::store::codec::{count, deleted_key, list_limit};
-use crate::store::flows;
-use crate::store::rows::{contact_from_row, event_from_row};
+use crate::store::flows::{self, LiveContactTx};
+use crate::store::rows::{contact_from_row, each_contact_once, event_from_row, lookup_values};
 use crate::store::{
     ContactLookup, ContactRecord, ContactUpsert, DeletedContact, EventRecord, IngestRouting,
     ReceivedEvents, StoreResult,
 };
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
 use std::sync::Arc;
+
+/// The contact row is locked (`FOR UPDATE`), as a resolution locks it.
+impl LiveContactTx for PgTx<'_> {
+    async fn live_contact_by_key(
+        &mut self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<ContactRecord>> {
+        live_by_key(self.conn(), tenant, key, true).await
+    }
+}
 
 #[async_trait]
 impl Contacts for PgStore {
@@ -78,11 +88,9 @@ impl Contacts for PgStore {
                 .into_iter()
                 .collect()),
             ContactLookup::Any { user_id, email } => {
-                let user_id = user_id.as_deref().map(str::trim).filter(|u| !u.is_empty());
-                let email = email.as_deref().and_then(normalize_email);
-                if user_id.is_none() && email.is_none() {
+                let Some((user_id, email)) = lookup_values(user_id, email) else {
                     return Ok(Vec::new());
-                }
+                };
                 // Direct matches first, then alias matches; a NULL bind matches nothing.
                 let rows = sqlx::query(concat!(
                     "SELECT * FROM (SELECT ",
@@ -103,15 +111,7 @@ impl Contacts for PgStore {
                 .bind(email.as_deref())
                 .fetch_all(&mut *conn)
                 .await?;
-                let mut seen = HashSet::new();
-                let mut found = Vec::new();
-                for row in &rows {
-                    let contact = contact_from_row(row)?;
-                    if seen.insert(contact.id.clone()) {
-                        found.push(contact);
-                    }
-                }
-                Ok(found)
+                each_contact_once(rows.iter().map(contact_from_row))
             }
         }
     }

@@ -8,9 +8,9 @@ use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::History;
 use crate::store::codec::run_count;
+use crate::store::rows::{email_history_from_row, journey_history_from_row};
 use crate::store::{EmailHistory, JourneyHistory, StoreResult};
 use async_trait::async_trait;
-use sqlx::Row;
 
 #[async_trait]
 impl History for PgStore {
@@ -51,13 +51,7 @@ impl History for PgStore {
         .bind(journey_id)
         .fetch_one(&self.pool)
         .await?;
-        Ok(JourneyHistory {
-            entries: run_count(row.try_get("entries")?)?,
-            completed: run_count(row.try_get("completed")?)?,
-            last_completed_at: row
-                .try_get::<Option<i64>, _>("last_completed_at")?
-                .map(Timestamp),
-        })
+        journey_history_from_row(&row)
     }
 
     async fn email_history(
@@ -75,11 +69,6 @@ impl History for PgStore {
         .bind(template)
         .fetch_one(&self.pool)
         .await?;
-        Ok(EmailHistory {
-            count: run_count(row.try_get("n")?)?,
-            last_sent_at: row
-                .try_get::<Option<i64>, _>("last_sent_at")?
-                .map(Timestamp),
-        })
+        email_history_from_row(&row)
     }
 }

@@ -550,11 +550,8 @@ impl IdentityTx for PgTx<'_> {
         to: &str,
         at: Timestamp,
     ) -> StoreResult<()> {
-        if from == to {
-            return Ok(());
-        }
-        // Rows kept in memory are written first, so the statements below move them too; the
-        // counts read up front were by key.
+        // Rows kept in memory are written first, so the statements below move them too; what
+        // the batch read up front by key is forgotten.
         self.write_deferred_joins().await?;
         self.counts.forget();
         self.enrollment.forget();

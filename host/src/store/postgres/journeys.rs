@@ -12,7 +12,8 @@ use super::{PgStore, live_statuses};
 use crate::clock::Timestamp;
 use crate::ids::{RunId, TenantId};
 use crate::store::JourneyAdmin;
-use crate::store::codec::{SkipTally, parse_run_status, parse_skip_reason, run_count};
+use crate::store::codec::{SkipTally, parse_run_status};
+use crate::store::rows::JourneyStatsRows;
 use crate::store::{CancelOutcome, ExitedRun, JourneyStats, StoreResult};
 use async_trait::async_trait;
 use sqlx::{PgConnection, Row};
@@ -117,7 +118,7 @@ impl JourneyAdmin for PgStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let mut stats: HashMap<String, JourneyStats> = HashMap::new();
+        let mut stats = JourneyStatsRows::default();
         // Two statements, not `($2 IS NULL OR journey_id = $2)`: a generic plan of the OR would
         // count every run of the tenant instead of using the (tenant, journey, status) index.
         let runs_sql = if journey_id.is_some() {
@@ -133,13 +134,7 @@ impl JourneyAdmin for PgStore {
             .fetch_all(&mut *tx)
             .await?;
         for row in &runs {
-            let status = parse_run_status(row.try_get::<&str, _>("status")?)?;
-            let n = run_count(row.try_get("n")?)?;
-            stats
-                .entry(row.try_get::<String, _>("journey_id")?)
-                .or_default()
-                .runs
-                .insert(status, n);
+            stats.run_count(row)?;
         }
         let skips = sqlx::query(
             "SELECT journey_id, reason, count FROM journey_skips WHERE tenant_id = $1 \
@@ -150,13 +145,7 @@ impl JourneyAdmin for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         for row in &skips {
-            let reason = parse_skip_reason(row.try_get::<&str, _>("reason")?)?;
-            let n = run_count(row.try_get("count")?)?;
-            stats
-                .entry(row.try_get::<String, _>("journey_id")?)
-                .or_default()
-                .skips
-                .insert(reason, n);
+            stats.skip_count(row)?;
         }
         let configs = sqlx::query(
             "SELECT journey_id, enabled FROM journey_configs WHERE tenant_id = $1 \
@@ -167,13 +156,10 @@ impl JourneyAdmin for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         for row in &configs {
-            stats
-                .entry(row.try_get::<String, _>("journey_id")?)
-                .or_default()
-                .admin_enabled = Some(row.try_get("enabled")?);
+            stats.switch(row)?;
         }
         tx.commit().await?;
-        Ok(stats)
+        Ok(stats.into_map())
     }
 
     async fn cancel_run(

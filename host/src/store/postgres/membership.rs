@@ -18,7 +18,6 @@
 
 use super::PgStore;
 use super::deferred_joins::{DeferredJoin, DeferredLeave};
-use super::identity::live_by_key;
 use super::tx::PgTx;
 use crate::buckets::membership::{
     ActiveMembership, MembershipHistory, MembershipTx, NewMembership,
@@ -430,13 +429,11 @@ impl ManualMemberships for PgStore {
         routing: Arc<dyn IngestRouting>,
     ) -> StoreResult<ManualChangeOutcome> {
         let mut tx = self.pool.begin().await?;
-        let Some(contact) = live_by_key(&mut tx, tenant, key, true).await? else {
-            return Ok(ManualChangeOutcome::UnknownContact);
-        };
         let mut pg = PgTx::new(&mut tx);
         let summary = flows::contacts::change_membership(
             &mut pg,
-            &contact,
+            tenant,
+            key,
             bucket,
             change,
             now,

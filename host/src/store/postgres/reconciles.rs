@@ -1,6 +1,5 @@
 //! Implements [`crate::store::Reconciles`] and the reconcile primitives
-//! ([`crate::buckets::reconcile_rules::ReconcileTx`], [`crate::store::flows::ReconcilePassTx`],
-//! [`crate::store::flows::NextWorkReads`]).
+//! ([`crate::buckets::reconcile_rules::ReconcileTx`], [`crate::store::flows::NextWorkReads`]).
 //!
 //! The PostgreSQL side of the reconcile job: [`ReconcileTx`] over [`PgTx`] (each pass is one
 //! transaction, its transitions ingested in it), the lower bound on when a bucket next has
@@ -20,24 +19,20 @@ use super::identity::live_by_key;
 use super::tx::PgTx;
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
-use crate::buckets::reconcile_rules::{
-    JoinCandidate, MemberSelection, Pass, ReconcileMember, ReconcileTx,
-};
+use crate::buckets::reconcile_rules::{MemberSelection, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::contacts::{IdentityKey, IdentityKind};
 use crate::ids::TenantId;
 use crate::store::Reconciles;
-use crate::store::codec::parse_object;
 use crate::store::flows;
-use crate::store::flows::{Earliest, NextWorkReads, ReconcilePassTx};
-use crate::store::rows::reconcile_member_from_row;
-use crate::store::{
-    ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
+use crate::store::flows::{Earliest, MemberFilterSql, NextWorkReads, member_page};
+use crate::store::rows::{
+    absence_cursor_from_row, absence_row_from_row, reconcile_member_from_row,
 };
+use crate::store::{IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::postgres::PgRow;
 use std::sync::Arc;
 
@@ -57,6 +52,13 @@ const MEMBER_SELECT: &str = concat!(
     live_contact_of!("m", "c.properties"),
     " WHERE m.tenant_id = $1 AND m.bucket_id = $2 AND m.status = 'active'"
 );
+
+/// The page filter's dialect: the stamp is the schedule's label `$5` of `dwell_state`.
+const MEMBER_FILTER: MemberFilterSql = MemberFilterSql {
+    cutoff: "$4",
+    stamp: "(m.dwell_state::jsonb ->> $5)",
+    stamp_number: "(m.dwell_state::jsonb ->> $5)::int8",
+};
 
 fn members_from_rows(rows: &[PgRow]) -> StoreResult<Vec<ReconcileMember>> {
     rows.iter().map(reconcile_member_from_row).collect()
@@ -114,33 +116,7 @@ impl ReconcileTx for PgTx<'_> {
         which: MemberSelection,
         limit: u32,
     ) -> StoreResult<Vec<ReconcileMember>> {
-        let (filter, order) = match which {
-            MemberSelection::ToRecheck => ("", "m.last_evaluated_at"),
-            MemberSelection::PastMaxDwell { .. } => (
-                "AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= $4",
-                "m.max_dwell_at",
-            ),
-            MemberSelection::Expired { .. } => (
-                "AND m.expires_at IS NOT NULL AND m.expires_at <= $4",
-                "m.expires_at",
-            ),
-            MemberSelection::DueDwell {
-                schedule: DwellSchedule::After(_),
-                ..
-            } => (
-                "AND COALESCE(m.dwell_anchor_at, m.entered_at) <= $4 \
-                 AND (m.dwell_state::jsonb ->> $5) IS NULL",
-                "m.last_evaluated_at",
-            ),
-            MemberSelection::DueDwell {
-                schedule: DwellSchedule::Every(_),
-                ..
-            } => (
-                "AND COALESCE((m.dwell_state::jsonb ->> $5)::int8, m.dwell_anchor_at, \
-                 m.entered_at) <= $4",
-                "m.last_evaluated_at",
-            ),
-        };
+        let (filter, order) = member_page(which, &MEMBER_FILTER);
         let sql = format!("{MEMBER_SELECT} {filter} ORDER BY {order} LIMIT $3");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(tenant.as_str())
@@ -162,7 +138,7 @@ impl ReconcileTx for PgTx<'_> {
         bucket_id: &str,
         leg: &EventQuery,
     ) -> StoreResult<Option<AbsenceCursor>> {
-        let row = sqlx::query(
+        sqlx::query(
             "SELECT after_at, after_id FROM bucket_absence_cursors WHERE tenant_id = $1 \
              AND bucket_id = $2 AND event_name = $3 AND within_ms = $4",
         )
@@ -171,13 +147,9 @@ impl ReconcileTx for PgTx<'_> {
         .bind(&leg.event)
         .bind(window_ms(leg))
         .fetch_optional(self.conn())
-        .await?;
-        row.map(|row| {
-            Ok(AbsenceCursor {
-                after_at: row.try_get("after_at")?,
-                after_id: row.try_get("after_id")?,
-            })
-        })
+        .await?
+        .as_ref()
+        .map(absence_cursor_from_row)
         .transpose()
     }
 
@@ -260,23 +232,7 @@ impl ReconcileTx for PgTx<'_> {
         .bind(i64::from(max_rows))
         .fetch_all(self.conn())
         .await?;
-        rows.iter()
-            .map(|row| {
-                let candidate = if row.try_get::<bool, _>("candidate")? {
-                    Some(JoinCandidate {
-                        contact_key: row.try_get("contact_key")?,
-                        properties: parse_object("contact properties", row.try_get("properties")?)?,
-                    })
-                } else {
-                    None
-                };
-                Ok(AbsenceRow {
-                    occurred_at: row.try_get("occurred_at")?,
-                    event_id: row.try_get("id")?,
-                    candidate,
-                })
-            })
-            .collect()
+        rows.iter().map(absence_row_from_row).collect()
     }
 
     async fn mark_evaluated(
@@ -332,16 +288,6 @@ impl ReconcileTx for PgTx<'_> {
         .await?
         .rows_affected();
         Ok(stamped > 0)
-    }
-}
-
-impl ReconcilePassTx for PgTx<'_> {
-    async fn live_contact_by_key(
-        &mut self,
-        tenant: &TenantId,
-        key: &str,
-    ) -> StoreResult<Option<ContactRecord>> {
-        live_by_key(self.conn(), tenant, key, true).await
     }
 }
 

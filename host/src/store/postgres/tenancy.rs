@@ -63,14 +63,7 @@ impl Tenancy for PgStore {
         .bind(key.created_at.0)
         .execute(&self.pool)
         .await?;
-        Ok(ApiKeyRecord {
-            id: key.id,
-            tenant_id: key.tenant_id,
-            name: key.name,
-            scopes: key.scopes,
-            created_at: key.created_at,
-            revoked_at: None,
-        })
+        Ok(key.into())
     }
 
     async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {

@@ -17,7 +17,7 @@ use crate::store::Backfills;
 use crate::store::flows;
 use crate::store::flows::{BackfillProgress, BackfillTx, BucketConfigTx};
 use crate::store::rows::backfill_status_columns;
-use crate::store::rows::{backfill_status_from_row, contact_from_row};
+use crate::store::rows::{backfill_progress_from_row, backfill_status_from_row, contact_from_row};
 use crate::store::{
     BackfillStatus, BackfillStep, BucketFingerprint, ClaimedBackfill, ContactRecord, IngestRouting,
     Lease, RETIRED, StoreError, StoreResult,
@@ -281,31 +281,18 @@ impl BackfillTx for SqliteTx<'_> {
         claim: &ClaimedBackfill,
         lease_owner: &str,
     ) -> StoreResult<Option<BackfillProgress>> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, \
-                 backfill_left FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2 \
-                 AND backfill_state = 'running' AND lease_owner = ?3 AND target_hash = ?4",
-            )?
-            .query_row(
-                params![
-                    claim.tenant_id.as_str(),
-                    claim.bucket_id,
-                    lease_owner,
-                    claim.target_hash
-                ],
-                |row| {
-                    Ok(BackfillProgress {
-                        cursor: row.get(0)?,
-                        done: row.get(1)?,
-                        total: row.get(2)?,
-                        joined: row.get(3)?,
-                        left: row.get(4)?,
-                    })
-                },
-            )
-            .optional()?)
+        let mut statement = self.conn.prepare_cached(
+            "SELECT backfill_cursor, backfill_done, backfill_total, backfill_joined, \
+             backfill_left FROM bucket_configs WHERE tenant_id = ?1 AND bucket_id = ?2 \
+             AND backfill_state = 'running' AND lease_owner = ?3 AND target_hash = ?4",
+        )?;
+        let mut rows = statement.query(params![
+            claim.tenant_id.as_str(),
+            claim.bucket_id,
+            lease_owner,
+            claim.target_hash
+        ])?;
+        rows.next()?.map(backfill_progress_from_row).transpose()
     }
 
     async fn contacts_after(

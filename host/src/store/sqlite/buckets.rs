@@ -9,15 +9,14 @@ use super::rows::collect;
 use crate::store::rows::bucket_count_columns;
 use crate::store::rows::contact_membership_columns;
 use crate::store::rows::{
-    bucket_counts_from_row, bucket_member_from_row, contact_membership_from_row,
+    bucket_counts_from_row, bucket_member_from_row, contact_membership_from_row, member_page,
 };
 
 use super::{SqliteStore, tenant_number};
 use crate::ids::TenantId;
 use crate::store::BucketReads;
 use crate::store::{
-    ActiveMembership, BucketCounts, BucketMember, MemberPage, MemberPageRequest, StoreError,
-    StoreResult,
+    ActiveMembership, BucketCounts, BucketMember, MemberPage, MemberPageRequest, StoreResult,
 };
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -107,13 +106,7 @@ impl BucketReads for SqliteStore {
                 after,
                 i64::from(size) + 1
             ])?;
-            let mut members = collect(rows, |row| bucket_member_from_row(row))?;
-            let next_cursor = if members.len() > size as usize {
-                members.truncate(size as usize);
-                members.last().map(|m| m.id.clone())
-            } else {
-                None
-            };
+            let members = collect(rows, |row| bucket_member_from_row(row))?;
             let total: i64 = tx
                 .prepare_cached(concat!(
                     "SELECT COUNT(*) FROM ",
@@ -123,11 +116,7 @@ impl BucketReads for SqliteStore {
                     " AND m.bucket_id = ?2 AND m.status = 'active'"
                 ))?
                 .query_row(params![tenant.as_str(), bucket_id], |row| row.get(0))?;
-            Ok(MemberPage {
-                members,
-                next_cursor,
-                total: u64::try_from(total).map_err(|e| StoreError::corrupt("member count", e))?,
-            })
+            member_page(members, size, total)
         })
         .await
     }
@@ -139,11 +128,7 @@ impl BucketReads for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<BucketMember>> {
         let (tenant, bucket_id) = (tenant.clone(), bucket_id.to_owned());
-        let limit = MemberPageRequest {
-            limit: Some(limit),
-            cursor: None,
-        }
-        .page_size();
+        let limit = MemberPageRequest::size_of(limit);
         self.read(move |tx| {
             let mut statement = tx.prepare_cached(concat!(
                 "SELECT m.id, m.contact_key, c.email, m.entered_at, m.entry_count FROM ",

@@ -1,20 +1,20 @@
-//! Implements [`crate::store::Contacts`].
+//! Implements [`crate::store::Contacts`] and [`crate::store::flows::LiveContactTx`].
 //!
 //! Contacts outside ingest: upserting one through identity resolution, looking contacts up
 //! (directly or through aliases), and deleting one with the erasure of its personal data.
 
 use super::identity::{contact_columns, contact_columns_c, live_by_key};
 use super::rows::{collect, count, list_limit};
-use crate::store::rows::{contact_from_row, event_from_row};
+use crate::store::rows::{contact_from_row, each_contact_once, event_from_row, lookup_values};
 
 use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, live_statuses, tenant_number};
 use crate::clock::Timestamp;
-use crate::contacts::{Identity, normalize_email};
+use crate::contacts::Identity;
 use crate::ids::TenantId;
 use crate::store::Contacts;
 use crate::store::codec::deleted_key;
-use crate::store::flows;
+use crate::store::flows::{self, LiveContactTx};
 use crate::store::{
     ContactLookup, ContactRecord, ContactUpsert, DeletedContact, EventRecord, IngestRouting,
     ReceivedEvents, StoreResult,
@@ -22,8 +22,17 @@ use crate::store::{
 use async_trait::async_trait;
 use rusqlite::params;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
 use std::sync::Arc;
+
+impl LiveContactTx for SqliteTx<'_> {
+    async fn live_contact_by_key(
+        &mut self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> StoreResult<Option<ContactRecord>> {
+        live_by_key(self.conn, tenant, key)
+    }
+}
 
 #[async_trait]
 impl Contacts for SqliteStore {
@@ -59,11 +68,9 @@ impl Contacts for SqliteStore {
         self.read(move |tx| match lookup {
             ContactLookup::Key(key) => Ok(live_by_key(tx, &tenant, &key)?.into_iter().collect()),
             ContactLookup::Any { user_id, email } => {
-                let user_id = user_id.as_deref().map(str::trim).filter(|u| !u.is_empty());
-                let email = email.as_deref().and_then(normalize_email);
-                if user_id.is_none() && email.is_none() {
+                let Some((user_id, email)) = lookup_values(&user_id, &email) else {
                     return Ok(Vec::new());
-                }
+                };
                 // Direct matches first, then alias matches; a NULL bind matches nothing.
                 let mut statement = tx.prepare_cached(concat!(
                     "SELECT ",
@@ -80,16 +87,8 @@ impl Contacts for SqliteStore {
                            OR (a.kind = 'email' AND a.value = ?3)) \
                          ORDER BY via_alias, first_seen_at, id"
                 ))?;
-                let mut rows = statement.query(params![tenant.as_str(), user_id, email])?;
-                let mut seen = HashSet::new();
-                let mut found = Vec::new();
-                while let Some(row) = rows.next()? {
-                    let contact = contact_from_row(row)?;
-                    if seen.insert(contact.id.clone()) {
-                        found.push(contact);
-                    }
-                }
-                Ok(found)
+                let rows = statement.query(params![tenant.as_str(), user_id, email])?;
+                each_contact_once(rows.and_then(|row| contact_from_row(row)))
             }
         })
         .await

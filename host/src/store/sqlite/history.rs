@@ -9,8 +9,10 @@ use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::History;
 use crate::store::codec::run_count;
+use crate::store::rows::{email_history_from_row, journey_history_from_row};
 use crate::store::{EmailHistory, JourneyHistory, StoreResult};
 use async_trait::async_trait;
+use rusqlite::Error::QueryReturnedNoRows;
 use rusqlite::params;
 
 #[async_trait]
@@ -46,20 +48,13 @@ impl History for SqliteStore {
         );
         self.read(move |tx| {
             // A completed run is never written again: its update time is its completion.
-            let (entries, completed, last): (i64, i64, Option<i64>) = tx
-                .prepare_cached(
-                    "SELECT COUNT(*), COALESCE(SUM(status = 'completed'), 0), \
-                         MAX(CASE WHEN status = 'completed' THEN updated_at END) \
-                         FROM runs WHERE tenant_id = ?1 AND contact_key = ?2 AND journey_id = ?3",
-                )?
-                .query_row(params![tenant.as_str(), key, journey], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })?;
-            Ok(JourneyHistory {
-                entries: run_count(entries)?,
-                completed: run_count(completed)?,
-                last_completed_at: last.map(Timestamp),
-            })
+            let mut statement = tx.prepare_cached(
+                "SELECT COUNT(*) AS entries, COALESCE(SUM(status = 'completed'), 0) AS completed, \
+                 MAX(CASE WHEN status = 'completed' THEN updated_at END) AS last_completed_at \
+                 FROM runs WHERE tenant_id = ?1 AND contact_key = ?2 AND journey_id = ?3",
+            )?;
+            let mut rows = statement.query(params![tenant.as_str(), key, journey])?;
+            journey_history_from_row(rows.next()?.ok_or(QueryReturnedNoRows)?)
         })
         .await
     }
@@ -72,18 +67,12 @@ impl History for SqliteStore {
     ) -> StoreResult<EmailHistory> {
         let (tenant, to, template) = (tenant.clone(), to.to_owned(), template.to_owned());
         self.read(move |tx| {
-            let (n, last): (i64, Option<i64>) = tx
-                .prepare_cached(
-                    "SELECT COUNT(*), MAX(sent_at) FROM emails \
-                         WHERE tenant_id = ?1 AND to_address = ?2 AND template = ?3",
-                )?
-                .query_row(params![tenant.as_str(), to, template], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })?;
-            Ok(EmailHistory {
-                count: run_count(n)?,
-                last_sent_at: last.map(Timestamp),
-            })
+            let mut statement = tx.prepare_cached(
+                "SELECT COUNT(*) AS n, MAX(sent_at) AS last_sent_at FROM emails \
+                 WHERE tenant_id = ?1 AND to_address = ?2 AND template = ?3",
+            )?;
+            let mut rows = statement.query(params![tenant.as_str(), to, template])?;
+            email_history_from_row(rows.next()?.ok_or(QueryReturnedNoRows)?)
         })
         .await
     }

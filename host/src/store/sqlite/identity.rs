@@ -323,9 +323,6 @@ impl IdentityTx for SqliteTx<'_> {
         to: &str,
         at: Timestamp,
     ) -> StoreResult<()> {
-        if from == to {
-            return Ok(());
-        }
         // Memberships move and close below, outside the membership primitives.
         let memberships = self.contacts()?.memberships();
         memberships.forget(tenant, from);

@@ -6,13 +6,14 @@
 //! follows contact deletion: status `exited`, no wake time, timer removed, so no activation
 //! claims it again and one already running finds it terminal at commit and writes nothing.
 
-use super::rows::{collect, parse_run_status};
+use super::rows::parse_run_status;
 
 use super::{SqliteStore, live_statuses};
 use crate::clock::Timestamp;
 use crate::ids::{RunId, TenantId};
 use crate::store::JourneyAdmin;
-use crate::store::codec::{SkipTally, parse_skip_reason, run_count};
+use crate::store::codec::SkipTally;
+use crate::store::rows::JourneyStatsRows;
 use crate::store::{CancelOutcome, ExitedRun, JourneyStats, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -94,68 +95,39 @@ impl JourneyAdmin for SqliteStore {
         let (tenant, journey_id) = (tenant.clone(), journey_id.map(str::to_owned));
         self.read(move |tx| {
             let args = params![tenant.as_str(), journey_id];
-            let mut stats: HashMap<String, JourneyStats> = HashMap::new();
+            let mut stats = JourneyStatsRows::default();
             // Two statements, not `(?2 IS NULL OR journey_id = ?2)`: the OR would keep the
             // planner off the (tenant, journey, status) index and count every run of the
             // tenant, which polling dashboards do often.
             let runs_sql = if journey_id.is_some() {
-                "SELECT journey_id, status, COUNT(*) FROM runs WHERE tenant_id = ?1 \
+                "SELECT journey_id, status, COUNT(*) AS n FROM runs WHERE tenant_id = ?1 \
                      AND journey_id = ?2 GROUP BY journey_id, status"
             } else {
-                "SELECT journey_id, status, COUNT(*) FROM runs WHERE tenant_id = ?1 \
+                "SELECT journey_id, status, COUNT(*) AS n FROM runs WHERE tenant_id = ?1 \
                      AND ?2 IS NULL GROUP BY journey_id, status"
             };
-            let runs = tx
-                .prepare_cached(runs_sql)?
-                .query(args)
-                .map_err(Into::into)
-                .and_then(|rows| {
-                    collect(rows, |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            parse_run_status(&row.get::<_, String>(1)?)?,
-                            run_count(row.get(2)?)?,
-                        ))
-                    })
-                })?;
-            for (journey, status, n) in runs {
-                stats.entry(journey).or_default().runs.insert(status, n);
+            let mut statement = tx.prepare_cached(runs_sql)?;
+            let mut rows = statement.query(args)?;
+            while let Some(row) = rows.next()? {
+                stats.run_count(row)?;
             }
-            let skips = tx
-                .prepare_cached(
-                    "SELECT journey_id, reason, count FROM journey_skips WHERE tenant_id = ?1 \
-                         AND (?2 IS NULL OR journey_id = ?2)",
-                )?
-                .query(args)
-                .map_err(Into::into)
-                .and_then(|rows| {
-                    collect(rows, |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            parse_skip_reason(&row.get::<_, String>(1)?)?,
-                            run_count(row.get(2)?)?,
-                        ))
-                    })
-                })?;
-            for (journey, reason, n) in skips {
-                stats.entry(journey).or_default().skips.insert(reason, n);
+            let mut statement = tx.prepare_cached(
+                "SELECT journey_id, reason, count FROM journey_skips WHERE tenant_id = ?1 \
+                     AND (?2 IS NULL OR journey_id = ?2)",
+            )?;
+            let mut rows = statement.query(args)?;
+            while let Some(row) = rows.next()? {
+                stats.skip_count(row)?;
             }
-            let configs = tx
-                .prepare_cached(
-                    "SELECT journey_id, enabled FROM journey_configs WHERE tenant_id = ?1 \
-                         AND (?2 IS NULL OR journey_id = ?2)",
-                )?
-                .query(args)
-                .map_err(Into::into)
-                .and_then(|rows| {
-                    collect(rows, |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
-                    })
-                })?;
-            for (journey, enabled) in configs {
-                stats.entry(journey).or_default().admin_enabled = Some(enabled);
+            let mut statement = tx.prepare_cached(
+                "SELECT journey_id, enabled FROM journey_configs WHERE tenant_id = ?1 \
+                     AND (?2 IS NULL OR journey_id = ?2)",
+            )?;
+            let mut rows = statement.query(args)?;
+            while let Some(row) = rows.next()? {
+                stats.switch(row)?;
             }
-            Ok(stats)
+            Ok(stats.into_map())
         })
         .await
     }

@@ -7,7 +7,6 @@
 //! (`ManualMemberships`) are changed here.
 
 use super::SqliteStore;
-use super::identity::live_by_key;
 use super::rows::to_u32;
 use super::tenant_number;
 use super::tx::{SqliteTx, run_sync};
@@ -240,13 +239,10 @@ impl ManualMemberships for SqliteStore {
     ) -> StoreResult<ManualChangeOutcome> {
         let (tenant, bucket, key) = (tenant.clone(), bucket.clone(), key.to_owned());
         self.write(move |conn| {
-            let Some(contact) = live_by_key(conn, &tenant, &key)? else {
-                return Ok(ManualChangeOutcome::UnknownContact);
-            };
-            let mut tx = SqliteTx::new(conn);
             run_sync(flows::contacts::change_membership(
-                &mut tx,
-                &contact,
+                &mut SqliteTx::new(conn),
+                &tenant,
+                &key,
                 &bucket,
                 change,
                 now,

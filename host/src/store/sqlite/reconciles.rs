@@ -1,30 +1,25 @@
 //! Implements [`crate::store::Reconciles`] and the reconcile primitives
-//! ([`crate::buckets::reconcile_rules::ReconcileTx`], [`crate::store::flows::ReconcilePassTx`],
-//! [`crate::store::flows::NextWorkReads`]).
+//! ([`crate::buckets::reconcile_rules::ReconcileTx`], [`crate::store::flows::NextWorkReads`]).
 //!
 //! The SQLite side of the reconcile job: [`ReconcileTx`] over the writer's open transaction
 //! (each pass is one write transaction, its transitions ingested in it), the lower bound on
 //! when a bucket next has clock-driven work, and the per-tenant lease.
 
-use super::identity::live_by_key;
-use super::rows::parse_object;
-use crate::store::rows::reconcile_member_from_row;
+use crate::store::rows::{
+    absence_cursor_from_row, absence_row_from_row, reconcile_member_from_row,
+};
 
 use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, tenant_number};
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow, window_ms};
-use crate::buckets::reconcile_rules::{
-    JoinCandidate, MemberSelection, Pass, ReconcileMember, ReconcileTx,
-};
+use crate::buckets::reconcile_rules::{MemberSelection, Pass, ReconcileMember, ReconcileTx};
 use crate::buckets::{BucketDef, DwellSchedule, EventQuery};
 use crate::clock::Timestamp;
 use crate::ids::TenantId;
 use crate::store::Reconciles;
 use crate::store::flows;
-use crate::store::flows::{Earliest, NextWorkReads, ReconcilePassTx};
-use crate::store::{
-    ContactRecord, IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult,
-};
+use crate::store::flows::{Earliest, MemberFilterSql, NextWorkReads, member_page};
+use crate::store::{IngestRouting, Lease, ReconcileClaim, ReconcileReport, StoreResult};
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
@@ -45,6 +40,13 @@ const MEMBER_SELECT: &str = concat!(
     tenant_number!("?1"),
     " AND m.bucket_id = ?2 AND m.status = 'active'"
 );
+
+/// The page filter's dialect: the stamp is read at the JSON path `?5` ([`dwell_path`]).
+const MEMBER_FILTER: MemberFilterSql = MemberFilterSql {
+    cutoff: "?4",
+    stamp: "json_extract(m.dwell_state, ?5)",
+    stamp_number: "json_extract(m.dwell_state, ?5)",
+};
 
 /// The JSON path of a dwell label in `dwell_state`.
 fn dwell_path(label: &str) -> String {
@@ -84,33 +86,7 @@ impl ReconcileTx for SqliteTx<'_> {
         which: MemberSelection,
         limit: u32,
     ) -> StoreResult<Vec<ReconcileMember>> {
-        let (filter, order) = match which {
-            MemberSelection::ToRecheck => ("", "m.last_evaluated_at"),
-            MemberSelection::PastMaxDwell { .. } => (
-                "AND m.max_dwell_at IS NOT NULL AND m.max_dwell_at <= ?4",
-                "m.max_dwell_at",
-            ),
-            MemberSelection::Expired { .. } => (
-                "AND m.expires_at IS NOT NULL AND m.expires_at <= ?4",
-                "m.expires_at",
-            ),
-            MemberSelection::DueDwell {
-                schedule: DwellSchedule::After(_),
-                ..
-            } => (
-                "AND COALESCE(m.dwell_anchor_at, m.entered_at) <= ?4 \
-                 AND json_extract(m.dwell_state, ?5) IS NULL",
-                "m.last_evaluated_at",
-            ),
-            MemberSelection::DueDwell {
-                schedule: DwellSchedule::Every(_),
-                ..
-            } => (
-                "AND COALESCE(json_extract(m.dwell_state, ?5), m.dwell_anchor_at, \
-                 m.entered_at) <= ?4",
-                "m.last_evaluated_at",
-            ),
-        };
+        let (filter, order) = member_page(which, &MEMBER_FILTER);
         let mut values: Vec<Value> = vec![
             tenant.as_str().to_owned().into(),
             bucket_id.to_owned().into(),
@@ -136,22 +112,17 @@ impl ReconcileTx for SqliteTx<'_> {
         bucket_id: &str,
         leg: &EventQuery,
     ) -> StoreResult<Option<AbsenceCursor>> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "SELECT after_at, after_id FROM bucket_absence_cursors WHERE tenant_id = ?1 \
-                 AND bucket_id = ?2 AND event_name = ?3 AND within_ms = ?4",
-            )?
-            .query_row(
-                params![tenant.as_str(), bucket_id, leg.event, window_ms(leg)],
-                |row| {
-                    Ok(AbsenceCursor {
-                        after_at: row.get(0)?,
-                        after_id: row.get(1)?,
-                    })
-                },
-            )
-            .optional()?)
+        let mut statement = self.conn.prepare_cached(
+            "SELECT after_at, after_id FROM bucket_absence_cursors WHERE tenant_id = ?1 \
+             AND bucket_id = ?2 AND event_name = ?3 AND within_ms = ?4",
+        )?;
+        let mut rows = statement.query(params![
+            tenant.as_str(),
+            bucket_id,
+            leg.event,
+            window_ms(leg)
+        ])?;
+        rows.next()?.map(absence_cursor_from_row).transpose()
     }
 
     async fn save_absence_cursor(
@@ -216,7 +187,7 @@ impl ReconcileTx for SqliteTx<'_> {
                      AND (l.occurred_at > e.occurred_at OR l.id > e.id)) \
                  AND NOT EXISTS (SELECT 1 FROM bucket_memberships m WHERE m.tenant = e.tenant \
                      AND m.bucket_id = ?3 AND m.contact_key = e.contact_key \
-                     AND m.status = 'active'), \
+                     AND m.status = 'active') AS candidate, \
                  c.properties \
              FROM events e JOIN contacts c ON c.tenant_id = ?1 \
                  AND c.key = e.contact_key AND c.deleted_at IS NULL \
@@ -237,19 +208,7 @@ impl ReconcileTx for SqliteTx<'_> {
         ])?;
         let mut read = Vec::new();
         while let Some(row) = rows.next()? {
-            let candidate = if row.get(3)? {
-                Some(JoinCandidate {
-                    contact_key: row.get(2)?,
-                    properties: parse_object("contact properties", &row.get::<_, String>(4)?)?,
-                })
-            } else {
-                None
-            };
-            read.push(AbsenceRow {
-                occurred_at: row.get(0)?,
-                event_id: row.get(1)?,
-                candidate,
-            });
+            read.push(absence_row_from_row(row)?);
         }
         Ok(read)
     }
@@ -295,16 +254,6 @@ impl ReconcileTx for SqliteTx<'_> {
                 membership_id
             ])?;
         Ok(stamped > 0)
-    }
-}
-
-impl ReconcilePassTx for SqliteTx<'_> {
-    async fn live_contact_by_key(
-        &mut self,
-        tenant: &TenantId,
-        key: &str,
-    ) -> StoreResult<Option<ContactRecord>> {
-        live_by_key(self.conn, tenant, key)
     }
 }
 

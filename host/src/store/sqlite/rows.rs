@@ -7,7 +7,7 @@ use crate::journeys::journal::JournalEntry;
 use crate::store::StoreResult;
 use crate::store::codec::parse_step_kind;
 pub(super) use crate::store::codec::{
-    count, list_limit, parse_json, parse_object, parse_run_status, scopes_to_text, to_json, to_u32,
+    count, list_limit, parse_json, parse_run_status, scopes_to_text, to_json, to_u32,
 };
 use rusqlite::types::Value;
 use rusqlite::{Row, Transaction, params_from_iter};

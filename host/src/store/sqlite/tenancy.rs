@@ -67,14 +67,7 @@ impl Tenancy for SqliteStore {
                 scopes_to_text(&key.scopes),
                 key.created_at.0,
             ])?;
-            Ok(ApiKeyRecord {
-                id: key.id,
-                tenant_id: key.tenant_id,
-                name: key.name,
-                scopes: key.scopes,
-                created_at: key.created_at,
-                revoked_at: None,
-            })
+            Ok(key.into())
         })
         .await
     }
