@@ -260,6 +260,7 @@ async fn hot_path_violations(analyze_tiny: bool) -> Option<Vec<Violation>> {
         .flat_map(|i| {
             [
                 person(i, "app.active"),
+                json!({"name": "feature.used", "userId": format!("u{i}")}),
                 json!({"name": "order.paid", "userId": format!("u{i}")}),
                 person(PEOPLE + i, "user.signed_up"),
             ]
@@ -287,6 +288,19 @@ async fn hot_path_violations(analyze_tiny: bool) -> Option<Vec<Violation>> {
         "auto_explain logged {} plans; is it available?",
         plans.len()
     );
+    // (The batch's statements that read or write for all its items at once were among them.)
+    for batch_statement in [
+        "AS k(tenant_id, kind, value, n)",
+        "AS q(tenant_id, contact_key, name, earliest, latest, n)",
+        "AS q(tenant_id, contact_key, journey_id, n)",
+        "AS q(tenant_id, contact_key, email, n)",
+        "AS u(id, properties, first_seen_at, last_seen_at)",
+    ] {
+        assert!(
+            plans.iter().any(|(query, _)| query.contains(batch_statement)),
+            "no plan logged for the batch statement with {batch_statement:?}"
+        );
+    }
     let mut found = Vec::new();
     for (query, plan) in &plans {
         check_node(plan, query, &mut found);
