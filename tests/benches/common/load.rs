@@ -75,18 +75,28 @@ pub async fn post_bodies(
     clients: usize,
     limit: Option<Duration>,
 ) -> Measured {
+    post_bodies_across(&[server], path, bodies, events_per_body, clients, limit).await
+}
+
+/// [`post_bodies`] to several hosts sharing one database: body `i` goes to host `i` mod the
+/// number of hosts, as a round-robin load balancer would send it, so the hosts take equal
+/// shares whatever the number of clients; each client keeps a connection to every host.
+pub async fn post_bodies_across(
+    servers: &[&Server],
+    path: &str,
+    bodies: Vec<Vec<u8>>,
+    events_per_body: &[usize],
+    clients: usize,
+    limit: Option<Duration>,
+) -> Measured {
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
-    let url = server.url(path);
+    let urls: Arc<Vec<String>> = Arc::new(servers.iter().map(|s| s.url(path)).collect());
+    let key = same_key(servers);
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for _ in 0..clients.min(bodies.len()) {
-        let (bodies, next, url, key) = (
-            bodies.clone(),
-            next.clone(),
-            url.clone(),
-            server.key.clone(),
-        );
+        let (bodies, next, urls, key) = (bodies.clone(), next.clone(), urls.clone(), key.clone());
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
@@ -104,7 +114,7 @@ pub async fn post_bodies(
                 };
                 let sent = Instant::now();
                 let response = client
-                    .post(&url)
+                    .post(&urls[index % urls.len()])
                     .bearer_auth(&key)
                     .header("content-type", "application/json")
                     .body(body.clone())
@@ -183,6 +193,61 @@ pub async fn trigger(
             .await;
         assert_eq!(status, 202, "batch: {body}");
         sent = end;
+    }
+}
+
+/// The API key every one of `servers` accepts (hosts sharing a database share the admin key).
+fn same_key(servers: &[&Server]) -> String {
+    let key = servers.first().expect("a server").key.clone();
+    assert!(
+        servers.iter().all(|s| s.key == key),
+        "the hosts share an admin key"
+    );
+    key
+}
+
+/// [`trigger`] through several hosts sharing one database (without `eventProperties`): batch
+/// `j` goes to host `j` mod the number of hosts; each host takes its batches one after
+/// another, the hosts at once. With one host, the batches go in turn, as [`trigger`] sends
+/// them.
+pub async fn trigger_across(servers: &[&Server], name: &str, prefix: &str, people: Range<usize>) {
+    let key = same_key(servers);
+    let mut tasks = Vec::with_capacity(servers.len());
+    for (host, server) in servers.iter().enumerate() {
+        let (url, key, name, prefix) = (
+            server.url("/v1/events/batch"),
+            key.clone(),
+            name.to_owned(),
+            prefix.to_owned(),
+        );
+        let starts: Vec<usize> = people
+            .clone()
+            .step_by(BATCH)
+            .skip(host)
+            .step_by(servers.len())
+            .collect();
+        let end = people.end;
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for start in starts {
+                let events: Vec<Value> = (start..(start + BATCH).min(end))
+                    .map(|i| json!({ "name": name, "userId": format!("{prefix}-{i}") }))
+                    .collect();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({ "events": events }))
+                    .send()
+                    .await
+                    .expect("a batch request");
+                let status = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                assert_eq!(status, 202, "batch: {body}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a trigger task");
     }
 }
 

@@ -1,12 +1,17 @@
 //! What the benchmarks share: how they start and read their settings, what they print about
 //! where they ran, how they sample CPU use and sum up figures; the events the load benches
-//! generate ([`workload`]) and how requests are sent and timed ([`load`]).
+//! generate ([`workload`]) and how requests are sent and timed ([`load`]); on PostgreSQL, what
+//! a phase cost the hosts and the database ([`postgres`]), the measured phases themselves
+//! ([`phases`]) and sleeping runs seeded with SQL ([`seed`]).
 //!
 //! Each bench compiles this module on its own and uses a subset of it (so each declares it
 //! with `#[allow(dead_code)]`). The helpers that build modules or talk to a server use the
 //! bench's `support` module (`tests/tests/support`), which every bench declares at its root.
 
 pub mod load;
+pub mod phases;
+pub mod postgres;
+pub mod seed;
 pub mod workload;
 
 use crate::support::{self, Backend};
