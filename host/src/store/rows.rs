@@ -10,8 +10,8 @@ use super::codec::{
 };
 use super::{
     ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailRecord,
-    EventRecord, ModuleOrigin, ModuleRecord, ModuleVersionRecord, OutboxEmail, RunEffect,
-    RunRecord, StoreError, StoreResult, Tenant, TenantTemplate,
+    EmailSenderRecord, EventRecord, ModuleOrigin, ModuleRecord, ModuleVersionRecord, OutboxEmail,
+    RunEffect, RunRecord, StoreError, StoreResult, Tenant, TenantTemplate,
 };
 use crate::buckets::backfill_rules::{BackfillMode, BackfillState};
 use crate::buckets::membership::ActiveMembership;
@@ -236,6 +236,26 @@ pub(crate) fn template_from_row(row: &impl Columns) -> StoreResult<TenantTemplat
         subject: row.column("subject")?,
         text: row.column("text_body")?,
         html: row.column("html_body")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+/// The columns [`email_sender_from_row`] reads.
+macro_rules! email_sender_columns {
+    () => {
+        "from_name, from_address, reply_to, transport, secret, created_at, updated_at"
+    };
+}
+pub(crate) use email_sender_columns;
+
+pub(crate) fn email_sender_from_row(row: &impl Columns) -> StoreResult<EmailSenderRecord> {
+    Ok(EmailSenderRecord {
+        from_name: row.column("from_name")?,
+        from_address: row.column("from_address")?,
+        reply_to: row.column("reply_to")?,
+        transport: row.column("transport")?,
+        secret: row.column("secret")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })
