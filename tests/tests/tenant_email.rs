@@ -1,9 +1,10 @@
-//! A tenant's own sender (`/v1/email/settings`) end to end: its SMTP server over STARTTLS with
-//! AUTH and a self-signed certificate trusted through `--mail-ca-file`, a refused login
-//! recorded and retried until the password is fixed; an HTTP provider (a local fake Postmark)
-//! with its key sealed and never answered; settings that cannot work refused naming the field
-//! with nothing changed; and a secret that no longer opens under the host's key failing its
-//! send with the reason instead of the host.
+//! A tenant's own sender (`/v1/email/settings`) end to end: its SMTP server over STARTTLS (and
+//! implicit TLS) with AUTH and a self-signed certificate trusted through `--mail-ca-file`, a
+//! refused login recorded and retried until the password is fixed; an HTTP provider (a local
+//! fake Postmark) with its key sealed and never answered; settings that cannot work refused
+//! naming the field with nothing changed; a secret that no longer opens under the host's key
+//! failing its send with the reason instead of the host; and a host without the options
+//! verifying certificates and refusing to store secrets.
 
 mod support;
 
@@ -195,6 +196,44 @@ e2e!(
         );
         assert!(tenant_smtp.messages_to("bob@example.com").is_empty());
 
+        // When acme moves to the server's implicit-TLS port, leaving out the stored password
+        let implicit = json!({
+            "from": { "name": "Acme", "address": "hello@acme.test" },
+            "transport": { "kind": "smtp", "host": "localhost", "port": tenant_smtp.tls_port,
+                           "security": "tls", "username": "acme-mailer" },
+        });
+        let (status, body) = call(
+            &server,
+            Method::PUT,
+            "/v1/email/settings",
+            Some(implicit),
+            &acme,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["transport"]["passwordSet"], true, "{body}");
+
+        // Then the next email goes out over TLS from the first byte, with the kept password
+        let (status, _) = call(
+            &server,
+            Method::POST,
+            "/v1/events",
+            Some(signup("carol")),
+            &acme,
+        )
+        .await;
+        assert_eq!(status, 202);
+        email_when(
+            &server,
+            &acme,
+            "carol@example.com",
+            "carol's email sent",
+            |e| e["status"] == "sent",
+        )
+        .await;
+        assert_eq!(tenant_smtp.messages_to("carol@example.com").len(), 1);
+        assert_eq!(tenant_smtp.refused_logins(), 1);
+
         // When acme deletes its settings, they are gone
         let (status, _) = call(&server, Method::DELETE, "/v1/email/settings", None, &acme).await;
         assert_eq!(status, 204);
@@ -346,5 +385,73 @@ e2e!(
         assert!(provider.calls_to("grace@example.com").is_empty());
         let (status, _) = call(&server, Method::GET, "/v1/health", None, &key).await;
         assert_eq!(status, 200);
+    }
+);
+
+e2e!(
+    a_host_without_a_ca_file_or_secrets_key_verifies_certificates_and_stores_no_secret,
+    |backend: Backend| async move {
+        // Given a host outside dev mode with neither --mail-ca-file nor --secrets-key
+        let tenant_smtp = TlsSmtpServer::start("acme-mailer", "correct horse").await;
+        let server = Server::start(ServerOptions {
+            backend,
+            modules: vec!["welcome-series"],
+            dev: false,
+            ..Default::default()
+        })
+        .await;
+        let key = server.key.clone();
+
+        // When the tenant sets a password
+        let (status, answer) = call(
+            &server,
+            Method::PUT,
+            "/v1/email/settings",
+            Some(smtp_settings(tenant_smtp.port, "correct horse")),
+            &key,
+        )
+        .await;
+
+        // Then it is refused naming the flag, and nothing is stored
+        assert_eq!(status, 409, "{answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("--secrets-key"),
+            "{answer}"
+        );
+        assert!(!server.data_dir.path().join("secrets.key").exists());
+        let (status, _) = call(&server, Method::GET, "/v1/email/settings", None, &key).await;
+        assert_eq!(status, 404);
+
+        // When it sets the same server without AUTH, which needs no secret
+        let no_auth = json!({
+            "from": { "address": "hello@acme.test" },
+            "transport": { "kind": "smtp", "host": "localhost", "port": tenant_smtp.port },
+        });
+        let (status, answer) = call(
+            &server,
+            Method::PUT,
+            "/v1/email/settings",
+            Some(no_auth),
+            &key,
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+        server.send_event(signup("ada")).await;
+
+        // Then the self-signed certificate, which nothing told the host to trust, fails the send
+        let failed = email_when(
+            &server,
+            &key,
+            "ada@example.com",
+            "the untrusted certificate",
+            |e| e["attempts"] == 1,
+        )
+        .await;
+        let error = failed["lastError"].as_str().unwrap_or_default();
+        assert!(error.contains("invalid peer certificate"), "{error}");
+        assert!(tenant_smtp.messages_to("ada@example.com").is_empty());
     }
 );

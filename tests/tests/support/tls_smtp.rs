@@ -1,7 +1,8 @@
 //! A local SMTP server as a mail provider runs one: it serves `localhost` with a self-signed
-//! certificate made for the test, offers nothing but STARTTLS until the connection is
-//! encrypted, and then accepts mail only after AUTH (PLAIN or LOGIN) with its one account. A
-//! wrong password is answered `535 5.7.8 Authentication credentials invalid`.
+//! certificate made for the test, on two ports — one that offers nothing but STARTTLS until
+//! the connection is encrypted, one that speaks TLS from the first byte — and accepts mail only
+//! after AUTH (PLAIN or LOGIN) with its one account. A wrong password is answered
+//! `535 5.7.8 Authentication credentials invalid`.
 
 use super::smtp::ReceivedMail;
 use base64::Engine;
@@ -18,7 +19,10 @@ pub const REFUSED_LOGIN: &str = "535 5.7.8 Authentication credentials invalid";
 
 #[derive(Clone)]
 pub struct TlsSmtpServer {
+    /// The STARTTLS port.
     pub port: u16,
+    /// The implicit-TLS port.
+    pub tls_port: u16,
     /// The server's self-signed certificate, PEM: what a client must be told to trust.
     pub certificate_pem: String,
     received: Arc<Mutex<Vec<ReceivedMail>>>,
@@ -44,8 +48,10 @@ impl TlsSmtpServer {
             .expect("a TLS server configuration");
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = TlsSmtpServer {
             port: listener.local_addr().unwrap().port(),
+            tls_port: tls_listener.local_addr().unwrap().port(),
             certificate_pem: certified.cert.pem(),
             received: Arc::default(),
             refused_logins: Arc::default(),
@@ -54,14 +60,24 @@ impl TlsSmtpServer {
             username: username.to_owned(),
             password: password.to_owned(),
         });
-        let shared = server.clone();
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                let (server, acceptor, account) =
-                    (shared.clone(), acceptor.clone(), account.clone());
-                tokio::spawn(async move { server.session(socket, acceptor, &account).await });
-            }
-        });
+        for (listener, implicit) in [(listener, false), (tls_listener, true)] {
+            let (shared, acceptor, account) = (server.clone(), acceptor.clone(), account.clone());
+            tokio::spawn(async move {
+                while let Ok((socket, _)) = listener.accept().await {
+                    let (server, acceptor, account) =
+                        (shared.clone(), acceptor.clone(), account.clone());
+                    tokio::spawn(async move {
+                        if implicit {
+                            server
+                                .implicit_tls_session(socket, acceptor, &account)
+                                .await;
+                        } else {
+                            server.session(socket, acceptor, &account).await;
+                        }
+                    });
+                }
+            });
+        }
         server
     }
 
@@ -90,6 +106,24 @@ impl TlsSmtpServer {
             return;
         };
         self.after_tls(&mut BufReader::new(tls), account).await;
+    }
+
+    async fn implicit_tls_session(
+        &self,
+        socket: TcpStream,
+        acceptor: TlsAcceptor,
+        account: &Account,
+    ) {
+        let Ok(tls) = acceptor.accept(socket).await else {
+            return;
+        };
+        let mut stream = BufReader::new(tls);
+        if reply(&mut stream, "220 localhost ESMTP ready")
+            .await
+            .is_some()
+        {
+            self.after_tls(&mut stream, account).await;
+        }
     }
 
     /// The plain-text part: only EHLO, STARTTLS and QUIT. Whether STARTTLS was asked for.
