@@ -169,7 +169,8 @@ struct ServeArgs {
     /// Dev mode: adds `POST /v1/admin/clock/advance`.
     #[arg(long, env = "WAYMARK_DEV")]
     dev: bool,
-    /// SMTP server for delivery; without it emails are only logged.
+    /// The host's SMTP server (plain SMTP), for every tenant without a sender of its own
+    /// (`/v1/email/settings`); without it their emails are only logged.
     #[arg(long, env = "WAYMARK_SMTP_HOST")]
     smtp_host: Option<String>,
     #[arg(long, env = "WAYMARK_SMTP_PORT", default_value_t = 25)]
