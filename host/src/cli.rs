@@ -169,7 +169,8 @@ struct ServeArgs {
     /// Dev mode: adds `POST /v1/admin/clock/advance`.
     #[arg(long, env = "WAYMARK_DEV")]
     dev: bool,
-    /// SMTP server for delivery; without it emails are only logged.
+    /// The host's SMTP server (plain SMTP), for every tenant without a sender of its own
+    /// (`/v1/email/settings`); without it their emails are only logged.
     #[arg(long, env = "WAYMARK_SMTP_HOST")]
     smtp_host: Option<String>,
     #[arg(long, env = "WAYMARK_SMTP_PORT", default_value_t = 25)]
@@ -178,13 +179,23 @@ struct ServeArgs {
     /// links point under it. Default: `http://` and the bound listen address.
     #[arg(long, env = "WAYMARK_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Sender address of every email.
+    /// Sender address of every email of a tenant without sender settings of its own.
     #[arg(
         long,
         env = "WAYMARK_MAIL_FROM",
         default_value = "Waymark <waymark@localhost>"
     )]
     mail_from: String,
+    /// Key sealing tenants' SMTP passwords and API keys in the database: 32 bytes as 64 hex
+    /// digits or base64 (`openssl rand -hex 32`). Every host on one database needs the same
+    /// key. Without it, dev mode keeps one in `<data-dir>/secrets.key`; otherwise storing a
+    /// secret is refused.
+    #[arg(long, env = "WAYMARK_SECRETS_KEY", hide_env_values = true)]
+    secrets_key: Option<crate::secrets::SecretsKey>,
+    /// PEM file of extra root certificates (e.g. a private CA) trusted, besides the built-in
+    /// web roots, for tenants' SMTP servers and HTTP email providers.
+    #[arg(long, env = "WAYMARK_MAIL_CA_FILE")]
+    mail_ca_file: Option<PathBuf>,
     /// CPU time one activation may use (`500ms`, `2s`).
     #[arg(long, env = "WAYMARK_CPU_BUDGET", default_value = "2s", value_parser = parse_duration)]
     cpu_budget: Duration,
@@ -264,6 +275,8 @@ impl ServeArgs {
                 None => TransportConfig::Log,
             },
             mail_from: self.mail_from,
+            secrets_key: self.secrets_key,
+            mail_ca_file: self.mail_ca_file,
             limits: ActivationLimits {
                 cpu_budget: self.cpu_budget,
                 memory_bytes: self.memory_limit_mb << 20,

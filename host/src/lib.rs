@@ -21,6 +21,7 @@ pub mod modules;
 pub mod reconcile_job;
 pub mod runtime;
 pub mod scheduler;
+pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod tenancy;

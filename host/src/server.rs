@@ -5,7 +5,7 @@ use crate::api::limits::RateLimits;
 use crate::api::{self, ApiOptions, AppState};
 use crate::backfill_job::BackfillWorker;
 use crate::clock::Clock;
-use crate::delivery::{DeliveryWorker, Mailer, TransportConfig};
+use crate::delivery::{DeliveryWorker, MailTls, Mailer, Senders, TransportConfig};
 use crate::group_commit::GroupCommit;
 use crate::ingest::Ingestor;
 use crate::ingest::writer;
@@ -18,6 +18,7 @@ use crate::reconcile_job::{DEFAULT_BATCH, ReconcileJob, ReconcileSchedule};
 use crate::runtime::threads::GuestThreads;
 use crate::runtime::{ActivationLimits, Runtime};
 use crate::scheduler::{Scheduler, spawn_clock_refresh, spawn_statistics_upkeep};
+use crate::secrets::{self, SecretBox, SecretsKey};
 use crate::store::{self, Store};
 use crate::tenancy;
 use anyhow::Context;
@@ -41,6 +42,11 @@ pub struct ServeConfig {
     pub dev: bool,
     pub transport: TransportConfig,
     pub mail_from: String,
+    /// Seals tenants' transport secrets. Without one, dev mode makes one in the data dir and
+    /// any other host refuses to store secrets.
+    pub secrets_key: Option<SecretsKey>,
+    /// Extra root certificates (PEM) trusted for tenants' SMTP servers and HTTP providers.
+    pub mail_ca_file: Option<PathBuf>,
     pub limits: ActivationLimits,
     /// Activations run at once.
     pub workers: usize,
@@ -169,10 +175,18 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     .spawn_on(&guest_threads.handle());
     spawn_clock_refresh(store.clone(), clock.clone(), scheduler_wake.clone());
     spawn_statistics_upkeep(store.clone());
-    let mailer = Arc::new(Mailer::new(&config.transport, &config.mail_from)?);
+    let secrets = secrets_box(&config)?;
+    let mail_tls = MailTls::new(config.mail_ca_file.as_deref())
+        .context("--mail-ca-file: the certificates tenants' transports trust")?;
+    let host_mailer = Arc::new(Mailer::new(&config.transport, &config.mail_from)?);
     DeliveryWorker {
         store: store.clone(),
-        mailer,
+        senders: Arc::new(Senders::new(
+            store.clone(),
+            host_mailer,
+            secrets.clone(),
+            mail_tls,
+        )),
         clock: clock.clone(),
         wake: delivery_wake,
         owner: format!("delivery-{owner}"),
@@ -231,6 +245,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         rate_limits,
         backfill_wake,
         deployer,
+        secrets,
     };
     let app = api::router(
         state,
@@ -255,6 +270,24 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     .await?;
     drop(guest_threads);
     Ok(())
+}
+
+/// What seals tenants' secrets: the configured key; in dev mode without one, the key in the
+/// data dir (made on first boot, like the admin key); otherwise none, and storing a secret is
+/// refused rather than done with a key the operator never chose.
+fn secrets_box(config: &ServeConfig) -> anyhow::Result<Option<Arc<SecretBox>>> {
+    let key = match &config.secrets_key {
+        Some(key) => key.clone(),
+        None if config.dev => {
+            let path = config.data_dir.join(secrets::DEV_KEY_FILE);
+            let key = secrets::load_or_create_key_file(&path)
+                .with_context(|| format!("the dev secrets key {}", path.display()))?;
+            println!("secrets key: {} (dev mode)", path.display());
+            key
+        }
+        None => return Ok(None),
+    };
+    Ok(Some(Arc::new(SecretBox::new(&key))))
 }
 
 /// The store the configuration names: PostgreSQL when a URL is given, else the embedded SQLite

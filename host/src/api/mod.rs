@@ -7,6 +7,7 @@ pub mod auth;
 pub mod buckets;
 pub mod client;
 pub mod contacts;
+pub mod email_settings;
 pub mod error;
 pub mod events;
 pub mod journeys;
@@ -24,6 +25,7 @@ use crate::clock::Clock;
 use crate::ingest::Ingestor;
 use crate::modules::ModuleRegistry;
 use crate::modules::deploy::Deployer;
+use crate::secrets::SecretBox;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -47,6 +49,8 @@ pub struct AppState {
     pub backfill_wake: Arc<Notify>,
     /// Deploys, rollbacks and removals of modules.
     pub deployer: Arc<Deployer>,
+    /// Seals tenants' transport secrets; absent when the host has no secrets key.
+    pub secrets: Option<Arc<SecretBox>>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +87,7 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
         .route("/v1/emails", get(runs::emails))
         .merge(buckets::routes())
         .merge(templates::routes())
+        .merge(email_settings::routes())
         .merge(journeys::routes())
         .merge(modules::routes());
     if options.dev {

@@ -1,14 +1,16 @@
 //! Delivery: sends the emails that activations queued in the outbox. The outbox row is
 //! committed with the activation that queued it, so nothing leaves the process before the
-//! journey's step is durable; this worker then claims rows, sends them over SMTP (or only logs
-//! them in development) and records the outcome, retrying failures with backoff.
+//! journey's step is durable; this worker then claims rows, sends them with their tenant's
+//! sender ([`senders`]: its own SMTP server or HTTP provider, else the host's command-line
+//! SMTP, or only a log line in development) and records the outcome, retrying failures —
+//! a refused login or a provider's error included — with backoff.
 //!
 //! What "once" means. An email is queued exactly once (with the step that sent it). Workers of
 //! several processes claim disjoint emails under a lease, and just before each send a worker
 //! makes sure it still holds that email's lease for the whole send (renewing it if the batch's
 //! lease is running short — refused if another worker took the email after the lease lapsed),
 //! and a send is abandoned after [`SEND_TIMEOUT`]; so two live workers never send one email.
-//! The SMTP leg itself is at-least-once: a process that dies after the server accepted an
+//! The hand-off itself is at-least-once: a process that dies after the server accepted an
 //! email but before its status update leaves it queued, and it is sent again once the lease
 //! lapses — at most the one email each worker was sending, since a worker sends one at a time.
 //! Every message carries a stable `Message-ID` (`<email-id@waymark>`) so receivers can drop
@@ -19,15 +21,20 @@
 //! List-Unsubscribe=One-Click` (RFC 8058). An email whose recipient unsubscribed after it was
 //! queued is suppressed by the claim (see the store's outbox), never sent.
 
+pub mod http_provider;
+mod mailer;
+pub mod senders;
 pub mod templates;
 pub mod unsubscribe;
 
+pub use mailer::{MailTls, Mailer, SmtpSecurity, TransportConfig};
+pub use senders::Senders;
+
 use crate::clock::Clock;
 use crate::clock::Timestamp;
+use crate::ids::TenantId;
 use crate::store::{DeliveryResult, Lease, Outbox, OutboxEmail};
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -42,14 +49,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 const CLOCK_SKEW: Duration = Duration::from_secs(10);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum TransportConfig {
-    /// Development default: log the email and mark it sent.
-    Log,
-    /// Plain SMTP (no TLS) to `host:port`, e.g. a local relay or a test sink.
-    Smtp { host: String, port: u16 },
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     #[error("invalid address {0:?}: {1}")]
@@ -58,78 +57,17 @@ pub enum DeliveryError {
     Message(String),
     #[error("SMTP send failed: {0}")]
     Smtp(String),
-}
-
-pub struct Mailer {
-    from: Mailbox,
-    transport: Transport,
-}
-
-enum Transport {
-    Log,
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
-}
-
-impl Mailer {
-    pub fn new(config: &TransportConfig, from: &str) -> Result<Self, DeliveryError> {
-        let from = from
-            .parse::<Mailbox>()
-            .map_err(|e| DeliveryError::Address(from.to_owned(), e.to_string()))?;
-        let transport = match config {
-            TransportConfig::Log => Transport::Log,
-            TransportConfig::Smtp { host, port } => Transport::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
-                    .port(*port)
-                    .timeout(Some(Duration::from_secs(30)))
-                    .build(),
-            ),
-        };
-        Ok(Self { from, transport })
-    }
-
-    pub async fn send(&self, email: &OutboxEmail) -> Result<(), DeliveryError> {
-        let to = email
-            .to
-            .parse::<Mailbox>()
-            .map_err(|e| DeliveryError::Address(email.to.clone(), e.to_string()))?;
-        let mut builder = Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .subject(email.subject.clone())
-            .message_id(Some(format!("<{}@waymark>", email.id)));
-        if let Some(url) = &email.unsubscribe_url {
-            builder = builder
-                .raw_header(HeaderValue::new(
-                    HeaderName::new_from_ascii_str("List-Unsubscribe"),
-                    format!("<{url}>"),
-                ))
-                .raw_header(HeaderValue::new(
-                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
-                    "List-Unsubscribe=One-Click".to_owned(),
-                ));
-        }
-        let message = match &email.html {
-            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
-                email.body.clone(),
-                html.clone(),
-            )),
-            None => builder
-                .header(ContentType::TEXT_PLAIN)
-                .body(email.body.clone()),
-        }
-        .map_err(|e| DeliveryError::Message(e.to_string()))?;
-        match &self.transport {
-            Transport::Log => {
-                tracing::info!(target: "waymark::delivery", email = %email.id, to = %email.to, subject = %email.subject, "email (log transport, not sent)");
-                Ok(())
-            }
-            Transport::Smtp(smtp) => smtp
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(|e| DeliveryError::Smtp(e.to_string())),
-        }
-    }
+    /// An HTTP provider refused the email, or could not be reached.
+    #[error("{provider} send failed: {message}")]
+    Provider {
+        provider: &'static str,
+        message: String,
+    },
+    /// The tenant's sender settings cannot be used (e.g. a secret that does not open).
+    #[error("the tenant's sender settings cannot be used: {0}")]
+    Sender(String),
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
 }
 
 /// Backoff before attempt `attempts + 1`: 10 s, 20 s, 40 s, …
@@ -139,7 +77,8 @@ fn retry_delay(attempts: u32) -> Duration {
 
 pub struct DeliveryWorker {
     pub store: Arc<dyn Outbox>,
-    pub mailer: Arc<Mailer>,
+    /// Which mailer each tenant's email goes out with.
+    pub senders: Arc<Senders>,
     pub clock: Clock,
     pub wake: Arc<Notify>,
     pub owner: String,
@@ -168,18 +107,29 @@ impl DeliveryWorker {
                 }
                 continue;
             }
+            // Each tenant's sender is looked up once a batch: a change of its settings on any
+            // host applies from the next batch on.
+            let mut mailers: HashMap<TenantId, Result<Arc<Mailer>, String>> = HashMap::new();
             for email in batch {
                 if !self.holds_for_one_send(&email, lease.until_real).await {
                     continue;
                 }
-                let sent = tokio::time::timeout(SEND_TIMEOUT, self.mailer.send(&email))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(DeliveryError::Smtp(format!(
-                            "no answer within {}s",
-                            SEND_TIMEOUT.as_secs()
-                        )))
-                    });
+                if !mailers.contains_key(&email.tenant_id) {
+                    let mailer = self.senders.mailer(&email.tenant_id).await;
+                    mailers.insert(email.tenant_id.clone(), mailer.map_err(|e| e.to_string()));
+                }
+                let sent = match &mailers[&email.tenant_id] {
+                    Ok(mailer) => tokio::time::timeout(SEND_TIMEOUT, mailer.send(&email))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(DeliveryError::Smtp(format!(
+                                "no answer within {}s",
+                                SEND_TIMEOUT.as_secs()
+                            )))
+                        })
+                        .map_err(|e| e.to_string()),
+                    Err(reason) => Err(reason.clone()),
+                };
                 let result = match sent {
                     Ok(()) => DeliveryResult::Sent {
                         at: self.clock.now(),
@@ -190,7 +140,7 @@ impl DeliveryWorker {
                             .then(|| Clock::real_now().saturating_add(retry_delay(email.attempts)));
                         tracing::warn!(email = %email.id, attempts, "delivery failed: {err}");
                         DeliveryResult::Failed {
-                            error: err.to_string(),
+                            error: err,
                             retry_at,
                         }
                     }
@@ -249,13 +199,5 @@ mod tests {
             now.saturating_add(SEND_TIMEOUT + CLOCK_SKEW)
         ));
         assert!(lease_runs_short(now, Timestamp(now.0 - 1)));
-    }
-
-    #[test]
-    fn a_bad_sender_address_is_refused_up_front() {
-        assert!(matches!(
-            Mailer::new(&TransportConfig::Log, "not an address"),
-            Err(DeliveryError::Address(..))
-        ));
     }
 }

@@ -3,8 +3,9 @@
 //! ```text
 //! concerns/    the interface: one small trait per concern (Tenancy, EventIngest, Contacts,
 //!              RunQueue, RunReads, History, RunEffects, Outbox, EmailTemplates,
-//!              EmailPreferences, BucketReads, Backfills, Reconciles, JourneyAdmin,
-//!              ManualMemberships, ModuleCatalog, HostSettings, Engine); `Store` is all of them
+//!              EmailPreferences, EmailSenders, BucketReads, Backfills, Reconciles,
+//!              JourneyAdmin, ManualMemberships, ModuleCatalog, HostSettings, Engine); `Store`
+//!              is all of them
 //! flows/       each write transaction's workflow, once: ingest one event, upsert a contact,
 //!              change a manual membership, a backfill page, a reconcile pass, a change of a
 //!              tenant's modules, over a backend's primitives (`IngestTx`, `ModuleChangeTx`, …)

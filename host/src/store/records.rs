@@ -474,6 +474,22 @@ pub struct TenantTemplate {
     pub updated_at: Timestamp,
 }
 
+/// A tenant's own sender, as stored: the From and Reply-To, the transport's settings as JSON
+/// and its secret sealed. The store neither reads the JSON nor opens the secret; what they
+/// mean is `crate::delivery::senders`'s business.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailSenderRecord {
+    pub from_name: Option<String>,
+    pub from_address: String,
+    pub reply_to: Option<String>,
+    /// The transport's settings, without its secret.
+    pub transport: String,
+    /// The transport's password or API key, sealed under the host's secrets key.
+    pub secret: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
 impl EmailStatus {
     pub fn as_str(self) -> &'static str {
         match self {

@@ -12,9 +12,9 @@ use super::codec::{
 use super::flows::BackfillProgress;
 use super::{
     ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailHistory,
-    EmailRecord, EventRecord, JourneyHistory, JourneyStats, MemberPage, ModuleOrigin, ModuleRecord,
-    ModuleVersionRecord, OutboxEmail, RunEffect, RunRecord, StoreError, StoreResult, Tenant,
-    TenantTemplate,
+    EmailRecord, EmailSenderRecord, EventRecord, JourneyHistory, JourneyStats, MemberPage,
+    ModuleOrigin, ModuleRecord, ModuleVersionRecord, OutboxEmail, RunEffect, RunRecord,
+    StoreError, StoreResult, Tenant, TenantTemplate,
 };
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow};
 use crate::buckets::backfill_rules::{BackfillMode, BackfillState};
@@ -242,6 +242,26 @@ pub(crate) fn template_from_row(row: &impl Columns) -> StoreResult<TenantTemplat
         subject: row.column("subject")?,
         text: row.column("text_body")?,
         html: row.column("html_body")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+/// The columns [`email_sender_from_row`] reads.
+macro_rules! email_sender_columns {
+    () => {
+        "from_name, from_address, reply_to, transport, secret, created_at, updated_at"
+    };
+}
+pub(crate) use email_sender_columns;
+
+pub(crate) fn email_sender_from_row(row: &impl Columns) -> StoreResult<EmailSenderRecord> {
+    Ok(EmailSenderRecord {
+        from_name: row.column("from_name")?,
+        from_address: row.column("from_address")?,
+        reply_to: row.column("reply_to")?,
+        transport: row.column("transport")?,
+        secret: row.column("secret")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })

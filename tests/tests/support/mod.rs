@@ -2,8 +2,10 @@
 //! real compiled modules, a real SMTP sink, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod fake_postmark;
 pub mod runtime;
 pub mod smtp;
+pub mod tls_smtp;
 pub mod welcome;
 
 use serde_json::{Value, json};

@@ -8,6 +8,7 @@ mod bucket_reads;
 mod contacts;
 mod effects;
 mod email_preferences;
+mod email_senders;
 mod email_templates;
 mod engine;
 mod history;
@@ -27,6 +28,7 @@ pub use bucket_reads::BucketReads;
 pub use contacts::Contacts;
 pub use effects::RunEffects;
 pub use email_preferences::EmailPreferences;
+pub use email_senders::EmailSenders;
 pub use email_templates::EmailTemplates;
 pub use engine::Engine;
 pub use history::History;
@@ -69,6 +71,7 @@ store_of_concerns!(
     Outbox,
     EmailTemplates,
     EmailPreferences,
+    EmailSenders,
     BucketReads,
     Backfills,
     JourneyAdmin,

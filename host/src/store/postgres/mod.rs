@@ -91,6 +91,7 @@ pub(crate) mod preferences;
 mod reconciles;
 mod rows;
 mod runs;
+mod senders;
 mod templates;
 mod tenancy;
 #[cfg(test)]

@@ -98,6 +98,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "module deploys",
         include_str!("../../../../migrations/sqlite/0019_module_deploys.sql"),
     ),
+    (
+        20,
+        "email senders",
+        include_str!("../../../../migrations/sqlite/0020_email_senders.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -57,6 +57,7 @@ mod outbox;
 mod preferences;
 mod reconcile;
 mod runs;
+mod senders;
 mod tenancy;
 
 pub(crate) use harness::{Backend, TestDb};
