@@ -297,7 +297,9 @@ async fn hot_path_violations(analyze_tiny: bool) -> Option<Vec<Violation>> {
         "AS u(id, properties, first_seen_at, last_seen_at)",
     ] {
         assert!(
-            plans.iter().any(|(query, _)| query.contains(batch_statement)),
+            plans
+                .iter()
+                .any(|(query, _)| query.contains(batch_statement)),
             "no plan logged for the batch statement with {batch_statement:?}"
         );
     }
