@@ -13,8 +13,8 @@ use super::flows::BackfillProgress;
 use super::{
     ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailHistory,
     EmailRecord, EmailSenderRecord, EventRecord, JourneyHistory, JourneyStats, MemberPage,
-    ModuleOrigin, ModuleRecord, ModuleVersionRecord, OutboxEmail, RunEffect, RunRecord,
-    StoreError, StoreResult, Tenant, TenantTemplate,
+    ModuleOrigin, ModuleRecord, ModuleVersionRecord, OutboxEmail, RunEffect, RunRecord, StoreError,
+    StoreResult, Tenant, TenantTemplate,
 };
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow};
 use crate::buckets::backfill_rules::{BackfillMode, BackfillState};

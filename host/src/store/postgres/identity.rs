@@ -23,10 +23,11 @@
 //!
 //! Round trips are the cost on this backend, so `lock_identity` looks up every value `resolve`
 //! is about to ask for in the same statement that locks their contacts, and `live_contact`
-//! answers from that until the transaction next writes; and an ingest batch's events are
-//! written together at its end ([`PgTx::write_events`]; re-pointing history re-points them
-//! too). The contact lookups shared with the contact queries (by key, through aliases) live
-//! here as well.
+//! answers from that until the transaction next writes. An ingest batch goes further: it locks
+//! and looks up every value of all its items in one statement up front, and its items' plain
+//! contact updates wait in memory ([`super::batch_contacts`]); its events are written together
+//! at its end ([`PgTx::write_events`]; re-pointing history re-points them too). The contact
+//! lookups shared with the contact queries (by key, through aliases) live here as well.
 
 use super::live_statuses;
 use super::rows::contact_columns;
@@ -253,36 +254,6 @@ impl PgTx<'_> {
         Ok(())
     }
 
-    /// An ingest batch's lookups, answered up front in one statement: every value its items
-    /// will resolve (their locks are held), so that each item's resolution reads nothing
-    /// (see [`super::batch_contacts`]).
-    pub(super) async fn look_up_batch(&mut self, targets: &[LockTarget]) -> StoreResult<()> {
-        let values: Vec<(&TenantId, &IdentityKey)> = targets
-            .iter()
-            .filter_map(|target| match &target.name {
-                LockName::Identity(key) => Some((&target.tenant, key)),
-                LockName::Idempotency(_) => None,
-            })
-            .collect();
-        if values.is_empty() {
-            return Ok(());
-        }
-        let found = self.look_up(&values).await?;
-        // Targets are sorted by tenant: learn each tenant's answers together.
-        let mut answers: Vec<(IdentityKey, Option<ContactRecord>)> = Vec::new();
-        let mut tenant = values[0].0;
-        for ((value_tenant, key), contact) in values.iter().copied().zip(found) {
-            if value_tenant != tenant {
-                self.contacts.learn(tenant, &mut answers);
-                answers.clear();
-                tenant = value_tenant;
-            }
-            answers.push((key.clone(), contact));
-        }
-        self.contacts.learn(tenant, &mut answers);
-        Ok(())
-    }
-
     /// [`LOOKUP_ALL`] for `values`: each one's live contact, in order.
     async fn look_up(
         &mut self,
@@ -322,26 +293,52 @@ impl PgTx<'_> {
     }
 
     /// Everything an ingest batch locks up front: the advisory locks on `targets` (sorted into
-    /// the global order), then the contact rows their identity values designate right now, in
-    /// id order.
+    /// the global order), then the contacts their identity values designate right now, locked
+    /// in id order and looked up in the same statement ([`LOOKUP_ALL`]), so that each item's
+    /// resolution reads nothing (see [`super::batch_contacts`]).
     ///
     /// Locking the rows up front matters when two transactions reach the same contacts through
     /// different values (one by user id, the other by email: different advisory locks): taken
     /// as each item's resolution meets them, in whatever order the items come, those row locks
-    /// could form a cycle; taken together in id order, they cannot.
+    /// could form a cycle; taken together in id order, they cannot. The rows locked are the
+    /// ones the items' resolutions will find: the only contacts they read or write, besides
+    /// the ones they create.
     ///
     /// Answers the (tenant, key) of the contacts locked: no other writer changes them, or
     /// what is stored under their keys, until this transaction ends.
     pub(super) async fn lock(&mut self, targets: &[LockTarget]) -> StoreResult<LockedPeople> {
         self.lock_advisory(targets).await?;
-        let designated: Vec<(&TenantId, &IdentityKey)> = targets
+        let values: Vec<(&TenantId, &IdentityKey)> = targets
             .iter()
             .filter_map(|target| match &target.name {
                 LockName::Identity(key) => Some((&target.tenant, key)),
                 LockName::Idempotency(_) => None,
             })
             .collect();
-        self.lock_designated(&designated).await
+        let Some(&(first, _)) = values.first() else {
+            return Ok(LockedPeople::new());
+        };
+        let found = self.look_up(&values).await?;
+        let mut locked: LockedPeople = found
+            .iter()
+            .flatten()
+            .map(|c| (c.tenant_id.clone(), c.key.clone()))
+            .collect();
+        locked.sort();
+        locked.dedup();
+        // Targets are sorted by tenant: learn each tenant's answers together.
+        let mut answers: Vec<(IdentityKey, Option<ContactRecord>)> = Vec::new();
+        let mut tenant = first;
+        for ((value_tenant, key), contact) in values.iter().copied().zip(found) {
+            if value_tenant != tenant {
+                self.contacts.learn(tenant, &mut answers);
+                answers.clear();
+                tenant = value_tenant;
+            }
+            answers.push((key.clone(), contact));
+        }
+        self.contacts.learn(tenant, &mut answers);
+        Ok(locked)
     }
 
     /// Lock the live contacts that `values` designate right now, in id order, in one

@@ -100,7 +100,6 @@ async fn ingest_batch(
     let mut pg = PgTx::for_ingest(&mut tx, defer_transitions);
     let locks = batch_locks(batch);
     let locked = pg.lock(&locks).await?;
-    pg.look_up_batch(&locks).await?;
     // One person's read is one statement either way.
     if locked.len() > 1 && evaluates_buckets(batch, routing) {
         pg.remember_memberships(&locked).await?;
