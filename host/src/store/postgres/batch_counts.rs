@@ -22,17 +22,17 @@ use std::collections::HashMap;
 
 /// For each `(tenant, person, name, earliest, latest)` of the arrays `$1`…`$5` (`n` its
 /// position): how many of the person's events of that name occurred from `latest` on (`c`),
-/// and the times of those that occurred from `earliest` up to `latest` (`edge`). Each part
-/// is a range on the person's events of that name, as the per-event count reads it.
-const READ_COUNTS: &str = "SELECT q.n, \
-     (SELECT COUNT(*) FROM events e WHERE e.tenant_id = q.tenant_id \
-         AND e.contact_key = q.contact_key AND e.name = q.name \
-         AND e.occurred_at >= q.latest) AS c, \
-     ARRAY(SELECT e.occurred_at FROM events e WHERE e.tenant_id = q.tenant_id \
-         AND e.contact_key = q.contact_key AND e.name = q.name \
-         AND e.occurred_at >= q.earliest AND e.occurred_at < q.latest) AS edge \
+/// and the times of those that occurred from `earliest` up to `latest` (`edge`), both from one
+/// range walk of the person's events of that name from `earliest` on, as the per-event count
+/// walks it.
+const READ_COUNTS: &str = "SELECT q.n, r.c, r.edge \
      FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) WITH ORDINALITY \
-         AS q(tenant_id, contact_key, name, earliest, latest, n)";
+         AS q(tenant_id, contact_key, name, earliest, latest, n) \
+     CROSS JOIN LATERAL (SELECT COUNT(*) FILTER (WHERE e.occurred_at >= q.latest) AS c, \
+         COALESCE(array_agg(e.occurred_at) FILTER (WHERE e.occurred_at < q.latest), '{}') \
+             AS edge \
+         FROM events e WHERE e.tenant_id = q.tenant_id AND e.contact_key = q.contact_key \
+         AND e.name = q.name AND e.occurred_at >= q.earliest) r";
 
 /// A count the batch will ask for: a person's query over windows starting between
 /// `earliest` and `latest`.
