@@ -43,14 +43,14 @@ mod support;
 use common::load::{post_bodies_across, serialise};
 use common::phases::{Activations, Pacing, Phase, activations, phase};
 use common::postgres::{count, settled, started_since};
-use common::seed::{activity, make_template, seed_up_to};
+use common::seed::{activity, make_template, seed_up_to, start_host};
 use common::workload::{Newcomers, Workload};
 use common::{
     build_modules, commit, env_or, load_average, machine, median, now_ms, today, under_cargo_bench,
 };
 use sqlx::{Connection, PgConnection};
 use std::time::{Duration, Instant};
-use support::{Backend, Server, ServerOptions};
+use support::Server;
 
 /// How long a host may take to stop after SIGTERM (it gives requests in flight 10 s).
 const STOP_LIMIT: Duration = Duration::from_secs(60);
@@ -422,19 +422,7 @@ async fn main() {
     println!("machine: {}", machine());
     println!("load average before the run: {}", load_average());
 
-    let first = Server::start(ServerOptions {
-        backend: Backend::Postgres,
-        dev: false,
-        modules: vec![
-            "welcome-series",
-            "trial-conversion",
-            "win-back",
-            "bench-journeys",
-        ],
-        extra_args: vec!["--rate-limit".into(), "0".into()],
-        ..ServerOptions::default()
-    })
-    .await;
+    let first = start_host().await;
     let url = first.database.as_ref().unwrap().url.clone();
     let mut conn = PgConnection::connect(&url).await.unwrap();
     let mut settings = Vec::new();

@@ -57,14 +57,13 @@ mod support;
 use common::load::{post_bodies, serialise};
 use common::phases::{Activations, Pacing, Phase, activations, list, med, phase};
 use common::postgres::{count, settled, started_since};
-use common::seed::{activity, make_template, seed_up_to};
+use common::seed::{activity, make_template, seed_up_to, start_host};
 use common::workload::{Newcomers, Workload};
 use common::{
     build_modules, commit, env_or, load_average, machine, now_ms, today, under_cargo_bench,
 };
 use sqlx::{Connection, PgConnection};
 use std::time::Duration;
-use support::{Backend, Server, ServerOptions};
 
 /// The targets (2-core machine, ≥ 100,000 sleeping runs).
 const TARGET_SINGLE: f64 = 3_000.0;
@@ -225,19 +224,7 @@ async fn main() {
     println!("machine: {}", machine());
     println!("load average before the run: {}", load_average());
 
-    let server = Server::start(ServerOptions {
-        backend: Backend::Postgres,
-        dev: false,
-        modules: vec![
-            "welcome-series",
-            "trial-conversion",
-            "win-back",
-            "bench-journeys",
-        ],
-        extra_args: vec!["--rate-limit".into(), "0".into()],
-        ..ServerOptions::default()
-    })
-    .await;
+    let server = start_host().await;
     let url = server.database.as_ref().unwrap().url.clone();
     let mut conn = PgConnection::connect(&url).await.unwrap();
     let version: String = sqlx::query_scalar("SHOW server_version")

@@ -5,7 +5,7 @@
 
 use super::postgres::{count, execute, table_counts};
 use super::workload::{PAGES, Rng, SOURCES, sign_up};
-use crate::support::{self, Server};
+use crate::support::{self, Backend, Server, ServerOptions};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, PgConnection};
 use std::time::{Duration, Instant};
@@ -22,6 +22,27 @@ const CLONED: [&str; 6] = ["contacts", "events", "runs", "journal", "timers", "e
 const PER_TENANT: [&str; 1] = ["email_signing_keys"];
 
 const FEATURES: &[&str] = &["export", "share", "filters", "api-keys", "reports"];
+
+/// The modules a seeded database's host serves: the examples every seeded person's runs come
+/// from, and the burst journeys the activation phases trigger.
+pub const MODULES: [&str; 4] = [
+    "welcome-series",
+    "trial-conversion",
+    "win-back",
+    "bench-journeys",
+];
+
+/// A host on a fresh PostgreSQL database with [`MODULES`], not rate limited.
+pub async fn start_host() -> Server {
+    Server::start(ServerOptions {
+        backend: Backend::Postgres,
+        dev: false,
+        modules: MODULES.to_vec(),
+        extra_args: vec!["--rate-limit".into(), "0".into()],
+        ..ServerOptions::default()
+    })
+    .await
+}
 
 /// What a seeded person (`sleeper-{i}`) does when they come back.
 pub fn activity(rng: &mut Rng) -> (&'static str, Value) {

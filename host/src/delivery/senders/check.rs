@@ -157,6 +157,20 @@ pub async fn check(
     })
 }
 
+/// A setting given that belongs to another kind of transport than `kind` is refused, naming it.
+fn refuse_settings_of_other_kinds<const N: usize>(
+    kind: &str,
+    settings: [(&'static str, bool); N],
+) -> Result<(), SenderError> {
+    match settings.into_iter().find(|(_, given)| *given) {
+        Some((field, _)) => Err(invalid(
+            field,
+            format!("is not a setting of an {kind} transport"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// What becomes of a transport's secret.
 enum Secret {
     None,
@@ -168,15 +182,14 @@ async fn check_smtp(
     input: TransportInput,
     previous: Option<&TransportSettings>,
 ) -> Result<(TransportSettings, Secret), SenderError> {
-    for (field, given) in [
-        ("transport.provider", input.provider.is_some()),
-        ("transport.endpoint", input.endpoint.is_some()),
-        ("transport.apiKey", input.api_key.is_some()),
-    ] {
-        if given {
-            return Err(invalid(field, "is not a setting of an smtp transport"));
-        }
-    }
+    refuse_settings_of_other_kinds(
+        "smtp",
+        [
+            ("transport.provider", input.provider.is_some()),
+            ("transport.endpoint", input.endpoint.is_some()),
+            ("transport.apiKey", input.api_key.is_some()),
+        ],
+    )?;
     let security = match input.security.as_deref() {
         None | Some("starttls") => SmtpSecurity::Starttls,
         Some("tls") => SmtpSecurity::Tls,
@@ -250,17 +263,16 @@ async fn check_http(
     input: TransportInput,
     previous: Option<&TransportSettings>,
 ) -> Result<(TransportSettings, Secret), SenderError> {
-    for (field, given) in [
-        ("transport.host", input.host.is_some()),
-        ("transport.port", input.port.is_some()),
-        ("transport.security", input.security.is_some()),
-        ("transport.username", input.username.is_some()),
-        ("transport.password", input.password.is_some()),
-    ] {
-        if given {
-            return Err(invalid(field, "is not a setting of an http transport"));
-        }
-    }
+    refuse_settings_of_other_kinds(
+        "http",
+        [
+            ("transport.host", input.host.is_some()),
+            ("transport.port", input.port.is_some()),
+            ("transport.security", input.security.is_some()),
+            ("transport.username", input.username.is_some()),
+            ("transport.password", input.password.is_some()),
+        ],
+    )?;
     let provider = match input.provider.as_deref() {
         Some("postmark") => ProviderKind::Postmark,
         Some(other) => {

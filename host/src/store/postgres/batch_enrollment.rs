@@ -50,7 +50,7 @@ const READ_OPT_OUTS: &str = "SELECT q.n, \
          AS q(tenant_id, contact_key, email, n)";
 
 /// A person the batch's guards will ask about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct Person {
     pub tenant: TenantId,
     pub contact_key: String,
@@ -155,13 +155,7 @@ impl BatchEnrollment {
         conn: &mut PgConnection,
         mut wanted: WantedEnrollment,
     ) -> StoreResult<()> {
-        wanted.runs.sort_by(|a, b| {
-            (a.0.tenant.as_str(), &a.0.contact_key, &a.1).cmp(&(
-                b.0.tenant.as_str(),
-                &b.0.contact_key,
-                &b.1,
-            ))
-        });
+        wanted.runs.sort_unstable();
         wanted.runs.dedup();
         if !wanted.runs.is_empty() {
             let rows = sqlx::query(READ_RUNS)
@@ -189,13 +183,7 @@ impl BatchEnrollment {
                     .insert(journey.clone(), reads);
             }
         }
-        wanted.opt_outs.sort_by(|a, b| {
-            (a.0.tenant.as_str(), &a.0.contact_key, &a.1).cmp(&(
-                b.0.tenant.as_str(),
-                &b.0.contact_key,
-                &b.1,
-            ))
-        });
+        wanted.opt_outs.sort_unstable();
         wanted.opt_outs.dedup();
         if !wanted.opt_outs.is_empty() {
             let rows = sqlx::query(READ_OPT_OUTS)
