@@ -550,6 +550,7 @@ impl IdentityTx for PgTx<'_> {
         // Rows kept in memory are written first, so the statements below move them too; what
         // the batch read up front by key is forgotten.
         self.write_deferred_joins().await?;
+        self.write_runs().await?;
         self.counts.forget();
         self.enrollment.forget();
         self.memberships.forget(tenant, from);

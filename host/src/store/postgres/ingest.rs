@@ -34,6 +34,7 @@
 use super::batch_contacts::Designated;
 use super::batch_counts::{WantedCount, merge_wanted};
 use super::batch_enrollment::{Person, WantedEnrollment};
+use super::deferred_runs::PendingRun;
 use super::identity::{LockName, LockTarget};
 
 use super::journeys::{count_skips, exit_runs};
@@ -76,8 +77,8 @@ impl EventIngest for PgStore {
                 Ok(None) => {
                     tracing::info!(
                         events = batch.len(),
-                        "a bucket transition's key was already stored; running the batch \
-                         again, writing transitions one by one"
+                        "a bucket transition's key was already stored, or a run start was \
+                         another writer's; running the batch again, writing as it goes"
                     );
                     defer_transitions = false;
                 }
@@ -113,9 +114,13 @@ async fn ingest_batch(
     pg.enrollment.read(&mut *pg.conn, wanted).await?;
     let used = used_keys(pg.conn(), batch).await?;
     pg.answer_used_keys(used);
-    let (outcomes, skips) = flows::ingest::ingest_batch(&mut pg, batch, routing).await?;
-    if pg.write_events().await? == Written::TransitionTaken {
+    let flowed = flows::ingest::ingest_batch(&mut pg, batch, routing).await;
+    if pg.deferred_write_lost {
         return Ok(None); // dropping `tx` rolls it back
+    }
+    let (outcomes, skips) = flowed?;
+    if pg.write_events().await? == Written::Taken {
+        return Ok(None);
     }
     pg.count_skips(&skips).await?;
     tx.commit().await?;
@@ -328,6 +333,7 @@ impl IngestTx for PgTx<'_> {
         journey_ids: &[String],
         at: Timestamp,
     ) -> StoreResult<Vec<ExitedRun>> {
+        self.write_runs().await?;
         let exited = exit_runs(self.conn(), tenant, contact_key, journey_ids, at).await?;
         self.enrollment.exited(tenant, contact_key, &exited);
         Ok(exited)
@@ -355,6 +361,7 @@ impl IngestTx for PgTx<'_> {
         if let Some(reads) = self.enrollment.reads(tenant, contact_key, journey_id) {
             return Ok(reads);
         }
+        self.write_runs().await?;
         let conn = self.conn();
         let row = sqlx::query(concat!(
             "SELECT COUNT(*) AS total, MAX(created_at) AS latest, \
@@ -385,8 +392,20 @@ impl IngestTx for PgTx<'_> {
     /// a live run of this journey for this person, nothing is created and the run is skipped
     /// as already active.
     async fn start_run(&mut self, run: &NewRun<'_>) -> StoreResult<Result<RunId, SkipReason>> {
-        let conn = self.conn();
         let run_id = RunId::generate();
+        if self.defer_transitions {
+            // Kept for the batch's end; the guards it just passed counted every run of this
+            // person and journey, the batch's own included (see `deferred_runs`).
+            self.pending_runs.push(PendingRun::of(run, run_id.clone()));
+            self.enrollment.started(
+                run.tenant,
+                run.contact_key,
+                &run.candidate.journey_id,
+                run.at,
+            );
+            return Ok(Ok(run_id));
+        }
+        let conn = self.conn();
         let created = sqlx::query(concat!(
             "WITH run AS (\
                  INSERT INTO runs (id, tenant_id, journey_id, module_hash, contact_key, status, \

@@ -79,6 +79,7 @@ mod batch_enrollment;
 mod buckets;
 mod contacts;
 mod deferred_joins;
+mod deferred_runs;
 mod effects;
 mod history;
 mod identity;

@@ -9,6 +9,7 @@ use super::batch_contacts::BatchContacts;
 use super::batch_counts::BatchCounts;
 use super::batch_enrollment::BatchEnrollment;
 use super::deferred_joins::DeferredJoins;
+use super::deferred_runs::{PendingRun, insert_runs};
 use super::runs::{AwaitedEvent, wake_waiting_runs};
 use crate::clock::Timestamp;
 use crate::contacts::IdentityKey;
@@ -50,8 +51,14 @@ pub(super) struct PgTx<'a> {
     /// its events (see [`DeferredJoins`]); nothing is deferred in other transactions.
     pub(super) deferred_joins: DeferredJoins,
     /// Whether a bucket transition's event waits for [`PgTx::write_events`] too, instead of
-    /// being inserted as it happens (see [`PgTx::insert_transition_event`]).
+    /// being inserted as it happens (see [`PgTx::insert_transition_event`]), and so do the
+    /// runs the transaction starts (see `deferred_runs`).
     pub(super) defer_transitions: bool,
+    /// Runs started but not inserted yet (ingest batches that defer).
+    pub(super) pending_runs: Vec<PendingRun>,
+    /// Set when a kept run turned out to be another writer's as it was written mid-batch:
+    /// the batch must be rolled back and run again without deferring.
+    pub(super) deferred_write_lost: bool,
     /// Ingest's: the idempotency keys already used, those of this
     /// transaction's deferred events included.
     pub(super) used_keys: UsedKeys,
@@ -75,12 +82,12 @@ pub(super) type LockedPeople = Vec<(TenantId, String)>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub(super) enum Written {
-    /// Every pending event was inserted.
+    /// Every pending row was inserted.
     All,
-    /// Another writer had already stored a deferred transition's key: the transaction acted
-    /// on a transition that is not its own and must be rolled back and run again without
-    /// deferring transitions.
-    TransitionTaken,
+    /// Another writer had already stored a deferred transition's key, or started a deferred
+    /// run: the transaction acted on a write that is not its own and must be rolled back and
+    /// run again without deferring.
+    Taken,
 }
 
 impl Written {
@@ -89,7 +96,7 @@ impl Written {
     pub(super) fn all(self) -> StoreResult<()> {
         match self {
             Written::All => Ok(()),
-            Written::TransitionTaken => Err(StoreError::Invalid(
+            Written::Taken => Err(StoreError::Invalid(
                 "a bucket transition was stored by another writer meanwhile; retry".into(),
             )),
         }
@@ -142,6 +149,8 @@ impl<'a> PgTx<'a> {
             memberships: MembershipCache::new(0),
             deferred_joins: DeferredJoins::default(),
             defer_transitions: false,
+            pending_runs: Vec::new(),
+            deferred_write_lost: false,
             used_keys: UsedKeys::new(),
             used_keys_read: false,
         }
@@ -213,11 +222,16 @@ impl<'a> PgTx<'a> {
         Ok(inserted > 0)
     }
 
-    /// Write the kept contact updates and membership rows, insert the stored events (a
-    /// conflict on one of their keys is a broken invariant and fails), then the deferred
-    /// transitions (a taken key is reported, see [`Written`]), and wake the runs waiting for
-    /// any of them: at most five statements, however many events.
+    /// Write the kept runs (one taken by another writer is reported, see [`Written`]), contact
+    /// updates and membership rows, insert the stored events (a conflict on one of their keys
+    /// is a broken invariant and fails), then the deferred transitions (a taken key is
+    /// reported), and wake the runs waiting for any of them: at most six statements, however
+    /// many events.
     pub(super) async fn write_events(&mut self) -> StoreResult<Written> {
+        let runs = std::mem::take(&mut self.pending_runs);
+        if !insert_runs(self.conn, &runs).await? {
+            return Ok(Written::Taken);
+        }
         self.contacts.write(self.conn).await?;
         self.write_deferred_joins().await?;
         let events = std::mem::take(&mut self.pending_events);
@@ -226,12 +240,26 @@ impl<'a> PgTx<'a> {
         insert_events(conn, &events, OnTakenKey::Fail).await?;
         let inserted = insert_events(conn, &transitions, OnTakenKey::Skip).await?;
         if inserted < transitions.len() as u64 {
-            return Ok(Written::TransitionTaken);
+            return Ok(Written::Taken);
         }
         let awaited: Vec<AwaitedEvent<'_>> =
             events.iter().chain(&transitions).map(awaited).collect();
         wake_waiting_runs(conn, &awaited).await?;
         Ok(Written::All)
+    }
+
+    /// Insert the runs kept in memory before a statement that reads or moves runs by person.
+    /// One that another writer started meanwhile fails the batch, marked to run again without
+    /// deferring ([`PgTx::deferred_write_lost`]).
+    pub(super) async fn write_runs(&mut self) -> StoreResult<()> {
+        let runs = std::mem::take(&mut self.pending_runs);
+        if insert_runs(self.conn, &runs).await? {
+            return Ok(());
+        }
+        self.deferred_write_lost = true;
+        Err(StoreError::Invalid(
+            "a run this batch started was started by another writer meanwhile; retry".into(),
+        ))
     }
 
     /// Insert the membership rows kept in memory ([`DeferredJoins`]).
