@@ -363,7 +363,12 @@ store_test!(
         start_run(&f, "bob", T0).await;
         ingest(&f, event(&f.tenant, "carol", T0), &[]).await;
         f.store
-            .unsubscribe(&f.tenant, "someone-else", "carol@example.com", Timestamp(T0))
+            .unsubscribe(
+                &f.tenant,
+                "someone-else",
+                "carol@example.com",
+                Timestamp(T0),
+            )
             .await
             .unwrap();
         let dave = start_run_limited(&f, "dave", T0, EntryLimit::Once).await;
