@@ -158,6 +158,12 @@ e2e!(
         assert_eq!(status, 409, "{body}");
         assert!(body["error"].as_str().unwrap().contains("suspend it first"));
 
+        // (On PostgreSQL, a second host has acme's modules loaded too.)
+        let peer = match backend {
+            Backend::Postgres => Some(server.start_peer("peer").await),
+            Backend::Sqlite => None,
+        };
+
         // When the operator suspends it again and deletes it
         as_operator(Method::POST, "/v1/tenants/acme/suspend", None).await;
         let (status, _) = as_operator(Method::DELETE, "/v1/tenants/acme", None).await;
@@ -181,6 +187,17 @@ e2e!(
             left.is_empty(),
             "rows of the deleted tenant remain: {left:?}"
         );
+        // And every host unloaded its modules
+        for host in std::iter::once(&server).chain(peer.as_ref()) {
+            host.eventually("the deleted tenant's modules to be unloaded", async || {
+                let unloaded = format!("tenant={id}");
+                support::log_lines_with(&host.log(), "modules unloaded")
+                    .iter()
+                    .any(|line| line.contains(&unloaded))
+                    .then_some(())
+            })
+            .await;
+        }
         // And the default tenant's rows are untouched, and it cannot be deleted
         let now = tenant_rows(&server, &default_id).await;
         for (table, rows) in &default_rows {

@@ -174,5 +174,6 @@ pub async fn delete(
         return Err(ApiError::NotFoundNamed(format!("no tenant {reference:?}")));
     }
     state.modules.forget_tenant(&tenant.id);
+    tracing::info!(tenant = %tenant.id, "tenant deleted: its modules unloaded");
     Ok(StatusCode::NO_CONTENT)
 }
