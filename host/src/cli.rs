@@ -51,7 +51,8 @@ enum Command {
     /// Manage tenants (works while a server runs on the same database).
     #[command(subcommand)]
     Tenant(TenantCommand),
-    /// Manage API keys (works while a server runs on the same database).
+    /// Manage API keys, tenants' and operator keys (works while a server runs on the same
+    /// database).
     #[command(subcommand)]
     Key(KeyCommand),
     /// Work with a running server's buckets (over its HTTP API).
@@ -113,8 +114,10 @@ struct DeployArgs {
 
 #[derive(Debug, Subcommand)]
 enum TenantCommand {
-    /// Create a tenant (no-op if it exists).
+    /// Create a tenant (no-op if it exists). Over HTTP, an operator key does this and more:
+    /// `/v1/tenants`.
     Create {
+        /// 1 to 64 letters, digits, `-`, `_` or `.`.
         name: String,
         #[command(flatten)]
         database: DatabaseArgs,
@@ -126,18 +129,23 @@ enum KeyCommand {
     /// Create a key; its secret is printed once, alone on the last line.
     Create {
         /// The tenant's name.
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, required_unless_present = "operator")]
+        tenant: Option<String>,
         /// Comma-separated: ingest, read, admin, deploy.
-        #[arg(long)]
-        scopes: String,
+        #[arg(long, required_unless_present = "operator")]
+        scopes: Option<String>,
+        /// An operator key instead: it manages tenants over HTTP (`/v1/tenants`: create,
+        /// list, suspend, resume, delete) and reaches no tenant's data. First boot writes one
+        /// to `<data-dir>/operator.key`.
+        #[arg(long, conflicts_with_all = ["tenant", "scopes"])]
+        operator: bool,
         /// A label for the key.
         #[arg(long, default_value = "cli")]
         name: String,
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Revoke a key by id.
+    /// Revoke a key by id (a tenant's or an operator's).
     Revoke {
         id: String,
         #[command(flatten)]
@@ -351,10 +359,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             block_on(serve(serve_args.into_config(true)))
         }
         Command::Tenant(TenantCommand::Create { name, database }) => block_on(async move {
+            let name = tenancy::check_tenant_name(&name)
+                .map_err(|e| anyhow::anyhow!("tenant name {name:?}: {e}"))?;
             let store = open_store(&database.data_dir, database.database_url.as_deref()).await?;
-            let (tenant, created) = store
-                .create_tenant(name.trim(), Clock::default().now())
-                .await?;
+            let (tenant, created) = store.create_tenant(name, Clock::default().now()).await?;
             let verb = if created {
                 "created"
             } else {
@@ -367,12 +375,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tenant,
             scopes,
             name,
+            operator,
             database,
         }) => block_on(async move {
-            let scopes =
-                tenancy::parse_scopes(&scopes).map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
             let name =
                 tenancy::check_key_name(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            if operator {
+                let store =
+                    open_store(&database.data_dir, database.database_url.as_deref()).await?;
+                let (record, secret) =
+                    tenancy::create_operator_key(store.as_ref(), name, Clock::default().now())
+                        .await?;
+                println!(
+                    "created operator key {}; the secret is shown only now:",
+                    record.id
+                );
+                println!("{secret}");
+                return Ok(());
+            }
+            // clap requires both without --operator.
+            let (Some(tenant), Some(scopes)) = (tenant, scopes) else {
+                anyhow::bail!("--tenant and --scopes are required (or --operator)");
+            };
+            let scopes =
+                tenancy::parse_scopes(&scopes).map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
             let store = open_store(&database.data_dir, database.database_url.as_deref()).await?;
             let tenant = store.tenant_by_name(tenant.trim()).await?.ok_or_else(|| {
                 anyhow::anyhow!(
@@ -399,11 +425,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Command::Key(KeyCommand::Revoke { id, database }) => block_on(async move {
             let store = open_store(&database.data_dir, database.database_url.as_deref()).await?;
-            if store
-                .revoke_api_key(None, &ApiKeyId(id.clone()), Clock::default().now())
-                .await?
-            {
+            let (key, now) = (ApiKeyId(id.clone()), Clock::default().now());
+            if store.revoke_api_key(None, &key, now).await? {
                 println!("revoked key {id}");
+                Ok(())
+            } else if store.revoke_operator_key(&key, now).await? {
+                println!("revoked operator key {id}");
                 Ok(())
             } else {
                 anyhow::bail!("no live key with id {id}")

@@ -81,6 +81,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             config.data_dir.join(tenancy::ADMIN_KEY_FILE).display()
         ),
     }
+    if let Some(path) =
+        tenancy::bootstrap_operator_key(store.as_ref(), &config.data_dir, &clock).await?
+    {
+        println!(
+            "created an operator key (it manages tenants: /v1/tenants); it is in {}",
+            path.display()
+        );
+    }
 
     let runtime = Arc::new(Runtime::new(
         config.data_dir.join("artifacts"),

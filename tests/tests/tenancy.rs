@@ -1,5 +1,6 @@
 //! Tenants and keys: the CLI and HTTP key management, scopes (401/403), per-key rate limits,
-//! and a matrix proving a key of one tenant can neither read nor write another's data.
+//! and matrices proving a key of one tenant can neither read nor write another's data, no
+//! tenant key reaches the operator's routes, and no operator key reaches a tenant's.
 
 mod support;
 
@@ -254,6 +255,130 @@ e2e!(
             as_b(Method::GET, "/v1/contacts/alice", None).await.1["properties"],
             json!({"secret": "B2"})
         );
+    }
+);
+
+/// Every operator route, with a body where it takes one.
+fn operator_routes() -> Vec<(Method, &'static str, Option<Value>)> {
+    vec![
+        (Method::GET, "/v1/tenants", None),
+        (
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"name": "intruder"})),
+        ),
+        (Method::GET, "/v1/tenants/tenant-b", None),
+        (Method::POST, "/v1/tenants/tenant-b/suspend", None),
+        (Method::POST, "/v1/tenants/tenant-b/resume", None),
+        (Method::DELETE, "/v1/tenants/tenant-b", None),
+    ]
+}
+
+e2e!(
+    no_tenant_key_reaches_an_operator_route_and_no_operator_key_reaches_a_tenant_route,
+    |backend: Backend| async move {
+        // Given the default tenant's all-scopes admin key, tenant B's all-scopes key, and the
+        // operator key first boot wrote
+        let server = Server::start(ServerOptions {
+            backend,
+            ..Default::default()
+        })
+        .await;
+        let b = tenant_key(&server, "tenant-b", "ingest,read,admin,deploy");
+        let operator = server.operator_key();
+
+        // Then every operator route refuses every tenant key (403, naming why), and a
+        // missing or unknown key (401)
+        for (method, path, body) in operator_routes() {
+            for key in [&server.key, &b] {
+                let (status, answer) = server
+                    .request(method.clone(), path, body.clone(), Some(key))
+                    .await;
+                assert_eq!(status, 403, "{method} {path}: {answer}");
+                assert!(
+                    answer["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("need an operator key"),
+                    "{answer}"
+                );
+            }
+            for key in [None, Some("wmk_nonsense")] {
+                let (status, _) = server
+                    .request(method.clone(), path, body.clone(), key)
+                    .await;
+                assert_eq!(status, 401, "{method} {path} with {key:?}");
+            }
+        }
+        // And nothing was changed by them
+        let (_, tenants) = server
+            .request(Method::GET, "/v1/tenants", None, Some(&operator))
+            .await;
+        let tenants = tenants["tenants"].as_array().unwrap().clone();
+        assert_eq!(tenants.len(), 2, "{tenants:?}");
+        assert!(tenants.iter().all(|t| t["status"] == "active"));
+
+        // And the operator key reaches no tenant route (it is no tenant's key)
+        for (method, path, body) in [
+            (Method::GET, "/v1/runs", None),
+            (Method::GET, "/v1/keys", None),
+            (Method::GET, "/v1/contacts/alice", None),
+            (
+                Method::POST,
+                "/v1/events",
+                Some(json!({"name": "a", "userId": "u"})),
+            ),
+            (
+                Method::POST,
+                "/v1/keys",
+                Some(json!({"name": "x", "scopes": ["admin"]})),
+            ),
+        ] {
+            let (status, answer) = server
+                .request(method.clone(), path, body, Some(&operator))
+                .await;
+            assert_eq!(status, 403, "{method} {path}: {answer}");
+            assert!(
+                answer["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("operator key reaches only the operator routes"),
+                "{answer}"
+            );
+        }
+
+        // And the CLI makes operator keys, printed once, which it revokes like any key
+        let made = server.cli(&["key", "create", "--operator", "--name", "ci"]);
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let stdout = String::from_utf8(made.stdout).unwrap();
+        let secret = stdout.lines().last().unwrap().trim().to_owned();
+        let id = stdout
+            .split_whitespace()
+            .nth(3)
+            .unwrap()
+            .trim_end_matches(';')
+            .to_owned();
+        let list = async |key: &str| {
+            server
+                .request(Method::GET, "/v1/tenants", None, Some(key))
+                .await
+                .0
+        };
+        assert_eq!(list(&secret).await, 200);
+        let revoked = server.cli(&["key", "revoke", &id]);
+        assert!(
+            revoked.status.success(),
+            "{}",
+            String::from_utf8_lossy(&revoked.stderr)
+        );
+        assert_eq!(list(&secret).await, 401);
+        assert_eq!(list(&operator).await, 200);
+        let both = server.cli(&["key", "create", "--operator", "--tenant", "tenant-b"]);
+        assert!(!both.status.success(), "--operator takes no tenant");
     }
 );
 

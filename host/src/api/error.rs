@@ -20,6 +20,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("Forbidden: insufficient scope")]
     Forbidden { needed: &'static str },
+    /// 403 naming why: a key of the wrong kind for the route, or a suspended tenant.
+    #[error("{0}")]
+    Refused(String),
     #[error("{message}")]
     BadRequest {
         message: String,
@@ -41,6 +44,12 @@ pub enum ApiError {
     /// computed bucket).
     #[error("{0}")]
     Conflict(String),
+    /// 409 naming the field whose value conflicts (e.g. a name already taken).
+    #[error("{message}")]
+    FieldConflict {
+        field: &'static str,
+        message: String,
+    },
     #[error("Internal Server Error")]
     Internal(String),
 }
@@ -75,6 +84,10 @@ impl IntoResponse for ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, None)
             }
             ApiError::Conflict(_) => (StatusCode::CONFLICT, None),
+            ApiError::FieldConflict { field, .. } => {
+                (StatusCode::CONFLICT, Some(json!({ "field": field })))
+            }
+            ApiError::Refused(_) => (StatusCode::FORBIDDEN, None),
             ApiError::TooManyRequests { retry_after_secs } => {
                 let body = Json(
                     json!({ "error": self.to_string(), "details": { "retryAfterSeconds": retry_after_secs } }),

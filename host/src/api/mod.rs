@@ -1,5 +1,6 @@
 //! The HTTP API (`/v1`). Each submodule is one resource; all share [`AppState`], the one error
-//! mapping in [`error`] and authentication in [`auth`]. Handlers translate HTTP to calls on the
+//! mapping in [`error`] and authentication in [`auth`] (tenant keys on tenant routes, operator
+//! keys on [`tenants`]). Handlers translate HTTP to calls on the
 //! ingest pipeline or the store and back; they hold no domain logic.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod nul;
 pub mod runs;
 pub mod serve;
 pub mod templates;
+pub mod tenants;
 pub mod unsubscribe;
 
 use crate::clock::Clock;
@@ -105,11 +107,21 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
         state.clone(),
         auth::authenticate,
     ));
+    // The operator's routes: operator keys only, never a tenant's (see `auth`).
+    let operator = tenants::routes()
+        .route_layer(middleware::from_fn(move |request, next| {
+            nul::refuse_nul(body_limit, request, next)
+        }))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate_operator,
+        ));
     Router::new()
         .route("/v1/health", get(health))
         // No API key: the signed token in the link is the authority.
         .merge(unsubscribe::routes())
         .merge(authenticated)
+        .merge(operator)
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .with_state(state)

@@ -1,6 +1,7 @@
-//! Following the catalog: every tenant's active set loaded at boot, and reloaded when another
-//! process commits a change (PostgreSQL's LISTEN/NOTIFY wakes the follower at once; comparing
-//! revisions every [`POLL`] makes up for a notification lost with its connection).
+//! Following the catalog: every tenant's active set loaded at boot, reloaded when another
+//! process commits a change, and dropped once the tenant is deleted (PostgreSQL's
+//! LISTEN/NOTIFY wakes the follower at once; comparing revisions every [`POLL`] makes up for a
+//! notification lost with its connection).
 //!
 //! A version that fails to load (its component missing, or no longer valid for this host) is
 //! left out of its tenant's set with an error naming the tenant, module and version; the rest
@@ -54,9 +55,21 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Load every tenant whose modules are newer than what the registry has installed.
+    /// Load every tenant whose modules are newer than what the registry has installed, and
+    /// drop the tenants that were deleted.
     pub async fn catch_up(&self) -> StoreResult<()> {
-        for (tenant, revision) in self.catalog.module_revisions().await? {
+        // Listed before the catalog is read: a tenant installed by then existed in the
+        // database, so missing from the catalog now means deleted.
+        let installed_tenants = self.registry.tenants();
+        let revisions = self.catalog.module_revisions().await?;
+        for gone in installed_tenants
+            .iter()
+            .filter(|tenant| !revisions.iter().any(|(t, _)| t == *tenant))
+        {
+            self.registry.forget_tenant(gone);
+            tracing::info!(tenant = %gone, "tenant deleted: its modules unloaded");
+        }
+        for (tenant, revision) in revisions {
             let installed = self
                 .registry
                 .active_set(&tenant)

@@ -205,6 +205,21 @@ impl ModuleRegistry {
         }
     }
 
+    /// Drop a deleted tenant: its active set and every version loaded for it.
+    pub fn forget_tenant(&self, tenant: &TenantId) {
+        let _serialised = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.active.load();
+        if current.contains_key(tenant) {
+            let mut next = HashMap::clone(&current);
+            next.remove(tenant);
+            self.active.store(Arc::new(next));
+        }
+        self.versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tenant);
+    }
+
     /// Make `modules` the tenant's active set, whatever is installed: for a registry without
     /// a catalog (tests driving the runtime directly).
     pub fn activate(

@@ -4,7 +4,8 @@
 //! concerns/    the interface: one small trait per concern (Tenancy, EventIngest, Contacts,
 //!              RunQueue, RunReads, History, RunEffects, Outbox, EmailTemplates,
 //!              EmailPreferences, EmailSenders, BucketReads, Backfills, Reconciles,
-//!              JourneyAdmin, ManualMemberships, ModuleCatalog, HostSettings, Engine); `Store`
+//!              JourneyAdmin, ManualMemberships, ModuleCatalog, HostSettings, Operators,
+//!              Engine); `Store`
 //!              is all of them
 //! flows/       each write transaction's workflow, once: ingest one event, upsert a contact,
 //!              change a manual membership, a backfill page, a reconcile pass, a change of a

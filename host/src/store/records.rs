@@ -15,6 +15,44 @@ pub struct Tenant {
     pub id: TenantId,
     pub name: String,
     pub created_at: Timestamp,
+    /// Set while the tenant is suspended (see [`crate::store::Operators`]).
+    pub suspended_at: Option<Timestamp>,
+}
+
+/// A live tenant key as a request presents it: the key and its tenant, read together so one
+/// lookup tells whether the tenant is suspended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantKey {
+    pub key: ApiKeyRecord,
+    pub tenant: Tenant,
+}
+
+/// An operator key to store: only the hash of the secret, never the secret.
+#[derive(Debug, Clone)]
+pub struct NewOperatorKey {
+    pub id: ApiKeyId,
+    pub name: String,
+    pub key_hash: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OperatorKeyRecord {
+    pub id: ApiKeyId,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl From<NewOperatorKey> for OperatorKeyRecord {
+    fn from(key: NewOperatorKey) -> Self {
+        Self {
+            id: key.id,
+            name: key.name,
+            created_at: key.created_at,
+            revoked_at: None,
+        }
+    }
 }
 
 /// A key to store: only the hash of the secret, never the secret.

@@ -13,8 +13,8 @@ use super::flows::BackfillProgress;
 use super::{
     ApiKeyRecord, BackfillStatus, BucketCounts, BucketMember, ContactRecord, EmailHistory,
     EmailRecord, EmailSenderRecord, EventRecord, JourneyHistory, JourneyStats, MemberPage,
-    ModuleOrigin, ModuleRecord, ModuleVersionRecord, OutboxEmail, RunEffect, RunRecord, StoreError,
-    StoreResult, Tenant, TenantTemplate,
+    ModuleOrigin, ModuleRecord, ModuleVersionRecord, OperatorKeyRecord, OutboxEmail, RunEffect,
+    RunRecord, StoreError, StoreResult, Tenant, TenantKey, TenantTemplate,
 };
 use crate::buckets::absence::{AbsenceCursor, AbsenceRow};
 use crate::buckets::backfill_rules::{BackfillMode, BackfillState};
@@ -92,6 +92,32 @@ pub(crate) fn tenant_from_row(row: &impl Columns) -> StoreResult<Tenant> {
         id: TenantId(row.column("id")?),
         name: row.column("name")?,
         created_at: row.time("created_at")?,
+        suspended_at: row.time_opt("suspended_at")?,
+    })
+}
+
+/// The columns [`tenant_from_row`] reads.
+macro_rules! tenant_columns {
+    () => {
+        "id, name, created_at, suspended_at"
+    };
+}
+pub(crate) use tenant_columns;
+
+/// The columns [`operator_key_from_row`] reads.
+macro_rules! operator_key_columns {
+    () => {
+        "id, name, created_at, revoked_at"
+    };
+}
+pub(crate) use operator_key_columns;
+
+pub(crate) fn operator_key_from_row(row: &impl Columns) -> StoreResult<OperatorKeyRecord> {
+    Ok(OperatorKeyRecord {
+        id: ApiKeyId(row.column("id")?),
+        name: row.column("name")?,
+        created_at: row.time("created_at")?,
+        revoked_at: row.time_opt("revoked_at")?,
     })
 }
 
@@ -112,6 +138,26 @@ pub(crate) fn api_key_from_row(row: &impl Columns) -> StoreResult<ApiKeyRecord> 
         created_at: row.time("created_at")?,
         revoked_at: row.time_opt("revoked_at")?,
     })
+}
+
+/// The columns [`tenant_key_from_row`] reads, from `api_keys k JOIN tenants t`.
+macro_rules! tenant_key_columns {
+    () => {
+        "k.id, k.tenant_id, k.name, k.scopes, k.created_at, k.revoked_at, \
+         t.name AS tenant_name, t.created_at AS tenant_created_at, t.suspended_at"
+    };
+}
+pub(crate) use tenant_key_columns;
+
+pub(crate) fn tenant_key_from_row(row: &impl Columns) -> StoreResult<TenantKey> {
+    let key = api_key_from_row(row)?;
+    let tenant = Tenant {
+        id: key.tenant_id.clone(),
+        name: row.column("tenant_name")?,
+        created_at: row.time("tenant_created_at")?,
+        suspended_at: row.time_opt("suspended_at")?,
+    };
+    Ok(TenantKey { key, tenant })
 }
 
 /// The columns [`module_version_from_row`] reads but `live_runs`, which each statement counts

@@ -1,6 +1,7 @@
-//! Tenancy: tenants, API keys and their scopes. Keys are random secrets shown once; only their
-//! sha256 is stored. The embedded default creates one tenant on first boot and writes its admin
-//! key to `<data-dir>/admin.key` (mode 0600).
+//! Tenancy: tenants, API keys and their scopes, and the operator's keys. Keys are random
+//! secrets shown once; only their sha256 is stored. The embedded default creates one tenant on
+//! first boot and writes its admin key to `<data-dir>/admin.key` (mode 0600); the first boot of
+//! a database without operator keys writes one to `<data-dir>/operator.key` likewise.
 
 mod scope;
 
@@ -8,19 +9,22 @@ pub use scope::Scope;
 
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{ApiKeyId, TenantId};
-use crate::store::{ApiKeyRecord, NewApiKey, Store, StoreError};
+use crate::store::{ApiKeyRecord, NewApiKey, NewOperatorKey, OperatorKeyRecord, Store, StoreError};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_TENANT: &str = "default";
 pub const ADMIN_KEY_FILE: &str = "admin.key";
+pub const OPERATOR_KEY_FILE: &str = "operator.key";
+/// The longest tenant name.
+pub const MAX_TENANT_NAME: usize = 64;
 const KEY_PREFIX: &str = "wmk_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenancyError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("writing the admin key to {0} failed: {1}")]
+    #[error("writing a key to {0} failed: {1}")]
     KeyFile(PathBuf, std::io::Error),
 }
 
@@ -60,6 +64,60 @@ pub fn check_key_name(name: &str) -> Result<&str, String> {
         return Err("must be 1 to 100 characters".into());
     }
     Ok(name)
+}
+
+/// A tenant name: 1 to 64 letters, digits, `-`, `_` or `.` after trimming, starting with a
+/// letter or digit, and not shaped like a tenant id (routes accept either).
+pub fn check_tenant_name(name: &str) -> Result<&str, String> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > MAX_TENANT_NAME {
+        return Err(format!("must be 1 to {MAX_TENANT_NAME} characters"));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !name.chars().all(allowed) || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(
+            "may hold only letters, digits, '-', '_' and '.', and must start with a letter or digit"
+                .into(),
+        );
+    }
+    if uuid::Uuid::try_parse(name).is_ok() {
+        return Err("must not look like a tenant id".into());
+    }
+    Ok(name)
+}
+
+/// Create an operator key; returns its record and the secret, which is never stored.
+pub async fn create_operator_key(
+    store: &dyn Store,
+    name: &str,
+    now: Timestamp,
+) -> Result<(OperatorKeyRecord, String), StoreError> {
+    let secret = generate_secret();
+    let record = store
+        .create_operator_key(NewOperatorKey {
+            id: ApiKeyId::generate(),
+            name: name.to_owned(),
+            key_hash: hash_key(&secret),
+            created_at: now,
+        })
+        .await?;
+    Ok((record, secret))
+}
+
+/// On the first boot of a database without operator keys, make one and write it to
+/// `<data-dir>/operator.key` (mode 0600); where it was written, when it was.
+pub async fn bootstrap_operator_key(
+    store: &dyn Store,
+    data_dir: &Path,
+    clock: &Clock,
+) -> Result<Option<PathBuf>, TenancyError> {
+    if store.operator_keys_exist().await? {
+        return Ok(None);
+    }
+    let (_, secret) = create_operator_key(store, "operator (first boot)", clock.now()).await?;
+    let path = data_dir.join(OPERATOR_KEY_FILE);
+    write_secret_file(&path, &secret).map_err(|e| TenancyError::KeyFile(path.clone(), e))?;
+    Ok(Some(path))
 }
 
 /// Create a key for a tenant; returns its record and the secret, which is never stored.
@@ -155,6 +213,22 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(hash_key(&a), hash_key(&format!(" {a}\n")));
         assert_ne!(hash_key(&a), hash_key(&b));
+    }
+
+    #[test]
+    fn tenant_names_are_short_plain_and_never_shaped_like_an_id() {
+        assert_eq!(check_tenant_name(" acme-2.eu_west "), Ok("acme-2.eu_west"));
+        assert!(check_tenant_name("").is_err());
+        assert!(check_tenant_name(&"a".repeat(MAX_TENANT_NAME + 1)).is_err());
+        assert!(check_tenant_name("acme corp").is_err());
+        assert!(check_tenant_name("-acme").is_err());
+        assert!(check_tenant_name("ünï").is_err());
+        let id = crate::ids::TenantId::generate();
+        assert!(
+            check_tenant_name(id.as_str())
+                .unwrap_err()
+                .contains("tenant id")
+        );
     }
 
     #[test]

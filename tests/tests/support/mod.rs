@@ -2,6 +2,7 @@
 //! real compiled modules, a real SMTP sink, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod catalog;
 pub mod fake_postmark;
 pub mod runtime;
 pub mod smtp;
@@ -436,6 +437,14 @@ impl Server {
             command.args(["--database-url", &database.url]);
         }
         command.output().expect("running the waymark CLI")
+    }
+
+    /// The operator key first boot wrote to the data dir (`operator.key`).
+    pub fn operator_key(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("operator.key"))
+            .expect("the operator key file")
+            .trim()
+            .to_owned()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -17,6 +17,7 @@ mod ingest;
 mod journey_admin;
 mod memberships;
 mod module_catalog;
+mod operators;
 mod outbox;
 mod reconciles;
 mod run_queue;
@@ -38,6 +39,7 @@ pub use journey_admin::JourneyAdmin;
 pub use memberships::ManualMemberships;
 pub use memberships::{ManualChangeOutcome, MembershipChange};
 pub use module_catalog::ModuleCatalog;
+pub use operators::Operators;
 pub use outbox::Outbox;
 pub use reconciles::{ReconcileClaim, Reconciles};
 pub use run_queue::RunQueue;
@@ -59,6 +61,7 @@ macro_rules! store_of_concerns {
 
 store_of_concerns!(
     Tenancy,
+    Operators,
     HostSettings,
     Engine,
     EventIngest,

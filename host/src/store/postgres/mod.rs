@@ -42,7 +42,7 @@
 //!
 //! This module owns connecting and the migrations; each concern of [`crate::store::Store`] is
 //! implemented in its own file, queries and row mapping beside it: `tenancy` (`Tenancy`,
-//! `HostSettings`), `ingest` (`EventIngest`), `contacts` (`Contacts`), `membership`
+//! `Operators`, `HostSettings`), `ingest` (`EventIngest`), `contacts` (`Contacts`), `membership`
 //! (`ManualMemberships`, and the bucket primitives), `buckets` (`BucketReads`), `backfills`
 //! (`Backfills`), `reconciles` (`Reconciles`), `runs` (`RunQueue`, `RunReads`), `effects`
 //! (`RunEffects`), `outbox` (`Outbox`), `history` (`History`), `templates`
@@ -118,6 +118,20 @@ macro_rules! live_statuses {
     };
 }
 use live_statuses;
+
+/// SQL that holds while the tenant whose id is the SQL `$id` is not suspended: due runs and
+/// queued emails of a suspended tenant wait (migration 0021). A scalar subquery, one primary
+/// key seek per candidate row, which the planner never turns into a join.
+macro_rules! tenant_not_suspended {
+    ($id:literal) => {
+        concat!(
+            "(SELECT s.suspended_at FROM tenants s WHERE s.id = ",
+            $id,
+            ") IS NULL"
+        )
+    };
+}
+use tenant_not_suspended;
 
 /// How many times a transaction PostgreSQL aborted as a deadlock victim (or for a
 /// serialization failure) is run in all, for the writes that are safe to run again whole.

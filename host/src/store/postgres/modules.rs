@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// The channel module changes are announced on; the payload is the tenant id.
-const CHANNEL: &str = "waymark_modules";
+pub(super) const CHANNEL: &str = "waymark_modules";
 
 impl ModuleChangeTx for PgTx<'_> {
     async fn bump_module_revision(

@@ -12,8 +12,8 @@
 //! an outcome is recorded only on an email still queued, so a late report from a worker whose
 //! lease expired never turns a sent (or cancelled) email back.
 
-use super::PgStore;
 use super::rows::{and_equals, fetch_newest_first};
+use super::{PgStore, tenant_not_suspended};
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
 use crate::ids::{EmailId, TenantId};
@@ -128,7 +128,10 @@ impl Outbox for PgStore {
             recipient_unsubscribed!(),
             " AS unsubscribed FROM emails e WHERE e.status = 'queued' \
                  AND e.next_attempt_at <= $3 AND (e.lease_until IS NULL OR e.lease_until < $3) \
-                 ORDER BY e.next_attempt_at, e.id LIMIT $4 FOR UPDATE OF e SKIP LOCKED), \
+                 AND ",
+            // A suspended tenant's emails wait until it resumes.
+            tenant_not_suspended!("e.tenant_id"),
+            " ORDER BY e.next_attempt_at, e.id LIMIT $4 FOR UPDATE OF e SKIP LOCKED), \
              suppressed AS (\
                  UPDATE emails SET status = 'suppressed', suppressed_reason = 'unsubscribed' \
                  FROM claimed c WHERE emails.id = c.id AND c.unsubscribed) \

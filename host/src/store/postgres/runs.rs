@@ -12,7 +12,7 @@
 //! by every writer.
 
 use super::rows::{and_equals, fetch_newest_first, journal_from_json};
-use super::{PgStore, live_statuses};
+use super::{PgStore, live_statuses, tenant_not_suspended};
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
@@ -95,13 +95,15 @@ impl RunQueue for PgStore {
             return Ok(Vec::new());
         }
         // Timers of runs that are no longer live are never claimed (whoever ends a run outside
-        // an activation deletes its timer in the same transaction). The claimed runs are read in
+        // an activation deletes its timer in the same transaction), nor those of a suspended
+        // tenant (they stay due, and are claimed once it resumes). The claimed runs are read in
         // the same statement: what their activations need, without a second round trip.
         //
         // The plan is fixed by the statement's shape, not by statistics: the due timers are
         // walked in `timers_by_due` order up to the limit, and each one's run is looked up by
         // id (a scalar subquery and a LATERAL ... OFFSET 0 are never turned into joins, so the
-        // planner cannot pick a scan of every run however few rows it believes there are).
+        // planner cannot pick a scan of every run however few rows it believes there are), and
+        // its tenant likewise.
         let rows = sqlx::query(concat!(
             "WITH claimed AS (\
                  UPDATE timers SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
@@ -110,6 +112,8 @@ impl RunQueue for PgStore {
                      WHERE t.due_at <= $3 AND (t.lease_until IS NULL OR t.lease_until < $4) \
                      AND (SELECT r.status FROM runs r WHERE r.id = t.run_id) IN ",
             live_statuses!(),
+            " AND ",
+            tenant_not_suspended!("t.tenant_id"),
             " ORDER BY t.due_at, t.run_id LIMIT $5 FOR UPDATE OF t SKIP LOCKED) \
                  RETURNING run_id, due_at) \
              SELECT r.* FROM claimed c CROSS JOIN LATERAL (SELECT ",
@@ -166,13 +170,16 @@ impl RunQueue for PgStore {
     async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
         let now_real = Clock::real_now().0;
         // The first claimable timer in `timers_by_due` order: a walk that stops at the first
-        // unleased timer of a live run, however many runs sleep behind it (MIN over a join
-        // could be planned as a pass over every timer).
+        // unleased timer of a live run of a tenant not suspended (whose due timers would wake
+        // the scheduler in a loop), however many runs sleep behind it (MIN over a join could
+        // be planned as a pass over every timer).
         let due: Option<i64> = sqlx::query_scalar(concat!(
             "SELECT t.due_at FROM timers t \
              WHERE (t.lease_until IS NULL OR t.lease_until < $1) \
              AND (SELECT r.status FROM runs r WHERE r.id = t.run_id) IN ",
             live_statuses!(),
+            " AND ",
+            tenant_not_suspended!("t.tenant_id"),
             " ORDER BY t.due_at LIMIT 1"
         ))
         .bind(now_real)

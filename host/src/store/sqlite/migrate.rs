@@ -103,6 +103,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "email senders",
         include_str!("../../../../migrations/sqlite/0020_email_senders.sql"),
     ),
+    (
+        21,
+        "operator keys and tenant suspension",
+        include_str!("../../../../migrations/sqlite/0021_operator.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

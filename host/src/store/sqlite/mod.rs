@@ -12,8 +12,9 @@
 //!
 //! This module owns opening the database and the migrations ([`migrate`]); each concern of
 //! [`crate::store::Store`] is implemented in its own file, queries and row mapping beside it:
-//! `tenancy` (`Tenancy`, `HostSettings`), `ingest` (`EventIngest`), `contacts` (`Contacts`),
-//! `membership` (`ManualMemberships`, and the bucket primitives), `buckets` (`BucketReads`),
+//! `tenancy` (`Tenancy`, `Operators`, `HostSettings`), `ingest` (`EventIngest`), `contacts`
+//! (`Contacts`), `membership` (`ManualMemberships`, and the bucket primitives), `buckets`
+//! (`BucketReads`),
 //! `backfills` (`Backfills`), `reconciles` (`Reconciles`), `runs` (`RunQueue`, `RunReads`),
 //! `effects` (`RunEffects`), `outbox` (`Outbox`), `history` (`History`), `templates`
 //! (`EmailTemplates`), `preferences` (`EmailPreferences`) and `journeys` (`JourneyAdmin`);
@@ -58,6 +59,20 @@ macro_rules! live_statuses {
     };
 }
 use live_statuses;
+
+/// SQL that holds while the tenant whose id is the SQL `$id` is not suspended: due runs and
+/// queued emails of a suspended tenant wait (migration 0021). A scalar subquery, one primary
+/// key seek per candidate row, which the planner never turns into a join.
+macro_rules! tenant_not_suspended {
+    ($id:literal) => {
+        concat!(
+            "(SELECT s.suspended_at FROM tenants s WHERE s.id = ",
+            $id,
+            ") IS NULL"
+        )
+    };
+}
+use tenant_not_suspended;
 
 /// The number `events` stores for the tenant whose id is the SQL `$id` (a parameter or a
 /// column; migration 0014): `events.tenant = tenant_number!("?1")`. An unknown id gives NULL,

@@ -7,8 +7,8 @@
 //! who has unsubscribed as `suppressed`, and a claim re-checks every due email, so an
 //! unsubscribe that lands after the commit still stops the send.
 
-use super::SqliteStore;
 use super::rows::{ListQuery, and_equals, collect, fetch_newest_first};
+use super::{SqliteStore, tenant_not_suspended};
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
 use crate::ids::{EmailId, TenantId};
@@ -121,8 +121,9 @@ impl Outbox for SqliteStore {
                     "UPDATE emails SET status = 'suppressed', suppressed_reason = 'unsubscribed' \
                      WHERE id IN (\
                          SELECT id FROM emails WHERE status = 'queued' AND next_attempt_at <= ?1 \
-                         AND (lease_until IS NULL OR lease_until < ?1) \
-                         ORDER BY next_attempt_at, id LIMIT ?2) AND ",
+                         AND (lease_until IS NULL OR lease_until < ?1) AND ",
+                    tenant_not_suspended!("emails.tenant_id"),
+                    " ORDER BY next_attempt_at, id LIMIT ?2) AND ",
                     recipient_unsubscribed!(
                         "emails.tenant_id",
                         "emails.contact_key",
@@ -131,16 +132,17 @@ impl Outbox for SqliteStore {
                 ))?
                 .execute(params![lease.now_real.0, i64::from(limit)])?;
                 // Only queued emails: sent, failed, cancelled (the contact was deleted) and
-                // suppressed ones never are.
-                let mut statement = tx.prepare_cached(
+                // suppressed ones never are. A suspended tenant's wait until it resumes.
+                let mut statement = tx.prepare_cached(concat!(
                     "UPDATE emails SET lease_owner = ?1, lease_until = ?2 \
                      WHERE id IN (\
                          SELECT id FROM emails WHERE status = 'queued' AND next_attempt_at <= ?3 \
-                         AND (lease_until IS NULL OR lease_until < ?3) \
-                         ORDER BY next_attempt_at, id LIMIT ?4) \
+                         AND (lease_until IS NULL OR lease_until < ?3) AND ",
+                    tenant_not_suspended!("emails.tenant_id"),
+                    " ORDER BY next_attempt_at, id LIMIT ?4) \
                      RETURNING id, tenant_id, to_address, subject, body, html_body, unsubscribe_url, \
-                     attempts, next_attempt_at",
-                )?;
+                     attempts, next_attempt_at"
+                ))?;
                 let rows = statement.query(params![
                     lease.owner,
                     lease.until_real.0,

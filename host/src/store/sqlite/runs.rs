@@ -7,7 +7,7 @@ use super::rows::{
     ListQuery, and_equals, collect, fetch_newest_first, journal_from_row, parse_json,
     parse_run_status,
 };
-use super::{SqliteStore, live_statuses, tenant_number};
+use super::{SqliteStore, live_statuses, tenant_not_suspended, tenant_number};
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
@@ -102,7 +102,8 @@ impl RunQueue for SqliteStore {
         let lease = lease.clone();
         self.write_without_memberships(move |tx| {
             // Timers of runs that are no longer live are never claimed (whoever ends a run
-            // outside an activation should delete its timer in the same transaction).
+            // outside an activation should delete its timer in the same transaction), nor
+            // those of a suspended tenant (they stay due, and are claimed once it resumes).
             let mut statement = tx.prepare_cached(concat!(
                 "UPDATE timers SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 \
                      WHERE run_id IN (\
@@ -110,6 +111,8 @@ impl RunQueue for SqliteStore {
                          WHERE t.due_at <= ?3 AND (t.lease_until IS NULL OR t.lease_until < ?4) \
                          AND r.status IN ",
                 live_statuses!(),
+                " AND ",
+                tenant_not_suspended!("t.tenant_id"),
                 " ORDER BY t.due_at, t.run_id LIMIT ?5) \
                      RETURNING run_id, tenant_id, due_at"
             ))?;
@@ -178,7 +181,10 @@ impl RunQueue for SqliteStore {
                     .prepare_cached(concat!(
                         "SELECT MIN(t.due_at) FROM timers t JOIN runs r ON r.id = t.run_id \
                          WHERE (t.lease_until IS NULL OR t.lease_until < ?1) AND r.status IN ",
-                        live_statuses!()
+                        live_statuses!(),
+                        // A suspended tenant's due timers would wake the scheduler in a loop.
+                        " AND ",
+                        tenant_not_suspended!("t.tenant_id")
                     ))?
                     .query_row([now_real], |row| row.get(0))?)
             })

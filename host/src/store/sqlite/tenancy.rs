@@ -1,23 +1,35 @@
-//! Implements [`crate::store::Tenancy`] and [`crate::store::HostSettings`].
+//! Implements [`crate::store::Tenancy`], [`crate::store::Operators`] and
+//! [`crate::store::HostSettings`].
 //!
-//! Tenants, API keys (create, look up, revoke, list) and host settings (the persisted
-//! dev-clock offset).
+//! Tenants, API keys (create, look up, revoke, list), the operator's keys and its tenant
+//! lifecycle (list, suspend, delete), and host settings (the persisted dev-clock offset).
 
 use super::SqliteStore;
 use super::rows::{collect, scopes_to_text};
-use crate::store::rows::api_key_columns;
-use crate::store::rows::{api_key_from_row, tenant_from_row};
+use crate::store::rows::{
+    api_key_columns, operator_key_columns, tenant_columns, tenant_key_columns,
+};
+use crate::store::rows::{
+    api_key_from_row, operator_key_from_row, tenant_from_row, tenant_key_from_row,
+};
 
 use crate::clock::{MAX_OFFSET_MS, Timestamp};
 use crate::ids::{ApiKeyId, TenantId};
 use crate::store::HostSettings;
-use crate::store::Tenancy;
 use crate::store::codec::{CLOCK_OFFSET_KEY, parse_clock_offset};
-use crate::store::{ApiKeyRecord, NewApiKey, StoreResult, Tenant};
+use crate::store::{
+    ApiKeyRecord, NewApiKey, NewOperatorKey, OperatorKeyRecord, StoreResult, Tenant, TenantKey,
+};
+use crate::store::{Operators, Tenancy};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-const TENANT_BY_NAME: &str = "SELECT id, name, created_at FROM tenants WHERE name = ?1";
+const TENANT_BY_NAME: &str = concat!(
+    "SELECT ",
+    tenant_columns!(),
+    " FROM tenants WHERE name = ?1"
+);
+const TENANT_BY_ID: &str = concat!("SELECT ", tenant_columns!(), " FROM tenants WHERE id = ?1");
 
 #[async_trait]
 impl Tenancy for SqliteStore {
@@ -72,18 +84,20 @@ impl Tenancy for SqliteStore {
         .await
     }
 
-    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+    async fn api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<TenantKey>> {
         let key_hash = key_hash.to_owned();
-        // Every request asks, so the lookup (one seek in a small table) runs on the caller's thread.
+        // Every request asks, so the lookup (two seeks in small tables) runs on the caller's
+        // thread.
         self.readers
             .read_now(move |tx| {
                 let mut statement = tx.prepare_cached(concat!(
                     "SELECT ",
-                    api_key_columns!(),
-                    " FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL"
+                    tenant_key_columns!(),
+                    " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+                     WHERE k.key_hash = ?1 AND k.revoked_at IS NULL"
                 ))?;
                 let mut rows = statement.query([&key_hash])?;
-                rows.next()?.map(api_key_from_row).transpose()
+                rows.next()?.map(tenant_key_from_row).transpose()
             })
             .await
     }
@@ -129,6 +143,162 @@ impl Tenancy for SqliteStore {
         .await
     }
 }
+
+#[async_trait]
+impl Operators for SqliteStore {
+    async fn create_operator_key(&self, key: NewOperatorKey) -> StoreResult<OperatorKeyRecord> {
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT INTO operator_keys (id, name, key_hash, created_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                key.id.as_str(),
+                key.name,
+                key.key_hash,
+                key.created_at.0
+            ])?;
+            Ok(key.into())
+        })
+        .await
+    }
+
+    async fn operator_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<OperatorKeyRecord>> {
+        let key_hash = key_hash.to_owned();
+        self.readers
+            .read_now(move |tx| {
+                let mut statement = tx.prepare_cached(concat!(
+                    "SELECT ",
+                    operator_key_columns!(),
+                    " FROM operator_keys WHERE key_hash = ?1 AND revoked_at IS NULL"
+                ))?;
+                let mut rows = statement.query([&key_hash])?;
+                rows.next()?.map(operator_key_from_row).transpose()
+            })
+            .await
+    }
+
+    async fn revoke_operator_key(&self, id: &ApiKeyId, now: Timestamp) -> StoreResult<bool> {
+        let id = id.clone();
+        self.write_without_memberships(move |tx| {
+            let revoked = tx
+                .prepare_cached(
+                    "UPDATE operator_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                )?
+                .execute(params![now.0, id.as_str()])?;
+            Ok(revoked > 0)
+        })
+        .await
+    }
+
+    async fn operator_keys_exist(&self) -> StoreResult<bool> {
+        self.read(|tx| {
+            Ok(tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM operator_keys)")?
+                .query_row([], |row| row.get(0))?)
+        })
+        .await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.read(|tx| {
+            let mut statement = tx.prepare_cached(concat!(
+                "SELECT ",
+                tenant_columns!(),
+                " FROM tenants ORDER BY created_at, id"
+            ))?;
+            collect(statement.query([])?, |row| tenant_from_row(row))
+        })
+        .await
+    }
+
+    async fn tenant_by_id(&self, id: &TenantId) -> StoreResult<Option<Tenant>> {
+        let id = id.clone();
+        self.read(move |tx| {
+            let mut statement = tx.prepare_cached(TENANT_BY_ID)?;
+            let mut rows = statement.query([id.as_str()])?;
+            rows.next()?.map(tenant_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn set_tenant_suspended(
+        &self,
+        id: &TenantId,
+        at: Option<Timestamp>,
+    ) -> StoreResult<Option<Tenant>> {
+        let id = id.clone();
+        self.write_without_memberships(move |tx| {
+            tx.prepare_cached(
+                "UPDATE tenants SET suspended_at = \
+                 CASE WHEN ?2 IS NULL THEN NULL ELSE IFNULL(suspended_at, ?2) END WHERE id = ?1",
+            )?
+            .execute(params![id.as_str(), at.map(|at| at.0)])?;
+            let mut statement = tx.prepare_cached(TENANT_BY_ID)?;
+            let mut rows = statement.query([id.as_str()])?;
+            rows.next()?.map(tenant_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn delete_tenant(&self, id: &TenantId) -> StoreResult<bool> {
+        let id = id.clone();
+        self.write_with_contacts(move |tx, contacts| {
+            let number: Option<i64> = tx
+                .prepare_cached("SELECT number FROM tenants WHERE id = ?1")?
+                .query_row([id.as_str()], |row| row.get(0))
+                .optional()?;
+            let Some(number) = number else {
+                return Ok(false);
+            };
+            // Children before the rows they reference. The run-keyed tables are reached through
+            // the tenant's runs (their primary keys start with the run), not by a scan.
+            for sql in DELETE_TENANT_BY_NUMBER {
+                tx.prepare_cached(sql)?.execute([number])?;
+            }
+            for sql in DELETE_TENANT_BY_ID {
+                tx.prepare_cached(sql)?.execute([id.as_str()])?;
+            }
+            // It may hold the tenant's contacts and memberships; ids are never reused, but
+            // nothing of a deleted tenant should stay in memory either.
+            contacts.clear();
+            Ok(true)
+        })
+        .await
+    }
+}
+
+/// The tables keyed by the tenant's number (migrations 0014 and 0016).
+const DELETE_TENANT_BY_NUMBER: [&str; 2] = [
+    "DELETE FROM events WHERE tenant = ?1",
+    "DELETE FROM bucket_memberships WHERE tenant = ?1",
+];
+
+/// Every other table holding the tenant's rows, children first, the tenant last.
+const DELETE_TENANT_BY_ID: [&str; 21] = [
+    "DELETE FROM contact_activity WHERE contact_id IN \
+     (SELECT id FROM contacts WHERE tenant_id = ?1)",
+    "DELETE FROM journal WHERE run_id IN (SELECT id FROM runs WHERE tenant_id = ?1)",
+    "DELETE FROM timers WHERE run_id IN (SELECT id FROM runs WHERE tenant_id = ?1)",
+    "DELETE FROM run_effects WHERE run_id IN (SELECT id FROM runs WHERE tenant_id = ?1)",
+    "DELETE FROM emails WHERE tenant_id = ?1",
+    "DELETE FROM runs WHERE tenant_id = ?1",
+    "DELETE FROM contact_aliases WHERE tenant_id = ?1",
+    "DELETE FROM contacts WHERE tenant_id = ?1",
+    "DELETE FROM api_keys WHERE tenant_id = ?1",
+    "DELETE FROM modules WHERE tenant_id = ?1",
+    "DELETE FROM module_versions WHERE tenant_id = ?1",
+    "DELETE FROM journey_configs WHERE tenant_id = ?1",
+    "DELETE FROM journey_skips WHERE tenant_id = ?1",
+    "DELETE FROM email_templates WHERE tenant_id = ?1",
+    "DELETE FROM email_preferences WHERE tenant_id = ?1",
+    "DELETE FROM email_signing_keys WHERE tenant_id = ?1",
+    "DELETE FROM email_senders WHERE tenant_id = ?1",
+    "DELETE FROM bucket_configs WHERE tenant_id = ?1",
+    "DELETE FROM bucket_absence_cursors WHERE tenant_id = ?1",
+    "DELETE FROM reconcile_state WHERE tenant_id = ?1",
+    "DELETE FROM tenants WHERE id = ?1",
+];
 
 #[async_trait]
 impl HostSettings for SqliteStore {

@@ -19,6 +19,7 @@ use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection};
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,6 +196,57 @@ impl TestDb {
         self.count(sql, &[]).await
     }
 
+    /// How many rows of the tenant with id `tenant` each table holds, for every table the
+    /// database's own catalog shows to hold tenants' rows: a `tenant_id` column, SQLite's
+    /// tenant number (`tenant`, where a number no tenant has counts too: a deleted tenant's
+    /// rows), or a `contact_id` alone (rows of the tenant's contacts, or of no contact). And
+    /// `tenants` itself.
+    pub(crate) async fn tenant_rows(&self, tenant: &str) -> BTreeMap<String, i64> {
+        let tenant = tenant.to_owned();
+        match &*self.0 {
+            Inner::Sqlite { dir } => on_sqlite(dir, move |conn| {
+                let columns: Vec<(String, String)> = conn
+                    .prepare(
+                        "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p \
+                         WHERE m.type = 'table' AND p.name IN ('tenant_id', 'tenant', 'contact_id') \
+                         ORDER BY m.name, p.name",
+                    )?
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut counts = BTreeMap::new();
+                for (table, column) in tenant_columns(columns) {
+                    let sql = count_of_tenant(&table, &column, "?1");
+                    let count = conn.query_row(&sql, [&tenant], |row| row.get(0))?;
+                    counts.insert(table, count);
+                }
+                Ok(counts)
+            })
+            .await
+            .expect("counting the tenant's rows"),
+            Inner::Postgres { pool, .. } => {
+                let columns: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                     WHERE table_schema = current_schema() \
+                     AND column_name IN ('tenant_id', 'contact_id') ORDER BY 1, 2",
+                )
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                let mut counts = BTreeMap::new();
+                for (table, column) in tenant_columns(columns) {
+                    let sql = count_of_tenant(&table, &column, "$1");
+                    let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+                        .bind(&tenant)
+                        .fetch_one(pool)
+                        .await
+                        .unwrap();
+                    counts.insert(table, count);
+                }
+                counts
+            }
+        }
+    }
+
     /// Give a run a status the schema's checks refuse (to test how unreadable rows are
     /// reported): the checks are bypassed the way each dialect allows.
     pub(crate) async fn force_run_status(&self, run_id: &str, status: &str) {
@@ -258,6 +310,43 @@ impl TestDb {
             }
         }
     }
+}
+
+/// Of each table's candidate columns, the one that says whose a row is: `tenant_id`, else
+/// `tenant`, else `contact_id`; plus `tenants` by its id.
+fn tenant_columns(columns: Vec<(String, String)>) -> BTreeMap<String, String> {
+    let rank = |column: &str| match column {
+        "tenant_id" => 0,
+        "tenant" => 1,
+        _ => 2,
+    };
+    let mut chosen: BTreeMap<String, String> = BTreeMap::new();
+    for (table, column) in columns {
+        match chosen.get(&table) {
+            Some(current) if rank(current) <= rank(&column) => {}
+            _ => {
+                chosen.insert(table, column);
+            }
+        }
+    }
+    chosen.insert("tenants".into(), "id".into());
+    chosen
+}
+
+/// `SELECT COUNT(*)` of the rows of the tenant whose id is the parameter `param`.
+fn count_of_tenant(table: &str, column: &str, param: &str) -> String {
+    let of_tenant = match column {
+        "tenant" => format!(
+            "tenant = (SELECT number FROM tenants WHERE id = {param}) \
+             OR tenant NOT IN (SELECT number FROM tenants)"
+        ),
+        "contact_id" => format!(
+            "contact_id IN (SELECT id FROM contacts WHERE tenant_id = {param}) \
+             OR contact_id NOT IN (SELECT id FROM contacts)"
+        ),
+        other => format!("{other} = {param}"),
+    };
+    format!("SELECT COUNT(*) FROM \"{table}\" WHERE {of_tenant}")
 }
 
 fn sqlite_path(dir: &TempDir) -> PathBuf {

@@ -53,6 +53,7 @@ mod ingest;
 mod journeys;
 mod membership;
 mod modules;
+mod operators;
 mod outbox;
 mod preferences;
 mod reconcile;

@@ -129,7 +129,11 @@ store_test!(
             .await
             .unwrap();
         assert_eq!(
-            f.store.api_key_by_hash("hash-old").await.unwrap(),
+            f.store
+                .api_key_by_hash("hash-old")
+                .await
+                .unwrap()
+                .map(|found| found.key),
             Some(old.clone())
         );
         assert!(f.store.api_key_by_hash("nope").await.unwrap().is_none());
@@ -181,7 +185,11 @@ store_test!(
         );
         assert_eq!(f.store.list_api_keys(&other).await.unwrap().len(), 1);
         assert_eq!(
-            f.store.api_key_by_hash("hash-new").await.unwrap(),
+            f.store
+                .api_key_by_hash("hash-new")
+                .await
+                .unwrap()
+                .map(|found| found.key),
             Some(new)
         );
     }

@@ -1,0 +1,17 @@
+-- The operator: keys that manage tenants (never a tenant's data), and tenant suspension.
+-- PostgreSQL dialect. Keep in step with migrations/sqlite.
+
+-- Set while the tenant is suspended: its keys are refused, its runs are not claimed and its
+-- queued emails are not delivered until it is resumed (cleared).
+ALTER TABLE tenants ADD COLUMN suspended_at BIGINT;
+
+-- Keys of the host's operator, apart from tenants' keys: no tenant, no scopes. A secret is
+-- looked up in `api_keys` first, then here, and authenticates only the operator routes.
+CREATE TABLE operator_keys (
+    id          TEXT    NOT NULL PRIMARY KEY,
+    name        TEXT    NOT NULL,
+    -- sha256 of the secret, never the secret.
+    key_hash    TEXT    NOT NULL UNIQUE,
+    created_at  BIGINT  NOT NULL,
+    revoked_at  BIGINT
+);
