@@ -6,6 +6,7 @@ use super::AppState;
 use super::auth::Operator;
 use super::error::{ApiError, JsonBody};
 use super::keys::key_view;
+use crate::clock::Timestamp;
 use crate::store::Tenant;
 use crate::tenancy::{self, DEFAULT_TENANT, Scope};
 use axum::extract::{Path, State};
@@ -121,12 +122,8 @@ pub async fn suspend(
     Extension(_): Extension<Operator>,
     Path(reference): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = resolve(&state, &reference).await?;
-    let tenant = state
-        .store
-        .set_tenant_suspended(&tenant.id, Some(state.clock.now()))
-        .await?
-        .ok_or_else(|| ApiError::NotFoundNamed(format!("no tenant {reference:?}")))?;
+    let suspended_at = Some(state.clock.now());
+    let tenant = set_suspended(&state, &reference, suspended_at).await?;
     Ok(Json(tenant_view(&tenant)))
 }
 
@@ -136,15 +133,24 @@ pub async fn resume(
     Extension(_): Extension<Operator>,
     Path(reference): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = resolve(&state, &reference).await?;
-    let tenant = state
-        .store
-        .set_tenant_suspended(&tenant.id, None)
-        .await?
-        .ok_or_else(|| ApiError::NotFoundNamed(format!("no tenant {reference:?}")))?;
+    let tenant = set_suspended(&state, &reference, None).await?;
     // This host's scheduler; the others find them at their next poll.
     state.scheduler_wake.notify_one();
     Ok(Json(tenant_view(&tenant)))
+}
+
+/// Suspend the tenant `reference` names (since `at`), or resume it (`None`).
+async fn set_suspended(
+    state: &AppState,
+    reference: &str,
+    at: Option<Timestamp>,
+) -> Result<Tenant, ApiError> {
+    let tenant = resolve(state, reference).await?;
+    state
+        .store
+        .set_tenant_suspended(&tenant.id, at)
+        .await?
+        .ok_or_else(|| ApiError::NotFoundNamed(format!("no tenant {reference:?}")))
 }
 
 /// Every row of a suspended tenant goes, in one transaction; its modules are unloaded here at
