@@ -8,7 +8,7 @@ use crate::store::NewApiKey;
 use crate::tenancy::Scope;
 
 /// Rows the store's API does not write directly, one per table; `$1` is the tenant's id.
-const RAW_ROWS: [&str; 14] = [
+const RAW_ROWS: [&str; 15] = [
     "INSERT INTO contact_aliases (tenant_id, kind, value, contact_id, reason, created_at) \
      VALUES ($1, 'key', $1, (SELECT id FROM contacts WHERE tenant_id = $1 LIMIT 1), 'promote', 0)",
     "INSERT INTO journal (run_id, seq, tenant_id, kind, request, response, recorded_at) \
@@ -36,6 +36,7 @@ const RAW_ROWS: [&str; 14] = [
     "INSERT INTO bucket_absence_cursors (tenant_id, bucket_id, event_name, within_ms, \
      after_at, after_id) VALUES ($1, 'vip', 'login', 1, 0, 'e')",
     "INSERT INTO reconcile_state (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING",
+    "INSERT INTO tenant_limits (tenant_id, activations_in_flight, updated_at) VALUES ($1, 4, 0)",
 ];
 
 /// A membership; SQLite keys memberships by the tenant's number (migration 0016).
