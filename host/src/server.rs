@@ -177,6 +177,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         wake: scheduler_wake.clone(),
         delivery_wake: delivery_wake.clone(),
         concurrency: config.workers,
+        tenant_in_flight: u32::try_from(config.workers.div_ceil(2)).unwrap_or(u32::MAX),
         owner: format!("scheduler-{owner}"),
         lease: (config.limits.wall_clock * 2).max(Duration::from_secs(15)),
     }

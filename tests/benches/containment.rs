@@ -44,13 +44,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
 }
 
-/// Milliseconds since the epoch of an RFC 3339 time the API wrote.
-fn epoch_ms(text: &str) -> Option<f64> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.timestamp_millis() as f64)
-}
-
 /// B's ingest latencies (ms) for `seconds`, and the runs its events started.
 async fn tenant_b(
     server: &Arc<Server>,
@@ -92,38 +85,6 @@ async fn tenant_b(
     }
     latencies.sort_by(f64::total_cmp);
     (latencies, runs)
-}
-
-/// Due-to-activation (ms) of up to 200 of `runs`, waiting for each to have a first step.
-async fn due_to_activation(server: &Server, key: &str, runs: &[String]) -> Vec<f64> {
-    let step = (runs.len() / 200).max(1);
-    let mut delays = Vec::new();
-    for run in runs.iter().step_by(step) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (_, detail) = server
-                .request(
-                    reqwest::Method::GET,
-                    &format!("/v1/runs/{run}"),
-                    None,
-                    Some(key),
-                )
-                .await;
-            let first = detail["timeline"][0]["at"].as_str().and_then(epoch_ms);
-            let created = detail["createdAt"].as_str().and_then(epoch_ms);
-            if let (Some(first), Some(created)) = (first, created) {
-                delays.push(first - created);
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {run} never activated: {detail}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    delays.sort_by(f64::total_cmp);
-    delays
 }
 
 /// Start A's hostile behaviour; stopped when the flag is set.
@@ -220,8 +181,8 @@ async fn run_backend(backend: Backend, seconds: u64, rounds_wanted: usize) -> Ve
             tokio::time::sleep(Duration::from_millis(500)).await;
             let (with, with_runs) = tenant_b(&server, &b, seconds, &format!("with-{tag}")).await;
             stop.store(true, Ordering::Relaxed);
-            let alone_due = due_to_activation(&server, &b, &alone_runs).await;
-            let with_due = due_to_activation(&server, &b, &with_runs).await;
+            let alone_due = common::due_to_activation(&server, &b, &alone_runs, (alone_runs.len() / 200).max(1)).await;
+            let with_due = common::due_to_activation(&server, &b, &with_runs, (with_runs.len() / 200).max(1)).await;
             a.await.unwrap();
             rounds.push([
                 percentile(&alone, 0.99),

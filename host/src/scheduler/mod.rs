@@ -1,5 +1,8 @@
 //! The scheduler: background workers that claim runs whose timers are due (new runs are due at
-//! once) and hand them to the executor, a bounded number at a time. Claims are leases on the
+//! once) and hand them to the executor, a bounded number at a time. Claims are fair across
+//! tenants, each tenant kept under its activations-in-flight limit over every host (see
+//! [`crate::store::flows::fair_claim`]), so one tenant's flood of due runs cannot take every
+//! worker or hold back another tenant's run. Claims are leases on the
 //! real clock, so after a crash or restart whatever was due or in flight is picked up again
 //! once its lease lapses. It owns no journey logic.
 //!
@@ -28,6 +31,8 @@ pub struct Scheduler {
     /// Notified when activations queued emails.
     pub delivery_wake: Arc<Notify>,
     pub concurrency: usize,
+    /// A tenant's activations in flight over every host, unless it has a limit of its own.
+    pub tenant_in_flight: u32,
     pub owner: String,
     /// How long a claim holds: longer than an activation's wall-clock timeout, and how long a
     /// run that was in flight when its host died waits before another claim picks it up.
@@ -59,7 +64,7 @@ impl Scheduler {
             let limit = u32::try_from(available).unwrap_or(u32::MAX);
             let claimed = match self
                 .store
-                .claim_due_runs(self.clock.now(), &lease, limit)
+                .claim_due_runs(self.clock.now(), &lease, limit, self.tenant_in_flight)
                 .await
             {
                 Ok(claimed) => claimed,
@@ -119,8 +124,13 @@ impl Scheduler {
             _ => IDLE_POLL,
         };
         if until_next.is_zero() {
-            // Due but leased elsewhere (or a lease just lapsed): don't spin.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Due but not claimable now: leased elsewhere, a lease just lapsed, or its tenant is
+            // at its in-flight limit. Don't spin; an activation ending (room again) or another
+            // tenant's new run wakes the claim at once.
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
             return;
         }
         tokio::select! {

@@ -100,6 +100,51 @@ pub fn percentile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Milliseconds since the epoch of an RFC 3339 time the API wrote.
+pub fn epoch_ms(text: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis() as f64)
+}
+
+/// Due-to-activation (ms, sorted) of `runs` — every `every`-th of them — as `key` sees them: a
+/// run's first journal step minus its creation (a new run is due at once), host clock, waiting
+/// for each to have a first step.
+pub async fn due_to_activation(
+    server: &support::Server,
+    key: &str,
+    runs: &[String],
+    every: usize,
+) -> Vec<f64> {
+    let mut delays = Vec::new();
+    for run in runs.iter().step_by(every.max(1)) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            let (_, detail) = server
+                .request(
+                    reqwest::Method::GET,
+                    &format!("/v1/runs/{run}"),
+                    None,
+                    Some(key),
+                )
+                .await;
+            let first = detail["timeline"][0]["at"].as_str().and_then(epoch_ms);
+            let created = detail["createdAt"].as_str().and_then(epoch_ms);
+            if let (Some(first), Some(created)) = (first, created) {
+                delays.push(first - created);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {run} never activated: {detail}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    delays.sort_by(f64::total_cmp);
+    delays
+}
+
 /// The median of `values` (the mean of the middle two for an even count).
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);

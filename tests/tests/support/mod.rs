@@ -540,6 +540,20 @@ impl Server {
         self.get(&format!("/v1/runs/{id}")).await
     }
 
+    /// `GET /v1/runs/{id}` with another tenant's `key`; it must answer 200.
+    pub async fn run_as(&self, id: &str, key: &str) -> Value {
+        let (status, body) = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/runs/{id}"),
+                None,
+                Some(key),
+            )
+            .await;
+        assert_eq!(status, 200, "GET /v1/runs/{id}: {body}");
+        body
+    }
+
     /// Poll until `check` returns Some (work happens in background workers), or panic.
     pub async fn eventually<T>(&self, what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
         self.eventually_within(what, Duration::from_secs(60), check)

@@ -8,15 +8,18 @@ use std::sync::Arc;
 
 #[async_trait]
 pub trait RunQueue: Send + Sync {
-    /// Claim up to `limit` runs whose timer is due at `now` (host clock) and not leased, oldest
-    /// due first, leasing them to `lease.owner` until `lease.until_real`: what each one's
-    /// activation needs, read in the claim's transaction (no second read, and on SQLite no
-    /// trip through the reader pool, whose page caches every write invalidates).
+    /// Claim up to `limit` runs whose timer is due at `now` (host clock) and not leased, fairly
+    /// across tenants, each kept under its activations-in-flight limit (its own, else
+    /// `default_in_flight`): see [`crate::store::flows::fair_claim`]. The runs are leased to
+    /// `lease.owner` until `lease.until_real`, and what each one's activation needs is read in
+    /// the claim's transaction (no second read, and on SQLite no trip through the reader pool,
+    /// whose page caches every write invalidates).
     async fn claim_due_runs(
         &self,
         now: Timestamp,
         lease: &Lease,
         limit: u32,
+        default_in_flight: u32,
     ) -> StoreResult<Vec<ActivationInput>>;
     /// Commit activations in ONE transaction (group commit): per commit, in order, whether
     /// anything was written — nothing is for a run that ended or whose lease another worker

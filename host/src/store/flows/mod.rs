@@ -11,6 +11,7 @@
 //!   exits, start the runs it triggers, move the person's buckets and ingest each transition.
 //! - [`contacts`]: a contact upserted without an event, a manual bucket's member changed.
 //! - [`bucket_configs`]: a module load's buckets recorded, a backfill restarted by hand.
+//! - [`fair_claim`]: a claim of due runs, fair across tenants under their in-flight limits.
 //! - [`backfill_page`]: one page of a bucket backfill.
 //! - [`module_changes`]: a deploy, rollback or removal of a tenant's modules.
 //! - [`reconcile_pass`]: one pass of the reconcile job, and when a pass can next have work.
@@ -18,6 +19,7 @@
 pub mod backfill_page;
 pub mod bucket_configs;
 pub mod contacts;
+pub mod fair_claim;
 pub mod ingest;
 pub mod module_changes;
 pub mod reconcile_pass;

@@ -77,6 +77,7 @@ mod batch_contacts;
 mod batch_counts;
 mod batch_enrollment;
 mod buckets;
+mod claims;
 mod contacts;
 mod deferred_joins;
 mod deferred_runs;

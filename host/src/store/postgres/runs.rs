@@ -3,16 +3,18 @@
 //! Runs after ingest: claiming due timers, loading and committing activations, releasing a
 //! claim, the scheduler's next wake-up, and listing and inspecting runs.
 //!
-//! Concurrency. A claim is one statement that picks due, unleased timers of live runs with
-//! `FOR UPDATE OF timers SKIP LOCKED` and leases them, so schedulers of several processes take
-//! disjoint runs without waiting on each other (and skip a timer that a commit, a deletion or
-//! a merge is changing). A commit locks its run row, then checks the run is still live and its
+//! Concurrency. A claim (the fair claim flow, its statements in `claims`) picks due, unleased
+//! timers of live runs with `FOR UPDATE OF timers SKIP LOCKED` and leases them, so schedulers
+//! of several processes take disjoint runs without waiting on each other (and skip a timer that
+//! a commit, a deletion or a merge is changing). A commit locks its run row, then checks the run is still live and its
 //! timer still leased by the committer: of two activations of one run (say a lease expired and
 //! another process claimed it), exactly one commits. Locks are taken run first, timer second,
 //! by every writer.
 
 use super::rows::{and_equals, fetch_newest_first, journal_from_json};
+use super::tx::PgTx;
 use super::{PgStore, live_statuses, tenant_not_suspended};
+use crate::store::flows;
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
@@ -74,7 +76,7 @@ impl RunReads for PgStore {
 }
 
 /// An [`ActivationInput`] from a row of [`run_columns!`], `input` and `journal` (a JSON array).
-fn activation_from_row(row: &PgRow) -> StoreResult<ActivationInput> {
+pub(super) fn activation_from_row(row: &PgRow) -> StoreResult<ActivationInput> {
     let input: RunInput = parse_json("run input", row.try_get("input")?)?;
     Ok(ActivationInput {
         run: run_from_row(row)?,
@@ -90,48 +92,19 @@ impl RunQueue for PgStore {
         now: Timestamp,
         lease: &Lease,
         limit: u32,
+        default_in_flight: u32,
     ) -> StoreResult<Vec<ActivationInput>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        // Timers of runs that are no longer live are never claimed (whoever ends a run outside
-        // an activation deletes its timer in the same transaction), nor those of a suspended
-        // tenant (they stay due, and are claimed once it resumes). The claimed runs are read in
-        // the same statement: what their activations need, without a second round trip.
-        //
-        // The plan is fixed by the statement's shape, not by statistics: the due timers are
-        // walked in `timers_by_due` order up to the limit, and each one's run is looked up by
-        // id (a scalar subquery and a LATERAL ... OFFSET 0 are never turned into joins, so the
-        // planner cannot pick a scan of every run however few rows it believes there are), and
-        // its tenant likewise.
-        let rows = sqlx::query(concat!(
-            "WITH claimed AS (\
-                 UPDATE timers SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-                 WHERE run_id IN (\
-                     SELECT t.run_id FROM timers t \
-                     WHERE t.due_at <= $3 AND (t.lease_until IS NULL OR t.lease_until < $4) \
-                     AND (SELECT r.status FROM runs r WHERE r.id = t.run_id) IN ",
-            live_statuses!(),
-            " AND ",
-            tenant_not_suspended!("t.tenant_id"),
-            " ORDER BY t.due_at, t.run_id LIMIT $5 FOR UPDATE OF t SKIP LOCKED) \
-                 RETURNING run_id, due_at) \
-             SELECT r.* FROM claimed c CROSS JOIN LATERAL (SELECT ",
-            run_columns!(),
-            ", input::text AS input, COALESCE((\
-                 SELECT json_agg(json_build_array(j.seq, j.kind, j.request, j.response, \
-                 j.recorded_at) ORDER BY j.seq) FROM journal j WHERE j.run_id = runs.id), '[]')::text \
-             AS journal FROM runs WHERE runs.id = c.run_id OFFSET 0) r \
-             ORDER BY c.due_at, c.run_id"
-        ))
-        .bind(&lease.owner)
-        .bind(lease.until_real.0)
-        .bind(now.0)
-        .bind(lease.now_real.0)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        let mut tx = self.pool.begin().await?;
+        let claimed = flows::fair_claim::claim_due_runs(
+            &mut PgTx::new(&mut tx),
+            now,
+            lease,
+            limit,
+            default_in_flight,
+        )
         .await?;
-        rows.iter().map(activation_from_row).collect()
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     /// Group commit: every activation in one transaction, each checked and written on its own (a

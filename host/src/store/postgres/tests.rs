@@ -26,6 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const T0: i64 = 1_700_000_000_000;
+/// Claims here are not about in-flight limits.
+const IN_FLIGHT: u32 = 64;
 
 /// A fresh database; dropped by [`ScratchDb::drop_db`].
 struct ScratchDb {
@@ -279,7 +281,7 @@ async fn a_deletion_racing_an_activation_leaves_no_live_run_and_no_queued_email(
             };
             let run: RunId = started[0].run_id.clone();
             let claimed = store
-                .claim_due_runs(Timestamp(T0 + 100), &lease("w1"), 100)
+                .claim_due_runs(Timestamp(T0 + 100), &lease("w1"), 100, IN_FLIGHT)
                 .await
                 .unwrap();
             assert!(claimed.iter().any(|c| c.run.id == run));
@@ -380,7 +382,7 @@ async fn two_hosts_claiming_the_outbox_never_take_one_email_twice() {
         };
         let run = started[0].run_id.clone();
         store
-            .claim_due_runs(Timestamp(T0), &lease("w1"), 1)
+            .claim_due_runs(Timestamp(T0), &lease("w1"), 1, IN_FLIGHT)
             .await
             .unwrap();
         let emails = (0..40)
@@ -516,7 +518,7 @@ async fn a_journal_comes_back_exactly_as_recorded() {
         };
         let run = started[0].run_id.clone();
         store
-            .claim_due_runs(Timestamp(T0), &lease("w1"), 1)
+            .claim_due_runs(Timestamp(T0), &lease("w1"), 1, IN_FLIGHT)
             .await
             .unwrap();
         // Values JSONB would rewrite (a float written as 1e16, trailing zeros) or refuse (NUL)

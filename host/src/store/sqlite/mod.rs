@@ -24,6 +24,7 @@
 
 mod backfills;
 mod buckets;
+mod claims;
 mod conn;
 mod contact_cache;
 mod contacts;

@@ -7,7 +7,9 @@ use super::rows::{
     ListQuery, and_equals, collect, fetch_newest_first, journal_from_row, parse_json,
     parse_run_status,
 };
+use super::tx::{SqliteTx, run_sync};
 use super::{SqliteStore, live_statuses, tenant_not_suspended, tenant_number};
+use crate::store::flows;
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
@@ -60,7 +62,7 @@ impl RunReads for SqliteStore {
 }
 
 /// [`activation`] inside a transaction the caller holds (a read, or a claim's write).
-fn read_activation(
+pub(super) fn read_activation(
     tx: &Connection,
     tenant: &TenantId,
     run_id: &RunId,
@@ -95,49 +97,17 @@ impl RunQueue for SqliteStore {
         now: Timestamp,
         lease: &Lease,
         limit: u32,
+        default_in_flight: u32,
     ) -> StoreResult<Vec<ActivationInput>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let lease = lease.clone();
         self.write_without_memberships(move |tx| {
-            // Timers of runs that are no longer live are never claimed (whoever ends a run
-            // outside an activation should delete its timer in the same transaction), nor
-            // those of a suspended tenant (they stay due, and are claimed once it resumes).
-            let mut statement = tx.prepare_cached(concat!(
-                "UPDATE timers SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1 \
-                     WHERE run_id IN (\
-                         SELECT t.run_id FROM timers t JOIN runs r ON r.id = t.run_id \
-                         WHERE t.due_at <= ?3 AND (t.lease_until IS NULL OR t.lease_until < ?4) \
-                         AND r.status IN ",
-                live_statuses!(),
-                " AND ",
-                tenant_not_suspended!("t.tenant_id"),
-                " ORDER BY t.due_at, t.run_id LIMIT ?5) \
-                     RETURNING run_id, tenant_id, due_at"
-            ))?;
-            let rows = statement.query(params![
-                lease.owner,
-                lease.until_real.0,
-                now.0,
-                lease.now_real.0,
-                i64::from(limit),
-            ])?;
-            let mut claimed = collect(rows, |row| {
-                Ok((
-                    row.get::<_, i64>("due_at")?,
-                    RunId(row.get("run_id")?),
-                    TenantId(row.get("tenant_id")?),
-                ))
-            })?;
-            // RETURNING does not keep the subquery's order.
-            claimed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-            let mut runs = Vec::with_capacity(claimed.len());
-            for (_, run_id, tenant) in claimed {
-                // The timer was joined to its run just now, in this transaction.
-                runs.extend(read_activation(tx, &tenant, &run_id)?);
-            }
-            Ok(runs)
+            run_sync(flows::fair_claim::claim_due_runs(
+                &mut SqliteTx::new(tx),
+                now,
+                &lease,
+                limit,
+                default_in_flight,
+            ))
         })
         .await
     }

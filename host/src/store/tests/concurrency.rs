@@ -19,7 +19,7 @@ store_test!(
                 let mut mine = Vec::new();
                 loop {
                     let batch = store
-                        .claim_due_runs(Timestamp(T0 + 100), &real_lease(owner), 3)
+                        .claim_due_runs(Timestamp(T0 + 100), &real_lease(owner), 3, IN_FLIGHT)
                         .await
                         .unwrap();
                     if batch.is_empty() {

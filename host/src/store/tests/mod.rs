@@ -47,6 +47,7 @@ mod backfill;
 mod buckets;
 mod concurrency;
 mod contacts;
+mod fair_claims;
 mod harness;
 mod identity;
 mod ingest;
@@ -80,6 +81,8 @@ use std::sync::Arc;
 
 const T0: i64 = 1_700_000_000_000;
 const HOUR: i64 = 3_600_000;
+/// The host default for a tenant's activations in flight, in claims that are not about it.
+const IN_FLIGHT: u32 = 64;
 
 /// What every test starts from: a migrated store on a fresh database, with tenant "acme".
 pub(crate) struct Fixture {
@@ -240,7 +243,7 @@ async fn start_run_limited(f: &Fixture, contact: &str, at: i64, limit: EntryLimi
 /// Claims, as `owner` on a real-clock lease, up to 10 runs due at host time `at`.
 async fn claim_due(f: &Fixture, owner: &str, at: i64) -> Vec<ActivationInput> {
     f.store
-        .claim_due_runs(Timestamp(at), &real_lease(owner), 10)
+        .claim_due_runs(Timestamp(at), &real_lease(owner), 10, IN_FLIGHT)
         .await
         .unwrap()
 }

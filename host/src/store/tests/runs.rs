@@ -16,12 +16,12 @@ store_test!(
         // When a worker claims at T0, then another worker claims at the same time
         let first = f
             .store
-            .claim_due_runs(Timestamp(T0), &lease("w1", real), 10)
+            .claim_due_runs(Timestamp(T0), &lease("w1", real), 10, IN_FLIGHT)
             .await
             .unwrap();
         let second = f
             .store
-            .claim_due_runs(Timestamp(T0), &lease("w2", real), 10)
+            .claim_due_runs(Timestamp(T0), &lease("w2", real), 10, IN_FLIGHT)
             .await
             .unwrap();
 
@@ -41,7 +41,7 @@ store_test!(
         let after_lease = lease("w2", real + 31_000);
         let reclaimed = f
             .store
-            .claim_due_runs(Timestamp(T0 + HOUR), &after_lease, 10)
+            .claim_due_runs(Timestamp(T0 + HOUR), &after_lease, 10, IN_FLIGHT)
             .await
             .unwrap();
 
@@ -64,7 +64,7 @@ store_test!(
         ];
         let claimed = f
             .store
-            .claim_due_runs(Timestamp(T0 + 10), &real_lease("w1"), 2)
+            .claim_due_runs(Timestamp(T0 + 10), &real_lease("w1"), 2, IN_FLIGHT)
             .await
             .unwrap();
         assert_eq!(
@@ -319,6 +319,7 @@ store_test!(
                 Timestamp(T0 + HOUR),
                 &lease("w3", Clock::real_now().0 + 60_000),
                 10,
+                IN_FLIGHT,
             )
             .await
             .unwrap();
