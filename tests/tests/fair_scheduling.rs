@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 use support::smtp::SmtpSink;
 use support::welcome::{self, MODULE};
-use support::{Backend, Server, ServerOptions, e2e, module_bytes, tenant_key};
+use support::{Backend, Server, ServerOptions, module_bytes, tenant_key};
 
 const FLOOD: usize = 1_000;
 const AT_SCALE: Duration = Duration::from_secs(180);

@@ -49,9 +49,11 @@ impl Scheduler {
     async fn run(self) {
         let concurrency = self.concurrency.max(1);
         let permits = Arc::new(Semaphore::new(concurrency));
-        // Claim in refills of at least half the workers while others are busy: a claim is a
-        // write transaction, and one per finished activation would double the writes.
-        let refill = concurrency.div_ceil(2);
+        // Claim in refills of at least a quarter of the workers while others are busy: a claim
+        // is a write transaction, and one per finished activation would double the writes. (Not
+        // half: a tenant at its default limit holds half the workers, and another tenant's due
+        // run must not wait for one of them to finish.)
+        let refill = concurrency.div_ceil(4);
         loop {
             let available = permits.available_permits();
             if available < refill {

@@ -120,14 +120,7 @@ pub async fn due_to_activation(
     for run in runs.iter().step_by(every.max(1)) {
         let deadline = std::time::Instant::now() + Duration::from_secs(600);
         loop {
-            let (_, detail) = server
-                .request(
-                    reqwest::Method::GET,
-                    &format!("/v1/runs/{run}"),
-                    None,
-                    Some(key),
-                )
-                .await;
+            let detail = server.run_as(run, key).await;
             let first = detail["timeline"][0]["at"].as_str().and_then(epoch_ms);
             let created = detail["createdAt"].as_str().and_then(epoch_ms);
             if let (Some(first), Some(created)) = (first, created) {
