@@ -85,6 +85,7 @@ mod history;
 mod identity;
 mod ingest;
 mod journeys;
+mod limits;
 mod membership;
 mod modules;
 mod outbox;

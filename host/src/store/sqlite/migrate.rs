@@ -108,6 +108,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operator keys and tenant suspension",
         include_str!("../../../../migrations/sqlite/0021_operator.sql"),
     ),
+    (
+        22,
+        "tenant limits and fair claims",
+        include_str!("../../../../migrations/sqlite/0022_tenant_limits.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -32,6 +32,7 @@ mod history;
 mod identity;
 mod ingest;
 mod journeys;
+mod limits;
 mod membership;
 mod modules;
 

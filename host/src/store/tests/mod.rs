@@ -51,6 +51,7 @@ mod harness;
 mod identity;
 mod ingest;
 mod journeys;
+mod limits;
 mod membership;
 mod modules;
 mod operators;
