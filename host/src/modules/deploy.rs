@@ -154,7 +154,6 @@ impl Deployer {
         wasm: Vec<u8>,
         deployed_by: Option<ApiKeyId>,
     ) -> Result<Deployed, DeployError> {
-        let started = Instant::now();
         // Before the component is compiled: a deploy over the limit costs one read. (The
         // commit checks again, over the revision it commits on.)
         let set = self.catalog.module_set(tenant).await?;
@@ -169,6 +168,7 @@ impl Deployer {
             current,
             current - replaced_bytes + wasm.len() as u64,
         )?;
+        let started = Instant::now();
         let loaded = self.validate(tenant, name, &wasm).await?;
         let validate = started.elapsed();
         let wasm: Arc<[u8]> = wasm.into();
