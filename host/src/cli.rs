@@ -6,9 +6,12 @@ use crate::delivery::TransportConfig;
 use crate::group_commit::GroupCommit;
 use crate::ids::ApiKeyId;
 use crate::modules::build::{BuildOptions, build_modules, repo_root_from};
-use crate::runtime::ActivationLimits;
 use crate::server::{ServeConfig, open_store, serve};
 use crate::tenancy;
+use crate::tenancy::limits::{
+    DEFAULT_ACTIVATIONS_IN_FLIGHT, DEFAULT_INGEST_BURST, DEFAULT_INGEST_RATE, DEFAULT_MODULE_BYTES,
+    LimitValues,
+};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -204,18 +207,38 @@ struct ServeArgs {
     /// web roots, for tenants' SMTP servers and HTTP email providers.
     #[arg(long, env = "WAYMARK_MAIL_CA_FILE")]
     mail_ca_file: Option<PathBuf>,
-    /// CPU time one activation may use (`500ms`, `2s`).
+    /// CPU time one activation may use (`500ms`, `2s`): each tenant's default (the operator
+    /// sets a tenant's own with `PATCH /v1/tenants/{id}/limits`, as for every `--tenant-*`).
     #[arg(long, env = "WAYMARK_CPU_BUDGET", default_value = "2s", value_parser = parse_duration)]
     cpu_budget: Duration,
-    /// Memory one activation may use, in MiB.
-    #[arg(long, env = "WAYMARK_MEMORY_LIMIT_MB", default_value_t = 128)]
-    memory_limit_mb: usize,
-    /// Wall-clock time one activation may take.
+    /// Memory one activation may use, in MiB: each tenant's default. The instance pool is
+    /// sized for it at start (rounded up to a power of two, at least 64), which is also the
+    /// most a tenant can be given.
+    #[arg(long, env = "WAYMARK_MEMORY_LIMIT_MB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    memory_limit_mb: u64,
+    /// Wall-clock time one activation may take (for every tenant).
     #[arg(long, env = "WAYMARK_ACTIVATION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     activation_timeout: Duration,
-    /// Most journal steps one run may record; a run that would take more fails, naming the cap.
+    /// Most journal steps one run may record; a run that would take more fails, naming the
+    /// cap. Each tenant's default.
     #[arg(long, env = "WAYMARK_MAX_RUN_STEPS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     max_run_steps: u32,
+    /// Activations of one tenant's runs in flight at once, over every host: each tenant's
+    /// default (half the default workers, so one tenant's flood leaves room to the others).
+    #[arg(long, env = "WAYMARK_TENANT_ACTIVATIONS_IN_FLIGHT", default_value_t = DEFAULT_ACTIVATIONS_IN_FLIGHT, value_parser = clap::value_parser!(u64).range(1..))]
+    tenant_activations_in_flight: u64,
+    /// Events per second one tenant may ingest, counted by each host on its own (0:
+    /// unlimited): each tenant's default.
+    #[arg(long, env = "WAYMARK_TENANT_INGEST_RATE", default_value_t = DEFAULT_INGEST_RATE)]
+    tenant_ingest_rate: u64,
+    /// Events one tenant may ingest at once above its rate (0: one second's worth): each
+    /// tenant's default.
+    #[arg(long, env = "WAYMARK_TENANT_INGEST_BURST", default_value_t = DEFAULT_INGEST_BURST)]
+    tenant_ingest_burst: u64,
+    /// Total size in bytes of one tenant's deployed modules (each module's active version):
+    /// each tenant's default.
+    #[arg(long, env = "WAYMARK_TENANT_MODULE_BYTES", default_value_t = DEFAULT_MODULE_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    tenant_module_bytes: u64,
     /// Activations run at once. Activations mostly wait (on their commit, on host calls), so
     /// many in flight keep the cores busy and let more commits share a transaction.
     #[arg(long, env = "WAYMARK_WORKERS", default_value_t = 64)]
@@ -230,7 +253,8 @@ struct ServeArgs {
     /// connection, a client trickling its headers) before it is closed.
     #[arg(long, env = "WAYMARK_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     idle_timeout: Duration,
-    /// Largest module component a deploy accepts, in bytes.
+    /// Largest module component a deploy accepts, in bytes (for every tenant; their total
+    /// is `--tenant-module-bytes`).
     #[arg(long, env = "WAYMARK_MAX_MODULE_BYTES", default_value_t = crate::modules::deploy::DEFAULT_MAX_MODULE_BYTES)]
     max_module_bytes: usize,
     /// Sustained requests per second per API key (0: unlimited).
@@ -285,11 +309,15 @@ impl ServeArgs {
             mail_from: self.mail_from,
             secrets_key: self.secrets_key,
             mail_ca_file: self.mail_ca_file,
-            limits: ActivationLimits {
-                cpu_budget: self.cpu_budget,
-                memory_bytes: self.memory_limit_mb << 20,
-                wall_clock: self.activation_timeout,
-                max_run_steps: self.max_run_steps,
+            activation_timeout: self.activation_timeout,
+            tenant_limits: LimitValues {
+                activations_in_flight: self.tenant_activations_in_flight,
+                cpu_budget_ms: u64::try_from(self.cpu_budget.as_millis()).unwrap_or(u64::MAX),
+                memory_mb: self.memory_limit_mb,
+                ingest_rate: self.tenant_ingest_rate,
+                ingest_burst: self.tenant_ingest_burst,
+                module_bytes: self.tenant_module_bytes,
+                run_steps: u64::from(self.max_run_steps),
             },
             workers: self.workers,
             max_body_bytes: self.max_body_bytes,

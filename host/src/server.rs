@@ -1,7 +1,7 @@
 //! Assembles a running Waymark: store, clock, tenant bootstrap, runtime and modules, the
 //! scheduler and delivery workers, and the HTTP API. The only place that wires layers together.
 
-use crate::api::limits::RateLimits;
+use crate::api::limits::{IngestLimits, RateLimits};
 use crate::api::{self, ApiOptions, AppState};
 use crate::backfill_job::BackfillWorker;
 use crate::clock::Clock;
@@ -15,12 +15,13 @@ use crate::modules::deploy::Deployer;
 use crate::modules::follow::Follower;
 use crate::modules::{ModuleFiles, ModuleRegistry};
 use crate::reconcile_job::{DEFAULT_BATCH, ReconcileJob, ReconcileSchedule};
+use crate::runtime::Runtime;
 use crate::runtime::threads::GuestThreads;
-use crate::runtime::{ActivationLimits, Runtime};
 use crate::scheduler::{Scheduler, spawn_clock_refresh, spawn_statistics_upkeep};
 use crate::secrets::{self, SecretBox, SecretsKey};
 use crate::store::{self, Store};
 use crate::tenancy;
+use crate::tenancy::limits::{HostBounds, LimitValues, TenantLimits};
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -47,7 +48,11 @@ pub struct ServeConfig {
     pub secrets_key: Option<SecretsKey>,
     /// Extra root certificates (PEM) trusted for tenants' SMTP servers and HTTP providers.
     pub mail_ca_file: Option<PathBuf>,
-    pub limits: ActivationLimits,
+    /// Wall-clock time one activation may take, whoever's it is.
+    pub activation_timeout: Duration,
+    /// The host's default of every per-tenant limit (its command line); the operator sets a
+    /// tenant's own through the API. The scheduler's claims read `activations_in_flight`.
+    pub tenant_limits: LimitValues,
     /// Activations run at once.
     pub workers: usize,
     pub max_body_bytes: usize,
@@ -92,12 +97,27 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let runtime = Arc::new(Runtime::new(
         config.data_dir.join("artifacts"),
-        config.limits,
+        config.tenant_limits.activation(config.activation_timeout),
         clock.clone(),
     )?);
+    // The tenants' own limits before anything applies them (modules are described under them
+    // below); then every second, for the changes made through other hosts.
+    let tenant_limits = Arc::new(TenantLimits::new(
+        config.tenant_limits,
+        HostBounds {
+            activation_timeout: config.activation_timeout,
+            pool_memory_mb: (runtime.max_memory_bytes() >> 20) as u64,
+        },
+    ));
+    tenant_limits
+        .refresh(store.as_ref())
+        .await
+        .context("reading the tenants' limits")?;
+    tenant_limits.spawn_refresh(store.clone());
     let registry = Arc::new(
         ModuleRegistry::new(runtime, ModuleFiles::new(config.data_dir.join("modules")))
-            .with_catalog(store.clone()),
+            .with_catalog(store.clone())
+            .with_limits(tenant_limits.clone()),
     );
     let backfill_wake = Arc::new(Notify::new());
     let deployer = Arc::new(Deployer {
@@ -108,6 +128,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         clock: clock.clone(),
         backfill_wake: backfill_wake.clone(),
         max_module_bytes: config.max_module_bytes,
+        limits: tenant_limits.clone(),
     });
     let follower = Follower {
         catalog: store.clone(),
@@ -164,12 +185,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let executor = Arc::new(Executor::new(
         store.clone(),
         registry.clone(),
+        tenant_limits.clone(),
         clock.clone(),
         effects_wake.clone(),
         public_url,
     ));
     // Guests run apart from the API, at a lower priority: see `runtime::threads`.
     let guest_threads = GuestThreads::start().context("starting the guest threads")?;
+    // A tenant's activations in flight: its own `tenant_limits.activations_in_flight`, else
+    // `config.tenant_limits.activations_in_flight` (what the scheduler's claims count against).
     Scheduler {
         store: store.clone(),
         executor,
@@ -179,7 +203,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         concurrency: config.workers,
         tenant_in_flight: u32::try_from(config.workers.div_ceil(2)).unwrap_or(u32::MAX),
         owner: format!("scheduler-{owner}"),
-        lease: (config.limits.wall_clock * 2).max(Duration::from_secs(15)),
+        lease: (config.activation_timeout * 2).max(Duration::from_secs(15)),
     }
     .spawn_on(&guest_threads.handle());
     spawn_clock_refresh(store.clone(), clock.clone(), scheduler_wake.clone());
@@ -246,6 +270,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.rate_limit_burst,
     ));
     let state = AppState {
+        ingest_limits: Arc::new(IngestLimits::new(tenant_limits.clone())),
+        tenant_limits,
         store,
         modules: registry,
         ingestor,

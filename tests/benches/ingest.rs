@@ -7,8 +7,9 @@
 //! ```
 //!
 //! For each backend (SQLite always; PostgreSQL, on a fresh database, when
-//! `WAYMARK_TEST_DATABASE_URL` is set) it starts `waymark serve --rate-limit 0` (no per-key
-//! limit) on a temporary data dir with no modules and measures:
+//! `WAYMARK_TEST_DATABASE_URL` is set) it starts `waymark serve --rate-limit 0
+//! --tenant-ingest-rate 0` (no per-key or per-tenant limit) on a temporary data dir with no
+//! modules and measures:
 //!
 //! 1. single `POST /v1/events` from concurrent keep-alive clients: events/s, p50/p99 latency;
 //! 2. `POST /v1/events/batch` of 1,000 events with a few requests in flight: events/s and
@@ -459,7 +460,7 @@ impl Driven {
     }
 }
 
-/// Start one server per module set (`waymark serve --rate-limit 0` plus the configured flags,
+/// Start one server per module set (`waymark serve` without rate limits, plus the configured flags,
 /// each on a fresh data dir and, for PostgreSQL, a fresh database) and send each the warm-up.
 /// Then measure the single posts and the batches on all of them, interleaved
 /// ([`measure_interleaved`]). The servers are left running.
@@ -470,7 +471,9 @@ async fn drive(
     bodies: Bodies,
     notes: &mut Vec<String>,
 ) -> Vec<(Server, Driven)> {
-    let mut extra_args = vec!["--rate-limit".to_owned(), "0".to_owned()];
+    let mut extra_args: Vec<String> = ["--rate-limit", "0", "--tenant-ingest-rate", "0"]
+        .map(str::to_owned)
+        .into();
     extra_args.extend(config.server_args.iter().cloned());
     let mut servers = Vec::new();
     for modules in module_sets {

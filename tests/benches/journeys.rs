@@ -75,7 +75,12 @@ async fn run_backend(config: &Config, backend: Backend) -> Vec<String> {
     let server = Server::start(ServerOptions {
         backend,
         modules: vec![MODULE],
-        extra_args: vec!["--rate-limit".into(), "0".into()],
+        extra_args: vec![
+            "--rate-limit".into(),
+            "0".into(),
+            "--tenant-ingest-rate".into(),
+            "0".into(),
+        ],
         ..Default::default()
     })
     .await;

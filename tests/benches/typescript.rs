@@ -240,7 +240,12 @@ async fn activation_rates(config: &Config, backend: Backend) -> Vec<String> {
     let server = Server::start(ServerOptions {
         backend,
         modules: vec!["ts-edge", "bench-journeys"],
-        extra_args: vec!["--rate-limit".into(), "0".into()],
+        extra_args: vec![
+            "--rate-limit".into(),
+            "0".into(),
+            "--tenant-ingest-rate".into(),
+            "0".into(),
+        ],
         ..Default::default()
     })
     .await;
@@ -404,7 +409,7 @@ async fn first_suspensions(activations: usize) -> [Series; 4] {
                 );
             } else {
                 runtime
-                    .describe(&module.compiled)
+                    .describe(&module.compiled, runtime.limits())
                     .await
                     .unwrap_or_else(|e| panic!("{journey}: describe: {e}"));
             }

@@ -271,6 +271,12 @@ fn operator_routes() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::POST, "/v1/tenants/tenant-b/suspend", None),
         (Method::POST, "/v1/tenants/tenant-b/resume", None),
         (Method::DELETE, "/v1/tenants/tenant-b", None),
+        (Method::GET, "/v1/tenants/tenant-b/limits", None),
+        (
+            Method::PATCH,
+            "/v1/tenants/tenant-b/limits",
+            Some(json!({"cpuBudgetMs": 100})),
+        ),
     ]
 }
 
@@ -317,11 +323,21 @@ e2e!(
         let tenants = tenants["tenants"].as_array().unwrap().clone();
         assert_eq!(tenants.len(), 2, "{tenants:?}");
         assert!(tenants.iter().all(|t| t["status"] == "active"));
+        let (_, limits) = server
+            .request(
+                Method::GET,
+                "/v1/tenants/tenant-b/limits",
+                None,
+                Some(&operator),
+            )
+            .await;
+        assert_eq!(limits["own"]["cpuBudgetMs"], Value::Null, "{limits}");
 
         // And the operator key reaches no tenant route (it is no tenant's key)
         for (method, path, body) in [
             (Method::GET, "/v1/runs", None),
             (Method::GET, "/v1/keys", None),
+            (Method::GET, "/v1/limits", None),
             (Method::GET, "/v1/contacts/alice", None),
             (
                 Method::POST,

@@ -4,6 +4,7 @@
 use crate::ingest::IngestError;
 use crate::modules::deploy::DeployError;
 use crate::store::StoreError;
+use crate::tenancy::limits::LimitError;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
@@ -40,6 +41,12 @@ pub enum ApiError {
     PayloadTooLargeNamed(String),
     #[error("Rate limit exceeded")]
     TooManyRequests { retry_after_secs: u64 },
+    /// 429 naming the limit that was reached.
+    #[error("{message}")]
+    TooManyRequestsNamed {
+        message: String,
+        retry_after_secs: u64,
+    },
     /// The request conflicts with how the resource is defined (e.g. a manual change to a
     /// computed bucket).
     #[error("{0}")]
@@ -88,7 +95,10 @@ impl IntoResponse for ApiError {
                 (StatusCode::CONFLICT, Some(json!({ "field": field })))
             }
             ApiError::Refused(_) => (StatusCode::FORBIDDEN, None),
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::TooManyRequests { retry_after_secs }
+            | ApiError::TooManyRequestsNamed {
+                retry_after_secs, ..
+            } => {
                 let body = Json(
                     json!({ "error": self.to_string(), "details": { "retryAfterSeconds": retry_after_secs } }),
                 );
@@ -150,11 +160,21 @@ impl From<DeployError> for ApiError {
             DeployError::Invalid(_) => ApiError::bad_request(err.to_string()),
             DeployError::Conflict(_)
             | DeployError::NothingToRollBackTo(_)
+            | DeployError::ModuleBytes { .. }
             | DeployError::Contended => ApiError::Conflict(err.to_string()),
             DeployError::NoSuchModule(_) | DeployError::NoSuchVersion { .. } => {
                 ApiError::NotFoundNamed(err.to_string())
             }
             DeployError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(err: LimitError) -> Self {
+        ApiError::BadRequest {
+            message: err.to_string(),
+            details: err.field().map(|field| json!({ "field": field })),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `POST /v1/events` (Hogsend's body) and `POST /v1/events/batch` (up to 1,000 of them), handed
-//! to ingest. Both answer 202 once the events' transaction has committed.
+//! to ingest. Both answer 202 once the events' transaction has committed. Each event counts
+//! against the tenant's ingest rate (a batch of n takes n), before anything is stored.
 
 use super::AppState;
 use super::auth::Principal;
@@ -76,6 +77,7 @@ pub async fn ingest(
     JsonBody(body): JsonBody<EventBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     principal.require(Scope::Ingest)?;
+    state.ingest_limits.admit(&principal.tenant_id, 1)?;
     let header_key = match headers.get("idempotency-key") {
         None => None,
         Some(value) => Some(
@@ -122,6 +124,9 @@ pub async fn ingest_batch(
             ),
         ));
     }
+    state
+        .ingest_limits
+        .admit(&principal.tenant_id, body.events.len())?;
     let mut answers: Vec<Option<Value>> = vec![None; body.events.len()];
     let mut requests = Vec::new();
     let mut positions = Vec::new();

@@ -1,7 +1,7 @@
 //! The HTTP API (`/v1`). Each submodule is one resource; all share [`AppState`], the one error
 //! mapping in [`error`] and authentication in [`auth`] (tenant keys on tenant routes, operator
-//! keys on [`tenants`]). Handlers translate HTTP to calls on the
-//! ingest pipeline or the store and back; they hold no domain logic.
+//! keys on [`tenants`] and the operator's side of [`tenant_limits`]). Handlers translate HTTP
+//! to calls on the ingest pipeline or the store and back; they hold no domain logic.
 
 pub mod admin;
 pub mod auth;
@@ -20,6 +20,7 @@ pub mod nul;
 pub mod runs;
 pub mod serve;
 pub mod templates;
+pub mod tenant_limits;
 pub mod tenants;
 pub mod unsubscribe;
 
@@ -29,6 +30,7 @@ use crate::modules::ModuleRegistry;
 use crate::modules::deploy::Deployer;
 use crate::secrets::SecretBox;
 use crate::store::Store;
+use crate::tenancy::limits::TenantLimits;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router, middleware};
@@ -47,6 +49,10 @@ pub struct AppState {
     /// Woken when the dev clock moves so due timers fire at once.
     pub scheduler_wake: Arc<Notify>,
     pub rate_limits: Arc<limits::RateLimits>,
+    /// Every tenant's limits, as this host applies them.
+    pub tenant_limits: Arc<TenantLimits>,
+    /// Each tenant's ingest rate (events per second, per host).
+    pub ingest_limits: Arc<limits::IngestLimits>,
     /// Woken when a bucket backfill is (re)started.
     pub backfill_wake: Arc<Notify>,
     /// Deploys, rollbacks and removals of modules.
@@ -87,6 +93,7 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::detail).delete(runs::cancel))
         .route("/v1/emails", get(runs::emails))
+        .route("/v1/limits", get(tenant_limits::own))
         .merge(buckets::routes())
         .merge(templates::routes())
         .merge(email_settings::routes())
@@ -109,6 +116,7 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
     ));
     // The operator's routes: operator keys only, never a tenant's (see `auth`).
     let operator = tenants::routes()
+        .merge(tenant_limits::operator_routes())
         .route_layer(middleware::from_fn(move |request, next| {
             nul::refuse_nul(body_limit, request, next)
         }))

@@ -4,6 +4,9 @@
 //! that finish at the same time ([`crate::group_commit`]), so a busy host pays one transaction
 //! for many activations.
 //!
+//! Each activation runs under its tenant's limits (CPU budget, memory cap, steps), as the
+//! host's [`TenantLimits`] have them when it starts.
+//!
 //! A guest failure fails the run; a host failure (database, instantiation) releases the run
 //! so it is retried later, because it is not the journey's fault.
 
@@ -18,6 +21,7 @@ use crate::store::{
     ActivationCommit, ActivationInput, NewEmail, RunQueue, RunTransition, Store, StoreError,
     StoreResult,
 };
+use crate::tenancy::limits::TenantLimits;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +82,8 @@ pub struct Executor {
     store: Arc<dyn Store>,
     commits: GroupCommitter<ActivationBatch>,
     registry: Arc<ModuleRegistry>,
+    /// What each tenant's activations may use.
+    limits: Arc<TenantLimits>,
     clock: Clock,
     /// Nudges the effect worker when a commit stored effects.
     effects_wake: Arc<Notify>,
@@ -90,6 +96,7 @@ impl Executor {
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<ModuleRegistry>,
+        limits: Arc<TenantLimits>,
         clock: Clock,
         effects_wake: Arc<Notify>,
         public_url: String,
@@ -104,6 +111,7 @@ impl Executor {
             ),
             store,
             registry,
+            limits,
             clock,
             effects_wake,
         }
@@ -193,6 +201,7 @@ impl Executor {
                             suppress_ms: module
                                 .journey(&run.journey_id)
                                 .map_or(0, |journey| journey.suppress),
+                            limits: self.limits.activation(&run.tenant_id),
                         },
                     )
                     .await?;

@@ -148,7 +148,8 @@ pub enum StepRefused {
     /// a clear reason instead of growing its journal (and every replay) forever.
     #[error(
         "the run reached its cap of {0} journal steps (a handler that loops without end?); \
-         raise it with `waymark serve --max-run-steps`"
+         the operator raises it for the tenant (runSteps) or for every tenant \
+         (`waymark serve --max-run-steps`)"
     )]
     StepCap(u32),
     /// A replay that checks a journal against a candidate version reached the end of the

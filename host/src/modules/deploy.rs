@@ -8,6 +8,11 @@
 //! stored — a component of our world importing only what we provide, under the size cap,
 //! whose `describe` answers within its deadline and declares a valid manifest — so a bad
 //! deploy leaves the previous version serving and nothing half-stored.
+//!
+//! The tenant's active versions together may not outgrow its `moduleBytes` limit: a change
+//! that would take their total over it is refused (checked on the revision it commits over,
+//! so two deploys at once cannot both slip under it). A change that does not grow the total is
+//! always allowed, so a tenant whose limit was lowered below what it has can still shrink.
 
 use super::active_set::ActiveSet;
 use super::changes::ChangeSummary;
@@ -21,7 +26,8 @@ use crate::store::{
     Backfills, ModuleCatalog, ModuleChange, ModuleOrigin, ModuleRecord, ModuleSet,
     NewModuleVersion, RunReads, StoreError,
 };
-use std::collections::BTreeMap;
+use crate::tenancy::limits::TenantLimits;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +46,17 @@ pub enum DeployError {
     InvalidName { name: String, reason: String },
     #[error("the component is {size} bytes, over the limit of {max} bytes")]
     TooLarge { size: usize, max: usize },
+    /// The tenant's active versions would outgrow its `moduleBytes` limit.
+    #[error(
+        "the tenant's deployed modules would total {after} bytes, over its limit of {limit} \
+         bytes (moduleBytes); they total {current} bytes now: remove a module, or ask the \
+         operator for a higher limit"
+    )]
+    ModuleBytes {
+        after: u64,
+        limit: u64,
+        current: u64,
+    },
     /// Not a component of our world, `describe` failed, or the manifest is invalid.
     #[error("{0}")]
     Invalid(ModuleError),
@@ -124,6 +141,8 @@ pub struct Deployer {
     /// Woken when a deploy queued a backfill.
     pub backfill_wake: Arc<Notify>,
     pub max_module_bytes: usize,
+    /// Each tenant's total module size, and the limits its versions are described under.
+    pub limits: Arc<TenantLimits>,
 }
 
 impl Deployer {
@@ -135,6 +154,20 @@ impl Deployer {
         wasm: Vec<u8>,
         deployed_by: Option<ApiKeyId>,
     ) -> Result<Deployed, DeployError> {
+        // Before the component is compiled: a deploy over the limit costs one read. (The
+        // commit checks again, over the revision it commits on.)
+        let set = self.catalog.module_set(tenant).await?;
+        let current: u64 = set.modules.iter().map(|m| m.active_bytes).sum();
+        let replaced_bytes = set
+            .modules
+            .iter()
+            .find(|m| m.name == name)
+            .map_or(0, |m| m.active_bytes);
+        self.check_module_bytes(
+            tenant,
+            current,
+            current - replaced_bytes + wasm.len() as u64,
+        )?;
         let started = Instant::now();
         let loaded = self.validate(tenant, name, &wasm).await?;
         let validate = started.elapsed();
@@ -291,10 +324,17 @@ impl Deployer {
                     planned.skipped.push((path.clone(), error.into()));
                     continue;
                 }
-                changes.push(ModuleChange::Deploy {
+                let mut with_file = changes.clone();
+                with_file.push(ModuleChange::Deploy {
                     version: new_version(loaded, wasm.clone(), None)?,
                     origin: ModuleOrigin::Directory,
                 });
+                let (current, after) = module_bytes(set, &with_file, &candidate);
+                if let Err(error) = self.check_module_bytes(tenant, current, after) {
+                    planned.skipped.push((path.clone(), error));
+                    continue;
+                }
+                changes = with_file;
                 planned.deployed.push((name.clone(), loaded.hash.clone()));
                 next = candidate;
             }
@@ -362,6 +402,8 @@ impl Deployer {
             let active = self.active_modules(tenant, &set).await;
             let before = active.iter().find(|m| m.name == module).cloned();
             let Plan { changes, next } = plan(&set, &active)?;
+            let (current_bytes, after_bytes) = module_bytes(&set, &changes, &next);
+            self.check_module_bytes(tenant, current_bytes, after_bytes)?;
             let after = next.iter().find(|m| m.name == module).cloned();
             let summary = ChangeSummary::between(before.as_deref(), after.as_deref());
             let version = after.as_ref().map(|m| m.hash.clone());
@@ -428,11 +470,59 @@ impl Deployer {
         Err(DeployError::Contended)
     }
 
+    /// Refuse a change that grows the tenant's modules from `current` bytes to `after`, past
+    /// its `moduleBytes` limit.
+    fn check_module_bytes(
+        &self,
+        tenant: &TenantId,
+        current: u64,
+        after: u64,
+    ) -> Result<(), DeployError> {
+        let limit = self.limits.effective(tenant).module_bytes;
+        if after > limit && after > current {
+            return Err(DeployError::ModuleBytes {
+                after,
+                limit,
+                current,
+            });
+        }
+        Ok(())
+    }
+
     /// The tenant's active versions at `set`, loaded; a version that no longer loads is left
     /// out (and logged) so it cannot block every other deploy.
     async fn active_modules(&self, tenant: &TenantId, set: &ModuleSet) -> Vec<Arc<LoadedModule>> {
         super::follow::load_active(&self.registry, tenant, set).await
     }
+}
+
+/// The total size of the tenant's active versions at `set`, and once `changes` apply: the
+/// modules they touch count as `next` has them (gone when removed), the others as they are.
+fn module_bytes(
+    set: &ModuleSet,
+    changes: &[ModuleChange],
+    next: &[Arc<LoadedModule>],
+) -> (u64, u64) {
+    let touched: HashSet<&str> = changes
+        .iter()
+        .map(|change| match change {
+            ModuleChange::Deploy { version, .. } => version.name.as_str(),
+            ModuleChange::Activate { name, .. } | ModuleChange::Remove { name } => name.as_str(),
+        })
+        .collect();
+    let current = set.modules.iter().map(|m| m.active_bytes).sum();
+    let kept: u64 = set
+        .modules
+        .iter()
+        .filter(|m| !touched.contains(m.name.as_str()))
+        .map(|m| m.active_bytes)
+        .sum();
+    let changed: u64 = next
+        .iter()
+        .filter(|m| touched.contains(m.name.as_str()))
+        .map(|m| m.size_bytes)
+        .sum();
+    (current, kept + changed)
 }
 
 /// The ids of the buckets of `before` that `after` lacks.

@@ -71,6 +71,8 @@ pub struct LoadedModule {
     pub manifest: ModuleManifest,
     pub templates: Arc<TemplateSet>,
     pub compiled: CompiledModule,
+    /// The component's size: what it counts against its tenant's total module size.
+    pub size_bytes: u64,
 }
 
 impl LoadedModule {

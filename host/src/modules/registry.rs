@@ -15,6 +15,7 @@ use crate::ids::TenantId;
 use crate::journeys::router::RunCandidate;
 use crate::runtime::{Runtime, RuntimeError, sha256_hex};
 use crate::store::{IngestRouting, ModuleCatalog};
+use crate::tenancy::limits::TenantLimits;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,6 +25,8 @@ pub struct ModuleRegistry {
     files: ModuleFiles,
     /// Where versions not kept locally come from; `None` for a registry without a database.
     catalog: Option<Arc<dyn ModuleCatalog>>,
+    /// The tenants' limits `describe` runs under; the host's defaults without them.
+    limits: Option<Arc<TenantLimits>>,
     /// By tenant, then hash: within a tenant a version belongs to one module name. Nested so
     /// an activation's lookup borrows its keys instead of building a tuple of copies.
     versions: RwLock<HashMap<TenantId, HashMap<String, Arc<LoadedModule>>>>,
@@ -38,6 +41,7 @@ impl ModuleRegistry {
             runtime,
             files,
             catalog: None,
+            limits: None,
             versions: RwLock::new(HashMap::new()),
             active: ArcSwap::from_pointee(HashMap::new()),
             installing: Mutex::new(()),
@@ -47,6 +51,12 @@ impl ModuleRegistry {
     /// Fetch versions not kept locally from `catalog`.
     pub fn with_catalog(mut self, catalog: Arc<dyn ModuleCatalog>) -> Self {
         self.catalog = Some(catalog);
+        self
+    }
+
+    /// Run each tenant's `describe` under its own limits.
+    pub fn with_limits(mut self, limits: Arc<TenantLimits>) -> Self {
+        self.limits = Some(limits);
         self
     }
 
@@ -86,9 +96,13 @@ impl ModuleRegistry {
                 )))
             })?
             .map_err(runtime_err)?;
+        let limits = match &self.limits {
+            Some(limits) => limits.activation(tenant),
+            None => self.runtime.limits(),
+        };
         let described = self
             .runtime
-            .describe(&compiled)
+            .describe(&compiled, limits)
             .await
             .map_err(runtime_err)?;
         let manifest = ModuleManifest::from_wit(described).map_err(manifest_err)?;
@@ -109,6 +123,7 @@ impl ModuleRegistry {
             manifest,
             templates: Arc::new(templates),
             compiled,
+            size_bytes: wasm.len() as u64,
         });
         self.versions
             .write()

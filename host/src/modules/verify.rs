@@ -254,6 +254,7 @@ impl Deployer {
                     started_at: run.created_at,
                     mail: Arc::new(NoMail),
                     suppress_ms: journey.suppress,
+                    limits: self.limits.activation(&run.tenant_id),
                 },
             )
             .await

@@ -1,6 +1,8 @@
 //! The wasm runtime: compiles and caches components, calls `describe`, and runs one activation
-//! of a run under its limits (CPU budget via epoch deadline, memory cap via resource limiter,
-//! wall-clock timeout) with every import journaled ([`host`]).
+//! of a run under the limits the caller gives it (CPU budget via epoch deadline, memory cap via
+//! resource limiter, wall-clock timeout, journal steps) with every import journaled ([`host`]).
+//! The instance pool is sized once, from the limits the runtime is made with; a call asking for
+//! more memory than a pool slot holds gets what the slot holds.
 //!
 //! It knows nothing of SQL or HTTP: it takes a journal and returns what the activation did
 //! (fresh journal entries, queued emails and the outcome) for the executor to commit.
@@ -56,8 +58,9 @@ pub enum RuntimeError {
     Io(PathBuf, std::io::Error),
 }
 
-/// Per-activation limits.
-#[derive(Debug, Clone, Copy)]
+/// Per-activation limits: the host's defaults, or a tenant's (see
+/// [`crate::tenancy::limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActivationLimits {
     /// Time the guest may spend executing wasm (enforced by epoch interruption).
     pub cpu_budget: Duration,
@@ -132,13 +135,18 @@ pub struct ActivationRequest<'a> {
     pub mail: Arc<dyn MailReader>,
     /// The journey's suppress window in ms (zero: none).
     pub suppress_ms: u64,
+    /// What this activation may use: the run's tenant's limits.
+    pub limits: ActivationLimits,
 }
 
 pub struct Runtime {
     engine: Engine,
     linker: Linker<ActivationState>,
     artifacts: ArtifactCache,
+    /// The host's defaults, which sized the pool.
     limits: ActivationLimits,
+    /// The most linear memory a pool slot holds.
+    pool_memory_bytes: usize,
     clock: Clock,
 }
 
@@ -147,6 +155,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Runtime {
+    /// `limits` are the host's defaults; the pool's slots are sized for their memory cap.
     pub fn new(
         artifact_dir: PathBuf,
         limits: ActivationLimits,
@@ -156,6 +165,7 @@ impl Runtime {
             max_memory_bytes: limits.memory_bytes.next_power_of_two().max(64 << 20),
             ..Default::default()
         };
+        let pool_memory_bytes = pool.max_memory_bytes;
         let engine =
             engine::build_engine(pool).map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
@@ -172,12 +182,27 @@ impl Runtime {
             linker,
             artifacts,
             limits,
+            pool_memory_bytes,
             clock,
         })
     }
 
+    /// The host's default limits.
     pub fn limits(&self) -> ActivationLimits {
         self.limits
+    }
+
+    /// The most memory an activation can be given: what a slot of the instance pool holds.
+    pub fn max_memory_bytes(&self) -> usize {
+        self.pool_memory_bytes
+    }
+
+    /// `limits` with the memory cap no larger than a pool slot.
+    fn fitted(&self, limits: ActivationLimits) -> ActivationLimits {
+        ActivationLimits {
+            memory_bytes: limits.memory_bytes.min(self.pool_memory_bytes),
+            ..limits
+        }
     }
 
     /// Compile (or load from the artifact cache) and link a component.
@@ -200,16 +225,15 @@ impl Runtime {
         Ok(CompiledModule { hash, pre })
     }
 
-    fn new_store(&self, state: ActivationState) -> Store<ActivationState> {
+    fn new_store(&self, state: ActivationState, cpu_budget: Duration) -> Store<ActivationState> {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);
         // Every epoch tick the guest yields to tokio (so a busy guest cannot hog a worker
         // thread) and is charged one tick; past its budget it is interrupted. Ticks only count
         // while wasm runs, so this approximates CPU time, not wall time.
-        let budget =
-            u64::try_from(self.limits.cpu_budget.as_millis() / engine::EPOCH_TICK.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1);
+        let budget = u64::try_from(cpu_budget.as_millis() / engine::EPOCH_TICK.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let mut used = 0u64;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -223,20 +247,20 @@ impl Runtime {
         store
     }
 
-    /// Call `describe` on a fresh instance.
-    pub async fn describe(&self, module: &CompiledModule) -> Result<Manifest, RuntimeError> {
-        let journal = ActivationJournal::new(
-            Replay::default(),
-            self.clock.clone(),
-            self.limits.max_run_steps,
+    /// Call `describe` on a fresh instance, under `limits` (the deploying tenant's).
+    pub async fn describe(
+        &self,
+        module: &CompiledModule,
+        limits: ActivationLimits,
+    ) -> Result<Manifest, RuntimeError> {
+        let limits = self.fitted(limits);
+        let journal =
+            ActivationJournal::new(Replay::default(), self.clock.clone(), limits.max_run_steps);
+        let mut store = self.new_store(
+            ActivationState::new(journal, None, limits.memory_bytes, 0),
+            limits.cpu_budget,
         );
-        let mut store = self.new_store(ActivationState::new(
-            journal,
-            None,
-            self.limits.memory_bytes,
-            0,
-        ));
-        let cpu_budget = self.limits.cpu_budget;
+        let cpu_budget = limits.cpu_budget;
         let call = async {
             let instance = module
                 .pre
@@ -248,11 +272,11 @@ impl Runtime {
                 .await
                 .map_err(|e| RuntimeError::Describe(describe_failure(&e, cpu_budget)))
         };
-        let result = match tokio::time::timeout(self.limits.wall_clock, call).await {
+        let result = match tokio::time::timeout(limits.wall_clock, call).await {
             Ok(result) => result,
             Err(_) => Err(RuntimeError::Describe(format!(
                 "did not return within {}",
-                humantime::format_duration(self.limits.wall_clock)
+                humantime::format_duration(limits.wall_clock)
             ))),
         };
         // What the guest printed (a panic's message) is the useful part of a failure; on one
@@ -283,7 +307,7 @@ impl Runtime {
         let journal = ActivationJournal::new(
             Replay::new(std::mem::take(&mut request.journal)),
             self.clock.clone(),
-            self.limits.max_run_steps,
+            request.limits.max_run_steps,
         );
         let run_id = request.run_id;
         let (outcome, journal, stderr) = self.execute(module, request, journal).await?;
@@ -334,6 +358,7 @@ impl Runtime {
         request: ActivationRequest<'_>,
         journal: SharedJournal,
     ) -> Result<(ActivationOutcome, ActivationJournal, Vec<u8>), RuntimeError> {
+        let limits = self.fitted(request.limits);
         let scope = RunScope {
             run_id: request.run_id.to_owned(),
             journey_id: request.journey_id.to_owned(),
@@ -350,9 +375,8 @@ impl Runtime {
                 .try_into()
                 .expect("16 bytes"),
         );
-        let state =
-            ActivationState::new(journal.clone(), Some(scope), self.limits.memory_bytes, seed);
-        let mut store = self.new_store(state);
+        let state = ActivationState::new(journal.clone(), Some(scope), limits.memory_bytes, seed);
+        let mut store = self.new_store(state, limits.cpu_budget);
         let invocation = invocation(request.run_id, request.handler, request.input);
 
         let instance = module
@@ -361,7 +385,7 @@ impl Runtime {
             .await
             .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
         let call = instance.call_run(&mut store, &invocation);
-        let result = tokio::time::timeout(self.limits.wall_clock, call).await;
+        let result = tokio::time::timeout(limits.wall_clock, call).await;
 
         // An import that could not reach the store: the activation never happened.
         if let Ok(Err(error)) = &result
@@ -374,10 +398,10 @@ impl Runtime {
             Err(_) => ActivationOutcome::Failed {
                 reason: format!(
                     "the activation exceeded its wall-clock timeout of {}",
-                    humantime::format_duration(self.limits.wall_clock)
+                    humantime::format_duration(limits.wall_clock)
                 ),
             },
-            Ok(call_result) => classify(call_result, state, &self.limits),
+            Ok(call_result) => classify(call_result, state, &limits),
         };
         let stderr = state.stderr.contents();
         drop(store);

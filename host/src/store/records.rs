@@ -178,6 +178,9 @@ pub struct ModuleRecord {
     pub active_hash: Option<String>,
     pub origin: ModuleOrigin,
     pub updated_at: Timestamp,
+    /// The size of its active version's component (0 once removed): what counts against the
+    /// tenant's total module size.
+    pub active_bytes: u64,
 }
 
 /// A tenant's modules at one revision of them.

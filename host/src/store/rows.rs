@@ -23,6 +23,7 @@ use crate::buckets::reconcile_rules::{JoinCandidate, ReconcileMember};
 use crate::clock::Timestamp;
 use crate::contacts::normalize_email;
 use crate::ids::{ApiKeyId, ContactId, EmailId, EventId, RunId, TenantId};
+use crate::tenancy::limits::{Limit, LimitOverrides, LimitPatch, Setting, TenantLimitsRecord};
 use serde_json::{Map, Value};
 use sqlx::Postgres;
 use std::collections::{HashMap, HashSet};
@@ -191,7 +192,81 @@ pub(crate) fn module_from_row(row: &impl Columns) -> StoreResult<ModuleRecord> {
         origin: ModuleOrigin::parse(&origin)
             .ok_or_else(|| StoreError::corrupt("module origin", format!("{origin:?}")))?,
         updated_at: row.time("updated_at")?,
+        active_bytes: row.count("module size", "active_bytes")?,
     })
+}
+
+/// The columns [`tenant_limits_from_row`] reads: the tenant, each limit's column in the
+/// order of [`Limit::ALL`], and when they last changed.
+macro_rules! tenant_limits_columns {
+    () => {
+        "tenant_id, activations_in_flight, cpu_budget_ms, memory_mb, ingest_rate, \
+         ingest_burst, module_bytes, run_steps, updated_at"
+    };
+}
+pub(crate) use tenant_limits_columns;
+
+pub(crate) fn tenant_limits_from_row(row: &impl Columns) -> StoreResult<TenantLimitsRecord> {
+    let mut own = LimitOverrides::default();
+    for limit in Limit::ALL {
+        *own.get_mut(limit) = row
+            .column::<Option<i64>>(limit.column())?
+            .map(|value| u64::try_from(value).map_err(|e| StoreError::corrupt("tenant limit", e)))
+            .transpose()?;
+    }
+    Ok(TenantLimitsRecord {
+        tenant_id: TenantId(row.column("tenant_id")?),
+        own,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+/// The statement that applies a [`LimitPatch`] to a tenant's row in one go, in a dialect
+/// whose `n`-th parameter is `placeholder(n)`: the tenant first, then each limit's new value
+/// and whether the patch sets it, then the time (see [`tenant_limits_params`]). A tenant that
+/// does not exist gets no row, and the statement answers none.
+pub(crate) fn change_tenant_limits_sql(placeholder: impl Fn(usize) -> String) -> String {
+    let value = |i: usize| placeholder(2 + 2 * i);
+    let touched = |i: usize| placeholder(3 + 2 * i);
+    let at = placeholder(2 + 2 * Limit::ALL.len());
+    let columns = Limit::ALL.map(Limit::column).join(", ");
+    let values: Vec<String> = (0..Limit::ALL.len()).map(value).collect();
+    let updates: Vec<String> = Limit::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, limit)| {
+            let column = limit.column();
+            format!(
+                "{column} = CASE WHEN {} THEN excluded.{column} ELSE tenant_limits.{column} END",
+                touched(i)
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO tenant_limits (tenant_id, {columns}, updated_at) \
+         SELECT id, {values}, {at} FROM tenants WHERE id = {tenant} \
+         ON CONFLICT (tenant_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at \
+         RETURNING {returning}",
+        values = values.join(", "),
+        tenant = placeholder(1),
+        updates = updates.join(", "),
+        returning = tenant_limits_columns!(),
+    )
+}
+
+/// Each limit's parameters for [`change_tenant_limits_sql`], in order: the value it is set
+/// to (`None`: the host's default, and for a new row also a limit left unchanged), and whether
+/// the patch sets it.
+pub(crate) fn tenant_limits_params(patch: &LimitPatch) -> Vec<(Option<i64>, bool)> {
+    Limit::ALL
+        .iter()
+        .map(|&limit| match *patch.get(limit) {
+            // Ranges end far below i64::MAX (see `LimitRules::range`).
+            Setting::Own(value) => (Some(i64::try_from(value).unwrap_or(i64::MAX)), true),
+            Setting::HostDefault => (None, true),
+            Setting::Unchanged => (None, false),
+        })
+        .collect()
 }
 
 pub(crate) fn contact_from_row(row: &impl Columns) -> StoreResult<ContactRecord> {

@@ -1,8 +1,10 @@
 //! Tenancy: tenants, API keys and their scopes, and the operator's keys. Keys are random
 //! secrets shown once; only their sha256 is stored. The embedded default creates one tenant on
 //! first boot and writes its admin key to `<data-dir>/admin.key` (mode 0600); the first boot of
-//! a database without operator keys writes one to `<data-dir>/operator.key` likewise.
+//! a database without operator keys writes one to `<data-dir>/operator.key` likewise. Each
+//! tenant's limits, and the host's defaults for them, are in [`limits`].
 
+pub mod limits;
 mod scope;
 
 pub use scope::Scope;

@@ -90,6 +90,7 @@ impl RuntimeFixture {
             started_at: Timestamp(0),
             mail: Arc::new(NoMail),
             suppress_ms: 0,
+            limits: self.registry.runtime().limits(),
         }
     }
 }

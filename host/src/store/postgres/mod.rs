@@ -46,7 +46,8 @@
 //! (`ManualMemberships`, and the bucket primitives), `buckets` (`BucketReads`), `backfills`
 //! (`Backfills`), `reconciles` (`Reconciles`), `runs` (`RunQueue`, `RunReads`), `effects`
 //! (`RunEffects`), `outbox` (`Outbox`), `history` (`History`), `templates`
-//! (`EmailTemplates`), `preferences` (`EmailPreferences`) and `journeys` (`JourneyAdmin`).
+//! (`EmailTemplates`), `preferences` (`EmailPreferences`), `journeys` (`JourneyAdmin`) and
+//! `limits` (`TenantLimitStore`).
 //! `tx` holds the transaction the shared flows run in ([`tx::PgTx`]: what it remembers
 //! between statements, its deferred writes); `identity` its advisory locks, contact lookups
 //! and identity primitives; `rows` the column lists and row mapping.
@@ -86,6 +87,7 @@ mod history;
 mod identity;
 mod ingest;
 mod journeys;
+mod limits;
 mod membership;
 mod modules;
 mod outbox;

@@ -132,8 +132,10 @@ impl ModuleCatalog for PgStore {
                 .fetch_optional(&self.pool)
                 .await?;
         let rows = sqlx::query(
-            "SELECT name, active_hash, origin, updated_at FROM modules \
-             WHERE tenant_id = $1 ORDER BY name",
+            "SELECT m.name, m.active_hash, m.origin, m.updated_at, \
+             COALESCE(v.size_bytes, 0) AS active_bytes FROM modules m \
+             LEFT JOIN module_versions v ON v.tenant_id = m.tenant_id AND v.hash = m.active_hash \
+             WHERE m.tenant_id = $1 ORDER BY m.name",
         )
         .bind(tenant.as_str())
         .fetch_all(&self.pool)

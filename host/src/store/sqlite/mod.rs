@@ -17,7 +17,8 @@
 //! (`BucketReads`),
 //! `backfills` (`Backfills`), `reconciles` (`Reconciles`), `runs` (`RunQueue`, `RunReads`),
 //! `effects` (`RunEffects`), `outbox` (`Outbox`), `history` (`History`), `templates`
-//! (`EmailTemplates`), `preferences` (`EmailPreferences`) and `journeys` (`JourneyAdmin`);
+//! (`EmailTemplates`), `preferences` (`EmailPreferences`), `journeys` (`JourneyAdmin`) and
+//! `limits` (`TenantLimitStore`);
 //! `tx` holds the writer's transaction the shared flows run in (`SqliteTx`), `identity` the
 //! identity primitives and contact lookups, `rows` the value conversions.
 //! The tests are backend-agnostic, in `crate::store::tests`.
@@ -33,6 +34,7 @@ mod history;
 mod identity;
 mod ingest;
 mod journeys;
+mod limits;
 mod membership;
 mod modules;
 

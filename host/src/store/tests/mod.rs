@@ -52,6 +52,7 @@ mod harness;
 mod identity;
 mod ingest;
 mod journeys;
+mod limits;
 mod membership;
 mod modules;
 mod operators;

@@ -51,6 +51,7 @@ store_test!(
         assert_eq!(set.revision, 1);
         assert_eq!(active(&set), vec![("welcome", Some("hash-1"))]);
         assert_eq!(set.modules[0].origin, ModuleOrigin::Api);
+        assert_eq!(set.modules[0].active_bytes, 6);
         assert_eq!(
             f.store.module_component(&f.tenant, "hash-1", true).await.unwrap(),
             Some(ModuleComponent {
@@ -155,12 +156,14 @@ store_test!(
             Some(3)
         );
 
-        // Then v1 is active and listed first
+        // Then v1 is active and listed first, and the set counts v1's size
         let set = f.store.module_set(&f.tenant).await.unwrap();
         assert_eq!(
             active(&set),
             vec![("extra", Some("x1")), ("welcome", Some("v1"))]
         );
+        let sizes: Vec<u64> = set.modules.iter().map(|m| m.active_bytes).collect();
+        assert_eq!(sizes, vec![1, 1]);
         let versions = f.store.module_versions(&f.tenant, "welcome").await.unwrap();
         assert_eq!(versions[0].hash, "v1");
         assert_eq!(versions[0].activated_at, Some(at(20)));
@@ -174,9 +177,11 @@ store_test!(
             .await
             .unwrap();
 
-        // Then it has no active version but keeps its versions and their bytes
+        // Then it has no active version (and counts nothing) but keeps its versions and their
+        // bytes
         let set = f.store.module_set(&f.tenant).await.unwrap();
         assert_eq!(active(&set), vec![("extra", Some("x1")), ("welcome", None)]);
+        assert_eq!(set.modules[1].active_bytes, 0);
         assert_eq!(
             f.store
                 .module_versions(&f.tenant, "welcome")
