@@ -192,8 +192,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     ));
     // Guests run apart from the API, at a lower priority: see `runtime::threads`.
     let guest_threads = GuestThreads::start().context("starting the guest threads")?;
-    // A tenant's activations in flight: its own `tenant_limits.activations_in_flight`, else
-    // `config.tenant_limits.activations_in_flight` (what the scheduler's claims count against).
     Scheduler {
         store: store.clone(),
         executor,
@@ -201,7 +199,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         wake: scheduler_wake.clone(),
         delivery_wake: delivery_wake.clone(),
         concurrency: config.workers,
-        tenant_in_flight: u32::try_from(config.workers.div_ceil(2)).unwrap_or(u32::MAX),
+        // A tenant's own limit is read by each claim, in the claim's transaction.
+        tenant_in_flight: u32::try_from(config.tenant_limits.activations_in_flight)
+            .unwrap_or(u32::MAX),
         owner: format!("scheduler-{owner}"),
         lease: (config.activation_timeout * 2).max(Duration::from_secs(15)),
     }
