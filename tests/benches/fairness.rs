@@ -13,8 +13,10 @@
 //! with one of A's guests spinning to its CPU budget and one growing to its memory cap. B's
 //! due-to-activation latency is a run's first journal step minus its creation (a new run is due
 //! at once), host clock, for every run B started. Target: B's p99 with the flood ≤ 1.2× alone.
-//! Also printed: how many of A's runs completed during the flood phase (A was flooding the whole
-//! time only if some were left), and the host's CPU.
+//! A third phase follows at once, with A's activations in flight limited to
+//! `WAYMARK_BENCH_A_IN_FLIGHT` [4] through the operator API (the knob for a noisy tenant). Also
+//! printed: how many of A's runs completed in each flood phase, and how many were still due
+//! after the last (A flooded the whole time only if some were).
 
 #[allow(dead_code)] // each bench uses a subset
 mod common;
@@ -58,19 +60,31 @@ async fn runs_of(server: &Server, journey: &str, status: &str) -> u64 {
         .unwrap_or(0)
 }
 
-struct Measured {
-    alone: Vec<f64>,
-    flooded: Vec<f64>,
+/// B's due-to-activation latencies (ms, sorted) in one phase, and how many of A's runs
+/// completed during it.
+struct Phase {
+    label: String,
+    latencies: Vec<f64>,
     flood_completed: u64,
-    flood_left: u64,
     seconds: u64,
 }
 
-async fn run_backend(backend: Backend, flood: usize, rate: u32, seconds: u64) -> Measured {
+async fn run_backend(
+    backend: Backend,
+    flood: usize,
+    rate: u32,
+    seconds: u64,
+    limited: u64,
+) -> (Vec<Phase>, u64) {
     let server = Server::start(ServerOptions {
         backend,
         modules: vec!["bench-journeys", "spin-forever", "memory-hog"],
-        extra_args: vec!["--rate-limit".into(), "0".into()],
+        extra_args: vec![
+            "--rate-limit".into(),
+            "0".into(),
+            "--tenant-ingest-rate".into(),
+            "0".into(),
+        ],
         ..Default::default()
     })
     .await;
@@ -89,42 +103,74 @@ async fn run_backend(backend: Backend, flood: usize, rate: u32, seconds: u64) ->
         started.elapsed().as_secs_f64()
     );
 
-    // B alone.
-    let runs = tenant_b(&server, &b, rate, seconds, "alone").await;
-    let alone = common::due_to_activation(&server, &b, &runs, 1).await;
-
-    // B while A floods: every sleeper due at once, one guest spinning, one hoarding memory.
+    // B alone; then B while A floods: every sleeper due at once, one guest spinning, one
+    // hoarding memory — first with A at its default in-flight limit, then limited further.
+    let mut phases = Vec::new();
+    let alone = tenant_b(&server, &b, rate, seconds, "alone").await;
+    phases.push(("B alone".to_owned(), alone, 0));
     server.advance_clock("30d").await;
     for name in ["test.spin_forever", "test.memory_hog"] {
         server
             .send_event(json!({ "name": name, "userId": format!("a-{name}") }))
             .await;
     }
-    let runs = tenant_b(&server, &b, rate, seconds, "flooded").await;
-    let flood_completed = runs_of(&server, "sleeper", "completed").await;
-    let flood_left = runs_of(&server, "sleeper", "waiting").await
-        + runs_of(&server, "sleeper", "active").await;
-    let flooded = common::due_to_activation(&server, &b, &runs, 1).await;
-    Measured {
-        alone,
+    let flooded = tenant_b(&server, &b, rate, seconds, "flooded").await;
+    let completed = runs_of(&server, "sleeper", "completed").await;
+    phases.push((
+        "A floods, at the default limit".to_owned(),
         flooded,
-        flood_completed,
-        flood_left,
-        seconds,
+        completed,
+    ));
+    let (status, body) = server
+        .request(
+            reqwest::Method::PATCH,
+            "/v1/tenants/default/limits",
+            Some(json!({ "activationsInFlight": limited })),
+            Some(&server.operator_key()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let flooded = tenant_b(&server, &b, rate, seconds, "limited").await;
+    let after = runs_of(&server, "sleeper", "completed").await;
+    phases.push((
+        format!("A floods, limited to {limited} in flight"),
+        flooded,
+        after - completed,
+    ));
+    let left = runs_of(&server, "sleeper", "waiting").await;
+    let mut measured = Vec::new();
+    for (label, runs, flood_completed) in phases {
+        measured.push(Phase {
+            label,
+            latencies: common::due_to_activation(&server, &b, &runs, 1).await,
+            flood_completed,
+            seconds,
+        });
     }
+    (measured, left)
 }
 
-fn row(backend: Backend, m: &Measured) -> String {
-    let (a50, a99) = (percentile(&m.alone, 0.5), percentile(&m.alone, 0.99));
-    let (f50, f99) = (percentile(&m.flooded, 0.5), percentile(&m.flooded, 0.99));
+fn row(backend: Backend, phase: &Phase, alone: &Phase) -> String {
+    let p99 = percentile(&phase.latencies, 0.99);
+    let ratio = if std::ptr::eq(phase, alone) {
+        "".to_owned()
+    } else {
+        format!("**{:.2}×**", p99 / percentile(&alone.latencies, 0.99))
+    };
     format!(
-        "| {backend:?} | {} / {} | {a50:.0} / {a99:.0} | {f50:.0} / {f99:.0} | **{:.2}×** | {} ({:.0}/s), {} left |",
-        m.alone.len(),
-        m.flooded.len(),
-        f99 / a99,
-        m.flood_completed,
-        m.flood_completed as f64 / m.seconds as f64,
-        m.flood_left,
+        "| {backend:?} | {} | {} | {:.0} / {p99:.0} | {ratio} | {} |",
+        phase.label,
+        phase.latencies.len(),
+        percentile(&phase.latencies, 0.5),
+        if phase.flood_completed == 0 {
+            "".to_owned()
+        } else {
+            format!(
+                "{} ({:.0}/s)",
+                phase.flood_completed,
+                phase.flood_completed as f64 / phase.seconds as f64
+            )
+        },
     )
 }
 
@@ -137,13 +183,17 @@ async fn main() {
     let flood = env_or("WAYMARK_BENCH_FLOOD", 100_000usize);
     let rate = env_or("WAYMARK_BENCH_B_RATE", 20u32);
     let seconds = env_or("WAYMARK_BENCH_SECONDS", 10u64);
+    let limited = env_or("WAYMARK_BENCH_A_IN_FLIGHT", 4u64);
     let mut rows = Vec::new();
     for backend in backends() {
         eprintln!("{backend:?}: flooding with {flood} runs");
-        let measured = run_backend(backend, flood, rate, seconds).await;
-        let line = row(backend, &measured);
-        eprintln!("{line}");
-        rows.push(line);
+        let (phases, left) = run_backend(backend, flood, rate, seconds, limited).await;
+        for phase in &phases {
+            let line = row(backend, phase, &phases[0]);
+            eprintln!("{line}");
+            rows.push(line);
+        }
+        eprintln!("  {left} of A's runs still due after the last phase");
     }
     println!(
         "\nFairness, {} — {}; A floods {flood} due runs + a spinning guest + a memory hog; \
@@ -152,8 +202,8 @@ async fn main() {
         machine()
     );
     println!(
-        "| backend | B runs alone / flooded | B due→activation p50 / p99 alone (ms) | \
-         p50 / p99 while A floods (ms) | p99 ratio | A's runs completed in the phase |"
+        "| backend | phase | B runs | B due→activation p50 / p99 (ms) | p99 ÷ alone | \
+         A's runs completed in the phase |"
     );
     println!("|---|---|---|---|---|---|");
     for line in rows {
