@@ -108,6 +108,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operator keys and tenant suspension",
         include_str!("../../../../migrations/sqlite/0021_operator.sql"),
     ),
+    (
+        22,
+        "tenant limits and fair claims",
+        include_str!("../../../../migrations/sqlite/0022_tenant_limits.sql"),
+    ),
+    (
+        23,
+        "usage per tenant",
+        include_str!("../../../../migrations/sqlite/0023_usage.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {
