@@ -110,6 +110,8 @@ pub struct ActivationReport {
     pub emails: Vec<QueuedEmail>,
     /// `trigger` / `update-contact` effects, by journal step.
     pub effects: Vec<(u32, Effect)>,
+    /// How long the guest ran: see [`timed`].
+    pub guest_cpu: Duration,
 }
 
 /// What to run.
@@ -286,7 +288,8 @@ impl Runtime {
             self.limits.max_run_steps,
         );
         let run_id = request.run_id;
-        let (outcome, journal, stderr) = self.execute(module, request, journal).await?;
+        let executed = self.execute(module, request, journal).await?;
+        let (outcome, journal, stderr) = (executed.outcome, executed.journal, executed.stderr);
         if !stderr.is_empty() && !matches!(outcome, ActivationOutcome::Failed { .. }) {
             tracing::debug!(target: "waymark::guest", run = run_id, "stderr: {}", String::from_utf8_lossy(&stderr));
         }
@@ -295,6 +298,7 @@ impl Runtime {
             journal: journal.replay.into_fresh(),
             emails: journal.emails,
             effects: journal.effects,
+            guest_cpu: executed.guest_cpu,
         })
     }
 
@@ -308,7 +312,9 @@ impl Runtime {
     ) -> Result<ReplayCheck, RuntimeError> {
         let recorded = Replay::new(std::mem::take(&mut request.journal));
         let journal = ActivationJournal::replay_only(recorded, self.clock.clone());
-        let (outcome, journal, _) = self.execute(module, request, journal).await?;
+        let Executed {
+            outcome, journal, ..
+        } = self.execute(module, request, journal).await?;
         Ok(match (journal.stopped, outcome) {
             (Some(StepRefused::ReplayEnded), _) => ReplayCheck::Clean,
             (Some(StepRefused::Diverged(divergence)), _) => ReplayCheck::Diverged(divergence),
@@ -333,7 +339,7 @@ impl Runtime {
         module: &CompiledModule,
         request: ActivationRequest<'_>,
         journal: SharedJournal,
-    ) -> Result<(ActivationOutcome, ActivationJournal, Vec<u8>), RuntimeError> {
+    ) -> Result<Executed, RuntimeError> {
         let scope = RunScope {
             run_id: request.run_id.to_owned(),
             journey_id: request.journey_id.to_owned(),
@@ -355,12 +361,12 @@ impl Runtime {
         let mut store = self.new_store(state);
         let invocation = invocation(request.run_id, request.handler, request.input);
 
-        let instance = module
-            .pre
-            .instantiate_async(&mut store)
+        let mut guest_cpu = Duration::ZERO;
+        let instance = timed(module.pre.instantiate_async(&mut store), &mut guest_cpu)
             .await
             .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
-        let call = instance.call_run(&mut store, &invocation);
+        let call = timed(instance.call_run(&mut store, &invocation), &mut guest_cpu);
+        // A call cut short by the timeout has run for the time its polls took all the same.
         let result = tokio::time::timeout(self.limits.wall_clock, call).await;
 
         // An import that could not reach the store: the activation never happened.
@@ -388,8 +394,37 @@ impl Runtime {
                     "activation journal still shared after the store was dropped".into(),
                 )
             })?;
-        Ok((outcome, journal, stderr.to_vec()))
+        Ok(Executed {
+            outcome,
+            journal,
+            stderr: stderr.to_vec(),
+            guest_cpu,
+        })
     }
+}
+
+/// What [`Runtime::execute`] ran to.
+struct Executed {
+    outcome: ActivationOutcome,
+    journal: ActivationJournal,
+    stderr: Vec<u8>,
+    guest_cpu: Duration,
+}
+
+/// Run `future`, adding the time spent in its polls to `spent`. Around a guest's call that is
+/// the time the guest ran — with the host functions it calls synchronously, whose work it
+/// asked for — and not the time it waited for the host's I/O (a store read behind an import),
+/// nor the time it yielded to other tasks at an epoch tick. Wall time within each poll: a
+/// thread the OS preempts mid-poll is charged too, as the CPU budget's ticks are.
+async fn timed<F: Future>(future: F, spent: &mut Duration) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        let started = std::time::Instant::now();
+        let polled = future.as_mut().poll(cx);
+        *spent += started.elapsed();
+        polled
+    })
+    .await
 }
 
 /// What replaying a run's journal against a candidate version found.

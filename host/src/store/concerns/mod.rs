@@ -23,6 +23,7 @@ mod reconciles;
 mod run_queue;
 mod run_reads;
 mod tenancy;
+mod usage_reads;
 
 pub use backfills::{Backfills, RETIRED};
 pub use bucket_reads::BucketReads;
@@ -45,6 +46,7 @@ pub use reconciles::{ReconcileClaim, Reconciles};
 pub use run_queue::RunQueue;
 pub use run_reads::RunReads;
 pub use tenancy::Tenancy;
+pub use usage_reads::UsageReads;
 
 /// Declares [`Store`] as every concern listed, and implements it for every type that has them
 /// all: the list is written once.
@@ -80,4 +82,5 @@ store_of_concerns!(
     JourneyAdmin,
     Reconciles,
     ModuleCatalog,
+    UsageReads,
 );

@@ -46,8 +46,9 @@
 //! (`ManualMemberships`, and the bucket primitives), `buckets` (`BucketReads`), `backfills`
 //! (`Backfills`), `reconciles` (`Reconciles`), `runs` (`RunQueue`, `RunReads`), `effects`
 //! (`RunEffects`), `outbox` (`Outbox`), `history` (`History`), `templates`
-//! (`EmailTemplates`), `preferences` (`EmailPreferences`) and `journeys` (`JourneyAdmin`).
-//! `tx` holds the transaction the shared flows run in ([`tx::PgTx`]: what it remembers
+//! (`EmailTemplates`), `preferences` (`EmailPreferences`), `journeys` (`JourneyAdmin`) and
+//! `usage` (`UsageReads`, and the sharded counter upsert the transactions that do the work end
+//! with). `tx` holds the transaction the shared flows run in ([`tx::PgTx`]: what it remembers
 //! between statements, its deferred writes); `identity` its advisory locks, contact lookups
 //! and identity primitives; `rows` the column lists and row mapping.
 
@@ -98,6 +99,7 @@ mod tenancy;
 #[cfg(test)]
 mod tests;
 mod tx;
+mod usage;
 
 use super::{StoreError, StoreResult};
 use sqlx::PgPool;

@@ -17,7 +17,8 @@
 //! (`BucketReads`),
 //! `backfills` (`Backfills`), `reconciles` (`Reconciles`), `runs` (`RunQueue`, `RunReads`),
 //! `effects` (`RunEffects`), `outbox` (`Outbox`), `history` (`History`), `templates`
-//! (`EmailTemplates`), `preferences` (`EmailPreferences`) and `journeys` (`JourneyAdmin`);
+//! (`EmailTemplates`), `preferences` (`EmailPreferences`), `journeys` (`JourneyAdmin`) and
+//! `usage` (`UsageReads`, and the counter upsert the transactions that do the work end with);
 //! `tx` holds the writer's transaction the shared flows run in (`SqliteTx`), `identity` the
 //! identity primitives and contact lookups, `rows` the value conversions.
 //! The tests are backend-agnostic, in `crate::store::tests`.
@@ -45,6 +46,7 @@ mod senders;
 mod templates;
 mod tenancy;
 mod tx;
+mod usage;
 
 use super::{StoreError, StoreResult};
 use contact_cache::ContactCache;

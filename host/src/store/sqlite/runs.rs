@@ -7,6 +7,7 @@ use super::rows::{
     ListQuery, and_equals, collect, fetch_newest_first, journal_from_row, parse_json,
     parse_run_status,
 };
+use super::usage::add_usage;
 use super::{SqliteStore, live_statuses, tenant_not_suspended, tenant_number};
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
@@ -18,6 +19,7 @@ use crate::store::rows::run_from_row;
 use crate::store::{
     ActivationCommit, ActivationInput, Lease, RunFilter, RunRecord, RunTransition, StoreResult,
 };
+use crate::usage::UsageTally;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::sync::Arc;
@@ -143,13 +145,21 @@ impl RunQueue for SqliteStore {
     }
 
     /// Group commit: every activation in one write transaction, each checked and written on its
-    /// own (a lost lease skips only that one).
+    /// own (a lost lease skips only that one); the ones written are counted in their tenants'
+    /// usage last.
     async fn commit_activations(&self, commits: Arc<[ActivationCommit]>) -> StoreResult<Vec<bool>> {
         self.write_without_memberships(move |tx| {
-            commits
-                .iter()
-                .map(|commit| commit_one(tx, commit))
-                .collect()
+            let mut usage = UsageTally::default();
+            let mut written = Vec::with_capacity(commits.len());
+            for commit in commits.iter() {
+                let ours = commit_one(tx, commit)?;
+                if ours {
+                    usage.activation(&commit.tenant_id, commit.now, commit.guest_cpu);
+                }
+                written.push(ours);
+            }
+            add_usage(tx, &usage)?;
+            Ok(written)
         })
         .await
     }
