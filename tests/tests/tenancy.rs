@@ -271,6 +271,8 @@ fn operator_routes() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::POST, "/v1/tenants/tenant-b/suspend", None),
         (Method::POST, "/v1/tenants/tenant-b/resume", None),
         (Method::DELETE, "/v1/tenants/tenant-b", None),
+        (Method::GET, "/v1/tenants/tenant-b/usage", None),
+        (Method::GET, "/v1/usage/tenants", None),
     ]
 }
 
@@ -322,6 +324,7 @@ e2e!(
         for (method, path, body) in [
             (Method::GET, "/v1/runs", None),
             (Method::GET, "/v1/keys", None),
+            (Method::GET, "/v1/usage", None),
             (Method::GET, "/v1/contacts/alice", None),
             (
                 Method::POST,

@@ -4,6 +4,7 @@
 use crate::ingest::IngestError;
 use crate::modules::deploy::DeployError;
 use crate::store::StoreError;
+use crate::usage::RangeError;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
@@ -155,6 +156,15 @@ impl From<DeployError> for ApiError {
                 ApiError::NotFoundNamed(err.to_string())
             }
             DeployError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<RangeError> for ApiError {
+    fn from(err: RangeError) -> Self {
+        ApiError::BadRequest {
+            message: err.to_string(),
+            details: Some(json!({ "field": err.param() })),
         }
     }
 }

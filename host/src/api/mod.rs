@@ -1,7 +1,7 @@
 //! The HTTP API (`/v1`). Each submodule is one resource; all share [`AppState`], the one error
 //! mapping in [`error`] and authentication in [`auth`] (tenant keys on tenant routes, operator
-//! keys on [`tenants`]). Handlers translate HTTP to calls on the
-//! ingest pipeline or the store and back; they hold no domain logic.
+//! keys on [`tenants`] and the operator's [`usage`] views). Handlers translate HTTP to calls on
+//! the ingest pipeline or the store and back; they hold no domain logic.
 
 pub mod admin;
 pub mod auth;
@@ -22,6 +22,7 @@ pub mod serve;
 pub mod templates;
 pub mod tenants;
 pub mod unsubscribe;
+pub mod usage;
 
 use crate::clock::Clock;
 use crate::ingest::Ingestor;
@@ -87,6 +88,7 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::detail).delete(runs::cancel))
         .route("/v1/emails", get(runs::emails))
+        .route("/v1/usage", get(usage::own))
         .merge(buckets::routes())
         .merge(templates::routes())
         .merge(email_settings::routes())
@@ -109,6 +111,7 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
     ));
     // The operator's routes: operator keys only, never a tenant's (see `auth`).
     let operator = tenants::routes()
+        .merge(usage::operator_routes())
         .route_layer(middleware::from_fn(move |request, next| {
             nul::refuse_nul(body_limit, request, next)
         }))

@@ -41,7 +41,7 @@ fn tenant_view(tenant: &Tenant) -> Value {
 }
 
 /// The tenant a path names, by id, else by name; 404 naming it otherwise.
-async fn resolve(state: &AppState, reference: &str) -> Result<Tenant, ApiError> {
+pub(super) async fn resolve(state: &AppState, reference: &str) -> Result<Tenant, ApiError> {
     let by_id = state
         .store
         .tenant_by_id(&crate::ids::TenantId(reference.to_owned()))
