@@ -3,7 +3,8 @@
 //! wall-clock timeout) with every import journaled ([`host`]).
 //!
 //! It knows nothing of SQL or HTTP: it takes a journal and returns what the activation did
-//! (fresh journal entries, queued emails and the outcome) for the executor to commit.
+//! (fresh journal entries, queued emails, the outcome, and how long its guest ran) for the
+//! executor to commit.
 
 pub mod activation;
 pub mod artifacts;
@@ -110,7 +111,8 @@ pub struct ActivationReport {
     pub emails: Vec<QueuedEmail>,
     /// `trigger` / `update-contact` effects, by journal step.
     pub effects: Vec<(u32, Effect)>,
-    /// How long the guest ran: see [`timed`].
+    /// How long the guest ran: its instantiation and the polls of its handler, not its waits
+    /// on the host's I/O (see `timed`).
     pub guest_cpu: Duration,
 }
 
@@ -288,8 +290,12 @@ impl Runtime {
             self.limits.max_run_steps,
         );
         let run_id = request.run_id;
-        let executed = self.execute(module, request, journal).await?;
-        let (outcome, journal, stderr) = (executed.outcome, executed.journal, executed.stderr);
+        let Executed {
+            outcome,
+            journal,
+            stderr,
+            guest_cpu,
+        } = self.execute(module, request, journal).await?;
         if !stderr.is_empty() && !matches!(outcome, ActivationOutcome::Failed { .. }) {
             tracing::debug!(target: "waymark::guest", run = run_id, "stderr: {}", String::from_utf8_lossy(&stderr));
         }
@@ -298,7 +304,7 @@ impl Runtime {
             journal: journal.replay.into_fresh(),
             emails: journal.emails,
             effects: journal.effects,
-            guest_cpu: executed.guest_cpu,
+            guest_cpu,
         })
     }
 
