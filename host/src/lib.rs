@@ -5,6 +5,7 @@
 //! top of the wasm [`runtime`], durably: every effect is journaled and an activation commits in
 //! one transaction through the [`store`]. The [`scheduler`] wakes runs whose timers are due and
 //! [`delivery`] sends the emails they queued. [`api`] is the HTTP surface, [`cli`] the binary.
+//! [`usage`] names what each tenant's work counts, per day; the store counts it.
 
 pub mod api;
 pub mod backfill_job;
@@ -25,3 +26,4 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod tenancy;
+pub mod usage;

@@ -277,6 +277,8 @@ fn operator_routes() -> Vec<(Method, &'static str, Option<Value>)> {
             "/v1/tenants/tenant-b/limits",
             Some(json!({"cpuBudgetMs": 100})),
         ),
+        (Method::GET, "/v1/tenants/tenant-b/usage", None),
+        (Method::GET, "/v1/usage/tenants", None),
     ]
 }
 
@@ -338,6 +340,7 @@ e2e!(
             (Method::GET, "/v1/runs", None),
             (Method::GET, "/v1/keys", None),
             (Method::GET, "/v1/limits", None),
+            (Method::GET, "/v1/usage", None),
             (Method::GET, "/v1/contacts/alice", None),
             (
                 Method::POST,

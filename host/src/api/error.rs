@@ -5,6 +5,7 @@ use crate::ingest::IngestError;
 use crate::modules::deploy::DeployError;
 use crate::store::StoreError;
 use crate::tenancy::limits::LimitError;
+use crate::usage::RangeError;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
@@ -175,6 +176,15 @@ impl From<LimitError> for ApiError {
         ApiError::BadRequest {
             message: err.to_string(),
             details: err.field().map(|field| json!({ "field": field })),
+        }
+    }
+}
+
+impl From<RangeError> for ApiError {
+    fn from(err: RangeError) -> Self {
+        ApiError::BadRequest {
+            message: err.to_string(),
+            details: Some(json!({ "field": err.param() })),
         }
     }
 }

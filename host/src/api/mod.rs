@@ -1,7 +1,8 @@
 //! The HTTP API (`/v1`). Each submodule is one resource; all share [`AppState`], the one error
 //! mapping in [`error`] and authentication in [`auth`] (tenant keys on tenant routes, operator
-//! keys on [`tenants`] and the operator's side of [`tenant_limits`]). Handlers translate HTTP
-//! to calls on the ingest pipeline or the store and back; they hold no domain logic.
+//! keys on [`tenants`], the operator's side of [`tenant_limits`] and the operator's [`usage`]
+//! views). Handlers translate HTTP to calls on the ingest pipeline or the store and back; they
+//! hold no domain logic.
 
 pub mod admin;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod templates;
 pub mod tenant_limits;
 pub mod tenants;
 pub mod unsubscribe;
+pub mod usage;
 
 use crate::clock::Clock;
 use crate::ingest::Ingestor;
@@ -94,6 +96,7 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
         .route("/v1/runs/{id}", get(runs::detail).delete(runs::cancel))
         .route("/v1/emails", get(runs::emails))
         .route("/v1/limits", get(tenant_limits::own))
+        .route("/v1/usage", get(usage::own))
         .merge(buckets::routes())
         .merge(templates::routes())
         .merge(email_settings::routes())
@@ -117,6 +120,7 @@ pub fn router(state: AppState, options: &ApiOptions) -> Router {
     // The operator's routes: operator keys only, never a tenant's (see `auth`).
     let operator = tenants::routes()
         .merge(tenant_limits::operator_routes())
+        .merge(usage::operator_routes())
         .route_layer(middleware::from_fn(move |request, next| {
             nul::refuse_nul(body_limit, request, next)
         }))

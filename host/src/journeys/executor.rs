@@ -149,11 +149,12 @@ impl Executor {
             journal,
         } = claimed;
         let run = &run;
-        let transition_and_emails = match self
+        let activated = match self
             .registry
             .version(&run.tenant_id, &run.module_hash)
             .await
         {
+            // No guest ran: an activation that spent no CPU.
             Err(ModuleError::MissingVersion(hash)) => (
                 RunTransition::Failed {
                     error: format!("module version {hash} is not available in the module store"),
@@ -161,6 +162,7 @@ impl Executor {
                 vec![],
                 vec![],
                 vec![],
+                Duration::ZERO,
             ),
             Err(other) => {
                 return Err(ExecutorError::Runtime(RuntimeError::Instantiate(
@@ -214,15 +216,21 @@ impl Executor {
                 };
                 // A failed activation commits only the failure: the steps it took after the
                 // last commit never happened, so neither their journal rows nor their emails
-                // are kept.
+                // are kept. Its guest ran all the same: its time counts.
                 if matches!(transition, RunTransition::Failed { .. }) {
-                    (transition, vec![], vec![], vec![])
+                    (transition, vec![], vec![], vec![], report.guest_cpu)
                 } else {
-                    (transition, report.journal, report.emails, report.effects)
+                    (
+                        transition,
+                        report.journal,
+                        report.emails,
+                        report.effects,
+                        report.guest_cpu,
+                    )
                 }
             }
         };
-        let (transition, journal, emails, effects) = transition_and_emails;
+        let (transition, journal, emails, effects, guest_cpu) = activated;
         let now: Timestamp = self.clock.now();
         let emails: Vec<NewEmail> = emails
             .into_iter()
@@ -260,6 +268,7 @@ impl Executor {
                 effects,
                 transition: transition.clone(),
                 now,
+                guest_cpu,
             })
             .await??;
         if committed && has_effects {

@@ -5,7 +5,8 @@
 //! more memory than a pool slot holds gets what the slot holds.
 //!
 //! It knows nothing of SQL or HTTP: it takes a journal and returns what the activation did
-//! (fresh journal entries, queued emails and the outcome) for the executor to commit.
+//! (fresh journal entries, queued emails, the outcome, and how long its guest ran) for the
+//! executor to commit.
 
 pub mod activation;
 pub mod artifacts;
@@ -113,6 +114,9 @@ pub struct ActivationReport {
     pub emails: Vec<QueuedEmail>,
     /// `trigger` / `update-contact` effects, by journal step.
     pub effects: Vec<(u32, Effect)>,
+    /// How long the guest ran: its instantiation and the polls of its handler, not its waits
+    /// on the host's I/O (see `timed`).
+    pub guest_cpu: Duration,
 }
 
 /// What to run.
@@ -310,7 +314,12 @@ impl Runtime {
             request.limits.max_run_steps,
         );
         let run_id = request.run_id;
-        let (outcome, journal, stderr) = self.execute(module, request, journal).await?;
+        let Executed {
+            outcome,
+            journal,
+            stderr,
+            guest_cpu,
+        } = self.execute(module, request, journal).await?;
         if !stderr.is_empty() && !matches!(outcome, ActivationOutcome::Failed { .. }) {
             tracing::debug!(target: "waymark::guest", run = run_id, "stderr: {}", String::from_utf8_lossy(&stderr));
         }
@@ -319,6 +328,7 @@ impl Runtime {
             journal: journal.replay.into_fresh(),
             emails: journal.emails,
             effects: journal.effects,
+            guest_cpu,
         })
     }
 
@@ -332,7 +342,9 @@ impl Runtime {
     ) -> Result<ReplayCheck, RuntimeError> {
         let recorded = Replay::new(std::mem::take(&mut request.journal));
         let journal = ActivationJournal::replay_only(recorded, self.clock.clone());
-        let (outcome, journal, _) = self.execute(module, request, journal).await?;
+        let Executed {
+            outcome, journal, ..
+        } = self.execute(module, request, journal).await?;
         Ok(match (journal.stopped, outcome) {
             (Some(StepRefused::ReplayEnded), _) => ReplayCheck::Clean,
             (Some(StepRefused::Diverged(divergence)), _) => ReplayCheck::Diverged(divergence),
@@ -357,7 +369,7 @@ impl Runtime {
         module: &CompiledModule,
         request: ActivationRequest<'_>,
         journal: SharedJournal,
-    ) -> Result<(ActivationOutcome, ActivationJournal, Vec<u8>), RuntimeError> {
+    ) -> Result<Executed, RuntimeError> {
         let limits = self.fitted(request.limits);
         let scope = RunScope {
             run_id: request.run_id.to_owned(),
@@ -379,12 +391,12 @@ impl Runtime {
         let mut store = self.new_store(state, limits.cpu_budget);
         let invocation = invocation(request.run_id, request.handler, request.input);
 
-        let instance = module
-            .pre
-            .instantiate_async(&mut store)
+        let mut guest_cpu = Duration::ZERO;
+        let instance = timed(module.pre.instantiate_async(&mut store), &mut guest_cpu)
             .await
             .map_err(|e| RuntimeError::Instantiate(format!("{e:#}")))?;
-        let call = instance.call_run(&mut store, &invocation);
+        let call = timed(instance.call_run(&mut store, &invocation), &mut guest_cpu);
+        // A call cut short by the timeout has run for the time its polls took all the same.
         let result = tokio::time::timeout(limits.wall_clock, call).await;
 
         // An import that could not reach the store: the activation never happened.
@@ -412,8 +424,37 @@ impl Runtime {
                     "activation journal still shared after the store was dropped".into(),
                 )
             })?;
-        Ok((outcome, journal, stderr.to_vec()))
+        Ok(Executed {
+            outcome,
+            journal,
+            stderr: stderr.to_vec(),
+            guest_cpu,
+        })
     }
+}
+
+/// What [`Runtime::execute`] ran to.
+struct Executed {
+    outcome: ActivationOutcome,
+    journal: ActivationJournal,
+    stderr: Vec<u8>,
+    guest_cpu: Duration,
+}
+
+/// Run `future`, adding the time spent in its polls to `spent`. Around a guest's call that is
+/// the time the guest ran — with the host functions it calls synchronously, whose work it
+/// asked for — and not the time it waited for the host's I/O (a store read behind an import),
+/// nor the time it yielded to other tasks at an epoch tick. Wall time within each poll: a
+/// thread the OS preempts mid-poll is charged too, as the CPU budget's ticks are.
+async fn timed<F: Future>(future: F, spent: &mut Duration) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        let started = std::time::Instant::now();
+        let polled = future.as_mut().poll(cx);
+        *spent += started.elapsed();
+        polled
+    })
+    .await
 }
 
 /// What replaying a run's journal against a candidate version found.

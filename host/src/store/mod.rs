@@ -5,7 +5,7 @@
 //!              RunQueue, RunReads, History, RunEffects, Outbox, EmailTemplates,
 //!              EmailPreferences, EmailSenders, BucketReads, Backfills, Reconciles,
 //!              JourneyAdmin, ManualMemberships, ModuleCatalog, HostSettings, Operators,
-//!              TenantLimitStore, Engine); `Store` is all of them
+//!              TenantLimitStore, UsageReads, Engine); `Store` is all of them
 //! flows/       each write transaction's workflow, once: ingest one event, upsert a contact,
 //!              change a manual membership, a backfill page, a reconcile pass, a change of a
 //!              tenant's modules, over a backend's primitives (`IngestTx`, `ModuleChangeTx`, …)

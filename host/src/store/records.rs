@@ -9,6 +9,7 @@ use crate::tenancy::Scope;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tenant {
@@ -430,8 +431,9 @@ pub struct EffectFailure {
 }
 
 /// Everything one activation produced, committed in ONE transaction: journal rows, outbox
-/// rows, the timer and the run's status. If the run became terminal meanwhile (exited) or the
-/// lease was lost, nothing is written and `Ok(false)` is returned.
+/// rows, the timer and the run's status, and the activation counted in its tenant's usage. If
+/// the run became terminal meanwhile (exited) or the lease was lost, nothing is written (or
+/// counted) and `Ok(false)` is returned.
 #[derive(Debug, Clone)]
 pub struct ActivationCommit {
     pub run_id: RunId,
@@ -443,6 +445,9 @@ pub struct ActivationCommit {
     pub effects: Vec<(u32, Effect)>,
     pub transition: RunTransition,
     pub now: Timestamp,
+    /// How long the guest ran (see [`crate::runtime::ActivationReport::guest_cpu`]): the
+    /// tenant's usage, counted with the commit on the day of `now`.
+    pub guest_cpu: Duration,
 }
 
 /// An email claimed for delivery.

@@ -24,6 +24,7 @@ use crate::clock::Timestamp;
 use crate::contacts::normalize_email;
 use crate::ids::{ApiKeyId, ContactId, EmailId, EventId, RunId, TenantId};
 use crate::tenancy::limits::{Limit, LimitOverrides, LimitPatch, Setting, TenantLimitsRecord};
+use crate::usage::{Day, DayUsage, UsageCounts};
 use serde_json::{Map, Value};
 use sqlx::Postgres;
 use std::collections::{HashMap, HashSet};
@@ -94,6 +95,24 @@ pub(crate) fn tenant_from_row(row: &impl Columns) -> StoreResult<Tenant> {
         name: row.column("name")?,
         created_at: row.time("created_at")?,
         suspended_at: row.time_opt("suspended_at")?,
+    })
+}
+
+/// A sum of usage counters: the columns `events`, `activations`, `cpu_us`, `emails_sent`.
+pub(crate) fn usage_counts_from_row(row: &impl Columns) -> StoreResult<UsageCounts> {
+    Ok(UsageCounts {
+        events: row.count("usage events", "events")?,
+        activations: row.count("usage activations", "activations")?,
+        cpu_us: row.count("usage cpu", "cpu_us")?,
+        emails_sent: row.count("usage emails", "emails_sent")?,
+    })
+}
+
+/// A day's sum of usage counters: its `day` and [`usage_counts_from_row`]'s columns.
+pub(crate) fn day_usage_from_row(row: &impl Columns) -> StoreResult<DayUsage> {
+    Ok(DayUsage {
+        day: Day(row.column("day")?),
+        counts: usage_counts_from_row(row)?,
     })
 }
 

@@ -24,6 +24,7 @@ mod run_queue;
 mod run_reads;
 mod tenancy;
 mod tenant_limits;
+mod usage_reads;
 
 pub use backfills::{Backfills, RETIRED};
 pub use bucket_reads::BucketReads;
@@ -47,6 +48,7 @@ pub use run_queue::RunQueue;
 pub use run_reads::RunReads;
 pub use tenancy::Tenancy;
 pub use tenant_limits::TenantLimitStore;
+pub use usage_reads::UsageReads;
 
 /// Declares [`Store`] as every concern listed, and implements it for every type that has them
 /// all: the list is written once.
@@ -83,4 +85,5 @@ store_of_concerns!(
     Reconciles,
     ModuleCatalog,
     TenantLimitStore,
+    UsageReads,
 );

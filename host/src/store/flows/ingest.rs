@@ -6,7 +6,8 @@
 //! of the journeys whose `exitOn` it matches, start the runs the enrollment guards admit, then
 //! re-evaluate the buckets the event can change and ingest each transition as an event of its
 //! own (deduplicated on its deterministic key, routed to journeys, never re-evaluated). The
-//! guards' skips are tallied for the batch; the backend adds them to the counters once.
+//! guards' skips and the events stored (the tenants' usage) are tallied for the batch; the
+//! backend adds each to its counters once, the usage last.
 
 use crate::buckets::membership::{self, Cause, MembershipTx, Transition};
 use crate::clock::Timestamp;
@@ -20,6 +21,7 @@ use crate::store::{
     BucketTransition, ContactRecord, ExitedRun, IngestOutcome, IngestRouting, NewEvent, SkippedRun,
     StartedRun, StoreError, StoreResult,
 };
+use crate::usage::UsageTally;
 
 /// What ingest asks of a backend inside its open write transaction, beyond identity
 /// resolution ([`IdentityTx`]) and bucket membership ([`MembershipTx`]).
@@ -86,21 +88,27 @@ pub struct NewRun<'a> {
     pub at: Timestamp,
 }
 
-/// Ingest `batch` in order inside `tx`: the outcomes in input order, and the skips for the
-/// caller to count ([`IngestTx::count_skips`]) when its backend wants them counted.
+/// Ingest `batch` in order inside `tx`: the outcomes in input order, the skips for the caller
+/// to count ([`IngestTx::count_skips`]) when its backend wants them counted, and the events
+/// stored, for the tenants' usage (a duplicate is none), which the caller adds last.
 pub async fn ingest_batch(
     tx: &mut impl IngestTx,
     batch: &[IngestItem],
     routing: &dyn IngestRouting,
-) -> StoreResult<(Vec<IngestOutcome>, SkipTally)> {
+) -> StoreResult<(Vec<IngestOutcome>, SkipTally, UsageTally)> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut skips = SkipTally::default();
+    let mut usage = UsageTally::default();
     for item in batch {
         let outcome = ingest_one(tx, routing, item).await?;
-        skips.add_outcome(&item.event.tenant_id, &outcome);
+        let event = &item.event;
+        skips.add_outcome(&event.tenant_id, &outcome);
+        if matches!(outcome, IngestOutcome::Stored { .. }) {
+            usage.event(&event.tenant_id, event.received_at);
+        }
         outcomes.push(outcome);
     }
-    Ok((outcomes, skips))
+    Ok((outcomes, skips, usage))
 }
 
 /// One item of a batch, inside the batch's transaction (so it sees the earlier items, their

@@ -2,9 +2,11 @@
 //! ([`crate::store::flows::IngestTx`]).
 //!
 //! Ingest on PostgreSQL: the batch's transaction, around the shared flow
-//! ([`flows::ingest`]), and [`PgTx`]'s ingest primitives. The guards' skips are added to the journeys' counters once per batch, just before the
-//! commit and in key order, so concurrent batches hold a counter row only briefly and lock
-//! counter rows in the same order.
+//! ([`flows::ingest`]), and [`PgTx`]'s ingest primitives. The guards' skips are added to the
+//! journeys' counters once per batch, just before the commit and in key order, so concurrent
+//! batches hold a counter row only briefly and lock counter rows in the same order; the events
+//! stored are added to the tenants' usage after them, as the batch's last statement (see
+//! `usage`), so a batch rolled back and run again counts its events once.
 //!
 //! Concurrency. The batch first takes, in the global lock order (see `identity`), the advisory
 //! locks of every value its items will look up and of every idempotency key, then locks the
@@ -40,6 +42,7 @@ use super::identity::{LockName, LockTarget};
 use super::journeys::{count_skips, exit_runs};
 use super::live_statuses;
 use super::tx::{PendingEvent, PgTx, UsedKeys, Written};
+use super::usage::add_usage;
 use super::{MAX_ATTEMPTS, PgStore, is_transient};
 use crate::buckets::EventQuery;
 use crate::clock::Timestamp;
@@ -118,11 +121,13 @@ async fn ingest_batch(
     if pg.deferred_write_lost {
         return Ok(None); // dropping `tx` rolls it back
     }
-    let (outcomes, skips) = flowed?;
+    let (outcomes, skips, usage) = flowed?;
     if pg.write_events().await? == Written::Taken {
         return Ok(None);
     }
     pg.count_skips(&skips).await?;
+    // Last: a batch rolled back to run again (above) or by an error counted nothing.
+    add_usage(pg.conn(), &usage).await?;
     tx.commit().await?;
     Ok(Some(outcomes))
 }

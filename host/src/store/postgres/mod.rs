@@ -47,8 +47,8 @@
 //! (`Backfills`), `reconciles` (`Reconciles`), `runs` (`RunQueue`, `RunReads`), `effects`
 //! (`RunEffects`), `outbox` (`Outbox`), `history` (`History`), `templates`
 //! (`EmailTemplates`), `preferences` (`EmailPreferences`), `journeys` (`JourneyAdmin`) and
-//! `limits` (`TenantLimitStore`).
-//! `tx` holds the transaction the shared flows run in ([`tx::PgTx`]: what it remembers
+//! `limits` (`TenantLimitStore`), `usage` (`UsageReads`, and the sharded counter upsert the
+//! transactions that do the work end with), `claims` (the fair claim's steps). `tx` holds the transaction the shared flows run in ([`tx::PgTx`]: what it remembers
 //! between statements, its deferred writes); `identity` its advisory locks, contact lookups
 //! and identity primitives; `rows` the column lists and row mapping.
 
@@ -101,6 +101,7 @@ mod tenancy;
 #[cfg(test)]
 mod tests;
 mod tx;
+mod usage;
 
 use super::{StoreError, StoreResult};
 use sqlx::PgPool;

@@ -10,9 +10,11 @@
 //! Delivery workers of several processes claim with one statement each
 //! (`FOR UPDATE SKIP LOCKED` under a lease on the real clock), so they take disjoint emails;
 //! an outcome is recorded only on an email still queued, so a late report from a worker whose
-//! lease expired never turns a sent (or cancelled) email back.
+//! lease expired never turns a sent (or cancelled) email back — and an email is counted sent
+//! (the tenant's usage) by the statement that marks it, so exactly once.
 
 use super::rows::{and_equals, fetch_newest_first};
+use super::usage::next_shard;
 use super::{PgStore, tenant_not_suspended};
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
@@ -25,6 +27,7 @@ use crate::store::{
     DeliveryResult, EmailFilter, EmailRecord, Lease, NewEmail, OutboxEmail, StoreResult,
     SuppressedReason,
 };
+use crate::usage::Day;
 use async_trait::async_trait;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
@@ -171,12 +174,20 @@ impl Outbox for PgStore {
         // Only a queued email takes an outcome: a late report from a worker whose lease expired
         // never turns a sent email back into a queued or failed one.
         let query = match &result {
+            // Counted in the same statement, the counter last (see `usage`).
             DeliveryResult::Sent { at } => sqlx::query(
-                "UPDATE emails SET status = 'sent', sent_at = $2, attempts = attempts + 1, \
-                 lease_owner = NULL, lease_until = NULL WHERE id = $1 AND status = 'queued'",
+                "WITH sent AS (\
+                     UPDATE emails SET status = 'sent', sent_at = $2, attempts = attempts + 1, \
+                     lease_owner = NULL, lease_until = NULL WHERE id = $1 AND status = 'queued' \
+                     RETURNING tenant_id) \
+                 INSERT INTO tenant_usage AS u (tenant_id, day, shard, emails_sent) \
+                 SELECT tenant_id, $3, $4, 1 FROM sent \
+                 ON CONFLICT (tenant_id, day, shard) DO UPDATE SET emails_sent = u.emails_sent + 1",
             )
             .bind(id.as_str())
-            .bind(at.0),
+            .bind(at.0)
+            .bind(Day::of(*at).0)
+            .bind(next_shard()),
             DeliveryResult::Failed {
                 error,
                 retry_at: Some(retry_at),

@@ -13,6 +13,7 @@
 
 use super::rows::{and_equals, fetch_newest_first, journal_from_json};
 use super::tx::PgTx;
+use super::usage::add_usage;
 use super::{PgStore, live_statuses, tenant_not_suspended};
 use crate::store::flows;
 use crate::clock::{Clock, Timestamp};
@@ -26,6 +27,7 @@ use crate::store::rows::run_from_row;
 use crate::store::{
     ActivationCommit, ActivationInput, Lease, RunFilter, RunRecord, RunTransition, StoreResult,
 };
+use crate::usage::UsageTally;
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
@@ -109,15 +111,22 @@ impl RunQueue for PgStore {
 
     /// Group commit: every activation in one transaction, each checked and written on its own (a
     /// lost lease skips only that one). Runs are locked in id order, so two hosts committing
-    /// overlapping sets cannot deadlock.
+    /// overlapping sets cannot deadlock; the activations written are counted in their tenants'
+    /// usage by the last statement (see `usage`).
     async fn commit_activations(&self, commits: Arc<[ActivationCommit]>) -> StoreResult<Vec<bool>> {
         let mut order: Vec<usize> = (0..commits.len()).collect();
         order.sort_by(|&a, &b| commits[a].run_id.cmp(&commits[b].run_id));
         let mut written = vec![false; commits.len()];
+        let mut usage = UsageTally::default();
         let mut tx = self.pool.begin().await?;
         for index in order {
-            written[index] = commit_one(&mut tx, &commits[index]).await?;
+            let commit = &commits[index];
+            written[index] = commit_one(&mut tx, commit).await?;
+            if written[index] {
+                usage.activation(&commit.tenant_id, commit.now, commit.guest_cpu);
+            }
         }
+        add_usage(&mut tx, &usage).await?;
         tx.commit().await?;
         Ok(written)
     }

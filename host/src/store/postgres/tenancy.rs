@@ -256,7 +256,7 @@ impl Operators for PgStore {
 }
 
 /// Every table holding a tenant's rows, children first, the tenant last.
-const DELETE_TENANT: [&str; 23] = [
+const DELETE_TENANT: [&str; 24] = [
     "DELETE FROM journal WHERE run_id IN (SELECT id FROM runs WHERE tenant_id = $1)",
     "DELETE FROM timers WHERE run_id IN (SELECT id FROM runs WHERE tenant_id = $1)",
     "DELETE FROM run_effects WHERE run_id IN (SELECT id FROM runs WHERE tenant_id = $1)",
@@ -279,6 +279,7 @@ const DELETE_TENANT: [&str; 23] = [
     "DELETE FROM bucket_absence_cursors WHERE tenant_id = $1",
     "DELETE FROM reconcile_state WHERE tenant_id = $1",
     "DELETE FROM tenant_limits WHERE tenant_id = $1",
+    "DELETE FROM tenant_usage WHERE tenant_id = $1",
     "DELETE FROM tenants WHERE id = $1",
 ];
 

@@ -314,6 +314,7 @@ async fn a_deletion_racing_an_activation_leaves_no_live_run_and_no_queued_email(
                     wait: None,
                 },
                 now: Timestamp(T0 + 100),
+                guest_cpu: std::time::Duration::ZERO,
             };
             let committing = {
                 let other = other.clone();
@@ -414,6 +415,7 @@ async fn two_hosts_claiming_the_outbox_never_take_one_email_twice() {
                 effects: vec![],
                 transition: RunTransition::Completed,
                 now: Timestamp(T0 + 1),
+                guest_cpu: std::time::Duration::ZERO,
             })
             .await
             .unwrap();
@@ -547,6 +549,7 @@ async fn a_journal_comes_back_exactly_as_recorded() {
                     wait: None,
                 },
                 now: Timestamp(T0),
+                guest_cpu: std::time::Duration::ZERO,
             })
             .await
             .unwrap();

@@ -4,11 +4,13 @@
 //! Ingest on SQLite: the batch is one closure on the writer thread, running the shared flow
 //! ([`flows::ingest`]) over [`SqliteTx`], whose ingest primitives are here. Each statement is
 //! an in-process call on a cached prepared statement rather than a round trip, so events,
-//! runs and timers are written as the flow meets them, and the skips are counted at the end.
+//! runs and timers are written as the flow meets them, and the skips and the tenants' usage
+//! are counted at the end.
 
 use super::journeys::{count_skips, exit_runs};
 use super::rows::to_json;
 use super::tx::{SqliteTx, run_sync};
+use super::usage::add_usage;
 use super::{SqliteStore, live_statuses, tenant_number};
 use crate::clock::Timestamp;
 use crate::ids::{EventId, RunId, TenantId};
@@ -34,12 +36,13 @@ impl EventIngest for SqliteStore {
         }
         self.write_with_contacts(move |conn, cache| {
             let mut tx = SqliteTx::with_contacts(conn, cache)?;
-            let (outcomes, skips) = run_sync(flows::ingest::ingest_batch(
+            let (outcomes, skips, usage) = run_sync(flows::ingest::ingest_batch(
                 &mut tx,
                 &batch,
                 routing.as_ref(),
             ))?;
             run_sync(tx.count_skips(&skips))?;
+            add_usage(tx.conn, &usage)?;
             Ok(outcomes)
         })
         .await

@@ -113,6 +113,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tenant limits and fair claims",
         include_str!("../../../../migrations/sqlite/0022_tenant_limits.sql"),
     ),
+    (
+        23,
+        "usage per tenant",
+        include_str!("../../../../migrations/sqlite/0023_usage.sql"),
+    ),
 ];
 
 fn checksum(sql: &str) -> String {

@@ -18,7 +18,8 @@
 //! `backfills` (`Backfills`), `reconciles` (`Reconciles`), `runs` (`RunQueue`, `RunReads`),
 //! `effects` (`RunEffects`), `outbox` (`Outbox`), `history` (`History`), `templates`
 //! (`EmailTemplates`), `preferences` (`EmailPreferences`), `journeys` (`JourneyAdmin`) and
-//! `limits` (`TenantLimitStore`);
+//! `limits` (`TenantLimitStore`), `claims` (the fair claim's steps);
+//! `usage` (`UsageReads`, and the counter upsert the transactions that do the work end with);
 //! `tx` holds the writer's transaction the shared flows run in (`SqliteTx`), `identity` the
 //! identity primitives and contact lookups, `rows` the value conversions.
 //! The tests are backend-agnostic, in `crate::store::tests`.
@@ -48,6 +49,7 @@ mod senders;
 mod templates;
 mod tenancy;
 mod tx;
+mod usage;
 
 use super::{StoreError, StoreResult};
 use contact_cache::ContactCache;

@@ -6,8 +6,12 @@
 //! Suppression is checked twice (defence in depth): the commit records an email to someone
 //! who has unsubscribed as `suppressed`, and a claim re-checks every due email, so an
 //! unsubscribe that lands after the commit still stops the send.
+//!
+//! An email is counted sent (the tenant's usage) in the transaction that marks it, so exactly
+//! once: a late second report finds it no longer queued and counts nothing.
 
 use super::rows::{ListQuery, and_equals, collect, fetch_newest_first};
+use super::usage::add_usage;
 use super::{SqliteStore, tenant_not_suspended};
 use crate::clock::{Clock, Timestamp};
 use crate::contacts::normalize_email;
@@ -20,8 +24,9 @@ use crate::store::{
     DeliveryResult, EmailFilter, EmailRecord, Lease, NewEmail, OutboxEmail, StoreResult,
     SuppressedReason,
 };
+use crate::usage::UsageTally;
 use async_trait::async_trait;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// Whether a row of `email_preferences` opts the email `e` out (its person or its address).
 macro_rules! recipient_unsubscribed {
@@ -175,34 +180,45 @@ impl Outbox for SqliteStore {
             // Only a queued email takes an outcome: a late report from a worker whose lease
             // expired never turns a sent email back into a queued or failed one.
             match &result {
-                DeliveryResult::Sent { at } => tx
-                    .prepare_cached(
-                        "UPDATE emails SET status = 'sent', sent_at = ?1, \
+                DeliveryResult::Sent { at } => {
+                    let sent: Option<String> = tx
+                        .prepare_cached(
+                            "UPDATE emails SET status = 'sent', sent_at = ?1, \
                              attempts = attempts + 1, lease_owner = NULL, lease_until = NULL \
-                             WHERE id = ?2 AND status = 'queued'",
-                    )?
-                    .execute(params![at.0, id.as_str()])?,
+                             WHERE id = ?2 AND status = 'queued' RETURNING tenant_id",
+                        )?
+                        .query_row(params![at.0, id.as_str()], |row| row.get(0))
+                        .optional()?;
+                    // Counted with the mark, so exactly once.
+                    if let Some(tenant) = sent {
+                        let mut usage = UsageTally::default();
+                        usage.email_sent(&TenantId(tenant), *at);
+                        add_usage(tx, &usage)?;
+                    }
+                }
                 DeliveryResult::Failed {
                     error,
                     retry_at: Some(retry_at),
-                } => tx
-                    .prepare_cached(
+                } => {
+                    tx.prepare_cached(
                         "UPDATE emails SET attempts = attempts + 1, last_error = ?1, \
-                             next_attempt_at = ?2, lease_owner = NULL, lease_until = NULL \
-                             WHERE id = ?3 AND status = 'queued'",
+                         next_attempt_at = ?2, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = ?3 AND status = 'queued'",
                     )?
-                    .execute(params![error, retry_at.0, id.as_str()])?,
+                    .execute(params![error, retry_at.0, id.as_str()])?;
+                }
                 DeliveryResult::Failed {
                     error,
                     retry_at: None,
-                } => tx
-                    .prepare_cached(
+                } => {
+                    tx.prepare_cached(
                         "UPDATE emails SET status = 'failed', attempts = attempts + 1, \
-                             last_error = ?1, lease_owner = NULL, lease_until = NULL \
-                             WHERE id = ?2 AND status = 'queued'",
+                         last_error = ?1, lease_owner = NULL, lease_until = NULL \
+                         WHERE id = ?2 AND status = 'queued'",
                     )?
-                    .execute(params![error, id.as_str()])?,
-            };
+                    .execute(params![error, id.as_str()])?;
+                }
+            }
             Ok(())
         })
         .await

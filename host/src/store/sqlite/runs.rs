@@ -8,6 +8,7 @@ use super::rows::{
     parse_run_status,
 };
 use super::tx::{SqliteTx, run_sync};
+use super::usage::add_usage;
 use super::{SqliteStore, live_statuses, tenant_not_suspended, tenant_number};
 use crate::store::flows;
 use crate::clock::{Clock, Timestamp};
@@ -20,6 +21,7 @@ use crate::store::rows::run_from_row;
 use crate::store::{
     ActivationCommit, ActivationInput, Lease, RunFilter, RunRecord, RunTransition, StoreResult,
 };
+use crate::usage::UsageTally;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::sync::Arc;
@@ -113,13 +115,21 @@ impl RunQueue for SqliteStore {
     }
 
     /// Group commit: every activation in one write transaction, each checked and written on its
-    /// own (a lost lease skips only that one).
+    /// own (a lost lease skips only that one); the ones written are counted in their tenants'
+    /// usage last.
     async fn commit_activations(&self, commits: Arc<[ActivationCommit]>) -> StoreResult<Vec<bool>> {
         self.write_without_memberships(move |tx| {
-            commits
-                .iter()
-                .map(|commit| commit_one(tx, commit))
-                .collect()
+            let mut usage = UsageTally::default();
+            let mut written = Vec::with_capacity(commits.len());
+            for commit in commits.iter() {
+                let ours = commit_one(tx, commit)?;
+                if ours {
+                    usage.activation(&commit.tenant_id, commit.now, commit.guest_cpu);
+                }
+                written.push(ours);
+            }
+            add_usage(tx, &usage)?;
+            Ok(written)
         })
         .await
     }

@@ -275,7 +275,7 @@ const DELETE_TENANT_BY_NUMBER: [&str; 2] = [
 ];
 
 /// Every other table holding the tenant's rows, children first, the tenant last.
-const DELETE_TENANT_BY_ID: [&str; 22] = [
+const DELETE_TENANT_BY_ID: [&str; 23] = [
     "DELETE FROM contact_activity WHERE contact_id IN \
      (SELECT id FROM contacts WHERE tenant_id = ?1)",
     "DELETE FROM journal WHERE run_id IN (SELECT id FROM runs WHERE tenant_id = ?1)",
@@ -298,6 +298,7 @@ const DELETE_TENANT_BY_ID: [&str; 22] = [
     "DELETE FROM bucket_absence_cursors WHERE tenant_id = ?1",
     "DELETE FROM reconcile_state WHERE tenant_id = ?1",
     "DELETE FROM tenant_limits WHERE tenant_id = ?1",
+    "DELETE FROM tenant_usage WHERE tenant_id = ?1",
     "DELETE FROM tenants WHERE id = ?1",
 ];
 

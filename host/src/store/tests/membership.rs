@@ -8,9 +8,9 @@ use crate::buckets::{BucketDef, BucketKind, BucketRegistry, Condition};
 use crate::store::{BucketTransition, IngestRouting, ManualChangeOutcome, MembershipChange};
 
 /// Routing for these tests: the given buckets, and journeys started by exact trigger name.
-struct TestRouting {
-    buckets: Arc<BucketRegistry>,
-    journeys: Vec<(&'static str, RunCandidate)>,
+pub(super) struct TestRouting {
+    pub buckets: Arc<BucketRegistry>,
+    pub journeys: Vec<(&'static str, RunCandidate)>,
 }
 
 impl IngestRouting for TestRouting {
@@ -54,7 +54,7 @@ fn power() -> BucketDef {
 }
 
 /// Contact property `plan` is "pro".
-fn pro() -> BucketDef {
+pub(super) fn pro() -> BucketDef {
     bucket(
         "pro",
         json!({"type": "property", "property": "plan", "operator": "eq", "value": "pro"}),

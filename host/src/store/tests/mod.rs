@@ -62,6 +62,7 @@ mod reconcile;
 mod runs;
 mod senders;
 mod tenancy;
+mod usage;
 
 pub(crate) use harness::{Backend, TestDb};
 
@@ -79,6 +80,7 @@ use crate::store::{
 use serde_json::{Map, Value, json};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 const T0: i64 = 1_700_000_000_000;
 const HOUR: i64 = 3_600_000;
@@ -287,6 +289,7 @@ fn commit(f: &Fixture, run: &RunId, owner: &str, transition: RunTransition) -> A
         effects: vec![],
         transition,
         now: Timestamp(T0 + 1),
+        guest_cpu: Duration::from_micros(1500),
     }
 }
 

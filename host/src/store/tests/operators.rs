@@ -8,7 +8,7 @@ use crate::store::NewApiKey;
 use crate::tenancy::Scope;
 
 /// Rows the store's API does not write directly, one per table; `$1` is the tenant's id.
-const RAW_ROWS: [&str; 15] = [
+const RAW_ROWS: [&str; 16] = [
     "INSERT INTO contact_aliases (tenant_id, kind, value, contact_id, reason, created_at) \
      VALUES ($1, 'key', $1, (SELECT id FROM contacts WHERE tenant_id = $1 LIMIT 1), 'promote', 0)",
     "INSERT INTO journal (run_id, seq, tenant_id, kind, request, response, recorded_at) \
@@ -37,6 +37,8 @@ const RAW_ROWS: [&str; 15] = [
      after_at, after_id) VALUES ($1, 'vip', 'login', 1, 0, 'e')",
     "INSERT INTO reconcile_state (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING",
     "INSERT INTO tenant_limits (tenant_id, activations_in_flight, updated_at) VALUES ($1, 4, 0)",
+    // A day of 1970, in a shard of its own: the ingest and commit above count today's.
+    "INSERT INTO tenant_usage (tenant_id, day, shard, events) VALUES ($1, 1, 1, 1)",
 ];
 
 /// A membership; SQLite keys memberships by the tenant's number (migration 0016).
