@@ -186,8 +186,16 @@ async fn run_backend(backend: Backend, seconds: u64, rounds_wanted: usize) -> Ve
             tokio::time::sleep(Duration::from_millis(500)).await;
             let (with, with_runs) = tenant_b(&server, &b, seconds, &format!("with-{tag}")).await;
             stop.store(true, Ordering::Relaxed);
-            let alone_due = common::due_to_activation(&server, &b, &alone_runs, (alone_runs.len() / 200).max(1)).await;
-            let with_due = common::due_to_activation(&server, &b, &with_runs, (with_runs.len() / 200).max(1)).await;
+            let alone_due = common::due_to_activation(
+                &server,
+                &b,
+                &alone_runs,
+                (alone_runs.len() / 200).max(1),
+            )
+            .await;
+            let with_due =
+                common::due_to_activation(&server, &b, &with_runs, (with_runs.len() / 200).max(1))
+                    .await;
             a.await.unwrap();
             rounds.push([
                 percentile(&alone, 0.99),

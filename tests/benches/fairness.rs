@@ -24,7 +24,7 @@ mod common;
 mod support;
 
 use common::{backends, build_modules, env_or, machine, percentile, today, under_cargo_bench};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 use support::{Backend, Server, ServerOptions, module_bytes, tenant_key};
 

@@ -181,7 +181,10 @@ mod tests {
         assert!(at(24, 32).offers());
         assert!(at(0, 32).offers());
         assert!(at(0, 1).offers() && !at(1, 1).offers());
-        assert!(at(2, 3).offers(), "a limit under four refills one at a time");
+        assert!(
+            at(2, 3).offers(),
+            "a limit under four refills one at a time"
+        );
         assert!(!at(40, 32).offers(), "a lowered limit leaves no room");
     }
 

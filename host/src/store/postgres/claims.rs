@@ -6,14 +6,14 @@
 //! per tenant with room, stopping at its take (a tenant's 100,000 due runs cost it its take,
 //! not a pass); the lease updates the picked timers by primary key and reads their runs.
 
-use super::tx::PgTx;
 use super::live_statuses;
 use super::runs::activation_from_row;
+use super::tx::PgTx;
 use crate::clock::Timestamp;
 use crate::ids::{RunId, TenantId};
 use crate::store::flows::fair_claim::{DueTimer, FairClaimTx, TenantRoom};
-use crate::store::{ActivationInput, Lease, StoreResult};
 use crate::store::rows::run_columns;
+use crate::store::{ActivationInput, Lease, StoreResult};
 use sqlx::Row;
 
 impl FairClaimTx for PgTx<'_> {
@@ -114,4 +114,3 @@ impl FairClaimTx for PgTx<'_> {
         rows.iter().map(activation_from_row).collect()
     }
 }
-

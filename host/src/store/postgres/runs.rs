@@ -15,13 +15,13 @@ use super::rows::{and_equals, fetch_newest_first, journal_from_json};
 use super::tx::PgTx;
 use super::usage::add_usage;
 use super::{PgStore, live_statuses, tenant_not_suspended};
-use crate::store::flows;
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
 use crate::store::RunQueue;
 use crate::store::RunReads;
 use crate::store::codec::{parse_json, parse_run_status, to_json};
+use crate::store::flows;
 use crate::store::rows::run_columns;
 use crate::store::rows::run_from_row;
 use crate::store::{

@@ -95,4 +95,3 @@ impl FairClaimTx for SqliteTx<'_> {
         Ok(runs)
     }
 }
-

@@ -10,12 +10,12 @@ use super::rows::{
 use super::tx::{SqliteTx, run_sync};
 use super::usage::add_usage;
 use super::{SqliteStore, live_statuses, tenant_not_suspended, tenant_number};
-use crate::store::flows;
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{RunId, TenantId};
 use crate::journeys::{RunInput, RunStatus};
 use crate::store::RunQueue;
 use crate::store::RunReads;
+use crate::store::flows;
 use crate::store::rows::run_columns;
 use crate::store::rows::run_from_row;
 use crate::store::{
