@@ -138,12 +138,7 @@ async fn run_backend(backend: Backend, seconds: u64, rounds_wanted: usize) -> Ve
         Server::start(ServerOptions {
             backend,
             modules: vec!["spin-forever", "panics", "steps-v1"],
-            extra_args: vec![
-                "--rate-limit".into(),
-                "0".into(),
-                "--tenant-ingest-rate".into(),
-                "0".into(),
-            ],
+            extra_args: common::unthrottled(),
             ..Default::default()
         })
         .await,

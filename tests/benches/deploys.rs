@@ -210,12 +210,7 @@ async fn run_backend(backend: Backend) -> Vec<String> {
     let fresh = Server::start(ServerOptions {
         backend,
         dev: false,
-        extra_args: vec![
-            "--rate-limit".into(),
-            "0".into(),
-            "--tenant-ingest-rate".into(),
-            "0".into(),
-        ],
+        extra_args: common::unthrottled(),
         ..Default::default()
     })
     .await;
@@ -227,12 +222,7 @@ async fn run_backend(backend: Backend) -> Vec<String> {
             backend,
             dev: false,
             module_files: vec![("steps.wasm", module_bytes("steps-v1"))],
-            extra_args: vec![
-                "--rate-limit".into(),
-                "0".into(),
-                "--tenant-ingest-rate".into(),
-                "0".into(),
-            ],
+            extra_args: common::unthrottled(),
             ..Default::default()
         })
         .await,

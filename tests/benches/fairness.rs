@@ -79,12 +79,7 @@ async fn run_backend(
     let server = Server::start(ServerOptions {
         backend,
         modules: vec!["bench-journeys", "spin-forever", "memory-hog"],
-        extra_args: vec![
-            "--rate-limit".into(),
-            "0".into(),
-            "--tenant-ingest-rate".into(),
-            "0".into(),
-        ],
+        extra_args: common::unthrottled(),
         ..Default::default()
     })
     .await;

@@ -471,9 +471,7 @@ async fn drive(
     bodies: Bodies,
     notes: &mut Vec<String>,
 ) -> Vec<(Server, Driven)> {
-    let mut extra_args: Vec<String> = ["--rate-limit", "0", "--tenant-ingest-rate", "0"]
-        .map(str::to_owned)
-        .into();
+    let mut extra_args = common::unthrottled();
     extra_args.extend(config.server_args.iter().cloned());
     let mut servers = Vec::new();
     for modules in module_sets {

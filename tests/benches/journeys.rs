@@ -75,12 +75,7 @@ async fn run_backend(config: &Config, backend: Backend) -> Vec<String> {
     let server = Server::start(ServerOptions {
         backend,
         modules: vec![MODULE],
-        extra_args: vec![
-            "--rate-limit".into(),
-            "0".into(),
-            "--tenant-ingest-rate".into(),
-            "0".into(),
-        ],
+        extra_args: common::unthrottled(),
         ..Default::default()
     })
     .await;

@@ -240,12 +240,7 @@ async fn activation_rates(config: &Config, backend: Backend) -> Vec<String> {
     let server = Server::start(ServerOptions {
         backend,
         modules: vec!["ts-edge", "bench-journeys"],
-        extra_args: vec![
-            "--rate-limit".into(),
-            "0".into(),
-            "--tenant-ingest-rate".into(),
-            "0".into(),
-        ],
+        extra_args: common::unthrottled(),
         ..Default::default()
     })
     .await;

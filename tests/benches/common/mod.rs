@@ -36,6 +36,14 @@ pub fn build_modules(what: &str) -> &'static Path {
     tokio::task::block_in_place(support::built_modules)
 }
 
+/// The options that lift a host's request and ingest rate limits, which a bench would
+/// otherwise measure.
+pub fn unthrottled() -> Vec<String> {
+    ["--rate-limit", "0", "--tenant-ingest-rate", "0"]
+        .map(String::from)
+        .to_vec()
+}
+
 /// SQLite always; PostgreSQL (a fresh database per server) when `WAYMARK_TEST_DATABASE_URL`
 /// is set.
 pub fn backends() -> Vec<Backend> {

@@ -38,12 +38,7 @@ pub async fn start_host() -> Server {
         backend: Backend::Postgres,
         dev: false,
         modules: MODULES.to_vec(),
-        extra_args: vec![
-            "--rate-limit".into(),
-            "0".into(),
-            "--tenant-ingest-rate".into(),
-            "0".into(),
-        ],
+        extra_args: super::unthrottled(),
         ..ServerOptions::default()
     })
     .await
