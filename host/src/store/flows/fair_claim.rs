@@ -21,6 +21,7 @@
 use crate::clock::Timestamp;
 use crate::ids::{RunId, TenantId};
 use crate::store::{ActivationInput, Lease, StoreResult};
+use std::collections::HashMap;
 
 /// A tenant's share of a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,19 +122,17 @@ pub async fn claim_due_runs(
 /// its tenant to (in flight plus its place among the tenant's offers), then oldest due first,
 /// then by run id. `due` holds each tenant's offers oldest first.
 pub fn least_loaded_first(rooms: &[TenantRoom], due: Vec<DueTimer>, limit: u32) -> Vec<DueTimer> {
-    let in_flight = |tenant: &TenantId| {
-        rooms
-            .iter()
-            .find(|room| &room.tenant == tenant)
-            .map_or(0, |room| room.in_flight)
-    };
-    let mut offered: std::collections::HashMap<TenantId, u32> = Default::default();
+    // Each tenant's load so far: its in flight, then one more per offer ranked.
+    let mut load: HashMap<TenantId, u32> = rooms
+        .iter()
+        .map(|room| (room.tenant.clone(), room.in_flight))
+        .collect();
     let mut ranked: Vec<(u32, DueTimer)> = due
         .into_iter()
         .map(|timer| {
-            let place = offered.entry(timer.tenant.clone()).or_insert(0);
-            *place += 1;
-            (in_flight(&timer.tenant) + *place, timer)
+            let tenant_load = load.entry(timer.tenant.clone()).or_insert(0);
+            *tenant_load += 1;
+            (*tenant_load, timer)
         })
         .collect();
     ranked.sort_by(|(load_a, a), (load_b, b)| {
